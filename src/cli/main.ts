@@ -1,0 +1,29 @@
+// The `ledgermq` command line (CONTRACT.md). Each command lives in its own module and is
+// registered here; this file owns argument parsing conventions and how errors end the process.
+import { Command, CommanderError } from 'commander';
+import { InvariantViolation } from '../util/assert.js';
+import { LmqError } from '../util/errors.js';
+import { registerCommands } from './commands.js';
+
+function fail(message: string, exitCode: number): never {
+  process.stderr.write(`ledgermq: ${message}\n`);
+  process.exit(exitCode);
+}
+
+const program = new Command('ledgermq')
+  .description('A message broker on a Raft-replicated commit log')
+  .exitOverride()
+  .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+registerCommands(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // --help and --version end through here with exit code 0; usage errors were already printed.
+    process.exit(error.exitCode === 0 ? 0 : 2);
+  }
+  if (error instanceof LmqError) fail(error.message, error.exitCode);
+  if (error instanceof InvariantViolation) throw error; // a bug: crash loudly with the stack
+  throw error;
+}

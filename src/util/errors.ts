@@ -1,0 +1,60 @@
+// The catalogue of errors a user, a client or a test can act on. Each has a stable code,
+// says whether retrying can help, and whether the outcome is unknown (the operation may or
+// may not have happened — the checker records those as `info`, never as `fail`).
+
+export type ErrorCode =
+  | 'LMQ_BAD_CONFIG'
+  | 'LMQ_BAD_INPUT'
+  | 'LMQ_NOT_LEADER'
+  | 'LMQ_UNAVAILABLE'
+  | 'LMQ_TIMEOUT'
+  | 'LMQ_CORRUPT_DATA'
+  | 'LMQ_TOPIC_NOT_FOUND'
+  | 'LMQ_TOPIC_EXISTS'
+  | 'LMQ_LEADERSHIP_LOST'
+  | 'LMQ_OVERLOADED';
+
+interface ErrorTraits {
+  retriable: boolean;
+  indeterminate: boolean;
+  /** Process exit code when this error ends a CLI command (CONTRACT.md). */
+  exitCode: 1 | 2 | 3;
+}
+
+export const ERROR_TRAITS: Readonly<Record<ErrorCode, ErrorTraits>> = Object.freeze({
+  LMQ_BAD_CONFIG: { retriable: false, indeterminate: false, exitCode: 2 },
+  LMQ_BAD_INPUT: { retriable: false, indeterminate: false, exitCode: 2 },
+  LMQ_NOT_LEADER: { retriable: true, indeterminate: false, exitCode: 3 },
+  LMQ_UNAVAILABLE: { retriable: true, indeterminate: true, exitCode: 3 },
+  LMQ_TIMEOUT: { retriable: true, indeterminate: true, exitCode: 3 },
+  LMQ_CORRUPT_DATA: { retriable: false, indeterminate: false, exitCode: 1 },
+  LMQ_TOPIC_NOT_FOUND: { retriable: false, indeterminate: false, exitCode: 2 },
+  LMQ_TOPIC_EXISTS: { retriable: false, indeterminate: false, exitCode: 2 },
+  LMQ_LEADERSHIP_LOST: { retriable: true, indeterminate: true, exitCode: 3 },
+  LMQ_OVERLOADED: { retriable: true, indeterminate: false, exitCode: 3 },
+});
+
+export class LmqError extends Error {
+  override name = 'LmqError';
+  readonly retriable: boolean;
+  readonly indeterminate: boolean;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: Readonly<Record<string, unknown>> = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.retriable = ERROR_TRAITS[code].retriable;
+    this.indeterminate = ERROR_TRAITS[code].indeterminate;
+  }
+
+  get exitCode(): 1 | 2 | 3 {
+    return ERROR_TRAITS[this.code].exitCode;
+  }
+}
+
+export function isLmqError(error: unknown, code?: ErrorCode): error is LmqError {
+  return error instanceof LmqError && (code === undefined || error.code === code);
+}
