@@ -1,0 +1,615 @@
+// The Raft core: a pure, deterministic state machine (etcd-io/raft style). It takes messages,
+// ticks and proposals and returns a Ready — what to persist, what to send, what to apply. It
+// performs no I/O, keeps no timers and has no randomness of its own: time is counted in ticks
+// and the randomized election timeout comes from the injected randomInt.
+//
+// The Ready contract the node must follow, in this order:
+//   1. persist ready.hardState (durably, fsync) if present;
+//   2. send ready.messages (they may go before ready.entries are durable: they never claim them);
+//   3. persist ready.entries (truncating the store's suffix from entries[0].index), durably
+//      under the flush mode;
+//   4. send ready.persistedMessages (acknowledgements that claim those entries are durable);
+//   5. apply ready.committedEntries in order;
+//   6. call advance(ready). Only then is the next Ready produced.
+//
+// Two-phase replication as DLedger does it: the leader appends *uncommitted*, pushes to
+// followers with a bounded pipeline, commits once a majority (itself included, counting only
+// what it made durable) holds an entry of its own term, and pushes the commit index on.
+import { assert, unreachable } from '../util/assert.js';
+import type { AppendRequest, AppendResponse, Message, VoteRequest, VoteResponse } from './messages.js';
+import { Progress } from './progress.js';
+import { type LogReader, RaftLog } from './raft-log.js';
+import { type Entry, EntryType, type HardState, type NodeId, entryBytes } from './types.js';
+
+export type Role = 'follower' | 'preCandidate' | 'candidate' | 'leader';
+
+export interface RaftOptions {
+  readonly id: NodeId;
+  /** Every voting member, this node included. */
+  readonly voters: readonly NodeId[];
+  readonly storage: LogReader;
+  readonly hardState: HardState;
+  /** Index the state machine has applied (and kept) before this start; the core resumes after it. */
+  readonly appliedIndex: number;
+  readonly electionTimeoutTicks: number;
+  readonly heartbeatIntervalTicks: number;
+  readonly maxInflightMsgs: number;
+  readonly maxInflightBytes: number;
+  /** Payload bytes in one append message (at least one entry is always sent). */
+  readonly maxAppendBytes: number;
+  /** Committed entries handed out for applying in one Ready. */
+  readonly maxApplyBytes: number;
+  /** Proposals are refused while this many entries wait for commit (back-pressure). */
+  readonly maxUncommittedEntries: number;
+  readonly preferredLeader?: NodeId | undefined;
+  /** Uniform integer in [0, n): the only source of randomness. */
+  readonly randomInt: (n: number) => number;
+}
+
+export interface Ready {
+  /** Term and vote changed: persist durably before sending anything. */
+  readonly hardState: HardState | null;
+  readonly entries: readonly Entry[];
+  readonly messages: readonly Message[];
+  readonly persistedMessages: readonly Message[];
+  readonly committedEntries: readonly Entry[];
+}
+
+export type ProposeResult =
+  | { readonly ok: true; readonly firstIndex: number; readonly term: number }
+  | { readonly ok: false; readonly reason: 'notLeader'; readonly leader: NodeId | null }
+  | { readonly ok: false; readonly reason: 'transferring'; readonly leader: NodeId }
+  | { readonly ok: false; readonly reason: 'overloaded'; readonly leader: NodeId };
+
+export interface PeerStatus {
+  readonly id: NodeId;
+  readonly match: number;
+  readonly next: number;
+  readonly state: 'probe' | 'replicate';
+  readonly recentActive: boolean;
+}
+
+export interface RaftStatus {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+  readonly vote: NodeId | null;
+  readonly leader: NodeId | null;
+  readonly lastIndex: number;
+  readonly persistedIndex: number;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly transferee: NodeId | null;
+  /** Leader only: every voter's progress, this node's match being what it made durable. */
+  readonly progress: readonly PeerStatus[];
+}
+
+export class RaftCore {
+  readonly id: NodeId;
+  private readonly voters: readonly NodeId[];
+  private readonly options: RaftOptions;
+  private readonly log: RaftLog;
+
+  private role: Role = 'follower';
+  private term: number;
+  private vote: NodeId | null;
+  private leader: NodeId | null = null;
+  private hardStateDirty = false;
+
+  /** Ticks since the last election timeout reset (followers/candidates) or check-quorum round (leader). */
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+
+  private readonly votes = new Map<NodeId, boolean>();
+  private readonly progress = new Map<NodeId, Progress>();
+  private transferee: NodeId | null = null;
+  /** Leader: the commit index advanced, or proposals were appended: push to followers at the next Ready. */
+  private broadcastPending = false;
+
+  private messages: Message[] = [];
+  private persistedMessages: Message[] = [];
+  private readyInProgress: Ready | null = null;
+
+  constructor(options: RaftOptions) {
+    assert(options.voters.includes(options.id), () => `node ${options.id} is not among the voters ${options.voters.join(',')}`);
+    assert(new Set(options.voters).size === options.voters.length, 'voter ids are unique');
+    assert(options.electionTimeoutTicks > options.heartbeatIntervalTicks, 'election timeout exceeds the heartbeat interval');
+    assert(options.hardState.term >= 0, 'term is never negative');
+    assert(options.preferredLeader === undefined || options.voters.includes(options.preferredLeader), 'the preferred leader is a voter');
+    this.id = options.id;
+    this.voters = [...options.voters];
+    this.options = options;
+    this.log = new RaftLog(options.storage, options.appliedIndex);
+    this.term = options.hardState.term;
+    this.vote = options.hardState.vote;
+    this.becomeFollower(this.term, null);
+  }
+
+  // ---------------------------------------------------------------- role transitions
+
+  private becomeFollower(term: number, leader: NodeId | null): void {
+    this.reset(term);
+    this.role = 'follower';
+    this.leader = leader;
+  }
+
+  private becomePreCandidate(): void {
+    assert(this.role !== 'leader', 'a leader never becomes a pre-candidate');
+    // Pre-vote changes neither term nor vote: a node that cannot win disturbs nobody.
+    this.votes.clear();
+    this.role = 'preCandidate';
+    this.leader = null;
+  }
+
+  private becomeCandidate(): void {
+    assert(this.role !== 'leader', 'a leader never becomes a candidate');
+    this.reset(this.term + 1);
+    this.setVote(this.id);
+    this.role = 'candidate';
+  }
+
+  private becomeLeader(): void {
+    assert(this.role === 'candidate', () => `only a candidate becomes leader, not a ${this.role}`);
+    this.reset(this.term);
+    this.role = 'leader';
+    this.leader = this.id;
+    for (const id of this.voters) {
+      const progress = new Progress(this.log.lastIndex() + 1, this.options.maxInflightMsgs, this.options.maxInflightBytes);
+      if (id === this.id) {
+        progress.becomeReplicate();
+        progress.recentActive = true;
+      }
+      this.progress.set(id, progress);
+    }
+    // A leader may only count replicas of its own term's entries toward commit (§5.4.2); the
+    // no-op gives it one at once, which commits every older entry before it.
+    this.appendEntries([{ type: EntryType.Noop, data: new Uint8Array(0) }]);
+  }
+
+  private reset(term: number): void {
+    assert(term >= this.term, () => `term goes back from ${this.term} to ${term}`);
+    if (term !== this.term) {
+      this.term = term;
+      this.vote = null;
+      this.hardStateDirty = true;
+    }
+    this.leader = null;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.randomizedElectionTimeout = this.options.electionTimeoutTicks + this.options.randomInt(this.options.electionTimeoutTicks);
+    this.votes.clear();
+    this.progress.clear();
+    this.transferee = null;
+    this.broadcastPending = false;
+  }
+
+  private setVote(candidate: NodeId): void {
+    assert(this.vote === null || this.vote === candidate, () => `vote changes within term ${this.term}: ${this.vote} -> ${candidate}`);
+    if (this.vote !== candidate) {
+      this.vote = candidate;
+      this.hardStateDirty = true;
+    }
+  }
+
+  // ---------------------------------------------------------------- ticks
+
+  tick(): void {
+    if (this.role === 'leader') this.tickLeader();
+    else this.tickElection();
+  }
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.campaign('preElection');
+    }
+  }
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.options.electionTimeoutTicks) {
+      this.electionElapsed = 0;
+      // Check quorum: a leader that has not heard from a majority for a whole election timeout
+      // steps down, so a partitioned leader stops accepting writes it can never commit.
+      if (!this.quorumActive()) {
+        this.becomeFollower(this.term, null);
+        return;
+      }
+      for (const [id, progress] of this.progress) progress.recentActive = id === this.id;
+      // A transfer that did not finish within an election timeout is abandoned.
+      this.transferee = null;
+    }
+    if (this.heartbeatElapsed >= this.options.heartbeatIntervalTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat();
+      this.maybeReturnToPreferredLeader();
+    }
+  }
+
+  private quorumActive(): boolean {
+    let active = 0;
+    for (const progress of this.progress.values()) if (progress.recentActive) active++;
+    return active >= this.quorumSize();
+  }
+
+  private quorumSize(): number {
+    return Math.floor(this.voters.length / 2) + 1;
+  }
+
+  /** DLedger's preferred leader: hand leadership back once that node is alive and caught up. */
+  private maybeReturnToPreferredLeader(): void {
+    const preferred = this.options.preferredLeader;
+    if (preferred === undefined || preferred === this.id || this.transferee !== null) return;
+    const progress = this.progress.get(preferred);
+    assert(progress !== undefined, 'the preferred leader has progress');
+    if (progress.recentActive && progress.match === this.log.lastIndex()) this.transferLeadership(preferred);
+  }
+
+  // ---------------------------------------------------------------- elections
+
+  private campaign(kind: 'preElection' | 'election' | 'transfer'): void {
+    if (kind === 'preElection') this.becomePreCandidate();
+    else this.becomeCandidate();
+    const type = kind === 'preElection' ? 'preVote' : 'vote';
+    const term = kind === 'preElection' ? this.term + 1 : this.term;
+    this.votes.set(this.id, true);
+    if (this.tallyVotes() === 'won') return this.winElection(kind);
+    for (const to of this.voters) {
+      if (to === this.id) continue;
+      this.send({
+        type, from: this.id, to, term, lastIndex: this.log.lastIndex(), lastTerm: this.log.lastTerm(), transfer: kind === 'transfer',
+      });
+    }
+  }
+
+  private winElection(kind: 'preElection' | 'election' | 'transfer'): void {
+    if (kind === 'preElection') this.campaign('election');
+    else this.becomeLeader();
+  }
+
+  private tallyVotes(): 'won' | 'lost' | 'pending' {
+    let granted = 0;
+    let rejected = 0;
+    for (const vote of this.votes.values()) {
+      if (vote) granted++;
+      else rejected++;
+    }
+    if (granted >= this.quorumSize()) return 'won';
+    if (rejected > this.voters.length - this.quorumSize()) return 'lost';
+    return 'pending';
+  }
+
+  private handleVoteRequest(m: VoteRequest): void {
+    const responseType = m.type === 'preVote' ? 'preVoteResp' : 'voteResp';
+    // We may vote for m.from if we already did this term, or if we have no vote and no leader
+    // this term; a pre-vote for a future term can always be granted (it changes nothing here).
+    const canVote =
+      this.vote === m.from || (this.vote === null && this.leader === null) || (m.type === 'preVote' && m.term > this.term);
+    if (canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm)) {
+      // The response carries the candidate's term so it is counted; for a pre-vote our own term
+      // stays as it is.
+      this.send({ type: responseType, from: this.id, to: m.from, term: m.term, reject: false });
+      if (m.type === 'vote') {
+        this.electionElapsed = 0;
+        this.setVote(m.from);
+      }
+    } else {
+      this.send({ type: responseType, from: this.id, to: m.from, term: this.term, reject: true });
+    }
+  }
+
+  private handleVoteResponse(m: VoteResponse): void {
+    const expected = this.role === 'preCandidate' ? 'preVoteResp' : 'voteResp';
+    if (m.type !== expected) return;
+    this.votes.set(m.from, !m.reject);
+    const outcome = this.tallyVotes();
+    if (outcome === 'won') this.winElection(this.role === 'preCandidate' ? 'preElection' : 'election');
+    else if (outcome === 'lost') this.becomeFollower(this.term, null);
+  }
+
+  // ---------------------------------------------------------------- message dispatch
+
+  step(m: Message): void {
+    assert(m.to === this.id, () => `message for ${m.to} delivered to ${this.id}`);
+    if (!this.voters.includes(m.from) || m.from === this.id) return;
+    if (m.term > this.term && !this.stepHigherTerm(m)) return;
+    if (m.term < this.term) return this.stepLowerTerm(m);
+
+    switch (m.type) {
+      case 'preVote':
+      case 'vote':
+        return this.handleVoteRequest(m);
+      case 'preVoteResp':
+      case 'voteResp':
+        if (this.role === 'preCandidate' || this.role === 'candidate') this.handleVoteResponse(m);
+        return;
+      case 'append':
+      case 'heartbeat':
+      case 'timeoutNow':
+        assert(this.role !== 'leader', () => `two leaders in term ${this.term}: ${this.id} and ${m.from}`);
+        if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
+        return this.stepFollower(m);
+      case 'appendResp':
+      case 'heartbeatResp':
+        if (this.role === 'leader') this.stepLeader(m);
+        return;
+      default:
+        return unreachable(m, 'message type');
+    }
+  }
+
+  /** Returns false when the message must be ignored. */
+  private stepHigherTerm(m: Message): boolean {
+    if (m.type === 'preVote' || m.type === 'vote') {
+      // Leader lease (with check-quorum): while we hear from a live leader, a node that was
+      // partitioned away cannot start a new term — unless the leader itself handed over.
+      const inLease = this.leader !== null && this.electionElapsed < this.options.electionTimeoutTicks;
+      if (inLease && !m.transfer) return false;
+    }
+    // A pre-vote, or a granted pre-vote response, does not move our term.
+    if (m.type === 'preVote' || (m.type === 'preVoteResp' && !m.reject)) return true;
+    const leader = m.type === 'append' || m.type === 'heartbeat' || m.type === 'timeoutNow' ? m.from : null;
+    this.becomeFollower(m.term, leader);
+    return true;
+  }
+
+  private stepLowerTerm(m: Message): void {
+    if (m.type === 'append' || m.type === 'heartbeat') {
+      // A stale leader (e.g. back from a partition while pre-vote kept our term from reaching
+      // it) learns the newer term from this and steps down.
+      this.send({ type: 'appendResp', from: this.id, to: m.from, term: this.term, index: 0, reject: true, rejectHint: 0, hintTerm: 0 });
+    } else if (m.type === 'preVote') {
+      this.send({ type: 'preVoteResp', from: this.id, to: m.from, term: this.term, reject: true });
+    }
+  }
+
+  private stepFollower(m: Message): void {
+    switch (m.type) {
+      case 'append':
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        return this.handleAppend(m);
+      case 'heartbeat':
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
+        this.send({ type: 'heartbeatResp', from: this.id, to: m.from, term: this.term });
+        return;
+      case 'timeoutNow':
+        // Leadership transfer: campaign now, skipping pre-vote; voters skip the lease check.
+        this.campaign('transfer');
+        return;
+      default:
+        return;
+    }
+  }
+
+  private handleAppend(m: AppendRequest): void {
+    if (m.prevIndex < this.log.committed) {
+      // Everything up to our commit index is settled; tell the leader where we are.
+      this.sendPersisted(this.appendAccept(m.from, this.log.committed));
+      return;
+    }
+    if (this.log.matchTerm(m.prevIndex, m.prevTerm)) {
+      const lastNew = m.prevIndex + m.entries.length;
+      const conflict = this.findConflict(m.entries);
+      if (conflict !== null) {
+        assert(conflict > this.log.committed, () => `entry ${conflict} conflicts with the committed log (commit ${this.log.committed})`);
+        this.log.append(m.entries.slice(conflict - m.entries[0]!.index));
+      }
+      this.log.commitTo(Math.min(m.commit, lastNew));
+      // The acceptance claims entries up to lastNew are durable: it leaves only after persisting.
+      this.sendPersisted(this.appendAccept(m.from, lastNew));
+      return;
+    }
+    const hint = this.log.findConflictByTerm(Math.min(m.prevIndex, this.log.lastIndex()), m.prevTerm);
+    this.send({
+      type: 'appendResp', from: this.id, to: m.from, term: this.term, index: m.prevIndex, reject: true,
+      rejectHint: hint, hintTerm: this.log.term(hint) ?? 0,
+    });
+  }
+
+  private appendAccept(to: NodeId, index: number): AppendResponse {
+    return { type: 'appendResp', from: this.id, to, term: this.term, index, reject: false, rejectHint: 0, hintTerm: 0 };
+  }
+
+  /** Index of the first entry that is new or differs from our log, or null if we hold them all. */
+  private findConflict(entries: readonly Entry[]): number | null {
+    for (const entry of entries) {
+      if (!this.log.matchTerm(entry.index, entry.term)) return entry.index;
+    }
+    return null;
+  }
+
+  private stepLeader(m: Message): void {
+    const progress = this.progress.get(m.from);
+    assert(progress !== undefined, () => `leader has no progress for ${m.from}`);
+    progress.recentActive = true;
+    if (m.type === 'heartbeatResp') {
+      progress.probeSent = false;
+      if (progress.state === 'replicate' && progress.inflights.full()) progress.inflights.freeFirstOne();
+      if (progress.match < this.log.lastIndex()) this.sendAppendsTo(m.from, progress, true);
+      return;
+    }
+    if (m.type !== 'appendResp') return;
+    if (m.reject) return this.handleAppendReject(m, progress);
+    if (!progress.maybeUpdate(m.index)) return;
+    if (progress.state === 'probe') progress.becomeReplicate();
+    else progress.inflights.freeLE(m.index);
+    this.maybeCommit();
+    this.sendAppendsTo(m.from, progress, false);
+    if (m.from === this.transferee && progress.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+  }
+
+  private handleAppendReject(m: AppendResponse, progress: Progress): void {
+    // Fast backtrack: skip every index whose term shows it cannot match.
+    const resumeAfter = m.hintTerm > 0 ? this.log.findConflictByTerm(m.rejectHint, m.hintTerm) : m.rejectHint;
+    if (!progress.maybeDecrTo(m.index, resumeAfter)) return;
+    if (progress.state === 'replicate') progress.becomeProbe();
+    this.sendAppendsTo(m.from, progress, true);
+  }
+
+  // ---------------------------------------------------------------- replication (leader)
+
+  propose(payloads: readonly Uint8Array[]): ProposeResult {
+    assert(payloads.length > 0, 'a proposal carries at least one entry');
+    if (this.role !== 'leader') return { ok: false, reason: 'notLeader', leader: this.leader };
+    if (this.transferee !== null) return { ok: false, reason: 'transferring', leader: this.id };
+    if (this.log.lastIndex() - this.log.committed + payloads.length > this.options.maxUncommittedEntries) {
+      return { ok: false, reason: 'overloaded', leader: this.id };
+    }
+    const firstIndex = this.log.lastIndex() + 1;
+    this.appendEntries(payloads.map((data) => ({ type: EntryType.Normal, data })));
+    return { ok: true, firstIndex, term: this.term };
+  }
+
+  private appendEntries(items: readonly { type: EntryType; data: Uint8Array }[]): void {
+    const first = this.log.lastIndex() + 1;
+    this.log.append(items.map((item, i) => ({ index: first + i, term: this.term, type: item.type, data: item.data })));
+    // A single-node cluster commits as soon as its own copy is durable (see advance()).
+    this.broadcastPending = true;
+  }
+
+  /** Highest index a majority holds durably; committed only if it is of this term (§5.4.2). */
+  private maybeCommit(): boolean {
+    const matches = [...this.progress.values()].map((p) => p.match).sort((a, b) => b - a);
+    const quorumIndex = matches[this.quorumSize() - 1]!;
+    if (quorumIndex <= this.log.committed || this.log.term(quorumIndex) !== this.term) return false;
+    this.log.commitTo(quorumIndex);
+    this.broadcastPending = true;
+    return true;
+  }
+
+  /** Sends appends to one follower while its window allows. Returns whether anything was sent. */
+  private sendAppendsTo(to: NodeId, progress: Progress, sendIfEmpty: boolean): boolean {
+    let sent = false;
+    while (!progress.isPaused()) {
+      const prevIndex = progress.next - 1;
+      const prevTerm = this.log.term(prevIndex);
+      // No snapshots yet: retention never deletes what a follower still needs (see README).
+      if (prevTerm === undefined) return sent;
+      const entries = this.log.entries(progress.next, this.log.lastIndex() + 1, this.options.maxAppendBytes);
+      if (entries.length === 0 && (sent || !sendIfEmpty)) return sent;
+      const lastIndex = prevIndex + entries.length;
+      this.send({ type: 'append', from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed });
+      progress.sentEntries(lastIndex, entries.reduce((sum, e) => sum + entryBytes(e), 0), entries.length);
+      sent = true;
+      if (entries.length === 0 || progress.state === 'probe') return sent;
+    }
+    return sent;
+  }
+
+  private broadcastAppends(): void {
+    for (const [id, progress] of this.progress) {
+      if (id !== this.id) this.sendAppendsTo(id, progress, true);
+    }
+  }
+
+  private broadcastHeartbeat(): void {
+    for (const [id, progress] of this.progress) {
+      if (id === this.id) continue;
+      this.send({ type: 'heartbeat', from: this.id, to: id, term: this.term, commit: Math.min(progress.match, this.log.committed) });
+    }
+  }
+
+  /** Moves leadership to `target`: catch it up, then tell it to campaign at once (TimeoutNow). */
+  transferLeadership(target: NodeId): boolean {
+    if (this.role !== 'leader' || target === this.id || !this.voters.includes(target)) return false;
+    if (this.transferee === target) return true;
+    this.transferee = target;
+    this.electionElapsed = 0; // the transfer gets one election timeout to finish
+    const progress = this.progress.get(target)!;
+    if (progress.match === this.log.lastIndex()) this.sendTimeoutNow(target);
+    else this.sendAppendsTo(target, progress, true);
+    return true;
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.send({ type: 'timeoutNow', from: this.id, to, term: this.term });
+  }
+
+  // ---------------------------------------------------------------- Ready / advance
+
+  private send(m: Message): void {
+    this.messages.push(m);
+  }
+
+  private sendPersisted(m: Message): void {
+    this.persistedMessages.push(m);
+  }
+
+  hasReady(): boolean {
+    if (this.readyInProgress !== null) return false;
+    return (
+      this.hardStateDirty ||
+      this.broadcastPending ||
+      this.messages.length > 0 ||
+      this.persistedMessages.length > 0 ||
+      this.log.hasEntriesToPersist() ||
+      this.log.hasEntriesToApply()
+    );
+  }
+
+  ready(): Ready {
+    assert(this.readyInProgress === null, 'ready() called again before advance()');
+    if (this.broadcastPending && this.role === 'leader') this.broadcastAppends();
+    this.broadcastPending = false;
+    const ready: Ready = {
+      hardState: this.hardStateDirty ? { term: this.term, vote: this.vote } : null,
+      entries: this.log.takeEntriesToPersist(),
+      messages: this.messages,
+      persistedMessages: this.persistedMessages,
+      committedEntries: this.log.entriesToApply(this.options.maxApplyBytes),
+    };
+    this.hardStateDirty = false;
+    this.messages = [];
+    this.persistedMessages = [];
+    this.readyInProgress = ready;
+    return ready;
+  }
+
+  /** The node followed the Ready contract for `ready`: its entries are durable, its committed entries applied. */
+  advance(ready: Ready): void {
+    assert(this.readyInProgress === ready, 'advance() for a Ready that is not in progress');
+    this.readyInProgress = null;
+    const last = ready.entries[ready.entries.length - 1];
+    if (last !== undefined) this.log.stableTo(last.index, last.term);
+    const applied = ready.committedEntries[ready.committedEntries.length - 1];
+    if (applied !== undefined) this.log.appliedTo(applied.index);
+    if (this.role === 'leader') {
+      // The leader's own copy counts toward commit only once durable.
+      const self = this.progress.get(this.id)!;
+      if (self.maybeUpdate(this.log.persistedIndex())) this.maybeCommit();
+    }
+  }
+
+  // ---------------------------------------------------------------- observation
+
+  status(): RaftStatus {
+    const progress: PeerStatus[] = [];
+    if (this.role === 'leader') {
+      for (const [id, p] of this.progress) progress.push({ id, match: p.match, next: p.next, state: p.state, recentActive: p.recentActive });
+    }
+    return {
+      id: this.id,
+      role: this.role,
+      term: this.term,
+      vote: this.vote,
+      leader: this.leader,
+      lastIndex: this.log.lastIndex(),
+      persistedIndex: this.log.persistedIndex(),
+      commitIndex: this.log.committed,
+      appliedIndex: this.log.applied,
+      transferee: this.transferee,
+      progress,
+    };
+  }
+
+  /** Term of the entry at index in this node's log (undefined past the end), for the node's proposal tracking. */
+  termAt(index: number): number | undefined {
+    return this.log.term(index);
+  }
+}

@@ -1,0 +1,304 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryLog } from '../src/raft/memory-log.js';
+import type { AppendResponse, Message } from '../src/raft/messages.js';
+import { RaftLog } from '../src/raft/raft-log.js';
+import { InvariantViolation } from '../src/util/assert.js';
+import { ELECTION_TICKS, TestCluster, entry } from './support/raft-cluster.js';
+
+const IDS = ['n1', 'n2', 'n3'];
+
+function appendResp(from: string, to: string, term: number, index: number): AppendResponse {
+  return { type: 'appendResp', from, to, term, index, reject: false, rejectHint: 0, hintTerm: 0 };
+}
+
+describe('raft core – leader election', () => {
+  it('elects the node that times out first and commits its no-op everywhere', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    expect(c.core('n1').status()).toMatchObject({ role: 'leader', term: 1, leader: 'n1', commitIndex: 1 });
+    for (const id of ['n2', 'n3']) {
+      expect(c.core(id).status()).toMatchObject({ role: 'follower', term: 1, leader: 'n1', vote: 'n1' });
+    }
+    c.tick('n1'); // a heartbeat carries the commit index on
+    c.stabilize();
+    for (const id of IDS) expect(c.core(id).status().commitIndex).toBe(1);
+  });
+
+  it('persists term and vote before the vote is granted', () => {
+    const c = new TestCluster(IDS);
+    c.tick('n1', ELECTION_TICKS);
+    c.runRounds(2); // the pre-vote round trip only: n1 now wants to send its vote requests
+    const voteRequests = c.processReady('n1').filter((m) => m.type === 'vote');
+    c.dropQueued();
+    expect(voteRequests).toHaveLength(2);
+    c.core('n2').step(voteRequests.find((m) => m.to === 'n2')!);
+    const ready = c.core('n2').ready();
+    expect(ready.hardState).toEqual({ term: 1, vote: 'n1' });
+    expect(ready.messages).toContainEqual(expect.objectContaining({ type: 'voteResp', reject: false, to: 'n1' }));
+  });
+
+  it('never changes a vote within a term, also across a restart', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.restart('n2');
+    expect(c.core('n2').status()).toMatchObject({ term: 1, vote: 'n1' });
+    // n3 asks for n2's vote in term 1 (as if it had campaigned concurrently): refused.
+    c.core('n2').step({ type: 'vote', from: 'n3', to: 'n2', term: 1, lastIndex: 9, lastTerm: 1, transfer: false });
+    expect(c.processReady('n2')).toContainEqual(expect.objectContaining({ type: 'voteResp', reject: true }));
+  });
+
+  it('refuses a candidate whose log is behind (election restriction)', () => {
+    const c = new TestCluster(IDS, {}, { n1: [entry(1, 1)], n2: [entry(1, 1), entry(2, 1, 'x')] }, { n1: { term: 1, vote: null }, n2: { term: 1, vote: null } });
+    c.isolated.add('n3');
+    c.elect('n1');
+    expect(c.core('n1').status().role).not.toBe('leader');
+    c.elect('n2');
+    expect(c.core('n2').status().role).toBe('leader');
+  });
+});
+
+describe('raft core – pre-vote and check-quorum', () => {
+  it('a partitioned node does not raise its term and cannot depose the leader on return', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.isolated.add('n3');
+    for (let i = 0; i < 5; i++) {
+      c.tick('n3', ELECTION_TICKS);
+      c.stabilize();
+    }
+    expect(c.core('n3').status().term).toBe(1); // pre-vote never succeeded, so no term bump
+    c.isolated.delete('n3');
+    c.tick('n3', ELECTION_TICKS);
+    c.stabilize();
+    expect(c.core('n1').status()).toMatchObject({ role: 'leader', term: 1 });
+  });
+
+  it('followers that hear from a leader ignore higher-term vote requests (leader lease)', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.core('n2').step({ type: 'vote', from: 'n3', to: 'n2', term: 5, lastIndex: 100, lastTerm: 4, transfer: false });
+    expect(c.core('n2').status().term).toBe(1);
+    expect(c.processReady('n2')).toEqual([]);
+  });
+
+  it('a leader that loses contact with a majority steps down after an election timeout', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.isolated.add('n1');
+    for (let i = 0; i < 2 * ELECTION_TICKS; i++) {
+      c.tick('n1');
+      c.stabilize();
+    }
+    expect(c.core('n1').status().role).toBe('follower');
+    expect(c.propose('n1', 'x')).toEqual({ ok: false, reason: 'notLeader', leader: null });
+  });
+
+  it('a stale leader back from a partition learns the new term from a follower and steps down', () => {
+    const c = new TestCluster(IDS, {});
+    c.elect('n1');
+    c.isolated.add('n1');
+    c.expireLeases('n3');
+    c.elect('n2');
+    expect(c.core('n2').status()).toMatchObject({ role: 'leader', term: 2 });
+    c.isolated.delete('n1');
+    c.tick('n1'); // n1 still believes it leads term 1 and sends heartbeats
+    c.stabilize();
+    expect(c.core('n1').status()).toMatchObject({ role: 'follower', term: 2 });
+  });
+});
+
+describe('raft core – log replication', () => {
+  it('replicates proposals, commits on a majority and applies them in order', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.isolated.add('n3');
+    for (const text of ['a', 'b', 'c']) expect(c.propose('n1', text)).toMatchObject({ ok: true, term: 1 });
+    c.stabilize();
+    expect(c.core('n1').status().commitIndex).toBe(4);
+    expect(c.appliedTexts('n1')).toEqual(['a', 'b', 'c']);
+    c.isolated.delete('n3');
+    c.tick('n1');
+    c.stabilize();
+    expect(c.appliedTexts('n3')).toEqual(['a', 'b', 'c']);
+  });
+
+  it('acknowledges an append only after the entries are durable', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.propose('n1', 'a');
+    const append = c.processReady('n1').find((m) => m.type === 'append' && m.to === 'n2')!;
+    c.dropQueued();
+    c.core('n2').step(append);
+    const ready = c.core('n2').ready();
+    expect(ready.entries.map((e) => e.index)).toEqual([2]);
+    expect(ready.messages.filter((m) => m.type === 'appendResp')).toEqual([]);
+    expect(ready.persistedMessages).toContainEqual(expect.objectContaining({ type: 'appendResp', index: 2, reject: false }));
+  });
+
+  it('counts the leader only once its own copy is durable', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.isolated.add('n3');
+    c.propose('n1', 'a');
+    const ready = c.core('n1').ready(); // entry 2 handed out for persisting, not yet durable
+    c.core('n1').step(appendResp('n2', 'n1', 1, 2));
+    expect(c.core('n1').status().commitIndex).toBe(1); // n2 alone is not a majority
+    c.node('n1').log.write(ready.entries);
+    c.core('n1').advance(ready);
+    expect(c.core('n1').status().commitIndex).toBe(2);
+  });
+
+  it('truncates a conflicting uncommitted suffix on a former leader', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.isolated.add('n1');
+    c.propose('n1', 'lost-1');
+    c.propose('n1', 'lost-2');
+    c.stabilize();
+    expect(c.logTerms('n1')).toEqual([1, 1, 1]);
+    c.expireLeases('n3');
+    c.elect('n2');
+    c.propose('n2', 'kept');
+    c.stabilize();
+    c.isolated.delete('n1');
+    c.tick('n2');
+    c.stabilize();
+    expect(c.logTerms('n1')).toEqual([1, 2, 2]);
+    expect(c.appliedTexts('n1')).toEqual(['kept']);
+  });
+
+  it('backtracks fast over a divergent follower log', () => {
+    const old = [entry(1, 1), ...Array.from({ length: 30 }, (_, i) => entry(i + 2, 2, `old${i}`))];
+    const c = new TestCluster(IDS, {}, { n1: [entry(1, 1)], n2: [entry(1, 1)], n3: old }, {
+      n1: { term: 3, vote: null }, n2: { term: 3, vote: null }, n3: { term: 3, vote: null },
+    });
+    c.isolated.add('n3');
+    c.elect('n1');
+    c.isolated.delete('n3');
+    let rejects = 0;
+    c.filter = (m: Message) => {
+      if (m.type === 'appendResp' && m.reject) rejects++;
+      return true;
+    };
+    c.tick('n1');
+    c.stabilize();
+    expect(c.logTerms('n3')).toEqual([1, 4]);
+    expect(rejects).toBeLessThanOrEqual(2); // the hint skips the whole term-2 run at once
+  });
+});
+
+describe('raft core – commitment of entries from older terms (§5.4.2)', () => {
+  it('does not count replicas of an old-term entry toward commit until a current-term entry is replicated', () => {
+    const c = new TestCluster(IDS, {}, { n1: [entry(1, 1), entry(2, 1, 'x')], n2: [entry(1, 1)] }, {
+      n1: { term: 1, vote: null }, n2: { term: 1, vote: null }, n3: { term: 1, vote: null },
+    });
+    c.isolated.add('n3');
+    c.tick('n1', ELECTION_TICKS);
+    c.filter = (m) => m.type !== 'append'; // win the election, but replicate nothing
+    c.stabilize();
+    const leader = c.core('n1');
+    expect(leader.status()).toMatchObject({ role: 'leader', term: 2, lastIndex: 3 });
+    leader.step(appendResp('n2', 'n1', 2, 2)); // n2 now holds x@1: a majority, but of an old term
+    expect(leader.status().commitIndex).toBe(0);
+    leader.step(appendResp('n2', 'n1', 2, 3)); // the term-2 no-op on a majority commits both
+    expect(leader.status().commitIndex).toBe(3);
+  });
+});
+
+describe('raft core – leadership transfer and preferred leader', () => {
+  it('transfers leadership to an up-to-date follower', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    expect(c.core('n1').transferLeadership('n2')).toBe(true);
+    c.stabilize();
+    expect(c.core('n2').status()).toMatchObject({ role: 'leader', term: 2 });
+    expect(c.core('n1').status()).toMatchObject({ role: 'follower', leader: 'n2' });
+  });
+
+  it('catches a lagging target up before handing over, refusing proposals meanwhile', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.isolated.add('n3');
+    c.propose('n1', 'a');
+    c.stabilize();
+    c.isolated.delete('n3');
+    c.core('n1').transferLeadership('n3');
+    expect(c.propose('n1', 'b')).toEqual({ ok: false, reason: 'transferring', leader: 'n1' });
+    c.stabilize();
+    expect(c.core('n3').status()).toMatchObject({ role: 'leader', term: 2 });
+    expect(c.appliedTexts('n3')).toEqual(['a']);
+  });
+
+  it('abandons a transfer that does not finish within an election timeout', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.isolated.add('n3');
+    c.core('n1').transferLeadership('n3');
+    for (let i = 0; i < ELECTION_TICKS; i++) {
+      c.tick('n1');
+      c.stabilize();
+    }
+    expect(c.core('n1').status()).toMatchObject({ role: 'leader', transferee: null });
+    expect(c.propose('n1', 'b').ok).toBe(true);
+  });
+
+  it('moves leadership back to the preferred leader once it is healthy', () => {
+    const c = new TestCluster(IDS, { preferredLeader: 'n3' });
+    c.isolated.add('n3');
+    c.elect('n1');
+    c.propose('n1', 'a');
+    c.stabilize();
+    c.isolated.delete('n3');
+    for (let i = 0; i < 5; i++) {
+      c.tick(c.core('n1').status().role === 'leader' ? 'n1' : 'n3');
+      c.stabilize();
+    }
+    expect(c.core('n3').status().role).toBe('leader');
+    expect(c.appliedTexts('n3')).toEqual(['a']);
+  });
+});
+
+describe('raft core – bounds and invariants', () => {
+  it('refuses proposals beyond maxUncommittedEntries and redirects on followers', () => {
+    const c = new TestCluster(IDS, { maxUncommittedEntries: 3 });
+    c.elect('n1');
+    c.isolated.add('n2');
+    c.isolated.add('n3');
+    expect(c.propose('n1', 'a').ok).toBe(true);
+    expect(c.propose('n1', 'b').ok).toBe(true);
+    expect(c.propose('n1', 'c').ok).toBe(true);
+    expect(c.propose('n1', 'd')).toEqual({ ok: false, reason: 'overloaded', leader: 'n1' });
+    expect(c.propose('n2', 'x')).toEqual({ ok: false, reason: 'notLeader', leader: 'n1' });
+  });
+
+  it('bounds appends in flight per follower by count', () => {
+    const c = new TestCluster(IDS, { maxInflightMsgs: 2, maxAppendBytes: 40 });
+    c.elect('n1');
+    for (let i = 0; i < 10; i++) c.propose('n1', `m${i}`);
+    const appendsToN2 = c.processReady('n1').filter((m) => m.type === 'append' && m.to === 'n2');
+    expect(appendsToN2).toHaveLength(2);
+    c.stabilize();
+    expect(c.appliedTexts('n2')).toHaveLength(10);
+  });
+
+  it('a follower never lets an append rewrite what it has committed', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.propose('n1', 'a');
+    c.stabilize();
+    c.tick('n1');
+    c.stabilize();
+    expect(c.core('n2').status().commitIndex).toBe(2);
+    // prevIndex 1 is below the commit: the follower answers with its commit index instead.
+    c.core('n2').step({ type: 'append', from: 'n1', to: 'n2', term: 1, prevIndex: 1, prevTerm: 1, entries: [entry(2, 1, 'evil')], commit: 2 });
+    expect(c.processReady('n2')).toContainEqual(expect.objectContaining({ type: 'appendResp', index: 2, reject: false }));
+    expect(c.appliedTexts('n2')).toEqual(['a']);
+  });
+
+  it('crashes loudly when the log is asked to truncate a committed entry', () => {
+    const log = new RaftLog(new MemoryLog([entry(1, 1), entry(2, 1, 'a')]), 0);
+    log.commitTo(2);
+    expect(() => log.append([entry(2, 2, 'conflict')])).toThrow(InvariantViolation);
+    expect(() => log.commitTo(3)).toThrow(InvariantViolation); // commit never passes the last index
+  });
+});
