@@ -47,6 +47,7 @@ export function rawSocket(port: number): Promise<{ socket: net.Socket; closed: P
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: LOOPBACK, port });
     socket.on('error', () => {}); // a reset by the server is the expected outcome here
+    socket.resume(); // read (and discard) replies, or a close by the server would go unnoticed
     const closed = new Promise<void>((resolveClosed) => socket.once('close', () => resolveClosed()));
     socket.once('connect', () => resolve({ socket, closed }));
     socket.once('error', reject);
