@@ -138,6 +138,24 @@ describe('peer transport – delivery', () => {
   });
 });
 
+describe('peer transport – close', () => {
+  it('leaves no timers behind, even with a reconnect and a handshake pending', async () => {
+    const timers = (): number => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+    const timersBefore = timers();
+    const [deadPort] = await freePorts(1);
+    const self = await startNode('n1', 0, [{ id: 'n2', port: deadPort as number }], { handshakeTimeoutMs: 60_000 });
+    const silent = await rawSocket(self.transport.boundPort);
+    await waitUntil(() => self.transport.inboundStats().pendingConnections === 1, 'silent connection pending');
+    await waitUntil(() => timers() >= timersBefore + 2, 'handshake and reconnect timers armed');
+    self.transport.send('n2', { from: 'n1', to: 'n2' });
+    await self.transport.close();
+    await silent.closed;
+    expect(timers()).toBe(timersBefore);
+    expect(() => self.transport.send('n2', { from: 'n1', to: 'n2' })).not.toThrow();
+    expect(self.transport.stats()['n2']?.droppedMessages).toBe(1);
+  });
+});
+
 describe('peer transport – refusing bad peers', () => {
   it('refuses a peer from another cluster and an unknown node id; their messages are never delivered', async () => {
     const [n1, n2] = await startCluster(['n1', 'n2']);

@@ -197,7 +197,9 @@ export class PeerLink {
   private flush(): void {
     const socket = this.socket;
     if (socket === null || !this.connected || this.waitingForDrain || this.queue.length === 0) return;
-    assert(!socket.destroyed, 'a connected link has a live socket');
+    // Destroyed (reset by the peer) but 'close' not yet emitted: keep the frames queued for
+    // the next connection; onSocketClosed will reconnect.
+    if (socket.destroyed) return;
     const frames = this.queue;
     this.queue = [];
     this.queuedBytes = 0;
