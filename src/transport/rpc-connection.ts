@@ -9,6 +9,7 @@ import { assert } from '../util/assert.js';
 import { isLmqError, LmqError } from '../util/errors.js';
 import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, FrameDecoder } from './framing.js';
 import { errorFromResponse, parseResponse } from './rpc-protocol.js';
+import { writeCoalesced } from './socket-writes.js';
 
 export interface RpcConnectionOptions {
   /** Default 5000 ms. */
@@ -114,7 +115,7 @@ export class RpcConnection {
         reject(new LmqError('LMQ_TIMEOUT', `no response from ${this.endpoint} within ${timeoutMs} ms; the request may or may not have taken effect`, { timeoutMs }));
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
-      this.socket.write(frame);
+      writeCoalesced(this.socket, frame);
     });
   }
 

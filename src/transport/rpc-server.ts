@@ -12,6 +12,7 @@ import { isLmqError, LmqError } from '../util/errors.js';
 import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, FrameDecoder } from './framing.js';
 import { errorResponse, parseRequest, type RpcResponseFrame } from './rpc-protocol.js';
 import { closeServer, listenOn } from './server-lifecycle.js';
+import { writeCoalesced } from './socket-writes.js';
 
 export interface RpcServerOptions {
   host: string;
@@ -235,7 +236,7 @@ export class RpcServer {
       this.logger.error({ connection: connection.id, err: error.message }, 'cannot encode response');
       frame = encodeFrame(errorResponse(response.id, error), this.options.maxFrameBytes);
     }
-    if (!socket.write(frame) && !socket.isPaused()) {
+    if (!writeCoalesced(socket, frame) && !socket.isPaused()) {
       // The client is not reading its responses: stop reading its requests until it does,
       // so its unread responses, not new work, are what fills memory — bounded by the in-flight limit.
       socket.pause();
