@@ -166,6 +166,15 @@ describe('rpc – failures', () => {
     await closing;
   });
 
+  it('does not keep listening when closed while still starting', async () => {
+    const server = new RpcServer({ host: LOOPBACK, port: 0 }, echo);
+    cleanup.add(() => server.close());
+    const starting = server.start();
+    await server.close();
+    const port = await starting;
+    await expectCode(RpcConnection.connect(LOOPBACK, port, { connectTimeoutMs: 2_000 }), 'LMQ_UNAVAILABLE');
+  });
+
   it('fails to connect to a closed port with LMQ_UNAVAILABLE', async () => {
     const [port] = await freePorts(1);
     const error = await expectCode(RpcConnection.connect(LOOPBACK, port as number, { connectTimeoutMs: 2_000 }), 'LMQ_UNAVAILABLE');

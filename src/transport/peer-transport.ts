@@ -141,7 +141,11 @@ export class PeerTransport {
     server.on('error', (error) => this.logger.error({ err: error.message }, 'peer listener error'));
     this.server = server;
     this.boundPortNumber = await listenOn(server, this.options.listenHost, this.options.listenPort, 'raft peers');
-    if (this.state !== 'started') return; // closed while listening
+    if (this.state !== 'started') {
+      // close() ran while listen() was pending and found nothing listening yet: finish its job.
+      await closeServer(server);
+      return;
+    }
     for (const link of this.links.values()) link.start();
   }
 

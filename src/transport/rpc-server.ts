@@ -108,7 +108,10 @@ export class RpcServer {
     const server = net.createServer((socket) => this.accept(socket));
     server.on('error', (error) => this.logger.error({ err: error.message }, 'client port listener error'));
     this.server = server;
-    return listenOn(server, this.options.host, this.options.port, 'clients');
+    const port = await listenOn(server, this.options.host, this.options.port, 'clients');
+    // close() ran while listen() was pending and found nothing listening yet: finish its job.
+    if (this.state !== 'started') await closeServer(server);
+    return port;
   }
 
   get connectionCount(): number {
