@@ -110,6 +110,11 @@ export class PeerTransport {
   private boundPortNumber: number | null = null;
   private state: 'new' | 'started' | 'closed' = 'new';
 
+  /**
+   * onMessage runs synchronously inside the socket's data handler, once per message, with the
+   * id the sender authenticated as. It must not throw: an exception there is a bug in the
+   * caller and crashes the process (as an InvariantViolation should).
+   */
   constructor(
     options: PeerTransportOptions,
     private readonly onMessage: (from: string, message: unknown) => void,
