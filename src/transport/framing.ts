@@ -1,0 +1,195 @@
+// Length-prefixed msgpack frames, shared by the peer (Raft) port and the client port.
+// Owns the wire format: a 4-byte big-endian payload length, then one msgpack value of exactly
+// that many bytes. Owns the incremental decoder that turns arbitrary TCP chunks back into
+// values and refuses an oversized frame from its header alone, before buffering or allocating
+// the body. Everything that reads these bytes treats them as untrusted: any malformation is a
+// FrameError, which the connection owner answers by closing that one connection.
+
+import { Packr, Unpackr } from 'msgpackr';
+import { assert } from '../util/assert.js';
+import { LmqError } from '../util/errors.js';
+
+export const FRAME_HEADER_BYTES = 4;
+/** Default bound on one frame's payload. Raft batches and client responses must stay below it. */
+export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** The header is a uint32; a bound above this could not be expressed on the wire. */
+const MAX_ENCODABLE_FRAME_BYTES = 0xffff_ffff;
+
+/** Malformed or oversized input on one connection. The connection must be closed; the process keeps serving. */
+export class FrameError extends Error {
+  override name = 'FrameError';
+}
+
+// Records (msgpackr's shared-structure extension) are off on both sides: a record definition
+// sent by one peer must never change how bytes from another peer are read. copyBuffers makes
+// every decoded Uint8Array/Buffer own its memory, so a small binary field kept in the Raft log
+// cache never pins the whole TCP chunk it arrived in.
+const packr = new Packr({ useRecords: false });
+
+function newUnpackr(): Unpackr {
+  return new Unpackr({ useRecords: false, copyBuffers: true });
+}
+
+export function assertValidMaxFrameBytes(maxFrameBytes: number): void {
+  assert(Number.isSafeInteger(maxFrameBytes), () => `maxFrameBytes must be an integer, got ${maxFrameBytes}`);
+  assert(maxFrameBytes >= 1, () => `maxFrameBytes must be >= 1, got ${maxFrameBytes}`);
+  assert(maxFrameBytes <= MAX_ENCODABLE_FRAME_BYTES, () => `maxFrameBytes must fit in uint32, got ${maxFrameBytes}`);
+}
+
+/**
+ * Encodes one value as a complete frame (header + payload) in a buffer of its own.
+ * Throws LmqError LMQ_BAD_INPUT when the value cannot be encoded or its payload exceeds
+ * maxFrameBytes: the caller sent something the receiver would refuse, so it must not go out.
+ */
+export function encodeFrame(value: unknown, maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES): Buffer {
+  assertValidMaxFrameBytes(maxFrameBytes);
+  let payload: Buffer;
+  try {
+    payload = packr.pack(value);
+  } catch (error) {
+    throw new LmqError('LMQ_BAD_INPUT', `cannot encode frame: ${(error as Error).message}`, {}, { cause: error });
+  }
+  if (payload.length > maxFrameBytes) {
+    throw new LmqError(
+      'LMQ_BAD_INPUT',
+      `frame payload of ${payload.length} bytes exceeds maxFrameBytes ${maxFrameBytes}; send smaller batches or raise maxFrameBytes on both ends`,
+      { payloadBytes: payload.length, maxFrameBytes },
+    );
+  }
+  assert(payload.length >= 1, 'msgpack encodes every value in at least one byte');
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  frame.writeUInt32BE(payload.length, 0);
+  payload.copy(frame, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/**
+ * Incremental frame decoder for one connection. push() every chunk as it arrives, then call
+ * next() until it returns undefined. Chunks are kept as they are until a frame is complete,
+ * so a large frame arriving in many chunks is copied once, not re-concatenated per chunk.
+ * Buffered bytes never exceed FRAME_HEADER_BYTES + maxFrameBytes + one chunk.
+ */
+export class FrameDecoder {
+  private readonly chunks: Buffer[] = [];
+  private bufferedBytes = 0;
+  private readonly unpackr = newUnpackr();
+  private failed = false;
+
+  /** May be raised after construction (e.g. after a peer authenticates): it applies to frames not yet started. */
+  constructor(public maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
+    assertValidMaxFrameBytes(maxFrameBytes);
+  }
+
+  get bufferedByteCount(): number {
+    return this.bufferedBytes;
+  }
+
+  push(chunk: Buffer): void {
+    assert(!this.failed, 'FrameDecoder used after it reported a FrameError');
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.bufferedBytes += chunk.length;
+  }
+
+  /** The next complete value, or undefined when more bytes are needed. Throws FrameError on bad input. */
+  next(): { value: unknown } | undefined {
+    assert(!this.failed, 'FrameDecoder used after it reported a FrameError');
+    assertValidMaxFrameBytes(this.maxFrameBytes);
+    if (this.bufferedBytes < FRAME_HEADER_BYTES) return undefined;
+    const payloadBytes = this.peekHeader();
+    if (payloadBytes === 0 || payloadBytes > this.maxFrameBytes) {
+      this.failed = true;
+      throw new FrameError(
+        payloadBytes === 0
+          ? 'frame header declares an empty payload'
+          : `frame header declares ${payloadBytes} bytes, over maxFrameBytes ${this.maxFrameBytes}`,
+      );
+    }
+    if (this.bufferedBytes < FRAME_HEADER_BYTES + payloadBytes) return undefined;
+    this.consume(FRAME_HEADER_BYTES);
+    const payload = this.consume(payloadBytes);
+    assert(payload.length === payloadBytes, 'consumed exactly the declared payload');
+    try {
+      return { value: this.unpackr.unpack(payload) };
+    } catch (error) {
+      // msgpackr throws Error/RangeError for truncated, trailing or unknown data, and
+      // RangeError on absurd nesting. None of these is an invariant of ours: it is bad input.
+      this.failed = true;
+      throw new FrameError(`undecodable frame payload: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  private peekHeader(): number {
+    const first = this.chunks[0];
+    assert(first !== undefined, 'bufferedBytes > 0 implies a chunk');
+    if (first.length >= FRAME_HEADER_BYTES) return first.readUInt32BE(0);
+    const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+    this.copyOut(header, FRAME_HEADER_BYTES);
+    return header.readUInt32BE(0);
+  }
+
+  /** Copies the first `byteCount` buffered bytes into `target` without consuming them. */
+  private copyOut(target: Buffer, byteCount: number): void {
+    let copied = 0;
+    for (const chunk of this.chunks) {
+      if (copied === byteCount) break;
+      copied += chunk.copy(target, copied, 0, Math.min(chunk.length, byteCount - copied));
+    }
+    assert(copied === byteCount, 'copyOut only asked for buffered bytes');
+  }
+
+  /** Removes and returns the first `byteCount` bytes: a zero-copy view when they lie in one chunk. */
+  private consume(byteCount: number): Buffer {
+    assert(byteCount <= this.bufferedBytes, 'consume only buffered bytes');
+    const first = this.chunks[0];
+    assert(first !== undefined, 'bufferedBytes > 0 implies a chunk');
+    let result: Buffer;
+    if (first.length >= byteCount) {
+      result = first.subarray(0, byteCount);
+      this.dropFront(byteCount);
+    } else {
+      result = Buffer.allocUnsafe(byteCount);
+      this.copyOut(result, byteCount);
+      this.dropFront(byteCount);
+    }
+    return result;
+  }
+
+  private dropFront(byteCount: number): void {
+    let remaining = byteCount;
+    while (remaining > 0) {
+      const first = this.chunks[0];
+      assert(first !== undefined, 'dropFront only drops buffered bytes');
+      if (first.length <= remaining) {
+        this.chunks.shift();
+        remaining -= first.length;
+      } else {
+        this.chunks[0] = first.subarray(remaining);
+        remaining = 0;
+      }
+    }
+    this.bufferedBytes -= byteCount;
+    assert(this.bufferedBytes >= 0, 'bufferedBytes never negative');
+  }
+}
+
+/**
+ * Feeds one TCP chunk to the decoder and hands each complete value to onValue, which returns
+ * false to stop early (its connection was closed meanwhile). Returns the FrameError that
+ * ended decoding, if any, for the caller to log before closing the connection. onValue runs
+ * outside the decoder's error handling: if it throws, that is the caller's bug and propagates.
+ */
+export function drainFrames(decoder: FrameDecoder, chunk: Buffer, onValue: (value: unknown) => boolean): FrameError | undefined {
+  decoder.push(chunk);
+  for (;;) {
+    let frame: { value: unknown } | undefined;
+    try {
+      frame = decoder.next();
+    } catch (error) {
+      if (error instanceof FrameError) return error;
+      throw error;
+    }
+    if (frame === undefined) return undefined;
+    if (!onValue(frame.value)) return undefined;
+  }
+}

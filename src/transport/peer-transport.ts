@@ -1,0 +1,292 @@
+// Raft messages between nodes over TCP. Owns the peer listen port, inbound connections (the
+// handshake check, then decoding and delivery), and one PeerLink per peer for sending.
+//
+// Connection model: every node dials every peer and SENDS only on its own outbound link;
+// connections it accepted are only READ (apart from the one-frame handshake reply). So each
+// ordered pair of nodes has exactly one TCP stream per direction, nobody has to break ties
+// between two simultaneous dials, a link's reconnect logic lives on one side only, and send
+// order per peer is TCP order on that link. The cost, two sockets per pair instead of one,
+// is nothing at cluster sizes of 3–7.
+//
+// Raft messages are opaque here: whatever value send() got is what onMessage() receives,
+// tagged with the id the sending peer authenticated as.
+
+import net from 'node:net';
+import pino from 'pino';
+import { assert } from '../util/assert.js';
+import { drainFrames, encodeFrame, DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameDecoder, assertValidMaxFrameBytes } from './framing.js';
+import {
+  checkHello,
+  MAX_HANDSHAKE_FRAME_BYTES,
+  PEER_PROTOCOL_VERSION,
+  type PeerRefusal,
+  type PeerWelcome,
+} from './peer-handshake.js';
+import { PeerLink, type PeerAddress, type PeerLinkStats } from './peer-link.js';
+import { closeServer, listenOn } from './server-lifecycle.js';
+
+export type { PeerAddress, PeerLinkStats } from './peer-link.js';
+
+export interface PeerTransportOptions {
+  clusterId: string;
+  selfId: string;
+  listenHost: string;
+  /** 0 = any free port (tests); see boundPort. */
+  listenPort: number;
+  peers: PeerAddress[];
+  /** Bound on one Raft message's encoded size. Default 16 MiB. Must be equal on all nodes. */
+  maxFrameBytes?: number;
+  /** Bound on bytes waiting to be written to one peer; beyond it messages are dropped. Default 32 MiB. */
+  maxQueuedBytesPerPeer?: number;
+  /** Default 50 ms. */
+  reconnectBackoffMinMs?: number;
+  /** Default 2000 ms. */
+  reconnectBackoffMaxMs?: number;
+  /** Time a connection gets to complete the handshake, both directions. Default 5000 ms. */
+  handshakeTimeoutMs?: number;
+  /** Bound on inbound connections that have not completed the handshake. Default 16. */
+  maxPendingConnections?: number;
+  logger?: pino.Logger;
+}
+
+type ResolvedOptions = Required<PeerTransportOptions>;
+
+export const PEER_TRANSPORT_DEFAULTS = Object.freeze({
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  maxQueuedBytesPerPeer: 32 * 1024 * 1024,
+  reconnectBackoffMinMs: 50,
+  reconnectBackoffMaxMs: 2_000,
+  handshakeTimeoutMs: 5_000,
+  maxPendingConnections: 16,
+});
+
+interface InboundConnection {
+  readonly socket: net.Socket;
+  readonly remote: string;
+  readonly decoder: FrameDecoder;
+  state: 'pending' | 'refused' | 'authenticated';
+  peerId: string | null;
+  handshakeTimer: NodeJS.Timeout | null;
+}
+
+export interface InboundStats {
+  pendingConnections: number;
+  authenticatedConnections: number;
+  /** Inbound connections closed for a failed handshake, bad frames, timeout or over the pending bound. */
+  rejectedConnections: number;
+}
+
+function resolveOptions(options: PeerTransportOptions): ResolvedOptions {
+  const resolved: ResolvedOptions = {
+    ...PEER_TRANSPORT_DEFAULTS,
+    logger: pino({ level: 'silent' }),
+    ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)),
+  } as ResolvedOptions;
+  assertValidMaxFrameBytes(resolved.maxFrameBytes);
+  assert(
+    resolved.maxQueuedBytesPerPeer >= resolved.maxFrameBytes + FRAME_HEADER_BYTES,
+    () => `maxQueuedBytesPerPeer (${resolved.maxQueuedBytesPerPeer}) must hold one frame of maxFrameBytes (${resolved.maxFrameBytes})`,
+  );
+  assert(resolved.reconnectBackoffMinMs >= 1, 'reconnectBackoffMinMs >= 1');
+  assert(resolved.reconnectBackoffMaxMs >= resolved.reconnectBackoffMinMs, 'reconnectBackoffMaxMs >= reconnectBackoffMinMs');
+  assert(resolved.handshakeTimeoutMs >= 1, 'handshakeTimeoutMs >= 1');
+  assert(Number.isInteger(resolved.maxPendingConnections) && resolved.maxPendingConnections >= 1, 'maxPendingConnections >= 1');
+  const ids = resolved.peers.map((peer) => peer.id);
+  assert(new Set(ids).size === ids.length, () => `peer ids must be unique: ${ids.join(',')}`);
+  assert(!ids.includes(resolved.selfId), () => `peers must not include this node (${resolved.selfId})`);
+  return Object.freeze(resolved);
+}
+
+export class PeerTransport {
+  private readonly options: ResolvedOptions;
+  private readonly logger: pino.Logger;
+  private readonly links = new Map<string, PeerLink>();
+  private readonly knownPeerIds: ReadonlySet<string>;
+  private readonly inbound = new Set<InboundConnection>();
+  private readonly authenticatedInbound = new Map<string, InboundConnection>();
+  private pendingConnections = 0;
+  private rejectedConnections = 0;
+  private server: net.Server | null = null;
+  private boundPortNumber: number | null = null;
+  private state: 'new' | 'started' | 'closed' = 'new';
+
+  /**
+   * onMessage runs synchronously inside the socket's data handler, once per message, with the
+   * id the sender authenticated as. It must not throw: an exception there is a bug in the
+   * caller and crashes the process (as an InvariantViolation should).
+   */
+  constructor(
+    options: PeerTransportOptions,
+    private readonly onMessage: (from: string, message: unknown) => void,
+  ) {
+    this.options = resolveOptions(options);
+    this.logger = this.options.logger.child({ component: 'peer-transport', node: this.options.selfId });
+    this.knownPeerIds = new Set(this.options.peers.map((peer) => peer.id));
+    for (const address of this.options.peers) {
+      this.links.set(
+        address.id,
+        new PeerLink(address, {
+          clusterId: this.options.clusterId,
+          selfId: this.options.selfId,
+          maxQueuedBytes: this.options.maxQueuedBytesPerPeer,
+          reconnectBackoffMinMs: this.options.reconnectBackoffMinMs,
+          reconnectBackoffMaxMs: this.options.reconnectBackoffMaxMs,
+          handshakeTimeoutMs: this.options.handshakeTimeoutMs,
+          logger: this.logger,
+        }),
+      );
+    }
+  }
+
+  /** Listens on the peer port, then dials every peer (eagerly, so links are up before Raft needs them). */
+  async start(): Promise<void> {
+    assert(this.state === 'new', 'PeerTransport.start is called once');
+    this.state = 'started';
+    const server = net.createServer((socket) => this.acceptInbound(socket));
+    server.on('error', (error) => this.logger.error({ err: error.message }, 'peer listener error'));
+    this.server = server;
+    this.boundPortNumber = await listenOn(server, this.options.listenHost, this.options.listenPort, 'raft peers');
+    if (this.state !== 'started') {
+      // close() ran while listen() was pending and found nothing listening yet: finish its job.
+      await closeServer(server);
+      return;
+    }
+    for (const link of this.links.values()) link.start();
+  }
+
+  get boundPort(): number {
+    assert(this.boundPortNumber !== null, 'boundPort is known once start() resolved');
+    return this.boundPortNumber;
+  }
+
+  /**
+   * Queues a message to a peer and returns at once. A down or slow peer never blocks or throws:
+   * past maxQueuedBytesPerPeer the message is dropped and counted. Throws LmqError LMQ_BAD_INPUT
+   * if the message cannot be encoded or exceeds maxFrameBytes (the caller must bound its batches).
+   */
+  send(to: string, message: unknown): void {
+    const link = this.links.get(to);
+    assert(link !== undefined, () => `send to ${to}, which is not a configured peer`);
+    const frame = encodeFrame(message, this.options.maxFrameBytes);
+    link.enqueue(frame); // after close() the link counts it as dropped
+  }
+
+  stats(): Record<string, PeerLinkStats> {
+    const result: Record<string, PeerLinkStats> = {};
+    for (const [id, link] of this.links) result[id] = link.stats();
+    return result;
+  }
+
+  inboundStats(): InboundStats {
+    return {
+      pendingConnections: this.pendingConnections,
+      authenticatedConnections: this.authenticatedInbound.size,
+      rejectedConnections: this.rejectedConnections,
+    };
+  }
+
+  /** Closes the listener, every link and every inbound connection, and clears every timer. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    for (const link of this.links.values()) link.close();
+    for (const connection of this.inbound) connection.socket.destroy();
+    if (this.server !== null) await closeServer(this.server);
+  }
+
+  private acceptInbound(socket: net.Socket): void {
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    if (this.state !== 'started' || this.pendingConnections >= this.options.maxPendingConnections) {
+      this.rejectedConnections += 1;
+      this.logger.warn({ remote, pending: this.pendingConnections }, 'refusing peer connection: too many unauthenticated connections');
+      socket.destroy();
+      return;
+    }
+    const connection: InboundConnection = {
+      socket,
+      remote,
+      decoder: new FrameDecoder(MAX_HANDSHAKE_FRAME_BYTES),
+      state: 'pending',
+      peerId: null,
+      handshakeTimer: null,
+    };
+    this.inbound.add(connection);
+    this.pendingConnections += 1;
+    socket.setNoDelay(true);
+    connection.handshakeTimer = setTimeout(() => {
+      if (connection.state === 'pending') this.reject(connection, `no handshake within ${this.options.handshakeTimeoutMs} ms`);
+      socket.destroy();
+    }, this.options.handshakeTimeoutMs);
+    socket.on('data', (chunk: Buffer) => this.onInboundData(connection, chunk));
+    socket.on('error', (error) => this.logger.debug({ remote, err: error.message }, 'inbound peer connection error'));
+    socket.on('close', () => this.onInboundClosed(connection));
+  }
+
+  private onInboundData(connection: InboundConnection, chunk: Buffer): void {
+    if (connection.state === 'refused' || connection.socket.destroyed) return;
+    const error = drainFrames(connection.decoder, chunk, (value) => this.onInboundFrame(connection, value));
+    if (error === undefined) return;
+    if (connection.state === 'pending') this.reject(connection, error.message);
+    else this.logger.warn({ peer: connection.peerId, err: error.message }, 'closing inbound peer connection: bad frame');
+    connection.socket.destroy();
+  }
+
+  private onInboundFrame(connection: InboundConnection, value: unknown): boolean {
+    if (connection.socket.destroyed || connection.state === 'refused') return false;
+    if (connection.state === 'pending') return this.authenticate(connection, value);
+    assert(connection.peerId !== null, 'an authenticated connection has a peer id');
+    this.onMessage(connection.peerId, value);
+    return !connection.socket.destroyed;
+  }
+
+  private authenticate(connection: InboundConnection, hello: unknown): boolean {
+    assert(connection.state === 'pending', 'authenticate a pending connection only');
+    const { clusterId, selfId, maxFrameBytes } = this.options;
+    const verdict = checkHello(hello, { clusterId, selfId, knownPeerIds: this.knownPeerIds });
+    if (!verdict.accepted) {
+      this.reject(connection, verdict.reason);
+      connection.state = 'refused';
+      const refusal: PeerRefusal = { kind: 'lmq-peer-refused', reason: verdict.reason };
+      // end() lets the refusal reach the dialer's log; the handshake timer still destroys
+      // the socket if the dialer never closes its side.
+      connection.socket.end(encodeFrame(refusal, MAX_HANDSHAKE_FRAME_BYTES));
+      return false;
+    }
+    const peerId = verdict.peerId;
+    this.clearHandshakeTimer(connection);
+    connection.state = 'authenticated';
+    connection.peerId = peerId;
+    this.pendingConnections -= 1;
+    assert(this.pendingConnections >= 0, 'pending connection count never negative');
+    // A newer connection from the same peer means it restarted or redialed: the old one is stale.
+    this.authenticatedInbound.get(peerId)?.socket.destroy();
+    this.authenticatedInbound.set(peerId, connection);
+    connection.decoder.maxFrameBytes = maxFrameBytes;
+    const welcome: PeerWelcome = { kind: 'lmq-peer-welcome', protocolVersion: PEER_PROTOCOL_VERSION, clusterId, nodeId: selfId };
+    connection.socket.write(encodeFrame(welcome, MAX_HANDSHAKE_FRAME_BYTES));
+    this.logger.info({ peer: peerId, remote: connection.remote }, 'accepted peer connection');
+    return true;
+  }
+
+  private reject(connection: InboundConnection, reason: string): void {
+    assert(connection.state === 'pending', 'reject a pending connection only');
+    this.rejectedConnections += 1;
+    this.logger.warn({ remote: connection.remote, reason }, 'refusing peer connection');
+  }
+
+  private onInboundClosed(connection: InboundConnection): void {
+    this.clearHandshakeTimer(connection);
+    assert(this.inbound.delete(connection), 'closed connection was tracked');
+    if (connection.state !== 'authenticated') {
+      this.pendingConnections -= 1;
+      assert(this.pendingConnections >= 0, 'pending connection count never negative');
+    } else if (connection.peerId !== null && this.authenticatedInbound.get(connection.peerId) === connection) {
+      this.authenticatedInbound.delete(connection.peerId);
+    }
+  }
+
+  private clearHandshakeTimer(connection: InboundConnection): void {
+    if (connection.handshakeTimer !== null) clearTimeout(connection.handshakeTimer);
+    connection.handshakeTimer = null;
+  }
+}

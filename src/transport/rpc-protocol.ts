@@ -1,0 +1,66 @@
+// The client-port protocol over the shared framing: request and response frame shapes, their
+// checks (every frame is untrusted), and the mapping between LmqError and error responses.
+// Request ids are chosen by the client and only echoed by the server; many requests may be in
+// flight on one connection and responses may come back in any order.
+
+import { ERROR_TRAITS, LmqError, type ErrorCode } from '../util/errors.js';
+
+export interface RpcRequestFrame {
+  id: number;
+  body: unknown;
+}
+
+export interface RpcErrorPayload {
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+export type RpcResponseFrame = { id: number; ok: true; body: unknown } | { id: number; ok: false; error: RpcErrorPayload };
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+function isRequestId(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+/** The frame as a request, or a reason it is not one (a protocol violation: close the connection). */
+export function parseRequest(value: unknown): RpcRequestFrame | string {
+  if (!isRecord(value)) return 'request frame is not a map';
+  if (!isRequestId(value['id'])) return 'request id is not a non-negative safe integer';
+  return { id: value['id'], body: value['body'] };
+}
+
+export function parseResponse(value: unknown): RpcResponseFrame | string {
+  if (!isRecord(value)) return 'response frame is not a map';
+  const id = value['id'];
+  if (!isRequestId(id)) return 'response id is not a non-negative safe integer';
+  if (value['ok'] === true) return { id, ok: true, body: value['body'] };
+  if (value['ok'] !== false) return 'response ok flag is not a boolean';
+  const error = value['error'];
+  if (!isRecord(error)) return 'error response carries no error map';
+  if (typeof error['code'] !== 'string' || typeof error['message'] !== 'string') return 'error response lacks code or message';
+  const details = error['details'];
+  if (details !== undefined && !isRecord(details)) return 'error response details is not a map';
+  return { id, ok: false, error: { code: error['code'], message: error['message'], ...(details === undefined ? {} : { details }) } };
+}
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERROR_TRAITS, code);
+}
+
+export function errorResponse(id: number, error: LmqError): RpcResponseFrame {
+  return { id, ok: false, error: { code: error.code, message: error.message, details: { ...error.details } } };
+}
+
+/** The server's error as the LmqError the caller catches; an unknown code (newer server) is named, not guessed. */
+export function errorFromResponse(payload: RpcErrorPayload): LmqError {
+  const details = payload.details ?? {};
+  if (isErrorCode(payload.code)) return new LmqError(payload.code, payload.message, details);
+  return new LmqError('LMQ_UNAVAILABLE', `server replied with unknown error code ${payload.code}: ${payload.message}`, {
+    ...details,
+    serverCode: payload.code,
+  });
+}

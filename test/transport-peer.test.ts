@@ -1,0 +1,221 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodeFrame } from '../src/transport/framing.js';
+import { PeerTransport, type PeerTransportOptions } from '../src/transport/peer-transport.js';
+import { InvariantViolation } from '../src/util/assert.js';
+import { isLmqError } from '../src/util/errors.js';
+import { capturingLogger, Cleanup, freePorts, LOOPBACK, rawSocket, waitUntil, type LogRecord } from './transport-helpers.js';
+
+interface Received {
+  from: string;
+  message: { from: string; to: string; seq?: number; data?: Uint8Array; tag?: string };
+}
+
+interface TestNode {
+  id: string;
+  port: number;
+  transport: PeerTransport;
+  received: Received[];
+  logs: LogRecord[];
+}
+
+const cleanup = new Cleanup();
+afterEach(() => cleanup.run());
+
+const FAST: Partial<PeerTransportOptions> = { reconnectBackoffMinMs: 10, reconnectBackoffMaxMs: 100, handshakeTimeoutMs: 2_000 };
+
+async function startNode(
+  id: string,
+  port: number,
+  peers: Array<{ id: string; port: number }>,
+  overrides: Partial<PeerTransportOptions> = {},
+): Promise<TestNode> {
+  const { logger, records } = capturingLogger();
+  const received: Received[] = [];
+  const transport = new PeerTransport(
+    {
+      clusterId: 'test-cluster',
+      selfId: id,
+      listenHost: LOOPBACK,
+      listenPort: port,
+      peers: peers.map((peer) => ({ id: peer.id, host: LOOPBACK, port: peer.port })),
+      logger,
+      ...FAST,
+      ...overrides,
+    },
+    (from, message) => received.push({ from, message: message as Received['message'] }),
+  );
+  cleanup.add(() => transport.close());
+  await transport.start();
+  return { id, port, transport, received, logs: records };
+}
+
+/** Starts a full mesh of nodes with the given ids on fresh ports and waits until every link is up. */
+async function startCluster(ids: string[], overrides: Partial<PeerTransportOptions> = {}): Promise<TestNode[]> {
+  const ports = await freePorts(ids.length);
+  const all = ids.map((id, index) => ({ id, port: ports[index] as number }));
+  const nodes = await Promise.all(all.map((self) => startNode(self.id, self.port, all.filter((peer) => peer.id !== self.id), overrides)));
+  await waitUntil(() => nodes.every((node) => Object.values(node.transport.stats()).every((link) => link.connected)), 'all links connected');
+  return nodes;
+}
+
+function node(nodes: TestNode[], index: number): TestNode {
+  const found = nodes[index];
+  if (found === undefined) throw new Error(`no node ${index}`);
+  return found;
+}
+
+describe('peer transport – delivery', () => {
+  it('delivers messages between 3 nodes both ways, in send order per peer', async () => {
+    const nodes = await startCluster(['n1', 'n2', 'n3']);
+    const perPair = 200;
+    for (const sender of nodes) {
+      for (const receiver of nodes) {
+        if (sender === receiver) continue;
+        for (let seq = 0; seq < perPair; seq++) sender.transport.send(receiver.id, { from: sender.id, to: receiver.id, seq });
+      }
+    }
+    await waitUntil(() => nodes.every((n) => n.received.length === perPair * 2), 'every message delivered');
+    for (const receiver of nodes) {
+      for (const sender of nodes) {
+        if (sender === receiver) continue;
+        const fromSender = receiver.received.filter((r) => r.from === sender.id);
+        expect(fromSender.map((r) => r.message.seq)).toEqual(Array.from({ length: perPair }, (_, seq) => seq));
+        expect(fromSender.every((r) => r.message.to === receiver.id)).toBe(true);
+      }
+      expect(Object.values(receiver.transport.stats()).every((link) => link.droppedMessages === 0)).toBe(true);
+    }
+    expect(node(nodes, 0).transport.stats()['n2']?.sentMessages).toBe(perPair);
+  });
+
+  it('round-trips binary payloads as Uint8Array with the same bytes', async () => {
+    const [a, b] = await startCluster(['a', 'b']);
+    if (a === undefined || b === undefined) throw new Error('cluster of 2');
+    const bytes = Uint8Array.from({ length: 70_000 }, (_, i) => (i * 7) % 256);
+    a.transport.send('b', { from: 'a', to: 'b', data: bytes, nested: { entries: [Buffer.from('x'), new Uint8Array(0)] } });
+    await waitUntil(() => b.received.length === 1, 'binary message delivered');
+    const message = b.received[0]?.message as unknown as { data: Uint8Array; nested: { entries: Uint8Array[] } };
+    expect(message.data).toBeInstanceOf(Uint8Array);
+    expect(Buffer.compare(Buffer.from(message.data), Buffer.from(bytes))).toBe(0);
+    expect(message.nested.entries.map((entry) => entry.length)).toEqual([1, 0]);
+  });
+
+  it('reconnects to a peer that went down and came back, and messages flow again', async () => {
+    const [n1, n2] = await startCluster(['n1', 'n2']);
+    if (n1 === undefined || n2 === undefined) throw new Error('cluster of 2');
+    n1.transport.send('n2', { from: 'n1', to: 'n2', tag: 'before' });
+    await waitUntil(() => n2.received.length === 1, 'first message delivered');
+    await n2.transport.close();
+    await waitUntil(() => n1.transport.stats()['n2']?.connected === false, 'n1 notices n2 is gone');
+    const revived = await startNode('n2', n2.port, [{ id: 'n1', port: n1.port }]);
+    await waitUntil(() => n1.transport.stats()['n2']?.connected === true, 'n1 reconnected to the revived n2');
+    n1.transport.send('n2', { from: 'n1', to: 'n2', tag: 'after' });
+    revived.transport.send('n1', { from: 'n2', to: 'n1', tag: 'back' });
+    await waitUntil(() => revived.received.some((r) => r.message.tag === 'after'), 'message delivered after reconnect');
+    await waitUntil(() => n1.received.some((r) => r.message.tag === 'back'), 'revived node can send too');
+    expect(n1.logs.some((record) => record.msg.startsWith('lost connection to peer'))).toBe(true);
+  });
+
+  it('keeps the send queue to a dead peer bounded, dropping and counting the excess', async () => {
+    const [deadPort] = await freePorts(1);
+    const maxQueuedBytesPerPeer = 64 * 1024;
+    const self = await startNode('n1', 0, [{ id: 'n2', port: deadPort as number }], { maxQueuedBytesPerPeer, maxFrameBytes: 16 * 1024 });
+    const payload = new Uint8Array(1024);
+    const sendCount = 1_000;
+    for (let seq = 0; seq < sendCount; seq++) expect(() => self.transport.send('n2', { from: 'n1', to: 'n2', seq, data: payload })).not.toThrow();
+    const stats = self.transport.stats()['n2'];
+    expect(stats?.connected).toBe(false);
+    expect(stats?.queuedBytes).toBeLessThanOrEqual(maxQueuedBytesPerPeer);
+    expect(stats?.queuedBytes).toBeGreaterThan(maxQueuedBytesPerPeer / 2);
+    expect(stats?.droppedMessages).toBeGreaterThan(sendCount - maxQueuedBytesPerPeer / 1024);
+    expect(stats?.sentMessages).toBe(0);
+  });
+
+  it('refuses an oversized message at send() and an unknown destination by assertion', async () => {
+    const self = await startNode('n1', 0, [{ id: 'n2', port: 1 }], { maxFrameBytes: 1024, maxQueuedBytesPerPeer: 4096 });
+    const error = (() => { try { self.transport.send('n2', { data: new Uint8Array(2048) }); } catch (caught) { return caught; } })();
+    expect(isLmqError(error, 'LMQ_BAD_INPUT')).toBe(true);
+    expect(() => self.transport.send('n7', {})).toThrow(InvariantViolation);
+  });
+});
+
+describe('peer transport – close', () => {
+  it('leaves no timers behind, even with a reconnect and a handshake pending', async () => {
+    const timers = (): number => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+    const timersBefore = timers();
+    const [deadPort] = await freePorts(1);
+    const self = await startNode('n1', 0, [{ id: 'n2', port: deadPort as number }], { handshakeTimeoutMs: 60_000 });
+    const silent = await rawSocket(self.transport.boundPort);
+    await waitUntil(() => self.transport.inboundStats().pendingConnections === 1, 'silent connection pending');
+    await waitUntil(() => timers() >= timersBefore + 2, 'handshake and reconnect timers armed');
+    self.transport.send('n2', { from: 'n1', to: 'n2' });
+    await self.transport.close();
+    await silent.closed;
+    expect(timers()).toBe(timersBefore);
+    expect(() => self.transport.send('n2', { from: 'n1', to: 'n2' })).not.toThrow();
+    expect(self.transport.stats()['n2']?.droppedMessages).toBe(1);
+  });
+});
+
+describe('peer transport – refusing bad peers', () => {
+  it('refuses a peer from another cluster and an unknown node id; their messages are never delivered', async () => {
+    const [n1, n2] = await startCluster(['n1', 'n2']);
+    if (n1 === undefined || n2 === undefined) throw new Error('cluster of 2');
+    const target = [{ id: 'n1', port: n1.port }];
+    const otherCluster = await startNode('n2', 0, target, { clusterId: 'other-cluster' });
+    const unknownNode = await startNode('n9', 0, target);
+    for (let seq = 0; seq < 20; seq++) {
+      otherCluster.transport.send('n1', { from: 'n2', to: 'n1', tag: 'rogue' });
+      unknownNode.transport.send('n1', { from: 'n9', to: 'n1', tag: 'rogue' });
+    }
+    const refusals = (): string[] => n1.logs.filter((r) => r.msg === 'refusing peer connection').map((r) => String(r['reason']));
+    await waitUntil(() => refusals().some((reason) => /cluster id "other-cluster"/.test(reason)), 'n1 refuses the other cluster');
+    await waitUntil(() => refusals().some((reason) => /node id "n9" is not a peer/.test(reason)), 'n1 refuses the unknown id');
+    // The dialers learn why, so the misconfigured node's own log says what to fix.
+    await waitUntil(() => unknownNode.logs.some((r) => /refused by peer/.test(String(r['reason']))), 'the refused node logs the reason');
+    n2.transport.send('n1', { from: 'n2', to: 'n1', tag: 'good' });
+    await waitUntil(() => n1.received.some((r) => r.message.tag === 'good'), 'good peer still delivers');
+    expect(n1.received.filter((r) => r.message.tag === 'rogue')).toEqual([]);
+    expect(otherCluster.transport.stats()['n1']?.connected).toBe(false);
+    expect(unknownNode.transport.stats()['n1']?.sentMessages).toBe(0);
+  });
+
+  it('survives garbage, oversized headers, truncated frames and silent connections while good peers keep talking', async () => {
+    const [n1, n2] = await startCluster(['n1', 'n2', 'n3'].slice(0, 2), { handshakeTimeoutMs: 300, maxFrameBytes: 64 * 1024 });
+    if (n1 === undefined || n2 === undefined) throw new Error('cluster of 2');
+    const rejectedBefore = n1.transport.inboundStats().rejectedConnections;
+
+    const garbage = await rawSocket(n1.port);
+    garbage.socket.write(Buffer.from([0x00, 0x00, 0x00, 0x05, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1])); // 0xc1: never used in msgpack
+    const oversized = await rawSocket(n1.port);
+    oversized.socket.write(Buffer.from([0xff, 0xff, 0xff, 0xff]));
+    const truncated = await rawSocket(n1.port);
+    truncated.socket.end(encodeFrame({ kind: 'lmq-peer-hello' }).subarray(0, 6));
+    const silent = await rawSocket(n1.port);
+    await Promise.all([garbage.closed, oversized.closed, truncated.closed, silent.closed]); // silent: by handshake timeout
+
+    // A connection that authenticates as a known peer and then sends garbage is closed too.
+    const impostor = await rawSocket(n1.port);
+    impostor.socket.write(encodeFrame({ kind: 'lmq-peer-hello', protocolVersion: 1, clusterId: 'test-cluster', nodeId: 'n2', targetId: 'n1' }));
+    impostor.socket.write(Buffer.from('not a frame at all, just text'));
+    await impostor.closed;
+
+    for (let seq = 0; seq < 50; seq++) n2.transport.send('n1', { from: 'n2', to: 'n1', seq });
+    await waitUntil(() => n1.received.filter((r) => r.message.seq !== undefined).length === 50, 'good peer delivers after the abuse');
+    expect(n1.transport.inboundStats().rejectedConnections).toBeGreaterThanOrEqual(rejectedBefore + 3);
+    expect(n1.logs.some((r) => /no handshake within 300 ms/.test(String(r['reason'])))).toBe(true);
+    expect(n1.logs.some((r) => r.msg === 'closing inbound peer connection: bad frame')).toBe(true);
+    expect(n1.transport.inboundStats().pendingConnections).toBe(0);
+  });
+
+  it('bounds unauthenticated connections and serves again once they are gone', async () => {
+    const [n1, n2] = await startCluster(['n1', 'n2'], { maxPendingConnections: 3, handshakeTimeoutMs: 300 });
+    if (n1 === undefined || n2 === undefined) throw new Error('cluster of 2');
+    const silent = await Promise.all(Array.from({ length: 6 }, () => rawSocket(n1.port)));
+    await waitUntil(() => n1.transport.inboundStats().rejectedConnections >= 3, 'connections over the bound are refused');
+    expect(n1.transport.inboundStats().pendingConnections).toBeLessThanOrEqual(3);
+    await Promise.all(silent.map((s) => s.closed));
+    await waitUntil(() => n1.transport.inboundStats().pendingConnections === 0, 'timed-out connections are released');
+    n2.transport.send('n1', { from: 'n2', to: 'n1', tag: 'still-here' });
+    await waitUntil(() => n1.received.some((r) => r.message.tag === 'still-here'), 'delivery continues');
+  });
+});
