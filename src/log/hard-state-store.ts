@@ -49,7 +49,7 @@ export class HardStateStore {
    * Saves the hard state; durable when the promise resolves. Raft's rules are asserted: the
    * term never decreases, and within a term a vote once cast never changes.
    */
-  async save(hardState: HardState): Promise<void> {
+  save(hardState: HardState): Promise<void> {
     assert(isHardState(hardState), () => `malformed hard state ${JSON.stringify(hardState)}`);
     const previous = this.current;
     assert(hardState.term >= previous.term, () => `term moves back from ${previous.term} to ${hardState.term}`);
@@ -58,6 +58,10 @@ export class HardStateStore {
       () => `vote in term ${hardState.term} changes from ${String(previous.vote)} to ${String(hardState.vote)}`,
     );
     this.current = Object.freeze({ term: hardState.term, vote: hardState.vote });
+    return this.persist(this.current);
+  }
+
+  private async persist(hardState: HardState): Promise<void> {
     await this.db.put(HARD_STATE_KEY, { term: hardState.term, vote: hardState.vote });
     await this.db.flushed;
   }
