@@ -1,0 +1,3 @@
+// Public API of the log layer: the durable Raft log store and the hard-state store.
+export { LogStore, type LogStoreOptions, type LogStoreStats } from './log-store.js';
+export { HardStateStore } from './hard-state-store.js';

@@ -1,0 +1,140 @@
+// One log segment in memory (its index range, the byte offset of every frame) and the small
+// synchronous file helpers the store uses on segment files. The offsets cost 4 B per entry
+// held, which is what lets reads go straight to a frame without scanning.
+import { closeSync, fdatasyncSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { assert } from '../util/assert.js';
+import { LmqError } from '../util/errors.js';
+import { SEGMENT_HEADER_BYTES } from './frame.js';
+
+export const SEGMENT_NAME_PATTERN = /^(\d{20})\.seg$/;
+const INITIAL_OFFSET_CAPACITY = 1024;
+const MAX_SEGMENT_FILE_BYTES = 2 ** 32 - 1;
+
+export function segmentFileName(firstIndex: number): string {
+  assert(Number.isSafeInteger(firstIndex) && firstIndex >= 1, () => `bad segment first index ${firstIndex}`);
+  return `${String(firstIndex).padStart(20, '0')}.seg`;
+}
+
+export class Segment {
+  /** Index of the last frame held; firstIndex - 1 when the segment is empty. */
+  lastIndex: number;
+  /** Byte offset just past the last frame. */
+  endBytes = SEGMENT_HEADER_BYTES;
+  /**
+   * Every byte at or past this offset is zero (never written, or zeroed by a truncation or a
+   * recovery). Only bytes in [endBytes, dirtyEndBytes) can be stale and must be zeroed before
+   * they could be mistaken for frames.
+   */
+  dirtyEndBytes = SEGMENT_HEADER_BYTES;
+  private offsets = new Uint32Array(INITIAL_OFFSET_CAPACITY);
+
+  constructor(
+    readonly dir: string,
+    readonly firstIndex: number,
+    /** Term of entry firstIndex - 1 (0 for index 0), from the segment header. */
+    readonly prevTerm: number,
+  ) {
+    this.lastIndex = firstIndex - 1;
+  }
+
+  get fileName(): string {
+    return segmentFileName(this.firstIndex);
+  }
+
+  get path(): string {
+    return join(this.dir, this.fileName);
+  }
+
+  entryCount(): number {
+    return this.lastIndex - this.firstIndex + 1;
+  }
+
+  /** Records the next frame, written (or found) at `offset` with `bytes` bytes. */
+  pushFrame(offset: number, bytes: number): void {
+    assert(offset === this.endBytes, () => `frame at ${offset} does not follow the end ${this.endBytes} of ${this.fileName}`);
+    assert(offset + bytes <= MAX_SEGMENT_FILE_BYTES, () => `segment ${this.fileName} would pass ${MAX_SEGMENT_FILE_BYTES} B`);
+    const slot = this.entryCount();
+    if (slot === this.offsets.length) {
+      const grown = new Uint32Array(this.offsets.length * 2);
+      grown.set(this.offsets);
+      this.offsets = grown;
+    }
+    this.offsets[slot] = offset;
+    this.lastIndex += 1;
+    this.endBytes = offset + bytes;
+    this.dirtyEndBytes = Math.max(this.dirtyEndBytes, this.endBytes);
+  }
+
+  /** Byte offset of the frame of `index`, or of the end when index = lastIndex + 1. */
+  offsetOf(index: number): number {
+    assert(index >= this.firstIndex, () => `index ${index} before segment ${this.fileName}`);
+    assert(index <= this.lastIndex + 1, () => `index ${index} past segment ${this.fileName} (last ${this.lastIndex})`);
+    return index === this.lastIndex + 1 ? this.endBytes : this.offsets[index - this.firstIndex]!;
+  }
+
+  /** Forgets frames >= fromIndex; the caller zeroes their bytes on disk. */
+  truncateFrom(fromIndex: number): void {
+    const newEnd = this.offsetOf(fromIndex);
+    this.lastIndex = fromIndex - 1;
+    this.endBytes = newEnd;
+    assert(this.entryCount() >= 0, 'segment entry count never negative');
+  }
+}
+
+/** Writes all of buf[0, length) at `position`; a short write is retried, never ignored. */
+export function writeFully(fd: number, buf: Uint8Array, length: number, position: number): void {
+  let done = 0;
+  while (done < length) {
+    const written = writeSync(fd, buf, done, length - done, position + done);
+    assert(written > 0, () => `write returned ${written} at byte ${position + done}`);
+    done += written;
+  }
+}
+
+const ZERO_CHUNK_BYTES = 1024 * 1024;
+let zeroChunk: Buffer | null = null;
+
+export function zeros(): Buffer {
+  zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES);
+  return zeroChunk;
+}
+
+/** Overwrites [fromBytes, toBytes) with zeros (page cache; the caller syncs). */
+export function writeZeros(fd: number, fromBytes: number, toBytes: number): void {
+  assert(fromBytes <= toBytes, () => `zeroing backwards ${fromBytes} > ${toBytes}`);
+  const chunk = zeros();
+  for (let at = fromBytes; at < toBytes; at += chunk.length) {
+    writeFully(fd, chunk, Math.min(chunk.length, toBytes - at), at);
+  }
+}
+
+/** Creates (or replaces) a file of `bytes` zeros that are on disk, not a sparse hole. */
+export function createZeroFileSync(path: string, bytes: number): void {
+  const fd = openSync(path, 'w');
+  try {
+    writeZeros(fd, 0, bytes);
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Makes a directory's entries (created, renamed, unlinked files) durable. */
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The error a user gets for damaged log data: which file, which byte, what to do. */
+export function corruptSegmentError(fileName: string, offsetBytes: number, reason: string): LmqError {
+  return new LmqError(
+    'LMQ_CORRUPT_DATA',
+    `log segment ${fileName} is corrupt at byte ${offsetBytes} (${reason}); this node's log cannot be trusted: stop it and restore its data directory from a healthy replica`,
+    { file: fileName, offsetBytes, reason },
+  );
+}
