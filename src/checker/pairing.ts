@@ -91,7 +91,8 @@ export class OperationPairer {
     this.pendingByProcess.delete(event.process);
     if (event.type === 'info') this.endedByInfo.set(event.process, at.line);
     const completion = refOf(event, at);
-    return { kind: 'complete', operation: { ...pending, completionEvent: event, completion, outcome: event.type } };
+    const operation: CompletedOperation = { invokeEvent: pending.invokeEvent, invoke: pending.invoke, completionEvent: event, completion, outcome: event.type };
+    return { kind: 'complete', operation };
   }
 
   /**
