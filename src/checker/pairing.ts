@@ -44,7 +44,12 @@ export class OperationPairer {
   private readonly sentBodies = new Map<string, number>();
   private lastTime = 0;
   private lastLine = 0;
-  eventCount = 0;
+  private events = 0;
+
+  /** Events accepted so far. */
+  get eventCount(): number {
+    return this.events;
+  }
 
   /** Validates one event against the history so far; returns it paired. Throws LMQ_BAD_INPUT. */
   accept(event: HistoryEvent, at: EventPosition): PairedStep {
@@ -54,7 +59,7 @@ export class OperationPairer {
     }
     this.lastTime = event.time;
     this.lastLine = at.line;
-    this.eventCount += 1;
+    this.events += 1;
     return event.type === 'invoke' ? this.acceptInvoke(event, at) : this.acceptCompletion(event, at);
   }
 
