@@ -1,5 +1,6 @@
 // Registry of CLI commands and the options every command shares.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { registerCheck } from './check.js';
 import { registerSim } from './sim.js';
 
 export const DEFAULT_CONFIG_PATH = './cluster.config.json';
@@ -21,4 +22,5 @@ export function parseIntOption(name: string, min: number, max: number): (value: 
 
 export function registerCommands(program: Command): void {
   registerSim(program);
+  registerCheck(program);
 }

@@ -1,0 +1,394 @@
+// One function per anomaly of CONTRACT.md "History format", each a pure function of the
+// shared HistoryIndex with its exact definition in its doc comment. Each returns how many
+// times the anomaly occurred and the first few examples in history order, naming the
+// operations (line, process, time) so a person can find them in the history.
+//
+// Offsets of "a read" below mean what an ok poll or ok drain returned. `info` operations
+// may or may not have happened: an info send is never lost and never failed-present, and it
+// may land anywhere after its invoke (even after its info) — only acked sends constrain order.
+import { assert } from '../util/assert.js';
+import type { BodyLocation, DrainRecord, HistoryIndex, ReadStep, SendRecord } from './indexes.js';
+import type { OpRef } from './pairing.js';
+
+/** Examples kept per anomaly kind; the count covers them all. */
+export const examplesPerAnomalyMax = 5;
+/** Skipped offsets listed in one poll-skip example; `skippedCount` has the full number. */
+export const skippedOffsetsListedMax = 10;
+
+export interface AnomalyExample {
+  /** One line a person reads; the other fields carry the same facts for machines. */
+  description: string;
+  [field: string]: unknown;
+}
+
+export interface AnomalyResult {
+  count: number;
+  examples: AnomalyExample[];
+}
+
+class Findings {
+  count = 0;
+  readonly examples: AnomalyExample[] = [];
+
+  /** Counts one occurrence; builds its example only while fewer than the maximum are kept. */
+  add(example: () => AnomalyExample): void {
+    this.count += 1;
+    if (this.examples.length < examplesPerAnomalyMax) this.examples.push(example());
+  }
+
+  result(): AnomalyResult {
+    assert(this.examples.length <= this.count, 'no more examples than occurrences');
+    assert(this.examples.length <= examplesPerAnomalyMax, 'examples are bounded');
+    return { count: this.count, examples: this.examples };
+  }
+}
+
+export function describeOp(ref: OpRef): string {
+  return `${ref.f} ${ref.type} by process ${ref.process} at line ${ref.line} (time ${ref.time})`;
+}
+
+function quote(body: string): string {
+  return JSON.stringify(body);
+}
+
+function finalDrain(index: HistoryIndex, queue: string): DrainRecord | undefined {
+  const drains = index.drains.get(queue);
+  return drains === undefined ? undefined : drains[drains.length - 1];
+}
+
+/**
+ * Whether the final drain of the send's queue can judge it: the queue was drained (ok) and the
+ * send completed before that drain was invoked (a send still running during the drain may
+ * land after the drain read past its place).
+ */
+export function drainCanJudge(index: HistoryIndex, send: SendRecord): DrainRecord | undefined {
+  const drain = finalDrain(index, send.queue);
+  if (drain === undefined || send.completion === undefined) return undefined;
+  return send.completion.line < drain.invoke.line ? drain : undefined;
+}
+
+/**
+ * `lost`: a send that completed `ok`, completed before the final (last completed ok) drain of
+ * its queue was invoked, and whose body that drain does not contain. Sends to a queue that was
+ * never drained, or still running when the final drain began, cannot be judged; the report
+ * lists those (undrainedQueues, uncheckedAckedSends) and the verdict is then at best unknown.
+ */
+export function findLost(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const send of index.sends.values()) {
+    if (send.outcome !== 'ok') continue;
+    const drain = drainCanJudge(index, send);
+    if (drain === undefined || drain.bodies.has(send.body)) continue;
+    const ack = send.completion;
+    assert(ack !== undefined, 'an ok send has its completion');
+    findings.add(() => ({
+      description: `send ${quote(send.body)} acked at ${send.queue} offset ${send.ackedOffset} (${describeOp(ack)}) is missing from the final drain (${describeOp(drain.read)})`,
+      body: send.body,
+      queue: send.queue,
+      ackedOffset: send.ackedOffset,
+      send: ack,
+      drain: drain.read,
+    }));
+  }
+  return findings.result();
+}
+
+/**
+ * `unexpected`: a read of queue Q showed body B at some offset, yet no send of B to Q was
+ * invoked before that read completed — B was never sent, was sent to another queue, or was
+ * only sent after the read returned it.
+ */
+export function findUnexpected(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const [body, locations] of index.bodyLocations) {
+    const send = index.sends.get(body);
+    for (const location of locations) {
+      if (send !== undefined && send.queue === location.queue && send.invoke.line < location.read.line) continue;
+      const why =
+        send === undefined ? 'no send ever invoked it' : send.queue !== location.queue ? `it was sent to ${send.queue}` : `its send was invoked later, at line ${send.invoke.line}`;
+      findings.add(() => ({
+        description: `${describeOp(location.read)} returned ${quote(body)} at ${location.queue} offset ${location.offset}, but ${why}`,
+        body,
+        queue: location.queue,
+        offset: location.offset,
+        read: location.read,
+        send: send?.invoke ?? null,
+      }));
+    }
+  }
+  return findings.result();
+}
+
+/**
+ * `duplicate`: one body shown by reads at two or more distinct (queue, offset) places. The
+ * same (queue, offset) read again, by the same or another process, is not a duplicate.
+ */
+export function findDuplicates(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const [body, locations] of index.bodyLocations) {
+    if (locations.length < 2) continue;
+    findings.add(() => ({
+      description: `${quote(body)} is stored at ${locations.length} places: ${locations.map((l) => `${l.queue} offset ${l.offset} (line ${l.read.line})`).join(', ')}`,
+      body,
+      locations: locations.slice(0, examplesPerAnomalyMax),
+      send: index.sends.get(body)?.invoke ?? null,
+    }));
+  }
+  return findings.result();
+}
+
+/** `inconsistent-offsets`: reads showed two or more different bodies at one (queue, offset). */
+export function findInconsistentOffsets(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const [queue, cells] of index.cells) {
+    for (const [offset, cell] of cells) {
+      if (cell.conflicts === undefined) continue;
+      const shown = [{ body: cell.body, read: cell.read }, ...cell.conflicts];
+      findings.add(() => ({
+        description: `reads disagree on ${queue} offset ${offset}: ${shown.map((s) => `${quote(s.body)} (${describeOp(s.read)})`).join(' vs ')}`,
+        queue,
+        offset,
+        reads: shown.slice(0, examplesPerAnomalyMax),
+      }));
+    }
+  }
+  return findings.result();
+}
+
+/**
+ * `offset-mismatch`: a send whose `ok` named (Q, O) where a read shows a different body at
+ * (Q, O), or whose body reads show only at other places, never at (Q, O).
+ */
+export function findOffsetMismatches(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const send of index.sends.values()) {
+    if (send.outcome !== 'ok') continue;
+    const acked = send.ackedOffset;
+    assert(acked !== undefined, 'an ok send has an acked offset');
+    const cell = index.cells.get(send.queue)?.get(acked);
+    const other = cell === undefined ? undefined : cell.body !== send.body ? cell : cell.conflicts?.find((c) => c.body !== send.body);
+    const locations = index.bodyLocations.get(send.body) ?? [];
+    const elsewhere = locations.some((l) => l.queue === send.queue && l.offset === acked) ? undefined : locations[0];
+    if (other === undefined && elsewhere === undefined) continue;
+    const ack = send.completion;
+    assert(ack !== undefined, 'an ok send has its completion');
+    findings.add(() => {
+      const shown =
+        other !== undefined
+          ? `${describeOp(other.read)} shows ${quote(other.body)} there`
+          : `reads show it only at ${elsewhere?.queue} offset ${elsewhere?.offset} (${elsewhere === undefined ? '' : describeOp(elsewhere.read)})`;
+      return {
+        description: `send ${quote(send.body)} was acked at ${send.queue} offset ${acked} (${describeOp(ack)}) but ${shown}`,
+        body: send.body,
+        queue: send.queue,
+        ackedOffset: acked,
+        send: ack,
+        readBody: other?.body ?? send.body,
+        readOffset: other !== undefined ? acked : (elsewhere?.offset ?? null),
+        read: other?.read ?? elsewhere?.read ?? null,
+      };
+    });
+  }
+  return findings.result();
+}
+
+interface PlacedSend {
+  send: SendRecord;
+  /** The lowest offset of its own queue where a read shows it; else its acked offset. */
+  offset: number;
+}
+
+function placeSends(index: HistoryIndex): Map<string, PlacedSend[]> {
+  const byQueue = new Map<string, PlacedSend[]>();
+  for (const send of index.sends.values()) {
+    let offset: number | undefined;
+    for (const location of index.bodyLocations.get(send.body) ?? []) {
+      if (location.queue === send.queue) offset = Math.min(offset ?? location.offset, location.offset);
+    }
+    if (offset === undefined && send.outcome === 'ok') offset = send.ackedOffset;
+    if (offset === undefined) continue;
+    let placed = byQueue.get(send.queue);
+    if (placed === undefined) byQueue.set(send.queue, (placed = []));
+    placed.push({ send, offset });
+  }
+  return byQueue;
+}
+
+/**
+ * `reorder`: sends A and B to one queue where A completed `ok` before B was invoked (A's
+ * completion line < B's invoke line), yet A sits at a greater offset than B. A send's offset
+ * is the lowest offset of its queue where a read shows its body, or, if no read shows it, the
+ * offset its `ok` named. B may be ok, info or fail (if it landed). Sends that overlap in time
+ * may land in either order. Counted once per B, paired with the A at the greatest offset.
+ */
+export function findReorders(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const [queue, placed] of placeSends(index)) {
+    const acked = placed.filter((p) => p.send.outcome === 'ok').sort((a, b) => lineOf(a.send.completion) - lineOf(b.send.completion));
+    const byInvoke = [...placed].sort((a, b) => a.send.invoke.line - b.send.invoke.line);
+    let highest: PlacedSend | undefined;
+    let next = 0;
+    for (const later of byInvoke) {
+      for (; next < acked.length; next++) {
+        const earlier = acked[next];
+        assert(earlier !== undefined, 'index within acked');
+        if (lineOf(earlier.send.completion) > later.send.invoke.line) break;
+        if (highest === undefined || earlier.offset > highest.offset) highest = earlier;
+      }
+      if (highest === undefined || highest.offset <= later.offset) continue;
+      const earlier = highest;
+      findings.add(() => ({
+        description: `on ${queue}, ${quote(earlier.send.body)} (${describeOp(lineRef(earlier.send.completion))}) completed before ${quote(later.send.body)} was invoked (${describeOp(later.send.invoke)}), yet sits at offset ${earlier.offset} after it at ${later.offset}`,
+        queue,
+        earlier: { body: earlier.send.body, offset: earlier.offset, send: earlier.send.completion },
+        later: { body: later.send.body, offset: later.offset, send: later.send.invoke },
+      }));
+    }
+  }
+  return findings.result();
+}
+
+function lineRef(ref: OpRef | undefined): OpRef {
+  assert(ref !== undefined, 'a completed send has its completion');
+  return ref;
+}
+
+function lineOf(ref: OpRef | undefined): number {
+  return lineRef(ref).line;
+}
+
+/** `failed-present`: a send that completed `fail` (definitely not stored) whose body a read shows. */
+export function findFailedPresent(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const send of index.sends.values()) {
+    if (send.outcome !== 'fail') continue;
+    const location: BodyLocation | undefined = index.bodyLocations.get(send.body)?.[0];
+    if (location === undefined) continue;
+    const failed = lineRef(send.completion);
+    findings.add(() => ({
+      description: `send ${quote(send.body)} failed (${describeOp(failed)}) yet ${describeOp(location.read)} returned it at ${location.queue} offset ${location.offset}`,
+      body: send.body,
+      queue: send.queue,
+      send: failed,
+      location,
+    }));
+  }
+  return findings.result();
+}
+
+/**
+ * `nonmonotonic-poll`: one process's reads of one queue went backwards or repeated: a read
+ * (poll or drain) whose offsets do not strictly increase, a poll whose first offset is ≤ the
+ * last offset of the same process's previous ok poll of that queue, or a poll with `from` F
+ * whose first offset is < F. Re-reading by a NEW process (a restarted consumer) is fine, and
+ * so are a process's failed polls (they returned nothing).
+ */
+export function findNonmonotonicPolls(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const step of index.readSteps) {
+    if (step.nextOffset > step.previousOffset) continue;
+    findings.add(() => ({
+      description: `process ${step.process} read ${step.queue} offset ${step.nextOffset} after offset ${step.previousOffset} (${stepWhere(step)})`,
+      process: step.process,
+      queue: step.queue,
+      previousOffset: step.previousOffset,
+      offset: step.nextOffset,
+      previousRead: step.previousRead,
+      read: step.read,
+    }));
+  }
+  return findings.result();
+}
+
+function stepWhere(step: ReadStep): string {
+  if (step.kind === 'within') return `within ${describeOp(step.read)}`;
+  if (step.kind === 'from') return `${describeOp(step.read)}, which asked to start at ${step.previousOffset + 1}`;
+  return `${describeOp(step.read)}, after ${describeOp(step.previousRead)}`;
+}
+
+/** Offsets of `sorted` strictly between `low` and `high`, ascending. */
+function offsetsBetween(sorted: readonly number[], low: number, high: number): number[] {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((sorted[mid] ?? Infinity) <= low) lo = mid + 1;
+    else hi = mid;
+  }
+  const between: number[] = [];
+  for (let i = lo; i < sorted.length; i++) {
+    const offset = sorted[i];
+    assert(offset !== undefined && offset > low, 'binary search lands past low');
+    if (offset >= high) break;
+    between.push(offset);
+  }
+  return between;
+}
+
+/**
+ * `poll-skip`: a read jumped over an offset that exists (some read shows it) without returning
+ * it: between two messages of one poll; between a process's successive ok polls of a queue
+ * (after last offset L, the next poll starts at F > L + 1 while some read shows an offset in
+ * (L, F)); from a poll's `from` offset to its first message; or a drain (which reads the whole
+ * queue) lacks an offset some read shows that is ≤ the drain's last offset or was read before
+ * the drain was invoked. A process's FIRST poll of a queue may start anywhere (a consumer
+ * joins at its group's committed offset), so only gaps after a known position count.
+ */
+export function findPollSkips(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const step of index.readSteps) {
+    if (step.nextOffset <= step.previousOffset + 1) continue;
+    const skipped = offsetsBetween(index.existingOffsets.get(step.queue) ?? [], step.previousOffset, step.nextOffset);
+    if (skipped.length === 0) continue;
+    findings.add(() => ({
+      description: `process ${step.process} read ${step.queue} offset ${step.nextOffset} after ${step.previousOffset}, skipping existing offset(s) ${listOffsets(skipped)} (${stepWhere(step)})`,
+      process: step.process,
+      queue: step.queue,
+      afterOffset: step.previousOffset,
+      nextOffset: step.nextOffset,
+      skippedOffsets: skipped.slice(0, skippedOffsetsListedMax),
+      skippedCount: skipped.length,
+      previousRead: step.previousRead,
+      read: step.read,
+    }));
+  }
+  for (const drains of index.drains.values()) {
+    for (const drain of drains) findDrainSkips(index, drain, findings);
+  }
+  return findings.result();
+}
+
+function listOffsets(offsets: readonly number[]): string {
+  const listed = offsets.slice(0, skippedOffsetsListedMax).join(', ');
+  return offsets.length > skippedOffsetsListedMax ? `${listed}, … (${offsets.length} in all)` : listed;
+}
+
+/** One finding per run of existing offsets the drain lacks (a run: consecutive in the queue's existing offsets). */
+function findDrainSkips(index: HistoryIndex, drain: DrainRecord, findings: Findings): void {
+  const existing = index.existingOffsets.get(drain.queue) ?? [];
+  const returned = new Set(drain.offsets);
+  let upper = drain.offsets.reduce((max, o) => Math.max(max, o), -1);
+  for (const [offset, cell] of index.cells.get(drain.queue) ?? []) {
+    if (cell.read.line < drain.invoke.line) upper = Math.max(upper, offset);
+  }
+  let run: number[] = [];
+  const flush = (): void => {
+    if (run.length === 0) return;
+    const skipped = run;
+    run = [];
+    findings.add(() => ({
+      description: `${describeOp(drain.read)} of ${drain.queue} lacks existing offset(s) ${listOffsets(skipped)}`,
+      process: drain.read.process,
+      queue: drain.queue,
+      skippedOffsets: skipped.slice(0, skippedOffsetsListedMax),
+      skippedCount: skipped.length,
+      read: drain.read,
+    }));
+  };
+  for (const offset of existing) {
+    if (offset > upper) break;
+    if (returned.has(offset)) flush();
+    else run.push(offset);
+  }
+  flush();
+}

@@ -1,0 +1,24 @@
+// The checker's public API (re-exports only): the history event types, the entry points,
+// the report and its human formatting. Tests may import the internals directly.
+export type {
+  CompletionType,
+  DrainInvoke,
+  EventPosition,
+  HistoryEvent,
+  OperationF,
+  OperationType,
+  PollInvoke,
+  ReadFailOrInfo,
+  ReadMessage,
+  ReadOk,
+  SendFailOrInfo,
+  SendInvoke,
+  SendOk,
+} from './history.js';
+export { parseHistoryEvent, readHistoryFile } from './history.js';
+export type { OpRef } from './pairing.js';
+export type { AnomalyExample } from './anomalies.js';
+export { examplesPerAnomalyMax } from './anomalies.js';
+export { anomalyKinds, formatReport, type AnomalyKind, type CheckReport, type Verdict } from './report.js';
+export type { HistoryStats } from './indexes.js';
+export { HistoryChecker, checkHistory, checkHistoryFile } from './checker.js';

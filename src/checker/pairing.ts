@@ -1,0 +1,117 @@
+// Structural validation of a history and pairing of each invoke with its completion. Owns the
+// rules that make a sequence of well-shaped events a history at all (CONTRACT.md): one
+// operation in flight per process, a completion matches its invoke, a process whose operation
+// ended `info` never acts again, time never goes backwards, bodies are unique per send.
+// It knows nothing about anomalies: a broken history is bad input, not an anomaly.
+import { assert } from '../util/assert.js';
+import { badHistory, type CompletionType, type EventPosition, type HistoryEvent, type OperationF } from './history.js';
+
+/** Names one event of the history so a person can find it: line, process, time. */
+export interface OpRef {
+  line: number;
+  process: number;
+  time: number;
+  f: OperationF;
+  /** `incomplete` marks an operation still in flight when the history ended (treated as info). */
+  type: CompletionType | 'invoke' | 'incomplete';
+}
+
+/** An operation whose invoke has been seen; `completion` is absent while it is in flight. */
+export interface PendingOperation {
+  invokeEvent: HistoryEvent & { type: 'invoke' };
+  invoke: OpRef;
+}
+
+/** A completed operation: its invoke and its completion event (or the end of the history). */
+export interface CompletedOperation extends PendingOperation {
+  completionEvent: (HistoryEvent & { type: CompletionType }) | undefined;
+  completion: OpRef;
+  /** ok / fail / info; an operation left in flight at the end of the history counts as info. */
+  outcome: CompletionType;
+}
+
+export type PairedStep = { kind: 'invoke'; operation: PendingOperation } | { kind: 'complete'; operation: CompletedOperation };
+
+function refOf(event: HistoryEvent, at: EventPosition): OpRef {
+  return { line: at.line, process: event.process, time: event.time, f: event.f, type: event.type };
+}
+
+export class OperationPairer {
+  private readonly pendingByProcess = new Map<number, PendingOperation>();
+  /** Processes whose last operation ended `info`: their line, to name it in the error. */
+  private readonly endedByInfo = new Map<number, number>();
+  /** Every body ever invoked by a send, with its line: bodies must be unique per send. */
+  private readonly sentBodies = new Map<string, number>();
+  private lastTime = 0;
+  private lastLine = 0;
+  private events = 0;
+
+  /** Events accepted so far. */
+  get eventCount(): number {
+    return this.events;
+  }
+
+  /** Validates one event against the history so far; returns it paired. Throws LMQ_BAD_INPUT. */
+  accept(event: HistoryEvent, at: EventPosition): PairedStep {
+    assert(at.line > this.lastLine, 'history lines are fed in increasing order');
+    if (event.time < this.lastTime) {
+      throw badHistory(at, `time ${event.time} is earlier than the previous event's time ${this.lastTime}; events must be in the order they happened`);
+    }
+    this.lastTime = event.time;
+    this.lastLine = at.line;
+    this.events += 1;
+    return event.type === 'invoke' ? this.acceptInvoke(event, at) : this.acceptCompletion(event, at);
+  }
+
+  private acceptInvoke(event: HistoryEvent & { type: 'invoke' }, at: EventPosition): PairedStep {
+    const pending = this.pendingByProcess.get(event.process);
+    if (pending !== undefined) {
+      throw badHistory(at, `process ${event.process} invokes ${event.f} while its ${pending.invoke.f} from line ${pending.invoke.line} has not completed; one operation per process at a time`);
+    }
+    const infoLine = this.endedByInfo.get(event.process);
+    if (infoLine !== undefined) {
+      throw badHistory(at, `process ${event.process} invokes ${event.f} after its operation ended info at line ${infoLine}; after an info a client goes on under a new process number`);
+    }
+    if (event.f === 'send') {
+      const sentLine = this.sentBodies.get(event.value.body);
+      if (sentLine !== undefined) throw badHistory(at, `body ${JSON.stringify(event.value.body)} was already sent at line ${sentLine}; bodies must be unique per send`);
+      this.sentBodies.set(event.value.body, at.line);
+    }
+    const operation: PendingOperation = { invokeEvent: event, invoke: refOf(event, at) };
+    this.pendingByProcess.set(event.process, operation);
+    return { kind: 'invoke', operation };
+  }
+
+  private acceptCompletion(event: HistoryEvent & { type: CompletionType }, at: EventPosition): PairedStep {
+    const pending = this.pendingByProcess.get(event.process);
+    if (pending === undefined) throw badHistory(at, `${event.type} ${event.f} by process ${event.process} has no invoke before it`);
+    const invoked = pending.invokeEvent;
+    if (invoked.f !== event.f) throw badHistory(at, `${event.type} ${event.f} completes process ${event.process}'s ${invoked.f} from line ${pending.invoke.line}; f must match`);
+    if (invoked.value.queue !== event.value.queue) {
+      throw badHistory(at, `${event.type} names queue ${JSON.stringify(event.value.queue)} but its invoke at line ${pending.invoke.line} named ${JSON.stringify(invoked.value.queue)}`);
+    }
+    if (invoked.f === 'send' && event.f === 'send' && invoked.value.body !== event.value.body) {
+      throw badHistory(at, `${event.type} names body ${JSON.stringify(event.value.body)} but its invoke at line ${pending.invoke.line} sent ${JSON.stringify(invoked.value.body)}`);
+    }
+    this.pendingByProcess.delete(event.process);
+    if (event.type === 'info') this.endedByInfo.set(event.process, at.line);
+    const completion = refOf(event, at);
+    const operation: CompletedOperation = { invokeEvent: pending.invokeEvent, invoke: pending.invoke, completionEvent: event, completion, outcome: event.type };
+    return { kind: 'complete', operation };
+  }
+
+  /**
+   * Ends the history: operations still in flight are completed as `info` (they may or may not
+   * have happened, as in Jepsen), in the order they were invoked.
+   */
+  finish(): CompletedOperation[] {
+    const incomplete = [...this.pendingByProcess.values()].sort((a, b) => a.invoke.line - b.invoke.line);
+    this.pendingByProcess.clear();
+    return incomplete.map((pending) => ({
+      ...pending,
+      completionEvent: undefined,
+      completion: { ...pending.invoke, line: this.lastLine + 1, time: this.lastTime, type: 'incomplete' },
+      outcome: 'info',
+    }));
+  }
+}

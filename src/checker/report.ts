@@ -1,0 +1,121 @@
+// The checker's report: its shape (CONTRACT.md `check --json`), the verdict rule, and the
+// human summary `ledgermq check` prints by default.
+import { assert } from '../util/assert.js';
+import {
+  drainCanJudge,
+  findDuplicates,
+  findFailedPresent,
+  findInconsistentOffsets,
+  findLost,
+  findNonmonotonicPolls,
+  findOffsetMismatches,
+  findPollSkips,
+  findReorders,
+  findUnexpected,
+  type AnomalyExample,
+  type AnomalyResult,
+} from './anomalies.js';
+import type { HistoryIndex, HistoryStats } from './indexes.js';
+
+export const anomalyKinds = [
+  'lost',
+  'unexpected',
+  'duplicate',
+  'inconsistent-offsets',
+  'offset-mismatch',
+  'reorder',
+  'failed-present',
+  'nonmonotonic-poll',
+  'poll-skip',
+] as const;
+export type AnomalyKind = (typeof anomalyKinds)[number];
+
+const anomalyFinders: Readonly<Record<AnomalyKind, (index: HistoryIndex) => AnomalyResult>> = {
+  lost: findLost,
+  unexpected: findUnexpected,
+  duplicate: findDuplicates,
+  'inconsistent-offsets': findInconsistentOffsets,
+  'offset-mismatch': findOffsetMismatches,
+  reorder: findReorders,
+  'failed-present': findFailedPresent,
+  'nonmonotonic-poll': findNonmonotonicPolls,
+  'poll-skip': findPollSkips,
+};
+
+/**
+ * `valid`: no anomaly and every acked send could be judged for loss. `invalid`: at least one
+ * anomaly. `unknown`: no anomaly found, but some acked sends could not be judged for `lost`
+ * (their queue was never drained, or they were still running when its final drain began) —
+ * like Jepsen's :unknown, it is not a pass. `valid` (the boolean) is true only for `valid`.
+ */
+export type Verdict = 'valid' | 'invalid' | 'unknown';
+
+export interface CheckReport {
+  valid: boolean;
+  verdict: Verdict;
+  counts: Record<AnomalyKind, number>;
+  /** Up to examplesPerAnomalyMax examples per kind, first in history order; [] when none. */
+  anomalies: Record<AnomalyKind, AnomalyExample[]>;
+  /** Queues that were sent to but never drained with an ok drain, sorted. */
+  undrainedQueues: string[];
+  /** Acked sends whose loss could not be judged (see Verdict). */
+  uncheckedAckedSends: number;
+  stats: HistoryStats;
+}
+
+/** Runs every anomaly function over the shared index and decides the verdict. */
+export function buildReport(index: HistoryIndex): CheckReport {
+  const counts = {} as Record<AnomalyKind, number>;
+  const anomalies = {} as Record<AnomalyKind, AnomalyExample[]>;
+  let anomalyCount = 0;
+  for (const kind of anomalyKinds) {
+    const result = anomalyFinders[kind](index);
+    assert(Number.isSafeInteger(result.count) && result.count >= 0, 'an anomaly count is a natural number');
+    counts[kind] = result.count;
+    anomalies[kind] = result.examples;
+    anomalyCount += result.count;
+  }
+  const drained = new Set(index.drains.keys());
+  const sentQueues = new Set<string>();
+  let uncheckedAckedSends = 0;
+  for (const send of index.sends.values()) {
+    sentQueues.add(send.queue);
+    if (send.outcome === 'ok' && drainCanJudge(index, send) === undefined) uncheckedAckedSends += 1;
+  }
+  const undrainedQueues = [...sentQueues].filter((q) => !drained.has(q)).sort();
+  const verdict: Verdict = anomalyCount > 0 ? 'invalid' : uncheckedAckedSends > 0 ? 'unknown' : 'valid';
+  assert(verdict !== 'valid' || anomalyCount === 0, 'a valid verdict has no anomaly');
+  return { valid: verdict === 'valid', verdict, counts, anomalies, undrainedQueues, uncheckedAckedSends, stats: index.stats };
+}
+
+/** The human summary: verdict line, what the history held, then each anomaly with its examples. */
+export function formatReport(report: CheckReport): string {
+  const s = report.stats;
+  const lines: string[] = [];
+  if (s.events === 0) {
+    lines.push(`${report.verdict.toUpperCase()}: no operations in the history`);
+    return lines.join('\n') + '\n';
+  }
+  const total = anomalyKinds.reduce((sum, kind) => sum + report.counts[kind], 0);
+  const headline =
+    report.verdict === 'valid'
+      ? 'no anomalies'
+      : report.verdict === 'invalid'
+        ? `${total} anomal${total === 1 ? 'y' : 'ies'}`
+        : `no anomalies found, but ${report.uncheckedAckedSends} acked send(s) could not be checked for loss`;
+  lines.push(`${report.verdict.toUpperCase()}: ${headline}`);
+  lines.push(
+    `  ${s.sends} sends (${s.acked} ok, ${s.failed} fail, ${s.info} info, ${s.incomplete} incomplete ops), ${s.polls} polls, ${s.drains} drains, ${s.messagesRead} messages read, ${s.queues} queues`,
+  );
+  if (report.undrainedQueues.length > 0) {
+    lines.push(`  never drained (lost cannot be judged there): ${report.undrainedQueues.join(', ')}`);
+  }
+  for (const kind of anomalyKinds) {
+    const count = report.counts[kind];
+    if (count === 0) continue;
+    lines.push(`  ${kind}: ${count}`);
+    for (const example of report.anomalies[kind]) lines.push(`    - ${example.description}`);
+    if (count > report.anomalies[kind].length) lines.push(`    … and ${count - report.anomalies[kind].length} more`);
+  }
+  return lines.join('\n') + '\n';
+}
