@@ -2,7 +2,7 @@
 // the report; exit 0 when valid, 1 when invalid or unknown, 2 for a malformed history.
 import type { Command } from 'commander';
 import { checkHistoryFile, formatReport } from '../checker/index.js';
-import { withConfig } from './commands.js';
+import { withConfig } from './options.js';
 
 export function registerCheck(program: Command): void {
   withConfig(

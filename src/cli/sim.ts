@@ -1,7 +1,7 @@
 // `ledgermq sim`: runs the deterministic simulator over many seeds (CONTRACT.md).
 import type { Command } from 'commander';
 import { runSeed } from '../sim/simulator.js';
-import { parseIntOption } from './commands.js';
+import { parseIntOption } from './options.js';
 
 interface SimCommandOptions {
   seeds: number;

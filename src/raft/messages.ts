@@ -58,6 +58,45 @@ export interface TimeoutNow extends Envelope {
 export type Message = VoteRequest | VoteResponse | AppendRequest | AppendResponse | Heartbeat | HeartbeatResponse | TimeoutNow;
 export type MessageType = Message['type'];
 
-export const MESSAGE_TYPES: ReadonlySet<MessageType> = new Set<MessageType>([
-  'preVote', 'vote', 'preVoteResp', 'voteResp', 'append', 'appendResp', 'heartbeat', 'heartbeatResp', 'timeoutNow',
-]);
+
+const isIndex = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
+
+function isEntry(v: unknown): v is Entry {
+  if (typeof v !== 'object' || v === null) return false;
+  const e = v as Record<string, unknown>;
+  return isIndex(e.index) && isIndex(e.term) && (e.type === 0 || e.type === 1) && e.data instanceof Uint8Array;
+}
+
+/**
+ * Checks a message decoded off the wire field by field, so a malformed one is dropped at the
+ * edge instead of tripping the core's invariant assertions. Returns the message or null.
+ */
+export function validateMessage(value: unknown): Message | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const m = value as Record<string, unknown>;
+  if (typeof m.from !== 'string' || typeof m.to !== 'string' || !isIndex(m.term)) return null;
+  switch (m.type) {
+    case 'preVote':
+    case 'vote':
+      return isIndex(m.lastIndex) && isIndex(m.lastTerm) && isBool(m.transfer) ? (value as Message) : null;
+    case 'preVoteResp':
+    case 'voteResp':
+      return isBool(m.reject) ? (value as Message) : null;
+    case 'append': {
+      if (!isIndex(m.prevIndex) || !isIndex(m.prevTerm) || !isIndex(m.commit) || !Array.isArray(m.entries)) return null;
+      const entries = m.entries as unknown[];
+      const contiguous = entries.every((e, i) => isEntry(e) && e.index === (m.prevIndex as number) + 1 + i);
+      return contiguous ? (value as Message) : null;
+    }
+    case 'appendResp':
+      return isIndex(m.index) && isBool(m.reject) && isIndex(m.rejectHint) && isIndex(m.hintTerm) ? (value as Message) : null;
+    case 'heartbeat':
+      return isIndex(m.commit) ? (value as Message) : null;
+    case 'heartbeatResp':
+    case 'timeoutNow':
+      return value as Message;
+    default:
+      return null;
+  }
+}

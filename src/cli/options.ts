@@ -1,0 +1,18 @@
+// Option helpers every command shares (CONTRACT.md: --config FILE on every command).
+import { type Command, InvalidArgumentError, Option } from 'commander';
+
+export const DEFAULT_CONFIG_PATH = './cluster.config.json';
+
+export function withConfig(command: Command): Command {
+  return command.addOption(new Option('--config <file>', 'cluster config file').default(DEFAULT_CONFIG_PATH));
+}
+
+export function parseIntOption(name: string, min: number, max: number): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}, not "${value}"`);
+    }
+    return n;
+  };
+}

@@ -1,0 +1,67 @@
+// `ledgermq status`: one row per node — role, term, indexes, pid — and each follower's lag as
+// the leader sees it. Waits up to --timeout for a leader; exit 3 when none appears.
+import type { Command } from 'commander';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type ClusterConfig, loadConfig } from '../config/config.js';
+import type { NodeStatus } from '../node/raft-node.js';
+import { LmqError } from '../util/errors.js';
+import { parseIntOption, withConfig } from './options.js';
+import { clientFor } from './connect.js';
+
+interface StatusOptions {
+  config: string;
+  json?: boolean;
+  timeout: number;
+}
+
+type Row = Omit<Partial<NodeStatus>, 'role'> & { id: string; role: NodeStatus['role'] | 'down' };
+
+export function registerStatus(program: Command): void {
+  withConfig(program.command('status'))
+    .description('show every node: role, term, last/commit/applied index, pid, follower lag')
+    .option('--json', 'machine-readable output')
+    .option('--timeout <ms>', 'wait this long for a leader', parseIntOption('--timeout', 0, 3_600_000), 3000)
+    .action(async (options: StatusOptions) => {
+      const config = loadConfig(options.config);
+      const rows = await waitForLeader(config, options.timeout);
+      const leader = rows.find((r) => r.role === 'leader');
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify({ leader: leader?.id ?? null, term: leader?.term ?? null, nodes: rows })}\n`);
+      } else {
+        process.stdout.write(formatTable(rows));
+      }
+      if (leader === undefined) throw new LmqError('LMQ_UNAVAILABLE', `no leader within ${options.timeout} ms`);
+    });
+}
+
+async function waitForLeader(config: ClusterConfig, timeoutMs: number): Promise<Row[]> {
+  const deadline = Date.now() + timeoutMs;
+  const client = clientFor(config, timeoutMs);
+  try {
+    for (;;) {
+      const rows = await Promise.all(config.nodes.map((node) => statusOf(client, node.id)));
+      if (rows.some((r) => r.role === 'leader') || Date.now() >= deadline) return rows;
+      await sleep(100);
+    }
+  } finally {
+    client.close();
+  }
+}
+
+async function statusOf(client: ReturnType<typeof clientFor>, id: string): Promise<Row> {
+  try {
+    return { ...((await client.callNode(id, { op: 'status' }, 1000)) as NodeStatus) };
+  } catch {
+    return { id, role: 'down' };
+  }
+}
+
+function formatTable(rows: Row[]): string {
+  const header = ['node', 'role', 'term', 'last', 'commit', 'applied', 'pid', 'follower lag'];
+  const lines = rows.map((r) => [
+    r.id, r.role, String(r.term ?? '-'), String(r.lastIndex ?? '-'), String(r.commitIndex ?? '-'), String(r.appliedIndex ?? '-'), String(r.pid ?? '-'),
+    (r.followers ?? []).map((f) => `${f.id}:${f.lag}`).join(' '),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  return [header, ...lines].map((l) => l.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+}

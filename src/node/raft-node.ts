@@ -1,0 +1,270 @@
+// A Raft node in a real process: it drives the pure core with a tick timer, steps messages
+// from peers into it, and carries out each Ready with real I/O in the contract's order —
+// hard state synced, messages sent, entries written and flushed (fdatasync in sync mode),
+// acknowledgements sent, committed entries applied, then advance(). It also answers
+// proposals under the configured quorum mode and reports its status.
+import type { Logger } from 'pino';
+import type { ClusterConfig, QuorumMode } from '../config/config.js';
+import { RaftCore, type Ready, type Role } from '../raft/core.js';
+import { validateMessage } from '../raft/messages.js';
+import type { LogReader } from '../raft/raft-log.js';
+import type { Entry, HardState, NodeId } from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import { LmqError } from '../util/errors.js';
+import { type Acknowledged, ProposalTracker } from './proposals.js';
+
+/** The log store as the node uses it (src/log implements it). */
+export interface NodeLogStore extends LogReader {
+  append(entries: readonly Entry[]): void;
+  /** Resolves with the highest index that counts as persisted under the flush mode. */
+  flush(): Promise<number>;
+  setCommitIndex(index: number): void;
+  close(): Promise<void>;
+}
+
+export interface NodeHardStateStore {
+  load(): HardState;
+  /** Resolves once the hard state is durable. */
+  save(hardState: HardState): Promise<void>;
+}
+
+/** What the node applies committed entries to (the broker implements it). */
+export interface StateMachine<R> {
+  appliedIndex(): number;
+  /** One result per entry, in order; deterministic. */
+  apply(entries: readonly Entry[]): R[];
+}
+
+export interface PeerSender {
+  send(to: NodeId, message: unknown): void;
+}
+
+export interface NodeStatus {
+  readonly id: NodeId;
+  readonly pid: number;
+  readonly role: Role;
+  readonly term: number;
+  readonly leader: NodeId | null;
+  readonly lastIndex: number;
+  readonly persistedIndex: number;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  /** Leader only: each follower's match index and how far it lags behind the leader's last index. */
+  readonly followers: readonly { id: NodeId; matchIndex: number; lag: number; state: string }[];
+}
+
+export interface RaftNodeOptions<R> {
+  readonly config: ClusterConfig;
+  readonly id: NodeId;
+  readonly log: NodeLogStore;
+  readonly hardState: NodeHardStateStore;
+  readonly stateMachine: StateMachine<R>;
+  readonly peers: PeerSender;
+  readonly logger: Logger;
+  /** Injected for tests; Math.random in production (the core itself has no randomness). */
+  readonly randomInt?: (n: number) => number;
+}
+
+/** Committed entries handed to the state machine per Ready. */
+const MAX_APPLY_BYTES = 4 * 1024 * 1024;
+
+export class RaftNode<R> {
+  readonly id: NodeId;
+  private readonly core: RaftCore;
+  private readonly proposals = new ProposalTracker<R>();
+  private readonly options: RaftNodeOptions<R>;
+  private logger: Logger;
+  private tickTimer: NodeJS.Timeout | null = null;
+  private driving: Promise<void> | null = null;
+  private driveAgain = false;
+  private stopped = false;
+  private lastRole: Role = 'follower';
+  private lastLeader: NodeId | null = null;
+  private readonly appliedListeners = new Set<() => void>();
+
+  constructor(options: RaftNodeOptions<R>) {
+    this.options = options;
+    this.id = options.id;
+    const raft = options.config.raft;
+    this.core = new RaftCore({
+      id: options.id,
+      voters: options.config.nodes.map((n) => n.id),
+      storage: options.log,
+      hardState: options.hardState.load(),
+      appliedIndex: options.stateMachine.appliedIndex(),
+      electionTimeoutTicks: raft.electionTimeoutTicks,
+      heartbeatIntervalTicks: raft.heartbeatIntervalTicks,
+      maxInflightMsgs: raft.maxInflightMsgs,
+      maxInflightBytes: raft.maxInflightBytes,
+      maxAppendBytes: raft.maxAppendBytes,
+      maxApplyBytes: MAX_APPLY_BYTES,
+      maxUncommittedEntries: raft.maxUncommittedEntries,
+      preferredLeader: raft.preferredLeader,
+      randomInt: options.randomInt ?? ((n) => Math.floor(Math.random() * n)),
+    });
+    this.logger = options.logger;
+    this.syncLoggerContext();
+  }
+
+  start(): void {
+    assert(this.tickTimer === null, 'node started twice');
+    this.tickTimer = setInterval(() => {
+      this.core.tick();
+      this.kick();
+    }, this.options.config.raft.tickMs);
+    this.kick();
+  }
+
+  /** Stops ticking, finishes the Ready in progress and closes the log (flushed). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.tickTimer !== null) clearInterval(this.tickTimer);
+    this.tickTimer = null;
+    while (this.driving !== null) await this.driving;
+    this.proposals.failAll('could not be acknowledged: the node is shutting down');
+    await this.options.log.close();
+  }
+
+  /** A message from a peer, as decoded off the wire: checked before the core sees it. */
+  receive(from: NodeId, message: unknown): void {
+    if (this.stopped) return;
+    const valid = validateMessage(message);
+    if (valid === null || valid.from !== from || valid.to !== this.id) {
+      this.logger.warn({ from }, 'dropping a malformed raft message');
+      return;
+    }
+    this.core.step(valid);
+    this.kick();
+  }
+
+  /**
+   * Appends one entry and answers once it is acknowledged under `mode`. Rejects with
+   * LMQ_NOT_LEADER (with a leader hint), LMQ_OVERLOADED, or LMQ_LEADERSHIP_LOST (outcome unknown).
+   */
+  propose(data: Uint8Array, mode: QuorumMode): Promise<Acknowledged<R>> {
+    if (this.stopped) return Promise.reject(new LmqError('LMQ_UNAVAILABLE', `node ${this.id} is shutting down`));
+    const result = this.core.propose([data]);
+    if (!result.ok) {
+      if (result.reason === 'overloaded') {
+        return Promise.reject(new LmqError('LMQ_OVERLOADED', `node ${this.id} has ${this.options.config.raft.maxUncommittedEntries} writes waiting for commit; retry shortly`));
+      }
+      const leader = result.reason === 'notLeader' ? result.leader : null;
+      return Promise.reject(new LmqError('LMQ_NOT_LEADER', `node ${this.id} is not the leader${leader ? `; the leader is ${leader}` : ''}`, { leader }));
+    }
+    const ack = this.proposals.add(result.firstIndex, result.term, mode);
+    this.kick();
+    return ack;
+  }
+
+  transferLeadership(target: NodeId): boolean {
+    const started = this.core.transferLeadership(target);
+    this.kick();
+    return started;
+  }
+
+  status(): NodeStatus {
+    const s = this.core.status();
+    return {
+      id: s.id,
+      pid: process.pid,
+      role: s.role,
+      term: s.term,
+      leader: s.leader,
+      lastIndex: s.lastIndex,
+      persistedIndex: s.persistedIndex,
+      commitIndex: s.commitIndex,
+      appliedIndex: s.appliedIndex,
+      followers: s.progress.filter((p) => p.id !== this.id).map((p) => ({ id: p.id, matchIndex: p.match, lag: s.lastIndex - p.match, state: p.state })),
+    };
+  }
+
+  /** Called after every batch of applied entries (long polling waits on it). */
+  onApplied(listener: () => void): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
+  }
+
+  // ---------------------------------------------------------------- the Ready loop
+
+  /** Runs the Ready loop soon; work that arrives meanwhile joins the next Ready (group commit). */
+  private kick(): void {
+    if (this.driving !== null) {
+      this.driveAgain = true;
+      return;
+    }
+    this.driving = new Promise((resolve) => setImmediate(resolve))
+      .then(() => this.drive())
+      .catch((error: unknown) => {
+        // A failed fsync or write leaves the node unable to keep its promises: crash loudly.
+        this.logger.fatal({ err: error }, 'the Ready loop failed; stopping the process');
+        process.exit(70);
+      });
+  }
+
+  private async drive(): Promise<void> {
+    try {
+      do {
+        this.driveAgain = false;
+        while (this.core.hasReady()) await this.handleReady(this.core.ready());
+        this.observeRoleChange();
+      } while (this.driveAgain && !this.stopped);
+    } finally {
+      this.driving = null;
+    }
+  }
+
+  private async handleReady(ready: Ready): Promise<void> {
+    if (ready.hardState !== null) await this.options.hardState.save(ready.hardState);
+    for (const m of ready.messages) this.options.peers.send(m.to, m);
+    if (ready.entries.length > 0) {
+      this.options.log.append(ready.entries);
+      const persisted = await this.options.log.flush();
+      const last = ready.entries[ready.entries.length - 1]!;
+      assert(persisted >= last.index, () => `flush reported ${persisted}, short of ${last.index}`);
+    }
+    for (const m of ready.persistedMessages) this.options.peers.send(m.to, m);
+    this.apply(ready.committedEntries);
+    this.core.advance(ready);
+    this.afterAdvance();
+  }
+
+  private apply(entries: readonly Entry[]): void {
+    if (entries.length === 0) return;
+    const results = this.options.stateMachine.apply(entries);
+    assert(results.length === entries.length, 'one result per applied entry');
+    const allMatch = this.allMatchIndex();
+    entries.forEach((entry, i) => this.proposals.applied(entry.index, entry.term, results[i]!, allMatch));
+    for (const listener of this.appliedListeners) listener();
+  }
+
+  private afterAdvance(): void {
+    const status = this.core.status();
+    this.options.log.setCommitIndex(Math.min(status.commitIndex, status.persistedIndex));
+    if (this.proposals.size() === 0) return;
+    this.proposals.replicatedEverywhere(this.allMatchIndex());
+    this.proposals.persistedLocally(status.persistedIndex, (index) => this.core.termAt(index));
+  }
+
+  /** Highest index every voter holds durably (the `all` quorum's acknowledgement). */
+  private allMatchIndex(): number {
+    const progress = this.core.status().progress;
+    return progress.length === 0 ? 0 : Math.min(...progress.map((p) => p.match));
+  }
+
+  private observeRoleChange(): void {
+    const status = this.core.status();
+    if (status.role === this.lastRole && status.leader === this.lastLeader) return;
+    if (this.lastRole === 'leader' && status.role !== 'leader') {
+      this.proposals.failAll(`lost its leader (node ${this.id} stepped down in term ${status.term})`);
+    }
+    this.lastRole = status.role;
+    this.lastLeader = status.leader;
+    this.syncLoggerContext();
+    this.logger.info({ leader: status.leader, lastIndex: status.lastIndex, commitIndex: status.commitIndex }, status.role === 'leader' ? 'became leader' : `now ${status.role}`);
+  }
+
+  private syncLoggerContext(): void {
+    const s = this.core.status();
+    this.logger = this.options.logger.child({ term: s.term, role: s.role });
+  }
+}
