@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'LMQ_TOPIC_NOT_FOUND'
   | 'LMQ_TOPIC_EXISTS'
   | 'LMQ_LEADERSHIP_LOST'
-  | 'LMQ_OVERLOADED';
+  | 'LMQ_OVERLOADED'
+  | 'LMQ_OUT_OF_ORDER';
 
 interface ErrorTraits {
   retriable: boolean;
@@ -32,6 +33,9 @@ export const ERROR_TRAITS: Readonly<Record<ErrorCode, ErrorTraits>> = Object.fre
   LMQ_TOPIC_EXISTS: { retriable: false, indeterminate: false, exitCode: 2 },
   LMQ_LEADERSHIP_LOST: { retriable: true, indeterminate: true, exitCode: 3 },
   LMQ_OVERLOADED: { retriable: true, indeterminate: false, exitCode: 3 },
+  // An idempotent producer's seq skipped ahead (an earlier send is missing): this send was
+  // definitely not stored; the producer resends in order from the expected seq.
+  LMQ_OUT_OF_ORDER: { retriable: true, indeterminate: false, exitCode: 3 },
 });
 
 export class LmqError extends Error {

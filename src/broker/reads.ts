@@ -1,0 +1,68 @@
+// The read path from consume queue entries to messages: fetches the commit log entries they
+// point at through CommittedLogReader (runs of consecutive indexes in one call), decodes them
+// and checks that each entry really holds the message the index says it does.
+import { EntryType } from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import { type BrokerCommand, COMMAND_LIMITS, decodeCommand, type ProduceMessage } from './commands.js';
+import type { CommittedLogReader } from './state-machine.js';
+import type { ConsumeQueueRecord } from './store.js';
+
+export type StoredMessage = ProduceMessage & { queueId: number; offset: number; logIndex: number; storeTimestampMs: number };
+
+/** A consume queue entry together with the queue position it was found at. */
+export interface QueueRef {
+  topic: string;
+  queueId: number;
+  offset: number;
+  at: ConsumeQueueRecord;
+}
+
+type ProduceCommand = Extract<BrokerCommand, { kind: 'produce' }>;
+
+/** Bytes asked of the log per call: one maximal produce entry plus framing fits. */
+const LOG_READ_CHUNK_BYTES = 2 * COMMAND_LIMITS.produceBodyBytesMax;
+
+export function fetchMessages(log: CommittedLogReader, refs: readonly QueueRef[]): StoredMessage[] {
+  const logIndexes = [...new Set(refs.map((ref) => ref.at.logIndex))].sort((a, b) => a - b);
+  const commands = readProduceEntries(log, logIndexes);
+  const messages = refs.map((ref) => {
+    const command = commands.get(ref.at.logIndex);
+    assert(command !== undefined, () => `log entry ${ref.at.logIndex} was not read`);
+    return storedMessage(ref, command);
+  });
+  assert(messages.length === refs.length, 'one message per reference');
+  return messages;
+}
+
+/** Reads the given (sorted, distinct) log indexes, asking for each run of consecutive ones at once. */
+function readProduceEntries(log: CommittedLogReader, logIndexes: readonly number[]): Map<number, ProduceCommand> {
+  const commands = new Map<number, ProduceCommand>();
+  let i = 0;
+  while (i < logIndexes.length) {
+    const lo = logIndexes[i] as number;
+    let runLength = 1;
+    while (logIndexes[i + runLength] === lo + runLength) runLength++;
+    const entries = log.entries(lo, lo + runLength, LOG_READ_CHUNK_BYTES);
+    assert(entries.length >= 1, () => `log returned no entry at committed index ${lo}`);
+    assert(entries.length <= runLength, () => `log returned ${entries.length} entries for ${runLength} asked`);
+    entries.forEach((entry, k) => {
+      assert(entry.index === lo + k, () => `log returned entry ${entry.index} where ${lo + k} was asked`);
+      assert(entry.type === EntryType.Normal, () => `consume queue points at non-normal entry ${entry.index}`);
+      const command = decodeCommand(entry.data, entry.index);
+      assert(command.kind === 'produce', () => `consume queue points at ${command.kind} entry ${entry.index}`);
+      commands.set(entry.index, command);
+    });
+    i += entries.length;
+  }
+  assert(commands.size === logIndexes.length, 'every asked log index was read');
+  return commands;
+}
+
+function storedMessage(ref: QueueRef, command: ProduceCommand): StoredMessage {
+  const message = command.messages[ref.at.batchPos];
+  assert(message !== undefined, () => `log entry ${ref.at.logIndex} has no message at position ${ref.at.batchPos}`);
+  assert(message.topic === ref.topic, () => `log entry ${ref.at.logIndex} holds topic ${message.topic}, index says ${ref.topic}`);
+  assert(message.queueId === ref.queueId, () => `log entry ${ref.at.logIndex} holds queue ${message.queueId}, index says ${ref.queueId}`);
+  assert(message.body.byteLength === ref.at.bodyBytes, () => `log entry ${ref.at.logIndex} body size differs from its index`);
+  return { ...message, offset: ref.offset, logIndex: ref.at.logIndex, storeTimestampMs: ref.at.storeTimestampMs };
+}

@@ -1,0 +1,459 @@
+// The broker's replicated state machine: turns the committed Raft log (the broker's commit log,
+// RocketMQ's CommitLog) into topics, consume queues, group offsets, producer dedup state and the
+// key/msgId indexes, all in one lmdb environment. Apply is deterministic — every check is made
+// against replicated state, time comes from the command — so the same log gives the same state
+// and results on every node, and queue order is log order everywhere.
+//
+// A consume queue entry is an index into the commit log (log index + position in the batch,
+// store time, body size), like RocketMQ's CommitLog → ConsumeQueue dispatch; bodies are read
+// back through CommittedLogReader. appliedIndex and every change of one apply() call commit in
+// one lmdb transaction, so after a crash the state is exactly that of some applied index and
+// replay from appliedIndex()+1 is exact. The lmdb needs no durability of its own: it is
+// rebuilt by replaying the log from index 1 when its directory is deleted (until retention
+// deletes log segments — then a snapshot becomes necessary; see the report).
+import type { Logger } from 'pino';
+import { EntryType, type Entry } from '../raft/types.js';
+import { assert, unreachable } from '../util/assert.js';
+import { LmqError } from '../util/errors.js';
+import { type BrokerCommand, decodeCommand, type ProduceMessage } from './commands.js';
+import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
+import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord } from './store.js';
+import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
+
+export type { StoredMessage } from './reads.js';
+
+/** The committed log, as the log store exposes it. */
+export interface CommittedLogReader {
+  /**
+   * Committed entries with index in [lo, hiExclusive), in index order, starting exactly at lo.
+   * Stops before the entry that would take the sum of entryBytes() past maxBytes, but returns
+   * at least the entry at lo when lo < hiExclusive. Throws if an index asked for is not
+   * committed or no longer stored. Entries are never mutated after they are returned.
+   */
+  entries(lo: number, hiExclusive: number, maxBytes: number): Entry[];
+}
+
+export interface BrokerStateMachineOptions {
+  /** lmdb environment directory (created if missing). */
+  dir: string;
+  log: CommittedLogReader;
+  /** Producers tracked for dedup; must be the same on every node (it changes apply results). */
+  maxProducers?: number;
+  /** Outcomes kept per producer for answering retries; same on every node. */
+  dedupWindowPerProducer?: number;
+  logger?: Logger;
+}
+
+export const STATE_MACHINE_DEFAULTS = Object.freeze({ maxProducers: 10_000, dedupWindowPerProducer: 8 });
+
+export const STATE_MACHINE_LIMITS = Object.freeze({
+  applyEntriesMax: 10_000,
+  maxProducersMax: 1_000_000,
+  dedupWindowPerProducerMax: 1024,
+  readMessagesMax: 4096,
+  readBytesMax: 64 * 1024 * 1024,
+  keyLookupMax: 1024,
+  topicsListMax: 100_000,
+  groupsListMax: 100_000,
+  /** Offsets rows listed for one group (queues it committed on). */
+  groupQueuesListMax: 100_000,
+});
+
+/** Bumped when the lmdb layout changes; an old directory is then rebuilt from the log. */
+const SCHEMA_VERSION = 1;
+
+export type ApplyResult =
+  | { kind: 'noop' }
+  | { kind: 'createTopic'; ok: true }
+  | { kind: 'createTopic'; ok: false; error: 'LMQ_TOPIC_EXISTS'; message: string }
+  | { kind: 'produce'; placed: Placement[]; duplicate: boolean }
+  | { kind: 'produce'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string }
+  | { kind: 'produce'; error: 'LMQ_OUT_OF_ORDER'; message: string; expectedSeq: number }
+  | { kind: 'commitOffsets' | 'resetOffsets'; ok: true }
+  | { kind: 'commitOffsets' | 'resetOffsets'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string };
+
+export interface GroupQueueLag {
+  topic: string;
+  queueId: number;
+  committedOffset: number;
+  nextOffset: number;
+  /** nextOffset − committedOffset: messages stored but not yet consumed by the group. */
+  lag: number;
+}
+
+type QueueProblem = { error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string };
+
+export class BrokerStateMachine {
+  private closed = false;
+
+  private constructor(
+    private readonly store: BrokerStore,
+    private readonly log: CommittedLogReader,
+    private readonly settings: ProducerSettings,
+    private readonly logger: Logger | undefined,
+  ) {}
+
+  static open(options: BrokerStateMachineOptions): BrokerStateMachine {
+    const settings = validateSettings(options);
+    const store = BrokerStore.open(options.dir);
+    try {
+      checkOrRecordSettings(store, settings, options.dir);
+    } catch (error) {
+      void store.close();
+      throw error;
+    }
+    const machine = new BrokerStateMachine(store, options.log, settings, options.logger);
+    options.logger?.info({ dir: options.dir, appliedIndex: machine.appliedIndex() }, 'broker state opened');
+    return machine;
+  }
+
+  /** Index of the last applied entry; 0 for a fresh (or deleted, to be rebuilt) state. */
+  appliedIndex(): number {
+    this.assertOpen();
+    return this.store.getMeta('appliedIndex') ?? 0;
+  }
+
+  /**
+   * Applies committed entries appliedIndex()+1 … in order, in one lmdb transaction: all or
+   * nothing. One result per entry. A corrupt entry throws LMQ_CORRUPT_DATA and applies nothing
+   * of this call (every node stops at the same entry; it is never skipped).
+   */
+  apply(entries: readonly Entry[]): ApplyResult[] {
+    this.assertOpen();
+    assert(entries.length <= STATE_MACHINE_LIMITS.applyEntriesMax, () => `apply of ${entries.length} entries exceeds applyEntriesMax`);
+    if (entries.length === 0) return [];
+    const results = this.store.transaction(() => {
+      let appliedIndex = this.store.getMeta('appliedIndex') ?? 0;
+      const batchResults = entries.map((entry) => {
+        assert(entry.index === appliedIndex + 1, () => `apply of entry ${entry.index} after applied index ${appliedIndex}`);
+        const result = this.applyEntry(entry);
+        appliedIndex = entry.index;
+        return result;
+      });
+      this.store.putMeta('appliedIndex', appliedIndex);
+      return batchResults;
+    });
+    assert(results.length === entries.length, 'one apply result per entry');
+    return results;
+  }
+
+  private applyEntry(entry: Entry): ApplyResult {
+    if (entry.type === EntryType.Noop) {
+      assert(entry.data.byteLength === 0, () => `noop entry ${entry.index} carries data`);
+      return { kind: 'noop' };
+    }
+    assert(entry.type === EntryType.Normal, () => `entry ${entry.index} has unknown type ${entry.type}`);
+    const command = decodeCommand(entry.data, entry.index);
+    switch (command.kind) {
+      case 'createTopic':
+        return this.applyCreateTopic(command, entry.index);
+      case 'produce':
+        return this.applyProduce(command, entry.index);
+      case 'commitOffsets':
+      case 'resetOffsets':
+        return this.applyOffsets(command);
+      default:
+        return unreachable(command, 'broker command');
+    }
+  }
+
+  private applyCreateTopic(command: Extract<BrokerCommand, { kind: 'createTopic' }>, logIndex: number): ApplyResult {
+    const existing = this.store.getTopic(command.topic);
+    if (existing !== undefined) {
+      const message = `topic "${command.topic}" already exists with ${existing.queues} queues`;
+      return { kind: 'createTopic', ok: false, error: 'LMQ_TOPIC_EXISTS', message };
+    }
+    this.store.putTopic(command.topic, { queues: command.queues, createdAtLogIndex: logIndex });
+    for (let queueId = 0; queueId < command.queues; queueId++) {
+      this.store.putQueue(command.topic, queueId, { minOffset: 0, nextOffset: 0 });
+    }
+    return { kind: 'createTopic', ok: true };
+  }
+
+  private applyProduce(command: Extract<BrokerCommand, { kind: 'produce' }>, logIndex: number): ApplyResult {
+    const check = checkSeq(this.store, command.producerId, command.seq, logIndex);
+    switch (check.verdict) {
+      case 'outOfOrder':
+        return { kind: 'produce', error: 'LMQ_OUT_OF_ORDER', message: check.message, expectedSeq: check.expectedSeq };
+      case 'duplicate':
+        return check.original === undefined ? { kind: 'produce', placed: [], duplicate: true } : outcomeResult(check.original, true);
+      case 'apply': {
+        const problem = this.batchProblem(command.messages);
+        const outcome: ProduceOutcome =
+          problem === undefined ? { seq: command.seq, placed: this.placeBatch(command, logIndex) } : { seq: command.seq, ...problem };
+        const evicted = recordOutcome(this.store, this.settings, command.producerId, outcome, logIndex);
+        if (evicted !== undefined) this.logger?.debug({ evicted, logIndex }, 'producer evicted from dedup state');
+        return outcomeResult(outcome, false);
+      }
+      default:
+        return unreachable(check, 'seq verdict');
+    }
+  }
+
+  /** A batch is all-or-nothing: the first message naming a missing topic or queue refuses it. */
+  private batchProblem(messages: readonly ProduceMessage[]): QueueProblem | undefined {
+    for (const message of messages) {
+      const problem = this.queueProblem(message.topic, message.queueId);
+      if (problem !== undefined) return problem;
+    }
+    return undefined;
+  }
+
+  private queueProblem(topic: string, queueId: number): QueueProblem | undefined {
+    const record = this.store.getTopic(topic);
+    if (record === undefined) {
+      return { error: 'LMQ_TOPIC_NOT_FOUND', message: `topic "${topic}" does not exist; create it with \`ledgermq topic create ${topic} --queues N\`` };
+    }
+    if (queueId >= record.queues) {
+      return { error: 'LMQ_BAD_INPUT', message: `queue ${queueId} does not exist: topic "${topic}" has ${record.queues} queues (0 to ${record.queues - 1})` };
+    }
+    return undefined;
+  }
+
+  /** Appends each message to its consume queue (dense offsets, log order) and indexes it. */
+  private placeBatch(command: Extract<BrokerCommand, { kind: 'produce' }>, logIndex: number): Placement[] {
+    // Store time never goes backwards along the log (leaders' clocks may disagree), so every
+    // queue is sorted by store time and offsetForTimestamp can binary-search it.
+    const storeTimestampMs = Math.max(command.timestampMs, this.store.getMeta('lastStoreTimestampMs') ?? 0);
+    this.store.putMeta('lastStoreTimestampMs', storeTimestampMs);
+    const queues = new Map<string, QueueRecord>();
+    const placed = command.messages.map((message, batchPos): Placement => {
+      const queueKey = `${message.topic}/${message.queueId}`;
+      const queue = queues.get(queueKey) ?? this.store.getQueue(message.topic, message.queueId);
+      assert(queue !== undefined, () => `checked queue ${queueKey} is missing`);
+      const offset = queue.nextOffset;
+      const at: ConsumeQueueRecord = { logIndex, batchPos, storeTimestampMs, bodyBytes: message.body.byteLength };
+      this.store.putConsumeQueue(message.topic, message.queueId, offset, at);
+      for (const key of message.keys ?? []) this.store.putKeyIndex(message.topic, key, at, message.queueId, offset);
+      // The msgId index keeps the first stored copy: a copy stored again under a new producer
+      // session is still found by key and by reading the queue.
+      if (this.store.getMsgId(message.msgId) === undefined) {
+        this.store.putMsgId(message.msgId, { topic: message.topic, queueId: message.queueId, offset });
+      }
+      queues.set(queueKey, { minOffset: queue.minOffset, nextOffset: offset + 1 });
+      return { msgId: message.msgId, queueId: message.queueId, offset };
+    });
+    for (const [queueKey, queue] of queues) {
+      const slash = queueKey.lastIndexOf('/');
+      this.store.putQueue(queueKey.slice(0, slash), Number(queueKey.slice(slash + 1)), queue);
+    }
+    assert(placed.length === command.messages.length, 'one placement per message');
+    return placed;
+  }
+
+  /**
+   * commitOffsets moves an offset forward only (a stale commit after a rebalance cannot rewind
+   * the group) and clamps it to the queue's [minOffset, nextOffset]: a consumer cannot have
+   * consumed what is not stored. resetOffsets sets the clamped offset, backwards too. A command
+   * naming a missing topic or queue changes nothing.
+   */
+  private applyOffsets(command: Extract<BrokerCommand, { kind: 'commitOffsets' | 'resetOffsets' }>): ApplyResult {
+    for (const position of command.offsets) {
+      const problem = this.queueProblem(position.topic, position.queueId);
+      if (problem !== undefined) return { kind: command.kind, ...problem };
+    }
+    for (const position of command.offsets) {
+      const queue = this.store.getQueue(position.topic, position.queueId);
+      assert(queue !== undefined, 'checked queue is missing');
+      const clamped = Math.min(Math.max(position.offset, queue.minOffset), queue.nextOffset);
+      const current = this.store.getOffset(command.group, position.topic, position.queueId);
+      const next = command.kind === 'commitOffsets' && current !== undefined ? Math.max(current, clamped) : clamped;
+      this.store.putOffset(command.group, position.topic, position.queueId, next);
+    }
+    return { kind: command.kind, ok: true };
+  }
+
+  // --- queries: pure reads of lmdb and the log --------------------------------------------------
+
+  topics(): { topic: string; queues: number }[] {
+    this.assertOpen();
+    return this.store.listTopics(STATE_MACHINE_LIMITS.topicsListMax).map(({ topic, record }) => ({ topic, queues: record.queues }));
+  }
+
+  topic(name: string): { queues: number } | undefined {
+    this.assertOpen();
+    const record = this.store.getTopic(name);
+    return record === undefined ? undefined : { queues: record.queues };
+  }
+
+  /** Throws LMQ_TOPIC_NOT_FOUND / LMQ_BAD_INPUT for a missing topic or queue. */
+  queueRange(topic: string, queueId: number): { minOffset: number; nextOffset: number } {
+    this.assertOpen();
+    const queue = this.requireQueue(topic, queueId);
+    return { minOffset: queue.minOffset, nextOffset: queue.nextOffset };
+  }
+
+  /**
+   * Messages of one queue from fromOffset, in offset order: at most maxMessages, and bodies
+   * totalling at most maxBytes — except that the first message is returned even when it alone
+   * is larger, so a large message cannot wedge a queue. Empty at or past nextOffset.
+   */
+  read(topic: string, queueId: number, fromOffset: number, maxMessages: number, maxBytes: number): StoredMessage[] {
+    this.assertOpen();
+    checkArgument(fromOffset, 'fromOffset', 0, Number.MAX_SAFE_INTEGER);
+    checkArgument(maxMessages, 'maxMessages', 1, STATE_MACHINE_LIMITS.readMessagesMax);
+    checkArgument(maxBytes, 'maxBytes', 1, STATE_MACHINE_LIMITS.readBytesMax);
+    const queue = this.requireQueue(topic, queueId);
+    if (fromOffset < queue.minOffset) {
+      throw new LmqError('LMQ_BAD_INPUT', `offset ${fromOffset} of ${topic}/${queueId} is no longer stored; the first stored offset is ${queue.minOffset}`);
+    }
+    const refs: QueueRef[] = [];
+    let bytes = 0;
+    for (let offset = fromOffset; offset < queue.nextOffset && refs.length < maxMessages; offset++) {
+      const at = this.store.getConsumeQueue(topic, queueId, offset);
+      assert(at !== undefined, () => `consume queue ${topic}/${queueId} has a hole at ${offset}`);
+      if (refs.length > 0 && bytes + at.bodyBytes > maxBytes) break;
+      bytes += at.bodyBytes;
+      refs.push({ topic, queueId, offset, at });
+    }
+    return fetchMessages(this.log, refs);
+  }
+
+  committedOffset(group: string, topic: string, queueId: number): number | undefined {
+    this.assertOpen();
+    return this.store.getOffset(group, topic, queueId);
+  }
+
+  /** Groups that ever committed an offset, by name. */
+  groups(): string[] {
+    this.assertOpen();
+    return this.store.listGroups(STATE_MACHINE_LIMITS.groupsListMax);
+  }
+
+  /** Per queue the group committed on: committed offset, queue end and lag. */
+  groupLag(group: string): GroupQueueLag[] {
+    this.assertOpen();
+    return this.store.listOffsets(group, STATE_MACHINE_LIMITS.groupQueuesListMax).map(({ topic, queueId, offset }) => {
+      const queue = this.store.getQueue(topic, queueId);
+      assert(queue !== undefined, () => `group ${group} has an offset on missing queue ${topic}/${queueId}`);
+      assert(offset <= queue.nextOffset, () => `group ${group} committed past the end of ${topic}/${queueId}`);
+      return { topic, queueId, committedOffset: offset, nextOffset: queue.nextOffset, lag: queue.nextOffset - offset };
+    });
+  }
+
+  /** Messages of `topic` carrying `key`, oldest (log order) first, at most max. */
+  lookupByKey(topic: string, key: string, max: number): StoredMessage[] {
+    this.assertOpen();
+    checkArgument(max, 'max', 1, STATE_MACHINE_LIMITS.keyLookupMax);
+    if (this.store.getTopic(topic) === undefined) throw topicNotFound(topic);
+    const refs = this.store.listByKey(topic, key, max).map(({ queueId, offset }): QueueRef => ({ topic, queueId, offset, at: this.consumeQueueAt(topic, queueId, offset) }));
+    return fetchMessages(this.log, refs);
+  }
+
+  /** The first stored copy of the message with this msgId. */
+  lookupByMsgId(msgId: string): StoredMessage | undefined {
+    this.assertOpen();
+    const position = this.store.getMsgId(msgId);
+    if (position === undefined) return undefined;
+    const at = this.consumeQueueAt(position.topic, position.queueId, position.offset);
+    const [message] = fetchMessages(this.log, [{ ...position, at }]);
+    assert(message !== undefined && message.msgId === msgId, 'msgId index points at another message');
+    return message;
+  }
+
+  /** First offset whose store time is >= timestampMs; nextOffset when there is none. */
+  offsetForTimestamp(topic: string, queueId: number, timestampMs: number): number {
+    this.assertOpen();
+    checkArgument(timestampMs, 'timestampMs', 0, Number.MAX_SAFE_INTEGER);
+    const queue = this.requireQueue(topic, queueId);
+    let lo = queue.minOffset;
+    let hi = queue.nextOffset;
+    while (lo < hi) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      if (this.consumeQueueAt(topic, queueId, mid).storeTimestampMs >= timestampMs) hi = mid;
+      else lo = mid + 1;
+    }
+    assert(lo >= queue.minOffset && lo <= queue.nextOffset, 'binary search left the queue');
+    return lo;
+  }
+
+  /** SHA-256 over the whole state: replicas at one appliedIndex must report the same digest. */
+  stateDigest(): string {
+    this.assertOpen();
+    return this.store.digest();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.store.close();
+  }
+
+  private requireQueue(topic: string, queueId: number): QueueRecord {
+    const problem = this.queueProblem(topic, queueId);
+    if (problem !== undefined) throw new LmqError(problem.error, problem.message, { topic, queueId });
+    const queue = this.store.getQueue(topic, queueId);
+    assert(queue !== undefined, () => `topic ${topic} lacks queue ${queueId}`);
+    return queue;
+  }
+
+  private consumeQueueAt(topic: string, queueId: number, offset: number): ConsumeQueueRecord {
+    const at = this.store.getConsumeQueue(topic, queueId, offset);
+    assert(at !== undefined, () => `consume queue ${topic}/${queueId} lacks indexed offset ${offset}`);
+    return at;
+  }
+
+  private assertOpen(): void {
+    assert(!this.closed, 'broker state machine used after close');
+  }
+}
+
+function outcomeResult(outcome: ProduceOutcome, duplicate: boolean): ApplyResult {
+  if ('placed' in outcome) return { kind: 'produce', placed: outcome.placed, duplicate };
+  return { kind: 'produce', error: outcome.error, message: outcome.message };
+}
+
+function topicNotFound(topic: string): LmqError {
+  return new LmqError('LMQ_TOPIC_NOT_FOUND', `topic "${topic}" does not exist; create it with \`ledgermq topic create ${topic} --queues N\``, { topic });
+}
+
+function checkArgument(value: number, name: string, min: number, max: number): void {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new LmqError('LMQ_BAD_INPUT', `${name} must be a whole number from ${min} to ${max}, not ${value}`);
+  }
+}
+
+function validateSettings(options: BrokerStateMachineOptions): ProducerSettings {
+  const settings = {
+    maxProducers: options.maxProducers ?? STATE_MACHINE_DEFAULTS.maxProducers,
+    dedupWindowPerProducer: options.dedupWindowPerProducer ?? STATE_MACHINE_DEFAULTS.dedupWindowPerProducer,
+  };
+  const bounds = { maxProducers: STATE_MACHINE_LIMITS.maxProducersMax, dedupWindowPerProducer: STATE_MACHINE_LIMITS.dedupWindowPerProducerMax };
+  for (const name of ['maxProducers', 'dedupWindowPerProducer'] as const) {
+    const value = settings[name];
+    if (!Number.isSafeInteger(value) || value < 1 || value > bounds[name]) {
+      throw new LmqError('LMQ_BAD_CONFIG', `broker ${name} must be a whole number from 1 to ${bounds[name]}, not ${value}`);
+    }
+  }
+  return Object.freeze(settings);
+}
+
+/**
+ * Settings that change apply results are fixed when the state is created: reopening with other
+ * values would make this node diverge from a replay of the same log.
+ */
+function checkOrRecordSettings(store: BrokerStore, settings: ProducerSettings, dir: string): void {
+  const recorded = {
+    schemaVersion: store.getMeta('schemaVersion'),
+    maxProducers: store.getMeta('maxProducers'),
+    dedupWindowPerProducer: store.getMeta('dedupWindowPerProducer'),
+  };
+  if (recorded.schemaVersion === undefined) {
+    assert(store.getMeta('appliedIndex') === undefined, 'state without a schema version has applied entries');
+    store.transaction(() => {
+      store.putMeta('schemaVersion', SCHEMA_VERSION);
+      store.putMeta('maxProducers', settings.maxProducers);
+      store.putMeta('dedupWindowPerProducer', settings.dedupWindowPerProducer);
+    });
+    return;
+  }
+  const wanted = { schemaVersion: SCHEMA_VERSION, ...settings };
+  for (const name of ['schemaVersion', 'maxProducers', 'dedupWindowPerProducer'] as const) {
+    if (recorded[name] !== wanted[name]) {
+      throw new LmqError(
+        'LMQ_BAD_CONFIG',
+        `broker state in ${dir} was built with ${name} ${recorded[name]}, not ${wanted[name]}; delete ${dir} to rebuild it from the log (every node must use the same value)`,
+      );
+    }
+  }
+}

@@ -1,0 +1,119 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type BrokerCommand, COMMAND_FORMAT_VERSION, decodeCommand, encodeCommand, type ProduceMessage, topicNameProblem } from '../src/broker/commands.js';
+import { LmqError } from '../src/util/errors.js';
+import { Packr } from 'msgpackr';
+
+const name = fc.stringMatching(/^[A-Za-z0-9%|_-]{1,20}$/);
+const text = fc.string({ minLength: 1, maxLength: 20, unit: 'grapheme' }).filter((s) => !/[\u0000-\u001f\u007f]/.test(s));
+const queueId = fc.integer({ min: 0, max: 1023 });
+
+const message: fc.Arbitrary<ProduceMessage> = fc.record(
+  {
+    msgId: text,
+    topic: name,
+    queueId,
+    body: fc.uint8Array({ maxLength: 64 }),
+    tag: text,
+    keys: fc.array(text, { maxLength: 4 }),
+    properties: fc.dictionary(text.filter((s) => s !== '__proto__'), fc.string({ maxLength: 10 }), { maxKeys: 4, noNullPrototype: true }),
+  },
+  { requiredKeys: ['msgId', 'topic', 'queueId', 'body'], noNullPrototype: true },
+);
+
+const position = fc.record({ topic: name, queueId, offset: fc.nat() }, { noNullPrototype: true });
+
+const command: fc.Arbitrary<BrokerCommand> = fc.oneof(
+  fc.record({ kind: fc.constant('createTopic' as const), topic: name, queues: fc.integer({ min: 1, max: 1024 }) }, { noNullPrototype: true }),
+  fc.record({
+    kind: fc.constant('produce' as const),
+    producerId: text,
+    seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+    timestampMs: fc.nat(),
+    messages: fc.array(message, { minLength: 1, maxLength: 5 }),
+  }, { noNullPrototype: true }),
+  fc.record({ kind: fc.constantFrom('commitOffsets' as const, 'resetOffsets' as const), group: name, offsets: fc.array(position, { minLength: 1, maxLength: 4 }) }, { noNullPrototype: true }),
+);
+
+function corruptMessage(data: Uint8Array, index?: number): string {
+  try {
+    decodeCommand(data, index);
+  } catch (error) {
+    expect(error).toBeInstanceOf(LmqError);
+    expect((error as LmqError).code).toBe('LMQ_CORRUPT_DATA');
+    return (error as LmqError).message;
+  }
+  throw new Error('garbage was decoded');
+}
+
+function packed(value: unknown): Uint8Array {
+  const payload = new Packr({ useRecords: false }).pack(value);
+  return Uint8Array.from([COMMAND_FORMAT_VERSION, ...payload]);
+}
+
+describe('broker commands – codec', () => {
+  it('round-trips every valid command exactly, bodies as plain Uint8Array', () => {
+    fc.assert(
+      fc.property(command, (original) => {
+        const decoded = decodeCommand(encodeCommand(original), 7);
+        expect(decoded).toStrictEqual(original);
+        if (decoded.kind === 'produce') {
+          for (const m of decoded.messages) expect(Object.getPrototypeOf(m.body)).toBe(Uint8Array.prototype);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('encodes equal commands to equal bytes', () => {
+    fc.assert(
+      fc.property(command, (original) => {
+        expect(encodeCommand(structuredClone(original))).toEqual(encodeCommand(original));
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('refuses garbage with LMQ_CORRUPT_DATA naming the log index', () => {
+    expect(corruptMessage(new Uint8Array(0), 12)).toMatch(/log index 12: format byte is missing/);
+    expect(corruptMessage(Uint8Array.from([9, 1, 2]), 3)).toMatch(/log index 3: format byte is 9, expected 1/);
+    expect(corruptMessage(Uint8Array.from([COMMAND_FORMAT_VERSION, 0x81, 0xa1, 0x61]))).toMatch(/corrupt broker command: not valid msgpack/);
+    expect(corruptMessage(Uint8Array.from([COMMAND_FORMAT_VERSION, 1, 2]))).toMatch(/not valid msgpack/);
+    expect(corruptMessage(packed([1, 2]))).toMatch(/corrupt broker command: not a map/);
+    expect(corruptMessage(packed({ kind: 'deleteTopic', topic: 't' }), 5)).toMatch(/unknown kind "deleteTopic"/);
+    expect(corruptMessage(packed({ kind: 'createTopic', topic: 't', queues: 0 }))).toMatch(/queues must be from 1 to 1024, not 0/);
+    expect(corruptMessage(packed({ kind: 'createTopic', topic: 't', queues: 2, extra: 1 }))).toMatch(/unknown field "extra"/);
+    const produce = { kind: 'produce', producerId: 'p', seq: 1, timestampMs: 0, messages: [{ msgId: 'm', topic: 't', queueId: 0, body: 'text' }] };
+    expect(corruptMessage(packed(produce))).toMatch(/messages\[0\]\.body must be binary/);
+    const valid = { ...produce, messages: [{ msgId: 'm', topic: 't', queueId: 0, body: new Uint8Array(1) }] };
+    expect(decodeCommand(packed(valid)).kind).toBe('produce');
+    expect(corruptMessage(packed({ ...valid, seq: 0 }))).toMatch(/seq must be from 1/);
+    expect(corruptMessage(packed({ ...valid, messages: [] }))).toMatch(/messages must hold 1 to 1024 messages, not 0/);
+  });
+
+  it('refuses random bytes (never guesses a command)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (data) => {
+        let decoded: BrokerCommand | undefined;
+        try {
+          decoded = decodeCommand(data, 1);
+        } catch (error) {
+          expect((error as LmqError).code).toBe('LMQ_CORRUPT_DATA');
+          return;
+        }
+        // The rare random input that is a valid command must re-encode to the same bytes.
+        expect(encodeCommand(decoded)).toEqual(data);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('refuses an invalid command at encode time with LMQ_BAD_INPUT', () => {
+    const bad = { kind: 'createTopic', topic: 'has space', queues: 1 } as BrokerCommand;
+    expect(() => encodeCommand(bad)).toThrow(/invalid "createTopic" command: topic "has space" may only use letters/);
+    const tooMany = { kind: 'commitOffsets', group: 'g', offsets: [] } as BrokerCommand;
+    expect(() => encodeCommand(tooMany)).toThrow(LmqError);
+    expect(topicNameProblem('orders')).toBeUndefined();
+    expect(topicNameProblem('x'.repeat(128))).toMatch(/1 to 127 characters/);
+  });
+});
