@@ -37,6 +37,21 @@ describe('raft core – leader election', () => {
     expect(ready.messages).toContainEqual(expect.objectContaining({ type: 'voteResp', reject: false, to: 'n1' }));
   });
 
+  it('sends nothing early while a vote is being synced, so a regranted vote cannot outrun its fsync', () => {
+    const c = new TestCluster(IDS);
+    c.tick('n1', ELECTION_TICKS);
+    c.runRounds(2);
+    const vote = c.processReady('n1').find((m) => m.type === 'vote' && m.to === 'n2')!;
+    c.dropQueued();
+    c.core('n2').step(vote);
+    expect(c.core('n2').takeMessages()).toEqual([]); // the grant waits for the hard state
+    const ready = c.core('n2').ready(); // hard state handed out, not yet synced
+    c.core('n2').step(vote); // the candidate asks again (a retry)
+    expect(c.core('n2').takeMessages()).toEqual([]);
+    c.core('n2').advance(ready);
+    expect(c.core('n2').takeMessages()).toContainEqual(expect.objectContaining({ type: 'voteResp', reject: false }));
+  });
+
   it('never changes a vote within a term, also across a restart', () => {
     const c = new TestCluster(IDS);
     c.elect('n1');

@@ -1,11 +1,21 @@
 // Registry of CLI commands: each lives in its own module.
 import type { Command } from 'commander';
 import { registerCheck } from './check.js';
+import { registerClusterStart } from './cluster-start.js';
+import { registerConsume } from './consume.js';
+import { registerNodeStart } from './node-start.js';
+import { registerProduce } from './produce.js';
 import { registerSim } from './sim.js';
 import { registerStatus } from './status.js';
+import { registerTopic } from './topic.js';
 
 export function registerCommands(program: Command): void {
+  registerClusterStart(program);
+  registerNodeStart(program);
   registerStatus(program);
+  registerTopic(program);
+  registerProduce(program);
+  registerConsume(program);
   registerSim(program);
   registerCheck(program);
 }

@@ -121,11 +121,10 @@ export class LedgerClient {
       this.leaderHint = typeof leader === 'string' && leader !== node.id ? leader : null;
       return true;
     }
-    if (error.retriable) {
-      this.forget(node);
-      return true;
-    }
-    return false;
+    if (!error.retriable) return false;
+    // Overloaded or out of order: the node is fine, the request just has to come again.
+    if (error.code !== 'LMQ_OVERLOADED' && error.code !== 'LMQ_OUT_OF_ORDER') this.forget(node);
+    return true;
   }
 
   private forget(node: ClientNode): void {

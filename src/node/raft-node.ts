@@ -77,6 +77,7 @@ export class RaftNode<R> {
   private tickTimer: NodeJS.Timeout | null = null;
   private driving: Promise<void> | null = null;
   private driveAgain = false;
+  private earlySendScheduled = false;
   private stopped = false;
   private lastRole: Role = 'follower';
   private lastLeader: NodeId | null = null;
@@ -190,6 +191,7 @@ export class RaftNode<R> {
   private kick(): void {
     if (this.driving !== null) {
       this.driveAgain = true;
+      this.scheduleEarlySend();
       return;
     }
     this.driving = new Promise((resolve) => setImmediate(resolve))
@@ -199,6 +201,21 @@ export class RaftNode<R> {
         this.logger.fatal({ err: error }, 'the Ready loop failed; stopping the process');
         process.exit(70);
       });
+  }
+
+  /**
+   * While a Ready waits on the disk, heartbeats and appends still go out (once per event-loop
+   * turn, so proposals arriving together share an append): the leader's fsync and the
+   * followers' fsyncs then overlap, and a slow disk does not starve followers of heartbeats.
+   */
+  private scheduleEarlySend(): void {
+    if (this.earlySendScheduled) return;
+    this.earlySendScheduled = true;
+    setImmediate(() => {
+      this.earlySendScheduled = false;
+      if (this.stopped) return;
+      for (const m of this.core.takeMessages()) this.options.peers.send(m.to, m);
+    });
   }
 
   private async drive(): Promise<void> {

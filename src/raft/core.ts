@@ -218,7 +218,12 @@ export class RaftCore {
         this.becomeFollower(this.term, null);
         return;
       }
-      for (const [id, progress] of this.progress) progress.recentActive = id === this.id;
+      for (const [id, progress] of this.progress) {
+        // A follower silent for a whole election timeout is probably down: stop streaming to it
+        // (probe again) instead of filling the transport with appends nobody acknowledges.
+        if (id !== this.id && !progress.recentActive && progress.state === 'replicate') progress.becomeProbe();
+        progress.recentActive = id === this.id;
+      }
       // A transfer that did not finish within an election timeout is abandoned.
       this.transferee = null;
     }
@@ -539,6 +544,23 @@ export class RaftCore {
 
   private sendPersisted(m: Message): void {
     this.persistedMessages.push(m);
+  }
+
+  /**
+   * Messages that may be sent now, before the next Ready: heartbeats, appends, rejections —
+   * nothing that claims durability (those wait in persistedMessages). Empty while a term or
+   * vote change is pending or being synced, since every message must follow that sync. Lets
+   * a leader keep heartbeating and streaming to followers while its own fsync runs.
+   */
+  takeMessages(): Message[] {
+    if (this.hardStateDirty || (this.readyInProgress !== null && this.readyInProgress.hardState !== null)) return [];
+    if (this.broadcastPending && this.role === 'leader') {
+      this.broadcastAppends();
+      this.broadcastPending = false;
+    }
+    const messages = this.messages;
+    this.messages = [];
+    return messages;
   }
 
   hasReady(): boolean {

@@ -220,7 +220,11 @@ export class Simulation {
     // Bounded: a persist with no delay completes in the same tick and may release another Ready.
     for (let round = 0; round < 8 && node.core !== null; round++) {
       if (node.pending !== null) {
-        if (node.pending.completeAtTick > this.tick) return;
+        if (node.pending.completeAtTick > this.tick) {
+          // While the disk works, the node may send what needs no durability (takeMessages).
+          if (this.rng.chance(0.5)) for (const message of node.core.takeMessages()) this.network.send(message, this.tick);
+          return;
+        }
         this.completePersist(node, node.pending);
         node.pending = null;
       }

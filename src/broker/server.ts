@@ -1,0 +1,81 @@
+// One broker node process, assembled: the log store and hard state on disk, the broker state
+// machine over the log, the Raft node, the peer transport and the client port. Start order
+// makes each piece ready before anything can call it; stop order lets in-flight work finish
+// and leaves the log flushed.
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { type ClusterConfig, findNode } from '../config/config.js';
+import { HardStateStore } from '../log/hard-state-store.js';
+import { LogStore } from '../log/log-store.js';
+import { RaftNode } from '../node/raft-node.js';
+import { PeerTransport } from '../transport/peer-transport.js';
+import { RpcServer } from '../transport/rpc-server.js';
+import { BrokerService, DEFAULT_SERVICE_OPTIONS } from './service.js';
+import { type ApplyResult, BrokerStateMachine } from './state-machine.js';
+
+export interface BrokerNode {
+  readonly node: RaftNode<ApplyResult>;
+  stop(): Promise<void>;
+}
+
+export async function startBrokerNode(config: ClusterConfig, id: string, logger: Logger): Promise<BrokerNode> {
+  const self = findNode(config, id);
+  mkdirSync(self.dataDir, { recursive: true });
+  const log = LogStore.open({
+    dir: join(self.dataDir, 'log'),
+    segmentBytes: config.log.segmentBytes,
+    flushMode: config.flush.mode,
+    flushIntervalMs: config.flush.intervalMs,
+    logger,
+  });
+  const hardState = HardStateStore.open(join(self.dataDir, 'meta'));
+  const state = await openStateMachine(join(self.dataDir, 'state'), log, logger);
+
+  let node: RaftNode<ApplyResult> | null = null;
+  const transport = new PeerTransport(
+    {
+      clusterId: config.clusterId,
+      selfId: id,
+      listenHost: self.host,
+      listenPort: self.raftPort,
+      peers: config.nodes.filter((n) => n.id !== id).map((n) => ({ id: n.id, host: n.host, port: n.raftPort })),
+      logger,
+    },
+    (from, message) => node?.receive(from, message),
+  );
+  node = new RaftNode({ config, id, log, hardState, stateMachine: state, peers: transport, logger });
+  const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum });
+  const rpc = new RpcServer({ host: self.host, port: self.clientPort, logger }, (body) => service.handle(body));
+
+  await transport.start();
+  await rpc.start();
+  node.start();
+  logger.info({ raftPort: self.raftPort, clientPort: self.clientPort, dataDir: self.dataDir, lastIndex: log.lastIndex(), appliedIndex: state.appliedIndex() }, 'node up');
+
+  const raftNode = node;
+  return {
+    node: raftNode,
+    async stop() {
+      await rpc.close();
+      await raftNode.stop();
+      await transport.close();
+      await state.close();
+      await hardState.close();
+    },
+  };
+}
+
+/**
+ * The state machine is derived from the log. If it is ahead of the log — possible only when an
+ * async-flush node lost its unflushed tail in a crash — it is rebuilt from the log rather than
+ * trusted: serving state the log no longer holds would invent data.
+ */
+async function openStateMachine(dir: string, log: LogStore, logger: Logger): Promise<BrokerStateMachine> {
+  const state = BrokerStateMachine.open({ dir, log, logger });
+  if (state.appliedIndex() <= log.lastIndex()) return state;
+  logger.warn({ appliedIndex: state.appliedIndex(), lastIndex: log.lastIndex() }, 'state is ahead of the log (unflushed tail lost); rebuilding it from the log');
+  await state.close();
+  rmSync(dir, { recursive: true, force: true });
+  return BrokerStateMachine.open({ dir, log, logger });
+}

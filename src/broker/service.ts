@@ -1,0 +1,130 @@
+// The broker's client-port service: validates requests, turns writes into replicated
+// commands proposed through the Raft node, and answers reads from the state machine on the
+// leader (a follower redirects; a node never serves an entry that is not committed, because
+// the state machine only ever sees committed entries).
+import type { QuorumMode } from '../config/config.js';
+import type { RaftNode } from '../node/raft-node.js';
+import { assert } from '../util/assert.js';
+import { LmqError } from '../util/errors.js';
+import { type BrokerCommand, type ProduceMessage, encodeCommand } from './commands.js';
+import type { ApplyResult, BrokerStateMachine } from './state-machine.js';
+import { parseRequest, type Request } from './requests.js';
+
+export interface ServiceOptions {
+  readonly quorum: QuorumMode;
+  /** Longest a pull may wait for new messages (long polling). */
+  readonly maxPollWaitMs: number;
+  /** Pulls waiting at once; more are answered at once with what there is. */
+  readonly maxWaitingPulls: number;
+}
+
+export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
+
+export class BrokerService {
+  private waitingPulls = 0;
+
+  constructor(
+    private readonly node: RaftNode<ApplyResult>,
+    private readonly state: BrokerStateMachine,
+    private readonly options: ServiceOptions,
+  ) {}
+
+  /** The RPC handler: one request in, one response out; LmqErrors travel back with their codes. */
+  async handle(body: unknown): Promise<unknown> {
+    const request = parseRequest(body);
+    if (request.op === 'status') return this.node.status();
+    this.requireLeader();
+    switch (request.op) {
+      case 'createTopic':
+        return this.createTopic(request.topic, request.queues);
+      case 'topics':
+        return { topics: this.state.topics() };
+      case 'route':
+        return { topic: request.topic, queues: this.topicOrThrow(request.topic).queues };
+      case 'produce':
+        return this.produce(request.producerId, request.seq, request.messages);
+      case 'pull':
+        return this.pull(request);
+      case 'commitOffsets':
+        await this.write({ kind: 'commitOffsets', group: request.group, offsets: request.offsets });
+        return { ok: true };
+      case 'queryOffsets':
+        return { offsets: request.queues.map((q) => ({ ...q, offset: this.state.committedOffset(request.group, q.topic, q.queueId) ?? null, ...this.state.queueRange(q.topic, q.queueId) })) };
+      default:
+        return assert(false, 'unhandled request');
+    }
+  }
+
+  private requireLeader(): void {
+    const status = this.node.status();
+    if (status.role !== 'leader') {
+      throw new LmqError('LMQ_NOT_LEADER', `node ${status.id} is not the leader${status.leader ? `; the leader is ${status.leader}` : ''}`, { leader: status.leader });
+    }
+  }
+
+  private topicOrThrow(topic: string): { queues: number } {
+    const found = this.state.topic(topic);
+    if (found === undefined) {
+      throw new LmqError('LMQ_TOPIC_NOT_FOUND', `topic "${topic}" does not exist; create it with: ledgermq topic create ${topic} --queues N`, { topic });
+    }
+    return found;
+  }
+
+  private async write(command: BrokerCommand, mode: QuorumMode = 'majority'): Promise<ApplyResult | undefined> {
+    return (await this.node.propose(encodeCommand(command), mode)).result;
+  }
+
+  private async createTopic(topic: string, queues: number): Promise<unknown> {
+    const result = await this.write({ kind: 'createTopic', topic, queues });
+    if (result?.kind === 'createTopic' && !result.ok) {
+      throw new LmqError('LMQ_TOPIC_EXISTS', `topic "${topic}" already exists`, { topic });
+    }
+    return { topic, queues };
+  }
+
+  private async produce(producerId: string, seq: number, messages: ProduceMessage[]): Promise<unknown> {
+    // Checked here for a quick answer; the state machine checks again at apply time, which is
+    // what decides (a topic could be created by a command still in flight).
+    for (const m of messages) {
+      const { queues } = this.topicOrThrow(m.topic);
+      if (m.queueId >= queues) throw new LmqError('LMQ_BAD_INPUT', `queue ${m.queueId} does not exist in topic "${m.topic}" (it has ${queues})`);
+    }
+    const result = await this.write({ kind: 'produce', producerId, seq, timestampMs: Date.now(), messages }, this.options.quorum);
+    if (result === undefined) {
+      // `leader` quorum answers once the leader's copy is durable, before offsets are assigned.
+      return { placed: messages.map((m) => ({ msgId: m.msgId, queueId: m.queueId, offset: null })), duplicate: false };
+    }
+    assert(result.kind === 'produce', 'a produce command yields a produce result');
+    if ('error' in result) throw new LmqError(result.error, result.message);
+    return { placed: result.placed, duplicate: result.duplicate };
+  }
+
+  private async pull(request: Extract<Request, { op: 'pull' }>): Promise<unknown> {
+    this.topicOrThrow(request.topic);
+    const read = () => this.state.read(request.topic, request.queueId, request.offset, request.maxMessages, request.maxBytes);
+    let messages = read();
+    const waitMs = Math.min(request.waitMs, this.options.maxPollWaitMs);
+    if (messages.length === 0 && waitMs > 0 && this.waitingPulls < this.options.maxWaitingPulls) {
+      messages = await this.waitForMessages(read, waitMs);
+    }
+    return { messages, ...this.state.queueRange(request.topic, request.queueId) };
+  }
+
+  /** Long polling: answer as soon as a commit brings a message, or when waitMs runs out. */
+  private waitForMessages<T>(read: () => T[], waitMs: number): Promise<T[]> {
+    this.waitingPulls++;
+    return new Promise((resolve) => {
+      const finish = (messages: T[]) => {
+        clearTimeout(timer);
+        unsubscribe();
+        this.waitingPulls--;
+        resolve(messages);
+      };
+      const timer = setTimeout(() => finish([]), waitMs);
+      const unsubscribe = this.node.onApplied(() => {
+        const messages = read();
+        if (messages.length > 0) finish(messages);
+      });
+    });
+  }
+}

@@ -1,0 +1,96 @@
+// `ledgermq cluster start`: every node of the config as a child process, their logs merged on
+// stderr (pretty on a terminal, JSON otherwise), leader changes announced on stdout. Stays in
+// the foreground; SIGINT/SIGTERM stop every node cleanly. A node that dies is reported, not
+// restarted: killing nodes on purpose is how people test the cluster.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Command } from 'commander';
+import { type ClusterConfig, loadConfig } from '../config/config.js';
+import type { NodeStatus } from '../node/raft-node.js';
+import { withConfig } from './options.js';
+import { clientFor } from './connect.js';
+import { LOG_FORMAT_ENV, prettyStream } from './logging.js';
+import { applyModeOverrides, modeOptions, type ModeOverrides } from './mode-options.js';
+import { withDataRoot } from './node-start.js';
+
+interface ClusterStartOptions extends ModeOverrides {
+  config: string;
+  data?: string;
+}
+
+/** A child that has not exited this long after SIGTERM is killed. */
+const STOP_GRACE_MS = 10_000;
+const STATUS_POLL_MS = 300;
+
+export function registerClusterStart(program: Command): void {
+  const cluster = program.command('cluster').description('run the whole local cluster');
+  modeOptions(withConfig(cluster.command('start')))
+    .description('start every node of the config as a child process (Ctrl-C stops them all)')
+    .option('--data <dir>', 'data root: node data in DIR/<id>')
+    .action(async (options: ClusterStartOptions) => {
+      const config = applyModeOverrides(withDataRoot(loadConfig(options.config), options.data), options);
+      await runCluster(resolve(options.config), options, config);
+    });
+}
+
+async function runCluster(configPath: string, options: ClusterStartOptions, config: ClusterConfig): Promise<void> {
+  const main = fileURLToPath(new URL('./main.js', import.meta.url));
+  const logSink = process.stderr.isTTY ? prettyStream() : process.stderr;
+  const children = new Map<string, ChildProcess>();
+  for (const node of config.nodes) {
+    const args = [main, 'node', 'start', '--id', node.id, '--config', configPath, '--flush', config.flush.mode, '--quorum', config.quorum];
+    if (options.data !== undefined) args.push('--data', options.data);
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, [LOG_FORMAT_ENV]: 'json' } });
+    children.set(node.id, child);
+    createInterface({ input: child.stderr! }).on('line', (line) => logSink.write(`${line}\n`));
+    child.on('exit', (code, signal) => {
+      children.delete(node.id);
+      process.stdout.write(`node ${node.id} exited (${signal ?? `code ${code}`})\n`);
+    });
+    process.stdout.write(`node ${node.id} started (pid ${child.pid}, raft ${node.host}:${node.raftPort}, client ${node.host}:${node.clientPort}, data ${node.dataDir})\n`);
+  }
+  let stopping = false;
+  const stopped = new Promise<void>((done) => {
+    const stop = () => {
+      if (stopping) return;
+      stopping = true;
+      process.stdout.write('stopping the cluster…\n');
+      void stopChildren(children).then(done);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await Promise.race([announceLeaders(config, () => stopping || children.size === 0), stopped]);
+  await stopped;
+  process.stdout.write('cluster stopped\n');
+}
+
+async function announceLeaders(config: ClusterConfig, done: () => boolean): Promise<void> {
+  const client = clientFor(config, 1000);
+  let announced = '';
+  try {
+    while (!done()) {
+      const statuses = await Promise.all(config.nodes.map((n) => client.callNode(n.id, { op: 'status' }, 500).then((s) => s as NodeStatus, () => null)));
+      const leader = statuses.find((s) => s?.role === 'leader');
+      const line = leader ? `leader: ${leader.id} (term ${leader.term})` : 'no leader';
+      if (line !== announced && (leader || announced !== '')) process.stdout.write(`${line}\n`);
+      if (leader || announced !== '') announced = line;
+      await sleep(STATUS_POLL_MS);
+    }
+  } finally {
+    client.close();
+  }
+}
+
+async function stopChildren(children: Map<string, ChildProcess>): Promise<void> {
+  const exits = [...children.values()].map((child) => new Promise<void>((done) => {
+    if (child.exitCode !== null || child.signalCode !== null) return done();
+    child.once('exit', () => done());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS).unref();
+  }));
+  await Promise.all(exits);
+}

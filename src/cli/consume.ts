@@ -1,0 +1,68 @@
+// `ledgermq consume`: prints messages of a topic for a consumer group and commits the group's
+// offsets after printing. Exits after --max messages, or when nothing arrived for --timeout.
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { loadConfig } from '../config/config.js';
+import { type ConsumedMessage, PullConsumer } from '../client/consumer.js';
+import { clientFor } from './connect.js';
+import { parseIntOption, withConfig } from './options.js';
+
+interface ConsumeOptions {
+  config: string;
+  topic: string;
+  group: string;
+  max?: number;
+  timeout: number;
+  from: 'first' | 'last';
+  json?: boolean;
+}
+
+/** Bounds of one pull per queue. */
+const MAX_MESSAGES_PER_PULL = 256;
+const MAX_BYTES_PER_PULL = 4 * 1024 * 1024;
+
+export function registerConsume(program: Command): void {
+  withConfig(program.command('consume'))
+    .description('print messages for a consumer group, committing its offsets after printing')
+    .requiredOption('--topic <topic>', 'topic to read')
+    .requiredOption('--group <group>', 'consumer group (its committed offsets are where reading resumes)')
+    .option('--max <n>', 'exit after this many messages', parseIntOption('--max', 1, 1_000_000_000))
+    .option('--timeout <ms>', 'exit when nothing arrived for this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
+    .addOption(new Option('--from <position>', 'where a group without committed offsets starts').choices(['first', 'last']).default('first'))
+    .option('--json', 'one JSON object per message')
+    .action((options: ConsumeOptions) => runConsume(options));
+}
+
+async function runConsume(options: ConsumeOptions): Promise<void> {
+  const client = clientFor(loadConfig(options.config), Math.max(options.timeout, 10_000));
+  const consumer = new PullConsumer(client, {
+    topic: options.topic, group: options.group, from: options.from,
+    pollWaitMs: Math.min(options.timeout, 1000), maxMessagesPerPull: Math.min(MAX_MESSAGES_PER_PULL, options.max ?? MAX_MESSAGES_PER_PULL), maxBytesPerPull: MAX_BYTES_PER_PULL,
+  });
+  try {
+    await consumer.start();
+    let printed = 0;
+    let lastMessageAt = Date.now();
+    let hadMessages = false;
+    while (options.max === undefined || printed < options.max) {
+      if (Date.now() - lastMessageAt >= options.timeout) break;
+      const batch = await consumer.poll(!hadMessages);
+      hadMessages = batch.length > 0;
+      if (!hadMessages) continue;
+      lastMessageAt = Date.now();
+      const room = options.max === undefined ? batch.length : options.max - printed;
+      consumer.giveBack(batch.slice(room));
+      for (const m of batch.slice(0, room)) process.stdout.write(format(m, options.json === true));
+      printed += Math.min(room, batch.length);
+      await consumer.commit();
+    }
+  } finally {
+    client.close();
+  }
+}
+
+function format(m: ConsumedMessage, json: boolean): string {
+  const body = Buffer.from(m.body).toString('utf8');
+  if (!json) return `${body}\n`;
+  return `${JSON.stringify({ queue: m.queueId, offset: m.offset, msgId: m.msgId, key: m.key ?? null, tag: m.tag ?? null, body })}\n`;
+}

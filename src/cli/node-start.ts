@@ -1,0 +1,48 @@
+// `ledgermq node start --id ID`: one broker node in the foreground. SIGTERM/SIGINT stop it
+// cleanly: stop accepting, finish in-flight work, flush, exit 0.
+import type { Command } from 'commander';
+import { join } from 'node:path';
+import { type ClusterConfig, findNode, loadConfig } from '../config/config.js';
+import { startBrokerNode } from '../broker/server.js';
+import { withConfig } from './options.js';
+import { applyModeOverrides, modeOptions, type ModeOverrides } from './mode-options.js';
+import { createLogger } from './logging.js';
+
+interface NodeStartOptions extends ModeOverrides {
+  config: string;
+  id: string;
+  data?: string;
+}
+
+/** `--data DIR` puts every node's data under DIR/<id> (CONTRACT.md). */
+export function withDataRoot(config: ClusterConfig, dataRoot: string | undefined): ClusterConfig {
+  if (dataRoot === undefined) return config;
+  return { ...config, nodes: config.nodes.map((n) => ({ ...n, dataDir: join(dataRoot, n.id) })) };
+}
+
+export function registerNodeStart(program: Command): void {
+  const node = program.command('node').description('run one node');
+  modeOptions(withConfig(node.command('start')))
+    .description('start one node of the config in the foreground')
+    .requiredOption('--id <id>', 'node id from the config')
+    .option('--data <dir>', 'data root: this node keeps its data in DIR/<id>')
+    .action(async (options: NodeStartOptions) => {
+      const config = applyModeOverrides(withDataRoot(loadConfig(options.config), options.data), options);
+      findNode(config, options.id);
+      const logger = createLogger({ node: options.id });
+      const broker = await startBrokerNode(config, options.id, logger);
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          logger.info({ signal }, 'stopping');
+          broker.stop().then(resolve, (error: unknown) => {
+            logger.fatal({ err: error }, 'stop failed');
+            process.exit(1);
+          });
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+      logger.info('stopped');
+      logger.flush();
+    });
+}

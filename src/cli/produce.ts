@@ -1,0 +1,112 @@
+// `ledgermq produce`: sends messages and prints each acknowledgement once it is acknowledged
+// under the cluster's quorum mode. Bodies come from --body, --count/--size, or stdin (one
+// per line, or JSON objects with --jsonl). A leader change is retried with the same message
+// identity (deduplicated by the broker) until --timeout, then exit 3.
+import type { Command } from 'commander';
+import { createInterface } from 'node:readline';
+import { loadConfig } from '../config/config.js';
+import { Producer, type OutgoingMessage } from '../client/producer.js';
+import { LmqError } from '../util/errors.js';
+import { clientFor } from './connect.js';
+import { parseIntOption, withConfig } from './options.js';
+
+interface ProduceOptions {
+  config: string;
+  topic: string;
+  body?: string;
+  count?: number;
+  size: number;
+  key?: string;
+  tag?: string;
+  queueByKey?: boolean;
+  jsonl?: boolean;
+  json?: boolean;
+  timeout: number;
+  concurrency: number;
+}
+
+export function registerProduce(program: Command): void {
+  withConfig(program.command('produce'))
+    .description('send messages (from --body, --count/--size, or stdin lines)')
+    .requiredOption('--topic <topic>', 'topic to send to')
+    .option('--body <text>', 'send one message with this body')
+    .option('--count <n>', 'send N generated messages', parseIntOption('--count', 1, 1_000_000_000))
+    .option('--size <bytes>', 'body size of generated messages', parseIntOption('--size', 1, 4 * 1024 * 1024), 256)
+    .option('--key <key>', 'business key (indexed; with --queue-by-key it picks the queue)')
+    .option('--tag <tag>', 'message tag')
+    .option('--queue-by-key', 'choose the queue by hashing the key, so one key keeps its order in one queue')
+    .option('--jsonl', 'stdin lines are JSON objects {"body","key","tag","properties"}')
+    .option('--json', 'print {"msgId","queue","offset"} per acknowledged message')
+    .option('--timeout <ms>', 'keep retrying one message this long, then exit 3', parseIntOption('--timeout', 1, 3_600_000), 10_000)
+    .option('--concurrency <n>', 'messages in flight at once (order per queue is kept)', parseIntOption('--concurrency', 1, 4096), 1)
+    .action((options: ProduceOptions) => runProduce(options));
+}
+
+async function runProduce(options: ProduceOptions): Promise<void> {
+  if (options.body !== undefined && options.count !== undefined) throw new LmqError('LMQ_BAD_INPUT', 'use either --body or --count, not both');
+  const client = clientFor(loadConfig(options.config), options.timeout);
+  const producer = new Producer(client, options.timeout);
+  let acknowledged = 0;
+  let duplicates = 0;
+  const inFlight = new Set<Promise<void>>();
+  const send = async (message: OutgoingMessage) => {
+    const result = await producer.send(options.topic, message, options.queueByKey ? 'byKey' : 'roundRobin');
+    acknowledged++;
+    if (result.duplicate) duplicates++;
+    if (options.json) process.stdout.write(`${JSON.stringify({ msgId: result.msgId, queue: result.queueId, offset: result.offset })}\n`);
+  };
+  try {
+    for await (const message of messagesFrom(options)) {
+      const pending: Promise<void> = send(message).finally(() => inFlight.delete(pending));
+      inFlight.add(pending);
+      if (inFlight.size >= options.concurrency) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+  } finally {
+    client.close();
+  }
+  if (!options.json) process.stdout.write(`${acknowledged} messages acknowledged${duplicates ? ` (${duplicates} were retries the broker had already stored)` : ''}\n`);
+}
+
+async function* messagesFrom(options: ProduceOptions): AsyncGenerator<OutgoingMessage> {
+  const common = { ...(options.key ? { key: options.key } : {}), ...(options.tag ? { tag: options.tag } : {}) };
+  if (options.body !== undefined) {
+    yield { body: Buffer.from(options.body), ...common };
+    return;
+  }
+  if (options.count !== undefined) {
+    for (let i = 0; i < options.count; i++) yield { body: Buffer.from(`msg-${i}-`.padEnd(options.size, 'x').slice(0, options.size)), ...common };
+    return;
+  }
+  let line = 0;
+  for await (const text of createInterface({ input: process.stdin })) {
+    line++;
+    if (!options.jsonl) {
+      yield { body: Buffer.from(text), ...common };
+      continue;
+    }
+    if (text.trim() === '') continue;
+    yield parseJsonlMessage(text, line, common);
+  }
+}
+
+function parseJsonlMessage(text: string, line: number, defaults: { key?: string; tag?: string }): OutgoingMessage {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new LmqError('LMQ_BAD_INPUT', `stdin line ${line} is not JSON`);
+  }
+  const m = raw as Record<string, unknown>;
+  if (typeof m !== 'object' || m === null || typeof m.body !== 'string') throw new LmqError('LMQ_BAD_INPUT', `stdin line ${line}: "body" must be a string`);
+  for (const field of ['key', 'tag'] as const) {
+    if (m[field] !== undefined && typeof m[field] !== 'string') throw new LmqError('LMQ_BAD_INPUT', `stdin line ${line}: "${field}" must be a string`);
+  }
+  const properties = m.properties;
+  if (properties !== undefined && (typeof properties !== 'object' || properties === null || Object.values(properties).some((v) => typeof v !== 'string'))) {
+    throw new LmqError('LMQ_BAD_INPUT', `stdin line ${line}: "properties" must be an object of strings`);
+  }
+  const key = (m.key as string | undefined) ?? defaults.key;
+  const tag = (m.tag as string | undefined) ?? defaults.tag;
+  return { body: Buffer.from(m.body), ...(key ? { key } : {}), ...(tag ? { tag } : {}), ...(properties ? { properties: properties as Record<string, string> } : {}) };
+}
