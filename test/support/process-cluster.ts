@@ -1,0 +1,128 @@
+// A cluster of real `ledgermq node start` processes on free ports in a temp dir, for tests
+// that kill (SIGKILL), pause (SIGSTOP) and restart nodes. Each node's log goes to a file in
+// the temp dir; dispose() kills every child and removes the dir even when a test failed.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { LedgerClient, DEFAULT_CLIENT_OPTIONS } from '../../src/client/client.js';
+import { type ClusterConfig, loadConfig } from '../../src/config/config.js';
+import type { NodeStatus } from '../../src/node/raft-node.js';
+import { RpcConnection } from '../../src/transport/rpc-connection.js';
+import { freePorts } from './ports.js';
+import { until } from './until.js';
+
+const BIN = resolve(import.meta.dirname, '../../bin/ledgermq');
+
+export class ProcessCluster {
+  readonly dir: string;
+  readonly configPath: string;
+  readonly config: ClusterConfig;
+  private readonly children = new Map<string, ChildProcess>();
+  private readonly clients: LedgerClient[] = [];
+
+  private constructor(dir: string, configPath: string) {
+    this.dir = dir;
+    this.configPath = configPath;
+    this.config = loadConfig(configPath);
+  }
+
+  static async create(overrides: Record<string, unknown> = {}): Promise<ProcessCluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'lmq-cluster-'));
+    const ports = await freePorts(6);
+    const config = {
+      clusterId: 'test',
+      nodes: ['n1', 'n2', 'n3'].map((id, i) => ({ id, host: '127.0.0.1', raftPort: ports[i], clientPort: ports[i + 3], dataDir: id })),
+      flush: { mode: 'sync', intervalMs: 100 },
+      quorum: 'majority',
+      ...overrides,
+    };
+    const configPath = join(dir, 'cluster.config.json');
+    writeFileSync(configPath, JSON.stringify(config, null, 2));
+    return new ProcessCluster(dir, configPath);
+  }
+
+  start(id: string): ChildProcess {
+    const log = openSync(join(this.dir, `${id}.log`), 'a');
+    const child = spawn(process.execPath, [BIN, 'node', 'start', '--id', id, '--config', this.configPath], {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, LEDGERMQ_LOG_FORMAT: 'json' },
+    });
+    this.children.set(id, child);
+    return child;
+  }
+
+  startAll(): void {
+    for (const node of this.config.nodes) this.start(node.id);
+  }
+
+  pid(id: string): number {
+    return this.children.get(id)!.pid!;
+  }
+
+  signal(id: string, signal: NodeJS.Signals): void {
+    this.children.get(id)!.kill(signal);
+  }
+
+  /** SIGKILL, and wait until the process is gone. */
+  async kill(id: string): Promise<void> {
+    await this.waitExit(id, 'SIGKILL');
+  }
+
+  /** SIGTERM (clean stop), and wait for the exit code. */
+  async stop(id: string): Promise<number | null> {
+    return this.waitExit(id, 'SIGTERM');
+  }
+
+  private waitExit(id: string, signal: NodeJS.Signals): Promise<number | null> {
+    const child = this.children.get(id)!;
+    this.children.delete(id);
+    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+    return new Promise((done) => {
+      child.once('exit', (code) => done(code));
+      child.kill(signal);
+    });
+  }
+
+  client(timeoutMs = 20_000): LedgerClient {
+    const client = new LedgerClient(
+      { ...DEFAULT_CLIENT_OPTIONS, nodes: this.config.nodes, timeoutMs },
+      (host, port, connectTimeoutMs) => RpcConnection.connect(host, port, { connectTimeoutMs }),
+    );
+    this.clients.push(client);
+    return client;
+  }
+
+  async status(id: string): Promise<NodeStatus | null> {
+    const client = this.client(1000);
+    try {
+      return (await client.callNode(id, { op: 'status' }, 1000)) as NodeStatus;
+    } catch {
+      return null;
+    } finally {
+      client.close();
+    }
+  }
+
+  async leader(excluding: string[] = [], timeoutMs = 20_000): Promise<NodeStatus> {
+    return until('a leader', async () => {
+      for (const node of this.config.nodes) {
+        if (excluding.includes(node.id)) continue;
+        const s = await this.status(node.id);
+        if (s?.role === 'leader') return s;
+      }
+      return null;
+    }, timeoutMs, 50);
+  }
+
+  async dispose(): Promise<void> {
+    for (const client of this.clients) client.close();
+    for (const child of this.children.values()) {
+      child.kill('SIGCONT');
+      child.kill('SIGKILL');
+    }
+    await Promise.all([...this.children.values()].map((c) => (c.exitCode !== null || c.signalCode !== null ? null : new Promise((r) => c.once('exit', r)))));
+    this.children.clear();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
