@@ -5,17 +5,17 @@ import type { LedgerClient } from '../src/client/client.js';
 import { PullConsumer } from '../src/client/consumer.js';
 import { Producer } from '../src/client/producer.js';
 import { isLmqError } from '../src/util/errors.js';
-import { ProcessCluster } from './support/process-cluster.js';
-import { until } from './support/until.js';
+import { LocalCluster } from '../src/cluster/local-cluster.js';
+import { until } from '../src/util/until.js';
 
-let cluster: ProcessCluster | null = null;
+let cluster: LocalCluster | null = null;
 afterEach(async () => {
   await cluster?.dispose();
   cluster = null;
 });
 
-async function startCluster(overrides: Record<string, unknown> = {}): Promise<ProcessCluster> {
-  cluster = await ProcessCluster.create(overrides);
+async function startCluster(overrides: Record<string, unknown> = {}): Promise<LocalCluster> {
+  cluster = await LocalCluster.create(overrides);
   cluster.startAll();
   await cluster.leader();
   await cluster.client().call({ op: 'createTopic', topic: 't', queues: 1 });
@@ -63,7 +63,7 @@ function expectAckedInOrder(read: string[], acked: string[]): void {
   expect(new Set(read).size).toBe(read.length); // no duplicates either
 }
 
-async function appliedEverywhere(c: ProcessCluster, index: number): Promise<void> {
+async function appliedEverywhere(c: LocalCluster, index: number): Promise<void> {
   await until(`every node applied ${index}`, async () => {
     const statuses = await Promise.all(c.config.nodes.map((n) => c.status(n.id)));
     return statuses.every((s) => s !== null && s.appliedIndex >= index);

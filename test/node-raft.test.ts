@@ -9,8 +9,8 @@ import { LogStore } from '../src/log/log-store.js';
 import { RaftNode, type StateMachine } from '../src/node/raft-node.js';
 import type { Entry } from '../src/raft/types.js';
 import { PeerTransport } from '../src/transport/peer-transport.js';
-import { freePorts } from './support/ports.js';
-import { until } from './support/until.js';
+import { freePorts } from '../src/cluster/ports.js';
+import { until } from '../src/util/until.js';
 
 /** Records what it applied; its "result" is the entry's index. */
 class RecordingStateMachine implements StateMachine<number> {

@@ -1,20 +1,21 @@
-// A cluster of real `ledgermq node start` processes on free ports in a temp dir, for tests
-// that kill (SIGKILL), pause (SIGSTOP) and restart nodes. Each node's log goes to a file in
-// the temp dir; dispose() kills every child and removes the dir even when a test failed.
+// A local cluster of real `ledgermq node start` processes on free ports in a temp dir, for
+// tests, chaos runs and benchmarks that kill (SIGKILL), pause (SIGSTOP) and restart nodes.
+// Each node's log goes to <dir>/<id>.log; dispose() kills every child and removes the dir.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { LedgerClient, DEFAULT_CLIENT_OPTIONS } from '../../src/client/client.js';
-import { type ClusterConfig, loadConfig } from '../../src/config/config.js';
-import type { NodeStatus } from '../../src/node/raft-node.js';
-import { RpcConnection } from '../../src/transport/rpc-connection.js';
+import { join, resolve, sep } from 'node:path';
+import { LedgerClient, DEFAULT_CLIENT_OPTIONS } from '../client/client.js';
+import { type ClusterConfig, loadConfig } from '../config/config.js';
+import type { NodeStatus } from '../node/raft-node.js';
+import { RpcConnection } from '../transport/rpc-connection.js';
 import { freePorts } from './ports.js';
-import { until } from './until.js';
+import { until } from '../util/until.js';
 
-const BIN = resolve(import.meta.dirname, '../../bin/ledgermq');
+/** The CLI entry, found from this module (src/ or dist/src/). */
+const BIN = resolve(import.meta.dirname, import.meta.dirname.includes(`${sep}dist${sep}`) ? '../../../bin/ledgermq' : '../../bin/ledgermq');
 
-export class ProcessCluster {
+export class LocalCluster {
   readonly dir: string;
   readonly configPath: string;
   readonly config: ClusterConfig;
@@ -27,7 +28,8 @@ export class ProcessCluster {
     this.config = loadConfig(configPath);
   }
 
-  static async create(overrides: Record<string, unknown> = {}): Promise<ProcessCluster> {
+  /** `overrides` replace top-level config keys (flush, quorum, raft, …) of the generated config. */
+  static async create(overrides: Record<string, unknown> = {}): Promise<LocalCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'lmq-cluster-'));
     const ports = await freePorts(6);
     const config = {
@@ -39,7 +41,7 @@ export class ProcessCluster {
     };
     const configPath = join(dir, 'cluster.config.json');
     writeFileSync(configPath, JSON.stringify(config, null, 2));
-    return new ProcessCluster(dir, configPath);
+    return new LocalCluster(dir, configPath);
   }
 
   start(id: string): ChildProcess {

@@ -1,4 +1,4 @@
-// Polls a condition until it holds or a generous bound passes (bounds, not timing claims).
+// Polls a condition until it holds or a bound passes; the error names what was awaited.
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export async function until<T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 20_000, everyMs = 25): Promise<T> {
