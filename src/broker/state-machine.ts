@@ -61,7 +61,7 @@ export const STATE_MACHINE_LIMITS = Object.freeze({
   groupQueuesListMax: 100_000,
 });
 
-/** Bumped when the lmdb layout changes; an old directory is then rebuilt from the log. */
+/** Bumped when the lmdb layout changes; open() refuses an older directory and says to delete it (it is rebuilt from the log). */
 const SCHEMA_VERSION = 1;
 
 export type ApplyResult =
