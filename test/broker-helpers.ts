@@ -76,3 +76,67 @@ export function dumpState(machine: BrokerStateMachine, keysByTopic: Map<string, 
 export function bytes(text: string): Uint8Array {
   return new TextEncoder().encode(text);
 }
+
+/** A small deterministic PRNG (mulberry32) so a workload is the same in every process. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A deterministic mixed workload (null = noop): topics, batched produces from several producers
+ * with retries of old seqs, keys, tags, and offset commits.
+ */
+export function workload(seed: number, count: number): (BrokerCommand | null)[] {
+  const random = prng(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+  const topics = [
+    { topic: 'orders', queues: 4 },
+    { topic: 'audit', queues: 1 },
+  ];
+  const commands: (BrokerCommand | null)[] = topics.map((t) => ({ kind: 'createTopic', ...t }));
+  const sent: BrokerCommand[] = [];
+  const seqs = new Map<string, number>();
+  for (let i = 0; commands.length < count; i++) {
+    const roll = random();
+    if (roll < 0.05) commands.push(null);
+    else if (roll < 0.15) {
+      const { topic, queues } = pick(topics);
+      commands.push({ kind: 'commitOffsets', group: pick(['g1', 'g2']), offsets: [{ topic, queueId: Math.floor(random() * queues), offset: Math.floor(random() * 20) }] });
+    } else if (roll < 0.22 && sent.length > 0) commands.push(pick(sent));
+    else {
+      const producerId = pick(['p1', 'p2', 'p3']);
+      const seq = (seqs.get(producerId) ?? 0) + 1;
+      seqs.set(producerId, seq);
+      const messages = Array.from({ length: 1 + Math.floor(random() * 3) }, (_, j) => {
+        const { topic, queues } = pick(topics);
+        const body = Uint8Array.from({ length: Math.floor(random() * 40) }, () => Math.floor(random() * 256));
+        return { msgId: `${producerId}-${seq}-${j}`, topic, queueId: Math.floor(random() * queues), body, tag: pick(['A', 'B']), keys: [`k${Math.floor(random() * 10)}`] };
+      });
+      const command: BrokerCommand = { kind: 'produce', producerId, seq, timestampMs: 1000 + i, messages };
+      sent.push(command);
+      commands.push(command);
+    }
+  }
+  return commands;
+}
+
+export const WORKLOAD_KEYS = new Map([
+  ['orders', new Set(Array.from({ length: 10 }, (_, i) => `k${i}`))],
+  ['audit', new Set(Array.from({ length: 10 }, (_, i) => `k${i}`))],
+]);
+
+/** Applies entries [from, to] of `log` in batches of `batchEntries`; returns every result. */
+export function applyRange(machine: BrokerStateMachine, log: MemoryLog, from: number, to: number, batchEntries: number): unknown[] {
+  const results: unknown[] = [];
+  for (let lo = from; lo <= to; lo += batchEntries) {
+    results.push(...machine.apply(log.slice(lo, Math.min(lo + batchEntries, to + 1))));
+  }
+  return results;
+}

@@ -27,7 +27,7 @@ export interface ProducerSettings {
 }
 
 export type SeqCheck =
-  | { verdict: 'apply' }
+  | { verdict: 'apply'; producer: ProducerRecord | undefined }
   | { verdict: 'duplicate'; original: ProduceOutcome | undefined }
   | { verdict: 'outOfOrder'; expectedSeq: number; message: string };
 
@@ -38,7 +38,7 @@ export function checkSeq(store: BrokerStore, producerId: string, seq: number, lo
   assert(Number.isSafeInteger(seq) && seq >= 1, 'seq must be a positive integer');
   const producer = store.getProducer(producerId);
   const lastSeq = producer?.lastSeq ?? 0;
-  if (seq === lastSeq + 1) return { verdict: 'apply' };
+  if (seq === lastSeq + 1) return { verdict: 'apply', producer };
   if (seq > lastSeq + 1) {
     const expectedSeq = lastSeq + 1;
     const known = producer === undefined ? ' (the broker does not know this producer: a new producer starts at seq 1; one that was evicted must start a new session)' : '';
@@ -52,17 +52,17 @@ export function checkSeq(store: BrokerStore, producerId: string, seq: number, lo
 }
 
 /**
- * Records the outcome of an applied seq (checkSeq said 'apply'); returns the producerId evicted
- * to make room, if any.
+ * Records the outcome of an applied seq; `producer` is the record checkSeq returned with its
+ * 'apply' verdict. Returns the producerId evicted to make room, if any.
  */
 export function recordOutcome(
   store: BrokerStore,
   settings: ProducerSettings,
   producerId: string,
+  producer: ProducerRecord | undefined,
   outcome: ProduceOutcome,
   logIndex: number,
 ): string | undefined {
-  const producer = store.getProducer(producerId);
   assert(outcome.seq === (producer?.lastSeq ?? 0) + 1, 'recorded seq must follow lastSeq');
   const window = [...(producer?.window ?? []), outcome].slice(-settings.dedupWindowPerProducer);
   touch(store, producerId, producer, logIndex);

@@ -9,8 +9,9 @@
 // back through CommittedLogReader. appliedIndex and every change of one apply() call commit in
 // one lmdb transaction, so after a crash the state is exactly that of some applied index and
 // replay from appliedIndex()+1 is exact. The lmdb needs no durability of its own: it is
-// rebuilt by replaying the log from index 1 when its directory is deleted (until retention
-// deletes log segments — then a snapshot becomes necessary; see the report).
+// rebuilt by replaying the log from index 1 when its directory is deleted, so commits skip
+// fsync and a state an OS crash may have torn is discarded at open (state-guard.ts). Until
+// retention deletes log segments — then a snapshot of this state becomes necessary.
 import type { Logger } from 'pino';
 import { EntryType, type Entry } from '../raft/types.js';
 import { assert, unreachable } from '../util/assert.js';
@@ -18,6 +19,7 @@ import { LmqError } from '../util/errors.js';
 import { type BrokerCommand, decodeCommand, type ProduceMessage } from './commands.js';
 import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
 import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord } from './store.js';
+import { type CommitDurability, guardStateDir, markStateClean } from './state-guard.js';
 import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
 
 export type { StoredMessage } from './reads.js';
@@ -59,7 +61,7 @@ export const STATE_MACHINE_LIMITS = Object.freeze({
   groupQueuesListMax: 100_000,
 });
 
-/** Bumped when the lmdb layout changes; an old directory is then rebuilt from the log. */
+/** Bumped when the lmdb layout changes; open() refuses an older directory and says to delete it (it is rebuilt from the log). */
 const SCHEMA_VERSION = 1;
 
 export type ApplyResult =
@@ -91,19 +93,26 @@ export class BrokerStateMachine {
     private readonly log: CommittedLogReader,
     private readonly settings: ProducerSettings,
     private readonly logger: Logger | undefined,
+    private readonly dir: string,
+    private readonly durability: CommitDurability,
   ) {}
 
+  /**
+   * Opens (or creates) the state in options.dir. A state that may have been torn by an OS crash
+   * is deleted first (state-guard.ts), so appliedIndex() is 0 and the node replays the log.
+   */
   static open(options: BrokerStateMachineOptions): BrokerStateMachine {
     const settings = validateSettings(options);
-    const store = BrokerStore.open(options.dir);
+    const durability = guardStateDir(options.dir, options.logger);
+    const store = BrokerStore.open(options.dir, durability);
     try {
       checkOrRecordSettings(store, settings, options.dir);
     } catch (error) {
       void store.close();
       throw error;
     }
-    const machine = new BrokerStateMachine(store, options.log, settings, options.logger);
-    options.logger?.info({ dir: options.dir, appliedIndex: machine.appliedIndex() }, 'broker state opened');
+    const machine = new BrokerStateMachine(store, options.log, settings, options.logger, options.dir, durability);
+    options.logger?.info({ dir: options.dir, appliedIndex: machine.appliedIndex(), durability }, 'broker state opened');
     return machine;
   }
 
@@ -181,7 +190,7 @@ export class BrokerStateMachine {
         const problem = this.batchProblem(command.messages);
         const outcome: ProduceOutcome =
           problem === undefined ? { seq: command.seq, placed: this.placeBatch(command, logIndex) } : { seq: command.seq, ...problem };
-        const evicted = recordOutcome(this.store, this.settings, command.producerId, outcome, logIndex);
+        const evicted = recordOutcome(this.store, this.settings, command.producerId, check.producer, outcome, logIndex);
         if (evicted !== undefined) this.logger?.debug({ evicted, logIndex }, 'producer evicted from dedup state');
         return outcomeResult(outcome, false);
       }
@@ -377,6 +386,7 @@ export class BrokerStateMachine {
     if (this.closed) return;
     this.closed = true;
     await this.store.close();
+    markStateClean(this.dir, this.durability);
   }
 
   private requireQueue(topic: string, queueId: number): QueueRecord {

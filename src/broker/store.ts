@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import { open, type RootDatabase, TransactionFlags } from 'lmdb';
 import { Packr } from 'msgpackr';
 import { assert } from '../util/assert.js';
+import type { CommitDurability } from './state-guard.js';
 
 export type Key = (string | number)[];
 
@@ -62,18 +63,19 @@ const KEY_BYTES_MAX = 1978;
 export class BrokerStore {
   private constructor(private readonly db: RootDatabase<Buffer, Key>) {}
 
-  static open(dir: string): BrokerStore {
-    // overlappingSync (lmdb-js's default on Linux) keeps the environment consistent across an
-    // OS crash by reverting to the last *flushed* transaction; commits below do not wait for
-    // that flush (NO_SYNC_FLUSH). This state is derived from the committed log, so losing the
-    // last few applies only means replaying them; it never loses or invents data.
-    return new BrokerStore(open<Buffer, Key>({ path: dir, encoding: 'binary', overlappingSync: true }));
+  /**
+   * 'unsynced': commits never fsync (lmdb noSync) — atomic and safe across process crashes;
+   * state-guard.ts discards the state after an OS crash. 'durable': lmdb's default, fsync per
+   * commit (overlappingSync).
+   */
+  static open(dir: string, durability: CommitDurability): BrokerStore {
+    const sync = durability === 'durable' ? {} : { noSync: true, overlappingSync: false };
+    return new BrokerStore(open<Buffer, Key>({ path: dir, encoding: 'binary', ...sync }));
   }
 
-  /** Runs `action` in one write transaction; a throw aborts every write it made. */
+  /** Runs `action` in one write transaction, committed before it returns; a throw aborts every write it made. */
   transaction<T>(action: () => T): T {
-    const flags = TransactionFlags.ABORTABLE | TransactionFlags.SYNCHRONOUS_COMMIT | TransactionFlags.NO_SYNC_FLUSH;
-    return this.db.transactionSync(action, flags);
+    return this.db.transactionSync(action, TransactionFlags.ABORTABLE | TransactionFlags.SYNCHRONOUS_COMMIT);
   }
 
   get(key: Key): unknown {
