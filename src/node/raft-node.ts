@@ -20,6 +20,8 @@ export interface NodeLogStore extends LogReader {
   flush(): Promise<number>;
   setCommitIndex(index: number): void;
   close(): Promise<void>;
+  /** Counters since the store was opened. */
+  stats(): { fsyncs: number; appendedEntries: number; appendedBytes: number };
 }
 
 export interface NodeHardStateStore {
@@ -51,6 +53,8 @@ export interface NodeStatus {
   readonly appliedIndex: number;
   /** Leader only: each follower's match index and how far it lags behind the leader's last index. */
   readonly followers: readonly { id: NodeId; matchIndex: number; lag: number; state: string }[];
+  /** The log store's counters since this process started (fsyncs, entries and bytes appended). */
+  readonly storage: { fsyncs: number; appendedEntries: number; appendedBytes: number };
 }
 
 export interface RaftNodeOptions<R> {
@@ -176,6 +180,7 @@ export class RaftNode<R> {
       commitIndex: s.commitIndex,
       appliedIndex: s.appliedIndex,
       followers: s.progress.filter((p) => p.id !== this.id).map((p) => ({ id: p.id, matchIndex: p.match, lag: s.lastIndex - p.match, state: p.state })),
+      storage: this.options.log.stats(),
     };
   }
 
