@@ -2,7 +2,7 @@
 // flush(), in sync and async mode, for 128 B and 4 KiB entries, beside the disk's own
 // write + fdatasync latency measured in the same run. Prints a table, writes bench/out/log.json.
 import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as hdr from 'hdr-histogram-js';
 import { LogStore } from '../src/log/log-store.js';
@@ -32,6 +32,8 @@ interface CaseResult {
   fsyncsPerSec: number;
   latencyUsP50: number;
   latencyUsP99: number;
+  /** Process CPU (user + system) per entry: comparable across runs even when other work shares the cores. */
+  cpuUsPerEntry: number;
 }
 
 interface RawResult {
@@ -71,11 +73,13 @@ async function runCase(mode: 'sync' | 'async', entryBytes: number, writers: numb
   const running = Array.from({ length: writers }, writer);
   await sleep(WARMUP_MS);
   const before = store.stats();
+  const cpuBefore = process.cpuUsage();
   const startNs = nowNs();
   measuring = true;
   await sleep(MEASURE_MS);
   measuring = false;
   const after = store.stats();
+  const cpu = process.cpuUsage(cpuBefore);
   const seconds = Number(nowNs() - startNs) / 1e9;
   stop = true;
   await Promise.all(running);
@@ -91,6 +95,7 @@ async function runCase(mode: 'sync' | 'async', entryBytes: number, writers: numb
     fsyncsPerSec: (after.fsyncs - before.fsyncs) / seconds,
     latencyUsP50: histogram.getValueAtPercentile(50) / 1000,
     latencyUsP99: histogram.getValueAtPercentile(99) / 1000,
+    cpuUsPerEntry: (cpu.user + cpu.system) / entries,
   };
 }
 
@@ -132,11 +137,11 @@ function sleep(ms: number): Promise<void> {
 const fmt = (value: number, digits = 0): string => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 function printTable(cases: CaseResult[], raw: RawResult[]): void {
-  const rows = [['mode', 'entry', 'writers', 'entries/s', 'MB/s', 'fsyncs/s', 'p50 µs', 'p99 µs']];
+  const rows = [['mode', 'entry', 'writers', 'entries/s', 'MB/s', 'fsyncs/s', 'p50 µs', 'p99 µs', 'cpu µs/entry']];
   for (const c of cases) {
-    rows.push([c.mode, c.entryBytes === 4096 ? '4 KiB' : `${c.entryBytes} B`, String(c.writers), fmt(c.entriesPerSec), fmt(c.mbPerSec, 1), fmt(c.fsyncsPerSec), fmt(c.latencyUsP50, 1), fmt(c.latencyUsP99, 1)]);
+    rows.push([c.mode, c.entryBytes === 4096 ? '4 KiB' : `${c.entryBytes} B`, String(c.writers), fmt(c.entriesPerSec), fmt(c.mbPerSec, 1), fmt(c.fsyncsPerSec), fmt(c.latencyUsP50, 1), fmt(c.latencyUsP99, 1), fmt(c.cpuUsPerEntry, 2)]);
   }
-  for (const r of raw) rows.push([`raw ${r.file}`, '4 KiB', '1', fmt(r.syncsPerSec), fmt((r.syncsPerSec * RAW_WRITE_BYTES) / 1e6, 1), fmt(r.syncsPerSec), fmt(r.latencyUsP50, 1), fmt(r.latencyUsP99, 1)]);
+  for (const r of raw) rows.push([`raw ${r.file}`, '4 KiB', '1', fmt(r.syncsPerSec), fmt((r.syncsPerSec * RAW_WRITE_BYTES) / 1e6, 1), fmt(r.syncsPerSec), fmt(r.latencyUsP50, 1), fmt(r.latencyUsP99, 1), '']);
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((row) => row[col]!.length)));
   for (const row of rows) console.log(row.map((cell, col) => (col < 3 ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!))).join('  '));
 }
@@ -182,8 +187,10 @@ async function main(): Promise<void> {
   const targets = checkTargets(cases, raw);
   console.log('');
   for (const t of targets) console.log(`${t.met ? 'MET ' : 'MISS'}  ${t.target}: ${t.measured}`);
+  const load = loadavg().map((l) => l.toFixed(2)).join(' ');
+  console.log(`\nload average ${load} on ${cpus().length} cores (other work on the machine skews every number above)`);
   mkdirSync('bench/out', { recursive: true });
-  writeFileSync('bench/out/log.json', `${JSON.stringify({ date: new Date().toISOString(), node: process.version, measureMs: MEASURE_MS, cases, raw, targets }, null, 2)}\n`);
+  writeFileSync('bench/out/log.json', `${JSON.stringify({ date: new Date().toISOString(), node: process.version, loadAverage: loadavg(), measureMs: MEASURE_MS, cases, raw, targets }, null, 2)}\n`);
   console.log('\nwrote bench/out/log.json');
 }
 
