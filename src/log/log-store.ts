@@ -102,6 +102,7 @@ export class LogStore {
   /** Highest index covered by a completed fdatasync. Invariant: durable <= lastIndex. */
   private durable: number;
   private syncInFlight = false;
+  private syncScheduled = false;
   private inFlightTarget = 0;
   private inFlightEpoch = 0;
   private inFlightBatch: SyncBatch | null = null;
@@ -143,6 +144,7 @@ export class LogStore {
     this.activeWrittenEndBytes = this.activeSegment().endBytes;
     this.timer = options.flushMode === 'async' ? setInterval(() => this.backgroundSync(), options.flushIntervalMs) : null;
     this.timer?.unref();
+    this.prepareSpare();
   }
 
   /** Opens the log in options.dir, creating it when absent; recovers synchronously. Throws LmqError(LMQ_CORRUPT_DATA). */
@@ -240,7 +242,6 @@ export class LogStore {
     this.counters.appendedBytes += batchBytes;
     if (this.pendingBytes >= PENDING_WRITE_BYTES) this.writePending();
     else if (this.pendingBytes > 0) this.scheduleWrite();
-    if (this.spareState === 'none' && active.endBytes * 2 >= this.options.segmentBytes) this.prepareSpare();
   }
 
   /** Encodes the batch behind the pending frames, or writes it at once when it is too large to buffer. */
@@ -352,6 +353,8 @@ export class LogStore {
     this.counters.fsyncs += 2;
     this.segments.push(segment);
     this.activeWrittenEndBytes = SEGMENT_HEADER_BYTES;
+    // Started as early as possible: a roll that finds no spare ready zero-fills on the event loop.
+    this.prepareSpare();
     return fd;
   }
 
@@ -509,10 +512,25 @@ export class LogStore {
       return this.inFlightBatch.promise;
     }
     this.nextBatch ??= newSyncBatch();
-    const waiting = this.nextBatch.promise;
-    if (!this.syncInFlight) this.startSync();
-    return waiting;
+    this.scheduleSync();
+    return this.nextBatch.promise;
   }
+
+  /**
+   * Starts the next fdatasync at the end of this tick rather than at once, so every writer
+   * that flushes in the same tick shares it: starting on the first caller would sync one
+   * entry and leave all the others to the next fdatasync, round after round.
+   */
+  private scheduleSync(): void {
+    if (this.syncInFlight || this.syncScheduled) return;
+    this.syncScheduled = true;
+    queueMicrotask(this.startScheduledSync);
+  }
+
+  private readonly startScheduledSync = (): void => {
+    this.syncScheduled = false;
+    if (!this.syncInFlight && this.nextBatch !== null && this.failure === null && !this.closed) this.startSync();
+  };
 
   private backgroundSync(): void {
     if (!this.syncInFlight && this.failure === null && this.durable < this.lastIndex()) this.startSync();
@@ -548,7 +566,7 @@ export class LogStore {
       if (epoch === this.truncationEpoch) this.durable = Math.max(this.durable, target);
       assert(this.durable <= this.lastIndex(), () => `durable ${this.durable} past the last index ${this.lastIndex()}`);
       batch?.resolve(this.durable);
-      if (this.nextBatch !== null) this.startSync();
+      if (this.nextBatch !== null) this.scheduleSync();
     }
     if (!this.syncInFlight) for (const wake of this.idleWaiters.splice(0)) wake();
   }
@@ -581,7 +599,9 @@ export class LogStore {
   async close(): Promise<void> {
     if (this.closed) return;
     if (this.timer !== null) clearInterval(this.timer);
-    while (this.syncInFlight) await this.whenSyncIdle();
+    // A scheduled sync starts in a microtask: awaiting lets it start, then waits for it.
+    while (this.syncInFlight || this.syncScheduled) await this.whenSyncIdle();
+    assert(this.nextBatch === null, 'every flush waiter was taken by a sync');
     this.closed = true;
     if (this.failure === null) {
       this.writePending();
