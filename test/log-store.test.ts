@@ -368,6 +368,20 @@ describe('log store – flush and durability', () => {
     await store.close();
   });
 
+  it('async mode: flush resolves only once the entries are written to the file', async () => {
+    const dir = tempDir();
+    const store = LogStore.open(options(dir, { flushMode: 'async', flushIntervalMs: 60_000 }));
+    const written = entries(1, 3, 1);
+    store.append(written.slice(0, 1));
+    store.append(written.slice(1));
+    const flushed = store.flush();
+    expect(await flushed).toBe(3);
+    const bytes = readFileSync(join(dir, FIRST_SEGMENT));
+    const lastFrame = bytes.subarray(frameOffset(1, 3) + FRAME_HEADER_BYTES, frameOffset(1, 4));
+    expect([...lastFrame]).toEqual([...written[2]!.data]);
+    await store.close();
+  });
+
   it('close syncs and leaves no temporary files', async () => {
     const dir = tempDir();
     const store = LogStore.open(options(dir, { flushMode: 'async', flushIntervalMs: 60_000 }));

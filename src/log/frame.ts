@@ -48,6 +48,9 @@ export function frameBytes(payloadBytes: number): number {
   return FRAME_HEADER_BYTES + payloadBytes;
 }
 
+/** Header bytes [4, 32) of the frame being encoded: checksummed apart so the hot path allocates no views. */
+const encodeHeader = Buffer.alloc(FRAME_HEADER_BYTES - 4);
+
 /** Writes one entry as a frame at `offset`; returns the frame's size in bytes. */
 export function encodeFrame(buf: Buffer, offset: number, entry: Entry): number {
   const payloadBytes = entry.data.byteLength;
@@ -55,15 +58,17 @@ export function encodeFrame(buf: Buffer, offset: number, entry: Entry): number {
   assert(entry.type === EntryType.Noop || entry.type === EntryType.Normal, () => `entry ${entry.index} has unknown type ${entry.type}`);
   const end = offset + FRAME_HEADER_BYTES + payloadBytes;
   assert(end <= buf.length, 'frame fits the encode buffer');
-  buf.writeUInt32LE(FRAME_MAGIC, offset + 4);
-  buf.writeUInt32LE(payloadBytes, offset + 8);
-  buf[offset + 12] = FORMAT_VERSION;
-  buf[offset + 13] = entry.type;
-  buf.writeUInt16LE(0, offset + 14);
-  writeU64(buf, offset + 16, entry.index);
-  writeU64(buf, offset + 24, entry.term);
+  // Offsets below are those of the frame minus 4: the checksum field is not in encodeHeader.
+  encodeHeader.writeUInt32LE(FRAME_MAGIC, 0);
+  encodeHeader.writeUInt32LE(payloadBytes, 4);
+  encodeHeader[8] = FORMAT_VERSION;
+  encodeHeader[9] = entry.type;
+  encodeHeader.writeUInt16LE(0, 10);
+  writeU64(encodeHeader, 12, entry.index);
+  writeU64(encodeHeader, 20, entry.term);
+  buf.writeUInt32LE(crc32(entry.data, crc32(encodeHeader)), offset);
+  buf.set(encodeHeader, offset + 4);
   buf.set(entry.data, offset + FRAME_HEADER_BYTES);
-  buf.writeUInt32LE(crc32(buf.subarray(offset + 4, end)), offset);
   return end - offset;
 }
 
