@@ -19,7 +19,13 @@ export interface BrokerNode {
   stop(): Promise<void>;
 }
 
-export async function startBrokerNode(config: ClusterConfig, id: string, logger: Logger): Promise<BrokerNode> {
+/** `onNode` sees the Raft node as soon as it exists (before it starts), e.g. to tag log lines. */
+export async function startBrokerNode(
+  config: ClusterConfig,
+  id: string,
+  logger: Logger,
+  onNode: (node: RaftNode<ApplyResult>) => void = () => undefined,
+): Promise<BrokerNode> {
   const self = findNode(config, id);
   mkdirSync(self.dataDir, { recursive: true });
   const log = LogStore.open({
@@ -45,6 +51,7 @@ export async function startBrokerNode(config: ClusterConfig, id: string, logger:
     (from, message) => node?.receive(from, message),
   );
   node = new RaftNode({ config, id, log, hardState, stateMachine: state, peers: transport, logger });
+  onNode(node);
   const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum });
   const rpc = new RpcServer({ host: self.host, port: self.clientPort, logger }, (body) => service.handle(body));
 

@@ -9,8 +9,10 @@ export function prettyStream(destination: NodeJS.WritableStream = process.stderr
   return pretty({ destination, colorize: process.stderr.isTTY === true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', messageFormat: '{node} {msg}', singleLine: true });
 }
 
-export function createLogger(fields: Record<string, unknown>): Logger {
+/** `context` adds fields to every line as they are at that moment (a node's term and role). */
+export function createLogger(fields: Record<string, unknown>, context: () => Record<string, unknown> = () => ({})): Logger {
   const level = process.env.LEDGERMQ_LOG_LEVEL ?? 'info';
   const wantPretty = process.env[LOG_FORMAT_ENV] !== 'json' && process.stderr.isTTY === true;
-  return wantPretty ? pino({ level, base: fields }, prettyStream()) : pino({ level, base: fields }, pino.destination(2));
+  const options = { level, base: fields, mixin: context };
+  return wantPretty ? pino(options, prettyStream()) : pino(options, pino.destination(2));
 }

@@ -29,8 +29,10 @@ export function registerNodeStart(program: Command): void {
     .action(async (options: NodeStartOptions) => {
       const config = applyModeOverrides(withDataRoot(loadConfig(options.config), options.data), options);
       findNode(config, options.id);
-      const logger = createLogger({ node: options.id });
-      const broker = await startBrokerNode(config, options.id, logger);
+      // Every line carries the node's current term and role once the node exists.
+      let logContext: () => Record<string, unknown> = () => ({});
+      const logger = createLogger({ node: options.id }, () => logContext());
+      const broker = await startBrokerNode(config, options.id, logger, (node) => (logContext = () => node.logContext()));
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           logger.info({ signal }, 'stopping');

@@ -77,7 +77,7 @@ export class RaftNode<R> {
   private readonly core: RaftCore;
   private readonly proposals = new ProposalTracker<R>();
   private readonly options: RaftNodeOptions<R>;
-  private logger: Logger;
+  private readonly logger: Logger;
   private tickTimer: NodeJS.Timeout | null = null;
   private driving: Promise<void> | null = null;
   private driveAgain = false;
@@ -108,7 +108,6 @@ export class RaftNode<R> {
       randomInt: options.randomInt ?? ((n) => Math.floor(Math.random() * n)),
     });
     this.logger = options.logger;
-    this.syncLoggerContext();
   }
 
   start(): void {
@@ -182,6 +181,12 @@ export class RaftNode<R> {
       followers: s.progress.filter((p) => p.id !== this.id).map((p) => ({ id: p.id, matchIndex: p.match, lag: s.lastIndex - p.match, state: p.state })),
       storage: this.options.log.stats(),
     };
+  }
+
+  /** Term and role for every log line of this process (a pino mixin). */
+  logContext(): { term: number; role: Role } {
+    const { term, role } = this.core.summary();
+    return { term, role };
   }
 
   /** Called after every batch of applied entries (long polling waits on it). */
@@ -281,12 +286,6 @@ export class RaftNode<R> {
     }
     this.lastRole = status.role;
     this.lastLeader = status.leader;
-    this.syncLoggerContext();
     this.logger.info({ leader: status.leader, lastIndex: status.lastIndex, commitIndex: status.commitIndex }, status.role === 'leader' ? 'became leader' : `now ${status.role}`);
-  }
-
-  private syncLoggerContext(): void {
-    const s = this.core.status();
-    this.logger = this.options.logger.child({ term: s.term, role: s.role });
   }
 }

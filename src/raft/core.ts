@@ -630,6 +630,11 @@ export class RaftCore {
     };
   }
 
+  /** Role, term and leader without building the full status (for log lines). */
+  summary(): { role: Role; term: number; leader: NodeId | null } {
+    return { role: this.role, term: this.term, leader: this.leader };
+  }
+
   /** Term of the entry at index in this node's log (undefined past the end), for the node's proposal tracking. */
   termAt(index: number): number | undefined {
     return this.log.term(index);
