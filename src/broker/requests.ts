@@ -45,6 +45,9 @@ const request = z.discriminatedUnion('op', [
     })
     .strict(),
   z.object({ op: z.literal('commitOffsets'), group: name, offsets: z.array(z.object({ topic: name, queueId, offset }).strict()).min(1).max(4096) }).strict(),
+  z.object({ op: z.literal('heartbeat'), group: name, topic: name, consumerId: z.string().min(1).max(128) }).strict(),
+  z.object({ op: z.literal('leaveGroup'), group: name, topic: name, consumerId: z.string().min(1).max(128) }).strict(),
+  z.object({ op: z.literal('groups') }).strict(),
   z.object({ op: z.literal('queryOffsets'), group: name, queues: z.array(z.object({ topic: name, queueId }).strict()).min(1).max(4096) }).strict(),
 ]);
 

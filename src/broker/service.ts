@@ -8,6 +8,7 @@ import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import { type BrokerCommand, type ProduceMessage, encodeCommand } from './commands.js';
 import type { ApplyResult, BrokerStateMachine } from './state-machine.js';
+import { GroupMembership } from './membership.js';
 import { parseRequest, type Request } from './requests.js';
 
 export interface ServiceOptions {
@@ -22,6 +23,7 @@ export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum'> = Object.fr
 
 export class BrokerService {
   private waitingPulls = 0;
+  private readonly membership = new GroupMembership();
 
   constructor(
     private readonly node: RaftNode<ApplyResult>,
@@ -48,6 +50,13 @@ export class BrokerService {
       case 'commitOffsets':
         await this.write({ kind: 'commitOffsets', group: request.group, offsets: request.offsets });
         return { ok: true };
+      case 'heartbeat':
+        return this.membership.heartbeat(request.group, request.topic, request.consumerId, this.topicOrThrow(request.topic).queues, Date.now());
+      case 'leaveGroup':
+        this.membership.leave(request.group, request.topic, request.consumerId);
+        return { ok: true };
+      case 'groups':
+        return { groups: this.state.groups().map((group) => ({ group, queues: this.state.groupLag(group) })) };
       case 'queryOffsets':
         return { offsets: request.queues.map((q) => ({ ...q, offset: this.state.committedOffset(request.group, q.topic, q.queueId) ?? null, ...this.state.queueRange(q.topic, q.queueId) })) };
       default:

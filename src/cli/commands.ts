@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { registerCheck } from './check.js';
 import { registerClusterStart } from './cluster-start.js';
 import { registerConsume } from './consume.js';
+import { registerGroup } from './group.js';
 import { registerNodeStart } from './node-start.js';
 import { registerProduce } from './produce.js';
 import { registerSim } from './sim.js';
@@ -16,6 +17,7 @@ export function registerCommands(program: Command): void {
   registerTopic(program);
   registerProduce(program);
   registerConsume(program);
+  registerGroup(program);
   registerSim(program);
   registerCheck(program);
 }

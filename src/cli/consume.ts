@@ -1,6 +1,10 @@
 // `ledgermq consume`: prints messages of a topic for a consumer group and commits the group's
-// offsets after printing. Exits after --max messages, or when nothing arrived for --timeout.
+// offsets after printing. Several consume processes of one group share the topic's queues
+// (each queue read by one of them). Exits after --max messages, or when nothing arrived for
+// --timeout.
 import type { Command } from 'commander';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { Option } from 'commander';
 import { loadConfig } from '../config/config.js';
 import { type ConsumedMessage, PullConsumer } from '../client/consumer.js';
@@ -20,6 +24,8 @@ interface ConsumeOptions {
 /** Bounds of one pull per queue. */
 const MAX_MESSAGES_PER_PULL = 256;
 const MAX_BYTES_PER_PULL = 4 * 1024 * 1024;
+/** How often a consumer tells the leader it is alive (the session times out after 3 s). */
+const HEARTBEAT_INTERVAL_MS = 1000;
 
 export function registerConsume(program: Command): void {
   withConfig(program.command('consume'))
@@ -35,9 +41,12 @@ export function registerConsume(program: Command): void {
 
 async function runConsume(options: ConsumeOptions): Promise<void> {
   const client = clientFor(loadConfig(options.config), Math.max(options.timeout, 10_000));
+  // Clustering mode: consume processes of one group share the topic's queues.
+  const consumerId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const consumer = new PullConsumer(client, {
     topic: options.topic, group: options.group, from: options.from,
     pollWaitMs: Math.min(options.timeout, 1000), maxMessagesPerPull: Math.min(MAX_MESSAGES_PER_PULL, options.max ?? MAX_MESSAGES_PER_PULL), maxBytesPerPull: MAX_BYTES_PER_PULL,
+    rebalance: { consumerId, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS },
   });
   try {
     await consumer.start();
@@ -56,6 +65,7 @@ async function runConsume(options: ConsumeOptions): Promise<void> {
       printed += Math.min(room, batch.length);
       await consumer.commit();
     }
+    await consumer.close();
   } finally {
     client.close();
   }

@@ -1,7 +1,12 @@
-// A pull consumer for one group over every queue of a topic. It resumes each queue at the
-// group's committed offset (or at the start position when the group has none), long-polls
-// all queues at once, and commits offsets only after the caller has processed a batch —
-// so a restart resumes exactly after the last committed message (at-least-once).
+// A pull consumer for one group on one topic. It resumes each queue at the group's committed
+// offset (or at the start position when the group has none), long-polls its queues at once,
+// and commits offsets only when the caller says a batch was processed — so a restart resumes
+// exactly after the last committed message (at-least-once).
+//
+// Without `rebalance` it reads every queue of the topic. With it (clustering mode), it
+// heartbeats the leader, which splits the queues among the group's live consumers; a queue
+// that moves to this consumer is read from the group's committed offset.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LmqError } from '../util/errors.js';
 import type { LedgerClient } from './client.js';
 
@@ -24,6 +29,8 @@ export interface ConsumerOptions {
   readonly pollWaitMs: number;
   readonly maxMessagesPerPull: number;
   readonly maxBytesPerPull: number;
+  /** Clustering mode: share the topic's queues with the group's other live consumers. */
+  readonly rebalance?: { readonly consumerId: string; readonly heartbeatIntervalMs: number };
 }
 
 interface StoredMessageWire {
@@ -37,9 +44,16 @@ interface StoredMessageWire {
   storeTimestampMs: number;
 }
 
+interface Assignment {
+  queueIds: number[];
+  generation: number;
+}
+
 export class PullConsumer {
-  /** Next offset to read per queue; undefined until start(). */
-  private positions: number[] = [];
+  /** Next offset to read, per owned queue. */
+  private positions = new Map<number, number>();
+  private started = false;
+  private lastHeartbeatMs = 0;
 
   constructor(
     private readonly client: LedgerClient,
@@ -47,26 +61,36 @@ export class PullConsumer {
   ) {}
 
   async start(): Promise<void> {
-    const { queues } = (await this.client.call({ op: 'route', topic: this.options.topic })) as { queues: number };
-    const queueIds = Array.from({ length: queues }, (_, queueId) => ({ topic: this.options.topic, queueId }));
-    const { offsets } = (await this.client.call({ op: 'queryOffsets', group: this.options.group, queues: queueIds })) as {
-      offsets: { queueId: number; offset: number | null; minOffset: number; nextOffset: number }[];
-    };
-    this.positions = offsets.map((o) => o.offset ?? (this.options.from === 'first' ? o.minOffset : o.nextOffset));
+    await this.refreshAssignment();
+    this.started = true;
   }
 
-  /** One round of pulls over every queue; waits up to pollWaitMs when `wait` is set. Messages are in offset order per queue. */
+  /** Queues this consumer reads now. */
+  ownedQueues(): number[] {
+    return [...this.positions.keys()];
+  }
+
+  /** One round of pulls over the owned queues; waits up to pollWaitMs when `wait` is set. Messages are in offset order per queue. */
   async poll(wait: boolean): Promise<ConsumedMessage[]> {
-    if (this.positions.length === 0) throw new LmqError('LMQ_BAD_INPUT', 'call start() before poll()');
-    const replies = await Promise.all(this.positions.map((offset, queueId) => this.client.call({
+    if (!this.started) throw new LmqError('LMQ_BAD_INPUT', 'call start() before poll()');
+    const heartbeatMs = this.options.rebalance?.heartbeatIntervalMs;
+    if (heartbeatMs !== undefined && Date.now() - this.lastHeartbeatMs >= heartbeatMs) await this.refreshAssignment();
+    if (this.positions.size === 0) {
+      // An idle member (more consumers than queues): wait, then ask again.
+      if (wait) await sleep(Math.min(this.options.pollWaitMs, heartbeatMs ?? this.options.pollWaitMs));
+      return [];
+    }
+    const owned = [...this.positions];
+    const replies = await Promise.all(owned.map(([queueId, offset]) => this.client.call({
       op: 'pull', topic: this.options.topic, queueId, offset,
       maxMessages: this.options.maxMessagesPerPull, maxBytes: this.options.maxBytesPerPull, waitMs: wait ? this.options.pollWaitMs : 0,
     }, this.options.pollWaitMs + 10_000) as Promise<{ messages: StoredMessageWire[] }>));
     const messages: ConsumedMessage[] = [];
-    replies.forEach((reply, queueId) => {
+    replies.forEach((reply, i) => {
+      const queueId = owned[i]![0];
       for (const m of reply.messages) {
         messages.push({ queueId, offset: m.offset, msgId: m.msgId, key: m.keys?.[0], tag: m.tag, properties: m.properties, body: m.body, storeTimestampMs: m.storeTimestampMs });
-        this.positions[queueId] = m.offset + 1;
+        if (this.positions.has(queueId)) this.positions.set(queueId, m.offset + 1);
       }
     });
     return messages;
@@ -74,12 +98,50 @@ export class PullConsumer {
 
   /** Hands messages back (e.g. beyond --max): they are read again and not committed. */
   giveBack(messages: readonly ConsumedMessage[]): void {
-    for (const m of messages) this.positions[m.queueId] = Math.min(this.positions[m.queueId]!, m.offset);
+    for (const m of messages) {
+      const position = this.positions.get(m.queueId);
+      if (position !== undefined) this.positions.set(m.queueId, Math.min(position, m.offset));
+    }
   }
 
-  /** Commits the group's position in every queue: everything returned so far was processed. */
+  /** Commits the group's position in every owned queue: everything returned so far was processed. */
   async commit(): Promise<void> {
-    const offsets = this.positions.map((offset, queueId) => ({ topic: this.options.topic, queueId, offset }));
+    if (this.positions.size === 0) return;
+    const offsets = [...this.positions].map(([queueId, offset]) => ({ topic: this.options.topic, queueId, offset }));
     await this.client.call({ op: 'commitOffsets', group: this.options.group, offsets });
+  }
+
+  /** Leaves the group (clustering mode) so its queues move to the others at once. */
+  async close(): Promise<void> {
+    const rebalance = this.options.rebalance;
+    if (rebalance === undefined) return;
+    await this.client.call({ op: 'leaveGroup', group: this.options.group, topic: this.options.topic, consumerId: rebalance.consumerId });
+  }
+
+  private async refreshAssignment(): Promise<void> {
+    const queueIds = await this.assignedQueues();
+    const kept = new Map([...this.positions].filter(([queueId]) => queueIds.includes(queueId)));
+    const added = queueIds.filter((queueId) => !kept.has(queueId));
+    if (added.length > 0) for (const [queueId, offset] of await this.startOffsets(added)) kept.set(queueId, offset);
+    this.positions = kept;
+  }
+
+  private async assignedQueues(): Promise<number[]> {
+    const rebalance = this.options.rebalance;
+    if (rebalance === undefined) {
+      const { queues } = (await this.client.call({ op: 'route', topic: this.options.topic })) as { queues: number };
+      return Array.from({ length: queues }, (_, queueId) => queueId);
+    }
+    this.lastHeartbeatMs = Date.now();
+    const assignment = (await this.client.call({ op: 'heartbeat', group: this.options.group, topic: this.options.topic, consumerId: rebalance.consumerId })) as Assignment;
+    return assignment.queueIds;
+  }
+
+  private async startOffsets(queueIds: number[]): Promise<[number, number][]> {
+    const queues = queueIds.map((queueId) => ({ topic: this.options.topic, queueId }));
+    const { offsets } = (await this.client.call({ op: 'queryOffsets', group: this.options.group, queues })) as {
+      offsets: { queueId: number; offset: number | null; minOffset: number; nextOffset: number }[];
+    };
+    return offsets.map((o) => [o.queueId, o.offset ?? (this.options.from === 'first' ? o.minOffset : o.nextOffset)]);
   }
 }

@@ -1,0 +1,87 @@
+// Consumer group membership on the leader (soft state, as RocketMQ keeps it): consumers
+// heartbeat, members silent for sessionTimeoutMs are dropped, and each topic's queues are
+// split among the live members with RocketMQ's AllocateMessageQueueAveragely — contiguous
+// blocks, one owner per queue, extra consumers idle. After a leader change the new leader
+// rebuilds membership from the next heartbeats; meanwhile two consumers may briefly read one
+// queue, which at-least-once delivery allows (the duplicates are redeliveries, in order).
+import { assert } from '../util/assert.js';
+import { LmqError } from '../util/errors.js';
+
+export interface MembershipOptions {
+  readonly sessionTimeoutMs: number;
+  readonly maxGroups: number;
+  readonly maxMembersPerGroup: number;
+}
+
+export const DEFAULT_MEMBERSHIP_OPTIONS: MembershipOptions = Object.freeze({ sessionTimeoutMs: 3000, maxGroups: 10_000, maxMembersPerGroup: 1024 });
+
+export interface Assignment {
+  readonly queueIds: number[];
+  readonly members: number;
+  /** Changes whenever the member set changes: a consumer that sees a new generation re-reads its offsets. */
+  readonly generation: number;
+}
+
+interface GroupState {
+  readonly lastSeenMs: Map<string, number>;
+  generation: number;
+}
+
+/** The queues consumer `index` of `members` (sorted) owns among `queues`. */
+export function allocateAveragely(queues: number, members: number, index: number): number[] {
+  assert(index >= 0 && index < members, 'member index in range');
+  if (index >= queues) return [];
+  const remainder = queues % members;
+  const size = queues <= members ? 1 : Math.floor(queues / members) + (remainder > 0 && index < remainder ? 1 : 0);
+  const start = remainder > 0 && index < remainder ? index * size : index * size + remainder;
+  return Array.from({ length: Math.min(size, queues - start) }, (_, i) => start + i);
+}
+
+export class GroupMembership {
+  private readonly groups = new Map<string, GroupState>();
+
+  constructor(private readonly options: MembershipOptions = DEFAULT_MEMBERSHIP_OPTIONS) {}
+
+  heartbeat(group: string, topic: string, consumerId: string, queues: number, nowMs: number): Assignment {
+    const state = this.stateOf(`${group}\u0000${topic}`);
+    this.expire(state, nowMs);
+    if (!state.lastSeenMs.has(consumerId)) {
+      if (state.lastSeenMs.size >= this.options.maxMembersPerGroup) {
+        throw new LmqError('LMQ_OVERLOADED', `group "${group}" already has ${this.options.maxMembersPerGroup} consumers on topic "${topic}"`);
+      }
+      state.generation++;
+    }
+    state.lastSeenMs.set(consumerId, nowMs);
+    const members = [...state.lastSeenMs.keys()].sort();
+    return { queueIds: allocateAveragely(queues, members.length, members.indexOf(consumerId)), members: members.length, generation: state.generation };
+  }
+
+  leave(group: string, topic: string, consumerId: string): void {
+    const state = this.groups.get(`${group}\u0000${topic}`);
+    if (state?.lastSeenMs.delete(consumerId)) state.generation++;
+  }
+
+  private stateOf(key: string): GroupState {
+    let state = this.groups.get(key);
+    if (state === undefined) {
+      if (this.groups.size >= this.options.maxGroups) this.dropIdleGroups();
+      if (this.groups.size >= this.options.maxGroups) throw new LmqError('LMQ_OVERLOADED', `more than ${this.options.maxGroups} consumer groups are active`);
+      state = { lastSeenMs: new Map(), generation: 0 };
+      this.groups.set(key, state);
+    }
+    return state;
+  }
+
+  private expire(state: GroupState, nowMs: number): void {
+    for (const [id, seenMs] of state.lastSeenMs) {
+      if (nowMs - seenMs > this.options.sessionTimeoutMs) {
+        state.lastSeenMs.delete(id);
+        state.generation++;
+      }
+    }
+  }
+
+  private dropIdleGroups(): void {
+    for (const [key, state] of this.groups) if (state.lastSeenMs.size === 0) this.groups.delete(key);
+  }
+}

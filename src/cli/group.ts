@@ -1,0 +1,38 @@
+// `ledgermq group list`: the backlog — per group and queue, the committed offset, the queue's
+// next offset and the lag between them.
+import type { Command } from 'commander';
+import { loadConfig } from '../config/config.js';
+import { clientFor } from './connect.js';
+import { parseIntOption, withConfig } from './options.js';
+
+interface GroupLag {
+  topic: string;
+  queueId: number;
+  committedOffset: number;
+  nextOffset: number;
+  lag: number;
+}
+
+export function registerGroup(program: Command): void {
+  const group = program.command('group').description('consumer groups');
+  withConfig(group.command('list'))
+    .description('per group and queue: committed offset, last offset and lag (the backlog)')
+    .option('--json', 'machine-readable output')
+    .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
+    .action(async (options: { config: string; json?: boolean; timeout: number }) => {
+      const client = clientFor(loadConfig(options.config), options.timeout);
+      try {
+        const { groups } = (await client.call({ op: 'groups' })) as { groups: { group: string; queues: GroupLag[] }[] };
+        if (options.json) {
+          process.stdout.write(`${JSON.stringify({ groups })}\n`);
+          return;
+        }
+        const rows = groups.flatMap((g) => g.queues.map((q) => [g.group, `${q.topic}/${q.queueId}`, String(q.committedOffset), String(q.nextOffset), String(q.lag)]));
+        const header = ['group', 'queue', 'committed', 'next', 'lag'];
+        const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+        process.stdout.write(rows.length === 0 ? 'no consumer groups have committed offsets yet\n' : [header, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n');
+      } finally {
+        client.close();
+      }
+    });
+}
