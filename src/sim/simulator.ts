@@ -10,6 +10,7 @@
 // a leader, and a fresh proposal applied on every node, within a bounded number of ticks.
 import { RaftCore } from '../raft/core.js';
 import { MemoryLog } from '../raft/memory-log.js';
+import type { Message } from '../raft/messages.js';
 import type { Entry, HardState, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { type NetworkFaults, SimNetwork } from './network.js';
@@ -116,11 +117,19 @@ export class Simulation {
   private readonly committed = new Map<number, { term: number; key: string }>();
   private readonly committedIndexByKey = new Map<string, number>();
   private readonly leaderOfTerm = new Map<number, NodeId>();
+  /** Each leader's commit index as last seen, to check every advance. */
+  private readonly leaderCommit = new Map<NodeId, { term: number; commit: number }>();
+  /** Leader-targeted faults draw from their own stream, so the other draws of a seed stay as they were. */
+  private readonly chaosRng: Rng;
+  private readonly leaderChaos: number;
+  private readonly seenLeader = new Map<NodeId, { term: number; commit: number }>();
 
   constructor(private readonly options: SimOptions) {
     this.rng = new Rng(options.seed);
     this.world = drawWorld(this.rng);
     this.network = new SimNetwork(this.rng.fork(), this.world.faults);
+    this.chaosRng = new Rng(options.seed + 0x5bd1e995);
+    this.leaderChaos = this.chaosRng.pick([0, 0.2, 0.5]);
     this.ids = Array.from({ length: this.world.nodeCount }, (_, i) => `n${i + 1}`);
     this.trace = new TraceLog(options.fullTrace ? Number.MAX_SAFE_INTEGER : 400);
     this.stats = { nodes: this.world.nodeCount, ticks: 0, leadersElected: 0, entriesCommitted: 0, proposalsAcked: 0, crashes: 0, partitions: 0, transfers: 0 };
@@ -138,6 +147,8 @@ export class Simulation {
         this.step();
       }
       this.heal();
+      this.demandLiveness();
+      this.demandProgressWithDeafLeader();
       this.demandLiveness();
       this.checkLogMatching();
       return { seed: this.options.seed, ok: true, stats: this.finalStats() };
@@ -167,6 +178,8 @@ export class Simulation {
     for (const node of this.nodes) node.core?.tick();
     for (const node of this.nodes) this.processReadies(node);
     this.checkLeaders();
+    if (this.clientLoad) this.leaderTargetedFaults();
+    this.checkCommitIndexDurable();
     if (this.tick % 25 === 0) {
       this.checkLogMatching();
       this.checkCommittedDurable();
@@ -222,7 +235,12 @@ export class Simulation {
       if (node.pending !== null) {
         if (node.pending.completeAtTick > this.tick) {
           // While the disk works, the node may send what needs no durability (takeMessages).
-          if (this.rng.chance(0.5)) for (const message of node.core.takeMessages()) this.network.send(message, this.tick);
+          if (this.rng.chance(0.5)) {
+            for (const message of node.core.takeMessages()) {
+              this.checkBackedByHardState(node, message);
+              this.network.send(message, this.tick);
+            }
+          }
           return;
         }
         this.completePersist(node, node.pending);
@@ -231,6 +249,7 @@ export class Simulation {
       if (!node.core.hasReady()) return;
       const ready = node.core.ready();
       if (ready.hardState !== null) node.hardState = ready.hardState; // synced before anything is sent
+      for (const message of [...ready.messages, ...ready.persistedMessages]) this.checkBackedByHardState(node, message);
       for (const message of ready.messages) this.network.send(message, this.tick);
       node.log.write(ready.entries);
       node.pending = { ready, completeAtTick: this.tick + this.rng.int(this.world.maxPersistDelayTicks + 1) };
@@ -278,16 +297,47 @@ export class Simulation {
     }
   }
 
+  /**
+   * Faults aimed at the moments Raft is most fragile (Figure 8 of the paper): right after a
+   * node wins an election (before its no-op has spread) and right after a leader advances its
+   * commit index (before followers have caught up to its own-term entries).
+   */
+  private leaderTargetedFaults(): void {
+    if (this.leaderChaos === 0) return;
+    for (const node of this.nodes) {
+      const status = node.core?.status();
+      if (status?.role !== 'leader') continue;
+      const seen = this.seenLeader.get(node.id);
+      this.seenLeader.set(node.id, { term: status.term, commit: status.commitIndex });
+      const fresh = seen === undefined || seen.term !== status.term;
+      const committed = !fresh && status.commitIndex > seen.commit;
+      if (!(fresh || committed) || !this.chaosRng.chance(fresh ? this.leaderChaos : this.leaderChaos / 3)) continue;
+      if (this.chaosRng.chance(0.5)) {
+        this.crashNode(node, this.chaosRng);
+      } else {
+        this.network.healAll();
+        this.network.isolate(node.id, this.ids);
+        this.stats.partitions++;
+        this.trace.add(this.tick, () => `PARTITION isolate leader ${node.id} (${fresh ? 'just elected' : 'just committed'})`);
+      }
+      return;
+    }
+  }
+
   private crashRandomNode(): void {
     const live = this.nodes.filter((n) => n.core !== null);
     if (live.length <= 1) return;
-    const node = this.rng.pick(live);
-    const keepUnsynced = this.rng.pick([0, 0, 0.5, 1]);
+    this.crashNode(this.rng.pick(live), this.rng);
+  }
+
+  private crashNode(node: SimNode, rng: Rng): void {
+    if (this.nodes.filter((n) => n.core !== null).length <= 1) return;
+    const keepUnsynced = rng.pick([0, 0, 0.5, 1]);
     node.core = null;
     node.pending = null;
     node.proposals.clear(); // those clients see a timeout: outcome unknown
     node.log.crash(keepUnsynced);
-    node.restartAtTick = this.tick + 5 + this.rng.int(150);
+    node.restartAtTick = this.tick + 5 + rng.int(150);
     this.stats.crashes++;
     const line = `CRASH ${node.id} (kept ${keepUnsynced} of unsynced; log now ${node.log.lastIndex()})`;
     this.trace.add(this.tick, () => line);
@@ -335,9 +385,39 @@ export class Simulation {
     throw new SafetyViolation(`liveness: no leader applied a fresh proposal on every node within ${this.options.livenessTicksMax} ticks after healing`);
   }
 
+  /**
+   * Availability under a partial partition: the leader can still send but hears nobody (every
+   * link into it is cut). The others form a connected majority, so they must elect a leader
+   * among themselves and commit a fresh proposal on a majority — which needs the deaf leader to
+   * step down (check quorum) so its heartbeats stop holding the followers' leases.
+   */
+  private demandProgressWithDeafLeader(): void {
+    const deaf = this.nodes.find((n) => n.core?.status().role === 'leader');
+    if (deaf === undefined) return;
+    for (const id of this.ids) if (id !== deaf.id) this.network.cut(id, deaf.id);
+    this.trace.add(this.tick, () => `PARTITION every link into leader ${deaf.id} cut`);
+    const quorum = Math.floor(this.nodes.length / 2) + 1;
+    const deadline = this.tick + this.options.livenessTicksMax;
+    let marker: { key: string; node: SimNode } | null = null;
+    for (; this.tick < deadline; this.tick++) {
+      if (marker !== null) {
+        const index = this.committedIndexByKey.get(marker.key);
+        if (index !== undefined && this.nodes.filter((n) => n.appliedIndex >= index).length >= quorum) {
+          this.network.healAll();
+          this.trace.add(this.tick, () => `HEAL everything`);
+          return;
+        }
+        if (index === undefined && (!marker.node.proposals.has(marker.key) || marker.node.core?.status().role !== 'leader')) marker = null;
+      }
+      marker ??= this.proposeMarker(deaf.id);
+      this.step();
+    }
+    throw new SafetyViolation(`availability: with every link into ${deaf.id} cut, the connected majority applied no fresh proposal within ${this.options.livenessTicksMax} ticks`);
+  }
+
   /** Proposes a marker on the current leader, if there is one. */
-  private proposeMarker(): { key: string; node: SimNode } | null {
-    const leader = this.nodes.find((n) => n.core?.status().role === 'leader');
+  private proposeMarker(exclude?: NodeId): { key: string; node: SimNode } | null {
+    const leader = this.nodes.find((n) => n.id !== exclude && n.core?.status().role === 'leader');
     if (leader === undefined) return null;
     const key = `marker${this.proposalCounter++}`;
     const result = leader.core!.propose([new TextEncoder().encode(key)]);
@@ -347,6 +427,17 @@ export class Simulation {
   }
 
   // ------------------------------------------------------------------ invariants
+
+  /** What a node tells others must already be durable: its term, and above all a granted vote. */
+  private checkBackedByHardState(node: SimNode, m: Message): void {
+    if (m.type === 'preVote' || m.type === 'preVoteResp') return; // these carry a future term by design
+    this.check(m.term <= node.hardState.term, () => `durable term: ${node.id} sends ${m.type} in term ${m.term} with durable term ${node.hardState.term}`);
+    if (m.type === 'voteResp' && !m.reject) {
+      // A higher durable term supersedes the vote (the node can never vote in m.term again).
+      this.check(node.hardState.term > m.term || node.hardState.vote === m.to, () =>
+        `durable vote: ${node.id} grants its vote to ${m.to} in term ${m.term} but its durable hard state is ${JSON.stringify(node.hardState)}`);
+    }
+  }
 
   private check(condition: boolean, message: () => string): asserts condition {
     if (!condition) throw new SafetyViolation(message());
@@ -358,11 +449,21 @@ export class Simulation {
     return node;
   }
 
-  /** At most one leader per term; a new leader holds every committed entry. */
+  /**
+   * At most one leader per term; a new leader holds every committed entry; a leader only ever
+   * advances its commit index onto an entry of its own term (§5.4.2: it may not commit an older
+   * term's entry by counting replicas).
+   */
   private checkLeaders(): void {
     for (const node of this.nodes) {
       const status = node.core?.status();
       if (status?.role !== 'leader') continue;
+      const lastCommit = this.leaderCommit.get(node.id);
+      if (lastCommit !== undefined && lastCommit.term === status.term && status.commitIndex > lastCommit.commit) {
+        const term = node.core!.termAt(status.commitIndex);
+        this.check(term === status.term, () => `commit rule: ${node.id} (leader of term ${status.term}) committed up to ${status.commitIndex}, an entry of term ${term}`);
+      }
+      this.leaderCommit.set(node.id, { term: status.term, commit: status.commitIndex });
       const known = this.leaderOfTerm.get(status.term);
       if (known === node.id) continue;
       this.check(known === undefined, () => `election safety: ${known} and ${node.id} both lead term ${status.term}`);
@@ -389,6 +490,23 @@ export class Simulation {
             `log matching: ${logs[a]!.id} and ${logs[b]!.id} share ${shared}@${left[shared - 1]!.term} but differ at ${i + 1}`);
         }
       }
+    }
+  }
+
+  /**
+   * Every node's commit index, applied or not, names an entry durable on a majority: a leader
+   * may count its own copy toward commit only once it is durable. (Log matching extends this to
+   * every index below.) Stronger than checkCommittedDurable, which sees only applied entries.
+   */
+  private checkCommitIndexDurable(): void {
+    const quorum = Math.floor(this.nodes.length / 2) + 1;
+    for (const node of this.nodes) {
+      const status = node.core?.status();
+      if (status === undefined || status.commitIndex === 0) continue;
+      const term = node.core!.termAt(status.commitIndex);
+      const holders = this.nodes.filter((n) => n.log.durableEntries()[status.commitIndex - 1]?.term === term).length;
+      this.check(holders >= quorum, () =>
+        `commit durability: ${node.id} (${status.role}, term ${status.term}) has commit index ${status.commitIndex}@${term}, durable on ${holders} nodes, fewer than ${quorum}`);
     }
   }
 
