@@ -48,7 +48,16 @@ const request = z.discriminatedUnion('op', [
   z.object({ op: z.literal('heartbeat'), group: name, topic: name, consumerId: z.string().min(1).max(128) }).strict(),
   z.object({ op: z.literal('leaveGroup'), group: name, topic: name, consumerId: z.string().min(1).max(128) }).strict(),
   z.object({ op: z.literal('groups') }).strict(),
-  z.object({ op: z.literal('queryOffsets'), group: name, queues: z.array(z.object({ topic: name, queueId }).strict()).min(1).max(4096) }).strict(),
+  z
+    .object({
+      op: z.literal('queryOffsets'),
+      group: name,
+      queues: z.array(z.object({ topic: name, queueId }).strict()).min(1).max(4096),
+      /** Also answer, per queue, the first offset stored at or after this time. */
+      timestampMs: z.number().int().min(0).optional(),
+    })
+    .strict(),
+  z.object({ op: z.literal('resetOffsets'), group: name, offsets: z.array(z.object({ topic: name, queueId, offset }).strict()).min(1).max(4096) }).strict(),
 ]);
 
 export type Request = z.infer<typeof request>;

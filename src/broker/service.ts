@@ -58,10 +58,25 @@ export class BrokerService {
       case 'groups':
         return { groups: this.state.groups().map((group) => ({ group, queues: this.state.groupLag(group) })) };
       case 'queryOffsets':
-        return { offsets: request.queues.map((q) => ({ ...q, offset: this.state.committedOffset(request.group, q.topic, q.queueId) ?? null, ...this.state.queueRange(q.topic, q.queueId) })) };
+        return { offsets: request.queues.map((q) => this.queueOffsets(request.group, q.topic, q.queueId, request.timestampMs)) };
+      case 'resetOffsets': {
+        const result = await this.write({ kind: 'resetOffsets', group: request.group, offsets: request.offsets });
+        if (result !== undefined && 'error' in result) throw new LmqError(result.error, result.message);
+        return { ok: true };
+      }
       default:
         return assert(false, 'unhandled request');
     }
+  }
+
+  private queueOffsets(group: string, topic: string, queueId: number, timestampMs: number | undefined) {
+    this.topicOrThrow(topic);
+    return {
+      topic, queueId,
+      offset: this.state.committedOffset(group, topic, queueId) ?? null,
+      ...this.state.queueRange(topic, queueId),
+      ...(timestampMs === undefined ? {} : { timeOffset: this.state.offsetForTimestamp(topic, queueId, timestampMs) }),
+    };
   }
 
   private requireLeader(): void {

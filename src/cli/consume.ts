@@ -9,7 +9,7 @@ import { Option } from 'commander';
 import { loadConfig } from '../config/config.js';
 import { type ConsumedMessage, PullConsumer } from '../client/consumer.js';
 import { clientFor } from './connect.js';
-import { parseIntOption, withConfig } from './options.js';
+import { parseIntOption, parseTimeOption, withConfig } from './options.js';
 
 interface ConsumeOptions {
   config: string;
@@ -18,6 +18,9 @@ interface ConsumeOptions {
   max?: number;
   timeout: number;
   from: 'first' | 'last';
+  fromTime?: number;
+  broadcast?: boolean;
+  consumerId?: string;
   json?: boolean;
 }
 
@@ -35,18 +38,25 @@ export function registerConsume(program: Command): void {
     .option('--max <n>', 'exit after this many messages', parseIntOption('--max', 1, 1_000_000_000))
     .option('--timeout <ms>', 'exit when nothing arrived for this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .addOption(new Option('--from <position>', 'where a group without committed offsets starts').choices(['first', 'last']).default('first'))
+    .option('--from-time <time>', 'start a group without committed offsets at this time (ISO date or epoch ms)', parseTimeOption('--from-time'))
+    .option('--broadcast', 'broadcast mode: this consumer reads every queue, with offsets of its own (--consumer-id)')
+    .option('--consumer-id <id>', 'stable consumer identity (broadcast offsets are kept per consumer id)')
     .option('--json', 'one JSON object per message')
     .action((options: ConsumeOptions) => runConsume(options));
 }
 
 async function runConsume(options: ConsumeOptions): Promise<void> {
   const client = clientFor(loadConfig(options.config), Math.max(options.timeout, 10_000));
-  // Clustering mode: consume processes of one group share the topic's queues.
-  const consumerId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const consumerId = options.consumerId ?? (options.broadcast ? hostname() : `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`);
   const consumer = new PullConsumer(client, {
-    topic: options.topic, group: options.group, from: options.from,
+    topic: options.topic,
+    // Broadcast mode (RocketMQ BROADCASTING): every consumer reads everything and keeps its own
+    // position, here committed under a per-consumer name so it survives restarts; clustering
+    // mode: the group's consume processes share the queues.
+    group: options.broadcast ? `${options.group}%${consumerId}` : options.group,
+    from: options.fromTime === undefined ? options.from : { timestampMs: options.fromTime },
     pollWaitMs: Math.min(options.timeout, 1000), maxMessagesPerPull: Math.min(MAX_MESSAGES_PER_PULL, options.max ?? MAX_MESSAGES_PER_PULL), maxBytesPerPull: MAX_BYTES_PER_PULL,
-    rebalance: { consumerId, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS },
+    ...(options.broadcast ? {} : { rebalance: { consumerId, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS } }),
   });
   try {
     await consumer.start();

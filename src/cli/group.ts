@@ -1,9 +1,10 @@
 // `ledgermq group list`: the backlog — per group and queue, the committed offset, the queue's
-// next offset and the lag between them.
+// next offset and the lag between them. `group reset` moves a group's offsets.
 import type { Command } from 'commander';
 import { loadConfig } from '../config/config.js';
 import { clientFor } from './connect.js';
-import { parseIntOption, withConfig } from './options.js';
+import { type StartPosition, queryStartOffsets, topicQueues } from '../client/consumer.js';
+import { parseIntOption, parseTimeOption, withConfig } from './options.js';
 
 interface GroupLag {
   topic: string;
@@ -15,6 +16,23 @@ interface GroupLag {
 
 export function registerGroup(program: Command): void {
   const group = program.command('group').description('consumer groups');
+  withConfig(group.command('reset'))
+    .description("move a group's committed offsets (replicated) to the first or last offset, or to a time")
+    .requiredOption('--group <group>', 'consumer group')
+    .requiredOption('--topic <topic>', 'topic')
+    .requiredOption('--to <position>', 'first, last, or a time (ISO date or epoch ms)')
+    .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
+    .action(async (options: { config: string; group: string; topic: string; to: string; timeout: number }) => {
+      const to: StartPosition = options.to === 'first' || options.to === 'last' ? options.to : { timestampMs: parseTimeOption('--to')(options.to) };
+      const client = clientFor(loadConfig(options.config), options.timeout);
+      try {
+        const starts = await queryStartOffsets(client, options.group, options.topic, await topicQueues(client, options.topic), to);
+        await client.call({ op: 'resetOffsets', group: options.group, offsets: starts.map((q) => ({ topic: options.topic, queueId: q.queueId, offset: q.start })) });
+        for (const q of starts) process.stdout.write(`${options.topic}/${q.queueId}: ${q.committed ?? '-'} -> ${q.start}\n`);
+      } finally {
+        client.close();
+      }
+    });
   withConfig(group.command('list'))
     .description('per group and queue: committed offset, last offset and lag (the backlog)')
     .option('--json', 'machine-readable output')

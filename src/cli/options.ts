@@ -16,3 +16,12 @@ export function parseIntOption(name: string, min: number, max: number): (value: 
     return n;
   };
 }
+
+/** A point in time given as an ISO date ("2026-11-23T12:00:00Z") or epoch milliseconds. */
+export function parseTimeOption(name: string): (value: string) => number {
+  return (value: string) => {
+    const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+    if (!Number.isSafeInteger(ms) || ms < 0) throw new InvalidArgumentError(`${name} must be an ISO date (2026-11-23T12:00:00Z) or epoch milliseconds, not "${value}"`);
+    return ms;
+  };
+}

@@ -23,6 +23,7 @@ interface ProduceOptions {
   json?: boolean;
   timeout: number;
   concurrency: number;
+  batch: number;
 }
 
 export function registerProduce(program: Command): void {
@@ -38,7 +39,8 @@ export function registerProduce(program: Command): void {
     .option('--jsonl', 'stdin lines are JSON objects {"body","key","tag","properties"}')
     .option('--json', 'print {"msgId","queue","offset"} per acknowledged message')
     .option('--timeout <ms>', 'keep retrying one message this long, then exit 3', parseIntOption('--timeout', 1, 3_600_000), 10_000)
-    .option('--concurrency <n>', 'messages in flight at once (order per queue is kept)', parseIntOption('--concurrency', 1, 4096), 1)
+    .option('--concurrency <n>', 'requests in flight at once (order per queue is kept)', parseIntOption('--concurrency', 1, 4096), 1)
+    .option('--batch <n>', 'messages per request (one log entry, one queue)', parseIntOption('--batch', 1, 1024), 1)
     .action((options: ProduceOptions) => runProduce(options));
 }
 
@@ -49,18 +51,29 @@ async function runProduce(options: ProduceOptions): Promise<void> {
   let acknowledged = 0;
   let duplicates = 0;
   const inFlight = new Set<Promise<void>>();
-  const send = async (message: OutgoingMessage) => {
-    const result = await producer.send(options.topic, message, options.queueByKey ? 'byKey' : 'roundRobin');
-    acknowledged++;
-    if (result.duplicate) duplicates++;
-    if (options.json) process.stdout.write(`${JSON.stringify({ msgId: result.msgId, queue: result.queueId, offset: result.offset })}\n`);
+  const send = async (batch: OutgoingMessage[]) => {
+    for (const result of await producer.sendBatch(options.topic, batch, options.queueByKey ? 'byKey' : 'roundRobin')) {
+      acknowledged++;
+      if (result.duplicate) duplicates++;
+      if (options.json) process.stdout.write(`${JSON.stringify({ msgId: result.msgId, queue: result.queueId, offset: result.offset })}\n`);
+    }
+  };
+  const dispatch = async (batch: OutgoingMessage[]) => {
+    const pending: Promise<void> = send(batch).finally(() => inFlight.delete(pending));
+    inFlight.add(pending);
+    if (inFlight.size >= options.concurrency) await Promise.race(inFlight);
   };
   try {
+    let batch: OutgoingMessage[] = [];
     for await (const message of messagesFrom(options)) {
-      const pending: Promise<void> = send(message).finally(() => inFlight.delete(pending));
-      inFlight.add(pending);
-      if (inFlight.size >= options.concurrency) await Promise.race(inFlight);
+      // One batch holds one key at most, so --queue-by-key keeps every key in its own queue.
+      if (batch.length > 0 && (batch.length >= options.batch || batch[0]!.key !== message.key)) {
+        await dispatch(batch);
+        batch = [];
+      }
+      batch.push(message);
     }
+    if (batch.length > 0) await dispatch(batch);
     await Promise.all(inFlight);
   } finally {
     client.close();

@@ -21,10 +21,13 @@ export interface ConsumedMessage {
   readonly storeTimestampMs: number;
 }
 
+export type StartPosition = 'first' | 'last' | { readonly timestampMs: number };
+
 export interface ConsumerOptions {
   readonly topic: string;
   readonly group: string;
-  readonly from: 'first' | 'last';
+  /** Where a queue without a committed offset for the group starts. */
+  readonly from: StartPosition;
   /** Longest one pull waits on the broker for a new message. */
   readonly pollWaitMs: number;
   readonly maxMessagesPerPull: number;
@@ -128,20 +131,38 @@ export class PullConsumer {
 
   private async assignedQueues(): Promise<number[]> {
     const rebalance = this.options.rebalance;
-    if (rebalance === undefined) {
-      const { queues } = (await this.client.call({ op: 'route', topic: this.options.topic })) as { queues: number };
-      return Array.from({ length: queues }, (_, queueId) => queueId);
-    }
+    if (rebalance === undefined) return topicQueues(this.client, this.options.topic);
     this.lastHeartbeatMs = Date.now();
     const assignment = (await this.client.call({ op: 'heartbeat', group: this.options.group, topic: this.options.topic, consumerId: rebalance.consumerId })) as Assignment;
     return assignment.queueIds;
   }
 
   private async startOffsets(queueIds: number[]): Promise<[number, number][]> {
-    const queues = queueIds.map((queueId) => ({ topic: this.options.topic, queueId }));
-    const { offsets } = (await this.client.call({ op: 'queryOffsets', group: this.options.group, queues })) as {
-      offsets: { queueId: number; offset: number | null; minOffset: number; nextOffset: number }[];
-    };
-    return offsets.map((o) => [o.queueId, o.offset ?? (this.options.from === 'first' ? o.minOffset : o.nextOffset)]);
+    const from = this.options.from;
+    const offsets = await queryStartOffsets(this.client, this.options.group, this.options.topic, queueIds, from);
+    return offsets.map((o) => [o.queueId, o.committed ?? o.start]);
   }
+}
+
+export interface QueueStart {
+  readonly queueId: number;
+  /** The group's committed offset, if it has one. */
+  readonly committed: number | null;
+  /** Where `from` points in this queue. */
+  readonly start: number;
+}
+
+/** The group's committed offset and the offset `from` designates, for each queue. */
+export async function queryStartOffsets(client: LedgerClient, group: string, topic: string, queueIds: number[], from: StartPosition): Promise<QueueStart[]> {
+  const queues = queueIds.map((queueId) => ({ topic, queueId }));
+  const timestampMs = typeof from === 'object' ? from.timestampMs : undefined;
+  const { offsets } = (await client.call({ op: 'queryOffsets', group, queues, ...(timestampMs === undefined ? {} : { timestampMs }) })) as {
+    offsets: { queueId: number; offset: number | null; minOffset: number; nextOffset: number; timeOffset?: number }[];
+  };
+  return offsets.map((o) => ({ queueId: o.queueId, committed: o.offset, start: from === 'first' ? o.minOffset : from === 'last' ? o.nextOffset : o.timeOffset! }));
+}
+
+export async function topicQueues(client: LedgerClient, topic: string): Promise<number[]> {
+  const { queues } = (await client.call({ op: 'route', topic })) as { queues: number };
+  return Array.from({ length: queues }, (_, queueId) => queueId);
 }

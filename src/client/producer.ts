@@ -49,21 +49,34 @@ export class Producer {
 
   /** Sends one message and resolves once the broker acknowledged it under its quorum mode. */
   async send(topic: string, message: OutgoingMessage, selector: QueueSelector = 'roundRobin'): Promise<SendResult> {
-    const queues = await this.queueCount(topic);
-    if (selector === 'byKey' && message.key === undefined) throw new LmqError('LMQ_BAD_INPUT', 'selecting the queue by key needs a key (--key)');
-    const queueId = selector === 'byKey' ? hashKey(message.key!) % queues : this.roundRobin++ % queues;
-    const seq = this.nextSeq++;
-    const msgId = `${this.producerId}-${seq}`;
-    const request = {
-      op: 'produce', producerId: this.producerId, seq,
-      messages: [{ msgId, topic, queueId, body: message.body, ...(message.tag ? { tag: message.tag } : {}), ...(message.key ? { keys: [message.key] } : {}), ...(message.properties ? { properties: message.properties } : {}) }],
-    };
-    const reply = (await this.sendInOrder(request)) as { placed: { msgId: string; queueId: number; offset: number | null }[]; duplicate: boolean };
-    const placed = reply.placed[0];
-    return { msgId, queueId, offset: placed?.offset ?? null, duplicate: reply.duplicate };
+    const [result] = await this.sendBatch(topic, [message], selector);
+    return result!;
   }
 
-  private async sendInOrder(request: { seq: number }): Promise<unknown> {
+  /**
+   * Sends messages as one batch: one request, one log entry, one queue (chosen by the first
+   * message's key, or round robin), stored all or none, in this order.
+   */
+  async sendBatch(topic: string, messages: readonly OutgoingMessage[], selector: QueueSelector = 'roundRobin'): Promise<SendResult[]> {
+    if (messages.length === 0) throw new LmqError('LMQ_BAD_INPUT', 'a batch needs at least one message');
+    const queues = await this.queueCount(topic);
+    const key = messages[0]!.key;
+    if (selector === 'byKey' && key === undefined) throw new LmqError('LMQ_BAD_INPUT', 'selecting the queue by key needs a key (--key)');
+    const queueId = selector === 'byKey' ? hashKey(key!) % queues : this.roundRobin++ % queues;
+    const seq = this.nextSeq++;
+    const wire = messages.map((message, i) => ({
+      msgId: `${this.producerId}-${seq}${messages.length > 1 ? `.${i}` : ''}`, topic, queueId, body: message.body,
+      ...(message.tag ? { tag: message.tag } : {}), ...(message.key ? { keys: [message.key] } : {}), ...(message.properties ? { properties: message.properties } : {}),
+    }));
+    const reply = (await this.sendInOrder({ op: 'produce', producerId: this.producerId, seq, messages: wire })) as {
+      placed: { msgId: string; queueId: number; offset: number | null }[];
+      duplicate: boolean;
+    };
+    // A duplicate older than the broker's window is acknowledged without its placement.
+    return wire.map((m, i) => ({ msgId: m.msgId, queueId, offset: reply.placed[i]?.offset ?? null, duplicate: reply.duplicate }));
+  }
+
+  private async sendInOrder(request: Readonly<Record<string, unknown>>): Promise<unknown> {
     try {
       // The client retries redirects, lost connections and LMQ_OUT_OF_ORDER (an earlier seq
       // of ours is still on its way) with the same seq until the deadline.

@@ -1,0 +1,99 @@
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalCluster } from '../src/cluster/local-cluster.js';
+
+const run = promisify(execFile);
+const BIN = resolve(import.meta.dirname, '../bin/ledgermq');
+
+let cluster: LocalCluster;
+beforeAll(async () => {
+  cluster = await LocalCluster.create();
+  cluster.startAll();
+  await cluster.leader();
+});
+afterAll(async () => {
+  await cluster.dispose();
+});
+
+/** Runs the CLI as a user would; resolves with stdout, stderr and the exit code. */
+async function cli(args: string[], input?: string): Promise<{ stdout: string; stderr: string; code: number }> {
+  const child = run(process.execPath, [BIN, ...args, '--config', cluster.configPath], { timeout: 60_000 });
+  if (input !== undefined) {
+    child.child.stdin!.end(input);
+  }
+  try {
+    const { stdout, stderr } = await child;
+    return { stdout, stderr, code: 0 };
+  } catch (error) {
+    const e = error as { stdout: string; stderr: string; code: number };
+    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
+  }
+}
+
+const lines = (text: string) => text.trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+
+describe('cli – topic, produce, consume, group', () => {
+  it('produces in batches and two broadcast consumers each read everything', async () => {
+    expect((await cli(['topic', 'create', 'news', '--queues', '3'])).code).toBe(0);
+    const produced = await cli(['produce', '--topic', 'news', '--count', '10', '--size', '16', '--batch', '4', '--json']);
+    expect(produced.code).toBe(0);
+    const acks = lines(produced.stdout);
+    expect(acks).toHaveLength(10);
+    expect(new Set(acks.map((a) => a.msgId)).size).toBe(10);
+    for (const id of ['reader-1', 'reader-2']) {
+      const consumed = await cli(['consume', '--topic', 'news', '--group', 'feed', '--broadcast', '--consumer-id', id, '--timeout', '1500', '--json']);
+      expect(consumed.code).toBe(0);
+      expect(lines(consumed.stdout).map((m) => m.msgId).sort()).toEqual(acks.map((a) => a.msgId).sort());
+    }
+    // Each broadcast consumer resumes from its own committed position: nothing new.
+    const again = await cli(['consume', '--topic', 'news', '--group', 'feed', '--broadcast', '--consumer-id', 'reader-1', '--timeout', '1000', '--json']);
+    expect(lines(again.stdout)).toEqual([]);
+  });
+
+  it('shows the backlog per group and queue, and resets a group to replay', async () => {
+    await cli(['topic', 'create', 'audit', '--queues', '1']);
+    await cli(['produce', '--topic', 'audit', '--body', 'one']);
+    await cli(['produce', '--topic', 'audit', '--body', 'two']);
+    expect(lines((await cli(['consume', '--topic', 'audit', '--group', 'a', '--max', '1', '--json'])).stdout).map((m) => m.body)).toEqual(['one']);
+    const backlog = JSON.parse((await cli(['group', 'list', '--json'])).stdout) as { groups: { group: string; queues: { lag: number; committedOffset: number }[] }[] };
+    expect(backlog.groups.find((g) => g.group === 'a')?.queues).toEqual([expect.objectContaining({ committedOffset: 1, nextOffset: 2, lag: 1 })]);
+    expect((await cli(['group', 'reset', '--group', 'a', '--topic', 'audit', '--to', 'first'])).code).toBe(0);
+    expect(lines((await cli(['consume', '--topic', 'audit', '--group', 'a', '--timeout', '1000', '--json'])).stdout).map((m) => m.body)).toEqual(['one', 'two']);
+  });
+
+  it('starts a new group at a point in time', async () => {
+    await cli(['topic', 'create', 'timed', '--queues', '1']);
+    await cli(['produce', '--topic', 'timed', '--body', 'before']);
+    await new Promise((r) => setTimeout(r, 50));
+    const cut = new Date().toISOString();
+    await new Promise((r) => setTimeout(r, 50));
+    await cli(['produce', '--topic', 'timed', '--body', 'after']);
+    const consumed = await cli(['consume', '--topic', 'timed', '--group', 'late', '--from-time', cut, '--timeout', '1000', '--json']);
+    expect(lines(consumed.stdout).map((m) => m.body)).toEqual(['after']);
+  });
+
+  it('names an unknown topic and a bad time in one line with exit 2', async () => {
+    const unknown = await cli(['produce', '--topic', 'missing', '--body', 'x']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr.trim().split('\n')).toEqual(['ledgermq: topic "missing" does not exist; create it with: ledgermq topic create missing --queues N']);
+    const badTime = await cli(['consume', '--topic', 'timed', '--group', 'g', '--from-time', 'yesterday']);
+    expect(badTime.code).toBe(2);
+    expect(badTime.stderr).toMatch(/--from-time must be an ISO date/);
+  });
+
+  it('exits 3 when no node answers within the timeout', async () => {
+    const configPath = cluster.configPath;
+    const down = await run(process.execPath, [BIN, 'status', '--config', configPath.replace('cluster.config.json', 'missing.json')]).catch((e: { code: number; stderr: string }) => e);
+    expect((down as { code: number }).code).toBe(2); // an unreadable config is a usage error
+    const lone = await LocalCluster.create();
+    try {
+      const result = await run(process.execPath, [BIN, 'produce', '--topic', 't', '--body', 'x', '--timeout', '500', '--config', lone.configPath]).catch((e: { code: number; stderr: string }) => e);
+      expect((result as { code: number }).code).toBe(3);
+      expect((result as { stderr: string }).stderr).toMatch(/no leader answered within 500 ms/);
+    } finally {
+      await lone.dispose();
+    }
+  });
+});
