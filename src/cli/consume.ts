@@ -6,9 +6,9 @@ import type { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Option } from 'commander';
-import { loadConfig } from '../config/config.js';
 import { type ConsumedMessage, PullConsumer } from '../client/consumer.js';
-import { clientFor } from './connect.js';
+import type { LedgerClient } from '../client/client.js';
+import { withClient } from './connect.js';
 import { parseIntOption, parseTimeOption, withConfig } from './options.js';
 
 interface ConsumeOptions {
@@ -46,7 +46,11 @@ export function registerConsume(program: Command): void {
 }
 
 async function runConsume(options: ConsumeOptions): Promise<void> {
-  const client = clientFor(loadConfig(options.config), Math.max(options.timeout, 10_000));
+  await withClient(options.config, Math.max(options.timeout, 10_000), (client) => consumeUntilDone(client, options));
+}
+
+/** Polls, prints and commits until --max messages were printed or nothing came for --timeout. */
+async function consumeUntilDone(client: LedgerClient, options: ConsumeOptions): Promise<void> {
   const consumerId = options.consumerId ?? (options.broadcast ? hostname() : `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`);
   const consumer = new PullConsumer(client, {
     topic: options.topic,
@@ -58,27 +62,23 @@ async function runConsume(options: ConsumeOptions): Promise<void> {
     pollWaitMs: Math.min(options.timeout, 1000), maxMessagesPerPull: Math.min(MAX_MESSAGES_PER_PULL, options.max ?? MAX_MESSAGES_PER_PULL), maxBytesPerPull: MAX_BYTES_PER_PULL,
     ...(options.broadcast ? {} : { rebalance: { consumerId, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS } }),
   });
-  try {
-    await consumer.start();
-    let printed = 0;
-    let lastMessageAt = Date.now();
-    let hadMessages = false;
-    while (options.max === undefined || printed < options.max) {
-      if (Date.now() - lastMessageAt >= options.timeout) break;
-      const batch = await consumer.poll(!hadMessages);
-      hadMessages = batch.length > 0;
-      if (!hadMessages) continue;
-      lastMessageAt = Date.now();
-      const room = options.max === undefined ? batch.length : options.max - printed;
-      consumer.giveBack(batch.slice(room));
-      for (const m of batch.slice(0, room)) process.stdout.write(format(m, options.json === true));
-      printed += Math.min(room, batch.length);
-      await consumer.commit();
-    }
-    await consumer.close();
-  } finally {
-    client.close();
+  await consumer.start();
+  let printed = 0;
+  let lastMessageAt = Date.now();
+  let hadMessages = false;
+  while (options.max === undefined || printed < options.max) {
+    if (Date.now() - lastMessageAt >= options.timeout) break;
+    const batch = await consumer.poll(!hadMessages);
+    hadMessages = batch.length > 0;
+    if (!hadMessages) continue;
+    lastMessageAt = Date.now();
+    const room = options.max === undefined ? batch.length : options.max - printed;
+    consumer.giveBack(batch.slice(room));
+    for (const m of batch.slice(0, room)) process.stdout.write(format(m, options.json === true));
+    printed += Math.min(room, batch.length);
+    await consumer.commit();
   }
+  await consumer.close();
 }
 
 function format(m: ConsumedMessage, json: boolean): string {

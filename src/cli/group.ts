@@ -1,8 +1,7 @@
 // `ledgermq group list`: the backlog — per group and queue, the committed offset, the queue's
 // next offset and the lag between them. `group reset` moves a group's offsets.
 import type { Command } from 'commander';
-import { loadConfig } from '../config/config.js';
-import { clientFor } from './connect.js';
+import { formatTable, withClient } from './connect.js';
 import { type StartPosition, queryStartOffsets, topicQueues } from '../client/consumer.js';
 import { parseIntOption, parseTimeOption, withConfig } from './options.js';
 
@@ -24,33 +23,24 @@ export function registerGroup(program: Command): void {
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action(async (options: { config: string; group: string; topic: string; to: string; timeout: number }) => {
       const to: StartPosition = options.to === 'first' || options.to === 'last' ? options.to : { timestampMs: parseTimeOption('--to')(options.to) };
-      const client = clientFor(loadConfig(options.config), options.timeout);
-      try {
-        const starts = await queryStartOffsets(client, options.group, options.topic, await topicQueues(client, options.topic), to);
-        await client.call({ op: 'resetOffsets', group: options.group, offsets: starts.map((q) => ({ topic: options.topic, queueId: q.queueId, offset: q.start })) });
-        for (const q of starts) process.stdout.write(`${options.topic}/${q.queueId}: ${q.committed ?? '-'} -> ${q.start}\n`);
-      } finally {
-        client.close();
-      }
+      const starts = await withClient(options.config, options.timeout, async (client) => {
+        const queues = await queryStartOffsets(client, options.group, options.topic, await topicQueues(client, options.topic), to);
+        await client.call({ op: 'resetOffsets', group: options.group, offsets: queues.map((q) => ({ topic: options.topic, queueId: q.queueId, offset: q.start })) });
+        return queues;
+      });
+      for (const q of starts) process.stdout.write(`${options.topic}/${q.queueId}: ${q.committed ?? '-'} -> ${q.start}\n`);
     });
   withConfig(group.command('list'))
     .description('per group and queue: committed offset, last offset and lag (the backlog)')
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action(async (options: { config: string; json?: boolean; timeout: number }) => {
-      const client = clientFor(loadConfig(options.config), options.timeout);
-      try {
-        const { groups } = (await client.call({ op: 'groups' })) as { groups: { group: string; queues: GroupLag[] }[] };
-        if (options.json) {
-          process.stdout.write(`${JSON.stringify({ groups })}\n`);
-          return;
-        }
-        const rows = groups.flatMap((g) => g.queues.map((q) => [g.group, `${q.topic}/${q.queueId}`, String(q.committedOffset), String(q.nextOffset), String(q.lag)]));
-        const header = ['group', 'queue', 'committed', 'next', 'lag'];
-        const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-        process.stdout.write(rows.length === 0 ? 'no consumer groups have committed offsets yet\n' : [header, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n');
-      } finally {
-        client.close();
+      const { groups } = (await withClient(options.config, options.timeout, (client) => client.call({ op: 'groups' }))) as { groups: { group: string; queues: GroupLag[] }[] };
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify({ groups })}\n`);
+        return;
       }
+      const rows = groups.flatMap((g) => g.queues.map((q) => [g.group, `${q.topic}/${q.queueId}`, String(q.committedOffset), String(q.nextOffset), String(q.lag)]));
+      process.stdout.write(rows.length === 0 ? 'no consumer groups have committed offsets yet\n' : formatTable(['group', 'queue', 'committed', 'next', 'lag'], rows));
     });
 }

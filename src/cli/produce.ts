@@ -4,10 +4,9 @@
 // identity (deduplicated by the broker) until --timeout, then exit 3.
 import type { Command } from 'commander';
 import { createInterface } from 'node:readline';
-import { loadConfig } from '../config/config.js';
 import { Producer, type OutgoingMessage } from '../client/producer.js';
 import { LmqError } from '../util/errors.js';
-import { clientFor } from './connect.js';
+import { withClient } from './connect.js';
 import { parseIntOption, withConfig } from './options.js';
 
 interface ProduceOptions {
@@ -46,15 +45,18 @@ export function registerProduce(program: Command): void {
 
 async function runProduce(options: ProduceOptions): Promise<void> {
   if (options.body !== undefined && options.count !== undefined) throw new LmqError('LMQ_BAD_INPUT', 'use either --body or --count, not both');
-  const client = clientFor(loadConfig(options.config), options.timeout);
-  const producer = new Producer(client, options.timeout);
-  let acknowledged = 0;
-  let duplicates = 0;
+  const counts = await withClient(options.config, options.timeout, (client) => sendAll(new Producer(client, options.timeout), options));
+  if (!options.json) process.stdout.write(`${counts.acknowledged} messages acknowledged${counts.duplicates ? ` (${counts.duplicates} were retries the broker had already stored)` : ''}\n`);
+}
+
+/** Sends every message in batches, at most --concurrency requests in flight. */
+async function sendAll(producer: Producer, options: ProduceOptions): Promise<{ acknowledged: number; duplicates: number }> {
+  const counts = { acknowledged: 0, duplicates: 0 };
   const inFlight = new Set<Promise<void>>();
   const send = async (batch: OutgoingMessage[]) => {
     for (const result of await producer.sendBatch(options.topic, batch, options.queueByKey ? 'byKey' : 'roundRobin')) {
-      acknowledged++;
-      if (result.duplicate) duplicates++;
+      counts.acknowledged++;
+      if (result.duplicate) counts.duplicates++;
       if (options.json) process.stdout.write(`${JSON.stringify({ msgId: result.msgId, queue: result.queueId, offset: result.offset })}\n`);
     }
   };
@@ -63,22 +65,18 @@ async function runProduce(options: ProduceOptions): Promise<void> {
     inFlight.add(pending);
     if (inFlight.size >= options.concurrency) await Promise.race(inFlight);
   };
-  try {
-    let batch: OutgoingMessage[] = [];
-    for await (const message of messagesFrom(options)) {
-      // One batch holds one key at most, so --queue-by-key keeps every key in its own queue.
-      if (batch.length > 0 && (batch.length >= options.batch || batch[0]!.key !== message.key)) {
-        await dispatch(batch);
-        batch = [];
-      }
-      batch.push(message);
+  let batch: OutgoingMessage[] = [];
+  for await (const message of messagesFrom(options)) {
+    // One batch holds one key at most, so --queue-by-key keeps every key in its own queue.
+    if (batch.length > 0 && (batch.length >= options.batch || batch[0]!.key !== message.key)) {
+      await dispatch(batch);
+      batch = [];
     }
-    if (batch.length > 0) await dispatch(batch);
-    await Promise.all(inFlight);
-  } finally {
-    client.close();
+    batch.push(message);
   }
-  if (!options.json) process.stdout.write(`${acknowledged} messages acknowledged${duplicates ? ` (${duplicates} were retries the broker had already stored)` : ''}\n`);
+  if (batch.length > 0) await dispatch(batch);
+  await Promise.all(inFlight);
+  return counts;
 }
 
 async function* messagesFrom(options: ProduceOptions): AsyncGenerator<OutgoingMessage> {

@@ -6,7 +6,7 @@ import { type ClusterConfig, loadConfig } from '../config/config.js';
 import type { NodeStatus } from '../node/raft-node.js';
 import { LmqError } from '../util/errors.js';
 import { parseIntOption, withConfig } from './options.js';
-import { clientFor } from './connect.js';
+import { clientFor, formatTable } from './connect.js';
 
 interface StatusOptions {
   config: string;
@@ -28,7 +28,7 @@ export function registerStatus(program: Command): void {
       if (options.json) {
         process.stdout.write(`${JSON.stringify({ leader: leader?.id ?? null, term: leader?.term ?? null, nodes: rows })}\n`);
       } else {
-        process.stdout.write(formatTable(rows));
+        process.stdout.write(formatStatus(rows));
       }
       if (leader === undefined) throw new LmqError('LMQ_UNAVAILABLE', `no leader within ${options.timeout} ms`);
     });
@@ -56,12 +56,9 @@ async function statusOf(client: ReturnType<typeof clientFor>, id: string): Promi
   }
 }
 
-function formatTable(rows: Row[]): string {
-  const header = ['node', 'role', 'term', 'last', 'commit', 'applied', 'pid', 'follower lag'];
-  const lines = rows.map((r) => [
+function formatStatus(rows: Row[]): string {
+  return formatTable(['node', 'role', 'term', 'last', 'commit', 'applied', 'pid', 'follower lag'], rows.map((r) => [
     r.id, r.role, String(r.term ?? '-'), String(r.lastIndex ?? '-'), String(r.commitIndex ?? '-'), String(r.appliedIndex ?? '-'), String(r.pid ?? '-'),
     (r.followers ?? []).map((f) => `${f.id}:${f.lag}`).join(' '),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  return [header, ...lines].map((l) => l.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+  ]));
 }

@@ -1,7 +1,6 @@
 // `ledgermq topic create NAME --queues N` and `topic list`.
 import type { Command } from 'commander';
-import { loadConfig } from '../config/config.js';
-import { clientFor } from './connect.js';
+import { withClient } from './connect.js';
 import { parseIntOption, withConfig } from './options.js';
 
 export function registerTopic(program: Command): void {
@@ -11,26 +10,16 @@ export function registerTopic(program: Command): void {
     .requiredOption('--queues <n>', 'number of queues', parseIntOption('--queues', 1, 1024))
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action(async (name: string, options: { config: string; queues: number; timeout: number }) => {
-      const client = clientFor(loadConfig(options.config), options.timeout);
-      try {
-        await client.call({ op: 'createTopic', topic: name, queues: options.queues });
-        process.stdout.write(`created topic ${name} with ${options.queues} queues\n`);
-      } finally {
-        client.close();
-      }
+      await withClient(options.config, options.timeout, (client) => client.call({ op: 'createTopic', topic: name, queues: options.queues }));
+      process.stdout.write(`created topic ${name} with ${options.queues} queues\n`);
     });
   withConfig(topic.command('list'))
     .description('list topics and their queue counts')
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action(async (options: { config: string; json?: boolean; timeout: number }) => {
-      const client = clientFor(loadConfig(options.config), options.timeout);
-      try {
-        const { topics } = (await client.call({ op: 'topics' })) as { topics: { topic: string; queues: number }[] };
-        if (options.json) process.stdout.write(`${JSON.stringify({ topics })}\n`);
-        else process.stdout.write(topics.map((t) => `${t.topic}\t${t.queues} queues\n`).join('') || 'no topics\n');
-      } finally {
-        client.close();
-      }
+      const { topics } = (await withClient(options.config, options.timeout, (client) => client.call({ op: 'topics' }))) as { topics: { topic: string; queues: number }[] };
+      if (options.json) process.stdout.write(`${JSON.stringify({ topics })}\n`);
+      else process.stdout.write(topics.map((t) => `${t.topic}\t${t.queues} queues\n`).join('') || 'no topics\n');
     });
 }
