@@ -28,7 +28,7 @@ const command: fc.Arbitrary<BrokerCommand> = fc.oneof(
   fc.record({
     kind: fc.constant('produce' as const),
     producerId: text,
-    seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+    seq: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
     timestampMs: fc.nat(),
     messages: fc.array(message, { minLength: 1, maxLength: 5 }),
   }, { noNullPrototype: true }),
@@ -87,7 +87,7 @@ describe('broker commands – codec', () => {
     expect(corruptMessage(packed(produce))).toMatch(/messages\[0\]\.body must be binary/);
     const valid = { ...produce, messages: [{ msgId: 'm', topic: 't', queueId: 0, body: new Uint8Array(1) }] };
     expect(decodeCommand(packed(valid)).kind).toBe('produce');
-    expect(corruptMessage(packed({ ...valid, seq: 0 }))).toMatch(/seq must be from 1/);
+    expect(corruptMessage(packed({ ...valid, seq: -1 }))).toMatch(/seq must be from 0/); // 0 is a one-way send
     expect(corruptMessage(packed({ ...valid, messages: [] }))).toMatch(/messages must hold 1 to 1024 messages, not 0/);
   });
 

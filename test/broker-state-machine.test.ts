@@ -174,6 +174,15 @@ describe('broker state machine – idempotent producer', () => {
     expect(machine.queueRange('t', 1).nextOffset).toBe(1);
   });
 
+  it('stores a one-way send (seq 0) without remembering it: no dedup, no order check, no producer state', () => {
+    const oneWay: BrokerCommand = { kind: 'produce', producerId: 'ow', seq: 0, timestampMs: 1, messages: [message('t', 0, 'x')] };
+    expect(one(oneWay)).toEqual({ kind: 'produce', placed: [{ msgId: 'id-x', queueId: 0, offset: 0 }], duplicate: false });
+    expect(one(oneWay)).toEqual({ kind: 'produce', placed: [{ msgId: 'id-x', queueId: 0, offset: 1 }], duplicate: false });
+    // The producer id used for one-way sends still starts its sequenced sends at 1.
+    expect(one({ kind: 'produce', producerId: 'ow', seq: 1, timestampMs: 1, messages: [message('t', 0, 'y')] })).toMatchObject({ placed: [{ offset: 2 }] });
+    expect(one({ ...oneWay, messages: [message('missing', 0, 'z')] })).toMatchObject({ error: 'LMQ_TOPIC_NOT_FOUND' });
+  });
+
   it('refuses a gap with LMQ_OUT_OF_ORDER and the expected seq, then accepts the resend in order', () => {
     one(produce('p', [message('t', 0, 'a')]));
     const gap = one({ kind: 'produce', producerId: 'p', seq: 3, timestampMs: 1, messages: [message('t', 0, 'c')] });

@@ -3,6 +3,9 @@ import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
+import { PullConsumer } from '../src/client/consumer.js';
+import { Producer } from '../src/client/producer.js';
+import { until } from '../src/util/until.js';
 
 const run = promisify(execFile);
 const BIN = resolve(import.meta.dirname, '../bin/ledgermq');
@@ -95,5 +98,21 @@ describe('cli – topic, produce, consume, group', () => {
     } finally {
       await lone.dispose();
     }
+  });
+});
+
+describe('producer – one-way sends', () => {
+  it('delivers a one-way message without waiting for an acknowledgement', async () => {
+    const client = cluster.client();
+    await client.call({ op: 'createTopic', topic: 'metrics', queues: 2 });
+    const producer = new Producer(client, 10_000);
+    producer.sendOneWay('metrics', 1, { body: Buffer.from('cpu=0.7') });
+    const consumer = new PullConsumer(client, { topic: 'metrics', group: 'm', from: 'first', pollWaitMs: 500, maxMessagesPerPull: 10, maxBytesPerPull: 1 << 20 });
+    await consumer.start();
+    const received = await until('the one-way message', async () => {
+      const batch = await consumer.poll(true);
+      return batch.length > 0 ? batch : null;
+    });
+    expect(received.map((m) => [m.queueId, Buffer.from(m.body).toString()])).toEqual([[1, 'cpu=0.7']]);
   });
 });

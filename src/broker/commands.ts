@@ -17,9 +17,12 @@
 import { Packr } from 'msgpackr';
 import { LmqError } from '../util/errors.js';
 
+/** The seq of a one-way send: no deduplication, no order check, no producer state kept. */
+export const UNSEQUENCED = 0;
+
 export type BrokerCommand =
   | { kind: 'createTopic'; topic: string; queues: number }
-  /** timestampMs: the leader's clock at proposal, so apply is deterministic. seq: from 1, per producerId. */
+  /** timestampMs: the leader's clock at proposal, so apply is deterministic. seq: from 1, per producerId; UNSEQUENCED (0) for one-way sends. */
   | { kind: 'produce'; producerId: string; seq: number; timestampMs: number; messages: ProduceMessage[] }
   /** offset = the next offset the group will consume. Moves forward only (see state-machine.ts). */
   | { kind: 'commitOffsets'; group: string; offsets: OffsetPosition[] }
@@ -183,7 +186,7 @@ function validateProduce(raw: Record<string, unknown>): BrokerCommand {
   return {
     kind: 'produce',
     producerId: checkText(raw['producerId'], 'producerId', COMMAND_LIMITS.idLengthMax),
-    seq: checkInteger(raw['seq'], 'seq', 1, Number.MAX_SAFE_INTEGER),
+    seq: checkInteger(raw['seq'], 'seq', UNSEQUENCED, Number.MAX_SAFE_INTEGER),
     timestampMs: checkInteger(raw['timestampMs'], 'timestampMs', 0, Number.MAX_SAFE_INTEGER),
     messages,
   };

@@ -31,7 +31,7 @@ const request = z.discriminatedUnion('op', [
   z.object({ op: z.literal('createTopic'), topic: name, queues: z.number().int().min(1).max(1024) }).strict(),
   z.object({ op: z.literal('route'), topic: name }).strict(),
   z
-    .object({ op: z.literal('produce'), producerId: z.string().min(1).max(64), seq: z.number().int().min(1), messages: z.array(produceMessage).min(1).max(MAX_MESSAGES_PER_PRODUCE) })
+    .object({ op: z.literal('produce'), producerId: z.string().min(1).max(64), seq: z.number().int().min(0) /* 0: one-way, unsequenced */, messages: z.array(produceMessage).min(1).max(MAX_MESSAGES_PER_PRODUCE) })
     .strict(),
   z
     .object({

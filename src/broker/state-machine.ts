@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { EntryType, type Entry } from '../raft/types.js';
 import { assert, unreachable } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
-import { type BrokerCommand, decodeCommand, type ProduceMessage } from './commands.js';
+import { type BrokerCommand, decodeCommand, type ProduceMessage, UNSEQUENCED } from './commands.js';
 import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
 import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord } from './store.js';
 import { type CommitDurability, guardStateDir, markStateClean } from './state-guard.js';
@@ -180,6 +180,11 @@ export class BrokerStateMachine {
   }
 
   private applyProduce(command: Extract<BrokerCommand, { kind: 'produce' }>, logIndex: number): ApplyResult {
+    if (command.seq === UNSEQUENCED) {
+      // A one-way send (at most once): placed if its queues exist, nothing remembered.
+      const problem = this.batchProblem(command.messages);
+      return outcomeResult(problem === undefined ? { seq: UNSEQUENCED, placed: this.placeBatch(command, logIndex) } : { seq: UNSEQUENCED, ...problem }, false);
+    }
     const check = checkSeq(this.store, command.producerId, command.seq, logIndex);
     switch (check.verdict) {
       case 'outOfOrder':

@@ -88,6 +88,16 @@ export class LedgerClient {
     throw new LmqError('LMQ_UNAVAILABLE', `no leader answered within ${timeoutMs} ms (tried ${this.options.nodes.map((n) => `${n.id} ${n.host}:${n.clientPort}`).join(', ')}); is the cluster running?`, {}, { cause: lastError });
   }
 
+  /**
+   * One attempt at the node believed to lead, no retry: for requests that must happen at most
+   * once and whose outcome nobody waits for (one-way sends).
+   */
+  async callOnce(body: unknown): Promise<unknown> {
+    const node = this.pickNode();
+    const connection = await this.connect(node);
+    return connection.request(body, this.options.requestTimeoutMs);
+  }
+
   /** Sends `body` to one node, without following redirects (for status). */
   async callNode(nodeId: string, body: unknown, timeoutMs = this.options.requestTimeoutMs): Promise<unknown> {
     const node = this.options.nodes.find((n) => n.id === nodeId);

@@ -4,6 +4,7 @@
 // duplicates; sends in flight together keep their order per queue because the broker refuses
 // a seq that skips one (LMQ_OUT_OF_ORDER) until the earlier one arrives.
 import { randomBytes } from 'node:crypto';
+import { UNSEQUENCED } from '../broker/commands.js';
 import { LmqError, isLmqError } from '../util/errors.js';
 import type { LedgerClient } from './client.js';
 
@@ -37,6 +38,7 @@ export function hashKey(key: string): number {
 export class Producer {
   private producerId = '';
   private nextSeq = 1;
+  private oneWayCount = 0;
   private roundRobin = 0;
   private readonly queueCounts = new Map<string, number>();
 
@@ -51,6 +53,17 @@ export class Producer {
   async send(topic: string, message: OutgoingMessage, selector: QueueSelector = 'roundRobin'): Promise<SendResult> {
     const [result] = await this.sendBatch(topic, [message], selector);
     return result!;
+  }
+
+  /**
+   * One-way (RocketMQ's sendOneway): hands the message to the leader believed current and
+   * returns at once. At most once: no retry, no deduplication, no acknowledgement — for data
+   * that may be lost (metrics, logs), never for what must arrive.
+   */
+  sendOneWay(topic: string, queueId: number, message: OutgoingMessage): void {
+    const msgId = `${this.producerId}-oneway-${this.oneWayCount++}`;
+    const wire = { msgId, topic, queueId, body: message.body, ...(message.tag ? { tag: message.tag } : {}), ...(message.key ? { keys: [message.key] } : {}), ...(message.properties ? { properties: message.properties } : {}) };
+    this.client.callOnce({ op: 'produce', producerId: this.producerId, seq: UNSEQUENCED, messages: [wire] }).catch(() => undefined);
   }
 
   /**
