@@ -42,6 +42,8 @@ export interface ModeResult extends Omit<LatencySummary, 'count'> {
   readonly clientCpuPct: number;
   readonly leaderCpuPct: number;
   readonly followerCpuPct: readonly number[];
+  /** Leader CPU per acknowledged message: what a hot-path fix should lower, even on a busy machine. */
+  readonly leaderCpuUsPerMsg: number;
   readonly leaderRssMb: { readonly start: number; readonly max: number; readonly end: number };
   readonly rssSamplesMb: readonly number[];
   readonly leaderChanged: boolean;
@@ -132,6 +134,7 @@ function toResult(mode: BenchMode, options: ThroughputOptions, window: ReturnTyp
     measuredS: round3(windowS),
     clientCpuPct: round1((100 * clientCpuS) / seconds),
     leaderCpuPct: nodeCpuPct(before.leader.id),
+    leaderCpuUsPerMsg: window.acked === 0 ? 0 : Math.round((nodeCpuPct(before.leader.id) * 1e4 * seconds) / window.acked),
     followerCpuPct: [...before.nodeCpuS.keys()].filter((id) => id !== before.leader.id).map(nodeCpuPct),
     leaderRssMb: { start: rssSamplesMb[0] ?? 0, max: Math.max(0, ...rssSamplesMb), end: rssSamplesMb.at(-1) ?? 0 },
     rssSamplesMb,
