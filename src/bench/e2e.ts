@@ -32,6 +32,7 @@ export interface EndToEndModeResult {
   readonly sent: number;
   readonly consumed: number;
   readonly errors: number;
+  readonly firstError: string | null;
   /** Intended send time → acknowledgement. */
   readonly produce: LatencySummary;
   /** Intended send time → the consumer has the message. */
@@ -41,8 +42,12 @@ export interface EndToEndModeResult {
 
 /** Messages one run may schedule (their intended times are kept in memory, 8 B each). */
 const MAX_SCHEDULED_MESSAGES = 10_000_000;
-/** Sends in flight at most; a sender held back here still counts the wait as latency. */
-const MAX_IN_FLIGHT = 10_000;
+/**
+ * Sends in flight per producer connection, kept under the server's per-connection limit (256,
+ * beyond which it answers LMQ_OVERLOADED and the retries cascade into out-of-order refusals).
+ * A send held back here still counts its wait as latency, from its intended time.
+ */
+const MAX_IN_FLIGHT_PER_PRODUCER = 200;
 /** After the last send, consumers get this long to receive everything. */
 const DRAIN_TIMEOUT_MS = 30_000;
 const CALL_TIMEOUT_MS = 20_000;
@@ -59,7 +64,8 @@ export async function runEndToEnd(modes: readonly BenchMode[], options: EndToEnd
   for (const mode of modes) results.push(await runMode(mode, options, progress));
   const headers = ['mode', 'rate/s', 'sent', 'consumed', 'errors', 'ack p50', 'ack p99', 'ack max', 'e2e p50', 'e2e p90', 'e2e p99', 'e2e p99.9', 'e2e max'];
   const rows = results.map((r) => [r.mode, r.ratePerSec, r.sent, r.consumed, r.errors, r.produce.p50Ms, r.produce.p99Ms, r.produce.maxMs, r.e2e.p50Ms, r.e2e.p90Ms, r.e2e.p99Ms, r.e2e.p999Ms, r.e2e.maxMs]);
-  const text = `${formatTable(headers, rows)}\n(latencies in ms from each message's intended send time, over the ${options.durationS} s after ${options.warmupS} s of warm-up)`;
+  const failures = results.filter((r) => r.firstError !== null).map((r) => `\n${r.mode}: first error: ${r.firstError}`).join('');
+  const text = `${formatTable(headers, rows)}${failures}\n(latencies in ms from each message's intended send time, over the ${options.durationS} s after ${options.warmupS} s of warm-up)`;
   return { document: { scenario: 'e2e', sizeBytes: options.sizeBytes, durationS: options.durationS, results }, text };
 }
 
@@ -70,8 +76,10 @@ interface Run {
   readonly e2eLatency: hdr.Histogram;
   sent: number;
   inFlight: number;
+  readonly inFlightByProducer: number[];
   consumed: number;
   errors: number;
+  firstError: string | null;
   sendingDone: boolean;
   /** Set when the run ends (drained or timed out): consumers stop, their errors no longer matter. */
   stopped: boolean;
@@ -81,7 +89,7 @@ async function runMode(mode: BenchMode, options: EndToEndOptions, progress: Prog
   const total = options.ratePerSec * (options.warmupS + options.durationS);
   const run: Run = {
     intendedMs: new Float64Array(total), measuredFrom: options.ratePerSec * options.warmupS,
-    produceLatency: latencyHistogram(), e2eLatency: latencyHistogram(), sent: 0, inFlight: 0, consumed: 0, errors: 0, sendingDone: false, stopped: false,
+    produceLatency: latencyHistogram(), e2eLatency: latencyHistogram(), sent: 0, inFlight: 0, inFlightByProducer: Array.from({ length: options.producers }, () => 0), consumed: 0, errors: 0, firstError: null, sendingDone: false, stopped: false,
   };
   const cluster = await startBenchCluster(mode, options);
   try {
@@ -101,7 +109,7 @@ async function runMode(mode: BenchMode, options: EndToEndOptions, progress: Prog
       run.stopped = true;
     }
     const e2e = summarize(run.e2eLatency);
-    return { mode: mode.name, ratePerSec: options.ratePerSec, sent: run.sent, consumed: run.consumed, errors: run.errors, produce: summarize(run.produceLatency), e2e, loadAvg1: Math.round((loadavg()[0] ?? 0) * 10) / 10 };
+    return { mode: mode.name, ratePerSec: options.ratePerSec, sent: run.sent, consumed: run.consumed, errors: run.errors, firstError: run.firstError, produce: summarize(run.produceLatency), e2e, loadAvg1: Math.round((loadavg()[0] ?? 0) * 10) / 10 };
   } finally {
     await disposeBenchCluster(cluster, options.cleanStop);
   }
@@ -114,12 +122,12 @@ async function sendOnSchedule(producers: readonly Producer[], options: EndToEndO
   const pending = new Set<Promise<void>>();
   while (run.sent < total) {
     const nowMs = performance.now();
-    while (run.sent < total && run.inFlight < MAX_IN_FLIGHT && startMs + run.sent * intervalMs <= nowMs) {
+    while (run.sent < total && run.inFlightByProducer[run.sent % producers.length]! < MAX_IN_FLIGHT_PER_PRODUCER && startMs + run.sent * intervalMs <= nowMs) {
       const slot = run.sent++;
       run.intendedMs[slot] = startMs + slot * intervalMs;
       const message = Buffer.from(body);
       message.writeUInt32BE(slot, 0);
-      const send: Promise<void> = sendOne(producers[slot % producers.length]!, options.topic, message, slot, run).finally(() => pending.delete(send));
+      const send: Promise<void> = sendOne(producers, options.topic, message, slot, run).finally(() => pending.delete(send));
       pending.add(send);
     }
     await sleep(1);
@@ -127,15 +135,19 @@ async function sendOnSchedule(producers: readonly Producer[], options: EndToEndO
   await Promise.all(pending);
 }
 
-async function sendOne(producer: Producer, topic: string, body: Buffer, slot: number, run: Run): Promise<void> {
+async function sendOne(producers: readonly Producer[], topic: string, body: Buffer, slot: number, run: Run): Promise<void> {
+  const producerIndex = slot % producers.length;
   run.inFlight++;
+  run.inFlightByProducer[producerIndex]!++;
   try {
-    await producer.send(topic, { body });
+    await producers[producerIndex]!.send(topic, { body });
     if (slot >= run.measuredFrom) recordLatencyMs(run.produceLatency, performance.now() - run.intendedMs[slot]!);
-  } catch {
+  } catch (error) {
     run.errors++;
+    run.firstError ??= error instanceof Error ? error.message : String(error);
   } finally {
     run.inFlight--;
+    run.inFlightByProducer[producerIndex]!--;
   }
 }
 

@@ -44,11 +44,20 @@ export function round3(value: number): number {
   return Math.round(value * 1000) / 1000;
 }
 
-/** Resident set size of a process in bytes (VmRSS), or null when it is gone. */
-export function rssBytes(pid: number): number | null {
+export interface Rss {
+  /** VmRSS: everything resident. */
+  readonly totalBytes: number;
+  /** RssAnon: heap and other private memory (what a leak would grow); the rest is mapped files (lmdb). */
+  readonly anonBytes: number;
+}
+
+/** Resident memory of a process, or null when it is gone. */
+export function rss(pid: number): Rss | null {
   try {
-    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match === null ? null : Number(match[1]) * 1024;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024;
+    const sample = { totalBytes: kb('VmRSS'), anonBytes: kb('RssAnon') };
+    return Number.isNaN(sample.totalBytes) ? null : sample;
   } catch {
     return null;
   }

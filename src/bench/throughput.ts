@@ -8,7 +8,7 @@ import type { NodeStatus } from '../node/raft-node.js';
 import { assert } from '../util/assert.js';
 import { disposeBenchCluster, startBenchCluster } from './bench-cluster.js';
 import { ClosedLoopLoad } from './load.js';
-import { cpuSeconds, type LatencySummary, round3, rssBytes, summarize } from './measure.js';
+import { cpuSeconds, type LatencySummary, round3, rss, summarize } from './measure.js';
 import type { BenchMode } from './modes.js';
 
 export interface ThroughputOptions {
@@ -45,7 +45,10 @@ export interface ModeResult extends Omit<LatencySummary, 'count'> {
   /** Leader CPU per acknowledged message: what a hot-path fix should lower, even on a busy machine. */
   readonly leaderCpuUsPerMsg: number;
   readonly leaderRssMb: { readonly start: number; readonly max: number; readonly end: number };
+  /** The leader's VmRSS once a second through the window. */
   readonly rssSamplesMb: readonly number[];
+  /** The leader's RssAnon (heap, no lmdb map) at the same moments. */
+  readonly rssAnonSamplesMb: readonly number[];
   readonly leaderChanged: boolean;
   readonly loadAvg1: number;
 }
@@ -92,24 +95,34 @@ async function snapshot(cluster: LocalCluster): Promise<Snapshot> {
   return { leader, atMs: performance.now(), clientCpu: process.cpuUsage(), nodeCpuS };
 }
 
-async function sampleWhileRunning(mode: BenchMode, options: ThroughputOptions, load: ClosedLoopLoad, leaderPid: number, progress: Progress): Promise<number[]> {
-  const samplesMb: number[] = [];
+interface RssSamples {
+  readonly totalMb: number[];
+  readonly anonMb: number[];
+}
+
+async function sampleWhileRunning(mode: BenchMode, options: ThroughputOptions, load: ClosedLoopLoad, leaderPid: number, progress: Progress): Promise<RssSamples> {
+  const samples: RssSamples = { totalMb: [], anonMb: [] };
+  const take = () => {
+    const sample = rss(leaderPid);
+    if (sample === null) return;
+    samples.totalMb.push(round3(sample.totalBytes / 2 ** 20));
+    samples.anonMb.push(round3(sample.anonBytes / 2 ** 20));
+  };
   const startedMs = performance.now();
   let lastAcked = 0;
   for (let elapsedMs = 0; elapsedMs < options.durationS * 1000; elapsedMs = performance.now() - startedMs) {
-    const rss = rssBytes(leaderPid);
-    if (rss !== null) samplesMb.push(round3(rss / 2 ** 20));
+    take();
     await sleep(Math.min(SAMPLE_EVERY_MS, options.durationS * 1000 - elapsedMs));
     const acked = load.ackedSoFar();
-    progress(`${mode.name}: ${Math.round((performance.now() - startedMs) / 1000)}/${options.durationS} s, ${acked - lastAcked} acks in the last second, leader RSS ${samplesMb.at(-1) ?? '?'} MB`);
+    progress(`${mode.name}: ${Math.round((performance.now() - startedMs) / 1000)}/${options.durationS} s, ${acked - lastAcked} acks in the last second, leader RSS ${samples.totalMb.at(-1) ?? '?'} MB`);
     lastAcked = acked;
   }
-  const rss = rssBytes(leaderPid);
-  if (rss !== null) samplesMb.push(round3(rss / 2 ** 20));
-  return samplesMb;
+  take();
+  return samples;
 }
 
-function toResult(mode: BenchMode, options: ThroughputOptions, window: ReturnType<ClosedLoopLoad['endWindow']>, before: Snapshot, after: Snapshot, rssSamplesMb: number[]): ModeResult {
+function toResult(mode: BenchMode, options: ThroughputOptions, window: ReturnType<ClosedLoopLoad['endWindow']>, before: Snapshot, after: Snapshot, rssSamples: RssSamples): ModeResult {
+  const rssSamplesMb = rssSamples.totalMb;
   const seconds = (after.atMs - before.atMs) / 1000;
   const windowS = window.elapsedMs / 1000;
   assert(seconds > 0 && windowS > 0, 'the window must have a length');
@@ -138,6 +151,7 @@ function toResult(mode: BenchMode, options: ThroughputOptions, window: ReturnTyp
     followerCpuPct: [...before.nodeCpuS.keys()].filter((id) => id !== before.leader.id).map(nodeCpuPct),
     leaderRssMb: { start: rssSamplesMb[0] ?? 0, max: Math.max(0, ...rssSamplesMb), end: rssSamplesMb.at(-1) ?? 0 },
     rssSamplesMb,
+    rssAnonSamplesMb: rssSamples.anonMb,
     leaderChanged: before.leader.id !== after.leader.id,
     loadAvg1: round1(loadavg()[0] ?? 0),
   };

@@ -11,6 +11,7 @@ import { runFailover } from '../bench/failover.js';
 import { runEndToEnd } from '../bench/e2e.js';
 import { throughputTable, writeChart, writeJson } from '../bench/report.js';
 import { type ModeResult, runThroughputMode } from '../bench/throughput.js';
+import { LmqError } from '../util/errors.js';
 import { parseIntOption } from './options.js';
 
 export interface BenchOptions {
@@ -69,8 +70,17 @@ async function withCleanup(run: () => Promise<void>): Promise<void> {
   }
 }
 
+/** The broker answers LMQ_OVERLOADED beyond this many requests in flight on one connection (RpcServer). */
+const MAX_IN_FLIGHT_PER_CONNECTION = 256;
+
 async function runBench(options: BenchOptions): Promise<void> {
   const modes = parseModes(options.modes);
+  if (options.concurrency > MAX_IN_FLIGHT_PER_CONNECTION * options.producers) {
+    throw new LmqError('LMQ_BAD_INPUT', `--concurrency ${options.concurrency} over ${options.producers} producer(s) exceeds the broker's ${MAX_IN_FLIGHT_PER_CONNECTION} requests in flight per connection; add --producers ${Math.ceil(options.concurrency / MAX_IN_FLIGHT_PER_CONNECTION)}`);
+  }
+  if (options.producers > options.concurrency && options.scenario !== 'e2e') {
+    throw new LmqError('LMQ_BAD_INPUT', `--producers ${options.producers} is more than --concurrency ${options.concurrency}: every producer needs a send in flight`);
+  }
   const outDir = resolve(options.out);
   const progress = progressLine();
   const disk = measureDiskSync({ parentDir: tmpdir(), appendBytes: options.size + 64, maxSamples: DISK_SAMPLES, maxDurationMs: DISK_SAMPLE_MAX_MS });
