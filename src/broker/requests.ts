@@ -63,9 +63,61 @@ const request = z.discriminatedUnion('op', [
 export type Request = z.infer<typeof request>;
 
 export function parseRequest(body: unknown): Request {
+  return producePassesFastCheck(body) ? body : parseWithSchema(body);
+}
+
+/** The schema's verdict alone (what the fast check must agree with; tests compare the two). */
+export function parseWithSchema(body: unknown): Request {
   const result = request.safeParse(body);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const where = issue === undefined || issue.path.length === 0 ? 'request' : issue.path.join('.');
   throw new LmqError('LMQ_BAD_INPUT', `bad request: ${where}: ${issue?.message ?? 'invalid'}`);
+}
+
+// Produce is the hot request: zod's parse of it was a fifth of the leader's request handling
+// in CPU profiles under load. This hand check accepts only produces the schema accepts too
+// (without properties, which are rare); everything else, valid or not, goes through zod,
+// which also words the errors. test/broker-requests.test.ts holds the two in agreement.
+const PRODUCE_KEYS: ReadonlySet<string> = new Set(['op', 'producerId', 'seq', 'messages']);
+const MESSAGE_KEYS: ReadonlySet<string> = new Set(['msgId', 'topic', 'queueId', 'body', 'tag', 'keys']);
+const NAME_PATTERN = /^[A-Za-z0-9_%|.-]+$/;
+
+function producePassesFastCheck(body: unknown): body is Extract<Request, { op: 'produce' }> {
+  if (!isPlainObject(body) || body.op !== 'produce' || !onlyKeysFrom(body, PRODUCE_KEYS)) return false;
+  const { producerId, seq, messages } = body;
+  if (typeof producerId !== 'string' || producerId.length < 1 || producerId.length > 64) return false;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) return false;
+  if (!Array.isArray(messages) || messages.length < 1 || messages.length > MAX_MESSAGES_PER_PRODUCE) return false;
+  // Index loops, not every(): every() skips the holes of a sparse array, which zod refuses.
+  for (let i = 0; i < messages.length; i++) if (!messagePassesFastCheck(messages[i])) return false;
+  return true;
+}
+
+function messagePassesFastCheck(message: unknown): boolean {
+  if (!isPlainObject(message) || !onlyKeysFrom(message, MESSAGE_KEYS)) return false;
+  const { msgId, topic, queueId, body, tag, keys } = message;
+  if (typeof msgId !== 'string' || msgId.length < 1 || msgId.length > 128) return false;
+  if (typeof topic !== 'string' || topic.length < 1 || topic.length > 255 || !NAME_PATTERN.test(topic)) return false;
+  if (typeof queueId !== 'number' || !Number.isInteger(queueId) || queueId < 0 || queueId > 65_535) return false;
+  if (!(body instanceof Uint8Array) || body.byteLength > MAX_BODY_BYTES) return false;
+  if (tag !== undefined && (typeof tag !== 'string' || tag.length > 255)) return false;
+  if (keys === undefined) return true;
+  if (!Array.isArray(keys) || keys.length > 32) return false;
+  for (let i = 0; i < keys.length; i++) {
+    const key: unknown = keys[i];
+    if (typeof key !== 'string' || key.length < 1 || key.length > 255) return false;
+  }
+  return true;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const prototype: unknown = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+function onlyKeysFrom(value: Record<string, unknown>, allowed: ReadonlySet<string>): boolean {
+  for (const key in value) if (!allowed.has(key)) return false;
+  return true;
 }

@@ -1,5 +1,6 @@
 // Registry of CLI commands: each lives in its own module.
 import type { Command } from 'commander';
+import { registerBench } from './bench.js';
 import { registerCheck } from './check.js';
 import { registerClusterStart } from './cluster-start.js';
 import { registerConsume } from './consume.js';
@@ -20,4 +21,5 @@ export function registerCommands(program: Command): void {
   registerGroup(program);
   registerSim(program);
   registerCheck(program);
+  registerBench(program);
 }

@@ -15,6 +15,11 @@ import { until } from '../util/until.js';
 /** The CLI entry, found from this module (src/ or dist/src/). */
 const BIN = resolve(import.meta.dirname, import.meta.dirname.includes(`${sep}dist${sep}`) ? '../../../bin/ledgermq' : '../../bin/ledgermq');
 
+export interface LaunchOptions {
+  /** Options for the node (V8) runtime of each node process, before the script. */
+  readonly nodeArgs?: readonly string[];
+}
+
 export class LocalCluster {
   readonly dir: string;
   readonly configPath: string;
@@ -22,14 +27,17 @@ export class LocalCluster {
   private readonly children = new Map<string, ChildProcess>();
   private readonly clients: LedgerClient[] = [];
 
-  private constructor(dir: string, configPath: string) {
+  private constructor(dir: string, configPath: string, private readonly launch: LaunchOptions) {
     this.dir = dir;
     this.configPath = configPath;
     this.config = loadConfig(configPath);
   }
 
-  /** `overrides` replace top-level config keys (flush, quorum, raft, …) of the generated config. */
-  static async create(overrides: Record<string, unknown> = {}): Promise<LocalCluster> {
+  /**
+   * `overrides` replace top-level config keys (flush, quorum, raft, …) of the generated config;
+   * `launch` adds node options to every node process (e.g. --cpu-prof for profiling).
+   */
+  static async create(overrides: Record<string, unknown> = {}, launch: LaunchOptions = {}): Promise<LocalCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'lmq-cluster-'));
     const ports = await freePorts(6);
     const config = {
@@ -41,12 +49,12 @@ export class LocalCluster {
     };
     const configPath = join(dir, 'cluster.config.json');
     writeFileSync(configPath, JSON.stringify(config, null, 2));
-    return new LocalCluster(dir, configPath);
+    return new LocalCluster(dir, configPath, launch);
   }
 
   start(id: string): ChildProcess {
     const log = openSync(join(this.dir, `${id}.log`), 'a');
-    const child = spawn(process.execPath, [BIN, 'node', 'start', '--id', id, '--config', this.configPath], {
+    const child = spawn(process.execPath, [...(this.launch.nodeArgs ?? []), BIN, 'node', 'start', '--id', id, '--config', this.configPath], {
       stdio: ['ignore', log, log],
       env: { ...process.env, LEDGERMQ_LOG_FORMAT: 'json' },
     });

@@ -1,0 +1,57 @@
+// `ledgermq bench` end to end on the built CLI: a one-second run on a real three-node cluster
+// writes the CONTRACT.md JSON and a chart, and bad modes are refused with exit 2. No timing
+// is asserted — numbers belong in bench output, not in tests.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseModes } from '../src/bench/modes.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'lmq-bench-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function bench(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, ['bin/ledgermq', 'bench', ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('bench command – output', () => {
+  it('a one-second run prints and writes the JSON document and an SVG chart', () => {
+    const out = join(dir, 'out');
+    const result = bench('--modes', 'sync:majority', '--duration', '1', '--warmup', '0', '--concurrency', '4', '--json', '--out', out);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const printed = JSON.parse(result.stdout);
+    expect(JSON.parse(readFileSync(join(out, 'bench.json'), 'utf8'))).toEqual(printed);
+    expect(printed.fsyncP50Ms).toBeGreaterThan(0);
+    expect(printed.fsyncP99Ms).toBeGreaterThanOrEqual(printed.fsyncP50Ms);
+    expect(printed.results).toHaveLength(1);
+    const [row] = printed.results;
+    expect(row).toMatchObject({ mode: 'sync:majority', errors: 0, sizeBytes: 128, concurrency: 4 });
+    for (const field of ['msgsPerSec', 'mbPerSec', 'p50Ms', 'p99Ms', 'p999Ms', 'maxMs', 'fsyncsPerSec']) expect(row[field]).toBeGreaterThan(0);
+    expect(row.p99Ms).toBeGreaterThanOrEqual(row.p50Ms);
+    expect(row.maxMs).toBeGreaterThanOrEqual(row.p999Ms);
+    const svg = readFileSync(join(out, 'bench.svg'), 'utf8');
+    expect(svg).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    expect(svg).toContain('sync:majority');
+  });
+
+  it('a malformed mode exits 2 naming it, before any cluster starts', () => {
+    const out = join(dir, 'bad');
+    const result = bench('--modes', 'sync:sometimes', '--duration', '1', '--out', out);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain('bad mode "sync:sometimes"');
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('bench modes – parsing', () => {
+  it('reads flush:quorum lists and refuses anything else', () => {
+    expect(parseModes('sync:majority, async:leader')).toEqual([
+      { name: 'sync:majority', flush: 'sync', quorum: 'majority' },
+      { name: 'async:leader', flush: 'async', quorum: 'leader' },
+    ]);
+    for (const bad of ['', 'sync', 'sync:majority:x', 'fast:majority', 'sync:most']) expect(() => parseModes(bad)).toThrow(/--modes|bad mode/);
+  });
+});
