@@ -31,6 +31,11 @@ export interface ClientOptions {
   /** Pause between rounds of failed attempts, doubled up to retryBackoffMaxMs. */
   readonly retryBackoffMinMs: number;
   readonly retryBackoffMaxMs: number;
+  /**
+   * Requests this client has in flight at once; more wait their turn in order. Kept at or
+   * below the broker's per-connection limit (256), which answers LMQ_OVERLOADED beyond it.
+   */
+  readonly maxInflightRequests: number;
 }
 
 export const DEFAULT_CLIENT_OPTIONS = Object.freeze({
@@ -39,19 +44,44 @@ export const DEFAULT_CLIENT_OPTIONS = Object.freeze({
   connectTimeoutMs: 1_000,
   retryBackoffMinMs: 20,
   retryBackoffMaxMs: 500,
+  maxInflightRequests: 256,
 });
+
+/** A FIFO counting semaphore: callers beyond `limit` wait in arrival order. */
+class Slots {
+  private inUse = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {
+    assert(limit >= 1, 'at least one slot');
+  }
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.inUse >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.inUse++;
+    try {
+      return await work();
+    } finally {
+      const next = this.waiting.shift();
+      if (next !== undefined) next(); // the slot passes straight to the next waiter
+      else this.inUse--;
+    }
+  }
+}
 
 export class LedgerClient {
   private readonly connections = new Map<string, Promise<ClientConnection>>();
   private leaderHint: string | null = null;
   private nextCandidate = 0;
   private closed = false;
+  private readonly slots: Slots;
 
   constructor(
     private readonly options: ClientOptions,
     private readonly connector: Connector,
   ) {
     assert(options.nodes.length > 0, 'the client needs at least one node');
+    this.slots = new Slots(options.maxInflightRequests);
   }
 
   /** The node the client currently believes leads (null until one answered). */
@@ -74,7 +104,7 @@ export class LedgerClient {
       if (remainingMs <= 0) break;
       try {
         const connection = await this.connect(node);
-        const response = await connection.request(body, Math.min(this.options.requestTimeoutMs, remainingMs));
+        const response = await this.slots.run(() => connection.request(body, Math.min(this.options.requestTimeoutMs, remainingMs)));
         this.leaderHint = node.id;
         return response;
       } catch (error) {
@@ -95,7 +125,7 @@ export class LedgerClient {
   async callOnce(body: unknown): Promise<unknown> {
     const node = this.pickNode();
     const connection = await this.connect(node);
-    return connection.request(body, this.options.requestTimeoutMs);
+    return this.slots.run(() => connection.request(body, this.options.requestTimeoutMs));
   }
 
   /** Sends `body` to one node, without following redirects (for status). */
