@@ -19,6 +19,8 @@ export interface Acknowledged<R> {
 interface Pending<R> {
   readonly term: number;
   readonly mode: QuorumMode;
+  /** Past this (wall-clock ms) the proposal is answered LMQ_TIMEOUT: outcome unknown. */
+  readonly deadlineMs: number;
   readonly resolve: (ack: Acknowledged<R>) => void;
   readonly reject: (error: LmqError) => void;
   applied: boolean;
@@ -29,14 +31,28 @@ export class ProposalTracker<R> {
   /** Insertion order is index order (one leader appends in order), which the scans rely on. */
   private readonly pending = new Map<number, Pending<R>>();
   private lastAddedIndex = 0;
+  private term = 0;
 
-  add(index: number, term: number, mode: QuorumMode): Promise<Acknowledged<R>> {
+  add(index: number, term: number, mode: QuorumMode, deadlineMs: number): Promise<Acknowledged<R>> {
+    // Proposals of an earlier term were lost with that leadership, even if this node leads
+    // again now (its old tail may have been overwritten in between).
+    if (term !== this.term) this.failAll(`was not acknowledged before the leader's term ended (now term ${term})`);
+    this.term = term;
     assert(!this.pending.has(index), () => `two proposals wait on index ${index}`);
     assert(this.pending.size === 0 || index > this.lastAddedIndex, () => `proposal ${index} added after ${this.lastAddedIndex}`);
     this.lastAddedIndex = index;
     return new Promise((resolve, reject) => {
-      this.pending.set(index, { term, mode, resolve, reject, applied: false });
+      this.pending.set(index, { term, mode, deadlineMs, resolve, reject, applied: false });
     });
+  }
+
+  /** Answers every proposal past its deadline with LMQ_TIMEOUT (e.g. `all` with a follower down). */
+  expire(nowMs: number): void {
+    for (const [index, p] of this.pending) {
+      if (p.deadlineMs > nowMs) break; // deadlines follow insertion order
+      this.pending.delete(index);
+      p.reject(new LmqError('LMQ_TIMEOUT', `the write at log index ${index} was not acknowledged under ${p.mode} quorum in time; it may or may not have been committed — retry it (retries are deduplicated)`, { index }));
+    }
   }
 
   size(): number {

@@ -71,6 +71,8 @@ export interface RaftNodeOptions<R> {
 
 /** Committed entries handed to the state machine per Ready. */
 const MAX_APPLY_BYTES = 4 * 1024 * 1024;
+/** A proposal not acknowledged under its quorum mode within this is answered LMQ_TIMEOUT. */
+const MAX_PROPOSAL_WAIT_MS = 10_000;
 
 export class RaftNode<R> {
   readonly id: NodeId;
@@ -114,6 +116,8 @@ export class RaftNode<R> {
     assert(this.tickTimer === null, 'node started twice');
     this.tickTimer = setInterval(() => {
       this.core.tick();
+      this.observeRoleChange();
+      this.proposals.expire(Date.now());
       this.kick();
     }, this.options.config.raft.tickMs);
     this.kick();
@@ -138,6 +142,7 @@ export class RaftNode<R> {
       return;
     }
     this.core.step(valid);
+    this.observeRoleChange();
     this.kick();
   }
 
@@ -147,6 +152,10 @@ export class RaftNode<R> {
    */
   propose(data: Uint8Array, mode: QuorumMode): Promise<Acknowledged<R>> {
     if (this.stopped) return Promise.reject(new LmqError('LMQ_UNAVAILABLE', `node ${this.id} is shutting down`));
+    if (this.proposals.size() >= this.options.config.raft.maxUncommittedEntries) {
+      // Committed-but-unanswered proposals (e.g. `all` quorum waiting on a slow follower) count too.
+      return Promise.reject(new LmqError('LMQ_OVERLOADED', `node ${this.id} has ${this.proposals.size()} writes waiting for acknowledgement; retry shortly`));
+    }
     const result = this.core.propose([data]);
     if (!result.ok) {
       if (result.reason === 'overloaded') {
@@ -155,7 +164,7 @@ export class RaftNode<R> {
       const leader = result.reason === 'notLeader' ? result.leader : null;
       return Promise.reject(new LmqError('LMQ_NOT_LEADER', `node ${this.id} is not the leader${leader ? `; the leader is ${leader}` : ''}`, { leader }));
     }
-    const ack = this.proposals.add(result.firstIndex, result.term, mode);
+    const ack = this.proposals.add(result.firstIndex, result.term, mode, Date.now() + MAX_PROPOSAL_WAIT_MS);
     this.kick();
     return ack;
   }
@@ -278,14 +287,17 @@ export class RaftNode<R> {
     return progress.length === 0 ? 0 : Math.min(...progress.map((p) => p.match));
   }
 
+  /** Logs role and leader changes; a leader that steps down fails what it was waiting on. Cheap: runs per message. */
   private observeRoleChange(): void {
-    const status = this.core.status();
-    if (status.role === this.lastRole && status.leader === this.lastLeader) return;
-    if (this.lastRole === 'leader' && status.role !== 'leader') {
-      this.proposals.failAll(`lost its leader (node ${this.id} stepped down in term ${status.term})`);
+    const { role, term, leader } = this.core.summary();
+    if (role === this.lastRole && leader === this.lastLeader) return;
+    if (this.lastRole === 'leader' && role !== 'leader') {
+      this.proposals.failAll(`lost its leader (node ${this.id} stepped down in term ${term})`);
     }
-    this.lastRole = status.role;
-    this.lastLeader = status.leader;
-    this.logger.info({ leader: status.leader, lastIndex: status.lastIndex, commitIndex: status.commitIndex }, status.role === 'leader' ? 'became leader' : `now ${status.role}`);
+    this.lastRole = role;
+    this.lastLeader = leader;
+    const { lastIndex, commitIndex } = this.core.status();
+    this.logger.info({ leader, lastIndex, commitIndex }, role === 'leader' ? 'became leader' : `now ${role}`);
   }
+
 }
