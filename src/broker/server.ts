@@ -64,6 +64,7 @@ export async function startBrokerNode(
   return {
     node: raftNode,
     async stop() {
+      service.close(); // long polls answer now instead of outliving the state machine
       await rpc.close();
       await raftNode.stop();
       await transport.close();

@@ -22,7 +22,9 @@ export interface ServiceOptions {
 export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
 
 export class BrokerService {
-  private waitingPulls = 0;
+  /** Ends each waiting long poll at once (with what it has), e.g. on shutdown. */
+  private readonly waitingPulls = new Set<() => void>();
+  private closing = false;
   private readonly membership = new GroupMembership();
 
   constructor(
@@ -128,7 +130,7 @@ export class BrokerService {
     const read = () => this.state.read(request.topic, request.queueId, request.offset, request.maxMessages, request.maxBytes);
     let messages = read();
     const waitMs = Math.min(request.waitMs, this.options.maxPollWaitMs);
-    if (messages.length === 0 && waitMs > 0 && this.waitingPulls < this.options.maxWaitingPulls) {
+    if (messages.length === 0 && waitMs > 0 && !this.closing && this.waitingPulls.size < this.options.maxWaitingPulls) {
       messages = await this.waitForMessages(read, waitMs);
     }
     return { messages, ...this.state.queueRange(request.topic, request.queueId) };
@@ -136,19 +138,26 @@ export class BrokerService {
 
   /** Long polling: answer as soon as a commit brings a message, or when waitMs runs out. */
   private waitForMessages<T>(read: () => T[], waitMs: number): Promise<T[]> {
-    this.waitingPulls++;
     return new Promise((resolve) => {
       const finish = (messages: T[]) => {
         clearTimeout(timer);
         unsubscribe();
-        this.waitingPulls--;
+        this.waitingPulls.delete(end);
         resolve(messages);
       };
-      const timer = setTimeout(() => finish([]), waitMs);
+      const end = () => finish([]);
+      const timer = setTimeout(end, waitMs);
       const unsubscribe = this.node.onApplied(() => {
         const messages = read();
         if (messages.length > 0) finish(messages);
       });
+      this.waitingPulls.add(end);
     });
+  }
+
+  /** Stops long polling: waiting pulls answer now (empty), new ones do not wait. */
+  close(): void {
+    this.closing = true;
+    for (const end of [...this.waitingPulls]) end();
   }
 }

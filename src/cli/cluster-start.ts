@@ -40,6 +40,7 @@ async function runCluster(configPath: string, options: ClusterStartOptions, conf
   const main = fileURLToPath(new URL('./main.js', import.meta.url));
   const logSink = process.stderr.isTTY ? prettyStream() : process.stderr;
   const children = new Map<string, ChildProcess>();
+  let stopping = false;
   for (const node of config.nodes) {
     const args = [main, 'node', 'start', '--id', node.id, '--config', configPath, '--flush', config.flush.mode, '--quorum', config.quorum];
     if (options.data !== undefined) args.push('--data', options.data);
@@ -49,10 +50,14 @@ async function runCluster(configPath: string, options: ClusterStartOptions, conf
     child.on('exit', (code, signal) => {
       children.delete(node.id);
       process.stdout.write(`node ${node.id} exited (${signal ?? `code ${code}`})\n`);
+      if (children.size === 0 && !stopping) {
+        // Every node is gone (busy ports, a bad data dir…): their logs above say why.
+        process.stderr.write('ledgermq: every node of the cluster has exited; see their logs above\n');
+        process.exit(1);
+      }
     });
     process.stdout.write(`node ${node.id} started (pid ${child.pid}, raft ${node.host}:${node.raftPort}, client ${node.host}:${node.clientPort}, data ${node.dataDir})\n`);
   }
-  let stopping = false;
   const stopped = new Promise<void>((done) => {
     const stop = () => {
       if (stopping) return;

@@ -1,6 +1,6 @@
 // The `ledgermq` command line (CONTRACT.md). Each command lives in its own module and is
 // registered here; this file owns argument parsing conventions and how errors end the process.
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { InvariantViolation } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import { registerCommands } from './commands.js';
@@ -19,6 +19,9 @@ registerCommands(program);
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
+  // Commander prints a parse-time bad value and rethrows it as a plain CommanderError; an
+  // InvalidArgumentError itself was raised inside an action and is still unprinted.
+  if (error instanceof InvalidArgumentError) fail(error.message, 2);
   if (error instanceof CommanderError) {
     // --help and --version end through here with exit code 0; usage errors were already printed.
     process.exit(error.exitCode === 0 ? 0 : 2);

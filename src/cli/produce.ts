@@ -53,6 +53,7 @@ async function runProduce(options: ProduceOptions): Promise<void> {
 async function sendAll(producer: Producer, options: ProduceOptions): Promise<{ acknowledged: number; duplicates: number }> {
   const counts = { acknowledged: 0, duplicates: 0 };
   const inFlight = new Set<Promise<void>>();
+  let firstError: unknown = null;
   const send = async (batch: OutgoingMessage[]) => {
     for (const result of await producer.sendBatch(options.topic, batch, options.queueByKey ? 'byKey' : 'roundRobin')) {
       counts.acknowledged++;
@@ -61,7 +62,13 @@ async function sendAll(producer: Producer, options: ProduceOptions): Promise<{ a
     }
   };
   const dispatch = async (batch: OutgoingMessage[]) => {
-    const pending: Promise<void> = send(batch).finally(() => inFlight.delete(pending));
+    if (firstError !== null) throw firstError; // stop sending after the first failure
+    // Each send's failure is caught at once (no unhandled rejection) and ends the command.
+    const pending: Promise<void> = send(batch)
+      .catch((error: unknown) => {
+        firstError ??= error;
+      })
+      .finally(() => inFlight.delete(pending));
     inFlight.add(pending);
     if (inFlight.size >= options.concurrency) await Promise.race(inFlight);
   };
@@ -76,6 +83,7 @@ async function sendAll(producer: Producer, options: ProduceOptions): Promise<{ a
   }
   if (batch.length > 0) await dispatch(batch);
   await Promise.all(inFlight);
+  if (firstError !== null) throw firstError;
   return counts;
 }
 

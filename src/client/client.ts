@@ -91,31 +91,38 @@ export class LedgerClient {
 
   /**
    * Sends `body` to the leader, retrying on redirects, connection loss and timeouts until
-   * `timeoutMs`. Only idempotent requests may be sent through here. The last indeterminate
-   * error is kept as the cause when the deadline passes.
+   * `timeoutMs`. Only idempotent requests may be sent through here. `requestTimeoutMs` bounds
+   * one attempt (a long-polling pull passes its wait plus a margin). The last error is kept as
+   * the cause when the deadline passes.
    */
-  async call(body: unknown, timeoutMs = this.options.timeoutMs): Promise<unknown> {
+  async call(body: unknown, timeoutMs = this.options.timeoutMs, requestTimeoutMs = this.options.requestTimeoutMs): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
     let backoffMs = this.options.retryBackoffMinMs;
     let lastError: unknown = null;
-    while (!this.closed) {
-      const node = this.pickNode();
-      const remainingMs = deadline - Date.now();
-      if (remainingMs <= 0) break;
-      try {
-        const connection = await this.connect(node);
-        const response = await this.slots.run(() => connection.request(body, Math.min(this.options.requestTimeoutMs, remainingMs)));
-        this.leaderHint = node.id;
-        return response;
-      } catch (error) {
-        lastError = error;
-        if (!this.shouldRetry(node, error)) throw error;
-        if (isLmqError(error, 'LMQ_NOT_LEADER') && typeof error.details.leader === 'string') continue; // follow the redirect at once
-        await sleep(Math.min(backoffMs, Math.max(0, deadline - Date.now())));
-        backoffMs = Math.min(backoffMs * 2, this.options.retryBackoffMaxMs);
-      }
+    while (!this.closed && Date.now() < deadline) {
+      // The node and its connection are chosen once a slot is free: by then the leader may
+      // have changed, or the connection been replaced.
+      const outcome = await this.slots.run(() => this.attempt(body, Math.min(requestTimeoutMs, deadline - Date.now())));
+      if ('response' in outcome) return outcome.response;
+      lastError = outcome.error;
+      if (!this.shouldRetry(outcome.node, outcome.connection, outcome.error)) throw outcome.error;
+      if (isLmqError(outcome.error, 'LMQ_NOT_LEADER') && typeof outcome.error.details.leader === 'string') continue; // follow the redirect at once
+      await sleep(Math.min(backoffMs, Math.max(0, deadline - Date.now())));
+      backoffMs = Math.min(backoffMs * 2, this.options.retryBackoffMaxMs);
     }
     throw new LmqError('LMQ_UNAVAILABLE', `no leader answered within ${timeoutMs} ms (tried ${this.options.nodes.map((n) => `${n.id} ${n.host}:${n.clientPort}`).join(', ')}); is the cluster running?`, {}, { cause: lastError });
+  }
+
+  private async attempt(body: unknown, timeoutMs: number): Promise<{ response: unknown } | { error: unknown; node: ClientNode; connection: Promise<ClientConnection> }> {
+    const node = this.pickNode();
+    const connection = this.connect(node);
+    try {
+      const response = await (await connection).request(body, Math.max(1, timeoutMs));
+      this.leaderHint = node.id;
+      return { response };
+    } catch (error) {
+      return { error, node, connection };
+    }
   }
 
   /**
@@ -123,9 +130,9 @@ export class LedgerClient {
    * once and whose outcome nobody waits for (one-way sends).
    */
   async callOnce(body: unknown): Promise<unknown> {
-    const node = this.pickNode();
-    const connection = await this.connect(node);
-    return this.slots.run(() => connection.request(body, this.options.requestTimeoutMs));
+    const outcome = await this.slots.run(() => this.attempt(body, this.options.requestTimeoutMs));
+    if ('response' in outcome) return outcome.response;
+    throw outcome.error;
   }
 
   /** Sends `body` to one node, without following redirects (for status). */
@@ -150,10 +157,10 @@ export class LedgerClient {
     return node;
   }
 
-  private shouldRetry(node: ClientNode, error: unknown): boolean {
+  private shouldRetry(node: ClientNode, connection: Promise<ClientConnection>, error: unknown): boolean {
     if (!isLmqError(error)) {
       // Connection refused, reset and the like: that node is down; try another.
-      this.forget(node);
+      this.forget(node, connection);
       return true;
     }
     if (error.code === 'LMQ_NOT_LEADER') {
@@ -162,16 +169,22 @@ export class LedgerClient {
       return true;
     }
     if (!error.retriable) return false;
-    // Overloaded or out of order: the node is fine, the request just has to come again.
-    if (error.code !== 'LMQ_OVERLOADED' && error.code !== 'LMQ_OUT_OF_ORDER') this.forget(node);
+    if (error.code === 'LMQ_TIMEOUT' || error.code === 'LMQ_LEADERSHIP_LOST') {
+      // This node may be hung or no longer lead: ask around, but keep the shared connection —
+      // closing it would fail every other request on it.
+      if (this.leaderHint === node.id) this.leaderHint = null;
+    } else if (error.code !== 'LMQ_OVERLOADED' && error.code !== 'LMQ_OUT_OF_ORDER') {
+      this.forget(node, connection);
+    }
     return true;
   }
 
-  private forget(node: ClientNode): void {
+  /** Drops a connection that failed — only that one: a newer connection to the node stays. */
+  private forget(node: ClientNode, failed: Promise<ClientConnection>): void {
     if (this.leaderHint === node.id) this.leaderHint = null;
-    const pending = this.connections.get(node.id);
+    if (this.connections.get(node.id) !== failed) return;
     this.connections.delete(node.id);
-    pending?.then((c) => c.close(), () => undefined);
+    failed.then((c) => c.close(), () => undefined);
   }
 
   private connect(node: ClientNode): Promise<ClientConnection> {

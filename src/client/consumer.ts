@@ -36,6 +36,9 @@ export interface ConsumerOptions {
   readonly rebalance?: { readonly consumerId: string; readonly heartbeatIntervalMs: number };
 }
 
+/** A pull's answer may take its wait plus this long (network, a busy leader). */
+const PULL_MARGIN_MS = 5_000;
+
 interface StoredMessageWire {
   queueId: number;
   offset: number;
@@ -87,7 +90,7 @@ export class PullConsumer {
     const replies = await Promise.all(owned.map(([queueId, offset]) => this.client.call({
       op: 'pull', topic: this.options.topic, queueId, offset,
       maxMessages: this.options.maxMessagesPerPull, maxBytes: this.options.maxBytesPerPull, waitMs: wait ? this.options.pollWaitMs : 0,
-    }, this.options.pollWaitMs + 10_000) as Promise<{ messages: StoredMessageWire[] }>));
+    }, this.options.pollWaitMs + PULL_MARGIN_MS, (wait ? this.options.pollWaitMs : 0) + PULL_MARGIN_MS) as Promise<{ messages: StoredMessageWire[] }>));
     const messages: ConsumedMessage[] = [];
     replies.forEach((reply, i) => {
       const queueId = owned[i]![0];

@@ -5,7 +5,7 @@
 // a seq that skips one (LMQ_OUT_OF_ORDER) until the earlier one arrives.
 import { randomBytes } from 'node:crypto';
 import { UNSEQUENCED } from '../broker/commands.js';
-import { LmqError, isLmqError } from '../util/errors.js';
+import { LmqError } from '../util/errors.js';
 import type { LedgerClient } from './client.js';
 
 export interface OutgoingMessage {
@@ -40,7 +40,7 @@ export class Producer {
   private nextSeq = 1;
   private oneWayCount = 0;
   private roundRobin = 0;
-  private readonly queueCounts = new Map<string, number>();
+  private readonly queueCounts = new Map<string, Promise<number>>();
 
   constructor(
     private readonly client: LedgerClient,
@@ -72,16 +72,25 @@ export class Producer {
    */
   async sendBatch(topic: string, messages: readonly OutgoingMessage[], selector: QueueSelector = 'roundRobin'): Promise<SendResult[]> {
     if (messages.length === 0) throw new LmqError('LMQ_BAD_INPUT', 'a batch needs at least one message');
-    const queues = await this.queueCount(topic);
     const key = messages[0]!.key;
     if (selector === 'byKey' && key === undefined) throw new LmqError('LMQ_BAD_INPUT', 'selecting the queue by key needs a key (--key)');
-    const queueId = selector === 'byKey' ? hashKey(key!) % queues : this.roundRobin++ % queues;
+    // Numbered before any await, so sends in flight together carry seqs in call order.
+    const session = this.producerId;
     const seq = this.nextSeq++;
+    const turn = this.roundRobin++;
+    let queues: number;
+    try {
+      queues = await this.queueCount(topic);
+    } catch (error) {
+      this.endSession(session); // this seq will never reach the log: later ones would wait on it
+      throw error;
+    }
+    const queueId = selector === 'byKey' ? hashKey(key!) % queues : turn % queues;
     const wire = messages.map((message, i) => ({
-      msgId: `${this.producerId}-${seq}${messages.length > 1 ? `.${i}` : ''}`, topic, queueId, body: message.body,
+      msgId: `${session}-${seq}${messages.length > 1 ? `.${i}` : ''}`, topic, queueId, body: message.body,
       ...(message.tag ? { tag: message.tag } : {}), ...(message.key ? { keys: [message.key] } : {}), ...(message.properties ? { properties: message.properties } : {}),
     }));
-    const reply = (await this.sendInOrder({ op: 'produce', producerId: this.producerId, seq, messages: wire })) as {
+    const reply = (await this.sendInOrder(session, { op: 'produce', producerId: session, seq, messages: wire })) as {
       placed: { msgId: string; queueId: number; offset: number | null }[];
       duplicate: boolean;
     };
@@ -89,24 +98,32 @@ export class Producer {
     return wire.map((m, i) => ({ msgId: m.msgId, queueId, offset: reply.placed[i]?.offset ?? null, duplicate: reply.duplicate }));
   }
 
-  private async sendInOrder(request: Readonly<Record<string, unknown>>): Promise<unknown> {
+  private async sendInOrder(session: string, request: Readonly<Record<string, unknown>>): Promise<unknown> {
     try {
       // The client retries redirects, lost connections and LMQ_OUT_OF_ORDER (an earlier seq
       // of ours is still on its way) with the same seq until the deadline.
       return await this.client.call(request, this.timeoutMs);
     } catch (error) {
-      // The caller gets an error for this seq; if its outcome is unknown, later seqs would
-      // wait on it forever, so the producer starts a fresh session.
-      if (!isLmqError(error) || error.indeterminate || error.code === 'LMQ_OUT_OF_ORDER') this.newSession();
+      // Whether this seq failed for sure or its outcome is unknown, later seqs would wait on
+      // it: the producer starts a fresh session (an unknown outcome may then be stored twice,
+      // under two msgIds — at-least-once).
+      this.endSession(session);
       throw error;
     }
   }
 
-  private async queueCount(topic: string): Promise<number> {
+  /** Starts a new session unless `session` is already over (a late failure of an old one). */
+  private endSession(session: string): void {
+    if (session === this.producerId) this.newSession();
+  }
+
+  /** The topic's queue count, asked once and shared by every send (a failed ask is not kept). */
+  private queueCount(topic: string): Promise<number> {
     let count = this.queueCounts.get(topic);
     if (count === undefined) {
-      count = ((await this.client.call({ op: 'route', topic }, this.timeoutMs)) as { queues: number }).queues;
+      count = this.client.call({ op: 'route', topic }, this.timeoutMs).then((reply) => (reply as { queues: number }).queues);
       this.queueCounts.set(topic, count);
+      count.catch(() => this.queueCounts.delete(topic));
     }
     return count;
   }
