@@ -1,5 +1,6 @@
 // Registry of CLI commands: each lives in its own module.
 import type { Command } from 'commander';
+import { registerChaos } from './chaos.js';
 import { registerCheck } from './check.js';
 import { registerClusterStart } from './cluster-start.js';
 import { registerConsume } from './consume.js';
@@ -18,4 +19,5 @@ export function registerCommands(program: Command): void {
   registerConsume(program);
   registerSim(program);
   registerCheck(program);
+  registerChaos(program);
 }
