@@ -1,6 +1,9 @@
 // The chaos run's faults: a schedule of rounds drawn from one seeded RNG (quiet time, which
 // nemesis, which node, how long), applied to real processes and real TCP links:
-// - kill: SIGKILL a node (usually the leader), restart it after the hold time;
+// - kill: SIGKILL a node (usually the leader), restart it after the hold time. Half the leader
+//   kills first cut the leader's outgoing links for a moment shorter than an election
+//   timeout: the leader still leads and acks, its followers fall behind, then it dies — the
+//   crash of a leader with replication lag, where `leader` quorum loses acknowledged writes;
 // - pause: SIGSTOP a node, SIGCONT after the hold time;
 // - partition: cut every link between one node and the other two (both ways, or only its
 //   outgoing ones), heal after the hold time.
@@ -25,6 +28,10 @@ export interface NemesisTiming {
   readonly holdMaxMs: number;
   /** Chance that a round targets the current leader rather than a random node. */
   readonly leaderTargetChance: number;
+  /** Chance that a leader kill is preceded by a replication stall of laggingKillMinMs..MaxMs. */
+  readonly laggingKillChance: number;
+  readonly laggingKillMinMs: number;
+  readonly laggingKillMaxMs: number;
 }
 
 /** Reads the node the cluster currently believes leads; null when none is known. */
@@ -87,9 +94,16 @@ export class Nemesis {
     const others = nodeIds.filter((id) => id !== target);
     let detail: string;
     let heal: () => Promise<void>;
+    const start = this.recorder.now();
     if (kind === 'kill') {
+      const lagMs = target === leader && this.rng.chance(this.timing.laggingKillChance) ? this.draw(this.timing.laggingKillMinMs, this.timing.laggingKillMaxMs) : 0;
+      if (lagMs > 0) {
+        this.network.cutBetween([target], others, true);
+        await sleep(lagMs);
+      }
       await this.cluster.kill(target);
-      detail = `SIGKILL ${target}${role}`;
+      this.network.healAll();
+      detail = lagMs > 0 ? `SIGKILL ${target}${role} after ${Math.round(lagMs)} ms without replication` : `SIGKILL ${target}${role}`;
       heal = async () => void this.cluster.start(target);
     } else if (kind === 'pause') {
       this.cluster.signal(target, 'SIGSTOP');
@@ -101,7 +115,7 @@ export class Nemesis {
       detail = oneWay ? `cut links ${target}${role} -> ${others.join(',')} (one way)` : `isolate ${target}${role} from ${others.join(',')}`;
       heal = async () => this.network.healAll();
     }
-    const record: FaultRecord = { kind, nodes: [target], detail, start: this.recorder.now(), end: null };
+    const record: FaultRecord = { kind, nodes: [target], detail, start, end: null };
     this.recorder.faults.push(record);
     this.active = { record, heal };
     this.log(`fault: ${detail}`);

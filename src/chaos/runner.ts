@@ -42,6 +42,9 @@ export const DEFAULT_NEMESIS_TIMING: NemesisTiming = Object.freeze({
   holdMinMs: 1_500,
   holdMaxMs: 4_000,
   leaderTargetChance: 0.7,
+  laggingKillChance: 0.5,
+  laggingKillMinMs: 100,
+  laggingKillMaxMs: 400,
 });
 
 export interface ChaosOptions {
