@@ -70,3 +70,15 @@ describe('chaos – short runs per nemesis are valid', () => {
     expect(result.stderr).toContain('--nemesis takes a comma-separated list of kill, pause, partition, not "kill,flood"');
   });
 });
+
+describe('chaos – leader quorum is caught losing acknowledged writes', () => {
+  it('killing a leader whose replication stalled loses acked writes, and the run says so', async () => {
+    const outDir = join(dir, 'leader');
+    const timing = { ...quickTiming, quietMinMs: 1_000, leaderTargetChance: 1, laggingKillChance: 1, laggingKillMinMs: 200, laggingKillMaxMs: 300 };
+    const result = await runChaos({ durationS: 4, nemeses: ['kill'], seed: 1, flush: 'sync', quorum: 'leader', outDir, producers: 3, timing });
+    expect(result.report.undrainedQueues).toEqual([]);
+    expect(result.valid).toBe(false);
+    expect(result.anomalies.lost).toBeGreaterThan(0);
+    expect(result.report.anomalies.lost[0]!.description).toContain('without an offset');
+  }, 60_000);
+});

@@ -23,7 +23,7 @@ import { drainQueue, runConsumer, runProducer, type WorkloadContext, type Worklo
 
 export const chaosDurationMaxS = 3600;
 /** Workload events (invokes and completions) after which the workers stop issuing operations. */
-export const workloadEventsMax = 2_000_000;
+export const workloadEventsMax = 1_000_000;
 
 export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
   topic: 'chaos',
@@ -116,8 +116,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const nemesis = new Nemesis(cluster, network, recorder, rng.fork(), options.nemeses, { ...DEFAULT_NEMESIS_TIMING, ...options.timing }, () => liveWatch.leader, log);
     await runWorkloadUnderFaults(options, settings, recorder, nemesis, newClient, rng);
     throwIfAborted(options.signal);
-    await healEverything(cluster, network, liveWatch, log);
-    await drainAll(settings, recorder, newClient, log);
+    await healEverything(cluster, network, liveWatch, log, options.signal);
+    await drainAll(settings, recorder, newClient, log, options.signal);
     return { ...finish(options, recorder, settings), nodePids: cluster.startedPids };
   } finally {
     watch?.stop();
@@ -161,7 +161,7 @@ async function runWorkloadUnderFaults(
 }
 
 /** SIGCONT, restart and reconnect every node, then wait until a leader answers. */
-async function healEverything(cluster: LocalCluster, network: LinkNetwork, watch: LeaderWatch, log: (line: string) => void): Promise<void> {
+async function healEverything(cluster: LocalCluster, network: LinkNetwork, watch: LeaderWatch, log: (line: string) => void, signal: AbortSignal | undefined): Promise<void> {
   network.healAll();
   for (const node of cluster.config.nodes) {
     if (cluster.isRunning(node.id)) cluster.signal(node.id, 'SIGCONT');
@@ -169,6 +169,7 @@ async function healEverything(cluster: LocalCluster, network: LinkNetwork, watch
   }
   const deadline = Date.now() + healedLeaderWaitMs;
   for (;;) {
+    throwIfAborted(signal);
     await watch.sample();
     if (watch.leader !== null) break;
     if (Date.now() > deadline) {
@@ -184,12 +185,19 @@ async function healEverything(cluster: LocalCluster, network: LinkNetwork, watch
  * A majority write first, so the leader that serves the drains has applied everything
  * committed before it (a new leader learns the commit index only by committing in its term).
  */
-async function drainAll(settings: WorkloadSettings, recorder: HistoryRecorder, newClient: (timeoutMs?: number) => LedgerClient, log: (line: string) => void): Promise<void> {
+async function drainAll(
+  settings: WorkloadSettings,
+  recorder: HistoryRecorder,
+  newClient: (timeoutMs?: number) => LedgerClient,
+  log: (line: string) => void,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   const admin = newClient(adminTimeoutMs);
   await admin.call({ op: 'commitOffsets', group: 'chaos-barrier', offsets: [{ topic: settings.topic, queueId: 0, offset: 0 }] }, adminTimeoutMs).catch((error: unknown) => {
     log(`barrier write failed (${error instanceof Error ? error.message : String(error)}); draining anyway`);
   });
   for (let q = 0; q < settings.queues; q++) {
+    throwIfAborted(signal);
     const drained = await drainQueue({ settings, recorder, newClient }, q);
     if (!drained) log(`queue ${q} could not be drained`);
   }

@@ -53,8 +53,9 @@ async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
     say('interrupted; stopping the cluster');
     abort.abort();
   };
-  process.once('SIGINT', interrupt);
-  process.once('SIGTERM', interrupt);
+  // `on`, not `once`: a second Ctrl-C must not kill this process before it stopped its nodes.
+  process.on('SIGINT', interrupt);
+  process.on('SIGTERM', interrupt);
   try {
     const result = await runChaos({
       durationS: options.duration, nemeses: options.nemesis, seed, flush: options.flush, quorum: options.quorum, outDir, log: say, signal: abort.signal,
