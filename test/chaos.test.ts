@@ -31,6 +31,8 @@ describe('chaos – short runs per nemesis are valid', () => {
     const result = await runChaos({ durationS: 6, nemeses: [nemesis], seed: 7, flush: 'sync', quorum: 'majority', outDir, producers: 3, timing: quickTiming });
     expect(result.report.undrainedQueues).toEqual([]);
     expect(result.verdict).toBe('valid');
+    expect(result.crashedNodes).toEqual([]);
+    expect(result.valid).toBe(true);
     expect(result.faults).toBeGreaterThanOrEqual(1);
     const saved = JSON.parse(readFileSync(result.reportPath, 'utf8'));
     expect(saved.faults.length).toBe(result.faults);
@@ -57,7 +59,7 @@ describe('chaos – short runs per nemesis are valid', () => {
     expect(stderr).toContain('seed 3');
     expect(stderr).toMatch(/fault: (isolate|cut links)/);
     const summary = JSON.parse(stdout);
-    expect(summary).toMatchObject({ valid: true, verdict: 'valid', seed: 3, anomalies: { lost: 0, reorder: 0 }, history: join(outDir, 'history.jsonl') });
+    expect(summary).toMatchObject({ valid: true, verdict: 'valid', seed: 3, anomalies: { lost: 0, reorder: 0 }, crashedNodes: [], history: join(outDir, 'history.jsonl') });
     expect(summary.faults).toBeGreaterThanOrEqual(1);
     expect(summary.acked).toBeGreaterThan(0);
     expect(code).toBe(0);

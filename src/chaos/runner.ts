@@ -66,6 +66,7 @@ export interface ChaosOptions {
 
 export interface ChaosResult {
   readonly seed: number;
+  /** The history checked valid AND no node died on its own. */
   readonly valid: boolean;
   readonly verdict: CheckReport['verdict'];
   readonly acked: number;
@@ -76,6 +77,8 @@ export interface ChaosResult {
   readonly reportPath: string;
   readonly timelinePath: string;
   readonly report: CheckReport;
+  /** Nodes found dead at the end although every kill had been undone: they crashed by themselves (a bug). */
+  readonly crashedNodes: readonly string[];
   /** Every node process the run started (all stopped by the time runChaos returns). */
   readonly nodePids: readonly number[];
 }
@@ -116,9 +119,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const nemesis = new Nemesis(cluster, network, recorder, rng.fork(), options.nemeses, { ...DEFAULT_NEMESIS_TIMING, ...options.timing }, () => liveWatch.leader, log);
     await runWorkloadUnderFaults(options, settings, recorder, nemesis, newClient, rng);
     throwIfAborted(options.signal);
-    await healEverything(cluster, network, liveWatch, log, options.signal);
+    const crashedNodes = await healEverything(cluster, network, liveWatch, log, options.signal);
     await drainAll(settings, recorder, newClient, log, options.signal);
-    return { ...finish(options, recorder, settings), nodePids: cluster.startedPids };
+    return { ...finish(options, recorder, settings, crashedNodes), nodePids: cluster.startedPids };
   } finally {
     watch?.stop();
     for (const client of clients) client.close();
@@ -160,12 +163,21 @@ async function runWorkloadUnderFaults(
   }
 }
 
-/** SIGCONT, restart and reconnect every node, then wait until a leader answers. */
-async function healEverything(cluster: LocalCluster, network: LinkNetwork, watch: LeaderWatch, log: (line: string) => void, signal: AbortSignal | undefined): Promise<void> {
+/**
+ * SIGCONT, restart and reconnect every node, then wait until a leader answers. The nemesis
+ * has undone its last kill already, so a node found dead here crashed by itself: returned.
+ */
+async function healEverything(cluster: LocalCluster, network: LinkNetwork, watch: LeaderWatch, log: (line: string) => void, signal: AbortSignal | undefined): Promise<string[]> {
   network.healAll();
+  const crashed: string[] = [];
   for (const node of cluster.config.nodes) {
-    if (cluster.isRunning(node.id)) cluster.signal(node.id, 'SIGCONT');
-    else cluster.start(node.id);
+    if (cluster.isRunning(node.id)) {
+      cluster.signal(node.id, 'SIGCONT');
+      continue;
+    }
+    crashed.push(node.id);
+    log(`${node.id} had died by itself (see nodes/${node.id}.log); restarting it`);
+    cluster.start(node.id);
   }
   const deadline = Date.now() + healedLeaderWaitMs;
   for (;;) {
@@ -174,11 +186,12 @@ async function healEverything(cluster: LocalCluster, network: LinkNetwork, watch
     if (watch.leader !== null) break;
     if (Date.now() > deadline) {
       log(`no leader ${healedLeaderWaitMs} ms after healing; the drains will likely fail (verdict unknown)`);
-      return;
+      return crashed;
     }
     await sleep(leaderSampleEveryMs);
   }
   log(`healed; leader ${watch.leader}`);
+  return crashed;
 }
 
 /**
@@ -203,7 +216,7 @@ async function drainAll(
   }
 }
 
-function finish(options: ChaosOptions, recorder: HistoryRecorder, settings: WorkloadSettings): Omit<ChaosResult, 'nodePids'> {
+function finish(options: ChaosOptions, recorder: HistoryRecorder, settings: WorkloadSettings, crashedNodes: string[]): Omit<ChaosResult, 'nodePids'> {
   const historyPath = join(options.outDir, 'history.jsonl');
   const reportPath = join(options.outDir, 'report.json');
   const timelinePath = join(options.outDir, 'timeline.svg');
@@ -214,19 +227,20 @@ function finish(options: ChaosOptions, recorder: HistoryRecorder, settings: Work
     seed: options.seed, nemeses: options.nemeses, flush: options.flush, quorum: options.quorum, durationS: options.durationS,
     producers: options.producers ?? 4, queues: settings.queues, keys: settings.keys,
   };
-  writeFileSync(reportPath, `${JSON.stringify({ run, ...report, faults: recorder.faults, leaders: recorder.leaders }, null, 2)}\n`);
+  writeFileSync(reportPath, `${JSON.stringify({ run, ...report, crashedNodes, faults: recorder.faults, leaders: recorder.leaders }, null, 2)}\n`);
   const header = [
     `chaos seed ${options.seed}: nemesis ${options.nemeses.join(',')}, flush ${options.flush}, quorum ${options.quorum}, ${options.durationS} s`,
     `faults (${recorder.faults.length}):`,
     ...recorder.faults.map((f) => `  ${(f.start / 1000).toFixed(1)}–${f.end === null ? '?' : (f.end / 1000).toFixed(1)} s  ${f.detail}`),
     `leaders: ${recorder.leaders.map((l) => `${(l.time / 1000).toFixed(1)}s ${l.leader ?? 'none'}`).join(', ')}`,
+    ...(crashedNodes.length > 0 ? [`NODES THAT CRASHED BY THEMSELVES: ${crashedNodes.join(', ')} (see nodes/<id>.log)`] : []),
     '',
   ].join('\n');
   writeFileSync(join(options.outDir, 'report.txt'), header + formatReport(report));
   const title = `ledgermq chaos seed ${options.seed} — ${options.nemeses.join(',')} — ${options.flush}/${options.quorum} — ${report.verdict.toUpperCase()}, ${report.stats.acked} acked`;
   writeFileSync(timelinePath, renderTimeline(recorder, title));
   return {
-    seed: options.seed, valid: report.valid, verdict: report.verdict, acked: report.stats.acked, faults: recorder.faults.length, anomalies,
+    seed: options.seed, valid: report.valid && crashedNodes.length === 0, verdict: report.verdict, crashedNodes, acked: report.stats.acked, faults: recorder.faults.length, anomalies,
     outDir: options.outDir, historyPath, reportPath, timelinePath, report,
   };
 }

@@ -61,11 +61,12 @@ async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
       durationS: options.duration, nemeses: options.nemesis, seed, flush: options.flush, quorum: options.quorum, outDir, log: say, signal: abort.signal,
     });
     if (options.json === true) {
-      const { seed: s, valid, verdict, acked, faults, anomalies, historyPath, reportPath, timelinePath } = result;
-      process.stdout.write(`${JSON.stringify({ valid, verdict, seed: s, acked, faults, anomalies, history: historyPath, report: reportPath, timeline: timelinePath })}\n`);
+      const { seed: s, valid, verdict, acked, faults, anomalies, crashedNodes, historyPath, reportPath, timelinePath } = result;
+      process.stdout.write(`${JSON.stringify({ valid, verdict, seed: s, acked, faults, anomalies, crashedNodes, history: historyPath, report: reportPath, timeline: timelinePath })}\n`);
     } else {
       const found = Object.entries(result.anomalies).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
-      process.stdout.write(`${result.verdict.toUpperCase()}: seed ${seed}, ${result.acked} acked, ${result.faults} faults${found.length > 0 ? `, anomalies: ${found.join(', ')}` : ''}\n`);
+      const crashed = result.crashedNodes.length > 0 ? `, nodes that crashed by themselves: ${result.crashedNodes.join(', ')}` : '';
+      process.stdout.write(`${result.verdict.toUpperCase()}: seed ${seed}, ${result.acked} acked, ${result.faults} faults${found.length > 0 ? `, anomalies: ${found.join(', ')}` : ''}${crashed}\n`);
       process.stdout.write(`history ${result.historyPath}\nreport ${join(outDir, 'report.txt')}\ntimeline ${result.timelinePath}\n`);
     }
     process.exitCode = result.valid ? 0 : 1;
