@@ -44,8 +44,10 @@ function exchange(port: number, text: string, keepOpen = false): Promise<{ reply
 
 describe('chaos link proxy – cut and heal on real sockets', () => {
   it('forwards both ways; a cut closes live connections and refuses new ones; heal lets them through again', async () => {
-    const proxy = await LinkProxy.start('127.0.0.1', await echoServer());
+    const proxy = await LinkProxy.start();
     cleanups.push(() => proxy.close());
+    expect(await exchange(proxy.port, 'no target yet')).toMatchObject({ reply: '', closed: true });
+    proxy.setTarget('127.0.0.1', await echoServer());
     const live = await exchange(proxy.port, 'hello', true);
     expect(live).toMatchObject({ reply: 'hello', closed: false });
     expect(proxy.connections).toBe(1);
@@ -57,7 +59,7 @@ describe('chaos link proxy – cut and heal on real sockets', () => {
     expect(proxy.connections).toBe(0);
     const refused = await exchange(proxy.port, 'during the cut');
     expect(refused).toMatchObject({ reply: '', closed: true });
-    expect(proxy.refusedConnections).toBe(1);
+    expect(proxy.refusedConnections).toBe(2);
 
     proxy.heal();
     expect(await exchange(proxy.port, 'again', true)).toMatchObject({ reply: 'again', closed: false });
@@ -65,8 +67,9 @@ describe('chaos link proxy – cut and heal on real sockets', () => {
 
   it('a network routes each node to its own proxies and cuts one direction or both', async () => {
     const nodes = await Promise.all(['a', 'b', 'c'].map(async (id) => ({ id, host: '127.0.0.1', raftPort: await echoServer() })));
-    const network = await LinkNetwork.start(nodes);
+    const network = await LinkNetwork.start(nodes.map((n) => n.id));
     cleanups.push(() => network.close());
+    network.setTargets(nodes);
     const ports = network.peerPorts('a');
     expect(Object.keys(ports).sort()).toEqual(['b', 'c']);
     expect(ports['b']).toBe(network.link('a', 'b').port);

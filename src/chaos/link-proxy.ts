@@ -4,6 +4,8 @@
 // each node a config in which every other node's raftPort is the proxy of (self → other).
 // Cutting a link destroys its live connections and refuses new ones until it is healed —
 // to both nodes it looks like a peer that vanished, which is what a partition is.
+// The proxies listen BEFORE the nodes' ports are picked (targets are set afterwards), so the
+// OS cannot hand a node's just-picked free port to a proxy.
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { assert } from '../util/assert.js';
 
@@ -18,17 +20,17 @@ export class LinkProxy {
   /** Connections refused or destroyed by a cut, for the report. */
   refusedConnections = 0;
 
+  private target: { host: string; port: number } | null = null;
+
   private constructor(
     private readonly server: Server,
     readonly port: number,
-    readonly targetHost: string,
-    readonly targetPort: number,
   ) {
     server.on('connection', (socket) => this.accept(socket));
   }
 
-  /** Listens on a free port of 127.0.0.1 and forwards every connection to target. */
-  static async start(targetHost: string, targetPort: number): Promise<LinkProxy> {
+  /** Listens on a free port of 127.0.0.1; connections are refused until setTarget(). */
+  static async start(): Promise<LinkProxy> {
     const server = createServer({ noDelay: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -36,7 +38,17 @@ export class LinkProxy {
     });
     const port = (server.address() as { port: number }).port;
     assert(port > 0, 'the proxy listens on a real port');
-    return new LinkProxy(server, port, targetHost, targetPort);
+    return new LinkProxy(server, port);
+  }
+
+  /** Where connections are forwarded from now on. */
+  setTarget(host: string, port: number): void {
+    assert(port > 0 && port < 65536, 'target port is a TCP port');
+    this.target = { host, port };
+  }
+
+  get targetPort(): number | null {
+    return this.target?.port ?? null;
   }
 
   get isCut(): boolean {
@@ -70,13 +82,13 @@ export class LinkProxy {
   }
 
   private accept(client: Socket): void {
-    if (this.cutNow || this.closed || this.live.size >= linkConnectionsMax) {
+    if (this.cutNow || this.closed || this.target === null || this.live.size >= linkConnectionsMax) {
       this.refusedConnections++;
       client.destroy();
       return;
     }
     client.setNoDelay(true);
-    const upstream = createConnection({ host: this.targetHost, port: this.targetPort, noDelay: true });
+    const upstream = createConnection({ host: this.target.host, port: this.target.port, noDelay: true });
     const pair = [client, upstream] as const;
     this.live.add(pair);
     const teardown = (): void => {
@@ -98,12 +110,13 @@ export class LinkProxy {
 export class LinkNetwork {
   private constructor(private readonly links: ReadonlyMap<string, LinkProxy>) {}
 
-  static async start(nodes: readonly { id: string; host: string; raftPort: number }[]): Promise<LinkNetwork> {
+  /** One listening proxy per ordered pair of `nodeIds`; give them targets with setTargets. */
+  static async start(nodeIds: readonly string[]): Promise<LinkNetwork> {
     const links = new Map<string, LinkProxy>();
     try {
-      for (const from of nodes) {
-        for (const to of nodes) {
-          if (from.id !== to.id) links.set(linkKey(from.id, to.id), await LinkProxy.start(to.host, to.raftPort));
+      for (const from of nodeIds) {
+        for (const to of nodeIds) {
+          if (from !== to) links.set(linkKey(from, to), await LinkProxy.start());
         }
       }
     } catch (error) {
@@ -111,6 +124,15 @@ export class LinkNetwork {
       throw error;
     }
     return new LinkNetwork(links);
+  }
+
+  /** Points link (x → node) at node's real peer port, for every x. */
+  setTargets(nodes: readonly { id: string; host: string; raftPort: number }[]): void {
+    for (const [key, link] of this.links) {
+      const to = nodes.find((n) => n.id === key.split(' ')[1]);
+      assert(to !== undefined, () => `no address for the target of link ${key}`);
+      link.setTarget(to.host, to.raftPort);
+    }
   }
 
   link(from: string, to: string): LinkProxy {

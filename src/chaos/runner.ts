@@ -85,6 +85,9 @@ export interface ChaosResult {
 
 /** How long the healed cluster gets to elect a leader before the drains are tried anyway. */
 const healedLeaderWaitMs = 30_000;
+/** How long freshly started nodes get to answer status. */
+const startupWaitMs = 20_000;
+const nodeIds = ['n1', 'n2', 'n3'];
 const leaderSampleEveryMs = 300;
 const adminTimeoutMs = 30_000;
 
@@ -95,7 +98,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const rng = new Rng(options.seed);
   const recorder = new HistoryRecorder(workloadEventsMax);
   mkdirSync(options.outDir, { recursive: true });
-  const cluster = await LocalCluster.create({ flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum });
+  const network = await LinkNetwork.start(nodeIds);
+  let cluster: LocalCluster;
+  try {
+    cluster = await LocalCluster.create({ flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum });
+  } catch (error) {
+    await network.close();
+    throw error;
+  }
   const clients: LedgerClient[] = [];
   const newClient = (timeoutMs = settings.opTimeoutMs): LedgerClient => {
     const client = new LedgerClient(
@@ -105,12 +115,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     clients.push(client);
     return client;
   };
-  let network: LinkNetwork | null = null;
   let watch: LeaderWatch | null = null;
   try {
-    network = await LinkNetwork.start(cluster.config.nodes);
+    assert(cluster.config.nodes.every((n, i) => n.id === nodeIds[i]), 'LocalCluster names its nodes n1..n3');
+    network.setTargets(cluster.config.nodes);
     for (const node of cluster.config.nodes) cluster.routePeers(node.id, network.peerPorts(node.id));
     cluster.startAll();
+    await everyNodeUp(cluster);
     await createTopic(newClient(adminTimeoutMs), settings);
     log(`cluster up in ${cluster.dir}; topic ${settings.topic} with ${settings.queues} queues`);
     watch = new LeaderWatch(newClient(), cluster.config.nodes.map((n) => n.id), recorder, leaderSampleEveryMs);
@@ -125,9 +136,24 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   } finally {
     watch?.stop();
     for (const client of clients) client.close();
-    await network?.close();
+    await network.close();
     keepNodeLogs(cluster, options.outDir);
     await cluster.dispose();
+  }
+}
+
+/** Fails fast (naming the node) when a node exits at startup, e.g. its port was taken meanwhile. */
+async function everyNodeUp(cluster: LocalCluster): Promise<void> {
+  const deadline = Date.now() + startupWaitMs;
+  for (const node of cluster.config.nodes) {
+    for (;;) {
+      if (!cluster.isRunning(node.id)) {
+        throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} exited at startup (see nodes/${node.id}.log in the output dir, e.g. a port taken by another process); run chaos again`);
+      }
+      if ((await cluster.status(node.id)) !== null) break;
+      if (Date.now() > deadline) throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} did not answer within ${startupWaitMs} ms of starting`);
+      await sleep(100);
+    }
   }
 }
 
