@@ -11,14 +11,15 @@ export function history(...steps: (Step | Step[])[]): HistoryEvent[] {
 }
 
 export const sendInvoke = (process: number, queue: string, body: string): Step => ({ type: 'invoke', process, f: 'send', value: { queue, body } });
-export const sendOk = (process: number, queue: string, body: string, offset: number): Step => ({
+/** `offset` null: an ack that named no offset (leader quorum). */
+export const sendOk = (process: number, queue: string, body: string, offset: number | null): Step => ({
   type: 'ok', process, f: 'send', value: { queue, body, offset },
 });
 export const sendFail = (process: number, queue: string, body: string): Step => ({ type: 'fail', process, f: 'send', value: { queue, body } });
 export const sendInfo = (process: number, queue: string, body: string): Step => ({ type: 'info', process, f: 'send', value: { queue, body } });
 
 /** A whole ok send: invoke then ok at `offset`. */
-export const send = (process: number, queue: string, body: string, offset: number): Step[] => [sendInvoke(process, queue, body), sendOk(process, queue, body, offset)];
+export const send = (process: number, queue: string, body: string, offset: number | null): Step[] => [sendInvoke(process, queue, body), sendOk(process, queue, body, offset)];
 
 function messagesOf(messages: [number, string][]): ReadMessage[] {
   return messages.map(([offset, body]) => ({ offset, body }));

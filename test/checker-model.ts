@@ -297,7 +297,7 @@ export const plantAnomaly: Readonly<Record<AnomalyKind, Mutation>> = {
     const events = clone(original);
     const victim = pickOf(ackedSends(events), pick);
     if (victim === undefined) return undefined;
-    victim.value.offset += 1 + (pick % 3);
+    victim.value.offset = (victim.value.offset ?? 0) + 1 + (pick % 3);
     return events;
   },
   /** Swap two acked sends A, B (A acked before B was invoked) everywhere: acks and reads. */

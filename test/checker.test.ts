@@ -136,6 +136,25 @@ describe('checker – each anomaly from a tiny history', () => {
   });
 });
 
+describe('checker – acks without an offset (leader quorum)', () => {
+  it('a null-offset ok is still judged for lost, and its loss is described without an offset', () => {
+    const report = checkHistory(history(send(0, Q, 'a', null), send(0, Q, 'b', null), drain(9, Q, [[0, 'a']])));
+    expect(foundKinds(report)).toEqual(['lost']);
+    expect(report.anomalies.lost[0]).toMatchObject({ body: 'b', queue: Q, ackedOffset: undefined });
+    expect(report.anomalies.lost[0]!.description).toContain('acked at orders/1 without an offset');
+  });
+
+  it('a null-offset ok cannot mismatch, and is placed for reorder only by reads', () => {
+    // b's ack names no offset and no read shows it: no offset-mismatch, no reorder, but lost.
+    const unread = checkHistory(history(send(0, Q, 'a', 0), send(0, Q, 'b', null), drain(9, Q, [[0, 'a']])));
+    expect(foundKinds(unread)).toEqual(['lost']);
+    // a read shows null-offset b before a, though b was acked before a was invoked: reorder.
+    const reordered = checkHistory(history(send(0, Q, 'b', null), send(0, Q, 'a', null), drain(9, Q, [[0, 'a'], [1, 'b']])));
+    expect(foundKinds(reordered)).toEqual(['reorder']);
+    expect(checkHistory(history(send(0, Q, 'a', null), send(0, Q, 'b', null), drain(9, Q, [[0, 'a'], [1, 'b']]))).valid).toBe(true);
+  });
+});
+
 describe('checker – valid look-alikes are not anomalies', () => {
   const expectValid = (events: HistoryEvent[]): void => {
     const report = checkHistory(events);
@@ -271,6 +290,7 @@ describe('checker – a malformed history is an error naming the line', () => {
     ['a missing process', [{ type: 'invoke', f: 'send', value: { queue: Q, body: 'a' }, time: 0 }], /^history:1: process must be a non-negative integer/],
     ['a string offset', [inv, { ...sendOk(0, Q, 'a', 0), value: { queue: Q, body: 'a', offset: '0' } }], /^history:2: value.offset must be a non-negative integer, not "0"$/],
     ['an ok send without offset', [inv, { ...sendOk(0, Q, 'a', 0), value: { queue: Q, body: 'a' } }], /^history:2: an ok send must name value.offset/],
+    ['a null offset on a failed send', [inv, { ...sendFail(0, Q, 'a'), value: { queue: Q, body: 'a', offset: null } }], /^history:2: value.offset is not allowed here/],
     ['an offset on a failed send', [inv, { ...sendFail(0, Q, 'a'), value: { queue: Q, body: 'a', offset: 3 } }], /^history:2: value.offset is not allowed here/],
     ['a missing body', [{ ...inv, value: { queue: Q } }], /^history:1: value.body must be a string, not undefined$/],
     ['an empty queue', [sendInvoke(0, '', 'a')], /^history:1: value.queue must not be empty$/],

@@ -34,8 +34,12 @@ export interface SendInvoke extends EventBase {
 export interface SendOk extends EventBase {
   type: 'ok';
   f: 'send';
-  /** `offset`: where the broker acknowledged storing the body. */
-  value: { queue: string; body: string; offset: number };
+  /**
+   * `offset`: where the broker acknowledged storing the body; `null` when the acknowledgement
+   * named no offset (`leader` quorum acks before the offset is assigned). A null-offset ok
+   * still counts for `lost`, but offset-mismatch and reorder cannot use its ack.
+   */
+  value: { queue: string; body: string; offset: number | null };
 }
 export interface SendFailOrInfo extends EventBase {
   type: 'fail' | 'info';
@@ -143,8 +147,9 @@ function parseSend(type: OperationType, process: number, time: number, value: Re
   const queue = requireQueue(value, at);
   const body = requireString(value['body'], 'value.body', at);
   if (type === 'ok') {
-    if (!('offset' in value)) throw badHistory(at, 'an ok send must name value.offset, where the message was stored');
-    return { type, process, f: 'send', value: { queue, body, offset: requireOffset(value['offset'], 'value.offset', at) }, time };
+    if (!('offset' in value)) throw badHistory(at, 'an ok send must name value.offset, where the message was stored (null if the ack named none)');
+    const offset = value['offset'] === null ? null : requireOffset(value['offset'], 'value.offset', at);
+    return { type, process, f: 'send', value: { queue, body, offset }, time };
   }
   forbid(value, 'offset', `only an ok send names the offset it was stored at, this is ${type}`, at);
   if (type === 'invoke') return { type, process, f: 'send', value: { queue, body }, time };

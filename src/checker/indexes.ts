@@ -14,7 +14,7 @@ export interface SendRecord {
   /** Absent while the send is in flight; an `incomplete` ref when the history ended first. */
   completion: OpRef | undefined;
   outcome: 'ok' | 'fail' | 'info' | 'pending';
-  /** Only for ok: the offset the acknowledgement named. */
+  /** Only for ok: the offset the acknowledgement named; undefined if it named none (leader quorum). */
   ackedOffset: number | undefined;
 }
 
@@ -153,7 +153,7 @@ export class IndexBuilder {
     if (operation.outcome === 'ok') {
       const completion = operation.completionEvent;
       assert(completion !== undefined && completion.f === 'send' && completion.type === 'ok', 'an ok send has its ok event');
-      send.ackedOffset = completion.value.offset;
+      send.ackedOffset = completion.value.offset ?? undefined;
       stats.acked += 1;
     } else if (operation.outcome === 'fail') stats.failed += 1;
     else stats.info += 1;

@@ -1,6 +1,7 @@
 // Registry of CLI commands: each lives in its own module.
 import type { Command } from 'commander';
 import { registerBench } from './bench.js';
+import { registerChaos } from './chaos.js';
 import { registerCheck } from './check.js';
 import { registerClusterStart } from './cluster-start.js';
 import { registerConsume } from './consume.js';
@@ -21,5 +22,6 @@ export function registerCommands(program: Command): void {
   registerGroup(program);
   registerSim(program);
   registerCheck(program);
+  registerChaos(program);
   registerBench(program);
 }

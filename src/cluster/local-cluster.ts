@@ -2,7 +2,7 @@
 // tests, chaos runs and benchmarks that kill (SIGKILL), pause (SIGSTOP) and restart nodes.
 // Each node's log goes to <dir>/<id>.log; dispose() kills every child and removes the dir.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { LedgerClient, DEFAULT_CLIENT_OPTIONS } from '../client/client.js';
@@ -10,6 +10,7 @@ import { type ClusterConfig, loadConfig } from '../config/config.js';
 import type { NodeStatus } from '../node/raft-node.js';
 import { RpcConnection } from '../transport/rpc-connection.js';
 import { freePorts } from './ports.js';
+import { assert } from '../util/assert.js';
 import { until } from '../util/until.js';
 
 /** The CLI entry, found from this module (src/ or dist/src/). */
@@ -25,7 +26,11 @@ export class LocalCluster {
   readonly configPath: string;
   readonly config: ClusterConfig;
   private readonly children = new Map<string, ChildProcess>();
+  /** Nodes started with their own config (peer raftPorts rerouted), see routePeers. */
+  private readonly nodeConfigPaths = new Map<string, string>();
   private readonly clients: LedgerClient[] = [];
+  /** Every node process started, in order (restarts included), for callers that audit cleanup. */
+  readonly startedPids: number[] = [];
 
   private constructor(dir: string, configPath: string, private readonly launch: LaunchOptions) {
     this.dir = dir;
@@ -52,18 +57,44 @@ export class LocalCluster {
     return new LocalCluster(dir, configPath, launch);
   }
 
+  /**
+   * From its next start on, node `id` dials each peer at `peerPorts[peer]` instead of the
+   * peer's raftPort (e.g. a fault-injecting proxy); it still listens on its own raftPort.
+   * Written as `<dir>/<id>.config.json`; the peer handshake checks ids, not ports.
+   */
+  routePeers(id: string, peerPorts: Readonly<Record<string, number>>): void {
+    const raw = JSON.parse(readFileSync(this.configPath, 'utf8')) as { nodes: { id: string; raftPort: number }[] };
+    assert(raw.nodes.some((n) => n.id === id), () => `unknown node ${id}`);
+    for (const node of raw.nodes) {
+      const port = peerPorts[node.id];
+      if (node.id !== id && port !== undefined) node.raftPort = port;
+    }
+    const path = join(this.dir, `${id}.config.json`);
+    writeFileSync(path, JSON.stringify(raw, null, 2));
+    this.nodeConfigPaths.set(id, path);
+  }
+
   start(id: string): ChildProcess {
     const log = openSync(join(this.dir, `${id}.log`), 'a');
-    const child = spawn(process.execPath, [...(this.launch.nodeArgs ?? []), BIN, 'node', 'start', '--id', id, '--config', this.configPath], {
+    const configPath = this.nodeConfigPaths.get(id) ?? this.configPath;
+    const child = spawn(process.execPath, [...(this.launch.nodeArgs ?? []), BIN, 'node', 'start', '--id', id, '--config', configPath], {
       stdio: ['ignore', log, log],
       env: { ...process.env, LEDGERMQ_LOG_FORMAT: 'json' },
     });
+    closeSync(log); // the child has its own copy; restarts must not leak descriptors here
+    if (child.pid !== undefined) this.startedPids.push(child.pid);
     this.children.set(id, child);
     return child;
   }
 
   startAll(): void {
     for (const node of this.config.nodes) this.start(node.id);
+  }
+
+  /** Whether node `id` has a process that has not exited (paused counts as running). */
+  isRunning(id: string): boolean {
+    const child = this.children.get(id);
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
   }
 
   pid(id: string): number {

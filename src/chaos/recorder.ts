@@ -1,0 +1,101 @@
+// The chaos run's history (CONTRACT.md "History format"): every operation's invoke and
+// completion, in the order they happened, with monotonic times; process numbers (one per
+// client session, a fresh one after every `info`); the lane (worker) each process belongs to,
+// for the timeline; and the faults and leader changes seen, also for the timeline and report.
+import { appendFileSync, writeFileSync } from 'node:fs';
+import type { HistoryEvent, ReadMessage } from '../checker/index.js';
+import { assert } from '../util/assert.js';
+
+export interface FaultRecord {
+  kind: 'kill' | 'pause' | 'partition';
+  /** Nodes the fault hit (for a partition: the side that was cut off). */
+  nodes: string[];
+  /** One line for people, e.g. "SIGKILL n2 (leader)". */
+  detail: string;
+  /** ms on the history clock. */
+  start: number;
+  /** null while the fault lasts. */
+  end: number | null;
+}
+
+export interface LeaderChange {
+  time: number;
+  /** null: no node claimed leadership at that sample. */
+  leader: string | null;
+  term: number;
+}
+
+/** Lines written per appendFileSync when the history is saved. */
+const historyWriteChunkLines = 10_000;
+
+export class HistoryRecorder {
+  readonly events: HistoryEvent[] = [];
+  readonly faults: FaultRecord[] = [];
+  readonly leaders: LeaderChange[] = [];
+  /** process → lane name (the worker it belongs to), for the timeline. */
+  readonly lanes = new Map<number, string>();
+  private nextProcess = 0;
+  private readonly origin = performance.now();
+
+  /** `workloadEventsMax`: past it, `full` tells workers to stop issuing operations. */
+  constructor(readonly workloadEventsMax: number) {
+    assert(workloadEventsMax > 0, 'workloadEventsMax is positive');
+  }
+
+  /** Milliseconds since the run began, to the microsecond; never decreases. */
+  now(): number {
+    return Math.round((performance.now() - this.origin) * 1000) / 1000;
+  }
+
+  get full(): boolean {
+    return this.events.length >= this.workloadEventsMax;
+  }
+
+  /** A new client session of `lane`. */
+  newProcess(lane: string): number {
+    const process = this.nextProcess++;
+    this.lanes.set(process, lane);
+    return process;
+  }
+
+  invokeSend(process: number, queue: string, body: string): void {
+    this.push({ type: 'invoke', process, f: 'send', value: { queue, body }, time: this.now() });
+  }
+
+  sendOk(process: number, queue: string, body: string, offset: number | null): void {
+    this.push({ type: 'ok', process, f: 'send', value: { queue, body, offset }, time: this.now() });
+  }
+
+  sendFailed(type: 'fail' | 'info', process: number, queue: string, body: string, error: string): void {
+    this.push({ type, process, f: 'send', value: { queue, body }, time: this.now(), error });
+  }
+
+  /** `from`: the offset the poll starts at, when the process's position was (re)set. */
+  invokeRead(process: number, f: 'poll' | 'drain', queue: string, from?: number): void {
+    const value = from === undefined || f === 'drain' ? { queue } : { queue, from };
+    this.push({ type: 'invoke', process, f, value, time: this.now() } as HistoryEvent);
+  }
+
+  readOk(process: number, f: 'poll' | 'drain', queue: string, messages: ReadMessage[]): void {
+    this.push({ type: 'ok', process, f, value: { queue, messages }, time: this.now() });
+  }
+
+  readFailed(type: 'fail' | 'info', process: number, f: 'poll' | 'drain', queue: string, error: string): void {
+    this.push({ type, process, f, value: { queue }, time: this.now(), error });
+  }
+
+  /** Writes the history as JSON Lines, in chunks (a long run holds hundreds of thousands of events). */
+  save(path: string): void {
+    writeFileSync(path, '');
+    for (let i = 0; i < this.events.length; i += historyWriteChunkLines) {
+      const lines = this.events.slice(i, i + historyWriteChunkLines).map((e) => JSON.stringify(e));
+      appendFileSync(path, `${lines.join('\n')}\n`);
+    }
+  }
+
+  private push(event: HistoryEvent): void {
+    const previous = this.events[this.events.length - 1];
+    assert(previous === undefined || previous.time <= event.time, 'history time never goes backwards');
+    this.events.push(event);
+  }
+}

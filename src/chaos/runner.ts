@@ -1,0 +1,285 @@
+// `ledgermq chaos` end to end: a fresh three-node cluster of real processes whose peer links
+// run through fault-injecting proxies; keyed producers and per-queue consumers recording a
+// Jepsen-style history; seeded faults for the run's duration; then heal, drain every queue,
+// check the history, and write history.jsonl, report.json, report.txt, timeline.svg and the
+// nodes' logs. Everything it starts is stopped in `finally`, also when interrupted.
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { anomalyKinds, type AnomalyKind, type CheckReport, checkHistory, formatReport } from '../checker/index.js';
+import { DEFAULT_CLIENT_OPTIONS, LedgerClient } from '../client/client.js';
+import { LocalCluster } from '../cluster/local-cluster.js';
+import type { FlushMode, QuorumMode } from '../config/config.js';
+import { Rng } from '../sim/rng.js';
+import { RpcConnection } from '../transport/rpc-connection.js';
+import { assert } from '../util/assert.js';
+import { isLmqError, LmqError } from '../util/errors.js';
+import { LeaderWatch } from './leader-watch.js';
+import { LinkNetwork } from './link-proxy.js';
+import { Nemesis, type NemesisKind, type NemesisTiming } from './nemesis.js';
+import { HistoryRecorder } from './recorder.js';
+import { renderTimeline } from './timeline.js';
+import { drainQueue, runConsumer, runProducer, type WorkloadContext, type WorkloadSettings } from './workload.js';
+
+export const chaosDurationMaxS = 3600;
+/** Workload events (invokes and completions) after which the workers stop issuing operations. */
+export const workloadEventsMax = 1_000_000;
+
+export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
+  topic: 'chaos',
+  queues: 3,
+  keys: 8,
+  opTimeoutMs: 5_000,
+  sendPauseMs: 2,
+  pollWaitMs: 500,
+  pullMessagesMax: 256,
+  drainAttemptsMax: 5,
+});
+
+export const DEFAULT_NEMESIS_TIMING: NemesisTiming = Object.freeze({
+  quietMinMs: 1_000,
+  quietMaxMs: 3_000,
+  holdMinMs: 1_500,
+  holdMaxMs: 4_000,
+  leaderTargetChance: 0.7,
+  laggingKillChance: 0.5,
+  laggingKillMinMs: 100,
+  laggingKillMaxMs: 400,
+});
+
+export interface ChaosOptions {
+  readonly durationS: number;
+  readonly nemeses: readonly NemesisKind[];
+  readonly seed: number;
+  readonly flush: FlushMode;
+  readonly quorum: QuorumMode;
+  readonly outDir: string;
+  /** Concurrent producers, each sending one message at a time. */
+  readonly producers?: number;
+  readonly workload?: Partial<WorkloadSettings>;
+  readonly timing?: Partial<NemesisTiming>;
+  /** Progress lines (faults, phases); default: none. */
+  readonly log?: (line: string) => void;
+  /** Aborting stops the run early; it still cleans up, then rejects. */
+  readonly signal?: AbortSignal;
+}
+
+export interface ChaosResult {
+  readonly seed: number;
+  /** The history checked valid AND no node died on its own. */
+  readonly valid: boolean;
+  readonly verdict: CheckReport['verdict'];
+  readonly acked: number;
+  readonly faults: number;
+  readonly anomalies: Record<AnomalyKind, number>;
+  readonly outDir: string;
+  readonly historyPath: string;
+  readonly reportPath: string;
+  readonly timelinePath: string;
+  readonly report: CheckReport;
+  /** Nodes found dead at the end although every kill had been undone: they crashed by themselves (a bug). */
+  readonly crashedNodes: readonly string[];
+  /** Every node process the run started (all stopped by the time runChaos returns). */
+  readonly nodePids: readonly number[];
+}
+
+/** How long the healed cluster gets to elect a leader before the drains are tried anyway. */
+const healedLeaderWaitMs = 30_000;
+/** How long freshly started nodes get to answer status. */
+const startupWaitMs = 20_000;
+const nodeIds = ['n1', 'n2', 'n3'];
+const leaderSampleEveryMs = 300;
+const adminTimeoutMs = 30_000;
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  assert(options.durationS > 0 && options.durationS <= chaosDurationMaxS, 'duration within bounds');
+  const settings: WorkloadSettings = { ...DEFAULT_WORKLOAD, ...options.workload };
+  const log = options.log ?? (() => undefined);
+  const rng = new Rng(options.seed);
+  const recorder = new HistoryRecorder(workloadEventsMax);
+  mkdirSync(options.outDir, { recursive: true });
+  const network = await LinkNetwork.start(nodeIds);
+  let cluster: LocalCluster;
+  try {
+    cluster = await LocalCluster.create({ flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum });
+  } catch (error) {
+    await network.close();
+    throw error;
+  }
+  const clients: LedgerClient[] = [];
+  const newClient = (timeoutMs = settings.opTimeoutMs): LedgerClient => {
+    const client = new LedgerClient(
+      { ...DEFAULT_CLIENT_OPTIONS, nodes: cluster.config.nodes, timeoutMs, requestTimeoutMs: 1_500, connectTimeoutMs: 500, retryBackoffMaxMs: 250 },
+      (host, port, connectTimeoutMs) => RpcConnection.connect(host, port, { connectTimeoutMs }),
+    );
+    clients.push(client);
+    return client;
+  };
+  let watch: LeaderWatch | null = null;
+  try {
+    assert(cluster.config.nodes.every((n, i) => n.id === nodeIds[i]), 'LocalCluster names its nodes n1..n3');
+    network.setTargets(cluster.config.nodes);
+    for (const node of cluster.config.nodes) cluster.routePeers(node.id, network.peerPorts(node.id));
+    cluster.startAll();
+    await everyNodeUp(cluster);
+    await createTopic(newClient(adminTimeoutMs), settings);
+    log(`cluster up in ${cluster.dir}; topic ${settings.topic} with ${settings.queues} queues`);
+    watch = new LeaderWatch(newClient(), cluster.config.nodes.map((n) => n.id), recorder, leaderSampleEveryMs);
+    watch.start();
+    const liveWatch = watch;
+    const nemesis = new Nemesis(cluster, network, recorder, rng.fork(), options.nemeses, { ...DEFAULT_NEMESIS_TIMING, ...options.timing }, () => liveWatch.leader, log);
+    await runWorkloadUnderFaults(options, settings, recorder, nemesis, newClient, rng);
+    throwIfAborted(options.signal);
+    const crashedNodes = await healEverything(cluster, network, liveWatch, log, options.signal);
+    await drainAll(settings, recorder, newClient, log, options.signal);
+    return { ...finish(options, recorder, settings, crashedNodes), nodePids: cluster.startedPids };
+  } finally {
+    watch?.stop();
+    for (const client of clients) client.close();
+    await network.close();
+    keepNodeLogs(cluster, options.outDir);
+    await cluster.dispose();
+  }
+}
+
+/** Fails fast (naming the node) when a node exits at startup, e.g. its port was taken meanwhile. */
+async function everyNodeUp(cluster: LocalCluster): Promise<void> {
+  const deadline = Date.now() + startupWaitMs;
+  for (const node of cluster.config.nodes) {
+    for (;;) {
+      if (!cluster.isRunning(node.id)) {
+        throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} exited at startup (see nodes/${node.id}.log in the output dir, e.g. a port taken by another process); run chaos again`);
+      }
+      if ((await cluster.status(node.id)) !== null) break;
+      if (Date.now() > deadline) throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} did not answer within ${startupWaitMs} ms of starting`);
+      await sleep(100);
+    }
+  }
+}
+
+async function createTopic(client: LedgerClient, settings: WorkloadSettings): Promise<void> {
+  try {
+    await client.call({ op: 'createTopic', topic: settings.topic, queues: settings.queues }, adminTimeoutMs);
+  } catch (error) {
+    // A retry after an attempt that timed out yet committed finds the topic there: fine.
+    if (!isLmqError(error, 'LMQ_TOPIC_EXISTS')) throw error;
+  }
+}
+
+async function runWorkloadUnderFaults(
+  options: ChaosOptions,
+  settings: WorkloadSettings,
+  recorder: HistoryRecorder,
+  nemesis: Nemesis,
+  newClient: () => LedgerClient,
+  rng: Rng,
+): Promise<void> {
+  let stopping = false;
+  const aborted = () => options.signal?.aborted === true;
+  const context: WorkloadContext = { settings, recorder, newClient, stopped: () => stopping || aborted() };
+  const workers: Promise<void>[] = [];
+  for (let p = 0; p < (options.producers ?? 4); p++) workers.push(runProducer(context, p, rng.fork()));
+  for (let q = 0; q < settings.queues; q++) workers.push(runConsumer(context, 'chaos-consumers', q));
+  try {
+    await nemesis.run(recorder.now() + options.durationS * 1000, aborted);
+  } finally {
+    stopping = true;
+    // Every operation is bounded by opTimeoutMs, so the workers end soon after.
+    await Promise.all(workers);
+  }
+}
+
+/**
+ * SIGCONT, restart and reconnect every node, then wait until a leader answers. The nemesis
+ * has undone its last kill already, so a node found dead here crashed by itself: returned.
+ */
+async function healEverything(cluster: LocalCluster, network: LinkNetwork, watch: LeaderWatch, log: (line: string) => void, signal: AbortSignal | undefined): Promise<string[]> {
+  network.healAll();
+  const crashed: string[] = [];
+  for (const node of cluster.config.nodes) {
+    if (cluster.isRunning(node.id)) {
+      cluster.signal(node.id, 'SIGCONT');
+      continue;
+    }
+    crashed.push(node.id);
+    log(`${node.id} had died by itself (see nodes/${node.id}.log); restarting it`);
+    cluster.start(node.id);
+  }
+  const deadline = Date.now() + healedLeaderWaitMs;
+  for (;;) {
+    throwIfAborted(signal);
+    await watch.sample();
+    if (watch.leader !== null) break;
+    if (Date.now() > deadline) {
+      log(`no leader ${healedLeaderWaitMs} ms after healing; the drains will likely fail (verdict unknown)`);
+      return crashed;
+    }
+    await sleep(leaderSampleEveryMs);
+  }
+  log(`healed; leader ${watch.leader}`);
+  return crashed;
+}
+
+/**
+ * A majority write first, so the leader that serves the drains has applied everything
+ * committed before it (a new leader learns the commit index only by committing in its term).
+ */
+async function drainAll(
+  settings: WorkloadSettings,
+  recorder: HistoryRecorder,
+  newClient: (timeoutMs?: number) => LedgerClient,
+  log: (line: string) => void,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const admin = newClient(adminTimeoutMs);
+  await admin.call({ op: 'commitOffsets', group: 'chaos-barrier', offsets: [{ topic: settings.topic, queueId: 0, offset: 0 }] }, adminTimeoutMs).catch((error: unknown) => {
+    log(`barrier write failed (${error instanceof Error ? error.message : String(error)}); draining anyway`);
+  });
+  for (let q = 0; q < settings.queues; q++) {
+    throwIfAborted(signal);
+    const drained = await drainQueue({ settings, recorder, newClient }, q);
+    if (!drained) log(`queue ${q} could not be drained`);
+  }
+}
+
+function finish(options: ChaosOptions, recorder: HistoryRecorder, settings: WorkloadSettings, crashedNodes: string[]): Omit<ChaosResult, 'nodePids'> {
+  const historyPath = join(options.outDir, 'history.jsonl');
+  const reportPath = join(options.outDir, 'report.json');
+  const timelinePath = join(options.outDir, 'timeline.svg');
+  recorder.save(historyPath);
+  const report = checkHistory(recorder.events, historyPath);
+  const anomalies = Object.fromEntries(anomalyKinds.map((k) => [k, report.counts[k]])) as Record<AnomalyKind, number>;
+  const run = {
+    seed: options.seed, nemeses: options.nemeses, flush: options.flush, quorum: options.quorum, durationS: options.durationS,
+    producers: options.producers ?? 4, queues: settings.queues, keys: settings.keys,
+  };
+  writeFileSync(reportPath, `${JSON.stringify({ run, ...report, crashedNodes, faults: recorder.faults, leaders: recorder.leaders }, null, 2)}\n`);
+  const header = [
+    `chaos seed ${options.seed}: nemesis ${options.nemeses.join(',')}, flush ${options.flush}, quorum ${options.quorum}, ${options.durationS} s`,
+    `faults (${recorder.faults.length}):`,
+    ...recorder.faults.map((f) => `  ${(f.start / 1000).toFixed(1)}–${f.end === null ? '?' : (f.end / 1000).toFixed(1)} s  ${f.detail}`),
+    `leaders: ${recorder.leaders.map((l) => `${(l.time / 1000).toFixed(1)}s ${l.leader ?? 'none'}`).join(', ')}`,
+    ...(crashedNodes.length > 0 ? [`NODES THAT CRASHED BY THEMSELVES: ${crashedNodes.join(', ')} (see nodes/<id>.log)`] : []),
+    '',
+  ].join('\n');
+  writeFileSync(join(options.outDir, 'report.txt'), header + formatReport(report));
+  const title = `ledgermq chaos seed ${options.seed} — ${options.nemeses.join(',')} — ${options.flush}/${options.quorum} — ${report.verdict.toUpperCase()}, ${report.stats.acked} acked`;
+  writeFileSync(timelinePath, renderTimeline(recorder, title));
+  return {
+    seed: options.seed, valid: report.valid && crashedNodes.length === 0, verdict: report.verdict, crashedNodes, acked: report.stats.acked, faults: recorder.faults.length, anomalies,
+    outDir: options.outDir, historyPath, reportPath, timelinePath, report,
+  };
+}
+
+function keepNodeLogs(cluster: LocalCluster, outDir: string): void {
+  const logs = join(outDir, 'nodes');
+  mkdirSync(logs, { recursive: true });
+  for (const node of cluster.config.nodes) {
+    const path = join(cluster.dir, `${node.id}.log`);
+    if (existsSync(path)) copyFileSync(path, join(logs, `${node.id}.log`));
+  }
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new LmqError('LMQ_UNAVAILABLE', 'the chaos run was interrupted; its cluster was stopped and its temp dir removed');
+}

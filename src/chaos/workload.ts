@@ -1,0 +1,192 @@
+// The chaos workload: keyed producers (several keys per queue, so order within a queue
+// matters), one consumer per queue committing the group's offsets, and the final drains.
+// Every operation is recorded honestly: `ok` only when the broker said so, `fail` only when it
+// definitely did not happen, anything uncertain `info` — after which the worker goes on under
+// a new process number. Each invoke is recorded BEFORE the request leaves.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ReadMessage } from '../checker/index.js';
+import type { LedgerClient } from '../client/client.js';
+import { hashKey, Producer } from '../client/producer.js';
+import type { Rng } from '../sim/rng.js';
+import { assert } from '../util/assert.js';
+import { isLmqError } from '../util/errors.js';
+import type { HistoryRecorder } from './recorder.js';
+
+export interface WorkloadSettings {
+  readonly topic: string;
+  readonly queues: number;
+  /** Business keys; each send picks one, its queue is hash(key) mod queues. */
+  readonly keys: number;
+  /** Bound on one operation, retries and leader changes included; past it the outcome is info. */
+  readonly opTimeoutMs: number;
+  /** Pause between one producer's sends. */
+  readonly sendPauseMs: number;
+  /** Longest one consumer pull waits on the broker for new messages. */
+  readonly pollWaitMs: number;
+  readonly pullMessagesMax: number;
+  /** Drain attempts per queue before the queue is left undrained (verdict: unknown). */
+  readonly drainAttemptsMax: number;
+}
+
+export interface WorkloadContext {
+  readonly settings: WorkloadSettings;
+  readonly recorder: HistoryRecorder;
+  /** A fresh client (own connections), closed by the runner at the end. */
+  readonly newClient: () => LedgerClient;
+  /** True once the workers must stop issuing operations. */
+  readonly stopped: () => boolean;
+}
+
+interface PullReply {
+  messages: { offset: number; body: Uint8Array }[];
+}
+
+export function queueName(topic: string, queueId: number): string {
+  return `${topic}/${queueId}`;
+}
+
+/** One line naming an error, for the history's `error` field. */
+export function describeError(error: unknown): string {
+  if (isLmqError(error)) return `${error.code}: ${error.message}`;
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Only a request the broker refused as invalid is definitely not stored: validation happens
+ * before anything is proposed, the same way on every attempt. Everything else — timeouts, lost
+ * connections, LMQ_LEADERSHIP_LOST, LMQ_UNAVAILABLE after retries — may have happened.
+ */
+function sendOutcome(error: unknown): 'fail' | 'info' {
+  return isLmqError(error, 'LMQ_BAD_INPUT') ? 'fail' : 'info';
+}
+
+/** Sends unique bodies `p<worker>-<n>` one at a time until stopped. */
+export async function runProducer(context: WorkloadContext, worker: number, rng: Rng): Promise<void> {
+  const { settings, recorder } = context;
+  const lane = `producer ${worker}`;
+  const producer = new Producer(context.newClient(), settings.opTimeoutMs);
+  let process = recorder.newProcess(lane);
+  for (let n = 0; !context.stopped() && !recorder.full; n++) {
+    const key = `k${rng.int(settings.keys)}`;
+    const queue = queueName(settings.topic, hashKey(key) % settings.queues);
+    const body = `p${worker}-${n}`;
+    recorder.invokeSend(process, queue, body);
+    try {
+      const sent = await producer.send(settings.topic, { body: Buffer.from(body), key }, 'byKey');
+      assert(queueName(settings.topic, sent.queueId) === queue, 'the producer picks the queue of the key');
+      recorder.sendOk(process, queue, body, sent.offset);
+    } catch (error) {
+      const outcome = sendOutcome(error);
+      recorder.sendFailed(outcome, process, queue, body, describeError(error));
+      if (outcome === 'info') process = recorder.newProcess(lane);
+    }
+    if (settings.sendPauseMs > 0) await sleep(settings.sendPauseMs);
+  }
+}
+
+/**
+ * One consumer of the group on one queue: resumes at the group's committed offset (a poll
+ * with `from`), polls forward, commits after recording each poll. After an uncertain poll it
+ * restarts as a new process from the committed offset.
+ */
+export async function runConsumer(context: WorkloadContext, group: string, queueId: number): Promise<void> {
+  const { settings, recorder } = context;
+  const lane = `consumer ${queueId}`;
+  const client = context.newClient();
+  const queue = queueName(settings.topic, queueId);
+  let process = recorder.newProcess(lane);
+  let position: number | null = null;
+  let resumed = true;
+  while (!context.stopped() && !recorder.full) {
+    if (position === null) {
+      position = await committedPosition(client, settings, group, queueId);
+      resumed = true;
+      if (position === null) {
+        await sleep(100); // no leader yet; nothing was recorded, so the process stays
+        continue;
+      }
+    }
+    recorder.invokeRead(process, 'poll', queue, resumed ? position : undefined);
+    let messages: ReadMessage[];
+    try {
+      messages = await pull(client, settings, queueId, position, settings.pollWaitMs);
+    } catch (error) {
+      recorder.readFailed('info', process, 'poll', queue, describeError(error));
+      process = recorder.newProcess(lane);
+      position = null;
+      continue;
+    }
+    recorder.readOk(process, 'poll', queue, messages);
+    resumed = false;
+    const last = messages[messages.length - 1];
+    if (last === undefined) continue;
+    position = last.offset + 1;
+    // A failed commit only means a restarted consumer re-reads; the history does not include it.
+    await client.call({ op: 'commitOffsets', group, offsets: [{ topic: settings.topic, queueId, offset: position }] }, settings.opTimeoutMs).catch(() => undefined);
+  }
+}
+
+async function committedPosition(client: LedgerClient, settings: WorkloadSettings, group: string, queueId: number): Promise<number | null> {
+  try {
+    const reply = (await client.call({ op: 'queryOffsets', group, queues: [{ topic: settings.topic, queueId }] }, settings.opTimeoutMs)) as {
+      offsets: { offset: number | null; minOffset: number; nextOffset: number }[];
+    };
+    const range = reply.offsets[0];
+    assert(range !== undefined, 'queryOffsets answers for the queue asked');
+    return range.offset ?? range.minOffset;
+  } catch {
+    return null;
+  }
+}
+
+async function pull(client: LedgerClient, settings: WorkloadSettings, queueId: number, offset: number, waitMs: number): Promise<ReadMessage[]> {
+  const reply = (await client.call(
+    { op: 'pull', topic: settings.topic, queueId, offset, maxMessages: settings.pullMessagesMax, maxBytes: 1 << 20, waitMs },
+    settings.opTimeoutMs + waitMs,
+  )) as PullReply;
+  return reply.messages.map((m) => ({ offset: m.offset, body: Buffer.from(m.body).toString('utf8') }));
+}
+
+/**
+ * Reads one whole queue from its first offset as one `drain` operation. Retries as a new
+ * process after an uncertain attempt; returns whether an ok drain was recorded.
+ */
+export async function drainQueue(context: Omit<WorkloadContext, 'stopped'>, queueId: number): Promise<boolean> {
+  const { settings, recorder } = context;
+  const client = context.newClient();
+  const queue = queueName(settings.topic, queueId);
+  for (let attempt = 0; attempt < settings.drainAttemptsMax; attempt++) {
+    const process = recorder.newProcess(`drain ${queueId}`);
+    recorder.invokeRead(process, 'drain', queue);
+    try {
+      const messages = await readWholeQueue(client, settings, queueId);
+      recorder.readOk(process, 'drain', queue, messages);
+      return true;
+    } catch (error) {
+      recorder.readFailed('info', process, 'drain', queue, describeError(error));
+      await sleep(200);
+    }
+  }
+  return false;
+}
+
+async function readWholeQueue(client: LedgerClient, settings: WorkloadSettings, queueId: number): Promise<ReadMessage[]> {
+  const reply = (await client.call({ op: 'queryOffsets', group: 'chaos-drain', queues: [{ topic: settings.topic, queueId }] }, settings.opTimeoutMs)) as {
+    offsets: { minOffset: number; nextOffset: number }[];
+  };
+  const range = reply.offsets[0];
+  assert(range !== undefined, 'queryOffsets answers for the queue asked');
+  const messages: ReadMessage[] = [];
+  let position = range.minOffset;
+  for (;;) {
+    const batch = await pull(client, settings, queueId, position, 0);
+    const last = batch[batch.length - 1];
+    if (last === undefined) break;
+    messages.push(...batch);
+    position = last.offset + 1;
+  }
+  // Ending short of the end the broker just named (e.g. the reads went to a lagging new
+  // leader) would make a partial drain look like loss: count it as an uncertain attempt.
+  if (position < range.nextOffset) throw new Error(`the drain ended at offset ${position}, before the queue's end ${range.nextOffset}`);
+  return messages;
+}

@@ -1,0 +1,77 @@
+// `ledgermq chaos` (CONTRACT.md): a fresh local cluster under a produce/consume workload and
+// seeded faults; prints the seed first and the verdict last; exit 1 unless the history is valid.
+// SIGINT/SIGTERM stop the run and every process it started.
+import { join, resolve } from 'node:path';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { FLUSH_MODES, type FlushMode, QUORUM_MODES, type QuorumMode } from '../config/config.js';
+import { NEMESES, type NemesisKind } from '../chaos/nemesis.js';
+import { chaosDurationMaxS, runChaos } from '../chaos/runner.js';
+import { parseIntOption, withConfig } from './options.js';
+
+interface ChaosCommandOptions {
+  duration: number;
+  nemesis: NemesisKind[];
+  seed?: number;
+  flush: FlushMode;
+  quorum: QuorumMode;
+  out?: string;
+  json?: boolean;
+}
+
+function parseNemeses(value: string): NemesisKind[] {
+  const kinds = value.split(',').map((k) => k.trim()).filter((k) => k.length > 0);
+  const unknown = kinds.filter((k) => !(NEMESES as readonly string[]).includes(k));
+  if (kinds.length === 0 || unknown.length > 0) {
+    throw new InvalidArgumentError(`--nemesis takes a comma-separated list of ${NEMESES.join(', ')}, not "${value}"`);
+  }
+  return [...new Set(kinds)] as NemesisKind[];
+}
+
+export function registerChaos(program: Command): void {
+  withConfig(
+    program
+      .command('chaos')
+      .description('run a fresh 3-node cluster under a produce/consume workload and seeded faults, then check the history')
+      .requiredOption('--duration <seconds>', 'seconds of faults', parseIntOption('--duration', 1, chaosDurationMaxS))
+      .option('--nemesis <list>', `faults to pick from each round: ${NEMESES.join(',')}`, parseNemeses, [...NEMESES])
+      .option('--seed <s>', 'seed of the fault schedule and workload (default: random, printed)', parseIntOption('--seed', 0, 2 ** 31 - 1))
+      .addOption(new Option('--flush <mode>', 'flush mode of the cluster').choices(FLUSH_MODES).default('sync'))
+      .addOption(new Option('--quorum <mode>', 'quorum mode of the cluster').choices(QUORUM_MODES).default('majority'))
+      .option('--out <dir>', 'where to write history.jsonl, report.json, report.txt, timeline.svg (default: ./chaos-out/<time>-seed<S>)')
+      .option('--json', 'print {"valid":…,"acked":N,"faults":N,"anomalies":{…},"history":"…"} on stdout'),
+  ).action((options: ChaosCommandOptions) => runChaosCommand(options));
+}
+
+async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
+  const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const outDir = resolve(options.out ?? join('chaos-out', `${new Date().toISOString().replace(/[:.]/g, '-')}-seed${seed}`));
+  const say = (line: string) => process.stderr.write(`chaos: ${line}\n`);
+  say(`seed ${seed}; nemesis ${options.nemesis.join(',')}; flush ${options.flush}; quorum ${options.quorum}; ${options.duration} s; output ${outDir}`);
+  say(`replay: ./bin/ledgermq chaos --duration ${options.duration} --nemesis ${options.nemesis.join(',')} --seed ${seed} --flush ${options.flush} --quorum ${options.quorum}`);
+  const abort = new AbortController();
+  const interrupt = () => {
+    say('interrupted; stopping the cluster');
+    abort.abort();
+  };
+  // `on`, not `once`: a second Ctrl-C must not kill this process before it stopped its nodes.
+  process.on('SIGINT', interrupt);
+  process.on('SIGTERM', interrupt);
+  try {
+    const result = await runChaos({
+      durationS: options.duration, nemeses: options.nemesis, seed, flush: options.flush, quorum: options.quorum, outDir, log: say, signal: abort.signal,
+    });
+    if (options.json === true) {
+      const { seed: s, valid, verdict, acked, faults, anomalies, crashedNodes, historyPath, reportPath, timelinePath } = result;
+      process.stdout.write(`${JSON.stringify({ valid, verdict, seed: s, acked, faults, anomalies, crashedNodes, history: historyPath, report: reportPath, timeline: timelinePath })}\n`);
+    } else {
+      const found = Object.entries(result.anomalies).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
+      const crashed = result.crashedNodes.length > 0 ? `, nodes that crashed by themselves: ${result.crashedNodes.join(', ')}` : '';
+      process.stdout.write(`${result.verdict.toUpperCase()}: seed ${seed}, ${result.acked} acked, ${result.faults} faults${found.length > 0 ? `, anomalies: ${found.join(', ')}` : ''}${crashed}\n`);
+      process.stdout.write(`history ${result.historyPath}\nreport ${join(outDir, 'report.txt')}\ntimeline ${result.timelinePath}\n`);
+    }
+    process.exitCode = result.valid ? 0 : 1;
+  } finally {
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
+  }
+}

@@ -1,0 +1,86 @@
+// Short chaos runs on real processes, one per nemesis (sync flush, majority quorum): the
+// history they record must check valid, faults must really have been injected, and the run
+// must leave its files behind and no process running.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runChaos } from '../src/chaos/runner.js';
+import type { NemesisKind } from '../src/chaos/nemesis.js';
+import { checkHistoryFile } from '../src/checker/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'lmq-chaos-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Faster rounds than the CLI's defaults, so a few seconds hold at least one whole fault. */
+const quickTiming = { quietMinMs: 300, quietMaxMs: 1_000, holdMinMs: 1_000, holdMaxMs: 2_000 };
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('chaos – short runs per nemesis are valid', () => {
+  it.each<NemesisKind>(['kill', 'pause'])('%s', async (nemesis) => {
+    const outDir = join(dir, nemesis);
+    const result = await runChaos({ durationS: 6, nemeses: [nemesis], seed: 7, flush: 'sync', quorum: 'majority', outDir, producers: 3, timing: quickTiming });
+    expect(result.report.undrainedQueues).toEqual([]);
+    expect(result.verdict).toBe('valid');
+    expect(result.crashedNodes).toEqual([]);
+    expect(result.valid).toBe(true);
+    expect(result.faults).toBeGreaterThanOrEqual(1);
+    const saved = JSON.parse(readFileSync(result.reportPath, 'utf8'));
+    expect(saved.faults.length).toBe(result.faults);
+    expect(saved.faults.every((f: { kind: string; end: number | null }) => f.kind === nemesis && f.end !== null)).toBe(true);
+    expect(result.acked).toBeGreaterThan(0);
+    expect(result.report.stats.drains).toBe(3);
+    // The written history is the one that was checked.
+    expect((await checkHistoryFile(result.historyPath)).counts).toEqual(result.report.counts);
+    expect(readFileSync(result.timelinePath, 'utf8')).toContain('<svg');
+    // Every node process the run started is gone; a kill run restarted at least one.
+    expect(result.nodePids.length).toBeGreaterThanOrEqual(nemesis === 'kill' ? 4 : 3);
+    expect(result.nodePids.filter(isAlive)).toEqual([]);
+    expect(existsSync(join(outDir, 'nodes', 'n1.log'))).toBe(true);
+  }, 60_000);
+
+  it('partition, through the CLI with --json', async () => {
+    const outDir = join(dir, 'partition');
+    const child = spawn(process.execPath, ['bin/ledgermq', 'chaos', '--duration', '6', '--nemesis', 'partition', '--seed', '3', '--out', outDir, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(stderr).toContain('seed 3');
+    expect(stderr).toMatch(/fault: (isolate|cut links)/);
+    const summary = JSON.parse(stdout);
+    expect(summary).toMatchObject({ valid: true, verdict: 'valid', seed: 3, anomalies: { lost: 0, reorder: 0 }, crashedNodes: [], history: join(outDir, 'history.jsonl') });
+    expect(summary.faults).toBeGreaterThanOrEqual(1);
+    expect(summary.acked).toBeGreaterThan(0);
+    expect(code).toBe(0);
+    expect(existsSync(join(outDir, 'timeline.svg'))).toBe(true);
+  }, 60_000);
+
+  it('refuses an unknown nemesis with exit 2', () => {
+    const result = spawnSync(process.execPath, ['bin/ledgermq', 'chaos', '--duration', '5', '--nemesis', 'kill,flood'], { encoding: 'utf8', timeout: 30_000 });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain('--nemesis takes a comma-separated list of kill, pause, partition, not "kill,flood"');
+  });
+});
+
+describe('chaos – leader quorum is caught losing acknowledged writes', () => {
+  it('killing a leader whose replication stalled loses acked writes, and the run says so', async () => {
+    const outDir = join(dir, 'leader');
+    const timing = { ...quickTiming, quietMinMs: 1_000, leaderTargetChance: 1, laggingKillChance: 1, laggingKillMinMs: 200, laggingKillMaxMs: 300 };
+    const result = await runChaos({ durationS: 4, nemeses: ['kill'], seed: 1, flush: 'sync', quorum: 'leader', outDir, producers: 3, timing });
+    expect(result.report.undrainedQueues).toEqual([]);
+    expect(result.valid).toBe(false);
+    expect(result.anomalies.lost).toBeGreaterThan(0);
+    expect(result.report.anomalies.lost[0]!.description).toContain('without an offset');
+  }, 60_000);
+});
