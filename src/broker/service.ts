@@ -5,8 +5,9 @@
 import type { QuorumMode } from '../config/config.js';
 import type { RaftNode } from '../node/raft-node.js';
 import { assert } from '../util/assert.js';
-import { LmqError } from '../util/errors.js';
-import { type BrokerCommand, type ProduceMessage, encodeCommand } from './commands.js';
+import { LmqError, isLmqError } from '../util/errors.js';
+import { type BrokerCommand, type ProduceMessage, UNSEQUENCED, encodeCommand } from './commands.js';
+import { LeaderSequences } from './leader-sequences.js';
 import type { ApplyResult, BrokerStateMachine } from './state-machine.js';
 import { GroupMembership } from './membership.js';
 import { parseRequest, type Request } from './requests.js';
@@ -24,6 +25,7 @@ export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum'> = Object.fr
 export class BrokerService {
   /** Ends each waiting long poll at once (with what it has), e.g. on shutdown. */
   private readonly waitingPulls = new Set<() => void>();
+  private readonly leaderSequences = new LeaderSequences();
   private closing = false;
   private readonly membership = new GroupMembership();
 
@@ -115,7 +117,18 @@ export class BrokerService {
       const { queues } = this.topicOrThrow(m.topic);
       if (m.queueId >= queues) throw new LmqError('LMQ_BAD_INPUT', `queue ${m.queueId} does not exist in topic "${m.topic}" (it has ${queues})`);
     }
-    const result = await this.write({ kind: 'produce', producerId, seq, timestampMs: Date.now(), messages }, this.options.quorum);
+    let release: () => void = () => undefined;
+    if (this.options.quorum === 'leader' && seq !== UNSEQUENCED) {
+      release = this.leaderSequences.reserve(this.node.logContext().term, producerId, seq, this.state.producerLastSeq(producerId));
+    }
+    let result: ApplyResult | undefined;
+    try {
+      result = await this.write({ kind: 'produce', producerId, seq, timestampMs: Date.now(), messages }, this.options.quorum);
+    } catch (error) {
+      // Refused before reaching the log: the seq is free again for its retry.
+      if (isLmqError(error, 'LMQ_NOT_LEADER') || isLmqError(error, 'LMQ_OVERLOADED') || isLmqError(error, 'LMQ_BAD_INPUT')) release();
+      throw error;
+    }
     if (result === undefined) {
       // `leader` quorum answers once the leader's copy is durable, before offsets are assigned.
       return { placed: messages.map((m) => ({ msgId: m.msgId, queueId: m.queueId, offset: null })), duplicate: false };

@@ -323,6 +323,12 @@ export class BrokerStateMachine {
     return fetchMessages(this.log, refs);
   }
 
+  /** The last seq applied for a producer; 0 when the broker does not track it (it must start at 1). */
+  producerLastSeq(producerId: string): number {
+    this.assertOpen();
+    return this.store.getProducer(producerId)?.lastSeq ?? 0;
+  }
+
   committedOffset(group: string, topic: string, queueId: number): number | undefined {
     this.assertOpen();
     return this.store.getOffset(group, topic, queueId);
