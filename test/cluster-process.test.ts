@@ -167,6 +167,6 @@ describe('cluster – real processes, real sockets, real files', () => {
     const current = await c.leader();
     await appliedEverywhere(c, current.commitIndex);
     // The follower applies right after sending its last ack; the leader sees it a moment later.
-    await until(`${follower} shows no lag`, async () => (await c.leader()).followers.find((f) => f.id === follower)?.lag === 0, 10_000, 50);
+    await until(`${follower} shows no lag`, async () => (await c.leader()).followers.find((f) => f.id === follower)?.lag === 0, 30_000, 50);
   });
 });
