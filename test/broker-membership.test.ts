@@ -39,4 +39,12 @@ describe('consumer groups – membership', () => {
     groups.heartbeat('g', 't', 'b', 4, 0);
     expect(() => groups.heartbeat('g', 't', 'c', 4, 0)).toThrow(/already has 2 consumers/);
   });
+
+  it('makes room for new groups once the old ones’ consumers went silent', () => {
+    const groups = new GroupMembership({ sessionTimeoutMs: 1000, maxGroups: 2, maxMembersPerGroup: 10 });
+    groups.heartbeat('g1', 't', 'a', 4, 0);
+    groups.heartbeat('g2', 't', 'b', 4, 0);
+    expect(() => groups.heartbeat('g3', 't', 'c', 4, 500)).toThrow(/more than 2 consumer groups/);
+    expect(groups.heartbeat('g3', 't', 'c', 4, 2000).queueIds).toEqual([0, 1, 2, 3]); // g1 and g2 timed out
+  });
 });

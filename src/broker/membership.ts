@@ -43,7 +43,7 @@ export class GroupMembership {
   constructor(private readonly options: MembershipOptions = DEFAULT_MEMBERSHIP_OPTIONS) {}
 
   heartbeat(group: string, topic: string, consumerId: string, queues: number, nowMs: number): Assignment {
-    const state = this.stateOf(`${group}\u0000${topic}`);
+    const state = this.stateOf(`${group}\u0000${topic}`, nowMs);
     this.expire(state, nowMs);
     if (!state.lastSeenMs.has(consumerId)) {
       if (state.lastSeenMs.size >= this.options.maxMembersPerGroup) {
@@ -61,10 +61,10 @@ export class GroupMembership {
     if (state?.lastSeenMs.delete(consumerId)) state.generation++;
   }
 
-  private stateOf(key: string): GroupState {
+  private stateOf(key: string, nowMs: number): GroupState {
     let state = this.groups.get(key);
     if (state === undefined) {
-      if (this.groups.size >= this.options.maxGroups) this.dropIdleGroups();
+      if (this.groups.size >= this.options.maxGroups) this.dropIdleGroups(nowMs);
       if (this.groups.size >= this.options.maxGroups) throw new LmqError('LMQ_OVERLOADED', `more than ${this.options.maxGroups} consumer groups are active`);
       state = { lastSeenMs: new Map(), generation: 0 };
       this.groups.set(key, state);
@@ -81,7 +81,11 @@ export class GroupMembership {
     }
   }
 
-  private dropIdleGroups(): void {
-    for (const [key, state] of this.groups) if (state.lastSeenMs.size === 0) this.groups.delete(key);
+  /** Drops groups whose every member left or went silent (consumers killed without leaving). */
+  private dropIdleGroups(nowMs: number): void {
+    for (const [key, state] of this.groups) {
+      this.expire(state, nowMs);
+      if (state.lastSeenMs.size === 0) this.groups.delete(key);
+    }
   }
 }
