@@ -48,7 +48,7 @@ export function renderTimeline(recorder: HistoryRecorder, title: string): string
   const endTime = Math.max(1, recorder.now());
   const spans = spansOf(recorder.events, recorder.lanes, endTime);
   const laneNames = [...new Set(recorder.lanes.values())];
-  const top = 40;
+  const top = 54; // room for two rows of fault labels under the title
   const leaderRowY = top;
   const laneY = (i: number) => top + rowPx * (i + 2);
   const heightPx = laneY(laneNames.length) + 40;
@@ -56,12 +56,13 @@ export function renderTimeline(recorder: HistoryRecorder, title: string): string
   const parts: string[] = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${widthPx}" height="${heightPx}" font-family="monospace" font-size="11">`);
   parts.push(`<rect width="100%" height="100%" fill="white"/><text x="10" y="18" font-size="13">${escapeXml(title)}</text>`);
-  for (const fault of recorder.faults) {
+  recorder.faults.forEach((fault, i) => {
     const x0 = x(fault.start);
     const x1 = x(fault.end ?? endTime);
     parts.push(`<rect x="${x0.toFixed(1)}" y="${top - 4}" width="${Math.max(1, x1 - x0).toFixed(1)}" height="${heightPx - top - 30}" fill="${faultColors[fault.kind]}" fill-opacity="0.12"><title>${escapeXml(fault.detail)}</title></rect>`);
-    parts.push(`<text x="${x0.toFixed(1)}" y="${top - 8}" fill="${faultColors[fault.kind]}">${escapeXml(fault.detail)}</text>`);
-  }
+    // Successive labels alternate between two rows, so a long one does not run into the next.
+    parts.push(`<text x="${x0.toFixed(1)}" y="${top - 8 - (i % 2) * 13}" fill="${faultColors[fault.kind]}">${escapeXml(fault.detail)}</text>`);
+  });
   parts.push(...leaderRow(recorder.leaders, leaderRowY, x, endTime));
   laneNames.forEach((lane, i) => parts.push(`<text x="4" y="${laneY(i) + 11}">${escapeXml(lane)}</text>`));
   const rowOf = new Map(laneNames.map((lane, i) => [lane, i]));
