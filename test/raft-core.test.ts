@@ -22,6 +22,8 @@ describe('raft core – leader election', () => {
     c.tick('n1'); // a heartbeat carries the commit index on
     c.stabilize();
     for (const id of IDS) expect(c.core(id).status().commitIndex).toBe(1);
+    expect(c.core('n1').indexes()).toEqual({ commitIndex: 1, persistedIndex: 1, allMatchIndex: 1 });
+    expect(c.core('n2').indexes()).toEqual({ commitIndex: 1, persistedIndex: 1, allMatchIndex: 0 });
   });
 
   it('persists term and vote before the vote is granted', () => {

@@ -169,12 +169,6 @@ export class RaftNode<R> {
     return ack;
   }
 
-  transferLeadership(target: NodeId): boolean {
-    const started = this.core.transferLeadership(target);
-    this.kick();
-    return started;
-  }
-
   status(): NodeStatus {
     const s = this.core.status();
     return {
@@ -268,23 +262,17 @@ export class RaftNode<R> {
     if (entries.length === 0) return;
     const results = this.options.stateMachine.apply(entries);
     assert(results.length === entries.length, 'one result per applied entry');
-    const allMatch = this.allMatchIndex();
-    entries.forEach((entry, i) => this.proposals.applied(entry.index, entry.term, results[i]!, allMatch));
+    const { allMatchIndex } = this.core.indexes();
+    entries.forEach((entry, i) => this.proposals.applied(entry.index, entry.term, results[i]!, allMatchIndex));
     for (const listener of this.appliedListeners) listener();
   }
 
   private afterAdvance(): void {
-    const status = this.core.status();
-    this.options.log.setCommitIndex(Math.min(status.commitIndex, status.persistedIndex));
+    const { commitIndex, persistedIndex, allMatchIndex } = this.core.indexes();
+    this.options.log.setCommitIndex(Math.min(commitIndex, persistedIndex));
     if (this.proposals.size() === 0) return;
-    this.proposals.replicatedEverywhere(this.allMatchIndex());
-    this.proposals.persistedLocally(status.persistedIndex, (index) => this.core.termAt(index));
-  }
-
-  /** Highest index every voter holds durably (the `all` quorum's acknowledgement). */
-  private allMatchIndex(): number {
-    const progress = this.core.status().progress;
-    return progress.length === 0 ? 0 : Math.min(...progress.map((p) => p.match));
+    this.proposals.replicatedEverywhere(allMatchIndex);
+    this.proposals.persistedLocally(persistedIndex, (index) => this.core.termAt(index));
   }
 
   /** Logs role and leader changes; a leader that steps down fails what it was waiting on. Cheap: runs per message. */

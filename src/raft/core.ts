@@ -630,6 +630,16 @@ export class RaftCore {
     };
   }
 
+  /**
+   * What the node needs after every Ready, without building the full status: the commit and
+   * persisted indexes, and (leader only, else 0) the highest index every voter holds durably.
+   */
+  indexes(): { commitIndex: number; persistedIndex: number; allMatchIndex: number } {
+    let allMatchIndex = this.role === 'leader' ? Number.MAX_SAFE_INTEGER : 0;
+    if (this.role === 'leader') for (const progress of this.progress.values()) allMatchIndex = Math.min(allMatchIndex, progress.match);
+    return { commitIndex: this.log.committed, persistedIndex: this.log.persistedIndex(), allMatchIndex };
+  }
+
   /** Role, term and leader without building the full status (for log lines). */
   summary(): { role: Role; term: number; leader: NodeId | null } {
     return { role: this.role, term: this.term, leader: this.leader };
