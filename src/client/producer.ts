@@ -35,6 +35,16 @@ export function hashKey(key: string): number {
   return hash;
 }
 
+/** The request form of one message (the broker's ProduceMessage); the key is indexed as a key. */
+function toWire(message: OutgoingMessage, msgId: string, topic: string, queueId: number) {
+  return {
+    msgId, topic, queueId, body: message.body,
+    ...(message.tag ? { tag: message.tag } : {}),
+    ...(message.key ? { keys: [message.key] } : {}),
+    ...(message.properties ? { properties: message.properties } : {}),
+  };
+}
+
 export class Producer {
   private producerId = '';
   private nextSeq = 1;
@@ -62,7 +72,7 @@ export class Producer {
    */
   sendOneWay(topic: string, queueId: number, message: OutgoingMessage): void {
     const msgId = `${this.producerId}-oneway-${this.oneWayCount++}`;
-    const wire = { msgId, topic, queueId, body: message.body, ...(message.tag ? { tag: message.tag } : {}), ...(message.key ? { keys: [message.key] } : {}), ...(message.properties ? { properties: message.properties } : {}) };
+    const wire = toWire(message, msgId, topic, queueId);
     this.client.callOnce({ op: 'produce', producerId: this.producerId, seq: UNSEQUENCED, messages: [wire] }).catch(() => undefined);
   }
 
@@ -86,10 +96,7 @@ export class Producer {
       throw error;
     }
     const queueId = selector === 'byKey' ? hashKey(key!) % queues : turn % queues;
-    const wire = messages.map((message, i) => ({
-      msgId: `${session}-${seq}${messages.length > 1 ? `.${i}` : ''}`, topic, queueId, body: message.body,
-      ...(message.tag ? { tag: message.tag } : {}), ...(message.key ? { keys: [message.key] } : {}), ...(message.properties ? { properties: message.properties } : {}),
-    }));
+    const wire = messages.map((message, i) => toWire(message, `${session}-${seq}${messages.length > 1 ? `.${i}` : ''}`, topic, queueId));
     const reply = (await this.sendInOrder(session, { op: 'produce', producerId: session, seq, messages: wire })) as {
       placed: { msgId: string; queueId: number; offset: number | null }[];
       duplicate: boolean;
