@@ -1,10 +1,11 @@
 // Log store benchmark (`npm run bench:log`): writers that each append one entry and await
 // flush(), in sync and async mode, for 128 B and 4 KiB entries, beside the disk's own
 // write + fdatasync latency measured in the same run. Prints a table, writes bench/out/log.json.
-import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as hdr from 'hdr-histogram-js';
+import { measureDiskSync } from '../src/bench/disk.js';
 import { LogStore } from '../src/log/log-store.js';
 import { EntryType } from '../src/raft/types.js';
 
@@ -14,7 +15,6 @@ const RAW_MEASURE_MS = 2000;
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 const ASYNC_FLUSH_INTERVAL_MS = 100;
 const RAW_WRITE_BYTES = 4096;
-const RAW_FILE_BYTES = 64 * 1024 * 1024;
 /**
  * Writers return to the event loop after this many appends in all, together: in async mode a
  * loop of append + await flush() is all microtasks and would starve the timers (the store's
@@ -109,33 +109,8 @@ async function runCase(mode: 'sync' | 'async', entryBytes: number, writers: numb
 
 /** The disk alone: write 4 KiB then fdatasync, in a loop, on a preallocated or a growing file. */
 function rawSyncLoop(file: RawResult['file']): RawResult {
-  const dir = mkdtempSync(join(tmpdir(), 'lmq-raw-bench-'));
-  const path = join(dir, 'raw');
-  const fd = openSync(path, 'w+');
-  const block = Buffer.alloc(RAW_WRITE_BYTES, 0xcd);
-  if (file === 'preallocated') {
-    const zeros = Buffer.alloc(1024 * 1024);
-    for (let at = 0; at < RAW_FILE_BYTES; at += zeros.length) writeSync(fd, zeros, 0, zeros.length, at);
-    fdatasyncSync(fd);
-  }
-  const histogram = newHistogram();
-  let position = 0;
-  let syncs = 0;
-  const startNs = nowNs();
-  const endNs = startNs + BigInt(RAW_MEASURE_MS) * 1_000_000n;
-  for (let t = startNs; t < endNs; ) {
-    writeSync(fd, block, 0, block.length, position);
-    fdatasyncSync(fd);
-    const done = nowNs();
-    histogram.recordValue(Number(done - t));
-    t = done;
-    syncs += 1;
-    position = file === 'preallocated' ? (position + block.length) % RAW_FILE_BYTES : position + block.length;
-  }
-  const seconds = Number(nowNs() - startNs) / 1e9;
-  closeSync(fd);
-  rmSync(dir, { recursive: true, force: true });
-  return { file, syncsPerSec: syncs / seconds, latencyUsP50: histogram.getValueAtPercentile(50) / 1000, latencyUsP99: histogram.getValueAtPercentile(99) / 1000 };
+  const disk = measureDiskSync({ parentDir: tmpdir(), appendBytes: RAW_WRITE_BYTES, maxSamples: Number.MAX_SAFE_INTEGER, maxDurationMs: RAW_MEASURE_MS, file });
+  return { file, syncsPerSec: disk.syncsPerSec, latencyUsP50: disk.p50Ms * 1000, latencyUsP99: disk.p99Ms * 1000 };
 }
 
 function sleep(ms: number): Promise<void> {
