@@ -3,10 +3,10 @@
 import { BrokerStateMachine } from '../src/broker/state-machine.js';
 import { applyRange, MemoryLog, workload } from './broker-helpers.js';
 
-const [dir, seedText, countText, batchText] = process.argv.slice(2);
+const [dir, seedText, countText, batchText, bufferedText] = process.argv.slice(2);
 const log = new MemoryLog();
 for (const command of workload(Number(seedText), Number(countText))) log.append(command);
-const machine = BrokerStateMachine.open({ dir: dir as string, log });
+const machine = BrokerStateMachine.open({ dir: dir as string, log, maxBufferedRecords: Number(bufferedText) });
 const batchEntries = Number(batchText);
 for (let lo = machine.appliedIndex() + 1; lo <= log.all().length; lo += batchEntries) {
   applyRange(machine, log, lo, Math.min(lo + batchEntries - 1, log.all().length), batchEntries);

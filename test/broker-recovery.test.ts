@@ -75,26 +75,37 @@ describe('broker state machine – recovery', () => {
     expect(dumpState(machine, WORKLOAD_KEYS)).toEqual(expected.dump);
   });
 
-  it('killed with SIGKILL while applying, recovers to a batch boundary and replays exactly', async () => {
+  async function crashAndRecover(maxBufferedRecords: number): Promise<{ lastReported: number; recovered: number }> {
     const crashEntries = 3000;
     const batchEntries = 10;
     const crashLog = new MemoryLog();
     for (const command of workload(SEED, crashEntries)) crashLog.append(command);
-    const dir = join(temp.dir, 'crashed');
-    const lastReported = await runChildUntilKilled(dir, crashEntries, batchEntries, 600);
+    const dir = join(temp.dir, `crashed-${maxBufferedRecords}`);
+    const lastReported = await runChildUntilKilled(dir, crashEntries, batchEntries, maxBufferedRecords, 600);
 
     log = crashLog;
-    const machine = openAt('crashed');
+    const machine = openAt(`crashed-${maxBufferedRecords}`);
     const recovered = machine.appliedIndex();
-    expect(recovered).toBeGreaterThanOrEqual(lastReported);
-    expect(recovered % batchEntries).toBe(0);
+    expect(recovered % batchEntries).toBe(0); // lmdb holds whole apply() calls only
     expect(recovered).toBeLessThan(crashEntries); // killed mid-run, not after the end
-    const replay = openAt('replay');
+    const replay = openAt(`replay-${maxBufferedRecords}`);
     applyRange(replay, crashLog, 1, recovered, 100);
     expect(machine.stateDigest()).toBe(replay.stateDigest());
     applyRange(machine, crashLog, recovered + 1, crashEntries, 100);
     applyRange(replay, crashLog, recovered + 1, crashEntries, 100);
     expect(machine.stateDigest()).toBe(replay.stateDigest());
+    return { lastReported, recovered };
+  }
+
+  it('killed with SIGKILL while applying through to lmdb, keeps every reported batch and replays exactly', async () => {
+    const { lastReported, recovered } = await crashAndRecover(0);
+    expect(recovered).toBeGreaterThanOrEqual(lastReported);
+  });
+
+  it('killed with SIGKILL while applying with buffered writes, recovers to an earlier batch boundary and replays exactly', async () => {
+    const { lastReported, recovered } = await crashAndRecover(200);
+    expect(recovered).toBeLessThanOrEqual(lastReported);
+    expect(recovered).toBeGreaterThan(0); // the buffer was written to lmdb during the run
   });
 });
 
@@ -132,10 +143,10 @@ describe('broker state machine – state guard', () => {
 });
 
 /** Runs the child until it reports at least `killAfterIndex` applied, then SIGKILLs it mid-run. */
-function runChildUntilKilled(dir: string, entries: number, batchEntries: number, killAfterIndex: number): Promise<number> {
+function runChildUntilKilled(dir: string, entries: number, batchEntries: number, maxBufferedRecords: number, killAfterIndex: number): Promise<number> {
   // vite-node runs the TypeScript child in its own process, so SIGKILL hits the applier itself.
   const viteNode = join('node_modules', 'vite-node', 'vite-node.mjs');
-  const child = spawn(process.execPath, [viteNode, 'test/broker-crash-child.ts', dir, String(SEED), String(entries), String(batchEntries)], {
+  const child = spawn(process.execPath, [viteNode, 'test/broker-crash-child.ts', dir, String(SEED), String(entries), String(batchEntries), String(maxBufferedRecords)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve, reject) => {

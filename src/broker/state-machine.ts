@@ -6,9 +6,10 @@
 //
 // A consume queue entry is an index into the commit log (log index + position in the batch,
 // store time, body size), like RocketMQ's CommitLog → ConsumeQueue dispatch; bodies are read
-// back through CommittedLogReader. appliedIndex and every change of one apply() call commit in
-// one lmdb transaction, so after a crash the state is exactly that of some applied index and
-// replay from appliedIndex()+1 is exact. The lmdb needs no durability of its own: it is
+// back through CommittedLogReader. appliedIndex and every change of one apply() call form one
+// transaction, and lmdb receives whole transactions only (buffered, store.ts), so after a
+// crash the state is exactly that of some applied index and replay from appliedIndex()+1 is
+// exact. The lmdb needs no durability of its own: it is
 // rebuilt by replaying the log from index 1 when its directory is deleted, so commits skip
 // fsync and a state an OS crash may have torn is discarded at open (state-guard.ts). Until
 // retention deletes log segments — then a snapshot of this state becomes necessary.
@@ -43,6 +44,11 @@ export interface BrokerStateMachineOptions {
   maxProducers?: number;
   /** Outcomes kept per producer for answering retries; same on every node. */
   dedupWindowPerProducer?: number;
+  /**
+   * Records applied but not yet written to lmdb before a write (store.ts); 0 writes every
+   * apply() through. More means fewer lmdb commits and more log to replay after a crash.
+   */
+  maxBufferedRecords?: number;
   logger?: Logger;
 }
 
@@ -104,7 +110,7 @@ export class BrokerStateMachine {
   static open(options: BrokerStateMachineOptions): BrokerStateMachine {
     const settings = validateSettings(options);
     const durability = guardStateDir(options.dir, options.logger);
-    const store = BrokerStore.open(options.dir, durability);
+    const store = BrokerStore.open(options.dir, durability, options.maxBufferedRecords);
     try {
       checkOrRecordSettings(store, settings, options.dir);
     } catch (error) {
@@ -123,9 +129,10 @@ export class BrokerStateMachine {
   }
 
   /**
-   * Applies committed entries appliedIndex()+1 … in order, in one lmdb transaction: all or
+   * Applies committed entries appliedIndex()+1 … in order, in one transaction: all or
    * nothing. One result per entry. A corrupt entry throws LMQ_CORRUPT_DATA and applies nothing
-   * of this call (every node stops at the same entry; it is never skipped).
+   * of this call (every node stops at the same entry; it is never skipped). What lmdb holds may
+   * lag behind (see store.ts): after a crash, appliedIndex() is that of an earlier call.
    */
   apply(entries: readonly Entry[]): ApplyResult[] {
     this.assertOpen();
@@ -466,6 +473,7 @@ function checkOrRecordSettings(store: BrokerStore, settings: ProducerSettings, d
       store.putMeta('maxProducers', settings.maxProducers);
       store.putMeta('dedupWindowPerProducer', settings.dedupWindowPerProducer);
     });
+    store.flush();
     return;
   }
   const wanted = { schemaVersion: SCHEMA_VERSION, ...settings };

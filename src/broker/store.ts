@@ -13,6 +13,14 @@
 //   ['offset', group, topic, queueId]            → number               (next offset to consume)
 //   ['producer', producerId]                     → ProducerRecord
 //   ['plru', lastUsedLogIndex]                   → producerId           (eviction order)
+//
+// Writes are buffered: apply() runs many times a millisecond under load, and an lmdb commit
+// per apply() (copy-on-write pages, meta page) cost more than the apply itself. A transaction
+// stages its writes in memory and, when it returns, moves them to the buffered records; reads
+// see staged, then buffered, then cached, then lmdb records. The buffer is written to lmdb in
+// one commit when it holds maxBufferedRecords (and on flush()/close()), so lmdb always holds
+// the state of some transaction boundary and the broker replays the log from its appliedIndex.
+// Small hot records (meta, topics, queues, producers, offsets) are also kept in a read cache.
 import { createHash } from 'node:crypto';
 import { open, type RootDatabase, TransactionFlags } from 'lmdb';
 import { Packr } from 'msgpackr';
@@ -60,53 +68,209 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: fal
 /** Only JS string lengths are bounded by the codec; this is lmdb's own limit on key bytes. */
 const KEY_BYTES_MAX = 1978;
 
+/** Default bound on records written but not yet in lmdb (each a few hundred bytes in memory). */
+export const DEFAULT_MAX_BUFFERED_RECORDS = 1024;
+/** Bound on the read cache of hot records; it is emptied when full (hot records come back at once). */
+const MAX_CACHED_RECORDS = 100_000;
+/** Kinds of record few and read on every produce or commit: worth caching after they are written to lmdb. */
+const CACHED_KINDS: ReadonlySet<string> = new Set(['meta', 'topic', 'queue', 'producer', 'group', 'offset']);
+
+const REMOVED = Symbol('removed');
+/**
+ * fresh: the key was absent from lmdb when this write was made (insert()), so removing it
+ * again before a flush leaves nothing for lmdb to do.
+ */
+type Slot = { readonly key: Key; readonly value: unknown; readonly fresh: boolean };
+
+/**
+ * Records by kind (the key's first part) and key id: writes not yet in lmdb. Grouping by kind
+ * keeps a range query's scan to the records of its own kind.
+ */
+class RecordBuffer {
+  private readonly kinds = new Map<string, Map<string, Slot>>();
+  private count = 0;
+
+  size(): number {
+    return this.count;
+  }
+
+  lookup(kind: string, id: string): Slot | undefined {
+    return this.kinds.get(kind)?.get(id);
+  }
+
+  set(kind: string, id: string, slot: Slot): void {
+    let records = this.kinds.get(kind);
+    if (records === undefined) this.kinds.set(kind, (records = new Map()));
+    if (!records.has(id)) this.count++;
+    records.set(id, slot);
+  }
+
+  ofKind(kind: string): IterableIterator<[string, Slot]> {
+    return (this.kinds.get(kind) ?? new Map<string, Slot>()).entries();
+  }
+
+  *all(): IterableIterator<[string, string, Slot]> {
+    for (const [kind, records] of this.kinds) for (const [id, slot] of records) yield [kind, id, slot];
+  }
+
+  /** Moves every record of `other` into this buffer (later writes win). */
+  absorb(other: RecordBuffer): void {
+    for (const [kind, id, slot] of other.all()) {
+      if (slot.value === REMOVED && slot.fresh) this.delete(kind, id);
+      else this.set(kind, id, slot);
+    }
+  }
+
+  private delete(kind: string, id: string): void {
+    if (this.kinds.get(kind)?.delete(id) === true) this.count--;
+  }
+
+  clear(): void {
+    this.kinds.clear();
+    this.count = 0;
+  }
+}
+
 export class BrokerStore {
-  private constructor(private readonly db: RootDatabase<Buffer, Key>) {}
+  /** Writes of the transaction in progress; null outside one. */
+  private staged: RecordBuffer | null = null;
+  /** Writes of finished transactions, not yet committed to lmdb. */
+  private readonly buffered = new RecordBuffer();
+  /** Values of CACHED_KINDS records as lmdb holds them, by key id. */
+  private readonly cache = new Map<string, unknown>();
+
+  private constructor(
+    private readonly db: RootDatabase<Buffer, Key>,
+    private readonly maxBufferedRecords: number,
+  ) {
+    assert(Number.isSafeInteger(maxBufferedRecords) && maxBufferedRecords >= 0, 'maxBufferedRecords must be a count');
+  }
 
   /**
    * 'unsynced': commits never fsync (lmdb noSync) — atomic and safe across process crashes;
    * state-guard.ts discards the state after an OS crash. 'durable': lmdb's default, fsync per
-   * commit (overlappingSync).
+   * commit (overlappingSync). maxBufferedRecords 0 writes every transaction through to lmdb.
    */
-  static open(dir: string, durability: CommitDurability): BrokerStore {
+  static open(dir: string, durability: CommitDurability, maxBufferedRecords = DEFAULT_MAX_BUFFERED_RECORDS): BrokerStore {
     const sync = durability === 'durable' ? {} : { noSync: true, overlappingSync: false };
-    return new BrokerStore(open<Buffer, Key>({ path: dir, encoding: 'binary', ...sync }));
+    return new BrokerStore(open<Buffer, Key>({ path: dir, encoding: 'binary', ...sync }), maxBufferedRecords);
   }
 
-  /** Runs `action` in one write transaction, committed before it returns; a throw aborts every write it made. */
+  /**
+   * Runs `action` as one transaction: its writes become visible to later reads together when
+   * it returns, and a throw discards every write it made. They reach lmdb with the buffer.
+   */
   transaction<T>(action: () => T): T {
-    return this.db.transactionSync(action, TransactionFlags.ABORTABLE | TransactionFlags.SYNCHRONOUS_COMMIT);
+    assert(this.staged === null, 'transactions do not nest');
+    const staged = new RecordBuffer();
+    this.staged = staged;
+    let result: T;
+    try {
+      result = action();
+    } finally {
+      this.staged = null;
+    }
+    this.buffered.absorb(staged);
+    if (this.buffered.size() > this.maxBufferedRecords) this.flush();
+    return result;
   }
 
+  /** Commits every buffered record to lmdb in one lmdb transaction. */
+  flush(): void {
+    assert(this.staged === null, 'flush inside a transaction');
+    if (this.buffered.size() === 0) return;
+    this.db.transactionSync(() => {
+      for (const [, , slot] of this.buffered.all()) {
+        assert(!(slot.value === REMOVED && slot.fresh), 'a removed fresh record leaves the buffer');
+        if (slot.value === REMOVED) this.db.removeSync(slot.key);
+        else this.db.putSync(slot.key, packr.pack(slot.value));
+      }
+    }, TransactionFlags.ABORTABLE | TransactionFlags.SYNCHRONOUS_COMMIT);
+    if (this.cache.size + this.buffered.size() > MAX_CACHED_RECORDS) this.cache.clear();
+    for (const [kind, id, slot] of this.buffered.all()) {
+      if (!CACHED_KINDS.has(kind)) continue;
+      if (slot.value === REMOVED) this.cache.delete(id);
+      else this.cache.set(id, slot.value);
+    }
+    this.buffered.clear();
+  }
+
+  /** The record at key (staged, buffered, cached or in lmdb). Callers never mutate what it returns. */
   get(key: Key): unknown {
-    const bytes = this.db.get(key);
-    return bytes === undefined ? undefined : packr.unpack(bytes);
+    return this.read(locate(key));
   }
 
+  /** Stages a write; `value` must not be mutated afterwards (it is kept, not copied). */
   put(key: Key, value: unknown): void {
     assert(value !== undefined, () => `put of undefined at ${JSON.stringify(key)}`);
-    const bytes = packr.pack(value);
-    this.db.putSync(key, bytes);
+    const at = locate(key);
+    this.stage(at, value, this.slotAt(at)?.fresh ?? false);
+  }
+
+  /** A put of a key that must not exist (asserted); removing it before the next flush costs lmdb nothing. */
+  insert(key: Key, value: unknown): void {
+    assert(value !== undefined, () => `insert of undefined at ${JSON.stringify(key)}`);
+    const at = locate(key);
+    assert(this.read(at) === undefined, () => `insert of existing key ${JSON.stringify(key)}`);
+    // Absent with no write since the last flush means absent from lmdb too.
+    this.stage(at, value, this.slotAt(at)?.fresh ?? true);
   }
 
   remove(key: Key): void {
-    const removed = this.db.removeSync(key);
-    assert(removed, () => `remove of missing key ${JSON.stringify(key)}`);
+    const at = locate(key);
+    assert(this.read(at) !== undefined, () => `remove of missing key ${JSON.stringify(key)}`);
+    this.stage(at, REMOVED, this.slotAt(at)?.fresh ?? false);
   }
 
-  /** Records with keys in [start, end), in key order, at most `limit`. */
+  private read(at: Located): unknown {
+    const slot = this.slotAt(at);
+    if (slot !== undefined) return slot.value === REMOVED ? undefined : slot.value;
+    const cached = this.cache.get(at.id);
+    if (cached !== undefined) return cached;
+    const bytes = this.db.get(at.key);
+    if (bytes === undefined) return undefined;
+    const value: unknown = packr.unpack(bytes);
+    if (CACHED_KINDS.has(at.kind) && this.cache.size < MAX_CACHED_RECORDS) this.cache.set(at.id, value);
+    return value;
+  }
+
+  /** The staged or buffered write of the key, if any. */
+  private slotAt(at: Located): Slot | undefined {
+    return this.staged?.lookup(at.kind, at.id) ?? this.buffered.lookup(at.kind, at.id);
+  }
+
+  private stage(at: Located, value: unknown, fresh: boolean): void {
+    assert(this.staged !== null, () => `write outside a transaction at ${JSON.stringify(at.key)}`);
+    this.staged.set(at.kind, at.id, { key: at.key, value, fresh });
+  }
+
+  /** Records with keys in [start, end) (both of one kind), in lmdb's key order, at most `limit`. */
   range(start: Key, end: Key, limit: number): { key: Key; value: unknown }[] {
     assert(Number.isSafeInteger(limit) && limit >= 0, 'range limit must be a count');
-    const out: { key: Key; value: unknown }[] = [];
-    for (const { key, value } of this.db.getRange({ start, end, limit })) {
-      out.push({ key, value: packr.unpack(value) });
+    const kind = kindOf(start);
+    assert(kindOf(end) === kind, 'a range stays within one kind of record');
+    // Written records in the range, staged over buffered; they replace lmdb's copies.
+    const written = new Map<string, Slot>();
+    for (const layer of [this.buffered, this.staged]) {
+      if (layer === null) continue;
+      for (const [id, slot] of layer.ofKind(kind)) {
+        if (compareKeys(slot.key, start) >= 0 && compareKeys(slot.key, end) < 0) written.set(id, slot);
+      }
     }
-    assert(out.length <= limit, 'range returned more than its limit');
+    const out: { key: Key; value: unknown }[] = [];
+    // At most written.size of lmdb's records are replaced, so limit + that many cover the first `limit`.
+    for (const { key, value } of this.db.getRange({ start, end, limit: limit + written.size })) {
+      if (!written.has(keyId(key))) out.push({ key, value: packr.unpack(value) });
+    }
+    for (const slot of written.values()) if (slot.value !== REMOVED) out.push({ key: slot.key, value: slot.value });
+    if (written.size > 0) out.sort((a, b) => compareKeys(a.key, b.key));
+    out.length = Math.min(out.length, limit);
     return out;
   }
 
-  /** SHA-256 over every record in key order: equal digests mean equal state. */
+  /** SHA-256 over every record in key order: equal digests mean equal state. Flushes first. */
   digest(): string {
+    this.flush();
     const hash = createHash('sha256');
     for (const { key, value } of this.db.getRange({})) {
       const keyBytes = packr.pack(key);
@@ -117,7 +281,9 @@ export class BrokerStore {
     return hash.digest('hex');
   }
 
+  /** Flushes the buffer, then closes lmdb. */
   close(): Promise<void> {
+    this.flush();
     return this.db.close();
   }
 
@@ -258,8 +424,8 @@ export class BrokerStore {
   }
 
   putProducerRecency(lastUsedLogIndex: number, producerId: string): void {
-    assert(this.get(['plru', lastUsedLogIndex]) === undefined, 'two producers used at one log index');
-    this.put(['plru', lastUsedLogIndex], producerId);
+    // insert() asserts the index is free: two producers are never used at one log index.
+    this.insert(['plru', lastUsedLogIndex], producerId);
   }
 
   removeProducerRecency(lastUsedLogIndex: number): void {
@@ -291,4 +457,47 @@ function tuple(value: unknown, length: number, what: string): unknown[] {
 function integer(value: unknown): number {
   assert(typeof value === 'number' && Number.isSafeInteger(value), () => `stored ${String(value)} is not an integer`);
   return value;
+}
+
+interface Located {
+  readonly key: Key;
+  readonly kind: string;
+  readonly id: string;
+}
+
+function locate(key: Key): Located {
+  return { key, kind: kindOf(key), id: keyId(key) };
+}
+
+function kindOf(key: Key): string {
+  const kind = key[0];
+  assert(typeof kind === 'string', 'a key starts with its kind');
+  return kind;
+}
+
+/**
+ * A string naming the key within its kind. Unambiguous because every kind fixes the type of
+ * each key part and stored names never contain control characters.
+ */
+function keyId(key: Key): string {
+  return key.join('\u0000');
+}
+
+/**
+ * lmdb's order of keys (ordered-binary): part by part, numbers before strings, numbers by
+ * value, strings by their UTF-8 bytes; a key that is a prefix of another sorts first.
+ */
+export function compareKeys(a: Key, b: Key): number {
+  const common = Math.min(a.length, b.length);
+  for (let i = 0; i < common; i++) {
+    const order = comparePart(a[i]!, b[i]!);
+    if (order !== 0) return order;
+  }
+  return a.length - b.length;
+}
+
+function comparePart(a: string | number, b: string | number): number {
+  if (typeof a === 'number') return typeof b === 'number' ? a - b : -1;
+  if (typeof b === 'number') return 1;
+  return a === b ? 0 : Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }

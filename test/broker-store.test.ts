@@ -1,0 +1,135 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BrokerStore, compareKeys, type Key } from '../src/broker/store.js';
+
+const dirs: string[] = [];
+const stores: BrokerStore[] = [];
+
+function openStore(maxBufferedRecords: number): BrokerStore {
+  const dir = mkdtempSync(join(tmpdir(), 'lmq-broker-store-'));
+  dirs.push(dir);
+  const store = BrokerStore.open(dir, 'unsynced', maxBufferedRecords);
+  stores.push(store);
+  return store;
+}
+
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((store) => store.close()));
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+// Names mix ASCII, accented, CJK and astral characters: UTF-8 byte order differs from JS string order for them.
+const name = fc.constantFrom('a', 'b', 'ab', 'é', 'z', '中', '😀', 'ｚ', 'A');
+const key = fc.oneof(
+  fc.tuple(name, fc.integer({ min: 0, max: 5 })).map(([n, i]): Key => ['k', n, i]),
+  fc.integer({ min: 0, max: 20 }).map((i): Key => ['m', i]),
+);
+const write = fc.oneof(
+  fc.record({ op: fc.constant('put' as const), key, value: fc.integer() }),
+  fc.record({ op: fc.constant('insert' as const), key, value: fc.integer() }),
+  fc.record({ op: fc.constant('remove' as const), key }),
+);
+const step = fc.oneof(
+  fc.record({ op: fc.constant('transaction' as const), writes: fc.array(write, { maxLength: 8 }), abort: fc.boolean() }),
+  fc.record({ op: fc.constant('flush' as const) }),
+  fc.record({ op: fc.constant('range' as const), kind: fc.constantFrom('k', 'm'), limit: fc.integer({ min: 0, max: 30 }) }),
+);
+
+const id = (k: Key): string => JSON.stringify(k);
+/** U+10FFFF: its UTF-8 bytes sort after every other string's, so [kind, TOP] ends the kind's range. */
+const TOP = '\u{10FFFF}';
+
+describe('broker store – buffered writes', () => {
+  it('reads, ranges and aborts behave like an in-memory map, whatever is buffered or in lmdb', () => {
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 40 }), fc.constantFrom(0, 3, 1000), (steps, maxBufferedRecords) => {
+        const store = openStore(maxBufferedRecords);
+        const model = new Map<string, { key: Key; value: number }>();
+        for (const s of steps) {
+          if (s.op === 'flush') store.flush();
+          if (s.op === 'transaction') {
+            const staged = new Map(model);
+            try {
+              store.transaction(() => {
+                for (const w of s.writes) {
+                  // remove() of a missing record and insert() of an existing one are invariant violations.
+                  if (w.op === 'remove' && !staged.has(id(w.key))) continue;
+                  if (w.op === 'insert' && staged.has(id(w.key))) continue;
+                  if (w.op === 'remove') {
+                    staged.delete(id(w.key));
+                    store.remove(w.key);
+                  } else {
+                    staged.set(id(w.key), { key: w.key, value: w.value });
+                    if (w.op === 'put') store.put(w.key, w.value);
+                    else store.insert(w.key, w.value);
+                  }
+                  expect(store.get(w.key)).toEqual(staged.get(id(w.key))?.value);
+                }
+                if (s.abort) throw new Error('abort');
+              });
+            } catch (error) {
+              expect((error as Error).message).toBe('abort');
+            }
+            if (!s.abort) {
+              model.clear();
+              for (const [k, v] of staged) model.set(k, v);
+            }
+          }
+          if (s.op === 'range') {
+            const expected = [...model.values()]
+              .filter((r) => r.key[0] === s.kind)
+              .sort((a, b) => compareKeys(a.key, b.key))
+              .slice(0, s.limit)
+              .map((r) => ({ key: r.key, value: r.value }));
+            expect(store.range([s.kind], [s.kind, TOP], s.limit)).toEqual(expected);
+          }
+          for (const r of model.values()) expect(store.get(r.key)).toBe(r.value);
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('orders keys exactly as lmdb does', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(key, { selector: id, maxLength: 30 }), (keys) => {
+        const store = openStore(0);
+        store.transaction(() => keys.forEach((k, i) => store.put(k, i)));
+        for (const kind of ['k', 'm']) {
+          const fromLmdb = store.range([kind], [kind, TOP], 100).map((r) => r.key);
+          const sorted = keys.filter((k) => k[0] === kind).sort(compareKeys);
+          expect(fromLmdb).toEqual(sorted);
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('writes nothing to lmdb until the buffer is full or flushed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lmq-broker-store-'));
+    dirs.push(dir);
+    let store = BrokerStore.open(dir, 'unsynced', 10);
+    store.transaction(() => store.put(['m', 1], 'one'));
+    expect(store.get(['m', 1])).toBe('one');
+    // A second handle on the same lmdb sees only what was committed to it.
+    const committed = async (k: Key): Promise<unknown> => {
+      const peek = BrokerStore.open(dir, 'unsynced', 10);
+      const value = peek.get(k);
+      await peek.close();
+      return value;
+    };
+    expect(await committed(['m', 1])).toBeUndefined();
+    store.transaction(() => {
+      for (let i = 2; i <= 11; i++) store.put(['m', i], i);
+    });
+    expect(await committed(['m', 1])).toBe('one'); // 11 records > 10: written through
+    store.transaction(() => store.put(['m', 12], 12));
+    await store.close(); // close flushes
+    store = BrokerStore.open(dir, 'unsynced', 10);
+    stores.push(store);
+    expect(store.get(['m', 12])).toBe(12);
+  });
+});
