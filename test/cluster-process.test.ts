@@ -169,4 +169,28 @@ describe('cluster – real processes, real sockets, real files', () => {
     // The follower applies right after sending its last ack; the leader sees it a moment later.
     await until(`${follower} shows no lag`, async () => (await c.leader()).followers.find((f) => f.id === follower)?.lag === 0, 30_000, 50);
   });
+
+  it('a request to a node mid-election waits for the election and names the new leader', async () => {
+    // 20 ticks of 50 ms: elections take 1-2 s, the node holds a request up to 4 s.
+    const c = await LocalCluster.create({ raft: { electionTimeoutTicks: 20 } });
+    cluster = c;
+    const [first, second] = c.config.nodes.map((n) => n.id) as [string, string];
+    c.start(first);
+    await until(`${first} answers`, async () => (await c.status(first)) !== null, 30_000, 50);
+    c.start(second); // with two of three up, an election can now succeed
+    const client = c.client(10_000);
+    let answer: unknown;
+    try {
+      answer = await client.callNode(first, { op: 'topics' }, 8_000);
+    } catch (error) {
+      answer = error;
+    }
+    // Without the wait, `first` would answer at once: not the leader, no leader known.
+    if (isLmqError(answer)) {
+      expect(answer.code).toBe('LMQ_NOT_LEADER');
+      expect(answer.details.leader).toBe(second);
+    } else {
+      expect(answer).toEqual({ topics: [] });
+    }
+  });
 });

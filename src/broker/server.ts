@@ -52,7 +52,9 @@ export async function startBrokerNode(
   );
   node = new RaftNode({ config, id, log, hardState, stateMachine: state, peers: transport, logger });
   onNode(node);
-  const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum });
+  // The longest randomized election timeout, twice: one election, and a retry of a split vote.
+  const leaderWaitMs = 2 * (2 * config.raft.electionTimeoutTicks * config.raft.tickMs);
+  const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs });
   const rpc = new RpcServer({ host: self.host, port: self.clientPort, logger }, (body) => service.handle(body));
 
   await transport.start();

@@ -18,9 +18,14 @@ export interface ServiceOptions {
   readonly maxPollWaitMs: number;
   /** Pulls waiting at once; more are answered at once with what there is. */
   readonly maxWaitingPulls: number;
+  /**
+   * Longest a request waits on a node that knows no leader (mid-election) before it is
+   * answered LMQ_NOT_LEADER; set from the election timeout so one election fits.
+   */
+  readonly leaderWaitMs: number;
 }
 
-export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
+export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
 
 export class BrokerService {
   /** Ends each waiting long poll at once (with what it has), e.g. on shutdown. */
@@ -39,7 +44,7 @@ export class BrokerService {
   async handle(body: unknown): Promise<unknown> {
     const request = parseRequest(body);
     if (request.op === 'status') return this.node.status();
-    this.requireLeader();
+    await this.requireLeader();
     switch (request.op) {
       case 'createTopic':
         return this.createTopic(request.topic, request.queues);
@@ -83,10 +88,16 @@ export class BrokerService {
     };
   }
 
-  private requireLeader(): void {
-    const status = this.node.status();
-    if (status.role !== 'leader') {
-      throw new LmqError('LMQ_NOT_LEADER', `node ${status.id} is not the leader${status.leader ? `; the leader is ${status.leader}` : ''}`, { leader: status.leader });
+  /** Mid-election, waits (bounded) for a leader so the answer can name it. */
+  private async requireLeader(): Promise<void> {
+    let leadership = this.node.leadership();
+    if (leadership.leader === null && !this.closing) {
+      await this.node.waitForLeader(this.options.leaderWaitMs);
+      leadership = this.node.leadership();
+    }
+    const { id, role, leader } = leadership;
+    if (role !== 'leader') {
+      throw new LmqError('LMQ_NOT_LEADER', `node ${id} is not the leader${leader ? `; the leader is ${leader}` : ''}`, { leader });
     }
   }
 

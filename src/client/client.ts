@@ -43,7 +43,10 @@ export const DEFAULT_CLIENT_OPTIONS = Object.freeze({
   requestTimeoutMs: 3_000,
   connectTimeoutMs: 1_000,
   retryBackoffMinMs: 20,
-  retryBackoffMaxMs: 500,
+  // Low, because the backoff grows while followers still point at a leader that died: a long
+  // pause would outlast the election and add to every failover (nodes that know no leader
+  // hold requests until one is elected, so retries do not spin meanwhile).
+  retryBackoffMaxMs: 100,
   maxInflightRequests: 256,
 });
 

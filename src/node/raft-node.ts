@@ -88,6 +88,8 @@ export class RaftNode<R> {
   private lastRole: Role = 'follower';
   private lastLeader: NodeId | null = null;
   private readonly appliedListeners = new Set<() => void>();
+  /** Waiting for this node to learn who leads (see waitForLeader). */
+  private readonly leaderWaiters = new Set<() => void>();
 
   constructor(options: RaftNodeOptions<R>) {
     this.options = options;
@@ -130,6 +132,7 @@ export class RaftNode<R> {
     this.tickTimer = null;
     while (this.driving !== null) await this.driving;
     this.proposals.failAll('could not be acknowledged: the node is shutting down');
+    for (const wake of [...this.leaderWaiters]) wake();
     await this.options.log.close();
   }
 
@@ -184,6 +187,30 @@ export class RaftNode<R> {
       followers: s.progress.filter((p) => p.id !== this.id).map((p) => ({ id: p.id, matchIndex: p.match, lag: s.lastIndex - p.match, state: p.state })),
       storage: this.options.log.stats(),
     };
+  }
+
+  /** Who this node is and whom it follows: cheap enough to check on every request. */
+  leadership(): { id: NodeId; role: Role; leader: NodeId | null } {
+    const { role, leader } = this.core.summary();
+    return { id: this.id, role, leader };
+  }
+
+  /**
+   * Resolves once this node knows a leader (itself or a peer), or after timeoutMs. A request
+   * that reaches a node mid-election waits here and is answered as soon as the election ends,
+   * instead of sending its client into a retry backoff that outlasts the election.
+   */
+  waitForLeader(timeoutMs: number): Promise<void> {
+    if (this.core.summary().leader !== null || this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.leaderWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.leaderWaiters.add(done);
+    });
   }
 
   /** Term and role for every log line of this process (a pino mixin). */
@@ -284,6 +311,7 @@ export class RaftNode<R> {
     }
     this.lastRole = role;
     this.lastLeader = leader;
+    if (leader !== null) for (const wake of [...this.leaderWaiters]) wake();
     const { lastIndex, commitIndex } = this.core.status();
     this.logger.info({ leader, lastIndex, commitIndex }, role === 'leader' ? 'became leader' : `now ${role}`);
   }
