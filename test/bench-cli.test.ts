@@ -28,8 +28,8 @@ describe('bench command – output', () => {
     expect(printed.fsyncP99Ms).toBeGreaterThanOrEqual(printed.fsyncP50Ms);
     expect(printed.results).toHaveLength(1);
     const [row] = printed.results;
-    expect(row).toMatchObject({ mode: 'sync:majority', errors: 0, sizeBytes: 128, concurrency: 4 });
-    for (const field of ['msgsPerSec', 'mbPerSec', 'p50Ms', 'p99Ms', 'p999Ms', 'maxMs', 'fsyncsPerSec']) expect(row[field]).toBeGreaterThan(0);
+    expect(row).toMatchObject({ mode: 'sync:majority', errors: 0, sizeBytes: 128, concurrency: 4, maxBatch: 256 });
+    for (const field of ['msgsPerSec', 'msgsPerRequest', 'mbPerSec', 'p50Ms', 'p99Ms', 'p999Ms', 'maxMs', 'fsyncsPerSec']) expect(row[field]).toBeGreaterThan(0);
     expect(row.p99Ms).toBeGreaterThanOrEqual(row.p50Ms);
     expect(row.maxMs).toBeGreaterThanOrEqual(row.p999Ms);
     const svg = readFileSync(join(out, 'bench.svg'), 'utf8');

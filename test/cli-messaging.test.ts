@@ -55,6 +55,19 @@ describe('cli – topic, produce, consume, group', () => {
     expect(lines(again.stdout)).toEqual([]);
   });
 
+  it('produces --count with --concurrency sends in flight, each acknowledged once with dense offsets per queue', async () => {
+    expect((await cli(['topic', 'create', 'bulk', '--queues', '2'])).code).toBe(0);
+    const produced = await cli(['produce', '--topic', 'bulk', '--count', '300', '--size', '16', '--concurrency', '64', '--json']);
+    expect(produced.stderr).toBe('');
+    expect(produced.code).toBe(0);
+    const acks = lines(produced.stdout);
+    expect(new Set(acks.map((a) => a.msgId)).size).toBe(300);
+    for (const queue of [0, 1]) {
+      const offsets = acks.filter((a) => a.queue === queue).map((a) => a.offset as number).sort((a, b) => a - b);
+      expect(offsets).toEqual(offsets.map((_, i) => i));
+    }
+  });
+
   it('shows the backlog per group and queue, and resets a group to replay', async () => {
     await cli(['topic', 'create', 'audit', '--queues', '1']);
     await cli(['produce', '--topic', 'audit', '--body', 'one']);

@@ -157,7 +157,8 @@ describe('cluster – real processes, real sockets, real files', () => {
     const leader = await c.leader();
     const follower = c.config.nodes.find((n) => n.id !== leader.id)!.id;
     await c.kill(follower);
-    const producer = new Producer(c.client(), 20_000);
+    // One log entry per send (no batching): the lag below is counted in entries.
+    const producer = new Producer(c.client(), 20_000, { maxBatchMessages: 1, maxInflightRequests: 8 });
     await Promise.all(Array.from({ length: 8 }, async (_, w) => {
       for (let i = 0; i < 250; i++) await producer.send('t', { body: Buffer.from(`b-${w}-${i}`) });
     }));

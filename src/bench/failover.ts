@@ -23,6 +23,8 @@ export interface FailoverOptions {
   readonly sizeBytes: number;
   readonly concurrency: number;
   readonly producers: number;
+  /** Sends combined into one request at most (1: one request per send). */
+  readonly maxBatch: number;
   readonly kills: number;
 }
 
@@ -71,7 +73,7 @@ export async function runFailover(mode: BenchMode, options: FailoverOptions, pro
   let consumers: Promise<void>[] = [];
   try {
     const clients = Array.from({ length: options.producers }, () => cluster.client(CALL_TIMEOUT_MS));
-    load = new ClosedLoopLoad(clients, { topic: options.topic, sizeBytes: options.sizeBytes, concurrency: options.concurrency, sendTimeoutMs: CALL_TIMEOUT_MS });
+    load = new ClosedLoopLoad(clients, { topic: options.topic, sizeBytes: options.sizeBytes, concurrency: options.concurrency, sendTimeoutMs: CALL_TIMEOUT_MS, maxBatch: options.maxBatch });
     load.onAck((atMs, clientIndex) => noteAck(flow, atMs, clients[clientIndex]!));
     load.start();
     const consumerClient = cluster.client(CALL_TIMEOUT_MS);
@@ -165,5 +167,5 @@ function report(mode: BenchMode, options: FailoverOptions, trials: readonly Fail
     [mode.name, trials.length, 'SIGKILL → next consumed', consume.count, consume.p50Ms ?? '-', consume.p99Ms ?? '-', consume.maxMs ?? '-'],
   ];
   const text = `${formatTable(headers, rows)}\n(${options.concurrency} produces in flight, ${options.sizeBytes} B; nearest-rank percentiles over the kills; load average ${loadavg()[0]?.toFixed(1)})`;
-  return { document: { scenario: 'failover', mode: mode.name, kills: trials.length, concurrency: options.concurrency, ack, consume, trials }, text };
+  return { document: { scenario: 'failover', mode: mode.name, kills: trials.length, concurrency: options.concurrency, maxBatch: options.maxBatch, ack, consume, trials }, text };
 }

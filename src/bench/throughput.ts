@@ -1,6 +1,7 @@
 // The throughput scenario for one mode: a fresh cluster, warm-up, then a closed-loop produce
-// load for the measured duration. Reports rate, latency percentiles, the leader's fsyncs, and
-// CPU and memory of the leader, the followers and this (client) process.
+// load for the measured duration. Reports rate, latency percentiles, messages per produce
+// request, the leader's fsyncs, and CPU and memory of the leader, the followers and this
+// (client) process.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadavg } from 'node:os';
 import type { LocalCluster } from '../cluster/local-cluster.js';
@@ -18,6 +19,8 @@ export interface ThroughputOptions {
   readonly concurrency: number;
   /** Producers (each with its own client connection) the concurrency is spread over. */
   readonly producers: number;
+  /** Sends combined into one request at most (1: one request per send). */
+  readonly maxBatch: number;
   readonly durationS: number;
   readonly warmupS: number;
   readonly nodeArgs: readonly string[];
@@ -37,6 +40,9 @@ export interface ModeResult extends Omit<LatencySummary, 'count'> {
   readonly sizeBytes: number;
   readonly concurrency: number;
   readonly producers: number;
+  readonly maxBatch: number;
+  /** Messages per produce request the producers started in the window: how much sends were combined. */
+  readonly msgsPerRequest: number;
   readonly measuredS: number;
   /** CPU used during the window, in percent of one core. */
   readonly clientCpuPct: number;
@@ -65,7 +71,7 @@ export async function runThroughputMode(mode: BenchMode, options: ThroughputOpti
   let load: ClosedLoopLoad | null = null;
   try {
     const clients = Array.from({ length: options.producers }, () => cluster.client(SEND_TIMEOUT_MS));
-    load = new ClosedLoopLoad(clients, { topic: options.topic, sizeBytes: options.sizeBytes, concurrency: options.concurrency, sendTimeoutMs: SEND_TIMEOUT_MS });
+    load = new ClosedLoopLoad(clients, { topic: options.topic, sizeBytes: options.sizeBytes, concurrency: options.concurrency, sendTimeoutMs: SEND_TIMEOUT_MS, maxBatch: options.maxBatch });
     load.start();
     progress(`${mode.name}: warming up ${options.warmupS} s`);
     await sleep(options.warmupS * 1000);
@@ -144,6 +150,8 @@ function toResult(mode: BenchMode, options: ThroughputOptions, window: ReturnTyp
     sizeBytes: options.sizeBytes,
     concurrency: options.concurrency,
     producers: options.producers,
+    maxBatch: options.maxBatch,
+    msgsPerRequest: window.requests === 0 ? 0 : round1(window.requestMessages / window.requests),
     measuredS: round3(windowS),
     clientCpuPct: round1((100 * clientCpuS) / seconds),
     leaderCpuPct: nodeCpuPct(before.leader.id),

@@ -112,6 +112,19 @@ export function topicNameProblem(name: string): string | undefined {
   return validationProblem(() => checkName(name, 'topic'));
 }
 
+/**
+ * What is wrong with one message of a produce command, or undefined: the checks encode runs on
+ * each message (and its body alone against produceBodyBytesMax). A client runs it before
+ * combining messages into one request, so one bad message is refused alone instead of failing
+ * the whole request.
+ */
+export function produceMessageProblem(message: ProduceMessage): string | undefined {
+  return validationProblem(() => {
+    const checked = validateMessage(message, 'message');
+    checkBodyBytes(checked.body.byteLength);
+  });
+}
+
 function corrupt(where: string, problem: string, logIndex: number | undefined): LmqError {
   const details = logIndex === undefined ? {} : { logIndex };
   return new LmqError('LMQ_CORRUPT_DATA', `corrupt broker ${where}: ${problem}`, details);
@@ -179,10 +192,7 @@ function validateProduce(raw: Record<string, unknown>): BrokerCommand {
     fail(`messages must hold 1 to ${COMMAND_LIMITS.messagesPerProduceMax} messages, not ${messagesRaw.length}`);
   }
   const messages = messagesRaw.map((message, i) => validateMessage(message, `messages[${i}]`));
-  const bodyBytes = messages.reduce((sum, message) => sum + message.body.byteLength, 0);
-  if (bodyBytes > COMMAND_LIMITS.produceBodyBytesMax) {
-    fail(`bodies total ${bodyBytes} bytes, more than produceBodyBytesMax ${COMMAND_LIMITS.produceBodyBytesMax}`);
-  }
+  checkBodyBytes(messages.reduce((sum, message) => sum + message.body.byteLength, 0));
   return {
     kind: 'produce',
     producerId: checkText(raw['producerId'], 'producerId', COMMAND_LIMITS.idLengthMax),
@@ -190,6 +200,12 @@ function validateProduce(raw: Record<string, unknown>): BrokerCommand {
     timestampMs: checkInteger(raw['timestampMs'], 'timestampMs', 0, Number.MAX_SAFE_INTEGER),
     messages,
   };
+}
+
+function checkBodyBytes(bodyBytes: number): void {
+  if (bodyBytes > COMMAND_LIMITS.produceBodyBytesMax) {
+    fail(`bodies total ${bodyBytes} bytes, more than produceBodyBytesMax ${COMMAND_LIMITS.produceBodyBytesMax}`);
+  }
 }
 
 function validateMessage(raw: unknown, what: string): ProduceMessage {

@@ -2,6 +2,7 @@
 // the offending field named, never a crash.
 import { z } from 'zod';
 import { LmqError } from '../util/errors.js';
+import { COMMAND_LIMITS } from './commands.js';
 
 /** Bounds of one request; larger ones are refused with a message naming the bound. */
 export const MAX_MESSAGES_PER_PRODUCE = 1024;
@@ -21,7 +22,8 @@ const produceMessage = z
     body: z.instanceof(Uint8Array).refine((b) => b.byteLength <= MAX_BODY_BYTES, `body larger than ${MAX_BODY_BYTES} bytes`),
     tag: z.string().max(255).optional(),
     keys: z.array(z.string().min(1).max(255)).max(32).optional(),
-    properties: z.record(z.string().max(1024)).optional(),
+    // The command's bound: a value the producer's per-message check accepts must not fail its whole request here.
+    properties: z.record(z.string().max(COMMAND_LIMITS.propertyValueLengthMax)).optional(),
   })
   .strict();
 

@@ -11,6 +11,7 @@ import { runFailover } from '../bench/failover.js';
 import { runEndToEnd } from '../bench/e2e.js';
 import { throughputTable, writeChart, writeJson } from '../bench/report.js';
 import { type ModeResult, runThroughputMode } from '../bench/throughput.js';
+import { COMMAND_LIMITS } from '../broker/commands.js';
 import { LmqError } from '../util/errors.js';
 import { parseIntOption } from './options.js';
 
@@ -21,6 +22,7 @@ export interface BenchOptions {
   size: number;
   concurrency: number;
   producers: number;
+  maxBatch: number;
   queues: number;
   scenario: 'throughput' | 'failover' | 'e2e';
   kills: number;
@@ -45,6 +47,7 @@ export function registerBench(program: Command): void {
     .option('--size <bytes>', 'message body size', parseIntOption('--size', 1, 4 * 1024 * 1024), 128)
     .option('--concurrency <n>', 'produces in flight at once', parseIntOption('--concurrency', 1, 65_536), 256)
     .option('--producers <n>', 'producers (each its own TCP connection) the in-flight produces are spread over', parseIntOption('--producers', 1, 256), 1)
+    .option('--max-batch <n>', 'sends one producer combines into one request at most; 1: one request per send', parseIntOption('--max-batch', 1, COMMAND_LIMITS.messagesPerProduceMax), 256)
     .option('--queues <n>', 'queues of the benchmark topic', parseIntOption('--queues', 1, 1024), 8)
     .addOption(new Option('--scenario <name>', 'what to measure').choices(['throughput', 'failover', 'e2e']).default('throughput'))
     .option('--kills <n>', 'failover: leader kills', parseIntOption('--kills', 1, 1000), 20)
@@ -87,7 +90,7 @@ async function runBench(options: BenchOptions): Promise<void> {
   progress.show(`disk append+fdatasync p50 ${disk.p50Ms} ms, p99 ${disk.p99Ms} ms`);
   const common = { topic: BENCH_TOPIC, queues: options.queues, nodeArgs: options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(outDir, 'profiles')}`] : [], cleanStop: options.cpuProf === true };
   if (options.scenario === 'failover') {
-    const result = await runFailover(modes[0]!, { ...common, sizeBytes: options.size, concurrency: options.concurrency, producers: options.producers, kills: options.kills }, progress.show);
+    const result = await runFailover(modes[0]!, { ...common, sizeBytes: options.size, concurrency: options.concurrency, producers: options.producers, maxBatch: options.maxBatch, kills: options.kills }, progress.show);
     progress.done();
     return emit(options, outDir, 'failover.json', { fsyncP50Ms: disk.p50Ms, fsyncP99Ms: disk.p99Ms, ...result.document }, result.text);
   }
@@ -98,10 +101,11 @@ async function runBench(options: BenchOptions): Promise<void> {
   }
   const results: ModeResult[] = [];
   for (const mode of modes) {
-    results.push(await runThroughputMode(mode, { ...common, sizeBytes: options.size, concurrency: options.concurrency, producers: options.producers, durationS: options.duration, warmupS: options.warmup }, progress.show));
+    results.push(await runThroughputMode(mode, { ...common, sizeBytes: options.size, concurrency: options.concurrency, producers: options.producers, maxBatch: options.maxBatch, durationS: options.duration, warmupS: options.warmup }, progress.show));
   }
   progress.done();
-  const subtitle = `${options.size} B messages, ${options.concurrency} in flight over ${options.producers} producer(s), ${options.duration} s per mode; disk fdatasync p50 ${disk.p50Ms} ms / p99 ${disk.p99Ms} ms`;
+  const batching = options.maxBatch === 1 ? 'one request per send' : `up to ${options.maxBatch} sends per request`;
+  const subtitle = `${options.size} B messages, ${options.concurrency} in flight over ${options.producers} producer(s), ${batching}, ${options.duration} s per mode; disk fdatasync p50 ${disk.p50Ms} ms / p99 ${disk.p99Ms} ms`;
   writeChart(outDir, 'bench.svg', results, subtitle);
   return emit(options, outDir, 'bench.json', { fsyncP50Ms: disk.p50Ms, fsyncP99Ms: disk.p99Ms, diskSamples: disk.samples, results }, throughputTable(results, disk));
 }

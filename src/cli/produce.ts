@@ -38,24 +38,31 @@ export function registerProduce(program: Command): void {
     .option('--jsonl', 'stdin lines are JSON objects {"body","key","tag","properties"}')
     .option('--json', 'print {"msgId","queue","offset"} per acknowledged message')
     .option('--timeout <ms>', 'keep retrying one message this long, then exit 3', parseIntOption('--timeout', 1, 3_600_000), 10_000)
-    .option('--concurrency <n>', 'requests in flight at once (order per queue is kept)', parseIntOption('--concurrency', 1, 4096), 1)
-    .option('--batch <n>', 'messages per request (one log entry, one queue)', parseIntOption('--batch', 1, 1024), 1)
+    .option('--concurrency <n>', 'sends in flight at once; sends that wait leave together in one request (order per queue is kept)', parseIntOption('--concurrency', 1, 4096), 1)
+    .option('--batch <n>', 'messages per explicit batch: a request of its own, one log entry, one queue, stored all or none', parseIntOption('--batch', 1, 1024), 1)
     .action((options: ProduceOptions) => runProduce(options));
 }
 
 async function runProduce(options: ProduceOptions): Promise<void> {
   if (options.body !== undefined && options.count !== undefined) throw new LmqError('LMQ_BAD_INPUT', 'use either --body or --count, not both');
-  const counts = await withClient(options.config, options.timeout, (client) => sendAll(new Producer(client, options.timeout), options));
+  // Explicit batches are never combined: --concurrency of them are requests in flight, as before.
+  const producerOptions = options.batch > 1 ? { maxInflightRequests: options.concurrency } : {};
+  const counts = await withClient(options.config, options.timeout, (client) => sendAll(new Producer(client, options.timeout, producerOptions), options));
   if (!options.json) process.stdout.write(`${counts.acknowledged} messages acknowledged${counts.duplicates ? ` (${counts.duplicates} were retries the broker had already stored)` : ''}\n`);
 }
 
-/** Sends every message in batches, at most --concurrency requests in flight. */
+/**
+ * Sends every message, at most --concurrency sends in flight: single sends (the producer
+ * combines those that wait), or explicit batches of --batch.
+ */
 async function sendAll(producer: Producer, options: ProduceOptions): Promise<{ acknowledged: number; duplicates: number }> {
   const counts = { acknowledged: 0, duplicates: 0 };
   const inFlight = new Set<Promise<void>>();
   let firstError: unknown = null;
+  const selector = options.queueByKey ? 'byKey' : 'roundRobin';
   const send = async (batch: OutgoingMessage[]) => {
-    for (const result of await producer.sendBatch(options.topic, batch, options.queueByKey ? 'byKey' : 'roundRobin')) {
+    const results = options.batch === 1 ? [await producer.send(options.topic, batch[0]!, selector)] : await producer.sendBatch(options.topic, batch, selector);
+    for (const result of results) {
       counts.acknowledged++;
       if (result.duplicate) counts.duplicates++;
       if (options.json) process.stdout.write(`${JSON.stringify({ msgId: result.msgId, queue: result.queueId, offset: result.offset })}\n`);

@@ -1,12 +1,20 @@
 // A producer: picks a queue (round robin, or a hash of the business key so all messages of one
 // key keep their order in one queue — RocketMQ's MessageQueueSelector), and sends with an
 // idempotent identity (producerId, seq). Retries reuse the seq, so the broker drops
-// duplicates; sends in flight together keep their order per queue because the broker refuses
-// a seq that skips one (LMQ_OUT_OF_ORDER) until the earlier one arrives.
+// duplicates; requests in flight together keep their order per queue because the broker
+// refuses a seq that skips one (LMQ_OUT_OF_ORDER) until the earlier one arrives.
+//
+// Sends are queued (send-queue.ts) and leave as produce requests, at most maxInflightRequests
+// at once: while requests are out, the sends that arrive wait and then leave together as one
+// request (one seq, one log entry) — natural batching, no added latency when nothing waits.
 import { randomBytes } from 'node:crypto';
-import { UNSEQUENCED } from '../broker/commands.js';
+import { COMMAND_LIMITS, type ProduceMessage, produceMessageProblem, UNSEQUENCED } from '../broker/commands.js';
+import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import type { LedgerClient } from './client.js';
+import { type PendingSend, type ProducerOptions, producerOptions, SendQueue } from './send-queue.js';
+
+export { DEFAULT_PRODUCER_OPTIONS, type ProducerOptions } from './send-queue.js';
 
 export interface OutgoingMessage {
   readonly body: Uint8Array;
@@ -25,6 +33,14 @@ export interface SendResult {
 
 export type QueueSelector = 'roundRobin' | 'byKey';
 
+/** Sequenced produce requests started (one-way sends aside) and the messages they carried, plus what waits now. */
+export interface ProducerStats {
+  readonly requests: number;
+  readonly messages: number;
+  readonly queuedMessages: number;
+  readonly sendsWaitingForRoom: number;
+}
+
 /** FNV-1a: a stable hash, so a key maps to the same queue in every client and every run. */
 export function hashKey(key: string): number {
   let hash = 0x811c9dc5;
@@ -36,7 +52,7 @@ export function hashKey(key: string): number {
 }
 
 /** The request form of one message (the broker's ProduceMessage); the key is indexed as a key. */
-function toWire(message: OutgoingMessage, msgId: string, topic: string, queueId: number) {
+function toWire(message: OutgoingMessage, msgId: string, topic: string, queueId: number): ProduceMessage {
   return {
     msgId, topic, queueId, body: message.body,
     ...(message.tag ? { tag: message.tag } : {}),
@@ -45,24 +61,52 @@ function toWire(message: OutgoingMessage, msgId: string, topic: string, queueId:
   };
 }
 
+/** Bodies plus the UTF-8 worst case (3 bytes per UTF-16 unit) of the strings around them. */
+function sizeBytes(message: OutgoingMessage): number {
+  let textUnits = (message.key?.length ?? 0) + (message.tag?.length ?? 0);
+  for (const [name, value] of Object.entries(message.properties ?? {})) textUnits += name.length + value.length;
+  return message.body.byteLength + 3 * textUnits;
+}
+
 export class Producer {
   private producerId = '';
   private nextSeq = 1;
+  /** Requests of the current session not yet answered; a failed session's stragglers no longer count. */
+  private inflightRequests = 0;
   private oneWayCount = 0;
   private roundRobin = 0;
-  private readonly queueCounts = new Map<string, Promise<number>>();
+  private readonly options: ProducerOptions;
+  private readonly queue: SendQueue;
+  private readonly queueCounts = new Map<string, number>();
+  private readonly routeLookups = new Map<string, Promise<number>>();
+  /** The head's topic has no queue count yet: nothing overtakes it, the pump resumes when it comes. */
+  private waitingForRoute = false;
+  private requestCount = 0;
+  private messageCount = 0;
 
   constructor(
     private readonly client: LedgerClient,
     private readonly timeoutMs: number,
+    options: Partial<ProducerOptions> = {},
   ) {
+    this.options = producerOptions(options);
+    this.queue = new SendQueue(this.options.maxQueuedMessages);
     this.newSession();
   }
 
   /** Sends one message and resolves once the broker acknowledged it under its quorum mode. */
   async send(topic: string, message: OutgoingMessage, selector: QueueSelector = 'roundRobin'): Promise<SendResult> {
-    const [result] = await this.sendBatch(topic, [message], selector);
-    return result!;
+    const [result] = await this.enqueue(topic, [message], selector, false);
+    assert(result !== undefined, 'a send resolves with its result');
+    return result;
+  }
+
+  /**
+   * Sends messages as one batch: one request of its own, one log entry, one queue (chosen by
+   * the first message's key, or round robin), stored all or none, in this order.
+   */
+  async sendBatch(topic: string, messages: readonly OutgoingMessage[], selector: QueueSelector = 'roundRobin'): Promise<SendResult[]> {
+    return this.enqueue(topic, messages, selector, true);
   }
 
   /**
@@ -76,47 +120,100 @@ export class Producer {
     this.client.callOnce({ op: 'produce', producerId: this.producerId, seq: UNSEQUENCED, messages: [wire] }).catch(() => undefined);
   }
 
-  /**
-   * Sends messages as one batch: one request, one log entry, one queue (chosen by the first
-   * message's key, or round robin), stored all or none, in this order.
-   */
-  async sendBatch(topic: string, messages: readonly OutgoingMessage[], selector: QueueSelector = 'roundRobin'): Promise<SendResult[]> {
-    if (messages.length === 0) throw new LmqError('LMQ_BAD_INPUT', 'a batch needs at least one message');
-    const key = messages[0]!.key;
-    if (selector === 'byKey' && key === undefined) throw new LmqError('LMQ_BAD_INPUT', 'selecting the queue by key needs a key (--key)');
-    // Numbered before any await, so sends in flight together carry seqs in call order.
-    const session = this.producerId;
-    const seq = this.nextSeq++;
-    const turn = this.roundRobin++;
-    let queues: number;
-    try {
-      queues = await this.queueCount(topic);
-    } catch (error) {
-      this.endSession(session); // this seq will never reach the log: later ones would wait on it
-      throw error;
-    }
-    const queueId = selector === 'byKey' ? hashKey(key!) % queues : turn % queues;
-    const wire = messages.map((message, i) => toWire(message, `${session}-${seq}${messages.length > 1 ? `.${i}` : ''}`, topic, queueId));
-    const reply = (await this.sendInOrder(session, { op: 'produce', producerId: session, seq, messages: wire })) as {
-      placed: { msgId: string; queueId: number; offset: number | null }[];
-      duplicate: boolean;
-    };
-    // A duplicate older than the broker's window is acknowledged without its placement.
-    return wire.map((m, i) => ({ msgId: m.msgId, queueId, offset: reply.placed[i]?.offset ?? null, duplicate: reply.duplicate }));
+  stats(): ProducerStats {
+    return { requests: this.requestCount, messages: this.messageCount, ...this.queue.depth() };
   }
 
-  private async sendInOrder(session: string, request: Readonly<Record<string, unknown>>): Promise<unknown> {
-    try {
-      // The client retries redirects, lost connections and LMQ_OUT_OF_ORDER (an earlier seq
-      // of ours is still on its way) with the same seq until the deadline.
-      return await this.client.call(request, this.timeoutMs);
-    } catch (error) {
-      // Whether this seq failed for sure or its outcome is unknown, later seqs would wait on
-      // it: the producer starts a fresh session (an unknown outcome may then be stored twice,
-      // under two msgIds — at-least-once).
-      this.endSession(session);
-      throw error;
+  private enqueue(topic: string, messages: readonly OutgoingMessage[], selector: QueueSelector, explicitBatch: boolean): Promise<SendResult[]> {
+    this.checkSend(topic, messages, selector);
+    const result = new Promise<SendResult[]>((resolve, reject) => {
+      const size = messages.reduce((sum, message) => sum + sizeBytes(message), 0);
+      this.queue.add({ topic, messages, selector, explicitBatch, sizeBytes: size, deadlineMs: Date.now() + this.timeoutMs, resolve, reject });
+    });
+    this.queueCount(topic).catch(() => undefined); // asked now, so it is likely known when the send reaches the head
+    this.pump();
+    return result;
+  }
+
+  /** Refuses a send the broker would refuse, before it can share a request with others (LMQ_BAD_INPUT). */
+  private checkSend(topic: string, messages: readonly OutgoingMessage[], selector: QueueSelector): void {
+    const { messagesPerProduceMax, produceBodyBytesMax } = COMMAND_LIMITS;
+    if (messages.length === 0) throw new LmqError('LMQ_BAD_INPUT', 'a batch needs at least one message');
+    if (messages.length > messagesPerProduceMax) throw new LmqError('LMQ_BAD_INPUT', `a batch holds at most ${messagesPerProduceMax} messages, not ${messages.length}`);
+    if (selector === 'byKey' && messages[0]!.key === undefined) throw new LmqError('LMQ_BAD_INPUT', 'selecting the queue by key needs a key (--key)');
+    const bodyBytes = messages.reduce((sum, message) => sum + message.body.byteLength, 0);
+    if (bodyBytes > produceBodyBytesMax) throw new LmqError('LMQ_BAD_INPUT', `a batch's bodies total ${bodyBytes} bytes, more than ${produceBodyBytesMax}`);
+    messages.forEach((message, i) => {
+      // msgId and queue are chosen at dispatch and always valid; a sample stands in for them.
+      const problem = produceMessageProblem(toWire(message, `${this.producerId}-${this.nextSeq}`, topic, 0));
+      if (problem !== undefined) throw new LmqError('LMQ_BAD_INPUT', `message ${i} for topic "${topic.slice(0, 200)}" cannot be sent: ${problem}`);
+    });
+  }
+
+  /** Starts requests from the head of the queue while the session has room for them. */
+  private pump(): void {
+    while (this.inflightRequests < this.options.maxInflightRequests) {
+      for (const expired of this.queue.takeExpired(Date.now())) {
+        expired.reject(new LmqError('LMQ_UNAVAILABLE', `send not started within ${this.timeoutMs} ms: the producer's earlier requests took that long; is the cluster running?`));
+      }
+      const head = this.queue.head();
+      if (head === undefined) return;
+      const queues = this.queueCounts.get(head.topic);
+      if (queues === undefined) return this.awaitRoute(head.topic);
+      this.dispatch(this.queue.takeRun({ maxMessages: this.options.maxBatchMessages, maxBytes: this.options.maxBatchBytes }), queues);
     }
+  }
+
+  private awaitRoute(topic: string): void {
+    if (this.waitingForRoute) return;
+    this.waitingForRoute = true;
+    this.queueCount(topic)
+      .catch(() => undefined) // queueCount failed the topic's sends
+      .finally(() => {
+        this.waitingForRoute = false;
+        this.pump();
+      });
+  }
+
+  /** One request for the run: one seq, taken in dispatch order, so seqs follow the queue's order. */
+  private dispatch(run: readonly PendingSend[], queues: number): void {
+    const session = this.producerId;
+    const seq = this.nextSeq++;
+    const wire = this.wireMessages(run, session, seq, queues);
+    this.inflightRequests++;
+    this.requestCount++;
+    this.messageCount += wire.length;
+    const timeoutMs = Math.max(1, run[0]!.deadlineMs - Date.now());
+    // The client retries redirects, lost connections and LMQ_OUT_OF_ORDER (an earlier seq of
+    // ours is still on its way) with the same seq until the deadline.
+    this.client.call({ op: 'produce', producerId: session, seq, messages: wire }, timeoutMs).then(
+      (reply) => settle(run, wire, reply as ProduceReply),
+      (error: unknown) => {
+        // Whether this seq failed for sure or its outcome is unknown, later seqs would wait on
+        // it: the producer starts a fresh session (an unknown outcome may then be stored twice,
+        // under two msgIds — at-least-once). Sends still queued go on in the new session.
+        this.endSession(session);
+        for (const send of run) send.reject(error);
+      },
+    ).finally(() => {
+      if (session === this.producerId) this.inflightRequests--;
+      assert(this.inflightRequests >= 0, 'in-flight requests went negative');
+      this.pump();
+    });
+  }
+
+  /** Each send keeps its own queue (an explicit batch one for all) and msgId. */
+  private wireMessages(run: readonly PendingSend[], session: string, seq: number, queues: number): ProduceMessage[] {
+    const total = run.reduce((sum, send) => sum + send.messages.length, 0);
+    const wire: ProduceMessage[] = [];
+    for (const send of run) {
+      const key = send.messages[0]!.key;
+      const queueId = send.selector === 'byKey' ? hashKey(key!) % queues : this.roundRobin++ % queues;
+      for (const message of send.messages) wire.push(toWire(message, `${session}-${seq}${total > 1 ? `.${wire.length}` : ''}`, send.topic, queueId));
+    }
+    assert(wire.length === total, 'one wire message per message');
+    assert(wire.every((m) => m.msgId.length <= COMMAND_LIMITS.idLengthMax), 'msgIds stay within idLengthMax');
+    return wire;
   }
 
   /** Starts a new session unless `session` is already over (a late failure of an old one). */
@@ -124,19 +221,58 @@ export class Producer {
     if (session === this.producerId) this.newSession();
   }
 
-  /** The topic's queue count, asked once and shared by every send (a failed ask is not kept). */
+  /**
+   * The topic's queue count, asked once and kept. A failed ask is not kept, and fails the
+   * sends of that topic waiting now (the same ask would fail them all); other topics go on.
+   */
   private queueCount(topic: string): Promise<number> {
-    let count = this.queueCounts.get(topic);
-    if (count === undefined) {
-      count = this.client.call({ op: 'route', topic }, this.timeoutMs).then((reply) => (reply as { queues: number }).queues);
-      this.queueCounts.set(topic, count);
-      count.catch(() => this.queueCounts.delete(topic));
+    const known = this.queueCounts.get(topic);
+    if (known !== undefined) return Promise.resolve(known);
+    let lookup = this.routeLookups.get(topic);
+    if (lookup === undefined) {
+      lookup = this.client.call({ op: 'route', topic }, this.timeoutMs).then((reply) => (reply as { queues: number }).queues);
+      this.routeLookups.set(topic, lookup);
+      lookup.then(
+        (queues) => {
+          assert(Number.isSafeInteger(queues) && queues >= 1, 'a topic has at least one queue');
+          this.queueCounts.set(topic, queues);
+          this.routeLookups.delete(topic);
+        },
+        (error: unknown) => {
+          this.routeLookups.delete(topic);
+          for (const send of this.queue.takeTopic(topic)) send.reject(error);
+          this.pump();
+        },
+      );
     }
-    return count;
+    return lookup;
   }
 
   private newSession(): void {
     this.producerId = randomBytes(8).toString('hex');
     this.nextSeq = 1;
+    this.inflightRequests = 0;
   }
+}
+
+interface ProduceReply {
+  readonly placed: readonly { msgId: string; queueId: number; offset: number | null }[];
+  readonly duplicate: boolean;
+}
+
+/** Resolves each send with its own results, from the reply's placements in request order. */
+function settle(run: readonly PendingSend[], wire: readonly ProduceMessage[], reply: ProduceReply): void {
+  // A duplicate older than the broker's window is acknowledged without its placement.
+  assert(reply.placed.length === wire.length || (reply.duplicate && reply.placed.length === 0), 'one placement per message');
+  let at = 0;
+  for (const send of run) {
+    const results = send.messages.map((): SendResult => {
+      const message = wire[at]!;
+      const placed = reply.placed[at++];
+      assert(placed === undefined || placed.msgId === message.msgId, 'placements come in request order');
+      return { msgId: message.msgId, queueId: message.queueId, offset: placed?.offset ?? null, duplicate: reply.duplicate };
+    });
+    send.resolve(results);
+  }
+  assert(at === wire.length, 'every message settled');
 }
