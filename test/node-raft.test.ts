@@ -39,7 +39,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function makeConfig(quorum: QuorumMode): Promise<ClusterConfig> {
+async function makeConfig(quorum: QuorumMode, raft: Record<string, number> = {}): Promise<ClusterConfig> {
   const root = mkdtempSync(join(tmpdir(), 'lmq-node-'));
   cleanups.push(() => rmSync(root, { recursive: true, force: true }));
   const ports = await freePorts(3);
@@ -48,7 +48,7 @@ async function makeConfig(quorum: QuorumMode): Promise<ClusterConfig> {
     nodes: ['n1', 'n2', 'n3'].map((id, i) => ({ id, host: '127.0.0.1', raftPort: ports[i], clientPort: 1, dataDir: join(root, id) })),
     flush: { mode: 'sync', intervalMs: 100 },
     quorum,
-    raft: { tickMs: 20 },
+    raft: { tickMs: 20, ...raft },
   }, 'test');
 }
 
@@ -111,6 +111,16 @@ describe('node – three nodes over real TCP and real log files', () => {
     expect(local.result).toBeUndefined();
     expect(leader.node.status().persistedIndex).toBeGreaterThanOrEqual(local.index);
   });
+
+  it('acknowledges under all quorum on the last ack, not at the next heartbeat', async () => {
+    // Heartbeats 1 s apart: a write waiting for one takes 0.5 s on average; twenty in a row, ~10 s.
+    const config = await makeConfig('all', { heartbeatIntervalTicks: 50, electionTimeoutTicks: 60 });
+    const nodes = await Promise.all(config.nodes.map((n) => startNode(config, n.id)));
+    const leader = await leaderOf(nodes);
+    const startedMs = Date.now();
+    for (let i = 0; i < 20; i++) await propose(leader.node, `all-${i}`, 'all');
+    expect(Date.now() - startedMs).toBeLessThan(5_000);
+  }, 30_000);
 
   it('keeps the log, term and vote across a restart of every node', async () => {
     const config = await makeConfig('majority');

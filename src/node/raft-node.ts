@@ -263,6 +263,7 @@ export class RaftNode<R> {
       do {
         this.driveAgain = false;
         while (this.core.hasReady()) await this.handleReady(this.core.ready());
+        this.settleReplicatedEverywhere();
         this.observeRoleChange();
       } while (this.driveAgain && !this.stopped);
     } finally {
@@ -300,6 +301,16 @@ export class RaftNode<R> {
     if (this.proposals.size() === 0) return;
     this.proposals.replicatedEverywhere(allMatchIndex);
     this.proposals.persistedLocally(persistedIndex, (index) => this.core.termAt(index));
+  }
+
+  /**
+   * `all` quorum: the last follower's ack often arrives after the entry was applied and moves
+   * nothing else, so it brings no Ready (and no afterAdvance) of its own; without this check
+   * the write would wait for the next heartbeat or proposal.
+   */
+  private settleReplicatedEverywhere(): void {
+    if (this.proposals.size() === 0) return;
+    this.proposals.replicatedEverywhere(this.core.indexes().allMatchIndex);
   }
 
   /** Logs role and leader changes; a leader that steps down fails what it was waiting on. Cheap: runs per message. */
