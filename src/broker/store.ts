@@ -26,6 +26,7 @@ import { open, type RootDatabase, TransactionFlags } from 'lmdb';
 import { Packr } from 'msgpackr';
 import { assert } from '../util/assert.js';
 import type { CommitDurability } from './state-guard.js';
+import { RecordBuffer, REMOVED, type Slot } from './record-buffer.js';
 
 export type Key = (string | number)[];
 
@@ -74,62 +75,6 @@ export const DEFAULT_MAX_BUFFERED_RECORDS = 1024;
 const MAX_CACHED_RECORDS = 100_000;
 /** Kinds of record few and read on every produce or commit: worth caching after they are written to lmdb. */
 const CACHED_KINDS: ReadonlySet<string> = new Set(['meta', 'topic', 'queue', 'producer', 'group', 'offset']);
-
-const REMOVED = Symbol('removed');
-/**
- * fresh: the key was absent from lmdb when this write was made (insert()), so removing it
- * again before a flush leaves nothing for lmdb to do.
- */
-type Slot = { readonly key: Key; readonly value: unknown; readonly fresh: boolean };
-
-/**
- * Records by kind (the key's first part) and key id: writes not yet in lmdb. Grouping by kind
- * keeps a range query's scan to the records of its own kind.
- */
-class RecordBuffer {
-  private readonly kinds = new Map<string, Map<string, Slot>>();
-  private count = 0;
-
-  size(): number {
-    return this.count;
-  }
-
-  lookup(kind: string, id: string): Slot | undefined {
-    return this.kinds.get(kind)?.get(id);
-  }
-
-  set(kind: string, id: string, slot: Slot): void {
-    let records = this.kinds.get(kind);
-    if (records === undefined) this.kinds.set(kind, (records = new Map()));
-    if (!records.has(id)) this.count++;
-    records.set(id, slot);
-  }
-
-  ofKind(kind: string): IterableIterator<[string, Slot]> {
-    return (this.kinds.get(kind) ?? new Map<string, Slot>()).entries();
-  }
-
-  *all(): IterableIterator<[string, string, Slot]> {
-    for (const [kind, records] of this.kinds) for (const [id, slot] of records) yield [kind, id, slot];
-  }
-
-  /** Moves every record of `other` into this buffer (later writes win). */
-  absorb(other: RecordBuffer): void {
-    for (const [kind, id, slot] of other.all()) {
-      if (slot.value === REMOVED && slot.fresh) this.delete(kind, id);
-      else this.set(kind, id, slot);
-    }
-  }
-
-  private delete(kind: string, id: string): void {
-    if (this.kinds.get(kind)?.delete(id) === true) this.count--;
-  }
-
-  clear(): void {
-    this.kinds.clear();
-    this.count = 0;
-  }
-}
 
 export class BrokerStore {
   /** Writes of the transaction in progress; null outside one. */
