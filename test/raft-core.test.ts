@@ -98,6 +98,44 @@ describe('raft core – pre-vote and check-quorum', () => {
     expect(c.processReady('n2')).toEqual([]);
   });
 
+  it('followers whose connections from a dead leader closed elect a successor within a few ticks', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.isolated.add('n1'); // killed: sends and receives nothing more
+    for (const id of ['n2', 'n3']) c.core(id).peerDisconnected('n1');
+    expect(c.core('n2').status().leader).toBeNull();
+    for (let tick = 0; tick < 3; tick++) {
+      for (const id of ['n2', 'n3']) c.tick(id);
+      c.stabilize();
+    }
+    // Well inside one election timeout (ELECTION_TICKS), one of them leads term 2.
+    const leaders = ['n2', 'n3'].filter((id) => c.core(id).status().role === 'leader');
+    expect(leaders).toHaveLength(1);
+    expect(c.core(leaders[0]!).status().term).toBe(2);
+  });
+
+  it('a follower that still hears the leader refuses the pre-vote of one whose connection closed', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.core('n3').peerDisconnected('n1'); // only n3 lost its connection; n2 is in lease
+    for (let tick = 0; tick < 3; tick++) {
+      c.tick('n3');
+      c.stabilize();
+    }
+    expect(c.core('n1').status()).toMatchObject({ role: 'leader', term: 1 });
+    expect(c.core('n3').status().term).toBe(1); // pre-vote failed: no term bump, nothing disturbed
+    c.tick('n1'); // the leader's next heartbeat takes n3 back
+    c.stabilize();
+    expect(c.core('n3').status()).toMatchObject({ role: 'follower', leader: 'n1' });
+  });
+
+  it('ignores a closed connection from a node that is not its leader', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.core('n2').peerDisconnected('n3');
+    expect(c.core('n2').status().leader).toBe('n1');
+  });
+
   it('a leader that loses contact with a majority steps down after an election timeout', () => {
     const c = new TestCluster(IDS);
     c.elect('n1');

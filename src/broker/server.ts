@@ -49,6 +49,7 @@ export async function startBrokerNode(
       logger,
     },
     (from, message) => node?.receive(from, message),
+    (peer) => node?.peerDisconnected(peer),
   );
   node = new RaftNode({ config, id, log, hardState, stateMachine: state, peers: transport, logger });
   onNode(node);

@@ -110,6 +110,10 @@ export class LedgerClient {
       lastError = outcome.error;
       if (!this.shouldRetry(outcome.node, outcome.connection, outcome.error)) throw outcome.error;
       if (isLmqError(outcome.error, 'LMQ_NOT_LEADER') && typeof outcome.error.details.leader === 'string') continue; // follow the redirect at once
+      // Out of order: the leader answers, and the earlier seq is on its way — retry soon, not
+      // after the pause this call grew while no leader answered (a failover would pay it once
+      // per seq in flight, one after another).
+      if (isLmqError(outcome.error, 'LMQ_OUT_OF_ORDER')) backoffMs = this.options.retryBackoffMinMs;
       await sleep(Math.min(backoffMs, Math.max(0, deadline - Date.now())));
       backoffMs = Math.min(backoffMs * 2, this.options.retryBackoffMaxMs);
     }

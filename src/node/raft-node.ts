@@ -149,6 +149,13 @@ export class RaftNode<R> {
     this.kick();
   }
 
+  /** The transport saw the connection from `peer` close: if it led us, elect a successor soon. */
+  peerDisconnected(peer: NodeId): void {
+    if (this.stopped) return;
+    this.core.peerDisconnected(peer);
+    this.observeRoleChange();
+  }
+
   /**
    * Appends one entry and answers once it is acknowledged under `mode`. Rejects with
    * LMQ_NOT_LEADER (with a leader hint), LMQ_OVERLOADED, or LMQ_LEADERSHIP_LOST (outcome unknown).

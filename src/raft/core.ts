@@ -21,6 +21,13 @@ import { Progress } from './progress.js';
 import { type LogReader, RaftLog } from './raft-log.js';
 import { type Entry, EntryType, type HardState, type NodeId, entryBytes } from './types.js';
 
+/**
+ * After the leader's connection closes, followers campaign one after another, this many ticks
+ * apart in voter order, so they do not split the vote: the first usually wins before the next
+ * starts, and if its log is behind (its campaign fails) the next one tries.
+ */
+const QUICK_ELECTION_STAGGER_TICKS = 2;
+
 export type Role = 'follower' | 'preCandidate' | 'candidate' | 'leader';
 
 export interface RaftOptions {
@@ -190,6 +197,24 @@ export class RaftCore {
       this.vote = candidate;
       this.hardStateDirty = true;
     }
+  }
+
+  /**
+   * The node layer saw its connection from `peer` close (e.g. the process died). If `peer`
+   * leads us, its lease ends now and our election timer is cut to a short random wait, so a
+   * dead leader is replaced in a few ticks instead of a whole election timeout. Safe whatever
+   * the cause: an election still needs a majority of pre-votes, and a follower that still
+   * hears the leader keeps its lease and refuses them; a leader that is alive simply takes
+   * this follower back with its next append. Followers go in voter order (see
+   * QUICK_ELECTION_STAGGER_TICKS); the election timer still fires as before if this one fails.
+   */
+  peerDisconnected(peer: NodeId): void {
+    if (this.role !== 'follower' || this.leader !== peer) return;
+    this.leader = null;
+    const rank = this.voters.filter((id) => id !== peer).indexOf(this.id);
+    assert(rank >= 0, 'a follower is a voter');
+    const waitTicks = 1 + QUICK_ELECTION_STAGGER_TICKS * rank;
+    this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTimeout - waitTicks);
   }
 
   // ---------------------------------------------------------------- ticks

@@ -339,6 +339,10 @@ export class Simulation {
     node.log.crash(keepUnsynced);
     node.restartAtTick = this.tick + 5 + rng.int(150);
     this.stats.crashes++;
+    // Peers usually see its connections close (a killed process), not always (power loss).
+    for (const peer of this.nodes) {
+      if (peer.core !== null && rng.chance(0.5)) peer.core.peerDisconnected(node.id);
+    }
     const line = `CRASH ${node.id} (kept ${keepUnsynced} of unsynced; log now ${node.log.lastIndex()})`;
     this.trace.add(this.tick, () => line);
   }

@@ -118,6 +118,8 @@ export class PeerTransport {
   constructor(
     options: PeerTransportOptions,
     private readonly onMessage: (from: string, message: unknown) => void,
+    /** The peer's current connection to us closed (it died, restarts or lost the network). */
+    private readonly onPeerDisconnected: (peerId: string) => void = () => undefined,
   ) {
     this.options = resolveOptions(options);
     this.logger = this.options.logger.child({ component: 'peer-transport', node: this.options.selfId });
@@ -282,6 +284,8 @@ export class PeerTransport {
       assert(this.pendingConnections >= 0, 'pending connection count never negative');
     } else if (connection.peerId !== null && this.authenticatedInbound.get(connection.peerId) === connection) {
       this.authenticatedInbound.delete(connection.peerId);
+      // Only while running: closing the transport ourselves says nothing about the peer.
+      if (this.state === 'started') this.onPeerDisconnected(connection.peerId);
     }
   }
 
