@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryLog } from '../src/raft/memory-log.js';
 import type { AppendResponse, Message } from '../src/raft/messages.js';
 import { RaftLog } from '../src/raft/raft-log.js';
+import { entryBytes } from '../src/raft/types.js';
 import { InvariantViolation } from '../src/util/assert.js';
 import { ELECTION_TICKS, TestCluster, entry } from './support/raft-cluster.js';
 
@@ -350,8 +351,36 @@ describe('raft core – bounds and invariants', () => {
     expect(c.appliedTexts('n2')).toEqual(['a']);
   });
 
+  it('keeps durable entries in memory until applied, within its byte bound, and reads older ones from storage', () => {
+    const storage = new MemoryLog();
+    let storageReads = 0;
+    const reader = { firstIndex: () => storage.firstIndex(), lastIndex: () => storage.lastIndex(), term: (i: number) => storage.term(i),
+      entries: (lo: number, hi: number, max: number) => { storageReads++; return storage.entries(lo, hi, max); } };
+    const entryCost = entryBytes(entry(1, 1, 'x'));
+    const log = new RaftLog(reader, 0, 2 * entryCost);
+    log.append([entry(1, 1, 'a'), entry(2, 1, 'b'), entry(3, 1, 'c')]);
+    storage.write(log.takeEntriesToPersist());
+    log.stableTo(3, 1);
+    log.commitTo(3);
+    // Three durable entries, room for two: the oldest is read back from storage, the others are not.
+    expect(log.entriesToApply(1 << 20).map((e) => e.index)).toEqual([1, 2, 3]);
+    expect(storageReads).toBe(1);
+    log.appliedTo(1);
+    expect(log.entriesToApply(1 << 20).map((e) => e.index)).toEqual([2, 3]);
+    expect(storageReads).toBe(1);
+    // A conflicting append past the commit drops the retained copy it replaces.
+    log.appliedTo(2);
+    log.append([entry(4, 1, 'd')]);
+    storage.write(log.takeEntriesToPersist());
+    log.stableTo(4, 1);
+    log.append([entry(4, 2, 'e')]);
+    expect(log.term(4)).toBe(2);
+    expect(log.entries(3, 5, 1 << 20).map((e) => e.term)).toEqual([1, 2]);
+    expect(storageReads).toBe(1);
+  });
+
   it('crashes loudly when the log is asked to truncate a committed entry', () => {
-    const log = new RaftLog(new MemoryLog([entry(1, 1), entry(2, 1, 'a')]), 0);
+    const log = new RaftLog(new MemoryLog([entry(1, 1), entry(2, 1, 'a')]), 0, 1024);
     log.commitTo(2);
     expect(() => log.append([entry(2, 2, 'conflict')])).toThrow(InvariantViolation);
     expect(() => log.commitTo(3)).toThrow(InvariantViolation); // commit never passes the last index

@@ -127,7 +127,7 @@ export class RaftCore {
     this.id = options.id;
     this.voters = [...options.voters];
     this.options = options;
-    this.log = new RaftLog(options.storage, options.appliedIndex);
+    this.log = new RaftLog(options.storage, options.appliedIndex, options.maxApplyBytes);
     this.term = options.hardState.term;
     this.vote = options.hardState.vote;
     this.becomeFollower(this.term, null);

@@ -2,6 +2,11 @@
 // injected LogReader) followed by an in-memory unstable tail that the node has not yet
 // persisted. The core never writes storage itself; it hands the unstable tail out in a Ready
 // and the node reports back with advance() once it is durable.
+//
+// Durable entries stay in memory until they are applied (at most maxRetainedBytes of them):
+// with one entry per Ready, reading each back from the store to apply it (a read syscall, a
+// buffer, a checksum) was a fixed cost per entry on every node. Storage is read only for what
+// memory no longer holds (e.g. after a restart, or past the bound).
 import { assert } from '../util/assert.js';
 import { type Entry, entryBytes } from './types.js';
 
@@ -18,9 +23,16 @@ export interface LogReader {
 }
 
 export class RaftLog {
-  /** Entries not yet durable; unstable[0] has index unstableOffset. */
-  private unstable: Entry[] = [];
+  /**
+   * Entries held in memory; mem[0] has index memOffset. Those below unstableOffset are durable
+   * and kept only until applied; from unstableOffset on they are not yet durable.
+   * Invariant: applied < memOffset or mem is empty below unstableOffset; memOffset <= unstableOffset.
+   */
+  private mem: Entry[] = [];
+  private memOffset: number;
   private unstableOffset: number;
+  /** entryBytes of the durable entries in mem [memOffset, unstableOffset). */
+  private retainedBytes = 0;
   /** Last index handed to the node for persisting and not yet reported durable. */
   private handedOutIndex: number;
   /** Highest index known committed. Invariant: applied <= committed <= lastIndex(). */
@@ -30,17 +42,21 @@ export class RaftLog {
   constructor(
     private readonly storage: LogReader,
     appliedIndex: number,
+    /** Durable, unapplied entries kept in memory at most (entryBytes); older ones are read from storage. */
+    private readonly maxRetainedBytes: number,
   ) {
     this.unstableOffset = storage.lastIndex() + 1;
+    this.memOffset = this.unstableOffset;
     this.handedOutIndex = storage.lastIndex();
     assert(appliedIndex >= 0, 'applied index is never negative');
     assert(appliedIndex <= storage.lastIndex(), () => `applied index ${appliedIndex} is past the log's last index ${storage.lastIndex()}`);
+    assert(maxRetainedBytes >= 0, 'the retained bytes bound is never negative');
     this.committed = appliedIndex;
     this.applied = appliedIndex;
   }
 
   lastIndex(): number {
-    return this.unstableOffset + this.unstable.length - 1;
+    return this.memOffset + this.mem.length - 1;
   }
 
   lastTerm(): number {
@@ -56,7 +72,7 @@ export class RaftLog {
 
   /** Term at index, or undefined when the index is past the end or compacted away. */
   term(index: number): number | undefined {
-    if (index >= this.unstableOffset) return this.unstable[index - this.unstableOffset]?.term;
+    if (index >= this.memOffset) return this.mem[index - this.memOffset]?.term;
     if (index < this.storage.firstIndex() - 1) return undefined;
     return this.storage.term(index);
   }
@@ -71,22 +87,22 @@ export class RaftLog {
     return lastTerm > ourLastTerm || (lastTerm === ourLastTerm && lastIndex >= this.lastIndex());
   }
 
-  /** Entries [lo, hiExclusive) up to maxBytes (at least one), from storage and the unstable tail. */
+  /** Entries [lo, hiExclusive) up to maxBytes (at least one), from storage and memory. */
   entries(lo: number, hiExclusive: number, maxBytes: number): Entry[] {
     assert(lo >= this.storage.firstIndex(), () => `entries from ${lo} are compacted (first index ${this.storage.firstIndex()})`);
     const hi = Math.min(hiExclusive, this.lastIndex() + 1);
     if (lo >= hi) return [];
     const result: Entry[] = [];
     let bytes = 0;
-    if (lo < this.unstableOffset) {
-      for (const entry of this.storage.entries(lo, Math.min(hi, this.unstableOffset), maxBytes)) {
+    if (lo < this.memOffset) {
+      for (const entry of this.storage.entries(lo, Math.min(hi, this.memOffset), maxBytes)) {
         result.push(entry);
         bytes += entryBytes(entry);
       }
-      if (result.length < Math.min(hi, this.unstableOffset) - lo) return result; // storage stopped at maxBytes
+      if (result.length < Math.min(hi, this.memOffset) - lo) return result; // storage stopped at maxBytes
     }
-    for (let index = Math.max(lo, this.unstableOffset); index < hi; index++) {
-      const entry = this.unstable[index - this.unstableOffset]!;
+    for (let index = Math.max(lo, this.memOffset); index < hi; index++) {
+      const entry = this.mem[index - this.memOffset]!;
       if (result.length > 0 && bytes + entryBytes(entry) > maxBytes) break;
       result.push(entry);
       bytes += entryBytes(entry);
@@ -106,24 +122,38 @@ export class RaftLog {
     assert(first.index <= this.lastIndex() + 1, () => `append at ${first.index} leaves a gap after ${this.lastIndex()}`);
     if (first.index <= this.unstableOffset) {
       // The conflict reaches into durable storage: the next Ready rewrites from here and the
-      // store truncates its suffix before writing.
+      // store truncates its suffix before writing. Retained copies from there on go too.
+      this.dropMemFrom(first.index);
       this.unstableOffset = first.index;
-      this.unstable = [];
     } else {
-      this.unstable.length = first.index - this.unstableOffset;
+      this.mem.length = first.index - this.memOffset;
     }
     this.handedOutIndex = Math.min(this.handedOutIndex, first.index - 1);
     for (const entry of entries) {
       assert(entry.index === this.lastIndex() + 1, 'appended entries are contiguous');
       assert(entry.term >= this.lastTerm(), 'terms never decrease along the log');
-      this.unstable.push(entry);
+      this.mem.push(entry);
     }
+  }
+
+  /** Forgets the in-memory entries from index on (index <= unstableOffset). */
+  private dropMemFrom(index: number): void {
+    assert(index <= this.unstableOffset, 'only a durable suffix is dropped this way');
+    if (index <= this.memOffset) {
+      this.mem = [];
+      this.memOffset = index;
+      this.retainedBytes = 0;
+      return;
+    }
+    for (let i = index; i < this.unstableOffset; i++) this.retainedBytes -= entryBytes(this.mem[i - this.memOffset]!);
+    this.mem.length = index - this.memOffset;
+    assert(this.retainedBytes >= 0, 'retained bytes never go negative');
   }
 
   /** Unstable entries not yet handed to the node; marks them handed out. */
   takeEntriesToPersist(): Entry[] {
     const from = this.handedOutIndex + 1;
-    const taken = this.unstable.slice(from - this.unstableOffset);
+    const taken = this.mem.slice(from - this.memOffset);
     this.handedOutIndex = this.lastIndex();
     return taken;
   }
@@ -135,8 +165,22 @@ export class RaftLog {
   /** The node made everything up to (index, term) durable; ignored if that entry was since replaced. */
   stableTo(index: number, term: number): void {
     if (index < this.unstableOffset || this.term(index) !== term) return;
-    this.unstable.splice(0, index - this.unstableOffset + 1);
+    for (let i = this.unstableOffset; i <= index; i++) this.retainedBytes += entryBytes(this.mem[i - this.memOffset]!);
     this.unstableOffset = index + 1;
+    this.releaseRetained();
+  }
+
+  /** Drops durable entries from memory once applied, and the oldest ones past maxRetainedBytes. */
+  private releaseRetained(): void {
+    let drop = 0;
+    while (this.memOffset + drop < this.unstableOffset && (this.memOffset + drop <= this.applied || this.retainedBytes > this.maxRetainedBytes)) {
+      this.retainedBytes -= entryBytes(this.mem[drop]!);
+      drop++;
+    }
+    if (drop === 0) return;
+    this.mem.splice(0, drop);
+    this.memOffset += drop;
+    assert(this.retainedBytes >= 0 && this.retainedBytes <= this.maxRetainedBytes, () => `retained ${this.retainedBytes} bytes outside [0, ${this.maxRetainedBytes}]`);
   }
 
   commitTo(index: number): boolean {
@@ -161,6 +205,7 @@ export class RaftLog {
     assert(index >= this.applied, () => `applied index goes back from ${this.applied} to ${index}`);
     assert(index <= this.committed, () => `applied ${index} past commit ${this.committed}`);
     this.applied = index;
+    this.releaseRetained();
   }
 
   /**
