@@ -39,6 +39,8 @@ export class ClosedLoopLoad {
   private stopping = false;
   private histogram = latencyHistogram();
   private acked = 0;
+  /** Acks since start, warm-up included. */
+  private ackedInAll = 0;
   private errors = 0;
   private firstError: string | null = null;
   private windowStartMs = 0;
@@ -77,6 +79,11 @@ export class ClosedLoopLoad {
     return this.acked;
   }
 
+  /** Acks since start(), warm-up included. */
+  ackedSinceStart(): number {
+    return this.ackedInAll;
+  }
+
   /** Closes the window: later acks are not counted in it. */
   endWindow(): LoadWindow {
     assert(this.windowStartMs > 0, 'endWindow before beginWindow');
@@ -113,6 +120,7 @@ export class ClosedLoopLoad {
         continue;
       }
       const completedMs = performance.now();
+      this.ackedInAll++;
       this.ackListener?.(completedMs, clientIndex);
       if (this.windowStartMs === 0) continue;
       this.acked++;

@@ -61,6 +61,14 @@ export interface ModeResult extends Omit<LatencySummary, 'count'> {
 
 export type Progress = (line: string) => void;
 
+/**
+ * Warm-up lasts --warmup seconds and at least this many acks: V8 optimizes a function only
+ * after thousands of calls, so at low concurrency a few seconds would measure the compiler
+ * (at concurrency 1 the nodes' CPU per message fell 3x between the 3rd and the 30th second).
+ */
+const WARMUP_MIN_ACKS = 10_000;
+/** ...but never longer than this: a mode too slow to reach WARMUP_MIN_ACKS is measured anyway. */
+const WARMUP_MAX_MS = 60_000;
 /** RSS samples and the progress line are taken this often. */
 const SAMPLE_EVERY_MS = 1000;
 const SEND_TIMEOUT_MS = 20_000;
@@ -73,8 +81,8 @@ export async function runThroughputMode(mode: BenchMode, options: ThroughputOpti
     const clients = Array.from({ length: options.producers }, () => cluster.client(SEND_TIMEOUT_MS));
     load = new ClosedLoopLoad(clients, { topic: options.topic, sizeBytes: options.sizeBytes, concurrency: options.concurrency, sendTimeoutMs: SEND_TIMEOUT_MS, maxBatch: options.maxBatch });
     load.start();
-    progress(`${mode.name}: warming up ${options.warmupS} s`);
-    await sleep(options.warmupS * 1000);
+    progress(`${mode.name}: warming up ${options.warmupS} s and ${WARMUP_MIN_ACKS} acks`);
+    await warmUp(load, options.warmupS * 1000);
     const before = await snapshot(cluster);
     load.beginWindow();
     const rssSamples = await sampleWhileRunning(mode, options, load, before.leader.pid, progress);
@@ -85,6 +93,12 @@ export async function runThroughputMode(mode: BenchMode, options: ThroughputOpti
     await load?.stop().catch(() => undefined);
     await disposeBenchCluster(cluster, options.cleanStop);
   }
+}
+
+async function warmUp(load: ClosedLoopLoad, warmupMs: number): Promise<void> {
+  const startedMs = performance.now();
+  await sleep(warmupMs);
+  while (load.ackedSinceStart() < WARMUP_MIN_ACKS && performance.now() - startedMs < WARMUP_MAX_MS) await sleep(100);
 }
 
 interface Snapshot {

@@ -43,7 +43,7 @@ export function registerBench(program: Command): void {
     .description('benchmark a fresh local 3-node cluster per mode; prints a table, writes JSON and a chart to --out')
     .option('--modes <list>', 'comma-separated flush:quorum modes', 'sync:majority,async:majority,sync:all,sync:leader')
     .option('--duration <s>', 'measured seconds per mode (failover: ignored; e2e: seconds of offered load)', parseIntOption('--duration', 1, 3600), 10)
-    .option('--warmup <s>', 'seconds of load before measuring', parseIntOption('--warmup', 0, 600), 2)
+    .option('--warmup <s>', 'seconds of load before measuring (throughput: and at least 10,000 acks, so the JIT has warmed up)', parseIntOption('--warmup', 0, 600), 2)
     .option('--size <bytes>', 'message body size', parseIntOption('--size', 1, 4 * 1024 * 1024), 128)
     .option('--concurrency <n>', 'produces in flight at once', parseIntOption('--concurrency', 1, 65_536), 256)
     .option('--producers <n>', 'producers (each its own TCP connection) the in-flight produces are spread over', parseIntOption('--producers', 1, 256), 1)
