@@ -23,9 +23,11 @@ afterEach(async () => {
 
 // Names mix ASCII, accented, CJK and astral characters: UTF-8 byte order differs from JS string order for them.
 const name = fc.constantFrom('a', 'b', 'ab', 'é', 'z', '中', '😀', 'ｚ', 'A');
+// 'queue' is a kind the store caches after a flush; 'k' and 'm' are not cached.
 const key = fc.oneof(
   fc.tuple(name, fc.integer({ min: 0, max: 5 })).map(([n, i]): Key => ['k', n, i]),
   fc.integer({ min: 0, max: 20 }).map((i): Key => ['m', i]),
+  fc.tuple(name, fc.integer({ min: 0, max: 3 })).map(([n, i]): Key => ['queue', n, i]),
 );
 const write = fc.oneof(
   fc.record({ op: fc.constant('put' as const), key, value: fc.integer() }),
@@ -35,7 +37,7 @@ const write = fc.oneof(
 const step = fc.oneof(
   fc.record({ op: fc.constant('transaction' as const), writes: fc.array(write, { maxLength: 8 }), abort: fc.boolean() }),
   fc.record({ op: fc.constant('flush' as const) }),
-  fc.record({ op: fc.constant('range' as const), kind: fc.constantFrom('k', 'm'), limit: fc.integer({ min: 0, max: 30 }) }),
+  fc.record({ op: fc.constant('range' as const), kind: fc.constantFrom('k', 'm', 'queue'), limit: fc.integer({ min: 0, max: 30 }) }),
 );
 
 const id = (k: Key): string => JSON.stringify(k);
@@ -98,7 +100,7 @@ describe('broker store – buffered writes', () => {
       fc.property(fc.uniqueArray(key, { selector: id, maxLength: 30 }), (keys) => {
         const store = openStore(0);
         store.transaction(() => keys.forEach((k, i) => store.put(k, i)));
-        for (const kind of ['k', 'm']) {
+        for (const kind of ['k', 'm', 'queue']) {
           const fromLmdb = store.range([kind], [kind, TOP], 100).map((r) => r.key);
           const sorted = keys.filter((k) => k[0] === kind).sort(compareKeys);
           expect(fromLmdb).toEqual(sorted);

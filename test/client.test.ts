@@ -3,7 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_CLIENT_OPTIONS, LedgerClient } from '../src/client/client.js';
 import { RpcConnection } from '../src/transport/rpc-connection.js';
 import { RpcServer } from '../src/transport/rpc-server.js';
-import { isLmqError } from '../src/util/errors.js';
+import { LmqError, isLmqError } from '../src/util/errors.js';
+import { Producer } from '../src/client/producer.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -50,3 +51,45 @@ describe('client – requests in flight', () => {
     expect(order).toEqual(Array.from({ length: 600 }, (_, n) => n));
   });
 });
+
+describe('producer – a session that ends', () => {
+  it('stops the old session retrying and sends nothing new until it has settled, so later sends cannot overtake it', async () => {
+    // A scripted broker on a real RPC server: session A's seq 1 fails, so its seqs 2 and 3 can
+    // only ever be refused as out of order (or, had seq 1's outcome been unknown, still be
+    // stored); any later session is stored.
+    const arrivals: { session: string; seq: number }[] = [];
+    let firstSession: string | null = null;
+    const server = new RpcServer({ host: '127.0.0.1', port: 0 }, async (body) => {
+      const request = body as { op: string; producerId: string; seq: number; messages: { msgId: string }[] };
+      if (request.op === 'route') return { topic: 't', queues: 1 };
+      firstSession ??= request.producerId;
+      arrivals.push({ session: request.producerId, seq: request.seq });
+      if (request.producerId === firstSession) {
+        if (request.seq === 1) {
+          await sleep(100);
+          throw new LmqError('LMQ_BAD_INPUT', 'scripted: refused');
+        }
+        throw new LmqError('LMQ_OUT_OF_ORDER', 'scripted: seq 1 is missing', { expectedSeq: 1 });
+      }
+      return { placed: request.messages.map((m, i) => ({ msgId: m.msgId, queueId: 0, offset: request.seq * 10 + i })), duplicate: false };
+    });
+    const port = await server.start();
+    cleanups.push(() => server.close());
+    const client = new LedgerClient({ ...DEFAULT_CLIENT_OPTIONS, nodes: [{ id: 'n1', host: '127.0.0.1', clientPort: port }] }, (host, p, connectTimeoutMs) => RpcConnection.connect(host, p, { connectTimeoutMs }));
+    cleanups.push(() => client.close());
+    const producer = new Producer(client, 5_000, { maxInflightRequests: 3, maxBatchMessages: 1 });
+
+    const outcomes = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => producer.send('t', { body: Buffer.from(String(i)) })));
+
+    expect(outcomes.slice(0, 3).map((o) => o.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect((outcomes[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'LMQ_BAD_INPUT' });
+    for (const o of outcomes.slice(1, 3)) expect((o as PromiseRejectedResult).reason).toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: true });
+    expect(outcomes.slice(3).map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+    const firstOfNewSession = arrivals.findIndex((a) => a.session !== firstSession);
+    expect(firstOfNewSession).toBeGreaterThan(0);
+    // Nothing of the old session reached the broker once the new one had started.
+    expect(arrivals.slice(firstOfNewSession).every((a) => a.session !== firstSession)).toBe(true);
+    expect(arrivals.slice(firstOfNewSession).map((a) => a.seq)).toEqual([1, 2, 3]);
+  });
+});
+

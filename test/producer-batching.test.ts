@@ -153,6 +153,24 @@ describe('producer batching – natural batching against a real cluster', () => 
     expect(producer.stats().requests).toBeGreaterThanOrEqual(50);
   });
 
+  it('refuses sends beyond maxWaitingSends with LMQ_OVERLOADED, storing the others in order', async () => {
+    await createTopic('waiting', 2);
+    const producer = new Producer(client, 20_000, { maxQueuedMessages: 2, maxWaitingSends: 3, maxBatchMessages: 2, maxInflightRequests: 1 });
+    const outcomes = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => producer.send('waiting', { body: Buffer.from(String(i)) })));
+    const refused = outcomes.filter((o) => o.status === 'rejected');
+    expect(refused.length).toBeGreaterThan(0);
+    for (const o of refused) expect((o as PromiseRejectedResult).reason).toMatchObject({ code: 'LMQ_OVERLOADED' });
+    const acked = outcomes.flatMap((o, i) => (o.status === 'fulfilled' ? [i] : []));
+    expect(acked.length + refused.length).toBe(10);
+    const read = [...(await readQueue('waiting', 0)), ...(await readQueue('waiting', 1))];
+    const bodies = read.map((m) => Number(Buffer.from(m.body).toString()));
+    expect([...bodies].sort((a, b) => a - b)).toEqual(acked); // exactly the acknowledged sends, once each
+    for (const queueId of [0, 1]) {
+      const inQueue = (await readQueue('waiting', queueId)).map((m) => Number(Buffer.from(m.body).toString()));
+      expect(inQueue).toEqual([...inQueue].sort((a, b) => a - b)); // in call order
+    }
+  });
+
   it('keeps an explicit batch in one queue and one request of its own', async () => {
     await createTopic('explicit', 4);
     const producer = new Producer(client, 20_000);

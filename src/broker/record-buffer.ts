@@ -1,7 +1,8 @@
 // The broker store's in-memory write buffer: records written since the last lmdb commit,
 // grouped by kind (a key's first part) so a range query scans only its own kind. A slot holds
 // the decoded value, or REMOVED for a deletion lmdb has yet to see.
-import type { Key } from './store.js';
+/** An lmdb key: its first part names the kind of record (store.ts lists the layout). */
+export type Key = (string | number)[];
 
 export const REMOVED = Symbol('removed');
 /**

@@ -14,6 +14,9 @@ import { RpcServer } from '../transport/rpc-server.js';
 import { BrokerService, DEFAULT_SERVICE_OPTIONS } from './service.js';
 import { type ApplyResult, BrokerStateMachine } from './state-machine.js';
 
+/** Below the client's per-attempt timeout (DEFAULT_CLIENT_OPTIONS.requestTimeoutMs, 3 s). */
+const MAX_LEADER_WAIT_MS = 2_000;
+
 export interface BrokerNode {
   readonly node: RaftNode<ApplyResult>;
   stop(): Promise<void>;
@@ -53,8 +56,9 @@ export async function startBrokerNode(
   );
   node = new RaftNode({ config, id, log, hardState, stateMachine: state, peers: transport, logger });
   onNode(node);
-  // The longest randomized election timeout, twice: one election, and a retry of a split vote.
-  const leaderWaitMs = 2 * (2 * config.raft.electionTimeoutTicks * config.raft.tickMs);
+  // The longest randomized election timeout, twice (one election, and a retry of a split
+  // vote) — but never as long as a client's attempt, which would give up first.
+  const leaderWaitMs = Math.min(2 * (2 * config.raft.electionTimeoutTicks * config.raft.tickMs), MAX_LEADER_WAIT_MS);
   const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs });
   const rpc = new RpcServer({ host: self.host, port: self.clientPort, logger }, (body) => service.handle(body));
 

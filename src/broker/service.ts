@@ -179,9 +179,10 @@ export class BrokerService {
     });
   }
 
-  /** Stops long polling: waiting pulls answer now (empty), new ones do not wait. */
+  /** Shutdown: waiting pulls answer now (empty), requests held for a leader answer now; new ones do not wait. */
   close(): void {
     this.closing = true;
+    this.node.stopWaitingForLeader(); // held requests answer now (not the leader) instead of delaying shutdown
     for (const end of [...this.waitingPulls]) end();
   }
 }

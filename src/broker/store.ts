@@ -20,15 +20,16 @@
 // see staged, then buffered, then cached, then lmdb records. The buffer is written to lmdb in
 // one commit when it holds maxBufferedRecords (and on flush()/close()), so lmdb always holds
 // the state of some transaction boundary and the broker replays the log from its appliedIndex.
-// Small hot records (meta, topics, queues, producers, offsets) are also kept in a read cache.
+// Small hot records (meta, topics, queues, groups, offsets) are also kept in a read cache.
 import { createHash } from 'node:crypto';
 import { open, type RootDatabase, TransactionFlags } from 'lmdb';
 import { Packr } from 'msgpackr';
 import { assert } from '../util/assert.js';
 import type { CommitDurability } from './state-guard.js';
-import { RecordBuffer, REMOVED, type Slot } from './record-buffer.js';
+import { type Key, RecordBuffer, REMOVED, type Slot } from './record-buffer.js';
 
-export type Key = (string | number)[];
+export type { Key } from './record-buffer.js';
+
 
 export interface TopicRecord {
   queues: number;
@@ -71,10 +72,17 @@ const KEY_BYTES_MAX = 1978;
 
 /** Default bound on records written but not yet in lmdb (each a few hundred bytes in memory). */
 export const DEFAULT_MAX_BUFFERED_RECORDS = 1024;
-/** Bound on the read cache of hot records; it is emptied when full (hot records come back at once). */
+/**
+ * Bound on the read cache; a flush that would take it past this empties it first (the hot
+ * records come back with the next reads).
+ */
 const MAX_CACHED_RECORDS = 100_000;
-/** Kinds of record few and read on every produce or commit: worth caching after they are written to lmdb. */
-const CACHED_KINDS: ReadonlySet<string> = new Set(['meta', 'topic', 'queue', 'producer', 'group', 'offset']);
+/**
+ * Kinds of record that are few, small and read on every produce or commit. Producer records
+ * are not among them: each keeps up to dedupWindowPerProducer outcomes of up to 1,024
+ * placements (hundreds of KiB), and a busy producer's record stays in the write buffer anyway.
+ */
+const CACHED_KINDS: ReadonlySet<string> = new Set(['meta', 'topic', 'queue', 'group', 'offset']);
 
 export class BrokerStore {
   /** Writes of the transaction in progress; null outside one. */

@@ -98,11 +98,13 @@ export class LedgerClient {
    * one attempt (a long-polling pull passes its wait plus a margin). The last error is kept as
    * the cause when the deadline passes.
    */
-  async call(body: unknown, timeoutMs = this.options.timeoutMs, requestTimeoutMs = this.options.requestTimeoutMs): Promise<unknown> {
+  async call(body: unknown, timeoutMs = this.options.timeoutMs, requestTimeoutMs = this.options.requestTimeoutMs, abandon?: AbortSignal): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
     let backoffMs = this.options.retryBackoffMinMs;
     let lastError: unknown = null;
     while (!this.closed && Date.now() < deadline) {
+      // Abandoned between attempts only: an attempt on the wire has an outcome worth knowing.
+      if (abandon?.aborted) throw abandoned(lastError);
       // The node and its connection are chosen once a slot is free: by then the leader may
       // have changed, or the connection been replaced.
       const outcome = await this.slots.run(() => this.attempt(body, Math.min(requestTimeoutMs, deadline - Date.now())));
@@ -114,7 +116,7 @@ export class LedgerClient {
       // after the pause this call grew while no leader answered (a failover would pay it once
       // per seq in flight, one after another).
       if (isLmqError(outcome.error, 'LMQ_OUT_OF_ORDER')) backoffMs = this.options.retryBackoffMinMs;
-      await sleep(Math.min(backoffMs, Math.max(0, deadline - Date.now())));
+      await sleep(Math.min(backoffMs, Math.max(0, deadline - Date.now())), undefined, { signal: abandon }).catch(() => undefined);
       backoffMs = Math.min(backoffMs * 2, this.options.retryBackoffMaxMs);
     }
     throw new LmqError('LMQ_UNAVAILABLE', `no leader answered within ${timeoutMs} ms (tried ${this.options.nodes.map((n) => `${n.id} ${n.host}:${n.clientPort}`).join(', ')}); is the cluster running?`, {}, { cause: lastError });
@@ -206,4 +208,9 @@ export class LedgerClient {
     }
     return pending;
   }
+}
+
+/** A call its caller gave up on between attempts: an earlier attempt may still have been stored. */
+function abandoned(lastError: unknown): LmqError {
+  return new LmqError('LMQ_UNAVAILABLE', 'request abandoned before its next retry; an earlier attempt may have been stored', {}, { cause: lastError });
 }

@@ -71,8 +71,16 @@ function sizeBytes(message: OutgoingMessage): number {
 export class Producer {
   private producerId = '';
   private nextSeq = 1;
-  /** Requests of the current session not yet answered; a failed session's stragglers no longer count. */
+  /** Requests of the current session not yet answered. */
   private inflightRequests = 0;
+  /**
+   * Requests of ended sessions not yet settled. The new session sends nothing until they
+   * have: one of them may still be stored, and anything sent meanwhile could land before it,
+   * out of call order.
+   */
+  private endedSessionRequests = 0;
+  /** Aborted when the session ends: its requests stop retrying (they would only wait on the failed seq). */
+  private sessionAbandon = new AbortController();
   private oneWayCount = 0;
   private roundRobin = 0;
   private readonly options: ProducerOptions;
@@ -90,7 +98,7 @@ export class Producer {
     options: Partial<ProducerOptions> = {},
   ) {
     this.options = producerOptions(options);
-    this.queue = new SendQueue(this.options.maxQueuedMessages);
+    this.queue = new SendQueue(this.options.maxQueuedMessages, this.options.maxWaitingSends);
     this.newSession();
   }
 
@@ -152,7 +160,7 @@ export class Producer {
 
   /** Starts requests from the head of the queue while the session has room for them. */
   private pump(): void {
-    while (this.inflightRequests < this.options.maxInflightRequests) {
+    while (this.endedSessionRequests === 0 && this.inflightRequests < this.options.maxInflightRequests) {
       for (const expired of this.queue.takeExpired(Date.now())) {
         expired.reject(new LmqError('LMQ_UNAVAILABLE', `send not started within ${this.timeoutMs} ms: the producer's earlier requests took that long; is the cluster running?`));
       }
@@ -186,7 +194,7 @@ export class Producer {
     const timeoutMs = Math.max(1, run[0]!.deadlineMs - Date.now());
     // The client retries redirects, lost connections and LMQ_OUT_OF_ORDER (an earlier seq of
     // ours is still on its way) with the same seq until the deadline.
-    this.client.call({ op: 'produce', producerId: session, seq, messages: wire }, timeoutMs).then(
+    this.client.call({ op: 'produce', producerId: session, seq, messages: wire }, timeoutMs, undefined, this.sessionAbandon.signal).then(
       (reply) => settle(run, wire, reply as ProduceReply),
       (error: unknown) => {
         // Whether this seq failed for sure or its outcome is unknown, later seqs would wait on
@@ -197,7 +205,8 @@ export class Producer {
       },
     ).finally(() => {
       if (session === this.producerId) this.inflightRequests--;
-      assert(this.inflightRequests >= 0, 'in-flight requests went negative');
+      else this.endedSessionRequests--;
+      assert(this.inflightRequests >= 0 && this.endedSessionRequests >= 0, 'in-flight requests went negative');
       this.pump();
     });
   }
@@ -249,6 +258,9 @@ export class Producer {
   }
 
   private newSession(): void {
+    this.sessionAbandon.abort();
+    this.sessionAbandon = new AbortController();
+    this.endedSessionRequests += this.inflightRequests;
     this.producerId = randomBytes(8).toString('hex');
     this.nextSeq = 1;
     this.inflightRequests = 0;

@@ -3,7 +3,8 @@
 // each run into one produce request, so sends that wait while earlier requests are out are
 // combined by themselves (Kafka's linger.ms=0, RocketMQ 5's autoBatch). At most
 // maxQueuedMessages messages are queued; sends beyond wait for room in call order, so order
-// is never changed by the bound and nothing is dropped. The producer's batching options and
+// is never changed by the bound; and at most maxWaitingSends sends wait, beyond which a send
+// is refused at once with LMQ_OVERLOADED (a caller that never awaits its sends). The producer's batching options and
 // their bounds live here too.
 import { COMMAND_LIMITS } from '../broker/commands.js';
 import { assert } from '../util/assert.js';
@@ -19,6 +20,8 @@ export interface ProducerOptions {
   readonly maxBatchBytes: number;
   /** Messages queued for a request at most; sends beyond wait for room, in call order. */
   readonly maxQueuedMessages: number;
+  /** Sends waiting for room at most; one more is refused with LMQ_OVERLOADED (a caller not awaiting its sends). */
+  readonly maxWaitingSends: number;
 }
 
 export const DEFAULT_PRODUCER_OPTIONS: ProducerOptions = Object.freeze({
@@ -26,6 +29,7 @@ export const DEFAULT_PRODUCER_OPTIONS: ProducerOptions = Object.freeze({
   maxBatchMessages: 256,
   maxBatchBytes: 1024 * 1024,
   maxQueuedMessages: 10_000,
+  maxWaitingSends: 100_000,
 });
 
 const OPTION_BOUNDS: Readonly<Record<keyof ProducerOptions, number>> = Object.freeze({
@@ -33,6 +37,7 @@ const OPTION_BOUNDS: Readonly<Record<keyof ProducerOptions, number>> = Object.fr
   maxBatchMessages: COMMAND_LIMITS.messagesPerProduceMax,
   maxBatchBytes: COMMAND_LIMITS.produceBodyBytesMax,
   maxQueuedMessages: 1_000_000,
+  maxWaitingSends: 10_000_000,
 });
 
 export function producerOptions(overrides: Partial<ProducerOptions>): ProducerOptions {
@@ -73,13 +78,23 @@ export class SendQueue {
   private readonly waitingForRoom: PendingSend[] = [];
   private queuedMessageCount = 0;
 
-  constructor(private readonly maxQueuedMessages: number) {
+  constructor(
+    private readonly maxQueuedMessages: number,
+    private readonly maxWaitingSends: number,
+  ) {
     assert(maxQueuedMessages >= 1, 'maxQueuedMessages must be at least 1');
+    assert(maxWaitingSends >= 1, 'maxWaitingSends must be at least 1');
   }
 
   add(send: PendingSend): void {
     assert(send.messages.length >= 1, 'a send holds a message');
     assert(send.explicitBatch || send.messages.length === 1, 'only an explicit batch holds several messages');
+    if (this.waitingForRoom.length >= this.maxWaitingSends) {
+      // A caller that does not wait for its sends would otherwise grow this list without bound.
+      const limit = this.maxWaitingSends;
+      send.reject(new LmqError('LMQ_OVERLOADED', `the producer already has ${limit} sends waiting for room in its queue; wait for earlier sends to complete before sending more`, { maxWaitingSends: limit }));
+      return;
+    }
     this.waitingForRoom.push(send);
     this.admitWaiting();
   }

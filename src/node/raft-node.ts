@@ -132,7 +132,7 @@ export class RaftNode<R> {
     this.tickTimer = null;
     while (this.driving !== null) await this.driving;
     this.proposals.failAll('could not be acknowledged: the node is shutting down');
-    for (const wake of [...this.leaderWaiters]) wake();
+    this.stopWaitingForLeader();
     await this.options.log.close();
   }
 
@@ -220,6 +220,11 @@ export class RaftNode<R> {
     });
   }
 
+  /** Ends every waitForLeader() now (shutdown: nobody should wait for an election). */
+  stopWaitingForLeader(): void {
+    for (const wake of [...this.leaderWaiters]) wake();
+  }
+
   /** Term and role for every log line of this process (a pino mixin). */
   logContext(): { term: number; role: Role } {
     const { term, role } = this.core.summary();
@@ -303,10 +308,10 @@ export class RaftNode<R> {
   }
 
   private afterAdvance(): void {
-    const { commitIndex, persistedIndex, allMatchIndex } = this.core.indexes();
+    const { commitIndex, persistedIndex } = this.core.indexes();
     this.options.log.setCommitIndex(Math.min(commitIndex, persistedIndex));
     if (this.proposals.size() === 0) return;
-    this.proposals.replicatedEverywhere(allMatchIndex);
+    this.settleReplicatedEverywhere();
     this.proposals.persistedLocally(persistedIndex, (index) => this.core.termAt(index));
   }
 
@@ -333,5 +338,4 @@ export class RaftNode<R> {
     const { lastIndex, commitIndex } = this.core.status();
     this.logger.info({ leader, lastIndex, commitIndex }, role === 'leader' ? 'became leader' : `now ${role}`);
   }
-
 }

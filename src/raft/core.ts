@@ -201,11 +201,13 @@ export class RaftCore {
 
   /**
    * The node layer saw its connection from `peer` close (e.g. the process died). If `peer`
-   * leads us, its lease ends now and our election timer is cut to a short random wait, so a
-   * dead leader is replaced in a few ticks instead of a whole election timeout. Safe whatever
-   * the cause: an election still needs a majority of pre-votes, and a follower that still
-   * hears the leader keeps its lease and refuses them; a leader that is alive simply takes
-   * this follower back with its next append. Followers go in voter order (see
+   * leads us, its lease ends now and our election timer is cut to a short wait, so a dead
+   * leader is replaced in a few ticks instead of a whole election timeout. Raft's safety does
+   * not depend on it: an election still needs a majority of pre-votes, and a follower that
+   * still hears the leader keeps its lease and refuses them. If the leader was alive after all
+   * (every follower's connection from it dropped at once), a successor may be elected while
+   * it still believes it leads — until its next heartbeat meets the new term and it steps
+   * down: the same window as any partition, a heartbeat long instead of an election timeout. Followers go in voter order (see
    * QUICK_ELECTION_STAGGER_TICKS); the election timer still fires as before if this one fails.
    */
   peerDisconnected(peer: NodeId): void {

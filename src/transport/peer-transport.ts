@@ -67,6 +67,8 @@ interface InboundConnection {
   state: 'pending' | 'refused' | 'authenticated';
   peerId: string | null;
   handshakeTimer: NodeJS.Timeout | null;
+  /** We closed it (a bad frame): says nothing about whether the peer is alive. */
+  closedByUs: boolean;
 }
 
 export interface InboundStats {
@@ -211,6 +213,7 @@ export class PeerTransport {
       state: 'pending',
       peerId: null,
       handshakeTimer: null,
+      closedByUs: false,
     };
     this.inbound.add(connection);
     this.pendingConnections += 1;
@@ -230,6 +233,7 @@ export class PeerTransport {
     if (error === undefined) return;
     if (connection.state === 'pending') this.reject(connection, error.message);
     else this.logger.warn({ peer: connection.peerId, err: error.message }, 'closing inbound peer connection: bad frame');
+    connection.closedByUs = true;
     connection.socket.destroy();
   }
 
@@ -284,8 +288,9 @@ export class PeerTransport {
       assert(this.pendingConnections >= 0, 'pending connection count never negative');
     } else if (connection.peerId !== null && this.authenticatedInbound.get(connection.peerId) === connection) {
       this.authenticatedInbound.delete(connection.peerId);
-      // Only while running: closing the transport ourselves says nothing about the peer.
-      if (this.state === 'started') this.onPeerDisconnected(connection.peerId);
+      // Only a close the peer's side caused: closing the transport, or a connection ourselves,
+      // says nothing about whether the peer is alive.
+      if (this.state === 'started' && !connection.closedByUs) this.onPeerDisconnected(connection.peerId);
     }
   }
 
