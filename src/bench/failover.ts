@@ -46,8 +46,13 @@ export interface Percentiles {
 const TRIAL_TIMEOUT_MS = 20_000;
 const CALL_TIMEOUT_MS = 20_000;
 const RECOVERY_TIMEOUT_MS = 60_000;
-/** A restarted follower counts as caught up within this many entries of the leader. */
-const CAUGHT_UP_LAG_ENTRIES = 1000;
+/**
+ * A restarted follower counts as caught up within this many entries of the leader, and every
+ * node's applied index within this many of the leader's commit. Small, because an entry holds
+ * a whole producer batch (~32 messages): a node still working through thousands of messages
+ * is slow to notice anything, and a kill then measures a cluster that had not recovered.
+ */
+const CAUGHT_UP_LAG_ENTRIES = 50;
 /** Before a kill, acks and consumed messages must have flowed this recently. */
 const STEADY_WITHIN_MS = 300;
 const PULL_WAIT_MS = 500;
@@ -127,8 +132,11 @@ async function waitSteady(cluster: LocalCluster, flow: Flow): Promise<void> {
   await until('a steady cluster under load', async () => {
     const leader = await cluster.leader([], RECOVERY_TIMEOUT_MS);
     const caughtUp = leader.followers.length === cluster.config.nodes.length - 1 && leader.followers.every((f) => f.state === 'replicate' && f.lag <= CAUGHT_UP_LAG_ENTRIES);
+    if (!caughtUp) return false;
+    const statuses = await Promise.all(cluster.config.nodes.map((n) => cluster.status(n.id)));
+    const applied = statuses.every((s) => s !== null && s.appliedIndex >= leader.commitIndex - CAUGHT_UP_LAG_ENTRIES);
     const nowMs = performance.now();
-    return caughtUp && nowMs - flow.lastAckMs < STEADY_WITHIN_MS && nowMs - flow.lastConsumeMs < STEADY_WITHIN_MS;
+    return applied && nowMs - flow.lastAckMs < STEADY_WITHIN_MS && nowMs - flow.lastConsumeMs < STEADY_WITHIN_MS;
   }, RECOVERY_TIMEOUT_MS, 50);
 }
 
