@@ -130,6 +130,23 @@ describe('raft core – pre-vote and check-quorum', () => {
     expect(c.core('n3').status()).toMatchObject({ role: 'follower', leader: 'n1' });
   });
 
+  it('asks again every few ticks when a peer still in its lease ignored the pre-vote', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.isolated.add('n1');
+    c.core('n2').peerDisconnected('n1');
+    c.tick('n2');
+    c.stabilize();
+    expect(c.core('n2').status().role).toBe('preCandidate'); // n3 has not noticed yet: in lease, it ignores the pre-vote
+    c.core('n3').peerDisconnected('n1'); // n3 notices late (a busy node)
+    for (let tick = 0; tick < 2; tick++) {
+      c.tick('n2');
+      c.stabilize();
+    }
+    // Without asking again n2 would wait a whole election timeout (ELECTION_TICKS).
+    expect(c.core('n2').status()).toMatchObject({ role: 'leader', term: 2 });
+  });
+
   it('ignores a closed connection from a node that is not its leader', () => {
     const c = new TestCluster(IDS);
     c.elect('n1');

@@ -113,6 +113,8 @@ export class RaftCore {
   private transferee: NodeId | null = null;
   /** Leader: the commit index advanced, or proposals were appended: push to followers at the next Ready. */
   private broadcastPending = false;
+  /** Our leader's connection closed and no leader is known since (see peerDisconnected). */
+  private leaderDisconnected = false;
 
   private messages: Message[] = [];
   private persistedMessages: Message[] = [];
@@ -182,6 +184,7 @@ export class RaftCore {
       this.hardStateDirty = true;
     }
     this.leader = null;
+    this.leaderDisconnected = false;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     this.randomizedElectionTimeout = this.options.electionTimeoutTicks + this.options.randomInt(this.options.electionTimeoutTicks);
@@ -213,6 +216,7 @@ export class RaftCore {
   peerDisconnected(peer: NodeId): void {
     if (this.role !== 'follower' || this.leader !== peer) return;
     this.leader = null;
+    this.leaderDisconnected = true;
     const rank = this.voters.filter((id) => id !== peer).indexOf(this.id);
     assert(rank >= 0, 'a follower is a voter');
     const waitTicks = 1 + QUICK_ELECTION_STAGGER_TICKS * rank;
@@ -228,7 +232,11 @@ export class RaftCore {
 
   private tickElection(): void {
     this.electionElapsed++;
-    if (this.electionElapsed >= this.randomizedElectionTimeout) {
+    // After the leader's connection closed, a pre-vote that peers still in their lease ignored
+    // is asked again every few ticks rather than after a whole election timeout: their lease
+    // ends as soon as they notice the closed connection too (a busy node notices late).
+    const askAgain = this.leaderDisconnected && this.role === 'preCandidate' && this.electionElapsed >= QUICK_ELECTION_STAGGER_TICKS;
+    if (this.electionElapsed >= this.randomizedElectionTimeout || askAgain) {
       this.electionElapsed = 0;
       this.campaign('preElection');
     }
@@ -403,10 +411,12 @@ export class RaftCore {
       case 'append':
         this.electionElapsed = 0;
         this.leader = m.from;
+        this.leaderDisconnected = false;
         return this.handleAppend(m);
       case 'heartbeat':
         this.electionElapsed = 0;
         this.leader = m.from;
+        this.leaderDisconnected = false;
         this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
         this.send({ type: 'heartbeatResp', from: this.id, to: m.from, term: this.term });
         return;
