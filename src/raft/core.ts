@@ -210,8 +210,9 @@ export class RaftCore {
    * still hears the leader keeps its lease and refuses them. If the leader was alive after all
    * (every follower's connection from it dropped at once), a successor may be elected while
    * it still believes it leads — until its next heartbeat meets the new term and it steps
-   * down: the same window as any partition, a heartbeat long instead of an election timeout. Followers go in voter order (see
-   * QUICK_ELECTION_STAGGER_TICKS); the election timer still fires as before if this one fails.
+   * down: the same window as any partition, a heartbeat long instead of an election timeout.
+   * Followers go in voter order (see QUICK_ELECTION_STAGGER_TICKS); the election timer still
+   * fires as before if this one fails.
    */
   peerDisconnected(peer: NodeId): void {
     if (this.role !== 'follower' || this.leader !== peer) return;
