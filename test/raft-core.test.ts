@@ -344,6 +344,23 @@ describe('raft core – bounds and invariants', () => {
     expect(c.propose('n2', 'x')).toEqual({ ok: false, reason: 'notLeader', leader: 'n1' });
   });
 
+  it('refuses proposals beyond maxUncommittedBytes until what is pending is applied', () => {
+    const c = new TestCluster(IDS, { maxUncommittedBytes: 100 });
+    c.elect('n1');
+    c.isolated.add('n2');
+    c.isolated.add('n3');
+    const big = 'x'.repeat(150);
+    expect(c.propose('n1', big).ok).toBe(true); // one is always accepted when none is pending
+    expect(c.propose('n1', 'y')).toEqual({ ok: false, reason: 'overloaded', leader: 'n1' });
+    c.isolated.clear();
+    c.tick('n1'); // a heartbeat brings the followers back: the entry commits and is applied
+    c.stabilize();
+    expect(c.appliedTexts('n1')).toContain(big);
+    expect(c.propose('n1', 'y').ok).toBe(true);
+    expect(c.propose('n1', 'z'.repeat(99)).ok).toBe(true);
+    expect(c.propose('n1', 'w')).toEqual({ ok: false, reason: 'overloaded', leader: 'n1' });
+  });
+
   it('bounds appends in flight per follower by count', () => {
     const c = new TestCluster(IDS, { maxInflightMsgs: 2, maxAppendBytes: 40 });
     c.elect('n1');

@@ -33,6 +33,11 @@ const raftSchema = z
     maxAppendBytes: z.number().int().min(1024).default(1024 * 1024),
     /** Entries the leader accepts that are not yet committed; more proposals are refused. */
     maxUncommittedEntries: z.number().int().min(1).default(100_000),
+    /**
+     * Payload bytes of proposals the leader holds that are not yet applied; more proposals are
+     * refused (one is always accepted when none is pending). Entries hold whole producer batches.
+     */
+    maxUncommittedBytes: z.number().int().min(1024).default(256 * 1024 * 1024),
     /** Node that leadership moves back to whenever it is healthy and caught up. */
     preferredLeader: nodeId.optional(),
   })

@@ -108,6 +108,7 @@ export class RaftNode<R> {
       maxAppendBytes: raft.maxAppendBytes,
       maxApplyBytes: MAX_APPLY_BYTES,
       maxUncommittedEntries: raft.maxUncommittedEntries,
+      maxUncommittedBytes: raft.maxUncommittedBytes,
       preferredLeader: raft.preferredLeader,
       randomInt: options.randomInt ?? ((n) => Math.floor(Math.random() * n)),
     });
@@ -169,7 +170,8 @@ export class RaftNode<R> {
     const result = this.core.propose([data]);
     if (!result.ok) {
       if (result.reason === 'overloaded') {
-        return Promise.reject(new LmqError('LMQ_OVERLOADED', `node ${this.id} has ${this.options.config.raft.maxUncommittedEntries} writes waiting for commit; retry shortly`));
+        const { maxUncommittedEntries, maxUncommittedBytes } = this.options.config.raft;
+        return Promise.reject(new LmqError('LMQ_OVERLOADED', `node ${this.id} has as many writes waiting for commit as it holds (raft.maxUncommittedEntries ${maxUncommittedEntries}, raft.maxUncommittedBytes ${maxUncommittedBytes}); retry shortly`));
       }
       const leader = result.reason === 'notLeader' ? result.leader : null;
       return Promise.reject(new LmqError('LMQ_NOT_LEADER', `node ${this.id} is not the leader${leader ? `; the leader is ${leader}` : ''}`, { leader }));

@@ -48,6 +48,11 @@ export interface RaftOptions {
   readonly maxApplyBytes: number;
   /** Proposals are refused while this many entries wait for commit (back-pressure). */
   readonly maxUncommittedEntries: number;
+  /**
+   * Proposals are refused while the leader's proposals not yet applied hold this many payload
+   * bytes (one is accepted when none is pending, however large).
+   */
+  readonly maxUncommittedBytes: number;
   readonly preferredLeader?: NodeId | undefined;
   /** Uniform integer in [0, n): the only source of randomness. */
   readonly randomInt: (n: number) => number;
@@ -115,6 +120,12 @@ export class RaftCore {
   private broadcastPending = false;
   /** Our leader's connection closed and no leader is known since (see peerDisconnected). */
   private leaderDisconnected = false;
+  /**
+   * Leader: payload bytes proposed in this term and not yet handed out for applying (etcd's
+   * uncommittedSize). Entries of earlier terms applied meanwhile may take it below the truth;
+   * it never goes under zero.
+   */
+  private uncommittedBytes = 0;
 
   private messages: Message[] = [];
   private persistedMessages: Message[] = [];
@@ -163,6 +174,7 @@ export class RaftCore {
     this.reset(this.term);
     this.role = 'leader';
     this.leader = this.id;
+    this.uncommittedBytes = 0;
     for (const id of this.voters) {
       const progress = new Progress(this.log.lastIndex() + 1, this.options.maxInflightMsgs, this.options.maxInflightBytes);
       if (id === this.id) {
@@ -504,6 +516,11 @@ export class RaftCore {
     if (this.log.lastIndex() - this.log.committed + payloads.length > this.options.maxUncommittedEntries) {
       return { ok: false, reason: 'overloaded', leader: this.id };
     }
+    const bytes = payloads.reduce((sum, data) => sum + data.byteLength, 0);
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + bytes > this.options.maxUncommittedBytes) {
+      return { ok: false, reason: 'overloaded', leader: this.id };
+    }
+    this.uncommittedBytes += bytes;
     const firstIndex = this.log.lastIndex() + 1;
     this.appendEntries(payloads.map((data) => ({ type: EntryType.Normal, data })));
     return { ok: true, firstIndex, term: this.term };
@@ -640,6 +657,8 @@ export class RaftCore {
     const applied = ready.committedEntries[ready.committedEntries.length - 1];
     if (applied !== undefined) this.log.appliedTo(applied.index);
     if (this.role === 'leader') {
+      const appliedBytes = ready.committedEntries.reduce((sum, entry) => sum + entry.data.byteLength, 0);
+      this.uncommittedBytes = Math.max(0, this.uncommittedBytes - appliedBytes);
       // The leader's own copy counts toward commit only once durable.
       const self = this.progress.get(this.id)!;
       if (self.maybeUpdate(this.log.persistedIndex())) this.maybeCommit();

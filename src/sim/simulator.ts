@@ -200,6 +200,7 @@ export class Simulation {
       maxAppendBytes: this.world.maxAppendBytes,
       maxApplyBytes: 4096,
       maxUncommittedEntries: 200,
+      maxUncommittedBytes: 64 * 1024,
       preferredLeader: this.world.preferredLeader ? this.ids[0] : undefined,
       randomInt: (n) => this.rng.int(n),
     });

@@ -38,7 +38,7 @@ export class TestCluster {
     return new RaftCore({
       id, voters: this.ids, storage: log, hardState, appliedIndex: 0,
       electionTimeoutTicks: ELECTION_TICKS, heartbeatIntervalTicks: 1, maxInflightMsgs: 16, maxInflightBytes: 1 << 20,
-      maxAppendBytes: 1 << 16, maxApplyBytes: 1 << 20, maxUncommittedEntries: 1000,
+      maxAppendBytes: 1 << 16, maxApplyBytes: 1 << 20, maxUncommittedEntries: 1000, maxUncommittedBytes: 1 << 20,
       randomInt: () => 0, // every randomized election timeout is exactly ELECTION_TICKS
       ...this.overrides,
     });
