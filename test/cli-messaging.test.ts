@@ -90,6 +90,29 @@ describe('cli – topic, produce, consume, group', () => {
     expect(lines(consumed.stdout).map((m) => m.body)).toEqual(['after']);
   });
 
+  it('looks messages up by key and by message id, and exits 1 when none is stored', async () => {
+    expect((await cli(['topic', 'create', 'orders-lookup', '--queues', '3'])).code).toBe(0);
+    const sent = await cli(['produce', '--topic', 'orders-lookup', '--key', 'order-42', '--json'], 'created\npaid\nshipped\n');
+    expect(sent.code).toBe(0);
+    const acks = lines(sent.stdout);
+    await cli(['produce', '--topic', 'orders-lookup', '--key', 'order-7', '--body', 'other']);
+    const byKey = await cli(['message', '--topic', 'orders-lookup', '--key', 'order-42', '--json']);
+    expect(byKey.code).toBe(0);
+    const found = lines(byKey.stdout);
+    expect(found.map((m) => m.body)).toEqual(['created', 'paid', 'shipped']); // that key only, oldest first
+    expect(found.map((m) => m.msgId)).toEqual(acks.map((a) => a.msgId));
+    expect(found.every((m) => m.key === 'order-42' && m.topic === 'orders-lookup' && typeof m.storeTime === 'string')).toBe(true);
+    const byId = await cli(['message', '--msg-id', String(acks[1]!.msgId), '--json']);
+    expect(lines(byId.stdout)).toEqual([expect.objectContaining({ msgId: acks[1]!.msgId, queue: acks[1]!.queue, offset: acks[1]!.offset, body: 'paid' })]);
+    const missing = await cli(['message', '--topic', 'orders-lookup', '--key', 'order-404']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim()).toBe('ledgermq: no stored message with key "order-404" in topic "orders-lookup"');
+    const unknownTopic = await cli(['message', '--topic', 'nope', '--key', 'k']);
+    expect(unknownTopic.code).toBe(2);
+    expect(unknownTopic.stderr).toContain('topic "nope" does not exist');
+    expect((await cli(['message', '--key', 'k'])).code).toBe(2);
+  });
+
   it('names an unknown topic and a bad time in one line with exit 2', async () => {
     const unknown = await cli(['produce', '--topic', 'missing', '--body', 'x']);
     expect(unknown.code).toBe(2);

@@ -9,6 +9,8 @@ export const MAX_MESSAGES_PER_PRODUCE = 1024;
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 export const MAX_PULL_MESSAGES = 1024;
 export const MAX_PULL_BYTES = 8 * 1024 * 1024;
+/** Messages one key lookup answers with at most (the state machine's keyLookupMax). */
+export const MAX_LOOKUP_MESSAGES = 1024;
 
 const name = z.string().min(1).max(255).regex(/^[A-Za-z0-9_%|.-]+$/, 'letters, digits and _ % | . -');
 const queueId = z.number().int().min(0).max(65_535);
@@ -60,6 +62,10 @@ const request = z.discriminatedUnion('op', [
     })
     .strict(),
   z.object({ op: z.literal('resetOffsets'), group: name, offsets: z.array(z.object({ topic: name, queueId, offset }).strict()).min(1).max(4096) }).strict(),
+  /** Messages of a topic carrying a business key, oldest first (RocketMQ's queryMsgByKey). */
+  z.object({ op: z.literal('lookupByKey'), topic: name, key: z.string().min(1).max(255), max: z.number().int().min(1).max(MAX_LOOKUP_MESSAGES) }).strict(),
+  /** The first stored copy of a message by its id (RocketMQ's queryMsgById). */
+  z.object({ op: z.literal('lookupByMsgId'), msgId: z.string().min(1).max(128) }).strict(),
 ]);
 
 export type Request = z.infer<typeof request>;

@@ -68,6 +68,12 @@ export class BrokerService {
         return { groups: this.state.groups().map((group) => ({ group, queues: this.state.groupLag(group) })) };
       case 'queryOffsets':
         return { offsets: request.queues.map((q) => this.queueOffsets(request.group, q.topic, q.queueId, request.timestampMs)) };
+      case 'lookupByKey':
+        return { messages: this.state.lookupByKey(request.topic, request.key, request.max) };
+      case 'lookupByMsgId': {
+        const message = this.state.lookupByMsgId(request.msgId);
+        return { messages: message === undefined ? [] : [message] };
+      }
       case 'resetOffsets': {
         const result = await this.write({ kind: 'resetOffsets', group: request.group, offsets: request.offsets });
         if (result !== undefined && 'error' in result) throw new LmqError(result.error, result.message);

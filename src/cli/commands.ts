@@ -6,6 +6,7 @@ import { registerCheck } from './check.js';
 import { registerClusterStart } from './cluster-start.js';
 import { registerConsume } from './consume.js';
 import { registerGroup } from './group.js';
+import { registerMessage } from './message.js';
 import { registerNodeStart } from './node-start.js';
 import { registerProduce } from './produce.js';
 import { registerSim } from './sim.js';
@@ -20,6 +21,7 @@ export function registerCommands(program: Command): void {
   registerProduce(program);
   registerConsume(program);
   registerGroup(program);
+  registerMessage(program);
   registerSim(program);
   registerCheck(program);
   registerChaos(program);
