@@ -3,14 +3,15 @@
 import { z } from 'zod';
 import { LmqError } from '../util/errors.js';
 import { COMMAND_LIMITS } from './commands.js';
+import { STATE_MACHINE_LIMITS } from './state-machine.js';
 
 /** Bounds of one request; larger ones are refused with a message naming the bound. */
 export const MAX_MESSAGES_PER_PRODUCE = 1024;
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 export const MAX_PULL_MESSAGES = 1024;
 export const MAX_PULL_BYTES = 8 * 1024 * 1024;
-/** Messages one key lookup answers with at most (the state machine's keyLookupMax). */
-export const MAX_LOOKUP_MESSAGES = 1024;
+/** Messages one key lookup answers with at most. */
+export const MAX_LOOKUP_MESSAGES = STATE_MACHINE_LIMITS.keyLookupMax;
 
 const name = z.string().min(1).max(255).regex(/^[A-Za-z0-9_%|.-]+$/, 'letters, digits and _ % | . -');
 const queueId = z.number().int().min(0).max(65_535);

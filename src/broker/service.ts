@@ -188,7 +188,7 @@ export class BrokerService {
   /** Shutdown: waiting pulls answer now (empty), requests held for a leader answer now; new ones do not wait. */
   close(): void {
     this.closing = true;
-    this.node.stopWaitingForLeader(); // held requests answer now (not the leader) instead of delaying shutdown
+    this.node.releaseLeaderWaiters(); // held requests answer now (not the leader) instead of delaying shutdown
     for (const end of [...this.waitingPulls]) end();
   }
 }

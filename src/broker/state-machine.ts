@@ -9,10 +9,10 @@
 // back through CommittedLogReader. appliedIndex and every change of one apply() call form one
 // transaction, and lmdb receives whole transactions only (buffered, store.ts), so after a
 // crash the state is exactly that of some applied index and replay from appliedIndex()+1 is
-// exact. The lmdb needs no durability of its own: it is
-// rebuilt by replaying the log from index 1 when its directory is deleted, so commits skip
-// fsync and a state an OS crash may have torn is discarded at open (state-guard.ts). Until
-// retention deletes log segments — then a snapshot of this state becomes necessary.
+// exact. The lmdb needs no durability of its own: it is rebuilt by replaying the log from
+// index 1 when its directory is deleted, so commits skip fsync and a state an OS crash may
+// have torn is discarded at open (state-guard.ts). Until retention deletes log segments —
+// then a snapshot of this state becomes necessary.
 import type { Logger } from 'pino';
 import { EntryType, type Entry } from '../raft/types.js';
 import { assert, unreachable } from '../util/assert.js';

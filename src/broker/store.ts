@@ -30,7 +30,6 @@ import { type Key, RecordBuffer, REMOVED, type Slot } from './record-buffer.js';
 
 export type { Key } from './record-buffer.js';
 
-
 export interface TopicRecord {
   queues: number;
   createdAtLogIndex: number;
@@ -164,19 +163,20 @@ export class BrokerStore {
   insert(key: Key, value: unknown): void {
     assert(value !== undefined, () => `insert of undefined at ${JSON.stringify(key)}`);
     const at = locate(key);
-    assert(this.read(at) === undefined, () => `insert of existing key ${JSON.stringify(key)}`);
+    const slot = this.slotAt(at);
+    assert(this.read(at, slot) === undefined, () => `insert of existing key ${JSON.stringify(key)}`);
     // Absent with no write since the last flush means absent from lmdb too.
-    this.stage(at, value, this.slotAt(at)?.fresh ?? true);
+    this.stage(at, value, slot?.fresh ?? true);
   }
 
   remove(key: Key): void {
     const at = locate(key);
-    assert(this.read(at) !== undefined, () => `remove of missing key ${JSON.stringify(key)}`);
-    this.stage(at, REMOVED, this.slotAt(at)?.fresh ?? false);
+    const slot = this.slotAt(at);
+    assert(this.read(at, slot) !== undefined, () => `remove of missing key ${JSON.stringify(key)}`);
+    this.stage(at, REMOVED, slot?.fresh ?? false);
   }
 
-  private read(at: Located): unknown {
-    const slot = this.slotAt(at);
+  private read(at: Located, slot: Slot | undefined = this.slotAt(at)): unknown {
     if (slot !== undefined) return slot.value === REMOVED ? undefined : slot.value;
     const cached = this.cache.get(at.id);
     if (cached !== undefined) return cached;

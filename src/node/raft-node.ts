@@ -133,7 +133,7 @@ export class RaftNode<R> {
     this.tickTimer = null;
     while (this.driving !== null) await this.driving;
     this.proposals.failAll('could not be acknowledged: the node is shutting down');
-    this.stopWaitingForLeader();
+    this.releaseLeaderWaiters();
     await this.options.log.close();
   }
 
@@ -222,8 +222,8 @@ export class RaftNode<R> {
     });
   }
 
-  /** Ends every waitForLeader() now (shutdown: nobody should wait for an election). */
-  stopWaitingForLeader(): void {
+  /** Ends every waitForLeader() now: a leader is known, or (shutdown) nobody should wait for one. */
+  releaseLeaderWaiters(): void {
     for (const wake of [...this.leaderWaiters]) wake();
   }
 
@@ -310,10 +310,10 @@ export class RaftNode<R> {
   }
 
   private afterAdvance(): void {
-    const { commitIndex, persistedIndex } = this.core.indexes();
+    const { commitIndex, persistedIndex, allMatchIndex } = this.core.indexes();
     this.options.log.setCommitIndex(Math.min(commitIndex, persistedIndex));
     if (this.proposals.size() === 0) return;
-    this.settleReplicatedEverywhere();
+    this.proposals.replicatedEverywhere(allMatchIndex);
     this.proposals.persistedLocally(persistedIndex, (index) => this.core.termAt(index));
   }
 
@@ -336,7 +336,7 @@ export class RaftNode<R> {
     }
     this.lastRole = role;
     this.lastLeader = leader;
-    if (leader !== null) for (const wake of [...this.leaderWaiters]) wake();
+    if (leader !== null) this.releaseLeaderWaiters();
     const { lastIndex, commitIndex } = this.core.status();
     this.logger.info({ leader, lastIndex, commitIndex }, role === 'leader' ? 'became leader' : `now ${role}`);
   }
