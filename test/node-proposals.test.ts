@@ -1,12 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { ProposalTracker } from '../src/node/proposals.js';
+import type { QuorumMode } from '../src/config/config.js';
+import { type Acknowledged, ProposalTracker } from '../src/node/proposals.js';
+
+function add(tracker: ProposalTracker<string>, index: number, term: number, mode: QuorumMode, deadlineMs: number) {
+  return new Promise<Acknowledged<string>>((resolve, reject) => tracker.add(index, term, mode, deadlineMs, { resolve, reject }));
+}
 
 describe('node – proposal tracking', () => {
   it('fails an earlier term’s proposals when the node leads again, even at reused indexes', async () => {
     const tracker = new ProposalTracker<string>();
-    const old = tracker.add(100, 5, 'majority', Number.MAX_SAFE_INTEGER);
+    const old = add(tracker, 100, 5, 'majority', Number.MAX_SAFE_INTEGER);
     // Stepped down, tail overwritten by the term-6 leader, re-elected in term 7: index 91 again.
-    const fresh = tracker.add(91, 7, 'majority', Number.MAX_SAFE_INTEGER);
+    const fresh = add(tracker, 91, 7, 'majority', Number.MAX_SAFE_INTEGER);
     await expect(old).rejects.toMatchObject({ code: 'LMQ_LEADERSHIP_LOST', indeterminate: true });
     tracker.applied(91, 7, 'ok', 0);
     await expect(fresh).resolves.toEqual({ index: 91, term: 7, result: 'ok' });
@@ -14,8 +19,8 @@ describe('node – proposal tracking', () => {
 
   it('answers an `all` proposal that outlives its deadline as indeterminate, keeping later ones', async () => {
     const tracker = new ProposalTracker<string>();
-    const stuck = tracker.add(1, 1, 'all', 1000);
-    const later = tracker.add(2, 1, 'all', 5000);
+    const stuck = add(tracker, 1, 1, 'all', 1000);
+    const later = add(tracker, 2, 1, 'all', 5000);
     tracker.applied(1, 1, 'r1', 0); // committed, but a follower is down: allMatchIndex stays 0
     tracker.expire(1500);
     await expect(stuck).rejects.toMatchObject({ code: 'LMQ_TIMEOUT', indeterminate: true });

@@ -1,5 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { runSeed } from '../src/sim/simulator.js';
+import { replayCommand, runSeed } from '../src/sim/simulator.js';
 
 // 1,000 seeds per CI run, in four slices so a failure names its slice quickly. Each failing
 // seed is printed with the command that replays it exactly.
@@ -9,7 +10,7 @@ function failuresIn(first: number, count: number): string[] {
   const failures: string[] = [];
   for (let seed = first; seed < first + count; seed++) {
     const outcome = runSeed(seed);
-    if (!outcome.ok) failures.push(`seed ${seed}: ${outcome.failure!.message}\n  replay: ./bin/ledgermq sim --seeds 1 --seed ${seed} --trace`);
+    if (!outcome.ok) failures.push(`${outcome.world}\nseed ${seed} (${outcome.failure!.kind}): ${outcome.failure!.message}\n  replay: ${replayCommand(seed)}`);
   }
   return failures;
 }
@@ -29,8 +30,8 @@ describe('simulator – safety and liveness under faults', () => {
     expect(a.stats.entriesCommitted).toBeGreaterThan(0);
   });
 
-  it('explores faults: crashes, partitions, elections and transfers all happen across seeds', () => {
-    const totals = { crashes: 0, partitions: 0, transfers: 0, leadersElected: 0, fiveNodeWorlds: 0 };
+  it('explores faults: crashes, partitions, elections, transfers and every quorum mode happen across seeds', () => {
+    const totals = { crashes: 0, partitions: 0, transfers: 0, leadersElected: 0, fiveNodeWorlds: 0, majority: 0, all: 0, leader: 0 };
     for (let seed = 1; seed <= 60; seed++) {
       const { stats } = runSeed(seed);
       totals.crashes += stats.crashes;
@@ -38,11 +39,30 @@ describe('simulator – safety and liveness under faults', () => {
       totals.transfers += stats.transfers;
       totals.leadersElected += stats.leadersElected;
       if (stats.nodes === 5) totals.fiveNodeWorlds++;
+      for (const mode of ['majority', 'all', 'leader'] as const) totals[mode] += stats.acksByMode[mode];
     }
     expect(totals.crashes).toBeGreaterThan(20);
     expect(totals.partitions).toBeGreaterThan(20);
     expect(totals.transfers).toBeGreaterThan(0);
     expect(totals.leadersElected).toBeGreaterThan(120);
     expect(totals.fiveNodeWorlds).toBeGreaterThan(0);
+    // Every quorum mode's acknowledgements are exercised (and checked against durability).
+    for (const mode of ['majority', 'all', 'leader'] as const) expect(totals[mode]).toBeGreaterThan(100);
+  });
+
+  it('labels a failure to converge after healing as liveness, not safety', () => {
+    const outcome = runSeed(3, { livenessTicksMax: 1 });
+    expect(outcome.ok).toBe(false);
+    expect(outcome.failure).toMatchObject({ kind: 'liveness', message: expect.stringContaining('LivenessFailure') });
+    expect(outcome.world).toMatch(/^seed 3: \{"nodeCount":/);
+  });
+
+  it('the sim command exits 4 on liveness failures, prints the drawn world first and a replay with every flag', () => {
+    const result = spawnSync(process.execPath, ['bin/ledgermq', 'sim', '--seeds', '1', '--seed', '3', '--ticks', '300', '--liveness-ticks', '1'], { encoding: 'utf8', timeout: 30_000 });
+    expect(result.status).toBe(4);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines[0]).toMatch(/^seed 3: \{"nodeCount":/);
+    expect(lines[1]).toMatch(/^seed 3 FAILED \(liveness\) at tick \d+: LivenessFailure/);
+    expect(lines.at(-1)).toBe('replay: ./bin/ledgermq sim --seeds 1 --seed 3 --ticks 300 --liveness-ticks 1 --trace');
   });
 });

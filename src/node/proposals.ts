@@ -16,13 +16,18 @@ export interface Acknowledged<R> {
   readonly result?: R;
 }
 
+/** How a proposal is answered: exactly one of the two is called, once. */
+export interface ProposalReply<R> {
+  resolve(ack: Acknowledged<R>): void;
+  reject(error: LmqError): void;
+}
+
 interface Pending<R> {
   readonly term: number;
   readonly mode: QuorumMode;
-  /** Past this (wall-clock ms) the proposal is answered LMQ_TIMEOUT: outcome unknown. */
+  /** Past this (scheduler ms) the proposal is answered LMQ_TIMEOUT: outcome unknown. */
   readonly deadlineMs: number;
-  readonly resolve: (ack: Acknowledged<R>) => void;
-  readonly reject: (error: LmqError) => void;
+  readonly reply: ProposalReply<R>;
   applied: boolean;
   result?: R;
 }
@@ -33,7 +38,7 @@ export class ProposalTracker<R> {
   private lastAddedIndex = 0;
   private term = 0;
 
-  add(index: number, term: number, mode: QuorumMode, deadlineMs: number): Promise<Acknowledged<R>> {
+  add(index: number, term: number, mode: QuorumMode, deadlineMs: number, reply: ProposalReply<R>): void {
     // Proposals of an earlier term were lost with that leadership, even if this node leads
     // again now (its old tail may have been overwritten in between).
     if (term !== this.term) this.failAll(`was not acknowledged before the leader's term ended (now term ${term})`);
@@ -41,9 +46,7 @@ export class ProposalTracker<R> {
     assert(!this.pending.has(index), () => `two proposals wait on index ${index}`);
     assert(this.pending.size === 0 || index > this.lastAddedIndex, () => `proposal ${index} added after ${this.lastAddedIndex}`);
     this.lastAddedIndex = index;
-    return new Promise((resolve, reject) => {
-      this.pending.set(index, { term, mode, deadlineMs, resolve, reject, applied: false });
-    });
+    this.pending.set(index, { term, mode, deadlineMs, reply, applied: false });
   }
 
   /** Answers every proposal past its deadline with LMQ_TIMEOUT (e.g. `all` with a follower down). */
@@ -51,7 +54,7 @@ export class ProposalTracker<R> {
     for (const [index, p] of this.pending) {
       if (p.deadlineMs > nowMs) break; // deadlines follow insertion order
       this.pending.delete(index);
-      p.reject(new LmqError('LMQ_TIMEOUT', `the write at log index ${index} was not acknowledged under ${p.mode} quorum in time; it may or may not have been committed — retry it (retries are deduplicated)`, { index }));
+      p.reply.reject(new LmqError('LMQ_TIMEOUT', `the write at log index ${index} was not acknowledged under ${p.mode} quorum in time; it may or may not have been committed — retry it (retries are deduplicated)`, { index }));
     }
   }
 
@@ -94,11 +97,11 @@ export class ProposalTracker<R> {
 
   private settle(index: number, p: Pending<R>): void {
     this.pending.delete(index);
-    p.resolve(p.result === undefined ? { index, term: p.term } : { index, term: p.term, result: p.result });
+    p.reply.resolve(p.result === undefined ? { index, term: p.term } : { index, term: p.term, result: p.result });
   }
 
   private lose(index: number, p: Pending<R>, reason: string): void {
     this.pending.delete(index);
-    p.reject(new LmqError('LMQ_LEADERSHIP_LOST', `the write at log index ${index} ${reason}; it may or may not have been committed — retry it (retries are deduplicated)`, { index }));
+    p.reply.reject(new LmqError('LMQ_LEADERSHIP_LOST', `the write at log index ${index} ${reason}; it may or may not have been committed — retry it (retries are deduplicated)`, { index }));
   }
 }

@@ -1,19 +1,21 @@
-// A Raft node in a real process: it drives the pure core with a tick timer, steps messages
-// from peers into it, and carries out each Ready with real I/O in the contract's order —
-// hard state synced, messages sent, entries written and flushed (fdatasync in sync mode),
-// acknowledgements sent, committed entries applied, then advance(). It also answers
-// proposals under the configured quorum mode and reports its status.
+// A Raft node in a real process: the NodeDriver (driver.ts) wired to real ports — the log
+// store and hard-state store on disk, the peer transport, the broker's state machine, Node's
+// clock and setImmediate — plus what only a process has: the tick timer, status with its pid,
+// waiting for a leader, and log lines for role changes. The Ready contract itself lives in
+// the driver, which the simulator and the tests run too.
 import type { Logger } from 'pino';
 import type { ClusterConfig, QuorumMode } from '../config/config.js';
-import { RaftCore, type Ready, type Role } from '../raft/core.js';
-import { validateMessage } from '../raft/messages.js';
+import type { Role } from '../raft/core.js';
+import type { Message } from '../raft/messages.js';
 import type { LogReader } from '../raft/raft-log.js';
 import type { Entry, HardState, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
-import { LmqError } from '../util/errors.js';
-import { type Acknowledged, ProposalTracker } from './proposals.js';
+import { type Acknowledged, NodeDriver } from './driver.js';
+import type { DriverHardStateStore, DriverLogStore, Scheduler, StateMachine } from './ports.js';
 
-/** The log store as the node uses it (src/log implements it). */
+export type { StateMachine } from './ports.js';
+
+/** The log store as a process uses it (src/log/log-store.ts): promises, adapted to the driver's port. */
 export interface NodeLogStore extends LogReader {
   append(entries: readonly Entry[]): void;
   /** Resolves with the highest index that counts as persisted under the flush mode. */
@@ -30,15 +32,9 @@ export interface NodeHardStateStore {
   save(hardState: HardState): Promise<void>;
 }
 
-/** What the node applies committed entries to (the broker implements it). */
-export interface StateMachine<R> {
-  appliedIndex(): number;
-  /** One result per entry, in order; deterministic. */
-  apply(entries: readonly Entry[]): R[];
-}
-
-export interface PeerSender {
-  send(to: NodeId, message: unknown): void;
+/** The peer transport: encodes and queues messages for a peer. */
+export interface NodeTransport {
+  send(to: NodeId, message: Message): void;
 }
 
 export interface NodeStatus {
@@ -63,7 +59,7 @@ export interface RaftNodeOptions<R> {
   readonly log: NodeLogStore;
   readonly hardState: NodeHardStateStore;
   readonly stateMachine: StateMachine<R>;
-  readonly peers: PeerSender;
+  readonly peers: NodeTransport;
   readonly logger: Logger;
   /** Injected for tests; Math.random in production (the core itself has no randomness). */
   readonly randomInt?: (n: number) => number;
@@ -74,19 +70,39 @@ const MAX_APPLY_BYTES = 4 * 1024 * 1024;
 /** A proposal not acknowledged under its quorum mode within this is answered LMQ_TIMEOUT. */
 const MAX_PROPOSAL_WAIT_MS = 10_000;
 
+/** The log store's promises as the driver's completion callbacks. */
+function logPort(store: NodeLogStore): DriverLogStore {
+  return {
+    firstIndex: () => store.firstIndex(),
+    lastIndex: () => store.lastIndex(),
+    term: (index) => store.term(index),
+    entries: (lo, hiExclusive, maxBytes) => store.entries(lo, hiExclusive, maxBytes),
+    append: (entries) => store.append(entries),
+    flush: (persisted, failed) => void store.flush().then(persisted, failed),
+    setCommitIndex: (index) => store.setCommitIndex(index),
+  };
+}
+
+function hardStatePort(store: NodeHardStateStore): DriverHardStateStore {
+  return {
+    load: () => store.load(),
+    save: (hardState, saved, failed) => void store.save(hardState).then(saved, failed),
+  };
+}
+
+/** Wall time never drives correctness here, only proposal deadlines: a monotonic clock. */
+const PROCESS_SCHEDULER: Scheduler = {
+  nowMs: () => performance.now(),
+  soon: (task) => void setImmediate(task),
+};
+
 export class RaftNode<R> {
   readonly id: NodeId;
-  private readonly core: RaftCore;
-  private readonly proposals = new ProposalTracker<R>();
+  private readonly driver: NodeDriver<R>;
   private readonly options: RaftNodeOptions<R>;
   private readonly logger: Logger;
   private tickTimer: NodeJS.Timeout | null = null;
-  private driving: Promise<void> | null = null;
-  private driveAgain = false;
-  private earlySendScheduled = false;
   private stopped = false;
-  private lastRole: Role = 'follower';
-  private lastLeader: NodeId | null = null;
   private readonly appliedListeners = new Set<() => void>();
   /** Waiting for this node to learn who leads (see waitForLeader). */
   private readonly leaderWaiters = new Set<() => void>();
@@ -94,45 +110,62 @@ export class RaftNode<R> {
   constructor(options: RaftNodeOptions<R>) {
     this.options = options;
     this.id = options.id;
-    const raft = options.config.raft;
-    this.core = new RaftCore({
-      id: options.id,
-      voters: options.config.nodes.map((n) => n.id),
-      storage: options.log,
-      hardState: options.hardState.load(),
-      appliedIndex: options.stateMachine.appliedIndex(),
-      electionTimeoutTicks: raft.electionTimeoutTicks,
-      heartbeatIntervalTicks: raft.heartbeatIntervalTicks,
-      maxInflightMsgs: raft.maxInflightMsgs,
-      maxInflightBytes: raft.maxInflightBytes,
-      maxAppendBytes: raft.maxAppendBytes,
-      maxApplyBytes: MAX_APPLY_BYTES,
-      maxUncommittedEntries: raft.maxUncommittedEntries,
-      maxUncommittedBytes: raft.maxUncommittedBytes,
-      preferredLeader: raft.preferredLeader,
-      randomInt: options.randomInt ?? ((n) => Math.floor(Math.random() * n)),
-    });
     this.logger = options.logger;
+    const raft = options.config.raft;
+    this.driver = new NodeDriver<R>(
+      {
+        id: options.id,
+        voters: options.config.nodes.map((n) => n.id),
+        raft: {
+          electionTimeoutTicks: raft.electionTimeoutTicks,
+          heartbeatIntervalTicks: raft.heartbeatIntervalTicks,
+          maxInflightMsgs: raft.maxInflightMsgs,
+          maxInflightBytes: raft.maxInflightBytes,
+          maxAppendBytes: raft.maxAppendBytes,
+          maxApplyBytes: MAX_APPLY_BYTES,
+          maxUncommittedEntries: raft.maxUncommittedEntries,
+          maxUncommittedBytes: raft.maxUncommittedBytes,
+          preferredLeader: raft.preferredLeader,
+        },
+        maxProposalWaitMs: MAX_PROPOSAL_WAIT_MS,
+      },
+      {
+        log: logPort(options.log),
+        hardState: hardStatePort(options.hardState),
+        peers: options.peers,
+        stateMachine: options.stateMachine,
+        scheduler: PROCESS_SCHEDULER,
+        randomInt: options.randomInt ?? ((n) => Math.floor(Math.random() * n)),
+        events: {
+          roleChanged: ({ role, leader, lastIndex, commitIndex }) => {
+            if (leader !== null) this.releaseLeaderWaiters();
+            this.logger.info({ leader, lastIndex, commitIndex }, role === 'leader' ? 'became leader' : `now ${role}`);
+          },
+          applied: () => {
+            for (const listener of this.appliedListeners) listener();
+          },
+          fatal: (error) => {
+            // A failed fsync or write, or a broken invariant: the node cannot keep its promises.
+            this.logger.fatal({ err: error }, 'the Ready loop failed; stopping the process');
+            process.exit(70);
+          },
+        },
+      },
+    );
   }
 
   start(): void {
     assert(this.tickTimer === null, 'node started twice');
-    this.tickTimer = setInterval(() => {
-      this.core.tick();
-      this.observeRoleChange();
-      this.proposals.expire(Date.now());
-      this.kick();
-    }, this.options.config.raft.tickMs);
-    this.kick();
+    this.tickTimer = setInterval(() => this.driver.tick(), this.options.config.raft.tickMs);
   }
 
   /** Stops ticking, finishes the Ready in progress and closes the log (flushed). */
   async stop(): Promise<void> {
+    assert(!this.stopped, 'node stopped twice');
     this.stopped = true;
     if (this.tickTimer !== null) clearInterval(this.tickTimer);
     this.tickTimer = null;
-    while (this.driving !== null) await this.driving;
-    this.proposals.failAll('could not be acknowledged: the node is shutting down');
+    await new Promise<void>((resolve) => this.driver.stop(resolve));
     this.releaseLeaderWaiters();
     await this.options.log.close();
   }
@@ -140,21 +173,12 @@ export class RaftNode<R> {
   /** A message from a peer, as decoded off the wire: checked before the core sees it. */
   receive(from: NodeId, message: unknown): void {
     if (this.stopped) return;
-    const valid = validateMessage(message);
-    if (valid === null || valid.from !== from || valid.to !== this.id) {
-      this.logger.warn({ from }, 'dropping a malformed raft message');
-      return;
-    }
-    this.core.step(valid);
-    this.observeRoleChange();
-    this.kick();
+    if (!this.driver.receive(from, message)) this.logger.warn({ from }, 'dropping a malformed raft message');
   }
 
   /** The transport saw the connection from `peer` close: if it led us, elect a successor soon. */
   peerDisconnected(peer: NodeId): void {
-    if (this.stopped) return;
-    this.core.peerDisconnected(peer);
-    this.observeRoleChange();
+    this.driver.peerDisconnected(peer);
   }
 
   /**
@@ -162,27 +186,11 @@ export class RaftNode<R> {
    * LMQ_NOT_LEADER (with a leader hint), LMQ_OVERLOADED, or LMQ_LEADERSHIP_LOST (outcome unknown).
    */
   propose(data: Uint8Array, mode: QuorumMode): Promise<Acknowledged<R>> {
-    if (this.stopped) return Promise.reject(new LmqError('LMQ_UNAVAILABLE', `node ${this.id} is shutting down`));
-    if (this.proposals.size() >= this.options.config.raft.maxUncommittedEntries) {
-      // Committed-but-unanswered proposals (e.g. `all` quorum waiting on a slow follower) count too.
-      return Promise.reject(new LmqError('LMQ_OVERLOADED', `node ${this.id} has ${this.proposals.size()} writes waiting for acknowledgement; retry shortly`));
-    }
-    const result = this.core.propose([data]);
-    if (!result.ok) {
-      if (result.reason === 'overloaded') {
-        const { maxUncommittedEntries, maxUncommittedBytes } = this.options.config.raft;
-        return Promise.reject(new LmqError('LMQ_OVERLOADED', `node ${this.id} has as many writes waiting for commit as it holds (raft.maxUncommittedEntries ${maxUncommittedEntries}, raft.maxUncommittedBytes ${maxUncommittedBytes}); retry shortly`));
-      }
-      const leader = result.reason === 'notLeader' ? result.leader : null;
-      return Promise.reject(new LmqError('LMQ_NOT_LEADER', `node ${this.id} is not the leader${leader ? `; the leader is ${leader}` : ''}`, { leader }));
-    }
-    const ack = this.proposals.add(result.firstIndex, result.term, mode, Date.now() + MAX_PROPOSAL_WAIT_MS);
-    this.kick();
-    return ack;
+    return new Promise((resolve, reject) => this.driver.propose(data, mode, { resolve, reject }));
   }
 
   status(): NodeStatus {
-    const s = this.core.status();
+    const s = this.driver.status();
     return {
       id: s.id,
       pid: process.pid,
@@ -200,7 +208,7 @@ export class RaftNode<R> {
 
   /** Who this node is and whom it follows: cheap enough to check on every request. */
   leadership(): { id: NodeId; role: Role; leader: NodeId | null } {
-    const { role, leader } = this.core.summary();
+    const { role, leader } = this.driver.summary();
     return { id: this.id, role, leader };
   }
 
@@ -210,7 +218,7 @@ export class RaftNode<R> {
    * instead of sending its client into a retry backoff that outlasts the election.
    */
   waitForLeader(timeoutMs: number): Promise<void> {
-    if (this.core.summary().leader !== null || this.stopped) return Promise.resolve();
+    if (this.driver.summary().leader !== null || this.stopped) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -229,7 +237,7 @@ export class RaftNode<R> {
 
   /** Term and role for every log line of this process (a pino mixin). */
   logContext(): { term: number; role: Role } {
-    const { term, role } = this.core.summary();
+    const { term, role } = this.driver.summary();
     return { term, role };
   }
 
@@ -237,107 +245,5 @@ export class RaftNode<R> {
   onApplied(listener: () => void): () => void {
     this.appliedListeners.add(listener);
     return () => this.appliedListeners.delete(listener);
-  }
-
-  // ---------------------------------------------------------------- the Ready loop
-
-  /** Runs the Ready loop soon; work that arrives meanwhile joins the next Ready (group commit). */
-  private kick(): void {
-    if (this.driving !== null) {
-      this.driveAgain = true;
-      this.scheduleEarlySend();
-      return;
-    }
-    this.driving = new Promise((resolve) => setImmediate(resolve))
-      .then(() => this.drive())
-      .catch((error: unknown) => {
-        // A failed fsync or write leaves the node unable to keep its promises: crash loudly.
-        this.logger.fatal({ err: error }, 'the Ready loop failed; stopping the process');
-        process.exit(70);
-      });
-  }
-
-  /**
-   * While a Ready waits on the disk, heartbeats and appends still go out (once per event-loop
-   * turn, so proposals arriving together share an append): the leader's fsync and the
-   * followers' fsyncs then overlap, and a slow disk does not starve followers of heartbeats.
-   */
-  private scheduleEarlySend(): void {
-    if (this.earlySendScheduled) return;
-    this.earlySendScheduled = true;
-    setImmediate(() => {
-      this.earlySendScheduled = false;
-      if (this.stopped) return;
-      for (const m of this.core.takeMessages()) this.options.peers.send(m.to, m);
-    });
-  }
-
-  private async drive(): Promise<void> {
-    try {
-      do {
-        this.driveAgain = false;
-        while (this.core.hasReady()) await this.handleReady(this.core.ready());
-        this.settleReplicatedEverywhere();
-        this.observeRoleChange();
-      } while (this.driveAgain && !this.stopped);
-    } finally {
-      this.driving = null;
-    }
-  }
-
-  private async handleReady(ready: Ready): Promise<void> {
-    if (ready.hardState !== null) await this.options.hardState.save(ready.hardState);
-    for (const m of ready.messages) this.options.peers.send(m.to, m);
-    if (ready.entries.length > 0) {
-      this.options.log.append(ready.entries);
-      const persisted = await this.options.log.flush();
-      const last = ready.entries[ready.entries.length - 1]!;
-      assert(persisted >= last.index, () => `flush reported ${persisted}, short of ${last.index}`);
-    }
-    for (const m of ready.persistedMessages) this.options.peers.send(m.to, m);
-    this.apply(ready.committedEntries);
-    this.core.advance(ready);
-    this.afterAdvance();
-  }
-
-  private apply(entries: readonly Entry[]): void {
-    if (entries.length === 0) return;
-    const results = this.options.stateMachine.apply(entries);
-    assert(results.length === entries.length, 'one result per applied entry');
-    const { allMatchIndex } = this.core.indexes();
-    entries.forEach((entry, i) => this.proposals.applied(entry.index, entry.term, results[i]!, allMatchIndex));
-    for (const listener of this.appliedListeners) listener();
-  }
-
-  private afterAdvance(): void {
-    const { commitIndex, persistedIndex, allMatchIndex } = this.core.indexes();
-    this.options.log.setCommitIndex(Math.min(commitIndex, persistedIndex));
-    if (this.proposals.size() === 0) return;
-    this.proposals.replicatedEverywhere(allMatchIndex);
-    this.proposals.persistedLocally(persistedIndex, (index) => this.core.termAt(index));
-  }
-
-  /**
-   * `all` quorum: the last follower's ack often arrives after the entry was applied and moves
-   * nothing else, so it brings no Ready (and no afterAdvance) of its own; without this check
-   * the write would wait for the next heartbeat or proposal.
-   */
-  private settleReplicatedEverywhere(): void {
-    if (this.proposals.size() === 0) return;
-    this.proposals.replicatedEverywhere(this.core.indexes().allMatchIndex);
-  }
-
-  /** Logs role and leader changes; a leader that steps down fails what it was waiting on. Cheap: runs per message. */
-  private observeRoleChange(): void {
-    const { role, term, leader } = this.core.summary();
-    if (role === this.lastRole && leader === this.lastLeader) return;
-    if (this.lastRole === 'leader' && role !== 'leader') {
-      this.proposals.failAll(`lost its leader (node ${this.id} stepped down in term ${term})`);
-    }
-    this.lastRole = role;
-    this.lastLeader = leader;
-    if (leader !== null) this.releaseLeaderWaiters();
-    const { lastIndex, commitIndex } = this.core.status();
-    this.logger.info({ leader, lastIndex, commitIndex }, role === 'leader' ? 'became leader' : `now ${role}`);
   }
 }

@@ -8,6 +8,8 @@ import { type Entry, entryBytes } from './types.js';
 export class MemoryLog implements LogReader {
   private written: Entry[] = [];
   private durable: Entry[] = [];
+  /** Lowest array position written since the last sync (durable matches written below it). */
+  private dirtyFrom = Number.POSITIVE_INFINITY;
 
   constructor(initial: readonly Entry[] = []) {
     this.written = [...initial];
@@ -49,14 +51,19 @@ export class MemoryLog implements LogReader {
     if (first === undefined) return;
     assert(first.index <= this.lastIndex() + 1, 'write leaves a gap');
     this.written.length = first.index - 1;
+    this.dirtyFrom = Math.min(this.dirtyFrom, first.index - 1);
     for (const entry of entries) {
       assert(entry.index === this.written.length + 1, 'written entries are contiguous');
       this.written.push(entry);
     }
   }
 
+  /** Makes everything written durable; costs what changed since the last sync, not the log's length. */
   sync(): void {
-    this.durable = [...this.written];
+    if (this.dirtyFrom === Number.POSITIVE_INFINITY) return;
+    for (let i = this.dirtyFrom; i < this.written.length; i++) this.durable[i] = this.written[i]!;
+    this.durable.length = this.written.length;
+    this.dirtyFrom = Number.POSITIVE_INFINITY;
   }
 
   /**
@@ -70,9 +77,10 @@ export class MemoryLog implements LogReader {
     const kept = unsynced.slice(0, Math.floor(unsynced.length * keepUnsynced));
     this.written = kept.length > 0 ? [...this.written.slice(0, common), ...kept] : [...this.durable];
     this.durable = [...this.written];
+    this.dirtyFrom = Number.POSITIVE_INFINITY;
   }
 
-  /** The durable log, for invariant checks. */
+  /** The durable log, for invariant checks (a live view: read it, do not keep it). */
   durableEntries(): readonly Entry[] {
     return this.durable;
   }

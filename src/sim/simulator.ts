@@ -1,18 +1,28 @@
 // The deterministic simulator (VOPR style). One seed fixes everything: the fault parameters,
 // the network's drops, delays, reorders and duplicates, partitions that come and go, crashes
-// that lose whatever a node had not yet synced, and client proposals. The real Raft core runs
-// unmodified against an in-memory log with disk semantics.
+// that lose whatever a node had not yet synced, disk latencies, and client proposals under
+// every quorum mode. Each node is the production NodeDriver (src/node/driver.ts) — the code
+// that carries out the Ready contract in real processes — over in-memory twins of its ports:
+// a log and a hard-state store that are durable only once the simulated disk completes their
+// writes, a scheduler whose deferred work runs (or is postponed) from the tick loop, and the
+// simulated network.
 //
 // Safety is checked as the run goes: at most one leader per term; a new leader's log holds
 // every committed entry (leader completeness); every node applies the same entry at each
 // index; logs that share an (index, term) are identical up to it (log matching); every
-// committed entry stays durable on a majority. Then everything heals and liveness is demanded:
-// a leader, and a fresh proposal applied on every node, within a bounded number of ticks.
-import { RaftCore } from '../raft/core.js';
-import { MemoryLog } from '../raft/memory-log.js';
+// committed entry stays durable on a majority; nothing is sent before the term and vote it
+// depends on are durable; and every acknowledgement keeps its quorum mode's promise at the
+// moment it is given (majority: durable on a majority; all: on every node; leader: on the
+// leader). Then everything heals and liveness is demanded: a leader, and a fresh proposal
+// applied on every node, within a bounded number of ticks.
+import type { QuorumMode } from '../config/config.js';
+import { NodeDriver } from '../node/driver.js';
+import { MemoryHardStateStore, MemoryLogStore, QueueScheduler, SimDisk } from '../node/memory-ports.js';
+import type { StateMachine } from '../node/ports.js';
 import type { Message } from '../raft/messages.js';
-import type { Entry, HardState, NodeId } from '../raft/types.js';
-import { assert } from '../util/assert.js';
+import type { Entry, NodeId } from '../raft/types.js';
+import { InvariantViolation, assert } from '../util/assert.js';
+import type { LmqError } from '../util/errors.js';
 import { type NetworkFaults, SimNetwork } from './network.js';
 import { Rng } from './rng.js';
 import { TraceLog, describeMessage } from './trace.js';
@@ -29,47 +39,77 @@ export interface SimOptions {
 
 export const DEFAULT_SIM_OPTIONS: Omit<SimOptions, 'seed'> = Object.freeze({ safetyTicks: 1200, livenessTicksMax: 1000, fullTrace: false });
 
+/** The command that replays one seed exactly, with every option that shaped its run. */
+export function replayCommand(seed: number, options: Partial<Omit<SimOptions, 'seed'>> = {}): string {
+  const flag = (name: string, value: number | undefined, byDefault: number) => (value !== undefined && value !== byDefault ? ` ${name} ${value}` : '');
+  const ticks = flag('--ticks', options.safetyTicks, DEFAULT_SIM_OPTIONS.safetyTicks);
+  const liveness = flag('--liveness-ticks', options.livenessTicksMax, DEFAULT_SIM_OPTIONS.livenessTicksMax);
+  return `./bin/ledgermq sim --seeds 1 --seed ${seed}${ticks}${liveness} --trace`;
+}
+
 export interface SimStats {
   nodes: number;
   ticks: number;
   leadersElected: number;
   entriesCommitted: number;
   proposalsAcked: number;
+  /** Acknowledgements per quorum mode (each checked against durability when given). */
+  acksByMode: Record<QuorumMode, number>;
   crashes: number;
   partitions: number;
   transfers: number;
 }
 
+/** safety: an invariant broke (exit 1); liveness: no convergence after healing (exit 4); crash: the simulator itself failed (exit 5). */
+export type SimFailureKind = 'safety' | 'liveness' | 'crash';
+
 export interface SimOutcome {
   readonly seed: number;
   readonly ok: boolean;
+  /** The fault parameters the seed drew, as one line (printed first on a failure). */
+  readonly world: string;
   readonly stats: SimStats;
-  readonly failure?: { readonly tick: number; readonly message: string; readonly trace: readonly string[] };
+  readonly failure?: { readonly kind: SimFailureKind; readonly tick: number; readonly message: string; readonly trace: readonly string[] };
 }
 
-class SafetyViolation extends Error {}
-
-interface PendingPersist {
-  readonly ready: ReturnType<RaftCore['ready']>;
-  readonly completeAtTick: number;
+class SafetyViolation extends Error {
+  override name = 'SafetyViolation';
 }
+
+class LivenessFailure extends Error {
+  override name = 'LivenessFailure';
+}
+
+/** Simulated milliseconds per tick: the proposal deadlines' clock. */
+const TICK_MS = 10;
+/** Proposals wait this long for their quorum (e.g. `all` with a node down) before LMQ_TIMEOUT. */
+const MAX_PROPOSAL_WAIT_MS = 500 * TICK_MS;
+/** Rounds of deferred work and disk completions per node and tick; the rest waits a tick. */
+const MAX_EVENT_ROUNDS_PER_TICK = 16;
+const MAX_TASKS_PER_ROUND = 64;
 
 interface SimNode {
   readonly id: NodeId;
-  readonly log: MemoryLog;
-  hardState: HardState;
-  core: RaftCore | null;
-  pending: PendingPersist | null;
+  readonly disk: SimDisk;
+  readonly log: MemoryLogStore;
+  readonly hardState: MemoryHardStateStore;
+  readonly scheduler: QueueScheduler;
+  driver: NodeDriver<string> | null;
   /** The state machine is volatile here: a restarted node re-applies from the start. */
   appliedIndex: number;
   restartAtTick: number;
-  /** Proposals this node accepted as leader and has not yet applied: key -> (index, term). */
-  readonly proposals: Map<string, { index: number; term: number }>;
 }
+
+const utf8 = new TextDecoder();
 
 /** Identity of an entry for comparisons: its payload, or for a no-op the term that made it. */
 function entryKey(entry: Entry): string {
-  return entry.data.byteLength === 0 ? `noop@${entry.term}` : new TextDecoder().decode(entry.data);
+  return entry.data.byteLength === 0 ? `noop@${entry.term}` : utf8.decode(entry.data);
+}
+
+/** The simulated network passes entries by reference, so one object on two nodes is one entry. */
+function sameEntry(a: Entry, b: Entry): boolean {
+  return a === b || (a.term === b.term && entryKey(a) === entryKey(b));
 }
 
 /** Fault parameters drawn from the seed, so seeds explore mild and harsh worlds alike. */
@@ -80,7 +120,11 @@ interface WorldParameters {
   partitionProbability: number;
   proposeProbability: number;
   transferProbability: number;
-  maxPersistDelayTicks: number;
+  /** Ticks a log flush or a hard-state save takes at most (drawn per request). */
+  maxDiskDelayTicks: number;
+  /** Chance that deferred work (the Ready loop, early sends) slips to the next tick. */
+  postponeProbability: number;
+  quorumModes: readonly QuorumMode[];
   maxInflightMsgs: number;
   maxAppendBytes: number;
   preferredLeader: boolean;
@@ -94,7 +138,9 @@ function drawWorld(rng: Rng): WorldParameters {
     partitionProbability: rng.pick([0, 0.005, 0.02]),
     proposeProbability: rng.pick([0.1, 0.3, 0.8]),
     transferProbability: rng.pick([0, 0.002]),
-    maxPersistDelayTicks: rng.pick([0, 1, 3]),
+    maxDiskDelayTicks: rng.pick([0, 1, 3]),
+    postponeProbability: rng.pick([0, 0.2, 0.5]),
+    quorumModes: rng.pick([['majority'], ['all'], ['leader'], ['majority', 'all', 'leader']] as const),
     maxInflightMsgs: rng.pick([1, 4, 64]),
     maxAppendBytes: rng.pick([200, 1000, 64 * 1024]),
     preferredLeader: rng.chance(0.2),
@@ -123,6 +169,7 @@ export class Simulation {
   private readonly chaosRng: Rng;
   private readonly leaderChaos: number;
   private readonly seenLeader = new Map<NodeId, { term: number; commit: number }>();
+  private readonly quorum: number;
 
   constructor(private readonly options: SimOptions) {
     this.rng = new Rng(options.seed);
@@ -131,16 +178,15 @@ export class Simulation {
     this.chaosRng = new Rng(options.seed + 0x5bd1e995);
     this.leaderChaos = this.chaosRng.pick([0, 0.2, 0.5]);
     this.ids = Array.from({ length: this.world.nodeCount }, (_, i) => `n${i + 1}`);
+    this.quorum = Math.floor(this.world.nodeCount / 2) + 1;
     this.trace = new TraceLog(options.fullTrace ? Number.MAX_SAFE_INTEGER : 400);
-    this.stats = { nodes: this.world.nodeCount, ticks: 0, leadersElected: 0, entriesCommitted: 0, proposalsAcked: 0, crashes: 0, partitions: 0, transfers: 0 };
-    this.nodes = this.ids.map((id) => ({
-      id, log: new MemoryLog(), hardState: { term: 0, vote: null }, core: null, pending: null, appliedIndex: 0, restartAtTick: 0, proposals: new Map(),
-    }));
+    this.stats = { nodes: this.world.nodeCount, ticks: 0, leadersElected: 0, entriesCommitted: 0, proposalsAcked: 0, acksByMode: { majority: 0, all: 0, leader: 0 }, crashes: 0, partitions: 0, transfers: 0 };
+    this.nodes = this.ids.map((id) => this.makeNode(id));
     for (const node of this.nodes) this.start(node);
-    this.trace.add(this.tick, () => `seed ${options.seed}: ${JSON.stringify(this.world)}`);
   }
 
   run(): SimOutcome {
+    const world = `seed ${this.options.seed}: ${JSON.stringify({ ...this.world, leaderChaos: this.leaderChaos })}`;
     try {
       for (; this.tick < this.options.safetyTicks; this.tick++) {
         this.injectFaults();
@@ -151,17 +197,74 @@ export class Simulation {
       this.demandProgressWithDeafLeader();
       this.demandLiveness();
       this.checkLogMatching();
-      return { seed: this.options.seed, ok: true, stats: this.finalStats() };
+      return { seed: this.options.seed, ok: true, world, stats: this.finalStats() };
     } catch (error) {
-      // Core assertions (InvariantViolation) and the simulator's own checks both end the run
-      // with the seed and the trace that led there; nothing is swallowed.
+      // Assertions in the driver, its ports and the core (InvariantViolation) and the
+      // simulator's own checks end the run with the seed and the trace that led there.
       const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      return { seed: this.options.seed, ok: false, stats: this.finalStats(), failure: { tick: this.tick, message, trace: this.trace.lines() } };
+      const kind = failureKind(error);
+      return { seed: this.options.seed, ok: false, world, stats: this.finalStats(), failure: { kind, tick: this.tick, message, trace: this.trace.lines() } };
     }
   }
 
   private finalStats(): SimStats {
-    return { ...this.stats, ticks: this.tick, entriesCommitted: this.committed.size };
+    return { ...this.stats, acksByMode: { ...this.stats.acksByMode }, ticks: this.tick, entriesCommitted: this.committed.size };
+  }
+
+  // ------------------------------------------------------------------ nodes: the production driver on in-memory ports
+
+  private makeNode(id: NodeId): SimNode {
+    const disk = new SimDisk(() => this.tick, () => this.rng.int(this.world.maxDiskDelayTicks + 1));
+    const postponeProbability = this.world.postponeProbability;
+    return {
+      id,
+      disk,
+      log: new MemoryLogStore(disk),
+      hardState: new MemoryHardStateStore(disk),
+      scheduler: new QueueScheduler(() => this.tick * TICK_MS, () => postponeProbability > 0 && this.rng.chance(postponeProbability)),
+      driver: null,
+      appliedIndex: 0,
+      restartAtTick: 0,
+    };
+  }
+
+  private start(node: SimNode): void {
+    const machine: StateMachine<string> = {
+      appliedIndex: () => 0,
+      apply: (entries) => entries.map((entry) => this.apply(node, entry)),
+    };
+    node.appliedIndex = 0;
+    node.driver = new NodeDriver<string>(
+      {
+        id: node.id,
+        voters: this.ids,
+        raft: {
+          electionTimeoutTicks: 10,
+          heartbeatIntervalTicks: 2,
+          maxInflightMsgs: this.world.maxInflightMsgs,
+          maxInflightBytes: 64 * 1024,
+          maxAppendBytes: this.world.maxAppendBytes,
+          maxApplyBytes: 4096,
+          maxUncommittedEntries: 200,
+          maxUncommittedBytes: 64 * 1024,
+          preferredLeader: this.world.preferredLeader ? this.ids[0] : undefined,
+        },
+        maxProposalWaitMs: MAX_PROPOSAL_WAIT_MS,
+      },
+      {
+        log: node.log,
+        hardState: node.hardState,
+        peers: { send: (_to, message) => this.send(node, message) },
+        stateMachine: machine,
+        scheduler: node.scheduler,
+        randomInt: (n) => this.rng.int(n),
+      },
+    );
+  }
+
+  private send(node: SimNode, message: Message): void {
+    this.checkBackedByHardState(node, message);
+    this.network.send(message, this.tick);
   }
 
   // ------------------------------------------------------------------ one tick
@@ -170,13 +273,13 @@ export class Simulation {
     this.restartDueNodes();
     this.proposeFromClients();
     for (const message of this.network.takeDue(this.tick)) {
-      const node = this.node(message.to);
-      if (node.core === null) continue;
+      const driver = this.node(message.to).driver;
+      if (driver === null) continue;
       this.trace.add(this.tick, () => `${describeMessage(message)}`);
-      node.core.step(message);
+      this.check(driver.receive(message.from, message), () => `${message.to} refused a well-formed ${message.type} from ${message.from}`);
     }
-    for (const node of this.nodes) node.core?.tick();
-    for (const node of this.nodes) this.processReadies(node);
+    for (const node of this.nodes) node.driver?.tick();
+    this.runEventLoops();
     this.checkLeaders();
     if (this.clientLoad) this.leaderTargetedFaults();
     this.checkCommitIndexDurable();
@@ -186,31 +289,28 @@ export class Simulation {
     }
   }
 
-  private start(node: SimNode): void {
-    node.core = new RaftCore({
-      id: node.id,
-      voters: this.ids,
-      storage: node.log,
-      hardState: node.hardState,
-      appliedIndex: 0,
-      electionTimeoutTicks: 10,
-      heartbeatIntervalTicks: 2,
-      maxInflightMsgs: this.world.maxInflightMsgs,
-      maxInflightBytes: 64 * 1024,
-      maxAppendBytes: this.world.maxAppendBytes,
-      maxApplyBytes: 4096,
-      maxUncommittedEntries: 200,
-      maxUncommittedBytes: 64 * 1024,
-      preferredLeader: this.world.preferredLeader ? this.ids[0] : undefined,
-      randomInt: (n) => this.rng.int(n),
-    });
-    node.appliedIndex = 0;
+  /**
+   * Each node's event loop for this tick: deferred work (the Ready loop, early sends) and disk
+   * completions due now, round after round while any ran — a flush that takes no time
+   * completes in the same tick and may release the next Ready. Postponed work moves to the next tick.
+   */
+  private runEventLoops(): void {
+    for (let round = 0; round < MAX_EVENT_ROUNDS_PER_TICK; round++) {
+      let ran = 0;
+      for (const node of this.nodes) {
+        if (node.driver === null) continue;
+        ran += node.scheduler.runQueued(MAX_TASKS_PER_ROUND);
+        ran += node.disk.runDue();
+      }
+      if (ran === 0) break;
+    }
+    for (const node of this.nodes) node.scheduler.releasePostponed();
   }
 
   private restartDueNodes(): void {
     for (const node of this.nodes) {
-      if (node.core === null && node.restartAtTick <= this.tick) {
-        const line = `restart ${node.id} (log ${node.log.lastIndex()}, term ${node.hardState.term}, vote ${node.hardState.vote})`;
+      if (node.driver === null && node.restartAtTick <= this.tick) {
+        const line = `restart ${node.id} (log ${node.log.lastIndex()}, term ${node.hardState.durable().term}, vote ${node.hardState.durable().vote})`;
         this.trace.add(this.tick, () => line);
         this.start(node);
       }
@@ -220,52 +320,53 @@ export class Simulation {
   private proposeFromClients(): void {
     if (!this.clientLoad || !this.rng.chance(this.world.proposeProbability)) return;
     const node = this.rng.pick(this.nodes);
-    if (node.core === null) return;
-    const key = `c${this.proposalCounter++}`;
-    const result = node.core.propose([new TextEncoder().encode(key)]);
-    if (!result.ok) return;
-    node.proposals.set(key, { index: result.firstIndex, term: result.term });
-    this.trace.add(this.tick, () => `${node.id} accepts proposal ${key} at ${result.firstIndex}@${result.term}`);
+    // Clients find the leader first; a refusal costs an error's stack trace, most of a seed's time.
+    if (node.driver?.summary().role !== 'leader') return;
+    this.propose(node, `c${this.proposalCounter++}`, this.rng.pick(this.world.quorumModes));
   }
 
-  // ------------------------------------------------------------------ the Ready contract, simulated
+  /**
+   * Proposes through the driver, as the broker does, and checks every acknowledgement against
+   * the durable state at the moment it is given. `onLost` hears a definite or possible loss.
+   */
+  private propose(node: SimNode, key: string, mode: QuorumMode, onLost: () => void = () => undefined): void {
+    const driver = node.driver!;
+    driver.propose(new TextEncoder().encode(key), mode, {
+      resolve: (ack) => {
+        if (node.driver !== driver) return; // answered by an incarnation that has since crashed
+        this.checkAcknowledged(node, key, mode, ack);
+        this.stats.proposalsAcked++;
+        this.stats.acksByMode[mode]++;
+        this.trace.add(this.tick, () => `${node.id} acks ${key} (${mode}) at ${ack.index}@${ack.term}`);
+      },
+      reject: (error: LmqError) => {
+        if (node.driver !== driver) return;
+        this.trace.add(this.tick, () => `${node.id} refuses ${key} (${mode}): ${error.code}`);
+        onLost();
+      },
+    });
+  }
 
-  private processReadies(node: SimNode): void {
-    // Bounded: a persist with no delay completes in the same tick and may release another Ready.
-    for (let round = 0; round < 8 && node.core !== null; round++) {
-      if (node.pending !== null) {
-        if (node.pending.completeAtTick > this.tick) {
-          // While the disk works, the node may send what needs no durability (takeMessages).
-          if (this.rng.chance(0.5)) {
-            for (const message of node.core.takeMessages()) {
-              this.checkBackedByHardState(node, message);
-              this.network.send(message, this.tick);
-            }
-          }
-          return;
-        }
-        this.completePersist(node, node.pending);
-        node.pending = null;
-      }
-      if (!node.core.hasReady()) return;
-      const ready = node.core.ready();
-      if (ready.hardState !== null) node.hardState = ready.hardState; // synced before anything is sent
-      for (const message of [...ready.messages, ...ready.persistedMessages]) this.checkBackedByHardState(node, message);
-      for (const message of ready.messages) this.network.send(message, this.tick);
-      node.log.write(ready.entries);
-      node.pending = { ready, completeAtTick: this.tick + this.rng.int(this.world.maxPersistDelayTicks + 1) };
+  /** What each quorum mode promises when it acknowledges (CONTRACT.md). */
+  private checkAcknowledged(node: SimNode, key: string, mode: QuorumMode, ack: { index: number; term: number; result?: string }): void {
+    const holders = this.durableHolders(ack.index, ack.term);
+    const describe = `${node.id} acknowledged ${key} (${mode}) at ${ack.index}@${ack.term}`;
+    if (mode === 'leader') {
+      const own = node.log.log.durableEntries()[ack.index - 1];
+      this.check(own?.term === ack.term && entryKey(own) === key, () => `ack durability: ${describe}, not durable on the leader`);
+      return;
     }
+    const committed = this.committed.get(ack.index);
+    this.check(committed?.key === key && committed.term === ack.term && ack.result === key, () => `ack: ${describe} with result ${ack.result}, but ${committed?.key}@${committed?.term} was applied there`);
+    const needed = mode === 'all' ? this.nodes.length : this.quorum;
+    this.check(holders >= needed, () => `ack durability: ${describe}, durable on ${holders} nodes, fewer than ${needed}`);
   }
 
-  private completePersist(node: SimNode, pending: PendingPersist): void {
-    const core = node.core!;
-    node.log.sync();
-    for (const message of pending.ready.persistedMessages) this.network.send(message, this.tick);
-    for (const entry of pending.ready.committedEntries) this.apply(node, entry);
-    core.advance(pending.ready);
+  private durableHolders(index: number, term: number): number {
+    return this.nodes.filter((n) => n.log.log.durableEntries()[index - 1]?.term === term).length;
   }
 
-  private apply(node: SimNode, entry: Entry): void {
+  private apply(node: SimNode, entry: Entry): string {
     this.check(entry.index === node.appliedIndex + 1, () => `${node.id} applies ${entry.index} after ${node.appliedIndex}`);
     node.appliedIndex = entry.index;
     const key = entryKey(entry);
@@ -273,14 +374,10 @@ export class Simulation {
     if (known === undefined) {
       this.committed.set(entry.index, { term: entry.term, key });
       this.committedIndexByKey.set(key, entry.index);
+    } else {
+      this.check(known.key === key && known.term === entry.term, () => `state machine safety: ${node.id} applies ${key}@${entry.term} at ${entry.index}, another node applied ${known.key}@${known.term}`);
     }
-    else this.check(known.key === key && known.term === entry.term, () => `state machine safety: ${node.id} applies ${key}@${entry.term} at ${entry.index}, another node applied ${known.key}@${known.term}`);
-    const proposal = node.proposals.get(key);
-    if (proposal !== undefined) {
-      this.check(proposal.index === entry.index && proposal.term === entry.term, () => `proposal ${key} accepted at ${proposal.index}@${proposal.term} applied at ${entry.index}@${entry.term}`);
-      node.proposals.delete(key);
-      this.stats.proposalsAcked++;
-    }
+    return key;
   }
 
   // ------------------------------------------------------------------ faults
@@ -289,9 +386,9 @@ export class Simulation {
     if (this.rng.chance(this.world.crashProbability)) this.crashRandomNode();
     if (this.rng.chance(this.world.partitionProbability)) this.changePartition();
     if (this.rng.chance(this.world.transferProbability)) {
-      const leader = this.nodes.find((n) => n.core?.status().role === 'leader');
+      const leader = this.nodes.find((n) => n.driver?.summary().role === 'leader');
       const target = this.rng.pick(this.ids);
-      if (leader !== undefined && leader.core!.transferLeadership(target)) {
+      if (leader !== undefined && leader.driver!.transferLeadership(target)) {
         this.stats.transfers++;
         this.trace.add(this.tick, () => `${leader.id} transfers leadership to ${target}`);
       }
@@ -306,8 +403,8 @@ export class Simulation {
   private leaderTargetedFaults(): void {
     if (this.leaderChaos === 0) return;
     for (const node of this.nodes) {
-      const status = node.core?.status();
-      if (status?.role !== 'leader') continue;
+      const status = this.leaderView(node);
+      if (status === null) continue;
       const seen = this.seenLeader.get(node.id);
       this.seenLeader.set(node.id, { term: status.term, commit: status.commitIndex });
       const fresh = seen === undefined || seen.term !== status.term;
@@ -326,23 +423,26 @@ export class Simulation {
   }
 
   private crashRandomNode(): void {
-    const live = this.nodes.filter((n) => n.core !== null);
+    const live = this.nodes.filter((n) => n.driver !== null);
     if (live.length <= 1) return;
     this.crashNode(this.rng.pick(live), this.rng);
   }
 
+  /** A power loss: unsynced writes and in-flight I/O are lost (but for a prefix the disk wrote back). */
   private crashNode(node: SimNode, rng: Rng): void {
-    if (this.nodes.filter((n) => n.core !== null).length <= 1) return;
+    if (this.nodes.filter((n) => n.driver !== null).length <= 1) return;
     const keepUnsynced = rng.pick([0, 0, 0.5, 1]);
-    node.core = null;
-    node.pending = null;
-    node.proposals.clear(); // those clients see a timeout: outcome unknown
+    node.driver = null;
+    node.disk.crash();
+    node.scheduler.crash();
+    node.hardState.crash();
     node.log.crash(keepUnsynced);
+    // Its clients' proposals are never answered: they see a timeout, outcome unknown.
     node.restartAtTick = this.tick + 5 + rng.int(150);
     this.stats.crashes++;
     // Peers usually see its connections close (a killed process), not always (power loss).
     for (const peer of this.nodes) {
-      if (peer.core !== null && rng.chance(0.5)) peer.core.peerDisconnected(node.id);
+      if (peer.driver !== null && rng.chance(0.5)) peer.driver.peerDisconnected(node.id);
     }
     const line = `CRASH ${node.id} (kept ${keepUnsynced} of unsynced; log now ${node.log.lastIndex()})`;
     this.trace.add(this.tick, () => line);
@@ -376,18 +476,17 @@ export class Simulation {
 
   private demandLiveness(): void {
     const deadline = this.tick + this.options.livenessTicksMax;
-    let marker: { key: string; node: SimNode } | null = null;
+    let marker: Marker | null = null;
     for (; this.tick < deadline; this.tick++) {
       if (marker !== null) {
         const index = this.committedIndexByKey.get(marker.key);
-        if (index !== undefined && this.nodes.every((n) => n.core !== null && n.appliedIndex >= index)) return;
-        // Not committed and its leader lost it (stepped down, or the entry was replaced): try again.
-        if (index === undefined && (!marker.node.proposals.has(marker.key) || marker.node.core?.status().role !== 'leader')) marker = null;
+        if (index !== undefined && this.nodes.every((n) => n.driver !== null && n.appliedIndex >= index)) return;
+        if (index === undefined && marker.lost()) marker = null; // refused or lost: try again
       }
       marker ??= this.proposeMarker();
       this.step();
     }
-    throw new SafetyViolation(`liveness: no leader applied a fresh proposal on every node within ${this.options.livenessTicksMax} ticks after healing`);
+    throw new LivenessFailure(`liveness: no leader applied a fresh proposal on every node within ${this.options.livenessTicksMax} ticks after healing`);
   }
 
   /**
@@ -397,38 +496,37 @@ export class Simulation {
    * step down (check quorum) so its heartbeats stop holding the followers' leases.
    */
   private demandProgressWithDeafLeader(): void {
-    const deaf = this.nodes.find((n) => n.core?.status().role === 'leader');
+    const deaf = this.nodes.find((n) => n.driver?.summary().role === 'leader');
     if (deaf === undefined) return;
     for (const id of this.ids) if (id !== deaf.id) this.network.cut(id, deaf.id);
     this.trace.add(this.tick, () => `PARTITION every link into leader ${deaf.id} cut`);
-    const quorum = Math.floor(this.nodes.length / 2) + 1;
     const deadline = this.tick + this.options.livenessTicksMax;
-    let marker: { key: string; node: SimNode } | null = null;
+    let marker: Marker | null = null;
     for (; this.tick < deadline; this.tick++) {
       if (marker !== null) {
         const index = this.committedIndexByKey.get(marker.key);
-        if (index !== undefined && this.nodes.filter((n) => n.appliedIndex >= index).length >= quorum) {
+        if (index !== undefined && this.nodes.filter((n) => n.appliedIndex >= index).length >= this.quorum) {
           this.network.healAll();
           this.trace.add(this.tick, () => `HEAL everything`);
           return;
         }
-        if (index === undefined && (!marker.node.proposals.has(marker.key) || marker.node.core?.status().role !== 'leader')) marker = null;
+        if (index === undefined && marker.lost()) marker = null;
       }
       marker ??= this.proposeMarker(deaf.id);
       this.step();
     }
-    throw new SafetyViolation(`availability: with every link into ${deaf.id} cut, the connected majority applied no fresh proposal within ${this.options.livenessTicksMax} ticks`);
+    throw new LivenessFailure(`availability: with every link into ${deaf.id} cut, the connected majority applied no fresh proposal within ${this.options.livenessTicksMax} ticks`);
   }
 
-  /** Proposes a marker on the current leader, if there is one. */
-  private proposeMarker(exclude?: NodeId): { key: string; node: SimNode } | null {
-    const leader = this.nodes.find((n) => n.id !== exclude && n.core?.status().role === 'leader');
+  /** Proposes a marker (majority quorum) on the current leader, if there is one. */
+  private proposeMarker(exclude?: NodeId): Marker | null {
+    const leader = this.nodes.find((n) => n.id !== exclude && n.driver?.summary().role === 'leader');
     if (leader === undefined) return null;
     const key = `marker${this.proposalCounter++}`;
-    const result = leader.core!.propose([new TextEncoder().encode(key)]);
-    if (!result.ok) return null;
-    leader.proposals.set(key, { index: result.firstIndex, term: result.term });
-    return { key, node: leader };
+    let refused = false;
+    const driver = leader.driver;
+    this.propose(leader, key, 'majority', () => (refused = true));
+    return { key, lost: () => refused || leader.driver !== driver || leader.driver?.summary().role !== 'leader' };
   }
 
   // ------------------------------------------------------------------ invariants
@@ -436,12 +534,20 @@ export class Simulation {
   /** What a node tells others must already be durable: its term, and above all a granted vote. */
   private checkBackedByHardState(node: SimNode, m: Message): void {
     if (m.type === 'preVote' || m.type === 'preVoteResp') return; // these carry a future term by design
-    this.check(m.term <= node.hardState.term, () => `durable term: ${node.id} sends ${m.type} in term ${m.term} with durable term ${node.hardState.term}`);
+    const durable = node.hardState.durable();
+    this.check(m.term <= durable.term, () => `durable term: ${node.id} sends ${m.type} in term ${m.term} with durable term ${durable.term}`);
     if (m.type === 'voteResp' && !m.reject) {
       // A higher durable term supersedes the vote (the node can never vote in m.term again).
-      this.check(node.hardState.term > m.term || node.hardState.vote === m.to, () =>
-        `durable vote: ${node.id} grants its vote to ${m.to} in term ${m.term} but its durable hard state is ${JSON.stringify(node.hardState)}`);
+      this.check(durable.term > m.term || durable.vote === m.to, () =>
+        `durable vote: ${node.id} grants its vote to ${m.to} in term ${m.term} but its durable hard state is ${JSON.stringify(durable)}`);
     }
+  }
+
+  /** Term and commit index of a node that leads; null for the others (cheaper than status()). */
+  private leaderView(node: SimNode): { term: number; commitIndex: number } | null {
+    const summary = node.driver?.summary();
+    if (summary?.role !== 'leader') return null;
+    return { term: summary.term, commitIndex: node.driver!.indexes().commitIndex };
   }
 
   private check(condition: boolean, message: () => string): asserts condition {
@@ -461,11 +567,11 @@ export class Simulation {
    */
   private checkLeaders(): void {
     for (const node of this.nodes) {
-      const status = node.core?.status();
-      if (status?.role !== 'leader') continue;
+      const status = this.leaderView(node);
+      if (status === null) continue;
       const lastCommit = this.leaderCommit.get(node.id);
       if (lastCommit !== undefined && lastCommit.term === status.term && status.commitIndex > lastCommit.commit) {
-        const term = node.core!.termAt(status.commitIndex);
+        const term = node.driver!.termAt(status.commitIndex);
         this.check(term === status.term, () => `commit rule: ${node.id} (leader of term ${status.term}) committed up to ${status.commitIndex}, an entry of term ${term}`);
       }
       this.leaderCommit.set(node.id, { term: status.term, commit: status.commitIndex });
@@ -474,16 +580,17 @@ export class Simulation {
       this.check(known === undefined, () => `election safety: ${known} and ${node.id} both lead term ${status.term}`);
       this.leaderOfTerm.set(status.term, node.id);
       this.stats.leadersElected++;
-      this.trace.add(this.tick, () => `${node.id} LEADER of term ${status.term} (last ${status.lastIndex}, commit ${status.commitIndex})`);
+      const lastIndex = node.log.lastIndex();
+      this.trace.add(this.tick, () => `${node.id} LEADER of term ${status.term} (last ${lastIndex}, commit ${status.commitIndex})`);
       for (const [index, entry] of this.committed) {
-        this.check(node.core!.termAt(index) === entry.term, () => `leader completeness: ${node.id} leads term ${status.term} without committed entry ${index} (${entry.key})`);
+        this.check(node.driver!.termAt(index) === entry.term, () => `leader completeness: ${node.id} leads term ${status.term} without committed entry ${index} (${entry.key})`);
       }
     }
   }
 
   /** Logs that hold an entry with the same index and term are identical up to that index. */
   private checkLogMatching(): void {
-    const logs = this.nodes.map((n) => ({ id: n.id, entries: n.log.durableEntries() }));
+    const logs = this.nodes.map((n) => ({ id: n.id, entries: n.log.log.durableEntries() }));
     for (let a = 0; a < logs.length; a++) {
       for (let b = a + 1; b < logs.length; b++) {
         const left = logs[a]!.entries;
@@ -491,7 +598,7 @@ export class Simulation {
         let shared = Math.min(left.length, right.length);
         while (shared > 0 && left[shared - 1]!.term !== right[shared - 1]!.term) shared--;
         for (let i = 0; i < shared; i++) {
-          this.check(left[i]!.term === right[i]!.term && entryKey(left[i]!) === entryKey(right[i]!), () =>
+          this.check(sameEntry(left[i]!, right[i]!), () =>
             `log matching: ${logs[a]!.id} and ${logs[b]!.id} share ${shared}@${left[shared - 1]!.term} but differ at ${i + 1}`);
         }
       }
@@ -504,28 +611,39 @@ export class Simulation {
    * every index below.) Stronger than checkCommittedDurable, which sees only applied entries.
    */
   private checkCommitIndexDurable(): void {
-    const quorum = Math.floor(this.nodes.length / 2) + 1;
     for (const node of this.nodes) {
-      const status = node.core?.status();
-      if (status === undefined || status.commitIndex === 0) continue;
-      const term = node.core!.termAt(status.commitIndex);
-      const holders = this.nodes.filter((n) => n.log.durableEntries()[status.commitIndex - 1]?.term === term).length;
-      this.check(holders >= quorum, () =>
-        `commit durability: ${node.id} (${status.role}, term ${status.term}) has commit index ${status.commitIndex}@${term}, durable on ${holders} nodes, fewer than ${quorum}`);
+      if (node.driver === null) continue;
+      const { commitIndex } = node.driver.indexes();
+      if (commitIndex === 0) continue;
+      const term = node.driver.termAt(commitIndex)!;
+      const holders = this.durableHolders(commitIndex, term);
+      if (holders >= this.quorum) continue;
+      const { role, term: nodeTerm } = node.driver.summary();
+      this.check(false, () => `commit durability: ${node.id} (${role}, term ${nodeTerm}) has commit index ${commitIndex}@${term}, durable on ${holders} nodes, fewer than ${this.quorum}`);
     }
   }
 
   /** Every committed entry is durable on a majority (a crash anywhere cannot lose it). */
   private checkCommittedDurable(): void {
-    const quorum = Math.floor(this.nodes.length / 2) + 1;
     for (const [index, entry] of this.committed) {
-      const holders = this.nodes.filter((n) => n.log.durableEntries()[index - 1]?.term === entry.term).length;
-      this.check(holders >= quorum, () => `durability: committed entry ${index} (${entry.key}) is durable on ${holders} nodes, fewer than ${quorum}`);
+      const holders = this.durableHolders(index, entry.term);
+      this.check(holders >= this.quorum, () => `durability: committed entry ${index} (${entry.key}) is durable on ${holders} nodes, fewer than ${this.quorum}`);
     }
   }
+}
+
+/** A liveness marker in flight: its key, and whether it can no longer commit as proposed. */
+interface Marker {
+  readonly key: string;
+  lost(): boolean;
+}
+
+function failureKind(error: unknown): SimFailureKind {
+  if (error instanceof LivenessFailure) return 'liveness';
+  if (error instanceof SafetyViolation || error instanceof InvariantViolation) return 'safety';
+  return 'crash';
 }
 
 export function runSeed(seed: number, options: Partial<Omit<SimOptions, 'seed'>> = {}): SimOutcome {
   return new Simulation({ ...DEFAULT_SIM_OPTIONS, ...options, seed }).run();
 }
-

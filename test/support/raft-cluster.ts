@@ -1,18 +1,27 @@
-// A synchronous harness for Raft core tests: every node follows the Ready contract at once,
-// messages are delivered in order, and a test can isolate nodes or filter messages.
-import { RaftCore, type RaftOptions } from '../../src/raft/core.js';
-import { MemoryLog } from '../../src/raft/memory-log.js';
+// A synchronous harness for Raft core tests: every node is the production NodeDriver over
+// in-memory ports whose disk completes at once, messages are delivered in order, and a test
+// can isolate nodes, filter messages, or act on a node's core directly.
+import { NodeDriver } from '../../src/node/driver.js';
+import { IMMEDIATE_DISK, MemoryHardStateStore, MemoryLogStore, QueueScheduler } from '../../src/node/memory-ports.js';
+import type { RaftCore, RaftOptions } from '../../src/raft/core.js';
+import type { MemoryLog } from '../../src/raft/memory-log.js';
 import type { Message } from '../../src/raft/messages.js';
 import type { Entry, HardState, NodeId } from '../../src/raft/types.js';
 
 export const ELECTION_TICKS = 10;
 
 interface TestNode {
-  core: RaftCore;
-  log: MemoryLog;
-  hardState: HardState;
+  driver: NodeDriver<null>;
+  readonly store: MemoryLogStore;
+  /** The log's memory, durable and volatile views (a test may write it directly). */
+  readonly log: MemoryLog;
+  readonly hardState: MemoryHardStateStore;
+  readonly scheduler: QueueScheduler;
   applied: Entry[];
 }
+
+/** Deferred tasks run per processReady() at most; far above what any scenario queues. */
+const MAX_TASKS_PER_READY = 10_000;
 
 export class TestCluster {
   readonly nodes = new Map<NodeId, TestNode>();
@@ -28,24 +37,41 @@ export class TestCluster {
     initialHardStates: Record<NodeId, HardState> = {},
   ) {
     for (const id of ids) {
-      const log = new MemoryLog(initialLogs[id] ?? []);
-      const hardState = initialHardStates[id] ?? { term: 0, vote: null };
-      this.nodes.set(id, { core: this.makeCore(id, log, hardState), log, hardState, applied: [] });
+      const store = new MemoryLogStore(IMMEDIATE_DISK, initialLogs[id] ?? []);
+      const hardState = new MemoryHardStateStore(IMMEDIATE_DISK, initialHardStates[id]);
+      const scheduler = new QueueScheduler(() => 0);
+      const node = { store, log: store.log, hardState, scheduler, applied: [] as Entry[] } as TestNode;
+      node.driver = this.makeDriver(id, node);
+      this.nodes.set(id, node);
     }
   }
 
-  private makeCore(id: NodeId, log: MemoryLog, hardState: HardState): RaftCore {
-    return new RaftCore({
-      id, voters: this.ids, storage: log, hardState, appliedIndex: 0,
-      electionTimeoutTicks: ELECTION_TICKS, heartbeatIntervalTicks: 1, maxInflightMsgs: 16, maxInflightBytes: 1 << 20,
-      maxAppendBytes: 1 << 16, maxApplyBytes: 1 << 20, maxUncommittedEntries: 1000, maxUncommittedBytes: 1 << 20,
-      randomInt: () => 0, // every randomized election timeout is exactly ELECTION_TICKS
-      ...this.overrides,
-    });
+  private makeDriver(id: NodeId, node: Omit<TestNode, 'driver'>): NodeDriver<null> {
+    const { randomInt = () => 0, ...raft } = this.overrides; // every election timeout is exactly ELECTION_TICKS
+    return new NodeDriver<null>(
+      {
+        id,
+        voters: this.ids,
+        raft: {
+          electionTimeoutTicks: ELECTION_TICKS, heartbeatIntervalTicks: 1, maxInflightMsgs: 16, maxInflightBytes: 1 << 20,
+          maxAppendBytes: 1 << 16, maxApplyBytes: 1 << 20, maxUncommittedEntries: 1000, maxUncommittedBytes: 1 << 20,
+          ...raft,
+        },
+        maxProposalWaitMs: 60_000,
+      },
+      {
+        log: node.store,
+        hardState: node.hardState,
+        peers: { send: (_to, m) => this.queue.push(m) },
+        stateMachine: { appliedIndex: () => 0, apply: (entries) => (this.nodes.get(id)!.applied.push(...entries), entries.map(() => null)) },
+        scheduler: node.scheduler,
+        randomInt,
+      },
+    );
   }
 
   core(id: NodeId): RaftCore {
-    return this.nodes.get(id)!.core;
+    return this.node(id).driver.core;
   }
 
   node(id: NodeId): TestNode {
@@ -55,13 +81,15 @@ export class TestCluster {
   /** Restarts a node from its durable log and hard state (its volatile state is lost). */
   restart(id: NodeId): void {
     const node = this.node(id);
-    node.log.crash(0);
-    node.core = this.makeCore(id, node.log, node.hardState);
+    node.scheduler.crash();
+    node.hardState.crash();
+    node.store.crash(0);
     node.applied = [];
+    node.driver = this.makeDriver(id, node);
   }
 
   tick(id: NodeId, times = 1): void {
-    for (let i = 0; i < times; i++) this.core(id).tick();
+    for (let i = 0; i < times; i++) this.node(id).driver.tick();
   }
 
   /** Lets `id` time out and run its election to the end. */
@@ -110,26 +138,19 @@ export class TestCluster {
     throw new Error('cluster did not stabilize');
   }
 
-  /** Runs the Ready contract for one node, queueing what it sends. Returns the Ready's messages. */
+  /** Lets one node's driver carry out everything it has ready, queueing what it sends. Returns those messages. */
   processReady(id: NodeId): Message[] {
     const node = this.node(id);
-    const sent: Message[] = [];
-    while (node.core.hasReady()) {
-      const ready = node.core.ready();
-      if (ready.hardState) node.hardState = ready.hardState;
-      node.log.write(ready.entries);
-      node.log.sync();
-      sent.push(...ready.messages, ...ready.persistedMessages);
-      node.applied.push(...ready.committedEntries);
-      node.core.advance(ready);
-    }
-    this.queue.push(...sent);
-    return sent;
+    const before = this.queue.length;
+    node.driver.kick(); // the test may have acted on the core directly
+    node.scheduler.runQueued(MAX_TASKS_PER_READY);
+    if (!node.driver.isIdle()) throw new Error(`${id} did not finish its Ready loop`);
+    return this.queue.slice(before);
   }
 
   private deliver(m: Message): void {
     if (this.isolated.has(m.from) || this.isolated.has(m.to) || !this.filter(m)) return;
-    this.core(m.to).step(m);
+    this.node(m.to).driver.receive(m.from, m);
   }
 
   /** Drops whatever is queued (e.g. to lose one round of messages). */

@@ -1,0 +1,346 @@
+// The NodeDriver carries out the Raft core's Ready contract — the one copy of it that
+// production, the simulator and the tests all run. For each Ready, in order: the hard state is
+// saved (durable) before anything is sent; messages go out; entries are appended and flushed;
+// the acknowledgements that claim durability (persistedMessages) go out only after the flush;
+// committed entries are applied; then advance(). It also answers proposals under their quorum
+// mode (ProposalTracker) and fails them when leadership ends.
+//
+// It talks only to ports (ports.ts): no timers, sockets or files of its own. Completions are
+// callbacks, so a port may finish synchronously (tests), from the simulator's tick loop, or
+// from real I/O; one Ready is in progress at a time, and work that arrives meanwhile joins the
+// next one (group commit). While a Ready waits on the disk, messages that need no durability
+// (heartbeats, appends) still go out, so the leader's fsync and the followers' overlap.
+import type { QuorumMode } from '../config/config.js';
+import { RaftCore, type RaftOptions, type RaftStatus, type Ready, type Role } from '../raft/core.js';
+import type { Message } from '../raft/messages.js';
+import { validateMessage } from '../raft/messages.js';
+import type { Entry, NodeId } from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import { LmqError } from '../util/errors.js';
+import type { DriverEvents, DriverHardStateStore, DriverLogStore, PeerSender, Scheduler, StateMachine } from './ports.js';
+import { type ProposalReply, ProposalTracker } from './proposals.js';
+
+export type { Acknowledged, ProposalReply } from './proposals.js';
+
+/** The core's tuning; the driver supplies the ports (storage, hard state, applied index). */
+export type RaftTuning = Omit<RaftOptions, 'id' | 'voters' | 'storage' | 'hardState' | 'appliedIndex' | 'randomInt'>;
+
+export interface NodeDriverOptions {
+  readonly id: NodeId;
+  readonly voters: readonly NodeId[];
+  readonly raft: RaftTuning;
+  /** A proposal not acknowledged under its quorum mode within this is answered LMQ_TIMEOUT. */
+  readonly maxProposalWaitMs: number;
+}
+
+export interface NodeDriverPorts<R> {
+  readonly log: DriverLogStore;
+  readonly hardState: DriverHardStateStore;
+  readonly peers: PeerSender;
+  readonly stateMachine: StateMachine<R>;
+  readonly scheduler: Scheduler;
+  /** The core's only source of randomness (election timeouts): Math.random or a seeded stream. */
+  readonly randomInt: (n: number) => number;
+  readonly events?: DriverEvents;
+}
+
+/** Where the Ready in progress is: each stage starts with the I/O of the previous one complete. */
+type Stage = 'saveHardState' | 'sendAndWrite' | 'applyAndAdvance';
+
+export class NodeDriver<R> {
+  readonly id: NodeId;
+  /** For inspection and the core's own scenario tests; everything else goes through the driver. */
+  readonly core: RaftCore;
+  private readonly proposals = new ProposalTracker<R>();
+  private readonly ports: NodeDriverPorts<R>;
+  private readonly events: DriverEvents;
+  /** The Ready being carried out, and how far. */
+  private ready: Ready | null = null;
+  private stage: Stage = 'saveHardState';
+  /** A port call of the Ready in progress has not completed yet. */
+  private waitingOnIo = false;
+  /** pump() is on the stack (a synchronous completion must not re-enter it). */
+  private pumping = false;
+  private pumpScheduled = false;
+  private earlySendScheduled = false;
+  private stopped = false;
+  private failed = false;
+  private onStopped: (() => void) | null = null;
+  private lastRole: Role = 'follower';
+  private lastLeader: NodeId | null = null;
+
+  constructor(
+    private readonly options: NodeDriverOptions,
+    ports: NodeDriverPorts<R>,
+  ) {
+    assert(options.maxProposalWaitMs > 0, 'proposals have a positive deadline');
+    this.id = options.id;
+    this.ports = ports;
+    this.events = ports.events ?? {};
+    this.core = new RaftCore({
+      ...options.raft,
+      id: options.id,
+      voters: options.voters,
+      storage: ports.log,
+      hardState: ports.hardState.load(),
+      appliedIndex: ports.stateMachine.appliedIndex(),
+      randomInt: ports.randomInt,
+    });
+  }
+
+  /** One Raft tick: elections, heartbeats, proposal deadlines. */
+  tick(): void {
+    if (this.stopped) return;
+    this.core.tick();
+    this.observeRoleChange();
+    this.proposals.expire(this.ports.scheduler.nowMs());
+    this.kick();
+  }
+
+  /** A message from a peer, as decoded off the wire: checked before the core sees it. */
+  receive(from: NodeId, message: unknown): boolean {
+    if (this.stopped) return false;
+    const valid = validateMessage(message);
+    if (valid === null || valid.from !== from || valid.to !== this.id) return false;
+    this.core.step(valid);
+    this.observeRoleChange();
+    this.kick();
+    return true;
+  }
+
+  /** The transport saw the connection from `peer` close: if it led us, elect a successor soon. */
+  peerDisconnected(peer: NodeId): void {
+    if (this.stopped) return;
+    this.core.peerDisconnected(peer);
+    this.observeRoleChange();
+    this.kick();
+  }
+
+  /**
+   * Appends one entry and answers `reply` once it is acknowledged under `mode`, or rejects with
+   * LMQ_NOT_LEADER (with a leader hint), LMQ_OVERLOADED, LMQ_UNAVAILABLE (nothing was appended)
+   * or LMQ_LEADERSHIP_LOST / LMQ_TIMEOUT (outcome unknown).
+   */
+  propose(data: Uint8Array, mode: QuorumMode, reply: ProposalReply<R>): void {
+    const refusal = this.refuseProposal();
+    if (refusal !== null) return reply.reject(refusal);
+    const result = this.core.propose([data]);
+    if (!result.ok) {
+      if (result.reason === 'overloaded') {
+        const { maxUncommittedEntries, maxUncommittedBytes } = this.options.raft;
+        return reply.reject(new LmqError('LMQ_OVERLOADED', `node ${this.id} has as many writes waiting for commit as it holds (raft.maxUncommittedEntries ${maxUncommittedEntries}, raft.maxUncommittedBytes ${maxUncommittedBytes}); retry shortly`));
+      }
+      const leader = result.reason === 'notLeader' ? result.leader : null;
+      return reply.reject(new LmqError('LMQ_NOT_LEADER', `node ${this.id} is not the leader${leader ? `; the leader is ${leader}` : ''}`, { leader }));
+    }
+    const deadlineMs = this.ports.scheduler.nowMs() + this.options.maxProposalWaitMs;
+    this.proposals.add(result.firstIndex, result.term, mode, deadlineMs, reply);
+    this.kick();
+  }
+
+  private refuseProposal(): LmqError | null {
+    if (this.stopped) return new LmqError('LMQ_UNAVAILABLE', `node ${this.id} is shutting down`);
+    if (this.proposals.size() < this.options.raft.maxUncommittedEntries) return null;
+    // Committed-but-unanswered proposals (e.g. `all` quorum waiting on a slow follower) count too.
+    return new LmqError('LMQ_OVERLOADED', `node ${this.id} has ${this.proposals.size()} writes waiting for acknowledgement; retry shortly`);
+  }
+
+  /** Hands leadership to `target` once it is caught up (false when this node cannot). */
+  transferLeadership(target: NodeId): boolean {
+    if (this.stopped) return false;
+    const started = this.core.transferLeadership(target);
+    this.kick();
+    return started;
+  }
+
+  /**
+   * Stops taking work, fails the waiting proposals, and calls onStopped once the Ready in
+   * progress (if any) has completed its I/O — after that the driver touches no port again.
+   */
+  stop(onStopped: () => void): void {
+    assert(this.onStopped === null, 'driver stopped twice');
+    this.stopped = true;
+    this.proposals.failAll('could not be acknowledged: the node is shutting down');
+    this.onStopped = onStopped;
+    if (this.ready === null && !this.pumping) this.finishStop();
+  }
+
+  status(): RaftStatus {
+    return this.core.status();
+  }
+
+  summary(): { role: Role; term: number; leader: NodeId | null } {
+    return this.core.summary();
+  }
+
+  /** Commit and persisted indexes, and (leader only, else 0) the index every voter holds. */
+  indexes(): { commitIndex: number; persistedIndex: number; allMatchIndex: number } {
+    return this.core.indexes();
+  }
+
+  termAt(index: number): number | undefined {
+    return this.core.termAt(index);
+  }
+
+  /** No Ready in progress and none pending (tests and the simulator wait for quiet). */
+  isIdle(): boolean {
+    return this.ready === null && !this.core.hasReady();
+  }
+
+  // ---------------------------------------------------------------- the Ready loop
+
+  /**
+   * Runs the Ready loop soon; work that arrives meanwhile joins the next Ready (group commit).
+   * Every entry point calls it; call it after acting on the core directly (tests).
+   */
+  kick(): void {
+    if (this.ready !== null) return this.scheduleEarlySend();
+    if (this.pumping || this.pumpScheduled) return; // the loop looks for the next Ready itself
+    this.pumpScheduled = true;
+    this.ports.scheduler.soon(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Once per scheduler turn while a Ready waits: send what needs no durability. */
+  private scheduleEarlySend(): void {
+    if (this.earlySendScheduled) return;
+    this.earlySendScheduled = true;
+    this.ports.scheduler.soon(() => {
+      this.earlySendScheduled = false;
+      if (this.stopped) return;
+      this.send(this.core.takeMessages());
+    });
+  }
+
+  /** Carries out Readies until one waits on I/O or none is left. Never re-entered. */
+  private pump(): void {
+    if (this.pumping || this.failed) return;
+    this.pumping = true;
+    try {
+      // afterReadies() may answer proposals and report a role change, whose handlers may bring
+      // new work: look for it again before leaving.
+      do {
+        while (!this.waitingOnIo) {
+          if (this.ready === null) {
+            if (this.stopped || !this.core.hasReady()) break;
+            this.ready = this.core.ready();
+            this.stage = 'saveHardState';
+          }
+          this.continueReady(this.ready);
+        }
+        if (this.ready !== null) break;
+        this.afterReadies();
+      } while (!this.stopped && this.core.hasReady());
+    } catch (error) {
+      this.fail(error);
+    } finally {
+      this.pumping = false;
+    }
+    if (this.stopped && this.ready === null && this.onStopped !== null) this.finishStop();
+  }
+
+  /** Runs the current stage of `ready`; returns when it waits on I/O or the Ready is done. */
+  private continueReady(ready: Ready): void {
+    if (this.stage === 'saveHardState') {
+      this.stage = 'sendAndWrite';
+      const hardState = ready.hardState;
+      if (hardState !== null) return this.waitFor((done, failed) => this.ports.hardState.save(hardState, done, failed));
+    }
+    if (this.stage === 'sendAndWrite') {
+      this.stage = 'applyAndAdvance';
+      this.send(ready.messages);
+      const last = ready.entries[ready.entries.length - 1];
+      if (last !== undefined) {
+        this.ports.log.append(ready.entries);
+        return this.waitFor((done, failed) => this.ports.log.flush((persisted) => {
+          assert(persisted >= last.index, () => `flush reported ${persisted}, short of ${last.index}`);
+          done();
+        }, failed));
+      }
+    }
+    assert(this.stage === 'applyAndAdvance', () => `unknown Ready stage ${this.stage}`);
+    this.send(ready.persistedMessages);
+    this.apply(ready.committedEntries);
+    this.core.advance(ready);
+    this.ready = null;
+    this.afterAdvance();
+  }
+
+  /** Starts one port call of the Ready in progress; its completion resumes the loop. */
+  private waitFor(start: (done: () => void, failed: (error: unknown) => void) => void): void {
+    assert(!this.waitingOnIo, 'one port call at a time per Ready');
+    this.waitingOnIo = true;
+    const ready = this.ready;
+    let completed = false;
+    const complete = () => {
+      assert(!completed, 'a port completed one call twice');
+      assert(this.ready === ready, 'a completion arrived for a Ready that is not in progress');
+      completed = true;
+      this.waitingOnIo = false;
+      this.pump();
+    };
+    start(complete, (error) => this.fail(error));
+  }
+
+  private send(messages: readonly Message[]): void {
+    for (const m of messages) this.ports.peers.send(m.to, m);
+  }
+
+  private apply(entries: readonly Entry[]): void {
+    if (entries.length === 0) return;
+    const results = this.ports.stateMachine.apply(entries);
+    assert(results.length === entries.length, 'one result per applied entry');
+    const { allMatchIndex } = this.core.indexes();
+    entries.forEach((entry, i) => this.proposals.applied(entry.index, entry.term, results[i]!, allMatchIndex));
+    this.events.applied?.();
+  }
+
+  private afterAdvance(): void {
+    const { commitIndex, persistedIndex, allMatchIndex } = this.core.indexes();
+    this.ports.log.setCommitIndex(Math.min(commitIndex, persistedIndex));
+    if (this.proposals.size() === 0) return;
+    this.proposals.replicatedEverywhere(allMatchIndex);
+    this.proposals.persistedLocally(persistedIndex, (index) => this.core.termAt(index));
+  }
+
+  /**
+   * When the loop goes quiet. `all` quorum: the last follower's ack often arrives after the
+   * entry was applied and moves nothing else, so it brings no Ready (and no afterAdvance) of its
+   * own; without this check the write would wait for the next heartbeat or proposal.
+   */
+  private afterReadies(): void {
+    if (this.proposals.size() > 0) this.proposals.replicatedEverywhere(this.core.indexes().allMatchIndex);
+    this.observeRoleChange();
+  }
+
+  /** A leader that steps down fails what it was waiting on; role and leader changes are reported. */
+  private observeRoleChange(): void {
+    const { role, term, leader } = this.core.summary();
+    if (role === this.lastRole && leader === this.lastLeader) return;
+    if (this.lastRole === 'leader' && role !== 'leader') {
+      this.proposals.failAll(`lost its leader (node ${this.id} stepped down in term ${term})`);
+    }
+    this.lastRole = role;
+    this.lastLeader = leader;
+    if (this.events.roleChanged !== undefined) {
+      const { lastIndex, commitIndex } = this.core.status();
+      this.events.roleChanged({ role, term, leader, lastIndex, commitIndex });
+    }
+  }
+
+  private finishStop(): void {
+    const onStopped = this.onStopped;
+    this.onStopped = null;
+    onStopped?.();
+  }
+
+  /** A failed write or fsync, or a broken invariant: the node cannot keep its promises. */
+  private fail(error: unknown): void {
+    this.failed = true;
+    this.stopped = true;
+    if (this.events.fatal === undefined) throw error;
+    this.events.fatal(error);
+  }
+}
