@@ -2,7 +2,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { MAX_COMMAND_BYTES, encodeCommand } from '../src/broker/commands.js';
 import { loadConfig, parseConfig } from '../src/config/config.js';
+import type { AppendRequest } from '../src/raft/messages.js';
+import { type Entry, EntryType } from '../src/raft/types.js';
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame } from '../src/transport/framing.js';
 import { LmqError } from '../src/util/errors.js';
 
 const valid = {
@@ -64,5 +68,30 @@ describe('config – validation', () => {
     const dir = mkdtempSync(join(tmpdir(), 'lmq-config-'));
     writeFileSync(join(dir, 'c.json'), JSON.stringify(valid));
     expect(loadConfig(join(dir, 'c.json')).nodes[0]?.dataDir).toBe(join(dir, 'data/n1'));
+  });
+});
+
+/** The widest append message the core may send: 32-character ids, every number at its widest. */
+function widestAppend(entries: Entry[]): AppendRequest {
+  const id = 'n'.repeat(32);
+  const max = Number.MAX_SAFE_INTEGER;
+  return { type: 'append', from: id, to: id, term: max, prevIndex: max, prevTerm: max, entries, commit: max };
+}
+
+/** `count` entries of `dataBytes` each, with the widest index and term. */
+function widestEntries(count: number, dataBytes: number): Entry[] {
+  const data = new Uint8Array(dataBytes);
+  return Array.from({ length: count }, () => ({ index: Number.MAX_SAFE_INTEGER, term: Number.MAX_SAFE_INTEGER, type: EntryType.Normal, data }));
+}
+
+describe('config – the largest entry', () => {
+  it('one entry of the largest command fits an append frame; a larger command is refused', () => {
+    expect(encodeFrame(widestAppend(widestEntries(1, MAX_COMMAND_BYTES))).length).toBeLessThanOrEqual(DEFAULT_MAX_FRAME_BYTES + 4);
+    // Every bound of a produce command holds, yet its properties make it too big for one entry.
+    const properties = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`p${i}`, 'x'.repeat(4096)]));
+    const messages = Array.from({ length: 70 }, (_, i) => ({ msgId: `m${i}`, topic: 't', queueId: 0, body: new Uint8Array(0), properties }));
+    expect(() => encodeCommand({ kind: 'produce', producerId: 'p', seq: 1, timestampMs: 0, messages })).toThrow(
+      new RegExp(`"produce" command of \\d+ bytes is more than one Raft entry carries \\(${MAX_COMMAND_BYTES}\\)`),
+    );
   });
 });
