@@ -31,15 +31,17 @@ function tempDir(): string {
   return dir;
 }
 
+/** Writes `raw` as a config file and loads it (dataDirs resolved, placement checked). */
+function loadConfigOf(raw: unknown): ReturnType<typeof loadConfig> {
+  const path = join(tempDir(), 'c.json');
+  writeFileSync(path, JSON.stringify(raw));
+  return loadConfig(path);
+}
+
 function messageOf(raw: unknown, load = false): string {
   try {
-    if (load) {
-      const path = join(tempDir(), 'c.json');
-      writeFileSync(path, JSON.stringify(raw));
-      loadConfig(path);
-    } else {
-      parseConfig(raw, 'test.json');
-    }
+    if (load) loadConfigOf(raw);
+    else parseConfig(raw, 'test.json');
   } catch (error) {
     expect(error).toBeInstanceOf(LmqError);
     expect((error as LmqError).code).toBe('LMQ_BAD_CONFIG');
@@ -176,12 +178,6 @@ describe('config – relations between keys', () => {
     );
   });
 });
-
-function loadConfigOf(raw: unknown): ReturnType<typeof loadConfig> {
-  const path = join(tempDir(), 'c.json');
-  writeFileSync(path, JSON.stringify(raw));
-  return loadConfig(path);
-}
 
 describe('config – a bad relation stops the CLI before it touches the disk', () => {
   it('node start and cluster start exit 2 with one stderr line and create no data directory', () => {
