@@ -1,8 +1,13 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { loadConfig, parseConfig } from '../src/config/config.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MAX_COMMAND_BYTES, encodeCommand } from '../src/broker/commands.js';
+import { MAX_APPEND_BYTES, loadConfig, parseConfig } from '../src/config/config.js';
+import type { AppendRequest } from '../src/raft/messages.js';
+import { ENTRY_OVERHEAD_BYTES, type Entry, EntryType } from '../src/raft/types.js';
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame } from '../src/transport/framing.js';
 import { LmqError } from '../src/util/errors.js';
 
 const valid = {
@@ -15,9 +20,28 @@ const valid = {
   quorum: 'majority',
 };
 
-function messageOf(raw: unknown): string {
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'lmq-config-'));
+  dirs.push(dir);
+  return dir;
+}
+
+/** Writes `raw` as a config file and loads it (dataDirs resolved, placement checked). */
+function loadConfigOf(raw: unknown): ReturnType<typeof loadConfig> {
+  const path = join(tempDir(), 'c.json');
+  writeFileSync(path, JSON.stringify(raw));
+  return loadConfig(path);
+}
+
+function messageOf(raw: unknown, load = false): string {
   try {
-    parseConfig(raw, 'test.json');
+    if (load) loadConfigOf(raw);
+    else parseConfig(raw, 'test.json');
   } catch (error) {
     expect(error).toBeInstanceOf(LmqError);
     expect((error as LmqError).code).toBe('LMQ_BAD_CONFIG');
@@ -54,15 +78,119 @@ describe('config – validation', () => {
   });
 
   it('reports unreadable and ill-formed files in one line', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lmq-config-'));
+    const dir = tempDir();
     expect(() => loadConfig(join(dir, 'missing.json'))).toThrow(/cannot read config .*ENOENT/);
     writeFileSync(join(dir, 'bad.json'), '{ "clusterId": ');
     expect(() => loadConfig(join(dir, 'bad.json'))).toThrow(/is not valid JSON/);
   });
 
   it('resolves relative data dirs against the config file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lmq-config-'));
+    const dir = tempDir();
     writeFileSync(join(dir, 'c.json'), JSON.stringify(valid));
     expect(loadConfig(join(dir, 'c.json')).nodes[0]?.dataDir).toBe(join(dir, 'data/n1'));
+  });
+});
+
+/** The widest append message the core may send: 32-character ids, every number at its widest. */
+function widestAppend(entries: Entry[]): AppendRequest {
+  const id = 'n'.repeat(32);
+  const max = Number.MAX_SAFE_INTEGER;
+  return { type: 'append', from: id, to: id, term: max, prevIndex: max, prevTerm: max, entries, commit: max };
+}
+
+/** `count` entries of `dataBytes` each, with the widest index and term. */
+function widestEntries(count: number, dataBytes: number): Entry[] {
+  const data = new Uint8Array(dataBytes);
+  return Array.from({ length: count }, () => ({ index: Number.MAX_SAFE_INTEGER, term: Number.MAX_SAFE_INTEGER, type: EntryType.Normal, data }));
+}
+
+describe('config – relations between keys', () => {
+  const raft = (keys: Record<string, number>): unknown => ({ ...valid, raft: keys });
+
+  it('requires the election timeout to exceed the heartbeat interval', () => {
+    expect(messageOf(raft({ electionTimeoutTicks: 3, heartbeatIntervalTicks: 3 }))).toMatch(
+      /raft\.electionTimeoutTicks 3 must be greater than raft\.heartbeatIntervalTicks 3 .*; raise raft\.electionTimeoutTicks or lower raft\.heartbeatIntervalTicks$/,
+    );
+    expect(parseConfig(raft({ electionTimeoutTicks: 4, heartbeatIntervalTicks: 3 }), 'test.json').raft.electionTimeoutTicks).toBe(4);
+  });
+
+  it('bounds raft.maxAppendBytes by what one peer transport frame carries', () => {
+    expect(MAX_APPEND_BYTES).toBeLessThan(DEFAULT_MAX_FRAME_BYTES);
+    const message = messageOf(raft({ maxAppendBytes: MAX_APPEND_BYTES + 1, maxInflightBytes: 2 * MAX_APPEND_BYTES }));
+    expect(message).toMatch(new RegExp(`raft\\.maxAppendBytes is ${MAX_APPEND_BYTES + 1}: .*peer transport frame of ${DEFAULT_MAX_FRAME_BYTES} bytes; set at most ${MAX_APPEND_BYTES}$`));
+    expect(parseConfig(raft({ maxAppendBytes: MAX_APPEND_BYTES }), 'test.json').raft.maxAppendBytes).toBe(MAX_APPEND_BYTES);
+  });
+
+  it('a batch within MAX_APPEND_BYTES encodes within one peer frame, for the smallest and largest entries', () => {
+    // Entries with no data cost the most framing per counted byte; bin32 entries the most per entry.
+    const tiny = widestEntries(Math.floor(MAX_APPEND_BYTES / ENTRY_OVERHEAD_BYTES), 0);
+    const largeBytes = 65_536;
+    const large = widestEntries(Math.floor(MAX_APPEND_BYTES / (largeBytes + ENTRY_OVERHEAD_BYTES)), largeBytes);
+    for (const entries of [tiny, large]) {
+      expect(encodeFrame(widestAppend(entries)).length).toBeLessThanOrEqual(DEFAULT_MAX_FRAME_BYTES + 4);
+    }
+  });
+
+  it('one entry of the largest command fits an append frame; a larger command is refused', () => {
+    expect(encodeFrame(widestAppend(widestEntries(1, MAX_COMMAND_BYTES))).length).toBeLessThanOrEqual(DEFAULT_MAX_FRAME_BYTES + 4);
+    // Every bound of a produce command holds, yet its properties make it too big for one entry.
+    const properties = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`p${i}`, 'x'.repeat(4096)]));
+    const messages = Array.from({ length: 70 }, (_, i) => ({ msgId: `m${i}`, topic: 't', queueId: 0, body: new Uint8Array(0), properties }));
+    expect(() => encodeCommand({ kind: 'produce', producerId: 'p', seq: 1, timestampMs: 0, messages })).toThrow(
+      new RegExp(`"produce" command of \\d+ bytes is more than one Raft entry carries \\(${MAX_COMMAND_BYTES}\\)`),
+    );
+  });
+
+  it('requires one append to fit the in-flight window', () => {
+    expect(messageOf(raft({ maxAppendBytes: 8192, maxInflightBytes: 4096 }))).toMatch(
+      /raft\.maxInflightBytes 4096 is less than raft\.maxAppendBytes 8192 .*; raise raft\.maxInflightBytes or lower raft\.maxAppendBytes$/,
+    );
+  });
+
+  it('puts an upper bound on every raft window', () => {
+    const bounds: [string, number][] = [
+      ['maxInflightMsgs', 4096],
+      ['maxInflightBytes', 1024 ** 3],
+      ['maxUncommittedEntries', 1_000_000],
+      ['maxUncommittedBytes', 2 * 1024 ** 3],
+    ];
+    for (const [key, max] of bounds) {
+      expect(messageOf(raft({ [key]: max + 1 }))).toMatch(new RegExp(`raft\\.${key} is ${max + 1}: Number must be less than or equal to ${max}$`));
+      expect(parseConfig(raft({ [key]: max }), 'test.json').raft).toHaveProperty(key, max);
+    }
+  });
+
+  it('rejects two nodes on one host:port, and a node whose two ports are equal', () => {
+    const [n1, n2] = valid.nodes as [(typeof valid.nodes)[0], (typeof valid.nodes)[0]];
+    expect(messageOf({ ...valid, nodes: [n1, { ...n2, raftPort: n1.raftPort }] }, true)).toMatch(
+      /nodes\.1\.raftPort 7101 on host 127\.0\.0\.1 is already nodes\.0\.raftPort of node n1; give every port on one host to one use$/,
+    );
+    expect(messageOf({ ...valid, nodes: [n1, { ...n2, clientPort: n1.raftPort }] }, true)).toMatch(/nodes\.1\.clientPort 7101 .* is already nodes\.0\.raftPort of node n1/);
+    expect(messageOf({ ...valid, nodes: [{ ...n1, clientPort: n1.raftPort }, n2] }, true)).toMatch(/nodes\.0\.clientPort 7101 .* is already nodes\.0\.raftPort of node n1/);
+    const apart = loadConfigOf({ ...valid, nodes: [n1, { ...n2, host: '127.0.0.2', raftPort: n1.raftPort, clientPort: n1.clientPort }] });
+    expect(apart.nodes[1]?.raftPort).toBe(n1.raftPort);
+  });
+
+  it('rejects two nodes in one data directory, however the path is written', () => {
+    const [n1, n2] = valid.nodes as [(typeof valid.nodes)[0], (typeof valid.nodes)[0]];
+    expect(messageOf({ ...valid, nodes: [n1, { ...n2, dataDir: './data/../data/n1/' }] }, true)).toMatch(
+      /nodes\.1\.dataDir \S+data\/n1 is already the dataDir of node n1; give every node its own data directory$/,
+    );
+  });
+});
+
+describe('config – a bad relation stops the CLI before it touches the disk', () => {
+  it('node start and cluster start exit 2 with one stderr line and create no data directory', () => {
+    const dir = tempDir();
+    const path = join(dir, 'c.json');
+    writeFileSync(path, JSON.stringify({ ...valid, raft: { electionTimeoutTicks: 3, heartbeatIntervalTicks: 3 } }));
+    for (const args of [['node', 'start', '--id', 'n1'], ['cluster', 'start']]) {
+      const result = spawnSync(process.execPath, ['bin/ledgermq', ...args, '--config', path], { encoding: 'utf8', timeout: 30_000 });
+      expect(result.status).toBe(2);
+      expect(result.stderr.trimEnd().split('\n')).toEqual([
+        expect.stringMatching(/^ledgermq: bad config .*c\.json: raft\.electionTimeoutTicks 3 must be greater than raft\.heartbeatIntervalTicks 3/),
+      ]);
+      expect(existsSync(join(dir, 'data'))).toBe(false);
+    }
   });
 });

@@ -15,6 +15,9 @@
 // proposes decodes on every node. Adding a field or a kind therefore needs every node to
 // run the new code before the first such entry is proposed.
 import { Packr } from 'msgpackr';
+import { MAX_ENTRY_PAYLOAD_BYTES } from '../log/frame.js';
+import { APPEND_ENTRY_WIRE_BYTES, APPEND_ENVELOPE_WIRE_BYTES } from '../raft/messages.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../transport/framing.js';
 import { LmqError } from '../util/errors.js';
 
 /** The seq of a one-way send: no deduplication, no order check, no producer state kept. */
@@ -46,6 +49,17 @@ export interface OffsetPosition {
 }
 
 export const COMMAND_FORMAT_VERSION = 1;
+
+/**
+ * Largest encoded command: one entry must fit one log frame and, alone in an append message,
+ * one peer transport frame. The bounds below do not ensure it (a client frame at its limit
+ * encodes to a command a little larger), and an entry no append can carry would stop the
+ * leader each time it sends it.
+ */
+export const MAX_COMMAND_BYTES = Math.min(
+  MAX_ENTRY_PAYLOAD_BYTES,
+  DEFAULT_MAX_FRAME_BYTES - APPEND_ENVELOPE_WIRE_BYTES - APPEND_ENTRY_WIRE_BYTES,
+);
 
 /** Bounds on everything a command carries. Lengths are JS string lengths (UTF-16 units). */
 export const COMMAND_LIMITS = Object.freeze({
@@ -81,6 +95,12 @@ export function encodeCommand(command: BrokerCommand): Uint8Array {
     throw new LmqError('LMQ_BAD_INPUT', `invalid ${describeKind(command)} command: ${checked}`);
   }
   const payload = packr.pack(checked);
+  if (1 + payload.byteLength > MAX_COMMAND_BYTES) {
+    throw new LmqError(
+      'LMQ_BAD_INPUT',
+      `${describeKind(command)} command of ${1 + payload.byteLength} bytes is more than one Raft entry carries (${MAX_COMMAND_BYTES}); send fewer or smaller messages per request`,
+    );
+  }
   const data = new Uint8Array(1 + payload.byteLength);
   data[0] = COMMAND_FORMAT_VERSION;
   data.set(payload, 1);

@@ -1,9 +1,30 @@
 // Cluster configuration (CONTRACT.md): loading, validation with named defaults, and the
 // one-line error a user gets for a bad file. Every command loads its config through here.
 import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
+import { APPEND_ENTRY_WIRE_BYTES, APPEND_ENVELOPE_WIRE_BYTES } from '../raft/messages.js';
+import { ENTRY_OVERHEAD_BYTES } from '../raft/types.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../transport/framing.js';
 import { LmqError } from '../util/errors.js';
+
+/**
+ * The largest raft.maxAppendBytes whose append messages always fit one peer transport frame.
+ * The core batches entries while their entryBytes (data + ENTRY_OVERHEAD_BYTES) stay within
+ * maxAppendBytes, and msgpack spends up to APPEND_ENTRY_WIRE_BYTES per entry besides its
+ * data, so a batch encodes to at most
+ *   APPEND_ENVELOPE_WIRE_BYTES + maxAppendBytes × APPEND_ENTRY_WIRE_BYTES / ENTRY_OVERHEAD_BYTES
+ * (worst case: entries with no data). A batch larger than maxAppendBytes is one entry alone,
+ * bounded by MAX_COMMAND_BYTES (broker/commands.ts). Log frames hold one entry each, so they
+ * bound entries, not append batches.
+ */
+export const MAX_APPEND_BYTES = Math.floor(
+  ((DEFAULT_MAX_FRAME_BYTES - APPEND_ENVELOPE_WIRE_BYTES) * ENTRY_OVERHEAD_BYTES) / APPEND_ENTRY_WIRE_BYTES,
+);
+/** Upper bounds of the raft windows: past these a setting only buys memory a node cannot spare. */
+const MAX_INFLIGHT_BYTES = 1024 * 1024 * 1024;
+const MAX_UNCOMMITTED_ENTRIES = 1_000_000;
+const MAX_UNCOMMITTED_BYTES = 2 * 1024 * 1024 * 1024;
 
 const nodeId = z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'letters, digits, "_" or "-", 1 to 32 characters');
 const port = z.number().int().min(1).max(65535);
@@ -11,10 +32,10 @@ const port = z.number().int().min(1).max(65535);
 const nodeSchema = z
   .object({
     id: nodeId,
-    host: z.string().min(1),
+    host: z.string().min(1).max(253),
     raftPort: port,
     clientPort: port,
-    dataDir: z.string().min(1),
+    dataDir: z.string().min(1).max(4096),
   })
   .strict();
 
@@ -27,17 +48,22 @@ const raftSchema = z
     heartbeatIntervalTicks: z.number().int().min(1).max(1000).default(1),
     /** Append messages in flight to one follower before the leader waits for acks. */
     maxInflightMsgs: z.number().int().min(1).max(4096).default(256),
-    /** Payload bytes in flight to one follower. */
-    maxInflightBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+    /** Payload bytes in flight to one follower; at least maxAppendBytes (one append must fit). */
+    maxInflightBytes: z.number().int().min(1024).max(MAX_INFLIGHT_BYTES).default(64 * 1024 * 1024),
     /** Payload bytes in one append message to a follower. */
-    maxAppendBytes: z.number().int().min(1024).default(1024 * 1024),
+    maxAppendBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(MAX_APPEND_BYTES, `more than one append message can carry in one peer transport frame of ${DEFAULT_MAX_FRAME_BYTES} bytes; set at most ${MAX_APPEND_BYTES}`)
+      .default(1024 * 1024),
     /** Entries the leader accepts that are not yet committed; more proposals are refused. */
-    maxUncommittedEntries: z.number().int().min(1).default(100_000),
+    maxUncommittedEntries: z.number().int().min(1).max(MAX_UNCOMMITTED_ENTRIES).default(100_000),
     /**
      * Payload bytes of proposals the leader holds that are not yet applied; more proposals are
      * refused (one is always accepted when none is pending). Entries hold whole producer batches.
      */
-    maxUncommittedBytes: z.number().int().min(1024).default(256 * 1024 * 1024),
+    maxUncommittedBytes: z.number().int().min(1024).max(MAX_UNCOMMITTED_BYTES).default(256 * 1024 * 1024),
     /** Node that leadership moves back to whenever it is healthy and caught up. */
     preferredLeader: nodeId.optional(),
   })
@@ -63,29 +89,75 @@ export const configSchema = z
     raft: raftSchema.default({}),
     log: logSchema.default({}),
   })
-  .strict()
-  .superRefine((config, ctx) => {
-    const seen = new Set<string>();
-    config.nodes.forEach((node, i) => {
-      if (seen.has(node.id)) ctx.addIssue({ code: 'custom', path: ['nodes', i, 'id'], message: `duplicate node id "${node.id}"` });
-      seen.add(node.id);
-    });
-    const preferred = config.raft.preferredLeader;
-    if (preferred !== undefined && !seen.has(preferred)) {
-      ctx.addIssue({ code: 'custom', path: ['raft', 'preferredLeader'], message: `"${preferred}" is not one of the node ids` });
-    }
-  });
+  .strict();
 
 export type ClusterConfig = z.infer<typeof configSchema>;
 export type NodeConfig = ClusterConfig['nodes'][number];
 export type FlushMode = ClusterConfig['flush']['mode'];
 export type QuorumMode = ClusterConfig['quorum'];
-export const FLUSH_MODES: readonly FlushMode[] = configSchema.innerType().shape.flush.shape.mode.options;
-export const QUORUM_MODES: readonly QuorumMode[] = configSchema.innerType().shape.quorum.options;
+export const FLUSH_MODES: readonly FlushMode[] = configSchema.shape.flush.shape.mode.options;
+export const QUORUM_MODES: readonly QuorumMode[] = configSchema.shape.quorum.options;
 
-function describeIssue(issue: z.ZodIssue): string {
+/**
+ * Relations between keys (etcd's Config.validate): each broken one would otherwise fail later,
+ * in a running node, as an assertion or a refused frame. Returns the first problem, or null.
+ */
+function relationProblem(config: ClusterConfig): string | null {
+  const ids = new Set<string>();
+  for (const [i, node] of config.nodes.entries()) {
+    if (ids.has(node.id)) return `nodes.${i}.id: duplicate node id "${node.id}"; give every node its own id`;
+    ids.add(node.id);
+  }
+  const { preferredLeader, electionTimeoutTicks, heartbeatIntervalTicks, maxInflightBytes, maxAppendBytes } = config.raft;
+  if (preferredLeader !== undefined && !ids.has(preferredLeader)) {
+    return `raft.preferredLeader: "${preferredLeader}" is not one of the node ids`;
+  }
+  if (electionTimeoutTicks <= heartbeatIntervalTicks) {
+    return `raft.electionTimeoutTicks ${electionTimeoutTicks} must be greater than raft.heartbeatIntervalTicks ${heartbeatIntervalTicks} (followers would time out between heartbeats); raise raft.electionTimeoutTicks or lower raft.heartbeatIntervalTicks`;
+  }
+  if (maxInflightBytes < maxAppendBytes) {
+    return `raft.maxInflightBytes ${maxInflightBytes} is less than raft.maxAppendBytes ${maxAppendBytes} (one append must fit the in-flight window); raise raft.maxInflightBytes or lower raft.maxAppendBytes`;
+  }
+  return null;
+}
+
+/**
+ * Where the nodes run, once dataDirs are resolved: two nodes (or one node's two ports) on one
+ * host:port would fail to listen, and two nodes in one data directory would write each
+ * other's log. Hosts are compared as written, case aside (127.0.0.1 and localhost differ).
+ */
+function placementProblem(nodes: readonly NodeConfig[]): string | null {
+  const endpoints = new Map<string, string>();
+  const dataDirs = new Map<string, string>();
+  for (const [i, node] of nodes.entries()) {
+    for (const key of ['raftPort', 'clientPort'] as const) {
+      const endpoint = `${node.host.toLowerCase()}:${node[key]}`;
+      const owner = endpoints.get(endpoint);
+      if (owner !== undefined) {
+        return `nodes.${i}.${key} ${node[key]} on host ${node.host} is already ${owner}; give every port on one host to one use`;
+      }
+      endpoints.set(endpoint, `nodes.${i}.${key} of node ${node.id}`);
+    }
+    const sharer = dataDirs.get(node.dataDir);
+    if (sharer !== undefined) {
+      return `nodes.${i}.dataDir ${node.dataDir} is already the dataDir of node ${sharer}; give every node its own data directory`;
+    }
+    dataDirs.set(node.dataDir, node.id);
+  }
+  return null;
+}
+
+/** The value at an issue's path in the raw input, shown beside a bound it broke. */
+function valueAt(raw: unknown, path: readonly (string | number)[]): unknown {
+  return path.reduce<unknown>((value, key) => (typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined), raw);
+}
+
+function describeIssue(issue: z.ZodIssue, raw: unknown): string {
   const key = issue.path.length === 0 ? '(top level)' : issue.path.join('.');
   switch (issue.code) {
+    case 'too_big':
+    case 'too_small':
+      return issue.type === 'number' ? `${key} is ${String(valueAt(raw, issue.path))}: ${issue.message}` : `${key}: ${issue.message}`;
     case 'unrecognized_keys':
       return `unknown key ${issue.keys.map((k) => `"${[...issue.path, k].join('.')}"`).join(', ')}; remove it`;
     case 'invalid_enum_value':
@@ -99,14 +171,20 @@ function describeIssue(issue: z.ZodIssue): string {
   }
 }
 
-/** Validates a parsed config object; throws LmqError(LMQ_BAD_CONFIG) naming the first bad key. */
+/**
+ * Validates a parsed config object, its keys and the relations between them; throws
+ * LmqError(LMQ_BAD_CONFIG) naming the first bad key. Placement (ports, data directories) is
+ * checked by loadConfig, once the dataDirs are resolved.
+ */
 export function parseConfig(raw: unknown, source: string): ClusterConfig {
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     const first = result.error.issues[0];
-    const detail = first === undefined ? 'invalid' : describeIssue(first);
+    const detail = first === undefined ? 'invalid' : describeIssue(first, raw);
     throw new LmqError('LMQ_BAD_CONFIG', `bad config ${source}: ${detail}`);
   }
+  const problem = relationProblem(result.data);
+  if (problem !== null) throw new LmqError('LMQ_BAD_CONFIG', `bad config ${source}: ${problem}`);
   return Object.freeze(result.data);
 }
 
@@ -130,10 +208,10 @@ export function loadConfig(path: string): ClusterConfig {
   }
   const config = parseConfig(raw, path);
   const base = dirname(resolve(path));
-  return Object.freeze({
-    ...config,
-    nodes: config.nodes.map((node) => ({ ...node, dataDir: isAbsolute(node.dataDir) ? node.dataDir : resolve(base, node.dataDir) })),
-  });
+  const nodes = config.nodes.map((node) => ({ ...node, dataDir: resolve(base, node.dataDir) }));
+  const problem = placementProblem(nodes);
+  if (problem !== null) throw new LmqError('LMQ_BAD_CONFIG', `bad config ${path}: ${problem}`);
+  return Object.freeze({ ...config, nodes });
 }
 
 export function findNode(config: ClusterConfig, id: string): NodeConfig {

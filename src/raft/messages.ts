@@ -1,6 +1,17 @@
 // Raft messages exchanged between nodes. Plain data: the transport encodes them as they are.
 import type { Entry, NodeId } from './types.js';
 
+// Widest msgpack encodings (the peer transport sends a message as it is), for bounding an
+// append message's frame from what the core counts (entryBytes). Node ids are at most 32
+// characters (config.ts); every number is encoded as 9 bytes at worst.
+/**
+ * An append message without its entries: a map of 8 keys whose values are "append", two ids
+ * (str8 + 32), four u64 numbers and an array32 header.
+ */
+export const APPEND_ENVELOPE_WIRE_BYTES = 169;
+/** One entry besides its data: a map of 4 keys, index and term as u64, type, a bin32 header. */
+export const APPEND_ENTRY_WIRE_BYTES = 46;
+
 interface Envelope {
   readonly from: NodeId;
   readonly to: NodeId;
