@@ -11,7 +11,7 @@ import { DEFAULT_CLIENT_OPTIONS, LedgerClient } from '../client/client.js';
 import { LocalCluster } from '../cluster/local-cluster.js';
 import type { FlushMode, QuorumMode } from '../config/config.js';
 import { Rng } from '../sim/rng.js';
-import { RpcConnection } from '../transport/rpc-connection.js';
+import { tcpConnector } from '../client/tcp-connector.js';
 import { assert } from '../util/assert.js';
 import { isLmqError, LmqError } from '../util/errors.js';
 import { LeaderWatch } from './leader-watch.js';
@@ -110,7 +110,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const newClient = (timeoutMs = settings.opTimeoutMs): LedgerClient => {
     const client = new LedgerClient(
       { ...DEFAULT_CLIENT_OPTIONS, nodes: cluster.config.nodes, timeoutMs, requestTimeoutMs: 1_500, connectTimeoutMs: 500, retryBackoffMaxMs: 250 },
-      (host, port, connectTimeoutMs) => RpcConnection.connect(host, port, { connectTimeoutMs }),
+      tcpConnector,
     );
     clients.push(client);
     return client;
