@@ -5,6 +5,7 @@ import { RpcConnection } from '../src/transport/rpc-connection.js';
 import { RpcServer } from '../src/transport/rpc-server.js';
 import { LmqError, isLmqError } from '../src/util/errors.js';
 import { Producer } from '../src/client/producer.js';
+import { freePorts } from './transport-helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -95,3 +96,34 @@ describe('producer – a session that ends', () => {
   });
 });
 
+
+describe('client – a failed call says whether it may have happened', () => {
+  const clientOn = (port: number, timeoutMs: number) =>
+    new LedgerClient({ ...DEFAULT_CLIENT_OPTIONS, nodes: [{ id: 'n1', host: '127.0.0.1', clientPort: port }], timeoutMs, requestTimeoutMs: 100 }, (host, p, connectTimeoutMs) => RpcConnection.connect(host, p, { connectTimeoutMs }));
+
+  it('is determinate when no attempt was carried out: nothing listening, or every attempt refused', async () => {
+    const [port] = await freePorts(1);
+    const unreachable = clientOn(port!, 300);
+    cleanups.push(() => unreachable.close());
+    await expect(unreachable.call({ op: 'topics' })).rejects.toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: false, details: { sent: false } });
+
+    const server = new RpcServer({ host: '127.0.0.1', port: 0 }, async () => {
+      throw new LmqError('LMQ_NOT_LEADER', 'scripted: no leader known', { leader: null });
+    });
+    const refusing = clientOn(await server.start(), 300);
+    cleanups.push(() => server.close(), () => refusing.close());
+    const error = await refusing.call({ op: 'createTopic', topic: 't', queues: 1 }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: false });
+    expect((error as LmqError).cause).toMatchObject({ code: 'LMQ_NOT_LEADER' });
+  });
+
+  it('is indeterminate when an attempt timed out: the broker may have carried it out', async () => {
+    const held = new Promise<never>(() => undefined);
+    const server = new RpcServer({ host: '127.0.0.1', port: 0, closeGracePeriodMs: 0 }, () => held);
+    const client = clientOn(await server.start(), 300);
+    cleanups.push(() => server.close(), () => client.close());
+    const error = await client.call({ op: 'createTopic', topic: 't', queues: 1 }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: true });
+    expect((error as LmqError).details).not.toHaveProperty('sent');
+  });
+});

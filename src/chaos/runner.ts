@@ -13,7 +13,7 @@ import type { FlushMode, QuorumMode } from '../config/config.js';
 import { Rng } from '../sim/rng.js';
 import { tcpConnector } from '../client/tcp-connector.js';
 import { assert } from '../util/assert.js';
-import { isLmqError, LmqError } from '../util/errors.js';
+import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
 import { LeaderWatch } from './leader-watch.js';
 import { LinkNetwork } from './link-proxy.js';
 import { Nemesis, type NemesisKind, type NemesisTiming } from './nemesis.js';
@@ -148,10 +148,10 @@ async function everyNodeUp(cluster: LocalCluster): Promise<void> {
   for (const node of cluster.config.nodes) {
     for (;;) {
       if (!cluster.isRunning(node.id)) {
-        throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} exited at startup (see nodes/${node.id}.log in the output dir, e.g. a port taken by another process); run chaos again`);
+        throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} exited at startup (see nodes/${node.id}.log in the output dir, e.g. a port taken by another process); run chaos again`, NOT_SENT);
       }
       if ((await cluster.status(node.id)) !== null) break;
-      if (Date.now() > deadline) throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} did not answer within ${startupWaitMs} ms of starting`);
+      if (Date.now() > deadline) throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} did not answer within ${startupWaitMs} ms of starting`, NOT_SENT);
       await sleep(100);
     }
   }
@@ -281,5 +281,5 @@ function keepNodeLogs(cluster: LocalCluster, outDir: string): void {
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted === true) throw new LmqError('LMQ_UNAVAILABLE', 'the chaos run was interrupted; its cluster was stopped and its temp dir removed');
+  if (signal?.aborted === true) throw new LmqError('LMQ_UNAVAILABLE', 'the chaos run was interrupted; its cluster was stopped and its temp dir removed', NOT_SENT);
 }

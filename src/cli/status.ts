@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
 import type { NodeStatus } from '../protocol/index.js';
-import { LmqError } from '../util/errors.js';
+import { LmqError, NOT_SENT } from '../util/errors.js';
 import { parseIntOption, withConfig } from './options.js';
 import { clientFor, formatTable } from './connect.js';
 
@@ -30,7 +30,7 @@ export function registerStatus(program: Command): void {
       } else {
         process.stdout.write(formatStatus(rows));
       }
-      if (leader === undefined) throw new LmqError('LMQ_UNAVAILABLE', `no leader within ${options.timeout} ms`);
+      if (leader === undefined) throw new LmqError('LMQ_UNAVAILABLE', `no leader within ${options.timeout} ms`, NOT_SENT);
     });
 }
 
