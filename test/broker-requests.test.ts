@@ -4,6 +4,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseRequest, parseWithSchema } from '../src/broker/requests.js';
+import { LIMITS } from '../src/protocol/index.js';
 
 function outcome(parse: (body: unknown) => unknown, body: unknown): { ok: true; value: unknown } | { ok: false; message: string } {
   try {
@@ -13,19 +14,19 @@ function outcome(parse: (body: unknown) => unknown, body: unknown): { ok: true; 
   }
 }
 
-const name = fc.oneof(fc.stringMatching(/^[A-Za-z0-9_%|.-]{1,12}$/), fc.constantFrom('', 'a b', 'x'.repeat(256), 'ok/no'));
-const text = (maxLength: number) => fc.oneof(fc.string({ minLength: 1, maxLength: 12 }), fc.constantFrom('', 'y'.repeat(maxLength), 'y'.repeat(maxLength + 1)));
+const name = fc.oneof(fc.stringMatching(/^[A-Za-z0-9_%|.-]{1,12}$/), fc.constantFrom('', 'a b', 'x'.repeat(LIMITS.maxNameLength), 'x'.repeat(LIMITS.maxNameLength + 1), 'ok/no'));
+const text = (maxLength: number) => fc.oneof(fc.string({ minLength: 1, maxLength: 12 }), fc.constantFrom('', 'a\nb', 'y'.repeat(maxLength), 'y'.repeat(maxLength + 1)));
 const integer = fc.oneof(fc.integer({ min: -2, max: 70_000 }), fc.constantFrom(0.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 60, '3'));
 const body = fc.oneof(fc.uint8Array({ maxLength: 16 }).map((b) => Buffer.from(b)), fc.uint8Array({ maxLength: 16 }), fc.constantFrom('text', null, [1, 2]));
 
 const message = fc.record(
   {
-    msgId: text(128),
+    msgId: text(LIMITS.maxIdLength),
     topic: name,
     queueId: integer,
     body,
-    tag: fc.oneof(fc.constant(undefined), text(255), fc.constant(7)),
-    keys: fc.oneof(fc.constant(undefined), fc.array(text(255), { maxLength: 3 }), fc.constant(Array.from({ length: 33 }, () => 'k')), fc.constant(['a', 1])),
+    tag: fc.oneof(fc.constant(undefined), text(LIMITS.maxTagLength), fc.constant(7)),
+    keys: fc.oneof(fc.constant(undefined), fc.array(text(LIMITS.maxKeyLength), { maxLength: 3 }), fc.constant(Array.from({ length: LIMITS.maxKeysPerMessage + 1 }, () => 'k')), fc.constant(['a', 1])),
     properties: fc.oneof(fc.constant(undefined), fc.dictionary(fc.string({ maxLength: 4 }), fc.string({ maxLength: 4 }), { maxKeys: 2 })),
     extra: fc.constant(1),
   },
@@ -35,7 +36,7 @@ const message = fc.record(
 const produce = fc.record(
   {
     op: fc.constantFrom('produce', 'pull'),
-    producerId: text(64),
+    producerId: text(LIMITS.maxIdLength),
     seq: integer,
     messages: fc.oneof(fc.array(message, { minLength: 0, maxLength: 3 }), fc.constant('none')),
     extra: fc.constant(true),
@@ -43,12 +44,13 @@ const produce = fc.record(
   { requiredKeys: ['op'] },
 );
 
+const noControl = (maxLength: number) => fc.string({ minLength: 1, maxLength }).filter((s) => !/[\u0000-\u001f\u007f]/.test(s));
 const validProduce = fc.record({
   op: fc.constant('produce'),
-  producerId: fc.string({ minLength: 1, maxLength: 64 }),
+  producerId: noControl(LIMITS.maxIdLength),
   seq: fc.integer({ min: 1 }),
   messages: fc.array(
-    fc.record({ msgId: fc.string({ minLength: 1, maxLength: 128 }), topic: fc.stringMatching(/^[A-Za-z0-9_%|.-]{1,20}$/), queueId: fc.integer({ min: 0, max: 65_535 }), body: fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b)) }),
+    fc.record({ msgId: noControl(LIMITS.maxIdLength), topic: fc.stringMatching(/^[A-Za-z0-9_%|-]{1,20}$/), queueId: fc.integer({ min: 0, max: LIMITS.maxQueuesPerTopic - 1 }), body: fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b)) }),
     { minLength: 1, maxLength: 4 },
   ),
 });

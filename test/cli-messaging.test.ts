@@ -131,8 +131,23 @@ describe('cli – topic, produce, consume, group', () => {
       const result = await run(process.execPath, [BIN, 'produce', '--topic', 't', '--body', 'x', '--timeout', '500', '--config', lone.configPath]).catch((e: { code: number; stderr: string }) => e);
       expect((result as { code: number }).code).toBe(3);
       expect((result as { stderr: string }).stderr).toMatch(/no leader answered within 500 ms/);
+      expect((result as { stderr: string }).stderr).not.toMatch(/outcome unknown/); // nothing could connect: nothing was stored
     } finally {
       await lone.dispose();
+    }
+  });
+
+  it('says the outcome is unknown when a write may have reached a node that stopped answering', async () => {
+    const frozen = await LocalCluster.create();
+    try {
+      frozen.startAll();
+      await frozen.leader();
+      for (const node of frozen.config.nodes) frozen.signal(node.id, 'SIGSTOP');
+      const result = await run(process.execPath, [BIN, 'topic', 'create', 'held', '--queues', '1', '--timeout', '1500', '--config', frozen.configPath]).catch((e: { code: number; stderr: string }) => e);
+      expect((result as { code: number }).code).toBe(3);
+      expect((result as { stderr: string }).stderr).toMatch(/no leader answered within 1500 ms.*\(outcome unknown: see LMQ_UNAVAILABLE in docs\/errors\.md\)/);
+    } finally {
+      await frozen.dispose();
     }
   });
 });

@@ -5,6 +5,7 @@ import { RpcConnection } from '../src/transport/rpc-connection.js';
 import { RpcServer } from '../src/transport/rpc-server.js';
 import { LmqError, isLmqError } from '../src/util/errors.js';
 import { Producer } from '../src/client/producer.js';
+import { freePorts } from './transport-helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -17,7 +18,7 @@ describe('client – requests in flight', () => {
     let maxSeen = 0;
     const order: number[] = [];
     const server = new RpcServer({ host: '127.0.0.1', port: 0 }, async (body) => {
-      order.push((body as { n: number }).n);
+      order.push(Number((body as { topic: string }).topic.slice(1)));
       maxSeen = Math.max(maxSeen, ++inFlight);
       await sleep(5);
       inFlight--;
@@ -42,9 +43,10 @@ describe('client – requests in flight', () => {
       },
     );
     cleanups.push(() => client.close());
-    const calls = Array.from({ length: 600 }, (_, n) => client.call({ n }));
+    // The scripted server echoes each request; its topic carries the call's number.
+    const calls = Array.from({ length: 600 }, (_, n) => client.call({ op: 'route', topic: `t${n}` }));
     const answers = await Promise.all(calls);
-    expect(answers).toEqual(Array.from({ length: 600 }, (_, n) => ({ n })));
+    expect(answers).toEqual(Array.from({ length: 600 }, (_, n) => ({ op: 'route', topic: `t${n}` })));
     expect(refused).toBe(0);
     expect(maxSeen).toBeLessThanOrEqual(DEFAULT_CLIENT_OPTIONS.maxInflightRequests);
     expect(maxSeen).toBeGreaterThan(1);
@@ -83,7 +85,8 @@ describe('producer – a session that ends', () => {
 
     expect(outcomes.slice(0, 3).map((o) => o.status)).toEqual(['rejected', 'rejected', 'rejected']);
     expect((outcomes[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'LMQ_BAD_INPUT' });
-    for (const o of outcomes.slice(1, 3)) expect((o as PromiseRejectedResult).reason).toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: true });
+    // Every attempt of seqs 2 and 3 was refused as out of order: abandoned, they are known not stored.
+    for (const o of outcomes.slice(1, 3)) expect((o as PromiseRejectedResult).reason).toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: false, details: { sent: false } });
     expect(outcomes.slice(3).map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
     const firstOfNewSession = arrivals.findIndex((a) => a.session !== firstSession);
     expect(firstOfNewSession).toBeGreaterThan(0);
@@ -93,3 +96,34 @@ describe('producer – a session that ends', () => {
   });
 });
 
+
+describe('client – a failed call says whether it may have happened', () => {
+  const clientOn = (port: number, timeoutMs: number) =>
+    new LedgerClient({ ...DEFAULT_CLIENT_OPTIONS, nodes: [{ id: 'n1', host: '127.0.0.1', clientPort: port }], timeoutMs, requestTimeoutMs: 100 }, (host, p, connectTimeoutMs) => RpcConnection.connect(host, p, { connectTimeoutMs }));
+
+  it('is determinate when no attempt was carried out: nothing listening, or every attempt refused', async () => {
+    const [port] = await freePorts(1);
+    const unreachable = clientOn(port!, 300);
+    cleanups.push(() => unreachable.close());
+    await expect(unreachable.call({ op: 'topics' })).rejects.toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: false, details: { sent: false } });
+
+    const server = new RpcServer({ host: '127.0.0.1', port: 0 }, async () => {
+      throw new LmqError('LMQ_NOT_LEADER', 'scripted: no leader known', { leader: null });
+    });
+    const refusing = clientOn(await server.start(), 300);
+    cleanups.push(() => server.close(), () => refusing.close());
+    const error = await refusing.call({ op: 'createTopic', topic: 't', queues: 1 }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: false });
+    expect((error as LmqError).cause).toMatchObject({ code: 'LMQ_NOT_LEADER' });
+  });
+
+  it('is indeterminate when an attempt timed out: the broker may have carried it out', async () => {
+    const held = new Promise<never>(() => undefined);
+    const server = new RpcServer({ host: '127.0.0.1', port: 0, closeGracePeriodMs: 0 }, () => held);
+    const client = clientOn(await server.start(), 300);
+    cleanups.push(() => server.close(), () => client.close());
+    const error = await client.call({ op: 'createTopic', topic: 't', queues: 1 }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: true });
+    expect((error as LmqError).details).not.toHaveProperty('sent');
+  });
+});

@@ -117,11 +117,22 @@ describe('messaging – topics, keyed order, consumer groups, long polling', () 
     }
   });
 
+  it('answers a commit of offsets on a missing topic or queue with the error, and stores nothing', async () => {
+    const client = (await startCluster(2)).client();
+    await expect(client.call({ op: 'commitOffsets', group: 'ghost', offsets: [{ topic: 'missing', queueId: 0, offset: 3 }] })).rejects.toMatchObject({ code: 'LMQ_TOPIC_NOT_FOUND', indeterminate: false });
+    const twoQueues = [{ topic: 'orders', queueId: 0, offset: 0 }, { topic: 'orders', queueId: 2, offset: 0 }];
+    await expect(client.call({ op: 'commitOffsets', group: 'ghost', offsets: twoQueues })).rejects.toMatchObject({ code: 'LMQ_BAD_INPUT', message: expect.stringMatching(/queue 2 does not exist/) });
+    await expect(client.call({ op: 'resetOffsets', group: 'ghost', offsets: [{ topic: 'missing', queueId: 0, offset: 0 }] })).rejects.toMatchObject({ code: 'LMQ_TOPIC_NOT_FOUND' });
+    expect(await client.call({ op: 'commitOffsets', group: 'real', offsets: [{ topic: 'orders', queueId: 1, offset: 0 }] })).toEqual({ ok: true });
+    const { groups } = await client.call({ op: 'groups' });
+    expect(groups.map((g) => g.group)).toEqual(['real']); // the refused commits stored nothing, not even queue 0 of the second
+  });
+
   it('long polling answers as soon as a message commits, and an empty pull waits its bound', async () => {
     const c = await startCluster(1);
     const client = c.client();
     const emptyStartedAt = Date.now();
-    const empty = (await client.call({ op: 'pull', topic: 'orders', queueId: 0, offset: 0, maxMessages: 10, maxBytes: 1 << 20, waitMs: 300 })) as { messages: unknown[] };
+    const empty = await client.call({ op: 'pull', topic: 'orders', queueId: 0, offset: 0, maxMessages: 10, maxBytes: 1 << 20, waitMs: 300 });
     const waitedMs = Date.now() - emptyStartedAt;
     expect(empty.messages).toEqual([]);
     expect(waitedMs).toBeGreaterThanOrEqual(290);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerClient } from '../src/client/client.js';
 import { Producer, type SendResult } from '../src/client/producer.js';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
-import { COMMAND_LIMITS } from '../src/broker/commands.js';
+import { LIMITS } from '../src/protocol/index.js';
 import { isLmqError } from '../src/util/errors.js';
 
 let cluster: LocalCluster;
@@ -34,7 +34,7 @@ interface ReadMessage {
 async function readQueue(topic: string, queueId: number): Promise<ReadMessage[]> {
   const messages: ReadMessage[] = [];
   for (;;) {
-    const reply = (await client.call({ op: 'pull', topic, queueId, offset: messages.length, maxMessages: 1024, maxBytes: 1 << 20, waitMs: 0 })) as { messages: ReadMessage[] };
+    const reply = await client.call({ op: 'pull', topic, queueId, offset: messages.length, maxMessages: 1024, maxBytes: 1 << 20, waitMs: 0 });
     if (reply.messages.length === 0) return messages;
     messages.push(...reply.messages);
   }
@@ -102,7 +102,7 @@ describe('producer batching – natural batching against a real cluster', () => 
   it('refuses a message with an over-long key alone while its neighbours are stored', async () => {
     await createTopic('keys', 1);
     const producer = new Producer(client, 20_000);
-    const longKey = 'k'.repeat(COMMAND_LIMITS.keyLengthMax + 1);
+    const longKey = 'k'.repeat(LIMITS.maxKeyLength + 1);
     const sends = Array.from({ length: 21 }, (_, i) => producer.send('keys', { body: Buffer.from(String(i)), ...(i === 10 ? { key: longKey } : { key: `k${i}` }) }));
     const outcomes = await Promise.allSettled(sends);
     const refused = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [[i, o.reason]] : []));
@@ -185,7 +185,7 @@ describe('producer batching – natural batching against a real cluster', () => 
   });
 
   it('refuses options out of bounds, naming them', () => {
-    expect(() => new Producer(client, 1000, { maxBatchMessages: COMMAND_LIMITS.messagesPerProduceMax + 1 })).toThrow(/maxBatchMessages must be a whole number from 1 to 1024/);
+    expect(() => new Producer(client, 1000, { maxBatchMessages: LIMITS.maxMessagesPerProduce + 1 })).toThrow(/maxBatchMessages must be a whole number from 1 to 1024/);
     expect(() => new Producer(client, 1000, { maxInflightRequests: 0 })).toThrow(/maxInflightRequests/);
     expect(() => new Producer(client, 1000, { lingerMs: 5 } as never)).toThrow(/unknown producer option "lingerMs"/);
   });

@@ -145,7 +145,10 @@ describe('rpc – failures', () => {
     const error = await inFlight;
     expect(error.indeterminate).toBe(true);
     expect(closeReasons).toHaveLength(1);
-    await expectCode(connection.request({}, TIMEOUT_MS), 'LMQ_UNAVAILABLE');
+    // A request on the closed connection is never written: its outcome is known.
+    const unsent = await expectCode(connection.request({}, TIMEOUT_MS), 'LMQ_UNAVAILABLE');
+    expect(unsent.indeterminate).toBe(false);
+    expect(unsent.details).toMatchObject({ sent: false });
   });
 
   it('lets in-flight handlers finish within the grace period on close, and refuses new requests meanwhile', async () => {
@@ -160,7 +163,9 @@ describe('rpc – failures', () => {
     const slow = connection.request({ hold: true }, TIMEOUT_MS);
     await waitUntil(() => started === 1, 'handler running');
     const closing = server.close();
-    await expectCode(connection.request({ hold: false }, TIMEOUT_MS), 'LMQ_UNAVAILABLE');
+    const refused = await expectCode(connection.request({ hold: false }, TIMEOUT_MS), 'LMQ_UNAVAILABLE');
+    expect(refused.indeterminate).toBe(false); // refused before its handler ran
+    expect(started).toBe(1);
     held.open();
     expect(await slow).toBe('finished');
     await closing;
@@ -179,6 +184,8 @@ describe('rpc – failures', () => {
     const [port] = await freePorts(1);
     const error = await expectCode(RpcConnection.connect(LOOPBACK, port as number, { connectTimeoutMs: 2_000 }), 'LMQ_UNAVAILABLE');
     expect(error.message).toMatch(/cannot connect to 127\.0\.0\.1:\d+: ECONNREFUSED/);
+    expect(error.indeterminate).toBe(false); // nothing was sent
+    expect(error.retriable).toBe(true);
   });
 
   it('answers LMQ_OVERLOADED beyond maxInflightPerConnection', async () => {

@@ -1,7 +1,7 @@
 // A fresh local three-node cluster for one benchmark mode, with its topic created and every
 // follower caught up. Clusters still open are tracked so SIGINT can dispose of them.
 import { LocalCluster } from '../cluster/local-cluster.js';
-import type { NodeStatus } from '../node/raft-node.js';
+import type { NodeStatus } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import { until } from '../util/until.js';
 import type { BenchMode } from './modes.js';

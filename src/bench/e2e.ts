@@ -151,15 +151,10 @@ async function sendOne(producers: readonly Producer[], topic: string, body: Buff
   }
 }
 
-interface PulledMessage {
-  readonly offset: number;
-  readonly body: Uint8Array;
-}
-
 async function consumeQueue(client: LedgerClient, topic: string, queueId: number, run: Run, total: number): Promise<void> {
   let offset = 0;
   while (!run.stopped && run.consumed + run.errors < total && !(run.sendingDone && run.inFlight === 0 && run.consumed + run.errors >= run.sent)) {
-    const reply = (await client.call({ op: 'pull', topic, queueId, offset, maxMessages: PULL_MAX_MESSAGES, maxBytes: PULL_MAX_BYTES, waitMs: PULL_WAIT_MS }, CALL_TIMEOUT_MS)) as { messages: PulledMessage[] };
+    const reply = await client.call({ op: 'pull', topic, queueId, offset, maxMessages: PULL_MAX_MESSAGES, maxBytes: PULL_MAX_BYTES, waitMs: PULL_WAIT_MS }, CALL_TIMEOUT_MS);
     const receivedMs = performance.now();
     for (const m of reply.messages) {
       assert(m.offset === offset, () => `queue ${queueId} skipped from offset ${offset} to ${m.offset}`);

@@ -140,16 +140,12 @@ async function waitSteady(cluster: LocalCluster, flow: Flow): Promise<void> {
   }, RECOVERY_TIMEOUT_MS, 50);
 }
 
-interface PulledMessage {
-  readonly offset: number;
-}
-
 /** Follows one queue from offset 0; failed pulls (during failover) are simply tried again. */
 async function consumeQueue(client: LedgerClient, topic: string, queueId: number, flow: Flow): Promise<void> {
   let offset = 0;
   while (!flow.stopped) {
     try {
-      const reply = (await client.call({ op: 'pull', topic, queueId, offset, maxMessages: 1024, maxBytes: 4 * 1024 * 1024, waitMs: PULL_WAIT_MS }, CALL_TIMEOUT_MS)) as { messages: PulledMessage[] };
+      const reply = await client.call({ op: 'pull', topic, queueId, offset, maxMessages: 1024, maxBytes: 4 * 1024 * 1024, waitMs: PULL_WAIT_MS }, CALL_TIMEOUT_MS);
       if (reply.messages.length === 0) continue;
       assert(reply.messages[0]!.offset === offset, () => `queue ${queueId} skipped from offset ${offset} to ${reply.messages[0]!.offset}`);
       noteConsumed(flow, performance.now(), client);

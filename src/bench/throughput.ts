@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadavg } from 'node:os';
 import type { LocalCluster } from '../cluster/local-cluster.js';
-import type { NodeStatus } from '../node/raft-node.js';
+import type { NodeStatus } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import { disposeBenchCluster, startBenchCluster } from './bench-cluster.js';
 import { ClosedLoopLoad } from './load.js';

@@ -14,14 +14,16 @@
 // never guessed at. Encode runs the same validation (LMQ_BAD_INPUT), so anything the leader
 // proposes decodes on every node. Adding a field or a kind therefore needs every node to
 // run the new code before the first such entry is proposed.
+//
+// The bounds come from the protocol's limits table (src/protocol/limits.ts), so that whatever
+// the client-port request check accepts is a command this codec encodes; see the note there
+// before lowering one.
 import { Packr } from 'msgpackr';
 import { MAX_ENTRY_PAYLOAD_BYTES } from '../log/frame.js';
 import { APPEND_ENTRY_WIRE_BYTES, APPEND_ENVELOPE_WIRE_BYTES } from '../raft/messages.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../transport/framing.js';
+import { CONTROL_CHARACTER, LIMITS, NAME_PATTERN, NAME_RULE, RESERVED_PROPERTY_NAME, UNSEQUENCED } from '../protocol/index.js';
 import { LmqError } from '../util/errors.js';
-
-/** The seq of a one-way send: no deduplication, no order check, no producer state kept. */
-export const UNSEQUENCED = 0;
 
 export type BrokerCommand =
   | { kind: 'createTopic'; topic: string; queues: number }
@@ -60,31 +62,6 @@ export const MAX_COMMAND_BYTES = Math.min(
   MAX_ENTRY_PAYLOAD_BYTES,
   DEFAULT_MAX_FRAME_BYTES - APPEND_ENVELOPE_WIRE_BYTES - APPEND_ENTRY_WIRE_BYTES,
 );
-
-/** Bounds on everything a command carries. Lengths are JS string lengths (UTF-16 units). */
-export const COMMAND_LIMITS = Object.freeze({
-  /** RocketMQ's limit on topic names; group names share it. */
-  nameLengthMax: 127,
-  queuesPerTopicMax: 1024,
-  messagesPerProduceMax: 1024,
-  /** RocketMQ's default maxMessageSize; also the bound on one produce batch's bodies. */
-  produceBodyBytesMax: 4 * 1024 * 1024,
-  /** msgId and producerId. */
-  idLengthMax: 128,
-  tagLengthMax: 128,
-  keysPerMessageMax: 32,
-  keyLengthMax: 128,
-  propertiesPerMessageMax: 64,
-  propertyNameLengthMax: 128,
-  propertyValueLengthMax: 4096,
-  offsetsPerCommandMax: 4096,
-});
-
-/** RocketMQ's topic/group character set; `%` allows `%RETRY%group` and `%DLQ%group`. */
-const NAME_PATTERN = /^[A-Za-z0-9%|_-]+$/;
-// Control characters are refused in ids, tags and keys: they are part of lmdb index keys,
-// and ordered-binary uses low bytes as separators between key parts.
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
 
@@ -130,19 +107,6 @@ export function decodeCommand(data: Uint8Array, logIndex?: number): BrokerComman
 /** A topic name a user may create: checked by the CLI and the node before proposing. */
 export function topicNameProblem(name: string): string | undefined {
   return validationProblem(() => checkName(name, 'topic'));
-}
-
-/**
- * What is wrong with one message of a produce command, or undefined: the checks encode runs on
- * each message (and its body alone against produceBodyBytesMax). A client runs it before
- * combining messages into one request, so one bad message is refused alone instead of failing
- * the whole request.
- */
-export function produceMessageProblem(message: ProduceMessage): string | undefined {
-  return validationProblem(() => {
-    const checked = validateMessage(message, 'message');
-    checkBodyBytes(checked.body.byteLength);
-  });
 }
 
 function corrupt(where: string, problem: string, logIndex: number | undefined): LmqError {
@@ -191,7 +155,7 @@ function validateCommand(raw: unknown): BrokerCommand {
       return {
         kind,
         topic: checkName(raw['topic'], 'topic'),
-        queues: checkInteger(raw['queues'], 'queues', 1, COMMAND_LIMITS.queuesPerTopicMax),
+        queues: checkInteger(raw['queues'], 'queues', 1, LIMITS.maxQueuesPerTopic),
       };
     case 'produce':
       return validateProduce(raw);
@@ -208,14 +172,14 @@ function validateProduce(raw: Record<string, unknown>): BrokerCommand {
   onlyKeys(raw, ['kind', 'producerId', 'seq', 'timestampMs', 'messages'], 'produce');
   const messagesRaw = raw['messages'];
   if (!Array.isArray(messagesRaw)) fail('messages must be an array');
-  if (messagesRaw.length < 1 || messagesRaw.length > COMMAND_LIMITS.messagesPerProduceMax) {
-    fail(`messages must hold 1 to ${COMMAND_LIMITS.messagesPerProduceMax} messages, not ${messagesRaw.length}`);
+  if (messagesRaw.length < 1 || messagesRaw.length > LIMITS.maxMessagesPerProduce) {
+    fail(`messages must hold 1 to ${LIMITS.maxMessagesPerProduce} messages, not ${messagesRaw.length}`);
   }
   const messages = messagesRaw.map((message, i) => validateMessage(message, `messages[${i}]`));
   checkBodyBytes(messages.reduce((sum, message) => sum + message.body.byteLength, 0));
   return {
     kind: 'produce',
-    producerId: checkText(raw['producerId'], 'producerId', COMMAND_LIMITS.idLengthMax),
+    producerId: checkText(raw['producerId'], 'producerId', LIMITS.maxIdLength),
     seq: checkInteger(raw['seq'], 'seq', UNSEQUENCED, Number.MAX_SAFE_INTEGER),
     timestampMs: checkInteger(raw['timestampMs'], 'timestampMs', 0, Number.MAX_SAFE_INTEGER),
     messages,
@@ -223,8 +187,8 @@ function validateProduce(raw: Record<string, unknown>): BrokerCommand {
 }
 
 function checkBodyBytes(bodyBytes: number): void {
-  if (bodyBytes > COMMAND_LIMITS.produceBodyBytesMax) {
-    fail(`bodies total ${bodyBytes} bytes, more than produceBodyBytesMax ${COMMAND_LIMITS.produceBodyBytesMax}`);
+  if (bodyBytes > LIMITS.maxProduceBodyBytes) {
+    fail(`bodies total ${bodyBytes} bytes, more than maxProduceBodyBytes ${LIMITS.maxProduceBodyBytes}`);
   }
 }
 
@@ -234,13 +198,13 @@ function validateMessage(raw: unknown, what: string): ProduceMessage {
   const body = raw['body'];
   if (!(body instanceof Uint8Array)) fail(`${what}.body must be binary`);
   const message: ProduceMessage = {
-    msgId: checkText(raw['msgId'], `${what}.msgId`, COMMAND_LIMITS.idLengthMax),
+    msgId: checkText(raw['msgId'], `${what}.msgId`, LIMITS.maxIdLength),
     topic: checkName(raw['topic'], `${what}.topic`),
-    queueId: checkInteger(raw['queueId'], `${what}.queueId`, 0, COMMAND_LIMITS.queuesPerTopicMax - 1),
+    queueId: checkInteger(raw['queueId'], `${what}.queueId`, 0, LIMITS.maxQueuesPerTopic - 1),
     // A plain Uint8Array view (msgpackr hands out Buffers) so every node sees the same type.
     body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength),
   };
-  if (raw['tag'] !== undefined) message.tag = checkText(raw['tag'], `${what}.tag`, COMMAND_LIMITS.tagLengthMax);
+  if (raw['tag'] !== undefined) message.tag = checkText(raw['tag'], `${what}.tag`, LIMITS.maxTagLength);
   if (raw['keys'] !== undefined) message.keys = validateKeys(raw['keys'], `${what}.keys`);
   if (raw['properties'] !== undefined) message.properties = validateProperties(raw['properties'], `${what}.properties`);
   return message;
@@ -248,24 +212,24 @@ function validateMessage(raw: unknown, what: string): ProduceMessage {
 
 function validateKeys(raw: unknown, what: string): string[] {
   if (!Array.isArray(raw)) fail(`${what} must be an array`);
-  if (raw.length > COMMAND_LIMITS.keysPerMessageMax) {
-    fail(`${what} holds ${raw.length} keys, more than keysPerMessageMax ${COMMAND_LIMITS.keysPerMessageMax}`);
+  if (raw.length > LIMITS.maxKeysPerMessage) {
+    fail(`${what} holds ${raw.length} keys, more than maxKeysPerMessage ${LIMITS.maxKeysPerMessage}`);
   }
-  return raw.map((key, i) => checkText(key, `${what}[${i}]`, COMMAND_LIMITS.keyLengthMax));
+  return raw.map((key, i) => checkText(key, `${what}[${i}]`, LIMITS.maxKeyLength));
 }
 
 function validateProperties(raw: unknown, what: string): Record<string, string> {
   if (!isRecord(raw)) fail(`${what} must be a map`);
   const entries = Object.entries(raw);
-  if (entries.length > COMMAND_LIMITS.propertiesPerMessageMax) {
-    fail(`${what} holds ${entries.length} properties, more than ${COMMAND_LIMITS.propertiesPerMessageMax}`);
+  if (entries.length > LIMITS.maxPropertiesPerMessage) {
+    fail(`${what} holds ${entries.length} properties, more than ${LIMITS.maxPropertiesPerMessage}`);
   }
   const clean: [string, string][] = entries.map(([name, value]) => {
-    checkText(name, `${what} name`, COMMAND_LIMITS.propertyNameLengthMax);
+    checkText(name, `${what} name`, LIMITS.maxPropertyNameLength);
     // __proto__ would change the prototype of a decoded map instead of becoming a property.
-    if (name === '__proto__') fail(`${what} name "__proto__" is reserved`);
+    if (name === RESERVED_PROPERTY_NAME) fail(`${what} name "${RESERVED_PROPERTY_NAME}" is reserved`);
     if (typeof value !== 'string') fail(`${what}.${name} must be a string`);
-    if (value.length > COMMAND_LIMITS.propertyValueLengthMax) fail(`${what}.${name} is longer than ${COMMAND_LIMITS.propertyValueLengthMax}`);
+    if (value.length > LIMITS.maxPropertyValueLength) fail(`${what}.${name} is longer than ${LIMITS.maxPropertyValueLength}`);
     return [name, value];
   });
   return Object.fromEntries(clean);
@@ -273,8 +237,8 @@ function validateProperties(raw: unknown, what: string): Record<string, string> 
 
 function validateOffsets(raw: unknown): OffsetPosition[] {
   if (!Array.isArray(raw)) fail('offsets must be an array');
-  if (raw.length < 1 || raw.length > COMMAND_LIMITS.offsetsPerCommandMax) {
-    fail(`offsets must hold 1 to ${COMMAND_LIMITS.offsetsPerCommandMax} positions, not ${raw.length}`);
+  if (raw.length < 1 || raw.length > LIMITS.maxOffsetsPerCommit) {
+    fail(`offsets must hold 1 to ${LIMITS.maxOffsetsPerCommit} positions, not ${raw.length}`);
   }
   return raw.map((position: unknown, i) => {
     const what = `offsets[${i}]`;
@@ -282,7 +246,7 @@ function validateOffsets(raw: unknown): OffsetPosition[] {
     onlyKeys(position, ['topic', 'queueId', 'offset'], what);
     return {
       topic: checkName(position['topic'], `${what}.topic`),
-      queueId: checkInteger(position['queueId'], `${what}.queueId`, 0, COMMAND_LIMITS.queuesPerTopicMax - 1),
+      queueId: checkInteger(position['queueId'], `${what}.queueId`, 0, LIMITS.maxQueuesPerTopic - 1),
       offset: checkInteger(position['offset'], `${what}.offset`, 0, Number.MAX_SAFE_INTEGER),
     };
   });
@@ -300,16 +264,16 @@ function onlyKeys(raw: Record<string, unknown>, allowed: readonly string[], what
 
 function checkName(value: unknown, what: string): string {
   if (typeof value !== 'string') fail(`${what} must be a string`);
-  if (value.length < 1 || value.length > COMMAND_LIMITS.nameLengthMax) {
-    fail(`${what} must be 1 to ${COMMAND_LIMITS.nameLengthMax} characters long`);
+  if (value.length < 1 || value.length > LIMITS.maxNameLength) {
+    fail(`${what} must be 1 to ${LIMITS.maxNameLength} characters long`);
   }
-  if (!NAME_PATTERN.test(value)) fail(`${what} "${value}" may only use letters, digits, "%", "|", "_" and "-"`);
+  if (!NAME_PATTERN.test(value)) fail(`${what} "${value}" ${NAME_RULE}`);
   return value;
 }
 
-function checkText(value: unknown, what: string, lengthMax: number): string {
+function checkText(value: unknown, what: string, maxLength: number): string {
   if (typeof value !== 'string') fail(`${what} must be a string`);
-  if (value.length < 1 || value.length > lengthMax) fail(`${what} must be 1 to ${lengthMax} characters long`);
+  if (value.length < 1 || value.length > maxLength) fail(`${what} must be 1 to ${maxLength} characters long`);
   if (CONTROL_CHARACTER.test(value)) fail(`${what} must not contain control characters`);
   return value;
 }

@@ -2,7 +2,6 @@
 export {
   type BrokerCommand,
   COMMAND_FORMAT_VERSION,
-  COMMAND_LIMITS,
   decodeCommand,
   encodeCommand,
   type OffsetPosition,

@@ -3,7 +3,8 @@
 // and checks that each entry really holds the message the index says it does.
 import { EntryType } from '../raft/types.js';
 import { assert } from '../util/assert.js';
-import { type BrokerCommand, COMMAND_LIMITS, decodeCommand, type ProduceMessage } from './commands.js';
+import { LIMITS } from '../protocol/index.js';
+import { type BrokerCommand, decodeCommand, type ProduceMessage } from './commands.js';
 import type { CommittedLogReader } from './state-machine.js';
 import type { ConsumeQueueRecord } from './store.js';
 
@@ -20,7 +21,7 @@ export interface QueueRef {
 type ProduceCommand = Extract<BrokerCommand, { kind: 'produce' }>;
 
 /** Bytes asked of the log per call: one maximal produce entry plus framing fits. */
-const LOG_READ_CHUNK_BYTES = 2 * COMMAND_LIMITS.produceBodyBytesMax;
+const LOG_READ_CHUNK_BYTES = 2 * LIMITS.maxProduceBodyBytes;
 
 export function fetchMessages(log: CommittedLogReader, refs: readonly QueueRef[]): StoredMessage[] {
   const logIndexes = [...new Set(refs.map((ref) => ref.at.logIndex))].sort((a, b) => a - b);

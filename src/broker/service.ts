@@ -6,11 +6,12 @@ import type { QuorumMode } from '../config/config.js';
 import type { RaftNode } from '../node/raft-node.js';
 import { assert } from '../util/assert.js';
 import { LmqError, isLmqError } from '../util/errors.js';
-import { type BrokerCommand, type ProduceMessage, UNSEQUENCED, encodeCommand } from './commands.js';
+import { type OpName, type ProduceMessageWire, type Request, type RequestOf, type ResponseOf, UNSEQUENCED } from '../protocol/index.js';
+import { type BrokerCommand, encodeCommand } from './commands.js';
 import { LeaderSequences } from './leader-sequences.js';
 import type { ApplyResult, BrokerStateMachine } from './state-machine.js';
 import { GroupMembership } from './membership.js';
-import { parseRequest, type Request } from './requests.js';
+import { parseRequest } from './requests.js';
 
 export interface ServiceOptions {
   readonly quorum: QuorumMode;
@@ -43,45 +44,46 @@ export class BrokerService {
   /** The RPC handler: one request in, one response out; LmqErrors travel back with their codes. */
   async handle(body: unknown): Promise<unknown> {
     const request = parseRequest(body);
-    if (request.op === 'status') return this.node.status();
-    await this.requireLeader();
-    switch (request.op) {
-      case 'createTopic':
-        return this.createTopic(request.topic, request.queues);
-      case 'topics':
-        return { topics: this.state.topics() };
-      case 'route':
-        return { topic: request.topic, queues: this.topicOrThrow(request.topic).queues };
-      case 'produce':
-        return this.produce(request.producerId, request.seq, request.messages);
-      case 'pull':
-        return this.pull(request);
-      case 'commitOffsets':
-        await this.write({ kind: 'commitOffsets', group: request.group, offsets: request.offsets });
-        return { ok: true };
-      case 'heartbeat':
-        return this.membership.heartbeat(request.group, request.topic, request.consumerId, this.topicOrThrow(request.topic).queues, Date.now());
-      case 'leaveGroup':
-        this.membership.leave(request.group, request.topic, request.consumerId);
-        return { ok: true };
-      case 'groups':
-        return { groups: this.state.groups().map((group) => ({ group, queues: this.state.groupLag(group) })) };
-      case 'queryOffsets':
-        return { offsets: request.queues.map((q) => this.queueOffsets(request.group, q.topic, q.queueId, request.timestampMs)) };
-      case 'lookupByKey':
-        return { messages: this.state.lookupByKey(request.topic, request.key, request.max) };
-      case 'lookupByMsgId': {
-        const message = this.state.lookupByMsgId(request.msgId);
-        return { messages: message === undefined ? [] : [message] };
-      }
-      case 'resetOffsets': {
-        const result = await this.write({ kind: 'resetOffsets', group: request.group, offsets: request.offsets });
-        if (result !== undefined && 'error' in result) throw new LmqError(result.error, result.message);
-        return { ok: true };
-      }
-      default:
-        return assert(false, 'unhandled request');
-    }
+    if (request.op !== 'status') await this.requireLeader();
+    // The one place the request's op picks its handler: the table's type pairs each op's
+    // request with its response, which a switch over the union could not check.
+    const handler = this.handlers[request.op] as (request: Request) => Promise<unknown> | unknown;
+    return handler(request);
+  }
+
+  /** One handler per operation; every one but status runs on the leader only. */
+  private readonly handlers: { readonly [Op in OpName]: (request: RequestOf<Op>) => Promise<ResponseOf<Op>> | ResponseOf<Op> } = {
+    status: () => this.node.status(),
+    createTopic: (request) => this.createTopic(request.topic, request.queues),
+    topics: () => ({ topics: this.state.topics() }),
+    route: (request) => ({ topic: request.topic, queues: this.topicOrThrow(request.topic).queues }),
+    produce: (request) => this.produce(request.producerId, request.seq, request.messages),
+    pull: (request) => this.pull(request),
+    commitOffsets: (request) => this.writeOffsets({ kind: 'commitOffsets', group: request.group, offsets: request.offsets }),
+    heartbeat: (request) => this.membership.heartbeat(request.group, request.topic, request.consumerId, this.topicOrThrow(request.topic).queues, Date.now()),
+    leaveGroup: (request) => {
+      this.membership.leave(request.group, request.topic, request.consumerId);
+      return { ok: true };
+    },
+    groups: () => ({ groups: this.state.groups().map((group) => ({ group, queues: this.state.groupLag(group) })) }),
+    queryOffsets: (request) => ({ offsets: request.queues.map((q) => this.queueOffsets(request.group, q.topic, q.queueId, request.timestampMs)) }),
+    resetOffsets: (request) => this.writeOffsets({ kind: 'resetOffsets', group: request.group, offsets: request.offsets }),
+    lookupByKey: (request) => ({ messages: this.state.lookupByKey(request.topic, request.key, request.max) }),
+    lookupByMsgId: (request) => {
+      const message = this.state.lookupByMsgId(request.msgId);
+      return { messages: message === undefined ? [] : [message] };
+    },
+  };
+
+  /**
+   * Commits or resets a group's offsets. A missing topic or queue is an error, never a silent
+   * `ok` with nothing stored: checked here for a quick answer, and decided at apply time.
+   */
+  private async writeOffsets(command: Extract<BrokerCommand, { kind: 'commitOffsets' | 'resetOffsets' }>): Promise<ResponseOf<'commitOffsets'>> {
+    for (const position of command.offsets) this.queueOrThrow(position.topic, position.queueId);
+    const result = await this.write(command);
+    if (result !== undefined && 'error' in result) throw new LmqError(result.error, result.message);
+    return { ok: true };
   }
 
   private queueOffsets(group: string, topic: string, queueId: number, timestampMs: number | undefined) {
@@ -115,11 +117,16 @@ export class BrokerService {
     return found;
   }
 
+  private queueOrThrow(topic: string, queueId: number): void {
+    const { queues } = this.topicOrThrow(topic);
+    if (queueId >= queues) throw new LmqError('LMQ_BAD_INPUT', `queue ${queueId} does not exist in topic "${topic}" (it has ${queues})`);
+  }
+
   private async write(command: BrokerCommand, mode: QuorumMode = 'majority'): Promise<ApplyResult | undefined> {
     return (await this.node.propose(encodeCommand(command), mode)).result;
   }
 
-  private async createTopic(topic: string, queues: number): Promise<unknown> {
+  private async createTopic(topic: string, queues: number): Promise<ResponseOf<'createTopic'>> {
     const result = await this.write({ kind: 'createTopic', topic, queues });
     if (result?.kind === 'createTopic' && !result.ok) {
       throw new LmqError('LMQ_TOPIC_EXISTS', `topic "${topic}" already exists`, { topic });
@@ -127,13 +134,10 @@ export class BrokerService {
     return { topic, queues };
   }
 
-  private async produce(producerId: string, seq: number, messages: ProduceMessage[]): Promise<unknown> {
+  private async produce(producerId: string, seq: number, messages: ProduceMessageWire[]): Promise<ResponseOf<'produce'>> {
     // Checked here for a quick answer; the state machine checks again at apply time, which is
     // what decides (a topic could be created by a command still in flight).
-    for (const m of messages) {
-      const { queues } = this.topicOrThrow(m.topic);
-      if (m.queueId >= queues) throw new LmqError('LMQ_BAD_INPUT', `queue ${m.queueId} does not exist in topic "${m.topic}" (it has ${queues})`);
-    }
+    for (const m of messages) this.queueOrThrow(m.topic, m.queueId);
     let release: () => void = () => undefined;
     if (this.options.quorum === 'leader' && seq !== UNSEQUENCED) {
       release = this.leaderSequences.reserve(this.node.logContext().term, producerId, seq, this.state.producerLastSeq(producerId));
@@ -155,7 +159,7 @@ export class BrokerService {
     return { placed: result.placed, duplicate: result.duplicate };
   }
 
-  private async pull(request: Extract<Request, { op: 'pull' }>): Promise<unknown> {
+  private async pull(request: RequestOf<'pull'>): Promise<ResponseOf<'pull'>> {
     this.topicOrThrow(request.topic);
     const read = () => this.state.read(request.topic, request.queueId, request.offset, request.maxMessages, request.maxBytes);
     let messages = read();

@@ -17,7 +17,8 @@ import type { Logger } from 'pino';
 import { EntryType, type Entry } from '../raft/types.js';
 import { assert, unreachable } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
-import { type BrokerCommand, decodeCommand, type ProduceMessage, UNSEQUENCED } from './commands.js';
+import { LIMITS, UNSEQUENCED } from '../protocol/index.js';
+import { type BrokerCommand, decodeCommand, type ProduceMessage } from './commands.js';
 import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
 import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord } from './store.js';
 import { type CommitDurability, guardStateDir, markStateClean } from './state-guard.js';
@@ -58,14 +59,18 @@ export const STATE_MACHINE_LIMITS = Object.freeze({
   applyEntriesMax: 10_000,
   maxProducersMax: 1_000_000,
   dedupWindowPerProducerMax: 1024,
+  // Reads serve pulls and whole-queue reads inside the broker: at least what a pull may ask.
   readMessagesMax: 4096,
   readBytesMax: 64 * 1024 * 1024,
-  keyLookupMax: 1024,
+  keyLookupMax: LIMITS.maxLookupMessages,
   topicsListMax: 100_000,
   groupsListMax: 100_000,
   /** Offsets rows listed for one group (queues it committed on). */
   groupQueuesListMax: 100_000,
 });
+
+assert(STATE_MACHINE_LIMITS.readMessagesMax >= LIMITS.maxPullMessages, 'a pull the request check accepts is a read the state machine serves');
+assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the request check accepts is a read the state machine serves');
 
 /** Bumped when the lmdb layout changes; open() refuses an older directory and says to delete it (it is rebuilt from the log). */
 const SCHEMA_VERSION = 1;

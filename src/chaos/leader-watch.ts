@@ -3,7 +3,7 @@
 // A node that does not answer within the sample's bound (killed, paused, cut off from us — the
 // client ports are never cut) simply does not vote in that sample.
 import type { LedgerClient } from '../client/client.js';
-import type { NodeStatus } from '../node/raft-node.js';
+import type { NodeStatus } from '../protocol/index.js';
 import type { HistoryRecorder } from './recorder.js';
 
 /** A loaded machine answers status slowly; a node silent this long counts as down for the sample. */
@@ -40,7 +40,7 @@ export class LeaderWatch {
     this.sampling = true;
     try {
       const statuses = await Promise.all(
-        this.nodeIds.map((id) => (this.client.callNode(id, { op: 'status' }, statusTimeoutMs) as Promise<NodeStatus>).catch(() => null)),
+        this.nodeIds.map((id) => this.client.callNode(id, { op: 'status' }, statusTimeoutMs).catch(() => null)),
       );
       let best: NodeStatus | null = null;
       for (const s of statuses) if (s !== null && s.role === 'leader' && (best === null || s.term > best.term)) best = s;

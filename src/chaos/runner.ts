@@ -11,9 +11,9 @@ import { DEFAULT_CLIENT_OPTIONS, LedgerClient } from '../client/client.js';
 import { LocalCluster } from '../cluster/local-cluster.js';
 import type { FlushMode, QuorumMode } from '../config/config.js';
 import { Rng } from '../sim/rng.js';
-import { RpcConnection } from '../transport/rpc-connection.js';
+import { tcpConnector } from '../client/tcp-connector.js';
 import { assert } from '../util/assert.js';
-import { isLmqError, LmqError } from '../util/errors.js';
+import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
 import { LeaderWatch } from './leader-watch.js';
 import { LinkNetwork } from './link-proxy.js';
 import { Nemesis, type NemesisKind, type NemesisTiming } from './nemesis.js';
@@ -110,7 +110,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const newClient = (timeoutMs = settings.opTimeoutMs): LedgerClient => {
     const client = new LedgerClient(
       { ...DEFAULT_CLIENT_OPTIONS, nodes: cluster.config.nodes, timeoutMs, requestTimeoutMs: 1_500, connectTimeoutMs: 500, retryBackoffMaxMs: 250 },
-      (host, port, connectTimeoutMs) => RpcConnection.connect(host, port, { connectTimeoutMs }),
+      tcpConnector,
     );
     clients.push(client);
     return client;
@@ -148,10 +148,10 @@ async function everyNodeUp(cluster: LocalCluster): Promise<void> {
   for (const node of cluster.config.nodes) {
     for (;;) {
       if (!cluster.isRunning(node.id)) {
-        throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} exited at startup (see nodes/${node.id}.log in the output dir, e.g. a port taken by another process); run chaos again`);
+        throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} exited at startup (see nodes/${node.id}.log in the output dir, e.g. a port taken by another process); run chaos again`, NOT_SENT);
       }
       if ((await cluster.status(node.id)) !== null) break;
-      if (Date.now() > deadline) throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} did not answer within ${startupWaitMs} ms of starting`);
+      if (Date.now() > deadline) throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} did not answer within ${startupWaitMs} ms of starting`, NOT_SENT);
       await sleep(100);
     }
   }
@@ -281,5 +281,5 @@ function keepNodeLogs(cluster: LocalCluster, outDir: string): void {
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted === true) throw new LmqError('LMQ_UNAVAILABLE', 'the chaos run was interrupted; its cluster was stopped and its temp dir removed');
+  if (signal?.aborted === true) throw new LmqError('LMQ_UNAVAILABLE', 'the chaos run was interrupted; its cluster was stopped and its temp dir removed', NOT_SENT);
 }

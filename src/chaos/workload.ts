@@ -37,10 +37,6 @@ export interface WorkloadContext {
   readonly stopped: () => boolean;
 }
 
-interface PullReply {
-  messages: { offset: number; body: Uint8Array }[];
-}
-
 export function queueName(topic: string, queueId: number): string {
   return `${topic}/${queueId}`;
 }
@@ -52,12 +48,12 @@ export function describeError(error: unknown): string {
 }
 
 /**
- * Only a request the broker refused as invalid is definitely not stored: validation happens
- * before anything is proposed, the same way on every attempt. Everything else — timeouts, lost
- * connections, LMQ_LEADERSHIP_LOST, LMQ_UNAVAILABLE after retries — may have happened.
+ * How a failed operation is recorded: `fail` only when the error says the outcome is known
+ * (the catalogue's `indeterminate` flag, cleared where nothing was sent), `info` otherwise —
+ * timeouts, lost connections, LMQ_LEADERSHIP_LOST, and any error that is not an LmqError.
  */
-function sendOutcome(error: unknown): 'fail' | 'info' {
-  return isLmqError(error, 'LMQ_BAD_INPUT') ? 'fail' : 'info';
+export function failedOutcome(error: unknown): 'fail' | 'info' {
+  return isLmqError(error) && !error.indeterminate ? 'fail' : 'info';
 }
 
 /** Sends unique bodies `p<worker>-<n>` one at a time until stopped. */
@@ -76,7 +72,7 @@ export async function runProducer(context: WorkloadContext, worker: number, rng:
       assert(queueName(settings.topic, sent.queueId) === queue, 'the producer picks the queue of the key');
       recorder.sendOk(process, queue, body, sent.offset);
     } catch (error) {
-      const outcome = sendOutcome(error);
+      const outcome = failedOutcome(error);
       recorder.sendFailed(outcome, process, queue, body, describeError(error));
       if (outcome === 'info') process = recorder.newProcess(lane);
     }
@@ -111,9 +107,10 @@ export async function runConsumer(context: WorkloadContext, group: string, queue
     try {
       messages = await pull(client, settings, queueId, position, settings.pollWaitMs);
     } catch (error) {
-      recorder.readFailed('info', process, 'poll', queue, describeError(error));
-      process = recorder.newProcess(lane);
-      position = null;
+      const outcome = failedOutcome(error);
+      recorder.readFailed(outcome, process, 'poll', queue, describeError(error));
+      if (outcome === 'info') process = recorder.newProcess(lane);
+      position = null; // resume from the committed offset, as a restarted consumer would
       continue;
     }
     recorder.readOk(process, 'poll', queue, messages);
@@ -128,9 +125,7 @@ export async function runConsumer(context: WorkloadContext, group: string, queue
 
 async function committedPosition(client: LedgerClient, settings: WorkloadSettings, group: string, queueId: number): Promise<number | null> {
   try {
-    const reply = (await client.call({ op: 'queryOffsets', group, queues: [{ topic: settings.topic, queueId }] }, settings.opTimeoutMs)) as {
-      offsets: { offset: number | null; minOffset: number; nextOffset: number }[];
-    };
+    const reply = await client.call({ op: 'queryOffsets', group, queues: [{ topic: settings.topic, queueId }] }, settings.opTimeoutMs);
     const range = reply.offsets[0];
     assert(range !== undefined, 'queryOffsets answers for the queue asked');
     return range.offset ?? range.minOffset;
@@ -140,10 +135,10 @@ async function committedPosition(client: LedgerClient, settings: WorkloadSetting
 }
 
 async function pull(client: LedgerClient, settings: WorkloadSettings, queueId: number, offset: number, waitMs: number): Promise<ReadMessage[]> {
-  const reply = (await client.call(
+  const reply = await client.call(
     { op: 'pull', topic: settings.topic, queueId, offset, maxMessages: settings.pullMessagesMax, maxBytes: 1 << 20, waitMs },
     settings.opTimeoutMs + waitMs,
-  )) as PullReply;
+  );
   return reply.messages.map((m) => ({ offset: m.offset, body: Buffer.from(m.body).toString('utf8') }));
 }
 
@@ -163,7 +158,7 @@ export async function drainQueue(context: Omit<WorkloadContext, 'stopped'>, queu
       recorder.readOk(process, 'drain', queue, messages);
       return true;
     } catch (error) {
-      recorder.readFailed('info', process, 'drain', queue, describeError(error));
+      recorder.readFailed(failedOutcome(error), process, 'drain', queue, describeError(error));
       await sleep(200);
     }
   }
@@ -171,9 +166,7 @@ export async function drainQueue(context: Omit<WorkloadContext, 'stopped'>, queu
 }
 
 async function readWholeQueue(client: LedgerClient, settings: WorkloadSettings, queueId: number): Promise<ReadMessage[]> {
-  const reply = (await client.call({ op: 'queryOffsets', group: 'chaos-drain', queues: [{ topic: settings.topic, queueId }] }, settings.opTimeoutMs)) as {
-    offsets: { minOffset: number; nextOffset: number }[];
-  };
+  const reply = await client.call({ op: 'queryOffsets', group: 'chaos-drain', queues: [{ topic: settings.topic, queueId }] }, settings.opTimeoutMs);
   const range = reply.offsets[0];
   assert(range !== undefined, 'queryOffsets answers for the queue asked');
   const messages: ReadMessage[] = [];

@@ -11,7 +11,7 @@ import { runFailover } from '../bench/failover.js';
 import { runEndToEnd } from '../bench/e2e.js';
 import { throughputTable, writeChart, writeJson } from '../bench/report.js';
 import { type ModeResult, runThroughputMode } from '../bench/throughput.js';
-import { COMMAND_LIMITS } from '../broker/commands.js';
+import { LIMITS } from '../protocol/index.js';
 import { LmqError } from '../util/errors.js';
 import { parseIntOption } from './options.js';
 
@@ -44,11 +44,11 @@ export function registerBench(program: Command): void {
     .option('--modes <list>', 'comma-separated flush:quorum modes', 'sync:majority,async:majority,sync:all,sync:leader')
     .option('--duration <s>', 'measured seconds per mode (failover: ignored; e2e: seconds of offered load)', parseIntOption('--duration', 1, 3600), 10)
     .option('--warmup <s>', 'seconds of load before measuring (throughput: and at least 10,000 acks, so the JIT has warmed up)', parseIntOption('--warmup', 0, 600), 2)
-    .option('--size <bytes>', 'message body size', parseIntOption('--size', 1, 4 * 1024 * 1024), 128)
+    .option('--size <bytes>', 'message body size', parseIntOption('--size', 1, LIMITS.maxProduceBodyBytes), 128)
     .option('--concurrency <n>', 'produces in flight at once', parseIntOption('--concurrency', 1, 65_536), 256)
     .option('--producers <n>', 'producers (each its own TCP connection) the in-flight produces are spread over', parseIntOption('--producers', 1, 256), 1)
-    .option('--max-batch <n>', 'sends one producer combines into one request at most; 1: one request per send', parseIntOption('--max-batch', 1, COMMAND_LIMITS.messagesPerProduceMax), 256)
-    .option('--queues <n>', 'queues of the benchmark topic', parseIntOption('--queues', 1, 1024), 8)
+    .option('--max-batch <n>', 'sends one producer combines into one request at most; 1: one request per send', parseIntOption('--max-batch', 1, LIMITS.maxMessagesPerProduce), 256)
+    .option('--queues <n>', 'queues of the benchmark topic', parseIntOption('--queues', 1, LIMITS.maxQueuesPerTopic), 8)
     .addOption(new Option('--scenario <name>', 'what to measure').choices(['throughput', 'failover', 'e2e']).default('throughput'))
     .option('--kills <n>', 'failover: leader kills', parseIntOption('--kills', 1, 1000), 20)
     .option('--rate <msgs>', 'e2e: offered messages per second', parseIntOption('--rate', 1, 1_000_000), 1000)

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
-import type { NodeStatus } from '../node/raft-node.js';
+import type { NodeStatus } from '../protocol/index.js';
 import { withConfig } from './options.js';
 import { clientFor } from './connect.js';
 import { LOG_FORMAT_ENV, prettyStream } from './logging.js';
@@ -78,7 +78,7 @@ async function announceLeaders(config: ClusterConfig, done: () => boolean): Prom
   let announced = '';
   try {
     while (!done()) {
-      const statuses = await Promise.all(config.nodes.map((n) => client.callNode(n.id, { op: 'status' }, 500).then((s) => s as NodeStatus, () => null)));
+      const statuses = await Promise.all(config.nodes.map((n) => client.callNode(n.id, { op: 'status' }, 500).catch(() => null)));
       const leader = statuses.find((s) => s?.role === 'leader');
       const line = leader ? `leader: ${leader.id} (term ${leader.term})` : 'no leader';
       if (line !== announced && (leader || announced !== '')) process.stdout.write(`${line}\n`);

@@ -2,12 +2,12 @@
 // formats tables for the commands that print them.
 import { DEFAULT_CLIENT_OPTIONS, LedgerClient } from '../client/client.js';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
-import { RpcConnection } from '../transport/rpc-connection.js';
+import { tcpConnector } from '../client/tcp-connector.js';
 
 export function clientFor(config: ClusterConfig, timeoutMs: number = DEFAULT_CLIENT_OPTIONS.timeoutMs): LedgerClient {
   return new LedgerClient(
     { ...DEFAULT_CLIENT_OPTIONS, nodes: config.nodes, timeoutMs, requestTimeoutMs: Math.min(DEFAULT_CLIENT_OPTIONS.requestTimeoutMs, timeoutMs) },
-    (host, port, connectTimeoutMs) => RpcConnection.connect(host, port, { connectTimeoutMs }),
+    tcpConnector,
   );
 }
 

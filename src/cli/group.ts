@@ -5,14 +5,6 @@ import { formatTable, withClient } from './connect.js';
 import { type StartPosition, queryStartOffsets, topicQueues } from '../client/consumer.js';
 import { parseIntOption, parseTimeOption, withConfig } from './options.js';
 
-interface GroupLag {
-  topic: string;
-  queueId: number;
-  committedOffset: number;
-  nextOffset: number;
-  lag: number;
-}
-
 export function registerGroup(program: Command): void {
   const group = program.command('group').description('consumer groups');
   withConfig(group.command('reset'))
@@ -35,7 +27,7 @@ export function registerGroup(program: Command): void {
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action(async (options: { config: string; json?: boolean; timeout: number }) => {
-      const { groups } = (await withClient(options.config, options.timeout, (client) => client.call({ op: 'groups' }))) as { groups: { group: string; queues: GroupLag[] }[] };
+      const { groups } = await withClient(options.config, options.timeout, (client) => client.call({ op: 'groups' }));
       if (options.json) {
         process.stdout.write(`${JSON.stringify({ groups })}\n`);
         return;

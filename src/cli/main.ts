@@ -10,6 +10,14 @@ function fail(message: string, exitCode: number): never {
   process.exit(exitCode);
 }
 
+/**
+ * The error's line: an error whose outcome is unknown says so (the catalogue's `indeterminate`
+ * flag), so a user checks before repeating a write; docs/errors.md says how, per code.
+ */
+function describe(error: LmqError): string {
+  return error.indeterminate ? `${error.message} (outcome unknown: see ${error.code} in docs/errors.md)` : error.message;
+}
+
 const program = new Command('ledgermq')
   .description('A message broker on a Raft-replicated commit log')
   .exitOverride()
@@ -26,7 +34,7 @@ try {
     // --help and --version end through here with exit code 0; usage errors were already printed.
     process.exit(error.exitCode === 0 ? 0 : 2);
   }
-  if (error instanceof LmqError) fail(error.message, error.exitCode);
+  if (error instanceof LmqError) fail(describe(error), error.exitCode);
   if (error instanceof InvariantViolation) throw error; // a bug: crash loudly with the stack
   throw error;
 }

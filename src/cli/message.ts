@@ -3,7 +3,7 @@
 // where. Prints one line per message, oldest first; exits 1 when none is found, so a script
 // can tell "stored" from "missing".
 import type { Command } from 'commander';
-import { MAX_LOOKUP_MESSAGES } from '../broker/requests.js';
+import { LIMITS, type RequestOf, type StoredMessage } from '../protocol/index.js';
 import { LmqError } from '../util/errors.js';
 import { withClient } from './connect.js';
 import { parseIntOption, withConfig } from './options.js';
@@ -18,25 +18,13 @@ interface MessageOptions {
   timeout: number;
 }
 
-/** A message as the broker's lookup answers it. */
-interface FoundMessage {
-  topic: string;
-  queueId: number;
-  offset: number;
-  msgId: string;
-  keys?: string[];
-  tag?: string;
-  storeTimestampMs: number;
-  body: Uint8Array;
-}
-
 export function registerMessage(program: Command): void {
   withConfig(program.command('message'))
     .description('look stored messages up by key (with --topic) or by message id')
     .option('--topic <topic>', 'topic to search by key')
     .option('--key <key>', 'business key the messages carry')
     .option('--msg-id <id>', 'message id (as printed by produce --json)')
-    .option('--max <n>', 'messages to print at most (by key)', parseIntOption('--max', 1, MAX_LOOKUP_MESSAGES), 32)
+    .option('--max <n>', 'messages to print at most (by key)', parseIntOption('--max', 1, LIMITS.maxLookupMessages), 32)
     .option('--json', 'one JSON object per message: {"topic","queue","offset","msgId","key","tag","storeTime","body"}')
     .option('--timeout <ms>', 'give up after this long without a leader (exit 3)', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action((options: MessageOptions) => runMessage(options));
@@ -44,7 +32,7 @@ export function registerMessage(program: Command): void {
 
 async function runMessage(options: MessageOptions): Promise<void> {
   const request = lookupRequest(options);
-  const messages = await withClient(options.config, options.timeout, async (client) => ((await client.call(request, options.timeout)) as { messages: FoundMessage[] }).messages);
+  const { messages } = await withClient(options.config, options.timeout, (client) => client.call(request, options.timeout));
   for (const message of messages) process.stdout.write(format(message, options.json === true));
   if (messages.length === 0) {
     const what = options.msgId !== undefined ? `with id "${options.msgId}"` : `with key "${options.key}" in topic "${options.topic}"`;
@@ -53,7 +41,7 @@ async function runMessage(options: MessageOptions): Promise<void> {
   }
 }
 
-function lookupRequest(options: MessageOptions): Record<string, unknown> {
+function lookupRequest(options: MessageOptions): RequestOf<'lookupByMsgId' | 'lookupByKey'> {
   if (options.msgId !== undefined) {
     if (options.key !== undefined || options.topic !== undefined) throw new LmqError('LMQ_BAD_INPUT', 'use either --msg-id, or --topic with --key, not both');
     return { op: 'lookupByMsgId', msgId: options.msgId };
@@ -62,7 +50,7 @@ function lookupRequest(options: MessageOptions): Record<string, unknown> {
   return { op: 'lookupByKey', topic: options.topic, key: options.key, max: options.max };
 }
 
-function format(m: FoundMessage, json: boolean): string {
+function format(m: StoredMessage, json: boolean): string {
   const body = Buffer.from(m.body).toString('utf8');
   const storeTime = new Date(m.storeTimestampMs).toISOString();
   if (json) {

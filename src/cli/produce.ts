@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { Producer, type OutgoingMessage } from '../client/producer.js';
+import { LIMITS } from '../protocol/index.js';
 import { LmqError } from '../util/errors.js';
 import { withClient } from './connect.js';
 import { parseIntOption, withConfig } from './options.js';
@@ -31,7 +32,7 @@ export function registerProduce(program: Command): void {
     .requiredOption('--topic <topic>', 'topic to send to')
     .option('--body <text>', 'send one message with this body')
     .option('--count <n>', 'send N generated messages', parseIntOption('--count', 1, 1_000_000_000))
-    .option('--size <bytes>', 'body size of generated messages', parseIntOption('--size', 1, 4 * 1024 * 1024), 256)
+    .option('--size <bytes>', 'body size of generated messages', parseIntOption('--size', 1, LIMITS.maxProduceBodyBytes), 256)
     .option('--key <key>', 'business key (indexed; with --queue-by-key it picks the queue)')
     .option('--tag <tag>', 'message tag')
     .option('--queue-by-key', 'choose the queue by hashing the key, so one key keeps its order in one queue')
@@ -39,7 +40,7 @@ export function registerProduce(program: Command): void {
     .option('--json', 'print {"msgId","queue","offset"} per acknowledged message')
     .option('--timeout <ms>', 'keep retrying one message this long, then exit 3', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .option('--concurrency <n>', 'sends in flight at once; sends that wait leave together in one request (order per queue is kept)', parseIntOption('--concurrency', 1, 4096), 1)
-    .option('--batch <n>', 'messages per explicit batch: a request of its own, one log entry, one queue, stored all or none', parseIntOption('--batch', 1, 1024), 1)
+    .option('--batch <n>', 'messages per explicit batch: a request of its own, one log entry, one queue, stored all or none', parseIntOption('--batch', 1, LIMITS.maxMessagesPerProduce), 1)
     .action((options: ProduceOptions) => runProduce(options));
 }
 

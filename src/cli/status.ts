@@ -3,8 +3,8 @@
 import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
-import type { NodeStatus } from '../node/raft-node.js';
-import { LmqError } from '../util/errors.js';
+import type { NodeStatus } from '../protocol/index.js';
+import { LmqError, NOT_SENT } from '../util/errors.js';
 import { parseIntOption, withConfig } from './options.js';
 import { clientFor, formatTable } from './connect.js';
 
@@ -30,7 +30,7 @@ export function registerStatus(program: Command): void {
       } else {
         process.stdout.write(formatStatus(rows));
       }
-      if (leader === undefined) throw new LmqError('LMQ_UNAVAILABLE', `no leader within ${options.timeout} ms`);
+      if (leader === undefined) throw new LmqError('LMQ_UNAVAILABLE', `no leader within ${options.timeout} ms`, NOT_SENT);
     });
 }
 
@@ -50,7 +50,7 @@ async function waitForLeader(config: ClusterConfig, timeoutMs: number): Promise<
 
 async function statusOf(client: ReturnType<typeof clientFor>, id: string): Promise<Row> {
   try {
-    return { ...((await client.callNode(id, { op: 'status' }, 1000)) as NodeStatus) };
+    return { ...(await client.callNode(id, { op: 'status' }, 1000)) };
   } catch {
     return { id, role: 'down' };
   }

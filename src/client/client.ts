@@ -3,8 +3,9 @@
 // the CLI) when no leader answers. Writes are made idempotent by the caller's request
 // identity (producer id and sequence), which the broker deduplicates.
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { OpName, RequestOf, ResponseOf } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
-import { LmqError, isLmqError } from '../util/errors.js';
+import { LmqError, NOT_SENT, isLmqError } from '../util/errors.js';
 
 export interface ClientNode {
   readonly id: string;
@@ -93,23 +94,26 @@ export class LedgerClient {
   }
 
   /**
-   * Sends `body` to the leader, retrying on redirects, connection loss and timeouts until
+   * Sends `request` to the leader, retrying on redirects, connection loss and timeouts until
    * `timeoutMs`. Only idempotent requests may be sent through here. `requestTimeoutMs` bounds
    * one attempt (a long-polling pull passes its wait plus a margin). The last error is kept as
-   * the cause when the deadline passes.
+   * the cause when the deadline passes; the error is indeterminate only when some attempt's
+   * outcome is unknown.
    */
-  async call(body: unknown, timeoutMs = this.options.timeoutMs, requestTimeoutMs = this.options.requestTimeoutMs, abandon?: AbortSignal): Promise<unknown> {
+  async call<Op extends OpName>(request: RequestOf<Op> & { readonly op: Op }, timeoutMs = this.options.timeoutMs, requestTimeoutMs = this.options.requestTimeoutMs, abandon?: AbortSignal): Promise<ResponseOf<Op>> {
     const deadline = Date.now() + timeoutMs;
     let backoffMs = this.options.retryBackoffMinMs;
     let lastError: unknown = null;
+    let mayHaveHappened = false;
     while (!this.closed && Date.now() < deadline) {
       // Abandoned between attempts only: an attempt on the wire has an outcome worth knowing.
-      if (abandon?.aborted) throw abandoned(lastError);
+      if (abandon?.aborted) throw abandoned(lastError, mayHaveHappened);
       // The node and its connection are chosen once a slot is free: by then the leader may
       // have changed, or the connection been replaced.
-      const outcome = await this.slots.run(() => this.attempt(body, Math.min(requestTimeoutMs, deadline - Date.now())));
-      if ('response' in outcome) return outcome.response;
+      const outcome = await this.slots.run(() => this.attempt(request, Math.min(requestTimeoutMs, deadline - Date.now())));
+      if ('response' in outcome) return outcome.response as ResponseOf<Op>;
       lastError = outcome.error;
+      mayHaveHappened ||= outcomeUnknown(outcome.error);
       if (!this.shouldRetry(outcome.node, outcome.connection, outcome.error)) throw outcome.error;
       if (isLmqError(outcome.error, 'LMQ_NOT_LEADER') && typeof outcome.error.details.leader === 'string') continue; // follow the redirect at once
       // Out of order: the leader answers, and the earlier seq is on its way — retry soon, not
@@ -119,9 +123,12 @@ export class LedgerClient {
       await sleep(Math.min(backoffMs, Math.max(0, deadline - Date.now())), undefined, { signal: abandon }).catch(() => undefined);
       backoffMs = Math.min(backoffMs * 2, this.options.retryBackoffMaxMs);
     }
-    throw new LmqError('LMQ_UNAVAILABLE', `no leader answered within ${timeoutMs} ms (tried ${this.options.nodes.map((n) => `${n.id} ${n.host}:${n.clientPort}`).join(', ')}); is the cluster running?`, {}, { cause: lastError });
+    const tried = this.options.nodes.map((n) => `${n.id} ${n.host}:${n.clientPort}`).join(', ');
+    throw new LmqError('LMQ_UNAVAILABLE', `no leader answered within ${timeoutMs} ms (tried ${tried}); is the cluster running?`, sentDetails(mayHaveHappened), { cause: lastError });
   }
 
+  // The response is the protocol's answer to the request sent: the transport hands back what
+  // the broker's typed handler returned (src/broker/service.ts), so the callers cast nothing.
   private async attempt(body: unknown, timeoutMs: number): Promise<{ response: unknown } | { error: unknown; node: ClientNode; connection: Promise<ClientConnection> }> {
     const node = this.pickNode();
     const connection = this.connect(node);
@@ -138,18 +145,18 @@ export class LedgerClient {
    * One attempt at the node believed to lead, no retry: for requests that must happen at most
    * once and whose outcome nobody waits for (one-way sends).
    */
-  async callOnce(body: unknown): Promise<unknown> {
-    const outcome = await this.slots.run(() => this.attempt(body, this.options.requestTimeoutMs));
-    if ('response' in outcome) return outcome.response;
+  async callOnce<Op extends OpName>(request: RequestOf<Op> & { readonly op: Op }): Promise<ResponseOf<Op>> {
+    const outcome = await this.slots.run(() => this.attempt(request, this.options.requestTimeoutMs));
+    if ('response' in outcome) return outcome.response as ResponseOf<Op>;
     throw outcome.error;
   }
 
-  /** Sends `body` to one node, without following redirects (for status). */
-  async callNode(nodeId: string, body: unknown, timeoutMs = this.options.requestTimeoutMs): Promise<unknown> {
+  /** Sends `request` to one node, without following redirects (for status). */
+  async callNode<Op extends OpName>(nodeId: string, request: RequestOf<Op> & { readonly op: Op }, timeoutMs = this.options.requestTimeoutMs): Promise<ResponseOf<Op>> {
     const node = this.options.nodes.find((n) => n.id === nodeId);
     assert(node !== undefined, `unknown node ${nodeId}`);
     const connection = await this.connect(node);
-    return connection.request(body, timeoutMs);
+    return (await connection.request(request, timeoutMs)) as ResponseOf<Op>;
   }
 
   close(): void {
@@ -210,7 +217,18 @@ export class LedgerClient {
   }
 }
 
-/** A call its caller gave up on between attempts: an earlier attempt may still have been stored. */
-function abandoned(lastError: unknown): LmqError {
-  return new LmqError('LMQ_UNAVAILABLE', 'request abandoned before its next retry; an earlier attempt may have been stored', {}, { cause: lastError });
+/** A call its caller gave up on between attempts: stored only if an earlier attempt may have been. */
+function abandoned(lastError: unknown, mayHaveHappened: boolean): LmqError {
+  const earlier = mayHaveHappened ? 'an earlier attempt may have been stored' : 'no attempt was carried out';
+  return new LmqError('LMQ_UNAVAILABLE', `request abandoned before its next retry; ${earlier}`, sentDetails(mayHaveHappened), { cause: lastError });
+}
+
+/** Whether a failed attempt may have been carried out: the catalogue's flag decides, and an error of unknown kind counts as unknown. */
+function outcomeUnknown(error: unknown): boolean {
+  return !isLmqError(error) || error.indeterminate;
+}
+
+/** A call that gives up after attempts whose outcomes are all known carried out nothing. */
+function sentDetails(mayHaveHappened: boolean): Readonly<Record<string, unknown>> {
+  return mayHaveHappened ? {} : NOT_SENT;
 }

@@ -7,6 +7,7 @@
 // heartbeats the leader, which splits the queues among the group's live consumers; a queue
 // that moves to this consumer is read from the group's committed offset.
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { StoredMessage } from '../protocol/index.js';
 import { LmqError } from '../util/errors.js';
 import type { LedgerClient } from './client.js';
 
@@ -38,22 +39,6 @@ export interface ConsumerOptions {
 
 /** A pull's answer may take its wait plus this long (network, a busy leader). */
 const PULL_MARGIN_MS = 5_000;
-
-interface StoredMessageWire {
-  queueId: number;
-  offset: number;
-  msgId: string;
-  keys?: string[];
-  tag?: string;
-  properties?: Record<string, string>;
-  body: Uint8Array;
-  storeTimestampMs: number;
-}
-
-interface Assignment {
-  queueIds: number[];
-  generation: number;
-}
 
 export class PullConsumer {
   /** Next offset to read, per owned queue. */
@@ -90,12 +75,12 @@ export class PullConsumer {
     const replies = await Promise.all(owned.map(([queueId, offset]) => this.client.call({
       op: 'pull', topic: this.options.topic, queueId, offset,
       maxMessages: this.options.maxMessagesPerPull, maxBytes: this.options.maxBytesPerPull, waitMs: wait ? this.options.pollWaitMs : 0,
-    }, this.options.pollWaitMs + PULL_MARGIN_MS, (wait ? this.options.pollWaitMs : 0) + PULL_MARGIN_MS) as Promise<{ messages: StoredMessageWire[] }>));
+    }, this.options.pollWaitMs + PULL_MARGIN_MS, (wait ? this.options.pollWaitMs : 0) + PULL_MARGIN_MS)));
     const messages: ConsumedMessage[] = [];
     replies.forEach((reply, i) => {
       const queueId = owned[i]![0];
       for (const m of reply.messages) {
-        messages.push({ queueId, offset: m.offset, msgId: m.msgId, key: m.keys?.[0], tag: m.tag, properties: m.properties, body: m.body, storeTimestampMs: m.storeTimestampMs });
+        messages.push(consumed(queueId, m));
         if (this.positions.has(queueId)) this.positions.set(queueId, m.offset + 1);
       }
     });
@@ -136,8 +121,8 @@ export class PullConsumer {
     const rebalance = this.options.rebalance;
     if (rebalance === undefined) return topicQueues(this.client, this.options.topic);
     this.lastHeartbeatMs = Date.now();
-    const assignment = (await this.client.call({ op: 'heartbeat', group: this.options.group, topic: this.options.topic, consumerId: rebalance.consumerId })) as Assignment;
-    return assignment.queueIds;
+    const assignment = await this.client.call({ op: 'heartbeat', group: this.options.group, topic: this.options.topic, consumerId: rebalance.consumerId });
+    return [...assignment.queueIds];
   }
 
   private async startOffsets(queueIds: number[]): Promise<[number, number][]> {
@@ -145,6 +130,10 @@ export class PullConsumer {
     const offsets = await queryStartOffsets(this.client, this.options.group, this.options.topic, queueIds, from);
     return offsets.map((o) => [o.queueId, o.committed ?? o.start]);
   }
+}
+
+function consumed(queueId: number, m: StoredMessage): ConsumedMessage {
+  return { queueId, offset: m.offset, msgId: m.msgId, key: m.keys?.[0], tag: m.tag, properties: m.properties, body: m.body, storeTimestampMs: m.storeTimestampMs };
 }
 
 export interface QueueStart {
@@ -159,13 +148,11 @@ export interface QueueStart {
 export async function queryStartOffsets(client: LedgerClient, group: string, topic: string, queueIds: number[], from: StartPosition): Promise<QueueStart[]> {
   const queues = queueIds.map((queueId) => ({ topic, queueId }));
   const timestampMs = typeof from === 'object' ? from.timestampMs : undefined;
-  const { offsets } = (await client.call({ op: 'queryOffsets', group, queues, ...(timestampMs === undefined ? {} : { timestampMs }) })) as {
-    offsets: { queueId: number; offset: number | null; minOffset: number; nextOffset: number; timeOffset?: number }[];
-  };
+  const { offsets } = await client.call({ op: 'queryOffsets', group, queues, ...(timestampMs === undefined ? {} : { timestampMs }) });
   return offsets.map((o) => ({ queueId: o.queueId, committed: o.offset, start: from === 'first' ? o.minOffset : from === 'last' ? o.nextOffset : o.timeOffset! }));
 }
 
 export async function topicQueues(client: LedgerClient, topic: string): Promise<number[]> {
-  const { queues } = (await client.call({ op: 'route', topic })) as { queues: number };
+  const { queues } = await client.call({ op: 'route', topic });
   return Array.from({ length: queues }, (_, queueId) => queueId);
 }

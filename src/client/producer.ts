@@ -8,9 +8,9 @@
 // at once: while requests are out, the sends that arrive wait and then leave together as one
 // request (one seq, one log entry) — natural batching, no added latency when nothing waits.
 import { randomBytes } from 'node:crypto';
-import { COMMAND_LIMITS, type ProduceMessage, produceMessageProblem, UNSEQUENCED } from '../broker/commands.js';
+import { LIMITS, type ProduceMessageWire, produceMessageProblem, type ResponseOf, totalBodyBytes, UNSEQUENCED } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
-import { LmqError } from '../util/errors.js';
+import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
 import type { LedgerClient } from './client.js';
 import { type PendingSend, type ProducerOptions, producerOptions, SendQueue } from './send-queue.js';
 
@@ -51,8 +51,8 @@ export function hashKey(key: string): number {
   return hash;
 }
 
-/** The request form of one message (the broker's ProduceMessage); the key is indexed as a key. */
-function toWire(message: OutgoingMessage, msgId: string, topic: string, queueId: number): ProduceMessage {
+/** The request form of one message; the key is indexed as a key. */
+function toWire(message: OutgoingMessage, msgId: string, topic: string, queueId: number): ProduceMessageWire {
   return {
     msgId, topic, queueId, body: message.body,
     ...(message.tag ? { tag: message.tag } : {}),
@@ -145,12 +145,12 @@ export class Producer {
 
   /** Refuses a send the broker would refuse, before it can share a request with others (LMQ_BAD_INPUT). */
   private checkSend(topic: string, messages: readonly OutgoingMessage[], selector: QueueSelector): void {
-    const { messagesPerProduceMax, produceBodyBytesMax } = COMMAND_LIMITS;
+    const { maxMessagesPerProduce, maxProduceBodyBytes } = LIMITS;
     if (messages.length === 0) throw new LmqError('LMQ_BAD_INPUT', 'a batch needs at least one message');
-    if (messages.length > messagesPerProduceMax) throw new LmqError('LMQ_BAD_INPUT', `a batch holds at most ${messagesPerProduceMax} messages, not ${messages.length}`);
+    if (messages.length > maxMessagesPerProduce) throw new LmqError('LMQ_BAD_INPUT', `a batch holds at most ${maxMessagesPerProduce} messages, not ${messages.length}`);
     if (selector === 'byKey' && messages[0]!.key === undefined) throw new LmqError('LMQ_BAD_INPUT', 'selecting the queue by key needs a key (--key)');
-    const bodyBytes = messages.reduce((sum, message) => sum + message.body.byteLength, 0);
-    if (bodyBytes > produceBodyBytesMax) throw new LmqError('LMQ_BAD_INPUT', `a batch's bodies total ${bodyBytes} bytes, more than ${produceBodyBytesMax}`);
+    const bodyBytes = totalBodyBytes(messages);
+    if (bodyBytes > maxProduceBodyBytes) throw new LmqError('LMQ_BAD_INPUT', `a batch's bodies total ${bodyBytes} bytes, more than ${maxProduceBodyBytes}`);
     messages.forEach((message, i) => {
       // msgId and queue are chosen at dispatch and always valid; a sample stands in for them.
       const problem = produceMessageProblem(toWire(message, `${this.producerId}-${this.nextSeq}`, topic, 0));
@@ -162,7 +162,7 @@ export class Producer {
   private pump(): void {
     while (this.endedSessionRequests === 0 && this.inflightRequests < this.options.maxInflightRequests) {
       for (const expired of this.queue.takeExpired(Date.now())) {
-        expired.reject(new LmqError('LMQ_UNAVAILABLE', `send not started within ${this.timeoutMs} ms: the producer's earlier requests took that long; is the cluster running?`));
+        expired.reject(new LmqError('LMQ_UNAVAILABLE', `send not started within ${this.timeoutMs} ms: the producer's earlier requests took that long; is the cluster running?`, NOT_SENT));
       }
       const head = this.queue.head();
       if (head === undefined) return;
@@ -195,7 +195,7 @@ export class Producer {
     // The client retries redirects, lost connections and LMQ_OUT_OF_ORDER (an earlier seq of
     // ours is still on its way) with the same seq until the deadline.
     this.client.call({ op: 'produce', producerId: session, seq, messages: wire }, timeoutMs, undefined, this.sessionAbandon.signal).then(
-      (reply) => settle(run, wire, reply as ProduceReply),
+      (reply) => settle(run, wire, reply),
       (error: unknown) => {
         // Whether this seq failed for sure or its outcome is unknown, later seqs would wait on
         // it: the producer starts a fresh session (an unknown outcome may then be stored twice,
@@ -212,16 +212,16 @@ export class Producer {
   }
 
   /** Each send keeps its own queue (an explicit batch one for all) and msgId. */
-  private wireMessages(run: readonly PendingSend[], session: string, seq: number, queues: number): ProduceMessage[] {
+  private wireMessages(run: readonly PendingSend[], session: string, seq: number, queues: number): ProduceMessageWire[] {
     const total = run.reduce((sum, send) => sum + send.messages.length, 0);
-    const wire: ProduceMessage[] = [];
+    const wire: ProduceMessageWire[] = [];
     for (const send of run) {
       const key = send.messages[0]!.key;
       const queueId = send.selector === 'byKey' ? hashKey(key!) % queues : this.roundRobin++ % queues;
       for (const message of send.messages) wire.push(toWire(message, `${session}-${seq}${total > 1 ? `.${wire.length}` : ''}`, send.topic, queueId));
     }
     assert(wire.length === total, 'one wire message per message');
-    assert(wire.every((m) => m.msgId.length <= COMMAND_LIMITS.idLengthMax), 'msgIds stay within idLengthMax');
+    assert(wire.every((m) => m.msgId.length <= LIMITS.maxIdLength), 'msgIds stay within maxIdLength');
     return wire;
   }
 
@@ -239,7 +239,7 @@ export class Producer {
     if (known !== undefined) return Promise.resolve(known);
     let lookup = this.routeLookups.get(topic);
     if (lookup === undefined) {
-      lookup = this.client.call({ op: 'route', topic }, this.timeoutMs).then((reply) => (reply as { queues: number }).queues);
+      lookup = this.client.call({ op: 'route', topic }, this.timeoutMs).then((reply) => reply.queues);
       this.routeLookups.set(topic, lookup);
       lookup.then(
         (queues) => {
@@ -249,7 +249,8 @@ export class Producer {
         },
         (error: unknown) => {
           this.routeLookups.delete(topic);
-          for (const send of this.queue.takeTopic(topic)) send.reject(error);
+          const refusal = unsent(error);
+          for (const send of this.queue.takeTopic(topic)) send.reject(refusal);
           this.pump();
         },
       );
@@ -267,13 +268,17 @@ export class Producer {
   }
 }
 
-interface ProduceReply {
-  readonly placed: readonly { msgId: string; queueId: number; offset: number | null }[];
-  readonly duplicate: boolean;
+/**
+ * A send failed because its topic's queue count could not be learnt never left: whatever the
+ * lookup's own outcome, the send's is known (nothing stored).
+ */
+function unsent(error: unknown): unknown {
+  if (!isLmqError(error) || !error.indeterminate) return error;
+  return new LmqError(error.code, `not sent, as the topic's queues could not be learnt: ${error.message}`, { ...error.details, ...NOT_SENT }, { cause: error });
 }
 
 /** Resolves each send with its own results, from the reply's placements in request order. */
-function settle(run: readonly PendingSend[], wire: readonly ProduceMessage[], reply: ProduceReply): void {
+function settle(run: readonly PendingSend[], wire: readonly ProduceMessageWire[], reply: ResponseOf<'produce'>): void {
   // A duplicate older than the broker's window is acknowledged without its placement.
   assert(reply.placed.length === wire.length || (reply.duplicate && reply.placed.length === 0), 'one placement per message');
   let at = 0;

@@ -6,7 +6,7 @@
 // is never changed by the bound; and at most maxWaitingSends sends wait, beyond which a send
 // is refused at once with LMQ_OVERLOADED (a caller that never awaits its sends). The producer's batching options and
 // their bounds live here too.
-import { COMMAND_LIMITS } from '../broker/commands.js';
+import { LIMITS } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import type { OutgoingMessage, QueueSelector, SendResult } from './producer.js';
@@ -14,9 +14,9 @@ import type { OutgoingMessage, QueueSelector, SendResult } from './producer.js';
 export interface ProducerOptions {
   /** Produce requests of this producer's session outstanding at once; sends arriving meanwhile wait and are combined. */
   readonly maxInflightRequests: number;
-  /** Sends combined into one request at most (≤ COMMAND_LIMITS.messagesPerProduceMax). 1: one request per send. */
+  /** Sends combined into one request at most (≤ LIMITS.maxMessagesPerProduce). 1: one request per send. */
   readonly maxBatchMessages: number;
-  /** Message bytes (bodies, keys, tags, properties) combined into one request at most (≤ produceBodyBytesMax). */
+  /** Message bytes (bodies, keys, tags, properties) combined into one request at most (≤ LIMITS.maxProduceBodyBytes). */
   readonly maxBatchBytes: number;
   /** Messages queued for a request at most; sends beyond wait for room, in call order. */
   readonly maxQueuedMessages: number;
@@ -34,8 +34,8 @@ export const DEFAULT_PRODUCER_OPTIONS: ProducerOptions = Object.freeze({
 
 const OPTION_BOUNDS: Readonly<Record<keyof ProducerOptions, number>> = Object.freeze({
   maxInflightRequests: 4096,
-  maxBatchMessages: COMMAND_LIMITS.messagesPerProduceMax,
-  maxBatchBytes: COMMAND_LIMITS.produceBodyBytesMax,
+  maxBatchMessages: LIMITS.maxMessagesPerProduce,
+  maxBatchBytes: LIMITS.maxProduceBodyBytes,
   maxQueuedMessages: 1_000_000,
   maxWaitingSends: 10_000_000,
 });

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { LedgerClient, DEFAULT_CLIENT_OPTIONS } from '../client/client.js';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
-import type { NodeStatus } from '../node/raft-node.js';
-import { RpcConnection } from '../transport/rpc-connection.js';
+import type { NodeStatus } from '../protocol/index.js';
+import { tcpConnector } from '../client/tcp-connector.js';
 import { freePorts } from './ports.js';
 import { assert } from '../util/assert.js';
 import { until } from '../util/until.js';
@@ -128,7 +128,7 @@ export class LocalCluster {
   client(timeoutMs = 20_000): LedgerClient {
     const client = new LedgerClient(
       { ...DEFAULT_CLIENT_OPTIONS, nodes: this.config.nodes, timeoutMs },
-      (host, port, connectTimeoutMs) => RpcConnection.connect(host, port, { connectTimeoutMs }),
+      tcpConnector,
     );
     this.clients.push(client);
     return client;
@@ -137,7 +137,7 @@ export class LocalCluster {
   async status(id: string): Promise<NodeStatus | null> {
     const client = this.client(1000);
     try {
-      return (await client.callNode(id, { op: 'status' }, 1000)) as NodeStatus;
+      return await client.callNode(id, { op: 'status' }, 1000);
     } catch {
       return null;
     } finally {

@@ -16,7 +16,7 @@ import type { Message } from '../raft/messages.js';
 import { validateMessage } from '../raft/messages.js';
 import type { Entry, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
-import { LmqError } from '../util/errors.js';
+import { LmqError, NOT_SENT } from '../util/errors.js';
 import type { DriverEvents, DriverHardStateStore, DriverLogStore, PeerSender, Scheduler, StateMachine } from './ports.js';
 import { type ProposalReply, ProposalTracker } from './proposals.js';
 
@@ -139,7 +139,7 @@ export class NodeDriver<R> {
   }
 
   private refuseProposal(): LmqError | null {
-    if (this.stopped) return new LmqError('LMQ_UNAVAILABLE', `node ${this.id} is shutting down`);
+    if (this.stopped) return new LmqError('LMQ_UNAVAILABLE', `node ${this.id} is shutting down`, NOT_SENT);
     if (this.proposals.size() < this.options.raft.maxUncommittedEntries) return null;
     // Committed-but-unanswered proposals (e.g. `all` quorum waiting on a slow follower) count too.
     return new LmqError('LMQ_OVERLOADED', `node ${this.id} has ${this.proposals.size()} writes waiting for acknowledgement; retry shortly`);

@@ -5,6 +5,7 @@
 // the driver, which the simulator and the tests run too.
 import type { Logger } from 'pino';
 import type { ClusterConfig, QuorumMode } from '../config/config.js';
+import type { NodeStatus } from '../protocol/index.js';
 import type { Role } from '../raft/core.js';
 import type { Message } from '../raft/messages.js';
 import type { LogReader } from '../raft/raft-log.js';
@@ -13,6 +14,7 @@ import { assert } from '../util/assert.js';
 import { type Acknowledged, NodeDriver } from './driver.js';
 import type { DriverHardStateStore, DriverLogStore, Scheduler, StateMachine } from './ports.js';
 
+export type { NodeStatus } from '../protocol/index.js';
 export type { StateMachine } from './ports.js';
 
 /** The log store as a process uses it (src/log/log-store.ts): promises, adapted to the driver's port. */
@@ -35,22 +37,6 @@ export interface NodeHardStateStore {
 /** The peer transport: encodes and queues messages for a peer. */
 export interface NodeTransport {
   send(to: NodeId, message: Message): void;
-}
-
-export interface NodeStatus {
-  readonly id: NodeId;
-  readonly pid: number;
-  readonly role: Role;
-  readonly term: number;
-  readonly leader: NodeId | null;
-  readonly lastIndex: number;
-  readonly persistedIndex: number;
-  readonly commitIndex: number;
-  readonly appliedIndex: number;
-  /** Leader only: each follower's match index and how far it lags behind the leader's last index. */
-  readonly followers: readonly { id: NodeId; matchIndex: number; lag: number; state: string }[];
-  /** The log store's counters since this process started (fsyncs, entries and bytes appended). */
-  readonly storage: { fsyncs: number; appendedEntries: number; appendedBytes: number };
 }
 
 export interface RaftNodeOptions<R> {

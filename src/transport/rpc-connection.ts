@@ -1,12 +1,13 @@
 // The client port's client side: one TCP connection carrying many concurrent requests, each
 // matched to its response by id. Owns the per-request timeout and the mapping of every way a
-// request can end without a response to an LmqError whose code says whether the outcome is
-// known: LMQ_TIMEOUT and LMQ_UNAVAILABLE (connection lost) are indeterminate — the server
-// may or may not have applied the request.
+// request can end without a response to an LmqError that says whether the outcome is known:
+// LMQ_TIMEOUT and LMQ_UNAVAILABLE (connection lost) are indeterminate — the server may or may
+// not have applied the request — except where nothing was written (no connection, or one
+// already closed), which is LMQ_UNAVAILABLE marked `sent: false`.
 
 import net from 'node:net';
 import { assert } from '../util/assert.js';
-import { isLmqError, LmqError } from '../util/errors.js';
+import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
 import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, FrameDecoder } from './framing.js';
 import { errorFromResponse, parseResponse } from './rpc-protocol.js';
 import { writeCoalesced } from './socket-writes.js';
@@ -68,7 +69,7 @@ export class RpcConnection {
       const fail = (what: string, cause?: unknown): void => {
         clearTimeout(timer);
         socket.destroy();
-        reject(new LmqError('LMQ_UNAVAILABLE', `cannot connect to ${endpoint}: ${what}; check that the node is running and the address is right`, { host, port }, { cause }));
+        reject(new LmqError('LMQ_UNAVAILABLE', `cannot connect to ${endpoint}: ${what}; check that the node is running and the address is right`, { host, port, ...NOT_SENT }, { cause }));
       };
       const timer = setTimeout(() => fail(`no answer within ${resolved.connectTimeoutMs} ms`), resolved.connectTimeoutMs);
       socket.once('error', (error) => fail((error as NodeJS.ErrnoException).code ?? error.message, error));
@@ -97,7 +98,11 @@ export class RpcConnection {
    */
   request(body: unknown, timeoutMs: number): Promise<unknown> {
     assert(Number.isFinite(timeoutMs) && timeoutMs > 0, () => `timeoutMs must be > 0, got ${timeoutMs}`);
-    if (this.closeReason !== null) return Promise.reject(this.closeReason);
+    if (this.closeReason !== null) {
+      // Nothing is written to a closed connection: this request's outcome is known.
+      const message = `the connection to ${this.endpoint} is closed; the request was not sent`;
+      return Promise.reject(new LmqError('LMQ_UNAVAILABLE', message, { endpoint: this.endpoint, ...NOT_SENT }, { cause: this.closeReason }));
+    }
     if (this.pending.size >= this.options.maxInflightRequests) {
       const limit = this.options.maxInflightRequests;
       return Promise.reject(new LmqError('LMQ_OVERLOADED', `${limit} requests already in flight to ${this.endpoint}; wait for some to finish`, { maxInflightRequests: limit }));

@@ -8,7 +8,7 @@
 import net from 'node:net';
 import pino from 'pino';
 import { assert, InvariantViolation } from '../util/assert.js';
-import { isLmqError, LmqError } from '../util/errors.js';
+import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
 import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, FrameDecoder } from './framing.js';
 import { errorResponse, parseRequest, type RpcResponseFrame } from './rpc-protocol.js';
 import { closeServer, listenOn } from './server-lifecycle.js';
@@ -181,7 +181,8 @@ export class RpcServer {
       return false;
     }
     if (this.state !== 'started') {
-      this.respond(connection, errorResponse(request.id, new LmqError('LMQ_UNAVAILABLE', 'node is shutting down; retry against another node')));
+      // Refused before the handler saw it: nothing happened (the client may retry anywhere).
+      this.respond(connection, errorResponse(request.id, new LmqError('LMQ_UNAVAILABLE', 'node is shutting down; retry against another node', NOT_SENT)));
     } else if (connection.inflight >= this.options.maxInflightPerConnection) {
       const limit = this.options.maxInflightPerConnection;
       const overloaded = new LmqError('LMQ_OVERLOADED', `more than ${limit} requests in flight on one connection; wait for responses before sending more`, { maxInflightPerConnection: limit });

@@ -3,7 +3,7 @@
 
 import net from 'node:net';
 import { assert } from '../util/assert.js';
-import { LmqError } from '../util/errors.js';
+import { LmqError, NOT_SENT } from '../util/errors.js';
 
 /** Listens on host:port (port 0 = any free port) and resolves with the bound port. */
 export function listenOn(server: net.Server, host: string, port: number, purpose: string): Promise<number> {
@@ -15,7 +15,7 @@ export function listenOn(server: net.Server, host: string, port: number, purpose
         new LmqError(
           'LMQ_UNAVAILABLE',
           `cannot listen on ${host}:${port} for ${purpose}: ${error.code ?? error.message}; free the port or change it in the config`,
-          { host, port },
+          { host, port, ...NOT_SENT },
           { cause: error },
         ),
       );

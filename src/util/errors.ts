@@ -1,6 +1,9 @@
 // The catalogue of errors a user, a client or a test can act on. Each has a stable code,
 // says whether retrying can help, and whether the outcome is unknown (the operation may or
 // may not have happened — the checker records those as `info`, never as `fail`).
+// `LmqError.indeterminate` is the one thing the client, the CLI and the chaos recorder read to
+// tell the two apart. docs/errors.md documents every code; test/errors-doc.test.ts keeps it
+// in step with ERROR_TRAITS.
 
 export type ErrorCode =
   | 'LMQ_BAD_CONFIG'
@@ -17,6 +20,11 @@ export type ErrorCode =
 
 interface ErrorTraits {
   retriable: boolean;
+  /**
+   * The operation may or may not have happened. An error raised where it is known that nothing
+   * was carried out (e.g. the connection could not be made) says so with `sent: false` in its
+   * details, which makes it determinate whatever its code; the field travels with the error.
+   */
   indeterminate: boolean;
   /** Process exit code when this error ends a CLI command (CONTRACT.md). */
   exitCode: 1 | 2 | 3;
@@ -51,13 +59,16 @@ export class LmqError extends Error {
   ) {
     super(message, options);
     this.retriable = ERROR_TRAITS[code].retriable;
-    this.indeterminate = ERROR_TRAITS[code].indeterminate;
+    this.indeterminate = ERROR_TRAITS[code].indeterminate && details['sent'] !== false;
   }
 
   get exitCode(): 1 | 2 | 3 {
     return ERROR_TRAITS[this.code].exitCode;
   }
 }
+
+/** Details that mark an error as raised before anything that could take effect was sent. */
+export const NOT_SENT = Object.freeze({ sent: false });
 
 export function isLmqError(error: unknown, code?: ErrorCode): error is LmqError {
   return error instanceof LmqError && (code === undefined || error.code === code);

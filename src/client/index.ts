@@ -1,0 +1,35 @@
+// The public client API — what `import … from 'ledgermq'` (or 'ledgermq/client') gives: the
+// client with leader discovery and retries, the idempotent batching producer, the pull
+// consumer, the TCP connector, the protocol's request/response types and limits, and the
+// error catalogue. Everything else in the package is internal and may change.
+export { type ClientConnection, type ClientNode, type ClientOptions, type Connector, DEFAULT_CLIENT_OPTIONS, LedgerClient } from './client.js';
+export { type ConsumedMessage, type ConsumerOptions, PullConsumer, type QueueStart, queryStartOffsets, type StartPosition, topicQueues } from './consumer.js';
+export {
+  DEFAULT_PRODUCER_OPTIONS,
+  hashKey,
+  type OutgoingMessage,
+  Producer,
+  type ProducerOptions,
+  type ProducerStats,
+  type QueueSelector,
+  type SendResult,
+} from './producer.js';
+export { tcpConnector } from './tcp-connector.js';
+export {
+  type Ack,
+  type Assignment,
+  type GroupQueueLag,
+  LIMITS,
+  type NodeStatus,
+  type OpName,
+  type PlacedMessage,
+  type QueueOffsets,
+  type QueueRange,
+  type Request,
+  type RequestOf,
+  type ResponseOf,
+  type StoredMessage,
+  type TopicInfo,
+  UNSEQUENCED,
+} from '../protocol/index.js';
+export { ERROR_TRAITS, type ErrorCode, isLmqError, LmqError, NOT_SENT } from '../util/errors.js';

@@ -1,0 +1,8 @@
+// The client-port protocol, the layer below both the client (src/client) and the broker
+// service (src/broker): the typed request and response of every operation, the one table of
+// limits they and the commit-log codec derive from, and the character rules for names and
+// texts. It owns the wire format's shapes, not its framing (src/transport) nor the commit log's
+// format (src/broker/commands.ts) — the two change independently.
+export * from './limits.js';
+export * from './requests.js';
+export * from './responses.js';

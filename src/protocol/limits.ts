@@ -1,0 +1,62 @@
+// The one table of limits on what a client may ask of a broker, and the character rules for
+// names and texts. The request check (src/protocol/requests.ts, src/broker/requests.ts), the
+// client's pre-check (src/client/producer.ts), the commit-log codec (src/broker/commands.ts),
+// the state machine's read bounds and the CLI's flag ranges all read these; none restates a
+// number. Each bound is the one the codec and the storage can really hold, so anything the
+// request check accepts can be stored (test/protocol.test.ts proves it for produce).
+//
+// Raising a limit is safe. Lowering one is not: entries already in a commit log that exceed
+// the new bound would no longer decode (LMQ_CORRUPT_DATA) — give the codec its own bound first.
+// Lengths are JS string lengths (UTF-16 units).
+
+export const LIMITS = Object.freeze({
+  /** Topic and group names: RocketMQ's limit on topic names. */
+  maxNameLength: 127,
+  maxQueuesPerTopic: 1024,
+  /** Messages in one produce request (one log entry). */
+  maxMessagesPerProduce: 1024,
+  /** RocketMQ's default maxMessageSize; also the bound on the bodies of one produce, together. */
+  maxProduceBodyBytes: 4 * 1024 * 1024,
+  /** msgId, producerId and consumerId. */
+  maxIdLength: 128,
+  maxTagLength: 128,
+  maxKeysPerMessage: 32,
+  maxKeyLength: 128,
+  maxPropertiesPerMessage: 64,
+  maxPropertyNameLength: 128,
+  maxPropertyValueLength: 4096,
+  /** Positions in one commitOffsets or resetOffsets request (one log entry). */
+  maxOffsetsPerCommit: 4096,
+  /** Queues one queryOffsets request asks about. */
+  maxQueuesPerOffsetQuery: 4096,
+  maxPullMessages: 1024,
+  maxPullBytes: 8 * 1024 * 1024,
+  /** Messages one lookup by key answers with at most. */
+  maxLookupMessages: 1024,
+});
+
+/** RocketMQ's topic/group character set; `%` allows `%RETRY%group` and `%DLQ%group`. */
+export const NAME_PATTERN = /^[A-Za-z0-9%|_-]+$/;
+export const NAME_RULE = 'may only use letters, digits, "%", "|", "_" and "-"';
+
+/**
+ * Control characters are refused in ids, tags and keys: they are part of lmdb index keys, and
+ * ordered-binary uses low bytes as separators between key parts.
+ */
+export const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
+/** A property name that a decoded map would take as its prototype rather than as a property. */
+export const RESERVED_PROPERTY_NAME = '__proto__';
+
+export function isName(value: unknown): value is string {
+  return typeof value === 'string' && value.length >= 1 && value.length <= LIMITS.maxNameLength && NAME_PATTERN.test(value);
+}
+
+/** An id, tag or key: 1 to maxLength units, no control characters. */
+export function isText(value: unknown, maxLength: number): value is string {
+  return typeof value === 'string' && value.length >= 1 && value.length <= maxLength && !CONTROL_CHARACTER.test(value);
+}
+
+export function isQueueId(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value < LIMITS.maxQueuesPerTopic;
+}

@@ -1,0 +1,104 @@
+// The client-port responses: what the broker answers to each operation. The service's handler
+// table is typed against ResponseOf (src/broker/service.ts), so a handler that answers another
+// shape does not compile; the client's call() returns ResponseOf of the request it sent.
+import type { OpName } from './requests.js';
+
+export type NodeRole = 'follower' | 'preCandidate' | 'candidate' | 'leader';
+
+export interface NodeStatus {
+  readonly id: string;
+  readonly pid: number;
+  readonly role: NodeRole;
+  readonly term: number;
+  readonly leader: string | null;
+  readonly lastIndex: number;
+  readonly persistedIndex: number;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  /** Leader only: each follower's match index and how far it lags behind the leader's last index. */
+  readonly followers: readonly { id: string; matchIndex: number; lag: number; state: string }[];
+  /** The log store's counters since the node process started. */
+  readonly storage: { fsyncs: number; appendedEntries: number; appendedBytes: number };
+}
+
+export interface TopicInfo {
+  readonly topic: string;
+  readonly queues: number;
+}
+
+export interface PlacedMessage {
+  readonly msgId: string;
+  readonly queueId: number;
+  /** null under `leader` quorum, which acknowledges before the offset is assigned. */
+  readonly offset: number | null;
+}
+
+/** A stored message as reads and lookups answer it. */
+export interface StoredMessage {
+  readonly msgId: string;
+  readonly topic: string;
+  readonly queueId: number;
+  readonly offset: number;
+  readonly logIndex: number;
+  readonly storeTimestampMs: number;
+  readonly body: Uint8Array;
+  readonly tag?: string;
+  readonly keys?: readonly string[];
+  readonly properties?: Readonly<Record<string, string>>;
+}
+
+export interface QueueRange {
+  /** The first offset still stored. */
+  readonly minOffset: number;
+  /** The next offset to be written. */
+  readonly nextOffset: number;
+}
+
+export interface QueueOffsets extends QueueRange {
+  readonly topic: string;
+  readonly queueId: number;
+  /** The group's committed offset; null when it has none. */
+  readonly offset: number | null;
+  /** When the query gave timestampMs: the first offset stored at or after it. */
+  readonly timeOffset?: number;
+}
+
+export interface GroupQueueLag {
+  readonly topic: string;
+  readonly queueId: number;
+  readonly committedOffset: number;
+  readonly nextOffset: number;
+  /** nextOffset − committedOffset: messages stored but not yet consumed by the group. */
+  readonly lag: number;
+}
+
+export interface Assignment {
+  readonly queueIds: readonly number[];
+  readonly members: number;
+  /** Changes whenever the member set changes. */
+  readonly generation: number;
+}
+
+export interface Ack {
+  readonly ok: true;
+}
+
+interface Responses {
+  status: NodeStatus;
+  topics: { readonly topics: readonly TopicInfo[] };
+  createTopic: TopicInfo;
+  route: TopicInfo;
+  /** A duplicate older than the broker's window is acknowledged without its placements. */
+  produce: { readonly placed: readonly PlacedMessage[]; readonly duplicate: boolean };
+  pull: QueueRange & { readonly messages: readonly StoredMessage[] };
+  commitOffsets: Ack;
+  heartbeat: Assignment;
+  leaveGroup: Ack;
+  groups: { readonly groups: readonly { group: string; queues: readonly GroupQueueLag[] }[] };
+  queryOffsets: { readonly offsets: readonly QueueOffsets[] };
+  resetOffsets: Ack;
+  lookupByKey: { readonly messages: readonly StoredMessage[] };
+  lookupByMsgId: { readonly messages: readonly StoredMessage[] };
+}
+
+export type ResponseOf<Op extends OpName> = Responses[Op];
