@@ -15,7 +15,7 @@ import { RaftCore, type RaftOptions, type RaftStatus, type Ready, type Role } fr
 import type { Message } from '../raft/messages.js';
 import { validateMessage } from '../raft/messages.js';
 import type { Entry, NodeId } from '../raft/types.js';
-import { assert } from '../util/assert.js';
+import { InvariantViolation, assert } from '../util/assert.js';
 import { LmqError, NOT_SENT } from '../util/errors.js';
 import type { DriverEvents, DriverHardStateStore, DriverLogStore, PeerSender, Scheduler, StateMachine } from './ports.js';
 import { type ProposalReply, ProposalTracker } from './proposals.js';
@@ -65,6 +65,7 @@ export class NodeDriver<R> {
   private earlySendScheduled = false;
   private stopped = false;
   private failed = false;
+  private stopRequested = false;
   private onStopped: (() => void) | null = null;
   private lastRole: Role = 'follower';
   private lastLeader: NodeId | null = null;
@@ -154,15 +155,16 @@ export class NodeDriver<R> {
   }
 
   /**
-   * Stops taking work, fails the waiting proposals, and calls onStopped once the Ready in
-   * progress (if any) has completed its I/O — after that the driver touches no port again.
+   * Stops taking work and calls onStopped once the Readies the core already holds have
+   * completed — after that the driver touches no port again. Proposals they acknowledge are
+   * answered; only those still waiting then fail (outcome unknown).
    */
   stop(onStopped: () => void): void {
-    assert(this.onStopped === null, 'driver stopped twice');
+    assert(!this.stopRequested, 'driver stopped twice');
+    this.stopRequested = true;
     this.stopped = true;
-    this.proposals.failAll('could not be acknowledged: the node is shutting down');
     this.onStopped = onStopped;
-    if (this.ready === null && !this.pumping) this.finishStop();
+    if ((this.ready === null || this.failed) && !this.pumping) this.finishStop();
   }
 
   status(): RaftStatus {
@@ -224,7 +226,9 @@ export class NodeDriver<R> {
       do {
         while (!this.waitingOnIo) {
           if (this.ready === null) {
-            if (this.stopped || !this.core.hasReady()) break;
+            // After stop() the Readies already in the core still run (they answer proposals);
+            // nothing new arrives, since every entry point ignores work once stopped.
+            if (!this.core.hasReady()) break;
             this.ready = this.core.ready();
             this.stage = 'saveHardState';
           }
@@ -232,7 +236,7 @@ export class NodeDriver<R> {
         }
         if (this.ready !== null) break;
         this.afterReadies();
-      } while (!this.stopped && this.core.hasReady());
+      } while (this.core.hasReady());
     } catch (error) {
       this.fail(error);
     } finally {
@@ -255,7 +259,7 @@ export class NodeDriver<R> {
       if (last !== undefined) {
         this.ports.log.append(ready.entries);
         return this.waitFor((done, failed) => this.ports.log.flush((persisted) => {
-          assert(persisted >= last.index, () => `flush reported ${persisted}, short of ${last.index}`);
+          if (persisted < last.index) return failed(new InvariantViolation(`flush reported ${persisted}, short of ${last.index}`));
           done();
         }, failed));
       }
@@ -275,8 +279,13 @@ export class NodeDriver<R> {
     const ready = this.ready;
     let completed = false;
     const complete = () => {
-      assert(!completed, 'a port completed one call twice');
-      assert(this.ready === ready, 'a completion arrived for a Ready that is not in progress');
+      // Completions run outside pump()'s try (in an I/O callback): a broken rule here is fatal too.
+      try {
+        assert(!completed, 'a port completed one call twice');
+        assert(this.ready === ready, 'a completion arrived for a Ready that is not in progress');
+      } catch (error) {
+        return this.fail(error);
+      }
       completed = true;
       this.waitingOnIo = false;
       this.pump();
@@ -331,15 +340,23 @@ export class NodeDriver<R> {
   }
 
   private finishStop(): void {
+    assert(this.ready === null || this.failed, 'stopped with a Ready in progress');
+    this.proposals.failAll('could not be acknowledged: the node is shutting down');
     const onStopped = this.onStopped;
     this.onStopped = null;
     onStopped?.();
   }
 
-  /** A failed write or fsync, or a broken invariant: the node cannot keep its promises. */
+  /**
+   * A failed write or fsync, or a broken invariant: the node cannot keep its promises. Nothing
+   * more is done; waiting proposals and a pending stop() are answered (outcome unknown).
+   */
   private fail(error: unknown): void {
+    if (this.failed) return; // the first failure is the one reported
     this.failed = true;
     this.stopped = true;
+    this.proposals.failAll(`could not be acknowledged: node ${this.id} failed (${error instanceof Error ? error.message : String(error)})`);
+    if (this.onStopped !== null) this.finishStop();
     if (this.events.fatal === undefined) throw error;
     this.events.fatal(error);
   }

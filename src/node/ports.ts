@@ -5,6 +5,7 @@
 // from their I/O callbacks, the in-memory twins from the simulator's tick loop, so the same
 // driver runs deterministically in a synchronous simulation. A port may also complete
 // synchronously, inside the call; the driver allows for it.
+import type { Role } from '../raft/core.js';
 import type { Message } from '../raft/messages.js';
 import type { LogReader } from '../raft/raft-log.js';
 import type { Entry, HardState, NodeId } from '../raft/types.js';
@@ -60,7 +61,7 @@ export interface Scheduler {
 /** What the node reports as it goes; every member is optional. */
 export interface DriverEvents {
   /** The role or the known leader changed. */
-  roleChanged?(change: { role: string; term: number; leader: NodeId | null; lastIndex: number; commitIndex: number }): void;
+  roleChanged?(change: { role: Role; term: number; leader: NodeId | null; lastIndex: number; commitIndex: number }): void;
   /** A batch of committed entries was applied (long polls wait on it). */
   applied?(): void;
   /**

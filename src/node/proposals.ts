@@ -12,7 +12,7 @@ import { LmqError } from '../util/errors.js';
 export interface Acknowledged<R> {
   readonly index: number;
   readonly term: number;
-  /** The state machine's answer; absent under `leader` quorum, which answers before commit. */
+  /** The state machine's answer; absent when acknowledged before it was applied (`leader` quorum). */
   readonly result?: R;
 }
 
@@ -37,8 +37,14 @@ export class ProposalTracker<R> {
   private readonly pending = new Map<number, Pending<R>>();
   private lastAddedIndex = 0;
   private term = 0;
+  /**
+   * A reply is being called. Replies must not propose again synchronously: the scans below
+   * walk the map while they answer (RaftNode's replies settle promises, which run later).
+   */
+  private replying = false;
 
   add(index: number, term: number, mode: QuorumMode, deadlineMs: number, reply: ProposalReply<R>): void {
+    assert(!this.replying, 'a proposal reply proposed again synchronously');
     // Proposals of an earlier term were lost with that leadership, even if this node leads
     // again now (its old tail may have been overwritten in between).
     if (term !== this.term) this.failAll(`was not acknowledged before the leader's term ended (now term ${term})`);
@@ -54,7 +60,7 @@ export class ProposalTracker<R> {
     for (const [index, p] of this.pending) {
       if (p.deadlineMs > nowMs) break; // deadlines follow insertion order
       this.pending.delete(index);
-      p.reply.reject(new LmqError('LMQ_TIMEOUT', `the write at log index ${index} was not acknowledged under ${p.mode} quorum in time; it may or may not have been committed — retry it (retries are deduplicated)`, { index }));
+      this.answer(() => p.reply.reject(new LmqError('LMQ_TIMEOUT', `the write at log index ${index} was not acknowledged under ${p.mode} quorum in time; it may or may not have been committed — retry it (retries are deduplicated)`, { index })));
     }
   }
 
@@ -97,11 +103,20 @@ export class ProposalTracker<R> {
 
   private settle(index: number, p: Pending<R>): void {
     this.pending.delete(index);
-    p.reply.resolve(p.result === undefined ? { index, term: p.term } : { index, term: p.term, result: p.result });
+    this.answer(() => p.reply.resolve(p.result === undefined ? { index, term: p.term } : { index, term: p.term, result: p.result }));
   }
 
   private lose(index: number, p: Pending<R>, reason: string): void {
     this.pending.delete(index);
-    p.reply.reject(new LmqError('LMQ_LEADERSHIP_LOST', `the write at log index ${index} ${reason}; it may or may not have been committed — retry it (retries are deduplicated)`, { index }));
+    this.answer(() => p.reply.reject(new LmqError('LMQ_LEADERSHIP_LOST', `the write at log index ${index} ${reason}; it may or may not have been committed — retry it (retries are deduplicated)`, { index })));
+  }
+
+  private answer(call: () => void): void {
+    this.replying = true;
+    try {
+      call();
+    } finally {
+      this.replying = false;
+    }
   }
 }

@@ -162,6 +162,11 @@ export class Simulation {
   /** Everything any node applied: index -> entry key. Committed entries, by definition. */
   private readonly committed = new Map<number, { term: number; key: string }>();
   private readonly committedIndexByKey = new Map<string, number>();
+  /** Proposals answered (each exactly once), and those refused with "nothing was appended". */
+  private readonly answered = new Set<string>();
+  private readonly refusedDefinitely = new Set<string>();
+  /** Disk latencies and postponed work draw from their own stream, so driver changes do not reshuffle the faults. */
+  private readonly ioRng: Rng;
   private readonly leaderOfTerm = new Map<number, NodeId>();
   /** Each leader's commit index as last seen, to check every advance. */
   private readonly leaderCommit = new Map<NodeId, { term: number; commit: number }>();
@@ -176,6 +181,7 @@ export class Simulation {
     this.world = drawWorld(this.rng);
     this.network = new SimNetwork(this.rng.fork(), this.world.faults);
     this.chaosRng = new Rng(options.seed + 0x5bd1e995);
+    this.ioRng = new Rng(options.seed + 0x27d4eb2f);
     this.leaderChaos = this.chaosRng.pick([0, 0.2, 0.5]);
     this.ids = Array.from({ length: this.world.nodeCount }, (_, i) => `n${i + 1}`);
     this.quorum = Math.floor(this.world.nodeCount / 2) + 1;
@@ -214,14 +220,14 @@ export class Simulation {
   // ------------------------------------------------------------------ nodes: the production driver on in-memory ports
 
   private makeNode(id: NodeId): SimNode {
-    const disk = new SimDisk(() => this.tick, () => this.rng.int(this.world.maxDiskDelayTicks + 1));
+    const disk = new SimDisk(() => this.tick, () => this.ioRng.int(this.world.maxDiskDelayTicks + 1));
     const postponeProbability = this.world.postponeProbability;
     return {
       id,
       disk,
       log: new MemoryLogStore(disk),
       hardState: new MemoryHardStateStore(disk),
-      scheduler: new QueueScheduler(() => this.tick * TICK_MS, () => postponeProbability > 0 && this.rng.chance(postponeProbability)),
+      scheduler: new QueueScheduler(() => this.tick * TICK_MS, () => postponeProbability > 0 && this.ioRng.chance(postponeProbability)),
       driver: null,
       appliedIndex: 0,
       restartAtTick: 0,
@@ -264,6 +270,11 @@ export class Simulation {
 
   private send(node: SimNode, message: Message): void {
     this.checkBackedByHardState(node, message);
+    if (message.type === 'appendResp' && !message.reject) {
+      // A follower acknowledges only what its disk holds (etcd's msgsAfterAppend).
+      const durable = node.log.log.durableEntries()[message.index - 1];
+      this.check(message.index === 0 || durable !== undefined, () => `durable ack: ${node.id} acknowledges ${message.index} with ${node.log.log.durableEntries().length} entries durable`);
+    }
     this.network.send(message, this.tick);
   }
 
@@ -330,21 +341,31 @@ export class Simulation {
    * the durable state at the moment it is given. `onLost` hears a definite or possible loss.
    */
   private propose(node: SimNode, key: string, mode: QuorumMode, onLost: () => void = () => undefined): void {
-    const driver = node.driver!;
-    driver.propose(new TextEncoder().encode(key), mode, {
+    // A crashed incarnation never answers (its scheduler and disk dropped its work): no guard needed.
+    node.driver!.propose(new TextEncoder().encode(key), mode, {
       resolve: (ack) => {
-        if (node.driver !== driver) return; // answered by an incarnation that has since crashed
+        this.answerOnce(key, 'acknowledged');
         this.checkAcknowledged(node, key, mode, ack);
         this.stats.proposalsAcked++;
         this.stats.acksByMode[mode]++;
         this.trace.add(this.tick, () => `${node.id} acks ${key} (${mode}) at ${ack.index}@${ack.term}`);
       },
       reject: (error: LmqError) => {
-        if (node.driver !== driver) return;
-        this.trace.add(this.tick, () => `${node.id} refuses ${key} (${mode}): ${error.code}`);
+        this.answerOnce(key, error.code);
+        this.trace.add(this.tick, () => `${node.id} refuses ${key} (${mode}): ${error.code}${error.indeterminate ? '' : ' (not appended)'}`);
+        if (!error.indeterminate) {
+          // A refusal that says nothing was appended: the entry must never commit.
+          this.check(!this.committedIndexByKey.has(key), () => `refusal: ${node.id} refused ${key} with ${error.code} (not appended), but it is committed`);
+          this.refusedDefinitely.add(key);
+        }
         onLost();
       },
     });
+  }
+
+  private answerOnce(key: string, answer: string): void {
+    this.check(!this.answered.has(key), () => `answers: ${key} answered twice (now ${answer})`);
+    this.answered.add(key);
   }
 
   /** What each quorum mode promises when it acknowledges (CONTRACT.md). */
@@ -372,6 +393,7 @@ export class Simulation {
     const key = entryKey(entry);
     const known = this.committed.get(entry.index);
     if (known === undefined) {
+      this.check(!this.refusedDefinitely.has(key), () => `refusal: ${key} commits at ${entry.index}, but it was refused as not appended`);
       this.committed.set(entry.index, { term: entry.term, key });
       this.committedIndexByKey.set(key, entry.index);
     } else {
