@@ -43,6 +43,8 @@ const { values } = parseArgs({
     'sync-duration': { type: 'string', default: '30' },
     'loss-seeds': { type: 'string', default: '10' },
     'loss-duration': { type: 'string', default: '20' },
+    /** Only these modes, e.g. async:majority,sync:leader (default: all four). */
+    modes: { type: 'string' },
   },
 });
 const syncSeeds = Number(values['sync-seeds']);
@@ -50,12 +52,14 @@ const syncDurationS = Number(values['sync-duration']);
 const lossSeeds = Number(values['loss-seeds']);
 const lossDurationS = Number(values['loss-duration']);
 
-const plans: ModePlan[] = [
+const allPlans: ModePlan[] = [
   { flush: 'sync', quorum: 'majority', seeds: syncSeeds, durationS: syncDurationS, expect: 'valid' },
   { flush: 'sync', quorum: 'all', seeds: Math.max(1, Math.ceil(syncSeeds / 2)), durationS: syncDurationS, expect: 'valid' },
   { flush: 'async', quorum: 'majority', seeds: lossSeeds, durationS: lossDurationS, expect: 'loss' },
   { flush: 'sync', quorum: 'leader', seeds: lossSeeds, durationS: lossDurationS, expect: null },
 ];
+const wanted = values.modes?.split(',');
+const plans = allPlans.filter((p) => wanted === undefined || wanted.includes(`${p.flush}:${p.quorum}`));
 
 const BIN = resolve(import.meta.dirname, import.meta.dirname.includes('/dist/') ? '../../bin/ledgermq' : '../bin/ledgermq');
 const OUT_DIR = resolve(import.meta.dirname, import.meta.dirname.includes('/dist/') ? '../../bench/out' : 'out');
@@ -67,7 +71,10 @@ function runSeed(plan: ModePlan, seed: number): SeedResult {
   const args = [BIN, 'chaos', '--duration', String(plan.durationS), '--nemesis', 'power', '--seed', String(seed), '--flush', plan.flush, '--quorum', plan.quorum, '--out', outDir, '--json'];
   const child = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: (plan.durationS + 180) * 1000, maxBuffer: 64 * 1024 * 1024 });
   const line = child.stdout.trim().split('\n').pop() ?? '';
-  if (child.status !== 0 && child.status !== 1) throw new Error(`chaos ${args.slice(2).join(' ')} exited ${child.status}: ${child.stderr.slice(-2000)}`);
+  // A run that could not judge (exit 2/3, a crash, a timeout) is reported and stops the script.
+  if ((child.status !== 0 && child.status !== 1) || !line.startsWith('{')) {
+    throw new Error(`chaos ${args.slice(2).join(' ')} exited ${child.status ?? child.signal} without a verdict: ${child.stderr.slice(-2000)}`);
+  }
   const summary = JSON.parse(line) as Omit<SeedResult, 'wallS' | 'allNodeCuts'>;
   const allNodeCuts = summary.powerLoss.cuts.filter((c) => c.allNodes).length;
   // Keep the output of a run that broke its mode's promise; the rest is only figures.

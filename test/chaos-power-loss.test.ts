@@ -39,6 +39,12 @@ describe('chaos – power loss window', () => {
     ]);
   });
 
+  it('gives a reply still in flight when the nodes died to that cut', () => {
+    const window = lossWindow([1020, 1100], [cut(1000, ['n1', 'n2', 'n3']), cut(8000, ['n1', 'n2'])], 3);
+    expect(window.cuts.map((c) => c.lost)).toEqual([1, 1]);
+    expect(window.cuts[0]!.ackedBeforeCutMinMs).toBe(-20);
+  });
+
   it('counts a loss acknowledged after the last cut as unexplained', () => {
     const window = lossWindow([200, 7000], [cut(1000, ['n1', 'n2', 'n3'])], 3);
     expect(window.afterLastCut).toBe(1);

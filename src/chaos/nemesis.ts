@@ -10,8 +10,8 @@
 // - power: a power cut — SIGKILL all nodes, or a majority that includes the leader, at once;
 //   after the hold time they boot again in a drawn order, a drawn moment apart. The runner
 //   starts every node in storage mode lazy for it (src/log/file-io.ts), so each killed node
-//   loses what it had not fsynced. The run's first power cut takes all nodes, and every cut
-//   waits until writes are being acknowledged again, so each one strikes mid-write.
+//   loses what it had not fsynced. The run's first two power cuts take all nodes, and every
+//   cut waits until writes are being acknowledged again, so each one strikes mid-write.
 // Which node is "the leader" is read from the cluster at the moment, so replaying a seed
 // replays the choices, not necessarily the same victims.
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -39,7 +39,7 @@ export interface NemesisTiming {
   readonly laggingKillChance: number;
   readonly laggingKillMinMs: number;
   readonly laggingKillMaxMs: number;
-  /** Chance that a power cut after the run's first takes every node rather than a majority. */
+  /** Chance that a power cut after the run's second takes every node rather than a majority. */
   readonly powerAllChance: number;
   /** After a power cut, the nodes boot up to this far apart (drawn per node). */
   readonly powerBootSpreadMaxMs: number;
@@ -115,7 +115,9 @@ export class Nemesis {
     const start = this.recorder.now();
     if (kind === 'power') {
       const cut = await this.cutPower(leader, nodeIds);
-      this.record({ kind, nodes: cut.nodes, detail: cut.detail, start, end: null }, cut.heal);
+      // The moment every victim is dead: a reply the client reads before then was sent before
+      // the power went off (lossWindow gives replies still in flight a small grace).
+      this.record({ kind, nodes: cut.nodes, detail: cut.detail, start: this.recorder.now(), end: null }, cut.heal);
       return;
     }
     if (kind === 'kill') {
@@ -149,7 +151,8 @@ export class Nemesis {
 
   /** Kills every victim at once; the heal boots them in a drawn order and spread. */
   private async cutPower(leader: string | null, nodeIds: string[]): Promise<{ nodes: string[]; detail: string; heal: () => Promise<void> }> {
-    const allNodes = this.powerCuts === 0 || leader === null || this.rng.chance(this.timing.powerAllChance);
+    // The first two take every node, so even a 20 s run has two cuts of the whole cluster.
+    const allNodes = this.powerCuts < 2 || leader === null || this.rng.chance(this.timing.powerAllChance);
     this.powerCuts += 1;
     const victims = allNodes ? nodeIds : [leader, this.rng.pick(nodeIds.filter((id) => id !== leader))];
     assert(victims.length * 2 > nodeIds.length, 'a power cut takes a majority');

@@ -26,13 +26,24 @@ export interface LossWindow {
   readonly afterLastCut: number;
 }
 
-/** `lostAckTimesMs` ascending (CheckReport.lostAckTimesMs); each lost write goes to the first cut after its ack. */
+/**
+ * A reply the node sent just before it died can reach the client a moment after the cut was
+ * recorded (the kernel still delivers what the socket held); an ack this close after a cut
+ * belongs to it. Far below the time any cluster needs to reboot and acknowledge again.
+ */
+export const ACK_IN_FLIGHT_GRACE_MS = 50;
+
+/**
+ * `lostAckTimesMs` ascending (CheckReport.lostAckTimesMs); each lost write goes to the first
+ * cut at or after its ack, less the grace for a reply in flight (so "before the cut" may be a
+ * few milliseconds below zero).
+ */
 export function lossWindow(lostAckTimesMs: readonly number[], faults: readonly FaultRecord[], nodeCount: number): LossWindow {
   const cuts = faults.filter((f) => f.kind === 'power');
   const byCut: number[][] = cuts.map(() => []);
   let afterLastCut = 0;
   for (const ackMs of lostAckTimesMs) {
-    const position = cuts.findIndex((cut) => cut.start >= ackMs);
+    const position = cuts.findIndex((cut) => cut.start + ACK_IN_FLIGHT_GRACE_MS >= ackMs);
     if (position === -1) afterLastCut += 1;
     else byCut[position]!.push(ackMs);
   }
