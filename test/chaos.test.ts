@@ -46,6 +46,8 @@ describe('chaos – short runs per nemesis are valid', () => {
     expect(result.nodePids.length).toBeGreaterThanOrEqual(nemesis === 'kill' ? 4 : 3);
     expect(result.nodePids.filter(isAlive)).toEqual([]);
     expect(existsSync(join(outDir, 'nodes', 'n1.log'))).toBe(true);
+    // Only the power nemesis turns storage mode lazy on.
+    expect(readFileSync(join(outDir, 'nodes', 'n1.log'), 'utf8')).not.toContain('UNSAFE STORAGE MODE');
   }, 60_000);
 
   it('partition, through the CLI with --json', async () => {
@@ -69,8 +71,32 @@ describe('chaos – short runs per nemesis are valid', () => {
   it('refuses an unknown nemesis with exit 2', () => {
     const result = spawnSync(process.execPath, ['bin/ledgermq', 'chaos', '--duration', '5', '--nemesis', 'kill,flood'], { encoding: 'utf8', timeout: 30_000 });
     expect(result.status).toBe(2);
-    expect(result.stderr).toContain('--nemesis takes a comma-separated list of kill, pause, partition, not "kill,flood"');
+    expect(result.stderr).toContain('--nemesis takes a comma-separated list of kill, pause, partition, power, not "kill,flood"');
   });
+});
+
+describe('chaos – power cuts in storage mode lazy', () => {
+  it('sync flush with majority quorum stays valid through cuts of all nodes', async () => {
+    const outDir = join(dir, 'power');
+    const result = await runChaos({ durationS: 8, nemeses: ['power'], seed: 11, flush: 'sync', quorum: 'majority', outDir, producers: 3, timing: quickTiming });
+    const saved = JSON.parse(readFileSync(result.reportPath, 'utf8'));
+    expect(saved.faults.every((f: { kind: string; end: number | null }) => f.kind === 'power' && f.end !== null)).toBe(true);
+    // The run's first two cuts take every node; each cut takes at least a majority.
+    expect(saved.faults[0].nodes).toEqual(['n1', 'n2', 'n3']);
+    if (saved.faults.length > 1) expect(saved.faults[1].nodes).toEqual(['n1', 'n2', 'n3']);
+    expect(saved.faults.every((f: { nodes: string[] }) => f.nodes.length >= 2)).toBe(true);
+    expect(result.report.undrainedQueues).toEqual([]);
+    expect(result.verdict).toBe('valid');
+    expect(result.crashedNodes).toEqual([]);
+    expect(result.powerLoss).toMatchObject({ lost: 0, afterLastCut: 0 });
+    expect(result.powerLoss!.cuts.length).toBe(result.faults);
+    expect(result.lossExplained).toBeNull();
+    expect(result.acked).toBeGreaterThan(0);
+    // Every node ran in storage mode lazy, and said so loudly at every start.
+    for (const id of ['n1', 'n2', 'n3']) expect(readFileSync(join(outDir, 'nodes', `${id}.log`), 'utf8')).toContain('UNSAFE STORAGE MODE lazy');
+    expect(result.nodePids.length).toBeGreaterThanOrEqual(6);
+    expect(result.nodePids.filter(isAlive)).toEqual([]);
+  }, 90_000);
 });
 
 describe('chaos – leader quorum is caught losing acknowledged writes', () => {

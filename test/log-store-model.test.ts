@@ -3,11 +3,15 @@
 // (page cache included) and damages the copy anywhere after the last durable byte; the
 // reopened log must hold every entry up to the durable index at the crash and only a
 // prefix of what the model holds — nothing lost, nothing reordered, nothing invented.
+// A kill copies the files as they are, undamaged, and drops the process's memory: in storage
+// mode lazy (file-io.ts) the reopened log must hold exactly the entries up to the durable
+// index at the kill — what a power cut leaves — and in mode os (page cache kept) at least those.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES } from '../src/log/frame.js';
+import { fileIoFor, type StorageMode } from '../src/log/file-io.js';
 import { LogStore, type LogStoreOptions } from '../src/log/log-store.js';
 import { type Entry, EntryType } from '../src/raft/types.js';
 import { options, plain, readAll, removeTempDirs, segmentFiles, tempDir } from './log-helpers.js';
@@ -23,6 +27,7 @@ type Op =
   | { kind: 'deleteBefore'; fraction: number }
   | { kind: 'read'; loFraction: number; count: number; maxBytes: number }
   | { kind: 'reopen' }
+  | { kind: 'kill' }
   | { kind: 'crash'; cutFraction: number; damage: 'truncate' | 'zero' | 'garbage'; garbage: Uint8Array };
 
 const sizes = fc.array(fc.integer({ min: 0, max: 600 }), { minLength: 1, maxLength: 8 });
@@ -36,6 +41,7 @@ const opArbitrary: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('deleteBefore' as const), fraction }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('read' as const), loFraction: fraction, count: fc.integer({ min: 0, max: 20 }), maxBytes: fc.integer({ min: 1, max: 3000 }) }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'reopen' as const }) },
+  { weight: 2, arbitrary: fc.constant({ kind: 'kill' as const }) },
   {
     weight: 2,
     arbitrary: fc.record({
@@ -102,13 +108,22 @@ function crashCopy(dir: string, durableIndex: number, model: ModelLog, op: Extra
   return copy;
 }
 
-async function runOps(opts: Omit<LogStoreOptions, 'dir'>, ops: Op[]): Promise<void> {
+/** Copies the segment files as the disk holds them: what a killed process leaves behind. */
+function killCopy(dir: string): string {
+  const copy = tempDir();
+  for (const name of segmentFiles(dir)) writeFileSync(join(copy, name), readFileSync(join(dir, name)));
+  return copy;
+}
+
+async function runOps(opts: Omit<LogStoreOptions, 'dir' | 'io'>, ops: Op[], storage: StorageMode = 'os'): Promise<void> {
   let dir = tempDir();
-  let store = LogStore.open({ ...opts, dir });
+  // A fresh port per open: a new process starts with nothing held in memory.
+  const open = (): LogStore => LogStore.open({ ...opts, dir, io: fileIoFor(storage) });
+  let store = open();
   const model = new ModelLog();
   const pending: Array<Promise<number>> = [];
   const reopen = (): void => {
-    store = LogStore.open({ ...opts, dir });
+    store = open();
     if (model.commit > 0) store.setCommitIndex(model.commit);
   };
   for (const op of ops) {
@@ -188,12 +203,27 @@ async function runOps(opts: Omit<LogStoreOptions, 'dir'>, ops: Op[]): Promise<vo
         reopen();
         expectSame(store, model);
         break;
+      case 'kill': {
+        const durable = store.durableIndex();
+        const copy = killCopy(dir);
+        await store.close();
+        dir = copy;
+        store = open();
+        const recovered = store.lastIndex();
+        if (storage === 'lazy') expect(recovered).toBe(durable);
+        else expect(recovered).toBeGreaterThanOrEqual(durable);
+        expect(recovered).toBeLessThanOrEqual(model.lastIndex());
+        model.log.length = recovered;
+        expectSame(store, model);
+        if (model.commit > 0) store.setCommitIndex(model.commit);
+        break;
+      }
       case 'crash': {
         const durable = store.durableIndex();
         const copy = crashCopy(dir, durable, model, op);
         await store.close();
         dir = copy;
-        store = LogStore.open({ ...opts, dir });
+        store = open();
         const recovered = store.lastIndex();
         expect(recovered).toBeGreaterThanOrEqual(durable);
         expect(recovered).toBeLessThanOrEqual(model.lastIndex());
@@ -221,6 +251,27 @@ describe('log store – model-based property (append/truncate/flush/reopen/crash
       }),
       { numRuns: 45 },
     );
+  });
+
+  it('in storage mode lazy, a kill recovers exactly the last fsynced state', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('sync' as const, 'async' as const), fc.array(opArbitrary, { minLength: 1, maxLength: 30 }), async (flushMode, ops) => {
+        await runOps({ segmentBytes: 4096, flushMode, flushIntervalMs: 1 }, ops, 'lazy');
+        removeTempDirs();
+      }),
+      { numRuns: 45 },
+    );
+  });
+
+  it('in storage mode lazy, a kill loses the unsynced tail (appended, written, never flushed)', async () => {
+    await runOps(options('unused', { segmentBytes: 4096 }), [
+      { kind: 'append', sizes: [10, 20, 30], newTerm: true },
+      { kind: 'flush', wait: true },
+      { kind: 'append', sizes: [40, 5000, 50], newTerm: false },
+      { kind: 'read', loFraction: 0, count: 20, maxBytes: 100_000 },
+      { kind: 'kill' },
+      { kind: 'flush', wait: true },
+    ], 'lazy');
   });
 
   it('keeps entries larger than a segment in a segment of their own', async () => {

@@ -6,6 +6,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { type ClusterConfig, findNode } from '../config/config.js';
+import { fileIoFor, type StorageMode } from '../log/file-io.js';
 import { HardStateStore } from '../log/hard-state-store.js';
 import { LogStore } from '../log/log-store.js';
 import { RaftNode } from '../node/raft-node.js';
@@ -22,23 +23,35 @@ export interface BrokerNode {
   stop(): Promise<void>;
 }
 
-/** `onNode` sees the Raft node as soon as it exists (before it starts), e.g. to tag log lines. */
+/**
+ * `onNode` sees the Raft node as soon as it exists (before it starts), e.g. to tag log lines.
+ * `storage` 'lazy' holds unsynced log and hard-state bytes in memory so that a SIGKILL loses
+ * them as a power cut would (src/log/file-io.ts) — for power-loss chaos runs only.
+ */
 export async function startBrokerNode(
   config: ClusterConfig,
   id: string,
   logger: Logger,
   onNode: (node: RaftNode<ApplyResult>) => void = () => undefined,
+  storage: StorageMode = 'os',
 ): Promise<BrokerNode> {
   const self = findNode(config, id);
   mkdirSync(self.dataDir, { recursive: true });
+  if (storage === 'lazy') {
+    logger.warn(
+      { storage },
+      'UNSAFE STORAGE MODE lazy: written log and hard-state bytes are held in memory until fdatasync, so a crash loses them as a power cut would. For chaos runs only — never in production',
+    );
+  }
   const log = LogStore.open({
     dir: join(self.dataDir, 'log'),
     segmentBytes: config.log.segmentBytes,
     flushMode: config.flush.mode,
     flushIntervalMs: config.flush.intervalMs,
     logger,
+    io: fileIoFor(storage),
   });
-  const hardState = HardStateStore.open(join(self.dataDir, 'meta'));
+  const hardState = HardStateStore.open(join(self.dataDir, 'meta'), storage);
   const state = await openStateMachine(join(self.dataDir, 'state'), log, logger);
 
   let node: RaftNode<ApplyResult> | null = null;
@@ -83,8 +96,11 @@ export async function startBrokerNode(
 
 /**
  * The state machine is derived from the log. If it is ahead of the log — possible only when an
- * async-flush node lost its unflushed tail in a crash — it is rebuilt from the log rather than
- * trusted: serving state the log no longer holds would invent data.
+ * async-flush node lost its unflushed tail in a crash (a power cut; in chaos runs, a SIGKILL in
+ * storage mode lazy, which keeps the broker's lmdb state as the page cache would) — it is
+ * rebuilt from the log rather than trusted: serving state the log no longer holds would invent
+ * data. A state at or behind the log is a prefix of it: it applied only committed entries,
+ * which the log never truncates, and what survived of the log is a prefix of what was written.
  */
 async function openStateMachine(dir: string, log: LogStore, logger: Logger): Promise<BrokerStateMachine> {
   const state = BrokerStateMachine.open({ dir, log, logger });

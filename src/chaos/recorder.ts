@@ -7,7 +7,7 @@ import type { HistoryEvent, ReadMessage } from '../checker/index.js';
 import { assert } from '../util/assert.js';
 
 export interface FaultRecord {
-  kind: 'kill' | 'pause' | 'partition';
+  kind: 'kill' | 'pause' | 'partition' | 'power';
   /** Nodes the fault hit (for a partition: the side that was cut off). */
   nodes: string[];
   /** One line for people, e.g. "SIGKILL n2 (leader)". */
@@ -34,6 +34,8 @@ export class HistoryRecorder {
   readonly leaders: LeaderChange[] = [];
   /** process → lane name (the worker it belongs to), for the timeline. */
   readonly lanes = new Map<number, string>();
+  /** Time of the latest ok send; -1 before the first. */
+  lastAckMs = -1;
   private nextProcess = 0;
   private readonly origin = performance.now();
 
@@ -63,6 +65,7 @@ export class HistoryRecorder {
   }
 
   sendOk(process: number, queue: string, body: string, offset: number | null): void {
+    this.lastAckMs = this.now();
     this.push({ type: 'ok', process, f: 'send', value: { queue, body, offset }, time: this.now() });
   }
 

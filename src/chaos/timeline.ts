@@ -11,7 +11,7 @@ const widthPx = 1400;
 const labelPx = 110;
 const rowPx = 16;
 const colors = { ok: '#3a3', fail: '#d33', info: '#f90', open: '#999' } as const;
-const faultColors: Record<FaultRecord['kind'], string> = { kill: '#d33', pause: '#36c', partition: '#939' };
+const faultColors: Record<FaultRecord['kind'], string> = { kill: '#d33', pause: '#36c', partition: '#939', power: '#e80' };
 const nodeColors = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d'];
 
 interface Span {
@@ -72,7 +72,7 @@ export function renderTimeline(recorder: HistoryRecorder, title: string): string
     parts.push(`<rect x="${x0.toFixed(1)}" y="${laneY(rowOf.get(span.lane) ?? 0) + 2}" width="${w.toFixed(1)}" height="${rowPx - 4}" fill="${colors[span.outcome]}"/>`);
   }
   const legendY = heightPx - 12;
-  parts.push(`<text x="4" y="${legendY}">ok=green fail=red info=orange unfinished=grey; faults: kill=red pause=blue partition=purple; time 0–${(endTime / 1000).toFixed(1)} s</text>`);
+  parts.push(`<text x="4" y="${legendY}">ok=green fail=red info=orange unfinished=grey; faults: kill=red pause=blue partition=purple power=orange; time 0–${(endTime / 1000).toFixed(1)} s</text>`);
   parts.push('</svg>');
   return parts.join('\n');
 }

@@ -72,15 +72,18 @@ export function drainCanJudge(index: HistoryIndex, send: SendRecord): DrainRecor
  * its queue was invoked, and whose body that drain does not contain. Sends to a queue that was
  * never drained, or still running when the final drain began, cannot be judged; the report
  * lists those (undrainedQueues, uncheckedAckedSends) and the verdict is then at best unknown.
+ * `ackTimesMs`: when each lost send was acknowledged, ascending — the loss window.
  */
-export function findLost(index: HistoryIndex): AnomalyResult {
+export function findLost(index: HistoryIndex): AnomalyResult & { ackTimesMs: number[] } {
   const findings = new Findings();
+  const ackTimesMs: number[] = [];
   for (const send of index.sends.values()) {
     if (send.outcome !== 'ok') continue;
     const drain = drainCanJudge(index, send);
     if (drain === undefined || drain.bodies.has(send.body)) continue;
     const ack = send.completion;
     assert(ack !== undefined, 'an ok send has its completion');
+    ackTimesMs.push(ack.time);
     findings.add(() => ({
       description: `send ${quote(send.body)} acked at ${send.queue} ${send.ackedOffset === undefined ? 'without an offset' : `offset ${send.ackedOffset}`} (${describeOp(ack)}) is missing from the final drain (${describeOp(drain.read)})`,
       body: send.body,
@@ -90,7 +93,8 @@ export function findLost(index: HistoryIndex): AnomalyResult {
       drain: drain.read,
     }));
   }
-  return findings.result();
+  ackTimesMs.sort((a, b) => a - b);
+  return { ...findings.result(), ackTimesMs };
 }
 
 /**

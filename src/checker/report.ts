@@ -30,8 +30,8 @@ export const anomalyKinds = [
 ] as const;
 export type AnomalyKind = (typeof anomalyKinds)[number];
 
-const anomalyFinders: Readonly<Record<AnomalyKind, (index: HistoryIndex) => AnomalyResult>> = {
-  lost: findLost,
+/** Every kind but `lost`, which buildReport runs itself for its ack times. */
+const anomalyFinders: Readonly<Record<Exclude<AnomalyKind, 'lost'>, (index: HistoryIndex) => AnomalyResult>> = {
   unexpected: findUnexpected,
   duplicate: findDuplicates,
   'inconsistent-offsets': findInconsistentOffsets,
@@ -60,6 +60,8 @@ export interface CheckReport {
   undrainedQueues: string[];
   /** Acked sends whose loss could not be judged (see Verdict). */
   uncheckedAckedSends: number;
+  /** When each lost send was acknowledged (history time, ascending): the window the loss covers. */
+  lostAckTimesMs: number[];
   stats: HistoryStats;
 }
 
@@ -68,8 +70,9 @@ export function buildReport(index: HistoryIndex): CheckReport {
   const counts = {} as Record<AnomalyKind, number>;
   const anomalies = {} as Record<AnomalyKind, AnomalyExample[]>;
   let anomalyCount = 0;
+  const lost = findLost(index);
   for (const kind of anomalyKinds) {
-    const result = anomalyFinders[kind](index);
+    const result = kind === 'lost' ? lost : anomalyFinders[kind](index);
     assert(Number.isSafeInteger(result.count) && result.count >= 0, 'an anomaly count is a natural number');
     counts[kind] = result.count;
     anomalies[kind] = result.examples;
@@ -85,7 +88,8 @@ export function buildReport(index: HistoryIndex): CheckReport {
   const undrainedQueues = [...sentQueues].filter((q) => !drained.has(q)).sort();
   const verdict: Verdict = anomalyCount > 0 ? 'invalid' : uncheckedAckedSends > 0 ? 'unknown' : 'valid';
   assert(verdict !== 'valid' || anomalyCount === 0, 'a valid verdict has no anomaly');
-  return { valid: verdict === 'valid', verdict, counts, anomalies, undrainedQueues, uncheckedAckedSends, stats: index.stats };
+  assert(lost.ackTimesMs.length === counts.lost, 'one ack time per lost send');
+  return { valid: verdict === 'valid', verdict, counts, anomalies, undrainedQueues, uncheckedAckedSends, lostAckTimesMs: lost.ackTimesMs, stats: index.stats };
 }
 
 /** The human summary: verdict line, what the history held, then each anomaly with its examples. */

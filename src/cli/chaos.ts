@@ -4,7 +4,8 @@
 import { join, resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { FLUSH_MODES, type FlushMode, QUORUM_MODES, type QuorumMode } from '../config/config.js';
-import { NEMESES, type NemesisKind } from '../chaos/nemesis.js';
+import { DEFAULT_NEMESES, NEMESES, type NemesisKind } from '../chaos/nemesis.js';
+import { formatLossWindow } from '../chaos/power-loss.js';
 import { chaosDurationMaxS, runChaos } from '../chaos/runner.js';
 import { parseIntOption, withConfig } from './options.js';
 
@@ -33,7 +34,7 @@ export function registerChaos(program: Command): void {
       .command('chaos')
       .description('run a fresh 3-node cluster under a produce/consume workload and seeded faults, then check the history')
       .requiredOption('--duration <seconds>', 'seconds of faults', parseIntOption('--duration', 1, chaosDurationMaxS))
-      .option('--nemesis <list>', `faults to pick from each round: ${NEMESES.join(',')}`, parseNemeses, [...NEMESES])
+      .option('--nemesis <list>', `faults to pick from each round: ${NEMESES.join(',')} (power: cuts of all nodes or a majority, in storage mode lazy)`, parseNemeses, [...DEFAULT_NEMESES])
       .option('--seed <s>', 'seed of the fault schedule and workload (default: random, printed)', parseIntOption('--seed', 0, 2 ** 31 - 1))
       .addOption(new Option('--flush <mode>', 'flush mode of the cluster').choices(FLUSH_MODES).default('sync'))
       .addOption(new Option('--quorum <mode>', 'quorum mode of the cluster').choices(QUORUM_MODES).default('majority'))
@@ -61,12 +62,15 @@ async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
       durationS: options.duration, nemeses: options.nemesis, seed, flush: options.flush, quorum: options.quorum, outDir, log: say, signal: abort.signal,
     });
     if (options.json === true) {
-      const { seed: s, valid, verdict, acked, faults, anomalies, crashedNodes, historyPath, reportPath, timelinePath } = result;
-      process.stdout.write(`${JSON.stringify({ valid, verdict, seed: s, acked, faults, anomalies, crashedNodes, history: historyPath, report: reportPath, timeline: timelinePath })}\n`);
+      const { seed: s, valid, verdict, acked, faults, anomalies, crashedNodes, powerLoss, lossExplained, historyPath, reportPath, timelinePath } = result;
+      const power = powerLoss === null ? {} : { powerLoss, lossExplained };
+      process.stdout.write(`${JSON.stringify({ valid, verdict, seed: s, acked, faults, anomalies, crashedNodes, ...power, history: historyPath, report: reportPath, timeline: timelinePath })}\n`);
     } else {
       const found = Object.entries(result.anomalies).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
       const crashed = result.crashedNodes.length > 0 ? `, nodes that crashed by themselves: ${result.crashedNodes.join(', ')}` : '';
       process.stdout.write(`${result.verdict.toUpperCase()}: seed ${seed}, ${result.acked} acked, ${result.faults} faults${found.length > 0 ? `, anomalies: ${found.join(', ')}` : ''}${crashed}\n`);
+      if (result.powerLoss !== null) process.stdout.write(`${formatLossWindow(result.powerLoss).join('\n')}\n`);
+      if (result.lossExplained !== null) process.stdout.write(`${result.lossExplained}\n`);
       process.stdout.write(`history ${result.historyPath}\nreport ${join(outDir, 'report.txt')}\ntimeline ${result.timelinePath}\n`);
     }
     process.exitCode = result.valid ? 0 : 1;

@@ -9,6 +9,7 @@ import { LedgerClient, DEFAULT_CLIENT_OPTIONS } from '../client/client.js';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
 import type { NodeStatus } from '../protocol/index.js';
 import { tcpConnector } from '../client/tcp-connector.js';
+import type { StorageMode } from '../log/file-io.js';
 import { freePorts } from './ports.js';
 import { assert } from '../util/assert.js';
 import { until } from '../util/until.js';
@@ -19,6 +20,8 @@ const BIN = resolve(import.meta.dirname, import.meta.dirname.includes(`${sep}dis
 export interface LaunchOptions {
   /** Options for the node (V8) runtime of each node process, before the script. */
   readonly nodeArgs?: readonly string[];
+  /** 'lazy': every node loses its unsynced writes when killed, as in a power cut (chaos only). */
+  readonly storage?: StorageMode;
 }
 
 export class LocalCluster {
@@ -77,7 +80,8 @@ export class LocalCluster {
   start(id: string): ChildProcess {
     const log = openSync(join(this.dir, `${id}.log`), 'a');
     const configPath = this.nodeConfigPaths.get(id) ?? this.configPath;
-    const child = spawn(process.execPath, [...(this.launch.nodeArgs ?? []), BIN, 'node', 'start', '--id', id, '--config', configPath], {
+    const storage = this.launch.storage === 'lazy' ? ['--unsafe-storage', 'lazy'] : [];
+    const child = spawn(process.execPath, [...(this.launch.nodeArgs ?? []), BIN, 'node', 'start', '--id', id, '--config', configPath, ...storage], {
       stdio: ['ignore', log, log],
       env: { ...process.env, LEDGERMQ_LOG_FORMAT: 'json' },
     });

@@ -14,12 +14,13 @@
 // fdatasync skip the file-size and extent metadata update; on our disks that is about twice
 // as many syncs per second as appending to a growing file. The price is that old bytes lie
 // past the logical end, so the store keeps that space zeroed (see recovery.ts).
-import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Entry } from '../raft/types.js';
 import { assert } from '../util/assert.js';
+import { type LogFileIo, osFileIo } from './file-io.js';
 import { FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, decodeFrame, encodeFrame, encodeSegmentHeader, frameBytes, newFrameHeader } from './frame.js';
 import { type RecoveredLog, recoverSegments } from './recovery.js';
 import {
@@ -45,6 +46,8 @@ export interface LogStoreOptions {
   flushIntervalMs: number;
   /** Recovery and truncation are logged at info. */
   logger?: Logger;
+  /** File calls on segment files; default osFileIo. LazyFileIo only for power-loss chaos runs. */
+  io?: LogFileIo;
 }
 
 export interface LogStoreStats {
@@ -125,11 +128,13 @@ export class LogStore {
   private spareState: 'none' | 'preparing' | 'ready' = 'none';
   private sparePromise: Promise<void> = Promise.resolve();
   private readonly counters: LogStoreStats = { fsyncs: 0, appendedEntries: 0, appendedBytes: 0 };
+  private readonly io: LogFileIo;
 
   private constructor(
     private readonly options: LogStoreOptions,
     recovered: RecoveredLog | null,
   ) {
+    this.io = options.io ?? osFileIo;
     if (recovered === null) {
       this.segments = [];
       this.termRuns = new TermRuns(0, 0);
@@ -137,7 +142,7 @@ export class LogStore {
     } else {
       this.segments = recovered.segments;
       this.termRuns = recovered.termRuns;
-      this.activeFd = openSync(this.activeSegment().path, 'r+');
+      this.activeFd = this.io.openSync(this.activeSegment().path, 'r+');
       this.finishRecovery(recovered);
     }
     this.durable = this.lastIndex();
@@ -157,17 +162,17 @@ export class LogStore {
     const fileNames = readdirSync(options.dir)
       .filter((name) => SEGMENT_NAME_PATTERN.test(name))
       .sort();
-    return new LogStore(options, fileNames.length === 0 ? null : recoverSegments(options.dir, fileNames));
+    return new LogStore(options, fileNames.length === 0 ? null : recoverSegments(options.io ?? osFileIo, options.dir, fileNames));
   }
 
   /** Zeroes what recovery cut or found stale past the end, then syncs, so that all of it is durable. */
   private finishRecovery(recovered: RecoveredLog): void {
     const active = this.activeSegment();
     if (active.dirtyEndBytes > active.endBytes) {
-      writeZeros(this.activeFd, active.endBytes, active.dirtyEndBytes);
+      writeZeros(this.io, this.activeFd, active.endBytes, active.dirtyEndBytes);
       active.dirtyEndBytes = active.endBytes;
     }
-    fdatasyncSync(this.activeFd);
+    this.io.fdatasyncSync(this.activeFd);
     fsyncDir(this.options.dir);
     this.counters.fsyncs += 1;
     if (recovered.tornTail !== null) {
@@ -252,7 +257,7 @@ export class LogStore {
       let offset = 0;
       for (const entry of entries) offset += encodeFrame(own, offset, entry);
       assert(offset === batchBytes, 'encoded exactly the bytes counted');
-      writeFully(this.activeFd, own, batchBytes, this.activeWrittenEndBytes);
+      writeFully(this.io, this.activeFd, own, batchBytes, this.activeWrittenEndBytes);
       this.activeWrittenEndBytes += batchBytes;
       return;
     }
@@ -284,7 +289,7 @@ export class LogStore {
     if (this.pendingBytes === 0) return;
     const active = this.activeSegment();
     assert(this.activeWrittenEndBytes + this.pendingBytes === active.endBytes, 'pending frames end at the segment end');
-    writeFully(this.activeFd, this.pending, this.pendingBytes, this.activeWrittenEndBytes);
+    writeFully(this.io, this.activeFd, this.pending, this.pendingBytes, this.activeWrittenEndBytes);
     this.activeWrittenEndBytes = active.endBytes;
     this.pendingBytes = 0;
     const waiters = this.writeWaiters;
@@ -324,7 +329,7 @@ export class LogStore {
     assert(full.dirtyEndBytes === full.endBytes, 'a segment is clean past its end when it rolls');
     // Synced before the next segment exists, so recovery may treat damage in any segment but
     // the last as corruption rather than a torn write.
-    fdatasyncSync(this.activeFd);
+    this.io.fdatasyncSync(this.activeFd);
     this.counters.fsyncs += 1;
     // Earlier segments were synced when they rolled, truncations sync before returning.
     this.durable = this.lastIndex();
@@ -344,11 +349,11 @@ export class LogStore {
     if (useSpare) this.spareState = 'none';
     else createZeroFileSync(tmpPath, this.options.segmentBytes);
     const segment = new Segment(this.options.dir, firstIndex, prevTerm);
-    const fd = openSync(tmpPath, 'r+');
+    const fd = this.io.openSync(tmpPath, 'r+');
     const header = encodeSegmentHeader({ firstIndex, prevTerm });
-    writeFully(fd, header, header.length, 0);
-    fdatasyncSync(fd);
-    renameSync(tmpPath, segment.path);
+    writeFully(this.io, fd, header, header.length, 0);
+    this.io.fdatasyncSync(fd);
+    this.io.renameSync(tmpPath, segment.path);
     fsyncDir(this.options.dir);
     this.counters.fsyncs += 2;
     this.segments.push(segment);
@@ -427,15 +432,15 @@ export class LogStore {
     const length = segment.offsetOf(toExclusive) - startBytes;
     const buf = Buffer.allocUnsafe(length);
     const isActive = segment === this.activeSegment();
-    const fd = isActive ? this.activeFd : openSync(segment.path, 'r');
+    const fd = isActive ? this.activeFd : this.io.openSync(segment.path, 'r');
     try {
       for (let done = 0; done < length; ) {
-        const read = readSync(fd, buf, done, length - done, startBytes + done);
+        const read = this.io.readSync(fd, buf, done, length - done, startBytes + done);
         if (read === 0) throw corruptSegmentError(segment.fileName, startBytes + done, 'file ends before the frames it held');
         done += read;
       }
     } finally {
-      if (!isActive) closeSync(fd);
+      if (!isActive) this.io.closeSync(fd);
     }
     const header = newFrameHeader();
     let offset = 0;
@@ -469,14 +474,14 @@ export class LogStore {
     while (this.activeSegment().firstIndex > fromIndex) {
       const dropped = this.segments.pop()!;
       this.closeFdWhenIdle(this.activeFd);
-      unlinkSync(dropped.path);
+      this.io.unlinkSync(dropped.path);
       fsyncDir(this.options.dir);
-      this.activeFd = openSync(this.activeSegment().path, 'r+');
+      this.activeFd = this.io.openSync(this.activeSegment().path, 'r+');
     }
     const active = this.activeSegment();
     active.truncateFrom(fromIndex);
-    writeZeros(this.activeFd, active.endBytes, active.dirtyEndBytes);
-    fdatasyncSync(this.activeFd);
+    writeZeros(this.io, this.activeFd, active.endBytes, active.dirtyEndBytes);
+    this.io.fdatasyncSync(this.activeFd);
     this.counters.fsyncs += 1;
     active.dirtyEndBytes = active.endBytes;
     this.activeWrittenEndBytes = active.endBytes;
@@ -547,7 +552,7 @@ export class LogStore {
     this.inFlightTarget = target;
     this.inFlightEpoch = epoch;
     this.inFlightBatch = batch;
-    fdatasync(this.activeFd, (error) => this.onSyncDone(error, target, epoch, batch));
+    this.io.fdatasync(this.activeFd, (error) => this.onSyncDone(error, target, epoch, batch));
   }
 
   private onSyncDone(error: Error | null, target: number, epoch: number, batch: SyncBatch | null): void {
@@ -555,7 +560,7 @@ export class LogStore {
     this.syncInFlight = false;
     this.inFlightBatch = null;
     this.counters.fsyncs += 1;
-    for (const fd of this.fdsToCloseAfterSync.splice(0)) closeSync(fd);
+    for (const fd of this.fdsToCloseAfterSync.splice(0)) this.io.closeSync(fd);
     if (error !== null) {
       // A failed fdatasync may have dropped dirty pages: nothing written since the last good
       // one can be trusted.
@@ -586,7 +591,7 @@ export class LogStore {
     let deleted = 0;
     while (this.segments.length > 1 && this.segments[1]!.firstIndex <= index) {
       const dropped = this.segments.shift()!;
-      unlinkSync(dropped.path);
+      this.io.unlinkSync(dropped.path);
       fsyncDir(this.options.dir);
       this.termRuns.rebase(this.firstIndex() - 1);
       assert(this.termRuns.term(this.firstIndex() - 1) === this.segments[0]!.prevTerm, 'segment header prev term matches the log');
@@ -605,18 +610,18 @@ export class LogStore {
     this.closed = true;
     if (this.failure === null) {
       this.writePending();
-      fdatasyncSync(this.activeFd);
+      this.io.fdatasyncSync(this.activeFd);
       this.counters.fsyncs += 1;
       this.durable = this.lastIndex();
     }
-    closeSync(this.activeFd);
+    this.io.closeSync(this.activeFd);
     await this.sparePromise;
     rmSync(join(this.options.dir, SPARE_FILE), { force: true });
   }
 
   private closeFdWhenIdle(fd: number): void {
     if (this.syncInFlight) this.fdsToCloseAfterSync.push(fd);
-    else closeSync(fd);
+    else this.io.closeSync(fd);
   }
 }
 

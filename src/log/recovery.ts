@@ -9,9 +9,9 @@
 // frame, or (if the disk persisted pages out of order) a later frame behind a hole of zeros.
 // Stale frames of a truncated suffix cannot survive durably — but if they did (a crash while
 // zeroing), they do not continue the log and are cut, never resurrected.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert } from '../util/assert.js';
+import type { LogFileIo } from './file-io.js';
 import { FRAME_MAGIC_BYTES, type FrameProblem, type SegmentHeader, decodeFrame, decodeSegmentHeader, frameBytes, newFrameHeader } from './frame.js';
 import { SEGMENT_NAME_PATTERN, Segment, corruptSegmentError, zeros } from './segment.js';
 import { TermRuns } from './term-runs.js';
@@ -134,13 +134,13 @@ export interface RecoveredLog {
  * segment may end in a torn tail; its stale bytes are reported through dirtyEndBytes for
  * the store to zero. Throws LmqError(LMQ_CORRUPT_DATA) on corruption.
  */
-export function recoverSegments(dir: string, fileNames: readonly string[]): RecoveredLog {
+export function recoverSegments(io: LogFileIo, dir: string, fileNames: readonly string[]): RecoveredLog {
   assert(fileNames.length > 0, 'recovery needs at least one segment');
   const segments: Segment[] = [];
   let termRuns: TermRuns | null = null;
   let tornTail: RecoveredLog['tornTail'] = null;
   for (const [position, fileName] of fileNames.entries()) {
-    const buf = readFileSync(join(dir, fileName));
+    const buf = io.readFileSync(join(dir, fileName));
     const header = checkSegmentHeader(buf, fileName, termRuns);
     termRuns ??= new TermRuns(header.firstIndex - 1, header.prevTerm);
     const segment = new Segment(dir, header.firstIndex, header.prevTerm);

@@ -1,10 +1,11 @@
 // One log segment in memory (its index range, the byte offset of every frame) and the small
 // synchronous file helpers the store uses on segment files. The offsets cost 4 B per entry
 // held, which is what lets reads go straight to a frame without scanning.
-import { closeSync, fdatasyncSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fsyncSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
+import { type LogFileIo, osFileIo } from './file-io.js';
 import { SEGMENT_HEADER_BYTES } from './frame.js';
 
 export const SEGMENT_NAME_PATTERN = /^(\d{20})\.seg$/;
@@ -83,10 +84,10 @@ export class Segment {
 }
 
 /** Writes all of buf[0, length) at `position`; a short write is retried, never ignored. */
-export function writeFully(fd: number, buf: Uint8Array, length: number, position: number): void {
+export function writeFully(io: LogFileIo, fd: number, buf: Uint8Array, length: number, position: number): void {
   let done = 0;
   while (done < length) {
-    const written = writeSync(fd, buf, done, length - done, position + done);
+    const written = io.writeSync(fd, buf, done, length - done, position + done);
     assert(written > 0, () => `write returned ${written} at byte ${position + done}`);
     done += written;
   }
@@ -101,19 +102,22 @@ export function zeros(): Buffer {
 }
 
 /** Overwrites [fromBytes, toBytes) with zeros (page cache; the caller syncs). */
-export function writeZeros(fd: number, fromBytes: number, toBytes: number): void {
+export function writeZeros(io: LogFileIo, fd: number, fromBytes: number, toBytes: number): void {
   assert(fromBytes <= toBytes, () => `zeroing backwards ${fromBytes} > ${toBytes}`);
   const chunk = zeros();
   for (let at = fromBytes; at < toBytes; at += chunk.length) {
-    writeFully(fd, chunk, Math.min(chunk.length, toBytes - at), at);
+    writeFully(io, fd, chunk, Math.min(chunk.length, toBytes - at), at);
   }
 }
 
-/** Creates (or replaces) a file of `bytes` zeros that are on disk, not a sparse hole. */
+/**
+ * Creates (or replaces) a file of `bytes` zeros that are on disk, not a sparse hole. Real fs
+ * calls in every storage mode: the file is synced before anyone can read it (file-io.ts).
+ */
 export function createZeroFileSync(path: string, bytes: number): void {
   const fd = openSync(path, 'w');
   try {
-    writeZeros(fd, 0, bytes);
+    writeZeros(osFileIo, fd, 0, bytes);
     fdatasyncSync(fd);
   } finally {
     closeSync(fd);
