@@ -65,6 +65,20 @@ function propose(h: Harness, text: string, mode: QuorumMode = 'majority'): Outco
   return outcome;
 }
 
+/** A memory log whose flush a test decides (to fail it, or to report short). */
+function withFlush(flush: (memory: MemoryLogStore, ...args: Parameters<DriverLogStore['flush']>) => void): DriverLogStore {
+  const memory = new MemoryLogStore(IMMEDIATE_DISK);
+  return {
+    firstIndex: () => memory.firstIndex(),
+    lastIndex: () => memory.lastIndex(),
+    term: (index) => memory.term(index),
+    entries: (lo, hi, maxBytes) => memory.entries(lo, hi, maxBytes),
+    append: (entries) => memory.append(entries),
+    setCommitIndex: (index) => memory.setCommitIndex(index),
+    flush: (persisted, failed) => flush(memory, persisted, failed),
+  };
+}
+
 describe('node driver – one node over in-memory ports', () => {
   it('answers proposals when its disk completes inside the call (synchronous completions)', () => {
     const h = singleNode(IMMEDIATE_DISK);
@@ -98,16 +112,7 @@ describe('node driver – one node over in-memory ports', () => {
 
   it('a failed flush is fatal: the waiting write is answered as unknown and a pending stop completes', () => {
     let failFlush = false;
-    const memory = new MemoryLogStore(IMMEDIATE_DISK);
-    const log: DriverLogStore = {
-      firstIndex: () => memory.firstIndex(),
-      lastIndex: () => memory.lastIndex(),
-      term: (index) => memory.term(index),
-      entries: (lo, hi, maxBytes) => memory.entries(lo, hi, maxBytes),
-      append: (entries) => memory.append(entries),
-      setCommitIndex: (index) => memory.setCommitIndex(index),
-      flush: (persisted, failed) => (failFlush ? failed(new Error('EIO: fdatasync failed')) : memory.flush(persisted, failed)),
-    };
+    const log = withFlush((memory, persisted, failed) => (failFlush ? failed(new Error('EIO: fdatasync failed')) : memory.flush(persisted, failed)));
     const h = singleNode(IMMEDIATE_DISK, log);
     elect(h);
     failFlush = true;
@@ -124,16 +129,7 @@ describe('node driver – one node over in-memory ports', () => {
   });
 
   it('a flush that reports less than it was asked to persist is fatal, not a silent short write', () => {
-    const memory = new MemoryLogStore(IMMEDIATE_DISK);
-    const log: DriverLogStore = {
-      firstIndex: () => memory.firstIndex(),
-      lastIndex: () => memory.lastIndex(),
-      term: (index) => memory.term(index),
-      entries: (lo, hi, maxBytes) => memory.entries(lo, hi, maxBytes),
-      append: (entries) => memory.append(entries),
-      setCommitIndex: (index) => memory.setCommitIndex(index),
-      flush: (persisted, failed) => memory.flush((index) => persisted(index - 1), failed),
-    };
+    const log = withFlush((memory, persisted, failed) => memory.flush((index) => persisted(index - 1), failed));
     const h = singleNode(IMMEDIATE_DISK, log);
     for (let i = 0; i < 2 * ELECTION_TICKS; i++) h.driver.tick();
     h.settle();
