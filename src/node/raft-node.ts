@@ -133,6 +133,7 @@ export class RaftNode<R> {
           maxInflightMsgs: raft.maxInflightMsgs,
           maxInflightBytes: raft.maxInflightBytes,
           maxAppendBytes: raft.maxAppendBytes,
+          maxCatchUpBytesPerStep: raft.maxCatchUpBytesPerStep,
           maxApplyBytes: MAX_APPLY_BYTES,
           maxUncommittedEntries: raft.maxUncommittedEntries,
           maxUncommittedBytes: raft.maxUncommittedBytes,

@@ -44,6 +44,13 @@ export interface RaftOptions {
   readonly maxInflightBytes: number;
   /** Payload bytes in one append message (at least one entry is always sent). */
   readonly maxAppendBytes: number;
+  /**
+   * Bound on the bytes of appends read from storage (a follower being caught up) that one
+   * follower is sent per step — per message, tick or Ready the core handles. Reading and
+   * encoding them runs on the node's event loop; bounding them per step keeps heartbeats and
+   * the other followers' appends from waiting behind a catch-up. Default: maxAppendBytes.
+   */
+  readonly maxCatchUpBytesPerStep?: number | undefined;
   /** Committed entries handed out for applying in one Ready. */
   readonly maxApplyBytes: number;
   /** Proposals are refused while this many entries wait for commit (back-pressure). */
@@ -127,6 +134,13 @@ export class RaftCore {
    */
   private uncommittedBytes = 0;
 
+  /**
+   * Counts the calls into the core that may send appends (step, tick, ready, ...): the unit
+   * of the catch-up budget (maxCatchUpBytesPerStep).
+   */
+  private stepSeq = 0;
+  private readonly maxCatchUpBytesPerStep: number;
+
   private messages: Message[] = [];
   private persistedMessages: Message[] = [];
   private readyInProgress: Ready | null = null;
@@ -137,6 +151,8 @@ export class RaftCore {
     assert(options.electionTimeoutTicks > options.heartbeatIntervalTicks, 'election timeout exceeds the heartbeat interval');
     assert(options.hardState.term >= 0, 'term is never negative');
     assert(options.preferredLeader === undefined || options.voters.includes(options.preferredLeader), 'the preferred leader is a voter');
+    this.maxCatchUpBytesPerStep = options.maxCatchUpBytesPerStep ?? options.maxAppendBytes;
+    assert(this.maxCatchUpBytesPerStep >= 1, 'the catch-up budget is positive');
     this.id = options.id;
     this.voters = [...options.voters];
     this.options = options;
@@ -239,6 +255,7 @@ export class RaftCore {
   // ---------------------------------------------------------------- ticks
 
   tick(): void {
+    this.stepSeq++;
     if (this.role === 'leader') this.tickLeader();
     else this.tickElection();
   }
@@ -367,6 +384,7 @@ export class RaftCore {
 
   step(m: Message): void {
     assert(m.to === this.id, () => `message for ${m.to} delivered to ${this.id}`);
+    this.stepSeq++;
     if (!this.voters.includes(m.from) || m.from === this.id) return;
     if (m.term > this.term && !this.stepHigherTerm(m)) return;
     if (m.term < this.term) return this.stepLowerTerm(m);
@@ -543,7 +561,12 @@ export class RaftCore {
     return true;
   }
 
-  /** Sends appends to one follower while its window allows. Returns whether anything was sent. */
+  /**
+   * Sends appends to one follower while its window allows and, for entries read from storage,
+   * while this step's catch-up budget lasts. Returns whether anything was sent. When the budget
+   * stops it, an append went to the follower in this same step (the first one always fits),
+   * so its answer — or the next heartbeat response, if it is lost — resumes the catch-up.
+   */
   private sendAppendsTo(to: NodeId, progress: Progress, sendIfEmpty: boolean): boolean {
     let sent = false;
     while (!progress.isPaused()) {
@@ -551,11 +574,16 @@ export class RaftCore {
       const prevTerm = this.log.term(prevIndex);
       // No snapshots yet: retention never deletes what a follower still needs (see README).
       if (prevTerm === undefined) return sent;
-      const entries = this.log.entries(progress.next, this.log.lastIndex() + 1, this.options.maxAppendBytes);
+      const fromStorage = progress.next <= this.log.lastIndex() && !this.log.inMemory(progress.next);
+      const maxBytes = fromStorage ? Math.min(this.options.maxAppendBytes, progress.storageReadLeft(this.stepSeq, this.maxCatchUpBytesPerStep)) : this.options.maxAppendBytes;
+      if (maxBytes === 0) return sent;
+      const entries = this.log.entries(progress.next, this.log.lastIndex() + 1, maxBytes);
       if (entries.length === 0 && (sent || !sendIfEmpty)) return sent;
       const lastIndex = prevIndex + entries.length;
+      const bytes = entries.reduce((sum, e) => sum + entryBytes(e), 0);
       this.send({ type: 'append', from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed });
-      progress.sentEntries(lastIndex, entries.reduce((sum, e) => sum + entryBytes(e), 0), entries.length);
+      progress.sentEntries(lastIndex, bytes, entries.length);
+      if (fromStorage) progress.readFromStorage(this.stepSeq, bytes);
       sent = true;
       if (entries.length === 0 || progress.state === 'probe') return sent;
     }
@@ -579,6 +607,7 @@ export class RaftCore {
   transferLeadership(target: NodeId): boolean {
     if (this.role !== 'leader' || target === this.id || !this.voters.includes(target)) return false;
     if (this.transferee === target) return true;
+    this.stepSeq++;
     this.transferee = target;
     this.electionElapsed = 0; // the transfer gets one election timeout to finish
     const progress = this.progress.get(target)!;
@@ -610,6 +639,7 @@ export class RaftCore {
   takeMessages(): Message[] {
     if (this.hardStateDirty || (this.readyInProgress !== null && this.readyInProgress.hardState !== null)) return [];
     if (this.broadcastPending && this.role === 'leader') {
+      this.stepSeq++;
       this.broadcastAppends();
       this.broadcastPending = false;
     }
@@ -632,7 +662,10 @@ export class RaftCore {
 
   ready(): Ready {
     assert(this.readyInProgress === null, 'ready() called again before advance()');
-    if (this.broadcastPending && this.role === 'leader') this.broadcastAppends();
+    if (this.broadcastPending && this.role === 'leader') {
+      this.stepSeq++;
+      this.broadcastAppends();
+    }
     this.broadcastPending = false;
     const ready: Ready = {
       hardState: this.hardStateDirty ? { term: this.term, vote: this.vote } : null,
