@@ -147,10 +147,16 @@ describe('config – relations between keys', () => {
     );
   });
 
+  it('defaults the catch-up bandwidth to 32 MiB/s and refuses one below 64 KiB/s', () => {
+    expect(parseConfig(valid, 'test.json').raft.maxCatchUpBytesPerSec).toBe(32 * 1024 * 1024);
+    expect(messageOf(raft({ maxCatchUpBytesPerSec: 65535 }))).toMatch(/raft\.maxCatchUpBytesPerSec is 65535: Number must be greater than or equal to 65536$/);
+  });
+
   it('puts an upper bound on every raft window', () => {
     const bounds: [string, number][] = [
       ['maxInflightMsgs', 4096],
       ['maxInflightBytes', 1024 ** 3],
+      ['maxCatchUpBytesPerSec', 1024 ** 3],
       ['maxUncommittedEntries', 1_000_000],
       ['maxUncommittedBytes', 2 * 1024 ** 3],
     ];

@@ -13,21 +13,14 @@ import type { NodeStatus } from '../node/raft-node.js';
 import { assert } from '../util/assert.js';
 import { until } from '../util/until.js';
 import { disposeBenchCluster, startBenchCluster } from './bench-cluster.js';
-import { percentiles } from './failover.js';
+import { type FailoverOptions, percentiles } from './failover.js';
 import { ClosedLoopLoad } from './load.js';
 import { round3 } from './measure.js';
 import type { BenchMode } from './modes.js';
 import { formatTable } from './report.js';
 import type { Progress } from './throughput.js';
 
-export interface CatchUpOptions {
-  readonly topic: string;
-  readonly queues: number;
-  readonly nodeArgs: readonly string[];
-  readonly cleanStop: boolean;
-  readonly sizeBytes: number;
-  readonly concurrency: number;
-  readonly maxBatch: number;
+export interface CatchUpOptions extends Omit<FailoverOptions, 'producers' | 'kills'> {
   /** Messages produced while the follower is down. */
   readonly count: number;
 }
@@ -40,6 +33,11 @@ const PROBE_PRODUCE_TIMEOUT_MS = 20_000;
 const IDLE_PROBES = 10;
 const SEND_TIMEOUT_MS = 30_000;
 const MAX_CATCH_UP_MS = 180_000;
+/**
+ * Quiet time between the end of the load and the restart: longer than the status' event-loop
+ * window (10 s), so the delays reported afterwards are the catch-up's, not the load's.
+ */
+const SETTLE_MS = 11_000;
 
 interface StatusSample {
   readonly atMs: number;
@@ -70,6 +68,8 @@ export async function runCatchUp(mode: BenchMode, options: CatchUpOptions, progr
     await cluster.kill(follower);
     progress(`${follower} killed; producing ${options.count} messages`);
     const produced = await produce(cluster, options, progress);
+    progress(`produced ${produced}; letting the leader settle before the restart`);
+    await sleep(SETTLE_MS);
     const before = await cluster.leader();
     const behind = before.followers.find((f) => f.id === follower)!;
     const startedMs = performance.now();
@@ -81,7 +81,7 @@ export async function runCatchUp(mode: BenchMode, options: CatchUpOptions, progr
     watch.stopped = true;
     await Promise.all(pollers);
     const target = { entries: before.lastIndex - behind.matchIndex, produced };
-    return report(mode, options, { leader: leader.id, follower, idle, watch, caughtUpMs, target, bytes: catchUpBytes(before, target.entries) });
+    return report(mode, options, { leader: leader.id, follower, idle, watch, caughtUpMs, target, bytes: catchUpBytes(before, target.entries), settled: before });
   } finally {
     watch.stopped = true;
     await Promise.all(pollers);
@@ -186,6 +186,8 @@ interface Outcome {
   readonly caughtUpMs: number | null;
   readonly target: { entries: number; produced: number };
   readonly bytes: number | null;
+  /** The leader's status just before the restart. */
+  readonly settled: NodeStatus;
 }
 
 function report(mode: BenchMode, options: CatchUpOptions, outcome: Outcome): { document: Record<string, unknown>; text: string } {
@@ -212,6 +214,7 @@ function report(mode: BenchMode, options: CatchUpOptions, outcome: Outcome): { d
     statusPolls: watch.samples.length, statusMissed: watch.samples.length - answered.length, statusLatency,
     terms, leaderChanges: terms.length - 1 + (notLeader > 0 ? 1 : 0),
     leaderEventLoopDelayP99Ms: percentiles(delayP99).maxMs, leaderEventLoopDelayMaxMs: percentiles(delayMax).maxMs,
+    leaderEventLoopDelayBeforeRestart: { p99Ms: outcome.settled.eventLoopDelayP99Ms, maxMs: outcome.settled.eventLoopDelayMaxMs },
     produceIdle: idle, produceDuring: during, produceExtraMaxMs: idle.p50Ms === null || during.maxMs === null ? null : round3(during.maxMs - idle.p50Ms),
     loadAverage1m: round3(load),
   };
@@ -223,6 +226,7 @@ function report(mode: BenchMode, options: CatchUpOptions, outcome: Outcome): { d
     ['status latency p50/p99/max', `${statusLatency.p50Ms ?? '-'} / ${statusLatency.p99Ms ?? '-'} / ${statusLatency.maxMs ?? '-'} ms`],
     ['terms seen (leader changes)', `${terms.join(',')} (${document.leaderChanges})`],
     ['leader loop delay p99 / max (10 s windows)', `${document.leaderEventLoopDelayP99Ms ?? '-'} / ${document.leaderEventLoopDelayMaxMs ?? '-'} ms`],
+    ['  the same just before the restart', `${outcome.settled.eventLoopDelayP99Ms} / ${outcome.settled.eventLoopDelayMaxMs} ms`],
     ['1-message produce idle p50/max', `${idle.p50Ms ?? '-'} / ${idle.maxMs ?? '-'} ms`],
     ['1-message produce during p50/max (failed)', `${during.p50Ms ?? '-'} / ${during.maxMs ?? '-'} ms (${watch.produceMs.length - during.count})`],
   ];

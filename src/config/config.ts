@@ -49,13 +49,13 @@ const raftSchema = z
     /** Append messages in flight to one follower before the leader waits for acks. */
     maxInflightMsgs: z.number().int().min(1).max(4096).default(256),
     /** Payload bytes in flight to one follower; at least maxAppendBytes (one append must fit). */
-    maxInflightBytes: z.number().int().min(1024).max(MAX_INFLIGHT_BYTES).default(64 * 1024 * 1024),
+    maxInflightBytes: z.number().int().min(1024).max(MAX_INFLIGHT_BYTES).default(4 * 1024 * 1024),
     /**
-     * Bytes of appends read from the log store (a follower being caught up) that the leader
-     * sends one follower per message or tick it handles: the catch-up's share of one turn of
-     * the event loop, so heartbeats and the other followers never wait behind it.
+     * Bytes per second of appends read from the log store (a follower being caught up) that
+     * the leader sends one follower, granted per tick: the catch-up's share of the event loop,
+     * so heartbeats and the other followers never wait behind it.
      */
-    maxCatchUpBytesPerStep: z.number().int().min(1024).max(MAX_INFLIGHT_BYTES).default(1024 * 1024),
+    maxCatchUpBytesPerSec: z.number().int().min(64 * 1024).max(MAX_INFLIGHT_BYTES).default(32 * 1024 * 1024),
     /** Payload bytes in one append message to a follower. */
     maxAppendBytes: z
       .number()

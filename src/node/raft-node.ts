@@ -133,7 +133,7 @@ export class RaftNode<R> {
           maxInflightMsgs: raft.maxInflightMsgs,
           maxInflightBytes: raft.maxInflightBytes,
           maxAppendBytes: raft.maxAppendBytes,
-          maxCatchUpBytesPerStep: raft.maxCatchUpBytesPerStep,
+          maxCatchUpBytesPerTick: Math.max(1, Math.floor((raft.maxCatchUpBytesPerSec * raft.tickMs) / 1000)),
           maxApplyBytes: MAX_APPLY_BYTES,
           maxUncommittedEntries: raft.maxUncommittedEntries,
           maxUncommittedBytes: raft.maxUncommittedBytes,

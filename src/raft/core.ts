@@ -46,11 +46,12 @@ export interface RaftOptions {
   readonly maxAppendBytes: number;
   /**
    * Bound on the bytes of appends read from storage (a follower being caught up) that one
-   * follower is sent per step — per message, tick or Ready the core handles. Reading and
-   * encoding them runs on the node's event loop; bounding them per step keeps heartbeats and
-   * the other followers' appends from waiting behind a catch-up. Default: maxAppendBytes.
+   * follower is sent per tick. Reading and encoding them runs on the node's event loop, and a
+   * burst of answers (e.g. to heartbeats queued while the follower was away) would otherwise
+   * each send another append in the same turn; bounding them per tick keeps heartbeats and the
+   * other followers' appends from waiting behind a catch-up. Default: maxAppendBytes.
    */
-  readonly maxCatchUpBytesPerStep?: number | undefined;
+  readonly maxCatchUpBytesPerTick?: number | undefined;
   /** Committed entries handed out for applying in one Ready. */
   readonly maxApplyBytes: number;
   /** Proposals are refused while this many entries wait for commit (back-pressure). */
@@ -134,12 +135,9 @@ export class RaftCore {
    */
   private uncommittedBytes = 0;
 
-  /**
-   * Counts the calls into the core that may send appends (step, tick, ready, ...): the unit
-   * of the catch-up budget (maxCatchUpBytesPerStep).
-   */
-  private stepSeq = 0;
-  private readonly maxCatchUpBytesPerStep: number;
+  /** Ticks since start: the period of the catch-up budget (maxCatchUpBytesPerTick). */
+  private tickSeq = 0;
+  private readonly maxCatchUpBytesPerTick: number;
 
   private messages: Message[] = [];
   private persistedMessages: Message[] = [];
@@ -151,8 +149,8 @@ export class RaftCore {
     assert(options.electionTimeoutTicks > options.heartbeatIntervalTicks, 'election timeout exceeds the heartbeat interval');
     assert(options.hardState.term >= 0, 'term is never negative');
     assert(options.preferredLeader === undefined || options.voters.includes(options.preferredLeader), 'the preferred leader is a voter');
-    this.maxCatchUpBytesPerStep = options.maxCatchUpBytesPerStep ?? options.maxAppendBytes;
-    assert(this.maxCatchUpBytesPerStep >= 1, 'the catch-up budget is positive');
+    this.maxCatchUpBytesPerTick = options.maxCatchUpBytesPerTick ?? options.maxAppendBytes;
+    assert(this.maxCatchUpBytesPerTick >= 1, 'the catch-up budget is positive');
     this.id = options.id;
     this.voters = [...options.voters];
     this.options = options;
@@ -255,7 +253,7 @@ export class RaftCore {
   // ---------------------------------------------------------------- ticks
 
   tick(): void {
-    this.stepSeq++;
+    this.tickSeq++;
     if (this.role === 'leader') this.tickLeader();
     else this.tickElection();
   }
@@ -384,7 +382,6 @@ export class RaftCore {
 
   step(m: Message): void {
     assert(m.to === this.id, () => `message for ${m.to} delivered to ${this.id}`);
-    this.stepSeq++;
     if (!this.voters.includes(m.from) || m.from === this.id) return;
     if (m.term > this.term && !this.stepHigherTerm(m)) return;
     if (m.term < this.term) return this.stepLowerTerm(m);
@@ -563,9 +560,8 @@ export class RaftCore {
 
   /**
    * Sends appends to one follower while its window allows and, for entries read from storage,
-   * while this step's catch-up budget lasts. Returns whether anything was sent. When the budget
-   * stops it, an append went to the follower in this same step (the first one always fits),
-   * so its answer — or the next heartbeat response, if it is lost — resumes the catch-up.
+   * while this tick's catch-up budget lasts. Returns whether anything was sent. When the budget
+   * stops it, the next tick's heartbeat response resumes the catch-up (it calls this again).
    */
   private sendAppendsTo(to: NodeId, progress: Progress, sendIfEmpty: boolean): boolean {
     let sent = false;
@@ -575,7 +571,7 @@ export class RaftCore {
       // No snapshots yet: retention never deletes what a follower still needs (see README).
       if (prevTerm === undefined) return sent;
       const fromStorage = progress.next <= this.log.lastIndex() && !this.log.inMemory(progress.next);
-      const maxBytes = fromStorage ? Math.min(this.options.maxAppendBytes, progress.storageReadLeft(this.stepSeq, this.maxCatchUpBytesPerStep)) : this.options.maxAppendBytes;
+      const maxBytes = fromStorage ? Math.min(this.options.maxAppendBytes, progress.storageReadLeft(this.tickSeq, this.maxCatchUpBytesPerTick)) : this.options.maxAppendBytes;
       if (maxBytes === 0) return sent;
       const entries = this.log.entries(progress.next, this.log.lastIndex() + 1, maxBytes);
       if (entries.length === 0 && (sent || !sendIfEmpty)) return sent;
@@ -583,7 +579,7 @@ export class RaftCore {
       const bytes = entries.reduce((sum, e) => sum + entryBytes(e), 0);
       this.send({ type: 'append', from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed });
       progress.sentEntries(lastIndex, bytes, entries.length);
-      if (fromStorage) progress.readFromStorage(this.stepSeq, bytes);
+      if (fromStorage) progress.readFromStorage(this.tickSeq, bytes);
       sent = true;
       if (entries.length === 0 || progress.state === 'probe') return sent;
     }
@@ -607,7 +603,6 @@ export class RaftCore {
   transferLeadership(target: NodeId): boolean {
     if (this.role !== 'leader' || target === this.id || !this.voters.includes(target)) return false;
     if (this.transferee === target) return true;
-    this.stepSeq++;
     this.transferee = target;
     this.electionElapsed = 0; // the transfer gets one election timeout to finish
     const progress = this.progress.get(target)!;
@@ -639,7 +634,6 @@ export class RaftCore {
   takeMessages(): Message[] {
     if (this.hardStateDirty || (this.readyInProgress !== null && this.readyInProgress.hardState !== null)) return [];
     if (this.broadcastPending && this.role === 'leader') {
-      this.stepSeq++;
       this.broadcastAppends();
       this.broadcastPending = false;
     }
@@ -662,10 +656,7 @@ export class RaftCore {
 
   ready(): Ready {
     assert(this.readyInProgress === null, 'ready() called again before advance()');
-    if (this.broadcastPending && this.role === 'leader') {
-      this.stepSeq++;
-      this.broadcastAppends();
-    }
+    if (this.broadcastPending && this.role === 'leader') this.broadcastAppends();
     this.broadcastPending = false;
     const ready: Ready = {
       hardState: this.hardStateDirty ? { term: this.term, vote: this.vote } : null,

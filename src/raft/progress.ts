@@ -75,9 +75,9 @@ export class Progress {
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   readonly inflights: Inflights;
-  /** The core's step in which storageReadBytes were sent (see RaftCore's catch-up budget). */
-  private storageReadStep = -1;
-  /** Bytes of appends read from storage for this follower in storageReadStep. */
+  /** The core's tick in which storageReadBytes were sent (see RaftCore's catch-up budget). */
+  private storageReadTick = -1;
+  /** Bytes of appends read from storage for this follower in storageReadTick. */
   private storageReadBytes = 0;
 
   constructor(next: number, maxInflightMsgs: number, maxInflightBytes: number) {
@@ -119,21 +119,21 @@ export class Progress {
   }
 
   /**
-   * Bytes of appends read from storage this follower may still be sent in the core's step
-   * `step`, out of `maxBytes` per step. A new step starts with the whole budget.
+   * Bytes of appends read from storage this follower may still be sent in the core's tick
+   * `tick`, out of `maxBytes` per tick. A new tick starts with the whole budget.
    */
-  storageReadLeft(step: number, maxBytes: number): number {
-    assert(step >= this.storageReadStep, () => `step goes back from ${this.storageReadStep} to ${step}`);
-    if (step !== this.storageReadStep) {
-      this.storageReadStep = step;
+  storageReadLeft(tick: number, maxBytes: number): number {
+    assert(tick >= this.storageReadTick, () => `tick goes back from ${this.storageReadTick} to ${tick}`);
+    if (tick !== this.storageReadTick) {
+      this.storageReadTick = tick;
       this.storageReadBytes = 0;
     }
     return Math.max(0, maxBytes - this.storageReadBytes);
   }
 
-  /** An append of `bytes` read from storage went to this follower in `step`. */
-  readFromStorage(step: number, bytes: number): void {
-    assert(step === this.storageReadStep, 'storage reads are counted in the step that asked for the budget');
+  /** An append of `bytes` read from storage went to this follower in `tick`. */
+  readFromStorage(tick: number, bytes: number): void {
+    assert(tick === this.storageReadTick, 'storage reads are counted in the tick that asked for the budget');
     assert(bytes > 0, 'an append read from storage carries entries');
     this.storageReadBytes += bytes;
   }
