@@ -561,7 +561,7 @@ export class RaftCore {
   /**
    * Sends appends to one follower while its window allows and, for entries read from storage,
    * while this tick's catch-up budget lasts. Returns whether anything was sent. When the budget
-   * stops it, the next tick's heartbeat response resumes the catch-up (it calls this again).
+   * stops it, the response to the next heartbeat resumes the catch-up (it calls this again).
    */
   private sendAppendsTo(to: NodeId, progress: Progress, sendIfEmpty: boolean): boolean {
     let sent = false;
@@ -571,7 +571,8 @@ export class RaftCore {
       // No snapshots yet: retention never deletes what a follower still needs (see README).
       if (prevTerm === undefined) return sent;
       const fromStorage = progress.next <= this.log.lastIndex() && !this.log.inMemory(progress.next);
-      const maxBytes = fromStorage ? Math.min(this.options.maxAppendBytes, progress.storageReadLeft(this.tickSeq, this.maxCatchUpBytesPerTick)) : this.options.maxAppendBytes;
+      const budgetBytes = fromStorage ? progress.storageReadLeft(this.tickSeq, this.maxCatchUpBytesPerTick) : Number.POSITIVE_INFINITY;
+      const maxBytes = Math.min(this.options.maxAppendBytes, budgetBytes);
       if (maxBytes === 0) return sent;
       const entries = this.log.entries(progress.next, this.log.lastIndex() + 1, maxBytes);
       if (entries.length === 0 && (sent || !sendIfEmpty)) return sent;
