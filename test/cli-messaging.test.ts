@@ -122,6 +122,27 @@ describe('cli – topic, produce, consume, group', () => {
     expect(badTime.stderr).toMatch(/--from-time must be an ISO date/);
   });
 
+  it('status shows every node with its log bounds, log bytes and event-loop delay', async () => {
+    await cli(['topic', 'create', 'sized', '--queues', '1']);
+    expect((await cli(['produce', '--topic', 'sized', '--count', '20', '--size', '1000'])).code).toBe(0);
+    const status = await cli(['status', '--json']);
+    expect(status.code).toBe(0);
+    const parsed = JSON.parse(status.stdout) as { leader: string; nodes: Record<string, number | string>[] };
+    const nodes = parsed.nodes as Record<string, number>[];
+    expect(nodes).toHaveLength(3);
+    // The 20 bodies of 1,000 B are in the leader's log (a follower may not have them yet).
+    expect(nodes.find((n) => n.id === (parsed.leader as unknown))!.logBytes).toBeGreaterThan(20_000);
+    for (const node of nodes) {
+      expect(node.firstIndex).toBe(1);
+      expect(node.lastIndex).toBeGreaterThan(1);
+      expect(node.logBytes).toBeGreaterThan(0);
+      expect(node.eventLoopDelayP99Ms).toBeGreaterThanOrEqual(0);
+      expect(node.eventLoopDelayMaxMs).toBeGreaterThanOrEqual(node.eventLoopDelayP99Ms!);
+    }
+    const text = await cli(['status']);
+    expect(text.stdout.split('\n')[0]).toContain('loop p99 ms');
+  });
+
   it('exits 3 when no node answers within the timeout', async () => {
     const configPath = cluster.configPath;
     const down = await run(process.execPath, [BIN, 'status', '--config', configPath.replace('cluster.config.json', 'missing.json')]).catch((e: { code: number; stderr: string }) => e);

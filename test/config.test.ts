@@ -118,7 +118,9 @@ describe('config – relations between keys', () => {
     expect(MAX_APPEND_BYTES).toBeLessThan(DEFAULT_MAX_FRAME_BYTES);
     const message = messageOf(raft({ maxAppendBytes: MAX_APPEND_BYTES + 1, maxInflightBytes: 2 * MAX_APPEND_BYTES }));
     expect(message).toMatch(new RegExp(`raft\\.maxAppendBytes is ${MAX_APPEND_BYTES + 1}: .*peer transport frame of ${DEFAULT_MAX_FRAME_BYTES} bytes; set at most ${MAX_APPEND_BYTES}$`));
-    expect(parseConfig(raft({ maxAppendBytes: MAX_APPEND_BYTES }), 'test.json').raft.maxAppendBytes).toBe(MAX_APPEND_BYTES);
+    // The largest append needs a window that holds it (the default window is 4 MiB).
+    expect(parseConfig(raft({ maxAppendBytes: MAX_APPEND_BYTES, maxInflightBytes: MAX_APPEND_BYTES }), 'test.json').raft.maxAppendBytes).toBe(MAX_APPEND_BYTES);
+    expect(messageOf(raft({ maxAppendBytes: MAX_APPEND_BYTES }))).toMatch(/raft\.maxInflightBytes 4194304 is less than raft\.maxAppendBytes/);
   });
 
   it('a batch within MAX_APPEND_BYTES encodes within one peer frame, for the smallest and largest entries', () => {
@@ -147,10 +149,16 @@ describe('config – relations between keys', () => {
     );
   });
 
+  it('defaults the catch-up bandwidth to 32 MiB/s and refuses one below 64 KiB/s', () => {
+    expect(parseConfig(valid, 'test.json').raft.maxCatchUpBytesPerSec).toBe(32 * 1024 * 1024);
+    expect(messageOf(raft({ maxCatchUpBytesPerSec: 65535 }))).toMatch(/raft\.maxCatchUpBytesPerSec is 65535: Number must be greater than or equal to 65536$/);
+  });
+
   it('puts an upper bound on every raft window', () => {
     const bounds: [string, number][] = [
       ['maxInflightMsgs', 4096],
       ['maxInflightBytes', 1024 ** 3],
+      ['maxCatchUpBytesPerSec', 1024 ** 3],
       ['maxUncommittedEntries', 1_000_000],
       ['maxUncommittedBytes', 2 * 1024 ** 3],
     ];

@@ -371,6 +371,46 @@ describe('raft core – bounds and invariants', () => {
     expect(c.appliedTexts('n2')).toHaveLength(10);
   });
 
+  it('catches a lagging follower up by at most maxCatchUpBytesPerTick, heartbeats and the other follower never waiting', () => {
+    const body = 'x'.repeat(100);
+    const cost = entryBytes(entry(1, 1, body));
+    const c = new TestCluster(IDS, { maxAppendBytes: 2 * cost, maxCatchUpBytesPerTick: 4 * cost, maxInflightMsgs: 1000, maxInflightBytes: 1 << 20 });
+    c.elect('n1');
+    c.isolated.add('n3');
+    for (let i = 0; i < 40; i++) c.propose('n1', body);
+    c.stabilize();
+    c.tick('n1', ELECTION_TICKS); // n3 silent for an election timeout: probe it
+    c.stabilize();
+    c.isolated.delete('n3');
+    // n3 answers a burst of heartbeats at once (as after a reconnect): each answer is a step of
+    // its own, yet together they get no more than one tick's budget.
+    const beat = { type: 'heartbeatResp' as const, from: 'n3', to: 'n1', term: 1 };
+    for (let i = 0; i < 20; i++) c.node('n1').driver.receive('n3', beat);
+    const bytesTo = (to: string, ms: readonly Message[]) =>
+      ms.reduce((sum, m) => sum + (m.type === 'append' && m.to === to ? m.entries.reduce((t, e) => t + entryBytes(e), 0) : 0), 0);
+    const perTick: number[] = [];
+    for (let tick = 0; tick < 30 && c.core('n3').status().lastIndex < 41; tick++) {
+      // Everything delivered between two ticks: what n1 sent n3 from storage in that tick.
+      const sent: Message[] = [];
+      c.filter = (m) => (sent.push(m), true);
+      c.stabilize();
+      perTick.push(bytesTo('n3', sent));
+      c.tick('n1');
+      const beats = c.processReady('n1').filter((m) => m.type === 'heartbeat');
+      expect(beats.map((m) => m.to).sort()).toEqual(['n2', 'n3']); // heartbeats go out every tick
+      if (tick === 2) {
+        // Mid catch-up, a new proposal goes to n2 at once: it is in memory, not read from storage.
+        c.propose('n1', 'fresh');
+        expect(c.processReady('n1')).toContainEqual(expect.objectContaining({ type: 'append', to: 'n2', entries: [expect.objectContaining({ index: 42 })] }));
+      }
+    }
+    c.filter = () => true;
+    expect(Math.max(...perTick)).toBe(4 * cost); // the budget was reached, never passed
+    expect(perTick.filter((bytes) => bytes > 0).length).toBeGreaterThanOrEqual(40 / 4);
+    c.stabilize();
+    expect(c.appliedTexts('n3')).toEqual([...Array.from({ length: 40 }, () => body), 'fresh']);
+  });
+
   it('a follower never lets an append rewrite what it has committed', () => {
     const c = new TestCluster(IDS);
     c.elect('n1');

@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { disposeAllBenchClusters } from '../bench/bench-cluster.js';
 import { measureDiskSync } from '../bench/disk.js';
 import { parseModes } from '../bench/modes.js';
+import { runCatchUp } from '../bench/catch-up.js';
 import { runFailover } from '../bench/failover.js';
 import { runEndToEnd } from '../bench/e2e.js';
 import { throughputTable, writeChart, writeJson } from '../bench/report.js';
@@ -24,8 +25,9 @@ export interface BenchOptions {
   producers: number;
   maxBatch: number;
   queues: number;
-  scenario: 'throughput' | 'failover' | 'e2e';
+  scenario: 'throughput' | 'failover' | 'e2e' | 'catch-up';
   kills: number;
+  count: number;
   rate: number;
   cpuProf?: boolean;
   json?: boolean;
@@ -49,8 +51,9 @@ export function registerBench(program: Command): void {
     .option('--producers <n>', 'producers (each its own TCP connection) the in-flight produces are spread over', parseIntOption('--producers', 1, 256), 1)
     .option('--max-batch <n>', 'sends one producer combines into one request at most; 1: one request per send', parseIntOption('--max-batch', 1, LIMITS.maxMessagesPerProduce), 256)
     .option('--queues <n>', 'queues of the benchmark topic', parseIntOption('--queues', 1, LIMITS.maxQueuesPerTopic), 8)
-    .addOption(new Option('--scenario <name>', 'what to measure').choices(['throughput', 'failover', 'e2e']).default('throughput'))
+    .addOption(new Option('--scenario <name>', 'what to measure').choices(['throughput', 'failover', 'e2e', 'catch-up']).default('throughput'))
     .option('--kills <n>', 'failover: leader kills', parseIntOption('--kills', 1, 1000), 20)
+    .option('--count <n>', 'catch-up: messages produced while the follower is down', parseIntOption('--count', 1, 100_000_000), 300_000)
     .option('--rate <msgs>', 'e2e: offered messages per second', parseIntOption('--rate', 1, 1_000_000), 1000)
     .option('--cpu-prof', 'run nodes with --cpu-prof; profiles land in OUT/profiles')
     .option('--json', 'print the JSON result on stdout')
@@ -93,6 +96,11 @@ async function runBench(options: BenchOptions): Promise<void> {
     const result = await runFailover(modes[0]!, { ...common, sizeBytes: options.size, concurrency: options.concurrency, producers: options.producers, maxBatch: options.maxBatch, kills: options.kills }, progress.show);
     progress.done();
     return emit(options, outDir, 'failover.json', { fsyncP50Ms: disk.p50Ms, fsyncP99Ms: disk.p99Ms, ...result.document }, result.text);
+  }
+  if (options.scenario === 'catch-up') {
+    const result = await runCatchUp(modes[0]!, { ...common, sizeBytes: options.size, concurrency: options.concurrency, maxBatch: options.maxBatch, count: options.count }, progress.show);
+    progress.done();
+    return emit(options, outDir, 'catch-up.json', { fsyncP50Ms: disk.p50Ms, fsyncP99Ms: disk.p99Ms, ...result.document }, result.text);
   }
   if (options.scenario === 'e2e') {
     const result = await runEndToEnd(modes, { ...common, sizeBytes: options.size, ratePerSec: options.rate, durationS: options.duration, warmupS: options.warmup, producers: options.producers }, progress.show);

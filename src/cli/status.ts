@@ -18,7 +18,7 @@ type Row = Omit<Partial<NodeStatus>, 'role'> & { id: string; role: NodeStatus['r
 
 export function registerStatus(program: Command): void {
   withConfig(program.command('status'))
-    .description('show every node: role, term, last/commit/applied index, pid, follower lag')
+    .description('show every node: role, term, last/commit/applied index, pid, event-loop delay, follower lag')
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'wait this long for a leader', parseIntOption('--timeout', 0, 3_600_000), 3000)
     .action(async (options: StatusOptions) => {
@@ -57,8 +57,8 @@ async function statusOf(client: ReturnType<typeof clientFor>, id: string): Promi
 }
 
 function formatStatus(rows: Row[]): string {
-  return formatTable(['node', 'role', 'term', 'last', 'commit', 'applied', 'pid', 'follower lag'], rows.map((r) => [
+  return formatTable(['node', 'role', 'term', 'last', 'commit', 'applied', 'pid', 'loop p99 ms', 'follower lag'], rows.map((r) => [
     r.id, r.role, String(r.term ?? '-'), String(r.lastIndex ?? '-'), String(r.commitIndex ?? '-'), String(r.appliedIndex ?? '-'), String(r.pid ?? '-'),
-    (r.followers ?? []).map((f) => `${f.id}:${f.lag}`).join(' '),
+    String(r.eventLoopDelayP99Ms ?? '-'), (r.followers ?? []).map((f) => `${f.id}:${f.lag}`).join(' '),
   ]));
 }

@@ -49,7 +49,13 @@ const raftSchema = z
     /** Append messages in flight to one follower before the leader waits for acks. */
     maxInflightMsgs: z.number().int().min(1).max(4096).default(256),
     /** Payload bytes in flight to one follower; at least maxAppendBytes (one append must fit). */
-    maxInflightBytes: z.number().int().min(1024).max(MAX_INFLIGHT_BYTES).default(64 * 1024 * 1024),
+    maxInflightBytes: z.number().int().min(1024).max(MAX_INFLIGHT_BYTES).default(4 * 1024 * 1024),
+    /**
+     * Bytes per second of appends read from the log store (a follower being caught up) that
+     * the leader sends one follower, granted per tick: the catch-up's share of the event loop,
+     * so heartbeats and the other followers never wait behind it.
+     */
+    maxCatchUpBytesPerSec: z.number().int().min(64 * 1024).max(MAX_INFLIGHT_BYTES).default(32 * 1024 * 1024),
     /** Payload bytes in one append message to a follower. */
     maxAppendBytes: z
       .number()

@@ -209,6 +209,14 @@ export class LogStore {
     return { ...this.counters };
   }
 
+  /** Bytes the segments hold (headers and frames written; not the preallocated zeros after them). */
+  logBytes(): number {
+    let bytes = 0;
+    for (const segment of this.segments) bytes += segment.endBytes;
+    assert(bytes >= this.segments.length * SEGMENT_HEADER_BYTES, 'every segment holds at least its header');
+    return bytes;
+  }
+
   private activeSegment(): Segment {
     const active = this.segments[this.segments.length - 1];
     assert(active !== undefined, 'the log always has an active segment');

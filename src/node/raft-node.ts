@@ -12,6 +12,7 @@ import type { LogReader } from '../raft/raft-log.js';
 import type { Entry, HardState, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { type Acknowledged, NodeDriver } from './driver.js';
+import { EventLoopDelayMonitor } from './event-loop-delay.js';
 import type { DriverHardStateStore, DriverLogStore, Scheduler, StateMachine } from './ports.js';
 
 export type { NodeStatus } from '../protocol/index.js';
@@ -26,6 +27,8 @@ export interface NodeLogStore extends LogReader {
   close(): Promise<void>;
   /** Counters since the store was opened. */
   stats(): { fsyncs: number; appendedEntries: number; appendedBytes: number };
+  /** Bytes the log's segments hold (headers and frames). */
+  logBytes(): number;
 }
 
 export interface NodeHardStateStore {
@@ -88,6 +91,7 @@ export class RaftNode<R> {
   private readonly options: RaftNodeOptions<R>;
   private readonly logger: Logger;
   private tickTimer: NodeJS.Timeout | null = null;
+  private readonly eventLoopDelay = new EventLoopDelayMonitor();
   private stopped = false;
   private readonly appliedListeners = new Set<() => void>();
   /** Waiting for this node to learn who leads (see waitForLeader). */
@@ -108,6 +112,7 @@ export class RaftNode<R> {
           maxInflightMsgs: raft.maxInflightMsgs,
           maxInflightBytes: raft.maxInflightBytes,
           maxAppendBytes: raft.maxAppendBytes,
+          maxCatchUpBytesPerTick: Math.max(1, Math.floor((raft.maxCatchUpBytesPerSec * raft.tickMs) / 1000)),
           maxApplyBytes: MAX_APPLY_BYTES,
           maxUncommittedEntries: raft.maxUncommittedEntries,
           maxUncommittedBytes: raft.maxUncommittedBytes,
@@ -143,6 +148,7 @@ export class RaftNode<R> {
   start(): void {
     assert(this.tickTimer === null, 'node started twice');
     this.tickTimer = setInterval(() => this.driver.tick(), this.options.config.raft.tickMs);
+    this.eventLoopDelay.start();
   }
 
   /** Stops ticking, finishes the Ready in progress and closes the log (flushed). */
@@ -151,6 +157,7 @@ export class RaftNode<R> {
     this.stopped = true;
     if (this.tickTimer !== null) clearInterval(this.tickTimer);
     this.tickTimer = null;
+    this.eventLoopDelay.stop();
     await new Promise<void>((resolve) => this.driver.stop(resolve));
     this.releaseLeaderWaiters();
     await this.options.log.close();
@@ -177,18 +184,23 @@ export class RaftNode<R> {
 
   status(): NodeStatus {
     const s = this.driver.status();
+    const delay = this.eventLoopDelay.read();
     return {
       id: s.id,
       pid: process.pid,
       role: s.role,
       term: s.term,
       leader: s.leader,
+      firstIndex: this.options.log.firstIndex(),
       lastIndex: s.lastIndex,
       persistedIndex: s.persistedIndex,
       commitIndex: s.commitIndex,
       appliedIndex: s.appliedIndex,
       followers: s.progress.filter((p) => p.id !== this.id).map((p) => ({ id: p.id, matchIndex: p.match, lag: s.lastIndex - p.match, state: p.state })),
       storage: this.options.log.stats(),
+      logBytes: this.options.log.logBytes(),
+      eventLoopDelayP99Ms: delay.p99Ms,
+      eventLoopDelayMaxMs: delay.maxMs,
     };
   }
 

@@ -11,6 +11,8 @@ export interface NodeStatus {
   readonly role: NodeRole;
   readonly term: number;
   readonly leader: string | null;
+  /** First index the log holds (lastIndex + 1 when it is empty). */
+  readonly firstIndex: number;
   readonly lastIndex: number;
   readonly persistedIndex: number;
   readonly commitIndex: number;
@@ -19,6 +21,11 @@ export interface NodeStatus {
   readonly followers: readonly { id: string; matchIndex: number; lag: number; state: string }[];
   /** The log store's counters since the node process started. */
   readonly storage: { fsyncs: number; appendedEntries: number; appendedBytes: number };
+  /** Bytes the log's segments hold on disk. */
+  readonly logBytes: number;
+  /** How late this process's event loop ran, p99 and max over roughly the last 10 s. */
+  readonly eventLoopDelayP99Ms: number;
+  readonly eventLoopDelayMaxMs: number;
 }
 
 export interface TopicInfo {

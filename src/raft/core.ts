@@ -44,6 +44,14 @@ export interface RaftOptions {
   readonly maxInflightBytes: number;
   /** Payload bytes in one append message (at least one entry is always sent). */
   readonly maxAppendBytes: number;
+  /**
+   * Bound on the bytes of appends read from storage (a follower being caught up) that one
+   * follower is sent per tick. Reading and encoding them runs on the node's event loop, and a
+   * burst of answers (e.g. to heartbeats queued while the follower was away) would otherwise
+   * each send another append in the same turn; bounding them per tick keeps heartbeats and the
+   * other followers' appends from waiting behind a catch-up. Default: maxAppendBytes.
+   */
+  readonly maxCatchUpBytesPerTick?: number | undefined;
   /** Committed entries handed out for applying in one Ready. */
   readonly maxApplyBytes: number;
   /** Proposals are refused while this many entries wait for commit (back-pressure). */
@@ -127,6 +135,10 @@ export class RaftCore {
    */
   private uncommittedBytes = 0;
 
+  /** Ticks since start: the period of the catch-up budget (maxCatchUpBytesPerTick). */
+  private tickSeq = 0;
+  private readonly maxCatchUpBytesPerTick: number;
+
   private messages: Message[] = [];
   private persistedMessages: Message[] = [];
   private readyInProgress: Ready | null = null;
@@ -137,6 +149,8 @@ export class RaftCore {
     assert(options.electionTimeoutTicks > options.heartbeatIntervalTicks, 'election timeout exceeds the heartbeat interval');
     assert(options.hardState.term >= 0, 'term is never negative');
     assert(options.preferredLeader === undefined || options.voters.includes(options.preferredLeader), 'the preferred leader is a voter');
+    this.maxCatchUpBytesPerTick = options.maxCatchUpBytesPerTick ?? options.maxAppendBytes;
+    assert(this.maxCatchUpBytesPerTick >= 1, 'the catch-up budget is positive');
     this.id = options.id;
     this.voters = [...options.voters];
     this.options = options;
@@ -239,6 +253,7 @@ export class RaftCore {
   // ---------------------------------------------------------------- ticks
 
   tick(): void {
+    this.tickSeq++;
     if (this.role === 'leader') this.tickLeader();
     else this.tickElection();
   }
@@ -543,7 +558,11 @@ export class RaftCore {
     return true;
   }
 
-  /** Sends appends to one follower while its window allows. Returns whether anything was sent. */
+  /**
+   * Sends appends to one follower while its window allows and, for entries read from storage,
+   * while this tick's catch-up budget lasts. Returns whether anything was sent. When the budget
+   * stops it, the response to the next heartbeat resumes the catch-up (it calls this again).
+   */
   private sendAppendsTo(to: NodeId, progress: Progress, sendIfEmpty: boolean): boolean {
     let sent = false;
     while (!progress.isPaused()) {
@@ -551,11 +570,17 @@ export class RaftCore {
       const prevTerm = this.log.term(prevIndex);
       // No snapshots yet: retention never deletes what a follower still needs (see README).
       if (prevTerm === undefined) return sent;
-      const entries = this.log.entries(progress.next, this.log.lastIndex() + 1, this.options.maxAppendBytes);
+      const fromStorage = progress.next <= this.log.lastIndex() && !this.log.inMemory(progress.next);
+      const budgetBytes = fromStorage ? progress.storageReadLeft(this.tickSeq, this.maxCatchUpBytesPerTick) : Number.POSITIVE_INFINITY;
+      const maxBytes = Math.min(this.options.maxAppendBytes, budgetBytes);
+      if (maxBytes === 0) return sent;
+      const entries = this.log.entries(progress.next, this.log.lastIndex() + 1, maxBytes);
       if (entries.length === 0 && (sent || !sendIfEmpty)) return sent;
       const lastIndex = prevIndex + entries.length;
+      const bytes = entries.reduce((sum, e) => sum + entryBytes(e), 0);
       this.send({ type: 'append', from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed });
-      progress.sentEntries(lastIndex, entries.reduce((sum, e) => sum + entryBytes(e), 0), entries.length);
+      progress.sentEntries(lastIndex, bytes, entries.length);
+      if (fromStorage) progress.readFromStorage(this.tickSeq, bytes);
       sent = true;
       if (entries.length === 0 || progress.state === 'probe') return sent;
     }

@@ -75,6 +75,10 @@ export class Progress {
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   readonly inflights: Inflights;
+  /** The core's tick in which storageReadBytes were sent (see RaftCore's catch-up budget). */
+  private storageReadTick = -1;
+  /** Bytes of appends read from storage for this follower in storageReadTick. */
+  private storageReadBytes = 0;
 
   constructor(next: number, maxInflightMsgs: number, maxInflightBytes: number) {
     assert(next >= 1, 'next index starts at 1');
@@ -112,6 +116,26 @@ export class Progress {
       this.probeSent = true;
     }
     assert(this.match < this.next, () => `progress match ${this.match} must stay below next ${this.next}`);
+  }
+
+  /**
+   * Bytes of appends read from storage this follower may still be sent in the core's tick
+   * `tick`, out of `maxBytes` per tick. A new tick starts with the whole budget.
+   */
+  storageReadLeft(tick: number, maxBytes: number): number {
+    assert(tick >= this.storageReadTick, () => `tick goes back from ${this.storageReadTick} to ${tick}`);
+    if (tick !== this.storageReadTick) {
+      this.storageReadTick = tick;
+      this.storageReadBytes = 0;
+    }
+    return Math.max(0, maxBytes - this.storageReadBytes);
+  }
+
+  /** An append of `bytes` read from storage went to this follower in `tick`. */
+  readFromStorage(tick: number, bytes: number): void {
+    assert(tick === this.storageReadTick, 'storage reads are counted in the tick that asked for the budget');
+    assert(bytes > 0, 'an append read from storage carries entries');
+    this.storageReadBytes += bytes;
   }
 
   /** An acceptance for `index`: returns false when it is stale (already known). */

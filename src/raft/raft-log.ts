@@ -70,6 +70,11 @@ export class RaftLog {
     return this.unstableOffset - 1;
   }
 
+  /** Whether the entry at index is held in memory (not read from storage when sent or applied). */
+  inMemory(index: number): boolean {
+    return index >= this.memOffset;
+  }
+
   /** Term at index, or undefined when the index is past the end or compacted away. */
   term(index: number): number | undefined {
     if (index >= this.memOffset) return this.mem[index - this.memOffset]?.term;
