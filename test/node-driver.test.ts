@@ -135,4 +135,22 @@ describe('node driver – one node over in-memory ports', () => {
     h.settle();
     expect(String(h.fatal[0])).toMatch(/InvariantViolation: flush reported 0, short of 1/);
   });
+
+  it('stop() with the Ready loop only scheduled drains it at once and then never touches a port', () => {
+    let closed = false;
+    const log = withFlush((memory, persisted, failed) => {
+      if (closed) throw new Error('flush after the log was closed');
+      memory.flush(persisted, failed);
+    });
+    const h = singleNode(IMMEDIATE_DISK, log);
+    elect(h);
+    const outcome = propose(h, 'a'); // the Ready loop is scheduled, not run
+    let stopped = false;
+    h.driver.stop(() => (stopped = true));
+    expect(stopped).toBe(true);
+    expect(outcome.ack).toMatchObject({ index: 2, result: 'applied 2' });
+    closed = true; // what RaftNode.stop does next
+    h.settle(); // the scheduled turn comes: nothing runs
+    expect(h.fatal).toEqual([]);
+  });
 });

@@ -66,6 +66,8 @@ export class NodeDriver<R> {
   private stopped = false;
   private failed = false;
   private stopRequested = false;
+  /** stop() has completed: no port is touched again (the log may be closed by now). */
+  private finished = false;
   private onStopped: (() => void) | null = null;
   private lastRole: Role = 'follower';
   private lastLeader: NodeId | null = null;
@@ -164,7 +166,9 @@ export class NodeDriver<R> {
     this.stopRequested = true;
     this.stopped = true;
     this.onStopped = onStopped;
-    if ((this.ready === null || this.failed) && !this.pumping) this.finishStop();
+    if (this.failed) return this.finishStop();
+    // Drain now rather than at the scheduled turn, which may come after the caller closed the log.
+    if (!this.pumping) this.pump();
   }
 
   status(): RaftStatus {
@@ -218,7 +222,7 @@ export class NodeDriver<R> {
 
   /** Carries out Readies until one waits on I/O or none is left. Never re-entered. */
   private pump(): void {
-    if (this.pumping || this.failed) return;
+    if (this.pumping || this.failed || this.finished) return;
     this.pumping = true;
     try {
       // afterReadies() may answer proposals and report a role change, whose handlers may bring
@@ -341,6 +345,7 @@ export class NodeDriver<R> {
 
   private finishStop(): void {
     assert(this.ready === null || this.failed, 'stopped with a Ready in progress');
+    this.finished = true;
     this.proposals.failAll('could not be acknowledged: the node is shutting down');
     const onStopped = this.onStopped;
     this.onStopped = null;
