@@ -30,11 +30,14 @@ describe('simulator – safety and liveness under faults', () => {
     expect(a.stats.entriesCommitted).toBeGreaterThan(0);
   });
 
-  it('explores faults: crashes, partitions, elections, transfers and every quorum mode happen across seeds', () => {
-    const totals = { crashes: 0, partitions: 0, transfers: 0, leadersElected: 0, fiveNodeWorlds: 0, majority: 0, all: 0, leader: 0 };
+  it('explores faults: crashes, disk wipes, snapshots, partitions, elections, transfers and every quorum mode happen across seeds', () => {
+    const totals = { crashes: 0, partitions: 0, transfers: 0, leadersElected: 0, fiveNodeWorlds: 0, majority: 0, all: 0, leader: 0, wipes: 0, snapshotsTaken: 0, snapshotsInstalled: 0 };
     for (let seed = 1; seed <= 60; seed++) {
       const { stats } = runSeed(seed);
       totals.crashes += stats.crashes;
+      totals.wipes += stats.wipes;
+      totals.snapshotsTaken += stats.snapshotsTaken;
+      totals.snapshotsInstalled += stats.snapshotsInstalled;
       totals.partitions += stats.partitions;
       totals.transfers += stats.transfers;
       totals.leadersElected += stats.leadersElected;
@@ -46,6 +49,10 @@ describe('simulator – safety and liveness under faults', () => {
     expect(totals.transfers).toBeGreaterThan(0);
     expect(totals.leadersElected).toBeGreaterThan(120);
     expect(totals.fiveNodeWorlds).toBeGreaterThan(0);
+    // Logs are compacted, lagging and restarted nodes are sent snapshots, disks are lost.
+    expect(totals.snapshotsTaken).toBeGreaterThan(100);
+    expect(totals.snapshotsInstalled).toBeGreaterThan(10);
+    expect(totals.wipes).toBeGreaterThan(5);
     // Every quorum mode's acknowledgements are exercised (and checked against durability).
     for (const mode of ['majority', 'all', 'leader'] as const) expect(totals[mode]).toBeGreaterThan(100);
   });

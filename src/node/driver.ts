@@ -10,6 +10,10 @@
 // from real I/O; one Ready is in progress at a time, and work that arrives meanwhile joins the
 // next one (group commit). While a Ready waits on the disk, messages that need no durability
 // (heartbeats, appends) still go out, so the leader's fsync and the followers' overlap.
+//
+// Snapshots: when the core asks to send one, the driver streams it (snapshot-transfer.ts);
+// a follower's fully staged and verified snapshot is handed to its core between Readies, and
+// the Ready that follows installs it before anything else is persisted.
 import type { QuorumMode } from '../config/config.js';
 import { RaftCore, type RaftOptions, type RaftStatus, type Ready, type Role } from '../raft/core.js';
 import type { Message } from '../raft/messages.js';
@@ -19,11 +23,21 @@ import { InvariantViolation, assert } from '../util/assert.js';
 import { LmqError, NOT_SENT } from '../util/errors.js';
 import type { DriverEvents, DriverHardStateStore, DriverLogStore, PeerSender, Scheduler, StateMachine } from './ports.js';
 import { type ProposalReply, ProposalTracker } from './proposals.js';
+import {
+  type DriverSnapshotStore,
+  SnapshotReceiver,
+  SnapshotSender,
+  type StagedSnapshot,
+  type TransferMessage,
+  type TransferTuning,
+  isTransferMessage,
+  validateTransferMessage,
+} from './snapshot-transfer.js';
 
 export type { Acknowledged, ProposalReply } from './proposals.js';
 
 /** The core's tuning; the driver supplies the ports (storage, hard state, applied index). */
-export type RaftTuning = Omit<RaftOptions, 'id' | 'voters' | 'storage' | 'hardState' | 'appliedIndex' | 'randomInt'>;
+export type RaftTuning = Omit<RaftOptions, 'id' | 'voters' | 'storage' | 'snapshots' | 'hardState' | 'appliedIndex' | 'randomInt'>;
 
 export interface NodeDriverOptions {
   readonly id: NodeId;
@@ -31,6 +45,8 @@ export interface NodeDriverOptions {
   readonly raft: RaftTuning;
   /** A proposal not acknowledged under its quorum mode within this is answered LMQ_TIMEOUT. */
   readonly maxProposalWaitMs: number;
+  /** How snapshots are streamed to followers (with ports.snapshots). */
+  readonly transfer?: TransferTuning;
 }
 
 export interface NodeDriverPorts<R> {
@@ -38,6 +54,8 @@ export interface NodeDriverPorts<R> {
   readonly hardState: DriverHardStateStore;
   readonly peers: PeerSender;
   readonly stateMachine: StateMachine<R>;
+  /** Without it the node never compacts its log, so no follower ever needs a snapshot. */
+  readonly snapshots?: DriverSnapshotStore;
   readonly scheduler: Scheduler;
   /** The core's only source of randomness (election timeouts): Math.random or a seeded stream. */
   readonly randomInt: (n: number) => number;
@@ -45,7 +63,7 @@ export interface NodeDriverPorts<R> {
 }
 
 /** Where the Ready in progress is: each stage starts with the I/O of the previous one complete. */
-type Stage = 'saveHardState' | 'sendAndWrite' | 'applyAndAdvance';
+type Stage = 'saveHardState' | 'send' | 'install' | 'write' | 'applyAndAdvance';
 
 export class NodeDriver<R> {
   readonly id: NodeId;
@@ -71,6 +89,12 @@ export class NodeDriver<R> {
   private onStopped: (() => void) | null = null;
   private lastRole: Role = 'follower';
   private lastLeader: NodeId | null = null;
+  private readonly snapshotSender: SnapshotSender | null = null;
+  private readonly snapshotReceiver: SnapshotReceiver | null = null;
+  /** A verified staged snapshot, handed to the core once no Ready is in progress. */
+  private stagedSnapshot: StagedSnapshot | null = null;
+  /** Lets the receiver stage again once the verified package is installed or discarded. */
+  private releaseStaging: () => void = () => undefined;
 
   constructor(
     private readonly options: NodeDriverOptions,
@@ -80,15 +104,38 @@ export class NodeDriver<R> {
     this.id = options.id;
     this.ports = ports;
     this.events = ports.events ?? {};
+    const snapshots = ports.snapshots;
     this.core = new RaftCore({
       ...options.raft,
       id: options.id,
       voters: options.voters,
       storage: ports.log,
+      snapshots: snapshots === undefined ? undefined : { latest: () => snapshots.latest() },
       hardState: ports.hardState.load(),
       appliedIndex: ports.stateMachine.appliedIndex(),
       randomInt: ports.randomInt,
     });
+    if (snapshots !== undefined) {
+      assert(options.transfer !== undefined, 'a node with snapshots has transfer tuning');
+      const hooks = {
+        id: options.id,
+        commitIndex: () => this.core.indexes().commitIndex,
+        send: (to: NodeId, message: TransferMessage) => this.ports.peers.send(to, message),
+        failed: (peer: NodeId) => {
+          if (this.stopped) return;
+          this.core.snapshotFailed(peer);
+          this.kick();
+        },
+        fatal: (error: unknown) => this.fail(error),
+      };
+      this.snapshotSender = new SnapshotSender(snapshots, options.transfer, hooks);
+      this.snapshotReceiver = new SnapshotReceiver(snapshots, hooks, () => this.core.summary().term, (staged) => {
+        if (this.stopped) return;
+        this.stagedSnapshot = staged;
+        this.kick();
+      });
+      this.releaseStaging = () => this.snapshotReceiver?.release();
+    }
   }
 
   /** One Raft tick: elections, heartbeats, proposal deadlines. */
@@ -97,17 +144,32 @@ export class NodeDriver<R> {
     this.core.tick();
     this.observeRoleChange();
     this.proposals.expire(this.ports.scheduler.nowMs());
+    if (this.snapshotSender !== null) {
+      const term = this.core.summary().term;
+      this.snapshotSender.retain((peer, meta, sessionTerm) => sessionTerm === term && this.core.snapshotPendingFor(peer) === meta.index);
+      this.snapshotSender.tick();
+    }
     this.kick();
   }
 
   /** A message from a peer, as decoded off the wire: checked before the core sees it. */
   receive(from: NodeId, message: unknown): boolean {
     if (this.stopped) return false;
+    if (isTransferMessage(message)) return this.receiveTransfer(from, message);
     const valid = validateMessage(message);
     if (valid === null || valid.from !== from || valid.to !== this.id) return false;
     this.core.step(valid);
     this.observeRoleChange();
     this.kick();
+    return true;
+  }
+
+  private receiveTransfer(from: NodeId, message: unknown): boolean {
+    if (this.snapshotSender === null || this.snapshotReceiver === null) return false;
+    const valid = validateTransferMessage(message, this.options.transfer!.maxChunkBytes);
+    if (valid === null || valid.from !== from || valid.to !== this.id) return false;
+    if (valid.type === 'snapshotChunk') this.snapshotReceiver.receive(valid);
+    else this.snapshotSender.acknowledged(valid);
     return true;
   }
 
@@ -166,6 +228,7 @@ export class NodeDriver<R> {
     this.stopRequested = true;
     this.stopped = true;
     this.onStopped = onStopped;
+    this.snapshotSender?.closeAll();
     if (this.failed) return this.finishStop();
     // Drain now rather than at the scheduled turn, which may come after the caller closed the log.
     if (!this.pumping) this.pump();
@@ -230,6 +293,7 @@ export class NodeDriver<R> {
       do {
         while (!this.waitingOnIo) {
           if (this.ready === null) {
+            if (this.stagedSnapshot !== null) this.stepStagedSnapshot(this.stagedSnapshot);
             // After stop() the Readies already in the core still run (they answer proposals);
             // nothing new arrives, since every entry point ignores work once stopped.
             if (!this.core.hasReady()) break;
@@ -249,16 +313,43 @@ export class NodeDriver<R> {
     if (this.stopped && this.ready === null && this.onStopped !== null) this.finishStop();
   }
 
+  /** The core decides whether the staged snapshot is needed; if it is, the next Ready installs it. */
+  private stepStagedSnapshot(staged: StagedSnapshot): void {
+    this.stagedSnapshot = null;
+    if (this.stopped) return;
+    const { meta } = staged;
+    this.core.step({ type: 'snapshot', from: staged.from, to: this.id, term: staged.term, index: meta.index, snapshotTerm: meta.term, commit: staged.commit });
+    const pending = this.core.installPending();
+    if (pending === null || pending.index !== meta.index) {
+      this.ports.snapshots!.discardStaged();
+      this.releaseStaging();
+    }
+    this.observeRoleChange();
+  }
+
   /** Runs the current stage of `ready`; returns when it waits on I/O or the Ready is done. */
   private continueReady(ready: Ready): void {
     if (this.stage === 'saveHardState') {
-      this.stage = 'sendAndWrite';
+      this.stage = 'send';
       const hardState = ready.hardState;
       if (hardState !== null) return this.waitFor((done, failed) => this.ports.hardState.save(hardState, done, failed));
     }
-    if (this.stage === 'sendAndWrite') {
-      this.stage = 'applyAndAdvance';
+    if (this.stage === 'send') {
+      this.stage = 'install';
       this.send(ready.messages);
+    }
+    if (this.stage === 'install') {
+      this.stage = 'write';
+      const snapshot = ready.snapshot;
+      if (snapshot !== null) {
+        return this.waitFor((done, failed) => this.ports.snapshots!.install(snapshot, () => {
+          this.releaseStaging();
+          done();
+        }, failed));
+      }
+    }
+    if (this.stage === 'write') {
+      this.stage = 'applyAndAdvance';
       const last = ready.entries[ready.entries.length - 1];
       if (last !== undefined) {
         this.ports.log.append(ready.entries);
@@ -298,7 +389,11 @@ export class NodeDriver<R> {
   }
 
   private send(messages: readonly Message[]): void {
-    for (const m of messages) this.ports.peers.send(m.to, m);
+    for (const m of messages) {
+      // The core names the snapshot; the sender streams its data in chunks instead.
+      if (m.type === 'snapshot') this.snapshotSender!.start(m.to, m.term, { index: m.index, term: m.snapshotTerm });
+      else this.ports.peers.send(m.to, m);
+    }
   }
 
   private apply(entries: readonly Entry[]): void {

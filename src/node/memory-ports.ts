@@ -3,10 +3,13 @@
 // whose crash loses what was not), a scheduler whose deferred work runs when the caller says.
 // They keep the real stores' rules (term never back, vote fixed within a term, no truncation
 // of committed entries), so a driver bug that breaks them fails here as it would on disk.
+import { createHash } from 'node:crypto';
+import { pack, unpack } from 'msgpackr';
 import { MemoryLog } from '../raft/memory-log.js';
-import type { Entry, HardState } from '../raft/types.js';
+import type { Entry, HardState, SnapshotMeta } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import type { DriverHardStateStore, DriverLogStore, Failed, Scheduler } from './ports.js';
+import type { DriverSnapshotStore, SnapshotPackage } from './snapshot-transfer.js';
 
 /** Where I/O completes: at once, or when a simulated disk gets to it. */
 export interface Disk {
@@ -99,14 +102,174 @@ export class MemoryLogStore implements DriverLogStore {
 
   setCommitIndex(index: number): void {
     assert(index >= this.commitFloor, () => `commit floor moves back from ${this.commitFloor} to ${index}`);
-    assert(index <= this.log.durableEntries().length, () => `commit floor ${index} is past the durable log ${this.log.durableEntries().length}`);
+    assert(index <= this.log.durableLastIndex(), () => `commit floor ${index} is past the durable log ${this.log.durableLastIndex()}`);
     this.commitFloor = index;
+  }
+
+  /** Entries up to here are committed and durable (the most compaction may delete). */
+  commitIndexFloor(): number {
+    return this.commitFloor;
+  }
+
+  /** Deletes the entries below firstIndex; a snapshot must cover them (the caller's rule). */
+  compact(firstIndex: number): void {
+    assert(firstIndex - 1 <= this.commitFloor, () => `compacting up to ${firstIndex - 1} past the commit floor ${this.commitFloor}`);
+    this.log.compact(firstIndex);
+  }
+
+  /** Replaces the log with a leader's retained window (a snapshot install), durably. */
+  install(firstIndex: number, prevTerm: number, entries: readonly Entry[]): void {
+    this.log.install(firstIndex, prevTerm, entries);
+    this.commitFloor = firstIndex - 1 + entries.length;
   }
 
   /** Loses what was not flushed, but for a prefix of it in [0, 1] (see MemoryLog.crash). */
   crash(keepUnsynced: number): void {
     this.log.crash(keepUnsynced);
     this.commitFloor = 0;
+  }
+
+  /** A replaced disk: the log is empty. */
+  wipe(): void {
+    this.log.wipe();
+    this.commitFloor = 0;
+  }
+}
+
+/** A state machine's snapshot as the memory store keeps it: opaque bytes at an index. */
+export interface MemorySnapshot {
+  readonly meta: SnapshotMeta;
+  readonly data: Uint8Array;
+}
+
+/** What a package carries: the snapshot and the retained log up to it. */
+interface PackageContent {
+  readonly meta: SnapshotMeta;
+  readonly data: Uint8Array;
+  readonly firstIndex: number;
+  readonly prevTerm: number;
+  readonly entries: Entry[];
+}
+
+function checksumOf(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Snapshots kept in memory, durable once the disk completes their write; the newest two are
+ * kept (the log is compacted only up to one of them). A package is the snapshot plus the
+ * log's retained entries up to it, encoded once, so chunks are real byte ranges. Staging is
+ * volatile (a crash loses it and the transfer starts over). `restore` puts the state machine
+ * in the snapshot's state when an install completes.
+ */
+export class MemorySnapshotStore implements DriverSnapshotStore {
+  private durable: MemorySnapshot[] = [];
+  private staging: { meta: SnapshotMeta; totalBytes: number; checksum: string; chunks: Uint8Array[]; bytes: number } | null = null;
+
+  constructor(
+    private readonly disk: Disk,
+    private readonly log: MemoryLogStore,
+    private readonly restore: (snapshot: MemorySnapshot) => void,
+    private readonly keep = 2,
+  ) {
+    assert(keep >= 1, 'at least one snapshot is kept');
+  }
+
+  /** Writes a snapshot of the state machine; saved() once it is durable. */
+  save(snapshot: MemorySnapshot, saved: () => void): void {
+    this.disk.submit(() => {
+      if (this.durable.some((s) => s.meta.index >= snapshot.meta.index)) return saved();
+      this.durable.push(snapshot);
+      if (this.durable.length > this.keep) this.durable.splice(0, this.durable.length - this.keep);
+      saved();
+    });
+  }
+
+  latest(): SnapshotMeta | null {
+    return this.durable[this.durable.length - 1]?.meta ?? null;
+  }
+
+  /** The newest durable snapshot with its data (what a restart restores). */
+  latestSnapshot(): MemorySnapshot | null {
+    return this.durable[this.durable.length - 1] ?? null;
+  }
+
+  /** The oldest snapshot kept: compaction stops at it, so a bad newest one could be skipped. */
+  oldestKept(): SnapshotMeta | null {
+    return this.durable[0]?.meta ?? null;
+  }
+
+  openPackage(meta: SnapshotMeta, opened: (pkg: SnapshotPackage | null) => void, _failed: Failed): void {
+    const snapshot = this.durable.find((s) => s.meta.index === meta.index && s.meta.term === meta.term);
+    const firstIndex = this.log.firstIndex();
+    // Gone, or the log was compacted past it since the core named it: the core asks anew.
+    if (snapshot === undefined || firstIndex > meta.index + 1) return opened(null);
+    assert(this.log.lastIndex() >= meta.index, () => `log [${firstIndex}, ${this.log.lastIndex()}] does not reach snapshot ${meta.index}`);
+    const content: PackageContent = {
+      meta, data: snapshot.data, firstIndex, prevTerm: this.log.term(firstIndex - 1),
+      entries: meta.index >= firstIndex ? this.log.entries(firstIndex, meta.index + 1, Number.MAX_SAFE_INTEGER) : [],
+    };
+    const bytes: Uint8Array = pack(content);
+    const checksum = checksumOf(bytes);
+    opened({
+      meta, totalBytes: bytes.byteLength, checksum,
+      read: (offsetBytes, maxBytes, done) => done(bytes.subarray(offsetBytes, Math.min(bytes.byteLength, offsetBytes + maxBytes))),
+      close: () => undefined,
+    });
+  }
+
+  staged(meta: SnapshotMeta, totalBytes: number, checksum: string): number {
+    const s = this.staging;
+    if (s !== null && s.meta.index === meta.index && s.meta.term === meta.term && s.totalBytes === totalBytes && s.checksum === checksum) return s.bytes;
+    this.staging = { meta, totalBytes, checksum, chunks: [], bytes: 0 };
+    return 0;
+  }
+
+  stage(data: Uint8Array, done: () => void, _failed: Failed): void {
+    const s = this.staging;
+    assert(s !== null && s.bytes + data.byteLength <= s.totalBytes, 'a chunk is staged into a staging that has room for it');
+    s.chunks.push(data.slice());
+    s.bytes += data.byteLength;
+    done();
+  }
+
+  verifyStaged(verified: (ok: boolean) => void, _failed: Failed): void {
+    const s = this.staging;
+    assert(s !== null && s.bytes === s.totalBytes, 'only a complete staging is verified');
+    const ok = checksumOf(Buffer.concat(s.chunks)) === s.checksum;
+    if (!ok) this.staging = null;
+    verified(ok);
+  }
+
+  install(meta: SnapshotMeta, done: () => void, _failed: Failed): void {
+    const s = this.staging;
+    assert(s !== null && s.bytes === s.totalBytes && s.meta.index === meta.index && s.meta.term === meta.term, () => `install of ${meta.index}@${meta.term} without its verified staging`);
+    this.staging = null;
+    const content = unpack(Buffer.concat(s.chunks)) as PackageContent;
+    assert(content.meta.index === meta.index && content.meta.term === meta.term, 'the package holds the snapshot it was staged as');
+    const snapshot: MemorySnapshot = { meta, data: content.data };
+    // One atomic write on the disk (the real store renames a staged directory into place).
+    this.disk.submit(() => {
+      this.log.install(content.firstIndex, content.prevTerm, content.entries);
+      this.durable = [snapshot];
+      this.restore(snapshot);
+      done();
+    });
+  }
+
+  discardStaged(): void {
+    this.staging = null;
+  }
+
+  /** The process died: staging is lost; durable snapshots stay. */
+  crash(): void {
+    this.staging = null;
+  }
+
+  /** A replaced disk: no snapshot survives. */
+  wipe(): void {
+    this.durable = [];
+    this.staging = null;
   }
 }
 
@@ -153,6 +316,12 @@ export class MemoryHardStateStore implements DriverHardStateStore {
   /** Saves in flight are lost; the durable state stays. */
   crash(): void {
     this.latest = this.durableState;
+  }
+
+  /** A replaced disk: the node starts as new (term 0, no vote). */
+  wipe(): void {
+    this.durableState = EMPTY_HARD_STATE;
+    this.latest = EMPTY_HARD_STATE;
   }
 }
 

@@ -9,6 +9,10 @@ import type { Role } from '../raft/core.js';
 import type { Message } from '../raft/messages.js';
 import type { LogReader } from '../raft/raft-log.js';
 import type { Entry, HardState, NodeId } from '../raft/types.js';
+import type { TransferMessage } from './snapshot-transfer.js';
+
+/** What goes over a peer link: Raft's messages and the chunks of a snapshot transfer. */
+export type PeerMessage = Message | TransferMessage;
 
 /** Called once when an I/O request has completed; the error path is fatal for the node. */
 export type Failed = (error: unknown) => void;
@@ -38,8 +42,8 @@ export interface DriverHardStateStore {
 }
 
 export interface PeerSender {
-  /** Queues a message for a peer; delivery is best effort (Raft retries). */
-  send(to: NodeId, message: Message): void;
+  /** Queues a message for a peer; delivery is best effort (Raft and the transfer retry). */
+  send(to: NodeId, message: PeerMessage): void;
 }
 
 /** What the node applies committed entries to (the broker implements it). */

@@ -6,8 +6,9 @@
 // The Ready contract the node must follow, in this order:
 //   1. persist ready.hardState (durably, fsync) if present;
 //   2. send ready.messages (they may go before ready.entries are durable: they never claim them);
-//   3. persist ready.entries (truncating the store's suffix from entries[0].index), durably
-//      under the flush mode;
+//   3. install ready.snapshot if present (the leader's snapshot, staged by the node: it replaces
+//      the log and the state machine, durably); then persist ready.entries (truncating the
+//      store's suffix from entries[0].index), durably under the flush mode;
 //   4. send ready.persistedMessages (acknowledgements that claim those entries are durable);
 //   5. apply ready.committedEntries in order;
 //   6. call advance(ready). Only then is the next Ready produced.
@@ -15,11 +16,15 @@
 // Two-phase replication as DLedger does it: the leader appends *uncommitted*, pushes to
 // followers with a bounded pipeline, commits once a majority (itself included, counting only
 // what it made durable) holds an entry of its own term, and pushes the commit index on.
+//
+// Log compaction is the node's: it deletes a log prefix that its newest snapshot covers, and
+// the core notices through storage.firstIndex(). A follower that needs a deleted entry gets
+// an InstallSnapshot (the node streams the data; the core only says which snapshot and when).
 import { assert, unreachable } from '../util/assert.js';
-import type { AppendRequest, AppendResponse, Message, VoteRequest, VoteResponse } from './messages.js';
+import type { AppendRequest, AppendResponse, InstallSnapshot, Message, StateProbe, StateProbeResponse, VoteRequest, VoteResponse } from './messages.js';
 import { Progress } from './progress.js';
 import { type LogReader, RaftLog } from './raft-log.js';
-import { type Entry, EntryType, type HardState, type NodeId, entryBytes } from './types.js';
+import { type Entry, EntryType, type HardState, type NodeId, type SnapshotMeta, entryBytes } from './types.js';
 
 /**
  * After the leader's connection closes, followers campaign one after another, this many ticks
@@ -30,11 +35,19 @@ const QUICK_ELECTION_STAGGER_TICKS = 2;
 
 export type Role = 'follower' | 'preCandidate' | 'candidate' | 'leader';
 
+/** The node's snapshots, as the core may read them (a pure read of durable metadata). */
+export interface SnapshotReader {
+  /** The newest durable snapshot, or null. It covers at least storage.firstIndex() - 1. */
+  latest(): SnapshotMeta | null;
+}
+
 export interface RaftOptions {
   readonly id: NodeId;
   /** Every voting member, this node included. */
   readonly voters: readonly NodeId[];
   readonly storage: LogReader;
+  /** Needed once the node compacts its log (a follower behind the first index gets the newest). */
+  readonly snapshots?: SnapshotReader | undefined;
   readonly hardState: HardState;
   /** Index the state machine has applied (and kept) before this start; the core resumes after it. */
   readonly appliedIndex: number;
@@ -69,6 +82,8 @@ export interface RaftOptions {
 export interface Ready {
   /** Term and vote changed: persist durably before sending anything. */
   readonly hardState: HardState | null;
+  /** A snapshot from the leader to install (staged by the node) before `entries` are persisted. */
+  readonly snapshot: SnapshotMeta | null;
   readonly entries: readonly Entry[];
   readonly messages: readonly Message[];
   readonly persistedMessages: readonly Message[];
@@ -81,11 +96,38 @@ export type ProposeResult =
   | { readonly ok: false; readonly reason: 'transferring'; readonly leader: NodeId }
   | { readonly ok: false; readonly reason: 'overloaded'; readonly leader: NodeId };
 
+/**
+ * A node whose hard state is blank (term 0: it never saved one) is either new in a new cluster
+ * or lost its disk (a replaced disk). In the second case it has forgotten whom it voted for and
+ * which terms it took part in, and its log may have held committed entries that now survive on
+ * fewer nodes. Acting as new could elect two leaders in one term, help a deposed leader commit,
+ * or elect a leader without a committed entry. So it first asks every voter for its term and
+ * whether its log is empty (probe), and takes no part in anything until every one has
+ * answered; the highest term heard is then at least every term it took part in before (a peer
+ * it voted for or acknowledged is at that term or later, and nothing a peer sent before this
+ * incarnation started reaches it: connections are reset). From then on it follows at that
+ * term, but it neither votes nor campaigns until a leader has caught it up — its log then
+ * durably holds every committed entry — or every log is empty (nothing was ever committed).
+ * Then it saves its term with its vote in it marked spent, and is an ordinary node.
+ *
+ * Until then it never saves its hard state: a restart finds it blank again and starts over,
+ * so the restriction survives crashes.
+ */
+interface ForgottenVote {
+  /** Per peer heard from: a lower bound of its term, and whether its log is empty. */
+  readonly heard: Map<NodeId, { term: number; emptyLog: boolean }>;
+  /** Ticks since the last round of probes to the peers not heard from. */
+  probeElapsed: number;
+  /** A leader's commit index our log accepted up to; caught up once that is durable here. */
+  catchUpTarget: number;
+  caughtUp: boolean;
+}
+
 export interface PeerStatus {
   readonly id: NodeId;
   readonly match: number;
   readonly next: number;
-  readonly state: 'probe' | 'replicate';
+  readonly state: 'probe' | 'replicate' | 'snapshot';
   readonly recentActive: boolean;
 }
 
@@ -135,6 +177,9 @@ export class RaftCore {
    */
   private uncommittedBytes = 0;
 
+  /** Set while this node started with no state and does not yet know it may vote (ForgottenVote). */
+  private forgottenVote: ForgottenVote | null;
+
   /** Ticks since start: the period of the catch-up budget (maxCatchUpBytesPerTick). */
   private tickSeq = 0;
   private readonly maxCatchUpBytesPerTick: number;
@@ -142,6 +187,8 @@ export class RaftCore {
   private messages: Message[] = [];
   private persistedMessages: Message[] = [];
   private readyInProgress: Ready | null = null;
+  /** A restored snapshot not yet handed out in a Ready. */
+  private snapshotToInstall: SnapshotMeta | null = null;
 
   constructor(options: RaftOptions) {
     assert(options.voters.includes(options.id), () => `node ${options.id} is not among the voters ${options.voters.join(',')}`);
@@ -157,7 +204,80 @@ export class RaftCore {
     this.log = new RaftLog(options.storage, options.appliedIndex, options.maxApplyBytes);
     this.term = options.hardState.term;
     this.vote = options.hardState.vote;
+    // probeElapsed starts full: the first tick probes.
+    this.forgottenVote = this.term === 0 ? { heard: new Map(), probeElapsed: options.electionTimeoutTicks, catchUpTarget: 0, caughtUp: false } : null;
     this.becomeFollower(this.term, null);
+    this.maybeRecallVote(); // a single node has no peer to hear from
+  }
+
+  /** Whether this node, started with no state, still may not vote or campaign (ForgottenVote). */
+  votingSuspended(): boolean {
+    return this.forgottenVote !== null;
+  }
+
+  /** Learns what m says about its sender's term and log (only while the vote is forgotten). */
+  private learnFromPeer(forgotten: ForgottenVote, m: Message): void {
+    let term: number;
+    let emptyLog: boolean;
+    switch (m.type) {
+      case 'probe':
+      case 'probeResp':
+        term = m.term;
+        emptyLog = m.lastIndex === 0;
+        break;
+      case 'preVote':
+      case 'vote':
+        // A pre-vote names the term the sender would campaign in; a vote request, the term it
+        // just moved to: its term before was at least one less.
+        term = m.term - 1;
+        emptyLog = m.lastIndex === 0;
+        break;
+      case 'append':
+      case 'heartbeat':
+      case 'timeoutNow':
+      case 'snapshot':
+        term = m.term;
+        emptyLog = false; // a leader's log holds at least its no-op
+        break;
+      default:
+        return; // nothing that bounds the sender's term and log together
+    }
+    const known = forgotten.heard.get(m.from);
+    forgotten.heard.set(m.from, { term: Math.max(term, known?.term ?? 0), emptyLog: emptyLog && (known?.emptyLog ?? true) });
+  }
+
+  private heardFromEveryVoter(forgotten: ForgottenVote): boolean {
+    return forgotten.heard.size === this.voters.length - 1;
+  }
+
+  /** The highest term any peer was heard at (once every voter was heard). */
+  private highestHeardTerm(forgotten: ForgottenVote): number {
+    let highest = 0;
+    for (const peer of forgotten.heard.values()) highest = Math.max(highest, peer.term);
+    return highest;
+  }
+
+  /** Probes the peers not yet heard from, once per election timeout. */
+  private tickForgottenVote(forgotten: ForgottenVote): void {
+    forgotten.probeElapsed++;
+    if (forgotten.probeElapsed < this.options.electionTimeoutTicks) return;
+    forgotten.probeElapsed = 0;
+    for (const to of this.voters) {
+      if (to !== this.id && !forgotten.heard.has(to)) this.send({ type: 'probe', from: this.id, to, term: this.term, lastIndex: this.log.lastIndex() });
+    }
+  }
+
+  /** Ends the forgotten-vote restriction once this node knows it may vote (see ForgottenVote). */
+  private maybeRecallVote(): void {
+    const forgotten = this.forgottenVote;
+    if (forgotten === null || !this.heardFromEveryVoter(forgotten)) return;
+    const nothingCommitted = this.log.lastIndex() === 0 && [...forgotten.heard.values()].every((peer) => peer.emptyLog);
+    if (!nothingCommitted && !forgotten.caughtUp) return;
+    this.forgottenVote = null;
+    if (this.term === 0) return; // a new cluster: nobody ever voted, nothing to save
+    // Our vote in this term is spent: we may have cast it before the disk was lost.
+    if (this.vote === null) this.vote = this.leader ?? this.id;
+    this.hardStateDirty = true;
   }
 
   // ---------------------------------------------------------------- role transitions
@@ -207,7 +327,8 @@ export class RaftCore {
     if (term !== this.term) {
       this.term = term;
       this.vote = null;
-      this.hardStateDirty = true;
+      // A node that forgot its vote saves nothing until it recalls it (see ForgottenVote).
+      if (this.forgottenVote === null) this.hardStateDirty = true;
     }
     this.leader = null;
     this.leaderDisconnected = false;
@@ -221,6 +342,7 @@ export class RaftCore {
   }
 
   private setVote(candidate: NodeId): void {
+    assert(this.forgottenVote === null, 'a node that forgot its vote never votes');
     assert(this.vote === null || this.vote === candidate, () => `vote changes within term ${this.term}: ${this.vote} -> ${candidate}`);
     if (this.vote !== candidate) {
       this.vote = candidate;
@@ -254,6 +376,8 @@ export class RaftCore {
 
   tick(): void {
     this.tickSeq++;
+    const forgotten = this.forgottenVote;
+    if (forgotten !== null && !this.heardFromEveryVoter(forgotten)) return this.tickForgottenVote(forgotten);
     if (this.role === 'leader') this.tickLeader();
     else this.tickElection();
   }
@@ -284,7 +408,8 @@ export class RaftCore {
       for (const [id, progress] of this.progress) {
         // A follower silent for a whole election timeout is probably down: stop streaming to it
         // (probe again) instead of filling the transport with appends nobody acknowledges.
-        if (id !== this.id && !progress.recentActive && progress.state === 'replicate') progress.becomeProbe();
+        // A snapshot transfer to it is given up too (the node layer retries it when it answers).
+        if (id !== this.id && !progress.recentActive && progress.state !== 'probe') progress.becomeProbe();
         progress.recentActive = id === this.id;
       }
       // A transfer that did not finish within an election timeout is abandoned.
@@ -334,8 +459,10 @@ export class RaftCore {
   }
 
   private winElection(kind: 'preElection' | 'election' | 'transfer'): void {
-    if (kind === 'preElection') this.campaign('election');
-    else this.becomeLeader();
+    if (kind !== 'preElection') return this.becomeLeader();
+    // A node that forgot its vote learns from pre-votes but never campaigns (ForgottenVote).
+    if (this.forgottenVote !== null) return this.becomeFollower(this.term, null);
+    this.campaign('election');
   }
 
   private tallyVotes(): 'won' | 'lost' | 'pending' {
@@ -356,7 +483,8 @@ export class RaftCore {
     // this term; a pre-vote for a future term can always be granted (it changes nothing here).
     const canVote =
       this.vote === m.from || (this.vote === null && this.leader === null) || (m.type === 'preVote' && m.term > this.term);
-    if (canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm)) {
+    const suspended = m.type === 'vote' && this.forgottenVote !== null;
+    if (canVote && !suspended && this.log.isUpToDate(m.lastIndex, m.lastTerm)) {
       // The response carries the candidate's term so it is counted; for a pre-vote our own term
       // stays as it is.
       this.send({ type: responseType, from: this.id, to: m.from, term: m.term, reject: false });
@@ -368,6 +496,8 @@ export class RaftCore {
       this.send({ type: responseType, from: this.id, to: m.from, term: this.term, reject: true });
     }
   }
+
+
 
   private handleVoteResponse(m: VoteResponse): void {
     const expected = this.role === 'preCandidate' ? 'preVoteResp' : 'voteResp';
@@ -383,6 +513,22 @@ export class RaftCore {
   step(m: Message): void {
     assert(m.to === this.id, () => `message for ${m.to} delivered to ${this.id}`);
     if (!this.voters.includes(m.from) || m.from === this.id) return;
+    if (m.type === 'probe') {
+      // Answered whatever our state: it moves nothing.
+      this.send({ type: 'probeResp', from: this.id, to: m.from, term: this.term, lastIndex: this.log.lastIndex() });
+    }
+    const forgotten = this.forgottenVote;
+    if (forgotten !== null) {
+      this.learnFromPeer(forgotten, m);
+      if (!this.heardFromEveryVoter(forgotten)) return; // no part in anything yet
+      const highest = this.highestHeardTerm(forgotten);
+      if (highest > this.term) this.becomeFollower(highest, null);
+    }
+    if (m.type !== 'probe' && m.type !== 'probeResp') this.stepVoter(m);
+    this.maybeRecallVote();
+  }
+
+  private stepVoter(m: Exclude<Message, StateProbe | StateProbeResponse>): void {
     if (m.term > this.term && !this.stepHigherTerm(m)) return;
     if (m.term < this.term) return this.stepLowerTerm(m);
 
@@ -397,6 +543,7 @@ export class RaftCore {
       case 'append':
       case 'heartbeat':
       case 'timeoutNow':
+      case 'snapshot':
         assert(this.role !== 'leader', () => `two leaders in term ${this.term}: ${this.id} and ${m.from}`);
         if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
         return this.stepFollower(m);
@@ -419,13 +566,13 @@ export class RaftCore {
     }
     // A pre-vote, or a granted pre-vote response, does not move our term.
     if (m.type === 'preVote' || (m.type === 'preVoteResp' && !m.reject)) return true;
-    const leader = m.type === 'append' || m.type === 'heartbeat' || m.type === 'timeoutNow' ? m.from : null;
+    const leader = m.type === 'append' || m.type === 'heartbeat' || m.type === 'timeoutNow' || m.type === 'snapshot' ? m.from : null;
     this.becomeFollower(m.term, leader);
     return true;
   }
 
   private stepLowerTerm(m: Message): void {
-    if (m.type === 'append' || m.type === 'heartbeat') {
+    if (m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot') {
       // A stale leader (e.g. back from a partition while pre-vote kept our term from reaching
       // it) learns the newer term from this and steps down.
       this.send({ type: 'appendResp', from: this.id, to: m.from, term: this.term, index: 0, reject: true, rejectHint: 0, hintTerm: 0 });
@@ -446,20 +593,54 @@ export class RaftCore {
         this.leader = m.from;
         this.leaderDisconnected = false;
         this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
+        // The leader knows we match it up to m.commit; when that is all it committed, we hold it all.
+        if (m.commit === m.leaderCommit && m.commit <= this.log.lastIndex()) this.noteCaughtUp(m.commit, m.leaderCommit);
         this.send({ type: 'heartbeatResp', from: this.id, to: m.from, term: this.term });
         return;
       case 'timeoutNow':
         // Leadership transfer: campaign now, skipping pre-vote; voters skip the lease check.
-        this.campaign('transfer');
+        if (this.forgottenVote === null) this.campaign('transfer');
         return;
+      case 'snapshot':
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.leaderDisconnected = false;
+        return this.handleSnapshot(m);
       default:
         return;
     }
   }
 
+  /**
+   * The leader's snapshot, staged by the node and verified. Installed only when it brings
+   * something new: a snapshot at or below our commit index, or one whose last entry our log
+   * already holds, changes nothing but the commit index. Otherwise our whole log is replaced
+   * (what it holds past our commit either conflicts or the snapshot covers). The acceptance
+   * claims the snapshot is installed, so it leaves only after the Ready's install.
+   */
+  private handleSnapshot(m: InstallSnapshot): void {
+    assert(this.readyInProgress === null, 'the node steps a snapshot only between Readies');
+    if (m.index <= this.log.committed) {
+      this.noteCaughtUp(this.log.committed, m.commit);
+      this.sendPersisted(this.appendAccept(m.from, this.log.committed));
+      return;
+    }
+    if (this.log.matchTerm(m.index, m.snapshotTerm)) {
+      this.log.commitTo(m.index);
+      this.noteCaughtUp(m.index, m.commit);
+      this.sendPersisted(this.appendAccept(m.from, m.index));
+      return;
+    }
+    this.log.restore(m.index, m.snapshotTerm);
+    this.snapshotToInstall = { index: m.index, term: m.snapshotTerm };
+    this.noteCaughtUp(m.index, m.commit);
+    this.sendPersisted(this.appendAccept(m.from, m.index));
+  }
+
   private handleAppend(m: AppendRequest): void {
     if (m.prevIndex < this.log.committed) {
       // Everything up to our commit index is settled; tell the leader where we are.
+      this.noteCaughtUp(this.log.committed, m.commit);
       this.sendPersisted(this.appendAccept(m.from, this.log.committed));
       return;
     }
@@ -471,6 +652,7 @@ export class RaftCore {
         this.log.append(m.entries.slice(conflict - m.entries[0]!.index));
       }
       this.log.commitTo(Math.min(m.commit, lastNew));
+      this.noteCaughtUp(lastNew, m.commit);
       // The acceptance claims entries up to lastNew are durable: it leaves only after persisting.
       this.sendPersisted(this.appendAccept(m.from, lastNew));
       return;
@@ -480,6 +662,17 @@ export class RaftCore {
       type: 'appendResp', from: this.id, to: m.from, term: this.term, index: m.prevIndex, reject: true,
       rejectHint: hint, hintTerm: this.log.term(hint) ?? 0,
     });
+  }
+
+  /**
+   * Our log now matches our leader's up to `held`, and the leader had committed `leaderCommit`.
+   * That is a catch-up only once the leader has committed an entry of its own term: then every
+   * entry committed before its term (and all it committed since) is in what we hold.
+   */
+  private noteCaughtUp(held: number, leaderCommit: number): void {
+    const forgotten = this.forgottenVote;
+    if (forgotten === null || leaderCommit === 0 || held < leaderCommit || this.log.term(leaderCommit) !== this.term) return;
+    forgotten.catchUpTarget = Math.max(forgotten.catchUpTarget, leaderCommit);
   }
 
   private appendAccept(to: NodeId, index: number): AppendResponse {
@@ -507,7 +700,12 @@ export class RaftCore {
     if (m.type !== 'appendResp') return;
     if (m.reject) return this.handleAppendReject(m, progress);
     if (!progress.maybeUpdate(m.index)) return;
-    if (progress.state === 'probe') progress.becomeReplicate();
+    if (progress.state === 'snapshot') {
+      // Installed (or the follower had it all along): probe from there — with a newer snapshot
+      // if the log was compacted past it meanwhile.
+      if (progress.match < progress.pendingSnapshot) return;
+      progress.becomeProbe();
+    } else if (progress.state === 'probe') progress.becomeReplicate();
     else progress.inflights.freeLE(m.index);
     this.maybeCommit();
     this.sendAppendsTo(m.from, progress, false);
@@ -515,6 +713,15 @@ export class RaftCore {
   }
 
   private handleAppendReject(m: AppendResponse, progress: Progress): void {
+    if (m.index >= progress.match && m.rejectHint < progress.match) {
+      // A follower that still held `match` would hint at or above it: this one no longer holds
+      // what it acknowledged — a replaced disk, or writes an async flush counted and a power
+      // cut took. (A reordered old rejection looks the same and costs one more probe.) Start
+      // over from what it says it has.
+      progress.forgetMatch(m.rejectHint);
+      this.sendAppendsTo(m.from, progress, true);
+      return;
+    }
     // Fast backtrack: skip every index whose term shows it cannot match.
     const resumeAfter = m.hintTerm > 0 ? this.log.findConflictByTerm(m.rejectHint, m.hintTerm) : m.rejectHint;
     if (!progress.maybeDecrTo(m.index, resumeAfter)) return;
@@ -568,8 +775,7 @@ export class RaftCore {
     while (!progress.isPaused()) {
       const prevIndex = progress.next - 1;
       const prevTerm = this.log.term(prevIndex);
-      // No snapshots yet: retention never deletes what a follower still needs (see README).
-      if (prevTerm === undefined) return sent;
+      if (prevTerm === undefined) return this.sendSnapshot(to, progress) || sent;
       const fromStorage = progress.next <= this.log.lastIndex() && !this.log.inMemory(progress.next);
       const budgetBytes = fromStorage ? progress.storageReadLeft(this.tickSeq, this.maxCatchUpBytesPerTick) : Number.POSITIVE_INFINITY;
       const maxBytes = Math.min(this.options.maxAppendBytes, budgetBytes);
@@ -587,6 +793,39 @@ export class RaftCore {
     return sent;
   }
 
+  /** The follower needs entries we compacted away: it gets our newest snapshot. */
+  private sendSnapshot(to: NodeId, progress: Progress): boolean {
+    const snapshot = this.options.snapshots?.latest() ?? null;
+    const firstIndex = this.log.firstIndex();
+    assert(snapshot !== null && snapshot.index >= firstIndex - 1, () => `log compacted to ${firstIndex} without a snapshot covering it (newest ${snapshot?.index})`);
+    const ownTerm = this.log.term(snapshot.index);
+    assert(ownTerm === undefined || ownTerm === snapshot.term, () => `snapshot ${snapshot.index}@${snapshot.term} disagrees with the log's term ${ownTerm} there`);
+    progress.becomeSnapshot(snapshot.index);
+    this.send({ type: 'snapshot', from: this.id, to, term: this.term, index: snapshot.index, snapshotTerm: snapshot.term, commit: this.log.committed });
+    return true;
+  }
+
+  /**
+   * The node could not deliver the snapshot to `peer` (the transfer broke off or timed out, or
+   * the snapshot is gone): probe again, which sends a fresh snapshot if one is still needed.
+   */
+  snapshotFailed(peer: NodeId): void {
+    const progress = this.progress.get(peer);
+    if (this.role !== 'leader' || progress === undefined || progress.state !== 'snapshot') return;
+    progress.becomeProbe();
+  }
+
+  /** Follower: the leader's snapshot the core restored and the node has yet to install, or null. */
+  installPending(): SnapshotMeta | null {
+    return this.log.pendingInstall();
+  }
+
+  /** Leader: the index of the snapshot being sent to `peer`, 0 when none is. */
+  snapshotPendingFor(peer: NodeId): number {
+    const progress = this.progress.get(peer);
+    return this.role === 'leader' && progress?.state === 'snapshot' ? progress.pendingSnapshot : 0;
+  }
+
   private broadcastAppends(): void {
     for (const [id, progress] of this.progress) {
       if (id !== this.id) this.sendAppendsTo(id, progress, true);
@@ -596,7 +835,7 @@ export class RaftCore {
   private broadcastHeartbeat(): void {
     for (const [id, progress] of this.progress) {
       if (id === this.id) continue;
-      this.send({ type: 'heartbeat', from: this.id, to: id, term: this.term, commit: Math.min(progress.match, this.log.committed) });
+      this.send({ type: 'heartbeat', from: this.id, to: id, term: this.term, commit: Math.min(progress.match, this.log.committed), leaderCommit: this.log.committed });
     }
   }
 
@@ -647,6 +886,7 @@ export class RaftCore {
     if (this.readyInProgress !== null) return false;
     return (
       this.hardStateDirty ||
+      this.snapshotToInstall !== null ||
       this.broadcastPending ||
       this.messages.length > 0 ||
       this.persistedMessages.length > 0 ||
@@ -661,12 +901,14 @@ export class RaftCore {
     this.broadcastPending = false;
     const ready: Ready = {
       hardState: this.hardStateDirty ? { term: this.term, vote: this.vote } : null,
+      snapshot: this.snapshotToInstall,
       entries: this.log.takeEntriesToPersist(),
       messages: this.messages,
       persistedMessages: this.persistedMessages,
       committedEntries: this.log.entriesToApply(this.options.maxApplyBytes),
     };
     this.hardStateDirty = false;
+    this.snapshotToInstall = null;
     this.messages = [];
     this.persistedMessages = [];
     this.readyInProgress = ready;
@@ -677,8 +919,15 @@ export class RaftCore {
   advance(ready: Ready): void {
     assert(this.readyInProgress === ready, 'advance() for a Ready that is not in progress');
     this.readyInProgress = null;
+    if (ready.snapshot !== null) this.log.installed(ready.snapshot.index);
     const last = ready.entries[ready.entries.length - 1];
     if (last !== undefined) this.log.stableTo(last.index, last.term);
+    const forgotten = this.forgottenVote;
+    if (forgotten !== null && forgotten.catchUpTarget > 0 && this.log.persistedIndex() >= forgotten.catchUpTarget) {
+      // What the leader had committed is now durable in our log: we hold every committed entry.
+      forgotten.caughtUp = true;
+      this.maybeRecallVote();
+    }
     const applied = ready.committedEntries[ready.committedEntries.length - 1];
     if (applied !== undefined) this.log.appliedTo(applied.index);
     if (this.role === 'leader') {

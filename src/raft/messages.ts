@@ -32,6 +32,22 @@ export interface VoteResponse extends Envelope {
   readonly reject: boolean;
 }
 
+/**
+ * A node that started with no state asks each peer for its term and whether its log is empty
+ * (see RaftCore's ForgottenVote). Neither message moves anyone's term.
+ */
+export interface StateProbe extends Envelope {
+  readonly type: 'probe';
+  /** The sender's last index (`term` is its term): the receiver learns from the probe too. */
+  readonly lastIndex: number;
+}
+
+export interface StateProbeResponse extends Envelope {
+  readonly type: 'probeResp';
+  /** The responder's last index (`term` is its term). */
+  readonly lastIndex: number;
+}
+
 export interface AppendRequest extends Envelope {
   readonly type: 'append';
   readonly prevIndex: number;
@@ -55,6 +71,8 @@ export interface Heartbeat extends Envelope {
   readonly type: 'heartbeat';
   /** min(follower's match, leader's commit): never more than the follower is known to hold. */
   readonly commit: number;
+  /** The leader's own commit index (a follower rebuilding from a lost disk learns it is caught up). */
+  readonly leaderCommit: number;
 }
 
 export interface HeartbeatResponse extends Envelope {
@@ -66,7 +84,32 @@ export interface TimeoutNow extends Envelope {
   readonly type: 'timeoutNow';
 }
 
-export type Message = VoteRequest | VoteResponse | AppendRequest | AppendResponse | Heartbeat | HeartbeatResponse | TimeoutNow;
+/**
+ * InstallSnapshot: the follower needs entries the leader no longer holds, so it gets the
+ * leader's snapshot at `index` (the entry there has term `snapshotTerm`) with the retained log
+ * up to it. The core deals in this metadata only: the node layer streams the data in chunks
+ * (src/node/snapshot-transfer.ts) and hands the follower's core this message once the whole
+ * snapshot is staged and verified. Answered with an appendResp for `index` once installed.
+ */
+export interface InstallSnapshot extends Envelope {
+  readonly type: 'snapshot';
+  readonly index: number;
+  readonly snapshotTerm: number;
+  /** The leader's commit index when it sent (the last chunk of) the snapshot. */
+  readonly commit: number;
+}
+
+export type Message =
+  | VoteRequest
+  | VoteResponse
+  | AppendRequest
+  | AppendResponse
+  | Heartbeat
+  | HeartbeatResponse
+  | TimeoutNow
+  | InstallSnapshot
+  | StateProbe
+  | StateProbeResponse;
 export type MessageType = Message['type'];
 
 
@@ -103,10 +146,15 @@ export function validateMessage(value: unknown): Message | null {
     case 'appendResp':
       return isIndex(m.index) && isBool(m.reject) && isIndex(m.rejectHint) && isIndex(m.hintTerm) ? (value as Message) : null;
     case 'heartbeat':
-      return isIndex(m.commit) ? (value as Message) : null;
+      return isIndex(m.commit) && isIndex(m.leaderCommit) && m.commit <= m.leaderCommit ? (value as Message) : null;
     case 'heartbeatResp':
     case 'timeoutNow':
       return value as Message;
+    case 'probe':
+    case 'probeResp':
+      return isIndex(m.lastIndex) ? (value as Message) : null;
+    case 'snapshot':
+      return isIndex(m.index) && m.index >= 1 && isIndex(m.snapshotTerm) && m.snapshotTerm >= 1 && isIndex(m.commit) ? (value as Message) : null;
     default:
       return null;
   }

@@ -5,9 +5,12 @@
 //             and wait for its answer (or a heartbeat response) before the next.
 //  replicate: the follower accepted our last probe; stream appends optimistically, up to
 //             maxInflightMsgs messages and maxInflightBytes payload bytes not yet acknowledged.
+//  snapshot:  the follower needs entries the leader no longer holds; a snapshot at
+//             pendingSnapshot is being sent (by the node layer) and nothing else is, until the
+//             follower acknowledges it or the transfer is reported failed.
 import { assert } from '../util/assert.js';
 
-export type ProgressState = 'probe' | 'replicate';
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
 /** Appends sent but not acknowledged, oldest first, bounded by count and bytes. */
 export class Inflights {
@@ -72,6 +75,8 @@ export class Progress {
   state: ProgressState = 'probe';
   /** In probe state: an append is outstanding, wait for its answer or a heartbeat response. */
   probeSent = false;
+  /** In snapshot state: the index of the snapshot being sent. */
+  pendingSnapshot = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   readonly inflights: Inflights;
@@ -87,10 +92,12 @@ export class Progress {
   }
 
   becomeProbe(): void {
-    // Resume from just after what the follower is known to hold.
+    // Resume from just after what the follower is known to hold — or, after a snapshot, from
+    // just after the snapshot when the follower acknowledged it (match is at least that then).
     this.state = 'probe';
     this.probeSent = false;
     this.next = this.match + 1;
+    this.pendingSnapshot = 0;
     this.inflights.reset();
   }
 
@@ -98,10 +105,20 @@ export class Progress {
     this.state = 'replicate';
     this.probeSent = false;
     this.next = this.match + 1;
+    this.pendingSnapshot = 0;
+    this.inflights.reset();
+  }
+
+  becomeSnapshot(snapshotIndex: number): void {
+    assert(snapshotIndex > this.match, () => `snapshot ${snapshotIndex} for a follower that holds ${this.match}`);
+    this.state = 'snapshot';
+    this.probeSent = false;
+    this.pendingSnapshot = snapshotIndex;
     this.inflights.reset();
   }
 
   isPaused(): boolean {
+    if (this.state === 'snapshot') return true;
     return this.state === 'probe' ? this.probeSent : this.inflights.full();
   }
 
@@ -150,11 +167,19 @@ export class Progress {
     return updated;
   }
 
+  /** The follower lost entries it had acknowledged: it holds only up to `index` now. */
+  forgetMatch(index: number): void {
+    assert(index < this.match, () => `forgetting match ${this.match} for a higher ${index}`);
+    this.match = index;
+    this.becomeProbe();
+  }
+
   /**
    * A rejection of the append at `rejected` with the follower's hint. Returns false when the
    * rejection is stale (it refers to an append we already moved past).
    */
   maybeDecrTo(rejected: number, resumeAt: number): boolean {
+    if (this.state === 'snapshot') return false; // answers to appends sent before the snapshot
     if (this.state === 'replicate') {
       if (rejected <= this.match) return false;
       this.next = this.match + 1;

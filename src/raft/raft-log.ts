@@ -38,6 +38,12 @@ export class RaftLog {
   /** Highest index known committed. Invariant: applied <= committed <= lastIndex(). */
   committed: number;
   applied: number;
+  /**
+   * A snapshot from the leader replaces the log (restore()) until the node reports it
+   * installed: meanwhile storage still holds the old log, so nothing at or below the snapshot
+   * is read from it — the entry at the snapshot's index has its term, the ones before it none.
+   */
+  private installing: { readonly index: number; readonly term: number } | null = null;
 
   constructor(
     private readonly storage: LogReader,
@@ -50,6 +56,7 @@ export class RaftLog {
     this.handedOutIndex = storage.lastIndex();
     assert(appliedIndex >= 0, 'applied index is never negative');
     assert(appliedIndex <= storage.lastIndex(), () => `applied index ${appliedIndex} is past the log's last index ${storage.lastIndex()}`);
+    assert(appliedIndex >= storage.firstIndex() - 1, () => `applied index ${appliedIndex} is below the log's first index ${storage.firstIndex()}: entries in between are missing`);
     assert(maxRetainedBytes >= 0, 'the retained bytes bound is never negative');
     this.committed = appliedIndex;
     this.applied = appliedIndex;
@@ -78,8 +85,14 @@ export class RaftLog {
   /** Term at index, or undefined when the index is past the end or compacted away. */
   term(index: number): number | undefined {
     if (index >= this.memOffset) return this.mem[index - this.memOffset]?.term;
+    if (this.installing !== null) return index === this.installing.index ? this.installing.term : undefined;
     if (index < this.storage.firstIndex() - 1) return undefined;
     return this.storage.term(index);
+  }
+
+  /** First index the log can send entries from (the storage's; after a pending install, the one after the snapshot). */
+  firstIndex(): number {
+    return this.installing !== null ? this.installing.index + 1 : this.storage.firstIndex();
   }
 
   matchTerm(index: number, term: number): boolean {
@@ -94,7 +107,7 @@ export class RaftLog {
 
   /** Entries [lo, hiExclusive) up to maxBytes (at least one), from storage and memory. */
   entries(lo: number, hiExclusive: number, maxBytes: number): Entry[] {
-    assert(lo >= this.storage.firstIndex(), () => `entries from ${lo} are compacted (first index ${this.storage.firstIndex()})`);
+    assert(lo >= this.firstIndex(), () => `entries from ${lo} are compacted (first index ${this.firstIndex()})`);
     const hi = Math.min(hiExclusive, this.lastIndex() + 1);
     if (lo >= hi) return [];
     const result: Entry[] = [];
@@ -211,6 +224,38 @@ export class RaftLog {
     assert(index <= this.committed, () => `applied ${index} past commit ${this.committed}`);
     this.applied = index;
     this.releaseRetained();
+  }
+
+  /**
+   * The leader's snapshot at (index, term) replaces this log: everything held is dropped (it
+   * conflicts with the snapshot or is covered by it) and the log is committed and applied up to
+   * index. Storage is replaced by the node (Ready.snapshot) before installed() is called.
+   */
+  restore(index: number, term: number): void {
+    assert(index > this.committed, () => `restoring snapshot ${index} at or below the commit index ${this.committed}`);
+    assert(this.installing === null, 'one snapshot install at a time');
+    this.installing = { index, term };
+    this.mem = [];
+    this.memOffset = index + 1;
+    this.unstableOffset = index + 1;
+    this.handedOutIndex = index;
+    this.retainedBytes = 0;
+    this.committed = index;
+    this.applied = index;
+  }
+
+  /** The snapshot being installed, if restore() was called and installed() not yet. */
+  pendingInstall(): { readonly index: number; readonly term: number } | null {
+    return this.installing;
+  }
+
+  /** The node replaced storage with the snapshot's log (it ends at the snapshot's index, or holds just its term). */
+  installed(index: number): void {
+    assert(this.installing !== null && this.installing.index === index, () => `installed ${index}, but the pending install is ${this.installing?.index}`);
+    const term = this.installing.term;
+    this.installing = null;
+    assert(this.storage.firstIndex() <= index + 1 && this.storage.lastIndex() >= index, () => `installed log [${this.storage.firstIndex()}, ${this.storage.lastIndex()}] does not reach snapshot ${index}`);
+    assert(this.storage.term(index) === term, () => `installed log has term ${this.storage.term(index)} at snapshot ${index}, not ${term}`);
   }
 
   /**

@@ -28,3 +28,9 @@ export const ENTRY_OVERHEAD_BYTES = 32;
 export function entryBytes(entry: Entry): number {
   return entry.data.byteLength + ENTRY_OVERHEAD_BYTES;
 }
+
+/** A snapshot of the state machine: it covers every entry up to `index`, whose term is `term`. */
+export interface SnapshotMeta {
+  readonly index: number;
+  readonly term: number;
+}

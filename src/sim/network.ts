@@ -2,6 +2,7 @@
 // seeded draws; links can be cut one way or both ways. Delivery order follows the drawn
 // delays, so messages between two nodes reorder.
 import type { Message } from '../raft/messages.js';
+import type { TransferMessage } from '../node/snapshot-transfer.js';
 import type { NodeId } from '../raft/types.js';
 import type { Rng } from './rng.js';
 
@@ -15,7 +16,7 @@ export interface NetworkFaults {
 interface InFlight {
   readonly deliverAtTick: number;
   readonly sequence: number;
-  readonly message: Message;
+  readonly message: Message | TransferMessage;
 }
 
 /** Messages in flight beyond this are dropped, as a real bounded send queue would. */
@@ -35,7 +36,7 @@ export class SimNetwork {
     this.faults = faults;
   }
 
-  send(message: Message, nowTick: number): void {
+  send(message: Message | TransferMessage, nowTick: number): void {
     if (this.inFlight.length >= MAX_IN_FLIGHT_MESSAGES || this.rng.chance(this.faults.dropProbability)) return;
     const copies = this.rng.chance(this.faults.duplicateProbability) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
@@ -45,7 +46,7 @@ export class SimNetwork {
   }
 
   /** Messages due at or before nowTick whose link is up, in delivery order. */
-  takeDue(nowTick: number): Message[] {
+  takeDue(nowTick: number): (Message | TransferMessage)[] {
     const due: InFlight[] = [];
     const later: InFlight[] = [];
     for (const item of this.inFlight) (item.deliverAtTick <= nowTick ? due : later).push(item);
@@ -64,6 +65,11 @@ export class SimNetwork {
       this.cut(node, other);
       this.cut(other, node);
     }
+  }
+
+  /** The node restarted: what was in flight to it went with its connections (TCP is reset). */
+  dropTo(node: NodeId): void {
+    this.inFlight = this.inFlight.filter((item) => item.message.to !== node);
   }
 
   healAll(): void {

@@ -5,7 +5,9 @@
 // that carries out the Ready contract in real processes — over in-memory twins of its ports:
 // a log and a hard-state store that are durable only once the simulated disk completes their
 // writes, a scheduler whose deferred work runs (or is postponed) from the tick loop, and the
-// simulated network.
+// simulated network. Nodes take snapshots and compact their logs at random points (so
+// followers behind the first index are sent snapshots, in chunks, over the same faulty network),
+// and a crash may also wipe a node's disk (a replaced disk: it rejoins with nothing).
 //
 // Safety is checked as the run goes: at most one leader per term; a new leader's log holds
 // every committed entry (leader completeness); every node applies the same entry at each
@@ -16,9 +18,10 @@
 // leader). Then everything heals and liveness is demanded: a leader, and a fresh proposal
 // applied on every node, within a bounded number of ticks.
 import type { QuorumMode } from '../config/config.js';
+import { pack, unpack } from 'msgpackr';
 import { NodeDriver } from '../node/driver.js';
-import { MemoryHardStateStore, MemoryLogStore, QueueScheduler, SimDisk } from '../node/memory-ports.js';
-import type { StateMachine } from '../node/ports.js';
+import { type MemorySnapshot, MemoryHardStateStore, MemoryLogStore, MemorySnapshotStore, QueueScheduler, SimDisk } from '../node/memory-ports.js';
+import type { PeerMessage, StateMachine } from '../node/ports.js';
 import type { Message } from '../raft/messages.js';
 import type { Entry, NodeId } from '../raft/types.js';
 import { InvariantViolation, assert } from '../util/assert.js';
@@ -56,8 +59,13 @@ export interface SimStats {
   /** Acknowledgements per quorum mode (each checked against durability when given). */
   acksByMode: Record<QuorumMode, number>;
   crashes: number;
+  /** Crashes that also wiped the node's disk. */
+  wipes: number;
   partitions: number;
   transfers: number;
+  snapshotsTaken: number;
+  /** Snapshots installed from a leader. */
+  snapshotsInstalled: number;
 }
 
 /** safety: an invariant broke (exit 1); liveness: no convergence after healing (exit 4); crash: the simulator itself failed (exit 5). */
@@ -93,10 +101,15 @@ interface SimNode {
   readonly disk: SimDisk;
   readonly log: MemoryLogStore;
   readonly hardState: MemoryHardStateStore;
+  readonly snapshots: MemorySnapshotStore;
   readonly scheduler: QueueScheduler;
   driver: NodeDriver<string> | null;
-  /** The state machine is volatile here: a restarted node re-applies from the start. */
+  /**
+   * The state machine: the keys of the entries applied, in order. It is volatile: a restarted
+   * node starts from its newest durable snapshot and re-applies the log after it.
+   */
   appliedIndex: number;
+  appliedKeys: string[];
   restartAtTick: number;
 }
 
@@ -128,6 +141,23 @@ interface WorldParameters {
   maxInflightMsgs: number;
   maxAppendBytes: number;
   preferredLeader: boolean;
+}
+
+/** Snapshot and compaction parameters, drawn from their own stream (see compactionRng). */
+interface CompactionParameters {
+  /** Chance per node and tick of taking a snapshot (then compacting the log up to it). */
+  snapshotProbability: number;
+  /** Of the crashes, the share that also wipe the disk. */
+  wipeShare: number;
+  maxChunkBytes: number;
+}
+
+function drawCompaction(rng: Rng): CompactionParameters {
+  return {
+    snapshotProbability: rng.pick([0, 0.005, 0.02, 0.1]),
+    wipeShare: rng.pick([0, 0, 0.25, 0.5]),
+    maxChunkBytes: rng.pick([64, 700, 8192]),
+  };
 }
 
 function drawWorld(rng: Rng): WorldParameters {
@@ -175,6 +205,17 @@ export class Simulation {
   private readonly leaderChaos: number;
   private readonly seenLeader = new Map<NodeId, { term: number; commit: number }>();
   private readonly quorum: number;
+  /** Snapshots, compaction and disk wipes draw from their own stream too. */
+  private readonly compactionRng: Rng;
+  private readonly compaction: CompactionParameters;
+  /**
+   * A wiped node, until its disk again holds what its lost disk held (as far as it was
+   * committed). Meanwhile it still counts as holding the lost disk's entries: Raft's durability
+   * promise is about crashes, and a lost disk takes one replica away until it is rebuilt — an
+   * acknowledgement it sent just before may even arrive after. Only one disk is lost at a time
+   * (two would lose data no protocol can recover); every other check stays as strong.
+   */
+  private readonly rebuilding = new Map<NodeId, LostDisk>();
 
   constructor(private readonly options: SimOptions) {
     this.rng = new Rng(options.seed);
@@ -183,16 +224,18 @@ export class Simulation {
     this.chaosRng = new Rng(options.seed + 0x5bd1e995);
     this.ioRng = new Rng(options.seed + 0x27d4eb2f);
     this.leaderChaos = this.chaosRng.pick([0, 0.2, 0.5]);
+    this.compactionRng = new Rng(options.seed + 0x165667b1);
+    this.compaction = drawCompaction(this.compactionRng);
     this.ids = Array.from({ length: this.world.nodeCount }, (_, i) => `n${i + 1}`);
     this.quorum = Math.floor(this.world.nodeCount / 2) + 1;
     this.trace = new TraceLog(options.fullTrace ? Number.MAX_SAFE_INTEGER : 400);
-    this.stats = { nodes: this.world.nodeCount, ticks: 0, leadersElected: 0, entriesCommitted: 0, proposalsAcked: 0, acksByMode: { majority: 0, all: 0, leader: 0 }, crashes: 0, partitions: 0, transfers: 0 };
+    this.stats = { nodes: this.world.nodeCount, ticks: 0, leadersElected: 0, entriesCommitted: 0, proposalsAcked: 0, acksByMode: { majority: 0, all: 0, leader: 0 }, crashes: 0, wipes: 0, partitions: 0, transfers: 0, snapshotsTaken: 0, snapshotsInstalled: 0 };
     this.nodes = this.ids.map((id) => this.makeNode(id));
     for (const node of this.nodes) this.start(node);
   }
 
   run(): SimOutcome {
-    const world = `seed ${this.options.seed}: ${JSON.stringify({ ...this.world, leaderChaos: this.leaderChaos })}`;
+    const world = `seed ${this.options.seed}: ${JSON.stringify({ ...this.world, leaderChaos: this.leaderChaos, ...this.compaction })}`;
     try {
       for (; this.tick < this.options.safetyTicks; this.tick++) {
         this.injectFaults();
@@ -222,24 +265,46 @@ export class Simulation {
   private makeNode(id: NodeId): SimNode {
     const disk = new SimDisk(() => this.tick, () => this.ioRng.int(this.world.maxDiskDelayTicks + 1));
     const postponeProbability = this.world.postponeProbability;
-    return {
+    const log = new MemoryLogStore(disk);
+    const node: SimNode = {
       id,
       disk,
-      log: new MemoryLogStore(disk),
+      log,
       hardState: new MemoryHardStateStore(disk),
+      snapshots: new MemorySnapshotStore(disk, log, (snapshot) => {
+        this.restoreMachine(node, snapshot);
+        this.stats.snapshotsInstalled++;
+        this.trace.add(this.tick, () => `${id} INSTALLED snapshot ${snapshot.meta.index}@${snapshot.meta.term} (log [${log.firstIndex()}, ${log.lastIndex()}])`);
+      }),
       scheduler: new QueueScheduler(() => this.tick * TICK_MS, () => postponeProbability > 0 && this.ioRng.chance(postponeProbability)),
       driver: null,
       appliedIndex: 0,
+      appliedKeys: [],
       restartAtTick: 0,
     };
+    return node;
+  }
+
+  /** The machine takes the snapshot's state, which must be exactly what was committed up to it. */
+  private restoreMachine(node: SimNode, snapshot: MemorySnapshot | null): void {
+    const keys = snapshot === null ? [] : (unpack(snapshot.data) as string[]);
+    const index = snapshot?.meta.index ?? 0;
+    this.check(keys.length === index, () => `snapshot: ${node.id}'s snapshot at ${index} holds ${keys.length} entries`);
+    keys.forEach((key, i) => {
+      const known = this.committed.get(i + 1);
+      this.check(known !== undefined && known.key === key, () => `snapshot: ${node.id}'s snapshot at ${index} holds ${key} at ${i + 1}, but ${known?.key} was committed there`);
+    });
+    node.appliedIndex = index;
+    node.appliedKeys = keys;
   }
 
   private start(node: SimNode): void {
     const machine: StateMachine<string> = {
-      appliedIndex: () => 0,
+      appliedIndex: () => node.appliedIndex,
       apply: (entries) => entries.map((entry) => this.apply(node, entry)),
     };
-    node.appliedIndex = 0;
+    this.restoreMachine(node, node.snapshots.latestSnapshot());
+    const chunk = this.compaction.maxChunkBytes;
     node.driver = new NodeDriver<string>(
       {
         id: node.id,
@@ -256,26 +321,71 @@ export class Simulation {
           preferredLeader: this.world.preferredLeader ? this.ids[0] : undefined,
         },
         maxProposalWaitMs: MAX_PROPOSAL_WAIT_MS,
+        transfer: { maxChunkBytes: chunk, maxInflightBytes: 4 * chunk, resendAfterTicks: 6, abandonAfterTicks: 40 },
       },
       {
         log: node.log,
         hardState: node.hardState,
         peers: { send: (_to, message) => this.send(node, message) },
         stateMachine: machine,
+        snapshots: node.snapshots,
         scheduler: node.scheduler,
         randomInt: (n) => this.rng.int(n),
       },
     );
   }
 
-  private send(node: SimNode, message: Message): void {
-    this.checkBackedByHardState(node, message);
-    if (message.type === 'appendResp' && !message.reject) {
-      // A follower acknowledges only what its disk holds (etcd's msgsAfterAppend).
-      const durable = node.log.log.durableEntries()[message.index - 1];
-      this.check(message.index === 0 || durable !== undefined, () => `durable ack: ${node.id} acknowledges ${message.index} with ${node.log.log.durableEntries().length} entries durable`);
+  private send(node: SimNode, message: PeerMessage): void {
+    if (message.type !== 'snapshotChunk' && message.type !== 'snapshotAck') {
+      this.checkBackedByHardState(node, message);
+      if (message.type === 'appendResp' && !message.reject) {
+        // A follower acknowledges only what its disk (log or snapshot) holds (etcd's msgsAfterAppend).
+        this.check(message.index === 0 || this.durablyCovers(node, message.index), () =>
+          `durable ack: ${node.id} acknowledges ${message.index} with log [${node.log.log.durableFirstIndex()}, ${node.log.log.durableLastIndex()}] and snapshot ${node.snapshots.latest()?.index} durable`);
+      }
     }
     this.network.send(message, this.tick);
+  }
+
+  /** The node's disk holds the entry at index, in its log or covered by its newest snapshot. */
+  private durablyCovers(node: SimNode, index: number): boolean {
+    return node.log.log.durableEntry(index) !== undefined || (node.snapshots.latest()?.index ?? 0) >= index;
+  }
+
+  /** The node's disk holds (index, term): in its log, or in a snapshot (whose contents were checked against the committed log). */
+  private durablyHolds(node: SimNode, index: number, term: number): boolean {
+    const lost = this.rebuilding.get(node.id);
+    if (lost !== undefined && (lost.terms.get(index) === term || (index <= lost.snapshotIndex && this.committed.get(index)?.term === term))) return true;
+    return this.diskHolds(node, index, term);
+  }
+
+  private diskHolds(node: SimNode, index: number, term: number): boolean {
+    const entry = node.log.log.durableEntry(index);
+    if (entry !== undefined) return entry.term === term;
+    return (node.snapshots.latest()?.index ?? 0) >= index && this.committed.get(index)?.term === term;
+  }
+
+  /**
+   * A wiped node is rebuilt once its disk holds the committed entry at the last index its lost
+   * disk held (or that was committed when it was lost): everything before comes with it.
+   */
+  private checkRebuilt(): void {
+    for (const [id, lost] of this.rebuilding) {
+      const node = this.node(id);
+      const committed = this.committed.get(lost.rebuiltAt);
+      if (committed !== undefined && this.diskHolds(node, lost.rebuiltAt, committed.term)) {
+        this.rebuilding.delete(id);
+        this.trace.add(this.tick, () => `${id} rebuilt: its disk holds ${lost.rebuiltAt} again`);
+      }
+    }
+  }
+
+  /** The highest index any node knows committed (applied somewhere or not). */
+  private highestCommitIndex(): number {
+    let highest = 0;
+    for (const index of this.committed.keys()) highest = Math.max(highest, index);
+    for (const node of this.nodes) highest = Math.max(highest, node.driver?.indexes().commitIndex ?? 0);
+    return highest;
   }
 
   // ------------------------------------------------------------------ one tick
@@ -286,13 +396,15 @@ export class Simulation {
     for (const message of this.network.takeDue(this.tick)) {
       const driver = this.node(message.to).driver;
       if (driver === null) continue;
-      this.trace.add(this.tick, () => `${describeMessage(message)}`);
+      this.trace.add(this.tick, () => describePeerMessage(message));
       this.check(driver.receive(message.from, message), () => `${message.to} refused a well-formed ${message.type} from ${message.from}`);
     }
     for (const node of this.nodes) node.driver?.tick();
+    this.snapshotAndCompact();
     this.runEventLoops();
     this.checkLeaders();
     if (this.clientLoad) this.leaderTargetedFaults();
+    this.checkRebuilt();
     this.checkCommitIndexDurable();
     if (this.tick % 25 === 0) {
       this.checkLogMatching();
@@ -373,8 +485,9 @@ export class Simulation {
     const holders = this.durableHolders(ack.index, ack.term);
     const describe = `${node.id} acknowledged ${key} (${mode}) at ${ack.index}@${ack.term}`;
     if (mode === 'leader') {
-      const own = node.log.log.durableEntries()[ack.index - 1];
-      this.check(own?.term === ack.term && entryKey(own) === key, () => `ack durability: ${describe}, not durable on the leader`);
+      const own = node.log.log.durableEntry(ack.index);
+      const inSnapshot = own === undefined && this.durablyHolds(node, ack.index, ack.term) && this.committed.get(ack.index)?.key === key;
+      this.check(inSnapshot || (own?.term === ack.term && entryKey(own) === key), () => `ack durability: ${describe}, not durable on the leader`);
       return;
     }
     const committed = this.committed.get(ack.index);
@@ -384,13 +497,14 @@ export class Simulation {
   }
 
   private durableHolders(index: number, term: number): number {
-    return this.nodes.filter((n) => n.log.log.durableEntries()[index - 1]?.term === term).length;
+    return this.nodes.filter((n) => this.durablyHolds(n, index, term)).length;
   }
 
   private apply(node: SimNode, entry: Entry): string {
     this.check(entry.index === node.appliedIndex + 1, () => `${node.id} applies ${entry.index} after ${node.appliedIndex}`);
     node.appliedIndex = entry.index;
     const key = entryKey(entry);
+    node.appliedKeys.push(key);
     const known = this.committed.get(entry.index);
     if (known === undefined) {
       this.check(!this.refusedDefinitely.has(key), () => `refusal: ${key} commits at ${entry.index}, but it was refused as not appended`);
@@ -400,6 +514,38 @@ export class Simulation {
       this.check(known.key === key && known.term === entry.term, () => `state machine safety: ${node.id} applies ${key}@${entry.term} at ${entry.index}, another node applied ${known.key}@${known.term}`);
     }
     return key;
+  }
+
+  // ------------------------------------------------------------------ snapshots and compaction
+
+  /**
+   * Now and then a node snapshots its state machine at its applied index and, once that is
+   * durable, deletes a random prefix of its log that the snapshot covers and that is committed.
+   */
+  private snapshotAndCompact(): void {
+    if (this.compaction.snapshotProbability === 0) return;
+    for (const node of this.nodes) {
+      const driver = node.driver;
+      if (driver === null || !this.compactionRng.chance(this.compaction.snapshotProbability)) continue;
+      if (driver.core.installPending() !== null) continue; // the machine is about to be replaced
+      const index = node.appliedIndex;
+      if (index === 0 || (node.snapshots.latest()?.index ?? 0) >= index) continue;
+      const term = driver.termAt(index);
+      assert(term !== undefined, () => `${node.id} has no term for its applied index ${index}`);
+      const compactAll = this.compactionRng.chance(0.5);
+      const draw = this.compactionRng.next();
+      this.stats.snapshotsTaken++;
+      this.trace.add(this.tick, () => `${node.id} snapshot at ${index}@${term}`);
+      node.snapshots.save({ meta: { index, term }, data: pack(node.appliedKeys.slice(0, index)) }, () => {
+        if (node.driver !== driver) return;
+        const limit = Math.min(node.snapshots.latest()!.index, node.log.commitIndexFloor()) + 1;
+        const first = node.log.firstIndex();
+        if (limit <= first) return;
+        const to = compactAll ? limit : first + Math.floor(draw * (limit - first + 1));
+        node.log.compact(to);
+        this.trace.add(this.tick, () => `${node.id} compacts its log to start at ${node.log.firstIndex()}`);
+      });
+    }
   }
 
   // ------------------------------------------------------------------ faults
@@ -450,15 +596,36 @@ export class Simulation {
     this.crashNode(this.rng.pick(live), this.rng);
   }
 
-  /** A power loss: unsynced writes and in-flight I/O are lost (but for a prefix the disk wrote back). */
+  /**
+   * A power loss: unsynced writes and in-flight I/O are lost (but for a prefix the disk wrote
+   * back). Sometimes the disk is replaced too: the node restarts with nothing at all.
+   */
   private crashNode(node: SimNode, rng: Rng): void {
     if (this.nodes.filter((n) => n.driver !== null).length <= 1) return;
     const keepUnsynced = rng.pick([0, 0, 0.5, 1]);
+    // One lost disk at a time: not while another is being rebuilt, or another node is still
+    // blank (a wiped node that has not yet recalled its vote) — losing every disk is a new cluster.
+    const othersIntact = this.rebuilding.size === 0 && this.nodes.every((n) => n === node || n.hardState.durable().term > 0);
+    const wipe = this.compaction.wipeShare > 0 && this.compactionRng.chance(this.compaction.wipeShare) && othersIntact;
     node.driver = null;
     node.disk.crash();
     node.scheduler.crash();
     node.hardState.crash();
     node.log.crash(keepUnsynced);
+    node.snapshots.crash();
+    // Its connections are reset: nothing in flight to it reaches the next incarnation.
+    this.network.dropTo(node.id);
+    if (wipe) {
+      const durable = node.log.log;
+      const terms = new Map<number, number>();
+      for (let index = durable.durableFirstIndex(); index <= durable.durableLastIndex(); index++) terms.set(index, durable.durableEntry(index)!.term);
+      const rebuiltAt = Math.max(this.highestCommitIndex(), durable.durableLastIndex());
+      if (rebuiltAt > 0) this.rebuilding.set(node.id, { terms, snapshotIndex: node.snapshots.latest()?.index ?? 0, rebuiltAt });
+      node.log.wipe();
+      node.hardState.wipe();
+      node.snapshots.wipe();
+      this.stats.wipes++;
+    }
     // Its clients' proposals are never answered: they see a timeout, outcome unknown.
     node.restartAtTick = this.tick + 5 + rng.int(150);
     this.stats.crashes++;
@@ -466,7 +633,7 @@ export class Simulation {
     for (const peer of this.nodes) {
       if (peer.driver !== null && rng.chance(0.5)) peer.driver.peerDisconnected(node.id);
     }
-    const line = `CRASH ${node.id} (kept ${keepUnsynced} of unsynced; log now ${node.log.lastIndex()})`;
+    const line = wipe ? `CRASH ${node.id} and WIPE its disk` : `CRASH ${node.id} (kept ${keepUnsynced} of unsynced; log now ${node.log.lastIndex()})`;
     this.trace.add(this.tick, () => line);
   }
 
@@ -502,13 +669,16 @@ export class Simulation {
     for (; this.tick < deadline; this.tick++) {
       if (marker !== null) {
         const index = this.committedIndexByKey.get(marker.key);
-        if (index !== undefined && this.nodes.every((n) => n.driver !== null && n.appliedIndex >= index)) return;
+        // Every node applied it, and a node rebuilt from a lost disk may vote again.
+        if (index !== undefined && this.nodes.every((n) => n.driver !== null && n.appliedIndex >= index && !n.driver.core.votingSuspended())) return;
         if (index === undefined && marker.lost()) marker = null; // refused or lost: try again
       }
       marker ??= this.proposeMarker();
       this.step();
     }
-    throw new LivenessFailure(`liveness: no leader applied a fresh proposal on every node within ${this.options.livenessTicksMax} ticks after healing`);
+    const suspended = this.nodes.filter((n) => n.driver?.core.votingSuspended()).map((n) => n.id);
+    const why = suspended.length > 0 ? ` (still rebuilding from a lost disk: ${suspended.join(', ')})` : '';
+    throw new LivenessFailure(`liveness: no leader applied a fresh proposal on every node within ${this.options.livenessTicksMax} ticks after healing${why}`);
   }
 
   /**
@@ -557,7 +727,11 @@ export class Simulation {
   private checkBackedByHardState(node: SimNode, m: Message): void {
     if (m.type === 'preVote' || m.type === 'preVoteResp') return; // these carry a future term by design
     const durable = node.hardState.durable();
-    this.check(m.term <= durable.term, () => `durable term: ${node.id} sends ${m.type} in term ${m.term} with durable term ${durable.term}`);
+    // A node with a blank hard state saves none until it recalls its vote: a restart finds it
+    // blank and it learns its term from its peers again (RaftCore's ForgottenVote). It never
+    // votes meanwhile, so votes are checked as always.
+    const relearnsTerm = durable.term === 0 && m.type !== 'vote' && !(m.type === 'voteResp' && !m.reject);
+    this.check(relearnsTerm || m.term <= durable.term, () => `durable term: ${node.id} sends ${m.type} in term ${m.term} with durable term ${durable.term}`);
     if (m.type === 'voteResp' && !m.reject) {
       // A higher durable term supersedes the vote (the node can never vote in m.term again).
       this.check(durable.term > m.term || durable.vote === m.to, () =>
@@ -604,24 +778,31 @@ export class Simulation {
       this.stats.leadersElected++;
       const lastIndex = node.log.lastIndex();
       this.trace.add(this.tick, () => `${node.id} LEADER of term ${status.term} (last ${lastIndex}, commit ${status.commitIndex})`);
+      const snapshotIndex = node.snapshots.latest()?.index ?? 0;
       for (const [index, entry] of this.committed) {
-        this.check(node.driver!.termAt(index) === entry.term, () => `leader completeness: ${node.id} leads term ${status.term} without committed entry ${index} (${entry.key})`);
+        const term = node.driver!.termAt(index);
+        const held = term === undefined ? index <= snapshotIndex : term === entry.term;
+        this.check(held, () => `leader completeness: ${node.id} leads term ${status.term} without committed entry ${index} (${entry.key})`);
       }
     }
   }
 
-  /** Logs that hold an entry with the same index and term are identical up to that index. */
+  /**
+   * Logs that hold an entry with the same index and term are identical up to that index (as
+   * far back as both still hold entries: below that, snapshots were checked when restored).
+   */
   private checkLogMatching(): void {
-    const logs = this.nodes.map((n) => ({ id: n.id, entries: n.log.log.durableEntries() }));
+    const logs = this.nodes.map((n) => ({ id: n.id, log: n.log.log }));
     for (let a = 0; a < logs.length; a++) {
       for (let b = a + 1; b < logs.length; b++) {
-        const left = logs[a]!.entries;
-        const right = logs[b]!.entries;
-        let shared = Math.min(left.length, right.length);
-        while (shared > 0 && left[shared - 1]!.term !== right[shared - 1]!.term) shared--;
-        for (let i = 0; i < shared; i++) {
-          this.check(sameEntry(left[i]!, right[i]!), () =>
-            `log matching: ${logs[a]!.id} and ${logs[b]!.id} share ${shared}@${left[shared - 1]!.term} but differ at ${i + 1}`);
+        const left = logs[a]!.log;
+        const right = logs[b]!.log;
+        const lo = Math.max(left.durableFirstIndex(), right.durableFirstIndex());
+        let shared = Math.min(left.durableLastIndex(), right.durableLastIndex());
+        while (shared >= lo && left.durableEntry(shared)!.term !== right.durableEntry(shared)!.term) shared--;
+        for (let i = lo; i <= shared; i++) {
+          this.check(sameEntry(left.durableEntry(i)!, right.durableEntry(i)!), () =>
+            `log matching: ${logs[a]!.id} and ${logs[b]!.id} share ${shared}@${left.durableEntry(shared)!.term} but differ at ${i}`);
         }
       }
     }
@@ -652,6 +833,22 @@ export class Simulation {
       this.check(holders >= this.quorum, () => `durability: committed entry ${index} (${entry.key}) is durable on ${holders} nodes, fewer than ${this.quorum}`);
     }
   }
+}
+
+function describePeerMessage(message: PeerMessage): string {
+  if (message.type === 'snapshotChunk') {
+    return `${message.from}->${message.to} snapshotChunk t${message.term} snapshot ${message.index}@${message.snapshotTerm} bytes [${message.offsetBytes}, ${message.offsetBytes + message.data.byteLength}) of ${message.totalBytes}`;
+  }
+  if (message.type === 'snapshotAck') return `${message.from}->${message.to} snapshotAck t${message.term} snapshot ${message.index}@${message.snapshotTerm} staged ${message.stagedBytes}`;
+  return describeMessage(message);
+}
+
+/** What a wiped node's disk held: its log's terms by index and its newest snapshot's index. */
+interface LostDisk {
+  readonly terms: ReadonlyMap<number, number>;
+  readonly snapshotIndex: number;
+  /** Rebuilt once the new disk holds the committed entry here. */
+  readonly rebuiltAt: number;
 }
 
 /** A liveness marker in flight: its key, and whether it can no longer commit as proposed. */

@@ -43,5 +43,10 @@ export function describeMessage(m: Message): string {
     case 'heartbeatResp':
     case 'timeoutNow':
       return head;
+    case 'probe':
+    case 'probeResp':
+      return `${head} last ${m.lastIndex}`;
+    case 'snapshot':
+      return `${head} snapshot ${m.index}@${m.snapshotTerm} commit ${m.commit}`;
   }
 }

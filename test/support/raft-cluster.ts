@@ -44,6 +44,10 @@ export class TestCluster {
       node.driver = this.makeDriver(id, node);
       this.nodes.set(id, node);
     }
+    // Nodes with a blank hard state first ask every peer whether the cluster is new (RaftCore's
+    // ForgottenVote): one tick sends the probes, the answers settle it before a scenario starts.
+    for (const id of ids) if (this.core(id).votingSuspended()) this.node(id).driver.tick();
+    this.stabilize();
   }
 
   private makeDriver(id: NodeId, node: Omit<TestNode, 'driver'>): NodeDriver<null> {
@@ -62,7 +66,7 @@ export class TestCluster {
       {
         log: node.store,
         hardState: node.hardState,
-        peers: { send: (_to, m) => this.queue.push(m) },
+        peers: { send: (_to, m) => this.queue.push(m as Message) }, // no snapshots here: only Raft messages
         stateMachine: { appliedIndex: () => 0, apply: (entries) => (this.nodes.get(id)!.applied.push(...entries), entries.map(() => null)) },
         scheduler: node.scheduler,
         randomInt,
