@@ -56,7 +56,8 @@ export function indexFileName(firstIndex: number): string {
 }
 
 function writeU64(buf: Buffer, offset: number, value: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, () => `u64 field ${value} out of range`);
+  assert(Number.isSafeInteger(value), () => `u64 field ${value} is not a safe integer`);
+  assert(value >= 0, () => `u64 field ${value} is negative`);
   buf.writeUInt32LE(value >>> 0, offset);
   buf.writeUInt32LE(Math.floor(value / TWO_POW_32), offset + 4);
 }
@@ -69,8 +70,9 @@ function readU64(buf: Buffer, offset: number): number {
 /** The whole index file for a sealed segment. `offsets` holds exactly one offset per entry. */
 export function encodeSegmentIndex(head: Omit<SegmentIndexHead, 'offsetsCrc' | 'lastFrameOffset'>, offsets: Uint32Array): Buffer {
   const entryCount = head.lastIndex - head.firstIndex + 1;
-  assert(entryCount >= 1 && offsets.length === entryCount, () => `index of ${entryCount} entries given ${offsets.length} offsets`);
-  assert(head.runs.length >= 1 && head.runs[0]!.start === head.firstIndex, 'the first run starts at the first index');
+  assert(entryCount >= 1, () => `index of a segment with ${entryCount} entries`);
+  assert(offsets.length === entryCount, () => `index of ${entryCount} entries given ${offsets.length} offsets`);
+  assert(head.runs[0]?.start === head.firstIndex, 'the first run starts at the first index');
   const runsEnd = HEADER_BYTES + head.runs.length * RUN_BYTES;
   const buf = Buffer.alloc(runsEnd + entryCount * OFFSET_BYTES);
   Buffer.from(offsets.buffer, offsets.byteOffset, offsets.byteLength).copy(buf, runsEnd);

@@ -49,7 +49,8 @@ export class Segment {
    */
   static sealed(dir: string, firstIndex: number, prevTerm: number, lastIndex: number, endBytes: number, loadOffsets: (segment: Segment) => Uint32Array): Segment {
     assert(lastIndex >= firstIndex, () => `sealed segment ${firstIndex} holds no entry (last ${lastIndex})`);
-    assert(endBytes > SEGMENT_HEADER_BYTES && endBytes <= MAX_SEGMENT_FILE_BYTES, () => `sealed segment ${firstIndex} ends at byte ${endBytes}`);
+    assert(endBytes > SEGMENT_HEADER_BYTES, () => `sealed segment ${firstIndex} ends at byte ${endBytes}, inside its header`);
+    assert(endBytes <= MAX_SEGMENT_FILE_BYTES, () => `sealed segment ${firstIndex} ends at byte ${endBytes}`);
     const segment = new Segment(dir, firstIndex, prevTerm);
     segment.lastIndex = lastIndex;
     segment.endBytes = endBytes;
@@ -109,7 +110,8 @@ export class Segment {
     if (this.offsets === null) {
       const loaded = this.loadOffsets!(this);
       assert(loaded.length === this.entryCount(), () => `${this.fileName}: ${loaded.length} offsets loaded for ${this.entryCount()} entries`);
-      assert(loaded[0] === SEGMENT_HEADER_BYTES && loaded[loaded.length - 1]! < this.endBytes, () => `${this.fileName}: loaded offsets outside its frames`);
+      assert(loaded[0] === SEGMENT_HEADER_BYTES, () => `${this.fileName}: first loaded offset ${loaded[0]}`);
+      assert(loaded[loaded.length - 1]! < this.endBytes, () => `${this.fileName}: last loaded offset past the end ${this.endBytes}`);
       this.offsets = loaded;
       this.loadOffsets = null;
     }

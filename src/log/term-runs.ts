@@ -62,7 +62,8 @@ export class TermRuns {
 
   /** The runs covering [from, to], the first one clipped to start at from (for a segment's index). */
   runsIn(from: number, to: number): TermRun[] {
-    assert(from > this.baseIndex && from <= to, () => `runs of [${from}, ${to}] outside (${this.baseIndex}, ${this.lastIndexHeld}]`);
+    assert(from > this.baseIndex, () => `runs from ${from} at or below the base ${this.baseIndex}`);
+    assert(from <= to, () => `runs of the empty range [${from}, ${to}]`);
     assert(to <= this.lastIndexHeld, () => `runs to ${to} past the end ${this.lastIndexHeld}`);
     const runs: TermRun[] = [{ start: from, term: this.term(from) }];
     for (let i = 0; i < this.runStarts.length; i++) {
