@@ -22,7 +22,7 @@ import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, renameSync, rm
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { assert } from '../util/assert.js';
-import { SEGMENT_HEADER_BYTES } from './frame.js';
+import { SEGMENT_HEADER_BYTES, readU64, writeU64 } from './frame.js';
 import type { Logger } from 'pino';
 import { type Segment, fsyncDir } from './segment.js';
 import type { TermRun, TermRuns } from './term-runs.js';
@@ -36,7 +36,6 @@ const RUN_BYTES = 16;
 const OFFSET_BYTES = 4;
 /** More runs than this in one segment is damage: a leader change per few entries for 64 MiB. */
 const MAX_RUNS = 1 << 20;
-const TWO_POW_32 = 2 ** 32;
 
 /** What an index says about its segment, without the offsets. */
 export interface SegmentIndexHead {
@@ -53,18 +52,6 @@ export interface SegmentIndexHead {
 export function indexFileName(firstIndex: number): string {
   assert(Number.isSafeInteger(firstIndex) && firstIndex >= 1, () => `bad index first index ${firstIndex}`);
   return `${String(firstIndex).padStart(20, '0')}.idx`;
-}
-
-function writeU64(buf: Buffer, offset: number, value: number): void {
-  assert(Number.isSafeInteger(value), () => `u64 field ${value} is not a safe integer`);
-  assert(value >= 0, () => `u64 field ${value} is negative`);
-  buf.writeUInt32LE(value >>> 0, offset);
-  buf.writeUInt32LE(Math.floor(value / TWO_POW_32), offset + 4);
-}
-
-function readU64(buf: Buffer, offset: number): number {
-  const value = buf.readUInt32LE(offset + 4) * TWO_POW_32 + buf.readUInt32LE(offset);
-  return Number.isSafeInteger(value) ? value : -1;
 }
 
 /** The whole index file for a sealed segment. `offsets` holds exactly one offset per entry. */
