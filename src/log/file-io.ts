@@ -14,9 +14,10 @@
 // written meanwhile wait for the next one. What it does not model: directory entries (create,
 // rename, unlink are durable at once — the store fsyncs the directory after each anyway), torn
 // or reordered sector writes within one fdatasync (recovery's torn-tail tests cover those), and
-// preallocation: zero-filled files are written with real fs calls and synced before they are
-// renamed into place, and a crash's leftover `.tmp` files are deleted at open, so their
-// unsynced bytes can never be read.
+// preallocation and segment indexes: zero-filled files and `.idx` files are written with real
+// fs calls and synced before they are renamed into place, and a crash's leftover `.tmp` files
+// are deleted at open, so their unsynced bytes can never be read. An index is written only
+// after its segment's fdatasync, so it never names a frame that lazy mode could still drop.
 import * as fs from 'node:fs';
 import { assert } from '../util/assert.js';
 

@@ -30,7 +30,7 @@ const TWO_POW_32 = 2 ** 32;
 /** High word limit that keeps a u64 within Number.MAX_SAFE_INTEGER. */
 const MAX_SAFE_HIGH_WORD = 2 ** 21;
 
-function writeU64(buf: Buffer, offset: number, value: number): void {
+export function writeU64(buf: Buffer, offset: number, value: number): void {
   assert(Number.isSafeInteger(value), () => `u64 field ${value} is not a safe integer`);
   assert(value >= 0, () => `u64 field ${value} is negative`);
   buf.writeUInt32LE(value >>> 0, offset);
@@ -38,7 +38,7 @@ function writeU64(buf: Buffer, offset: number, value: number): void {
 }
 
 /** Returns -1 when the value cannot be a safe integer (damage). */
-function readU64(buf: Buffer, offset: number): number {
+export function readU64(buf: Buffer, offset: number): number {
   const high = buf.readUInt32LE(offset + 4);
   if (high >= MAX_SAFE_HIGH_WORD) return -1;
   return high * TWO_POW_32 + buf.readUInt32LE(offset);

@@ -1,7 +1,8 @@
 // The durable Raft log: entries in preallocated segment files under <dataDir>/log, with
 // group-commit fdatasync, suffix truncation for Raft conflicts, retention by whole segments,
 // and crash recovery (recovery.ts). Memory held: the term runs, 4 B per entry of frame
-// offsets, and one buffer of frames not yet written — never the entries themselves.
+// offsets (for sealed segments only once they are read: segment-index.ts), and one buffer of
+// frames not yet written — never the entries themselves.
 //
 // Appends made in the same tick of the event loop are written with one write syscall at its
 // end (a microtask), or at once when they fill pendingWriteBytes: with many concurrent
@@ -29,10 +30,12 @@ import {
   corruptSegmentError,
   createZeroFileSync,
   fsyncDir,
+  segmentFileName,
   writeFully,
   writeZeros,
   zeros,
 } from './segment.js';
+import { INDEX_NAME_PATTERN, removeSegmentIndex, sealSegmentIndex } from './segment-index.js';
 import { TermRuns } from './term-runs.js';
 
 export interface LogStoreOptions {
@@ -159,10 +162,14 @@ export class LogStore {
     for (const name of readdirSync(options.dir)) {
       if (name.endsWith('.tmp')) rmSync(join(options.dir, name), { force: true });
     }
-    const fileNames = readdirSync(options.dir)
-      .filter((name) => SEGMENT_NAME_PATTERN.test(name))
-      .sort();
-    return new LogStore(options, fileNames.length === 0 ? null : recoverSegments(options.io ?? osFileIo, options.dir, fileNames));
+    const names = readdirSync(options.dir);
+    const fileNames = names.filter((name) => SEGMENT_NAME_PATTERN.test(name)).sort();
+    // An index whose segment is gone (a crash between the two unlinks) must not outlive it.
+    for (const name of names) {
+      const match = INDEX_NAME_PATTERN.exec(name);
+      if (match !== null && !fileNames.includes(segmentFileName(Number(match[1])))) rmSync(join(options.dir, name), { force: true });
+    }
+    return new LogStore(options, fileNames.length === 0 ? null : recoverSegments(options.io ?? osFileIo, options.dir, fileNames, options.logger));
   }
 
   /** Zeroes what recovery cut or found stale past the end, then syncs, so that all of it is durable. */
@@ -179,7 +186,13 @@ export class LogStore {
       this.options.logger?.info({ ...recovered.tornTail, lastIndex: this.lastIndex() }, 'log recovery cut a torn tail');
     }
     this.options.logger?.info(
-      { dir: this.options.dir, segments: this.segments.length, firstIndex: this.firstIndex(), lastIndex: this.lastIndex(), terms: this.termRuns.runCount() },
+      {
+        dir: this.options.dir,
+        segments: this.segments.length,
+        indexedSegments: recovered.indexedSegments,
+        scannedSegments: recovered.scannedSegments,
+        firstIndex: this.firstIndex(), lastIndex: this.lastIndex(), terms: this.termRuns.runCount(),
+      },
       'log recovered',
     );
   }
@@ -329,7 +342,12 @@ export class LogStore {
     return bytes;
   }
 
-  /** Syncs the full active segment and starts the next one at lastIndex() + 1. */
+  /**
+   * Syncs the full active segment, starts the next one at lastIndex() + 1, then writes the
+   * sealed segment's index — only now, so that it never names a frame that is not durable, and
+   * a crash before it leaves a sealed segment without an index (scanned at open), never an
+   * index beside the last segment.
+   */
   private roll(): void {
     const full = this.activeSegment();
     assert(full.entryCount() > 0, 'never roll away from an empty segment');
@@ -343,6 +361,7 @@ export class LogStore {
     this.durable = this.lastIndex();
     this.closeFdWhenIdle(this.activeFd);
     this.activeFd = this.createSegment(this.lastIndex() + 1, this.termRuns.lastTerm());
+    sealSegmentIndex(full, this.termRuns, this.options.logger);
     this.options.logger?.debug({ fileName: this.activeSegment().fileName }, 'log rolled to a new segment');
   }
 
@@ -478,12 +497,19 @@ export class LogStore {
     const removedEntries = this.lastIndex() - fromIndex + 1;
     if (removedEntries === 0) return;
     this.writePending();
+    const target = this.segments[this.segmentPosition(fromIndex)]!;
+    if (target !== this.activeSegment()) {
+      // The sealed segment becomes the active one again: its index goes first (synced), so no
+      // crash can leave an index naming frames that are being zeroed.
+      target.frameOffsets();
+      removeSegmentIndex(this.options.dir, target.firstIndex);
+      fsyncDir(this.options.dir);
+    }
     // Newest first, each unlink synced, so a crash midway leaves a prefix of the old log.
-    while (this.activeSegment().firstIndex > fromIndex) {
+    while (this.activeSegment() !== target) {
       const dropped = this.segments.pop()!;
       this.closeFdWhenIdle(this.activeFd);
-      this.io.unlinkSync(dropped.path);
-      fsyncDir(this.options.dir);
+      this.removeSegmentFiles(dropped);
       this.activeFd = this.io.openSync(this.activeSegment().path, 'r+');
     }
     const active = this.activeSegment();
@@ -598,9 +624,7 @@ export class LogStore {
     assert(index - 1 <= this.commitFloorIndex, () => `deleting up to ${index - 1} past the commit index ${this.commitFloorIndex}`);
     let deleted = 0;
     while (this.segments.length > 1 && this.segments[1]!.firstIndex <= index) {
-      const dropped = this.segments.shift()!;
-      this.io.unlinkSync(dropped.path);
-      fsyncDir(this.options.dir);
+      this.removeSegmentFiles(this.segments.shift()!);
       this.termRuns.rebase(this.firstIndex() - 1);
       assert(this.termRuns.term(this.firstIndex() - 1) === this.segments[0]!.prevTerm, 'segment header prev term matches the log');
       deleted += 1;
@@ -625,6 +649,13 @@ export class LogStore {
     this.io.closeSync(this.activeFd);
     await this.sparePromise;
     rmSync(join(this.options.dir, SPARE_FILE), { force: true });
+  }
+
+  /** Unlinks a segment, then its index (a crash between leaves an orphan index, removed at open). */
+  private removeSegmentFiles(segment: Segment): void {
+    this.io.unlinkSync(segment.path);
+    removeSegmentIndex(this.options.dir, segment.firstIndex);
+    fsyncDir(this.options.dir);
   }
 
   private closeFdWhenIdle(fd: number): void {

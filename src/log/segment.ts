@@ -1,6 +1,8 @@
 // One log segment in memory (its index range, the byte offset of every frame) and the small
 // synchronous file helpers the store uses on segment files. The offsets cost 4 B per entry
-// held, which is what lets reads go straight to a frame without scanning.
+// held, which is what lets reads go straight to a frame without scanning. A sealed segment
+// opened from its index file (segment-index.ts) loads them on its first read instead, so
+// neither start time nor memory grows with segments nobody reads.
 import { closeSync, fdatasyncSync, fsyncSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert } from '../util/assert.js';
@@ -28,7 +30,9 @@ export class Segment {
    * they could be mistaken for frames.
    */
   dirtyEndBytes = SEGMENT_HEADER_BYTES;
-  private offsets = new Uint32Array(INITIAL_OFFSET_CAPACITY);
+  /** offsets[i] is the byte offset of frame firstIndex + i; null until loadOffsets supplies them. */
+  private offsets: Uint32Array | null = new Uint32Array(INITIAL_OFFSET_CAPACITY);
+  private loadOffsets: ((segment: Segment) => Uint32Array) | null = null;
 
   constructor(
     readonly dir: string,
@@ -37,6 +41,23 @@ export class Segment {
     readonly prevTerm: number,
   ) {
     this.lastIndex = firstIndex - 1;
+  }
+
+  /**
+   * A sealed segment known from its index: frames [firstIndex, lastIndex] ending at endBytes,
+   * clean past it. `loadOffsets` returns one offset per entry when a frame is first looked up.
+   */
+  static sealed(dir: string, firstIndex: number, prevTerm: number, lastIndex: number, endBytes: number, loadOffsets: (segment: Segment) => Uint32Array): Segment {
+    assert(lastIndex >= firstIndex, () => `sealed segment ${firstIndex} holds no entry (last ${lastIndex})`);
+    assert(endBytes > SEGMENT_HEADER_BYTES, () => `sealed segment ${firstIndex} ends at byte ${endBytes}, inside its header`);
+    assert(endBytes <= MAX_SEGMENT_FILE_BYTES, () => `sealed segment ${firstIndex} ends at byte ${endBytes}`);
+    const segment = new Segment(dir, firstIndex, prevTerm);
+    segment.lastIndex = lastIndex;
+    segment.endBytes = endBytes;
+    segment.dirtyEndBytes = endBytes;
+    segment.offsets = null;
+    segment.loadOffsets = loadOffsets;
+    return segment;
   }
 
   get fileName(): string {
@@ -55,13 +76,14 @@ export class Segment {
   pushFrame(offset: number, bytes: number): void {
     assert(offset === this.endBytes, () => `frame at ${offset} does not follow the end ${this.endBytes} of ${this.fileName}`);
     assert(offset + bytes <= MAX_SEGMENT_FILE_BYTES, () => `segment ${this.fileName} would pass ${MAX_SEGMENT_FILE_BYTES} B`);
+    let offsets = this.frameOffsetsHeld();
     const slot = this.entryCount();
-    if (slot === this.offsets.length) {
-      const grown = new Uint32Array(this.offsets.length * 2);
-      grown.set(this.offsets);
-      this.offsets = grown;
+    if (slot === offsets.length) {
+      const grown = new Uint32Array(Math.max(INITIAL_OFFSET_CAPACITY, offsets.length * 2));
+      grown.set(offsets);
+      this.offsets = offsets = grown;
     }
-    this.offsets[slot] = offset;
+    offsets[slot] = offset;
     this.lastIndex += 1;
     this.endBytes = offset + bytes;
     this.dirtyEndBytes = Math.max(this.dirtyEndBytes, this.endBytes);
@@ -71,11 +93,34 @@ export class Segment {
   offsetOf(index: number): number {
     assert(index >= this.firstIndex, () => `index ${index} before segment ${this.fileName}`);
     assert(index <= this.lastIndex + 1, () => `index ${index} past segment ${this.fileName} (last ${this.lastIndex})`);
-    return index === this.lastIndex + 1 ? this.endBytes : this.offsets[index - this.firstIndex]!;
+    return index === this.lastIndex + 1 ? this.endBytes : this.frameOffsetsHeld()[index - this.firstIndex]!;
+  }
+
+  /** The offset of every frame held, in index order (what the segment's index file stores). */
+  frameOffsets(): Uint32Array {
+    return this.frameOffsetsHeld().subarray(0, this.entryCount());
+  }
+
+  /** Whether the frame offsets are in memory (always, unless opened from an index and not yet read). */
+  offsetsLoaded(): boolean {
+    return this.offsets !== null;
+  }
+
+  private frameOffsetsHeld(): Uint32Array {
+    if (this.offsets === null) {
+      const loaded = this.loadOffsets!(this);
+      assert(loaded.length === this.entryCount(), () => `${this.fileName}: ${loaded.length} offsets loaded for ${this.entryCount()} entries`);
+      assert(loaded[0] === SEGMENT_HEADER_BYTES, () => `${this.fileName}: first loaded offset ${loaded[0]}`);
+      assert(loaded[loaded.length - 1]! < this.endBytes, () => `${this.fileName}: last loaded offset past the end ${this.endBytes}`);
+      this.offsets = loaded;
+      this.loadOffsets = null;
+    }
+    return this.offsets;
   }
 
   /** Forgets frames >= fromIndex; the caller zeroes their bytes on disk. */
   truncateFrom(fromIndex: number): void {
+    assert(this.offsets !== null, () => `truncating ${this.fileName} before its offsets are loaded`);
     const newEnd = this.offsetOf(fromIndex);
     this.lastIndex = fromIndex - 1;
     this.endBytes = newEnd;

@@ -3,6 +3,12 @@
 // a short list instead of a per-entry array — memory stays O(terms), not O(entries).
 import { assert } from '../util/assert.js';
 
+/** A run of equal terms starting at `start`; it lasts until the next run starts. */
+export interface TermRun {
+  readonly start: number;
+  readonly term: number;
+}
+
 export class TermRuns {
   /** runStarts[i] is the first index of run i; runTerms[i] its term. Both strictly increase. */
   private readonly runStarts: number[] = [];
@@ -37,6 +43,34 @@ export class TermRuns {
       this.runTerms.push(term);
     }
     this.lastIndexHeld = index;
+  }
+
+  /**
+   * Records a sealed segment's entries at once, from its index file: runs[0] starts just after
+   * the last index held, each later run after the one before, and the last one ends at lastIndex.
+   */
+  pushRuns(runs: readonly TermRun[], lastIndex: number): void {
+    assert(runs[0]?.start === this.lastIndexHeld + 1, () => `term runs pushed from ${runs[0]?.start} after ${this.lastIndexHeld}`);
+    assert(lastIndex >= runs[runs.length - 1]!.start, () => `term runs end at ${lastIndex}, before their last start`);
+    for (const run of runs) {
+      assert(run.start > this.lastIndexHeld, () => `term run at ${run.start} does not follow ${this.lastIndexHeld}`);
+      this.lastIndexHeld = run.start - 1;
+      this.push(run.start, run.term);
+    }
+    this.lastIndexHeld = lastIndex;
+  }
+
+  /** The runs covering [from, to], the first one clipped to start at from (for a segment's index). */
+  runsIn(from: number, to: number): TermRun[] {
+    assert(from > this.baseIndex, () => `runs from ${from} at or below the base ${this.baseIndex}`);
+    assert(from <= to, () => `runs of the empty range [${from}, ${to}]`);
+    assert(to <= this.lastIndexHeld, () => `runs to ${to} past the end ${this.lastIndexHeld}`);
+    const runs: TermRun[] = [{ start: from, term: this.term(from) }];
+    for (let i = 0; i < this.runStarts.length; i++) {
+      const start = this.runStarts[i]!;
+      if (start > from && start <= to) runs.push({ start, term: this.runTerms[i]! });
+    }
+    return runs;
   }
 
   /** Term at index, for baseIndex <= index <= lastIndex; throws RangeError outside. */
