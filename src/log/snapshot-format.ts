@@ -34,7 +34,7 @@ export const MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024 * 1024;
 /** The smallest file: header and footer around no metadata and no payload. */
 export const MIN_SNAPSHOT_BYTES = SNAPSHOT_HEADER_BYTES + SNAPSHOT_FOOTER_BYTES;
 
-export const SNAPSHOT_NAME_PATTERN = /^(\d{20})-(\d{20})\.snap$/;
+const SNAPSHOT_NAME_PATTERN = /^(\d{20})-(\d{20})\.snap$/;
 
 export interface SnapshotHeader {
   index: number;
