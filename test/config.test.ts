@@ -187,6 +187,44 @@ describe('config – relations between keys', () => {
   });
 });
 
+describe('config – snapshot and retention keys', () => {
+  it('fills their defaults: a snapshot every 10000 entries, 72 h of log, no byte limit, a check every 10 s', () => {
+    const config = parseConfig(valid, 'test.json');
+    expect(config.snapshot.everyEntries).toBe(10_000);
+    expect(config.retention).toEqual({ maxAgeMs: 259_200_000, maxBytes: null, checkIntervalMs: 10_000 });
+    expect(parseConfig({ ...valid, retention: { maxBytes: null } }, 'test.json').retention.maxBytes).toBeNull();
+  });
+
+  it('names the key and the bound a value broke', () => {
+    const cases: [unknown, RegExp][] = [
+      [{ snapshot: { everyEntries: 0 } }, /snapshot\.everyEntries is 0: Number must be greater than or equal to 1$/],
+      [{ snapshot: { everyEntries: 100_000_001 } }, /snapshot\.everyEntries is 100000001: Number must be less than or equal to 100000000$/],
+      [{ snapshot: { everyEntries: 1.5 } }, /snapshot\.everyEntries must be integer, not float$/],
+      [{ retention: { maxAgeMs: 999 } }, /retention\.maxAgeMs is 999: Number must be greater than or equal to 1000$/],
+      [{ retention: { maxAgeMs: 365 * 86_400_000 + 1 } }, /retention\.maxAgeMs is 31536000001: Number must be less than or equal to 31536000000$/],
+      [{ retention: { maxBytes: 0 } }, /retention\.maxBytes is 0: Number must be greater than or equal to 1$/],
+      [{ retention: { maxBytes: '8MiB' } }, /retention\.maxBytes must be number, not string$/],
+      [{ retention: { checkIntervalMs: 99 } }, /retention\.checkIntervalMs is 99: Number must be greater than or equal to 100$/],
+      [{ retention: { checkIntervalMs: 3_600_001 } }, /retention\.checkIntervalMs is 3600001: Number must be less than or equal to 3600000$/],
+      [{ retention: { maxAge: 1000 } }, /unknown key "retention\.maxAge"; remove it$/],
+      [{ snapshot: { every: 5 } }, /unknown key "snapshot\.every"; remove it$/],
+    ];
+    for (const [keys, message] of cases) expect(messageOf({ ...valid, ...(keys as object) })).toMatch(message);
+    const bounds = { snapshot: { everyEntries: 1 }, retention: { maxAgeMs: 1000, checkIntervalMs: 100 } };
+    expect(parseConfig({ ...valid, ...bounds }, 'test.json')).toMatchObject(bounds);
+  });
+
+  it('requires retention.maxBytes to hold at least two log segments', () => {
+    const log = { segmentBytes: 1024 * 1024 };
+    expect(messageOf({ ...valid, log, retention: { maxBytes: 2 * 1024 * 1024 - 1 } })).toMatch(
+      /retention\.maxBytes 2097151 is less than 2 × log\.segmentBytes 1048576 .*; raise retention\.maxBytes or lower log\.segmentBytes$/,
+    );
+    expect(parseConfig({ ...valid, log, retention: { maxBytes: 2 * 1024 * 1024 } }, 'test.json').retention.maxBytes).toBe(2 * 1024 * 1024);
+    // Against the default segment size of 64 MiB, 8 MiB is too small.
+    expect(messageOf({ ...valid, retention: { maxBytes: 8 * 1024 * 1024 } })).toMatch(/retention\.maxBytes 8388608 is less than 2 × log\.segmentBytes 67108864/);
+  });
+});
+
 describe('config – a bad relation stops the CLI before it touches the disk', () => {
   it('node start and cluster start exit 2 with one stderr line and create no data directory', () => {
     const dir = tempDir();
@@ -200,5 +238,15 @@ describe('config – a bad relation stops the CLI before it touches the disk', (
       ]);
       expect(existsSync(join(dir, 'data'))).toBe(false);
     }
+  });
+
+  it('a retention.maxBytes below two segments is exit 2 with one line from node start', () => {
+    const dir = tempDir();
+    const path = join(dir, 'c.json');
+    writeFileSync(path, JSON.stringify({ ...valid, retention: { maxBytes: 1024 } }));
+    const result = spawnSync(process.execPath, ['bin/ledgermq', 'node', 'start', '--id', 'n1', '--config', path], { encoding: 'utf8', timeout: 30_000 });
+    expect(result.status).toBe(2);
+    expect(result.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/^ledgermq: bad config .*c\.json: retention\.maxBytes 1024 is less than 2 × log\.segmentBytes 67108864/)]);
+    expect(existsSync(join(dir, 'data'))).toBe(false);
   });
 });

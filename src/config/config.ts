@@ -25,6 +25,12 @@ export const MAX_APPEND_BYTES = Math.floor(
 const MAX_INFLIGHT_BYTES = 1024 * 1024 * 1024;
 const MAX_UNCOMMITTED_ENTRIES = 1_000_000;
 const MAX_UNCOMMITTED_BYTES = 2 * 1024 * 1024 * 1024;
+/** A snapshot at most every 10^8 entries: past that retention would wait on one for too long. */
+const MAX_SNAPSHOT_EVERY_ENTRIES = 100_000_000;
+/** 365 days: an age a log is kept for that is longer is a typo, not a plan. */
+const MAX_RETENTION_AGE_MS = 365 * 24 * 60 * 60 * 1000;
+/** 1 PiB: far above any disk a node has, and still a safe integer. */
+const MAX_RETENTION_BYTES = 2 ** 50;
 
 const nodeId = z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'letters, digits, "_" or "-", 1 to 32 characters');
 const port = z.number().int().min(1).max(65535);
@@ -81,6 +87,24 @@ const logSchema = z
   })
   .strict();
 
+const snapshotSchema = z
+  .object({
+    /** The state machine writes a snapshot once this many entries were applied since the last one. */
+    everyEntries: z.number().int().min(1).max(MAX_SNAPSHOT_EVERY_ENTRIES).default(10_000),
+  })
+  .strict();
+
+const retentionSchema = z
+  .object({
+    /** Whole log segments whose newest entry is older than this are deleted (72 h, as RocketMQ). */
+    maxAgeMs: z.number().int().min(1000).max(MAX_RETENTION_AGE_MS).default(72 * 60 * 60 * 1000),
+    /** Oldest segments are deleted while <dataDir>/log holds more; null: no limit. At least 2 segments. */
+    maxBytes: z.number().int().min(1).max(MAX_RETENTION_BYTES).nullable().default(null),
+    /** How often a node looks for segments to delete. */
+    checkIntervalMs: z.number().int().min(100).max(60 * 60 * 1000).default(10_000),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     clusterId: z.string().min(1).max(64),
@@ -94,6 +118,8 @@ export const configSchema = z
     quorum: z.enum(['majority', 'all', 'leader']),
     raft: raftSchema.default({}),
     log: logSchema.default({}),
+    snapshot: snapshotSchema.default({}),
+    retention: retentionSchema.default({}),
   })
   .strict();
 
@@ -123,6 +149,11 @@ function relationProblem(config: ClusterConfig): string | null {
   }
   if (maxInflightBytes < maxAppendBytes) {
     return `raft.maxInflightBytes ${maxInflightBytes} is less than raft.maxAppendBytes ${maxAppendBytes} (one append must fit the in-flight window); raise raft.maxInflightBytes or lower raft.maxAppendBytes`;
+  }
+  const { maxBytes } = config.retention;
+  const { segmentBytes } = config.log;
+  if (maxBytes !== null && maxBytes < 2 * segmentBytes) {
+    return `retention.maxBytes ${maxBytes} is less than 2 × log.segmentBytes ${segmentBytes} (retention deletes whole segments and the active one always stays); raise retention.maxBytes or lower log.segmentBytes`;
   }
   return null;
 }

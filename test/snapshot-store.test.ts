@@ -1,0 +1,387 @@
+// The snapshot store on real files: round trip, refusal of damaged files (a fast-check property
+// over flips, truncations and deletions), pruning to `keep`, bounds, and the staging of a
+// snapshot received in chunks, resumed across a close and reopen.
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT_VERSION, snapshotFileName } from '../src/log/snapshot-format.js';
+import { IO_CHUNK_BYTES, type SnapshotMeta, SnapshotStore } from '../src/log/snapshot-store.js';
+import { LmqError } from '../src/util/errors.js';
+import { capturingLogger, removeTempDirs, tempDir } from './log-helpers.js';
+import { payloadOf, readPayload } from './snapshot-helpers.js';
+
+afterEach(removeTempDirs);
+
+async function writeSnapshot(store: SnapshotStore, index: number, term: number, payloadBytes: number, metadata?: Uint8Array): Promise<SnapshotMeta> {
+  const payload = payloadOf(index, payloadBytes);
+  // Uneven chunks, smaller and larger than one file write.
+  const cuts = [0, Math.floor(payloadBytes / 7), Math.floor(payloadBytes / 3), payloadBytes];
+  const chunks = cuts.slice(1).map((end, i) => payload.subarray(cuts[i], end));
+  return store.write({ index, term, ...(metadata === undefined ? {} : { metadata }) }, chunks);
+}
+
+async function errorOf(promise: Promise<unknown>): Promise<LmqError> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(LmqError);
+    return error as LmqError;
+  }
+  throw new Error('the call succeeded');
+}
+
+function snapFiles(dir: string): string[] {
+  return readdirSync(dir).sort();
+}
+
+describe('snapshot store – write and read back', () => {
+  it('round trip: metadata, payload, raw bytes and checksum survive a reopen', async () => {
+    const dir = tempDir();
+    const store = await SnapshotStore.open({ dir });
+    const metadata = new Uint8Array([0x81, 0xa1, 0x76, 0x01]);
+    const payloadBytes = 3 * IO_CHUNK_BYTES + 12_345;
+    const written = await writeSnapshot(store, 42, 7, payloadBytes, metadata);
+    expect(written).toMatchObject({ index: 42, term: 7, payloadBytes, fileName: snapshotFileName(42, 7) });
+    await store.close();
+
+    const reopened = await SnapshotStore.open({ dir });
+    expect(reopened.list()).toEqual([written]);
+    const newest = await reopened.newest();
+    expect(newest).toEqual(written);
+    expect([...newest!.metadata]).toEqual([...metadata]);
+    expect((await readPayload(reopened, newest!)).equals(payloadOf(42, payloadBytes))).toBe(true);
+
+    const file = readFileSync(join(dir, written.fileName));
+    expect(file.length).toBe(written.sizeBytes);
+    expect(createHash('sha256').update(file.subarray(0, file.length - 32)).digest().equals(written.checksum)).toBe(true);
+    const reader = (await reopened.openReader(42, 7))!;
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < reader.meta.sizeBytes; ) {
+      const piece = await reader.read(at, 1_000_003);
+      pieces.push(piece);
+      at += piece.length;
+    }
+    expect(Buffer.concat(pieces).equals(file)).toBe(true);
+    expect((await reader.read(reader.meta.sizeBytes, 10)).length).toBe(0);
+    expect((await errorOf(reader.read(reader.meta.sizeBytes + 1, 10))).code).toBe('LMQ_BAD_INPUT');
+    await reader.close();
+    expect(await reopened.openReader(42, 8)).toBeUndefined();
+    await reopened.close();
+  });
+
+  it('an empty payload and an empty store', async () => {
+    const store = await SnapshotStore.open({ dir: join(tempDir(), 'snapshots') });
+    expect(await store.newest()).toBeUndefined();
+    expect(store.list()).toEqual([]);
+    const meta = await store.write({ index: 1, term: 1 }, []);
+    expect(meta.payloadBytes).toBe(0);
+    expect((await readPayload(store, meta)).length).toBe(0);
+    await store.close();
+  });
+
+  it('newest(maxIndex) is the newest at or below maxIndex', async () => {
+    const store = await SnapshotStore.open({ dir: tempDir(), keep: 3 });
+    for (const index of [10, 20, 30]) await writeSnapshot(store, index, 1, 100);
+    expect((await store.newest(29))?.index).toBe(20);
+    expect((await store.newest(30))?.index).toBe(30);
+    expect((await store.newest(10))?.index).toBe(10);
+    expect(await store.newest(9)).toBeUndefined();
+    await store.close();
+  });
+
+  it('keeps the newest `keep` snapshots and deletes older ones once a new one is durable', async () => {
+    const dir = tempDir();
+    const store = await SnapshotStore.open({ dir });
+    for (const index of [5, 6, 7, 8]) await writeSnapshot(store, index, 2, 500);
+    expect(snapFiles(dir)).toEqual([snapshotFileName(7, 2), snapshotFileName(8, 2)]);
+    expect(store.list().map((m) => m.index)).toEqual([7, 8]);
+    await store.close();
+    const three = await SnapshotStore.open({ dir, keep: 3 });
+    for (const index of [9, 10]) await writeSnapshot(three, index, 2, 500);
+    expect(three.list().map((m) => m.index)).toEqual([8, 9, 10]);
+    await three.close();
+  });
+
+  it('refuses a snapshot over maxSnapshotBytes with LMQ_OVERLOADED and keeps nothing of it', async () => {
+    const dir = tempDir();
+    const store = await SnapshotStore.open({ dir, maxSnapshotBytes: 4096 });
+    await writeSnapshot(store, 1, 1, 1000);
+    const error = await errorOf(writeSnapshot(store, 2, 1, 5000));
+    expect(error.code).toBe('LMQ_OVERLOADED');
+    expect(error.message).toMatch(/passes the bound of 4096 B per snapshot file/);
+    expect(snapFiles(dir)).toEqual([snapshotFileName(1, 1)]);
+    expect((await store.newest())?.index).toBe(1);
+    await store.close();
+    expect(MAX_SNAPSHOT_BYTES).toBe(4 * 1024 ** 3);
+  });
+
+  it('deletes leftover temp files at open', async () => {
+    const dir = tempDir();
+    const store = await SnapshotStore.open({ dir });
+    await writeSnapshot(store, 3, 1, 100);
+    await store.close();
+    writeFileSync(join(dir, `${snapshotFileName(4, 1)}.tmp`), 'half a snapshot');
+    const reopened = await SnapshotStore.open({ dir });
+    expect(snapFiles(dir)).toEqual([snapshotFileName(3, 1)]);
+    await reopened.close();
+  });
+});
+
+describe('snapshot store – damaged files', () => {
+  /** Writes snapshots 1, 2, 3 (keep 3), damages the newest with `damage`, returns what a reopened store says. */
+  async function afterDamage(damage: (path: string) => void): Promise<{ newest: number | undefined; warnings: Array<Record<string, unknown>> }> {
+    const dir = tempDir();
+    const store = await SnapshotStore.open({ dir, keep: 3 });
+    for (const index of [1, 2, 3]) await writeSnapshot(store, index, 1, 2000);
+    await store.close();
+    damage(join(dir, snapshotFileName(3, 1)));
+    const { logger, lines } = capturingLogger();
+    const reopened = await SnapshotStore.open({ dir, keep: 3, logger });
+    const newest = (await reopened.newest())?.index;
+    expect((await reopened.newest())?.index).toBe(newest);
+    await reopened.close();
+    return { newest, warnings: lines.filter((line) => line['level'] === 40) };
+  }
+
+  function rewrite(path: string, change: (file: Buffer) => void): void {
+    const file = readFileSync(path);
+    change(file);
+    writeFileSync(path, file);
+  }
+
+  it('a flipped byte, a truncation and a wrong version are each refused with one warning naming the file and why', async () => {
+    const cases: [(path: string) => void, RegExp][] = [
+      [(path) => rewrite(path, (file) => void (file[1000]! ^= 0x10)), /checksum mismatch/],
+      [(path) => truncateSync(path, 1500), /file is 1500 B and what should be its footer holds no length \(truncated or damaged\)/],
+      [(path) => truncateSync(path, readFileSync(path).length - 1), /file is \d+ B, but its header and footer describe \d+ B \(truncated/],
+      [(path) => rewrite(path, (file) => file.writeUInt32LE(SNAPSHOT_FORMAT_VERSION + 1, 4)), /format version 2; this build reads version 1/],
+      [(path) => rewrite(path, (file) => void (file[file.length - 1]! ^= 1)), /checksum mismatch/],
+    ];
+    for (const [damage, reason] of cases) {
+      const { newest, warnings } = await afterDamage(damage);
+      expect(newest).toBe(2);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]!['file']).toMatch(new RegExp(`${snapshotFileName(3, 1)}$`));
+      expect(warnings[0]!['reason']).toMatch(reason);
+      expect(warnings[0]!['msg']).toMatch(new RegExp(`^snapshot ${snapshotFileName(3, 1)} refused \\(.*\\); an older valid snapshot is used if there is one$`));
+    }
+  });
+
+  it('a deleted newest file simply is not there', async () => {
+    expect(await afterDamage((path) => unlinkSync(path))).toEqual({ newest: 2, warnings: [] });
+  });
+
+  it('property: after random flips, truncations and deletions, newest() is the newest intact snapshot', async () => {
+    const damageArbitrary = fc.record({
+      file: fc.nat(),
+      kind: fc.constantFrom('flip' as const, 'truncate' as const, 'delete' as const),
+      atBytes: fc.nat(),
+      bit: fc.integer({ min: 0, max: 7 }),
+    });
+    const snapshotArbitrary = fc.record({ payloadBytes: fc.integer({ min: 0, max: 6000 }), metadataBytes: fc.integer({ min: 0, max: 64 }) });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(snapshotArbitrary, { minLength: 1, maxLength: 6 }),
+        fc.array(damageArbitrary, { maxLength: 6 }),
+        fc.option(fc.integer({ min: 0, max: 70 }), { nil: undefined }),
+        async (snapshots, damages, maxIndex) => {
+          const dir = tempDir();
+          const store = await SnapshotStore.open({ dir, keep: 10 });
+          const written: SnapshotMeta[] = [];
+          for (const [i, s] of snapshots.entries()) {
+            written.push(await writeSnapshot(store, 10 * (i + 1), 1 + Math.floor(i / 2), s.payloadBytes, payloadOf(i, s.metadataBytes)));
+          }
+          await store.close();
+          const original = new Map(written.map((meta) => [meta.fileName, readFileSync(join(dir, meta.fileName))]));
+          for (const damage of damages) applyDamage(join(dir, written[damage.file % written.length]!.fileName), damage);
+          const isIntact = (meta: SnapshotMeta): boolean => {
+            const path = join(dir, meta.fileName);
+            return existsSync(path) && readFileSync(path).equals(original.get(meta.fileName)!);
+          };
+          const limit = maxIndex ?? Number.MAX_SAFE_INTEGER;
+          const expected = [...written].reverse().find((meta) => meta.index <= limit && isIntact(meta));
+
+          const { logger, lines } = capturingLogger();
+          const reopened = await SnapshotStore.open({ dir, keep: 10, logger });
+          const newest = await reopened.newest(maxIndex);
+          expect(newest?.index).toBe(expected?.index);
+          if (expected !== undefined) expect((await readPayload(reopened, newest!)).equals(payloadOf(expected.index, expected.payloadBytes))).toBe(true);
+          expect((await reopened.newest(maxIndex))?.index).toBe(expected?.index);
+          await reopened.close();
+
+          // One warning per damaged file that was looked at; none for an intact one.
+          const warned = lines.filter((line) => line['level'] === 40).map((line) => String(line['file']));
+          expect(new Set(warned).size).toBe(warned.length);
+          for (const meta of written) {
+            const path = join(dir, meta.fileName);
+            const damaged = existsSync(path) && !isIntact(meta);
+            if (!damaged) expect(warned).not.toContain(path);
+            else if (meta.index > (expected?.index ?? 0) && meta.index <= limit) expect(warned).toContain(path);
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+});
+
+function applyDamage(path: string, damage: { kind: 'flip' | 'truncate' | 'delete'; atBytes: number; bit: number }): void {
+  if (!existsSync(path)) return;
+  const file = readFileSync(path);
+  if (damage.kind === 'delete') unlinkSync(path);
+  else if (damage.kind === 'truncate') truncateSync(path, damage.atBytes % file.length);
+  else {
+    file[damage.atBytes % file.length]! ^= 1 << damage.bit;
+    writeFileSync(path, file);
+  }
+}
+
+describe('snapshot store – staging a snapshot received in chunks', () => {
+  /** A leader's store holding one snapshot, and the follower's store dir. */
+  async function leaderWith(index: number, term: number, payloadBytes: number): Promise<{ leader: SnapshotStore; meta: SnapshotMeta; file: Buffer }> {
+    const dir = tempDir();
+    const leader = await SnapshotStore.open({ dir });
+    const meta = await writeSnapshot(leader, index, term, payloadBytes);
+    return { leader, meta, file: readFileSync(join(dir, meta.fileName)) };
+  }
+
+  const targetOf = (meta: SnapshotMeta) => ({ index: meta.index, term: meta.term, totalBytes: meta.sizeBytes, checksum: meta.checksum });
+
+  /** Sends the leader's file from the follower's stagedBytes() on, `chunkBytes` at a time, up to `untilBytes`. */
+  async function send(leader: SnapshotStore, meta: SnapshotMeta, follower: SnapshotStore, chunkBytes: number, untilBytes = meta.sizeBytes): Promise<void> {
+    const reader = (await leader.openReader(meta.index, meta.term))!;
+    while (follower.stagedBytes() < untilBytes) {
+      const at = follower.stagedBytes();
+      await follower.writeChunk(at, await reader.read(at, Math.min(chunkBytes, untilBytes - at)));
+    }
+    await reader.close();
+  }
+
+  it('resumes across a close and reopen at stagedBytes(), refuses a wrong offset, and installs', async () => {
+    const { leader, meta } = await leaderWith(500, 3, 300_000);
+    const dir = tempDir();
+    let follower = await SnapshotStore.open({ dir });
+    await follower.beginStaging(targetOf(meta));
+    expect(follower.stagedBytes()).toBe(0);
+    await send(leader, meta, follower, 64 * 1024, 130_000);
+    expect(follower.stagedBytes()).toBe(130_000);
+    await follower.close();
+
+    follower = await SnapshotStore.open({ dir });
+    expect(follower.list()).toEqual([]);
+    await follower.beginStaging(targetOf(meta));
+    expect(follower.stagedBytes()).toBe(130_000);
+    const wrong = await errorOf(follower.writeChunk(0, new Uint8Array(10)));
+    expect(wrong.code).toBe('LMQ_BAD_INPUT');
+    expect(wrong.details).toEqual({ expectedOffsetBytes: 130_000 });
+    expect((await errorOf(follower.writeChunk(130_001, new Uint8Array(10)))).details).toEqual({ expectedOffsetBytes: 130_000 });
+    const early = await errorOf(follower.commitStaging());
+    expect(early.code).toBe('LMQ_BAD_INPUT');
+    expect(early.message).toMatch(/holds 130000 of \d+ B; send the rest from byte 130000/);
+    await send(leader, meta, follower, 64 * 1024);
+    const installed = await follower.commitStaging();
+    expect(installed).toEqual(meta);
+    expect(follower.stagedBytes()).toBe(0);
+    expect(snapFiles(dir)).toEqual([meta.fileName]);
+    expect((await readPayload(follower, (await follower.newest())!)).equals(payloadOf(500, 300_000))).toBe(true);
+    await follower.close();
+    await leader.close();
+  });
+
+  it('refuses a chunk past the announced size with LMQ_CORRUPT_DATA, and a chunk with nothing staged', async () => {
+    const { leader, meta } = await leaderWith(9, 1, 1000);
+    const follower = await SnapshotStore.open({ dir: tempDir() });
+    expect((await errorOf(follower.writeChunk(0, new Uint8Array(1)))).code).toBe('LMQ_BAD_INPUT');
+    await follower.beginStaging(targetOf(meta));
+    const error = await errorOf(follower.writeChunk(0, new Uint8Array(meta.sizeBytes + 1)));
+    expect(error.code).toBe('LMQ_CORRUPT_DATA');
+    expect(error.message).toMatch(new RegExp(`chunk \\[0, ${meta.sizeBytes + 1}\\) passes the announced ${meta.sizeBytes} B`));
+    expect(follower.stagedBytes()).toBe(0);
+    await follower.close();
+    await leader.close();
+  });
+
+  it('refuses an announcement no snapshot can have', async () => {
+    const follower = await SnapshotStore.open({ dir: tempDir() });
+    const checksum = new Uint8Array(32);
+    for (const [target, reason] of [
+      [{ index: 1, term: 1, totalBytes: MAX_SNAPSHOT_BYTES + 1, checksum }, /size 4294967297 B outside \[72, 4294967296\] B/],
+      [{ index: 1, term: 1, totalBytes: 10, checksum }, /size 10 B outside/],
+      [{ index: 0, term: 1, totalBytes: 100, checksum }, /index 0 or term 1 is not a positive integer/],
+      [{ index: 1, term: 1, totalBytes: 100, checksum: new Uint8Array(4) }, /checksum is not 32 B/],
+    ] as const) {
+      const error = await errorOf(follower.beginStaging(target));
+      expect(error.code).toBe('LMQ_CORRUPT_DATA');
+      expect(error.message).toMatch(reason);
+    }
+    await follower.close();
+  });
+
+  it('a wrong announced checksum or a damaged chunk is refused at commit and the staging discarded', async () => {
+    const { leader, meta, file } = await leaderWith(77, 4, 50_000);
+    const dir = tempDir();
+    const follower = await SnapshotStore.open({ dir });
+    const otherChecksum = Uint8Array.from(meta.checksum, (b, i) => (i === 0 ? b ^ 1 : b));
+    await follower.beginStaging({ ...targetOf(meta), checksum: otherChecksum });
+    await follower.writeChunk(0, file);
+    const announced = await errorOf(follower.commitStaging());
+    expect(announced.code).toBe('LMQ_CORRUPT_DATA');
+    expect(announced.message).toMatch(/refused: its checksum is not the one the sender announced; the transfer starts over/);
+    expect(snapFiles(dir)).toEqual([]);
+
+    await follower.beginStaging(targetOf(meta));
+    const damaged = Buffer.from(file);
+    damaged[20_000]! ^= 0x04;
+    await follower.writeChunk(0, damaged);
+    const mismatch = await errorOf(follower.commitStaging());
+    expect(mismatch.message).toMatch(/refused: checksum mismatch/);
+    expect(snapFiles(dir)).toEqual([]);
+    expect(await follower.newest()).toBeUndefined();
+    expect((await errorOf(follower.commitStaging())).message).toMatch(/no snapshot is being staged/);
+    await follower.close();
+    await leader.close();
+  });
+
+  it('a staging of another snapshot is discarded, across a reopen too; abort deletes it', async () => {
+    const first = await leaderWith(100, 2, 20_000);
+    const second = await leaderWith(200, 3, 20_000);
+    const dir = tempDir();
+    let follower = await SnapshotStore.open({ dir });
+    await follower.beginStaging(targetOf(first.meta));
+    await send(first.leader, first.meta, follower, 4096, 8192);
+    await follower.close();
+    follower = await SnapshotStore.open({ dir });
+    await follower.beginStaging(targetOf(second.meta));
+    expect(follower.stagedBytes()).toBe(0);
+    expect(snapFiles(dir)).toHaveLength(1);
+    expect(snapFiles(dir)[0]).toMatch(/^0{17}200-0{19}3-\d+-[0-9a-f]{64}\.partial$/);
+    await send(second.leader, second.meta, follower, 4096, 4096);
+    await follower.abortStaging();
+    expect(snapFiles(dir)).toEqual([]);
+    await follower.beginStaging(targetOf(second.meta));
+    expect(follower.stagedBytes()).toBe(0);
+    await send(second.leader, second.meta, follower, 4096);
+    expect((await follower.commitStaging()).index).toBe(200);
+    await follower.close();
+    await first.leader.close();
+    await second.leader.close();
+  });
+
+  it('a reader open on a snapshot keeps reading it after a newer write prunes it', async () => {
+    const dir = tempDir();
+    const store = await SnapshotStore.open({ dir, keep: 1 });
+    const meta = await writeSnapshot(store, 1, 1, 10_000);
+    const reader = (await store.openReader(1, 1))!;
+    await writeSnapshot(store, 2, 1, 10_000);
+    expect(snapFiles(dir)).toEqual([snapshotFileName(2, 1)]);
+    expect(await store.openReader(1, 1)).toBeUndefined();
+    const chunks: Buffer[] = [];
+    for await (const chunk of reader.payload()) chunks.push(chunk);
+    expect(Buffer.concat(chunks).equals(payloadOf(1, 10_000))).toBe(true);
+    expect(reader.meta).toEqual(meta);
+    await reader.close();
+    await store.close();
+  });
+});
