@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type BrokerCommand, encodeCommand } from '../src/broker/commands.js';
 import { type ApplyResult, type BrokerSnapshot, BrokerStateMachine, type CommittedLogReader } from '../src/broker/state-machine.js';
+import { readSnapshotHeader } from '../src/broker/snapshot.js';
 import { BrokerStore } from '../src/broker/store.js';
 import { LmqError } from '../src/util/errors.js';
 import type { Entry } from '../src/raft/types.js';
@@ -149,6 +150,8 @@ describe('broker snapshots – payload checks', () => {
       const versionAt = header.indexOf(Buffer.from('version')) + 'version'.length;
       header[versionAt] = 9;
       expect((await refusal(() => target.restoreSnapshot(index, header, log))).message).toMatch(/format version 9 is not 1/);
+      expect(() => readSnapshotHeader(header)).toThrow(/format version 9 is not 1/);
+      expect(readSnapshotHeader(payload)).toEqual({ index, retainedFromIndex: 1 });
       expect((await refusal(() => target.restoreSnapshot(index + 1, payload, log))).message).toMatch(/holds index 4, not 5/);
       const cut = payload.subarray(0, payload.byteLength - 3);
       expect((await refusal(() => target.restoreSnapshot(index, cut, log))).code).toBe('LMQ_CORRUPT_DATA');

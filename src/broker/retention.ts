@@ -89,19 +89,24 @@ export function collectGarbage(store: BrokerStore, maxMessages: number): boolean
   const unplaced = store.listUnplacedBelow(retainedFromIndex(store), maxMessages);
   for (const logIndex of unplaced) store.removeUnplaced(logIndex);
   let budget = maxMessages - unplaced.length;
-  while (budget > 0) {
-    const garbage = store.firstGarbage();
-    if (garbage === undefined) return false;
-    const { topic, queueId, fromOffset } = garbage;
+  if (budget === 0) return true;
+  // One listing per call: each range call scans the records this transaction wrote.
+  const garbage = store.listGarbage(budget);
+  for (const { topic, queueId, fromOffset } of garbage) {
     const queue = store.getQueue(topic, queueId);
     assert(queue !== undefined && fromOffset < queue.minOffset, () => `garbage record of ${topic}/${queueId} is past its minOffset`);
     const end = Math.min(queue.minOffset, fromOffset + budget);
     for (let offset = fromOffset; offset < end; offset++) forgetMessage(store, topic, queueId, offset);
     budget -= end - fromOffset;
-    if (end === queue.minOffset) store.removeGarbage(topic, queueId);
-    else store.putGarbage(topic, queueId, end);
+    if (end < queue.minOffset) {
+      store.putGarbage(topic, queueId, end);
+      return true;
+    }
+    store.removeGarbage(topic, queueId);
+    if (budget === 0) return true;
   }
-  return true;
+  // Fewer queues than the budget allowed were listed: none is left.
+  return garbage.length === maxMessages - unplaced.length;
 }
 
 function forgetMessage(store: BrokerStore, topic: string, queueId: number, offset: number): void {

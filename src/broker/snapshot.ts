@@ -12,15 +12,19 @@
 // queue's nextOffset.
 //
 // Format (version SNAPSHOT_FORMAT_VERSION): a sequence of msgpack values — a header map
-// {format, version, index, retainedFromIndex}, then arrays of [key, packed value] records in
-// key order (each array one chunk of about maxChunkBytes), then a trailer {records}. The values
-// are the lmdb records' own bytes (store.ts's layout, schema SCHEMA_VERSION), so encoding
-// copies them without decoding; the restore decodes and validates every one: a payload is
-// input from disk or the network, and anything wrong in it is LMQ_CORRUPT_DATA, never an
-// assertion.
+// {format, version, index, retainedFromIndex}, then one [key, packed value] array per record
+// in key order, then a trailer map {records}. The payload does not depend on where chunks
+// end. The values are the lmdb records' own bytes (store.ts's layout, schema SCHEMA_VERSION),
+// so encoding copies them without decoding; the restore decodes and validates every one: a
+// payload is input from disk or the network, and anything wrong in it is LMQ_CORRUPT_DATA,
+// never an assertion.
+//
+// Encoding, decoding and the rebuild run in slices of at most MAX_SLICE_MS, yielding to the
+// event loop between them, so applies (while a snapshot is encoded) and heartbeats (while one
+// is restored) wait at most that long.
 import { setImmediate as yieldTurn } from 'node:timers/promises';
 import { Packr } from 'msgpackr';
-import { EntryType } from '../raft/types.js';
+import { type Entry, EntryType } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import { LIMITS } from '../protocol/index.js';
@@ -39,8 +43,12 @@ export const SNAPSHOT_KINDS = ['group', 'meta', 'offset', 'plru', 'producer', 'q
 /** Default bound on one chunk's bytes (one record larger than it makes a chunk of its own). */
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
 /** Records written to lmdb per restore transaction, and log bytes read per rebuild step. */
-const RESTORE_RECORDS_PER_STEP = 4096;
-const REBUILD_READ_BYTES = 8 * 1024 * 1024;
+const RESTORE_RECORDS_PER_STEP = 1024;
+const REBUILD_READ_BYTES = 1024 * 1024;
+/** Longest stretch of encoding, decoding or rebuilding between two turns of the event loop. */
+const MAX_SLICE_MS = 4;
+/** Records between two looks at the clock. */
+const RECORDS_PER_CLOCK_CHECK = 64;
 
 /** Meta records a snapshot may hold; the meta name marking a restore in progress is not one. */
 const SNAPSHOT_META = new Set([
@@ -72,33 +80,66 @@ export interface SnapshotSettings {
   dedupWindowPerProducer: number;
 }
 
-/** Encodes the view's snapshot records, yielding to the event loop between chunks. */
+/** Encodes the view's snapshot records, a slice per chunk, yielding to the event loop between chunks. */
 export async function* snapshotChunks(view: StoreReadView, index: number, retainedFromIndex: number, maxChunkBytes: number): AsyncGenerator<Uint8Array> {
   assert(Number.isSafeInteger(maxChunkBytes) && maxChunkBytes >= 1, 'chunk bound must be a positive count');
   try {
     yield packr.pack({ format: FORMAT_NAME, version: SNAPSHOT_FORMAT_VERSION, index, retainedFromIndex });
     let records = 0;
-    let chunk: [Key, Uint8Array][] = [];
+    let parts: Uint8Array[] = [];
     let chunkBytes = 0;
+    let sliceStartMs = performance.now();
     for (const kind of SNAPSHOT_KINDS) {
       // Unplaced marks below retainedFromIndex are garbage not yet deleted (retention.ts).
       const start: Key = kind === 'unplaced' ? [kind, retainedFromIndex] : [kind];
       for (const { key, bytes } of view.records(start, [kind, MAX_KEY_PART])) {
-        chunk.push([key, bytes.slice()]);
-        chunkBytes += bytes.byteLength + 64;
+        const packed = packr.pack([key, bytes]);
+        parts.push(packed);
+        chunkBytes += packed.byteLength;
         records++;
-        if (chunkBytes < maxChunkBytes) continue;
-        yield packr.pack(chunk);
-        chunk = [];
+        if (chunkBytes < maxChunkBytes && (records % RECORDS_PER_CLOCK_CHECK !== 0 || performance.now() - sliceStartMs < MAX_SLICE_MS)) continue;
+        yield Buffer.concat(parts);
+        parts = [];
         chunkBytes = 0;
         await yieldTurn();
+        sliceStartMs = performance.now();
       }
     }
-    if (chunk.length > 0) yield packr.pack(chunk);
-    yield packr.pack({ records });
+    parts.push(packr.pack({ records }));
+    yield Buffer.concat(parts);
   } finally {
     view.done();
   }
+}
+
+/**
+ * The header of a payload (its first chunk suffices): the index it holds and the first log
+ * index a restore needs. LMQ_CORRUPT_DATA when it is not a header of this format version.
+ */
+export function readSnapshotHeader(payloadStart: Uint8Array): { index: number; retainedFromIndex: number } {
+  let header: unknown;
+  try {
+    packr.unpackMultiple(payloadStart, (value: unknown) => {
+      header = value;
+      return false; // the first value only
+    });
+  } catch (error) {
+    throw corrupt(`no readable header (${(error as Error).message})`);
+  }
+  return checkHeader(header);
+}
+
+function checkHeader(header: unknown): { index: number; retainedFromIndex: number } {
+  if (!isMap(header) || header['format'] !== FORMAT_NAME) throw corrupt('no snapshot header');
+  if (header['version'] !== SNAPSHOT_FORMAT_VERSION) {
+    throw corrupt(`format version ${String(header['version'])} is not ${SNAPSHOT_FORMAT_VERSION}, the one this build reads`);
+  }
+  const { index, retainedFromIndex } = header;
+  if (!isCount(index) || index < 1) throw corrupt(`index ${String(index)} is not a log index`);
+  if (!isCount(retainedFromIndex) || retainedFromIndex < 1 || retainedFromIndex > index) {
+    throw corrupt(`retainedFromIndex ${String(retainedFromIndex)} is not within [1, ${index}]`);
+  }
+  return { index, retainedFromIndex };
 }
 
 interface DecodedSnapshot {
@@ -111,32 +152,40 @@ function corrupt(problem: string): LmqError {
   return new LmqError('LMQ_CORRUPT_DATA', `corrupt broker snapshot: ${problem}`);
 }
 
-/** Decodes and validates a whole payload; LMQ_CORRUPT_DATA names the first problem. */
-export function decodeSnapshot(payload: Uint8Array, index: number, settings: SnapshotSettings): DecodedSnapshot {
-  let values: unknown[];
-  try {
-    values = packr.unpackMultiple(payload);
-  } catch (error) {
-    throw corrupt(`not valid msgpack (${(error as Error).message})`);
-  }
-  const [header, ...rest] = values;
-  const trailer = rest.pop();
-  if (!isMap(header) || header['format'] !== FORMAT_NAME) throw corrupt('no snapshot header');
-  if (header['version'] !== SNAPSHOT_FORMAT_VERSION) {
-    throw corrupt(`format version ${String(header['version'])} is not ${SNAPSHOT_FORMAT_VERSION}, the one this build reads`);
-  }
-  if (header['index'] !== index) throw corrupt(`it holds index ${String(header['index'])}, not ${index}`);
-  const retainedFromIndex = header['retainedFromIndex'];
-  if (!isCount(retainedFromIndex) || retainedFromIndex < 1 || retainedFromIndex > index) {
-    throw corrupt(`retainedFromIndex ${String(retainedFromIndex)} is not within [1, ${index}]`);
-  }
+/** Decodes and validates a whole payload, in slices; LMQ_CORRUPT_DATA names the first problem. */
+export async function decodeSnapshot(payload: Uint8Array, index: number, settings: SnapshotSettings): Promise<DecodedSnapshot> {
+  let header: { index: number; retainedFromIndex: number } | undefined;
+  let trailer: unknown;
   const records: { key: Key; value: unknown }[] = [];
-  for (const chunk of rest) {
-    if (!Array.isArray(chunk)) throw corrupt('a chunk is not an array of records');
-    for (const record of chunk) records.push(decodeRecord(record, records.at(-1)?.key));
+  const take = (value: unknown): void => {
+    if (header === undefined) header = checkHeader(value);
+    else if (trailer !== undefined) throw corrupt('values follow its trailer');
+    else if (Array.isArray(value)) records.push(decodeRecord(value, records.at(-1)?.key));
+    else trailer = value;
+  };
+  for (let position = 0; position < payload.byteLength; ) {
+    const base = position;
+    const sliceStartMs = performance.now();
+    // Values are validated after the outer decode returns: an unpack nested in its callback
+    // would make msgpackr copy the rest of the payload each time.
+    const values: unknown[] = [];
+    try {
+      packr.unpackMultiple(payload.subarray(base), (value: unknown, _start?: number, end?: number) => {
+        values.push(value);
+        position = base + (end ?? payload.byteLength - base);
+        return performance.now() - sliceStartMs < MAX_SLICE_MS / 2;
+      });
+    } catch (error) {
+      throw corrupt(`not valid msgpack at byte ${position} (${(error as Error).message})`);
+    }
+    assert(position > base, 'a decode slice makes progress');
+    for (const value of values) take(value);
+    await yieldTurn();
   }
+  if (header === undefined) throw corrupt('no snapshot header');
+  if (header.index !== index) throw corrupt(`it holds index ${header.index}, not ${index}`);
   if (!isMap(trailer) || trailer['records'] !== records.length) throw corrupt(`it ends early (${records.length} records before the end)`);
-  const decoded = { index, retainedFromIndex, records };
+  const decoded = { index, retainedFromIndex: header.retainedFromIndex, records };
   checkRelations(decoded, settings);
   return decoded;
 }
@@ -251,7 +300,7 @@ function checkRelations(snapshot: DecodedSnapshot, settings: SnapshotSettings): 
  * is LMQ_CORRUPT_DATA after the store was cleared; the caller then resets it.
  */
 export async function restoreState(store: BrokerStore, payload: Uint8Array, index: number, log: CommittedLogReader, settings: SnapshotSettings): Promise<void> {
-  const snapshot = decodeSnapshot(payload, index, settings);
+  const snapshot = await decodeSnapshot(payload, index, settings);
   store.clear();
   store.transaction(() => store.putMeta(RESTORING_META, index));
   for (let i = 0; i < snapshot.records.length; i += RESTORE_RECORDS_PER_STEP) {
@@ -282,25 +331,31 @@ async function rebuildDerived(store: BrokerStore, snapshot: DecodedSnapshot, log
     if (key[0] === 'meta' && key[1] === 'lastStoreTimestampMs') lastStoreTimestampMs = value as number;
     if (key[0] === 'meta' && key[1] === RETAINED_FROM_STORE_TIMESTAMP_META) storeTimestampMs = value as number;
   }
+  const place = (entry: Entry): void => {
+    if (entry.type !== EntryType.Normal || unplaced.has(entry.index)) return;
+    const command = decodeCommand(entry.data, entry.index);
+    if (command.kind !== 'produce') return;
+    storeTimestampMs = Math.max(command.timestampMs, storeTimestampMs);
+    indexBatch(store, command.messages, entry.index, storeTimestampMs, (topic, queueId) => {
+      const queue = queues.get(queueKey(topic, queueId));
+      if (queue === undefined) throw corrupt(`log entry ${entry.index} placed a message in ${topic}/${queueId}, a queue the snapshot lacks`);
+      if (queue.nextOffset >= queue.expectedNextOffset) throw corrupt(`log entry ${entry.index} places more messages in ${topic}/${queueId} than the snapshot holds`);
+      return queue;
+    });
+  };
   for (let lo = snapshot.retainedFromIndex; lo <= snapshot.index; ) {
     const entries = log.entries(lo, snapshot.index + 1, REBUILD_READ_BYTES);
     assert(entries.length >= 1 && entries[0]!.index === lo, () => `log returned no entry at ${lo}`);
-    store.transaction(() => {
-      for (const entry of entries) {
-        if (entry.type !== EntryType.Normal || unplaced.has(entry.index)) continue;
-        const command = decodeCommand(entry.data, entry.index);
-        if (command.kind !== 'produce') continue;
-        storeTimestampMs = Math.max(command.timestampMs, storeTimestampMs);
-        indexBatch(store, command.messages, entry.index, storeTimestampMs, (topic, queueId) => {
-          const queue = queues.get(queueKey(topic, queueId));
-          if (queue === undefined) throw corrupt(`log entry ${entry.index} placed a message in ${topic}/${queueId}, a queue the snapshot lacks`);
-          if (queue.nextOffset >= queue.expectedNextOffset) throw corrupt(`log entry ${entry.index} places more messages in ${topic}/${queueId} than the snapshot holds`);
-          return queue;
-        });
-      }
-    });
+    // One transaction per slice of entries: its records reach lmdb with the buffer.
+    for (let i = 0; i < entries.length; ) {
+      const sliceStartMs = performance.now();
+      store.transaction(() => {
+        do place(entries[i++]!);
+        while (i < entries.length && performance.now() - sliceStartMs < MAX_SLICE_MS);
+      });
+      await yieldTurn();
+    }
     lo += entries.length;
-    await yieldTurn();
   }
   for (const queue of queues.values()) {
     if (queue.nextOffset !== queue.expectedNextOffset) {

@@ -503,12 +503,13 @@ export class BrokerStore {
     return value === undefined ? undefined : integer(value);
   }
 
-  firstGarbage(): { topic: string; queueId: number; fromOffset: number } | undefined {
-    const [first] = this.range(['gc'], ['gc', MAX_KEY_PART], 1);
-    if (first === undefined) return undefined;
-    const [, topic, queueId] = first.key;
-    assert(typeof topic === 'string', 'gc key without a topic');
-    return { topic, queueId: integer(queueId), fromOffset: integer(first.value) };
+  /** Queues with consume queue records to delete, in key order, at most limit. */
+  listGarbage(limit: number): { topic: string; queueId: number; fromOffset: number }[] {
+    return this.range(['gc'], ['gc', MAX_KEY_PART], limit).map(({ key, value }) => {
+      const [, topic, queueId] = key;
+      assert(typeof topic === 'string', 'gc key without a topic');
+      return { topic, queueId: integer(queueId), fromOffset: integer(value) };
+    });
   }
 
   /** The producer used least recently (smallest last-used log index). */
