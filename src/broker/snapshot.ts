@@ -47,6 +47,8 @@ const RESTORE_RECORDS_PER_STEP = 1024;
 const REBUILD_READ_BYTES = 1024 * 1024;
 /** Longest stretch of encoding, decoding or rebuilding between two turns of the event loop. */
 const MAX_SLICE_MS = 4;
+/** Payload bytes given to one decode call (grown for a single larger value). */
+const DECODE_WINDOW_BYTES = 256 * 1024;
 /** Records between two looks at the clock. */
 const RECORDS_PER_CLOCK_CHECK = 64;
 
@@ -163,22 +165,32 @@ export async function decodeSnapshot(payload: Uint8Array, index: number, setting
     else if (Array.isArray(value)) records.push(decodeRecord(value, records.at(-1)?.key));
     else trailer = value;
   };
+  let windowBytes = DECODE_WINDOW_BYTES;
   for (let position = 0; position < payload.byteLength; ) {
-    const base = position;
+    // A window of bytes per decode: msgpackr extracts the strings of everything it is given
+    // at once, so a decode of the whole rest each slice would be quadratic. A value cut at
+    // the window's end is decoded with the next window (a larger one if it alone fills one).
+    const end = Math.min(payload.byteLength, position + windowBytes);
     const sliceStartMs = performance.now();
-    // Values are validated after the outer decode returns: an unpack nested in its callback
-    // would make msgpackr copy the rest of the payload each time.
+    // Values are validated after the decode returns: an unpack nested in its callback makes
+    // msgpackr copy the rest of its input each time.
     const values: unknown[] = [];
+    let consumed = position;
     try {
-      packr.unpackMultiple(payload.subarray(base), (value: unknown, _start?: number, end?: number) => {
+      packr.unpackMultiple(payload.subarray(position, end), (value: unknown, _start?: number, valueEnd?: number) => {
         values.push(value);
-        position = base + (end ?? payload.byteLength - base);
+        consumed = position + (valueEnd ?? end - position);
         return performance.now() - sliceStartMs < MAX_SLICE_MS / 2;
       });
     } catch (error) {
-      throw corrupt(`not valid msgpack at byte ${position} (${(error as Error).message})`);
+      if (end === payload.byteLength) throw corrupt(`not valid msgpack at byte ${consumed} (${(error as Error).message})`);
     }
-    assert(position > base, 'a decode slice makes progress');
+    if (consumed === position) {
+      windowBytes *= 2;
+      continue;
+    }
+    windowBytes = DECODE_WINDOW_BYTES;
+    position = consumed;
     for (const value of values) take(value);
     await yieldTurn();
   }

@@ -190,6 +190,15 @@ export class BrokerStore {
     this.stage(at, REMOVED, slot?.fresh ?? false);
   }
 
+  /**
+   * A remove of a key the caller knows exists (it read a record written together with it):
+   * skips remove()'s read, which would cost an lmdb lookup per key on the retention path.
+   */
+  private removeExisting(key: Key): void {
+    const at = locate(key);
+    this.stage(at, REMOVED, this.slotAt(at)?.fresh ?? false);
+  }
+
   private read(at: Located, slot: Slot | undefined = this.slotAt(at)): unknown {
     if (slot !== undefined) return slot.value === REMOVED ? undefined : slot.value;
     const cached = this.cache.get(at.id);
@@ -365,8 +374,9 @@ export class BrokerStore {
     this.put(['cq', topic, queueId, offset], value);
   }
 
+  /** Removes a consume queue record the caller just read (forgetting a message). */
   removeConsumeQueue(topic: string, queueId: number, offset: number): void {
-    this.remove(['cq', topic, queueId, offset]);
+    this.removeExisting(['cq', topic, queueId, offset]);
   }
 
   putKeyIndex(topic: string, key: string, at: ConsumeQueueRecord, queueId: number, offset: number): void {
@@ -375,8 +385,9 @@ export class BrokerStore {
     this.put(indexKey, [queueId, offset]);
   }
 
+  /** Removes the key index record of a consume queue record (written with it). */
   removeKeyIndex(topic: string, key: string, at: ConsumeQueueRecord): void {
-    this.remove(['key', topic, key, at.logIndex, at.batchPos]);
+    this.removeExisting(['key', topic, key, at.logIndex, at.batchPos]);
   }
 
   /** Positions of messages of `topic` carrying `key` stored at log index >= fromLogIndex, in log order. */
@@ -402,8 +413,9 @@ export class BrokerStore {
     this.put(['msgid', msgId, at.logIndex, at.batchPos], [position.topic, position.queueId, position.offset]);
   }
 
+  /** Removes the msgId index record of a consume queue record (written with it). */
   removeMsgId(msgId: string, at: ConsumeQueueRecord): void {
-    this.remove(['msgid', msgId, at.logIndex, at.batchPos]);
+    this.removeExisting(['msgid', msgId, at.logIndex, at.batchPos]);
   }
 
   getOffset(group: string, topic: string, queueId: number): number | undefined {
