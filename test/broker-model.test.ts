@@ -4,16 +4,11 @@ import { describe, expect, it } from 'vitest';
 import type { BrokerCommand, ProduceMessage } from '../src/broker/commands.js';
 import { type ApplyResult, BrokerStateMachine } from '../src/broker/state-machine.js';
 import { applyRange, MemoryLog, tempDir } from './broker-helpers.js';
+import { DEDUP_WINDOW, GROUPS, KEYS, MAX_PRODUCERS, op, toCommands } from './broker-workload.js';
 
 // A plain in-memory model of the broker's semantics, written from the rules (not from the
 // implementation): the state machine must match it result by result and state by state.
 
-const TOPICS = ['t0', 't1', 't2', 't3']; // t3 is never created
-const PRODUCERS = ['p0', 'p1', 'p2', 'p3'];
-const GROUPS = ['g0', 'g1'];
-const KEYS = ['k0', 'k1', 'k2'];
-const MAX_PRODUCERS = 2;
-const DEDUP_WINDOW = 3;
 
 interface ModelMessage {
   msgId: string;
@@ -29,7 +24,11 @@ class Model {
   readonly queues = new Map<string, ModelMessage[]>();
   readonly offsets = new Map<string, number>();
   readonly producers = new Map<string, { lastSeq: number; lastUsed: number; window: { seq: number; result: Result }[] }>();
-  readonly firstByMsgId = new Map<string, { topic: string; queueId: number; offset: number }>();
+  /** Every stored copy per msgId, in log order. */
+  readonly copiesByMsgId = new Map<string, { topic: string; queueId: number; offset: number; logIndex: number }[]>();
+  /** Retention: the first log index still kept, and per queue the first offset still stored. */
+  retainedFromIndex = 1;
+  readonly minOffsets = new Map<string, number>();
   lastStoreTimestampMs = 0;
 
   apply(index: number, command: BrokerCommand | null): Result {
@@ -42,9 +41,31 @@ class Model {
         return { kind: 'createTopic', ok: true };
       case 'produce':
         return this.produce(index, command);
+      case 'truncateLog':
+        return this.truncate(index, command.firstIndex);
       default:
         return this.moveOffsets(command);
     }
+  }
+
+  minOffset(queue: string): number {
+    return this.minOffsets.get(queue) ?? 0;
+  }
+
+  /** The oldest copy of msgId at or after retainedFromIndex. */
+  firstRetained(msgId: string): { topic: string; queueId: number; offset: number } | undefined {
+    const copy = this.copiesByMsgId.get(msgId)?.find((c) => c.logIndex >= this.retainedFromIndex);
+    return copy === undefined ? undefined : { topic: copy.topic, queueId: copy.queueId, offset: copy.offset };
+  }
+
+  private truncate(index: number, firstIndex: number): Result {
+    if (firstIndex > index) return { kind: 'truncateLog', error: 'LMQ_BAD_INPUT' };
+    this.retainedFromIndex = Math.max(this.retainedFromIndex, firstIndex);
+    for (const [queue, messages] of this.queues) {
+      const first = messages.findIndex((m) => m.logIndex >= this.retainedFromIndex);
+      this.minOffsets.set(queue, Math.max(this.minOffset(queue), first === -1 ? messages.length : first));
+    }
+    return { kind: 'truncateLog', ok: true, retainedFromIndex: this.retainedFromIndex };
   }
 
   private problem(topic: string, queueId: number): Result | undefined {
@@ -80,7 +101,9 @@ class Model {
       const queue = this.queues.get(`${m.topic}/${m.queueId}`)!;
       const offset = queue.length;
       queue.push({ msgId: m.msgId, body: Buffer.from(m.body).toString('hex'), keys: m.keys ?? [], logIndex: index, storeTimestampMs: this.lastStoreTimestampMs });
-      if (!this.firstByMsgId.has(m.msgId)) this.firstByMsgId.set(m.msgId, { topic: m.topic, queueId: m.queueId, offset });
+      const copies = this.copiesByMsgId.get(m.msgId) ?? [];
+      copies.push({ topic: m.topic, queueId: m.queueId, offset, logIndex: index });
+      this.copiesByMsgId.set(m.msgId, copies);
       return { msgId: m.msgId, queueId: m.queueId, offset };
     });
   }
@@ -90,81 +113,13 @@ class Model {
     if (problem !== undefined) return { kind: command.kind, ...problem };
     for (const p of command.offsets) {
       const key = `${command.group}|${p.topic}|${p.queueId}`;
-      const clamped = Math.min(p.offset, this.queues.get(`${p.topic}/${p.queueId}`)!.length);
+      const queue = `${p.topic}/${p.queueId}`;
+      const clamped = Math.min(Math.max(p.offset, this.minOffset(queue)), this.queues.get(queue)!.length);
       const current = this.offsets.get(key);
       this.offsets.set(key, command.kind === 'commitOffsets' && current !== undefined ? Math.max(current, clamped) : clamped);
     }
     return { kind: command.kind, ok: true };
   }
-}
-
-// --- random command sequences -------------------------------------------------------------
-
-// Mostly valid queues of the two topics every sequence starts with; sometimes t2 (created only
-// by chance), t3 (never created) or a queue beyond the topic's count.
-const topicIndex = fc.oneof({ weight: 12, arbitrary: fc.nat(1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 3 }) });
-const queueIndex = fc.oneof({ weight: 15, arbitrary: fc.nat(1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 3 }) });
-const messageOp = fc.record({ topic: topicIndex, queueId: queueIndex, key: fc.option(fc.nat(2)), size: fc.nat(6) });
-const op = fc.oneof(
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('create' as const), topic: fc.nat(2), queues: fc.integer({ min: 1, max: 3 }) }) },
-  {
-    weight: 6,
-    arbitrary: fc.record({
-      t: fc.constant('produce' as const),
-      // Mostly two producers (both fit in maxProducers, so their windows fill), sometimes two
-      // more that force evictions.
-      producer: fc.oneof({ weight: 8, arbitrary: fc.nat(1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 3 }) }),
-      mode: fc.constantFrom('next', 'next', 'next', 'retry', 'retry', 'gap', 'one'),
-      pick: fc.nat(),
-      timestampMs: fc.nat(100),
-      messages: fc.array(messageOp, { minLength: 1, maxLength: 3 }),
-    }),
-  },
-  {
-    weight: 3,
-    arbitrary: fc.record({
-      t: fc.constant('offsets' as const),
-      reset: fc.oneof({ weight: 1, arbitrary: fc.constant(true) }, { weight: 3, arbitrary: fc.constant(false) }),
-      group: fc.nat(1),
-      topic: topicIndex,
-      // Mostly queue 0 and small offsets, so commits meet earlier commits of the same queue.
-      queueId: fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: queueIndex }),
-      offset: fc.nat(6),
-    }),
-  },
-  { weight: 1, arbitrary: fc.constant({ t: 'noop' as const }) },
-);
-type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
-
-/** Turns ops into commands like clients would send them: in-order seqs, retries of old sends, gaps. */
-function toCommands(ops: Op[]): (BrokerCommand | null)[] {
-  const sentMax = new Map<string, number>();
-  const sent = new Map<string, BrokerCommand>();
-  const start: BrokerCommand[] = [
-    { kind: 'createTopic', topic: 't0', queues: 2 },
-    { kind: 'createTopic', topic: 't1', queues: 3 },
-  ];
-  return [...start, ...ops.map((o, i): BrokerCommand | null => {
-    if (o.t === 'noop') return null;
-    if (o.t === 'create') return { kind: 'createTopic', topic: TOPICS[o.topic]!, queues: o.queues };
-    if (o.t === 'offsets') {
-      return { kind: o.reset ? 'resetOffsets' : 'commitOffsets', group: GROUPS[o.group]!, offsets: [{ topic: TOPICS[o.topic]!, queueId: o.queueId, offset: o.offset }] };
-    }
-    const producerId = PRODUCERS[o.producer]!;
-    const max = sentMax.get(producerId) ?? 0;
-    const seq = o.mode === 'next' ? max + 1 : o.mode === 'gap' ? max + 2 : o.mode === 'one' ? 1 : 1 + (o.pick % Math.max(1, max));
-    const previous = sent.get(`${producerId}#${seq}`);
-    if (o.mode === 'retry' && previous !== undefined) return previous;
-    if (o.mode === 'next') sentMax.set(producerId, seq);
-    const messages = o.messages.map((m, j): ProduceMessage => {
-      const message: ProduceMessage = { msgId: `m${i}-${j}`, topic: TOPICS[m.topic]!, queueId: m.queueId, body: Uint8Array.from({ length: m.size }, (_, b) => (i + b) % 256) };
-      if (m.key !== null) message.keys = [KEYS[m.key]!];
-      return message;
-    });
-    const command: BrokerCommand = { kind: 'produce', producerId, seq, timestampMs: o.timestampMs, messages };
-    sent.set(`${producerId}#${seq}`, command);
-    return command;
-  })];
 }
 
 function withoutMessages(result: ApplyResult): Result {
@@ -174,31 +129,45 @@ function withoutMessages(result: ApplyResult): Result {
 
 function expectMatchesModel(machine: BrokerStateMachine, model: Model): void {
   expect(machine.topics()).toEqual([...model.topics].sort().map(([topic, queues]) => ({ topic, queues })));
-  for (const [queueKey, messages] of model.queues) {
+  expect(machine.retainedFromIndex()).toBe(model.retainedFromIndex);
+  for (const [queueKey, all] of model.queues) {
     const [topic, queueId] = [queueKey.split('/')[0]!, Number(queueKey.split('/')[1])];
-    expect(machine.queueRange(topic, queueId)).toEqual({ minOffset: 0, nextOffset: messages.length });
-    const stored = machine.read(topic, queueId, 0, 4096, 1 << 20);
-    expect(stored.map((m) => ({ msgId: m.msgId, body: Buffer.from(m.body).toString('hex'), keys: m.keys ?? [], logIndex: m.logIndex, storeTimestampMs: m.storeTimestampMs }))).toEqual(messages);
+    const minOffset = model.minOffset(queueKey);
+    const messages = all.slice(minOffset);
+    expect(machine.queueRange(topic, queueId)).toEqual({ minOffset, nextOffset: all.length });
+    // A read from below minOffset starts at minOffset.
+    const stored = machine.readFrom(topic, queueId, 0, 4096, 1 << 20);
+    expect(stored.startOffset).toBe(minOffset);
+    expect(stored.messages.map((m) => ({ msgId: m.msgId, body: Buffer.from(m.body).toString('hex'), keys: m.keys ?? [], logIndex: m.logIndex, storeTimestampMs: m.storeTimestampMs }))).toEqual(messages);
     for (const t of [0, 50, 101]) {
       const expected = messages.findIndex((m) => m.storeTimestampMs >= t);
-      expect(machine.offsetForTimestamp(topic, queueId, t)).toBe(expected === -1 ? messages.length : expected);
+      expect(machine.offsetForTimestamp(topic, queueId, t)).toBe(expected === -1 ? all.length : minOffset + expected);
     }
   }
   for (const group of GROUPS) {
     for (const [topic] of model.topics) {
-      for (let q = 0; q < model.topics.get(topic)!; q++) expect(machine.committedOffset(group, topic, q)).toBe(model.offsets.get(`${group}|${topic}|${q}`));
+      for (let q = 0; q < model.topics.get(topic)!; q++) {
+        const committed = model.offsets.get(`${group}|${topic}|${q}`);
+        const expected = committed === undefined ? undefined : Math.max(committed, model.minOffset(`${topic}/${q}`));
+        expect(machine.committedOffset(group, topic, q)).toBe(expected);
+      }
     }
   }
   expect(machine.groups()).toEqual(GROUPS.filter((g) => [...model.offsets.keys()].some((k) => k.startsWith(`${g}|`))));
   for (const [topic] of model.topics) {
     for (const key of KEYS) {
       const expected = [...model.queues].filter(([k]) => k.startsWith(`${topic}/`)).flatMap(([k, ms]) => ms.map((m, offset) => ({ m, queueId: Number(k.split('/')[1]), offset })))
-        .filter(({ m }) => m.keys.includes(key)).sort((a, b) => a.m.logIndex - b.m.logIndex || a.m.msgId.localeCompare(b.m.msgId, 'en', { numeric: true }))
+        .filter(({ m }) => m.keys.includes(key) && m.logIndex >= model.retainedFromIndex)
+        .sort((a, b) => a.m.logIndex - b.m.logIndex || a.m.msgId.localeCompare(b.m.msgId, 'en', { numeric: true }))
         .map(({ queueId, offset }) => [queueId, offset]);
       expect(machine.lookupByKey(topic, key, 1024).map((m) => [m.queueId, m.offset])).toEqual(expected);
     }
   }
-  for (const [msgId, position] of model.firstByMsgId) expect(machine.lookupByMsgId(msgId)).toMatchObject(position);
+  for (const msgId of model.copiesByMsgId.keys()) {
+    const expected = model.firstRetained(msgId);
+    if (expected === undefined) expect(machine.lookupByMsgId(msgId)).toBeUndefined();
+    else expect(machine.lookupByMsgId(msgId)).toMatchObject(expected);
+  }
 }
 
 describe('broker state machine – model', () => {
@@ -208,7 +177,8 @@ describe('broker state machine – model', () => {
         const temp = tempDir('lmq-broker-model-');
         const log = new MemoryLog();
         const options = { log, maxProducers: MAX_PRODUCERS, dedupWindowPerProducer: DEDUP_WINDOW };
-        const replicaA = BrokerStateMachine.open({ dir: join(temp.dir, 'a'), ...options });
+        // A deletes what retention forgets a little per apply, B at once: their digests agree.
+        const replicaA = BrokerStateMachine.open({ dir: join(temp.dir, 'a'), ...options, minGarbagePerApply: 1 });
         const replicaB = BrokerStateMachine.open({ dir: join(temp.dir, 'b'), ...options });
         try {
           const commands = toCommands(ops);

@@ -134,6 +134,19 @@ describe('checker – each anomaly from a tiny history', () => {
     expect(foundKinds(drainGap)).toEqual(['poll-skip']);
     expect(drainGap.anomalies['poll-skip'][0]).toMatchObject({ queue: Q, skippedOffsets: [0], read: { f: 'drain' } });
   });
+
+  it('poll-skip: a poll that moves over offsets retention deleted (below its minOffset) skips nothing, above them it does', () => {
+    const polled = (minOffset: number, messages: [number, string][]): Step[] => [
+      pollInvoke(5, Q),
+      { type: 'ok', process: 5, f: 'poll', value: { queue: Q, messages: messages.map(([offset, body]) => ({ offset, body })), minOffset } },
+    ];
+    // Process 6 saw offset 1 before retention deleted it; process 5 continues after offset 0.
+    const moved = checkHistory(history(abc(), poll(5, Q, [[0, 'a']]), poll(6, Q, [[1, 'b']], 1), polled(2, [[2, 'c']]), drainAbc()));
+    expect(foundKinds(moved)).toEqual([]);
+    const short = checkHistory(history(abc(), poll(5, Q, [[0, 'a']]), poll(6, Q, [[1, 'b']], 1), polled(1, [[2, 'c']]), drainAbc()));
+    expect(foundKinds(short)).toEqual(['poll-skip']);
+    expect(short.anomalies['poll-skip'][0]).toMatchObject({ process: 5, afterOffset: 0, nextOffset: 2, skippedOffsets: [1] });
+  });
 });
 
 describe('checker – acks without an offset (leader quorum)', () => {

@@ -55,6 +55,18 @@ describe('cli – topic, produce, consume, group', () => {
     expect(lines(again.stdout)).toEqual([]);
   });
 
+  it('topic list shows each queue\'s minOffset and maxOffset, in JSON and in text', async () => {
+    expect((await cli(['topic', 'create', 'ranges', '--queues', '2'])).code).toBe(0);
+    expect((await cli(['produce', '--topic', 'ranges', '--count', '5', '--size', '8'])).code).toBe(0);
+    const listed = JSON.parse((await cli(['topic', 'list', '--json'])).stdout) as { topics: { topic: string; queues: number; queueOffsets: { queue: number; minOffset: number; maxOffset: number }[] }[] };
+    const ranges = listed.topics.find((t) => t.topic === 'ranges');
+    expect(ranges?.queues).toBe(2);
+    expect(ranges?.queueOffsets.map((q) => [q.queue, q.minOffset])).toEqual([[0, 0], [1, 0]]);
+    expect(ranges!.queueOffsets.reduce((sum, q) => sum + q.maxOffset, 0)).toBe(5);
+    const text = (await cli(['topic', 'list'])).stdout.split('\n').find((line) => line.startsWith('ranges\t'));
+    expect(text).toBe(`ranges\t2 queues\t${ranges!.queueOffsets.map((q) => `${q.queue}:0-${q.maxOffset}`).join(' ')}`);
+  });
+
   it('produces --count with --concurrency sends in flight, each acknowledged once with dense offsets per queue', async () => {
     expect((await cli(['topic', 'create', 'bulk', '--queues', '2'])).code).toBe(0);
     const produced = await cli(['produce', '--topic', 'bulk', '--count', '300', '--size', '16', '--concurrency', '64', '--json']);

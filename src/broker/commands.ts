@@ -32,7 +32,12 @@ export type BrokerCommand =
   /** offset = the next offset the group will consume. Moves forward only (see state-machine.ts). */
   | { kind: 'commitOffsets'; group: string; offsets: OffsetPosition[] }
   /** Sets offsets exactly (backwards too): the explicit reset the CLI offers. */
-  | { kind: 'resetOffsets'; group: string; offsets: OffsetPosition[] };
+  | { kind: 'resetOffsets'; group: string; offsets: OffsetPosition[] }
+  /**
+   * Retention, decided by the leader and replicated so every node forgets the same messages:
+   * log entries below firstIndex are no longer needed by the broker (see state-machine.ts).
+   */
+  | { kind: 'truncateLog'; firstIndex: number };
 
 export interface ProduceMessage {
   msgId: string;
@@ -163,6 +168,9 @@ function validateCommand(raw: unknown): BrokerCommand {
     case 'resetOffsets':
       onlyKeys(raw, ['kind', 'group', 'offsets'], kind);
       return { kind, group: checkName(raw['group'], 'group'), offsets: validateOffsets(raw['offsets']) };
+    case 'truncateLog':
+      onlyKeys(raw, ['kind', 'firstIndex'], kind);
+      return { kind, firstIndex: checkInteger(raw['firstIndex'], 'firstIndex', 1, Number.MAX_SAFE_INTEGER) };
     default:
       return fail(`unknown kind ${JSON.stringify(kind)?.slice(0, 40) ?? 'undefined'}`);
   }

@@ -19,3 +19,4 @@ export {
   type StoredMessage,
 } from './state-machine.js';
 export type { Placement } from './store.js';
+export { type BrokerSnapshot, DEFAULT_SNAPSHOT_CHUNK_BYTES, readSnapshotHeader, SNAPSHOT_FORMAT_VERSION } from './snapshot.js';

@@ -55,7 +55,7 @@ export class BrokerService {
   private readonly handlers: { readonly [Op in OpName]: (request: RequestOf<Op>) => Promise<ResponseOf<Op>> | ResponseOf<Op> } = {
     status: () => this.node.status(),
     createTopic: (request) => this.createTopic(request.topic, request.queues),
-    topics: () => ({ topics: this.state.topics() }),
+    topics: () => ({ topics: this.state.topics().map((t) => ({ ...t, queueOffsets: this.queueOffsetRanges(t.topic, t.queues) })) }),
     route: (request) => ({ topic: request.topic, queues: this.topicOrThrow(request.topic).queues }),
     produce: (request) => this.produce(request.producerId, request.seq, request.messages),
     pull: (request) => this.pull(request),
@@ -94,6 +94,13 @@ export class BrokerService {
       ...this.state.queueRange(topic, queueId),
       ...(timestampMs === undefined ? {} : { timeOffset: this.state.offsetForTimestamp(topic, queueId, timestampMs) }),
     };
+  }
+
+  private queueOffsetRanges(topic: string, queues: number): { queue: number; minOffset: number; maxOffset: number }[] {
+    return Array.from({ length: queues }, (_, queue) => {
+      const { minOffset, nextOffset } = this.state.queueRange(topic, queue);
+      return { queue, minOffset, maxOffset: nextOffset };
+    });
   }
 
   /** Mid-election, waits (bounded) for a leader so the answer can name it. */
@@ -161,29 +168,29 @@ export class BrokerService {
 
   private async pull(request: RequestOf<'pull'>): Promise<ResponseOf<'pull'>> {
     this.topicOrThrow(request.topic);
-    const read = () => this.state.read(request.topic, request.queueId, request.offset, request.maxMessages, request.maxBytes);
-    let messages = read();
+    const read = () => this.state.readFrom(request.topic, request.queueId, request.offset, request.maxMessages, request.maxBytes);
+    let answer = read();
     const waitMs = Math.min(request.waitMs, this.options.maxPollWaitMs);
-    if (messages.length === 0 && waitMs > 0 && !this.closing && this.waitingPulls.size < this.options.maxWaitingPulls) {
-      messages = await this.waitForMessages(read, waitMs);
+    if (answer.messages.length === 0 && waitMs > 0 && !this.closing && this.waitingPulls.size < this.options.maxWaitingPulls) {
+      answer = (await this.waitForMessages(read, waitMs)) ?? read();
     }
-    return { messages, ...this.state.queueRange(request.topic, request.queueId) };
+    return { ...answer, ...this.state.queueRange(request.topic, request.queueId) };
   }
 
-  /** Long polling: answer as soon as a commit brings a message, or when waitMs runs out. */
-  private waitForMessages<T>(read: () => T[], waitMs: number): Promise<T[]> {
+  /** Long polling: answer as soon as a commit brings a message; undefined when waitMs runs out. */
+  private waitForMessages<T extends { messages: unknown[] }>(read: () => T, waitMs: number): Promise<T | undefined> {
     return new Promise((resolve) => {
-      const finish = (messages: T[]) => {
+      const finish = (answer: T | undefined) => {
         clearTimeout(timer);
         unsubscribe();
         this.waitingPulls.delete(end);
-        resolve(messages);
+        resolve(answer);
       };
-      const end = () => finish([]);
+      const end = () => finish(undefined);
       const timer = setTimeout(end, waitMs);
       const unsubscribe = this.node.onApplied(() => {
-        const messages = read();
-        if (messages.length > 0) finish(messages);
+        const answer = read();
+        if (answer.messages.length > 0) finish(answer);
       });
       this.waitingPulls.add(end);
     });

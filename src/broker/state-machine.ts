@@ -9,10 +9,16 @@
 // back through CommittedLogReader. appliedIndex and every change of one apply() call form one
 // transaction, and lmdb receives whole transactions only (buffered, store.ts), so after a
 // crash the state is exactly that of some applied index and replay from appliedIndex()+1 is
-// exact. The lmdb needs no durability of its own: it is rebuilt by replaying the log from
-// index 1 when its directory is deleted, so commits skip fsync and a state an OS crash may
-// have torn is discarded at open (state-guard.ts). Until retention deletes log segments —
-// then a snapshot of this state becomes necessary.
+// exact. The lmdb needs no durability of its own: it is rebuilt when its directory is deleted —
+// by replaying the log from index 1, or, once retention has deleted the head of the log, by
+// restoring a snapshot and replaying from there — so commits skip fsync and a state an OS
+// crash may have torn is discarded at open (state-guard.ts).
+//
+// Retention (retention.ts) and snapshots (snapshot.ts): a replicated truncateLog command moves
+// retainedFromIndex and every queue's minOffset; a snapshot holds what the retained log cannot
+// give back (topics, queue offset ranges, group offsets, producer dedup state, meta, the log
+// indexes of produce entries that placed nothing), and the consume queues and key/msgId
+// indexes are rebuilt from the retained log after a restore.
 import type { Logger } from 'pino';
 import { EntryType, type Entry } from '../raft/types.js';
 import { assert, unreachable } from '../util/assert.js';
@@ -23,6 +29,11 @@ import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
 import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord } from './store.js';
 import { type CommitDurability, guardStateDir, markStateClean } from './state-guard.js';
 import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
+import { indexBatch, queueKey, type RunningQueue } from './placement.js';
+import { collectGarbage, isRetainedRecord, retainedFromIndex, truncateBelow } from './retention.js';
+import { type BrokerSnapshot, DEFAULT_SNAPSHOT_CHUNK_BYTES, RESTORING_META, restoreState, snapshotChunks } from './snapshot.js';
+
+export type { BrokerSnapshot } from './snapshot.js';
 
 export type { StoredMessage } from './reads.js';
 
@@ -50,6 +61,11 @@ export interface BrokerStateMachineOptions {
    * apply() through. More means fewer lmdb commits and more log to replay after a crash.
    */
   maxBufferedRecords?: number;
+  /**
+   * Forgotten messages (retention) deleted per apply() call at least; each call also deletes
+   * GARBAGE_PER_PLACED_MESSAGE per message it placed. Any value gives the same replicated state.
+   */
+  minGarbagePerApply?: number;
   logger?: Logger;
 }
 
@@ -72,8 +88,19 @@ export const STATE_MACHINE_LIMITS = Object.freeze({
 assert(STATE_MACHINE_LIMITS.readMessagesMax >= LIMITS.maxPullMessages, 'a pull the request check accepts is a read the state machine serves');
 assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the request check accepts is a read the state machine serves');
 
-/** Bumped when the lmdb layout changes; open() refuses an older directory and says to delete it (it is rebuilt from the log). */
-const SCHEMA_VERSION = 1;
+/**
+ * Bumped when the lmdb layout changes; open() deletes an older directory (its state is rebuilt
+ * from the log) and refuses a newer one. 2: msgId index per copy, consume queue records carry
+ * msgId and keys, unplaced marks (retention and snapshots).
+ */
+export const SCHEMA_VERSION = 2;
+
+/**
+ * Forgotten messages deleted per apply() call at least (by default), and per message the call
+ * placed: twice the rate messages arrive, so garbage left by a truncate drains under load.
+ */
+const DEFAULT_MIN_GARBAGE_PER_APPLY = 256;
+const GARBAGE_PER_PLACED_MESSAGE = 2;
 
 export type ApplyResult =
   | { kind: 'noop' }
@@ -83,7 +110,10 @@ export type ApplyResult =
   | { kind: 'produce'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string }
   | { kind: 'produce'; error: 'LMQ_OUT_OF_ORDER'; message: string; expectedSeq: number }
   | { kind: 'commitOffsets' | 'resetOffsets'; ok: true }
-  | { kind: 'commitOffsets' | 'resetOffsets'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string };
+  | { kind: 'commitOffsets' | 'resetOffsets'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string }
+  /** retainedFromIndex after the command (unchanged when firstIndex was not past it). */
+  | { kind: 'truncateLog'; ok: true; retainedFromIndex: number }
+  | { kind: 'truncateLog'; error: 'LMQ_BAD_INPUT'; message: string };
 
 export interface GroupQueueLag {
   topic: string;
@@ -98,6 +128,12 @@ type QueueProblem = { error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: s
 
 export class BrokerStateMachine {
   private closed = false;
+  /** A restore is replacing the state: nothing may apply or snapshot meanwhile. */
+  private restoring = false;
+  /** Forgotten records may be left to delete (retention.ts); false only when none are. */
+  private garbagePending = true;
+  /** Messages placed by the apply() call in progress (the garbage budget follows it). */
+  private placedInCall = 0;
 
   private constructor(
     private readonly store: BrokerStore,
@@ -106,6 +142,7 @@ export class BrokerStateMachine {
     private readonly logger: Logger | undefined,
     private readonly dir: string,
     private readonly durability: CommitDurability,
+    private readonly minGarbagePerApply: number,
   ) {}
 
   /**
@@ -117,12 +154,14 @@ export class BrokerStateMachine {
     const durability = guardStateDir(options.dir, options.logger);
     const store = BrokerStore.open(options.dir, durability, options.maxBufferedRecords);
     try {
-      checkOrRecordSettings(store, settings, options.dir);
+      checkOrRecordSettings(store, settings, options.dir, options.logger);
     } catch (error) {
       void store.close();
       throw error;
     }
-    const machine = new BrokerStateMachine(store, options.log, settings, options.logger, options.dir, durability);
+    const minGarbagePerApply = options.minGarbagePerApply ?? DEFAULT_MIN_GARBAGE_PER_APPLY;
+    assert(Number.isSafeInteger(minGarbagePerApply) && minGarbagePerApply >= 1, 'minGarbagePerApply must be a positive count');
+    const machine = new BrokerStateMachine(store, options.log, settings, options.logger, options.dir, durability, minGarbagePerApply);
     options.logger?.info({ dir: options.dir, appliedIndex: machine.appliedIndex(), durability }, 'broker state opened');
     return machine;
   }
@@ -143,6 +182,8 @@ export class BrokerStateMachine {
     this.assertOpen();
     assert(entries.length <= STATE_MACHINE_LIMITS.applyEntriesMax, () => `apply of ${entries.length} entries exceeds applyEntriesMax`);
     if (entries.length === 0) return [];
+    assert(!this.restoring, 'apply during a snapshot restore');
+    this.placedInCall = 0;
     const results = this.store.transaction(() => {
       let appliedIndex = this.store.getMeta('appliedIndex') ?? 0;
       const batchResults = entries.map((entry) => {
@@ -152,10 +193,33 @@ export class BrokerStateMachine {
         return result;
       });
       this.store.putMeta('appliedIndex', appliedIndex);
+      // Not part of the replicated state (see retention.ts): when it runs may differ per node.
+      if (this.garbagePending) {
+        const budget = this.minGarbagePerApply + GARBAGE_PER_PLACED_MESSAGE * this.placedInCall;
+        this.garbagePending = collectGarbage(this.store, budget);
+      }
       return batchResults;
     });
     assert(results.length === entries.length, 'one apply result per entry');
     return results;
+  }
+
+  /**
+   * Deletes up to about maxMessages forgotten messages' records now, e.g. when the node is idle
+   * after a truncate (apply() also deletes some each call). Returns whether some may remain.
+   */
+  collectGarbage(maxMessages: number): boolean {
+    this.assertOpen();
+    assert(!this.restoring, 'garbage collection during a snapshot restore');
+    if (!this.garbagePending) return false;
+    this.garbagePending = this.store.transaction(() => collectGarbage(this.store, maxMessages));
+    return this.garbagePending;
+  }
+
+  /** First log index the broker still needs (1 until a truncateLog is applied). */
+  retainedFromIndex(): number {
+    this.assertOpen();
+    return retainedFromIndex(this.store);
   }
 
   private applyEntry(entry: Entry): ApplyResult {
@@ -173,6 +237,8 @@ export class BrokerStateMachine {
       case 'commitOffsets':
       case 'resetOffsets':
         return this.applyOffsets(command);
+      case 'truncateLog':
+        return this.applyTruncateLog(command.firstIndex, entry.index);
       default:
         return unreachable(command, 'broker command');
     }
@@ -191,7 +257,31 @@ export class BrokerStateMachine {
     return { kind: 'createTopic', ok: true };
   }
 
+  /**
+   * Retention, replicated: see retention.ts. A firstIndex past the command's own entry is
+   * refused (the log it would keep does not exist yet); one at or below retainedFromIndex
+   * changes nothing.
+   */
+  private applyTruncateLog(firstIndex: number, logIndex: number): ApplyResult {
+    if (firstIndex > logIndex) {
+      const message = `truncateLog at log index ${logIndex} asks to keep the log from index ${firstIndex}, past its own entry`;
+      return { kind: 'truncateLog', error: 'LMQ_BAD_INPUT', message };
+    }
+    if (firstIndex > retainedFromIndex(this.store)) {
+      truncateBelow(this.store, firstIndex);
+      this.garbagePending = true;
+    }
+    return { kind: 'truncateLog', ok: true, retainedFromIndex: retainedFromIndex(this.store) };
+  }
+
   private applyProduce(command: Extract<BrokerCommand, { kind: 'produce' }>, logIndex: number): ApplyResult {
+    const result = this.produceResult(command, logIndex);
+    // A rebuild from the log (snapshot.ts) must know which produce entries placed nothing.
+    if (!('placed' in result) || result.duplicate) this.store.markUnplaced(logIndex);
+    return result;
+  }
+
+  private produceResult(command: Extract<BrokerCommand, { kind: 'produce' }>, logIndex: number): ApplyResult {
     if (command.seq === UNSEQUENCED) {
       // A one-way send (at most once): placed if its queues exist, nothing remembered.
       const problem = this.batchProblem(command.messages);
@@ -242,28 +332,20 @@ export class BrokerStateMachine {
     // queue is sorted by store time and offsetForTimestamp can binary-search it.
     const storeTimestampMs = Math.max(command.timestampMs, this.store.getMeta('lastStoreTimestampMs') ?? 0);
     this.store.putMeta('lastStoreTimestampMs', storeTimestampMs);
-    const queues = new Map<string, QueueRecord>();
-    const placed = command.messages.map((message, batchPos): Placement => {
-      const queueKey = `${message.topic}/${message.queueId}`;
-      const queue = queues.get(queueKey) ?? this.store.getQueue(message.topic, message.queueId);
-      assert(queue !== undefined, () => `checked queue ${queueKey} is missing`);
-      const offset = queue.nextOffset;
-      const at: ConsumeQueueRecord = { logIndex, batchPos, storeTimestampMs, bodyBytes: message.body.byteLength };
-      this.store.putConsumeQueue(message.topic, message.queueId, offset, at);
-      for (const key of message.keys ?? []) this.store.putKeyIndex(message.topic, key, at, message.queueId, offset);
-      // The msgId index keeps the first stored copy: a copy stored again under a new producer
-      // session is still found by key and by reading the queue.
-      if (this.store.getMsgId(message.msgId) === undefined) {
-        this.store.putMsgId(message.msgId, { topic: message.topic, queueId: message.queueId, offset });
+    const queues = new Map<string, RunningQueue & { minOffset: number }>();
+    const placed = indexBatch(this.store, command.messages, logIndex, storeTimestampMs, (topic, queueId) => {
+      const id = queueKey(topic, queueId);
+      let running = queues.get(id);
+      if (running === undefined) {
+        const queue = this.store.getQueue(topic, queueId);
+        assert(queue !== undefined, () => `checked queue ${topic}/${queueId} is missing`);
+        running = { topic, queueId, minOffset: queue.minOffset, nextOffset: queue.nextOffset };
+        queues.set(id, running);
       }
-      queues.set(queueKey, { minOffset: queue.minOffset, nextOffset: offset + 1 });
-      return { msgId: message.msgId, queueId: message.queueId, offset };
+      return running;
     });
-    for (const [queueKey, queue] of queues) {
-      const slash = queueKey.lastIndexOf('/');
-      this.store.putQueue(queueKey.slice(0, slash), Number(queueKey.slice(slash + 1)), queue);
-    }
-    assert(placed.length === command.messages.length, 'one placement per message');
+    for (const { topic, queueId, minOffset, nextOffset } of queues.values()) this.store.putQueue(topic, queueId, { minOffset, nextOffset });
+    this.placedInCall += placed.length;
     return placed;
   }
 
@@ -309,30 +391,37 @@ export class BrokerStateMachine {
     return { minOffset: queue.minOffset, nextOffset: queue.nextOffset };
   }
 
+  /** Messages of one queue from fromOffset (or minOffset, when fromOffset is no longer stored): see readFrom. */
+  read(topic: string, queueId: number, fromOffset: number, maxMessages: number, maxBytes: number): StoredMessage[] {
+    return this.readFrom(topic, queueId, fromOffset, maxMessages, maxBytes).messages;
+  }
+
   /**
-   * Messages of one queue from fromOffset, in offset order: at most maxMessages, and bodies
+   * Messages of one queue from startOffset, in offset order: at most maxMessages, and bodies
    * totalling at most maxBytes — except that the first message is returned even when it alone
    * is larger, so a large message cannot wedge a queue. Empty at or past nextOffset.
+   * startOffset is fromOffset, or minOffset when retention deleted fromOffset: a consumer that
+   * fell behind retention moves on (as RocketMQ's does) instead of failing each pull.
    */
-  read(topic: string, queueId: number, fromOffset: number, maxMessages: number, maxBytes: number): StoredMessage[] {
+  readFrom(topic: string, queueId: number, fromOffset: number, maxMessages: number, maxBytes: number): { startOffset: number; messages: StoredMessage[] } {
     this.assertOpen();
     checkArgument(fromOffset, 'fromOffset', 0, Number.MAX_SAFE_INTEGER);
     checkArgument(maxMessages, 'maxMessages', 1, STATE_MACHINE_LIMITS.readMessagesMax);
     checkArgument(maxBytes, 'maxBytes', 1, STATE_MACHINE_LIMITS.readBytesMax);
     const queue = this.requireQueue(topic, queueId);
-    if (fromOffset < queue.minOffset) {
-      throw new LmqError('LMQ_BAD_INPUT', `offset ${fromOffset} of ${topic}/${queueId} is no longer stored; the first stored offset is ${queue.minOffset}`);
-    }
+    const startOffset = Math.max(fromOffset, queue.minOffset);
     const refs: QueueRef[] = [];
     let bytes = 0;
-    for (let offset = fromOffset; offset < queue.nextOffset && refs.length < maxMessages; offset++) {
+    for (let offset = startOffset; offset < queue.nextOffset && refs.length < maxMessages; offset++) {
       const at = this.store.getConsumeQueue(topic, queueId, offset);
       assert(at !== undefined, () => `consume queue ${topic}/${queueId} has a hole at ${offset}`);
       if (refs.length > 0 && bytes + at.bodyBytes > maxBytes) break;
       bytes += at.bodyBytes;
       refs.push({ topic, queueId, offset, at });
     }
-    return fetchMessages(this.log, refs);
+    const messages = fetchMessages(this.log, refs);
+    assert(messages.length === 0 || messages[0]!.offset === startOffset, 'a read starts at its start offset');
+    return { startOffset, messages };
   }
 
   /** The last seq applied for a producer; 0 when the broker does not track it (it must start at 1). */
@@ -341,9 +430,14 @@ export class BrokerStateMachine {
     return this.store.getProducer(producerId)?.lastSeq ?? 0;
   }
 
+  /** The group's next offset; one below minOffset (retention passed it) counts as minOffset. */
   committedOffset(group: string, topic: string, queueId: number): number | undefined {
     this.assertOpen();
-    return this.store.getOffset(group, topic, queueId);
+    const offset = this.store.getOffset(group, topic, queueId);
+    if (offset === undefined) return undefined;
+    const queue = this.store.getQueue(topic, queueId);
+    assert(queue !== undefined, () => `group ${group} has an offset on missing queue ${topic}/${queueId}`);
+    return Math.max(offset, queue.minOffset);
   }
 
   /** Groups that ever committed an offset, by name. */
@@ -352,14 +446,15 @@ export class BrokerStateMachine {
     return this.store.listGroups(STATE_MACHINE_LIMITS.groupsListMax);
   }
 
-  /** Per queue the group committed on: committed offset, queue end and lag. */
+  /** Per queue the group committed on: committed offset (at least minOffset), queue end and lag. */
   groupLag(group: string): GroupQueueLag[] {
     this.assertOpen();
     return this.store.listOffsets(group, STATE_MACHINE_LIMITS.groupQueuesListMax).map(({ topic, queueId, offset }) => {
       const queue = this.store.getQueue(topic, queueId);
       assert(queue !== undefined, () => `group ${group} has an offset on missing queue ${topic}/${queueId}`);
       assert(offset <= queue.nextOffset, () => `group ${group} committed past the end of ${topic}/${queueId}`);
-      return { topic, queueId, committedOffset: offset, nextOffset: queue.nextOffset, lag: queue.nextOffset - offset };
+      const committedOffset = Math.max(offset, queue.minOffset);
+      return { topic, queueId, committedOffset, nextOffset: queue.nextOffset, lag: queue.nextOffset - committedOffset };
     });
   }
 
@@ -368,14 +463,14 @@ export class BrokerStateMachine {
     this.assertOpen();
     checkArgument(max, 'max', 1, STATE_MACHINE_LIMITS.keyLookupMax);
     if (this.store.getTopic(topic) === undefined) throw topicNotFound(topic);
-    const refs = this.store.listByKey(topic, key, max).map(({ queueId, offset }): QueueRef => ({ topic, queueId, offset, at: this.consumeQueueAt(topic, queueId, offset) }));
+    const refs = this.store.listByKey(topic, key, retainedFromIndex(this.store), max).map(({ queueId, offset }): QueueRef => ({ topic, queueId, offset, at: this.consumeQueueAt(topic, queueId, offset) }));
     return fetchMessages(this.log, refs);
   }
 
-  /** The first stored copy of the message with this msgId. */
+  /** The oldest copy still retained of the message with this msgId. */
   lookupByMsgId(msgId: string): StoredMessage | undefined {
     this.assertOpen();
-    const position = this.store.getMsgId(msgId);
+    const position = this.store.firstMsgId(msgId, retainedFromIndex(this.store));
     if (position === undefined) return undefined;
     const at = this.consumeQueueAt(position.topic, position.queueId, position.offset);
     const [message] = fetchMessages(this.log, [{ ...position, at }]);
@@ -399,10 +494,74 @@ export class BrokerStateMachine {
     return lo;
   }
 
-  /** SHA-256 over the whole state: replicas at one appliedIndex must report the same digest. */
+  /**
+   * Captures the non-derived state at appliedIndex() (snapshot.ts) and encodes it as it is
+   * read: call between applies; applies may go on while the chunks are consumed. The call
+   * itself writes the buffered records to lmdb (at most maxBufferedRecords: about a
+   * millisecond) and opens an lmdb read transaction, which the chunks read.
+   */
+  beginSnapshot(maxChunkBytes: number = DEFAULT_SNAPSHOT_CHUNK_BYTES): BrokerSnapshot {
+    this.assertOpen();
+    assert(!this.restoring, 'snapshot during a snapshot restore');
+    const index = this.appliedIndex();
+    const fromIndex = retainedFromIndex(this.store);
+    const view = this.store.readView();
+    let started = false;
+    return {
+      index,
+      retainedFromIndex: fromIndex,
+      chunks: () => {
+        assert(!started, 'snapshot chunks are read once');
+        started = true;
+        return snapshotChunks(view, index, fromIndex, maxChunkBytes);
+      },
+      abort: () => {
+        if (!started) view.done();
+        started = true;
+      },
+    };
+  }
+
+  /**
+   * Replaces the whole state with the snapshot's (the payload is every chunk of a
+   * beginSnapshot(), concatenated) and rebuilds the consume queues and key/msgId indexes from
+   * `log`, which must hold at least the entries [its retainedFromIndex .. index]; afterwards
+   * appliedIndex() === index. A payload of another format version, or one that does not
+   * validate, is LMQ_CORRUPT_DATA and changes nothing (LMQ_BAD_CONFIG if it was taken under
+   * other settings). A log that disagrees with it is LMQ_CORRUPT_DATA after the state was
+   * cleared: the state is then empty (appliedIndex() 0). No apply may run meanwhile; the
+   * restore yields to the event loop between steps. A crash part way leaves a state that the
+   * next open() deletes.
+   */
+  async restoreSnapshot(index: number, payload: Uint8Array, log: CommittedLogReader): Promise<void> {
+    this.assertOpen();
+    assert(Number.isSafeInteger(index) && index >= 1, 'a snapshot is of a positive index');
+    assert(!this.restoring, 'restores do not overlap');
+    this.restoring = true;
+    try {
+      await restoreState(this.store, payload, index, log, { schemaVersion: SCHEMA_VERSION, ...this.settings });
+    } catch (error) {
+      if (this.store.getMeta(RESTORING_META) !== undefined) {
+        this.store.clear();
+        recordSettings(this.store, this.settings);
+      }
+      throw error;
+    } finally {
+      this.restoring = false;
+    }
+    this.garbagePending = false;
+    assert(this.appliedIndex() === index, 'restored state is at the snapshot index');
+    this.logger?.info({ index, retainedFromIndex: this.retainedFromIndex() }, 'broker state restored from a snapshot');
+  }
+
+  /**
+   * SHA-256 over the whole state but the forgotten records not yet deleted (retention.ts):
+   * replicas at one appliedIndex must report the same digest, whenever each deleted them.
+   */
   stateDigest(): string {
     this.assertOpen();
-    return this.store.digest();
+    const fromIndex = retainedFromIndex(this.store);
+    return this.store.digest((key) => isRetainedRecord(this.store, key, fromIndex));
   }
 
   async close(): Promise<void> {
@@ -463,31 +622,42 @@ function validateSettings(options: BrokerStateMachineOptions): ProducerSettings 
 
 /**
  * Settings that change apply results are fixed when the state is created: reopening with other
- * values would make this node diverge from a replay of the same log.
+ * values would make this node diverge from a replay of the same log. A state of an older
+ * schema, or one a restore left half written, is deleted: the node rebuilds it (replaying the
+ * log, or from a snapshot when retention deleted the head of the log).
  */
-function checkOrRecordSettings(store: BrokerStore, settings: ProducerSettings, dir: string): void {
-  const recorded = {
-    schemaVersion: store.getMeta('schemaVersion'),
-    maxProducers: store.getMeta('maxProducers'),
-    dedupWindowPerProducer: store.getMeta('dedupWindowPerProducer'),
-  };
-  if (recorded.schemaVersion === undefined) {
+function checkOrRecordSettings(store: BrokerStore, settings: ProducerSettings, dir: string, logger: Logger | undefined): void {
+  const schemaVersion = store.getMeta('schemaVersion');
+  const restoring = store.getMeta(RESTORING_META);
+  if (schemaVersion === undefined || restoring !== undefined || schemaVersion < SCHEMA_VERSION) {
+    if (schemaVersion !== undefined || restoring !== undefined) {
+      const why = restoring !== undefined ? `a snapshot restore to index ${restoring} did not finish` : `it has schema version ${schemaVersion}, this build uses ${SCHEMA_VERSION}`;
+      logger?.warn({ dir }, `broker state in ${dir}: ${why}; deleting it to rebuild it from the log`);
+      store.clear();
+    }
     assert(store.getMeta('appliedIndex') === undefined, 'state without a schema version has applied entries');
-    store.transaction(() => {
-      store.putMeta('schemaVersion', SCHEMA_VERSION);
-      store.putMeta('maxProducers', settings.maxProducers);
-      store.putMeta('dedupWindowPerProducer', settings.dedupWindowPerProducer);
-    });
-    store.flush();
+    recordSettings(store, settings);
     return;
   }
+  const recorded = { schemaVersion, maxProducers: store.getMeta('maxProducers'), dedupWindowPerProducer: store.getMeta('dedupWindowPerProducer') };
   const wanted = { schemaVersion: SCHEMA_VERSION, ...settings };
   for (const name of ['schemaVersion', 'maxProducers', 'dedupWindowPerProducer'] as const) {
     if (recorded[name] !== wanted[name]) {
       throw new LmqError(
         'LMQ_BAD_CONFIG',
-        `broker state in ${dir} was built with ${name} ${recorded[name]}, not ${wanted[name]}; delete ${dir} to rebuild it from the log (every node must use the same value)`,
+        name === 'schemaVersion'
+          ? `broker state in ${dir} has schema version ${recorded[name]}, newer than this build's ${SCHEMA_VERSION}; run the newer build, or delete ${dir} to rebuild it from the log`
+          : `broker state in ${dir} was built with ${name} ${recorded[name]}, not ${wanted[name]}; delete ${dir} to rebuild it from the log (every node must use the same value)`,
       );
     }
   }
+}
+
+function recordSettings(store: BrokerStore, settings: ProducerSettings): void {
+  store.transaction(() => {
+    store.putMeta('schemaVersion', SCHEMA_VERSION);
+    store.putMeta('maxProducers', settings.maxProducers);
+    store.putMeta('dedupWindowPerProducer', settings.dedupWindowPerProducer);
+  });
+  store.flush();
 }

@@ -8,11 +8,16 @@
 //   ['queue', topic, queueId]                    → QueueRecord
 //   ['cq', topic, queueId, offset]               → ConsumeQueueRecord   (index into the commit log)
 //   ['key', topic, key, logIndex, batchPos]      → KeyIndexRecord       (log order per key)
-//   ['msgid', msgId]                             → MsgIdRecord          (first stored copy)
+//   ['msgid', msgId, logIndex, batchPos]         → MsgIdRecord          (every stored copy, log order)
 //   ['group', group]                             → 1                    (groups that ever committed)
 //   ['offset', group, topic, queueId]            → number               (next offset to consume)
 //   ['producer', producerId]                     → ProducerRecord
 //   ['plru', lastUsedLogIndex]                   → producerId           (eviction order)
+//   ['unplaced', logIndex]                       → 1                    (produce entries that placed nothing)
+//   ['gc', topic, queueId]                       → offset               (first consume queue record to delete)
+//
+// The consume queue record carries the message's msgId and keys, so forgetting it (retention)
+// finds its key and msgId index records without the log entry, which may be gone by then.
 //
 // Writes are buffered: apply() runs many times a millisecond under load, and an lmdb commit
 // per apply() (copy-on-write pages, meta page) cost more than the apply itself. A transaction
@@ -22,7 +27,7 @@
 // the state of some transaction boundary and the broker replays the log from its appliedIndex.
 // Small hot records (meta, topics, queues, groups, offsets) are also kept in a read cache.
 import { createHash } from 'node:crypto';
-import { open, type RootDatabase, TransactionFlags } from 'lmdb';
+import { open, type RootDatabase, type Transaction, TransactionFlags } from 'lmdb';
 import { Packr } from 'msgpackr';
 import { assert } from '../util/assert.js';
 import type { CommitDurability } from './state-guard.js';
@@ -46,6 +51,9 @@ export interface ConsumeQueueRecord {
   batchPos: number;
   storeTimestampMs: number;
   bodyBytes: number;
+  /** The message's msgId and keys, for forgetting its index records with it. */
+  msgId: string;
+  keys: readonly string[];
 }
 export interface QueuePosition {
   topic: string;
@@ -82,6 +90,12 @@ const MAX_CACHED_RECORDS = 100_000;
  * placements (hundreds of KiB), and a busy producer's record stays in the write buffer anyway.
  */
 const CACHED_KINDS: ReadonlySet<string> = new Set(['meta', 'topic', 'queue', 'group', 'offset']);
+
+export interface StoreReadView {
+  /** Records with keys in [start, end) (one kind), in key order, with their packed values. */
+  records(start: Key, end: Key): IterableIterator<{ key: Key; bytes: Uint8Array }>;
+  done(): void;
+}
 
 export class BrokerStore {
   /** Writes of the transaction in progress; null outside one. */
@@ -176,6 +190,15 @@ export class BrokerStore {
     this.stage(at, REMOVED, slot?.fresh ?? false);
   }
 
+  /**
+   * A remove of a key the caller knows exists (it read a record written together with it):
+   * skips remove()'s read, which would cost an lmdb lookup per key on the retention path.
+   */
+  private removeExisting(key: Key): void {
+    const at = locate(key);
+    this.stage(at, REMOVED, this.slotAt(at)?.fresh ?? false);
+  }
+
   private read(at: Located, slot: Slot | undefined = this.slotAt(at)): unknown {
     if (slot !== undefined) return slot.value === REMOVED ? undefined : slot.value;
     const cached = this.cache.get(at.id);
@@ -221,17 +244,58 @@ export class BrokerStore {
     return out;
   }
 
-  /** SHA-256 over every record in key order: equal digests mean equal state. Flushes first. */
-  digest(): string {
+  /**
+   * SHA-256 over every record in key order for which include(key) holds (the caller leaves
+   * out what it treats as deleted): equal digests mean equal state. Flushes first.
+   */
+  digest(include: (key: Key) => boolean = () => true): string {
     this.flush();
     const hash = createHash('sha256');
     for (const { key, value } of this.db.getRange({})) {
+      if (!include(key)) continue;
       const keyBytes = packr.pack(key);
       hash.update(packr.pack([keyBytes.byteLength, value.byteLength]));
       hash.update(keyBytes);
       hash.update(value);
     }
     return hash.digest('hex');
+  }
+
+  /**
+   * Flushes, then holds an lmdb read transaction: the view sees the state of this moment while
+   * later transactions go on. Call done() when finished (an open view keeps lmdb from reusing
+   * the pages it sees).
+   */
+  readView(): StoreReadView {
+    this.flush();
+    const transaction: Transaction = this.db.useReadTransaction();
+    const db = this.db;
+    let done = false;
+    return {
+      *records(start: Key, end: Key): IterableIterator<{ key: Key; bytes: Uint8Array }> {
+        assert(!done, 'read of a released view');
+        assert(kindOf(start) === kindOf(end), 'a view range stays within one kind of record');
+        for (const { key, value } of db.getRange({ start, end, transaction })) yield { key, bytes: value };
+      },
+      done(): void {
+        if (done) return;
+        done = true;
+        transaction.done();
+      },
+    };
+  }
+
+  /** Deletes every record: lmdb, the buffer and the cache. */
+  clear(): void {
+    assert(this.staged === null, 'clear inside a transaction');
+    this.buffered.clear();
+    this.cache.clear();
+    this.db.clearSync();
+  }
+
+  /** Decodes a record's value as read from a view (the codec is this module's). */
+  static unpack(bytes: Uint8Array): unknown {
+    return packr.unpack(bytes);
   }
 
   /** Flushes the buffer, then closes lmdb. */
@@ -290,19 +354,29 @@ export class BrokerStore {
   getConsumeQueue(topic: string, queueId: number, offset: number): ConsumeQueueRecord | undefined {
     const value = this.get(['cq', topic, queueId, offset]);
     if (value === undefined) return undefined;
-    const [logIndex, batchPos, storeTimestampMs, bodyBytes] = tuple(value, 4, 'consume queue');
+    const [logIndex, batchPos, storeTimestampMs, bodyBytes, msgId, keys] = tuple(value, 6, 'consume queue');
+    assert(typeof msgId === 'string', 'consume queue record without a msgId');
+    assert(Array.isArray(keys), 'consume queue record without keys');
     return {
       logIndex: integer(logIndex),
       batchPos: integer(batchPos),
       storeTimestampMs: integer(storeTimestampMs),
       bodyBytes: integer(bodyBytes),
+      msgId,
+      keys: keys as string[],
     };
   }
 
   putConsumeQueue(topic: string, queueId: number, offset: number, record: ConsumeQueueRecord): void {
     assert(record.logIndex >= 1, 'consume queue entry points before the log');
     assert(record.batchPos >= 0, 'consume queue entry has a negative batch position');
-    this.put(['cq', topic, queueId, offset], [record.logIndex, record.batchPos, record.storeTimestampMs, record.bodyBytes]);
+    const value = [record.logIndex, record.batchPos, record.storeTimestampMs, record.bodyBytes, record.msgId, record.keys];
+    this.put(['cq', topic, queueId, offset], value);
+  }
+
+  /** Removes a consume queue record the caller just read (forgetting a message). */
+  removeConsumeQueue(topic: string, queueId: number, offset: number): void {
+    this.removeExisting(['cq', topic, queueId, offset]);
   }
 
   putKeyIndex(topic: string, key: string, at: ConsumeQueueRecord, queueId: number, offset: number): void {
@@ -311,24 +385,37 @@ export class BrokerStore {
     this.put(indexKey, [queueId, offset]);
   }
 
-  /** Positions of messages of `topic` carrying `key`, in log order. */
-  listByKey(topic: string, key: string, limit: number): { queueId: number; offset: number }[] {
-    return this.range(['key', topic, key], ['key', topic, key, MAX_KEY_PART], limit).map(({ value }) => {
+  /** Removes the key index record of a consume queue record (written with it). */
+  removeKeyIndex(topic: string, key: string, at: ConsumeQueueRecord): void {
+    this.removeExisting(['key', topic, key, at.logIndex, at.batchPos]);
+  }
+
+  /** Positions of messages of `topic` carrying `key` stored at log index >= fromLogIndex, in log order. */
+  listByKey(topic: string, key: string, fromLogIndex: number, limit: number): { queueId: number; offset: number }[] {
+    return this.range(['key', topic, key, fromLogIndex], ['key', topic, key, MAX_KEY_PART], limit).map(({ value }) => {
       const [queueId, offset] = tuple(value, 2, 'key index');
       return { queueId: integer(queueId), offset: integer(offset) };
     });
   }
 
-  getMsgId(msgId: string): QueuePosition | undefined {
-    const value = this.get(['msgid', msgId]);
-    if (value === undefined) return undefined;
-    const [topic, queueId, offset] = tuple(value, 3, 'msgId index');
+  /** The oldest copy of msgId stored at log index >= fromLogIndex. */
+  firstMsgId(msgId: string, fromLogIndex: number): QueuePosition | undefined {
+    const [first] = this.range(['msgid', msgId, fromLogIndex], ['msgid', msgId, MAX_KEY_PART], 1);
+    if (first === undefined) return undefined;
+    const [topic, queueId, offset] = tuple(first.value, 3, 'msgId index');
     assert(typeof topic === 'string', 'msgId index without a topic');
     return { topic, queueId: integer(queueId), offset: integer(offset) };
   }
 
-  putMsgId(msgId: string, position: QueuePosition): void {
-    this.put(['msgid', msgId], [position.topic, position.queueId, position.offset]);
+  /** One record per stored copy: a put never needs to read whether the msgId is known. */
+  putMsgId(msgId: string, at: ConsumeQueueRecord, position: QueuePosition): void {
+    assert(Buffer.byteLength(msgId) + 32 < KEY_BYTES_MAX, 'msgId index key too long');
+    this.put(['msgid', msgId, at.logIndex, at.batchPos], [position.topic, position.queueId, position.offset]);
+  }
+
+  /** Removes the msgId index record of a consume queue record (written with it). */
+  removeMsgId(msgId: string, at: ConsumeQueueRecord): void {
+    this.removeExisting(['msgid', msgId, at.logIndex, at.batchPos]);
   }
 
   getOffset(group: string, topic: string, queueId: number): number | undefined {
@@ -385,6 +472,58 @@ export class BrokerStore {
     this.remove(['plru', lastUsedLogIndex]);
   }
 
+  markUnplaced(logIndex: number): void {
+    this.insert(['unplaced', logIndex], 1);
+  }
+
+  isUnplaced(logIndex: number): boolean {
+    return this.get(['unplaced', logIndex]) !== undefined;
+  }
+
+  /** Log indexes of unplaced produce entries below `belowLogIndex`, smallest first, at most limit. */
+  listUnplacedBelow(belowLogIndex: number, limit: number): number[] {
+    return this.range(['unplaced'], ['unplaced', belowLogIndex], limit).map(({ key }) => integer(key[1]));
+  }
+
+  removeUnplaced(logIndex: number): void {
+    this.remove(['unplaced', logIndex]);
+  }
+
+  /** Queues in key order after (topic, queueId) when given, at most limit. */
+  listQueues(after: { topic: string; queueId: number } | undefined, limit: number): (QueueRecord & { topic: string; queueId: number })[] {
+    // A queueId is at most maxQueuesPerTopic - 1, so after + 0.5 starts just past `after`.
+    const start: Key = after === undefined ? ['queue'] : ['queue', after.topic, after.queueId + 0.5];
+    return this.range(start, ['queue', MAX_KEY_PART], limit).map(({ key, value }) => {
+      const [, topic, queueId] = key;
+      assert(typeof topic === 'string', 'queue key without a topic');
+      const [minOffset, nextOffset] = tuple(value, 2, 'queue');
+      return { topic, queueId: integer(queueId), minOffset: integer(minOffset), nextOffset: integer(nextOffset) };
+    });
+  }
+
+  /** Consume queue records [fromOffset, ..) of a queue wait for deletion (retention). */
+  putGarbage(topic: string, queueId: number, fromOffset: number): void {
+    this.put(['gc', topic, queueId], fromOffset);
+  }
+
+  removeGarbage(topic: string, queueId: number): void {
+    this.remove(['gc', topic, queueId]);
+  }
+
+  getGarbage(topic: string, queueId: number): number | undefined {
+    const value = this.get(['gc', topic, queueId]);
+    return value === undefined ? undefined : integer(value);
+  }
+
+  /** Queues with consume queue records to delete, in key order, at most limit. */
+  listGarbage(limit: number): { topic: string; queueId: number; fromOffset: number }[] {
+    return this.range(['gc'], ['gc', MAX_KEY_PART], limit).map(({ key, value }) => {
+      const [, topic, queueId] = key;
+      assert(typeof topic === 'string', 'gc key without a topic');
+      return { topic, queueId: integer(queueId), fromOffset: integer(value) };
+    });
+  }
+
   /** The producer used least recently (smallest last-used log index). */
   leastRecentProducer(): { producerId: string; lastUsedLogIndex: number } | undefined {
     const [first] = this.range(['plru'], ['plru', MAX_KEY_PART], 1);
@@ -399,7 +538,7 @@ export class BrokerStore {
  * the range of keys starting with ['x', a]. (Validated names never contain control bytes, so
  * no stored string part can compare above it.)
  */
-const MAX_KEY_PART = '\uffff';
+export const MAX_KEY_PART = '\uffff';
 
 function tuple(value: unknown, length: number, what: string): unknown[] {
   assert(Array.isArray(value), () => `${what} record is not an array`);

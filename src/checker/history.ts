@@ -65,8 +65,13 @@ export interface DrainInvoke extends EventBase {
 export interface ReadOk extends EventBase {
   type: 'ok';
   f: 'poll' | 'drain';
-  /** `messages` in the order the broker returned them (increasing offsets when correct). */
-  value: { queue: string; messages: ReadMessage[] };
+  /**
+   * `messages` in the order the broker returned them (increasing offsets when correct).
+   * `minOffset`, optional, poll only: the queue's first stored offset when the broker
+   * answered. Retention deleted the offsets below it, so a poll that jumps over them to
+   * minOffset has not skipped them (poll-skip).
+   */
+  value: { queue: string; messages: ReadMessage[]; minOffset?: number };
 }
 export interface ReadFailOrInfo extends EventBase {
   type: 'fail' | 'info';
@@ -160,7 +165,12 @@ function parseRead(type: OperationType, process: number, f: 'poll' | 'drain', ti
   const queue = requireQueue(value, at);
   if (type === 'ok') {
     if (!('messages' in value)) throw badHistory(at, `an ok ${f} must have value.messages (an array, possibly empty)`);
-    return { type, process, f, value: { queue, messages: parseMessages(value['messages'], at) }, time };
+    const messages = parseMessages(value['messages'], at);
+    if (f === 'drain' || !('minOffset' in value)) {
+      forbid(value, 'minOffset', 'only an ok poll names the queue\'s first stored offset', at);
+      return { type, process, f, value: { queue, messages }, time };
+    }
+    return { type, process, f, value: { queue, messages, minOffset: requireOffset(value['minOffset'], 'value.minOffset', at) }, time };
   }
   forbid(value, 'messages', `only an ok ${f} returns messages, this is ${type}`, at);
   if (type !== 'invoke' || f === 'drain') {

@@ -137,9 +137,9 @@ export class IndexBuilder {
     const completion = operation.completionEvent;
     assert(completion !== undefined && completion.type === 'ok', 'an ok operation has its ok event');
     assert(completion.f === 'poll' || completion.f === 'drain', 'a read completes as a read');
-    const messages = (completion.value as { messages: ReadMessage[] }).messages;
+    const { messages, minOffset } = completion.value as { messages: ReadMessage[]; minOffset?: number };
     this.recordRead(operation, messages);
-    if (event.f === 'poll') this.recordPollSteps(operation, messages, event.value.from);
+    if (event.f === 'poll') this.recordPollSteps(operation, messages, event.value.from, minOffset);
     else this.recordDrain(operation, messages);
   }
 
@@ -195,11 +195,13 @@ export class IndexBuilder {
   }
 
   /** Records where this poll started relative to where the process's previous poll ended. */
-  private recordPollSteps(operation: CompletedOperation, messages: ReadMessage[], from: number | undefined): void {
+  private recordPollSteps(operation: CompletedOperation, messages: ReadMessage[], from: number | undefined, minOffset: number | undefined): void {
     const read = operation.completion;
     const queue = operation.invokeEvent.value.queue;
     const key = `${read.process} ${queue}`;
-    const position: PollPosition | undefined = from !== undefined ? { lastOffset: from - 1, read } : this.pollPositions.get(key);
+    let position: PollPosition | undefined = from !== undefined ? { lastOffset: from - 1, read } : this.pollPositions.get(key);
+    // Offsets below the queue's minOffset were deleted by retention: moving over them is no skip.
+    if (position !== undefined && minOffset !== undefined && position.lastOffset < minOffset - 1) position = { lastOffset: minOffset - 1, read: position.read };
     const first = messages[0];
     const last = messages[messages.length - 1];
     if (first === undefined || last === undefined) {

@@ -4,6 +4,12 @@ import { LIMITS } from '../protocol/index.js';
 import { withClient } from './connect.js';
 import { parseIntOption, withConfig } from './options.js';
 
+/** `orders  4 queues  0:0-17 1:3-9 …` — each queue's minOffset (first stored) to maxOffset (next written). */
+function formatTopic(t: { topic: string; queues: number; queueOffsets: readonly { queue: number; minOffset: number; maxOffset: number }[] }): string {
+  const ranges = t.queueOffsets.map((q) => `${q.queue}:${q.minOffset}-${q.maxOffset}`).join(' ');
+  return `${t.topic}\t${t.queues} queues\t${ranges}\n`;
+}
+
 export function registerTopic(program: Command): void {
   const topic = program.command('topic').description('create and list topics');
   withConfig(topic.command('create <name>'))
@@ -15,12 +21,12 @@ export function registerTopic(program: Command): void {
       process.stdout.write(`created topic ${name} with ${options.queues} queues\n`);
     });
   withConfig(topic.command('list'))
-    .description('list topics and their queue counts')
+    .description("list topics, their queues and each queue's stored offsets (minOffset to maxOffset)")
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action(async (options: { config: string; json?: boolean; timeout: number }) => {
       const { topics } = await withClient(options.config, options.timeout, (client) => client.call({ op: 'topics' }));
       if (options.json) process.stdout.write(`${JSON.stringify({ topics })}\n`);
-      else process.stdout.write(topics.map((t) => `${t.topic}\t${t.queues} queues\n`).join('') || 'no topics\n');
+      else process.stdout.write(topics.map(formatTopic).join('') || 'no topics\n');
     });
 }

@@ -79,6 +79,9 @@ export class PullConsumer {
     const messages: ConsumedMessage[] = [];
     replies.forEach((reply, i) => {
       const queueId = owned[i]![0];
+      // Retention deleted the offsets below startOffset: the position moves past them, so
+      // the next pull and the next commit do not ask for them again.
+      if (this.positions.has(queueId)) this.positions.set(queueId, Math.max(this.positions.get(queueId)!, reply.startOffset));
       for (const m of reply.messages) {
         messages.push(consumed(queueId, m));
         if (this.positions.has(queueId)) this.positions.set(queueId, m.offset + 1);

@@ -33,6 +33,15 @@ export interface TopicInfo {
   readonly queues: number;
 }
 
+/** One queue's stored range, as `topic list --json` prints it. */
+export interface QueueOffsetRange {
+  readonly queue: number;
+  /** The first offset still stored (retention moves it forward). */
+  readonly minOffset: number;
+  /** The next offset to be written. */
+  readonly maxOffset: number;
+}
+
 export interface PlacedMessage {
   readonly msgId: string;
   readonly queueId: number;
@@ -92,12 +101,16 @@ export interface Ack {
 
 interface Responses {
   status: NodeStatus;
-  topics: { readonly topics: readonly TopicInfo[] };
+  topics: { readonly topics: readonly (TopicInfo & { readonly queueOffsets: readonly QueueOffsetRange[] })[] };
   createTopic: TopicInfo;
   route: TopicInfo;
   /** A duplicate older than the broker's window is acknowledged without its placements. */
   produce: { readonly placed: readonly PlacedMessage[]; readonly duplicate: boolean };
-  pull: QueueRange & { readonly messages: readonly StoredMessage[] };
+  /**
+   * startOffset: where the read started — the offset asked for, or minOffset when retention had
+   * deleted it (the consumer moves its position there).
+   */
+  pull: QueueRange & { readonly startOffset: number; readonly messages: readonly StoredMessage[] };
   commitOffsets: Ack;
   heartbeat: Assignment;
   leaveGroup: Ack;

@@ -1,0 +1,233 @@
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type BrokerCommand, encodeCommand } from '../src/broker/commands.js';
+import { type ApplyResult, type BrokerSnapshot, BrokerStateMachine, type CommittedLogReader } from '../src/broker/state-machine.js';
+import { readSnapshotHeader } from '../src/broker/snapshot.js';
+import { BrokerStore } from '../src/broker/store.js';
+import { LmqError } from '../src/util/errors.js';
+import type { Entry } from '../src/raft/types.js';
+import { bytes, dumpState, MemoryLog, tempDir } from './broker-helpers.js';
+import { DEDUP_WINDOW, KEYS, MAX_PRODUCERS, op, TOPICS, toCommands } from './broker-workload.js';
+
+// The oracle for snapshots: a machine restored from a snapshot at index S and the retained log
+// [retainedFromIndex .. S] must be indistinguishable from the machine that applied every entry
+// — same results, same digest after every apply, same reads and lookups.
+
+/** The log as a node holds it after retention: entries below firstIndex are gone. */
+class RetainedLog implements CommittedLogReader {
+  constructor(private readonly log: MemoryLog, private readonly firstIndex: number) {}
+
+  entries(lo: number, hiExclusive: number, maxBytes: number): Entry[] {
+    if (lo < this.firstIndex) throw new Error(`entry ${lo} is below the retained log (from ${this.firstIndex})`);
+    return this.log.entries(lo, hiExclusive, maxBytes);
+  }
+}
+
+async function payloadOf(snapshot: BrokerSnapshot, between: () => void = () => undefined): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of snapshot.chunks()) {
+    chunks.push(chunk);
+    between();
+  }
+  return Buffer.concat(chunks);
+}
+
+const options = { maxProducers: MAX_PRODUCERS, dedupWindowPerProducer: DEDUP_WINDOW };
+
+/** Everything a client can observe, lookups by every msgId and times included. */
+function observe(machine: BrokerStateMachine, msgIds: readonly string[]): unknown {
+  const keys = new Map(TOPICS.filter((t) => machine.topic(t) !== undefined).map((t) => [t, new Set(KEYS)]));
+  const times = machine.topics().flatMap(({ topic, queues }) =>
+    Array.from({ length: queues }, (_, q) => [0, 30, 70, 101].map((t) => machine.offsetForTimestamp(topic, q, t))),
+  );
+  const byMsgId = msgIds.map((id) => {
+    const m = machine.lookupByMsgId(id);
+    return m === undefined ? null : [m.topic, m.queueId, m.offset, m.logIndex];
+  });
+  return { state: dumpState(machine, keys), times, byMsgId, retainedFromIndex: machine.retainedFromIndex() };
+}
+
+function msgIdsOf(commands: readonly (BrokerCommand | null)[]): string[] {
+  return [...new Set(commands.flatMap((c) => (c?.kind === 'produce' ? c.messages.map((m) => m.msgId) : [])))];
+}
+
+describe('broker snapshots – oracle', () => {
+  it('a machine restored at a random index from the retained log matches the one that applied everything', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(op, { minLength: 10, maxLength: 60 }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.constantFrom(1, 200, 1 << 20),
+        async (ops, where, batchEntries, maxChunkBytes) => {
+          const temp = tempDir('lmq-broker-snapshot-');
+          const log = new MemoryLog();
+          const commands = toCommands(ops);
+          for (const command of commands) log.append(command);
+          const last = commands.length;
+          const snapshotIndex = Math.max(1, Math.round(where * last));
+          // A deletes forgotten records slowly (some stay for later applies), B at once: the
+          // digests must agree whenever each deletes them.
+          const a = BrokerStateMachine.open({ dir: join(temp.dir, 'a'), log, ...options, minGarbagePerApply: 1 });
+          let b: BrokerStateMachine | undefined;
+          try {
+            const resultsA: ApplyResult[] = [];
+            const digestsA = new Map<number, string>();
+            for (let lo = 1; lo <= snapshotIndex; lo += batchEntries) {
+              const hi = Math.min(lo + batchEntries - 1, snapshotIndex);
+              resultsA.push(...a.apply(log.slice(lo, hi + 1)));
+              digestsA.set(hi, a.stateDigest());
+            }
+            const atSnapshot = observe(a, msgIdsOf(commands));
+            const snapshot = a.beginSnapshot(maxChunkBytes);
+            expect(snapshot.index).toBe(snapshotIndex);
+            // Applies go on while the snapshot is encoded: one entry per chunk read.
+            let next = snapshotIndex + 1;
+            const applyOne = () => {
+              if (next > last) return;
+              resultsA.push(...a.apply(log.slice(next, next + 1)));
+              digestsA.set(next, a.stateDigest());
+              next++;
+            };
+            const payload = await payloadOf(snapshot, applyOne);
+            while (next <= last) applyOne();
+
+            const retained = new RetainedLog(log, snapshot.retainedFromIndex);
+            b = BrokerStateMachine.open({ dir: join(temp.dir, 'b'), log: retained, ...options });
+            await b.restoreSnapshot(snapshotIndex, payload, retained);
+            expect(b.appliedIndex()).toBe(snapshotIndex);
+            expect(b.stateDigest()).toBe(digestsA.get(snapshotIndex));
+            expect(observe(b, msgIdsOf(commands))).toEqual(atSnapshot);
+            for (let index = snapshotIndex + 1; index <= last; index++) {
+              expect(b.apply(log.slice(index, index + 1))).toEqual([resultsA[index - 1]]);
+              expect(b.stateDigest()).toBe(digestsA.get(index));
+            }
+            expect(observe(b, msgIdsOf(commands))).toEqual(observe(a, msgIdsOf(commands)));
+          } finally {
+            await Promise.all([a.close(), b?.close()]);
+            temp.cleanup();
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+});
+
+describe('broker snapshots – payload checks', () => {
+  async function snapshotOf(commands: (BrokerCommand | null)[], dir: string) {
+    const log = new MemoryLog();
+    for (const command of commands) log.append(command);
+    const machine = BrokerStateMachine.open({ dir, log, ...options });
+    machine.apply(log.all());
+    const snapshot = machine.beginSnapshot(64);
+    return { log, machine, index: snapshot.index, payload: await payloadOf(snapshot) };
+  }
+
+  const commands: BrokerCommand[] = [
+    { kind: 'createTopic', topic: 't0', queues: 2 },
+    { kind: 'produce', producerId: 'p', seq: 1, timestampMs: 5, messages: [{ msgId: 'm1', topic: 't0', queueId: 1, body: bytes('one') }] },
+    { kind: 'produce', producerId: 'p', seq: 3, timestampMs: 6, messages: [{ msgId: 'm2', topic: 't0', queueId: 1, body: bytes('gap') }] },
+    { kind: 'commitOffsets', group: 'g', offsets: [{ topic: 't0', queueId: 1, offset: 1 }] },
+  ];
+
+  async function refusal(action: () => Promise<unknown>): Promise<LmqError> {
+    const error = await action().then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(LmqError);
+    return error as LmqError;
+  }
+
+  it('refuses a payload of another version, index or truncated, and changes nothing', async () => {
+    const temp = tempDir('lmq-broker-snapshot-bad-');
+    const { log, machine, index, payload } = await snapshotOf(commands, join(temp.dir, 'a'));
+    const target = BrokerStateMachine.open({ dir: join(temp.dir, 'b'), log, ...options });
+    try {
+      target.apply(log.slice(1, 2));
+      const before = target.stateDigest();
+      // The header is the first msgpack value: its version field is a single positive fixint.
+      const header = Buffer.from(payload);
+      const versionAt = header.indexOf(Buffer.from('version')) + 'version'.length;
+      header[versionAt] = 9;
+      expect((await refusal(() => target.restoreSnapshot(index, header, log))).message).toMatch(/format version 9 is not 1/);
+      expect(() => readSnapshotHeader(header)).toThrow(/format version 9 is not 1/);
+      expect(readSnapshotHeader(payload)).toEqual({ index, retainedFromIndex: 1 });
+      expect((await refusal(() => target.restoreSnapshot(index + 1, payload, log))).message).toMatch(/holds index 4, not 5/);
+      const cut = payload.subarray(0, payload.byteLength - 3);
+      expect((await refusal(() => target.restoreSnapshot(index, cut, log))).code).toBe('LMQ_CORRUPT_DATA');
+      expect(target.stateDigest()).toBe(before);
+      expect(target.appliedIndex()).toBe(1);
+      // The same payload, intact, restores.
+      await target.restoreSnapshot(index, payload, log);
+      expect(target.stateDigest()).toBe(machine.stateDigest());
+    } finally {
+      await Promise.all([machine.close(), target.close()]);
+      temp.cleanup();
+    }
+  });
+
+  it('refuses a snapshot the log disagrees with (LMQ_CORRUPT_DATA naming the queue) and leaves an empty state', async () => {
+    const temp = tempDir('lmq-broker-snapshot-log-');
+    const { machine, index, payload } = await snapshotOf(commands, join(temp.dir, 'a'));
+    // Another log of the same length, where entry 2 places nothing in t0/1.
+    const other = new MemoryLog();
+    for (const command of [commands[0]!, { kind: 'commitOffsets', group: 'h', offsets: [{ topic: 't0', queueId: 0, offset: 0 }] } as BrokerCommand, commands[2]!, commands[3]!]) other.append(command);
+    const target = BrokerStateMachine.open({ dir: join(temp.dir, 'b'), log: other, ...options });
+    try {
+      const error = await refusal(() => target.restoreSnapshot(index, payload, other));
+      expect(error.code).toBe('LMQ_CORRUPT_DATA');
+      expect(error.message).toMatch(/t0\/1 up to offset 0, the snapshot says 1/);
+      expect(target.appliedIndex()).toBe(0);
+      expect(target.topics()).toEqual([]);
+    } finally {
+      await Promise.all([machine.close(), target.close()]);
+      temp.cleanup();
+    }
+  });
+
+  it('refuses a snapshot taken under other dedup settings with LMQ_BAD_CONFIG', async () => {
+    const temp = tempDir('lmq-broker-snapshot-settings-');
+    const { log, machine, index, payload } = await snapshotOf(commands, join(temp.dir, 'a'));
+    const target = BrokerStateMachine.open({ dir: join(temp.dir, 'b'), log, maxProducers: MAX_PRODUCERS + 1, dedupWindowPerProducer: DEDUP_WINDOW });
+    try {
+      const error = await refusal(() => target.restoreSnapshot(index, payload, log));
+      expect(error.code).toBe('LMQ_BAD_CONFIG');
+      expect(error.message).toMatch(/maxProducers 2, this node runs with 3/);
+    } finally {
+      await Promise.all([machine.close(), target.close()]);
+      temp.cleanup();
+    }
+  });
+
+  it('a restore that did not finish (a crash) is deleted at the next open', async () => {
+    const temp = tempDir('lmq-broker-snapshot-crash-');
+    const dir = join(temp.dir, 'a');
+    const { log, machine } = await snapshotOf(commands, dir);
+    await machine.close();
+    const store = BrokerStore.open(dir, 'unsynced');
+    store.transaction(() => store.putMeta('restoringIndex', 4));
+    await store.close();
+    const reopened = BrokerStateMachine.open({ dir, log, ...options });
+    try {
+      expect(reopened.appliedIndex()).toBe(0);
+      expect(reopened.topics()).toEqual([]);
+      reopened.apply(log.all());
+      expect(reopened.queueRange('t0', 1)).toEqual({ minOffset: 0, nextOffset: 1 });
+    } finally {
+      await reopened.close();
+      temp.cleanup();
+    }
+  });
+
+  it('an unused snapshot releases its view; encodeCommand round-trips truncateLog', async () => {
+    const temp = tempDir('lmq-broker-snapshot-abort-');
+    const { machine } = await snapshotOf(commands, join(temp.dir, 'a'));
+    try {
+      for (let i = 0; i < 5; i++) machine.beginSnapshot().abort();
+      expect(encodeCommand({ kind: 'truncateLog', firstIndex: 3 }).byteLength).toBeGreaterThan(1);
+    } finally {
+      await machine.close();
+      temp.cleanup();
+    }
+  });
+});
