@@ -15,14 +15,15 @@
 // fdatasync skip the file-size and extent metadata update; on our disks that is about twice
 // as many syncs per second as appending to a growing file. The price is that old bytes lie
 // past the logical end, so the store keeps that space zeroed (see recovery.ts).
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Entry } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { type LogFileIo, osFileIo } from './file-io.js';
 import { FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, decodeFrame, encodeFrame, encodeSegmentHeader, frameBytes, newFrameHeader } from './frame.js';
+import { type LogWindow, WindowWriter, asideDirOf, removeDirThroughIo, settleInterruptedInstall, stagingDirOf } from './log-install.js';
 import { type RecoveredLog, recoverSegments } from './recovery.js';
 import {
   SEGMENT_NAME_PATTERN,
@@ -58,6 +59,19 @@ export interface LogStoreStats {
   appendedEntries: number;
   appendedBytes: number;
 }
+
+/** One segment as a retention policy sees it. */
+export interface SegmentInfo {
+  firstIndex: number;
+  /** firstIndex - 1 for an empty (active) segment. */
+  lastIndex: number;
+  /** Header and frames held (not the preallocated zeros after them), as logBytes() counts. */
+  bytes: number;
+  /** The file's mtime: when its last entry was written (a sealed segment is never written again). */
+  lastModifiedMs: number;
+}
+
+export type { LogWindow } from './log-install.js';
 
 export const MIN_SEGMENT_BYTES = 4096;
 export const MAX_SEGMENT_BYTES = 2 ** 31 - 1;
@@ -100,7 +114,8 @@ function validateOptions(options: LogStoreOptions): void {
 
 export class LogStore {
   private readonly segments: Segment[];
-  private readonly termRuns: TermRuns;
+  /** Replaced whole by an install. */
+  private termRuns: TermRuns;
   /** File descriptor of the last segment, the only one written. */
   private activeFd: number;
   /** Entries at or below this are committed and may never be truncated. */
@@ -120,6 +135,10 @@ export class LogStore {
   private readonly idleWaiters: Array<() => void> = [];
   private failure: Error | null = null;
   private closed = false;
+  /** close() was called: an install in progress gives up at its next step. */
+  private closing = false;
+  /** The install in progress: only reads are allowed meanwhile. */
+  private install: Promise<void> | null = null;
   private readonly timer: NodeJS.Timeout | null;
   /** Frames appended but not yet written: they belong at [activeWrittenEndBytes, active.endBytes). */
   private pending: Buffer = Buffer.allocUnsafe(PENDING_WRITE_BYTES);
@@ -158,6 +177,7 @@ export class LogStore {
   /** Opens the log in options.dir, creating it when absent; recovers synchronously. Throws LmqError(LMQ_CORRUPT_DATA). */
   static open(options: LogStoreOptions): LogStore {
     validateOptions(options);
+    settleInterruptedInstall(options.io ?? osFileIo, options.dir, options.logger);
     mkdirSync(options.dir, { recursive: true });
     for (const name of readdirSync(options.dir)) {
       if (name.endsWith('.tmp')) rmSync(join(options.dir, name), { force: true });
@@ -241,13 +261,19 @@ export class LogStore {
     if (this.failure !== null) throw this.failure;
   }
 
+  /** Everything but reads waits for an install to finish (the driver does not write meanwhile). */
+  private assertWritable(): void {
+    this.assertUsable();
+    assert(this.install === null, 'log store written while an install runs');
+  }
+
   /**
    * Appends contiguous entries with non-decreasing terms, written to the OS at once in one
    * write. entries[0].index <= lastIndex() + 1; when it is <= lastIndex() the suffix from
    * entries[0].index is truncated first (a Raft conflict). Durable only after flush().
    */
   append(entries: readonly Entry[]): void {
-    this.assertUsable();
+    this.assertWritable();
     const first = entries[0];
     if (first === undefined) return;
     assert(first.index <= this.lastIndex() + 1, () => `append at ${first.index} leaves a gap after ${this.lastIndex()}`);
@@ -490,7 +516,7 @@ export class LogStore {
    * Asserts fromIndex > the commit floor.
    */
   truncateSuffix(fromIndex: number): void {
-    this.assertUsable();
+    this.assertWritable();
     assert(fromIndex > this.commitFloorIndex, () => `truncating from ${fromIndex} at or below the commit index ${this.commitFloorIndex}`);
     assert(fromIndex >= this.firstIndex(), () => `truncating from ${fromIndex} before the first index ${this.firstIndex()}`);
     assert(fromIndex <= this.lastIndex() + 1, () => `truncating from ${fromIndex} past the end ${this.lastIndex()}`);
@@ -527,6 +553,7 @@ export class LogStore {
 
   /** Raises the floor below which truncation is forbidden; never lowers it. */
   setCommitIndex(index: number): void {
+    assert(this.install === null, 'commit index set while an install runs');
     assert(index >= this.commitFloorIndex, () => `commit index moves back from ${this.commitFloorIndex} to ${index}`);
     assert(index <= this.lastIndex(), () => `commit index ${index} past the last index ${this.lastIndex()}`);
     this.commitFloorIndex = index;
@@ -539,7 +566,7 @@ export class LogStore {
    * at once with lastIndex() (written to the OS; a timer fdatasyncs every flushIntervalMs).
    */
   flush(): Promise<number> {
-    this.assertUsable();
+    this.assertWritable();
     const lastIndex = this.lastIndex();
     if (this.options.flushMode === 'async') {
       if (this.pendingBytes === 0) return Promise.resolve(lastIndex);
@@ -616,11 +643,122 @@ export class LogStore {
   }
 
   /**
+   * InstallSnapshot: replaces the whole log with the window [firstIndex, lastIndex], whose
+   * entries `batches` yields in order (dense from firstIndex; none for an empty window), with
+   * term(firstIndex - 1) = prevTerm. The window is staged beside the log directory and swapped
+   * in by renames (log-install.ts): a crash at any point opens as the complete old or the
+   * complete new log. Once it resolves this store serves the new log — firstIndex(),
+   * term(firstIndex - 1) = prevTerm, everything durable, the commit floor at lastIndex,
+   * appends at lastIndex + 1. Holds one batch in memory at a time.
+   *
+   * While it runs only reads are allowed (entries, term, first/last/durable index, logBytes,
+   * listSegments): they see the old log until the swap, which runs synchronously at the end,
+   * just before the promise settles. append, flush, truncateSuffix, deleteBefore and
+   * setCommitIndex assert. A failure before the swap (the batches throw or end short of
+   * lastIndex, a write fails, close() is called) rejects with the old log in place and usable;
+   * an I/O failure in the swap itself makes the store refuse further work (reopen settles it).
+   */
+  async installWindow(window: LogWindow, batches: AsyncIterable<readonly Entry[]>): Promise<void> {
+    this.assertWritable();
+    const { firstIndex, prevTerm, lastIndex } = window;
+    assert(Number.isSafeInteger(firstIndex) && firstIndex >= 1, () => `installed first index ${firstIndex}`);
+    assert(Number.isSafeInteger(prevTerm) && prevTerm >= 0, () => `installed previous term ${prevTerm}`);
+    assert(firstIndex > 1 || prevTerm === 0, () => `installed term(0) = ${prevTerm}, not 0`);
+    assert(Number.isSafeInteger(lastIndex) && lastIndex >= firstIndex - 1, () => `installed window [${firstIndex}, ${lastIndex}]`);
+    // Raft installs only a snapshot past its commit index: committed entries are never replaced.
+    assert(lastIndex >= this.commitFloorIndex, () => `installed window ends at ${lastIndex}, below the commit index ${this.commitFloorIndex}`);
+    this.install = this.stageAndSwap(window, batches);
+    try {
+      await this.install;
+    } finally {
+      this.install = null;
+    }
+  }
+
+  private async stageAndSwap(window: LogWindow, batches: AsyncIterable<readonly Entry[]>): Promise<void> {
+    const writer = WindowWriter.start(this.io, this.options.dir, this.options.segmentBytes, window);
+    try {
+      for await (const batch of batches) {
+        this.assertInstallGoesOn();
+        await writer.write(batch);
+      }
+      this.assertInstallGoesOn();
+      await writer.finish();
+      // The old log goes quiet: no background work of it may run while its directory moves.
+      await this.sparePromise;
+      while (this.syncInFlight || this.syncScheduled) await this.whenSyncIdle();
+      this.assertInstallGoesOn();
+    } catch (error) {
+      writer.abort();
+      throw error;
+    }
+    this.swapIn(writer, window);
+  }
+
+  private assertInstallGoesOn(): void {
+    if (this.closing) throw new Error('log store closed during an install; the old log is kept');
+    if (this.failure !== null) throw this.failure;
+  }
+
+  /** Steps 2–4 of log-install.ts, and the store switched to the staged segments, all in one synchronous run. */
+  private swapIn(writer: WindowWriter, window: LogWindow): void {
+    assert(!this.syncInFlight && !this.syncScheduled, 'no fdatasync of the old log in flight at the swap');
+    assert(this.fdsToCloseAfterSync.length === 0, 'no descriptor waits for a sync at the swap');
+    const dir = this.options.dir;
+    const parent = dirname(dir);
+    try {
+      // Synced first so that lazy mode holds no write under a path the new log may reuse.
+      this.writePending();
+      this.io.fdatasyncSync(this.activeFd);
+      this.io.renameSync(dir, asideDirOf(dir));
+      fsyncDir(parent);
+      this.io.renameSync(stagingDirOf(dir), dir);
+      fsyncDir(parent);
+    } catch (error) {
+      this.fail(error as Error);
+      throw error;
+    }
+    this.io.closeSync(this.activeFd);
+    this.segments.splice(0, this.segments.length, ...writer.segments);
+    this.termRuns = writer.termRuns;
+    this.activeFd = this.io.openSync(this.activeSegment().path, 'r+');
+    this.activeWrittenEndBytes = this.activeSegment().endBytes;
+    this.commitFloorIndex = window.lastIndex;
+    this.durable = window.lastIndex;
+    this.truncationEpoch += 1;
+    this.counters.fsyncs += writer.fsyncs + 3;
+    // The spare was zero-filled in the old directory.
+    this.spareState = 'none';
+    try {
+      removeDirThroughIo(this.io, asideDirOf(dir));
+      fsyncDir(parent);
+    } catch (error) {
+      this.options.logger?.warn({ err: error, dir: asideDirOf(dir) }, 'could not remove the replaced log; the next open removes it');
+    }
+    this.prepareSpare();
+    assert(this.firstIndex() === window.firstIndex, () => `installed log starts at ${this.firstIndex()}, not ${window.firstIndex}`);
+    assert(this.lastIndex() === window.lastIndex, () => `installed log ends at ${this.lastIndex()}, not ${window.lastIndex}`);
+    assert(this.term(window.firstIndex - 1) === window.prevTerm, 'installed log keeps the previous term');
+    this.options.logger?.info({ ...window, segments: this.segments.length, logBytes: this.logBytes() }, 'log installed a window');
+  }
+
+  /** Every segment, oldest first, for a retention policy: one stat call per segment. */
+  listSegments(): SegmentInfo[] {
+    this.assertUsable();
+    return this.segments.map((segment) => ({
+      firstIndex: segment.firstIndex,
+      lastIndex: segment.lastIndex,
+      bytes: segment.endBytes,
+      lastModifiedMs: statSync(segment.path).mtimeMs,
+    }));
+  }
+
+  /**
    * Retention: deletes whole segments all of whose entries are < index (never the active
    * one). Only committed entries may go: asserts index - 1 <= the commit floor.
    */
   deleteBefore(index: number): void {
-    this.assertUsable();
+    this.assertWritable();
     assert(index - 1 <= this.commitFloorIndex, () => `deleting up to ${index - 1} past the commit index ${this.commitFloorIndex}`);
     let deleted = 0;
     while (this.segments.length > 1 && this.segments[1]!.firstIndex <= index) {
@@ -634,6 +772,10 @@ export class LogStore {
 
   /** Waits for any fdatasync in flight, syncs everything, closes files and stops timers. */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closing = true;
+    // It gives up at its next step, leaving the old log (or, past its swap, the new one).
+    if (this.install !== null) await this.install.catch(() => undefined);
     if (this.closed) return;
     if (this.timer !== null) clearInterval(this.timer);
     // A scheduled sync starts in a microtask: awaiting lets it start, then waits for it.
