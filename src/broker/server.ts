@@ -9,14 +9,22 @@ import { type ClusterConfig, findNode } from '../config/config.js';
 import { fileIoFor, type StorageMode } from '../log/file-io.js';
 import { HardStateStore } from '../log/hard-state-store.js';
 import { LogStore } from '../log/log-store.js';
+import { SnapshotStore } from '../log/snapshot-store.js';
+import { ProcessSnapshots } from '../node/process-snapshots.js';
 import { RaftNode } from '../node/raft-node.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { RpcServer } from '../transport/rpc-server.js';
+import { BrokerLifecycle } from './lifecycle.js';
 import { BrokerService, DEFAULT_SERVICE_OPTIONS } from './service.js';
 import { type ApplyResult, BrokerStateMachine } from './state-machine.js';
 
 /** Below the client's per-attempt timeout (DEFAULT_CLIENT_OPTIONS.requestTimeoutMs, 3 s). */
 const MAX_LEADER_WAIT_MS = 2_000;
+/**
+ * A snapshot package (the broker snapshot and the retained log up to it) is built and staged in
+ * memory up to this size: it bounds what InstallSnapshot can send (README, Known gaps).
+ */
+const MAX_SNAPSHOT_PACKAGE_BYTES = 512 * 1024 * 1024;
 
 export interface BrokerNode {
   readonly node: RaftNode<ApplyResult>;
@@ -53,6 +61,9 @@ export async function startBrokerNode(
   });
   const hardState = HardStateStore.open(join(self.dataDir, 'meta'), storage);
   const state = await openStateMachine(join(self.dataDir, 'state'), log, logger);
+  const snapshotStore = await SnapshotStore.open({ dir: join(self.dataDir, 'snapshots'), logger });
+  const snapshots = await ProcessSnapshots.open({ store: snapshotStore, log, stateMachine: state, maxPackageBytes: MAX_SNAPSHOT_PACKAGE_BYTES, logger });
+  await snapshots.restoreOnStart();
 
   let node: RaftNode<ApplyResult> | null = null;
   const transport = new PeerTransport(
@@ -67,8 +78,14 @@ export async function startBrokerNode(
     (from, message) => node?.receive(from, message),
     (peer) => node?.peerDisconnected(peer),
   );
-  node = new RaftNode({ config, id, log, hardState, stateMachine: state, peers: transport, logger });
+  node = new RaftNode({ config, id, log, hardState, stateMachine: state, peers: transport, snapshots, logger });
   onNode(node);
+  const lifecycle = new BrokerLifecycle(node, state, log, snapshots, {
+    snapshotEveryEntries: config.snapshot.everyEntries,
+    retentionMaxAgeMs: config.retention.maxAgeMs,
+    retentionMaxBytes: config.retention.maxBytes ?? null,
+    retentionCheckIntervalMs: config.retention.checkIntervalMs,
+  }, logger);
   // The longest randomized election timeout, twice (one election, and a retry of a split
   // vote) — but never as long as a client's attempt, which would give up first.
   const leaderWaitMs = Math.min(2 * (2 * config.raft.electionTimeoutTicks * config.raft.tickMs), MAX_LEADER_WAIT_MS);
@@ -78,6 +95,7 @@ export async function startBrokerNode(
   await transport.start();
   await rpc.start();
   node.start();
+  lifecycle.start();
   logger.info({ raftPort: self.raftPort, clientPort: self.clientPort, dataDir: self.dataDir, lastIndex: log.lastIndex(), appliedIndex: state.appliedIndex() }, 'node up');
 
   const raftNode = node;
@@ -86,16 +104,18 @@ export async function startBrokerNode(
     async stop() {
       service.close(); // long polls answer now instead of outliving the state machine
       await rpc.close();
+      await lifecycle.stop();
       await raftNode.stop();
       await transport.close();
       await state.close();
+      await snapshotStore.close();
       await hardState.close();
     },
   };
 }
 
 /**
- * The state machine is derived from the log. If it is ahead of the log — possible only when an
+ * The state machine follows the log. If it is ahead of the log — possible only when an
  * async-flush node lost its unflushed tail in a crash (a power cut; in chaos runs, a SIGKILL in
  * storage mode lazy, which keeps the broker's lmdb state as the page cache would) — it is
  * rebuilt from the log rather than trusted: serving state the log no longer holds would invent
@@ -105,7 +125,8 @@ export async function startBrokerNode(
 async function openStateMachine(dir: string, log: LogStore, logger: Logger): Promise<BrokerStateMachine> {
   const state = BrokerStateMachine.open({ dir, log, logger });
   if (state.appliedIndex() <= log.lastIndex()) return state;
-  logger.warn({ appliedIndex: state.appliedIndex(), lastIndex: log.lastIndex() }, 'state is ahead of the log (unflushed tail lost); rebuilding it from the log');
+  // Rebuilt from the log, or — when the log no longer starts at 1 — from a snapshot (restoreOnStart).
+  logger.warn({ appliedIndex: state.appliedIndex(), lastIndex: log.lastIndex() }, 'state is ahead of the log (unflushed tail lost); rebuilding it');
   await state.close();
   rmSync(dir, { recursive: true, force: true });
   return BrokerStateMachine.open({ dir, log, logger });

@@ -13,7 +13,8 @@ import type { Entry, HardState, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { type Acknowledged, NodeDriver } from './driver.js';
 import { EventLoopDelayMonitor } from './event-loop-delay.js';
-import type { DriverHardStateStore, DriverLogStore, Scheduler, StateMachine } from './ports.js';
+import type { DriverHardStateStore, DriverLogStore, PeerMessage, Scheduler, StateMachine } from './ports.js';
+import type { DriverSnapshotStore, TransferTuning } from './snapshot-transfer.js';
 
 export type { NodeStatus } from '../protocol/index.js';
 export type { StateMachine } from './ports.js';
@@ -39,7 +40,7 @@ export interface NodeHardStateStore {
 
 /** The peer transport: encodes and queues messages for a peer. */
 export interface NodeTransport {
-  send(to: NodeId, message: Message): void;
+  send(to: NodeId, message: PeerMessage): void;
 }
 
 export interface RaftNodeOptions<R> {
@@ -49,6 +50,8 @@ export interface RaftNodeOptions<R> {
   readonly hardState: NodeHardStateStore;
   readonly stateMachine: StateMachine<R>;
   readonly peers: NodeTransport;
+  /** Without it the node never compacts its log and never installs a snapshot. */
+  readonly snapshots?: DriverSnapshotStore;
   readonly logger: Logger;
   /** Injected for tests; Math.random in production (the core itself has no randomness). */
   readonly randomInt?: (n: number) => number;
@@ -58,6 +61,23 @@ export interface RaftNodeOptions<R> {
 const MAX_APPLY_BYTES = 4 * 1024 * 1024;
 /** A proposal not acknowledged under its quorum mode within this is answered LMQ_TIMEOUT. */
 const MAX_PROPOSAL_WAIT_MS = 10_000;
+/**
+ * Snapshot transfers: chunks well under a peer frame, a few in flight (the follower stages them
+ * in memory), resent after a second without answer, given up after 30 s without progress.
+ */
+const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
+const SNAPSHOT_INFLIGHT_CHUNKS = 4;
+const SNAPSHOT_RESEND_AFTER_MS = 1_000;
+const SNAPSHOT_ABANDON_AFTER_MS = 30_000;
+
+function transferTuning(tickMs: number): TransferTuning {
+  return {
+    maxChunkBytes: SNAPSHOT_CHUNK_BYTES,
+    maxInflightBytes: SNAPSHOT_INFLIGHT_CHUNKS * SNAPSHOT_CHUNK_BYTES,
+    resendAfterTicks: Math.max(1, Math.ceil(SNAPSHOT_RESEND_AFTER_MS / tickMs)),
+    abandonAfterTicks: Math.max(2, Math.ceil(SNAPSHOT_ABANDON_AFTER_MS / tickMs)),
+  };
+}
 
 /** The log store's promises as the driver's completion callbacks. */
 function logPort(store: NodeLogStore): DriverLogStore {
@@ -119,11 +139,13 @@ export class RaftNode<R> {
           preferredLeader: raft.preferredLeader,
         },
         maxProposalWaitMs: MAX_PROPOSAL_WAIT_MS,
+        ...(options.snapshots === undefined ? {} : { transfer: transferTuning(raft.tickMs) }),
       },
       {
         log: logPort(options.log),
         hardState: hardStatePort(options.hardState),
         peers: options.peers,
+        ...(options.snapshots === undefined ? {} : { snapshots: options.snapshots }),
         stateMachine: options.stateMachine,
         scheduler: PROCESS_SCHEDULER,
         randomInt: options.randomInt ?? ((n) => Math.floor(Math.random() * n)),
@@ -192,6 +214,7 @@ export class RaftNode<R> {
       term: s.term,
       leader: s.leader,
       firstIndex: this.options.log.firstIndex(),
+      snapshotIndex: this.options.snapshots?.latest()?.index ?? 0,
       lastIndex: s.lastIndex,
       persistedIndex: s.persistedIndex,
       commitIndex: s.commitIndex,
@@ -202,6 +225,21 @@ export class RaftNode<R> {
       eventLoopDelayP99Ms: delay.p99Ms,
       eventLoopDelayMaxMs: delay.maxMs,
     };
+  }
+
+  /** Term of the entry at index in this node's log (undefined when compacted away or past the end). */
+  termAt(index: number): number | undefined {
+    return this.driver.termAt(index);
+  }
+
+  /** A snapshot from the leader is being installed: the state machine is about to be replaced. */
+  installing(): boolean {
+    return this.driver.core.installPending() !== null;
+  }
+
+  /** Commit and persisted indexes (the most retention may ever delete up to). */
+  indexes(): { commitIndex: number; persistedIndex: number } {
+    return this.driver.indexes();
   }
 
   /** Who this node is and whom it follows: cheap enough to check on every request. */

@@ -13,6 +13,8 @@ export interface NodeStatus {
   readonly leader: string | null;
   /** First index the log holds (lastIndex + 1 when it is empty). */
   readonly firstIndex: number;
+  /** Index of the newest snapshot on this node's disk (0 when it has none). */
+  readonly snapshotIndex: number;
   readonly lastIndex: number;
   readonly persistedIndex: number;
   readonly commitIndex: number;
