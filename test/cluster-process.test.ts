@@ -180,7 +180,7 @@ describe('cluster – real processes, real sockets, real files', () => {
     // A new cluster elects its first leader only once every node has answered (RaftCore's
     // ForgottenVote): run it once with all three, then restart two of them.
     c.startAll();
-    await c.leader();
+    await until('every node follows a leader', async () => (await Promise.all(ids.map((id) => c.status(id)))).every((s) => s !== null && s.leader !== null), 30_000, 50);
     for (const id of ids) await c.stop(id);
     c.start(first);
     await until(`${first} answers`, async () => (await c.status(first)) !== null, 30_000, 50);

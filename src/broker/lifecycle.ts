@@ -89,7 +89,8 @@ export class BrokerLifecycle {
 
   /** One retention round: the leader may propose a truncation; every node deletes what it can. */
   check(): void {
-    if (this.closed) return;
+    // While a leader's snapshot is installed the log and the state are being replaced.
+    if (this.closed || this.node.installing()) return;
     if (this.node.leadership().role === 'leader') this.proposeTruncation();
     this.deleteSegments();
     // Retention is held back only by the snapshots: take one, so the next round can delete.
@@ -129,6 +130,7 @@ export class BrokerLifecycle {
   }
 
   private deleteSegments(): void {
+    if (this.node.installing()) return;
     const { commitIndex, persistedIndex } = this.node.indexes();
     const bound = Math.min(this.state.retainedFromIndex(), this.snapshots.logNeededFrom(), Math.min(commitIndex, persistedIndex) + 1);
     if (bound > this.log.firstIndex() && this.deletableBelow(bound) > 0) this.log.deleteBefore(bound);
