@@ -82,7 +82,7 @@ class Cluster {
           maxAppendBytes: 1 << 16, maxApplyBytes: 1 << 20, maxUncommittedEntries: 1000, maxUncommittedBytes: 1 << 20,
         },
         maxProposalWaitMs: 60_000,
-        transfer: { maxChunkBytes: CHUNK_BYTES, maxInflightBytes: 4 * CHUNK_BYTES, resendAfterTicks: 3, abandonAfterTicks: 30 },
+        transfer: { maxChunkBytes: CHUNK_BYTES, maxInflightBytes: 4 * CHUNK_BYTES, maxPackageBytes: 1 << 20, resendAfterTicks: 3, abandonAfterTicks: 30 },
       },
       {
         log: node.log,

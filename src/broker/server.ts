@@ -10,7 +10,7 @@ import { fileIoFor, type StorageMode } from '../log/file-io.js';
 import { HardStateStore } from '../log/hard-state-store.js';
 import { LogStore } from '../log/log-store.js';
 import { SnapshotStore } from '../log/snapshot-store.js';
-import { ProcessSnapshots } from '../node/process-snapshots.js';
+import { MAX_SNAPSHOT_PACKAGE_BYTES, ProcessSnapshots } from '../node/process-snapshots.js';
 import { RaftNode } from '../node/raft-node.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { RpcServer } from '../transport/rpc-server.js';
@@ -20,11 +20,7 @@ import { type ApplyResult, BrokerStateMachine } from './state-machine.js';
 
 /** Below the client's per-attempt timeout (DEFAULT_CLIENT_OPTIONS.requestTimeoutMs, 3 s). */
 const MAX_LEADER_WAIT_MS = 2_000;
-/**
- * A snapshot package (the broker snapshot and the retained log up to it) is built and staged in
- * memory up to this size: it bounds what InstallSnapshot can send (README, Known gaps).
- */
-const MAX_SNAPSHOT_PACKAGE_BYTES = 512 * 1024 * 1024;
+
 
 export interface BrokerNode {
   readonly node: RaftNode<ApplyResult>;

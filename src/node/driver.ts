@@ -166,7 +166,7 @@ export class NodeDriver<R> {
 
   private receiveTransfer(from: NodeId, message: unknown): boolean {
     if (this.snapshotSender === null || this.snapshotReceiver === null) return false;
-    const valid = validateTransferMessage(message, this.options.transfer!.maxChunkBytes);
+    const valid = validateTransferMessage(message, this.options.transfer!);
     if (valid === null || valid.from !== from || valid.to !== this.id) return false;
     if (valid.type === 'snapshotChunk') this.snapshotReceiver.receive(valid);
     else this.snapshotSender.acknowledged(valid);

@@ -9,7 +9,7 @@ import { MemoryLog } from '../raft/memory-log.js';
 import type { Entry, HardState, SnapshotMeta } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import type { DriverHardStateStore, DriverLogStore, Failed, Scheduler } from './ports.js';
-import type { DriverSnapshotStore, SnapshotPackage } from './snapshot-transfer.js';
+import { type DriverSnapshotStore, MemoryStaging, type SnapshotPackage } from './snapshot-transfer.js';
 
 /** Where I/O completes: at once, or when a simulated disk gets to it. */
 export interface Disk {
@@ -164,7 +164,7 @@ function checksumOf(bytes: Uint8Array): string {
  */
 export class MemorySnapshotStore implements DriverSnapshotStore {
   private durable: MemorySnapshot[] = [];
-  private staging: { meta: SnapshotMeta; totalBytes: number; checksum: string; chunks: Uint8Array[]; bytes: number } | null = null;
+  private readonly staging = new MemoryStaging();
 
   constructor(
     private readonly disk: Disk,
@@ -219,33 +219,20 @@ export class MemorySnapshotStore implements DriverSnapshotStore {
   }
 
   staged(meta: SnapshotMeta, totalBytes: number, checksum: string): number {
-    const s = this.staging;
-    if (s !== null && s.meta.index === meta.index && s.meta.term === meta.term && s.totalBytes === totalBytes && s.checksum === checksum) return s.bytes;
-    this.staging = { meta, totalBytes, checksum, chunks: [], bytes: 0 };
-    return 0;
+    return this.staging.staged(meta, totalBytes, checksum);
   }
 
   stage(data: Uint8Array, done: () => void, _failed: Failed): void {
-    const s = this.staging;
-    assert(s !== null && s.bytes + data.byteLength <= s.totalBytes, 'a chunk is staged into a staging that has room for it');
-    s.chunks.push(data.slice());
-    s.bytes += data.byteLength;
+    this.staging.append(data);
     done();
   }
 
   verifyStaged(verified: (ok: boolean) => void, _failed: Failed): void {
-    const s = this.staging;
-    assert(s !== null && s.bytes === s.totalBytes, 'only a complete staging is verified');
-    const ok = checksumOf(Buffer.concat(s.chunks)) === s.checksum;
-    if (!ok) this.staging = null;
-    verified(ok);
+    verified(this.staging.verify());
   }
 
   install(meta: SnapshotMeta, done: () => void, _failed: Failed): void {
-    const s = this.staging;
-    assert(s !== null && s.bytes === s.totalBytes && s.meta.index === meta.index && s.meta.term === meta.term, () => `install of ${meta.index}@${meta.term} without its verified staging`);
-    this.staging = null;
-    const content = unpack(Buffer.concat(s.chunks)) as PackageContent;
+    const content = unpack(this.staging.take(meta)) as PackageContent;
     assert(content.meta.index === meta.index && content.meta.term === meta.term, 'the package holds the snapshot it was staged as');
     const snapshot: MemorySnapshot = { meta, data: content.data };
     // One atomic write on the disk (the real store renames a staged directory into place).
@@ -258,18 +245,18 @@ export class MemorySnapshotStore implements DriverSnapshotStore {
   }
 
   discardStaged(): void {
-    this.staging = null;
+    this.staging.discard();
   }
 
   /** The process died: staging is lost; durable snapshots stay. */
   crash(): void {
-    this.staging = null;
+    this.staging.discard();
   }
 
   /** A replaced disk: no snapshot survives. */
   wipe(): void {
     this.durable = [];
-    this.staging = null;
+    this.staging.discard();
   }
 }
 

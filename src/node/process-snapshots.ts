@@ -21,7 +21,7 @@ import type { Entry, SnapshotMeta } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import type { Failed } from './ports.js';
-import type { DriverSnapshotStore, SnapshotPackage } from './snapshot-transfer.js';
+import { type DriverSnapshotStore, MemoryStaging, type SnapshotPackage } from './snapshot-transfer.js';
 
 /** A snapshot the state machine hands out: its index, the first log index it needs, its payload. */
 export interface StateSnapshot {
@@ -59,6 +59,12 @@ interface PackageContent {
   readonly entries: Entry[];
 }
 
+/**
+ * A package (the broker snapshot and the retained log up to it) is built and staged in memory
+ * up to this size: it bounds what InstallSnapshot can send (README, Known gaps).
+ */
+export const MAX_SNAPSHOT_PACKAGE_BYTES = 512 * 1024 * 1024;
+
 /** Entries per batch handed to the log's install (bounds what one write holds). */
 const INSTALL_BATCH_ENTRIES = 1024;
 
@@ -78,7 +84,7 @@ interface Kept extends SnapshotMeta {
 export class ProcessSnapshots implements DriverSnapshotStore {
   /** Snapshots on disk, oldest first (index, term and the log they need). */
   private kept: Kept[] = [];
-  private staging: { meta: SnapshotMeta; totalBytes: number; checksum: string; chunks: Uint8Array[]; bytes: number } | null = null;
+  private readonly staging = new MemoryStaging();
   private taking = false;
 
   private constructor(private readonly options: ProcessSnapshotsOptions) {}
@@ -183,39 +189,23 @@ export class ProcessSnapshots implements DriverSnapshotStore {
   }
 
   staged(meta: SnapshotMeta, totalBytes: number, checksum: string): number {
-    const s = this.staging;
-    if (s !== null && s.meta.index === meta.index && s.meta.term === meta.term && s.totalBytes === totalBytes && s.checksum === checksum) return s.bytes;
-    this.staging = { meta, totalBytes, checksum, chunks: [], bytes: 0 };
-    return 0;
+    return this.staging.staged(meta, totalBytes, checksum);
   }
 
-  stage(data: Uint8Array, done: () => void, failed: Failed): void {
-    const s = this.staging;
-    assert(s !== null, 'a chunk is staged after staged()');
-    if (s.totalBytes > this.options.maxPackageBytes) {
-      return failed(new LmqError('LMQ_CORRUPT_DATA', `a snapshot package of ${s.totalBytes} bytes exceeds the ${this.options.maxPackageBytes} a node stages`));
-    }
-    s.chunks.push(Uint8Array.from(data));
-    s.bytes += data.byteLength;
+  stage(data: Uint8Array, done: () => void): void {
+    // The transfer refuses announcements above maxPackageBytes (TransferTuning), so this is bounded.
+    this.staging.append(data);
     done();
   }
 
   verifyStaged(verified: (ok: boolean) => void): void {
-    const s = this.staging;
-    assert(s !== null && s.bytes === s.totalBytes, 'only a complete staging is verified');
-    const ok = createHash('sha256').update(Buffer.concat(s.chunks)).digest('hex') === s.checksum;
-    if (!ok) {
-      this.options.logger.warn({ index: s.meta.index }, 'a received snapshot failed its checksum; asking for it again');
-      this.staging = null;
-    }
+    const ok = this.staging.verify();
+    if (!ok) this.options.logger.warn('a received snapshot failed its checksum; asking for it again');
     verified(ok);
   }
 
   install(meta: SnapshotMeta, done: () => void, failed: Failed): void {
-    const s = this.staging;
-    assert(s !== null && s.bytes === s.totalBytes && s.meta.index === meta.index && s.meta.term === meta.term, () => `install of ${meta.index}@${meta.term} without its verified staging`);
-    this.staging = null;
-    this.installPackage(unpack(Buffer.concat(s.chunks)) as PackageContent, meta).then(done, failed);
+    this.installPackage(unpack(this.staging.take(meta)) as PackageContent, meta).then(done, failed);
   }
 
   private async installPackage(content: PackageContent, meta: SnapshotMeta): Promise<void> {
@@ -230,7 +220,7 @@ export class ProcessSnapshots implements DriverSnapshotStore {
   }
 
   discardStaged(): void {
-    this.staging = null;
+    this.staging.discard();
   }
 
   /**

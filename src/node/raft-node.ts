@@ -14,6 +14,7 @@ import { assert } from '../util/assert.js';
 import { type Acknowledged, NodeDriver } from './driver.js';
 import { EventLoopDelayMonitor } from './event-loop-delay.js';
 import type { DriverHardStateStore, DriverLogStore, PeerMessage, Scheduler, StateMachine } from './ports.js';
+import { MAX_SNAPSHOT_PACKAGE_BYTES } from './process-snapshots.js';
 import type { DriverSnapshotStore, TransferTuning } from './snapshot-transfer.js';
 
 export type { NodeStatus } from '../protocol/index.js';
@@ -74,6 +75,7 @@ function transferTuning(tickMs: number): TransferTuning {
   return {
     maxChunkBytes: SNAPSHOT_CHUNK_BYTES,
     maxInflightBytes: SNAPSHOT_INFLIGHT_CHUNKS * SNAPSHOT_CHUNK_BYTES,
+    maxPackageBytes: MAX_SNAPSHOT_PACKAGE_BYTES,
     resendAfterTicks: Math.max(1, Math.ceil(SNAPSHOT_RESEND_AFTER_MS / tickMs)),
     abandonAfterTicks: Math.max(2, Math.ceil(SNAPSHOT_ABANDON_AFTER_MS / tickMs)),
   };

@@ -8,6 +8,7 @@
 //
 // Chunks travel over the same peer link as Raft messages and are checked field by field when
 // they arrive (validateTransferMessage), like every message off the wire.
+import { createHash } from 'node:crypto';
 import type { NodeId, SnapshotMeta } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import type { Failed } from './ports.js';
@@ -50,7 +51,7 @@ const MAX_CHECKSUM_CHARS = 128;
 const isIndex = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
 /** A transfer message decoded off the wire, checked field by field; null when malformed. */
-export function validateTransferMessage(value: unknown, maxChunkBytes: number): TransferMessage | null {
+export function validateTransferMessage(value: unknown, tuning: Pick<TransferTuning, 'maxChunkBytes' | 'maxPackageBytes'>): TransferMessage | null {
   if (typeof value !== 'object' || value === null) return null;
   const m = value as Record<string, unknown>;
   if (typeof m.from !== 'string' || typeof m.to !== 'string' || !isIndex(m.term) || !isIndex(m.index) || m.index < 1 || !isIndex(m.snapshotTerm)) return null;
@@ -58,7 +59,7 @@ export function validateTransferMessage(value: unknown, maxChunkBytes: number): 
   if (m.type !== 'snapshotChunk') return null;
   if (!isIndex(m.totalBytes) || !isIndex(m.offsetBytes) || !isIndex(m.commit) || !(m.data instanceof Uint8Array)) return null;
   if (typeof m.checksum !== 'string' || m.checksum.length === 0 || m.checksum.length > MAX_CHECKSUM_CHARS) return null;
-  if (m.data.byteLength > maxChunkBytes || m.offsetBytes + m.data.byteLength > m.totalBytes) return null;
+  if (m.data.byteLength > tuning.maxChunkBytes || m.totalBytes > tuning.maxPackageBytes || m.offsetBytes + m.data.byteLength > m.totalBytes) return null;
   return value as TransferMessage;
 }
 
@@ -104,6 +105,8 @@ export interface DriverSnapshotStore {
 
 export interface TransferTuning {
   readonly maxChunkBytes: number;
+  /** Largest package a follower stages (it is held in memory); larger announcements are refused. */
+  readonly maxPackageBytes: number;
   readonly maxInflightBytes: number;
   /** No acknowledgement for this many ticks: resend from what the follower last acknowledged. */
   readonly resendAfterTicks: number;
@@ -328,5 +331,54 @@ export class SnapshotReceiver {
     if (this.holding) return;
     const chunk = this.queue.shift();
     if (chunk !== undefined) this.handle(chunk);
+  }
+}
+
+/**
+ * One incoming package staged in memory (both snapshot ports stage this way): chunks in order,
+ * the whole checked against the checksum the sender announced.
+ */
+export class MemoryStaging {
+  private current: { meta: SnapshotMeta; totalBytes: number; checksum: string; chunks: Uint8Array[]; bytes: number } | null = null;
+
+  /** Bytes staged of this package; another package's staging is dropped (0 for a new one). */
+  staged(meta: SnapshotMeta, totalBytes: number, checksum: string): number {
+    const s = this.current;
+    if (s !== null && s.meta.index === meta.index && s.meta.term === meta.term && s.totalBytes === totalBytes && s.checksum === checksum) return s.bytes;
+    this.current = { meta, totalBytes, checksum, chunks: [], bytes: 0 };
+    return 0;
+  }
+
+  totalBytes(): number {
+    assert(this.current !== null, 'a package is being staged');
+    return this.current.totalBytes;
+  }
+
+  append(data: Uint8Array): void {
+    const s = this.current;
+    assert(s !== null && s.bytes + data.byteLength <= s.totalBytes, 'a chunk is staged into a staging that has room for it');
+    s.chunks.push(Uint8Array.from(data));
+    s.bytes += data.byteLength;
+  }
+
+  /** Whether the complete staging matches its checksum; a mismatch drops it. */
+  verify(): boolean {
+    const s = this.current;
+    assert(s !== null && s.bytes === s.totalBytes, 'only a complete staging is verified');
+    const ok = createHash('sha256').update(Buffer.concat(s.chunks)).digest('hex') === s.checksum;
+    if (!ok) this.current = null;
+    return ok;
+  }
+
+  /** The verified package of `meta`, removed from the staging. */
+  take(meta: SnapshotMeta): Uint8Array {
+    const s = this.current;
+    assert(s !== null && s.bytes === s.totalBytes && s.meta.index === meta.index && s.meta.term === meta.term, () => `install of ${meta.index}@${meta.term} without its verified staging`);
+    this.current = null;
+    return Buffer.concat(s.chunks);
+  }
+
+  discard(): void {
+    this.current = null;
   }
 }

@@ -321,7 +321,7 @@ export class Simulation {
           preferredLeader: this.world.preferredLeader ? this.ids[0] : undefined,
         },
         maxProposalWaitMs: MAX_PROPOSAL_WAIT_MS,
-        transfer: { maxChunkBytes: chunk, maxInflightBytes: 4 * chunk, resendAfterTicks: 6, abandonAfterTicks: 40 },
+        transfer: { maxChunkBytes: chunk, maxInflightBytes: 4 * chunk, maxPackageBytes: 1 << 20, resendAfterTicks: 6, abandonAfterTicks: 40 },
       },
       {
         log: node.log,
