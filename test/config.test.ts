@@ -95,7 +95,7 @@ describe('config – validation', () => {
 function widestAppend(entries: Entry[]): AppendRequest {
   const id = 'n'.repeat(32);
   const max = Number.MAX_SAFE_INTEGER;
-  return { type: 'append', from: id, to: id, term: max, prevIndex: max, prevTerm: max, entries, commit: max };
+  return { type: 'append', from: id, to: id, term: max, prevIndex: max, prevTerm: max, entries, commit: max, leaderLastIndex: max };
 }
 
 /** `count` entries of `dataBytes` each, with the widest index and term. */

@@ -420,7 +420,7 @@ describe('raft core – bounds and invariants', () => {
     c.stabilize();
     expect(c.core('n2').status().commitIndex).toBe(2);
     // prevIndex 1 is below the commit: the follower answers with its commit index instead.
-    c.core('n2').step({ type: 'append', from: 'n1', to: 'n2', term: 1, prevIndex: 1, prevTerm: 1, entries: [entry(2, 1, 'evil')], commit: 2 });
+    c.core('n2').step({ type: 'append', from: 'n1', to: 'n2', term: 1, prevIndex: 1, prevTerm: 1, entries: [entry(2, 1, 'evil')], commit: 2, leaderLastIndex: 2 });
     expect(c.processReady('n2')).toContainEqual(expect.objectContaining({ type: 'appendResp', index: 2, reject: false }));
     expect(c.appliedTexts('n2')).toEqual(['a']);
   });

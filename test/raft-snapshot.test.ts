@@ -299,6 +299,51 @@ describe('snapshots – a node whose disk was replaced', () => {
     expect(c.node('n3').hardState.durable()).toEqual({ term, vote: 'n1' });
   });
 
+  it('never lets an acknowledgement from the lost disk commit an entry the rebuilt node does not hold', () => {
+    // Found by an independent review: catching up to the leader's commit index was not enough.
+    const c = new Cluster(['n1', 'n2', 'n3']);
+    c.tick(ELECTION_TICKS + 2, ['n1']);
+    expect(c.leader()).toBe('n1');
+    c.propose('n1', 'a');
+    c.tick(1);
+    let stash: PeerMessage | null = null;
+    c.intercept = (m) => {
+      if (m.type === 'append' && m.to === 'n2' && m.entries.some((e) => new TextDecoder().decode(e.data) === 'c')) return null;
+      if (m.type === 'appendResp' && m.from === 'n3' && !m.reject && m.index === 4) {
+        stash = m; // n3's acknowledgement of c is delayed
+        return null;
+      }
+      return m;
+    };
+    c.propose('n1', 'b');
+    c.stabilize();
+    c.propose('n1', 'c');
+    c.stabilize();
+    const n1 = c.node('n1');
+    expect(n1.driver.indexes().commitIndex).toBe(3);
+    c.wipe('n3');
+    // n3 is caught up to the commit index (3) but never gets c; n2 never gets c either.
+    c.intercept = (m) => {
+      if (m.type === 'append' && m.to === 'n3') {
+        const entries = m.entries.filter((e) => e.index <= 3);
+        if (m.entries.length > 0 && entries.length === 0) return null;
+        return { ...m, entries };
+      }
+      if (m.type === 'append' && m.to === 'n2' && m.entries.some((e) => e.index === 4)) return null;
+      return m;
+    };
+    c.tick(3 * ELECTION_TICKS);
+    expect(c.node('n3').log.lastIndex()).toBe(3);
+    expect(c.node('n3').driver.core.votingSuspended()).toBe(true); // it does not hold the leader's log
+    n1.driver.receive('n3', stash!); // the old incarnation's acknowledgement arrives late
+    c.stabilize();
+    c.isolated.add('n1');
+    c.intercept = (m) => m;
+    c.tick(4 * ELECTION_TICKS, ['n2', 'n3']);
+    // n3 refuses to vote: n2, without c, is not elected, whatever n1 applied.
+    expect(c.leader(['n2', 'n3'])).toBeUndefined();
+  });
+
   it('a new cluster elects a leader once every node has heard that every peer is new', () => {
     const c = new Cluster(['n1', 'n2', 'n3']);
     c.isolated.add('n3');

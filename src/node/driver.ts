@@ -119,7 +119,6 @@ export class NodeDriver<R> {
       assert(options.transfer !== undefined, 'a node with snapshots has transfer tuning');
       const hooks = {
         id: options.id,
-        commitIndex: () => this.core.indexes().commitIndex,
         send: (to: NodeId, message: TransferMessage) => this.ports.peers.send(to, message),
         failed: (peer: NodeId) => {
           if (this.stopped) return;
@@ -318,7 +317,7 @@ export class NodeDriver<R> {
     this.stagedSnapshot = null;
     if (this.stopped) return;
     const { meta } = staged;
-    this.core.step({ type: 'snapshot', from: staged.from, to: this.id, term: staged.term, index: meta.index, snapshotTerm: meta.term, commit: staged.commit });
+    this.core.step({ type: 'snapshot', from: staged.from, to: this.id, term: staged.term, index: meta.index, snapshotTerm: meta.term });
     const pending = this.core.installPending();
     if (pending === null || pending.index !== meta.index) {
       this.ports.snapshots!.discardStaged();

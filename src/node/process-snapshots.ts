@@ -34,6 +34,8 @@ export interface StateSnapshot {
 /** The state machine's side of snapshots (the broker implements it). */
 export interface SnapshotStateMachine {
   appliedIndex(): number;
+  /** The first log index the state still serves (and so needs the log from). */
+  retainedFromIndex(): number;
   /** Called between applies: the state at appliedIndex(), read while applies go on. */
   beginSnapshot(): StateSnapshot;
   /** Replaces the state with the snapshot's, rebuilding what it derives from `log` [retainedFromIndex .. index]. */
@@ -231,7 +233,9 @@ export class ProcessSnapshots implements DriverSnapshotStore {
   async restoreOnStart(): Promise<void> {
     const { log, stateMachine, store, logger } = this.options;
     const applied = stateMachine.appliedIndex();
-    if (applied >= log.firstIndex() - 1 && applied <= log.lastIndex()) return;
+    // It also needs the log from the first index it serves (a swap may have deleted those).
+    const follows = applied >= log.firstIndex() - 1 && applied <= log.lastIndex() && stateMachine.retainedFromIndex() >= log.firstIndex();
+    if (follows) return;
     const usable = [...this.kept].reverse().find((k) => k.index <= log.lastIndex() && k.retainedFromIndex >= log.firstIndex() && k.index >= log.firstIndex() - 1);
     if (usable === undefined) {
       throw new LmqError(
@@ -239,6 +243,7 @@ export class ProcessSnapshots implements DriverSnapshotStore {
         `the broker state (applied ${applied}) does not follow the log [${log.firstIndex()}, ${log.lastIndex()}] and no snapshot can bridge them; delete the node's data directory to rejoin from the leader`,
       );
     }
+    assert(log.term(usable.index) === usable.term, () => `snapshot ${usable.index}@${usable.term} disagrees with the log's term ${log.term(usable.index)} there`);
     const reader = await store.openReader(usable.index, usable.term);
     assert(reader !== undefined, 'a kept snapshot opens');
     const parts: Uint8Array[] = [];

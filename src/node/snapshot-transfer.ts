@@ -21,8 +21,6 @@ export interface SnapshotChunk {
   readonly term: number;
   readonly index: number;
   readonly snapshotTerm: number;
-  /** The leader's commit index when the chunk was sent (InstallSnapshot.commit). */
-  readonly commit: number;
   /** The whole package: its size and checksum, so the receiver can stage and verify it. */
   readonly totalBytes: number;
   readonly checksum: string;
@@ -54,10 +52,10 @@ const isIndex = (v: unknown): v is number => Number.isSafeInteger(v) && (v as nu
 export function validateTransferMessage(value: unknown, tuning: Pick<TransferTuning, 'maxChunkBytes' | 'maxPackageBytes'>): TransferMessage | null {
   if (typeof value !== 'object' || value === null) return null;
   const m = value as Record<string, unknown>;
-  if (typeof m.from !== 'string' || typeof m.to !== 'string' || !isIndex(m.term) || !isIndex(m.index) || m.index < 1 || !isIndex(m.snapshotTerm)) return null;
+  if (typeof m.from !== 'string' || typeof m.to !== 'string' || !isIndex(m.term) || !isIndex(m.index) || m.index < 1 || !isIndex(m.snapshotTerm) || m.snapshotTerm < 1) return null;
   if (m.type === 'snapshotAck') return isIndex(m.stagedBytes) && typeof m.gap === 'boolean' ? (value as TransferMessage) : null;
   if (m.type !== 'snapshotChunk') return null;
-  if (!isIndex(m.totalBytes) || !isIndex(m.offsetBytes) || !isIndex(m.commit) || !(m.data instanceof Uint8Array)) return null;
+  if (!isIndex(m.totalBytes) || !isIndex(m.offsetBytes) || !(m.data instanceof Uint8Array)) return null;
   if (typeof m.checksum !== 'string' || m.checksum.length === 0 || m.checksum.length > MAX_CHECKSUM_CHARS) return null;
   if (m.data.byteLength > tuning.maxChunkBytes || m.totalBytes > tuning.maxPackageBytes || m.offsetBytes + m.data.byteLength > m.totalBytes) return null;
   return value as TransferMessage;
@@ -129,8 +127,6 @@ interface Session {
 
 export interface TransferHooks {
   readonly id: NodeId;
-  /** The sender's commit index now (each chunk carries it). */
-  commitIndex(): number;
   send(to: NodeId, message: TransferMessage): void;
   /** The sending side gave up on `peer`. */
   failed(peer: NodeId): void;
@@ -233,7 +229,7 @@ export class SnapshotSender {
       if (session.closed) return;
       assert(data.byteLength > 0 || pkg.totalBytes === 0, 'a read inside the package returns bytes');
       this.hooks.send(peer, {
-        type: 'snapshotChunk', from: this.hooks.id, to: peer, term: session.term, index: session.meta.index, snapshotTerm: session.meta.term, commit: this.hooks.commitIndex(),
+        type: 'snapshotChunk', from: this.hooks.id, to: peer, term: session.term, index: session.meta.index, snapshotTerm: session.meta.term,
         totalBytes: pkg.totalBytes, checksum: pkg.checksum, offsetBytes, data,
       });
       session.sentBytes = Math.max(session.sentBytes, offsetBytes + data.byteLength);
@@ -253,8 +249,6 @@ export interface StagedSnapshot {
   readonly from: NodeId;
   readonly term: number;
   readonly meta: SnapshotMeta;
-  /** The leader's commit index carried by the last chunk. */
-  readonly commit: number;
 }
 
 /** Chunks held while one is being staged; more are dropped (the sender resends). */
@@ -267,6 +261,8 @@ const MAX_QUEUED_CHUNKS = 64;
 export class SnapshotReceiver {
   private busy = false;
   private readonly queue: SnapshotChunk[] = [];
+  /** A verified package waits for the driver to install or discard it: chunks are dropped meanwhile. */
+  private holding = false;
 
   constructor(
     private readonly store: DriverSnapshotStore,
@@ -274,9 +270,6 @@ export class SnapshotReceiver {
     private readonly currentTerm: () => number,
     private readonly complete: (staged: StagedSnapshot) => void,
   ) {}
-
-  /** A verified package waits for the driver to install or discard it: chunks are dropped meanwhile. */
-  private holding = false;
 
   /** The driver installed or discarded the verified package: staging may start again. */
   release(): void {
@@ -315,7 +308,7 @@ export class SnapshotReceiver {
         ack(chunk.totalBytes);
         this.holding = true;
         this.queue.length = 0;
-        this.complete({ from: chunk.from, term: chunk.term, meta, commit: chunk.commit });
+        this.complete({ from: chunk.from, term: chunk.term, meta });
       }, (error) => this.hooks.fatal(error));
     if (complete) return verify(); // an empty package: nothing to stage
     this.store.stage(chunk.data, () => {

@@ -107,7 +107,9 @@ export type ProposeResult =
  * it voted for or acknowledged is at that term or later, and nothing a peer sent before this
  * incarnation started reaches it: connections are reset). From then on it follows at that
  * term, but it neither votes nor campaigns until a leader has caught it up — its log then
- * durably holds every committed entry — or every log is empty (nothing was ever committed).
+ * durably equals the leader's up to the leader's last index: every committed entry, and every
+ * entry an acknowledgement from its lost disk (still in flight, it may arrive and count later)
+ * could be counted for — or every log is empty (nothing was ever committed).
  * Then it saves its term with its vote in it marked spent, and is an ordinary node.
  *
  * Until then it never saves its hard state: a restart finds it blank again and starts over,
@@ -497,8 +499,6 @@ export class RaftCore {
     }
   }
 
-
-
   private handleVoteResponse(m: VoteResponse): void {
     const expected = this.role === 'preCandidate' ? 'preVoteResp' : 'voteResp';
     if (m.type !== expected) return;
@@ -593,8 +593,7 @@ export class RaftCore {
         this.leader = m.from;
         this.leaderDisconnected = false;
         this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
-        // The leader knows we match it up to m.commit; when that is all it committed, we hold it all.
-        if (m.commit === m.leaderCommit && m.commit <= this.log.lastIndex()) this.noteCaughtUp(m.commit, m.leaderCommit);
+        this.noteCaughtUp(m.leaderLastIndex);
         this.send({ type: 'heartbeatResp', from: this.id, to: m.from, term: this.term });
         return;
       case 'timeoutNow':
@@ -621,26 +620,23 @@ export class RaftCore {
   private handleSnapshot(m: InstallSnapshot): void {
     assert(this.readyInProgress === null, 'the node steps a snapshot only between Readies');
     if (m.index <= this.log.committed) {
-      this.noteCaughtUp(this.log.committed, m.commit);
       this.sendPersisted(this.appendAccept(m.from, this.log.committed));
       return;
     }
     if (this.log.matchTerm(m.index, m.snapshotTerm)) {
       this.log.commitTo(m.index);
-      this.noteCaughtUp(m.index, m.commit);
       this.sendPersisted(this.appendAccept(m.from, m.index));
       return;
     }
     this.log.restore(m.index, m.snapshotTerm);
     this.snapshotToInstall = { index: m.index, term: m.snapshotTerm };
-    this.noteCaughtUp(m.index, m.commit);
     this.sendPersisted(this.appendAccept(m.from, m.index));
   }
 
   private handleAppend(m: AppendRequest): void {
     if (m.prevIndex < this.log.committed) {
       // Everything up to our commit index is settled; tell the leader where we are.
-      this.noteCaughtUp(this.log.committed, m.commit);
+      this.noteCaughtUp(m.leaderLastIndex);
       this.sendPersisted(this.appendAccept(m.from, this.log.committed));
       return;
     }
@@ -652,7 +648,7 @@ export class RaftCore {
         this.log.append(m.entries.slice(conflict - m.entries[0]!.index));
       }
       this.log.commitTo(Math.min(m.commit, lastNew));
-      this.noteCaughtUp(lastNew, m.commit);
+      this.noteCaughtUp(m.leaderLastIndex);
       // The acceptance claims entries up to lastNew are durable: it leaves only after persisting.
       this.sendPersisted(this.appendAccept(m.from, lastNew));
       return;
@@ -665,14 +661,15 @@ export class RaftCore {
   }
 
   /**
-   * Our log now matches our leader's up to `held`, and the leader had committed `leaderCommit`.
-   * That is a catch-up only once the leader has committed an entry of its own term: then every
-   * entry committed before its term (and all it committed since) is in what we hold.
+   * Our leader's log ended at `leaderLastIndex` when it wrote to us. Its last entry is of its
+   * own term, so if ours there is too, our log equals the leader's up to it (log matching):
+   * every committed entry, and every entry our lost disk may have acknowledged to this leader
+   * (an acknowledgement sent before the loss can still arrive, and count, after it), is ours.
    */
-  private noteCaughtUp(held: number, leaderCommit: number): void {
+  private noteCaughtUp(leaderLastIndex: number): void {
     const forgotten = this.forgottenVote;
-    if (forgotten === null || leaderCommit === 0 || held < leaderCommit || this.log.term(leaderCommit) !== this.term) return;
-    forgotten.catchUpTarget = Math.max(forgotten.catchUpTarget, leaderCommit);
+    if (forgotten === null || leaderLastIndex === 0 || this.log.term(leaderLastIndex) !== this.term) return;
+    forgotten.catchUpTarget = Math.max(forgotten.catchUpTarget, leaderLastIndex);
   }
 
   private appendAccept(to: NodeId, index: number): AppendResponse {
@@ -784,7 +781,7 @@ export class RaftCore {
       if (entries.length === 0 && (sent || !sendIfEmpty)) return sent;
       const lastIndex = prevIndex + entries.length;
       const bytes = entries.reduce((sum, e) => sum + entryBytes(e), 0);
-      this.send({ type: 'append', from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed });
+      this.send({ type: 'append', from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed, leaderLastIndex: this.log.lastIndex() });
       progress.sentEntries(lastIndex, bytes, entries.length);
       if (fromStorage) progress.readFromStorage(this.tickSeq, bytes);
       sent = true;
@@ -801,7 +798,7 @@ export class RaftCore {
     const ownTerm = this.log.term(snapshot.index);
     assert(ownTerm === undefined || ownTerm === snapshot.term, () => `snapshot ${snapshot.index}@${snapshot.term} disagrees with the log's term ${ownTerm} there`);
     progress.becomeSnapshot(snapshot.index);
-    this.send({ type: 'snapshot', from: this.id, to, term: this.term, index: snapshot.index, snapshotTerm: snapshot.term, commit: this.log.committed });
+    this.send({ type: 'snapshot', from: this.id, to, term: this.term, index: snapshot.index, snapshotTerm: snapshot.term });
     return true;
   }
 
@@ -835,7 +832,7 @@ export class RaftCore {
   private broadcastHeartbeat(): void {
     for (const [id, progress] of this.progress) {
       if (id === this.id) continue;
-      this.send({ type: 'heartbeat', from: this.id, to: id, term: this.term, commit: Math.min(progress.match, this.log.committed), leaderCommit: this.log.committed });
+      this.send({ type: 'heartbeat', from: this.id, to: id, term: this.term, commit: Math.min(progress.match, this.log.committed), leaderLastIndex: this.log.lastIndex() });
     }
   }
 

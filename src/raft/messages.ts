@@ -5,10 +5,10 @@ import type { Entry, NodeId } from './types.js';
 // append message's frame from what the core counts (entryBytes). Node ids are at most 32
 // characters (config.ts); every number is encoded as 9 bytes at worst.
 /**
- * An append message without its entries: a map of 8 keys whose values are "append", two ids
- * (str8 + 32), four u64 numbers and an array32 header.
+ * An append message without its entries: a map of 9 keys whose values are "append", two ids
+ * (str8 + 32), five u64 numbers and an array32 header.
  */
-export const APPEND_ENVELOPE_WIRE_BYTES = 169;
+export const APPEND_ENVELOPE_WIRE_BYTES = 194;
 /** One entry besides its data: a map of 4 keys, index and term as u64, type, a bin32 header. */
 export const APPEND_ENTRY_WIRE_BYTES = 46;
 
@@ -54,6 +54,8 @@ export interface AppendRequest extends Envelope {
   readonly prevTerm: number;
   readonly entries: readonly Entry[];
   readonly commit: number;
+  /** The leader's last index when it sent this (a follower rebuilding a lost disk learns it is caught up). */
+  readonly leaderLastIndex: number;
 }
 
 export interface AppendResponse extends Envelope {
@@ -71,8 +73,8 @@ export interface Heartbeat extends Envelope {
   readonly type: 'heartbeat';
   /** min(follower's match, leader's commit): never more than the follower is known to hold. */
   readonly commit: number;
-  /** The leader's own commit index (a follower rebuilding from a lost disk learns it is caught up). */
-  readonly leaderCommit: number;
+  /** The leader's last index (a follower rebuilding a lost disk learns it is caught up). */
+  readonly leaderLastIndex: number;
 }
 
 export interface HeartbeatResponse extends Envelope {
@@ -95,8 +97,6 @@ export interface InstallSnapshot extends Envelope {
   readonly type: 'snapshot';
   readonly index: number;
   readonly snapshotTerm: number;
-  /** The leader's commit index when it sent (the last chunk of) the snapshot. */
-  readonly commit: number;
 }
 
 export type Message =
@@ -138,7 +138,7 @@ export function validateMessage(value: unknown): Message | null {
     case 'voteResp':
       return isBool(m.reject) ? (value as Message) : null;
     case 'append': {
-      if (!isIndex(m.prevIndex) || !isIndex(m.prevTerm) || !isIndex(m.commit) || !Array.isArray(m.entries)) return null;
+      if (!isIndex(m.prevIndex) || !isIndex(m.prevTerm) || !isIndex(m.commit) || !isIndex(m.leaderLastIndex) || !Array.isArray(m.entries)) return null;
       const entries = m.entries as unknown[];
       const contiguous = entries.every((e, i) => isEntry(e) && e.index === (m.prevIndex as number) + 1 + i);
       return contiguous ? (value as Message) : null;
@@ -146,7 +146,7 @@ export function validateMessage(value: unknown): Message | null {
     case 'appendResp':
       return isIndex(m.index) && isBool(m.reject) && isIndex(m.rejectHint) && isIndex(m.hintTerm) ? (value as Message) : null;
     case 'heartbeat':
-      return isIndex(m.commit) && isIndex(m.leaderCommit) && m.commit <= m.leaderCommit ? (value as Message) : null;
+      return isIndex(m.commit) && isIndex(m.leaderLastIndex) ? (value as Message) : null;
     case 'heartbeatResp':
     case 'timeoutNow':
       return value as Message;
@@ -154,7 +154,7 @@ export function validateMessage(value: unknown): Message | null {
     case 'probeResp':
       return isIndex(m.lastIndex) ? (value as Message) : null;
     case 'snapshot':
-      return isIndex(m.index) && m.index >= 1 && isIndex(m.snapshotTerm) && m.snapshotTerm >= 1 && isIndex(m.commit) ? (value as Message) : null;
+      return isIndex(m.index) && m.index >= 1 && isIndex(m.snapshotTerm) && m.snapshotTerm >= 1 ? (value as Message) : null;
     default:
       return null;
   }

@@ -67,6 +67,11 @@ export class SimNetwork {
     }
   }
 
+  /** What `node` sent that is still in flight arrives `extraTicks` later (a dead node's bytes retransmitted late). */
+  delayFrom(node: NodeId, extraTicks: number): void {
+    this.inFlight = this.inFlight.map((item) => (item.message.from === node ? { ...item, deliverAtTick: item.deliverAtTick + extraTicks } : item));
+  }
+
   /** The node restarted: what was in flight to it went with its connections (TCP is reset). */
   dropTo(node: NodeId): void {
     this.inFlight = this.inFlight.filter((item) => item.message.to !== node);

@@ -621,6 +621,9 @@ export class Simulation {
       for (let index = durable.durableFirstIndex(); index <= durable.durableLastIndex(); index++) terms.set(index, durable.durableEntry(index)!.term);
       const rebuiltAt = Math.max(this.highestCommitIndex(), durable.durableLastIndex());
       if (rebuiltAt > 0) this.rebuilding.set(node.id, { terms, snapshotIndex: node.snapshots.latest()?.index ?? 0, rebuiltAt });
+      // What the lost disk's process sent may still arrive, late: its acknowledgements must not
+      // count for entries the rebuilt node no longer holds.
+      if (this.compactionRng.chance(0.5)) this.network.delayFrom(node.id, 20 + this.compactionRng.int(200));
       node.log.wipe();
       node.hardState.wipe();
       node.snapshots.wipe();

@@ -47,6 +47,6 @@ export function describeMessage(m: Message): string {
     case 'probeResp':
       return `${head} last ${m.lastIndex}`;
     case 'snapshot':
-      return `${head} snapshot ${m.index}@${m.snapshotTerm} commit ${m.commit}`;
+      return `${head} snapshot ${m.index}@${m.snapshotTerm}`;
   }
 }
