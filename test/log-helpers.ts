@@ -70,3 +70,15 @@ export function readAll(store: LogStore): Entry[] {
 export function plain(list: readonly Entry[]): Array<{ index: number; term: number; type: number; data: number[] }> {
   return list.map((e) => ({ index: e.index, term: e.term, type: e.type, data: [...e.data] }));
 }
+
+/** A leader's window [first, last] for install tests: terms climb from prevTerm + 1 every 7 entries. */
+export function windowEntries(first: number, last: number, prevTerm: number, payloadBytes = 200): Entry[] {
+  const out: Entry[] = [];
+  for (let index = first; index <= last; index++) out.push(entry(index, prevTerm + 1 + Math.floor((index - first) / 7), payloadBytes));
+  return out;
+}
+
+/** The entries of a list in batches of batchSize, as a stream of a snapshot transfer yields them. */
+export async function* inBatches(list: readonly Entry[], batchSize: number): AsyncGenerator<Entry[]> {
+  for (let at = 0; at < list.length; at += batchSize) yield list.slice(at, at + batchSize);
+}

@@ -10,7 +10,7 @@ import { fileIoFor } from '../src/log/file-io.js';
 import { LogStore, type LogStoreOptions, type LogWindow } from '../src/log/log-store.js';
 import type { Entry } from '../src/raft/types.js';
 import { InvariantViolation } from '../src/util/assert.js';
-import { entries, entry, options, plain, readAll, removeTempDirs, segmentFiles, tempDir } from './log-helpers.js';
+import { entries, entry, inBatches, options, plain, readAll, removeTempDirs, segmentFiles, tempDir, windowEntries } from './log-helpers.js';
 
 afterEach(removeTempDirs);
 
@@ -22,17 +22,6 @@ function logDir(): string {
 
 function opts(dir: string, extra: Partial<LogStoreOptions> = {}): LogStoreOptions {
   return options(dir, { segmentBytes: SEGMENT_BYTES, ...extra });
-}
-
-async function* inBatches(list: readonly Entry[], batchSize: number): AsyncGenerator<Entry[]> {
-  for (let at = 0; at < list.length; at += batchSize) yield list.slice(at, at + batchSize);
-}
-
-/** The window [first, last] with terms climbing from prevTerm every 7 entries, 200 B payloads. */
-function windowEntries(first: number, last: number, prevTerm: number): Entry[] {
-  const out: Entry[] = [];
-  for (let index = first; index <= last; index++) out.push(entry(index, prevTerm + 1 + Math.floor((index - first) / 7), 200));
-  return out;
 }
 
 async function oldLog(dir: string, count: number): Promise<LogStore> {
