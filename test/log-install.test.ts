@@ -2,8 +2,9 @@
 // (reads, terms, appends, flush, commit floor, retention) and a reopen gives the same log;
 // installs over longer, shorter and empty logs and of an empty window; reads of the old log
 // while the window streams in; a failed install leaves the old log usable; open settles the
-// directories an interrupted install leaves (old log back, or new log kept, leftovers gone).
-import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+// directories an interrupted install leaves (old log back, or new log kept, leftovers gone);
+// listSegments, which a retention policy reads.
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fileIoFor } from '../src/log/file-io.js';
@@ -24,9 +25,10 @@ function opts(dir: string, extra: Partial<LogStoreOptions> = {}): LogStoreOption
   return options(dir, { segmentBytes: SEGMENT_BYTES, ...extra });
 }
 
+/** A log 1..count in term 1, appended in batches of 5 so that it spans segments (a larger batch stays in one). */
 async function oldLog(dir: string, count: number): Promise<LogStore> {
   const store = LogStore.open(opts(dir));
-  store.append(entries(1, count, 1, 300));
+  for (let index = 1; index <= count; index += 5) store.append(entries(index, Math.min(count, index + 4), 1, 300));
   await store.flush();
   return store;
 }
@@ -265,6 +267,37 @@ describe('log store – open settles an interrupted install', () => {
     const store = LogStore.open(opts(dir));
     expect(store.lastIndex()).toBe(25);
     expectNoLeftovers(dir);
+    await store.close();
+  });
+});
+
+describe('log store – listSegments', () => {
+  it('lists every segment in order with its range, bytes and file mtime; a sealed one keeps its mtime', async () => {
+    const dir = logDir();
+    const store = await oldLog(dir, 60);
+    const segments = store.listSegments();
+    expect(segments.length).toBeGreaterThan(3);
+    expect(segments[0]!.firstIndex).toBe(1);
+    for (let i = 1; i < segments.length; i++) {
+      expect(segments[i]!.firstIndex).toBe(segments[i - 1]!.lastIndex + 1);
+      expect(segments[i]!.lastModifiedMs).toBeGreaterThanOrEqual(segments[i - 1]!.lastModifiedMs);
+    }
+    expect(segments[segments.length - 1]!.lastIndex).toBe(60);
+    expect(segments.reduce((sum, s) => sum + s.bytes, 0)).toBe(store.logBytes());
+    const names = segmentFiles(dir);
+    segments.forEach((s, i) => expect(s.lastModifiedMs).toBe(statSync(join(dir, names[i]!)).mtimeMs));
+    store.append(entries(61, 62, 1, 300));
+    await store.flush();
+    const later = store.listSegments();
+    expect(later[0]).toEqual(segments[0]);
+    expect(later[later.length - 1]!.lastIndex).toBe(62);
+    await store.close();
+  });
+
+  it('an empty log is one empty segment', async () => {
+    const dir = logDir();
+    const store = LogStore.open(opts(dir));
+    expect(store.listSegments()).toEqual([{ firstIndex: 1, lastIndex: 0, bytes: store.logBytes(), lastModifiedMs: expect.any(Number) as number }]);
     await store.close();
   });
 });
