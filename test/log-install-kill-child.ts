@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { type LogFileIo, LazyFileIo } from '../src/log/file-io.js';
 import { LogStore } from '../src/log/log-store.js';
-import { entries, inBatches, windowEntries } from './log-helpers.js';
+import { entries, inBatches, lazyIoWith, windowEntries } from './log-helpers.js';
 
 export type InstallPauseAt = 'staging-write' | 'before-aside' | 'after-aside' | 'after-swap' | 'removing-old';
 
@@ -27,14 +27,12 @@ function pauseForKill(): void {
   process.exit(1);
 }
 
-const io: LogFileIo = {
-  mode: lazy.mode,
+const io: LogFileIo = lazyIoWith(lazy, {
   openSync: (path, flags) => {
     const fd = lazy.openSync(path, flags);
     pathOfFd.set(fd, path);
     return fd;
   },
-  closeSync: (fd) => lazy.closeSync(fd),
   writeSync: (fd, buf, offset, length, position) => {
     if (installing && pathOfFd.get(fd)!.startsWith(`${logDir}.install/`)) {
       stagingWrites += 1;
@@ -42,10 +40,6 @@ const io: LogFileIo = {
     }
     return lazy.writeSync(fd, buf, offset, length, position);
   },
-  readSync: (fd, buf, offset, length, position) => lazy.readSync(fd, buf, offset, length, position),
-  fdatasyncSync: (fd) => lazy.fdatasyncSync(fd),
-  fdatasync: (fd, callback) => lazy.fdatasync(fd, callback),
-  readFileSync: (path) => lazy.readFileSync(path),
   renameSync: (from, to) => {
     const aside = from === logDir && to === `${logDir}.old`;
     if (aside && pauseAt === 'before-aside') pauseForKill();
@@ -57,7 +51,7 @@ const io: LogFileIo = {
     lazy.unlinkSync(path);
     if (path.startsWith(`${logDir}.old/`) && pauseAt === 'removing-old') pauseForKill();
   },
-};
+});
 
 const log = LogStore.open({ dir: logDir, segmentBytes: 4096, flushMode: 'sync', flushIntervalMs: 100, io });
 for (let index = 1; index <= oldLast; index += 10) log.append(entries(index, Math.min(oldLast, index + 9), 1, 300));

@@ -5,12 +5,13 @@
 // open must leave no staging or replaced log behind, each sealed segment with its index. A
 // second open finds the same log, and appends continue after it.
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LogStore } from '../src/log/log-store.js';
 import type { InstallPauseAt } from './log-install-kill-child.js';
 import { entries, options, plain, readAll, removeTempDirs, segmentFiles, tempDir, windowEntries } from './log-helpers.js';
+import { expectInstallSettled } from './log-install-helpers.js';
 
 afterAll(removeTempDirs);
 
@@ -38,12 +39,6 @@ function killDuringInstall(dir: string, pauseAt: InstallPauseAt): Promise<void> 
 const oldLog = entries(1, OLD_LAST, 1, 300);
 const newLog = windowEntries(WINDOW.firstIndex, WINDOW.lastIndex, WINDOW.prevTerm);
 
-function expectSettled(logDir: string): void {
-  expect(existsSync(`${logDir}.install`)).toBe(false);
-  expect(existsSync(`${logDir}.old`)).toBe(false);
-  const sealed = segmentFiles(logDir).slice(0, -1);
-  expect(readdirSync(logDir).filter((name) => name.endsWith('.idx')).sort()).toEqual(sealed.map((name) => name.replace('.seg', '.idx')));
-}
 
 describe('log store – SIGKILL during an install (storage mode lazy)', () => {
   // leftBehind: which of log, log.install and log.old the kill leaves (the state open must settle).
@@ -62,7 +57,7 @@ describe('log store – SIGKILL during an install (storage mode lazy)', () => {
       expect(readdirSync(dir).sort()).toEqual(leftBehind);
       const expected = opensAs === 'old' ? oldLog : newLog;
       const first = LogStore.open(options(logDir, { segmentBytes: 4096 }));
-      expectSettled(logDir);
+      expectInstallSettled(logDir);
       expect(first.firstIndex()).toBe(expected[0]!.index);
       expect(first.term(first.firstIndex() - 1)).toBe(opensAs === 'old' ? 0 : WINDOW.prevTerm);
       expect(plain(readAll(first))).toEqual(plain(expected));

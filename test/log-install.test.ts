@@ -12,6 +12,7 @@ import { LogStore, type LogStoreOptions, type LogWindow } from '../src/log/log-s
 import type { Entry } from '../src/raft/types.js';
 import { InvariantViolation } from '../src/util/assert.js';
 import { entries, entry, inBatches, options, plain, readAll, removeTempDirs, segmentFiles, tempDir, windowEntries } from './log-helpers.js';
+import { expectInstallSettled } from './log-install-helpers.js';
 
 afterEach(removeTempDirs);
 
@@ -42,12 +43,6 @@ function expectWindow(store: LogStore, window: LogWindow, held: readonly Entry[]
   expect(plain(readAll(store))).toEqual(plain(held));
 }
 
-function expectNoLeftovers(dir: string): void {
-  expect(existsSync(`${dir}.install`)).toBe(false);
-  expect(existsSync(`${dir}.old`)).toBe(false);
-  const sealed = segmentFiles(dir).slice(0, -1);
-  expect(readdirSync(dir).filter((name) => name.endsWith('.idx')).sort()).toEqual(sealed.map((name) => name.replace('.seg', '.idx')));
-}
 
 describe('log store – installWindow round trips', () => {
   const cases: Array<{ name: string; oldCount: number; window: LogWindow }> = [
@@ -64,7 +59,7 @@ describe('log store – installWindow round trips', () => {
       const held = windowEntries(window.firstIndex, window.lastIndex, window.prevTerm);
       await store.installWindow(window, inBatches(held, 9));
       expectWindow(store, window, held);
-      expectNoLeftovers(dir);
+      expectInstallSettled(dir);
       if (held.length > 20) expect(segmentFiles(dir).length).toBeGreaterThan(1);
       // The commit floor is the window's end: nothing installed can be truncated.
       expect(() => store.truncateSuffix(window.lastIndex)).toThrow(InvariantViolation);
@@ -79,7 +74,7 @@ describe('log store – installWindow round trips', () => {
       expect(reopened.term(window.firstIndex - 1)).toBe(window.prevTerm);
       expect(plain(readAll(reopened))).toEqual(plain([...held, ...more]));
       await reopened.close();
-      expectNoLeftovers(dir);
+      expectInstallSettled(dir);
     });
   }
 
@@ -243,7 +238,7 @@ describe('log store – open settles an interrupted install', () => {
     const store = LogStore.open(opts(dir));
     expect(store.firstIndex()).toBe(1);
     expect(store.lastIndex()).toBe(25);
-    expectNoLeftovers(dir);
+    expectInstallSettled(dir);
     await store.close();
   });
 
@@ -255,7 +250,7 @@ describe('log store – open settles an interrupted install', () => {
     writeFileSync(join(`${dir}.old`, '00000000000000000001.seg'), 'stale');
     const store = LogStore.open(opts(dir));
     expect(plain(readAll(store))).toEqual(plain(held));
-    expectNoLeftovers(dir);
+    expectInstallSettled(dir);
     await store.close();
   });
 
@@ -266,7 +261,7 @@ describe('log store – open settles an interrupted install', () => {
     writeFileSync(join(`${dir}.install`, '00000000000000000050.seg'), 'half');
     const store = LogStore.open(opts(dir));
     expect(store.lastIndex()).toBe(25);
-    expectNoLeftovers(dir);
+    expectInstallSettled(dir);
     await store.close();
   });
 });
