@@ -4,7 +4,7 @@
 // while the window streams in; a failed install leaves the old log usable; open settles the
 // directories an interrupted install leaves (old log back, or new log kept, leftovers gone);
 // listSegments, which a retention policy reads.
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fileIoFor } from '../src/log/file-io.js';
@@ -133,7 +133,7 @@ describe('log store – installWindow round trips', () => {
 
   it('in storage mode lazy and async flush mode too', async () => {
     const dir = logDir();
-    const store = LogStore.open(opts(dir, { io: fileIoFor('lazy'), flushMode: 'async' }));
+    const store = LogStore.open(opts(dir, { io: fileIoFor('lazy'), flushMode: 'async', flushIntervalMs: 60_000 }));
     store.append(entries(1, 40, 1, 300));
     // Not flushed: the install must sync and drop the old log without leaking its unsynced writes.
     const held = windowEntries(1, 100, 0);
