@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import type { LazyFileIo, LogFileIo } from '../src/log/file-io.js';
 import { FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES } from '../src/log/frame.js';
 import { LogStore, type LogStoreOptions } from '../src/log/log-store.js';
 import { type Entry, EntryType } from '../src/raft/types.js';
@@ -69,4 +70,33 @@ export function readAll(store: LogStore): Entry[] {
 
 export function plain(list: readonly Entry[]): Array<{ index: number; term: number; type: number; data: number[] }> {
   return list.map((e) => ({ index: e.index, term: e.term, type: e.type, data: [...e.data] }));
+}
+
+/** A leader's window [first, last] for install tests: terms climb from prevTerm + 1 every 7 entries. */
+export function windowEntries(first: number, last: number, prevTerm: number, payloadBytes = 200): Entry[] {
+  const out: Entry[] = [];
+  for (let index = first; index <= last; index++) out.push(entry(index, prevTerm + 1 + Math.floor((index - first) / 7), payloadBytes));
+  return out;
+}
+
+/** The entries of a list in batches of batchSize, as a stream of a snapshot transfer yields them. */
+export async function* inBatches(list: readonly Entry[], batchSize: number): AsyncGenerator<Entry[]> {
+  for (let at = 0; at < list.length; at += batchSize) yield list.slice(at, at + batchSize);
+}
+
+/** A port passing every call to `lazy` but those in `overrides` (the kill children hook writes, renames and unlinks). */
+export function lazyIoWith(lazy: LazyFileIo, overrides: Partial<Omit<LogFileIo, 'mode'>>): LogFileIo {
+  return {
+    mode: lazy.mode,
+    openSync: (path, flags) => lazy.openSync(path, flags),
+    closeSync: (fd) => lazy.closeSync(fd),
+    writeSync: (fd, buf, offset, length, position) => lazy.writeSync(fd, buf, offset, length, position),
+    readSync: (fd, buf, offset, length, position) => lazy.readSync(fd, buf, offset, length, position),
+    fdatasyncSync: (fd) => lazy.fdatasyncSync(fd),
+    fdatasync: (fd, callback) => lazy.fdatasync(fd, callback),
+    readFileSync: (path) => lazy.readFileSync(path),
+    renameSync: (from, to) => lazy.renameSync(from, to),
+    unlinkSync: (path) => lazy.unlinkSync(path),
+    ...overrides,
+  };
 }

@@ -2,15 +2,17 @@
 // (reads, terms, appends, flush, commit floor, retention) and a reopen gives the same log;
 // installs over longer, shorter and empty logs and of an empty window; reads of the old log
 // while the window streams in; a failed install leaves the old log usable; open settles the
-// directories an interrupted install leaves (old log back, or new log kept, leftovers gone).
-import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+// directories an interrupted install leaves (old log back, or new log kept, leftovers gone);
+// listSegments, which a retention policy reads.
+import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fileIoFor } from '../src/log/file-io.js';
 import { LogStore, type LogStoreOptions, type LogWindow } from '../src/log/log-store.js';
 import type { Entry } from '../src/raft/types.js';
 import { InvariantViolation } from '../src/util/assert.js';
-import { entries, entry, options, plain, readAll, removeTempDirs, segmentFiles, tempDir } from './log-helpers.js';
+import { entries, entry, inBatches, options, plain, readAll, removeTempDirs, segmentFiles, tempDir, windowEntries } from './log-helpers.js';
+import { expectInstallSettled } from './log-install-helpers.js';
 
 afterEach(removeTempDirs);
 
@@ -24,20 +26,10 @@ function opts(dir: string, extra: Partial<LogStoreOptions> = {}): LogStoreOption
   return options(dir, { segmentBytes: SEGMENT_BYTES, ...extra });
 }
 
-async function* inBatches(list: readonly Entry[], batchSize: number): AsyncGenerator<Entry[]> {
-  for (let at = 0; at < list.length; at += batchSize) yield list.slice(at, at + batchSize);
-}
-
-/** The window [first, last] with terms climbing from prevTerm every 7 entries, 200 B payloads. */
-function windowEntries(first: number, last: number, prevTerm: number): Entry[] {
-  const out: Entry[] = [];
-  for (let index = first; index <= last; index++) out.push(entry(index, prevTerm + 1 + Math.floor((index - first) / 7), 200));
-  return out;
-}
-
+/** A log 1..count in term 1, appended in batches of 5 so that it spans segments (a larger batch stays in one). */
 async function oldLog(dir: string, count: number): Promise<LogStore> {
   const store = LogStore.open(opts(dir));
-  store.append(entries(1, count, 1, 300));
+  for (let index = 1; index <= count; index += 5) store.append(entries(index, Math.min(count, index + 4), 1, 300));
   await store.flush();
   return store;
 }
@@ -51,12 +43,6 @@ function expectWindow(store: LogStore, window: LogWindow, held: readonly Entry[]
   expect(plain(readAll(store))).toEqual(plain(held));
 }
 
-function expectNoLeftovers(dir: string): void {
-  expect(existsSync(`${dir}.install`)).toBe(false);
-  expect(existsSync(`${dir}.old`)).toBe(false);
-  const sealed = segmentFiles(dir).slice(0, -1);
-  expect(readdirSync(dir).filter((name) => name.endsWith('.idx')).sort()).toEqual(sealed.map((name) => name.replace('.seg', '.idx')));
-}
 
 describe('log store – installWindow round trips', () => {
   const cases: Array<{ name: string; oldCount: number; window: LogWindow }> = [
@@ -73,7 +59,7 @@ describe('log store – installWindow round trips', () => {
       const held = windowEntries(window.firstIndex, window.lastIndex, window.prevTerm);
       await store.installWindow(window, inBatches(held, 9));
       expectWindow(store, window, held);
-      expectNoLeftovers(dir);
+      expectInstallSettled(dir);
       if (held.length > 20) expect(segmentFiles(dir).length).toBeGreaterThan(1);
       // The commit floor is the window's end: nothing installed can be truncated.
       expect(() => store.truncateSuffix(window.lastIndex)).toThrow(InvariantViolation);
@@ -88,7 +74,7 @@ describe('log store – installWindow round trips', () => {
       expect(reopened.term(window.firstIndex - 1)).toBe(window.prevTerm);
       expect(plain(readAll(reopened))).toEqual(plain([...held, ...more]));
       await reopened.close();
-      expectNoLeftovers(dir);
+      expectInstallSettled(dir);
     });
   }
 
@@ -147,7 +133,7 @@ describe('log store – installWindow round trips', () => {
 
   it('in storage mode lazy and async flush mode too', async () => {
     const dir = logDir();
-    const store = LogStore.open(opts(dir, { io: fileIoFor('lazy'), flushMode: 'async' }));
+    const store = LogStore.open(opts(dir, { io: fileIoFor('lazy'), flushMode: 'async', flushIntervalMs: 60_000 }));
     store.append(entries(1, 40, 1, 300));
     // Not flushed: the install must sync and drop the old log without leaking its unsynced writes.
     const held = windowEntries(1, 100, 0);
@@ -252,7 +238,7 @@ describe('log store – open settles an interrupted install', () => {
     const store = LogStore.open(opts(dir));
     expect(store.firstIndex()).toBe(1);
     expect(store.lastIndex()).toBe(25);
-    expectNoLeftovers(dir);
+    expectInstallSettled(dir);
     await store.close();
   });
 
@@ -264,7 +250,7 @@ describe('log store – open settles an interrupted install', () => {
     writeFileSync(join(`${dir}.old`, '00000000000000000001.seg'), 'stale');
     const store = LogStore.open(opts(dir));
     expect(plain(readAll(store))).toEqual(plain(held));
-    expectNoLeftovers(dir);
+    expectInstallSettled(dir);
     await store.close();
   });
 
@@ -275,7 +261,38 @@ describe('log store – open settles an interrupted install', () => {
     writeFileSync(join(`${dir}.install`, '00000000000000000050.seg'), 'half');
     const store = LogStore.open(opts(dir));
     expect(store.lastIndex()).toBe(25);
-    expectNoLeftovers(dir);
+    expectInstallSettled(dir);
+    await store.close();
+  });
+});
+
+describe('log store – listSegments', () => {
+  it('lists every segment in order with its range, bytes and file mtime; a sealed one keeps its mtime', async () => {
+    const dir = logDir();
+    const store = await oldLog(dir, 60);
+    const segments = store.listSegments();
+    expect(segments.length).toBeGreaterThan(3);
+    expect(segments[0]!.firstIndex).toBe(1);
+    for (let i = 1; i < segments.length; i++) {
+      expect(segments[i]!.firstIndex).toBe(segments[i - 1]!.lastIndex + 1);
+      expect(segments[i]!.lastModifiedMs).toBeGreaterThanOrEqual(segments[i - 1]!.lastModifiedMs);
+    }
+    expect(segments[segments.length - 1]!.lastIndex).toBe(60);
+    expect(segments.reduce((sum, s) => sum + s.bytes, 0)).toBe(store.logBytes());
+    const names = segmentFiles(dir);
+    segments.forEach((s, i) => expect(s.lastModifiedMs).toBe(statSync(join(dir, names[i]!)).mtimeMs));
+    store.append(entries(61, 62, 1, 300));
+    await store.flush();
+    const later = store.listSegments();
+    expect(later[0]).toEqual(segments[0]);
+    expect(later[later.length - 1]!.lastIndex).toBe(62);
+    await store.close();
+  });
+
+  it('an empty log is one empty segment', async () => {
+    const dir = logDir();
+    const store = LogStore.open(opts(dir));
+    expect(store.listSegments()).toEqual([{ firstIndex: 1, lastIndex: 0, bytes: store.logBytes(), lastModifiedMs: expect.any(Number) as number }]);
     await store.close();
   });
 });

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { type LogFileIo, LazyFileIo } from '../src/log/file-io.js';
 import { LogStore } from '../src/log/log-store.js';
-import { entries } from './log-helpers.js';
+import { entries, lazyIoWith } from './log-helpers.js';
 
 export type PauseAt = 'before-rename' | 'after-rename' | 'after-index';
 
@@ -26,18 +26,11 @@ function pauseForKill(): void {
 }
 
 // The first rename creates the log's first segment; each later one is a roll.
-const io: LogFileIo = {
-  mode: lazy.mode,
-  openSync: (path, flags) => lazy.openSync(path, flags),
-  closeSync: (fd) => lazy.closeSync(fd),
+const io: LogFileIo = lazyIoWith(lazy, {
   writeSync: (fd, buf, offset, length, position) => {
     if (pauseAtNextWrite) pauseForKill();
     return lazy.writeSync(fd, buf, offset, length, position);
   },
-  readSync: (fd, buf, offset, length, position) => lazy.readSync(fd, buf, offset, length, position),
-  fdatasyncSync: (fd) => lazy.fdatasyncSync(fd),
-  fdatasync: (fd, callback) => lazy.fdatasync(fd, callback),
-  readFileSync: (path) => lazy.readFileSync(path),
   renameSync: (from, to) => {
     renames += 1;
     const rolling = renames - 1 === roll;
@@ -46,8 +39,7 @@ const io: LogFileIo = {
     if (rolling && pauseAt === 'after-rename') pauseForKill();
     if (rolling && pauseAt === 'after-index') pauseAtNextWrite = true;
   },
-  unlinkSync: (path) => lazy.unlinkSync(path),
-};
+});
 
 const log = LogStore.open({ dir: join(dir!, 'log'), segmentBytes: 4096, flushMode: 'sync', flushIntervalMs: 100, io });
 for (let round = 1; round <= 200; round++) {

@@ -3,6 +3,9 @@
 // (page cache included) and damages the copy anywhere after the last durable byte; the
 // reopened log must hold every entry up to the durable index at the crash and only a
 // prefix of what the model holds — nothing lost, nothing reordered, nothing invented.
+// An install replaces the whole log with a random window (longer, shorter, empty, from index
+// 1 or past the end), fed in random batches while reads of the old log are checked between
+// them; afterwards the store must serve the window and carry on with every other operation.
 // A kill copies the files as they are, undamaged, and drops the process's memory: in storage
 // mode lazy (file-io.ts) the reopened log must hold exactly the entries up to the durable
 // index at the kill — what a power cut leaves — and in mode os (page cache kept) at least those.
@@ -29,6 +32,7 @@ type Op =
   | { kind: 'commit'; fraction: number }
   | { kind: 'deleteBefore'; fraction: number }
   | { kind: 'read'; loFraction: number; count: number; maxBytes: number }
+  | { kind: 'install'; startShift: number; sizes: number[]; termBump: number; splitFraction: number; batchSize: number }
   | { kind: 'reopen' }
   | { kind: 'kill' }
   | { kind: 'crash'; cutFraction: number; damage: 'truncate' | 'zero' | 'garbage'; garbage: Uint8Array }
@@ -44,6 +48,17 @@ const opArbitrary: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('commit' as const), fraction }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('deleteBefore' as const), fraction }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('read' as const), loFraction: fraction, count: fc.integer({ min: 0, max: 20 }), maxBytes: fc.integer({ min: 1, max: 3000 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('install' as const),
+      startShift: fc.integer({ min: -40, max: 40 }),
+      sizes: fc.array(fc.integer({ min: 0, max: 600 }), { maxLength: 40 }),
+      termBump: fc.integer({ min: 0, max: 2 }),
+      splitFraction: fraction,
+      batchSize: fc.integer({ min: 1, max: 12 }),
+    }),
+  },
   { weight: 1, arbitrary: fc.constant({ kind: 'reopen' as const }) },
   { weight: 2, arbitrary: fc.constant({ kind: 'kill' as const }) },
   {
@@ -88,6 +103,31 @@ class ModelLog {
       for (let b = 0; b < size; b++) data[b] = (seed * 13 + b * 7) & 0xff;
       return { index: from + i, term, type: size === 0 ? EntryType.Noop : EntryType.Normal, data };
     });
+  }
+}
+
+/**
+ * The model of an install: the window [first, first + sizes.length - 1], term(first - 1) =
+ * prevTerm, its entries in two term runs. Indexes below the window hold placeholders whose only
+ * use is the term of first - 1; the commit index becomes the window's end.
+ */
+function installInModel(model: ModelLog, op: Extract<Op, { kind: 'install' }>): { window: { firstIndex: number; prevTerm: number; lastIndex: number }; held: Entry[] } {
+  const last = model.lastIndex();
+  const firstIndex = Math.max(1, last + 1 + op.startShift, model.commit + 1 - op.sizes.length);
+  const prevTerm = firstIndex === 1 ? 0 : model.term(last) + op.termBump;
+  const split = Math.floor(op.splitFraction * op.sizes.length);
+  const held = [...model.build(firstIndex, op.sizes.slice(0, split), prevTerm + 1), ...model.build(firstIndex + split, op.sizes.slice(split), prevTerm + 2)];
+  const placeholders = Array.from({ length: firstIndex - 1 }, (_, i): Entry => ({ index: i + 1, term: prevTerm, type: EntryType.Noop, data: new Uint8Array(0) }));
+  model.log = [...placeholders, ...held];
+  model.firstIndex = firstIndex;
+  model.commit = model.lastIndex();
+  return { window: { firstIndex, prevTerm, lastIndex: model.lastIndex() }, held };
+}
+
+async function* batchesCheckingOldLog(held: readonly Entry[], batchSize: number, store: LogStore, oldLog: ReturnType<typeof plain>): AsyncGenerator<Entry[]> {
+  for (let at = 0; at < held.length; at += batchSize) {
+    expect(plain(readAll(store))).toEqual(oldLog);
+    yield held.slice(at, at + batchSize);
   }
 }
 
@@ -248,6 +288,14 @@ async function runOps(opts: Omit<LogStoreOptions, 'dir' | 'io'>, ops: Op[], stor
           bytes += size;
         }
         expect(plain(got)).toEqual(plain(want));
+        break;
+      }
+      case 'install': {
+        const oldLog = plain(readAll(store));
+        const { window, held } = installInModel(model, op);
+        await store.installWindow(window, batchesCheckingOldLog(held, op.batchSize, store, oldLog));
+        expectSame(store, model);
+        expect(store.durableIndex()).toBe(model.lastIndex());
         break;
       }
       case 'reopen': {

@@ -4,6 +4,9 @@
 // offsets (for sealed segments only once they are read: segment-index.ts), and one buffer of
 // frames not yet written — never the entries themselves.
 //
+// installWindow (log-install.ts) replaces the whole log with a leader's window for
+// InstallSnapshot: staged beside the log directory, swapped in by renames, crash-safe.
+//
 // Appends made in the same tick of the event loop are written with one write syscall at its
 // end (a microtask), or at once when they fill pendingWriteBytes: with many concurrent
 // writers that saves a syscall per entry. Anything that looks at the file (flush, reads,
@@ -657,6 +660,8 @@ export class LogStore {
    * setCommitIndex assert. A failure before the swap (the batches throw or end short of
    * lastIndex, a write fails, close() is called) rejects with the old log in place and usable;
    * an I/O failure in the swap itself makes the store refuse further work (reopen settles it).
+   * close() makes it give up at its next batch, so whoever feeds `batches` ends them before
+   * waiting for close() (a source that never yields again would hold close() too).
    */
   async installWindow(window: LogWindow, batches: AsyncIterable<readonly Entry[]>): Promise<void> {
     this.assertWritable();
@@ -706,6 +711,7 @@ export class LogStore {
     assert(this.fdsToCloseAfterSync.length === 0, 'no descriptor waits for a sync at the swap');
     const dir = this.options.dir;
     const parent = dirname(dir);
+    let newActiveFd: number;
     try {
       // Synced first so that lazy mode holds no write under a path the new log may reuse.
       this.writePending();
@@ -714,6 +720,8 @@ export class LogStore {
       fsyncDir(parent);
       this.io.renameSync(stagingDirOf(dir), dir);
       fsyncDir(parent);
+      // Opened before the old one is closed, so a failure leaves activeFd a descriptor close() can close.
+      newActiveFd = this.io.openSync(writer.segments[writer.segments.length - 1]!.path, 'r+');
     } catch (error) {
       this.fail(error as Error);
       throw error;
@@ -721,7 +729,7 @@ export class LogStore {
     this.io.closeSync(this.activeFd);
     this.segments.splice(0, this.segments.length, ...writer.segments);
     this.termRuns = writer.termRuns;
-    this.activeFd = this.io.openSync(this.activeSegment().path, 'r+');
+    this.activeFd = newActiveFd;
     this.activeWrittenEndBytes = this.activeSegment().endBytes;
     this.commitFloorIndex = window.lastIndex;
     this.durable = window.lastIndex;
@@ -770,7 +778,7 @@ export class LogStore {
     if (deleted > 0) this.options.logger?.info({ before: index, deletedSegments: deleted, firstIndex: this.firstIndex() }, 'log retention deleted segments');
   }
 
-  /** Waits for any fdatasync in flight, syncs everything, closes files and stops timers. */
+  /** Waits for an install to give up and any fdatasync in flight, syncs everything, closes files and stops timers. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closing = true;
