@@ -344,6 +344,20 @@ describe('snapshots – a node whose disk was replaced', () => {
     expect(c.leader(['n2', 'n3'])).toBeUndefined();
   });
 
+  it('on an idle cluster, a wiped follower is caught up without waiting for a new write', () => {
+    const c = leaderCompactedWhileN3Away(30);
+    c.isolated.delete('n3');
+    c.tick(3);
+    const n1 = c.node('n1');
+    expect(c.node('n3').applied).toEqual(n1.applied);
+    c.wipe('n3');
+    c.tick(3 * ELECTION_TICKS); // no proposals: only heartbeats reach it
+    const n3 = c.node('n3');
+    expect(n3.snapshots.latest()).toEqual(n1.snapshots.latest());
+    expect(n3.applied).toEqual(n1.applied);
+    expect(n3.driver.core.votingSuspended()).toBe(false);
+  });
+
   it('a new cluster elects a leader once every node has heard that every peer is new', () => {
     const c = new Cluster(['n1', 'n2', 'n3']);
     c.isolated.add('n3');

@@ -594,6 +594,15 @@ export class RaftCore {
         this.leaderDisconnected = false;
         this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
         this.noteCaughtUp(m.leaderLastIndex);
+        if (m.commit > this.log.lastIndex()) {
+          // The leader counts us as holding entries we no longer have (a replaced disk, or async
+          // writes a power cut took): on an idle cluster it would send nothing, so say where we
+          // stand — as a rejection above its match, which makes it start over from our hint.
+          this.send({
+            type: 'appendResp', from: this.id, to: m.from, term: this.term, index: m.leaderLastIndex, reject: true,
+            rejectHint: this.log.lastIndex(), hintTerm: this.log.lastTerm(),
+          });
+        }
         this.send({ type: 'heartbeatResp', from: this.id, to: m.from, term: this.term });
         return;
       case 'timeoutNow':
