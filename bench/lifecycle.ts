@@ -23,21 +23,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { LedgerClient } from '../src/client/client.js';
 import { PullConsumer } from '../src/client/consumer.js';
 import { Producer } from '../src/client/producer.js';
-import { LocalCluster } from '../src/cluster/local-cluster.js';
+import type { LocalCluster } from '../src/cluster/local-cluster.js';
 import type { NodeStatus, QueueOffsetRange } from '../src/protocol/index.js';
 import { until } from '../src/util/until.js';
-import { type ClusterSample, lifecycleLogLines, loadNow, machineContext, maxPerNode, MIB, sampleCluster } from './node-sampler.js';
+import { type ClusterSample, describeMachine, lifecycleLogLines, loadNow, machineContext, maxPerNode, MIB, RETENTION, sampleCluster, startRetentionCluster } from './node-sampler.js';
 
 const TOPIC = 'bench';
 const QUEUES = 8;
 const MESSAGES = 100_000;
 const BODY_BYTES = 256;
 const IN_FLIGHT = 256;
-const SEGMENT_BYTES = 1 * MIB;
-const RETENTION_MAX_BYTES = 8 * MIB;
-const RETENTION_CHECK_MS = 1000;
 /** The issue's bound within 20 s of writes stopping: maxBytes + 2 segments. */
-const LOG_BOUND_BYTES = RETENTION_MAX_BYTES + 2 * SEGMENT_BYTES;
+const LOG_BOUND_BYTES = RETENTION.maxBytes + 2 * RETENTION.segmentBytes;
 const SAMPLE_EVERY_MS = 500;
 const AFTER_WRITES_MS = 20_000;
 const SEND_TIMEOUT_MS = 30_000;
@@ -178,17 +175,9 @@ async function caughtUp(cluster: LocalCluster, id: string): Promise<boolean> {
 
 async function main(): Promise<void> {
   const machine = machineContext();
-  progress(`disk fdatasync p50 ${machine.diskFdatasync.p50Ms} ms, p99 ${machine.diskFdatasync.p99Ms} ms; load ${machine.loadAverage.join(' ')}`);
-  const cluster = await LocalCluster.create({
-    log: { segmentBytes: SEGMENT_BYTES },
-    retention: { maxBytes: RETENTION_MAX_BYTES, checkIntervalMs: RETENTION_CHECK_MS },
-  });
+  progress(describeMachine(machine));
+  const { cluster, leader: first, client } = await startRetentionCluster(TOPIC, QUEUES, SEND_TIMEOUT_MS);
   try {
-    cluster.startAll();
-    const first = await cluster.leader([], 30_000);
-    const client = cluster.client(SEND_TIMEOUT_MS);
-    await client.call({ op: 'createTopic', topic: TOPIC, queues: QUEUES });
-
     // `early` commits near the start of every queue: retention moves past it.
     const seed = new Producer(client, SEND_TIMEOUT_MS, { maxBatchMessages: 1 });
     for (let i = 0; i < QUEUES * EARLY_OFFSET; i++) await seed.send(TOPIC, { body: Buffer.alloc(BODY_BYTES, 0x65) });
@@ -314,7 +303,7 @@ async function main(): Promise<void> {
 
     const document = {
       generatedAt: new Date().toISOString(),
-      config: { flush: 'sync', quorum: 'majority', segmentBytes: SEGMENT_BYTES, retentionMaxBytes: RETENTION_MAX_BYTES, retentionCheckIntervalMs: RETENTION_CHECK_MS, snapshotEveryEntries: 'default (10000)', queues: QUEUES },
+      config: { flush: 'sync', quorum: 'majority', ...RETENTION, snapshotEveryEntries: 'default (10000)', queues: QUEUES },
       load: { messages: MESSAGES, bodyBytes: BODY_BYTES, inFlight: IN_FLIGHT, acked: load.acked.size, errors: load.errors, elapsedMs: Math.round(load.elapsedMs), msgsPerSec: Math.round(load.acked.size / (load.elapsedMs / 1000)) },
       diskFdatasync: machine.diskFdatasync,
       loadAverageAtStart: machine.loadAverage,

@@ -7,10 +7,32 @@ import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { measureDiskSync } from '../src/bench/disk.js';
-import type { LocalCluster } from '../src/cluster/local-cluster.js';
+import type { LedgerClient } from '../src/client/client.js';
+import { LocalCluster } from '../src/cluster/local-cluster.js';
 import type { NodeStatus } from '../src/protocol/index.js';
 
 export const MIB = 1024 * 1024;
+
+/** What both lifecycle benchmarks run with (issue 13): 1 MiB segments, 8 MiB retained, checked every second. */
+export const RETENTION = Object.freeze({ segmentBytes: 1 * MIB, maxBytes: 8 * MIB, checkIntervalMs: 1000 });
+
+/** A local three-node cluster (sync flush, majority) with RETENTION, started, with `topic` created. */
+export async function startRetentionCluster(topic: string, queues: number, clientTimeoutMs: number): Promise<{ cluster: LocalCluster; leader: NodeStatus; client: LedgerClient }> {
+  const cluster = await LocalCluster.create({
+    log: { segmentBytes: RETENTION.segmentBytes },
+    retention: { maxBytes: RETENTION.maxBytes, checkIntervalMs: RETENTION.checkIntervalMs },
+  });
+  try {
+    cluster.startAll();
+    const leader = await cluster.leader([], 30_000);
+    const client = cluster.client(clientTimeoutMs);
+    await client.call({ op: 'createTopic', topic, queues });
+    return { cluster, leader, client };
+  } catch (error) {
+    await cluster.dispose();
+    throw error;
+  }
+}
 
 export interface DirUsage {
   /** Allocated blocks × 512, what `du -sB1` reports. */
@@ -134,6 +156,10 @@ const round2 = (value: number) => Math.round(value * 100) / 100;
 export function machineContext(): MachineContext {
   const disk = measureDiskSync({ parentDir: tmpdir(), appendBytes: 4096, maxSamples: 2000, maxDurationMs: 2000 });
   return { diskFdatasync: { p50Ms: round2(disk.p50Ms), p99Ms: round2(disk.p99Ms), syncsPerSec: Math.round(disk.syncsPerSec) }, loadAverage: loadNow() };
+}
+
+export function describeMachine(machine: MachineContext): string {
+  return `disk fdatasync p50 ${machine.diskFdatasync.p50Ms} ms, p99 ${machine.diskFdatasync.p99Ms} ms; load ${machine.loadAverage.join(' ')}`;
 }
 
 export function loadNow(): number[] {

@@ -11,17 +11,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Producer } from '../src/client/producer.js';
-import { LocalCluster } from '../src/cluster/local-cluster.js';
-import { type ClusterSample, type NodeSample, lifecycleLogLines, loadNow, machineContext, maxPerNode, MIB, sampleCluster } from './node-sampler.js';
+import { type ClusterSample, describeMachine, lifecycleLogLines, loadNow, machineContext, maxPerNode, MIB, type NodeSample, RETENTION, sampleCluster, startRetentionCluster } from './node-sampler.js';
 
 const DURATION_S = Number(process.argv[2] ?? 600);
 const RATE_PER_S = Number(process.argv[3] ?? 5000);
 const TOPIC = 'soak';
 const QUEUES = 8;
 const BODY_BYTES = 256;
-const SEGMENT_BYTES = 1 * MIB;
-const RETENTION_MAX_BYTES = 8 * MIB;
-const RETENTION_CHECK_MS = 1000;
 const TICK_MS = 10;
 const SAMPLE_EVERY_MS = 10_000;
 const MAX_IN_FLIGHT = 4096;
@@ -45,16 +41,9 @@ function flatness(samples: readonly ClusterSample[], field: keyof NodeSample) {
 
 async function main(): Promise<void> {
   const machine = machineContext();
-  progress(`${DURATION_S} s at ${RATE_PER_S} msgs/s; disk fdatasync p50 ${machine.diskFdatasync.p50Ms} ms, p99 ${machine.diskFdatasync.p99Ms} ms; load ${machine.loadAverage.join(' ')}`);
-  const cluster = await LocalCluster.create({
-    log: { segmentBytes: SEGMENT_BYTES },
-    retention: { maxBytes: RETENTION_MAX_BYTES, checkIntervalMs: RETENTION_CHECK_MS },
-  });
+  progress(`${DURATION_S} s at ${RATE_PER_S} msgs/s; ${describeMachine(machine)}`);
+  const { cluster, leader: first, client } = await startRetentionCluster(TOPIC, QUEUES, SEND_TIMEOUT_MS);
   try {
-    cluster.startAll();
-    const first = await cluster.leader([], 30_000);
-    const client = cluster.client(SEND_TIMEOUT_MS);
-    await client.call({ op: 'createTopic', topic: TOPIC, queues: QUEUES });
     const producer = new Producer(client, SEND_TIMEOUT_MS);
     const body = Buffer.alloc(BODY_BYTES, 0x73);
     let sent = 0;
@@ -108,7 +97,7 @@ async function main(): Promise<void> {
     const steady = samples.slice(0, -1);
     const document = {
       generatedAt: new Date().toISOString(),
-      config: { flush: 'sync', quorum: 'majority', segmentBytes: SEGMENT_BYTES, retentionMaxBytes: RETENTION_MAX_BYTES, retentionCheckIntervalMs: RETENTION_CHECK_MS, snapshotEveryEntries: 'default (10000)', queues: QUEUES },
+      config: { flush: 'sync', quorum: 'majority', ...RETENTION, snapshotEveryEntries: 'default (10000)', queues: QUEUES },
       load: { durationS: DURATION_S, targetMsgsPerSec: RATE_PER_S, bodyBytes: BODY_BYTES, sent, acked, errors, firstError, behind, achievedMsgsPerSec: Math.round(acked / elapsedS) },
       diskFdatasync: machine.diskFdatasync,
       loadAverageAtStart: machine.loadAverage,
