@@ -126,7 +126,11 @@ describe('cluster – real processes, real sockets, real files', () => {
     expect(exitCodes).toEqual([0, 0, 0]);
     c.startAll();
     await c.leader();
-    const after = await Promise.all(c.config.nodes.map((n) => c.status(n.id)));
+    // A leader needs two nodes; the third may still be starting.
+    const after = await until('every node answers', async () => {
+      const all = await Promise.all(c.config.nodes.map((n) => c.status(n.id)));
+      return all.every((s) => s !== null) ? all : null;
+    }, 30_000, 50);
     after.forEach((s, i) => {
       expect(s!.term).toBeGreaterThanOrEqual(before[i]!.term);
       expect(s!.lastIndex).toBeGreaterThanOrEqual(before[i]!.commitIndex);
