@@ -133,6 +133,7 @@ export class BrokerLifecycle {
     if (this.node.installing()) return;
     const { commitIndex, persistedIndex } = this.node.indexes();
     const bound = Math.min(this.state.retainedFromIndex(), this.snapshots.logNeededFrom(), Math.min(commitIndex, persistedIndex) + 1);
-    if (bound > this.log.firstIndex() && this.deletableBelow(bound) > 0) this.log.deleteBefore(bound);
+    // deleteBefore removes only whole segments below the bound: nothing when none lies there.
+    if (bound > this.log.firstIndex()) this.log.deleteBefore(bound);
   }
 }

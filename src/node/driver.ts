@@ -93,8 +93,6 @@ export class NodeDriver<R> {
   private readonly snapshotReceiver: SnapshotReceiver | null = null;
   /** A verified staged snapshot, handed to the core once no Ready is in progress. */
   private stagedSnapshot: StagedSnapshot | null = null;
-  /** Lets the receiver stage again once the verified package is installed or discarded. */
-  private releaseStaging: () => void = () => undefined;
 
   constructor(
     private readonly options: NodeDriverOptions,
@@ -133,7 +131,6 @@ export class NodeDriver<R> {
         this.stagedSnapshot = staged;
         this.kick();
       });
-      this.releaseStaging = () => this.snapshotReceiver?.release();
     }
   }
 
@@ -321,7 +318,7 @@ export class NodeDriver<R> {
     const pending = this.core.installPending();
     if (pending === null || pending.index !== meta.index) {
       this.ports.snapshots!.discardStaged();
-      this.releaseStaging();
+      this.snapshotReceiver?.release();
     }
     this.observeRoleChange();
   }
@@ -342,7 +339,7 @@ export class NodeDriver<R> {
       const snapshot = ready.snapshot;
       if (snapshot !== null) {
         return this.waitFor((done, failed) => this.ports.snapshots!.install(snapshot, () => {
-          this.releaseStaging();
+          this.snapshotReceiver?.release(); // it may stage again
           done();
         }, failed));
       }

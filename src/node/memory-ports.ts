@@ -3,13 +3,12 @@
 // whose crash loses what was not), a scheduler whose deferred work runs when the caller says.
 // They keep the real stores' rules (term never back, vote fixed within a term, no truncation
 // of committed entries), so a driver bug that breaks them fails here as it would on disk.
-import { createHash } from 'node:crypto';
 import { pack, unpack } from 'msgpackr';
 import { MemoryLog } from '../raft/memory-log.js';
 import type { Entry, HardState, SnapshotMeta } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import type { DriverHardStateStore, DriverLogStore, Failed, Scheduler } from './ports.js';
-import { type DriverSnapshotStore, MemoryStaging, type SnapshotPackage } from './snapshot-transfer.js';
+import { type DriverSnapshotStore, MemoryStaging, type SnapshotPackage, inMemoryPackage } from './snapshot-transfer.js';
 
 /** Where I/O completes: at once, or when a simulated disk gets to it. */
 export interface Disk {
@@ -151,10 +150,6 @@ interface PackageContent {
   readonly entries: Entry[];
 }
 
-function checksumOf(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
 /**
  * Snapshots kept in memory, durable once the disk completes their write; the newest two are
  * kept (the log is compacted only up to one of them). A package is the snapshot plus the
@@ -209,13 +204,7 @@ export class MemorySnapshotStore implements DriverSnapshotStore {
       meta, data: snapshot.data, firstIndex, prevTerm: this.log.term(firstIndex - 1),
       entries: meta.index >= firstIndex ? this.log.entries(firstIndex, meta.index + 1, Number.MAX_SAFE_INTEGER) : [],
     };
-    const bytes: Uint8Array = pack(content);
-    const checksum = checksumOf(bytes);
-    opened({
-      meta, totalBytes: bytes.byteLength, checksum,
-      read: (offsetBytes, maxBytes, done) => done(bytes.subarray(offsetBytes, Math.min(bytes.byteLength, offsetBytes + maxBytes))),
-      close: () => undefined,
-    });
+    opened(inMemoryPackage(meta, pack(content)));
   }
 
   staged(meta: SnapshotMeta, totalBytes: number, checksum: string): number {

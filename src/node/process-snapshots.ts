@@ -12,7 +12,6 @@
 // Packages are built and staged in memory, bounded by maxPackageBytes: enough for the
 // snapshot and a retained log of that size. A larger retained log cannot be sent yet — the
 // transfer reports the snapshot gone, logs why, and the follower stays behind (README, Known gaps).
-import { createHash } from 'node:crypto';
 import { pack, unpack } from 'msgpackr';
 import type { Logger } from 'pino';
 import type { SnapshotStore } from '../log/snapshot-store.js';
@@ -21,7 +20,7 @@ import type { Entry, SnapshotMeta } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import type { Failed } from './ports.js';
-import { type DriverSnapshotStore, MemoryStaging, type SnapshotPackage } from './snapshot-transfer.js';
+import { type DriverSnapshotStore, MemoryStaging, type SnapshotPackage, inMemoryPackage } from './snapshot-transfer.js';
 
 /** A snapshot the state machine hands out: its index, the first log index it needs, its payload. */
 export interface StateSnapshot {
@@ -172,14 +171,7 @@ export class ProcessSnapshots implements DriverSnapshotStore {
     const content: PackageContent = { meta, retainedFromIndex: from, prevTerm: log.term(from - 1), payload: Buffer.concat(parts), entries };
     const encoded: Uint8Array = pack(content);
     if (encoded.byteLength > this.options.maxPackageBytes) return this.tooLarge(meta, encoded.byteLength);
-    const checksum = createHash('sha256').update(encoded).digest('hex');
-    return {
-      meta,
-      totalBytes: encoded.byteLength,
-      checksum,
-      read: (offsetBytes, maxBytes, done) => done(encoded.subarray(offsetBytes, Math.min(encoded.byteLength, offsetBytes + maxBytes))),
-      close: () => undefined,
-    };
+    return inMemoryPackage(meta, encoded);
   }
 
   private tooLarge(meta: SnapshotMeta, bytes: number): null {

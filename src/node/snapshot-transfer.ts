@@ -327,6 +327,22 @@ export class SnapshotReceiver {
   }
 }
 
+/** The checksum a package is announced and verified with. */
+function packageChecksum(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** A package already encoded in memory, streamed from its bytes (both snapshot ports build them so). */
+export function inMemoryPackage(meta: SnapshotMeta, bytes: Uint8Array): SnapshotPackage {
+  return {
+    meta,
+    totalBytes: bytes.byteLength,
+    checksum: packageChecksum(bytes),
+    read: (offsetBytes, maxBytes, done) => done(bytes.subarray(offsetBytes, Math.min(bytes.byteLength, offsetBytes + maxBytes))),
+    close: () => undefined,
+  };
+}
+
 /**
  * One incoming package staged in memory (both snapshot ports stage this way): chunks in order,
  * the whole checked against the checksum the sender announced.
@@ -358,7 +374,7 @@ export class MemoryStaging {
   verify(): boolean {
     const s = this.current;
     assert(s !== null && s.bytes === s.totalBytes, 'only a complete staging is verified');
-    const ok = createHash('sha256').update(Buffer.concat(s.chunks)).digest('hex') === s.checksum;
+    const ok = packageChecksum(Buffer.concat(s.chunks)) === s.checksum;
     if (!ok) this.current = null;
     return ok;
   }
