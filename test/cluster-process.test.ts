@@ -176,8 +176,9 @@ describe('cluster – real processes, real sockets, real files', () => {
   });
 
   it('a request to a node mid-election waits for the election and names the new leader', async () => {
-    // 20 ticks of 50 ms: elections take 1-2 s, the node holds a request up to 4 s.
-    const c = await LocalCluster.create({ raft: { electionTimeoutTicks: 20 } });
+    // 10 ticks of 50 ms: an election timeout is 0.5–1 s; the node holds a request up to 2 s
+    // (MAX_LEADER_WAIT_MS), which must also cover the second node's start (about 1 s loaded).
+    const c = await LocalCluster.create({ raft: { electionTimeoutTicks: 10 } });
     cluster = c;
     const ids = c.config.nodes.map((n) => n.id);
     const [first, second] = ids as [string, string];
