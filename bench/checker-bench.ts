@@ -36,7 +36,7 @@ function writeHistory(path: string, sends: number, seed: number): number {
     buffer = [];
     bufferedChars = 0;
   };
-  const shape = { queues: 8, producers: 16, consumers: 8, stepsMax: Number.MAX_SAFE_INTEGER, sendsMax: sends, pollBatchMax: 32 };
+  const shape = { queues: 8, producers: 16, consumers: 8, stepsMax: Number.MAX_SAFE_INTEGER, sendsMax: sends, pollBatchMax: 32, retention: false };
   new QueueModel(shape, seededChooser(seed), emit).run();
   writeSync(fd, buffer.join(''));
   closeSync(fd);

@@ -50,9 +50,10 @@ describe('chaos – short runs per nemesis are valid', () => {
     expect(readFileSync(join(outDir, 'nodes', 'n1.log'), 'utf8')).not.toContain('UNSAFE STORAGE MODE');
   }, 60_000);
 
-  it('partition, through the CLI with --json', async () => {
+  it('partition with retention deleting messages during the run, through the CLI with --json', async () => {
     const outDir = join(dir, 'partition');
-    const child = spawn(process.execPath, ['bin/ledgermq', 'chaos', '--duration', '6', '--nemesis', 'partition', '--seed', '3', '--out', outDir, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = ['bin/ledgermq', 'chaos', '--duration', '6', '--nemesis', 'partition', '--seed', '3', '--retention-max-bytes', '131072', '--message-bytes', '2048', '--out', outDir, '--json'];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -64,6 +65,10 @@ describe('chaos – short runs per nemesis are valid', () => {
     expect(summary).toMatchObject({ valid: true, verdict: 'valid', seed: 3, anomalies: { lost: 0, reorder: 0 }, crashedNodes: [], history: join(outDir, 'history.jsonl') });
     expect(summary.faults).toBeGreaterThanOrEqual(1);
     expect(summary.acked).toBeGreaterThan(0);
+    // Retention really deleted acked messages, and the checker judged the rest for loss.
+    expect(summary.retainedAwaySends.count).toBeGreaterThan(0);
+    expect(summary.retainedAwaySends.count).toBeLessThan(summary.acked);
+    expect(stderr).toContain('--retention-max-bytes 131072 --message-bytes 2048');
     expect(code).toBe(0);
     expect(existsSync(join(outDir, 'timeline.svg'))).toBe(true);
   }, 60_000);

@@ -36,10 +36,10 @@ export const poll = (process: number, queue: string, messages: [number, string][
   pollInvoke(process, queue, from),
   pollOk(process, queue, messages),
 ];
-/** A whole ok drain. */
-export const drain = (process: number, queue: string, messages: [number, string][]): Step[] => [
+/** A whole ok drain; `minOffset`: where it began (retention deleted what lies below). */
+export const drain = (process: number, queue: string, messages: [number, string][], minOffset?: number): Step[] => [
   { type: 'invoke', process, f: 'drain', value: { queue } },
-  { type: 'ok', process, f: 'drain', value: { queue, messages: messagesOf(messages) } },
+  { type: 'ok', process, f: 'drain', value: minOffset === undefined ? { queue, messages: messagesOf(messages) } : { queue, messages: messagesOf(messages), minOffset } },
 ];
 
 /** The anomaly kinds the report counted at least once. */

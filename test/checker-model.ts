@@ -18,6 +18,8 @@ export interface ModelShape {
   sendsMax: number;
   /** Messages one poll returns at most. */
   pollBatchMax: number;
+  /** Retention deletes the oldest messages of a queue now and then (reads carry minOffset). */
+  retention: boolean;
 }
 
 interface SendInFlight {
@@ -48,6 +50,8 @@ interface Consumer {
 export class QueueModel {
   private readonly logs: string[][];
   private readonly committed: number[];
+  /** Per queue, the first offset retention has not deleted. */
+  private readonly minOffsets: number[];
   private readonly producers: Producer[] = [];
   private readonly consumers: Consumer[] = [];
   private readonly lateLandings: SendInFlight[] = [];
@@ -62,6 +66,7 @@ export class QueueModel {
   ) {
     this.logs = Array.from({ length: shape.queues }, () => []);
     this.committed = Array.from({ length: shape.queues }, () => 0);
+    this.minOffsets = Array.from({ length: shape.queues }, () => 0);
     for (let i = 0; i < shape.producers; i++) this.producers.push({ process: this.nextProcess++, inflight: undefined });
     for (let i = 0; i < shape.consumers; i++) this.consumers.push(this.newConsumer());
   }
@@ -88,8 +93,14 @@ export class QueueModel {
     const action = this.choose(10);
     if (action < 5 && this.producers.length > 0) return this.stepProducer(this.producers[this.choose(this.producers.length)]!);
     if (action < 9 && this.consumers.length > 0) return this.stepConsumer(this.consumers[this.choose(this.consumers.length)]!);
+    if (this.shape.retention && this.choose(4) === 0) return this.retain(this.choose(this.shape.queues));
     const late = this.lateLandings.splice(this.choose(this.lateLandings.length + 1), 1)[0];
     if (late !== undefined) this.land(late);
+  }
+
+  /** Retention deletes the queue's first few messages, whatever the consumers' progress. */
+  private retain(queue: number): void {
+    this.minOffsets[queue] = Math.min(this.logs[queue]!.length, this.minOffsets[queue]! + 1 + this.choose(3));
   }
 
   private land(send: SendInFlight): void {
@@ -160,14 +171,16 @@ export class QueueModel {
     }
     const log = this.logs[queue]!;
     // A process's first poll of a queue starts at the group's committed offset (mid-queue).
-    const start = consumer.resumeFrom.get(queue) ?? consumer.positions.get(queue) ?? this.committed[queue]!;
+    const minOffset = this.minOffsets[queue]!;
+    const start = Math.max(minOffset, consumer.resumeFrom.get(queue) ?? consumer.positions.get(queue) ?? this.committed[queue]!);
     const count = Math.min(log.length - start, this.choose(this.shape.pollBatchMax + 1));
     const messages: ReadMessage[] = [];
     for (let i = 0; i < count; i++) messages.push({ offset: start + i, body: log[start + i]! });
     consumer.positions.set(queue, start + count);
     consumer.resumeFrom.delete(queue);
     if (this.choose(2) === 0) this.committed[queue] = Math.max(this.committed[queue]!, start + count);
-    this.record({ type: 'ok', process: consumer.process, f: 'poll', value: { queue: name, messages } });
+    const value = this.shape.retention ? { queue: name, messages, minOffset } : { queue: name, messages };
+    this.record({ type: 'ok', process: consumer.process, f: 'poll', value });
   }
 
   /** A consumer restart: a new process that resumes at committed offsets, re-reading what it had not committed. */
@@ -199,8 +212,10 @@ export class QueueModel {
       const process = this.nextProcess++;
       const name = QueueModel.queueName(queue);
       this.record({ type: 'invoke', process, f: 'drain', value: { queue: name } });
-      const messages = this.logs[queue]!.map((body, offset) => ({ offset, body }));
-      this.record({ type: 'ok', process, f: 'drain', value: { queue: name, messages } });
+      const minOffset = this.minOffsets[queue]!;
+      const messages = this.logs[queue]!.map((body, offset) => ({ offset, body })).slice(minOffset);
+      const value = this.shape.retention ? { queue: name, messages, minOffset } : { queue: name, messages };
+      this.record({ type: 'ok', process, f: 'drain', value });
     }
   }
 }
@@ -249,12 +264,18 @@ function drainedBodies(events: HistoryEvent[]): Set<string> {
   return new Set(reads(events, 'drain').flatMap((e) => e.value.messages.map((m) => m.body)));
 }
 
+/** Acked sends the final drain shows: retention did not delete them, so they can be judged. */
+function drainedAckedSends(events: HistoryEvent[]): SendOkEvent[] {
+  const drained = drainedBodies(events);
+  return ackedSends(events).filter((e) => drained.has(e.value.body));
+}
+
 /** One mutation per kind: each plants exactly that anomaly into a valid model history. */
 export const plantAnomaly: Readonly<Record<AnomalyKind, Mutation>> = {
-  /** Remove an acked body from every read: the broker lost it (before anyone read it). */
+  /** Remove an acked body the drain shows from every read: the broker lost it (before anyone read it). */
   lost(original, pick) {
     const events = clone(original);
-    const victim = pickOf(ackedSends(events), pick);
+    const victim = pickOf(drainedAckedSends(events), pick);
     if (victim === undefined) return undefined;
     for (const read of reads(events)) read.value.messages = read.value.messages.filter((m) => m.body !== victim.value.body);
     return events;
@@ -265,7 +286,7 @@ export const plantAnomaly: Readonly<Record<AnomalyKind, Mutation>> = {
     const target = pickOf(reads(events, 'drain'), pick);
     if (target === undefined) return undefined;
     const last = target.value.messages[target.value.messages.length - 1];
-    target.value.messages.push({ offset: last === undefined ? 0 : last.offset + 1, body: 'invented-by-no-send' });
+    target.value.messages.push({ offset: last === undefined ? (target.value.minOffset ?? 0) : last.offset + 1, body: 'invented-by-no-send' });
     return events;
   },
   /** Append a body the drain already holds to its end: stored twice. */
@@ -281,29 +302,33 @@ export const plantAnomaly: Readonly<Record<AnomalyKind, Mutation>> = {
   'inconsistent-offsets'(original, pick) {
     const events = clone(original);
     const landed = drainedBodies(events);
+    // Retention may have deleted a landed info send before the drain: "never landed" means no read shows it.
+    const readBodies = new Set(reads(events).flatMap((e) => e.value.messages.map((m) => m.body)));
     const candidates: { poll: ReadOkEvent; index: number; body: string }[] = [];
     events.forEach((e, line) => {
-      if (e.type !== 'ok' || e.f !== 'poll' || e.value.messages.length === 0) return;
-      const unlanded = events.slice(0, line).find((s) => s.type === 'info' && s.f === 'send' && s.value.queue === e.value.queue && !landed.has(s.value.body));
-      if (unlanded !== undefined && unlanded.f === 'send') candidates.push({ poll: e, index: pick % e.value.messages.length, body: unlanded.value.body });
+      if (e.type !== 'ok' || e.f !== 'poll') return;
+      const drained = e.value.messages.flatMap((m, index) => (landed.has(m.body) ? [index] : []));
+      if (drained.length === 0) return;
+      const unlanded = events.slice(0, line).find((s) => s.type === 'info' && s.f === 'send' && s.value.queue === e.value.queue && !readBodies.has(s.value.body));
+      if (unlanded !== undefined && unlanded.f === 'send') candidates.push({ poll: e, index: drained[pick % drained.length]!, body: unlanded.value.body });
     });
     const chosen = pickOf(candidates, pick);
     if (chosen === undefined) return undefined;
     chosen.poll.value.messages[chosen.index]!.body = chosen.body;
     return events;
   },
-  /** Make one ack name an offset one past where the message really is. */
+  /** Make one ack name an offset one past where the message really is (and the drain shows it). */
   'offset-mismatch'(original, pick) {
     const events = clone(original);
-    const victim = pickOf(ackedSends(events), pick);
+    const victim = pickOf(drainedAckedSends(events), pick);
     if (victim === undefined) return undefined;
     victim.value.offset = (victim.value.offset ?? 0) + 1 + (pick % 3);
     return events;
   },
-  /** Swap two acked sends A, B (A acked before B was invoked) everywhere: acks and reads. */
+  /** Swap two acked sends A, B (A acked before B was invoked, both drained) everywhere: acks and reads. */
   reorder(original, pick) {
     const events = clone(original);
-    const acked = ackedSends(events);
+    const acked = drainedAckedSends(events);
     const pairs: [SendOkEvent, SendOkEvent][] = [];
     for (const a of acked) {
       const aLine = events.indexOf(a);
@@ -346,12 +371,16 @@ export const plantAnomaly: Readonly<Record<AnomalyKind, Mutation>> = {
     events.splice(line + 1, 0, ...again);
     return events;
   },
-  /** Drop a message from the middle of a poll that returned three or more. */
+  /** Drop a message the drain also shows from the middle of a poll that returned three or more. */
   'poll-skip'(original, pick) {
     const events = clone(original);
-    const chosen = pickOf(reads(events, 'poll').filter((p) => p.value.messages.length >= 3), pick);
+    const landed = drainedBodies(events);
+    const candidates = reads(events, 'poll').flatMap((poll) =>
+      poll.value.messages.flatMap((m, index) => (index > 0 && index < poll.value.messages.length - 1 && landed.has(m.body) ? [{ poll, index }] : [])),
+    );
+    const chosen = pickOf(candidates, pick);
     if (chosen === undefined) return undefined;
-    chosen.value.messages.splice(1 + (pick % (chosen.value.messages.length - 2)), 1);
+    chosen.poll.value.messages.splice(chosen.index, 1);
     return events;
   },
 };

@@ -8,10 +8,11 @@ const shapeArb = fc.record({
   queues: fc.integer({ min: 1, max: 3 }),
   producers: fc.integer({ min: 1, max: 4 }),
   consumers: fc.integer({ min: 1, max: 3 }),
+  retention: fc.boolean(),
 });
 const choicesArb = fc.array(fc.nat({ max: 1_000_000 }), { minLength: 200, maxLength: 1600 });
 
-function shapeOf(base: { queues: number; producers: number; consumers: number }, choices: readonly number[]): ModelShape {
+function shapeOf(base: { queues: number; producers: number; consumers: number; retention: boolean }, choices: readonly number[]): ModelShape {
   // A step draws about four choices; past the end of them the model only repeats choice 0.
   return { ...base, stepsMax: Math.floor(choices.length / 4), sendsMax: Number.MAX_SAFE_INTEGER, pollBatchMax: 5 };
 }
@@ -29,9 +30,9 @@ describe('checker – properties over a correct queue model', () => {
     );
   });
 
-  it('the model exercises overlap, info, fail, restarts, rebalances and mid-queue starts', () => {
+  it('the model exercises overlap, info, fail, restarts, rebalances, mid-queue starts and retention', () => {
     // Guards the property above against a model too tame to matter.
-    const seen = { info: 0, fail: 0, overlap: 0, from: 0, incomplete: 0 };
+    const seen = { info: 0, fail: 0, overlap: 0, from: 0, incomplete: 0, retainedAway: 0, retainedUnread: 0 };
     fc.assert(
       fc.property(shapeArb, choicesArb, (base, choices) => {
         const events = modelHistory(shapeOf(base, choices), chooserFrom(choices));
@@ -39,6 +40,8 @@ describe('checker – properties over a correct queue model', () => {
         seen.info += report.stats.info;
         seen.fail += report.stats.failed;
         seen.incomplete += report.stats.incomplete;
+        seen.retainedAway += report.retainedAwaySends.count;
+        seen.retainedUnread += report.retainedAwaySends.count - report.retainedAwaySends.readBeforeRetention;
         seen.from += events.filter((e) => e.type === 'invoke' && e.f === 'poll' && e.value.from !== undefined).length;
         let inflight = 0;
         for (const e of events) {

@@ -149,6 +149,41 @@ describe('checker – each anomaly from a tiny history', () => {
   });
 });
 
+describe('checker – a drain after retention deleted the start of its queue', () => {
+  const sends = (): Step[] => [send(0, Q, 'a', 0), send(0, Q, 'b', 1), send(0, Q, 'c', 2), send(0, Q, 'd', 3)].flat();
+
+  it('an acked send below the drain\'s minOffset is retained away, not lost; at or above it, missing is lost', () => {
+    const report = checkHistory(history(sends(), poll(5, Q, [[0, 'a']]), drain(9, Q, [[3, 'd']], 2)));
+    expect(foundKinds(report)).toEqual(['lost']);
+    expect(report.anomalies.lost.map((l) => l.body)).toEqual(['c']);
+    expect(report.retainedAwaySends).toEqual({ count: 2, readBeforeRetention: 1 });
+    const retained = checkHistory(history(sends(), poll(5, Q, [[0, 'a']]), drain(9, Q, [[2, 'c'], [3, 'd']], 2)));
+    expect(retained.verdict).toBe('valid');
+    expect(retained.retainedAwaySends).toEqual({ count: 2, readBeforeRetention: 1 });
+    expect(formatReport(retained)).toContain('2 acked send(s) were deleted by retention before the final drain (not judged for loss; 1 of them read before)');
+  });
+
+  it('the drain lacking offsets below its minOffset that polls showed is no skip; lacking one above is', () => {
+    const below = checkHistory(history(sends(), poll(5, Q, [[0, 'a'], [1, 'b'], [2, 'c']]), drain(9, Q, [[2, 'c'], [3, 'd']], 2)));
+    expect(foundKinds(below)).toEqual([]);
+    const above = checkHistory(history(sends(), poll(5, Q, [[0, 'a'], [1, 'b'], [2, 'c']]), drain(9, Q, [[3, 'd']], 1)));
+    expect(foundKinds(above).sort()).toEqual(['lost', 'poll-skip']);
+    expect(above.anomalies['poll-skip'][0]).toMatchObject({ skippedOffsets: [1, 2], read: { f: 'drain' } });
+  });
+
+  it('a null-offset ack no read placed cannot be judged once retention moved the start; one a read placed can', () => {
+    const unplaced = checkHistory(history(send(0, Q, 'a', null), send(0, Q, 'b', null), drain(9, Q, [[1, 'b']], 1)));
+    expect(unplaced.verdict).toBe('unknown');
+    expect(unplaced.uncheckedAckedSends).toBe(1);
+    expect(unplaced.counts.lost).toBe(0);
+    const placed = checkHistory(history(send(0, Q, 'a', null), send(0, Q, 'b', null), poll(5, Q, [[0, 'a']]), drain(9, Q, [[1, 'b']], 1)));
+    expect(placed.verdict).toBe('valid');
+    expect(placed.retainedAwaySends).toEqual({ count: 1, readBeforeRetention: 1 });
+    const nothingMoved = checkHistory(history(send(0, Q, 'a', null), send(0, Q, 'b', null), drain(9, Q, [[1, 'b']], 0)));
+    expect(foundKinds(nothingMoved)).toEqual(['lost']);
+  });
+});
+
 describe('checker – acks without an offset (leader quorum)', () => {
   it('a null-offset ok is still judged for lost, and its loss is described without an offset', () => {
     const report = checkHistory(history(send(0, Q, 'a', null), send(0, Q, 'b', null), drain(9, Q, [[0, 'a']])));

@@ -6,6 +6,7 @@ import type { QuorumMode } from '../src/config/config.js';
 import { type Acknowledged, NodeDriver } from '../src/node/driver.js';
 import { type Disk, IMMEDIATE_DISK, MemoryHardStateStore, MemoryLogStore, QueueScheduler, SimDisk } from '../src/node/memory-ports.js';
 import type { DriverLogStore } from '../src/node/ports.js';
+import { EntryType } from '../src/raft/types.js';
 import type { LmqError } from '../src/util/errors.js';
 
 const ELECTION_TICKS = 4;
@@ -18,7 +19,7 @@ interface Harness {
   settle(): void;
 }
 
-function singleNode(disk: Disk & { runDue?: () => number }, log: DriverLogStore = new MemoryLogStore(disk)): Harness {
+function singleNode(disk: Disk & { runDue?: () => number }, log: DriverLogStore = new MemoryLogStore(disk), appliedIndex = 0): Harness {
   const scheduler = new QueueScheduler(() => 0);
   const fatal: unknown[] = [];
   const driver = new NodeDriver<string>(
@@ -35,7 +36,7 @@ function singleNode(disk: Disk & { runDue?: () => number }, log: DriverLogStore 
       log,
       hardState: new MemoryHardStateStore(disk),
       peers: { send: () => undefined },
-      stateMachine: { appliedIndex: () => 0, apply: (entries) => entries.map((e) => `applied ${e.index}`) },
+      stateMachine: { appliedIndex: () => appliedIndex, apply: (entries) => entries.map((e) => `applied ${e.index}`) },
       scheduler,
       randomInt: () => 0,
       events: { fatal: (error) => fatal.push(error) },
@@ -152,5 +153,14 @@ describe('node driver – one node over in-memory ports', () => {
     closed = true; // what RaftNode.stop does next
     h.settle(); // the scheduled turn comes: nothing runs
     expect(h.fatal).toEqual([]);
+  });
+});
+
+describe('node driver – the log store\'s commit floor', () => {
+  it('is the applied index from the start, before any Ready (retention may delete up to it at once)', () => {
+    const entries = [1, 2, 3, 4, 5].map((index) => ({ index, term: 1, type: EntryType.Normal, data: new Uint8Array([index]) }));
+    const log = new MemoryLogStore(IMMEDIATE_DISK, entries);
+    singleNode(IMMEDIATE_DISK, log, 3);
+    expect(log.commitIndexFloor()).toBe(3);
   });
 });

@@ -27,6 +27,8 @@ export interface RetainedLog {
   firstIndex(): number;
   lastIndex(): number;
   listSegments(): LogSegmentInfo[];
+  /** The highest index the store knows is committed and durable: deleteBefore may not pass it. */
+  commitIndexFloor(): number;
   deleteBefore(index: number): void;
 }
 
@@ -131,8 +133,9 @@ export class BrokerLifecycle {
 
   private deleteSegments(): void {
     if (this.node.installing()) return;
-    const { commitIndex, persistedIndex } = this.node.indexes();
-    const bound = Math.min(this.state.retainedFromIndex(), this.snapshots.logNeededFrom(), Math.min(commitIndex, persistedIndex) + 1);
+    // The store's own commit floor, not the core's commit index: the driver raises the floor only
+    // once a Ready completed, so between the two the core can be ahead (and is, after a restart).
+    const bound = Math.min(this.state.retainedFromIndex(), this.snapshots.logNeededFrom(), this.log.commitIndexFloor() + 1);
     // deleteBefore removes only whole segments below the bound: nothing when none lies there.
     if (bound > this.log.firstIndex()) this.log.deleteBefore(bound);
   }

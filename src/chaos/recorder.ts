@@ -79,8 +79,9 @@ export class HistoryRecorder {
     this.push({ type: 'invoke', process, f, value, time: this.now() } as HistoryEvent);
   }
 
-  readOk(process: number, f: 'poll' | 'drain', queue: string, messages: ReadMessage[]): void {
-    this.push({ type: 'ok', process, f, value: { queue, messages }, time: this.now() });
+  /** `minOffset`: the queue's first stored offset when the broker answered (history.ts ReadOk). */
+  readOk(process: number, f: 'poll' | 'drain', queue: string, messages: ReadMessage[], minOffset: number): void {
+    this.push({ type: 'ok', process, f, value: { queue, messages, minOffset }, time: this.now() });
   }
 
   readFailed(type: 'fail' | 'info', process: number, f: 'poll' | 'drain', queue: string, error: string): void {

@@ -35,7 +35,10 @@ export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
   pollWaitMs: 500,
   pullMessagesMax: 256,
   drainAttemptsMax: 5,
+  messageBytes: 0,
 });
+/** Bodies up to this size: bigger ones only make histories huge. */
+export const chaosMessageBytesMax = 64 * 1024;
 
 export const DEFAULT_NEMESIS_TIMING: NemesisTiming = Object.freeze({
   quietMinMs: 1_000,
@@ -59,6 +62,13 @@ export interface ChaosOptions {
   readonly flush: FlushMode;
   readonly quorum: QuorumMode;
   readonly outDir: string;
+  /**
+   * Bounds every node's log to this many bytes (retention.maxBytes, in segments of a quarter
+   * of it, checked every retentionCheckIntervalMs), so retention deletes messages during the
+   * run and a node that was down long enough is caught up by InstallSnapshot. Default: the
+   * config's defaults (72 h, no byte bound: nothing is deleted in a run).
+   */
+  readonly retentionMaxBytes?: number;
   /** Concurrent producers, each sending one message at a time. */
   readonly producers?: number;
   readonly workload?: Partial<WorkloadSettings>;
@@ -115,7 +125,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const storage = options.nemeses.includes('power') ? 'lazy' : 'os';
   let cluster: LocalCluster;
   try {
-    cluster = await LocalCluster.create({ flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum }, { storage });
+    cluster = await LocalCluster.create({ flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum, ...retentionConfig(options.retentionMaxBytes) }, { storage });
   } catch (error) {
     await network.close();
     throw error;
@@ -154,6 +164,23 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     keepNodeLogs(cluster, options.outDir);
     await cluster.dispose();
   }
+}
+
+/** The smallest segment the config allows; retention keeps at least two. */
+const segmentBytesMin = 64 * 1024;
+export const chaosRetentionMaxBytesMin = 2 * segmentBytesMin;
+const retentionCheckIntervalMs = 500;
+/** Snapshots often enough that retention is never held back for long by the last one. */
+const retentionSnapshotEveryEntries = 1_000;
+
+function retentionConfig(maxBytes: number | undefined): Record<string, unknown> {
+  if (maxBytes === undefined) return {};
+  assert(maxBytes >= chaosRetentionMaxBytesMin, 'retention bound holds two segments');
+  return {
+    log: { segmentBytes: Math.max(segmentBytesMin, Math.floor(maxBytes / 4)) },
+    retention: { maxBytes, checkIntervalMs: retentionCheckIntervalMs },
+    snapshot: { everyEntries: retentionSnapshotEveryEntries },
+  };
 }
 
 /** Fails fast (naming the node) when a node exits at startup, e.g. its port was taken meanwhile. */

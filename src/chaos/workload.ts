@@ -26,6 +26,8 @@ export interface WorkloadSettings {
   readonly pullMessagesMax: number;
   /** Drain attempts per queue before the queue is left undrained (verdict: unknown). */
   readonly drainAttemptsMax: number;
+  /** Each body is its unique name padded to this many bytes (0: the name alone). */
+  readonly messageBytes: number;
 }
 
 export interface WorkloadContext {
@@ -65,7 +67,7 @@ export async function runProducer(context: WorkloadContext, worker: number, rng:
   for (let n = 0; !context.stopped() && !recorder.full; n++) {
     const key = `k${rng.int(settings.keys)}`;
     const queue = queueName(settings.topic, hashKey(key) % settings.queues);
-    const body = `p${worker}-${n}`;
+    const body = `p${worker}-${n}`.padEnd(settings.messageBytes, '.');
     recorder.invokeSend(process, queue, body);
     try {
       const sent = await producer.send(settings.topic, { body: Buffer.from(body), key }, 'byKey');
@@ -103,9 +105,9 @@ export async function runConsumer(context: WorkloadContext, group: string, queue
       }
     }
     recorder.invokeRead(process, 'poll', queue, resumed ? position : undefined);
-    let messages: ReadMessage[];
+    let read: PulledBatch;
     try {
-      messages = await pull(client, settings, queueId, position, settings.pollWaitMs);
+      read = await pull(client, settings, queueId, position, settings.pollWaitMs);
     } catch (error) {
       const outcome = failedOutcome(error);
       recorder.readFailed(outcome, process, 'poll', queue, describeError(error));
@@ -113,7 +115,8 @@ export async function runConsumer(context: WorkloadContext, group: string, queue
       position = null; // resume from the committed offset, as a restarted consumer would
       continue;
     }
-    recorder.readOk(process, 'poll', queue, messages);
+    const { messages } = read;
+    recorder.readOk(process, 'poll', queue, messages, read.minOffset);
     resumed = false;
     const last = messages[messages.length - 1];
     if (last === undefined) continue;
@@ -134,12 +137,21 @@ async function committedPosition(client: LedgerClient, settings: WorkloadSetting
   }
 }
 
-async function pull(client: LedgerClient, settings: WorkloadSettings, queueId: number, offset: number, waitMs: number): Promise<ReadMessage[]> {
+/** One pull's messages, with the queue's first stored offset and where the read started. */
+interface PulledBatch {
+  readonly messages: ReadMessage[];
+  readonly minOffset: number;
+  /** The offset asked for, or minOffset when retention had deleted it. */
+  readonly startOffset: number;
+}
+
+async function pull(client: LedgerClient, settings: WorkloadSettings, queueId: number, offset: number, waitMs: number): Promise<PulledBatch> {
   const reply = await client.call(
     { op: 'pull', topic: settings.topic, queueId, offset, maxMessages: settings.pullMessagesMax, maxBytes: 1 << 20, waitMs },
     settings.opTimeoutMs + waitMs,
   );
-  return reply.messages.map((m) => ({ offset: m.offset, body: Buffer.from(m.body).toString('utf8') }));
+  const messages = reply.messages.map((m) => ({ offset: m.offset, body: Buffer.from(m.body).toString('utf8') }));
+  return { messages, minOffset: reply.minOffset, startOffset: reply.startOffset };
 }
 
 /**
@@ -154,8 +166,8 @@ export async function drainQueue(context: Omit<WorkloadContext, 'stopped'>, queu
     const process = recorder.newProcess(`drain ${queueId}`);
     recorder.invokeRead(process, 'drain', queue);
     try {
-      const messages = await readWholeQueue(client, settings, queueId);
-      recorder.readOk(process, 'drain', queue, messages);
+      const { messages, minOffset } = await readWholeQueue(client, settings, queueId);
+      recorder.readOk(process, 'drain', queue, messages, minOffset);
       return true;
     } catch (error) {
       recorder.readFailed(failedOutcome(error), process, 'drain', queue, describeError(error));
@@ -165,21 +177,27 @@ export async function drainQueue(context: Omit<WorkloadContext, 'stopped'>, queu
   return false;
 }
 
-async function readWholeQueue(client: LedgerClient, settings: WorkloadSettings, queueId: number): Promise<ReadMessage[]> {
+/** The whole queue from its first stored offset; `minOffset` is where the read began. */
+async function readWholeQueue(client: LedgerClient, settings: WorkloadSettings, queueId: number): Promise<{ messages: ReadMessage[]; minOffset: number }> {
   const reply = await client.call({ op: 'queryOffsets', group: 'chaos-drain', queues: [{ topic: settings.topic, queueId }] }, settings.opTimeoutMs);
   const range = reply.offsets[0];
   assert(range !== undefined, 'queryOffsets answers for the queue asked');
   const messages: ReadMessage[] = [];
+  let minOffset: number | undefined;
   let position = range.minOffset;
   for (;;) {
     const batch = await pull(client, settings, queueId, position, 0);
-    const last = batch[batch.length - 1];
+    // Retention may move the start before the first read (the drain then starts there), but a
+    // later batch that starts past its position would leave a hole the checker reads as loss.
+    if (minOffset === undefined) minOffset = position = batch.startOffset;
+    else if (batch.startOffset !== position) throw new Error(`retention deleted offsets ${position}..${batch.startOffset - 1} while the drain read them`);
+    const last = batch.messages[batch.messages.length - 1];
     if (last === undefined) break;
-    messages.push(...batch);
+    messages.push(...batch.messages);
     position = last.offset + 1;
   }
   // Ending short of the end the broker just named (e.g. the reads went to a lagging new
   // leader) would make a partial drain look like loss: count it as an uncertain attempt.
   if (position < range.nextOffset) throw new Error(`the drain ended at offset ${position}, before the queue's end ${range.nextOffset}`);
-  return messages;
+  return { messages, minOffset };
 }

@@ -67,11 +67,46 @@ export function drainCanJudge(index: HistoryIndex, send: SendRecord): DrainRecor
   return send.completion.line < drain.invoke.line ? drain : undefined;
 }
 
+/** How the final drain of its queue judges one acked send (see findLost). */
+export type LossJudgement =
+  | { kind: 'present' }
+  | { kind: 'lost'; drain: DrainRecord }
+  /** Stored below the final drain's minOffset: retention deleted it before the drain read. */
+  | { kind: 'retained'; drain: DrainRecord }
+  /** No final drain can judge it, or retention may have taken it and nothing says where it was. */
+  | { kind: 'unjudged' };
+
+/**
+ * Judges an acked send against the final drain of its queue. A send is stored at the offset
+ * its ack named, else where a read showed it in its queue; stored below the drain's minOffset
+ * it was retained away, not lost. An ack that named no offset (leader quorum), for a body no
+ * read ever showed, cannot be placed: once retention moved the queue's start it is unjudged.
+ */
+export function judgeLoss(index: HistoryIndex, send: SendRecord): LossJudgement {
+  assert(send.outcome === 'ok', 'only acked sends are judged for loss');
+  const drain = drainCanJudge(index, send);
+  if (drain === undefined) return { kind: 'unjudged' };
+  if (drain.bodies.has(send.body)) return { kind: 'present' };
+  const offset = send.ackedOffset ?? lowestReadOffset(index, send);
+  if (offset !== undefined && offset < drain.minOffset) return { kind: 'retained', drain };
+  if (offset === undefined && drain.minOffset > 0) return { kind: 'unjudged' };
+  return { kind: 'lost', drain };
+}
+
+function lowestReadOffset(index: HistoryIndex, send: SendRecord): number | undefined {
+  let lowest: number | undefined;
+  for (const location of index.bodyLocations.get(send.body) ?? []) {
+    if (location.queue === send.queue) lowest = Math.min(lowest ?? location.offset, location.offset);
+  }
+  return lowest;
+}
+
 /**
  * `lost`: a send that completed `ok`, completed before the final (last completed ok) drain of
- * its queue was invoked, and whose body that drain does not contain. Sends to a queue that was
- * never drained, or still running when the final drain began, cannot be judged; the report
- * lists those (undrainedQueues, uncheckedAckedSends) and the verdict is then at best unknown.
+ * its queue was invoked, stored at or above that drain's minOffset (judgeLoss), and whose body
+ * that drain does not contain. Sends to a queue that was never drained, or still running when
+ * the final drain began, cannot be judged; the report lists those (undrainedQueues,
+ * uncheckedAckedSends) and the verdict is then at best unknown.
  * `ackTimesMs`: when each lost send was acknowledged, ascending — the loss window.
  */
 export function findLost(index: HistoryIndex): AnomalyResult & { ackTimesMs: number[] } {
@@ -79,8 +114,9 @@ export function findLost(index: HistoryIndex): AnomalyResult & { ackTimesMs: num
   const ackTimesMs: number[] = [];
   for (const send of index.sends.values()) {
     if (send.outcome !== 'ok') continue;
-    const drain = drainCanJudge(index, send);
-    if (drain === undefined || drain.bodies.has(send.body)) continue;
+    const judgement = judgeLoss(index, send);
+    if (judgement.kind !== 'lost') continue;
+    const { drain } = judgement;
     const ack = send.completion;
     assert(ack !== undefined, 'an ok send has its completion');
     ackTimesMs.push(ack.time);
@@ -336,7 +372,7 @@ function offsetsBetween(sorted: readonly number[], low: number, high: number): n
  * (after last offset L, the next poll starts at F > L + 1 while some read shows an offset in
  * (L, F)); from a poll's `from` offset to its first message; or a drain (which reads the whole
  * queue) lacks an offset some read shows that is ≤ the drain's last offset or was read before
- * the drain was invoked. A process's FIRST poll of a queue may start anywhere (a consumer
+ * the drain was invoked (and is not below the drain's minOffset). A process's FIRST poll of a queue may start anywhere (a consumer
  * joins at its group's committed offset), so only gaps after a known position count.
  */
 export function findPollSkips(index: HistoryIndex): AnomalyResult {
@@ -391,6 +427,7 @@ function findDrainSkips(index: HistoryIndex, drain: DrainRecord, findings: Findi
     }));
   };
   for (const offset of existing) {
+    if (offset < drain.minOffset) continue; // deleted by retention before the drain began
     if (offset > upper) break;
     if (returned.has(offset)) flush();
     else run.push(offset);

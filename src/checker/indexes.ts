@@ -40,6 +40,8 @@ export interface DrainRecord {
   /** Offsets in the order the drain returned them. */
   offsets: number[];
   bodies: Set<string>;
+  /** Where the drain started: the queue's first stored offset (0 when the history names none). */
+  minOffset: number;
 }
 
 /**
@@ -140,7 +142,7 @@ export class IndexBuilder {
     const { messages, minOffset } = completion.value as { messages: ReadMessage[]; minOffset?: number };
     this.recordRead(operation, messages);
     if (event.f === 'poll') this.recordPollSteps(operation, messages, event.value.from, minOffset);
-    else this.recordDrain(operation, messages);
+    else this.recordDrain(operation, messages, minOffset ?? 0);
   }
 
   private completeSend(operation: CompletedOperation, body: string): void {
@@ -222,7 +224,7 @@ export class IndexBuilder {
     this.pollPositions.set(key, { lastOffset: last.offset, read });
   }
 
-  private recordDrain(operation: CompletedOperation, messages: ReadMessage[]): void {
+  private recordDrain(operation: CompletedOperation, messages: ReadMessage[], minOffset: number): void {
     const queue = operation.invokeEvent.value.queue;
     let drains = this.index.drains.get(queue);
     if (drains === undefined) this.index.drains.set(queue, (drains = []));
@@ -232,6 +234,7 @@ export class IndexBuilder {
       read: operation.completion,
       offsets: messages.map((m) => m.offset),
       bodies: new Set(messages.map((m) => m.body)),
+      minOffset,
     });
     this.index.stats.drains += 1;
   }

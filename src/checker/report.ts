@@ -2,7 +2,6 @@
 // human summary `ledgermq check` prints by default.
 import { assert } from '../util/assert.js';
 import {
-  drainCanJudge,
   findDuplicates,
   findFailedPresent,
   findInconsistentOffsets,
@@ -12,6 +11,7 @@ import {
   findPollSkips,
   findReorders,
   findUnexpected,
+  judgeLoss,
   type AnomalyExample,
   type AnomalyResult,
 } from './anomalies.js';
@@ -60,6 +60,11 @@ export interface CheckReport {
   undrainedQueues: string[];
   /** Acked sends whose loss could not be judged (see Verdict). */
   uncheckedAckedSends: number;
+  /**
+   * Acked sends stored below the final drain's minOffset (retention deleted them before the
+   * drain), so not judged for `lost`; `readBeforeRetention` of them some read did show.
+   */
+  retainedAwaySends: { count: number; readBeforeRetention: number };
   /** When each lost send was acknowledged (history time, ascending): the window the loss covers. */
   lostAckTimesMs: number[];
   stats: HistoryStats;
@@ -81,15 +86,21 @@ export function buildReport(index: HistoryIndex): CheckReport {
   const drained = new Set(index.drains.keys());
   const sentQueues = new Set<string>();
   let uncheckedAckedSends = 0;
+  const retainedAwaySends = { count: 0, readBeforeRetention: 0 };
   for (const send of index.sends.values()) {
     sentQueues.add(send.queue);
-    if (send.outcome === 'ok' && drainCanJudge(index, send) === undefined) uncheckedAckedSends += 1;
+    if (send.outcome !== 'ok') continue;
+    const judgement = judgeLoss(index, send).kind;
+    if (judgement === 'unjudged') uncheckedAckedSends += 1;
+    if (judgement !== 'retained') continue;
+    retainedAwaySends.count += 1;
+    if (index.bodyLocations.has(send.body)) retainedAwaySends.readBeforeRetention += 1;
   }
   const undrainedQueues = [...sentQueues].filter((q) => !drained.has(q)).sort();
   const verdict: Verdict = anomalyCount > 0 ? 'invalid' : uncheckedAckedSends > 0 ? 'unknown' : 'valid';
   assert(verdict !== 'valid' || anomalyCount === 0, 'a valid verdict has no anomaly');
   assert(lost.ackTimesMs.length === counts.lost, 'one ack time per lost send');
-  return { valid: verdict === 'valid', verdict, counts, anomalies, undrainedQueues, uncheckedAckedSends, lostAckTimesMs: lost.ackTimesMs, stats: index.stats };
+  return { valid: verdict === 'valid', verdict, counts, anomalies, undrainedQueues, uncheckedAckedSends, retainedAwaySends, lostAckTimesMs: lost.ackTimesMs, stats: index.stats };
 }
 
 /** The human summary: verdict line, what the history held, then each anomaly with its examples. */
@@ -111,6 +122,10 @@ export function formatReport(report: CheckReport): string {
   lines.push(
     `  ${s.sends} sends (${s.acked} ok, ${s.failed} fail, ${s.info} info, ${s.incomplete} incomplete ops), ${s.polls} polls, ${s.drains} drains, ${s.messagesRead} messages read, ${s.queues} queues`,
   );
+  const retained = report.retainedAwaySends;
+  if (retained.count > 0) {
+    lines.push(`  ${retained.count} acked send(s) were deleted by retention before the final drain (not judged for loss; ${retained.readBeforeRetention} of them read before)`);
+  }
   if (report.undrainedQueues.length > 0) {
     lines.push(`  never drained (lost cannot be judged there): ${report.undrainedQueues.join(', ')}`);
   }

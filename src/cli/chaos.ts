@@ -6,7 +6,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { FLUSH_MODES, type FlushMode, QUORUM_MODES, type QuorumMode } from '../config/config.js';
 import { DEFAULT_NEMESES, NEMESES, type NemesisKind } from '../chaos/nemesis.js';
 import { formatLossWindow } from '../chaos/power-loss.js';
-import { chaosDurationMaxS, runChaos } from '../chaos/runner.js';
+import { chaosDurationMaxS, chaosMessageBytesMax, chaosRetentionMaxBytesMin, runChaos } from '../chaos/runner.js';
 import { parseIntOption, withConfig } from './options.js';
 
 interface ChaosCommandOptions {
@@ -16,6 +16,8 @@ interface ChaosCommandOptions {
   flush: FlushMode;
   quorum: QuorumMode;
   out?: string;
+  retentionMaxBytes?: number;
+  messageBytes?: number;
   json?: boolean;
 }
 
@@ -38,6 +40,12 @@ export function registerChaos(program: Command): void {
       .option('--seed <s>', 'seed of the fault schedule and workload (default: random, printed)', parseIntOption('--seed', 0, 2 ** 31 - 1))
       .addOption(new Option('--flush <mode>', 'flush mode of the cluster').choices(FLUSH_MODES).default('sync'))
       .addOption(new Option('--quorum <mode>', 'quorum mode of the cluster').choices(QUORUM_MODES).default('majority'))
+      .option(
+        '--retention-max-bytes <bytes>',
+        'bound every node\'s log to this many bytes (segments of a quarter of it), so retention deletes messages and InstallSnapshot catches up nodes during the run',
+        parseIntOption('--retention-max-bytes', chaosRetentionMaxBytesMin, 2 ** 50),
+      )
+      .option('--message-bytes <bytes>', 'pad every message body to this many bytes (default: a short unique name)', parseIntOption('--message-bytes', 1, chaosMessageBytesMax))
       .option('--out <dir>', 'where to write history.jsonl, report.json, report.txt, timeline.svg (default: ./chaos-out/<time>-seed<S>)')
       .option('--json', 'print {"valid":…,"acked":N,"faults":N,"anomalies":{…},"history":"…"} on stdout'),
   ).action((options: ChaosCommandOptions) => runChaosCommand(options));
@@ -47,8 +55,11 @@ async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const outDir = resolve(options.out ?? join('chaos-out', `${new Date().toISOString().replace(/[:.]/g, '-')}-seed${seed}`));
   const say = (line: string) => process.stderr.write(`chaos: ${line}\n`);
+  const extraFlags =
+    (options.retentionMaxBytes === undefined ? '' : ` --retention-max-bytes ${options.retentionMaxBytes}`) +
+    (options.messageBytes === undefined ? '' : ` --message-bytes ${options.messageBytes}`);
   say(`seed ${seed}; nemesis ${options.nemesis.join(',')}; flush ${options.flush}; quorum ${options.quorum}; ${options.duration} s; output ${outDir}`);
-  say(`replay: ./bin/ledgermq chaos --duration ${options.duration} --nemesis ${options.nemesis.join(',')} --seed ${seed} --flush ${options.flush} --quorum ${options.quorum}`);
+  say(`replay: ./bin/ledgermq chaos --duration ${options.duration} --nemesis ${options.nemesis.join(',')} --seed ${seed} --flush ${options.flush} --quorum ${options.quorum}${extraFlags}`);
   const abort = new AbortController();
   const interrupt = () => {
     say('interrupted; stopping the cluster');
@@ -60,15 +71,19 @@ async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
   try {
     const result = await runChaos({
       durationS: options.duration, nemeses: options.nemesis, seed, flush: options.flush, quorum: options.quorum, outDir, log: say, signal: abort.signal,
+      ...(options.retentionMaxBytes === undefined ? {} : { retentionMaxBytes: options.retentionMaxBytes }),
+      ...(options.messageBytes === undefined ? {} : { workload: { messageBytes: options.messageBytes } }),
     });
+    const { retainedAwaySends } = result.report;
     if (options.json === true) {
       const { seed: s, valid, verdict, acked, faults, anomalies, crashedNodes, powerLoss, lossExplained, historyPath, reportPath, timelinePath } = result;
       const power = powerLoss === null ? {} : { powerLoss, lossExplained };
-      process.stdout.write(`${JSON.stringify({ valid, verdict, seed: s, acked, faults, anomalies, crashedNodes, ...power, history: historyPath, report: reportPath, timeline: timelinePath })}\n`);
+      process.stdout.write(`${JSON.stringify({ valid, verdict, seed: s, acked, faults, anomalies, crashedNodes, ...power, retainedAwaySends, history: historyPath, report: reportPath, timeline: timelinePath })}\n`);
     } else {
       const found = Object.entries(result.anomalies).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
       const crashed = result.crashedNodes.length > 0 ? `, nodes that crashed by themselves: ${result.crashedNodes.join(', ')}` : '';
       process.stdout.write(`${result.verdict.toUpperCase()}: seed ${seed}, ${result.acked} acked, ${result.faults} faults${found.length > 0 ? `, anomalies: ${found.join(', ')}` : ''}${crashed}\n`);
+      if (retainedAwaySends.count > 0) process.stdout.write(`retention deleted ${retainedAwaySends.count} acked messages before the drain (${retainedAwaySends.readBeforeRetention} of them read before)\n`);
       if (result.powerLoss !== null) process.stdout.write(`${formatLossWindow(result.powerLoss).join('\n')}\n`);
       if (result.lossExplained !== null) process.stdout.write(`${result.lossExplained}\n`);
       process.stdout.write(`history ${result.historyPath}\nreport ${join(outDir, 'report.txt')}\ntimeline ${result.timelinePath}\n`);

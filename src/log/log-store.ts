@@ -554,6 +554,11 @@ export class LogStore {
     this.options.logger?.info({ fromIndex, removedEntries, lastIndex: this.lastIndex() }, 'log truncated a conflicting suffix');
   }
 
+  /** The highest index known committed and durable (setCommitIndex): retention deletes nothing past it. */
+  commitIndexFloor(): number {
+    return this.commitFloorIndex;
+  }
+
   /** Raises the floor below which truncation is forbidden; never lowers it. */
   setCommitIndex(index: number): void {
     assert(this.install === null, 'commit index set while an install runs');

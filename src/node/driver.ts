@@ -113,6 +113,9 @@ export class NodeDriver<R> {
       appliedIndex: ports.stateMachine.appliedIndex(),
       randomInt: ports.randomInt,
     });
+    // A restarted node's commit index starts at its applied index: the log store learns it now,
+    // not at the first Ready (which may be long in coming on an isolated node).
+    this.syncCommitFloor();
     if (snapshots !== undefined) {
       assert(options.transfer !== undefined, 'a node with snapshots has transfer tuning');
       const hooks = {
@@ -148,25 +151,37 @@ export class NodeDriver<R> {
     this.kick();
   }
 
-  /** A message from a peer, as decoded off the wire: checked before the core sees it. */
-  receive(from: NodeId, message: unknown): boolean {
-    if (this.stopped) return false;
+  /**
+   * A message from a peer, as decoded off the wire: checked before the core sees it. A
+   * malformed or impossible one is dropped and reported (events.refusedMessage), never
+   * asserted on: the node's invariants are its own, a peer's bug or malice must not crash it.
+   */
+  receive(from: NodeId, message: unknown): void {
+    if (this.stopped) return;
     if (isTransferMessage(message)) return this.receiveTransfer(from, message);
     const valid = validateMessage(message);
-    if (valid === null || valid.from !== from || valid.to !== this.id) return false;
-    this.core.step(valid);
+    if (!valid.ok) return this.refused(from, 1, [valid.reason]);
+    if (valid.message.from !== from || valid.message.to !== this.id) return this.refused(from, 1, [`${valid.message.type} names from ${valid.message.from} to ${valid.message.to}`]);
+    // The core's InstallSnapshot travels as chunks; the driver steps it once the package is staged.
+    if (valid.message.type === 'snapshot') return this.refused(from, 1, ['a bare snapshot message (snapshots arrive as chunks)']);
+    this.core.step(valid.message);
+    const refusals = this.core.takeRefusals();
+    if (refusals.count > 0) this.refused(from, refusals.count, refusals.reasons);
     this.observeRoleChange();
     this.kick();
-    return true;
   }
 
-  private receiveTransfer(from: NodeId, message: unknown): boolean {
-    if (this.snapshotSender === null || this.snapshotReceiver === null) return false;
+  private receiveTransfer(from: NodeId, message: unknown): void {
+    if (this.snapshotSender === null || this.snapshotReceiver === null) return this.refused(from, 1, ['a snapshot transfer message, but this node has no snapshot store']);
     const valid = validateTransferMessage(message, this.options.transfer!);
-    if (valid === null || valid.from !== from || valid.to !== this.id) return false;
+    if (valid === null || valid.from !== from || valid.to !== this.id) return this.refused(from, 1, ['a malformed snapshot transfer message']);
     if (valid.type === 'snapshotChunk') this.snapshotReceiver.receive(valid);
     else this.snapshotSender.acknowledged(valid);
-    return true;
+  }
+
+  private refused(from: NodeId, count: number, reasons: readonly string[]): void {
+    if (this.events.refusedMessage === undefined) throw new InvariantViolation(`refused ${count} message(s) from ${from}: ${reasons.join('; ')}`);
+    this.events.refusedMessage({ from, count, reasons });
   }
 
   /** The transport saw the connection from `peer` close: if it led us, elect a successor soon. */
@@ -401,9 +416,14 @@ export class NodeDriver<R> {
     this.events.applied?.();
   }
 
-  private afterAdvance(): void {
-    const { commitIndex, persistedIndex, allMatchIndex } = this.core.indexes();
+  private syncCommitFloor(): void {
+    const { commitIndex, persistedIndex } = this.core.indexes();
     this.ports.log.setCommitIndex(Math.min(commitIndex, persistedIndex));
+  }
+
+  private afterAdvance(): void {
+    this.syncCommitFloor();
+    const { persistedIndex, allMatchIndex } = this.core.indexes();
     if (this.proposals.size() === 0) return;
     this.proposals.replicatedEverywhere(allMatchIndex);
     this.proposals.persistedLocally(persistedIndex, (index) => this.core.termAt(index));

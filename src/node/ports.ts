@@ -69,6 +69,12 @@ export interface DriverEvents {
   /** A batch of committed entries was applied (long polls wait on it). */
   applied?(): void;
   /**
+   * Messages from `from` were dropped: malformed, or impossible from a correct peer (`reasons`
+   * has at most a few of the `count`). Production logs them, rate-limited; without a handler
+   * (the simulator, where every peer is correct) a refusal is an InvariantViolation.
+   */
+  refusedMessage?(refusal: { from: NodeId; count: number; reasons: readonly string[] }): void;
+  /**
    * The driver cannot keep its promises any more (a failed write or fsync, a broken invariant).
    * Production logs and exits; without a handler the error is thrown to the caller.
    */

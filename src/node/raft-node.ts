@@ -102,6 +102,9 @@ function hardStatePort(store: NodeHardStateStore): DriverHardStateStore {
 }
 
 /** Wall time never drives correctness here, only proposal deadlines: a monotonic clock. */
+/** At most one refused-message line per peer this often; the next line counts those dropped meanwhile. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
 const PROCESS_SCHEDULER: Scheduler = {
   nowMs: () => performance.now(),
   soon: (task) => void setImmediate(task),
@@ -116,6 +119,8 @@ export class RaftNode<R> {
   private readonly eventLoopDelay = new EventLoopDelayMonitor();
   private stopped = false;
   private readonly appliedListeners = new Set<() => void>();
+  /** Per peer: when a refusal was last logged, and refusals since then not logged. */
+  private readonly refusalLog = new Map<NodeId, { loggedAtMs: number; unlogged: number }>();
   /** Waiting for this node to learn who leads (see waitForLeader). */
   private readonly leaderWaiters = new Set<() => void>();
 
@@ -159,6 +164,7 @@ export class RaftNode<R> {
           applied: () => {
             for (const listener of this.appliedListeners) listener();
           },
+          refusedMessage: ({ from, count, reasons }) => this.logRefusal(from, count, reasons),
           fatal: (error) => {
             // A failed fsync or write, or a broken invariant: the node cannot keep its promises.
             this.logger.fatal({ err: error }, 'the Ready loop failed; stopping the process');
@@ -167,6 +173,19 @@ export class RaftNode<R> {
         },
       },
     );
+  }
+
+  /** A peer sent messages no correct peer sends (a bug, or a forged frame): warn, rate-limited. */
+  private logRefusal(from: NodeId, count: number, reasons: readonly string[]): void {
+    const nowMs = PROCESS_SCHEDULER.nowMs();
+    const entry = this.refusalLog.get(from);
+    if (entry !== undefined && nowMs - entry.loggedAtMs < REFUSAL_LOG_INTERVAL_MS) {
+      entry.unlogged += count;
+      return;
+    }
+    const unloggedBefore = entry?.unlogged ?? 0;
+    this.refusalLog.set(from, { loggedAtMs: nowMs, unlogged: 0 });
+    this.logger.warn({ from, count, reasons, unloggedBefore }, 'dropped raft messages no correct peer sends');
   }
 
   start(): void {
@@ -190,7 +209,7 @@ export class RaftNode<R> {
   /** A message from a peer, as decoded off the wire: checked before the core sees it. */
   receive(from: NodeId, message: unknown): void {
     if (this.stopped) return;
-    if (!this.driver.receive(from, message)) this.logger.warn({ from }, 'dropping a malformed raft message');
+    this.driver.receive(from, message);
   }
 
   /** The transport saw the connection from `peer` close: if it led us, elect a successor soon. */

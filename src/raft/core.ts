@@ -32,6 +32,8 @@ import { type Entry, EntryType, type HardState, type NodeId, type SnapshotMeta, 
  * starts, and if its log is behind (its campaign fails) the next one tries.
  */
 const QUICK_ELECTION_STAGGER_TICKS = 2;
+/** Refusal log lines a node keeps between takeRefusals calls; the count covers the rest. */
+const MAX_REFUSALS_KEPT = 16;
 
 export type Role = 'follower' | 'preCandidate' | 'candidate' | 'leader';
 
@@ -189,6 +191,8 @@ export class RaftCore {
   private messages: Message[] = [];
   private persistedMessages: Message[] = [];
   private readyInProgress: Ready | null = null;
+  private readonly refusals: string[] = [];
+  private refusalCount = 0;
   /** A restored snapshot not yet handed out in a Ready. */
   private snapshotToInstall: SnapshotMeta | null = null;
 
@@ -544,7 +548,8 @@ export class RaftCore {
       case 'heartbeat':
       case 'timeoutNow':
       case 'snapshot':
-        assert(this.role !== 'leader', () => `two leaders in term ${this.term}: ${this.id} and ${m.from}`);
+        // Only this node leads its term: a correct peer never sends this (Raft's election safety).
+        if (this.role === 'leader') return this.refuse(m, `a second leader in term ${this.term}`);
         if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
         return this.stepFollower(m);
       case 'appendResp':
@@ -653,6 +658,7 @@ export class RaftCore {
       const lastNew = m.prevIndex + m.entries.length;
       const conflict = this.findConflict(m.entries);
       if (conflict !== null) {
+        // Entries start past prevIndex, which is at or above our commit index (checked above).
         assert(conflict > this.log.committed, () => `entry ${conflict} conflicts with the committed log (commit ${this.log.committed})`);
         this.log.append(m.entries.slice(conflict - m.entries[0]!.index));
       }
@@ -705,6 +711,7 @@ export class RaftCore {
     }
     if (m.type !== 'appendResp') return;
     if (m.reject) return this.handleAppendReject(m, progress);
+    if (m.index > this.log.lastIndex()) return this.refuse(m, `accepts index ${m.index}, past this leader's last index ${this.log.lastIndex()}`);
     if (!progress.maybeUpdate(m.index)) return;
     if (progress.state === 'snapshot') {
       // Installed (or the follower had it all along): probe from there — with a newer snapshot
@@ -975,6 +982,22 @@ export class RaftCore {
     let allMatchIndex = this.role === 'leader' ? Number.MAX_SAFE_INTEGER : 0;
     if (this.role === 'leader') for (const progress of this.progress.values()) allMatchIndex = Math.min(allMatchIndex, progress.match);
     return { commitIndex: this.log.committed, persistedIndex: this.log.persistedIndex(), allMatchIndex };
+  }
+
+  /**
+   * Messages refused since the last call, as log lines (at most MAX_REFUSALS_KEPT; `count` has
+   * them all): well-formed messages no correct peer sends, dropped rather than asserted on,
+   * since the node's invariants are its own and a peer's bug or malice must not crash it.
+   */
+  takeRefusals(): { count: number; reasons: string[] } {
+    const taken = { count: this.refusalCount, reasons: this.refusals.splice(0) };
+    this.refusalCount = 0;
+    return taken;
+  }
+
+  private refuse(m: Message, reason: string): void {
+    this.refusalCount += 1;
+    if (this.refusals.length < MAX_REFUSALS_KEPT) this.refusals.push(`${m.type} from ${m.from} in term ${m.term}: ${reason}`);
   }
 
   /** Role, term and leader without building the full status (for log lines). */

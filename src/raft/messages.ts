@@ -113,49 +113,91 @@ export type Message =
 export type MessageType = Message['type'];
 
 
-const isIndex = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+/**
+ * The largest term and index a peer may name: 2^48 elections or entries is beyond any real
+ * cluster's life, and far enough below 2^53 that a node's own arithmetic on them stays exact.
+ * A message naming more is refused at the edge, so a hostile or broken peer cannot push a
+ * node's term to where no election can follow it.
+ */
+export const MAX_WIRE_TERM = 2 ** 48;
+export const MAX_WIRE_INDEX = 2 ** 48;
+/** Node ids are at most 32 characters (config.ts). */
+const MAX_NODE_ID_LENGTH = 32;
+
+const isIndex = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= MAX_WIRE_INDEX;
+const isTerm = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= MAX_WIRE_TERM;
 const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
+const isNodeId = (v: unknown): v is string => typeof v === 'string' && v.length >= 1 && v.length <= MAX_NODE_ID_LENGTH;
 
 function isEntry(v: unknown): v is Entry {
   if (typeof v !== 'object' || v === null) return false;
   const e = v as Record<string, unknown>;
-  return isIndex(e.index) && isIndex(e.term) && (e.type === 0 || e.type === 1) && e.data instanceof Uint8Array;
+  return isIndex(e.index) && isTerm(e.term) && (e.type === 0 || e.type === 1) && e.data instanceof Uint8Array;
 }
 
-/**
- * Checks a message decoded off the wire field by field, so a malformed one is dropped at the
- * edge instead of tripping the core's invariant assertions. Returns the message or null.
- */
-export function validateMessage(value: unknown): Message | null {
-  if (typeof value !== 'object' || value === null) return null;
-  const m = value as Record<string, unknown>;
-  if (typeof m.from !== 'string' || typeof m.to !== 'string' || !isIndex(m.term)) return null;
+/** Why an append's fields cannot come from a correct leader, or null when they can. */
+function appendProblem(m: Record<string, unknown>, term: number): string | null {
+  if (!isIndex(m.prevIndex) || !isTerm(m.prevTerm) || !isIndex(m.commit) || !isIndex(m.leaderLastIndex) || !Array.isArray(m.entries)) return 'a field is missing or out of range';
+  if (m.prevTerm > term) return `prevTerm ${m.prevTerm} is above the message's term ${term}`;
+  const entries = m.entries as unknown[];
+  let previousTerm = m.prevTerm;
+  for (const [i, e] of entries.entries()) {
+    if (!isEntry(e)) return `entry ${i} is malformed`;
+    if (e.index !== m.prevIndex + 1 + i) return `entry ${i} has index ${e.index}, not ${m.prevIndex + 1 + i}`;
+    if (e.term < previousTerm || e.term > term) return `entry ${e.index} has term ${e.term}, outside [${previousTerm}, ${term}]`;
+    previousTerm = e.term;
+  }
+  if (m.prevIndex + entries.length > m.leaderLastIndex) return `entries end past the leader's last index ${m.leaderLastIndex}`;
+  if (m.commit > m.leaderLastIndex) return `commit ${m.commit} is past the leader's last index ${m.leaderLastIndex}`;
+  return null;
+}
+
+/** Why a message's type-specific fields are impossible, or null when they are fine. */
+function fieldsProblem(m: Record<string, unknown>, term: number): string | null {
   switch (m.type) {
     case 'preVote':
     case 'vote':
-      return isIndex(m.lastIndex) && isIndex(m.lastTerm) && isBool(m.transfer) ? (value as Message) : null;
+      if (!isIndex(m.lastIndex) || !isTerm(m.lastTerm) || !isBool(m.transfer)) return 'a field is missing or out of range';
+      return m.lastTerm > term ? `lastTerm ${m.lastTerm} is above the campaign's term ${term}` : null;
     case 'preVoteResp':
     case 'voteResp':
-      return isBool(m.reject) ? (value as Message) : null;
-    case 'append': {
-      if (!isIndex(m.prevIndex) || !isIndex(m.prevTerm) || !isIndex(m.commit) || !isIndex(m.leaderLastIndex) || !Array.isArray(m.entries)) return null;
-      const entries = m.entries as unknown[];
-      const contiguous = entries.every((e, i) => isEntry(e) && e.index === (m.prevIndex as number) + 1 + i);
-      return contiguous ? (value as Message) : null;
-    }
+      return isBool(m.reject) ? null : 'reject is not a boolean';
+    case 'append':
+      return appendProblem(m, term);
     case 'appendResp':
-      return isIndex(m.index) && isBool(m.reject) && isIndex(m.rejectHint) && isIndex(m.hintTerm) ? (value as Message) : null;
+      if (!isIndex(m.index) || !isBool(m.reject) || !isIndex(m.rejectHint) || !isTerm(m.hintTerm)) return 'a field is missing or out of range';
+      if (m.hintTerm > term) return `hintTerm ${m.hintTerm} is above the message's term ${term}`;
+      return m.reject && m.rejectHint > m.index ? `rejectHint ${m.rejectHint} is past the rejected index ${m.index}` : null;
     case 'heartbeat':
-      return isIndex(m.commit) && isIndex(m.leaderLastIndex) ? (value as Message) : null;
+      if (!isIndex(m.commit) || !isIndex(m.leaderLastIndex)) return 'a field is missing or out of range';
+      return m.commit > m.leaderLastIndex ? `commit ${m.commit} is past the leader's last index ${m.leaderLastIndex}` : null;
     case 'heartbeatResp':
     case 'timeoutNow':
-      return value as Message;
+      return null;
     case 'probe':
     case 'probeResp':
-      return isIndex(m.lastIndex) ? (value as Message) : null;
+      return isIndex(m.lastIndex) ? null : 'lastIndex is missing or out of range';
     case 'snapshot':
-      return isIndex(m.index) && m.index >= 1 && isIndex(m.snapshotTerm) && m.snapshotTerm >= 1 ? (value as Message) : null;
+      if (!isIndex(m.index) || m.index < 1 || !isTerm(m.snapshotTerm) || m.snapshotTerm < 1) return 'a field is missing or out of range';
+      return m.snapshotTerm > term ? `snapshotTerm ${m.snapshotTerm} is above the message's term ${term}` : null;
     default:
-      return null;
+      return `unknown message type ${JSON.stringify(m.type)?.slice(0, 32)}`;
   }
+}
+
+export type ValidatedMessage = { readonly ok: true; readonly message: Message } | { readonly ok: false; readonly reason: string };
+
+/**
+ * Checks a message decoded off the wire field by field — ranges, and the relations a correct
+ * sender always keeps (entry terms non-decreasing and never above the message's term, commit
+ * within the leader's log) — so a malformed or impossible one is dropped at the edge instead
+ * of tripping the core's invariant assertions. The reason is for a log line.
+ */
+export function validateMessage(value: unknown): ValidatedMessage {
+  if (typeof value !== 'object' || value === null) return { ok: false, reason: 'not an object' };
+  const m = value as Record<string, unknown>;
+  if (!isNodeId(m.from) || !isNodeId(m.to)) return { ok: false, reason: 'from or to is not a node id' };
+  if (!isTerm(m.term)) return { ok: false, reason: `term is not a whole number from 0 to ${MAX_WIRE_TERM}` };
+  const problem = fieldsProblem(m, m.term);
+  return problem === null ? { ok: true, message: value as Message } : { ok: false, reason: `${String(m.type)}: ${problem}` };
 }

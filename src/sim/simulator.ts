@@ -331,6 +331,8 @@ export class Simulation {
         snapshots: node.snapshots,
         scheduler: node.scheduler,
         randomInt: (n) => this.rng.int(n),
+        // Every simulated peer is correct: a message the receiver refuses is a bug in its sender.
+        events: { refusedMessage: ({ from, reasons }) => this.check(false, () => `${node.id} refused a message from ${from}: ${reasons.join('; ')}`) },
       },
     );
   }
@@ -397,7 +399,7 @@ export class Simulation {
       const driver = this.node(message.to).driver;
       if (driver === null) continue;
       this.trace.add(this.tick, () => describePeerMessage(message));
-      this.check(driver.receive(message.from, message), () => `${message.to} refused a well-formed ${message.type} from ${message.from}`);
+      driver.receive(message.from, message);
     }
     for (const node of this.nodes) node.driver?.tick();
     this.snapshotAndCompact();

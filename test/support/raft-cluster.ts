@@ -7,6 +7,7 @@ import type { RaftCore, RaftOptions } from '../../src/raft/core.js';
 import type { MemoryLog } from '../../src/raft/memory-log.js';
 import type { Message } from '../../src/raft/messages.js';
 import type { Entry, HardState, NodeId } from '../../src/raft/types.js';
+import { InvariantViolation } from '../../src/util/assert.js';
 
 export const ELECTION_TICKS = 10;
 
@@ -28,6 +29,11 @@ export class TestCluster {
   readonly isolated = new Set<NodeId>();
   /** Messages for which this returns false are dropped. */
   filter: (m: Message) => boolean = () => true;
+  /**
+   * Where refused messages' reasons go when a test forges messages; null (the default): a
+   * refusal is a bug in the sender, and throws.
+   */
+  refusals: string[] | null = null;
   private queue: Message[] = [];
 
   constructor(
@@ -70,6 +76,12 @@ export class TestCluster {
         stateMachine: { appliedIndex: () => 0, apply: (entries) => (this.nodes.get(id)!.applied.push(...entries), entries.map(() => null)) },
         scheduler: node.scheduler,
         randomInt,
+        events: {
+          refusedMessage: ({ from, reasons }) => {
+            if (this.refusals === null) throw new InvariantViolation(`${id} refused a message from ${from}: ${reasons.join('; ')}`);
+            this.refusals.push(...reasons);
+          },
+        },
       },
     );
   }
