@@ -177,7 +177,8 @@ describe('cluster – real processes, real sockets, real files', () => {
 
   it('a request to a node mid-election waits for the election and names the new leader', async () => {
     // 10 ticks of 50 ms: an election timeout is 0.5–1 s; the node holds a request up to 2 s
-    // (MAX_LEADER_WAIT_MS), which must also cover the second node's start (about 1 s loaded).
+    // (MAX_LEADER_WAIT_MS). The request goes out once the second node answers, so its start
+    // (seconds on a loaded machine) is not part of that wait.
     const c = await LocalCluster.create({ raft: { electionTimeoutTicks: 10 } });
     cluster = c;
     const ids = c.config.nodes.map((n) => n.id);
@@ -190,6 +191,7 @@ describe('cluster – real processes, real sockets, real files', () => {
     c.start(first);
     await until(`${first} answers`, async () => (await c.status(first)) !== null, 30_000, 50);
     c.start(second); // with two of three up, an election can now succeed
+    await until(`${second} answers`, async () => (await c.status(second)) !== null, 30_000, 20);
     const client = c.client(10_000);
     let answer: unknown;
     try {
