@@ -127,7 +127,7 @@ describe('client port – reply budget', () => {
 });
 
 describe('rate-limited warnings', () => {
-  it('writes one line per reason per interval, and the next line says how many were suppressed', () => {
+  it('writes one line per reason per interval, then one line with how many were suppressed', async () => {
     const { logger, records } = capturingLogger();
     let nowMs = 0;
     const log = new RateLimitedLog(logger, 10_000, () => nowMs);
@@ -137,8 +137,20 @@ describe('rate-limited warnings', () => {
     expect(log.suppressedCount('bad-frame')).toBe(99);
     nowMs = 10_000;
     log.warn('bad-frame', { connection: 100 }, 'closing client connection: bad frame');
-    expect(records).toHaveLength(3);
-    expect(records[2]).toMatchObject({ reason: 'bad-frame', connection: 100, suppressed: 99, suppressedOverMs: 10_000 });
+    expect(records).toHaveLength(4);
+    // The count comes first, with the last suppressed line's fields; then the new line.
+    expect(records[2]).toMatchObject({ reason: 'bad-frame', connection: 99, suppressed: 99, suppressedOverMs: 10_000 });
     expect(pino.levels.labels[records[2]!.level]).toBe('warn');
+    expect(records[3]).toMatchObject({ reason: 'bad-frame', connection: 100 });
+    expect(records[3]!.suppressed).toBeUndefined();
+  });
+
+  it('reports the suppressed count when the interval ends even if the reason never recurs', async () => {
+    const { logger, records } = capturingLogger();
+    const log = new RateLimitedLog(logger, 50);
+    for (let i = 0; i < 3; i++) log.warn('evicted', { connection: i }, 'evicting');
+    expect(records).toHaveLength(1);
+    await waitUntil(() => records.length === 2, 'the end-of-interval line is written');
+    expect(records[1]).toMatchObject({ reason: 'evicted', connection: 2, suppressed: 2, msg: 'evicting (2 more like it suppressed)' });
   });
 });

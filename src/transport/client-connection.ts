@@ -35,6 +35,7 @@ export class ClientConnection {
   /** Bytes reserved by handlers still building replies (≤ maxReplyBytes unless alone, see fits). */
   private reservedReplyBytes = 0;
   private readonly replyWaiters: ReplyWaiter[] = [];
+  private grantScheduled = false;
 
   constructor(
     readonly id: number,
@@ -59,7 +60,7 @@ export class ClientConnection {
     this.lastActivityMs = nowMs;
     // The server, not the client, stopped the frame's bytes while paused: its clock restarts.
     if (this.partialFrameSinceMs !== null) this.partialFrameSinceMs = nowMs;
-    this.wakeReplyWaiters();
+    this.scheduleGrant();
   }
 
   /** A frame was begun more than timeoutMs ago and is still unfinished (never while we paused reading). */
@@ -81,15 +82,17 @@ export class ClientConnection {
    * Waits until `bytes` more reply bytes fit this connection's budget — reserved bytes of running
    * handlers plus replies written but not yet taken by the client — then holds them for
    * `reservation` until release(). A request alone on an empty connection always proceeds, so
-   * a budget below one reply delays, never blocks. Waiters are served in arrival order.
+   * a budget below one reply delays, never blocks. Waiters are served in arrival order, one per
+   * turn of the event loop: each goes on to build a reply of up to `bytes` synchronously (an
+   * 8 MiB pull reads and encodes for tens of ms), and Raft's ticks and heartbeats must get to
+   * run between them — four at once held the leader's loop for 300 ms on a loaded machine.
    */
   reserve(reservation: ReplyReservation, bytes: number): Promise<void> {
     assert(Number.isSafeInteger(bytes) && bytes >= 0, () => `reserve a byte count, got ${bytes}`);
-    if (this.replyWaiters.length === 0 && this.fits(bytes)) {
-      this.hold(reservation, bytes);
-      return Promise.resolve();
-    }
-    return new Promise((resolve, reject) => this.replyWaiters.push({ reservation, bytes, resolve, reject }));
+    return new Promise((resolve, reject) => {
+      this.replyWaiters.push({ reservation, bytes, resolve, reject });
+      this.scheduleGrant();
+    });
   }
 
   /** The request's reply was written (its bytes now count as queued) or dropped. */
@@ -97,7 +100,7 @@ export class ClientConnection {
     this.reservedReplyBytes -= reservation.bytes;
     reservation.bytes = 0;
     assert(this.reservedReplyBytes >= 0, 'reserved reply bytes never negative');
-    this.wakeReplyWaiters();
+    this.scheduleGrant();
   }
 
   /** The connection closed: handlers waiting for budget give up (their replies have nowhere to go). */
@@ -106,12 +109,23 @@ export class ClientConnection {
     for (const waiter of this.replyWaiters.splice(0)) waiter.reject(closed);
   }
 
-  private wakeReplyWaiters(): void {
-    while (this.replyWaiters.length > 0 && this.fits(this.replyWaiters[0]!.bytes)) {
-      const waiter = this.replyWaiters.shift()!;
-      this.hold(waiter.reservation, waiter.bytes);
-      waiter.resolve();
-    }
+  private scheduleGrant(): void {
+    if (this.grantScheduled || this.replyWaiters.length === 0) return;
+    this.grantScheduled = true;
+    setImmediate(() => {
+      this.grantScheduled = false;
+      this.grantOne();
+    });
+  }
+
+  /** Grants the first waiter if it fits, and schedules the next grant for the next turn. */
+  private grantOne(): void {
+    const head = this.replyWaiters[0];
+    if (head === undefined || !this.fits(head.bytes)) return; // a release or a drain schedules again
+    this.replyWaiters.shift();
+    this.hold(head.reservation, head.bytes);
+    head.resolve();
+    this.scheduleGrant();
   }
 
   private fits(bytes: number): boolean {

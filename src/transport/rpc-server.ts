@@ -46,7 +46,8 @@ export interface RpcServerOptions {
   /**
    * Bound on reply bytes per connection: bytes reserved by handlers building replies plus
    * replies written but not yet taken by the client. A handler that reserves (RpcContext)
-   * waits while it is full. Default 32 MiB.
+   * waits while it is full. Default 16 MiB (two 8 MiB pulls; 1024 connections could still
+   * hold 16 GiB between them — there is no global bound yet).
    */
   maxReplyBytesPerConnection?: number;
   /** At most one warning line per reason per this interval, with a suppressed count. Default 10000 ms. */
@@ -75,7 +76,7 @@ export const RPC_SERVER_DEFAULTS = Object.freeze({
   maxInflightPerConnection: 256,
   partialFrameTimeoutMs: 5_000,
   idleTimeoutMs: 120_000,
-  maxReplyBytesPerConnection: 32 * 1024 * 1024,
+  maxReplyBytesPerConnection: 16 * 1024 * 1024,
   warnIntervalMs: 10_000,
   closeGracePeriodMs: 5_000,
 });
@@ -186,6 +187,7 @@ export class RpcServer {
     await waitFor(() => this.connections.size === 0, subscribe, Math.max(0, deadlineMs - performance.now()));
     for (const connection of this.connections) connection.socket.destroy();
     await serverClosed;
+    this.warnings.flush();
     this.state = 'closed';
   }
 
