@@ -23,9 +23,9 @@ export async function freePorts(count: number): Promise<number[]> {
 
 /** Polls until `check` is true; fails with `what` after a generous bound (never a timing assertion). */
 export async function waitUntil(check: () => boolean, what: string, boundMs = 5_000): Promise<void> {
-  const deadline = Date.now() + boundMs;
+  const deadline = performance.now() + boundMs;
   while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${boundMs} ms waiting until ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out after ${boundMs} ms waiting until ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }

@@ -42,6 +42,7 @@ export class GroupMembership {
 
   constructor(private readonly options: MembershipOptions = DEFAULT_MEMBERSHIP_OPTIONS) {}
 
+  /** `nowMs` is monotonic (performance.now()): a wall-clock step must not keep dead members or drop live ones. */
   heartbeat(group: string, topic: string, consumerId: string, queues: number, nowMs: number): Assignment {
     const state = this.stateOf(`${group}\u0000${topic}`, nowMs);
     this.expire(state, nowMs);

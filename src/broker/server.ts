@@ -86,7 +86,7 @@ export async function startBrokerNode(
   // vote) — but never as long as a client's attempt, which would give up first.
   const leaderWaitMs = Math.min(2 * (2 * config.raft.electionTimeoutTicks * config.raft.tickMs), MAX_LEADER_WAIT_MS);
   const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs });
-  const rpc = new RpcServer({ host: self.host, port: self.clientPort, logger }, (body) => service.handle(body));
+  const rpc = new RpcServer({ host: self.host, port: self.clientPort, logger }, (body, context) => service.handle(body, context));
 
   await transport.start();
   await rpc.start();

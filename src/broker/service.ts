@@ -6,7 +6,7 @@ import type { QuorumMode } from '../config/config.js';
 import type { RaftNode } from '../node/raft-node.js';
 import { assert } from '../util/assert.js';
 import { LmqError, isLmqError } from '../util/errors.js';
-import { type OpName, type ProduceMessageWire, type Request, type RequestOf, type ResponseOf, UNSEQUENCED } from '../protocol/index.js';
+import { LIMITS, type OpName, type ProduceMessageWire, type Request, type RequestOf, type ResponseOf, UNSEQUENCED } from '../protocol/index.js';
 import { type BrokerCommand, encodeCommand } from './commands.js';
 import { LeaderSequences } from './leader-sequences.js';
 import type { ApplyResult, BrokerStateMachine } from './state-machine.js';
@@ -26,6 +26,26 @@ export interface ServiceOptions {
   readonly leaderWaitMs: number;
 }
 
+/**
+ * The most body bytes a pull's reply can carry: maxBytes, except that the first message is
+ * returned even when larger (src/broker/state-machine.ts readFrom), up to the largest body one
+ * produce can store. Metadata is not counted: the frame limit bounds the encoded reply.
+ */
+function pullReplyBoundBytes(maxBytes: number): number {
+  return Math.max(maxBytes, LIMITS.maxProduceBodyBytes);
+}
+
+/**
+ * What a request may ask of the connection it came on, before building its reply (the client
+ * port's per-connection reply budget, RpcContext.reserveReplyBytes). Requests that do not come
+ * over a connection (tests) reserve nothing.
+ */
+export interface RequestContext {
+  reserveReplyBytes(bytes: number): Promise<void>;
+}
+
+const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => Promise.resolve() });
+
 export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
 
 export class BrokerService {
@@ -42,25 +62,25 @@ export class BrokerService {
   ) {}
 
   /** The RPC handler: one request in, one response out; LmqErrors travel back with their codes. */
-  async handle(body: unknown): Promise<unknown> {
+  async handle(body: unknown, context: RequestContext = NO_CONNECTION): Promise<unknown> {
     const request = parseRequest(body);
     if (request.op !== 'status') await this.requireLeader();
     // The one place the request's op picks its handler: the table's type pairs each op's
     // request with its response, which a switch over the union could not check.
-    const handler = this.handlers[request.op] as (request: Request) => Promise<unknown> | unknown;
-    return handler(request);
+    const handler = this.handlers[request.op] as (request: Request, context: RequestContext) => Promise<unknown> | unknown;
+    return handler(request, context);
   }
 
   /** One handler per operation; every one but status runs on the leader only. */
-  private readonly handlers: { readonly [Op in OpName]: (request: RequestOf<Op>) => Promise<ResponseOf<Op>> | ResponseOf<Op> } = {
+  private readonly handlers: { readonly [Op in OpName]: (request: RequestOf<Op>, context: RequestContext) => Promise<ResponseOf<Op>> | ResponseOf<Op> } = {
     status: () => this.node.status(),
     createTopic: (request) => this.createTopic(request.topic, request.queues),
     topics: () => ({ topics: this.state.topics().map((t) => ({ ...t, queueOffsets: this.queueOffsetRanges(t.topic, t.queues) })) }),
     route: (request) => ({ topic: request.topic, queues: this.topicOrThrow(request.topic).queues }),
     produce: (request) => this.produce(request.producerId, request.seq, request.messages),
-    pull: (request) => this.pull(request),
+    pull: (request, context) => this.pull(request, context),
     commitOffsets: (request) => this.writeOffsets({ kind: 'commitOffsets', group: request.group, offsets: request.offsets }),
-    heartbeat: (request) => this.membership.heartbeat(request.group, request.topic, request.consumerId, this.topicOrThrow(request.topic).queues, Date.now()),
+    heartbeat: (request) => this.membership.heartbeat(request.group, request.topic, request.consumerId, this.topicOrThrow(request.topic).queues, performance.now()),
     leaveGroup: (request) => {
       this.membership.leave(request.group, request.topic, request.consumerId);
       return { ok: true };
@@ -166,33 +186,39 @@ export class BrokerService {
     return { placed: result.placed, duplicate: result.duplicate };
   }
 
-  private async pull(request: RequestOf<'pull'>): Promise<ResponseOf<'pull'>> {
+  private async pull(request: RequestOf<'pull'>, context: RequestContext): Promise<ResponseOf<'pull'>> {
     this.topicOrThrow(request.topic);
-    const read = () => this.state.readFrom(request.topic, request.queueId, request.offset, request.maxMessages, request.maxBytes);
-    let answer = read();
     const waitMs = Math.min(request.waitMs, this.options.maxPollWaitMs);
-    if (answer.messages.length === 0 && waitMs > 0 && !this.closing && this.waitingPulls.size < this.options.maxWaitingPulls) {
-      answer = (await this.waitForMessages(read, waitMs)) ?? read();
+    const hasMessages = () => this.hasMessagesFrom(request.topic, request.queueId, request.offset);
+    if (!hasMessages() && waitMs > 0 && !this.closing && this.waitingPulls.size < this.options.maxWaitingPulls) {
+      await this.waitForMessages(hasMessages, waitMs);
     }
+    // Reserved after the wait, so a waiting pull holds none of its connection's reply budget.
+    await context.reserveReplyBytes(pullReplyBoundBytes(request.maxBytes));
+    const answer = this.state.readFrom(request.topic, request.queueId, request.offset, request.maxMessages, request.maxBytes);
     return { ...answer, ...this.state.queueRange(request.topic, request.queueId) };
   }
 
-  /** Long polling: answer as soon as a commit brings a message; undefined when waitMs runs out. */
-  private waitForMessages<T extends { messages: unknown[] }>(read: () => T, waitMs: number): Promise<T | undefined> {
+  /** Whether a read from `offset` would return a message (readFrom starts at minOffset when retention passed offset). */
+  private hasMessagesFrom(topic: string, queueId: number, offset: number): boolean {
+    const { minOffset, nextOffset } = this.state.queueRange(topic, queueId);
+    return Math.max(offset, minOffset) < nextOffset;
+  }
+
+  /** Long polling: resolves as soon as a commit makes `ready` hold, or when waitMs runs out. */
+  private waitForMessages(ready: () => boolean, waitMs: number): Promise<void> {
     return new Promise((resolve) => {
-      const finish = (answer: T | undefined) => {
+      const finish = () => {
         clearTimeout(timer);
         unsubscribe();
-        this.waitingPulls.delete(end);
-        resolve(answer);
+        this.waitingPulls.delete(finish);
+        resolve();
       };
-      const end = () => finish(undefined);
-      const timer = setTimeout(end, waitMs);
+      const timer = setTimeout(finish, waitMs);
       const unsubscribe = this.node.onApplied(() => {
-        const answer = read();
-        if (answer.messages.length > 0) finish(answer);
+        if (ready()) finish();
       });
-      this.waitingPulls.add(end);
+      this.waitingPulls.add(finish);
     });
   }
 

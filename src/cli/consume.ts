@@ -64,14 +64,14 @@ async function consumeUntilDone(client: LedgerClient, options: ConsumeOptions): 
   });
   await consumer.start();
   let printed = 0;
-  let lastMessageAt = Date.now();
+  let lastMessageAt = performance.now(); // monotonic: --timeout is a duration
   let hadMessages = false;
   while (options.max === undefined || printed < options.max) {
-    if (Date.now() - lastMessageAt >= options.timeout) break;
+    if (performance.now() - lastMessageAt >= options.timeout) break;
     const batch = await consumer.poll(!hadMessages);
     hadMessages = batch.length > 0;
     if (!hadMessages) continue;
-    lastMessageAt = Date.now();
+    lastMessageAt = performance.now();
     const room = options.max === undefined ? batch.length : options.max - printed;
     consumer.giveBack(batch.slice(room));
     for (const m of batch.slice(0, room)) process.stdout.write(format(m, options.json === true));

@@ -35,12 +35,12 @@ export function registerStatus(program: Command): void {
 }
 
 async function waitForLeader(config: ClusterConfig, timeoutMs: number): Promise<Row[]> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs; // monotonic: --timeout is a duration
   const client = clientFor(config, timeoutMs);
   try {
     for (;;) {
       const rows = await Promise.all(config.nodes.map((node) => statusOf(client, node.id)));
-      if (rows.some((r) => r.role === 'leader') || Date.now() >= deadline) return rows;
+      if (rows.some((r) => r.role === 'leader') || performance.now() >= deadline) return rows;
       await sleep(100);
     }
   } finally {

@@ -101,16 +101,17 @@ export class LedgerClient {
    * outcome is unknown.
    */
   async call<Op extends OpName>(request: RequestOf<Op> & { readonly op: Op }, timeoutMs = this.options.timeoutMs, requestTimeoutMs = this.options.requestTimeoutMs, abandon?: AbortSignal): Promise<ResponseOf<Op>> {
-    const deadline = Date.now() + timeoutMs;
+    // Monotonic: a wall-clock step must neither end the call at once nor let it retry for an hour.
+    const deadline = performance.now() + timeoutMs;
     let backoffMs = this.options.retryBackoffMinMs;
     let lastError: unknown = null;
     let mayHaveHappened = false;
-    while (!this.closed && Date.now() < deadline) {
+    while (!this.closed && performance.now() < deadline) {
       // Abandoned between attempts only: an attempt on the wire has an outcome worth knowing.
       if (abandon?.aborted) throw abandoned(lastError, mayHaveHappened);
       // The node and its connection are chosen once a slot is free: by then the leader may
       // have changed, or the connection been replaced.
-      const outcome = await this.slots.run(() => this.attempt(request, Math.min(requestTimeoutMs, deadline - Date.now())));
+      const outcome = await this.slots.run(() => this.attempt(request, Math.min(requestTimeoutMs, deadline - performance.now())));
       if ('response' in outcome) return outcome.response as ResponseOf<Op>;
       lastError = outcome.error;
       mayHaveHappened ||= outcomeUnknown(outcome.error);
@@ -120,11 +121,11 @@ export class LedgerClient {
       // after the pause this call grew while no leader answered (a failover would pay it once
       // per seq in flight, one after another).
       if (isLmqError(outcome.error, 'LMQ_OUT_OF_ORDER')) backoffMs = this.options.retryBackoffMinMs;
-      await sleep(Math.min(backoffMs, Math.max(0, deadline - Date.now())), undefined, { signal: abandon }).catch(() => undefined);
+      await sleep(Math.min(backoffMs, Math.max(0, deadline - performance.now())), undefined, { signal: abandon }).catch(() => undefined);
       backoffMs = Math.min(backoffMs * 2, this.options.retryBackoffMaxMs);
     }
     const tried = this.options.nodes.map((n) => `${n.id} ${n.host}:${n.clientPort}`).join(', ');
-    throw new LmqError('LMQ_UNAVAILABLE', `no leader answered within ${timeoutMs} ms (tried ${tried}); is the cluster running?`, sentDetails(mayHaveHappened), { cause: lastError });
+    throw new LmqError('LMQ_UNAVAILABLE', `no leader answered within ${Math.round(timeoutMs)} ms (tried ${tried}); is the cluster running?`, sentDetails(mayHaveHappened), { cause: lastError });
   }
 
   // The response is the protocol's answer to the request sent: the transport hands back what

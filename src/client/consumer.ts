@@ -44,7 +44,8 @@ export class PullConsumer {
   /** Next offset to read, per owned queue. */
   private positions = new Map<number, number>();
   private started = false;
-  private lastHeartbeatMs = 0;
+  /** Monotonic (performance.now()): a wall-clock step must not stop or flood the heartbeats. */
+  private lastHeartbeatMs = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly client: LedgerClient,
@@ -65,7 +66,7 @@ export class PullConsumer {
   async poll(wait: boolean): Promise<ConsumedMessage[]> {
     if (!this.started) throw new LmqError('LMQ_BAD_INPUT', 'call start() before poll()');
     const heartbeatMs = this.options.rebalance?.heartbeatIntervalMs;
-    if (heartbeatMs !== undefined && Date.now() - this.lastHeartbeatMs >= heartbeatMs) await this.refreshAssignment();
+    if (heartbeatMs !== undefined && performance.now() - this.lastHeartbeatMs >= heartbeatMs) await this.refreshAssignment();
     if (this.positions.size === 0) {
       // An idle member (more consumers than queues): wait, then ask again.
       if (wait) await sleep(Math.min(this.options.pollWaitMs, heartbeatMs ?? this.options.pollWaitMs));
@@ -123,7 +124,7 @@ export class PullConsumer {
   private async assignedQueues(): Promise<number[]> {
     const rebalance = this.options.rebalance;
     if (rebalance === undefined) return topicQueues(this.client, this.options.topic);
-    this.lastHeartbeatMs = Date.now();
+    this.lastHeartbeatMs = performance.now();
     const assignment = await this.client.call({ op: 'heartbeat', group: this.options.group, topic: this.options.topic, consumerId: rebalance.consumerId });
     return [...assignment.queueIds];
   }

@@ -136,7 +136,7 @@ export class Producer {
     this.checkSend(topic, messages, selector);
     const result = new Promise<SendResult[]>((resolve, reject) => {
       const size = messages.reduce((sum, message) => sum + sizeBytes(message), 0);
-      this.queue.add({ topic, messages, selector, explicitBatch, sizeBytes: size, deadlineMs: Date.now() + this.timeoutMs, resolve, reject });
+      this.queue.add({ topic, messages, selector, explicitBatch, sizeBytes: size, deadlineMs: performance.now() + this.timeoutMs, resolve, reject });
     });
     this.queueCount(topic).catch(() => undefined); // asked now, so it is likely known when the send reaches the head
     this.pump();
@@ -161,7 +161,7 @@ export class Producer {
   /** Starts requests from the head of the queue while the session has room for them. */
   private pump(): void {
     while (this.endedSessionRequests === 0 && this.inflightRequests < this.options.maxInflightRequests) {
-      for (const expired of this.queue.takeExpired(Date.now())) {
+      for (const expired of this.queue.takeExpired(performance.now())) {
         expired.reject(new LmqError('LMQ_UNAVAILABLE', `send not started within ${this.timeoutMs} ms: the producer's earlier requests took that long; is the cluster running?`, NOT_SENT));
       }
       const head = this.queue.head();
@@ -191,7 +191,7 @@ export class Producer {
     this.inflightRequests++;
     this.requestCount++;
     this.messageCount += wire.length;
-    const timeoutMs = Math.max(1, run[0]!.deadlineMs - Date.now());
+    const timeoutMs = Math.max(1, run[0]!.deadlineMs - performance.now());
     // The client retries redirects, lost connections and LMQ_OUT_OF_ORDER (an earlier seq of
     // ours is still on its way) with the same seq until the deadline.
     this.client.call({ op: 'produce', producerId: session, seq, messages: wire }, timeoutMs, undefined, this.sessionAbandon.signal).then(

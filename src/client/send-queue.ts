@@ -60,7 +60,7 @@ export interface PendingSend {
   readonly explicitBatch: boolean;
   /** Bodies plus an upper bound on the UTF-8 bytes of keys, tags and properties. */
   readonly sizeBytes: number;
-  /** Date.now() after which the send fails rather than starting a request. */
+  /** performance.now() (monotonic) after which the send fails rather than starting a request. */
   readonly deadlineMs: number;
   readonly resolve: (results: SendResult[]) => void;
   readonly reject: (error: unknown) => void;

@@ -34,6 +34,7 @@ import {
   corruptSegmentError,
   createZeroFileSync,
   fsyncDir,
+  isDiskFull,
   segmentFileName,
   writeFully,
   writeZeros,
@@ -430,7 +431,8 @@ export class LogStore {
       },
       (error: unknown) => {
         this.spareState = 'none';
-        this.options.logger?.warn({ err: error, path }, 'could not preallocate the next log segment; a roll will do it inline');
+        // A full disk is the operator's to fix, not a bug: its message, without a stack.
+        this.options.logger?.warn({ err: isDiskFull(error) ? (error as Error).message : error, path }, 'could not preallocate the next log segment; a roll will do it inline');
       },
     );
   }

@@ -3,8 +3,8 @@
 // held, which is what lets reads go straight to a frame without scanning. A sealed segment
 // opened from its index file (segment-index.ts) loads them on its first read instead, so
 // neither start time nor memory grows with segments nobody reads.
-import { closeSync, fdatasyncSync, fsyncSync, openSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fdatasyncSync, fsyncSync, openSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import { type LogFileIo, osFileIo } from './file-io.js';
@@ -158,15 +158,38 @@ export function writeZeros(io: LogFileIo, fd: number, fromBytes: number, toBytes
 /**
  * Creates (or replaces) a file of `bytes` zeros that are on disk, not a sparse hole. Real fs
  * calls in every storage mode: the file is synced before anyone can read it (file-io.ts).
+ * A full disk (or quota) is LMQ_DISK_FULL naming the directory and the bytes needed, and the
+ * partial file is removed so it holds no space.
  */
 export function createZeroFileSync(path: string, bytes: number): void {
-  const fd = openSync(path, 'w');
   try {
-    writeZeros(osFileIo, fd, 0, bytes);
-    fdatasyncSync(fd);
-  } finally {
-    closeSync(fd);
+    const fd = openSync(path, 'w');
+    try {
+      writeZeros(osFileIo, fd, 0, bytes);
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (error) {
+    if (!isDiskFull(error)) throw error;
+    rmSync(path, { force: true });
+    throw diskFullError(dirname(path), bytes, error);
   }
+}
+
+/** ENOSPC (no space left) or EDQUOT (quota exceeded): the filesystem refused to allocate. */
+export function isDiskFull(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+export function diskFullError(dir: string, neededBytes: number, cause: unknown): LmqError {
+  return new LmqError(
+    'LMQ_DISK_FULL',
+    `no space left on the disk of ${dir}: a new log segment needs ${neededBytes} bytes; free space on that disk (or lower log.segmentBytes or retention.maxBytes) and start the node again`,
+    { dir, neededBytes },
+    { cause },
+  );
 }
 
 /** Makes a directory's entries (created, renamed, unlinked files) durable. */

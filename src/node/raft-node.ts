@@ -11,6 +11,7 @@ import type { Message } from '../raft/messages.js';
 import type { LogReader } from '../raft/raft-log.js';
 import type { Entry, HardState, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
+import { isLmqError } from '../util/errors.js';
 import { type Acknowledged, NodeDriver } from './driver.js';
 import { EventLoopDelayMonitor } from './event-loop-delay.js';
 import type { DriverHardStateStore, DriverLogStore, PeerMessage, Scheduler, StateMachine } from './ports.js';
@@ -167,6 +168,13 @@ export class RaftNode<R> {
           refusedMessage: ({ from, count, reasons }) => this.logRefusal(from, count, reasons),
           fatal: (error) => {
             // A failed fsync or write, or a broken invariant: the node cannot keep its promises.
+            if (isLmqError(error)) {
+              // An operator's problem (a full disk, corrupt data): one line that says what to do, no stack.
+              this.logger.fatal({ code: error.code, ...error.details }, error.message);
+              this.logger.flush();
+              process.stderr.write(`ledgermq: ${error.message}\n`);
+              process.exit(error.exitCode);
+            }
             this.logger.fatal({ err: error }, 'the Ready loop failed; stopping the process');
             process.exit(70);
           },

@@ -1,14 +1,21 @@
 // The client port's server side: accepts connections, decodes request frames, runs the
 // handler for each (many concurrently per connection, bounded), and writes one response frame
-// per request. Owns the limits that keep one client from hurting the others (connection
-// count, in-flight requests per connection, reading paused while a client is not reading its
-// responses) and graceful close. A bad frame closes only its connection; a handler failure
-// becomes an error response. Only InvariantViolation escapes: it crashes the process by design.
+// per request. Owns the limits that keep one client from hurting the others — every client,
+// hostile or not, may share one address, so none of them is per address: the connection
+// count (at the limit the least useful connection gives way, src/transport/client-connection.ts),
+// a deadline on a half-sent frame, an idle timeout, in-flight requests per connection, and a
+// per-connection reply budget (reading paused while a client is not reading its responses, and
+// handlers wait for budget before building a large reply) — and graceful close. A bad frame
+// closes only its connection; a handler failure becomes an error response. Warnings a client
+// can trigger at will are rate-limited. Only InvariantViolation escapes: it crashes the process
+// by design.
 
 import net from 'node:net';
 import pino from 'pino';
 import { assert, InvariantViolation } from '../util/assert.js';
 import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
+import { RateLimitedLog } from '../util/rate-limited-log.js';
+import { ClientConnection, evictionCandidate, type ReplyReservation } from './client-connection.js';
 import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, FrameDecoder } from './framing.js';
 import { errorResponse, parseRequest, type RpcResponseFrame } from './rpc-protocol.js';
 import { closeServer, listenOn } from './server-lifecycle.js';
@@ -20,10 +27,31 @@ export interface RpcServerOptions {
   port: number;
   /** Bound on one request or response payload. Default 16 MiB. */
   maxFrameBytes?: number;
-  /** Bound on open client connections; more are closed on accept. Default 1024. */
+  /**
+   * Bound on open client connections. A new one at the limit evicts the connection that never
+   * completed a request or was idle longest (one with requests running only if none is idle).
+   * Default 1024.
+   */
   maxConnections?: number;
   /** Bound on requests running at once per connection; more get LMQ_OVERLOADED. Default 256. */
   maxInflightPerConnection?: number;
+  /** A frame begun and not finished within this closes its connection (slowloris). Default 5000 ms. */
+  partialFrameTimeoutMs?: number;
+  /**
+   * A connection with no traffic for this long is closed — when nothing runs for it, or its
+   * replies sit unread. Long polls (≤ 30 s) and consumer heartbeats (every 1 s) keep it.
+   * Default 120000 ms (RocketMQ's serverChannelMaxIdleTimeSeconds).
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Bound on reply bytes per connection: bytes reserved by handlers building replies plus
+   * replies written but not yet taken by the client. A handler that reserves (RpcContext)
+   * waits while it is full. Default 16 MiB (two 8 MiB pulls; 1024 connections could still
+   * hold 16 GiB between them — there is no global bound yet).
+   */
+  maxReplyBytesPerConnection?: number;
+  /** At most one warning line per reason per this interval, with a suppressed count. Default 10000 ms. */
+  warnIntervalMs?: number;
   /** How long close() lets in-flight handlers finish and responses flush. Default 5000 ms. */
   closeGracePeriodMs?: number;
   logger?: pino.Logger;
@@ -31,6 +59,13 @@ export interface RpcServerOptions {
 
 export interface RpcContext {
   connectionId: number;
+  /**
+   * Waits until `bytes` more reply bytes fit the connection's reply budget and holds them until
+   * this request's response is written. Call it before building a large reply (a pull), after
+   * any long wait: a waiting request should not hold budget. Rejects with LMQ_UNAVAILABLE when
+   * the connection closes meanwhile.
+   */
+  reserveReplyBytes(bytes: number): Promise<void>;
 }
 
 export type RpcHandler = (body: unknown, ctx: RpcContext) => Promise<unknown>;
@@ -39,15 +74,15 @@ export const RPC_SERVER_DEFAULTS = Object.freeze({
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
   maxConnections: 1024,
   maxInflightPerConnection: 256,
+  partialFrameTimeoutMs: 5_000,
+  idleTimeoutMs: 120_000,
+  maxReplyBytesPerConnection: 16 * 1024 * 1024,
+  warnIntervalMs: 10_000,
   closeGracePeriodMs: 5_000,
 });
 
-interface ClientConnection {
-  readonly id: number;
-  readonly socket: net.Socket;
-  readonly decoder: FrameDecoder;
-  inflight: number;
-}
+/** How often the connection timeouts are checked, at most (a quarter of the shorter timeout below this). */
+const MAX_SWEEP_INTERVAL_MS = 1_000;
 
 type ResolvedOptions = Required<RpcServerOptions>;
 
@@ -61,6 +96,10 @@ function resolveOptions(options: RpcServerOptions): ResolvedOptions {
   assert(Number.isInteger(resolved.maxConnections) && resolved.maxConnections >= 1, 'maxConnections >= 1');
   assert(Number.isInteger(resolved.maxInflightPerConnection) && resolved.maxInflightPerConnection >= 1, 'maxInflightPerConnection >= 1');
   assert(resolved.closeGracePeriodMs >= 0, 'closeGracePeriodMs >= 0');
+  assert(Number.isSafeInteger(resolved.partialFrameTimeoutMs) && resolved.partialFrameTimeoutMs >= 1, 'partialFrameTimeoutMs >= 1');
+  assert(Number.isSafeInteger(resolved.idleTimeoutMs) && resolved.idleTimeoutMs >= 1, 'idleTimeoutMs >= 1');
+  assert(Number.isSafeInteger(resolved.maxReplyBytesPerConnection) && resolved.maxReplyBytesPerConnection >= 1, 'maxReplyBytesPerConnection >= 1');
+  assert(resolved.warnIntervalMs >= 0, 'warnIntervalMs >= 0');
   return Object.freeze(resolved);
 }
 
@@ -86,9 +125,12 @@ function waitFor(done: () => boolean, subscribe: (changed: () => void) => () => 
 export class RpcServer {
   private readonly options: ResolvedOptions;
   private readonly logger: pino.Logger;
+  private readonly warnings: RateLimitedLog;
+  /** Insertion order is accept order. */
   private readonly connections = new Set<ClientConnection>();
   private readonly changeListeners = new Set<() => void>();
   private server: net.Server | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
   private nextConnectionId = 1;
   private inflightTotal = 0;
   private state: 'new' | 'started' | 'closing' | 'closed' = 'new';
@@ -99,6 +141,7 @@ export class RpcServer {
   ) {
     this.options = resolveOptions(options);
     this.logger = this.options.logger.child({ component: 'rpc-server' });
+    this.warnings = new RateLimitedLog(this.logger, this.options.warnIntervalMs);
   }
 
   /** Listens and resolves with the bound port. */
@@ -111,6 +154,7 @@ export class RpcServer {
     const port = await listenOn(server, this.options.host, this.options.port, 'clients');
     // close() ran while listen() was pending and found nothing listening yet: finish its job.
     if (this.state !== 'started') await closeServer(server);
+    else this.startSweeping();
     return port;
   }
 
@@ -131,52 +175,97 @@ export class RpcServer {
       this.state = 'closed';
       return;
     }
-    const deadlineMs = Date.now() + this.options.closeGracePeriodMs;
+    this.stopSweeping();
+    const deadlineMs = performance.now() + this.options.closeGracePeriodMs;
     const serverClosed = closeServer(server);
     const subscribe = (listener: () => void): (() => void) => {
       this.changeListeners.add(listener);
       return () => this.changeListeners.delete(listener);
     };
-    await waitFor(() => this.inflightTotal === 0, subscribe, deadlineMs - Date.now());
+    await waitFor(() => this.inflightTotal === 0, subscribe, deadlineMs - performance.now());
     for (const connection of this.connections) connection.socket.end();
-    await waitFor(() => this.connections.size === 0, subscribe, Math.max(0, deadlineMs - Date.now()));
+    await waitFor(() => this.connections.size === 0, subscribe, Math.max(0, deadlineMs - performance.now()));
     for (const connection of this.connections) connection.socket.destroy();
     await serverClosed;
+    this.warnings.flush();
     this.state = 'closed';
   }
 
   private accept(socket: net.Socket): void {
-    if (this.state !== 'started' || this.connections.size >= this.options.maxConnections) {
-      this.logger.warn({ remote: socket.remoteAddress, open: this.connections.size }, 'refusing client connection: over maxConnections or closing');
+    if (this.state !== 'started') {
+      this.warnings.warn('closing', { remote: socket.remoteAddress }, 'refusing client connection: the node is shutting down');
       socket.destroy();
       return;
     }
-    const connection: ClientConnection = {
-      id: this.nextConnectionId++,
-      socket,
-      decoder: new FrameDecoder(this.options.maxFrameBytes),
-      inflight: 0,
-    };
+    if (this.connections.size >= this.options.maxConnections) this.evictOne();
+    const connection = new ClientConnection(this.nextConnectionId++, socket, new FrameDecoder(this.options.maxFrameBytes), this.options.maxReplyBytesPerConnection, performance.now());
     this.connections.add(connection);
+    assert(this.connections.size <= this.options.maxConnections, 'open connections stay within maxConnections');
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
-      const error = drainFrames(connection.decoder, chunk, (value) => this.onRequestFrame(connection, value));
-      if (error === undefined) return;
-      this.logger.warn({ connection: connection.id, err: error.message }, 'closing client connection: bad frame');
-      socket.destroy();
+      let frames = 0;
+      const error = drainFrames(connection.decoder, chunk, (value) => {
+        frames += 1;
+        return this.onRequestFrame(connection, value);
+      });
+      if (error !== undefined) {
+        this.warnings.warn('bad-frame', { connection: connection.id, err: error.message }, 'closing client connection: bad frame');
+        socket.destroy();
+        return;
+      }
+      connection.noteData(performance.now(), frames);
     });
     socket.on('error', (error) => this.logger.debug({ connection: connection.id, err: error.message }, 'client connection error'));
     socket.on('close', () => {
-      assert(this.connections.delete(connection), 'closed client connection was tracked');
+      assert(this.connections.delete(connection) || connection.evicted, 'closed client connection was tracked');
+      connection.failReplyWaiters();
       this.signalChange();
     });
+  }
+
+  /** Makes room for a new connection at maxConnections (see evictionCandidate). */
+  private evictOne(): void {
+    const victim = evictionCandidate(this.connections);
+    assert(victim !== undefined, 'at maxConnections >= 1 there is a connection to evict');
+    // Out of the set now, not at its close event: the new connection takes its place at once.
+    this.connections.delete(victim);
+    victim.evicted = true;
+    const fields = { connection: victim.id, served: victim.served, inflight: victim.inflight, idleMs: Math.round(performance.now() - victim.lastActivityMs), open: this.connections.size };
+    this.warnings.warn('evicted', fields, 'closing a client connection to make room for a new one: at maxConnections');
+    victim.socket.destroy();
+  }
+
+  /** Closes connections whose half-sent frame or silence outlasted its bound. */
+  private sweep(): void {
+    const nowMs = performance.now();
+    for (const connection of this.connections) {
+      if (connection.socket.destroyed) continue;
+      if (connection.partialFrameExpired(nowMs, this.options.partialFrameTimeoutMs)) {
+        this.warnings.warn('partial-frame', { connection: connection.id, partialFrameTimeoutMs: this.options.partialFrameTimeoutMs }, 'closing client connection: a frame was begun and not finished in time');
+        connection.socket.destroy();
+      } else if (connection.idleExpired(nowMs, this.options.idleTimeoutMs)) {
+        this.warnings.info('idle', { connection: connection.id, idleTimeoutMs: this.options.idleTimeoutMs, unreadReplyBytes: connection.socket.writableLength }, 'closing client connection: no traffic within the idle timeout');
+        connection.socket.destroy();
+      }
+    }
+  }
+
+  private startSweeping(): void {
+    const everyMs = Math.min(MAX_SWEEP_INTERVAL_MS, Math.ceil(Math.min(this.options.partialFrameTimeoutMs, this.options.idleTimeoutMs) / 4));
+    this.sweepTimer = setInterval(() => this.sweep(), everyMs);
+    this.sweepTimer.unref();
+  }
+
+  private stopSweeping(): void {
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
   }
 
   private onRequestFrame(connection: ClientConnection, value: unknown): boolean {
     if (connection.socket.destroyed) return false;
     const request = parseRequest(value);
     if (typeof request === 'string') {
-      this.logger.warn({ connection: connection.id, reason: request }, 'closing client connection: protocol violation');
+      this.warnings.warn('protocol-violation', { connection: connection.id, violation: request }, 'closing client connection: protocol violation');
       connection.socket.destroy();
       return false;
     }
@@ -196,9 +285,11 @@ export class RpcServer {
   private run(connection: ClientConnection, id: number, body: unknown): void {
     connection.inflight += 1;
     this.inflightTotal += 1;
+    const reservation: ReplyReservation = { bytes: 0 };
+    const context: RpcContext = { connectionId: connection.id, reserveReplyBytes: (bytes) => connection.reserve(reservation, bytes) };
     let pending: Promise<unknown>;
     try {
-      pending = Promise.resolve(this.handler(body, { connectionId: connection.id }));
+      pending = Promise.resolve(this.handler(body, context));
     } catch (error) {
       pending = Promise.reject(error);
     }
@@ -212,6 +303,8 @@ export class RpcServer {
         this.inflightTotal -= 1;
         assert(connection.inflight >= 0 && this.inflightTotal >= 0, 'in-flight counts never negative');
         this.respond(connection, response);
+        // Written: its bytes now count as queued (socket.writableLength), no longer as reserved.
+        connection.release(reservation);
         this.signalChange();
       });
   }
@@ -240,11 +333,19 @@ export class RpcServer {
       this.logger.error({ connection: connection.id, err: error.message }, 'cannot encode response');
       frame = encodeFrame(errorResponse(response.id, error), this.options.maxFrameBytes);
     }
-    if (!writeCoalesced(socket, frame) && !socket.isPaused()) {
-      // The client is not reading its responses: stop reading its requests until it does,
-      // so its unread responses, not new work, are what fills memory — bounded by the in-flight limit.
+    connection.served += 1;
+    if (!writeCoalesced(socket, frame) && !connection.pausedForReplies) {
+      // The client is not reading its responses: stop reading its requests until it does, so
+      // its unread responses, not new work, are what fills memory. Handlers already running
+      // that build large replies wait for the reply budget (RpcContext.reserveReplyBytes):
+      // pausing alone did not hold when 256 pipelined 8 MiB pulls were already running.
+      connection.pausedForReplies = true;
       socket.pause();
-      socket.once('drain', () => socket.resume());
+      socket.once('drain', () => {
+        connection.pausedForReplies = false;
+        socket.resume();
+        connection.noteDrained(performance.now());
+      });
     }
   }
 

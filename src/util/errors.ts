@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'LMQ_TOPIC_EXISTS'
   | 'LMQ_LEADERSHIP_LOST'
   | 'LMQ_OVERLOADED'
-  | 'LMQ_OUT_OF_ORDER';
+  | 'LMQ_OUT_OF_ORDER'
+  | 'LMQ_DISK_FULL';
 
 interface ErrorTraits {
   retriable: boolean;
@@ -44,6 +45,8 @@ export const ERROR_TRAITS: Readonly<Record<ErrorCode, ErrorTraits>> = Object.fre
   // An idempotent producer's seq skipped ahead (an earlier send is missing): this send was
   // definitely not stored; the producer resends in order from the expected seq.
   LMQ_OUT_OF_ORDER: { retriable: true, indeterminate: false, exitCode: 3 },
+  // The node's disk has no room for the next log segment: the node stops (exit 1) with one line.
+  LMQ_DISK_FULL: { retriable: false, indeterminate: false, exitCode: 1 },
 });
 
 export class LmqError extends Error {
