@@ -185,14 +185,14 @@ function retentionConfig(maxBytes: number | undefined): Record<string, unknown> 
 
 /** Fails fast (naming the node) when a node exits at startup, e.g. its port was taken meanwhile. */
 async function everyNodeUp(cluster: LocalCluster): Promise<void> {
-  const deadline = Date.now() + startupWaitMs;
+  const deadline = performance.now() + startupWaitMs;
   for (const node of cluster.config.nodes) {
     for (;;) {
       if (!cluster.isRunning(node.id)) {
         throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} exited at startup (see nodes/${node.id}.log in the output dir, e.g. a port taken by another process); run chaos again`, NOT_SENT);
       }
       if ((await cluster.status(node.id)) !== null) break;
-      if (Date.now() > deadline) throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} did not answer within ${startupWaitMs} ms of starting`, NOT_SENT);
+      if (performance.now() > deadline) throw new LmqError('LMQ_UNAVAILABLE', `node ${node.id} did not answer within ${startupWaitMs} ms of starting`, NOT_SENT);
       await sleep(100);
     }
   }
@@ -246,12 +246,12 @@ async function healEverything(cluster: LocalCluster, network: LinkNetwork, watch
     log(`${node.id} had died by itself (see nodes/${node.id}.log); restarting it`);
     cluster.start(node.id);
   }
-  const deadline = Date.now() + healedLeaderWaitMs;
+  const deadline = performance.now() + healedLeaderWaitMs;
   for (;;) {
     throwIfAborted(signal);
     await watch.sample();
     if (watch.leader !== null) break;
-    if (Date.now() > deadline) {
+    if (performance.now() > deadline) {
       log(`no leader ${healedLeaderWaitMs} ms after healing; the drains will likely fail (verdict unknown)`);
       return crashed;
     }

@@ -11,6 +11,7 @@ import type { Message } from '../raft/messages.js';
 import type { LogReader } from '../raft/raft-log.js';
 import type { Entry, HardState, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
+import { RateLimitedLog } from '../util/rate-limited-log.js';
 import { isLmqError } from '../util/errors.js';
 import { type Acknowledged, NodeDriver } from './driver.js';
 import { EventLoopDelayMonitor } from './event-loop-delay.js';
@@ -103,7 +104,7 @@ function hardStatePort(store: NodeHardStateStore): DriverHardStateStore {
 }
 
 /** Wall time never drives correctness here, only proposal deadlines: a monotonic clock. */
-/** At most one refused-message line per peer this often; the next line counts those dropped meanwhile. */
+/** At most one refused-message line per peer this often; the suppressed ones are counted. */
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 const PROCESS_SCHEDULER: Scheduler = {
@@ -120,8 +121,8 @@ export class RaftNode<R> {
   private readonly eventLoopDelay = new EventLoopDelayMonitor();
   private stopped = false;
   private readonly appliedListeners = new Set<() => void>();
-  /** Per peer: when a refusal was last logged, and refusals since then not logged. */
-  private readonly refusalLog = new Map<NodeId, { loggedAtMs: number; unlogged: number }>();
+  /** Refused peer messages, one reason per peer (node ids are the config's fixed set). */
+  private readonly refusalLog: RateLimitedLog;
   /** Waiting for this node to learn who leads (see waitForLeader). */
   private readonly leaderWaiters = new Set<() => void>();
 
@@ -129,6 +130,7 @@ export class RaftNode<R> {
     this.options = options;
     this.id = options.id;
     this.logger = options.logger;
+    this.refusalLog = new RateLimitedLog(options.logger, REFUSAL_LOG_INTERVAL_MS);
     const raft = options.config.raft;
     this.driver = new NodeDriver<R>(
       {
@@ -185,15 +187,7 @@ export class RaftNode<R> {
 
   /** A peer sent messages no correct peer sends (a bug, or a forged frame): warn, rate-limited. */
   private logRefusal(from: NodeId, count: number, reasons: readonly string[]): void {
-    const nowMs = PROCESS_SCHEDULER.nowMs();
-    const entry = this.refusalLog.get(from);
-    if (entry !== undefined && nowMs - entry.loggedAtMs < REFUSAL_LOG_INTERVAL_MS) {
-      entry.unlogged += count;
-      return;
-    }
-    const unloggedBefore = entry?.unlogged ?? 0;
-    this.refusalLog.set(from, { loggedAtMs: nowMs, unlogged: 0 });
-    this.logger.warn({ from, count, reasons, unloggedBefore }, 'dropped raft messages no correct peer sends');
+    this.refusalLog.warn(`refused from ${from}`, { from, count, reasons }, 'dropped raft messages no correct peer sends');
   }
 
   start(): void {
