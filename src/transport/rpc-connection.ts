@@ -5,10 +5,12 @@
 // not have applied the request — except where nothing was written (no connection, or one
 // already closed), which is LMQ_UNAVAILABLE marked `sent: false`.
 
+import { randomUUID } from 'node:crypto';
 import net from 'node:net';
+import { type Credentials, payloadDigest, sign, signedOp } from '../security/signature.js';
 import { assert } from '../util/assert.js';
 import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
-import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, FrameDecoder } from './framing.js';
+import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, encodeValue, FrameDecoder } from './framing.js';
 import { errorFromResponse, parseResponse } from './rpc-protocol.js';
 import { writeCoalesced } from './socket-writes.js';
 
@@ -19,7 +21,11 @@ export interface RpcConnectionOptions {
   maxFrameBytes?: number;
   /** Bound on requests awaiting a response; more are rejected with LMQ_OVERLOADED at once. Default 1024. */
   maxInflightRequests?: number;
+  /** Signs every request as this user (a cluster with security.aclFile refuses unsigned ones). */
+  credentials?: Credentials;
 }
+
+type ResolvedConnectionOptions = Required<Omit<RpcConnectionOptions, 'credentials'>> & Pick<RpcConnectionOptions, 'credentials'>;
 
 export const RPC_CONNECTION_DEFAULTS = Object.freeze({
   connectTimeoutMs: 5_000,
@@ -46,7 +52,7 @@ export class RpcConnection {
   private constructor(
     private readonly socket: net.Socket,
     private readonly endpoint: string,
-    private readonly options: Required<RpcConnectionOptions>,
+    private readonly options: ResolvedConnectionOptions,
   ) {
     this.decoder = new FrameDecoder(options.maxFrameBytes);
     socket.on('data', (chunk: Buffer) => {
@@ -59,7 +65,7 @@ export class RpcConnection {
 
   /** Connects; rejects with LMQ_UNAVAILABLE if the port does not answer within connectTimeoutMs. */
   static connect(host: string, port: number, options: RpcConnectionOptions = {}): Promise<RpcConnection> {
-    const resolved = { ...RPC_CONNECTION_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) } as Required<RpcConnectionOptions>;
+    const resolved = { ...RPC_CONNECTION_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) } as ResolvedConnectionOptions;
     assertValidMaxFrameBytes(resolved.maxFrameBytes);
     assert(resolved.connectTimeoutMs >= 1, 'connectTimeoutMs >= 1');
     assert(Number.isInteger(resolved.maxInflightRequests) && resolved.maxInflightRequests >= 1, 'maxInflightRequests >= 1');
@@ -110,7 +116,7 @@ export class RpcConnection {
     const id = this.takeRequestId();
     let frame: Buffer;
     try {
-      frame = encodeFrame({ id, body }, this.options.maxFrameBytes);
+      frame = encodeFrame(this.envelope(id, body), this.options.maxFrameBytes);
     } catch (error) {
       return Promise.reject(isLmqError(error) ? error : new LmqError('LMQ_BAD_INPUT', String(error)));
     }
@@ -133,6 +139,21 @@ export class RpcConnection {
   onClose(listener: (reason: LmqError) => void): void {
     if (this.closeReason !== null) listener(this.closeReason);
     else this.closeListeners.push(listener);
+  }
+
+  /**
+   * The frame's value: `{id, body}`, or signed `{id, auth, payload}` with the body's bytes as
+   * they were signed (rpc-protocol.ts). Signed per attempt, so a retry has a fresh nonce.
+   */
+  private envelope(id: number, body: unknown): unknown {
+    const credentials = this.options.credentials;
+    if (credentials === undefined) return { id, body };
+    const payload = encodeValue(body);
+    const op = signedOp(body);
+    const timestampMs = Date.now();
+    const nonce = randomUUID();
+    const signature = sign(credentials.secretKey, credentials.accessKey, op, timestampMs, nonce, payloadDigest(payload));
+    return { id, auth: { accessKey: credentials.accessKey, timestampMs, nonce, signature }, payload };
   }
 
   private takeRequestId(): number {

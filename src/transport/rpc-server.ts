@@ -10,7 +10,8 @@ import pino from 'pino';
 import { assert, InvariantViolation } from '../util/assert.js';
 import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
 import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, FrameDecoder } from './framing.js';
-import { errorResponse, parseRequest, type RpcResponseFrame } from './rpc-protocol.js';
+import type { PresentedCredentials } from '../security/signature.js';
+import { errorResponse, parseRequest, type RpcRequestFrame, type RpcResponseFrame } from './rpc-protocol.js';
 import { closeServer, listenOn } from './server-lifecycle.js';
 import { writeCoalesced } from './socket-writes.js';
 
@@ -31,6 +32,10 @@ export interface RpcServerOptions {
 
 export interface RpcContext {
   connectionId: number;
+  /** The client's address as the socket reported it at accept ('' if it had none). */
+  remoteAddress: string;
+  /** What the request carried to prove its sender (rpc-protocol.ts); checked by the handler. */
+  credentials: PresentedCredentials;
 }
 
 export type RpcHandler = (body: unknown, ctx: RpcContext) => Promise<unknown>;
@@ -45,6 +50,8 @@ export const RPC_SERVER_DEFAULTS = Object.freeze({
 interface ClientConnection {
   readonly id: number;
   readonly socket: net.Socket;
+  /** Taken at accept: the socket forgets it once closed. */
+  readonly remoteAddress: string;
   readonly decoder: FrameDecoder;
   inflight: number;
 }
@@ -154,6 +161,7 @@ export class RpcServer {
     const connection: ClientConnection = {
       id: this.nextConnectionId++,
       socket,
+      remoteAddress: socket.remoteAddress ?? '',
       decoder: new FrameDecoder(this.options.maxFrameBytes),
       inflight: 0,
     };
@@ -188,17 +196,18 @@ export class RpcServer {
       const overloaded = new LmqError('LMQ_OVERLOADED', `more than ${limit} requests in flight on one connection; wait for responses before sending more`, { maxInflightPerConnection: limit });
       this.respond(connection, errorResponse(request.id, overloaded));
     } else {
-      this.run(connection, request.id, request.body);
+      this.run(connection, request);
     }
     return true;
   }
 
-  private run(connection: ClientConnection, id: number, body: unknown): void {
+  private run(connection: ClientConnection, request: RpcRequestFrame): void {
+    const { id, body, credentials } = request;
     connection.inflight += 1;
     this.inflightTotal += 1;
     let pending: Promise<unknown>;
     try {
-      pending = Promise.resolve(this.handler(body, { connectionId: connection.id }));
+      pending = Promise.resolve(this.handler(body, { connectionId: connection.id, remoteAddress: connection.remoteAddress, credentials }));
     } catch (error) {
       pending = Promise.reject(error);
     }

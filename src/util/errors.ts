@@ -16,7 +16,9 @@ export type ErrorCode =
   | 'LMQ_TOPIC_EXISTS'
   | 'LMQ_LEADERSHIP_LOST'
   | 'LMQ_OVERLOADED'
-  | 'LMQ_OUT_OF_ORDER';
+  | 'LMQ_OUT_OF_ORDER'
+  | 'LMQ_UNAUTHENTICATED'
+  | 'LMQ_FORBIDDEN';
 
 interface ErrorTraits {
   retriable: boolean;
@@ -44,6 +46,10 @@ export const ERROR_TRAITS: Readonly<Record<ErrorCode, ErrorTraits>> = Object.fre
   // An idempotent producer's seq skipped ahead (an earlier send is missing): this send was
   // definitely not stored; the producer resends in order from the expected seq.
   LMQ_OUT_OF_ORDER: { retriable: true, indeterminate: false, exitCode: 3 },
+  // Refused before anything was carried out: the request's signature did not prove a user of
+  // the node's ACL (missing, wrong, stale or replayed), or the user lacks the permission.
+  LMQ_UNAUTHENTICATED: { retriable: false, indeterminate: false, exitCode: 2 },
+  LMQ_FORBIDDEN: { retriable: false, indeterminate: false, exitCode: 2 },
 });
 
 export class LmqError extends Error {
