@@ -5,13 +5,12 @@
 // not have applied the request — except where nothing was written (no connection, or one
 // already closed), which is LMQ_UNAVAILABLE marked `sent: false`.
 
-import { randomUUID } from 'node:crypto';
 import net from 'node:net';
-import { type Credentials, payloadDigest, sign, signedOp } from '../security/signature.js';
+import type { Credentials } from '../security/signature.js';
 import { assert } from '../util/assert.js';
 import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
-import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, encodeValue, FrameDecoder } from './framing.js';
-import { errorFromResponse, parseResponse } from './rpc-protocol.js';
+import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, FrameDecoder } from './framing.js';
+import { errorFromResponse, parseResponse, requestFrameValue } from './rpc-protocol.js';
 import { writeCoalesced } from './socket-writes.js';
 
 export interface RpcConnectionOptions {
@@ -116,7 +115,7 @@ export class RpcConnection {
     const id = this.takeRequestId();
     let frame: Buffer;
     try {
-      frame = encodeFrame(this.envelope(id, body), this.options.maxFrameBytes);
+      frame = encodeFrame(requestFrameValue(id, body, this.options.credentials), this.options.maxFrameBytes);
     } catch (error) {
       return Promise.reject(isLmqError(error) ? error : new LmqError('LMQ_BAD_INPUT', String(error)));
     }
@@ -139,21 +138,6 @@ export class RpcConnection {
   onClose(listener: (reason: LmqError) => void): void {
     if (this.closeReason !== null) listener(this.closeReason);
     else this.closeListeners.push(listener);
-  }
-
-  /**
-   * The frame's value: `{id, body}`, or signed `{id, auth, payload}` with the body's bytes as
-   * they were signed (rpc-protocol.ts). Signed per attempt, so a retry has a fresh nonce.
-   */
-  private envelope(id: number, body: unknown): unknown {
-    const credentials = this.options.credentials;
-    if (credentials === undefined) return { id, body };
-    const payload = encodeValue(body);
-    const op = signedOp(body);
-    const timestampMs = Date.now();
-    const nonce = randomUUID();
-    const signature = sign(credentials.secretKey, credentials.accessKey, op, timestampMs, nonce, payloadDigest(payload));
-    return { id, auth: { accessKey: credentials.accessKey, timestampMs, nonce, signature }, payload };
   }
 
   private takeRequestId(): number {

@@ -5,9 +5,20 @@
 // A request is `{id, body}`, or, signed (security.aclFile), `{id, auth, payload}`: the body's
 // msgpack bytes travel as they were signed, so the node verifies exactly the bytes it runs.
 
-import { MAX_ACCESS_KEY_LENGTH, MAX_NONCE_LENGTH, type PresentedCredentials, type RequestAuth, SIGNATURE_BYTES } from '../security/signature.js';
+import { randomUUID } from 'node:crypto';
+import {
+  type Credentials,
+  MAX_ACCESS_KEY_LENGTH,
+  MAX_NONCE_LENGTH,
+  payloadDigest,
+  type PresentedCredentials,
+  type RequestAuth,
+  sign,
+  SIGNATURE_BYTES,
+  signedOp,
+} from '../security/signature.js';
 import { ERROR_TRAITS, LmqError, type ErrorCode } from '../util/errors.js';
-import { decodeValue } from './framing.js';
+import { decodeValue, encodeValue } from './framing.js';
 
 export interface RpcRequestFrame {
   id: number;
@@ -30,6 +41,20 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 function isRequestId(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+/**
+ * A request frame's value: `{id, body}`, or signed as `credentials` `{id, auth, payload}` with
+ * the body's bytes as they were signed. The client calls it per attempt, so a retry is signed
+ * afresh (a new nonce and timestamp).
+ */
+export function requestFrameValue(id: number, body: unknown, credentials: Credentials | undefined): unknown {
+  if (credentials === undefined) return { id, body };
+  const payload = encodeValue(body);
+  const timestampMs = Date.now();
+  const nonce = randomUUID();
+  const signature = sign(credentials.secretKey, credentials.accessKey, signedOp(body), timestampMs, nonce, payloadDigest(payload));
+  return { id, auth: { accessKey: credentials.accessKey, timestampMs, nonce, signature }, payload };
 }
 
 /**
