@@ -11,7 +11,13 @@ export interface BenchClusterOptions {
   readonly queues: number;
   /** Extra node runtime options for every node (e.g. --cpu-prof). */
   readonly nodeArgs: readonly string[];
+  /** Run the cluster with an ACL: every request signed and checked (measures its cost). */
+  readonly acl?: boolean;
 }
+
+/** The one user of a benchmark cluster with an ACL (`bench --acl`). */
+export const BENCH_CREDENTIALS = Object.freeze({ accessKey: 'bench', secretKey: 'bench-secret-key' });
+const BENCH_ACL = { users: [{ ...BENCH_CREDENTIALS, admin: true }] };
 
 /** The async-flush interval of every benchmark cluster (the config's default). */
 export const ASYNC_FLUSH_INTERVAL_MS = 100;
@@ -22,7 +28,7 @@ const openClusters = new Set<LocalCluster>();
 export async function startBenchCluster(mode: BenchMode, options: BenchClusterOptions): Promise<LocalCluster> {
   const cluster = await LocalCluster.create(
     { flush: { mode: mode.flush, intervalMs: ASYNC_FLUSH_INTERVAL_MS }, quorum: mode.quorum },
-    { nodeArgs: options.nodeArgs },
+    { nodeArgs: options.nodeArgs, ...(options.acl === true ? { acl: BENCH_ACL, credentials: BENCH_CREDENTIALS } : {}) },
   );
   openClusters.add(cluster);
   cluster.startAll();

@@ -14,6 +14,9 @@ import { MAX_SNAPSHOT_PACKAGE_BYTES, ProcessSnapshots } from '../node/process-sn
 import { RaftNode } from '../node/raft-node.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { RpcServer } from '../transport/rpc-server.js';
+import { AclSource } from '../security/acl-source.js';
+import { RequestAuthenticator } from '../security/authenticator.js';
+import { BrokerAccess } from './access.js';
 import { BrokerLifecycle } from './lifecycle.js';
 import { BrokerService, DEFAULT_SERVICE_OPTIONS } from './service.js';
 import { type ApplyResult, BrokerStateMachine } from './state-machine.js';
@@ -40,6 +43,8 @@ export async function startBrokerNode(
   storage: StorageMode = 'os',
 ): Promise<BrokerNode> {
   const self = findNode(config, id);
+  // First: a missing or invalid ACL file stops the node (exit 2) before it touches its disk.
+  const acls = openAcl(config, logger);
   mkdirSync(self.dataDir, { recursive: true });
   if (storage === 'lazy') {
     logger.warn(
@@ -85,7 +90,7 @@ export async function startBrokerNode(
   // The longest randomized election timeout, twice (one election, and a retry of a split
   // vote) — but never as long as a client's attempt, which would give up first.
   const leaderWaitMs = Math.min(2 * (2 * config.raft.electionTimeoutTicks * config.raft.tickMs), MAX_LEADER_WAIT_MS);
-  const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs });
+  const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs }, acls?.access ?? null);
   const rpc = new RpcServer({ host: self.host, port: self.clientPort, logger }, (body, context) => service.handle(body, context));
 
   await transport.start();
@@ -100,6 +105,7 @@ export async function startBrokerNode(
     async stop() {
       service.close(); // long polls answer now instead of outliving the state machine
       await rpc.close();
+      acls?.source.close();
       await lifecycle.stop();
       await raftNode.stop();
       await transport.close();
@@ -108,6 +114,17 @@ export async function startBrokerNode(
       await hardState.close();
     },
   };
+}
+
+/** The ACL the client port enforces, reloaded on change; null when security.aclFile is unset. */
+function openAcl(config: ClusterConfig, logger: Logger): { source: AclSource; access: BrokerAccess } | null {
+  const path = config.security?.aclFile;
+  if (path === undefined) return null;
+  const source = new AclSource(path, logger);
+  const authenticator = new RequestAuthenticator(source);
+  source.onReload((acl) => authenticator.retainUsers(acl.accessKeys));
+  logger.info({ aclFile: path, users: source.current().accessKeys.size }, 'client port requires signed requests (ACL)');
+  return { source, access: new BrokerAccess(authenticator) };
 }
 
 /**

@@ -12,6 +12,9 @@ import { LeaderSequences } from './leader-sequences.js';
 import type { ApplyResult, BrokerStateMachine } from './state-machine.js';
 import { GroupMembership } from './membership.js';
 import { parseRequest } from './requests.js';
+import type { BrokerAccess } from './access.js';
+import type { AclUser } from '../security/acl.js';
+import type { PresentedCredentials } from '../security/signature.js';
 
 export interface ServiceOptions {
   readonly quorum: QuorumMode;
@@ -42,9 +45,13 @@ function pullReplyBoundBytes(maxBytes: number): number {
  */
 export interface RequestContext {
   reserveReplyBytes(bytes: number): Promise<void>;
+  /** What the request carried to prove its sender (checked against the ACL, if any). */
+  readonly credentials?: PresentedCredentials;
+  /** The client's address ('' when unknown), for the ACL's allowedAddresses. */
+  readonly remoteAddress: string;
 }
 
-const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => Promise.resolve() });
+const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => Promise.resolve(), remoteAddress: '' });
 
 export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
 
@@ -59,20 +66,30 @@ export class BrokerService {
     private readonly node: RaftNode<ApplyResult>,
     private readonly state: BrokerStateMachine,
     private readonly options: ServiceOptions,
+    /** null: no ACL (security.aclFile unset), every request is served as before. */
+    private readonly access: BrokerAccess | null = null,
   ) {}
 
-  /** The RPC handler: one request in, one response out; LmqErrors travel back with their codes. */
+  /**
+   * The RPC handler: one request in, one response out; LmqErrors travel back with their codes.
+   * With an ACL the sender is authenticated and authorized first, on this node, before the
+   * body is checked or the request waits for or is redirected to the leader.
+   */
   async handle(body: unknown, context: RequestContext = NO_CONNECTION): Promise<unknown> {
+    const user = this.access === null ? null : this.access.authenticate(body, context.credentials, context.remoteAddress);
     const request = parseRequest(body);
+    if (user !== null) this.access!.authorize(user, request);
     if (request.op !== 'status') await this.requireLeader();
     // The one place the request's op picks its handler: the table's type pairs each op's
     // request with its response, which a switch over the union could not check.
-    const handler = this.handlers[request.op] as (request: Request, context: RequestContext) => Promise<unknown> | unknown;
-    return handler(request, context);
+    const handler = this.handlers[request.op] as (request: Request, context: RequestContext, user: AclUser | null) => Promise<unknown> | unknown;
+    return handler(request, context, user);
   }
 
-  /** One handler per operation; every one but status runs on the leader only. */
-  private readonly handlers: { readonly [Op in OpName]: (request: RequestOf<Op>, context: RequestContext) => Promise<ResponseOf<Op>> | ResponseOf<Op> } = {
+  /** One handler per operation; every one but status runs on the leader only. `user` is null without an ACL. */
+  private readonly handlers: {
+    readonly [Op in OpName]: (request: RequestOf<Op>, context: RequestContext, user: AclUser | null) => Promise<ResponseOf<Op>> | ResponseOf<Op>;
+  } = {
     status: () => this.node.status(),
     createTopic: (request) => this.createTopic(request.topic, request.queues),
     topics: () => ({ topics: this.state.topics().map((t) => ({ ...t, queueOffsets: this.queueOffsetRanges(t.topic, t.queues) })) }),
@@ -89,8 +106,9 @@ export class BrokerService {
     queryOffsets: (request) => ({ offsets: request.queues.map((q) => this.queueOffsets(request.group, q.topic, q.queueId, request.timestampMs)) }),
     resetOffsets: (request) => this.writeOffsets({ kind: 'resetOffsets', group: request.group, offsets: request.offsets }),
     lookupByKey: (request) => ({ messages: this.state.lookupByKey(request.topic, request.key, request.max) }),
-    lookupByMsgId: (request) => {
+    lookupByMsgId: (request, _context, user) => {
       const message = this.state.lookupByMsgId(request.msgId);
+      if (message !== undefined && user !== null) this.access!.authorizeRead(user, request.op, message.topic);
       return { messages: message === undefined ? [] : [message] };
     },
   };

@@ -10,14 +10,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
 import type { NodeStatus } from '../protocol/index.js';
-import { withConfig } from './options.js';
+import type { Credentials } from '../security/signature.js';
+import { loadAclFile } from '../security/acl-source.js';
+import { isLmqError } from '../util/errors.js';
+import { type ConnectOptions, credentialsFrom, withClusterOptions } from './options.js';
 import { clientFor } from './connect.js';
 import { LOG_FORMAT_ENV, prettyStream } from './logging.js';
 import { applyModeOverrides, modeOptions, type ModeOverrides } from './mode-options.js';
 import { withDataRoot } from './node-start.js';
 
-interface ClusterStartOptions extends ModeOverrides {
-  config: string;
+interface ClusterStartOptions extends ModeOverrides, ConnectOptions {
   data?: string;
 }
 
@@ -27,11 +29,13 @@ const STATUS_POLL_MS = 300;
 
 export function registerClusterStart(program: Command): void {
   const cluster = program.command('cluster').description('run the whole local cluster');
-  modeOptions(withConfig(cluster.command('start')))
+  modeOptions(withClusterOptions(cluster.command('start')))
     .description('start every node of the config as a child process (Ctrl-C stops them all)')
     .option('--data <dir>', 'data root: node data in DIR/<id>')
     .action(async (options: ClusterStartOptions) => {
       const config = applyModeOverrides(withDataRoot(loadConfig(options.config), options.data), options);
+      // A bad ACL file is one line and exit 2 here, not three nodes exiting one by one.
+      if (config.security?.aclFile !== undefined) loadAclFile(config.security.aclFile);
       await runCluster(resolve(options.config), options, config);
     });
 }
@@ -68,17 +72,27 @@ async function runCluster(configPath: string, options: ClusterStartOptions, conf
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
-  await Promise.race([announceLeaders(config, () => stopping || children.size === 0), stopped]);
+  await Promise.race([announceLeaders(config, credentialsFrom(options), () => stopping || children.size === 0), stopped]);
   await stopped;
   process.stdout.write('cluster stopped\n');
 }
 
-async function announceLeaders(config: ClusterConfig, done: () => boolean): Promise<void> {
-  const client = clientFor(config, 1000);
+async function announceLeaders(config: ClusterConfig, credentials: Credentials | undefined, done: () => boolean): Promise<void> {
+  const client = clientFor(config, 1000, credentials);
   let announced = '';
+  let refused = false;
+  const statusOf = (id: string) => client.callNode(id, { op: 'status' }, 500).catch((error: unknown) => {
+    if (isLmqError(error, 'LMQ_UNAUTHENTICATED') || isLmqError(error, 'LMQ_FORBIDDEN')) refused = true;
+    return null;
+  });
   try {
     while (!done()) {
-      const statuses = await Promise.all(config.nodes.map((n) => client.callNode(n.id, { op: 'status' }, 500).catch(() => null)));
+      const statuses = await Promise.all(config.nodes.map((n) => statusOf(n.id)));
+      if (refused) {
+        // The nodes run; only watching them needs a user of their ACL.
+        process.stdout.write('leader changes are not announced: the cluster has an ACL; pass --access-key/--secret-key (or LMQ_ACCESS_KEY/LMQ_SECRET_KEY) to see them\n');
+        return;
+      }
       const leader = statuses.find((s) => s?.role === 'leader');
       const line = leader ? `leader: ${leader.id} (term ${leader.term})` : 'no leader';
       if (line !== announced && (leader || announced !== '')) process.stdout.write(`${line}\n`);

@@ -9,10 +9,9 @@ import { Option } from 'commander';
 import { type ConsumedMessage, PullConsumer } from '../client/consumer.js';
 import type { LedgerClient } from '../client/client.js';
 import { withClient } from './connect.js';
-import { parseIntOption, parseTimeOption, withConfig } from './options.js';
+import { type ConnectOptions, parseIntOption, parseTimeOption, withClusterOptions } from './options.js';
 
-interface ConsumeOptions {
-  config: string;
+interface ConsumeOptions extends ConnectOptions {
   topic: string;
   group: string;
   max?: number;
@@ -31,7 +30,7 @@ const MAX_BYTES_PER_PULL = 4 * 1024 * 1024;
 const HEARTBEAT_INTERVAL_MS = 1000;
 
 export function registerConsume(program: Command): void {
-  withConfig(program.command('consume'))
+  withClusterOptions(program.command('consume'))
     .description('print messages for a consumer group, committing its offsets after printing')
     .requiredOption('--topic <topic>', 'topic to read')
     .requiredOption('--group <group>', 'consumer group (its committed offsets are where reading resumes)')
@@ -46,7 +45,7 @@ export function registerConsume(program: Command): void {
 }
 
 async function runConsume(options: ConsumeOptions): Promise<void> {
-  await withClient(options.config, Math.max(options.timeout, 10_000), (client) => consumeUntilDone(client, options));
+  await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeUntilDone(client, options));
 }
 
 /** Polls, prints and commits until --max messages were printed or nothing came for --timeout. */

@@ -3,11 +3,11 @@
 import type { Command } from 'commander';
 import { formatTable, withClient } from './connect.js';
 import { type StartPosition, queryStartOffsets, topicQueues } from '../client/consumer.js';
-import { parseIntOption, parseTimeOption, withConfig } from './options.js';
+import { parseIntOption, parseTimeOption, withClusterOptions } from './options.js';
 
 export function registerGroup(program: Command): void {
   const group = program.command('group').description('consumer groups');
-  withConfig(group.command('reset'))
+  withClusterOptions(group.command('reset'))
     .description("move a group's committed offsets (replicated) to the first or last offset, or to a time")
     .requiredOption('--group <group>', 'consumer group')
     .requiredOption('--topic <topic>', 'topic')
@@ -15,19 +15,19 @@ export function registerGroup(program: Command): void {
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action(async (options: { config: string; group: string; topic: string; to: string; timeout: number }) => {
       const to: StartPosition = options.to === 'first' || options.to === 'last' ? options.to : { timestampMs: parseTimeOption('--to')(options.to) };
-      const starts = await withClient(options.config, options.timeout, async (client) => {
+      const starts = await withClient(options, options.timeout, async (client) => {
         const queues = await queryStartOffsets(client, options.group, options.topic, await topicQueues(client, options.topic), to);
         await client.call({ op: 'resetOffsets', group: options.group, offsets: queues.map((q) => ({ topic: options.topic, queueId: q.queueId, offset: q.start })) });
         return queues;
       });
       for (const q of starts) process.stdout.write(`${options.topic}/${q.queueId}: ${q.committed ?? '-'} -> ${q.start}\n`);
     });
-  withConfig(group.command('list'))
+  withClusterOptions(group.command('list'))
     .description('per group and queue: committed offset, last offset and lag (the backlog)')
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action(async (options: { config: string; json?: boolean; timeout: number }) => {
-      const { groups } = await withClient(options.config, options.timeout, (client) => client.call({ op: 'groups' }));
+      const { groups } = await withClient(options, options.timeout, (client) => client.call({ op: 'groups' }));
       if (options.json) {
         process.stdout.write(`${JSON.stringify({ groups })}\n`);
         return;

@@ -15,7 +15,10 @@ function fail(message: string, exitCode: number): never {
  * flag), so a user checks before repeating a write; docs/errors.md says how, per code.
  */
 function describe(error: LmqError): string {
-  return error.indeterminate ? `${error.message} (outcome unknown: see ${error.code} in docs/errors.md)` : error.message;
+  if (error.indeterminate) return `${error.message} (outcome unknown: see ${error.code} in docs/errors.md)`;
+  // A refusal by the ACL names its code, the one thing to look up or grep for.
+  if (error.code === 'LMQ_UNAUTHENTICATED' || error.code === 'LMQ_FORBIDDEN') return `${error.code}: ${error.message}`;
+  return error.message;
 }
 
 const program = new Command('ledgermq')

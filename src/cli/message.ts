@@ -6,10 +6,9 @@ import type { Command } from 'commander';
 import { LIMITS, type RequestOf, type StoredMessage } from '../protocol/index.js';
 import { LmqError } from '../util/errors.js';
 import { withClient } from './connect.js';
-import { parseIntOption, withConfig } from './options.js';
+import { type ConnectOptions, parseIntOption, withClusterOptions } from './options.js';
 
-interface MessageOptions {
-  config: string;
+interface MessageOptions extends ConnectOptions {
   topic?: string;
   key?: string;
   msgId?: string;
@@ -19,7 +18,7 @@ interface MessageOptions {
 }
 
 export function registerMessage(program: Command): void {
-  withConfig(program.command('message'))
+  withClusterOptions(program.command('message'))
     .description('look stored messages up by key (with --topic) or by message id')
     .option('--topic <topic>', 'topic to search by key')
     .option('--key <key>', 'business key the messages carry')
@@ -32,7 +31,7 @@ export function registerMessage(program: Command): void {
 
 async function runMessage(options: MessageOptions): Promise<void> {
   const request = lookupRequest(options);
-  const { messages } = await withClient(options.config, options.timeout, (client) => client.call(request, options.timeout));
+  const { messages } = await withClient(options, options.timeout, (client) => client.call(request, options.timeout));
   for (const message of messages) process.stdout.write(format(message, options.json === true));
   if (messages.length === 0) {
     const what = options.msgId !== undefined ? `with id "${options.msgId}"` : `with key "${options.key}" in topic "${options.topic}"`;

@@ -1,10 +1,37 @@
-// Option helpers every command shares (CONTRACT.md: --config FILE on every command).
+// Option helpers every command shares (CONTRACT.md: --config FILE on every command, and
+// --access-key/--secret-key or LMQ_ACCESS_KEY/LMQ_SECRET_KEY on every command that talks to
+// the cluster).
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { Credentials } from '../security/signature.js';
 
 export const DEFAULT_CONFIG_PATH = './cluster.config.json';
 
 export function withConfig(command: Command): Command {
   return command.addOption(new Option('--config <file>', 'cluster config file').default(DEFAULT_CONFIG_PATH));
+}
+
+/** What a command that talks to the cluster is given: its config and whom to sign as. */
+export interface ConnectOptions {
+  config: string;
+  accessKey?: string;
+  secretKey?: string;
+}
+
+/** --config and the credentials: for every command that talks to the cluster. */
+export function withClusterOptions(command: Command): Command {
+  return withConfig(command)
+    .addOption(new Option('--access-key <key>', 'sign requests as this ACL user (needed when the cluster has security.aclFile)').env('LMQ_ACCESS_KEY'))
+    .addOption(new Option('--secret-key <key>', "the user's secret key (prefer the env var: arguments show in ps)").env('LMQ_SECRET_KEY'));
+}
+
+/** The credentials given, or undefined; one without the other is bad usage (exit 2). */
+export function credentialsFrom(options: ConnectOptions): Credentials | undefined {
+  const { accessKey, secretKey } = options;
+  if (accessKey === undefined && secretKey === undefined) return undefined;
+  if (accessKey === undefined || secretKey === undefined) {
+    throw new InvalidArgumentError(`${accessKey === undefined ? '--secret-key' : '--access-key'} needs ${accessKey === undefined ? '--access-key (or LMQ_ACCESS_KEY)' : '--secret-key (or LMQ_SECRET_KEY)'} too`);
+  }
+  return { accessKey, secretKey };
 }
 
 export function parseIntOption(name: string, min: number, max: number): (value: string) => number {

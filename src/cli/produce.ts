@@ -8,10 +8,9 @@ import { Producer, type OutgoingMessage } from '../client/producer.js';
 import { LIMITS } from '../protocol/index.js';
 import { LmqError } from '../util/errors.js';
 import { withClient } from './connect.js';
-import { parseIntOption, withConfig } from './options.js';
+import { type ConnectOptions, parseIntOption, withClusterOptions } from './options.js';
 
-interface ProduceOptions {
-  config: string;
+interface ProduceOptions extends ConnectOptions {
   topic: string;
   body?: string;
   count?: number;
@@ -27,7 +26,7 @@ interface ProduceOptions {
 }
 
 export function registerProduce(program: Command): void {
-  withConfig(program.command('produce'))
+  withClusterOptions(program.command('produce'))
     .description('send messages (from --body, --count/--size, or stdin lines)')
     .requiredOption('--topic <topic>', 'topic to send to')
     .option('--body <text>', 'send one message with this body')
@@ -48,7 +47,7 @@ async function runProduce(options: ProduceOptions): Promise<void> {
   if (options.body !== undefined && options.count !== undefined) throw new LmqError('LMQ_BAD_INPUT', 'use either --body or --count, not both');
   // Explicit batches are never combined: --concurrency of them are requests in flight, as before.
   const producerOptions = options.batch > 1 ? { maxInflightRequests: options.concurrency } : {};
-  const counts = await withClient(options.config, options.timeout, (client) => sendAll(new Producer(client, options.timeout, producerOptions), options));
+  const counts = await withClient(options, options.timeout, (client) => sendAll(new Producer(client, options.timeout, producerOptions), options));
   if (!options.json) process.stdout.write(`${counts.acknowledged} messages acknowledged${counts.duplicates ? ` (${counts.duplicates} were retries the broker had already stored)` : ''}\n`);
 }
 

@@ -4,12 +4,12 @@ import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
 import type { NodeStatus } from '../protocol/index.js';
-import { LmqError, NOT_SENT } from '../util/errors.js';
-import { parseIntOption, withConfig } from './options.js';
+import type { Credentials } from '../security/signature.js';
+import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
+import { type ConnectOptions, credentialsFrom, parseIntOption, withClusterOptions } from './options.js';
 import { clientFor, formatTable } from './connect.js';
 
-interface StatusOptions {
-  config: string;
+interface StatusOptions extends ConnectOptions {
   json?: boolean;
   timeout: number;
 }
@@ -17,13 +17,13 @@ interface StatusOptions {
 type Row = Omit<Partial<NodeStatus>, 'role'> & { id: string; role: NodeStatus['role'] | 'down' };
 
 export function registerStatus(program: Command): void {
-  withConfig(program.command('status'))
+  withClusterOptions(program.command('status'))
     .description('show every node: role, term, last/commit/applied index, pid, event-loop delay, follower lag')
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'wait this long for a leader', parseIntOption('--timeout', 0, 3_600_000), 3000)
     .action(async (options: StatusOptions) => {
       const config = loadConfig(options.config);
-      const rows = await waitForLeader(config, options.timeout);
+      const rows = await waitForLeader(config, options.timeout, credentialsFrom(options));
       const leader = rows.find((r) => r.role === 'leader');
       if (options.json) {
         process.stdout.write(`${JSON.stringify({ leader: leader?.id ?? null, term: leader?.term ?? null, nodes: rows })}\n`);
@@ -34,9 +34,9 @@ export function registerStatus(program: Command): void {
     });
 }
 
-async function waitForLeader(config: ClusterConfig, timeoutMs: number): Promise<Row[]> {
+async function waitForLeader(config: ClusterConfig, timeoutMs: number, credentials: Credentials | undefined): Promise<Row[]> {
   const deadline = performance.now() + timeoutMs; // monotonic: --timeout is a duration
-  const client = clientFor(config, timeoutMs);
+  const client = clientFor(config, timeoutMs, credentials);
   try {
     for (;;) {
       const rows = await Promise.all(config.nodes.map((node) => statusOf(client, node.id)));
@@ -51,7 +51,9 @@ async function waitForLeader(config: ClusterConfig, timeoutMs: number): Promise<
 async function statusOf(client: ReturnType<typeof clientFor>, id: string): Promise<Row> {
   try {
     return { ...(await client.callNode(id, { op: 'status' }, 1000)) };
-  } catch {
+  } catch (error) {
+    // A node that refuses the credentials is up: say why (exit 2), rather than call it down.
+    if (isLmqError(error, 'LMQ_UNAUTHENTICATED') || isLmqError(error, 'LMQ_FORBIDDEN')) throw error;
     return { id, role: 'down' };
   }
 }

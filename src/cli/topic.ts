@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { LIMITS } from '../protocol/index.js';
 import { withClient } from './connect.js';
-import { parseIntOption, withConfig } from './options.js';
+import { parseIntOption, withClusterOptions } from './options.js';
 
 /** `orders  4 queues  0:0-17 1:3-9 …` — each queue's minOffset (first stored) to maxOffset (next written). */
 function formatTopic(t: { topic: string; queues: number; queueOffsets: readonly { queue: number; minOffset: number; maxOffset: number }[] }): string {
@@ -12,20 +12,20 @@ function formatTopic(t: { topic: string; queues: number; queueOffsets: readonly 
 
 export function registerTopic(program: Command): void {
   const topic = program.command('topic').description('create and list topics');
-  withConfig(topic.command('create <name>'))
+  withClusterOptions(topic.command('create <name>'))
     .description('create a topic with N queues (replicated through the log)')
     .requiredOption('--queues <n>', 'number of queues', parseIntOption('--queues', 1, LIMITS.maxQueuesPerTopic))
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action(async (name: string, options: { config: string; queues: number; timeout: number }) => {
-      await withClient(options.config, options.timeout, (client) => client.call({ op: 'createTopic', topic: name, queues: options.queues }));
+      await withClient(options, options.timeout, (client) => client.call({ op: 'createTopic', topic: name, queues: options.queues }));
       process.stdout.write(`created topic ${name} with ${options.queues} queues\n`);
     });
-  withConfig(topic.command('list'))
+  withClusterOptions(topic.command('list'))
     .description("list topics, their queues and each queue's stored offsets (minOffset to maxOffset)")
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action(async (options: { config: string; json?: boolean; timeout: number }) => {
-      const { topics } = await withClient(options.config, options.timeout, (client) => client.call({ op: 'topics' }));
+      const { topics } = await withClient(options, options.timeout, (client) => client.call({ op: 'topics' }));
       if (options.json) process.stdout.write(`${JSON.stringify({ topics })}\n`);
       else process.stdout.write(topics.map(formatTopic).join('') || 'no topics\n');
     });

@@ -4,6 +4,7 @@
 // identity (producer id and sequence), which the broker deduplicates.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { OpName, RequestOf, ResponseOf } from '../protocol/index.js';
+import type { Credentials } from '../security/signature.js';
 import { assert } from '../util/assert.js';
 import { LmqError, NOT_SENT, isLmqError } from '../util/errors.js';
 
@@ -20,7 +21,8 @@ export interface ClientConnection {
   onClose(callback: () => void): void;
 }
 
-export type Connector = (host: string, port: number, connectTimeoutMs: number) => Promise<ClientConnection>;
+/** `credentials`, when given, sign every request sent on the connection. */
+export type Connector = (host: string, port: number, connectTimeoutMs: number, credentials?: Credentials) => Promise<ClientConnection>;
 
 export interface ClientOptions {
   readonly nodes: readonly ClientNode[];
@@ -37,6 +39,8 @@ export interface ClientOptions {
    * below the broker's per-connection limit (256), which answers LMQ_OVERLOADED beyond it.
    */
   readonly maxInflightRequests: number;
+  /** The user every request is signed as; needed when the cluster has an ACL (security.aclFile). */
+  readonly credentials?: Credentials;
 }
 
 export const DEFAULT_CLIENT_OPTIONS = Object.freeze({
@@ -207,7 +211,7 @@ export class LedgerClient {
   private connect(node: ClientNode): Promise<ClientConnection> {
     let pending = this.connections.get(node.id);
     if (pending === undefined) {
-      pending = this.connector(node.host, node.clientPort, this.options.connectTimeoutMs);
+      pending = this.connector(node.host, node.clientPort, this.options.connectTimeoutMs, this.options.credentials);
       this.connections.set(node.id, pending);
       pending.then(
         (c) => c.onClose(() => this.connections.get(node.id) === pending && this.connections.delete(node.id)),

@@ -32,4 +32,5 @@ export {
   type TopicInfo,
   UNSEQUENCED,
 } from '../protocol/index.js';
+export type { Credentials } from '../security/signature.js';
 export { ERROR_TRAITS, type ErrorCode, isLmqError, LmqError, NOT_SENT } from '../util/errors.js';

@@ -3,4 +3,4 @@
 import { RpcConnection } from '../transport/rpc-connection.js';
 import type { Connector } from './client.js';
 
-export const tcpConnector: Connector = (host, port, connectTimeoutMs) => RpcConnection.connect(host, port, { connectTimeoutMs });
+export const tcpConnector: Connector = (host, port, connectTimeoutMs, credentials) => RpcConnection.connect(host, port, { connectTimeoutMs, credentials });

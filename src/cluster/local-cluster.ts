@@ -10,11 +10,15 @@ import { type ClusterConfig, loadConfig } from '../config/config.js';
 import type { NodeStatus } from '../protocol/index.js';
 import { tcpConnector } from '../client/tcp-connector.js';
 import type { StorageMode } from '../log/file-io.js';
+import type { Credentials } from '../security/signature.js';
 import { freePorts } from './ports.js';
 import { assert } from '../util/assert.js';
 import { until } from '../util/until.js';
 
 /** The CLI entry, found from this module (src/ or dist/src/). */
+/** Where `LaunchOptions.acl` is written, relative to the cluster's config. */
+export const ACL_FILE = 'acl.json';
+
 const BIN = resolve(import.meta.dirname, import.meta.dirname.includes(`${sep}dist${sep}`) ? '../../../bin/ledgermq' : '../../bin/ledgermq');
 
 export interface LaunchOptions {
@@ -22,6 +26,10 @@ export interface LaunchOptions {
   readonly nodeArgs?: readonly string[];
   /** 'lazy': every node loses its unsynced writes when killed, as in a power cut (chaos only). */
   readonly storage?: StorageMode;
+  /** An ACL file's content: written as <dir>/acl.json and named by security.aclFile. */
+  readonly acl?: unknown;
+  /** The user client() and status() sign as (needed with `acl`). */
+  readonly credentials?: Credentials;
 }
 
 export class LocalCluster {
@@ -53,8 +61,10 @@ export class LocalCluster {
       nodes: ['n1', 'n2', 'n3'].map((id, i) => ({ id, host: '127.0.0.1', raftPort: ports[i], clientPort: ports[i + 3], dataDir: id })),
       flush: { mode: 'sync', intervalMs: 100 },
       quorum: 'majority',
+      ...(launch.acl === undefined ? {} : { security: { aclFile: ACL_FILE } }),
       ...overrides,
     };
+    if (launch.acl !== undefined) writeFileSync(join(dir, ACL_FILE), JSON.stringify(launch.acl, null, 2));
     const configPath = join(dir, 'cluster.config.json');
     writeFileSync(configPath, JSON.stringify(config, null, 2));
     return new LocalCluster(dir, configPath, launch);
@@ -129,9 +139,10 @@ export class LocalCluster {
     });
   }
 
-  client(timeoutMs = 20_000): LedgerClient {
+  /** A client signing as `credentials` (default: the launch options'; null: unsigned). */
+  client(timeoutMs = 20_000, credentials: Credentials | null = this.launch.credentials ?? null): LedgerClient {
     const client = new LedgerClient(
-      { ...DEFAULT_CLIENT_OPTIONS, nodes: this.config.nodes, timeoutMs },
+      { ...DEFAULT_CLIENT_OPTIONS, nodes: this.config.nodes, timeoutMs, ...(credentials === null ? {} : { credentials }) },
       tcpConnector,
     );
     this.clients.push(client);

@@ -105,6 +105,13 @@ const retentionSchema = z
   })
   .strict();
 
+const securitySchema = z
+  .object({
+    /** Client users and permissions (JSON; README "Clients and ACLs"), relative to the config file. */
+    aclFile: z.string().min(1).max(4096).optional(),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     clusterId: z.string().min(1).max(64),
@@ -120,6 +127,7 @@ export const configSchema = z
     log: logSchema.default({}),
     snapshot: snapshotSchema.default({}),
     retention: retentionSchema.default({}),
+    security: securitySchema.optional(),
   })
   .strict();
 
@@ -226,8 +234,8 @@ export function parseConfig(raw: unknown, source: string): ClusterConfig {
 }
 
 /**
- * Reads and validates a config file. Relative dataDirs are resolved against the file's
- * folder, so the same file works from any working directory.
+ * Reads and validates a config file. Relative dataDirs and security.aclFile are resolved
+ * against the file's folder, so the same file works from any working directory.
  */
 export function loadConfig(path: string): ClusterConfig {
   let text: string;
@@ -248,7 +256,9 @@ export function loadConfig(path: string): ClusterConfig {
   const nodes = config.nodes.map((node) => ({ ...node, dataDir: resolve(base, node.dataDir) }));
   const problem = placementProblem(nodes);
   if (problem !== null) throw new LmqError('LMQ_BAD_CONFIG', `bad config ${path}: ${problem}`);
-  return Object.freeze({ ...config, nodes });
+  const aclFile = config.security?.aclFile;
+  const security = aclFile === undefined ? {} : { security: { ...config.security, aclFile: resolve(base, aclFile) } };
+  return Object.freeze({ ...config, nodes, ...security });
 }
 
 export function findNode(config: ClusterConfig, id: string): NodeConfig {

@@ -37,6 +37,9 @@ export class ClientConnection {
   private readonly replyWaiters: ReplyWaiter[] = [];
   private grantScheduled = false;
 
+  /** Taken at accept: the socket forgets it once closed. */
+  readonly remoteAddress: string;
+
   constructor(
     readonly id: number,
     readonly socket: net.Socket,
@@ -44,6 +47,7 @@ export class ClientConnection {
     private readonly maxReplyBytes: number,
     nowMs: number,
   ) {
+    this.remoteAddress = socket.remoteAddress ?? '';
     assert(Number.isSafeInteger(maxReplyBytes) && maxReplyBytes >= 1, 'maxReplyBytes >= 1');
     this.lastActivityMs = nowMs;
   }

@@ -30,6 +30,30 @@ function newUnpackr(): Unpackr {
   return new Unpackr({ useRecords: false, copyBuffers: true });
 }
 
+const payloadUnpackr = newUnpackr();
+
+/**
+ * One value's msgpack bytes (no frame header), in a buffer of its own: for bytes that travel
+ * inside a frame and must arrive exactly as sent, e.g. a signed request (rpc-protocol.ts).
+ */
+export function encodeValue(value: unknown): Buffer {
+  try {
+    // A copy: pack() hands out a view of a buffer the next pack() may write into.
+    return Buffer.from(packr.pack(value));
+  } catch (error) {
+    throw new LmqError('LMQ_BAD_INPUT', `cannot encode value: ${(error as Error).message}`, {}, { cause: error });
+  }
+}
+
+/** The value encodeValue made; throws FrameError on bytes that are not exactly one msgpack value. */
+export function decodeValue(bytes: Uint8Array): unknown {
+  try {
+    return payloadUnpackr.unpack(bytes);
+  } catch (error) {
+    throw new FrameError(`undecodable payload: ${(error as Error).message}`, { cause: error });
+  }
+}
+
 export function assertValidMaxFrameBytes(maxFrameBytes: number): void {
   assert(Number.isSafeInteger(maxFrameBytes), () => `maxFrameBytes must be an integer, got ${maxFrameBytes}`);
   assert(maxFrameBytes >= 1, () => `maxFrameBytes must be >= 1, got ${maxFrameBytes}`);

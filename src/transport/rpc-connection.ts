@@ -6,10 +6,11 @@
 // already closed), which is LMQ_UNAVAILABLE marked `sent: false`.
 
 import net from 'node:net';
+import type { Credentials } from '../security/signature.js';
 import { assert } from '../util/assert.js';
 import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
 import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, FrameDecoder } from './framing.js';
-import { errorFromResponse, parseResponse } from './rpc-protocol.js';
+import { errorFromResponse, parseResponse, requestFrameValue } from './rpc-protocol.js';
 import { writeCoalesced } from './socket-writes.js';
 
 export interface RpcConnectionOptions {
@@ -19,7 +20,11 @@ export interface RpcConnectionOptions {
   maxFrameBytes?: number;
   /** Bound on requests awaiting a response; more are rejected with LMQ_OVERLOADED at once. Default 1024. */
   maxInflightRequests?: number;
+  /** Signs every request as this user (a cluster with security.aclFile refuses unsigned ones). */
+  credentials?: Credentials;
 }
+
+type ResolvedConnectionOptions = Required<Omit<RpcConnectionOptions, 'credentials'>> & Pick<RpcConnectionOptions, 'credentials'>;
 
 export const RPC_CONNECTION_DEFAULTS = Object.freeze({
   connectTimeoutMs: 5_000,
@@ -46,7 +51,7 @@ export class RpcConnection {
   private constructor(
     private readonly socket: net.Socket,
     private readonly endpoint: string,
-    private readonly options: Required<RpcConnectionOptions>,
+    private readonly options: ResolvedConnectionOptions,
   ) {
     this.decoder = new FrameDecoder(options.maxFrameBytes);
     socket.on('data', (chunk: Buffer) => {
@@ -59,7 +64,7 @@ export class RpcConnection {
 
   /** Connects; rejects with LMQ_UNAVAILABLE if the port does not answer within connectTimeoutMs. */
   static connect(host: string, port: number, options: RpcConnectionOptions = {}): Promise<RpcConnection> {
-    const resolved = { ...RPC_CONNECTION_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) } as Required<RpcConnectionOptions>;
+    const resolved = { ...RPC_CONNECTION_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) } as ResolvedConnectionOptions;
     assertValidMaxFrameBytes(resolved.maxFrameBytes);
     assert(resolved.connectTimeoutMs >= 1, 'connectTimeoutMs >= 1');
     assert(Number.isInteger(resolved.maxInflightRequests) && resolved.maxInflightRequests >= 1, 'maxInflightRequests >= 1');
@@ -110,7 +115,7 @@ export class RpcConnection {
     const id = this.takeRequestId();
     let frame: Buffer;
     try {
-      frame = encodeFrame({ id, body }, this.options.maxFrameBytes);
+      frame = encodeFrame(requestFrameValue(id, body, this.options.credentials), this.options.maxFrameBytes);
     } catch (error) {
       return Promise.reject(isLmqError(error) ? error : new LmqError('LMQ_BAD_INPUT', String(error)));
     }

@@ -2,12 +2,29 @@
 // checks (every frame is untrusted), and the mapping between LmqError and error responses.
 // Request ids are chosen by the client and only echoed by the server; many requests may be in
 // flight on one connection and responses may come back in any order.
+// A request is `{id, body}`, or, signed (security.aclFile), `{id, auth, payload}`: the body's
+// msgpack bytes travel as they were signed, so the node verifies exactly the bytes it runs.
 
+import { randomUUID } from 'node:crypto';
+import {
+  type Credentials,
+  MAX_ACCESS_KEY_LENGTH,
+  MAX_NONCE_LENGTH,
+  payloadDigest,
+  type PresentedCredentials,
+  type RequestAuth,
+  sign,
+  SIGNATURE_BYTES,
+  signedOp,
+} from '../security/signature.js';
 import { ERROR_TRAITS, LmqError, type ErrorCode } from '../util/errors.js';
+import { decodeValue, encodeValue } from './framing.js';
 
 export interface RpcRequestFrame {
   id: number;
   body: unknown;
+  /** What the frame carried besides the body: signed bytes, a malformed envelope, or nothing. */
+  credentials: PresentedCredentials;
 }
 
 export interface RpcErrorPayload {
@@ -26,11 +43,56 @@ function isRequestId(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
-/** The frame as a request, or a reason it is not one (a protocol violation: close the connection). */
+/**
+ * A request frame's value: `{id, body}`, or signed as `credentials` `{id, auth, payload}` with
+ * the body's bytes as they were signed. The client calls it per attempt, so a retry is signed
+ * afresh (a new nonce and timestamp).
+ */
+export function requestFrameValue(id: number, body: unknown, credentials: Credentials | undefined): unknown {
+  if (credentials === undefined) return { id, body };
+  const payload = encodeValue(body);
+  const timestampMs = Date.now();
+  const nonce = randomUUID();
+  const signature = sign(credentials.secretKey, credentials.accessKey, signedOp(body), timestampMs, nonce, payloadDigest(payload));
+  return { id, auth: { accessKey: credentials.accessKey, timestampMs, nonce, signature }, payload };
+}
+
+/**
+ * The frame as a request, or a reason it is not one (a protocol violation: close the
+ * connection). A signed frame with a malformed envelope is still a request — answered with
+ * LMQ_UNAUTHENTICATED saying what is wrong, rather than a closed connection.
+ */
 export function parseRequest(value: unknown): RpcRequestFrame | string {
   if (!isRecord(value)) return 'request frame is not a map';
-  if (!isRequestId(value['id'])) return 'request id is not a non-negative safe integer';
-  return { id: value['id'], body: value['body'] };
+  const id = value['id'];
+  if (!isRequestId(id)) return 'request id is not a non-negative safe integer';
+  if (value['auth'] === undefined) return { id, body: value['body'], credentials: undefined };
+  const auth = parseAuth(value['auth']);
+  if (typeof auth === 'string') return { id, body: undefined, credentials: { malformed: auth } };
+  const payload = value['payload'];
+  if (!(payload instanceof Uint8Array)) return { id, body: undefined, credentials: { malformed: 'a signed request carries its body as payload bytes' } };
+  let body: unknown;
+  try {
+    body = decodeValue(payload);
+  } catch (error) {
+    return { id, body: undefined, credentials: { malformed: (error as Error).message } };
+  }
+  return { id, body, credentials: { ...auth, payload } };
+}
+
+function isBoundedString(value: unknown, maxLength: number): value is string {
+  return typeof value === 'string' && value.length >= 1 && value.length <= maxLength;
+}
+
+/** The envelope's auth map, or what is wrong with it. */
+function parseAuth(value: unknown): RequestAuth | string {
+  if (!isRecord(value)) return 'auth is not a map';
+  const { accessKey, timestampMs, nonce, signature } = value;
+  if (!isBoundedString(accessKey, MAX_ACCESS_KEY_LENGTH)) return `auth.accessKey is not a string of 1 to ${MAX_ACCESS_KEY_LENGTH} characters`;
+  if (!isRequestId(timestampMs)) return 'auth.timestampMs is not a non-negative safe integer';
+  if (!isBoundedString(nonce, MAX_NONCE_LENGTH)) return `auth.nonce is not a string of 1 to ${MAX_NONCE_LENGTH} characters`;
+  if (!(signature instanceof Uint8Array) || signature.byteLength !== SIGNATURE_BYTES) return `auth.signature is not ${SIGNATURE_BYTES} bytes`;
+  return { accessKey, timestampMs, nonce, signature };
 }
 
 export function parseResponse(value: unknown): RpcResponseFrame | string {

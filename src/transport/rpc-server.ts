@@ -17,7 +17,8 @@ import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
 import { RateLimitedLog } from '../util/rate-limited-log.js';
 import { ClientConnection, evictionCandidate, type ReplyReservation } from './client-connection.js';
 import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, FrameDecoder } from './framing.js';
-import { errorResponse, parseRequest, type RpcResponseFrame } from './rpc-protocol.js';
+import type { PresentedCredentials } from '../security/signature.js';
+import { errorResponse, parseRequest, type RpcRequestFrame, type RpcResponseFrame } from './rpc-protocol.js';
 import { closeServer, listenOn } from './server-lifecycle.js';
 import { writeCoalesced } from './socket-writes.js';
 
@@ -66,6 +67,10 @@ export interface RpcContext {
    * the connection closes meanwhile.
    */
   reserveReplyBytes(bytes: number): Promise<void>;
+  /** The client's address as the socket reported it at accept ('' if it had none). */
+  remoteAddress: string;
+  /** What the request carried to prove its sender (rpc-protocol.ts); checked by the handler. */
+  credentials: PresentedCredentials;
 }
 
 export type RpcHandler = (body: unknown, ctx: RpcContext) => Promise<unknown>;
@@ -277,16 +282,19 @@ export class RpcServer {
       const overloaded = new LmqError('LMQ_OVERLOADED', `more than ${limit} requests in flight on one connection; wait for responses before sending more`, { maxInflightPerConnection: limit });
       this.respond(connection, errorResponse(request.id, overloaded));
     } else {
-      this.run(connection, request.id, request.body);
+      this.run(connection, request);
     }
     return true;
   }
 
-  private run(connection: ClientConnection, id: number, body: unknown): void {
+  private run(connection: ClientConnection, request: RpcRequestFrame): void {
+    const { id, body, credentials } = request;
     connection.inflight += 1;
     this.inflightTotal += 1;
     const reservation: ReplyReservation = { bytes: 0 };
-    const context: RpcContext = { connectionId: connection.id, reserveReplyBytes: (bytes) => connection.reserve(reservation, bytes) };
+    const context: RpcContext = {
+      connectionId: connection.id, remoteAddress: connection.remoteAddress, credentials, reserveReplyBytes: (bytes) => connection.reserve(reservation, bytes),
+    };
     let pending: Promise<unknown>;
     try {
       pending = Promise.resolve(this.handler(body, context));

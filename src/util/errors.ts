@@ -17,7 +17,9 @@ export type ErrorCode =
   | 'LMQ_LEADERSHIP_LOST'
   | 'LMQ_OVERLOADED'
   | 'LMQ_OUT_OF_ORDER'
-  | 'LMQ_DISK_FULL';
+  | 'LMQ_DISK_FULL'
+  | 'LMQ_UNAUTHENTICATED'
+  | 'LMQ_FORBIDDEN';
 
 interface ErrorTraits {
   retriable: boolean;
@@ -47,6 +49,10 @@ export const ERROR_TRAITS: Readonly<Record<ErrorCode, ErrorTraits>> = Object.fre
   LMQ_OUT_OF_ORDER: { retriable: true, indeterminate: false, exitCode: 3 },
   // The node's disk has no room for the next log segment: the node stops (exit 1) with one line.
   LMQ_DISK_FULL: { retriable: false, indeterminate: false, exitCode: 1 },
+  // Refused before anything was carried out: the request's signature did not prove a user of
+  // the node's ACL (missing, wrong, stale or replayed), or the user lacks the permission.
+  LMQ_UNAUTHENTICATED: { retriable: false, indeterminate: false, exitCode: 2 },
+  LMQ_FORBIDDEN: { retriable: false, indeterminate: false, exitCode: 2 },
 });
 
 export class LmqError extends Error {
