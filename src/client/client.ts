@@ -43,6 +43,9 @@ export interface ClientOptions {
   readonly credentials?: Credentials;
 }
 
+/** A retry is not started with less time than this left before the call's deadline. */
+const MIN_RETRY_ATTEMPT_MS = 20;
+
 export const DEFAULT_CLIENT_OPTIONS = Object.freeze({
   timeoutMs: 10_000,
   requestTimeoutMs: 3_000,
@@ -113,6 +116,9 @@ export class LedgerClient {
     while (!this.closed && performance.now() < deadline) {
       // Abandoned between attempts only: an attempt on the wire has an outcome worth knowing.
       if (abandon?.aborted) throw abandoned(lastError, mayHaveHappened);
+      // A retry in the last moment can only time out, which would make a call whose every
+      // attempt was refused look as if it might have happened.
+      if (lastError !== null && deadline - performance.now() < MIN_RETRY_ATTEMPT_MS) break;
       // The node and its connection are chosen once a slot is free: by then the leader may
       // have changed, or the connection been replaced.
       const outcome = await this.slots.run(() => this.attempt(request, Math.min(requestTimeoutMs, deadline - performance.now())));
