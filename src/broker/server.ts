@@ -6,6 +6,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { type ClusterConfig, findNode } from '../config/config.js';
+import { readClusterSecret } from '../security/cluster-secret.js';
 import { fileIoFor, type StorageMode } from '../log/file-io.js';
 import { HardStateStore } from '../log/hard-state-store.js';
 import { LogStore } from '../log/log-store.js';
@@ -40,6 +41,7 @@ export async function startBrokerNode(
   storage: StorageMode = 'os',
 ): Promise<BrokerNode> {
   const self = findNode(config, id);
+  const clusterSecret = clusterSecretOf(config, logger); // before anything is opened: exit 2 leaves nothing behind
   mkdirSync(self.dataDir, { recursive: true });
   if (storage === 'lazy') {
     logger.warn(
@@ -69,6 +71,7 @@ export async function startBrokerNode(
       listenHost: self.host,
       listenPort: self.raftPort,
       peers: config.nodes.filter((n) => n.id !== id).map((n) => ({ id: n.id, host: n.host, port: n.raftPort })),
+      clusterSecret,
       logger,
     },
     (from, message) => node?.receive(from, message),
@@ -108,6 +111,17 @@ export async function startBrokerNode(
       await hardState.close();
     },
   };
+}
+
+/**
+ * The secret this node's peers must prove. Without one, loadConfig has already made sure
+ * every node address is loopback; the log says so once, as Redis's protected mode does.
+ */
+function clusterSecretOf(config: ClusterConfig, logger: Logger): Buffer | null {
+  const path = config.security?.clusterSecretFile;
+  if (path !== undefined) return readClusterSecret(path);
+  logger.warn('peers are NOT authenticated (no security.clusterSecretFile): allowed only because every node address is loopback, so only users of this machine can reach the peer ports');
+  return null;
 }
 
 /**
