@@ -58,8 +58,9 @@ export interface PeerTransportOptions {
   handshakeTimeoutMs?: number;
   /**
    * Bound on inbound connections that have not completed the handshake. Default 16. At the
-   * bound the oldest is closed to admit the new one, so a stranger holding connections open
-   * delays a real peer by one round of dialing at most, instead of locking it out.
+   * bound the oldest is closed to admit the new one: strangers holding connections open
+   * cannot lock a real peer out, whose handshake completes in a few round trips, long before
+   * its connection is the oldest.
    */
   maxPendingConnections?: number;
   logger?: pino.Logger;
