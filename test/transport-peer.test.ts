@@ -123,6 +123,16 @@ describe('peer transport – delivery', () => {
     expect(n1.logs.some((record) => record.msg.startsWith('lost connection to peer'))).toBe(true);
   });
 
+  it('redials a peer at once when it connects to us, instead of waiting out the backoff', async () => {
+    const [n1Port, n2Port] = (await freePorts(2)) as [number, number];
+    // The first dial fails (n2 is down) and the next would wait 30–60 s.
+    const patient = { reconnectBackoffMinMs: 60_000, reconnectBackoffMaxMs: 60_000 };
+    const n1 = await startNode('n1', n1Port, [{ id: 'n2', port: n2Port }], patient);
+    await waitUntil(() => n1.logs.some((r) => r.msg === 'peer link error'), 'the first dial to n2 failed');
+    await startNode('n2', n2Port, [{ id: 'n1', port: n1Port }]);
+    await waitUntil(() => n1.transport.stats()['n2']?.connected === true, 'n1 redials n2 once n2 authenticated to it');
+  });
+
   it('keeps the send queue to a dead peer bounded, dropping and counting the excess', async () => {
     const [deadPort] = await freePorts(1);
     const maxQueuedBytesPerPeer = 64 * 1024;

@@ -84,6 +84,19 @@ export class PeerLink {
     this.dial();
   }
 
+  /**
+   * The peer is up (it just authenticated a connection to us): if this link waits out a
+   * reconnect backoff, dial now. After a restart the backoff may have grown to
+   * reconnectBackoffMaxMs, which would hold the first election back as long.
+   */
+  redialNow(): void {
+    if (this.closed || this.reconnectTimer === null) return;
+    assert(this.socket === null, 'a pending reconnect has no socket');
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.dial();
+  }
+
   /** Queues one complete frame; never blocks. Returns false if it was dropped (queue full or link closed). */
   enqueue(frame: Buffer): boolean {
     assert(frame.length > 0, 'a frame has a header');

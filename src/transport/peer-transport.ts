@@ -307,6 +307,7 @@ export class PeerTransport {
     const accepted: PeerAccepted = { kind: 'lmq-peer-accepted' };
     connection.socket.write(encodeFrame(accepted, MAX_HANDSHAKE_FRAME_BYTES));
     this.logger.info({ peer: peerId, remote: connection.remote, authenticated: clusterSecret !== null }, 'accepted peer connection');
+    this.links.get(peerId)?.redialNow(); // only an authenticated peer can make us dial
     return true;
   }
 
