@@ -250,3 +250,50 @@ describe('config – a bad relation stops the CLI before it touches the disk', (
     expect(existsSync(join(dir, 'data'))).toBe(false);
   });
 });
+
+describe('config – security and the loopback-only rule', () => {
+  const secured = { ...valid, security: { clusterSecretFile: 'secrets/cluster.secret' } };
+
+  it('resolves security.clusterSecretFile against the config file and rejects unknown security keys', () => {
+    const dir = tempDir();
+    const path = join(dir, 'c.json');
+    writeFileSync(path, JSON.stringify(secured));
+    expect(loadConfig(path).security?.clusterSecretFile).toBe(join(dir, 'secrets/cluster.secret'));
+    expect(loadConfig(join(dir, 'c.json')).nodes[0]?.dataDir).toBe(join(dir, 'data/n1'));
+    expect(messageOf({ ...valid, security: { clusterSecret: 'abc' } })).toMatch(/unknown key "security\.clusterSecret"; remove it$/);
+    expect(messageOf({ ...valid, security: { clusterSecretFile: '' } })).toMatch(/security\.clusterSecretFile/);
+    expect(parseConfig(valid, 'test.json').security).toBeUndefined();
+  });
+
+  it('without a cluster secret, every node host must be loopback; with one, any host will do', () => {
+    const [n1, n2] = valid.nodes as [(typeof valid.nodes)[0], (typeof valid.nodes)[0]];
+    const withHost = (host: string, extra: Record<string, unknown> = {}) => ({ ...valid, ...extra, nodes: [n1, { ...n2, host }] });
+    for (const host of ['127.0.0.1', '127.10.0.3', 'localhost', 'LocalHost', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1']) {
+      expect(parseConfig(withHost(host), 'test.json').nodes[1]?.host).toBe(host);
+    }
+    for (const host of ['10.0.0.2', '0.0.0.0', '::', 'node2.example.com', '128.0.0.1', '::ffff:10.0.0.2']) {
+      expect(messageOf(withHost(host))).toBe(
+        `bad config test.json: nodes.1.host "${host}" is not a loopback address and the config has no cluster secret, so anyone who reaches its peer port could join the cluster; set security.clusterSecretFile`,
+      );
+      expect(messageOf(withHost(host, { security: {} }))).toMatch(/set security\.clusterSecretFile$/);
+      expect(parseConfig(withHost(host, { security: { clusterSecretFile: 's' } }), 'test.json').nodes[1]?.host).toBe(host);
+    }
+  });
+
+  it('node start exits 2 with one line, and creates nothing, for a missing secret file or a public host without one', () => {
+    const dir = tempDir();
+    const cases: [unknown, RegExp][] = [
+      [secured, /^ledgermq: cluster secret file \S+secrets\/cluster\.secret does not exist; `ledgermq cluster start` creates it, or copy the file the other nodes use \(mode 0600\)$/],
+      [{ ...valid, nodes: [{ ...valid.nodes[0], host: '10.1.2.3' }] }, /^ledgermq: bad config .*: nodes\.0\.host "10\.1\.2\.3" is not a loopback address .*; set security\.clusterSecretFile$/],
+    ];
+    for (const [raw, line] of cases) {
+      const path = join(dir, 'c.json');
+      writeFileSync(path, JSON.stringify(raw));
+      const result = spawnSync(process.execPath, ['bin/ledgermq', 'node', 'start', '--id', 'n1', '--config', path], { encoding: 'utf8', timeout: 30_000 });
+      expect(result.status).toBe(2);
+      expect(result.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(line)]);
+      expect(existsSync(join(dir, 'data'))).toBe(false);
+      expect(existsSync(join(dir, 'secrets'))).toBe(false);
+    }
+  });
+});

@@ -60,7 +60,7 @@ async function startNode(config: ClusterConfig, id: string): Promise<Running> {
   const machine = new RecordingStateMachine();
   let node: RaftNode<number> | null = null;
   const transport = new PeerTransport(
-    { clusterId: config.clusterId, selfId: id, listenHost: '127.0.0.1', listenPort: self.raftPort, peers: config.nodes.filter((n) => n.id !== id).map((n) => ({ id: n.id, host: n.host, port: n.raftPort })) },
+    { clusterId: config.clusterId, selfId: id, clusterSecret: null, listenHost: '127.0.0.1', listenPort: self.raftPort, peers: config.nodes.filter((n) => n.id !== id).map((n) => ({ id: n.id, host: n.host, port: n.raftPort })) },
     (from, m) => node?.receive(from, m),
   );
   node = new RaftNode({ config, id, log, hardState, stateMachine: machine, peers: transport, logger });

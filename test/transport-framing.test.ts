@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { FrameMac } from '../src/transport/frame-mac.js';
 import { drainFrames, encodeFrame, FrameDecoder, FrameError } from '../src/transport/framing.js';
 import { isLmqError } from '../src/util/errors.js';
 
@@ -122,5 +123,45 @@ describe('transport framing – hostile input', () => {
     expect(isLmqError(tooBig, 'LMQ_BAD_INPUT')).toBe(true);
     expect((tooBig as Error).message).toMatch(/exceeds maxFrameBytes 1024/);
     expect(() => encodeFrame(1n << 80n)).toThrow(/cannot encode frame/);
+  });
+});
+
+describe('transport framing – authenticated frames', () => {
+  const key = Buffer.alloc(32, 7);
+
+  it('decodes MAC-tagged frames split at any chunk boundaries, and never delivers a frame with a flipped bit', () => {
+    fc.assert(
+      fc.property(fc.array(wireValue, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 12 }), fc.nat(), (values, cuts, flip) => {
+        const sender = new FrameMac(key);
+        const stream = Buffer.concat(values.flatMap((value) => {
+          const frame = encodeFrame(value);
+          return [frame, sender.next(frame)];
+        }));
+        const decoder = new FrameDecoder(1024 * 1024);
+        decoder.frameMac = new FrameMac(key);
+        expect(decodeAll(decoder, splitAt(stream, cuts))).toEqual(values);
+        expect(decoder.bufferedByteCount).toBe(0);
+        const damaged = Buffer.from(stream);
+        const at = flip % damaged.length;
+        damaged[at] = (damaged[at] as number) ^ 0x80;
+        // The damaged frame is never delivered: the decoder fails, or (a length header grown)
+        // waits for bytes that never come; only the frames before it get through.
+        const strict = new FrameDecoder(1024 * 1024);
+        strict.frameMac = new FrameMac(key);
+        const delivered: unknown[] = [];
+        const error = drainFrames(strict, damaged, (value) => delivered.push(value) > 0);
+        expect(delivered.length).toBeLessThan(values.length);
+        expect(delivered).toEqual(values.slice(0, delivered.length));
+        if (error === undefined) expect(strict.bufferedByteCount).toBeGreaterThan(0);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('refuses a frame tagged under another key', () => {
+    const frame = encodeFrame({ hello: 'world' });
+    const decoder = new FrameDecoder();
+    decoder.frameMac = new FrameMac(key);
+    expect(() => decodeAll(decoder, [frame, new FrameMac(Buffer.alloc(32, 8)).next(frame)])).toThrow(/frame authentication failed/);
   });
 });

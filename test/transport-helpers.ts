@@ -1,9 +1,20 @@
 // Shared helpers for the transport tests: free ports, polling with a generous bound, a pino
-// logger whose records the test can inspect, raw sockets for sending hostile bytes, and a
-// cleanup list that afterEach drains even when a test fails.
+// logger whose records the test can inspect, raw sockets for sending hostile bytes (and for
+// playing a peer's handshake by hand), and a cleanup list that afterEach drains even when a test fails.
 
 import net from 'node:net';
 import pino from 'pino';
+import type { FrameMac } from '../src/transport/frame-mac.js';
+import { drainFrames, encodeFrame, FrameDecoder } from '../src/transport/framing.js';
+import {
+  acceptanceProblem,
+  answerChallenge,
+  type ClusterSecret,
+  helloFor,
+  MAX_HANDSHAKE_FRAME_BYTES,
+  newNonce,
+  streamMacOf,
+} from '../src/transport/peer-handshake.js';
 
 export const LOOPBACK = '127.0.0.1';
 
@@ -73,4 +84,57 @@ export class Cleanup {
     }
     if (errors.length > 0) throw new AggregateError(errors, 'cleanup failed');
   }
+}
+
+/** A raw peer connection that reads frames: for playing a dialer (honest or not) by hand. */
+export interface RawPeer {
+  socket: net.Socket;
+  closed: Promise<void>;
+  /** Every frame the listener sent, decoded. */
+  replies: unknown[];
+  /** Every byte this side wrote, in order (for replaying a recorded connection). */
+  written: Buffer[];
+  write(bytes: Buffer): void;
+}
+
+export async function rawPeer(port: number): Promise<RawPeer> {
+  const { socket, closed } = await rawSocket(port);
+  socket.removeAllListeners('data');
+  const replies: unknown[] = [];
+  const decoder = new FrameDecoder(MAX_HANDSHAKE_FRAME_BYTES);
+  socket.on('data', (chunk: Buffer) => {
+    drainFrames(decoder, chunk, (value) => {
+      replies.push(value);
+      return true;
+    });
+  });
+  const written: Buffer[] = [];
+  return { socket, closed, replies, written, write: (bytes) => { written.push(bytes); socket.write(bytes); } };
+}
+
+/**
+ * Plays an honest dialer's handshake on a raw connection: hello as `selfId` to `peerId`, then
+ * the answer to the challenge, and waits for the acceptance. Returns the MAC of the frames
+ * that may follow (null without a secret), or why the handshake failed.
+ */
+export async function rawHandshake(
+  peer: RawPeer,
+  who: { clusterId: string; selfId: string; peerId: string },
+  secret: ClusterSecret,
+): Promise<{ frameMac: FrameMac | null } | { reason: string }> {
+  const dialerNonce = newNonce();
+  peer.write(encodeFrame(helloFor({ clusterId: who.clusterId, dialerId: who.selfId, listenerId: who.peerId, dialerNonce })));
+  await waitUntil(() => peer.replies.length >= 1, 'the listener answers the hello');
+  const verdict = answerChallenge(peer.replies[0], { ...who, dialerNonce }, secret);
+  if (!verdict.accepted) return { reason: verdict.reason };
+  peer.write(encodeFrame(verdict.reply));
+  await waitUntil(() => peer.replies.length >= 2, 'the listener answers the proof');
+  const problem = acceptanceProblem(peer.replies[1]);
+  return problem === null ? { frameMac: streamMacOf(verdict.transcript, secret) } : { reason: problem };
+}
+
+/** One frame as an authenticated dialer sends it: the frame, then its tag. */
+export function macFrame(value: unknown, frameMac: FrameMac | null): Buffer {
+  const frame = encodeFrame(value);
+  return frameMac === null ? frame : Buffer.concat([frame, frameMac.next(frame)]);
 }

@@ -1,9 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame } from '../src/transport/framing.js';
 import { PeerTransport, type PeerTransportOptions } from '../src/transport/peer-transport.js';
 import { InvariantViolation } from '../src/util/assert.js';
 import { isLmqError } from '../src/util/errors.js';
-import { capturingLogger, Cleanup, freePorts, LOOPBACK, rawSocket, waitUntil, type LogRecord } from './transport-helpers.js';
+import { capturingLogger, Cleanup, freePorts, LOOPBACK, macFrame, rawHandshake, rawPeer, rawSocket, waitUntil, type LogRecord } from './transport-helpers.js';
 
 interface Received {
   from: string;
@@ -15,12 +16,16 @@ interface TestNode {
   port: number;
   transport: PeerTransport;
   received: Received[];
+  /** Peers whose connection to this node closed (onPeerDisconnected), in order. */
+  disconnected: string[];
   logs: LogRecord[];
 }
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
 
+/** The cluster secret of every test node unless a test says otherwise. */
+const SECRET = randomBytes(32);
 const FAST: Partial<PeerTransportOptions> = { reconnectBackoffMinMs: 10, reconnectBackoffMaxMs: 100, handshakeTimeoutMs: 2_000 };
 
 async function startNode(
@@ -31,6 +36,7 @@ async function startNode(
 ): Promise<TestNode> {
   const { logger, records } = capturingLogger();
   const received: Received[] = [];
+  const disconnected: string[] = [];
   const transport = new PeerTransport(
     {
       clusterId: 'test-cluster',
@@ -38,15 +44,17 @@ async function startNode(
       listenHost: LOOPBACK,
       listenPort: port,
       peers: peers.map((peer) => ({ id: peer.id, host: LOOPBACK, port: peer.port })),
+      clusterSecret: SECRET,
       logger,
       ...FAST,
       ...overrides,
     },
     (from, message) => received.push({ from, message: message as Received['message'] }),
+    (peer) => disconnected.push(peer),
   );
   cleanup.add(() => transport.close());
   await transport.start();
-  return { id, port, transport, received, logs: records };
+  return { id, port, transport, received, disconnected, logs: records };
 }
 
 /** Starts a full mesh of nodes with the given ids on fresh ports and waits until every link is up. */
@@ -115,6 +123,16 @@ describe('peer transport – delivery', () => {
     expect(n1.logs.some((record) => record.msg.startsWith('lost connection to peer'))).toBe(true);
   });
 
+  it('redials a peer at once when it connects to us, instead of waiting out the backoff', async () => {
+    const [n1Port, n2Port] = (await freePorts(2)) as [number, number];
+    // The first dial fails (n2 is down) and the next would wait 30–60 s.
+    const patient = { reconnectBackoffMinMs: 60_000, reconnectBackoffMaxMs: 60_000 };
+    const n1 = await startNode('n1', n1Port, [{ id: 'n2', port: n2Port }], patient);
+    await waitUntil(() => n1.logs.some((r) => r.msg === 'peer link error'), 'the first dial to n2 failed');
+    await startNode('n2', n2Port, [{ id: 'n1', port: n1Port }]);
+    await waitUntil(() => n1.transport.stats()['n2']?.connected === true, 'n1 redials n2 once n2 authenticated to it');
+  });
+
   it('keeps the send queue to a dead peer bounded, dropping and counting the excess', async () => {
     const [deadPort] = await freePorts(1);
     const maxQueuedBytesPerPeer = 64 * 1024;
@@ -170,8 +188,10 @@ describe('peer transport – refusing bad peers', () => {
     const refusals = (): string[] => n1.logs.filter((r) => r.msg === 'refusing peer connection').map((r) => String(r['reason']));
     await waitUntil(() => refusals().some((reason) => /cluster id "other-cluster"/.test(reason)), 'n1 refuses the other cluster');
     await waitUntil(() => refusals().some((reason) => /node id "n9" is not a peer/.test(reason)), 'n1 refuses the unknown id');
-    // The dialers learn why, so the misconfigured node's own log says what to fix.
-    await waitUntil(() => unknownNode.logs.some((r) => /refused by peer/.test(String(r['reason']))), 'the refused node logs the reason');
+    // The dialers are told nothing, yet their own log says what to check.
+    const failures = (of: TestNode): string[] => of.logs.filter((r) => r.msg === 'peer handshake failed; will retry').map((r) => String(r['reason']));
+    await waitUntil(() => failures(otherCluster).some((reason) => /did not prove it is node "n1" of cluster "other-cluster".*clusterId/.test(reason)), 'the other cluster logs what to check');
+    await waitUntil(() => failures(unknownNode).some((reason) => reason === 'refused by peer: "peer handshake refused"'), 'the unknown node hears a generic refusal');
     n2.transport.send('n1', { from: 'n2', to: 'n1', tag: 'good' });
     await waitUntil(() => n1.received.some((r) => r.message.tag === 'good'), 'good peer still delivers');
     expect(n1.received.filter((r) => r.message.tag === 'rogue')).toEqual([]);
@@ -194,14 +214,19 @@ describe('peer transport – refusing bad peers', () => {
     await Promise.all([garbage.closed, oversized.closed, truncated.closed, silent.closed]); // silent: by handshake timeout
 
     // A connection that authenticates as a known peer and then sends garbage is closed too.
-    const impostor = await rawSocket(n1.port);
-    impostor.socket.write(encodeFrame({ kind: 'lmq-peer-hello', protocolVersion: 1, clusterId: 'test-cluster', nodeId: 'n2', targetId: 'n1' }));
-    impostor.socket.write(Buffer.from('not a frame at all, just text'));
-    await impostor.closed;
+    const insider = await rawPeer(n1.port);
+    expect(await rawHandshake(insider, { clusterId: 'test-cluster', selfId: 'n2', peerId: 'n1' }, SECRET)).toHaveProperty('frameMac');
+    insider.write(Buffer.from('not a frame at all, just text'));
+    await insider.closed;
+    // An old (protocol 1) hello is refused at once.
+    const oldHello = await rawSocket(n1.port);
+    oldHello.socket.write(encodeFrame({ kind: 'lmq-peer-hello', protocolVersion: 1, clusterId: 'test-cluster', nodeId: 'n2', targetId: 'n1' }));
+    await oldHello.closed;
 
     for (let seq = 0; seq < 50; seq++) n2.transport.send('n1', { from: 'n2', to: 'n1', seq });
     await waitUntil(() => n1.received.filter((r) => r.message.seq !== undefined).length === 50, 'good peer delivers after the abuse');
-    expect(n1.transport.inboundStats().rejectedConnections).toBeGreaterThanOrEqual(rejectedBefore + 3);
+    // garbage, oversized, silent and the old hello (the truncated one just hung up)
+    expect(n1.transport.inboundStats().rejectedConnections).toBeGreaterThanOrEqual(rejectedBefore + 4);
     expect(n1.logs.some((r) => /no handshake within 300 ms/.test(String(r['reason'])))).toBe(true);
     expect(n1.logs.some((r) => r.msg === 'closing inbound peer connection: bad frame')).toBe(true);
     expect(n1.transport.inboundStats().pendingConnections).toBe(0);
@@ -217,5 +242,159 @@ describe('peer transport – refusing bad peers', () => {
     await waitUntil(() => n1.transport.inboundStats().pendingConnections === 0, 'timed-out connections are released');
     n2.transport.send('n1', { from: 'n2', to: 'n1', tag: 'still-here' });
     await waitUntil(() => n1.received.some((r) => r.message.tag === 'still-here'), 'delivery continues');
+  });
+});
+
+/** Frames the listener `n1` sent to a raw peer, as JSON text (to look for anything it gave away). */
+function repliesText(replies: unknown[]): string {
+  return JSON.stringify(replies, (_, value: unknown) => (value instanceof Uint8Array ? Buffer.from(value).toString('latin1') : value));
+}
+
+const AS_N2 = { clusterId: 'test-cluster', selfId: 'n2', peerId: 'n1' };
+
+/**
+ * n1 alone, its peer n2 down: for raw peers that authenticate as n2 (each would otherwise
+ * race the real n2's reconnects for the one inbound slot n2 has).
+ */
+async function loneN1(): Promise<TestNode> {
+  const [deadPort] = await freePorts(1);
+  const n1 = await startNode('n1', 0, [{ id: 'n2', port: deadPort as number }]);
+  return { ...n1, port: n1.transport.boundPort };
+}
+
+describe('peer transport – authentication with a cluster secret', () => {
+  it('refuses a node with the wrong secret; a stranger learns no cluster id or node id', async () => {
+    const [n1, n2] = await startCluster(['n1', 'n2']);
+    if (n1 === undefined || n2 === undefined) throw new Error('cluster of 2');
+    const wrongSecret = await startNode('n2', 0, [{ id: 'n1', port: n1.port }], { clusterSecret: randomBytes(32) });
+    wrongSecret.transport.send('n1', { from: 'n2', to: 'n1', tag: 'rogue' });
+    await waitUntil(() => wrongSecret.logs.some((r) => /with this cluster secret/.test(String(r['reason']))), 'the wrong-secret node cannot verify n1');
+
+    // A stranger: a hello with a wrong cluster id, and one with the right one, get the same
+    // kind of challenge; a guessed proof gets a generic refusal.
+    for (const clusterId of ['guess', 'test-cluster']) {
+      const stranger = await rawPeer(n1.port);
+      expect(await rawHandshake(stranger, { ...AS_N2, clusterId }, randomBytes(32))).toHaveProperty('reason');
+      const challenge = stranger.replies[0] as Record<string, unknown>;
+      expect(Object.keys(challenge).sort()).toEqual(['authMode', 'kind', 'nonce', 'proof', 'protocolVersion']);
+      stranger.write(encodeFrame({ kind: 'lmq-peer-proof', proof: randomBytes(32) }));
+      await stranger.closed;
+      expect(stranger.replies[1]).toEqual({ kind: 'lmq-peer-refused', reason: 'peer handshake refused' });
+      expect(repliesText(stranger.replies)).not.toMatch(/test-cluster|n1|n2/);
+    }
+    const refusals = n1.logs.filter((r) => r.msg === 'refusing peer connection').map((r) => String(r['reason']));
+    expect(refusals.some((reason) => /cluster id "guess" does not match/.test(reason))).toBe(true);
+    expect(refusals.some((reason) => /dialer claiming node "n2" did not prove the cluster secret/.test(reason))).toBe(true);
+    n2.transport.send('n1', { from: 'n2', to: 'n1', tag: 'good' });
+    await waitUntil(() => n1.received.some((r) => r.message.tag === 'good'), 'the real n2 still delivers');
+    expect(n1.received.filter((r) => r.message.tag === 'rogue')).toEqual([]);
+    expect(wrongSecret.transport.stats()['n1']).toMatchObject({ connected: false, sentMessages: 0 });
+  });
+
+  it('refuses a replayed handshake and never delivers the replayed frames', async () => {
+    const n1 = await loneN1();
+    const honest = await rawPeer(n1.port);
+    const outcome = await rawHandshake(honest, AS_N2, SECRET);
+    if (!('frameMac' in outcome)) throw new Error(outcome.reason);
+    honest.write(macFrame({ from: 'n2', to: 'n1', tag: 'recorded' }, outcome.frameMac));
+    await waitUntil(() => n1.received.some((r) => r.message.tag === 'recorded'), 'the honest connection delivers');
+    honest.socket.destroy();
+    await honest.closed;
+
+    // Every byte of that connection, sent again on a new one: the listener's nonce is new.
+    const replay = await rawPeer(n1.port);
+    for (const bytes of honest.written) replay.write(bytes);
+    await replay.closed;
+    expect(replay.replies[1]).toEqual({ kind: 'lmq-peer-refused', reason: 'peer handshake refused' });
+    expect(n1.received.filter((r) => r.message.tag === 'recorded')).toHaveLength(1);
+    expect(n1.logs.some((r) => /did not prove the cluster secret \(wrong secret, or a replayed or forged handshake\)/.test(String(r['reason'])))).toBe(true);
+  });
+
+  it('an impersonation of n2 is refused and the real n2 link keeps delivering, never replaced', async () => {
+    const [n1, n2] = await startCluster(['n1', 'n2']);
+    if (n1 === undefined || n2 === undefined) throw new Error('cluster of 2');
+    const impostor = await startNode('n2', 0, [{ id: 'n1', port: n1.port }], { clusterSecret: randomBytes(32) });
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const raw = await rawPeer(n1.port);
+      expect(await rawHandshake(raw, AS_N2, randomBytes(32))).toHaveProperty('reason');
+      raw.write(encodeFrame({ kind: 'lmq-peer-proof', proof: randomBytes(32) }));
+      raw.write(encodeFrame({ from: 'n2', to: 'n1', tag: 'forged' }));
+      await raw.closed;
+    }
+    await waitUntil(() => impostor.logs.filter((r) => r.msg === 'peer handshake failed; will retry').length >= 3, 'the impostor node keeps failing');
+    for (let seq = 0; seq < 50; seq++) n2.transport.send('n1', { from: 'n2', to: 'n1', seq });
+    await waitUntil(() => n1.received.filter((r) => r.message.seq !== undefined).length === 50, 'the real n2 delivers throughout');
+    expect(n1.received.filter((r) => r.message.tag === 'forged')).toEqual([]);
+    expect(n1.disconnected).toEqual([]);
+    expect(n1.transport.inboundStats().authenticatedConnections).toBe(1);
+    expect(n1.logs.filter((r) => r.msg === 'accepted peer connection')).toHaveLength(1);
+  });
+
+  it('closes a connection on a frame with a bad MAC and delivers nothing from it', async () => {
+    const n1 = await loneN1();
+    const cases: Array<[string, (frame: Buffer, tag: Buffer) => Buffer]> = [
+      ['flipped tag bit', (frame, tag) => Buffer.concat([frame, Buffer.from(tag.map((byte, i) => (i === 0 ? byte ^ 1 : byte)))])],
+      ['altered payload', (frame, tag) => Buffer.concat([Buffer.from(frame.map((byte, i) => (i === frame.length - 1 ? byte ^ 1 : byte))), tag])],
+      ['no tag at all', (frame) => Buffer.concat([frame, encodeFrame({ padding: 'x'.repeat(20) })])],
+    ];
+    for (const [what, tamper] of cases) {
+      const peer = await rawPeer(n1.port);
+      const outcome = await rawHandshake(peer, AS_N2, SECRET);
+      if (!('frameMac' in outcome) || outcome.frameMac === null) throw new Error('handshake with the secret');
+      const good = encodeFrame({ from: 'n2', to: 'n1', tag: `good before ${what}` });
+      peer.write(Buffer.concat([good, outcome.frameMac.next(good)]));
+      const bad = encodeFrame({ from: 'n2', to: 'n1', tag: `tampered: ${what}` });
+      peer.write(tamper(bad, outcome.frameMac.next(bad)));
+      await peer.closed;
+    }
+    // A frame sent twice fails too: its position on the connection is part of the MAC.
+    const peer = await rawPeer(n1.port);
+    const outcome = await rawHandshake(peer, AS_N2, SECRET);
+    if (!('frameMac' in outcome)) throw new Error(outcome.reason);
+    const once = macFrame({ from: 'n2', to: 'n1', tag: 'once' }, outcome.frameMac);
+    peer.write(once);
+    peer.write(once);
+    await peer.closed;
+
+    const tags = n1.received.map((r) => r.message.tag);
+    expect(tags.filter((tag) => tag?.startsWith('tampered'))).toEqual([]);
+    expect(tags.filter((tag) => tag?.startsWith('good before'))).toHaveLength(cases.length);
+    expect(tags.filter((tag) => tag === 'once')).toHaveLength(1);
+    const badFrames = n1.logs.filter((r) => r.msg === 'closing inbound peer connection: bad frame');
+    expect(badFrames.filter((r) => /frame authentication failed/.test(String(r['err'])))).toHaveLength(cases.length + 1);
+  });
+
+  it('an attacker holding more than maxPendingConnections idle connections does not lock a real peer out', async () => {
+    const [n1Port, n2Port] = (await freePorts(2)) as [number, number];
+    const slow = { handshakeTimeoutMs: 60_000 }; // the attacker's connections never time out here
+    const n1 = await startNode('n1', n1Port, [{ id: 'n2', port: n2Port }], slow);
+    const held = await Promise.all(Array.from({ length: 20 }, () => rawSocket(n1Port)));
+    await waitUntil(() => n1.transport.inboundStats().pendingConnections === 16, 'the attacker fills the pending bound');
+    const rejectedBefore = n1.transport.inboundStats().rejectedConnections;
+    expect(rejectedBefore).toBeGreaterThanOrEqual(4);
+    const n2 = await startNode('n2', n2Port, [{ id: 'n1', port: n1Port }], slow);
+    n2.transport.send('n1', { from: 'n2', to: 'n1', tag: 'through' });
+    await waitUntil(() => n1.received.some((r) => r.message.tag === 'through'), 'the real peer gets through');
+    expect(n1.transport.inboundStats().pendingConnections).toBeLessThanOrEqual(16);
+    expect(n1.transport.inboundStats().rejectedConnections).toBeGreaterThan(rejectedBefore);
+    expect(held.filter((h) => h.socket.destroyed).length).toBeGreaterThanOrEqual(5);
+  });
+});
+
+describe('peer transport – without a cluster secret (loopback-only mode)', () => {
+  it('delivers with plain frames, and a node with a secret and one without never connect', async () => {
+    const [a, b] = await startCluster(['a', 'b'], { clusterSecret: null });
+    if (a === undefined || b === undefined) throw new Error('cluster of 2');
+    a.transport.send('b', { from: 'a', to: 'b', tag: 'plain' });
+    await waitUntil(() => b.received.some((r) => r.message.tag === 'plain'), 'delivered without a secret');
+    // A raw peer's frames need no tag here.
+    const raw = await rawPeer(a.port);
+    expect(await rawHandshake(raw, { clusterId: 'test-cluster', selfId: 'b', peerId: 'a' }, null)).toEqual({ frameMac: null });
+    raw.write(encodeFrame({ from: 'b', to: 'a', tag: 'raw plain' }));
+    await waitUntil(() => a.received.some((r) => r.message.tag === 'raw plain'), 'a plain frame after the handshake is delivered');
+
+    const withSecret = await startNode('b', 0, [{ id: 'a', port: a.port }]);
+    await waitUntil(() => withSecret.logs.some((r) => /cluster secret mode is "none", this node's is "secret"/.test(String(r['reason']))), 'the mismatch is named');
+    expect(withSecret.transport.stats()['a']?.connected).toBe(false);
   });
 });

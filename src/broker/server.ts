@@ -6,6 +6,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { type ClusterConfig, findNode } from '../config/config.js';
+import { readClusterSecret } from '../security/cluster-secret.js';
 import { fileIoFor, type StorageMode } from '../log/file-io.js';
 import { HardStateStore } from '../log/hard-state-store.js';
 import { LogStore } from '../log/log-store.js';
@@ -43,8 +44,10 @@ export async function startBrokerNode(
   storage: StorageMode = 'os',
 ): Promise<BrokerNode> {
   const self = findNode(config, id);
-  // First: a missing or invalid ACL file stops the node (exit 2) before it touches its disk.
+  // First, before anything is opened: a missing or invalid ACL or secret file stops the node
+  // (exit 2) with one line and leaves nothing behind.
   const acls = openAcl(config, logger);
+  const clusterSecret = clusterSecretOf(config, logger);
   mkdirSync(self.dataDir, { recursive: true });
   if (storage === 'lazy') {
     logger.warn(
@@ -74,6 +77,7 @@ export async function startBrokerNode(
       listenHost: self.host,
       listenPort: self.raftPort,
       peers: config.nodes.filter((n) => n.id !== id).map((n) => ({ id: n.id, host: n.host, port: n.raftPort })),
+      clusterSecret,
       logger,
     },
     (from, message) => node?.receive(from, message),
@@ -125,6 +129,17 @@ function openAcl(config: ClusterConfig, logger: Logger): { source: AclSource; ac
   source.onReload((acl) => authenticator.retainUsers(acl.accessKeys));
   logger.info({ aclFile: path, users: source.current().accessKeys.size }, 'client port requires signed requests (ACL)');
   return { source, access: new BrokerAccess(authenticator) };
+}
+
+/**
+ * The secret this node's peers must prove. Without one, loadConfig has already made sure
+ * every node address is loopback; the log says so once, as Redis's protected mode does.
+ */
+function clusterSecretOf(config: ClusterConfig, logger: Logger): Buffer | null {
+  const path = config.security?.clusterSecretFile;
+  if (path !== undefined) return readClusterSecret(path);
+  logger.warn('peers are NOT authenticated (no security.clusterSecretFile): allowed only because every node address is loopback, so only users of this machine can reach the peer ports');
+  return null;
 }
 
 /**

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
+import { createClusterSecretIfMissing } from '../security/cluster-secret.js';
 import type { NodeStatus } from '../protocol/index.js';
 import type { Credentials } from '../security/signature.js';
 import { loadAclFile } from '../security/acl-source.js';
@@ -45,6 +46,11 @@ async function runCluster(configPath: string, options: ClusterStartOptions, conf
   const logSink = process.stderr.isTTY ? prettyStream() : process.stderr;
   const children = new Map<string, ChildProcess>();
   let stopping = false;
+  const secretFile = config.security?.clusterSecretFile;
+  // The one place a secret is created: `node start` never does (cluster-secret.ts says why).
+  if (secretFile !== undefined && createClusterSecretIfMissing(secretFile)) {
+    process.stdout.write(`created cluster secret ${secretFile} (mode 0600); every node of the cluster needs this file\n`);
+  }
   for (const node of config.nodes) {
     const args = [main, 'node', 'start', '--id', node.id, '--config', configPath, '--flush', config.flush.mode, '--quorum', config.quorum];
     if (options.data !== undefined) args.push('--data', options.data);

@@ -1,12 +1,14 @@
 // A local cluster of real `ledgermq node start` processes on free ports in a temp dir, for
 // tests, chaos runs and benchmarks that kill (SIGKILL), pause (SIGSTOP) and restart nodes.
 // Each node's log goes to <dir>/<id>.log; dispose() kills every child and removes the dir.
+// Peers authenticate with a cluster secret (<dir>/cluster.secret) unless overrides say otherwise.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { LedgerClient, DEFAULT_CLIENT_OPTIONS } from '../client/client.js';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
+import { createClusterSecretIfMissing } from '../security/cluster-secret.js';
 import type { NodeStatus } from '../protocol/index.js';
 import { tcpConnector } from '../client/tcp-connector.js';
 import type { StorageMode } from '../log/file-io.js';
@@ -50,7 +52,8 @@ export class LocalCluster {
   }
 
   /**
-   * `overrides` replace top-level config keys (flush, quorum, raft, …) of the generated config;
+   * `overrides` replace top-level config keys (flush, quorum, raft, security, …) of the
+   * generated config (`security: undefined` runs without a secret, in loopback-only mode);
    * `launch` adds node options to every node process (e.g. --cpu-prof for profiling).
    */
   static async create(overrides: Record<string, unknown> = {}, launch: LaunchOptions = {}): Promise<LocalCluster> {
@@ -61,13 +64,17 @@ export class LocalCluster {
       nodes: ['n1', 'n2', 'n3'].map((id, i) => ({ id, host: '127.0.0.1', raftPort: ports[i], clientPort: ports[i + 3], dataDir: id })),
       flush: { mode: 'sync', intervalMs: 100 },
       quorum: 'majority',
-      ...(launch.acl === undefined ? {} : { security: { aclFile: ACL_FILE } }),
+      security: { clusterSecretFile: 'cluster.secret', ...(launch.acl === undefined ? {} : { aclFile: ACL_FILE }) },
       ...overrides,
     };
     if (launch.acl !== undefined) writeFileSync(join(dir, ACL_FILE), JSON.stringify(launch.acl, null, 2));
     const configPath = join(dir, 'cluster.config.json');
     writeFileSync(configPath, JSON.stringify(config, null, 2));
-    return new LocalCluster(dir, configPath, launch);
+    const cluster = new LocalCluster(dir, configPath, launch);
+    // As `cluster start` does: the nodes themselves never create one.
+    const secretFile = cluster.config.security?.clusterSecretFile;
+    if (secretFile !== undefined) createClusterSecretIfMissing(secretFile);
+    return cluster;
   }
 
   /**

@@ -1,6 +1,7 @@
 // Cluster configuration (CONTRACT.md): loading, validation with named defaults, and the
 // one-line error a user gets for a bad file. Every command loads its config through here.
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { APPEND_ENTRY_WIRE_BYTES, APPEND_ENVELOPE_WIRE_BYTES } from '../raft/messages.js';
@@ -107,6 +108,11 @@ const retentionSchema = z
 
 const securitySchema = z
   .object({
+    /**
+     * The shared secret peers prove to each other (src/security/cluster-secret.ts), resolved
+     * against the config file's folder. Without it every node host must be loopback.
+     */
+    clusterSecretFile: z.string().min(1).max(4096).optional(),
     /** Client users and permissions (JSON; README "Clients and ACLs"), relative to the config file. */
     aclFile: z.string().min(1).max(4096).optional(),
   })
@@ -163,7 +169,32 @@ function relationProblem(config: ClusterConfig): string | null {
   if (maxBytes !== null && maxBytes < 2 * segmentBytes) {
     return `retention.maxBytes ${maxBytes} is less than 2 × log.segmentBytes ${segmentBytes} (retention deletes whole segments and the active one always stays); raise retention.maxBytes or lower log.segmentBytes`;
   }
-  return null;
+  return exposureProblem(config);
+}
+
+/**
+ * Without a cluster secret a peer port admits anyone who can reach it (Redis's protected
+ * mode): allowed only when every node listens on loopback, where only local users can.
+ */
+function exposureProblem(config: ClusterConfig): string | null {
+  if (hasClusterSecret(config)) return null;
+  const exposed = config.nodes.findIndex((node) => !isLoopbackHost(node.host));
+  if (exposed === -1) return null;
+  const host = config.nodes[exposed]?.host;
+  return `nodes.${exposed}.host "${host}" is not a loopback address and the config has no cluster secret, so anyone who reaches its peer port could join the cluster; set security.clusterSecretFile`;
+}
+
+export function hasClusterSecret(config: ClusterConfig): boolean {
+  return config.security?.clusterSecretFile !== undefined;
+}
+
+/** 127.0.0.0/8, ::1 (and ::ffff:127.x) or "localhost", as written: no name is resolved. */
+export function isLoopbackHost(host: string): boolean {
+  const lower = host.toLowerCase();
+  if (lower === 'localhost') return true;
+  const ipv4 = isIP(lower) === 4 ? lower : lower.startsWith('::ffff:') && isIP(lower.slice(7)) === 4 ? lower.slice(7) : null;
+  if (ipv4 !== null) return ipv4.split('.')[0] === '127';
+  return isIP(lower) === 6 && /^(?:0{0,4}:){2,7}0{0,3}1$/.test(lower);
 }
 
 /**
@@ -234,7 +265,7 @@ export function parseConfig(raw: unknown, source: string): ClusterConfig {
 }
 
 /**
- * Reads and validates a config file. Relative dataDirs and security.aclFile are resolved
+ * Reads and validates a config file. Relative dataDirs and security files are resolved
  * against the file's folder, so the same file works from any working directory.
  */
 export function loadConfig(path: string): ClusterConfig {
@@ -256,8 +287,17 @@ export function loadConfig(path: string): ClusterConfig {
   const nodes = config.nodes.map((node) => ({ ...node, dataDir: resolve(base, node.dataDir) }));
   const problem = placementProblem(nodes);
   if (problem !== null) throw new LmqError('LMQ_BAD_CONFIG', `bad config ${path}: ${problem}`);
-  const aclFile = config.security?.aclFile;
-  const security = aclFile === undefined ? {} : { security: { ...config.security, aclFile: resolve(base, aclFile) } };
+  const { aclFile, clusterSecretFile } = config.security ?? {};
+  const security =
+    config.security === undefined
+      ? {}
+      : {
+          security: {
+            ...config.security,
+            ...(aclFile === undefined ? {} : { aclFile: resolve(base, aclFile) }),
+            ...(clusterSecretFile === undefined ? {} : { clusterSecretFile: resolve(base, clusterSecretFile) }),
+          },
+        };
   return Object.freeze({ ...config, nodes, ...security });
 }
 

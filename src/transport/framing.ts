@@ -1,6 +1,6 @@
 // Length-prefixed msgpack frames, shared by the peer (Raft) port and the client port.
 // Owns the wire format: a 4-byte big-endian payload length, then one msgpack value of exactly
-// that many bytes. Owns the incremental decoder that turns arbitrary TCP chunks back into
+// that many bytes (then, on an authenticated peer connection, a FRAME_TAG_BYTES tag). Owns the incremental decoder that turns arbitrary TCP chunks back into
 // values and refuses an oversized frame from its header alone, before buffering or allocating
 // the body. Everything that reads these bytes treats them as untrusted: any malformation is a
 // FrameError, which the connection owner answers by closing that one connection.
@@ -8,6 +8,7 @@
 import { Packr, Unpackr } from 'msgpackr';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
+import { FRAME_TAG_BYTES, type FrameMac } from './frame-mac.js';
 
 export const FRAME_HEADER_BYTES = 4;
 /** Default bound on one frame's payload. Raft batches and client responses must stay below it. */
@@ -91,13 +92,19 @@ export function encodeFrame(value: unknown, maxFrameBytes: number = DEFAULT_MAX_
  * Incremental frame decoder for one connection. push() every chunk as it arrives, then call
  * next() until it returns undefined. Chunks are kept as they are until a frame is complete,
  * so a large frame arriving in many chunks is copied once, not re-concatenated per chunk.
- * Buffered bytes never exceed FRAME_HEADER_BYTES + maxFrameBytes + one chunk.
+ * Buffered bytes never exceed FRAME_HEADER_BYTES + maxFrameBytes + FRAME_TAG_BYTES + one chunk.
  */
 export class FrameDecoder {
   private readonly chunks: Buffer[] = [];
   private bufferedBytes = 0;
   private readonly unpackr = newUnpackr();
   private failed = false;
+  /**
+   * Set once a peer has authenticated (applies to frames not yet started): from then on every
+   * frame is followed by its tag, verified before the payload is decoded, so bytes nobody
+   * authenticated never reach msgpack or the caller.
+   */
+  frameMac: FrameMac | null = null;
 
   /** May be raised after construction (e.g. after a peer authenticates): it applies to frames not yet started. */
   constructor(public maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
@@ -129,10 +136,15 @@ export class FrameDecoder {
           : `frame header declares ${payloadBytes} bytes, over maxFrameBytes ${this.maxFrameBytes}`,
       );
     }
-    if (this.bufferedBytes < FRAME_HEADER_BYTES + payloadBytes) return undefined;
-    this.consume(FRAME_HEADER_BYTES);
+    const tagBytes = this.frameMac === null ? 0 : FRAME_TAG_BYTES;
+    if (this.bufferedBytes < FRAME_HEADER_BYTES + payloadBytes + tagBytes) return undefined;
+    const header = this.consume(FRAME_HEADER_BYTES);
     const payload = this.consume(payloadBytes);
     assert(payload.length === payloadBytes, 'consumed exactly the declared payload');
+    if (this.frameMac !== null && !this.frameMac.verifyNext(this.consume(tagBytes), header, payload)) {
+      this.failed = true;
+      throw new FrameError('frame authentication failed (bad MAC: forged, altered, replayed or reordered)');
+    }
     try {
       return { value: this.unpackr.unpack(payload) };
     } catch (error) {

@@ -1,5 +1,6 @@
 // One outbound link to one peer: the only connection this node SENDS Raft messages on to that
-// peer. Owns dialing, the hello/welcome handshake, reconnecting with exponential backoff and
+// peer. Owns dialing, the dialer's side of the handshake (peer-handshake.ts) and the MAC on
+// every frame sent after it (frame-mac.ts), reconnecting with exponential backoff and
 // jitter, the bounded send queue (over its byte bound, messages are dropped and counted —
 // Raft tolerates loss, it does not tolerate a node blocking or running out of memory), and
 // batching every frame queued in one event-loop turn into one corked write.
@@ -9,7 +10,17 @@ import net from 'node:net';
 import type pino from 'pino';
 import { assert } from '../util/assert.js';
 import { drainFrames, encodeFrame, FrameDecoder } from './framing.js';
-import { checkReply, MAX_HANDSHAKE_FRAME_BYTES, PEER_PROTOCOL_VERSION, type PeerHello } from './peer-handshake.js';
+import type { FrameMac } from './frame-mac.js';
+import {
+  acceptanceProblem,
+  answerChallenge,
+  type ClusterSecret,
+  helloFor,
+  MAX_HANDSHAKE_FRAME_BYTES,
+  newNonce,
+  streamMacOf,
+  type Transcript,
+} from './peer-handshake.js';
 
 export interface PeerAddress {
   id: string;
@@ -20,11 +31,18 @@ export interface PeerAddress {
 export interface PeerLinkSettings {
   clusterId: string;
   selfId: string;
+  clusterSecret: ClusterSecret;
   maxQueuedBytes: number;
   reconnectBackoffMinMs: number;
   reconnectBackoffMaxMs: number;
   handshakeTimeoutMs: number;
   logger: pino.Logger;
+}
+
+/** One dial's handshake: our nonce, and once our proof is sent, what it proved. */
+interface DialHandshake {
+  readonly dialerNonce: Uint8Array;
+  proved: Transcript | null;
 }
 
 export interface PeerLinkStats {
@@ -36,8 +54,10 @@ export interface PeerLinkStats {
 
 export class PeerLink {
   private socket: net.Socket | null = null;
-  /** True once the peer's welcome arrived on `socket`; only then are frames written. */
+  /** True once the peer accepted this node's proof on `socket`; only then are frames written. */
   private connected = false;
+  /** Tags the frames written on `socket` (null without a cluster secret). */
+  private frameMac: FrameMac | null = null;
   private queue: Buffer[] = [];
   private queuedBytes = 0;
   private droppedMessages = 0;
@@ -61,6 +81,19 @@ export class PeerLink {
   start(): void {
     assert(!this.closed, 'start after close');
     assert(this.socket === null, 'start only once');
+    this.dial();
+  }
+
+  /**
+   * The peer is up (it just authenticated a connection to us): if this link waits out a
+   * reconnect backoff, dial now. After a restart the backoff may have grown to
+   * reconnectBackoffMaxMs, which would hold the first election back as long.
+   */
+  redialNow(): void {
+    if (this.closed || this.reconnectTimer === null) return;
+    assert(this.socket === null, 'a pending reconnect has no socket');
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
     this.dial();
   }
 
@@ -95,6 +128,7 @@ export class PeerLink {
     this.socket?.destroy();
     this.socket = null;
     this.connected = false;
+    this.frameMac = null;
     this.queue = [];
     this.queuedBytes = 0;
   }
@@ -106,15 +140,17 @@ export class PeerLink {
     const socket = net.connect({ host, port });
     this.socket = socket;
     socket.setNoDelay(true);
-    // Covers connect + hello + welcome: a peer that accepts and never answers is dropped.
+    // Covers the whole handshake: a peer that accepts and never answers is dropped.
     this.handshakeTimer = setTimeout(() => {
       this.settings.logger.warn({ peer: id, host, port }, 'peer handshake timed out; reconnecting');
       socket.destroy();
     }, this.settings.handshakeTimeoutMs);
     const decoder = new FrameDecoder(MAX_HANDSHAKE_FRAME_BYTES);
-    socket.on('connect', () => socket.write(encodeFrame(this.hello(), MAX_HANDSHAKE_FRAME_BYTES)));
+    const handshake: DialHandshake = { dialerNonce: newNonce(), proved: null };
+    const hello = helloFor({ clusterId: this.settings.clusterId, dialerId: this.settings.selfId, listenerId: id, dialerNonce: handshake.dialerNonce });
+    socket.on('connect', () => socket.write(encodeFrame(hello, MAX_HANDSHAKE_FRAME_BYTES)));
     socket.on('data', (chunk: Buffer) => {
-      const error = drainFrames(decoder, chunk, (value) => this.onReply(socket, value));
+      const error = drainFrames(decoder, chunk, (value) => this.onReply(socket, value, handshake));
       if (error !== undefined) {
         this.settings.logger.warn({ peer: id, err: error.message }, 'bad frame from peer on outbound link; reconnecting');
         socket.destroy();
@@ -125,37 +161,43 @@ export class PeerLink {
     socket.on('close', () => this.onSocketClosed(socket));
   }
 
-  private hello(): PeerHello {
-    return {
-      kind: 'lmq-peer-hello',
-      protocolVersion: PEER_PROTOCOL_VERSION,
-      clusterId: this.settings.clusterId,
-      nodeId: this.settings.selfId,
-      targetId: this.address.id,
-    };
-  }
-
-  /** The listener sends exactly one frame (welcome or refusal) on our outbound connection. */
-  private onReply(socket: net.Socket, value: unknown): boolean {
+  /**
+   * The listener sends its challenge (or a refusal), then once our proof checks out its
+   * acceptance (or a refusal), and nothing else: anything more ends the connection.
+   */
+  private onReply(socket: net.Socket, value: unknown, handshake: DialHandshake): boolean {
     if (socket !== this.socket || socket.destroyed) return false;
     const peer = this.address.id;
-    if (this.connected) {
-      this.settings.logger.warn({ peer }, 'peer sent data after its welcome on an outbound link; reconnecting');
+    const answering = !this.connected && handshake.proved === null;
+    const reason = this.connected
+      ? 'peer sent data after the handshake on an outbound link'
+      : answering
+        ? this.answer(socket, value, handshake)
+        : acceptanceProblem(value);
+    if (reason !== null) {
+      this.settings.logger.warn({ peer, reason }, 'peer handshake failed; will retry');
       socket.destroy();
       return false;
     }
-    const verdict = checkReply(value, { clusterId: this.settings.clusterId, peerId: peer });
-    if (!verdict.accepted) {
-      this.settings.logger.warn({ peer, reason: verdict.reason }, 'peer handshake failed; will retry');
-      socket.destroy();
-      return false;
-    }
+    if (answering) return true; // our proof is out; the acceptance comes next
+    assert(handshake.proved !== null, 'accepted after our proof');
+    this.frameMac = streamMacOf(handshake.proved, this.settings.clusterSecret);
     this.clearTimers();
     this.connected = true;
     this.failedAttempts = 0;
-    this.settings.logger.info({ peer }, 'connected to peer');
+    this.settings.logger.info({ peer, authenticated: this.frameMac !== null }, 'connected to peer');
     this.scheduleFlush();
     return true;
+  }
+
+  /** Checks the listener's challenge and sends our proof; returns why not, or null. */
+  private answer(socket: net.Socket, challenge: unknown, handshake: DialHandshake): string | null {
+    const { clusterId, selfId, clusterSecret } = this.settings;
+    const verdict = answerChallenge(challenge, { clusterId, selfId, peerId: this.address.id, dialerNonce: handshake.dialerNonce }, clusterSecret);
+    if (!verdict.accepted) return verdict.reason;
+    socket.write(encodeFrame(verdict.reply, MAX_HANDSHAKE_FRAME_BYTES));
+    handshake.proved = verdict.transcript;
+    return null;
   }
 
   private onSocketClosed(socket: net.Socket): void {
@@ -163,6 +205,7 @@ export class PeerLink {
     const wasConnected = this.connected;
     this.socket = null;
     this.connected = false;
+    this.frameMac = null;
     this.waitingForDrain = false;
     this.clearTimers();
     if (this.closed) return;
@@ -203,9 +246,14 @@ export class PeerLink {
     const frames = this.queue;
     this.queue = [];
     this.queuedBytes = 0;
+    const frameMac = this.frameMac;
     socket.cork();
     let belowHighWaterMark = true;
-    for (const frame of frames) belowHighWaterMark = socket.write(frame);
+    for (const frame of frames) {
+      belowHighWaterMark = socket.write(frame);
+      // The tag goes out as its own buffer of the same writev: the queued frame stays as encoded.
+      if (frameMac !== null) belowHighWaterMark = socket.write(frameMac.next(frame));
+    }
     socket.uncork();
     this.sentMessages += frames.length;
     if (!belowHighWaterMark) {

@@ -1,8 +1,10 @@
 // Raft messages between nodes over TCP. Owns the peer listen port, inbound connections (the
-// handshake check, then decoding and delivery), and one PeerLink per peer for sending.
+// listener's side of the handshake, then MAC checks, decoding and delivery), and one PeerLink
+// per peer for sending. Only a connection that completed the handshake can replace a peer's
+// older one, so a failed impersonation never disturbs the real peer's link.
 //
 // Connection model: every node dials every peer and SENDS only on its own outbound link;
-// connections it accepted are only READ (apart from the one-frame handshake reply). So each
+// connections it accepted are only READ (apart from the handshake's replies). So each
 // ordered pair of nodes has exactly one TCP stream per direction, nobody has to break ties
 // between two simultaneous dials, a link's reconnect logic lives on one side only, and send
 // order per peer is TCP order on that link. The cost, two sockets per pair instead of one,
@@ -14,13 +16,18 @@
 import net from 'node:net';
 import pino from 'pino';
 import { assert } from '../util/assert.js';
+import { RateLimitedLog } from '../util/rate-limited-log.js';
 import { drainFrames, encodeFrame, DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameDecoder, assertValidMaxFrameBytes } from './framing.js';
 import {
-  checkHello,
+  challengeHello,
+  type ClusterSecret,
   MAX_HANDSHAKE_FRAME_BYTES,
-  PEER_PROTOCOL_VERSION,
+  type PeerAccepted,
   type PeerRefusal,
-  type PeerWelcome,
+  proofProblem,
+  REFUSED_REASON,
+  streamMacOf,
+  type Transcript,
 } from './peer-handshake.js';
 import { PeerLink, type PeerAddress, type PeerLinkStats } from './peer-link.js';
 import { closeServer, listenOn } from './server-lifecycle.js';
@@ -34,6 +41,11 @@ export interface PeerTransportOptions {
   /** 0 = any free port (tests); see boundPort. */
   listenPort: number;
   peers: PeerAddress[];
+  /**
+   * The cluster secret every peer must prove (security.clusterSecretFile), or null: then
+   * peers are checked for cluster and ids only, which config.ts allows on loopback only.
+   */
+  clusterSecret: ClusterSecret;
   /** Bound on one Raft message's encoded size. Default 16 MiB. Must be equal on all nodes. */
   maxFrameBytes?: number;
   /** Bound on bytes waiting to be written to one peer; beyond it messages are dropped. Default 32 MiB. */
@@ -44,12 +56,21 @@ export interface PeerTransportOptions {
   reconnectBackoffMaxMs?: number;
   /** Time a connection gets to complete the handshake, both directions. Default 5000 ms. */
   handshakeTimeoutMs?: number;
-  /** Bound on inbound connections that have not completed the handshake. Default 16. */
+  /**
+   * Bound on inbound connections that have not completed the handshake. Default 16. At the
+   * bound the oldest is closed to admit the new one: strangers holding connections open
+   * cannot lock a real peer out, whose handshake completes in a few round trips, long before
+   * its connection is the oldest.
+   */
   maxPendingConnections?: number;
   logger?: pino.Logger;
 }
 
 type ResolvedOptions = Required<PeerTransportOptions>;
+
+/** At most PEER_WARN_LINES_PER_INTERVAL lines per kind of refusal this often (hostile peers can cause them at will); the rest are counted. */
+const PEER_WARN_INTERVAL_MS = 10_000;
+const PEER_WARN_LINES_PER_INTERVAL = 10;
 
 export const PEER_TRANSPORT_DEFAULTS = Object.freeze({
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
@@ -65,6 +86,10 @@ interface InboundConnection {
   readonly remote: string;
   readonly decoder: FrameDecoder;
   state: 'pending' | 'refused' | 'authenticated';
+  /** Counted in pendingConnections (until it authenticates, closes or is evicted). */
+  countedPending: boolean;
+  /** Set once a well-formed hello was answered: what the dialer's proof must match. */
+  challenge: { transcript: Transcript; problem: string | null } | null;
   peerId: string | null;
   handshakeTimer: NodeJS.Timeout | null;
   /** We closed it (a bad frame): says nothing about whether the peer is alive. */
@@ -74,7 +99,7 @@ interface InboundConnection {
 export interface InboundStats {
   pendingConnections: number;
   authenticatedConnections: number;
-  /** Inbound connections closed for a failed handshake, bad frames, timeout or over the pending bound. */
+  /** Inbound connections closed for a failed handshake, bad frames or MACs, timeout or eviction at the pending bound. */
   rejectedConnections: number;
 }
 
@@ -102,6 +127,8 @@ function resolveOptions(options: PeerTransportOptions): ResolvedOptions {
 export class PeerTransport {
   private readonly options: ResolvedOptions;
   private readonly logger: pino.Logger;
+  /** Strangers choose how often these happen. */
+  private readonly refusalLog: RateLimitedLog;
   private readonly links = new Map<string, PeerLink>();
   private readonly knownPeerIds: ReadonlySet<string>;
   private readonly inbound = new Set<InboundConnection>();
@@ -125,6 +152,7 @@ export class PeerTransport {
   ) {
     this.options = resolveOptions(options);
     this.logger = this.options.logger.child({ component: 'peer-transport', node: this.options.selfId });
+    this.refusalLog = new RateLimitedLog(this.logger, PEER_WARN_INTERVAL_MS, undefined, PEER_WARN_LINES_PER_INTERVAL);
     this.knownPeerIds = new Set(this.options.peers.map((peer) => peer.id));
     for (const address of this.options.peers) {
       this.links.set(
@@ -132,6 +160,7 @@ export class PeerTransport {
         new PeerLink(address, {
           clusterId: this.options.clusterId,
           selfId: this.options.selfId,
+          clusterSecret: this.options.clusterSecret,
           maxQueuedBytes: this.options.maxQueuedBytesPerPeer,
           reconnectBackoffMinMs: this.options.reconnectBackoffMinMs,
           reconnectBackoffMaxMs: this.options.reconnectBackoffMaxMs,
@@ -200,26 +229,29 @@ export class PeerTransport {
 
   private acceptInbound(socket: net.Socket): void {
     const remote = `${socket.remoteAddress}:${socket.remotePort}`;
-    if (this.state !== 'started' || this.pendingConnections >= this.options.maxPendingConnections) {
-      this.rejectedConnections += 1;
-      this.logger.warn({ remote, pending: this.pendingConnections }, 'refusing peer connection: too many unauthenticated connections');
+    if (this.state !== 'started') {
       socket.destroy();
       return;
     }
+    if (this.pendingConnections >= this.options.maxPendingConnections) this.evictOldestPending(remote);
     const connection: InboundConnection = {
       socket,
       remote,
       decoder: new FrameDecoder(MAX_HANDSHAKE_FRAME_BYTES),
       state: 'pending',
+      countedPending: true,
+      challenge: null,
       peerId: null,
       handshakeTimer: null,
       closedByUs: false,
     };
     this.inbound.add(connection);
     this.pendingConnections += 1;
+    assert(this.pendingConnections <= this.options.maxPendingConnections, 'pending connections within their bound');
     socket.setNoDelay(true);
     connection.handshakeTimer = setTimeout(() => {
-      if (connection.state === 'pending') this.reject(connection, `no handshake within ${this.options.handshakeTimeoutMs} ms`);
+      if (connection.state === 'pending') this.reject(connection, connection.challenge?.problem ?? `no handshake within ${this.options.handshakeTimeoutMs} ms`);
+      connection.closedByUs = true;
       socket.destroy();
     }, this.options.handshakeTimeoutMs);
     socket.on('data', (chunk: Buffer) => this.onInboundData(connection, chunk));
@@ -232,61 +264,112 @@ export class PeerTransport {
     const error = drainFrames(connection.decoder, chunk, (value) => this.onInboundFrame(connection, value));
     if (error === undefined) return;
     if (connection.state === 'pending') this.reject(connection, error.message);
-    else this.logger.warn({ peer: connection.peerId, err: error.message }, 'closing inbound peer connection: bad frame');
+    else this.refusalLog.warn('bad frame', { peer: connection.peerId, err: error.message }, 'closing inbound peer connection: bad frame');
     connection.closedByUs = true;
     connection.socket.destroy();
   }
 
   private onInboundFrame(connection: InboundConnection, value: unknown): boolean {
     if (connection.socket.destroyed || connection.state === 'refused') return false;
-    if (connection.state === 'pending') return this.authenticate(connection, value);
+    if (connection.state === 'pending') {
+      return connection.challenge === null ? this.challenge(connection, value) : this.authenticate(connection, value);
+    }
     assert(connection.peerId !== null, 'an authenticated connection has a peer id');
     this.onMessage(connection.peerId, value);
     return !connection.socket.destroyed;
   }
 
-  private authenticate(connection: InboundConnection, hello: unknown): boolean {
-    assert(connection.state === 'pending', 'authenticate a pending connection only');
-    const { clusterId, selfId, maxFrameBytes } = this.options;
-    const verdict = checkHello(hello, { clusterId, selfId, knownPeerIds: this.knownPeerIds });
-    if (!verdict.accepted) {
-      this.reject(connection, verdict.reason);
-      connection.state = 'refused';
-      const refusal: PeerRefusal = { kind: 'lmq-peer-refused', reason: verdict.reason };
-      // end() lets the refusal reach the dialer's log; the handshake timer still destroys
-      // the socket if the dialer never closes its side.
-      connection.socket.end(encodeFrame(refusal, MAX_HANDSHAKE_FRAME_BYTES));
-      return false;
-    }
-    const peerId = verdict.peerId;
+  /** Answers a well-formed hello with a challenge; refuses a malformed one at once. */
+  private challenge(connection: InboundConnection, hello: unknown): boolean {
+    assert(connection.state === 'pending' && connection.challenge === null, 'challenge a new connection only');
+    const { clusterId, selfId, clusterSecret } = this.options;
+    const verdict = challengeHello(hello, { clusterId, selfId, knownPeerIds: this.knownPeerIds }, clusterSecret);
+    if (!verdict.accepted) return this.refuse(connection, verdict.reason, verdict.reply);
+    connection.challenge = { transcript: verdict.transcript, problem: verdict.problem };
+    connection.socket.write(encodeFrame(verdict.challenge, MAX_HANDSHAKE_FRAME_BYTES));
+    return true;
+  }
+
+  /** The dialer's proof: only now may the connection replace the peer's older one. */
+  private authenticate(connection: InboundConnection, proof: unknown): boolean {
+    assert(connection.state === 'pending' && connection.challenge !== null, 'authenticate a challenged connection only');
+    const { transcript, problem } = connection.challenge;
+    const { clusterSecret, maxFrameBytes } = this.options;
+    const reason = problem ?? proofProblem(proof, transcript, clusterSecret);
+    if (reason !== null) return this.refuse(connection, reason);
+    const peerId = transcript.dialerId;
+    assert(this.knownPeerIds.has(peerId), 'only a configured peer authenticates');
     this.clearHandshakeTimer(connection);
+    this.releasePending(connection);
     connection.state = 'authenticated';
     connection.peerId = peerId;
-    this.pendingConnections -= 1;
-    assert(this.pendingConnections >= 0, 'pending connection count never negative');
-    // A newer connection from the same peer means it restarted or redialed: the old one is stale.
+    // A newer authenticated connection from the same peer means it restarted or redialed: the old one is stale.
     this.authenticatedInbound.get(peerId)?.socket.destroy();
     this.authenticatedInbound.set(peerId, connection);
     connection.decoder.maxFrameBytes = maxFrameBytes;
-    const welcome: PeerWelcome = { kind: 'lmq-peer-welcome', protocolVersion: PEER_PROTOCOL_VERSION, clusterId, nodeId: selfId };
-    connection.socket.write(encodeFrame(welcome, MAX_HANDSHAKE_FRAME_BYTES));
-    this.logger.info({ peer: peerId, remote: connection.remote }, 'accepted peer connection');
+    connection.decoder.frameMac = streamMacOf(transcript, clusterSecret);
+    const accepted: PeerAccepted = { kind: 'lmq-peer-accepted' };
+    connection.socket.write(encodeFrame(accepted, MAX_HANDSHAKE_FRAME_BYTES));
+    this.logger.info({ peer: peerId, remote: connection.remote, authenticated: clusterSecret !== null }, 'accepted peer connection');
+    this.links.get(peerId)?.redialNow(); // only an authenticated peer can make us dial
     return true;
+  }
+
+  /** The dialer hears only a generic reason; the detail goes to this node's log. */
+  private refuse(connection: InboundConnection, reason: string, reply: PeerRefusal = { kind: 'lmq-peer-refused', reason: REFUSED_REASON }): false {
+    this.reject(connection, reason);
+    connection.state = 'refused';
+    // end() lets the refusal reach the dialer; the handshake timer still destroys the socket
+    // if the dialer never closes its side.
+    connection.socket.end(encodeFrame(reply, MAX_HANDSHAKE_FRAME_BYTES));
+    return false;
   }
 
   private reject(connection: InboundConnection, reason: string): void {
     assert(connection.state === 'pending', 'reject a pending connection only');
     this.rejectedConnections += 1;
-    this.logger.warn({ remote: connection.remote, reason }, 'refusing peer connection');
+    this.refusalLog.warn('refused', { remote: connection.remote, reason }, 'refusing peer connection');
+  }
+
+  /**
+   * At the pending bound the oldest unauthenticated connection goes: a real peer completes its
+   * handshake in one round trip, so only one that a stranger holds open grows old.
+   */
+  private evictOldestPending(remote: string): void {
+    let oldest: InboundConnection | undefined;
+    for (const connection of this.inbound) {
+      if (connection.countedPending) {
+        oldest = connection;
+        break;
+      }
+    }
+    assert(oldest !== undefined, 'at the pending bound some connection is pending');
+    if (oldest.state === 'pending') this.rejectedConnections += 1;
+    this.refusalLog.warn('evicted pending', { remote: oldest.remote, newRemote: remote, maxPendingConnections: this.options.maxPendingConnections }, 'closing the oldest unauthenticated peer connection to admit a new one');
+    this.releasePending(oldest);
+    oldest.state = 'refused';
+    oldest.closedByUs = true;
+    oldest.socket.destroy();
+  }
+
+  private releasePending(connection: InboundConnection): void {
+    if (!connection.countedPending) return;
+    connection.countedPending = false;
+    this.pendingConnections -= 1;
+    assert(this.pendingConnections >= 0, 'pending connection count never negative');
   }
 
   private onInboundClosed(connection: InboundConnection): void {
     this.clearHandshakeTimer(connection);
     assert(this.inbound.delete(connection), 'closed connection was tracked');
-    if (connection.state !== 'authenticated') {
-      this.pendingConnections -= 1;
-      assert(this.pendingConnections >= 0, 'pending connection count never negative');
-    } else if (connection.peerId !== null && this.authenticatedInbound.get(connection.peerId) === connection) {
+    // A dialer that hung up on our challenge did not accept our proof: its config differs
+    // from ours (the problem says how), or it was a stranger who learnt nothing.
+    if (connection.state === 'pending' && connection.challenge !== null && !connection.closedByUs) {
+      this.reject(connection, connection.challenge.problem ?? 'dialer closed the connection instead of answering the challenge');
+    }
+    this.releasePending(connection);
+    if (connection.state !== 'authenticated') return;
+    if (connection.peerId !== null && this.authenticatedInbound.get(connection.peerId) === connection) {
       this.authenticatedInbound.delete(connection.peerId);
       // Only a close the peer's side caused: closing the transport, or a connection ourselves,
       // says nothing about whether the peer is alive.

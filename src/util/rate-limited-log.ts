@@ -8,7 +8,10 @@ import { assert } from './assert.js';
 type Level = 'warn' | 'info';
 
 interface ReasonState {
+  /** When the current interval began (its first line). */
   lastLoggedMs: number;
+  /** Lines written in the current interval. */
+  lines: number;
   suppressed: number;
   /** The last suppressed line, written with the count when the interval ends. */
   last: { level: Level; fields: Readonly<Record<string, unknown>>; message: string } | null;
@@ -21,13 +24,18 @@ const MAX_REASONS = 64;
 export class RateLimitedLog {
   private readonly reasons = new Map<string, ReasonState>();
 
-  /** `nowMs` is a monotonic clock (injectable for tests); the end-of-interval line runs on a real timer. */
+  /**
+   * `maxLinesPerInterval` lines per reason per interval are written. `nowMs` is a monotonic
+   * clock (injectable for tests); the end-of-interval line runs on a real timer.
+   */
   constructor(
     private readonly logger: Logger,
     private readonly intervalMs: number,
     private readonly nowMs: () => number = () => performance.now(),
+    private readonly maxLinesPerInterval = 1,
   ) {
     assert(Number.isFinite(intervalMs) && intervalMs >= 0, 'intervalMs >= 0');
+    assert(Number.isSafeInteger(maxLinesPerInterval) && maxLinesPerInterval >= 1, 'maxLinesPerInterval >= 1');
   }
 
   warn(reason: string, fields: Readonly<Record<string, unknown>>, message: string): void {
@@ -51,6 +59,11 @@ export class RateLimitedLog {
   private write(level: Level, reason: string, fields: Readonly<Record<string, unknown>>, message: string): void {
     const now = this.nowMs();
     const state = this.reasons.get(reason);
+    if (state !== undefined && now - state.lastLoggedMs < this.intervalMs && state.lines < this.maxLinesPerInterval) {
+      state.lines += 1;
+      this.logger[level]({ reason, ...fields }, message);
+      return;
+    }
     if (state !== undefined && now - state.lastLoggedMs < this.intervalMs) {
       state.suppressed += 1;
       state.last = { level, fields, message };
@@ -61,9 +74,10 @@ export class RateLimitedLog {
       return;
     }
     if (state !== undefined) this.writeSuppressed(reason);
-    this.reasons.set(reason, { lastLoggedMs: this.nowMs(), suppressed: 0, last: null, timer: null });
+    this.reasons.set(reason, { lastLoggedMs: this.nowMs(), lines: 1, suppressed: 0, last: null, timer: null });
     assert(this.reasons.size <= MAX_REASONS, 'rate-limited log reasons are a small fixed set');
-    this.logger[level]({ ...fields, reason }, message);
+    // A caller's own `reason` field (a detailed one) wins over the key.
+    this.logger[level]({ reason, ...fields }, message);
   }
 
   /** One line for the lines suppressed since `reason`'s last line, if any; starts a new interval. */
@@ -75,8 +89,9 @@ export class RateLimitedLog {
     if (state.suppressed === 0 || state.last === null) return;
     const now = this.nowMs();
     const { level, fields, message } = state.last;
-    this.logger[level]({ ...fields, reason, suppressed: state.suppressed, suppressedOverMs: Math.round(now - state.lastLoggedMs) }, `${message} (${state.suppressed} more like it suppressed)`);
+    this.logger[level]({ reason, ...fields, suppressed: state.suppressed, suppressedOverMs: Math.round(now - state.lastLoggedMs) }, `${message} (${state.suppressed} more like it suppressed)`);
     state.lastLoggedMs = now;
+    state.lines = 1;
     state.suppressed = 0;
     state.last = null;
   }
