@@ -132,7 +132,9 @@ export class BrokerLifecycle {
   private deleteSegments(): void {
     if (this.node.installing()) return;
     const { commitIndex, persistedIndex } = this.node.indexes();
-    const bound = Math.min(this.state.retainedFromIndex(), this.snapshots.logNeededFrom(), Math.min(commitIndex, persistedIndex) + 1);
+    // A snapshot package being sent to a follower reads segments from logPinnedFrom() on.
+    const needed = Math.min(this.snapshots.logNeededFrom(), this.snapshots.logPinnedFrom());
+    const bound = Math.min(this.state.retainedFromIndex(), needed, Math.min(commitIndex, persistedIndex) + 1);
     // deleteBefore removes only whole segments below the bound: nothing when none lies there.
     if (bound > this.log.firstIndex()) this.log.deleteBefore(bound);
   }

@@ -140,6 +140,11 @@ export class SnapshotStore {
     return store;
   }
 
+  /** <dataDir>/snapshots: a follower stages an incoming package here (its .tmp files are deleted at open). */
+  get dir(): string {
+    return this.options.dir;
+  }
+
   /** Every snapshot not known to be corrupt, oldest first (digests not necessarily checked yet). */
   list(): SnapshotMeta[] {
     return this.newestFirst()
