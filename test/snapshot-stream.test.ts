@@ -81,18 +81,23 @@ async function node(entryCount: number, retainedFrom: number, payload: Buffer) {
 
 /**
  * Runs one transfer: messages delivered on later turns of the event loop, the sender ticked every
- * few ms; `damage` may change a chunk on its way. Resolves once the follower installed it.
+ * few ms; `damage` may change a chunk on its way, or drop it. Resolves once the follower installed it.
  */
-function transfer(leader: ProcessSnapshots, follower: ProcessSnapshots, index: number, term: number, damage: (chunk: { offsetBytes: number; data: Uint8Array }) => void): Promise<void> {
+function transfer(leader: ProcessSnapshots, follower: ProcessSnapshots, index: number, term: number, damage: (chunk: { offsetBytes: number; data: Uint8Array }) => 'drop' | void): Promise<{ stagingWentBack: boolean }> {
   return new Promise((resolve, reject) => {
     let receiver: SnapshotReceiver;
+    let stagedMaxBytes = 0;
+    let stagingWentBack = false;
     const deliver = (message: TransferMessage) =>
       setImmediate(() => {
         if (message.type === 'snapshotChunk') {
           const data = Uint8Array.from(message.data);
-          damage({ offsetBytes: message.offsetBytes, data });
-          receiver.receive({ ...message, data });
-        } else sender.acknowledged(message);
+          if (damage({ offsetBytes: message.offsetBytes, data }) !== 'drop') receiver.receive({ ...message, data });
+        } else {
+          stagingWentBack ||= message.stagedBytes < stagedMaxBytes;
+          stagedMaxBytes = Math.max(stagedMaxBytes, message.stagedBytes);
+          sender.acknowledged(message);
+        }
       });
     const hooks = (id: string) => ({ id, send: (_to: string, m: TransferMessage) => deliver(m), failed: () => reject(new Error('transfer abandoned')), fatal: reject });
     const sender = new SnapshotSender(leader, { maxChunkBytes: CHUNK_BYTES, maxInflightBytes: 4 * CHUNK_BYTES, maxPackageBytes: 2 ** 40, resendAfterTicks: 3, abandonAfterTicks: 3000 }, hooks('a'));
@@ -101,7 +106,7 @@ function transfer(leader: ProcessSnapshots, follower: ProcessSnapshots, index: n
       follower.install(staged.meta, () => {
         clearInterval(timer);
         sender.closeAll();
-        resolve();
+        resolve({ stagingWentBack });
       }, reject);
     });
     sender.start('b', 1, { index, term });
@@ -122,13 +127,15 @@ describe('snapshot packages – streamed from the files, staged to a file, check
 
     let damaged = 0;
     const mid = 2 * PACKAGE_READ_BYTES;
-    await transfer(leader.snapshots, follower.snapshots, entryCount, termOf(entryCount), (chunk) => {
+    const { stagingWentBack } = await transfer(leader.snapshots, follower.snapshots, entryCount, termOf(entryCount), (chunk) => {
       if (damaged === 0 && chunk.offsetBytes <= mid && mid < chunk.offsetBytes + chunk.data.byteLength) {
         chunk.data[mid - chunk.offsetBytes]! ^= 0x40;
         damaged += 1;
       }
     });
     expect(damaged).toBe(1);
+    // The digest refused the staging, which started over from byte 0.
+    expect(stagingWentBack).toBe(true);
     expect(follower.lines.some((l) => String(l.msg).includes('failed its checksum'))).toBe(true);
     const sent = leader.lines.find((l) => l.msg === 'sending a snapshot package to a follower');
     // The package (~4 MB of log) is several times what the leader reads at once.
@@ -141,6 +148,30 @@ describe('snapshot packages – streamed from the files, staged to a file, check
     expect(follower.machine.restored!.payload.equals(payload)).toBe(true);
     expect(follower.snapshots.latest()).toEqual({ index: entryCount, term: termOf(entryCount) });
     expect(readdirSync(join(follower.dir, 'snapshots')).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    for (const n of [leader, follower]) {
+      await n.log.close();
+      await n.store.close();
+    }
+  }, 60_000);
+
+  it('resumes where the follower stands after chunks are lost (no restart from byte 0)', async () => {
+    const leader = await node(1500, 501, payloadOf(5, 50_000));
+    await leader.snapshots.take((i) => leader.log.term(i));
+    const follower = await node(0, 501, Buffer.alloc(0));
+    const lost = new Set<number>();
+    let chunks = 0;
+    const { stagingWentBack } = await transfer(leader.snapshots, follower.snapshots, 1500, termOf(1500), (chunk) => {
+      chunks += 1;
+      // Every 7th chunk vanishes (once per offset): the next one is a gap, answered with where staging stands.
+      if (chunks % 7 !== 0 || lost.has(chunk.offsetBytes)) return;
+      lost.add(chunk.offsetBytes);
+      return 'drop';
+    });
+    expect(lost.size).toBeGreaterThan(3);
+    // Each loss cost a resend from where the follower stood: its staging never went back.
+    expect(stagingWentBack).toBe(false);
+    expect(follower.lines.some((l) => String(l.msg).includes('failed its checksum'))).toBe(false);
+    expect(plain(readAll(follower.log))).toEqual(plain(leader.log.entries(501, 1501, Number.MAX_SAFE_INTEGER)));
     for (const n of [leader, follower]) {
       await n.log.close();
       await n.store.close();

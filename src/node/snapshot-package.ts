@@ -115,7 +115,14 @@ export class StreamedPackage {
   /** SHA-256 (hex) of the whole package, read through PACKAGE_READ_BYTES at a time. */
   async digest(): Promise<string> {
     const hash = createHash('sha256');
-    for (let at = 0; at < this.totalBytes; at += PACKAGE_READ_BYTES) hash.update(await this.read(at, PACKAGE_READ_BYTES));
+    // One buffer for the whole pass: a fresh one per read would leave the package's size in
+    // garbage outside the JS heap until a collection gets to it.
+    const buf = Buffer.allocUnsafe(Math.min(PACKAGE_READ_BYTES, this.totalBytes));
+    for (let at = 0; at < this.totalBytes; at += buf.length) {
+      const piece = buf.subarray(0, Math.min(buf.length, this.totalBytes - at));
+      await this.queued(() => this.readInto(at, piece));
+      hash.update(piece);
+    }
     return hash.digest('hex');
   }
 
@@ -123,7 +130,15 @@ export class StreamedPackage {
   read(offsetBytes: number, maxBytes: number): Promise<Buffer> {
     assert(Number.isSafeInteger(offsetBytes) && offsetBytes >= 0 && offsetBytes <= this.totalBytes, () => `package read at ${offsetBytes} of ${this.totalBytes} B`);
     assert(maxBytes >= 1, 'a read asks for bytes');
-    const run = this.work.then(() => this.readNow(offsetBytes, Math.min(maxBytes, this.totalBytes - offsetBytes)));
+    const out = Buffer.allocUnsafe(Math.min(maxBytes, this.totalBytes - offsetBytes));
+    return this.queued(async () => {
+      await this.readInto(offsetBytes, out);
+      return out;
+    });
+  }
+
+  private queued<T>(operation: () => Promise<T>): Promise<T> {
+    const run = this.work.then(operation);
     this.work = run.catch(() => undefined);
     return run;
   }
@@ -131,18 +146,18 @@ export class StreamedPackage {
   /** Releases the files once the read under way (if any) ends. */
   close(): Promise<void> {
     this.closed = true;
-    const run = this.work.then(async () => {
+    return this.queued(async () => {
       await this.open?.handle.close();
       this.open = null;
       await this.snapshot.close();
     });
-    this.work = run.catch(() => undefined);
-    return run;
   }
 
-  private async readNow(offsetBytes: number, length: number): Promise<Buffer> {
+  /** Fills `out` with the package's bytes from offsetBytes. */
+  private async readInto(offsetBytes: number, out: Buffer): Promise<void> {
     assert(!this.closed, 'a package is read only while open');
-    const out = Buffer.allocUnsafe(length);
+    assert(offsetBytes + out.length <= this.totalBytes, 'a read stays inside the package');
+    const length = out.length;
     let done = 0;
     while (done < length) {
       const at = offsetBytes + done;
@@ -156,7 +171,6 @@ export class StreamedPackage {
         done += await this.readLog(at, out, done, length - done);
       }
     }
-    return out;
   }
 
   /** Copies log bytes at package offset `at` into out[outAt, outAt + maxBytes); returns how many (≥ 1). */
