@@ -79,6 +79,13 @@ async function node(entryCount: number, retainedFrom: number, payload: Buffer) {
   return { dir, log, store, machine, snapshots, lines };
 }
 
+async function closeNodes(...nodes: Array<{ log: LogStore; store: SnapshotStore }>): Promise<void> {
+  for (const n of nodes) {
+    await n.log.close();
+    await n.store.close();
+  }
+}
+
 /**
  * Runs one transfer: messages delivered on later turns of the event loop, the sender ticked every
  * few ms; `damage` may change a chunk on its way, or drop it. Resolves once the follower installed it.
@@ -148,10 +155,7 @@ describe('snapshot packages – streamed from the files, staged to a file, check
     expect(follower.machine.restored!.payload.equals(payload)).toBe(true);
     expect(follower.snapshots.latest()).toEqual({ index: entryCount, term: termOf(entryCount) });
     expect(readdirSync(join(follower.dir, 'snapshots')).filter((n) => n.endsWith('.tmp'))).toEqual([]);
-    for (const n of [leader, follower]) {
-      await n.log.close();
-      await n.store.close();
-    }
+    await closeNodes(leader, follower);
   }, 60_000);
 
   it('resumes where the follower stands after chunks are lost (no restart from byte 0)', async () => {
@@ -172,10 +176,7 @@ describe('snapshot packages – streamed from the files, staged to a file, check
     expect(stagingWentBack).toBe(false);
     expect(follower.lines.some((l) => String(l.msg).includes('failed its checksum'))).toBe(false);
     expect(plain(readAll(follower.log))).toEqual(plain(leader.log.entries(501, 1501, Number.MAX_SAFE_INTEGER)));
-    for (const n of [leader, follower]) {
-      await n.log.close();
-      await n.store.close();
-    }
+    await closeNodes(leader, follower);
   }, 60_000);
 
   it('pins the segments a package being sent reads until it is closed', async () => {
@@ -187,7 +188,6 @@ describe('snapshot packages – streamed from the files, staged to a file, check
     expect(leader.snapshots.logPinnedFrom()).toBe(1);
     pkg!.close();
     expect(leader.snapshots.logPinnedFrom()).toBe(Number.POSITIVE_INFINITY);
-    await leader.log.close();
-    await leader.store.close();
+    await closeNodes(leader);
   });
 });

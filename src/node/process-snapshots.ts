@@ -189,6 +189,7 @@ export class ProcessSnapshots implements DriverSnapshotStore {
     };
     const key = `${meta.index}@${meta.term}`;
     let checksum = this.digests.get(key);
+    const hashStartMs = performance.now();
     if (checksum === undefined) {
       try {
         checksum = await pkg.digest();
@@ -199,7 +200,8 @@ export class ProcessSnapshots implements DriverSnapshotStore {
       this.digests.set(key, checksum);
       for (const old of this.digests.keys()) if (this.digests.size > MAX_REMEMBERED_DIGESTS) this.digests.delete(old);
     }
-    logger.info({ index: meta.index, term: meta.term, retainedFromIndex: from, totalBytes: pkg.totalBytes, logBytes }, 'sending a snapshot package to a follower');
+    const hashMs = Math.round(performance.now() - hashStartMs);
+    logger.info({ index: meta.index, term: meta.term, retainedFromIndex: from, totalBytes: pkg.totalBytes, logBytes, hashMs }, 'sending a snapshot package to a follower');
     return {
       meta,
       totalBytes: pkg.totalBytes,
