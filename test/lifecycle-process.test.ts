@@ -10,6 +10,7 @@ import { Producer } from '../src/client/producer.js';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
 import type { NodeStatus } from '../src/protocol/index.js';
 import { until } from '../src/util/until.js';
+import { expectServesRetained } from './lifecycle-helpers.js';
 
 let cluster: LocalCluster | null = null;
 afterEach(async () => {
@@ -70,22 +71,6 @@ describe('engine lifecycle – retention, snapshots and a replaced disk, real pr
     expect(rejoined.lastIndex).toBeGreaterThanOrEqual(statuses[0]!.commitIndex);
 
     // Served by n3 as leader: the same queue ranges, every retained message, the group resumes at minOffset.
-    const after = await client.call({ op: 'topics' });
-    const rangesAfter = after.topics.find((t) => t.topic === 't')!.queueOffsets;
-    for (const range of rangesAfter) {
-      const before = ranges.find((r) => r.queue === range.queue)!;
-      expect(range.minOffset).toBeGreaterThanOrEqual(before.minOffset);
-      expect(range.maxOffset).toBe(before.maxOffset);
-    }
-    const reader = new PullConsumer(client, { topic: 't', group: 'early', from: 'first', pollWaitMs: 100, maxMessagesPerPull: 1000, maxBytesPerPull: 1 << 22 });
-    await reader.start();
-    let read = 0;
-    for (;;) {
-      const batch = await reader.poll(false);
-      if (batch.length === 0) break;
-      read += batch.length;
-    }
-    const retained = rangesAfter.reduce((sum, r) => sum + (r.maxOffset - r.minOffset), 0);
-    expect(read).toBe(retained);
+    await expectServesRetained(client, 't', ranges, 'early');
   }, 120_000);
 });

@@ -135,7 +135,9 @@ export class BrokerLifecycle {
     if (this.node.installing()) return;
     // The store's own commit floor, not the core's commit index: the driver raises the floor only
     // once a Ready completed, so between the two the core can be ahead (and is, after a restart).
-    const bound = Math.min(this.state.retainedFromIndex(), this.snapshots.logNeededFrom(), this.log.commitIndexFloor() + 1);
+    // A snapshot package being sent to a follower reads segments from logPinnedFrom() on.
+    const needed = Math.min(this.snapshots.logNeededFrom(), this.snapshots.logPinnedFrom());
+    const bound = Math.min(this.state.retainedFromIndex(), needed, this.log.commitIndexFloor() + 1);
     // deleteBefore removes only whole segments below the bound: nothing when none lies there.
     if (bound > this.log.firstIndex()) this.log.deleteBefore(bound);
   }

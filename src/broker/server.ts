@@ -11,7 +11,7 @@ import { fileIoFor, type StorageMode } from '../log/file-io.js';
 import { HardStateStore } from '../log/hard-state-store.js';
 import { LogStore } from '../log/log-store.js';
 import { SnapshotStore } from '../log/snapshot-store.js';
-import { MAX_SNAPSHOT_PACKAGE_BYTES, ProcessSnapshots } from '../node/process-snapshots.js';
+import { ProcessSnapshots } from '../node/process-snapshots.js';
 import { RaftNode } from '../node/raft-node.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { RpcServer } from '../transport/rpc-server.js';
@@ -66,7 +66,7 @@ export async function startBrokerNode(
   const hardState = HardStateStore.open(join(self.dataDir, 'meta'), storage);
   const state = await openStateMachine(join(self.dataDir, 'state'), log, logger);
   const snapshotStore = await SnapshotStore.open({ dir: join(self.dataDir, 'snapshots'), logger });
-  const snapshots = await ProcessSnapshots.open({ store: snapshotStore, log, stateMachine: state, maxPackageBytes: MAX_SNAPSHOT_PACKAGE_BYTES, logger });
+  const snapshots = await ProcessSnapshots.open({ store: snapshotStore, log, stateMachine: state, logger });
   await snapshots.restoreOnStart();
 
   let node: RaftNode<ApplyResult> | null = null;

@@ -472,6 +472,30 @@ export class LogStore {
     return result;
   }
 
+  /**
+   * Where entries [lo, hi] lie on disk: per segment its file and the byte range of their frames,
+   * oldest first, for a reader that streams them without this store (a snapshot package). The
+   * frames are written to the files first. Requires firstIndex() <= lo <= hi <= lastIndex(); the
+   * caller keeps the range from being deleted or truncated while it reads (committed entries,
+   * retention held back).
+   */
+  frameRanges(lo: number, hi: number): Array<{ path: string; startBytes: number; endBytes: number }> {
+    this.assertUsable();
+    assert(lo >= this.firstIndex() && lo <= hi, () => `frame ranges [${lo}, ${hi}] from the first index ${this.firstIndex()}`);
+    assert(hi <= this.lastIndex(), () => `frame ranges to ${hi} past the last index ${this.lastIndex()}`);
+    this.writePending();
+    const ranges: Array<{ path: string; startBytes: number; endBytes: number }> = [];
+    for (let position = this.segmentPosition(lo); position < this.segments.length; position++) {
+      const segment = this.segments[position]!;
+      if (segment.firstIndex > hi) break;
+      const from = Math.max(lo, segment.firstIndex);
+      const to = Math.min(hi, segment.lastIndex);
+      ranges.push({ path: segment.path, startBytes: segment.offsetOf(from), endBytes: segment.offsetOf(to + 1) });
+    }
+    assert(ranges.length > 0 && ranges.every((r) => r.endBytes > r.startBytes), 'every range holds frames');
+    return ranges;
+  }
+
   /** Position in this.segments of the segment holding index (binary search). */
   private segmentPosition(index: number): number {
     let lo = 0;

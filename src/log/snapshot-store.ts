@@ -1,18 +1,12 @@
 // Durable snapshot files under <dataDir>/snapshots (format: snapshot-format.ts), the payload
 // opaque. Writes a snapshot from a stream of chunks, keeps the newest `keep`, finds the newest
-// one that verifies, reads one back in chunks for a peer, and stages one received from a peer.
+// one that verifies, and reads one back in chunks (a restore, or a package sent to a peer). A
+// package received from a peer is staged beside them (node/snapshot-package.ts) as a .tmp file.
 //
 // Durability: a `.snap` name appears only by a rename after its bytes were fdatasynced, and the
 // directory is fsynced after the rename, so a crash at any point leaves every older snapshot
 // whole, the new one either complete or absent, and at most a `.tmp` file that open() deletes.
 // Older snapshots are deleted only after the new one is durable.
-//
-// Staging (InstallSnapshot): received chunks go to one `.partial` file, named by the snapshot it
-// will become (index, term, size, digest), so a transfer resumes after a reconnect or a restart
-// at the bytes already there. Chunks are not synced one by one (that would cost a sync per chunk):
-// after a power cut the partial file may end in bytes that never arrived. The digest check at
-// commit refuses such a file, which is then discarded and the transfer starts over from byte 0 —
-// damage is never installed, it only costs a resend.
 //
 // The event loop: every file call moves at most IO_CHUNK_BYTES, through fs/promises, and hashing
 // one chunk takes about 1 ms. Operations that touch files run one at a time, in call order.
@@ -64,14 +58,6 @@ export interface SnapshotMeta {
   readonly fileName: string;
 }
 
-/** A snapshot a peer announces before it sends the file's bytes (the sender's SnapshotMeta). */
-export interface StagingTarget {
-  index: number;
-  term: number;
-  totalBytes: number;
-  checksum: Uint8Array;
-}
-
 /** Bytes per file read or write: bounds how long one call, and the hashing of its bytes, holds the event loop. */
 export const IO_CHUNK_BYTES = 1024 * 1024;
 /** Largest read() for one transfer chunk. */
@@ -79,7 +65,6 @@ export const MAX_SNAPSHOT_READ_BYTES = 16 * 1024 * 1024;
 export const MAX_KEEP = 100;
 const DEFAULT_KEEP = 2;
 const TMP_SUFFIX = '.tmp';
-const PARTIAL_SUFFIX = '.partial';
 
 interface CatalogueEntry {
   meta: SnapshotMeta;
@@ -87,21 +72,11 @@ interface CatalogueEntry {
   verified: boolean;
 }
 
-interface Staging {
-  readonly target: StagingTarget;
-  readonly fileName: string;
-  readonly handle: FileHandle;
-  stagedBytes: number;
-}
-
 export class SnapshotStore {
   /** Snapshots not known to be corrupt, by file name. */
   private readonly catalogue = new Map<string, CatalogueEntry>();
   /** Files refused as corrupt, by name, with their index: left for inspection until pruned. */
   private readonly refused = new Map<string, number>();
-  /** `.partial` files found at open, not yet continued or discarded. */
-  private readonly leftoverPartials: string[] = [];
-  private staging: Staging | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
   private readonly keep: number;
@@ -130,14 +105,17 @@ export class SnapshotStore {
       if (name.endsWith(TMP_SUFFIX)) {
         await rm(join(options.dir, name), { force: true });
         removed = true;
-      } else if (name.endsWith(PARTIAL_SUFFIX)) {
-        store.leftoverPartials.push(name);
       } else {
         await store.catalogueFile(name);
       }
     }
     if (removed) await syncDir(options.dir);
     return store;
+  }
+
+  /** <dataDir>/snapshots: a follower stages an incoming package here (its .tmp files are deleted at open). */
+  get dir(): string {
+    return this.options.dir;
   }
 
   /** Every snapshot not known to be corrupt, oldest first (digests not necessarily checked yet). */
@@ -215,115 +193,9 @@ export class SnapshotStore {
     });
   }
 
-  // --- Staging: a snapshot received from a peer, in chunks ---
-
-  /**
-   * Starts staging the snapshot `target`, or continues the staging of that same snapshot (in
-   * this process or one before it): stagedBytes() then says where to resume. A staging of any
-   * other snapshot is discarded. Throws LmqError(LMQ_CORRUPT_DATA) for a target no valid
-   * snapshot can have (it comes off the network).
-   */
-  async beginStaging(target: StagingTarget): Promise<void> {
-    const problem = this.targetProblem(target);
-    if (problem !== null) throw new LmqError('LMQ_CORRUPT_DATA', `snapshot transfer refused: ${problem}`, { reason: problem });
-    const fileName = partialFileName(target);
-    return this.exclusive(async () => {
-      if (this.staging?.fileName === fileName) return;
-      await this.discardStaging();
-      const resumable = this.leftoverPartials.includes(fileName);
-      for (const name of this.leftoverPartials.splice(0)) {
-        if (name !== fileName) await rm(this.pathOf(name), { force: true });
-      }
-      const path = this.pathOf(fileName);
-      const handle = await open(path, resumable ? 'r+' : 'w');
-      // A partial file longer than its target (damage) refuses every chunk and then fails its
-      // commit, which discards it: no special case needed.
-      const stagedBytes = resumable ? (await handle.stat()).size : 0;
-      this.staging = { target: { ...target, checksum: Uint8Array.from(target.checksum) }, fileName, handle, stagedBytes };
-      await syncDir(this.options.dir);
-    });
-  }
-
-  /** Bytes of the staged snapshot already written (0 when none is staged): the next chunk's offset. */
-  stagedBytes(): number {
-    return this.staging?.stagedBytes ?? 0;
-  }
-
-  /**
-   * Appends the file's bytes [offsetBytes, offsetBytes + bytes.length) to the staging. Throws
-   * LmqError(LMQ_BAD_INPUT) when nothing is staged or offsetBytes is not stagedBytes()
-   * (details.expectedOffsetBytes), LmqError(LMQ_CORRUPT_DATA) for bytes past the announced size.
-   */
-  writeChunk(offsetBytes: number, bytes: Uint8Array): Promise<void> {
-    return this.exclusive(async () => {
-      const staging = this.currentStaging();
-      if (offsetBytes !== staging.stagedBytes) {
-        throw new LmqError('LMQ_BAD_INPUT', `snapshot chunk at byte ${offsetBytes}, but ${staging.stagedBytes} B are staged; send from byte ${staging.stagedBytes}`, {
-          expectedOffsetBytes: staging.stagedBytes,
-        });
-      }
-      const endBytes = offsetBytes + bytes.byteLength;
-      if (endBytes > staging.target.totalBytes) {
-        throw new LmqError('LMQ_CORRUPT_DATA', `snapshot chunk [${offsetBytes}, ${endBytes}) passes the announced ${staging.target.totalBytes} B`, { offsetBytes, endBytes });
-      }
-      for (let at = 0; at < bytes.byteLength; at += IO_CHUNK_BYTES) {
-        const piece = bytes.subarray(at, Math.min(at + IO_CHUNK_BYTES, bytes.byteLength));
-        await writeAll(staging.handle, piece, offsetBytes + at);
-      }
-      staging.stagedBytes = endBytes;
-    });
-  }
-
-  /**
-   * Turns the complete staging into a snapshot once its header, size and digest verify: synced,
-   * renamed into place, the directory synced, older snapshots pruned. A staging that does not
-   * verify is discarded and LmqError(LMQ_CORRUPT_DATA) thrown; an incomplete one is kept and
-   * LmqError(LMQ_BAD_INPUT) thrown.
-   */
-  commitStaging(): Promise<SnapshotMeta> {
-    return this.exclusive(async () => {
-      const staging = this.currentStaging();
-      const { target } = staging;
-      if (staging.stagedBytes < target.totalBytes) {
-        throw new LmqError('LMQ_BAD_INPUT', `snapshot staging holds ${staging.stagedBytes} of ${target.totalBytes} B; send the rest from byte ${staging.stagedBytes}`, {
-          expectedOffsetBytes: staging.stagedBytes,
-        });
-      }
-      await staging.handle.datasync();
-      await staging.handle.close();
-      this.staging = null;
-      const fileName = snapshotFileName(target.index, target.term);
-      const path = this.pathOf(staging.fileName);
-      const verdict = await this.verifyStaged(path, fileName, target);
-      if (typeof verdict === 'string') {
-        await rm(path, { force: true });
-        await syncDir(this.options.dir);
-        throw new LmqError('LMQ_CORRUPT_DATA', `received snapshot at index ${target.index} term ${target.term} refused: ${verdict}; the transfer starts over`, {
-          reason: verdict,
-        });
-      }
-      await rename(path, this.pathOf(fileName));
-      await syncDir(this.options.dir);
-      this.admit(verdict);
-      await this.prune();
-      return verdict;
-    });
-  }
-
-  /** Discards the staging, and any partial file left by an earlier process. */
-  abortStaging(): Promise<void> {
-    return this.exclusive(async () => {
-      await this.discardStaging();
-      for (const name of this.leftoverPartials.splice(0)) await rm(this.pathOf(name), { force: true });
-      await syncDir(this.options.dir);
-    });
-  }
-
-  /** Waits for the operations under way; a staging stays on disk, to be continued after reopening. */
+  /** Waits for the operations under way. */
   close(): Promise<void> {
     return this.exclusive(async () => {
-      await this.staging?.handle.close();
-      this.staging = null;
       this.closed = true;
     });
   }
@@ -377,39 +249,6 @@ export class SnapshotStore {
     }
     if (doomed.length > 0) await syncDir(this.options.dir);
     assert(this.catalogue.size <= this.keep, () => `${this.catalogue.size} snapshots kept, bound ${this.keep}`);
-  }
-
-  /** The staged file's SnapshotMeta once its shape, the announced target and its digest agree; else why not. */
-  private async verifyStaged(path: string, fileName: string, target: StagingTarget): Promise<SnapshotMeta | string> {
-    const shape = await readShape(path, fileName, this.maxSnapshotBytes);
-    if (typeof shape === 'string') return shape;
-    if (shape.sizeBytes !== target.totalBytes) return `file is ${shape.sizeBytes} B, the sender announced ${target.totalBytes} B`;
-    if (!Buffer.from(shape.checksum).equals(target.checksum)) return 'its checksum is not the one the sender announced';
-    return (await verifyFile(path, shape)) ?? shape;
-  }
-
-  private currentStaging(): Staging {
-    if (this.staging === null) throw new LmqError('LMQ_BAD_INPUT', 'no snapshot is being staged; begin the transfer again');
-    return this.staging;
-  }
-
-  private async discardStaging(): Promise<void> {
-    const staging = this.staging;
-    if (staging === null) return;
-    this.staging = null;
-    await staging.handle.close();
-    await rm(this.pathOf(staging.fileName), { force: true });
-  }
-
-  /** Why no valid snapshot file can be this target (off the network: never an assertion), or null. */
-  private targetProblem(target: StagingTarget): string | null {
-    const { index, term, totalBytes, checksum } = target;
-    if (!Number.isSafeInteger(index) || index < 1 || !Number.isSafeInteger(term) || term < 1) return `index ${index} or term ${term} is not a positive integer`;
-    if (!Number.isSafeInteger(totalBytes) || totalBytes < MIN_SNAPSHOT_BYTES || totalBytes > this.maxSnapshotBytes) {
-      return `size ${totalBytes} B outside [${MIN_SNAPSHOT_BYTES}, ${this.maxSnapshotBytes}] B`;
-    }
-    if (!(checksum instanceof Uint8Array) || checksum.byteLength !== CHECKSUM_BYTES) return `checksum is not ${CHECKSUM_BYTES} B`;
-    return null;
   }
 
   private async writeFile(
@@ -632,12 +471,6 @@ async function syncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-/** `<index, 20 digits>-<term, 20 digits>-<totalBytes>-<SHA-256 hex>.partial`: the staging names its target. */
-function partialFileName(target: StagingTarget): string {
-  const snap = snapshotFileName(target.index, target.term).replace(/\.snap$/, '');
-  return `${snap}-${target.totalBytes}-${Buffer.from(target.checksum).toString('hex')}${PARTIAL_SUFFIX}`;
 }
 
 function corruptSnapshotError(fileName: string, reason: string): LmqError {

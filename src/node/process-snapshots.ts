@@ -9,9 +9,13 @@
 // A crash after 1 leaves the old log and state, which still agree; after 2, the state is behind
 // the log's first index and the next start restores the snapshot from 1 (restoreOnStart).
 //
-// Packages are built and staged in memory, bounded by maxPackageBytes: enough for the
-// snapshot and a retained log of that size. A larger retained log cannot be sent yet — the
-// transfer reports the snapshot gone, logs why, and the follower stays behind (README, Known gaps).
+// A package is streamed, never held whole (snapshot-package.ts): the leader reads it from the
+// snapshot file and the retained log's segment files — retention does not delete the segments a
+// package being sent reads (logPinnedFrom) — and the follower stages it in a temporary file under
+// <dataDir>/snapshots, checks its SHA-256 and only then installs it, reading the log back in
+// bounded batches. A follower whose disk lacks room for the package twice (staged, then
+// installed) refuses it with a log line; the leader retries.
+import { statfsSync } from 'node:fs';
 import { pack, unpack } from 'msgpackr';
 import type { Logger } from 'pino';
 import type { SnapshotStore } from '../log/snapshot-store.js';
@@ -20,7 +24,8 @@ import type { Entry, SnapshotMeta } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import type { Failed } from './ports.js';
-import { type DriverSnapshotStore, MemoryStaging, type SnapshotPackage, inMemoryPackage } from './snapshot-transfer.js';
+import { type FileRange, PACKAGE_HEADER_BYTES, PackageStaging, StreamedPackage } from './snapshot-package.js';
+import type { DriverSnapshotStore, SnapshotPackage } from './snapshot-transfer.js';
 
 /** A snapshot the state machine hands out: its index, the first log index it needs, its payload. */
 export interface StateSnapshot {
@@ -41,8 +46,10 @@ export interface SnapshotStateMachine {
   restoreSnapshot(index: number, payload: Uint8Array, log: { entries(lo: number, hiExclusive: number, maxBytes: number): Entry[] }): Promise<void>;
 }
 
-/** The log store's side: reads, and replacing the whole log with a window. */
+/** The log store's side: reads, where entries lie on disk, and replacing the whole log with a window. */
 export interface SnapshotLogStore extends LogReader {
+  /** The files and byte ranges of the frames of entries [lo, hi] (LogStore.frameRanges). */
+  frameRanges(lo: number, hi: number): FileRange[];
   installWindow(window: { firstIndex: number; prevTerm: number; lastIndex: number }, batches: AsyncIterable<readonly Entry[]>): Promise<void>;
 }
 
@@ -51,30 +58,22 @@ interface SnapshotRecord {
   readonly retainedFromIndex: number;
 }
 
-/** A package: the snapshot and the retained log up to it. */
-interface PackageContent {
-  readonly meta: SnapshotMeta;
-  readonly retainedFromIndex: number;
-  readonly prevTerm: number;
-  readonly payload: Uint8Array;
-  readonly entries: Entry[];
-}
-
 /**
- * A package (the broker snapshot and the retained log up to it) is built and staged in memory
- * up to this size: it bounds what InstallSnapshot can send (README, Known gaps).
+ * The largest package a peer may announce (1 PiB, retention.maxBytes' ceiling): a sanity bound
+ * on what comes off the wire. What a follower accepts is bounded by its free disk (staged()).
  */
-export const MAX_SNAPSHOT_PACKAGE_BYTES = 512 * 1024 * 1024;
+export const MAX_SNAPSHOT_PACKAGE_BYTES = 2 ** 50;
 
-/** Entries per batch handed to the log's install (bounds what one write holds). */
-const INSTALL_BATCH_ENTRIES = 1024;
+/** Free disk a follower needs to receive a package, in package sizes: staged, then installed. */
+const FREE_DISK_PACKAGES = 2;
+
+/** Package digests remembered (a retried or second transfer of a snapshot is not hashed again). */
+const MAX_REMEMBERED_DIGESTS = 2;
 
 export interface ProcessSnapshotsOptions {
   readonly store: SnapshotStore;
   readonly log: SnapshotLogStore;
   readonly stateMachine: SnapshotStateMachine;
-  /** Bound on a package built or staged in memory, bytes. */
-  readonly maxPackageBytes: number;
   readonly logger: Logger;
 }
 
@@ -85,8 +84,16 @@ interface Kept extends SnapshotMeta {
 export class ProcessSnapshots implements DriverSnapshotStore {
   /** Snapshots on disk, oldest first (index, term and the log they need). */
   private kept: Kept[] = [];
-  private readonly staging = new MemoryStaging();
   private taking = false;
+  /** The first log index each package being sent reads from: retention keeps it. */
+  private readonly pins = new Set<{ readonly fromIndex: number }>();
+  /** SHA-256 of packages opened lately, by `index@term` (a kept snapshot's package never changes). */
+  private readonly digests = new Map<string, string>();
+  /** The incoming package, and the file work on stagings in call order. */
+  private staging: PackageStaging | null = null;
+  private stagingWork: Promise<unknown> = Promise.resolve();
+  /** The package last refused for want of disk (logged once). */
+  private refusedChecksum: string | null = null;
 
   private constructor(private readonly options: ProcessSnapshotsOptions) {}
 
@@ -119,6 +126,13 @@ export class ProcessSnapshots implements DriverSnapshotStore {
     return oldest === undefined ? 0 : oldest.retainedFromIndex;
   }
 
+  /** The lowest log index a package being sent reads; Infinity when none is sent. */
+  logPinnedFrom(): number {
+    let from = Number.POSITIVE_INFINITY;
+    for (const pin of this.pins) from = Math.min(from, pin.fromIndex);
+    return from;
+  }
+
   /**
    * Takes a snapshot of the state machine now (call between applies) and writes it; resolves
    * with it once durable, or null when one is already being taken.
@@ -145,76 +159,150 @@ export class ProcessSnapshots implements DriverSnapshotStore {
   }
 
   openPackage(meta: SnapshotMeta, opened: (pkg: SnapshotPackage | null) => void, failed: Failed): void {
-    this.buildPackage(meta).then(opened, failed);
+    this.openStreamed(meta).then(opened, failed);
   }
 
-  private async buildPackage(meta: SnapshotMeta): Promise<SnapshotPackage | null> {
+  /** The package of a kept snapshot, streamed from its files; null when the snapshot or its log is gone. */
+  private async openStreamed(meta: SnapshotMeta): Promise<SnapshotPackage | null> {
     const kept = this.kept.find((k) => k.index === meta.index && k.term === meta.term);
-    const log = this.options.log;
-    if (kept === undefined || log.firstIndex() > kept.retainedFromIndex || log.lastIndex() < meta.index) return null;
-    const reader = await this.options.store.openReader(meta.index, meta.term);
-    if (reader === undefined) return null;
-    const parts: Uint8Array[] = [];
-    let bytes = 0;
-    try {
-      for await (const chunk of reader.payload()) {
-        bytes += chunk.byteLength;
-        if (bytes > this.options.maxPackageBytes) return this.tooLarge(meta, bytes);
-        parts.push(chunk);
-      }
-    } finally {
-      await reader.close();
+    const { log, store, logger } = this.options;
+    if (kept === undefined || log.lastIndex() < meta.index) return null;
+    const reader = await store.openReader(meta.index, meta.term);
+    // Checked after the open: retention may have moved on meanwhile.
+    if (reader === undefined || log.firstIndex() > kept.retainedFromIndex) {
+      await reader?.close();
+      return null;
     }
     const from = kept.retainedFromIndex;
-    const entries = from <= meta.index ? log.entries(from, meta.index + 1, this.options.maxPackageBytes) : [];
-    if (entries.length > 0 && entries[entries.length - 1]!.index !== meta.index) return this.tooLarge(meta, bytes + this.options.maxPackageBytes);
-    const content: PackageContent = { meta, retainedFromIndex: from, prevTerm: log.term(from - 1), payload: Buffer.concat(parts), entries };
-    const encoded: Uint8Array = pack(content);
-    if (encoded.byteLength > this.options.maxPackageBytes) return this.tooLarge(meta, encoded.byteLength);
-    return inMemoryPackage(meta, encoded);
+    const pin = { fromIndex: from };
+    this.pins.add(pin);
+    const ranges = from <= meta.index ? log.frameRanges(from, meta.index) : [];
+    const logBytes = ranges.reduce((sum, r) => sum + r.endBytes - r.startBytes, 0);
+    const header = { index: meta.index, term: meta.term, retainedFromIndex: from, prevTerm: log.term(from - 1), payloadBytes: reader.meta.payloadBytes, logBytes };
+    const pkg = new StreamedPackage(header, reader, ranges);
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      this.pins.delete(pin);
+      pkg.close().catch((error: unknown) => logger.warn({ err: error }, 'could not close a snapshot package'));
+    };
+    const key = `${meta.index}@${meta.term}`;
+    let checksum = this.digests.get(key);
+    const hashStartMs = performance.now();
+    if (checksum === undefined) {
+      try {
+        checksum = await pkg.digest();
+      } catch (error) {
+        close();
+        throw error;
+      }
+      this.digests.set(key, checksum);
+      for (const old of this.digests.keys()) if (this.digests.size > MAX_REMEMBERED_DIGESTS) this.digests.delete(old);
+    }
+    const hashMs = Math.round(performance.now() - hashStartMs);
+    logger.info({ index: meta.index, term: meta.term, retainedFromIndex: from, totalBytes: pkg.totalBytes, logBytes, hashMs }, 'sending a snapshot package to a follower');
+    return {
+      meta,
+      totalBytes: pkg.totalBytes,
+      checksum,
+      // A read that fails after close (a file released under it) is no longer anyone's concern.
+      read: (offsetBytes, maxBytes, done, readFailed) => void pkg.read(offsetBytes, maxBytes).then(done, (error: unknown) => (closed ? undefined : readFailed(error))),
+      close,
+    };
   }
 
-  private tooLarge(meta: SnapshotMeta, bytes: number): null {
-    this.options.logger.error(
-      { index: meta.index, bytes, maxPackageBytes: this.options.maxPackageBytes },
-      'snapshot and retained log are too large to send to a follower; lower retention.maxBytes or retention.maxAgeMs',
-    );
-    return null;
+  /**
+   * Bytes staged of package (meta, totalBytes, checksum), 0 for a new one (any other staging is
+   * discarded); null when the disk lacks room for it — it is refused, with a log line.
+   */
+  staged(meta: SnapshotMeta, totalBytes: number, checksum: string): number | null {
+    if (this.staging?.is(meta, totalBytes, checksum) === true) return this.staging.stagedBytes;
+    this.discardStaged();
+    const dir = this.options.store.dir;
+    const stats = statfsSync(dir);
+    const freeBytes = stats.bavail * stats.bsize;
+    if (freeBytes < FREE_DISK_PACKAGES * totalBytes || totalBytes < PACKAGE_HEADER_BYTES) {
+      if (this.refusedChecksum !== checksum) {
+        this.refusedChecksum = checksum;
+        this.options.logger.error(
+          { index: meta.index, term: meta.term, totalBytes, freeBytes, dir },
+          `cannot receive the leader's snapshot: it needs ${FREE_DISK_PACKAGES} × ${totalBytes} B free (staged, then installed) and ${dir} has ${freeBytes} B; free disk space (the leader retries)`,
+        );
+      }
+      return null;
+    }
+    this.staging = new PackageStaging(dir, meta, totalBytes, checksum);
+    return 0;
   }
 
-  staged(meta: SnapshotMeta, totalBytes: number, checksum: string): number {
-    return this.staging.staged(meta, totalBytes, checksum);
+  stage(data: Uint8Array, done: () => void, failed: Failed): void {
+    const staging = this.staging;
+    assert(staging !== null, 'a chunk is staged into a staging');
+    this.queueStaging(() => staging.append(data)).then(done, failed);
   }
 
-  stage(data: Uint8Array, done: () => void): void {
-    // The transfer refuses announcements above maxPackageBytes (TransferTuning), so this is bounded.
-    this.staging.append(data);
-    done();
-  }
-
-  verifyStaged(verified: (ok: boolean) => void): void {
-    const ok = this.staging.verify();
-    if (!ok) this.options.logger.warn('a received snapshot failed its checksum; asking for it again');
-    verified(ok);
+  verifyStaged(verified: (ok: boolean) => void, failed: Failed): void {
+    const staging = this.staging;
+    assert(staging !== null, 'a complete staging is verified');
+    this.queueStaging(async () => {
+      const ok = await staging.verify();
+      if (ok) return true;
+      this.options.logger.warn({ index: staging.meta.index, totalBytes: staging.totalBytes }, 'a received snapshot package failed its checksum; asking for it again');
+      if (this.staging === staging) this.staging = null;
+      await staging.remove();
+      return false;
+    }).then(verified, failed);
   }
 
   install(meta: SnapshotMeta, done: () => void, failed: Failed): void {
-    this.installPackage(unpack(this.staging.take(meta)) as PackageContent, meta).then(done, failed);
+    const staging = this.staging;
+    assert(staging !== null && staging.meta.index === meta.index && staging.meta.term === meta.term, () => `install of ${meta.index}@${meta.term} without its verified staging`);
+    this.staging = null;
+    this.queueStaging(() => this.installStaged(staging)).then(done, failed);
   }
 
-  private async installPackage(content: PackageContent, meta: SnapshotMeta): Promise<void> {
-    assert(content.meta.index === meta.index && content.meta.term === meta.term, 'the package holds the snapshot it was staged as');
+  /** Steps 1–3 of the header, reading the staged file; the file is deleted after. */
+  private async installStaged(staging: PackageStaging): Promise<void> {
     const { store, log, stateMachine, logger } = this.options;
-    const metadata = pack({ retainedFromIndex: content.retainedFromIndex } satisfies SnapshotRecord);
-    await store.write({ index: meta.index, term: meta.term, metadata }, [content.payload]);
-    await log.installWindow({ firstIndex: content.retainedFromIndex, prevTerm: content.prevTerm, lastIndex: meta.index }, batchesOf(content.entries));
-    await stateMachine.restoreSnapshot(meta.index, content.payload, log);
-    await this.refreshKept();
+    const { meta } = staging;
+    try {
+      const header = await staging.header();
+      const metadata = pack({ retainedFromIndex: header.retainedFromIndex } satisfies SnapshotRecord);
+      await store.write({ index: meta.index, term: meta.term, metadata }, staging.payload(header));
+      await log.installWindow({ firstIndex: header.retainedFromIndex, prevTerm: header.prevTerm, lastIndex: meta.index }, staging.entries(header));
+      await stateMachine.restoreSnapshot(meta.index, await this.readPayload(meta), log);
+      await this.refreshKept();
+    } finally {
+      await staging.remove();
+    }
     logger.info({ index: meta.index, term: meta.term, firstIndex: log.firstIndex(), lastIndex: log.lastIndex() }, 'installed a snapshot from the leader');
   }
 
   discardStaged(): void {
-    this.staging.discard();
+    const staging = this.staging;
+    if (staging === null) return;
+    this.staging = null;
+    this.queueStaging(() => staging.remove()).catch((error: unknown) => this.options.logger.warn({ err: error }, 'could not delete a discarded snapshot staging; the next start deletes it'));
+  }
+
+  private queueStaging<T>(operation: () => Promise<T>): Promise<T> {
+    const run = this.stagingWork.then(operation);
+    this.stagingWork = run.catch(() => undefined);
+    return run;
+  }
+
+  /** A kept snapshot's payload, its digest checked on the way (the state machine restores from memory). */
+  private async readPayload(meta: SnapshotMeta): Promise<Buffer> {
+    const reader = await this.options.store.openReader(meta.index, meta.term);
+    assert(reader !== undefined, () => `kept snapshot ${meta.index}@${meta.term} opens`);
+    const parts: Uint8Array[] = [];
+    try {
+      for await (const chunk of reader.payload()) parts.push(chunk);
+    } finally {
+      await reader.close();
+    }
+    return Buffer.concat(parts);
   }
 
   /**
@@ -236,19 +324,8 @@ export class ProcessSnapshots implements DriverSnapshotStore {
       );
     }
     assert(log.term(usable.index) === usable.term, () => `snapshot ${usable.index}@${usable.term} disagrees with the log's term ${log.term(usable.index)} there`);
-    const reader = await store.openReader(usable.index, usable.term);
-    assert(reader !== undefined, 'a kept snapshot opens');
-    const parts: Uint8Array[] = [];
-    try {
-      for await (const chunk of reader.payload()) parts.push(chunk);
-    } finally {
-      await reader.close();
-    }
+    const payload = await this.readPayload(usable);
     logger.warn({ applied, firstIndex: log.firstIndex(), lastIndex: log.lastIndex(), snapshot: usable.index }, 'broker state does not follow the log; restoring the newest usable snapshot');
-    await stateMachine.restoreSnapshot(usable.index, Buffer.concat(parts), log);
+    await stateMachine.restoreSnapshot(usable.index, payload, log);
   }
-}
-
-async function* batchesOf(entries: readonly Entry[]): AsyncIterable<Entry[]> {
-  for (let at = 0; at < entries.length; at += INSTALL_BATCH_ENTRIES) yield entries.slice(at, at + INSTALL_BATCH_ENTRIES);
 }

@@ -66,7 +66,7 @@ const MAX_APPLY_BYTES = 4 * 1024 * 1024;
 const MAX_PROPOSAL_WAIT_MS = 10_000;
 /**
  * Snapshot transfers: chunks well under a peer frame, a few in flight (the follower stages them
- * in memory), resent after a second without answer, given up after 30 s without progress.
+ * to a file), resent after a second without answer, given up after 30 s without progress.
  */
 const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
 const SNAPSHOT_INFLIGHT_CHUNKS = 4;

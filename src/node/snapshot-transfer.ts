@@ -88,9 +88,10 @@ export interface DriverSnapshotStore {
   openPackage(meta: SnapshotMeta, opened: (pkg: SnapshotPackage | null) => void, failed: Failed): void;
   /**
    * Bytes staged so far of the package (meta, totalBytes, checksum); a staging of any other
-   * package is discarded first, so the answer is 0 for a new one.
+   * package is discarded first, so the answer is 0 for a new one. null: the package is refused
+   * (no room for it); its chunks go unanswered and the sender gives up and retries later.
    */
-  staged(meta: SnapshotMeta, totalBytes: number, checksum: string): number;
+  staged(meta: SnapshotMeta, totalBytes: number, checksum: string): number | null;
   /** Appends a chunk at exactly staged() bytes. */
   stage(data: Uint8Array, done: () => void, failed: Failed): void;
   /** Whether the staged package is complete and its checksum matches (a mismatch discards it). */
@@ -103,7 +104,7 @@ export interface DriverSnapshotStore {
 
 export interface TransferTuning {
   readonly maxChunkBytes: number;
-  /** Largest package a follower stages (it is held in memory); larger announcements are refused. */
+  /** Largest package a peer may announce; larger announcements are refused as malformed. */
   readonly maxPackageBytes: number;
   readonly maxInflightBytes: number;
   /** No acknowledgement for this many ticks: resend from what the follower last acknowledged. */
@@ -290,6 +291,7 @@ export class SnapshotReceiver {
     if (chunk.term < this.currentTerm()) return this.next();
     const meta = { index: chunk.index, term: chunk.snapshotTerm };
     const staged = this.store.staged(meta, chunk.totalBytes, chunk.checksum);
+    if (staged === null) return this.next();
     const ack = (stagedBytes: number, gap = false) =>
       this.hooks.send(chunk.from, { type: 'snapshotAck', from: this.hooks.id, to: chunk.from, term: chunk.term, index: chunk.index, snapshotTerm: chunk.snapshotTerm, stagedBytes, gap });
     const complete = staged === chunk.totalBytes;
@@ -332,7 +334,7 @@ function packageChecksum(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** A package already encoded in memory, streamed from its bytes (both snapshot ports build them so). */
+/** A package already encoded in memory, streamed from its bytes (the simulator's port, memory-ports.ts; a process streams its files: snapshot-package.ts). */
 export function inMemoryPackage(meta: SnapshotMeta, bytes: Uint8Array): SnapshotPackage {
   return {
     meta,
@@ -344,7 +346,7 @@ export function inMemoryPackage(meta: SnapshotMeta, bytes: Uint8Array): Snapshot
 }
 
 /**
- * One incoming package staged in memory (both snapshot ports stage this way): chunks in order,
+ * One incoming package staged in memory (the simulator's port; a process stages to a file): chunks in order,
  * the whole checked against the checksum the sender announced.
  */
 export class MemoryStaging {
@@ -356,11 +358,6 @@ export class MemoryStaging {
     if (s !== null && s.meta.index === meta.index && s.meta.term === meta.term && s.totalBytes === totalBytes && s.checksum === checksum) return s.bytes;
     this.current = { meta, totalBytes, checksum, chunks: [], bytes: 0 };
     return 0;
-  }
-
-  totalBytes(): number {
-    assert(this.current !== null, 'a package is being staged');
-    return this.current.totalBytes;
   }
 
   append(data: Uint8Array): void {
