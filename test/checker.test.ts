@@ -163,6 +163,12 @@ describe('checker – a drain after retention deleted the start of its queue', (
     expect(formatReport(retained)).toContain('2 acked send(s) were deleted by retention before the final drain (not judged for loss; 1 of them read before)');
   });
 
+  it('two acks naming one offset below the minOffset are not excused as retained', () => {
+    const report = checkHistory(history(send(0, Q, 'a', 0), send(0, Q, 'b', 0), send(0, Q, 'c', 1), drain(9, Q, [[1, 'c']], 1)));
+    expect(report.counts.lost).toBe(2);
+    expect(report.retainedAwaySends.count).toBe(0);
+  });
+
   it('the drain lacking offsets below its minOffset that polls showed is no skip; lacking one above is', () => {
     const below = checkHistory(history(sends(), poll(5, Q, [[0, 'a'], [1, 'b'], [2, 'c']]), drain(9, Q, [[2, 'c'], [3, 'd']], 2)));
     expect(foundKinds(below)).toEqual([]);

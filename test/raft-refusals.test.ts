@@ -3,6 +3,7 @@
 // the peer transport's authentication would keep out, and ones a buggy authenticated peer sends.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { validateTransferMessage } from '../src/node/snapshot-transfer.js';
 import { MAX_WIRE_TERM, type Message, validateMessage } from '../src/raft/messages.js';
 import { ELECTION_TICKS, TestCluster, entry } from './support/raft-cluster.js';
 
@@ -143,5 +144,27 @@ describe('raft core – any message from a peer id, well-formed or not, never tr
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('snapshot transfer messages – validation at the edge', () => {
+  const tuning = { maxChunkBytes: 1 << 20, maxPackageBytes: 2 ** 40 };
+  const chunk = (overrides: Record<string, unknown>) => ({
+    type: 'snapshotChunk', from: 'n1', to: 'n2', term: 3, index: 40, snapshotTerm: 2, totalBytes: 64, offsetBytes: 0,
+    data: new Uint8Array(64), checksum: 'a'.repeat(64), ...overrides,
+  });
+
+  it('accepts a chunk a correct leader sends', () => {
+    expect(validateTransferMessage(chunk({}), tuning)).not.toBeNull();
+  });
+
+  it.each([
+    ['a checksum that would be a path', { checksum: '/../../../../xyz' }],
+    ['a checksum that is not hex SHA-256', { checksum: '\u0000' }],
+    ['a term past the wire bound', { term: 2 ** 53 - 1 }],
+    ['an index past the wire bound', { index: 2 ** 53 }],
+    ['a snapshot term above the term', { snapshotTerm: 4 }],
+  ])('refuses %s', (_what, overrides) => {
+    expect(validateTransferMessage(chunk(overrides), tuning)).toBeNull();
   });
 });

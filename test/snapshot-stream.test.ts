@@ -3,6 +3,7 @@
 // the leader's window and snapshot; a chunk damaged on the way is refused by the digest and the
 // transfer starts over; retention keeps the segments a package being sent reads; the staged file
 // is gone after the install.
+import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -143,7 +144,7 @@ describe('snapshot packages – streamed from the files, staged to a file, check
     expect(damaged).toBe(1);
     // The digest refused the staging, which started over from byte 0.
     expect(stagingWentBack).toBe(true);
-    expect(follower.lines.some((l) => String(l.msg).includes('failed its checksum'))).toBe(true);
+    expect(follower.lines.some((l) => String(l.msg).includes('is refused') && String(l.problem).includes('SHA-256 differs'))).toBe(true);
     const sent = leader.lines.find((l) => l.msg === 'sending a snapshot package to a follower');
     // The package (~4 MB of log) is several times what the leader reads at once.
     expect(sent?.totalBytes as number).toBeGreaterThan(3 * PACKAGE_READ_BYTES);
@@ -174,7 +175,7 @@ describe('snapshot packages – streamed from the files, staged to a file, check
     expect(lost.size).toBeGreaterThan(3);
     // Each loss cost a resend from where the follower stood: its staging never went back.
     expect(stagingWentBack).toBe(false);
-    expect(follower.lines.some((l) => String(l.msg).includes('failed its checksum'))).toBe(false);
+    expect(follower.lines.some((l) => String(l.msg).includes('is refused'))).toBe(false);
     expect(plain(readAll(follower.log))).toEqual(plain(leader.log.entries(501, 1501, Number.MAX_SAFE_INTEGER)));
     await closeNodes(leader, follower);
   }, 60_000);
@@ -189,5 +190,23 @@ describe('snapshot packages – streamed from the files, staged to a file, check
     pkg!.close();
     expect(leader.snapshots.logPinnedFrom()).toBe(Number.POSITIVE_INFINITY);
     await closeNodes(leader);
+  });
+});
+
+describe('snapshot packages – a package is checked whole before the node is told it is good', () => {
+  it('refuses one whose digest matches but whose header and log are not a package (a broken or hostile leader), without failing', async () => {
+    const follower = await node(0, 1, Buffer.alloc(0));
+    const forged = Buffer.alloc(4096, 7);
+    const checksum = createHash('sha256').update(forged).digest('hex');
+    const meta = { index: 50, term: 2 };
+    expect(follower.snapshots.staged(meta, forged.length, checksum)).toBe(0);
+    await new Promise<void>((resolve, reject) => follower.snapshots.stage(forged, resolve, reject));
+    const ok = await new Promise<boolean>((resolve, reject) => follower.snapshots.verifyStaged(resolve, reject));
+    expect(ok).toBe(false);
+    expect(follower.lines.some((l) => String(l.msg).includes('is refused') && !String(l.problem).includes('SHA-256'))).toBe(true);
+    // Nothing was installed or kept: no snapshot file, no staging left behind.
+    expect(follower.snapshots.latest()).toBeNull();
+    expect(readdirSync(join(follower.dir, 'snapshots')).filter((f) => f.startsWith('incoming-'))).toEqual([]);
+    await closeNodes(follower);
   });
 });

@@ -108,8 +108,8 @@ export class BrokerService {
     lookupByKey: (request) => ({ messages: this.state.lookupByKey(request.topic, request.key, request.max) }),
     lookupByMsgId: (request, _context, user) => {
       const message = this.state.lookupByMsgId(request.msgId);
-      if (message !== undefined && user !== null) this.access!.authorizeRead(user, request.op, message.topic);
-      return { messages: message === undefined ? [] : [message] };
+      const visible = message !== undefined && (user === null || this.access!.mayRead(user, message.topic));
+      return { messages: visible ? [message] : [] };
     },
   };
 

@@ -79,7 +79,8 @@ export type LossJudgement =
 /**
  * Judges an acked send against the final drain of its queue. A send is stored at the offset
  * its ack named, else where a read showed it in its queue; stored below the drain's minOffset
- * it was retained away, not lost. An ack that named no offset (leader quorum), for a body no
+ * it was retained away, not lost — unless another ack named the same offset (one of the two
+ * is lost, and retention may not hide which). An ack that named no offset (leader quorum), for a body no
  * read ever showed, cannot be placed: once retention moved the queue's start it is unjudged.
  */
 export function judgeLoss(index: HistoryIndex, send: SendRecord): LossJudgement {
@@ -88,7 +89,9 @@ export function judgeLoss(index: HistoryIndex, send: SendRecord): LossJudgement 
   if (drain === undefined) return { kind: 'unjudged' };
   if (drain.bodies.has(send.body)) return { kind: 'present' };
   const offset = send.ackedOffset ?? lowestReadOffset(index, send);
-  if (offset !== undefined && offset < drain.minOffset) return { kind: 'retained', drain };
+  // Two acks naming one offset cannot both be right: neither is excused as retained.
+  const claimedOnce = send.ackedOffset === undefined || index.ackedOffsetClaims.get(send.queue)?.get(send.ackedOffset) === 1;
+  if (offset !== undefined && offset < drain.minOffset && claimedOnce) return { kind: 'retained', drain };
   if (offset === undefined && drain.minOffset > 0) return { kind: 'unjudged' };
   return { kind: 'lost', drain };
 }

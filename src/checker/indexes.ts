@@ -87,6 +87,8 @@ export interface HistoryIndex {
   /** queue → its ok drains in completion order; the last is the final drain, the authority for `lost`. */
   drains: Map<string, DrainRecord[]>;
   readSteps: ReadStep[];
+  /** queue → offset → how many ok sends' acks named it (more than one: all but one are wrong). */
+  ackedOffsetClaims: Map<string, Map<number, number>>;
   /** Every queue named by any operation. */
   queues: Set<string>;
   stats: HistoryStats;
@@ -105,6 +107,7 @@ export class IndexBuilder {
     existingOffsets: new Map(),
     drains: new Map(),
     readSteps: [],
+    ackedOffsetClaims: new Map(),
     queues: new Set(),
     stats: { events: 0, sends: 0, acked: 0, failed: 0, info: 0, incomplete: 0, polls: 0, drains: 0, messagesRead: 0, queues: 0 },
   };
@@ -248,7 +251,13 @@ export class IndexBuilder {
     }
     this.index.stats.events = events;
     this.index.stats.queues = this.index.queues.size;
-    for (const send of this.index.sends.values()) assert(send.outcome !== 'pending', 'every send is completed by finish');
+    for (const send of this.index.sends.values()) {
+      assert(send.outcome !== 'pending', 'every send is completed by finish');
+      if (send.ackedOffset === undefined) continue;
+      let claims = this.index.ackedOffsetClaims.get(send.queue);
+      if (claims === undefined) this.index.ackedOffsetClaims.set(send.queue, (claims = new Map()));
+      claims.set(send.ackedOffset, (claims.get(send.ackedOffset) ?? 0) + 1);
+    }
     return this.index;
   }
 }

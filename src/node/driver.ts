@@ -330,6 +330,8 @@ export class NodeDriver<R> {
     if (this.stopped) return;
     const { meta } = staged;
     this.core.step({ type: 'snapshot', from: staged.from, to: this.id, term: staged.term, index: meta.index, snapshotTerm: meta.term });
+    const refusals = this.core.takeRefusals();
+    if (refusals.count > 0) this.refused(staged.from, refusals.count, refusals.reasons);
     const pending = this.core.installPending();
     if (pending === null || pending.index !== meta.index) {
       this.ports.snapshots!.discardStaged();

@@ -22,7 +22,7 @@ import type { SnapshotStore } from '../log/snapshot-store.js';
 import type { LogReader } from '../raft/raft-log.js';
 import type { Entry, SnapshotMeta } from '../raft/types.js';
 import { assert } from '../util/assert.js';
-import { LmqError } from '../util/errors.js';
+import { isLmqError, LmqError } from '../util/errors.js';
 import type { Failed } from './ports.js';
 import { type FileRange, PACKAGE_HEADER_BYTES, PackageStaging, StreamedPackage } from './snapshot-package.js';
 import type { DriverSnapshotStore, SnapshotPackage } from './snapshot-transfer.js';
@@ -246,9 +246,12 @@ export class ProcessSnapshots implements DriverSnapshotStore {
     const staging = this.staging;
     assert(staging !== null, 'a complete staging is verified');
     this.queueStaging(async () => {
-      const ok = await staging.verify();
-      if (ok) return true;
-      this.options.logger.warn({ index: staging.meta.index, totalBytes: staging.totalBytes }, 'a received snapshot package failed its checksum; asking for it again');
+      // The whole package is checked before the core is told it is good: once it is, the node
+      // restores to it, and a package that failed later (a bad header or frame) would crash the
+      // install with its snapshot file already written.
+      const problem = (await staging.verify()) ? await packageProblem(staging) : 'its SHA-256 differs from the announced one';
+      if (problem === null) return true;
+      this.options.logger.warn({ index: staging.meta.index, totalBytes: staging.totalBytes, problem }, 'a received snapshot package is refused; asking for it again');
       if (this.staging === staging) this.staging = null;
       await staging.remove();
       return false;
@@ -327,5 +330,17 @@ export class ProcessSnapshots implements DriverSnapshotStore {
     const payload = await this.readPayload(usable);
     logger.warn({ applied, firstIndex: log.firstIndex(), lastIndex: log.lastIndex(), snapshot: usable.index }, 'broker state does not follow the log; restoring the newest usable snapshot');
     await stateMachine.restoreSnapshot(usable.index, payload, log);
+  }
+}
+
+/** Why a staged package with the right digest cannot be installed (header, frames, its end), or null. */
+async function packageProblem(staging: PackageStaging): Promise<string | null> {
+  try {
+    const header = await staging.header();
+    for await (const batch of staging.entries(header)) assert(batch.length > 0, 'a staged batch holds entries');
+    return null;
+  } catch (error) {
+    if (isLmqError(error, 'LMQ_CORRUPT_DATA')) return error.message;
+    throw error;
   }
 }

@@ -116,8 +116,9 @@ export type MessageType = Message['type'];
 /**
  * The largest term and index a peer may name: 2^48 elections or entries is beyond any real
  * cluster's life, and far enough below 2^53 that a node's own arithmetic on them stays exact.
- * A message naming more is refused at the edge, so a hostile or broken peer cannot push a
- * node's term to where no election can follow it.
+ * A message naming more is refused at the edge, so no frame can push a node's term past it.
+ * (A peer that holds the cluster secret can still name the bound itself, after which no node
+ * can campaign: Raft trusts its authenticated peers; README, Security.)
  */
 export const MAX_WIRE_TERM = 2 ** 48;
 export const MAX_WIRE_INDEX = 2 ** 48;

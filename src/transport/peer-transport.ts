@@ -295,7 +295,10 @@ export class PeerTransport {
     assert(connection.state === 'pending' && connection.challenge !== null, 'authenticate a challenged connection only');
     const { transcript, problem } = connection.challenge;
     const { clusterSecret, maxFrameBytes } = this.options;
-    const reason = problem ?? proofProblem(proof, transcript, clusterSecret);
+    // The proof is checked even when the hello was already wrong: the refusal takes as long
+    // either way, so its timing tells a stranger nothing about the ids it guessed.
+    const proofReason = proofProblem(proof, transcript, clusterSecret);
+    const reason = problem ?? proofReason;
     if (reason !== null) return this.refuse(connection, reason);
     const peerId = transcript.dialerId;
     assert(this.knownPeerIds.has(peerId), 'only a configured peer authenticates');

@@ -341,7 +341,8 @@ export class RpcServer {
       this.logger.error({ connection: connection.id, err: error.message }, 'cannot encode response');
       frame = encodeFrame(errorResponse(response.id, error), this.options.maxFrameBytes);
     }
-    connection.served += 1;
+    // A refused request (a stranger's) earns no standing against eviction.
+    if (response.ok || response.error.code !== 'LMQ_UNAUTHENTICATED') connection.served += 1;
     if (!writeCoalesced(socket, frame) && !connection.pausedForReplies) {
       // The client is not reading its responses: stop reading its requests until it does, so
       // its unread responses, not new work, are what fills memory. Handlers already running
