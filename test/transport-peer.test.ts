@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame } from '../src/transport/framing.js';
+import { helloFor, newNonce } from '../src/transport/peer-handshake.js';
 import { PeerTransport, type PeerTransportOptions } from '../src/transport/peer-transport.js';
 import { InvariantViolation } from '../src/util/assert.js';
 import { isLmqError } from '../src/util/errors.js';
@@ -378,6 +379,20 @@ describe('peer transport – authentication with a cluster secret', () => {
     expect(n1.transport.inboundStats().pendingConnections).toBeLessThanOrEqual(16);
     expect(n1.transport.inboundStats().rejectedConnections).toBeGreaterThan(rejectedBefore);
     expect(held.filter((h) => h.socket.destroyed).length).toBeGreaterThanOrEqual(5);
+  });
+});
+
+describe('peer transport – eviction at the pending bound prefers strangers', () => {
+  it('a flood of connections that sent no hello does not push out one whose hello named the right ids', async () => {
+    const [n1Port] = (await freePorts(1)) as [number];
+    const n1 = await startNode('n1', n1Port, [{ id: 'n2', port: 1 }], { handshakeTimeoutMs: 60_000 });
+    const halfDone = await rawPeer(n1Port);
+    halfDone.write(encodeFrame(helloFor({ clusterId: 'test-cluster', dialerId: 'n2', listenerId: 'n1', dialerNonce: newNonce() })));
+    await waitUntil(() => halfDone.replies.length >= 1, 'the listener challenges the right hello');
+    const flood = await Promise.all(Array.from({ length: 30 }, () => rawSocket(n1Port)));
+    await waitUntil(() => n1.transport.inboundStats().rejectedConnections >= 15, 'the flood is evicted among itself');
+    expect(halfDone.socket.destroyed).toBe(false);
+    expect(flood.filter((f) => f.socket.destroyed).length).toBeGreaterThanOrEqual(15);
   });
 });
 

@@ -335,16 +335,21 @@ export class PeerTransport {
   }
 
   /**
-   * At the pending bound the oldest unauthenticated connection goes: a real peer completes its
-   * handshake in one round trip, so only one that a stranger holds open grows old.
+   * At the pending bound an unauthenticated connection goes: first the oldest that sent no
+   * hello or a hello with the wrong ids (a stranger cannot send a right one without knowing
+   * them), then the oldest of the rest. A real peer completes its handshake in one round trip,
+   * so a flood of fresh connections cannot push its half-done one out.
    */
   private evictOldestPending(remote: string): void {
     let oldest: InboundConnection | undefined;
     for (const connection of this.inbound) {
-      if (connection.countedPending) {
+      if (!connection.countedPending) continue;
+      const plausible = connection.challenge !== null && connection.challenge.problem === null;
+      if (!plausible) {
         oldest = connection;
         break;
       }
+      oldest ??= connection;
     }
     assert(oldest !== undefined, 'at the pending bound some connection is pending');
     if (oldest.state === 'pending') this.rejectedConnections += 1;
