@@ -28,7 +28,7 @@ function produce(messages: number, seq: number): unknown {
 /** Microseconds per request of the client's encode and of the node's decode and check. */
 function measure(messages: number, credentials: Credentials | undefined): { clientUs: number; serverUs: number } {
   const acl = Acl.parse({ users: [{ ...CREDENTIALS, admin: true }] }, 'bench');
-  const authenticator = new RequestAuthenticator({ current: () => acl });
+  const authenticator = new RequestAuthenticator({ current: () => acl }, 'n1');
   const decoder = new FrameDecoder();
   const requests = Math.ceil(MESSAGES_PER_RUN / messages);
   let clientNs = 0n;
@@ -36,7 +36,7 @@ function measure(messages: number, credentials: Credentials | undefined): { clie
   for (let i = 0; i < requests; i++) {
     const body = produce(messages, i + 1);
     const encodeStarted = process.hrtime.bigint();
-    const frame = encodeFrame(requestFrameValue(i, body, credentials));
+    const frame = encodeFrame(requestFrameValue(i, body, credentials === undefined ? undefined : { credentials, audience: 'n1' }));
     const decodeStarted = process.hrtime.bigint();
     decoder.push(frame);
     const request = parseRequest(decoder.next()!.value);

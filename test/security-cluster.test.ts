@@ -147,7 +147,7 @@ describe('security – every operation under an ACL', () => {
     const payload = encodeValue({ op: 'status' });
     const timestampMs = Date.now();
     const nonce = randomUUID();
-    const signature = sign(READER.secretKey, READER.accessKey, 'status', timestampMs, nonce, payloadDigest(payload));
+    const signature = sign(READER.secretKey, READER.accessKey, 'status', timestampMs, nonce, payloadDigest(payload), leader.id);
     const frame = (id: number) => encodeFrame({ id, auth: { accessKey: READER.accessKey, timestampMs, nonce, signature }, payload });
     const malformed = encodeFrame({ id: 3, auth: { accessKey: READER.accessKey, timestampMs, nonce: 7, signature }, payload });
     const responses = await exchange(port, [frame(1), frame(2), malformed], 3);

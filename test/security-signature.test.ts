@@ -12,6 +12,8 @@ interface Signed {
   timestampMs: number;
   nonce: string;
   payload: Uint8Array;
+  /** The node the request is addressed to. */
+  audience: string;
 }
 
 const signedArb = fc.record({
@@ -21,14 +23,15 @@ const signedArb = fc.record({
   timestampMs: fc.integer({ min: 0, max: 2 ** 45 }),
   nonce: fc.string({ minLength: 1, maxLength: 64 }),
   payload: fc.uint8Array({ maxLength: 300 }),
+  audience: fc.string({ minLength: 1, maxLength: 32 }),
 });
 
 function authOf(s: Signed): RequestAuth {
-  return { accessKey: s.accessKey, timestampMs: s.timestampMs, nonce: s.nonce, signature: sign(s.secretKey, s.accessKey, s.op, s.timestampMs, s.nonce, payloadDigest(s.payload)) };
+  return { accessKey: s.accessKey, timestampMs: s.timestampMs, nonce: s.nonce, signature: sign(s.secretKey, s.accessKey, s.op, s.timestampMs, s.nonce, payloadDigest(s.payload), s.audience) };
 }
 
-function verifies(secretKey: string, auth: RequestAuth, op: string, payload: Uint8Array): boolean {
-  return signatureMatches(secretKey, auth, op, payloadDigest(payload));
+function verifies(secretKey: string, auth: RequestAuth, op: string, payload: Uint8Array, audience: string): boolean {
+  return signatureMatches(secretKey, auth, op, payloadDigest(payload), audience);
 }
 
 /** One signed field changed: which, and to what (always a different value). */
@@ -39,6 +42,8 @@ const tamperArb = fc.oneof(
   fc.record({ field: fc.constant('accessKey' as const), text: fc.string({ minLength: 1, maxLength: 8 }) }),
   fc.record({ field: fc.constant('op' as const), text: fc.string({ minLength: 1, maxLength: 8 }) }),
   fc.record({ field: fc.constant('nonce' as const), text: fc.string({ minLength: 1, maxLength: 8 }) }),
+  // A request captured on its way to one node, presented to another.
+  fc.record({ field: fc.constant('audience' as const), text: fc.string({ minLength: 1, maxLength: 8 }) }),
   fc.record({ field: fc.constant('timestampMs' as const), delta: fc.integer({ min: 1, max: 10 ** 9 }) }),
   fc.record({ field: fc.constant('payload' as const), at: fc.nat(), xor: fc.integer({ min: 1, max: 255 }) }),
   fc.record({ field: fc.constant('payloadLength' as const), extra: fc.uint8Array({ minLength: 1, maxLength: 4 }) }),
@@ -47,7 +52,7 @@ const tamperArb = fc.oneof(
 
 describe('security – request signatures', () => {
   it('verifies a request exactly as signed', () => {
-    fc.assert(fc.property(signedArb, (s) => verifies(s.secretKey, authOf(s), s.op, s.payload)));
+    fc.assert(fc.property(signedArb, (s) => verifies(s.secretKey, authOf(s), s.op, s.payload, s.audience)));
   });
 
   it('refuses any change to a signed field, the payload, the signature or the secret key', () => {
@@ -57,12 +62,14 @@ describe('security – request signatures', () => {
         let secretKey = s.secretKey;
         let op = s.op;
         let payload = s.payload;
+        let audience = s.audience;
         let presented: RequestAuth = auth;
         switch (t.field) {
           case 'secretKey': secretKey = s.secretKey + t.text; break;
           case 'accessKey': presented = { ...auth, accessKey: s.accessKey + t.text }; break;
           case 'op': op = s.op + t.text; break;
           case 'nonce': presented = { ...auth, nonce: s.nonce + t.text }; break;
+          case 'audience': audience = s.audience + t.text; break;
           case 'timestampMs': presented = { ...auth, timestampMs: s.timestampMs + t.delta }; break;
           case 'payload': {
             if (s.payload.length === 0) return true; // nothing to flip; payloadLength covers it
@@ -78,20 +85,20 @@ describe('security – request signatures', () => {
             break;
           }
         }
-        expect(verifies(secretKey, presented, op, payload)).toBe(false);
+        expect(verifies(secretKey, presented, op, payload, audience)).toBe(false);
       }),
     );
   });
 
   it('encodes fields unambiguously: moving a character between two fields changes what is signed', () => {
     const digest = payloadDigest(Buffer.from('x'));
-    expect(stringToSign('ab', 'c', 1, 'n', digest).equals(stringToSign('a', 'bc', 1, 'n', digest))).toBe(false);
-    expect(stringToSign('a\n1:b', 'c', 1, 'n', digest).equals(stringToSign('a', 'b\n1:c', 1, 'n', digest))).toBe(false);
+    expect(stringToSign('ab', 'c', 1, 'n', digest, 'n1').equals(stringToSign('a', 'bc', 1, 'n', digest, 'n1'))).toBe(false);
+    expect(stringToSign('a\n1:b', 'c', 1, 'n', digest, 'n1').equals(stringToSign('a', 'b\n1:c', 1, 'n', digest, 'n1'))).toBe(false);
   });
 
   it('refuses a signature of the wrong length without throwing', () => {
-    const s = { secretKey: 'secret-key', accessKey: 'k', op: 'status', timestampMs: 1, nonce: 'n', payload: Buffer.from('p') };
-    expect(verifies(s.secretKey, { ...authOf(s), signature: new Uint8Array(16) }, s.op, s.payload)).toBe(false);
+    const s = { secretKey: 'secret-key', accessKey: 'k', op: 'status', timestampMs: 1, nonce: 'n', payload: Buffer.from('p'), audience: 'n1' };
+    expect(verifies(s.secretKey, { ...authOf(s), signature: new Uint8Array(16) }, s.op, s.payload, s.audience)).toBe(false);
   });
 });
 

@@ -46,7 +46,7 @@ export async function startBrokerNode(
   const self = findNode(config, id);
   // First, before anything is opened: a missing or invalid ACL or secret file stops the node
   // (exit 2) with one line and leaves nothing behind.
-  const acls = openAcl(config, logger);
+  const acls = openAcl(config, id, logger);
   const clusterSecret = clusterSecretOf(config, logger);
   mkdirSync(self.dataDir, { recursive: true });
   if (storage === 'lazy') {
@@ -121,11 +121,11 @@ export async function startBrokerNode(
 }
 
 /** The ACL the client port enforces, reloaded on change; null when security.aclFile is unset. */
-function openAcl(config: ClusterConfig, logger: Logger): { source: AclSource; access: BrokerAccess } | null {
+function openAcl(config: ClusterConfig, selfId: string, logger: Logger): { source: AclSource; access: BrokerAccess } | null {
   const path = config.security?.aclFile;
   if (path === undefined) return null;
   const source = new AclSource(path, logger);
-  const authenticator = new RequestAuthenticator(source);
+  const authenticator = new RequestAuthenticator(source, selfId);
   source.onReload((acl) => authenticator.retainUsers(acl.accessKeys));
   logger.info({ aclFile: path, users: source.current().accessKeys.size }, 'client port requires signed requests (ACL)');
   return { source, access: new BrokerAccess(authenticator) };

@@ -22,7 +22,8 @@ export interface ClientConnection {
 }
 
 /** `credentials`, when given, sign every request sent on the connection. */
-export type Connector = (host: string, port: number, connectTimeoutMs: number, credentials?: Credentials) => Promise<ClientConnection>;
+/** `nodeId`: the node at host:port, which signed requests name (a node refuses another's). */
+export type Connector = (host: string, port: number, connectTimeoutMs: number, credentials: Credentials | undefined, nodeId: string) => Promise<ClientConnection>;
 
 export interface ClientOptions {
   readonly nodes: readonly ClientNode[];
@@ -217,7 +218,7 @@ export class LedgerClient {
   private connect(node: ClientNode): Promise<ClientConnection> {
     let pending = this.connections.get(node.id);
     if (pending === undefined) {
-      pending = this.connector(node.host, node.clientPort, this.options.connectTimeoutMs, this.options.credentials);
+      pending = this.connector(node.host, node.clientPort, this.options.connectTimeoutMs, this.options.credentials, node.id);
       this.connections.set(node.id, pending);
       pending.then(
         (c) => c.onClose(() => this.connections.get(node.id) === pending && this.connections.delete(node.id)),

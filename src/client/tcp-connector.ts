@@ -3,4 +3,5 @@
 import { RpcConnection } from '../transport/rpc-connection.js';
 import type { Connector } from './client.js';
 
-export const tcpConnector: Connector = (host, port, connectTimeoutMs, credentials) => RpcConnection.connect(host, port, { connectTimeoutMs, credentials });
+export const tcpConnector: Connector = (host, port, connectTimeoutMs, credentials, nodeId) =>
+  RpcConnection.connect(host, port, { connectTimeoutMs, ...(credentials === undefined ? {} : { signer: { credentials, audience: nodeId } }) });

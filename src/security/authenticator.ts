@@ -17,6 +17,8 @@ function refuse(message: string, accessKey?: string): never {
 export class RequestAuthenticator {
   constructor(
     private readonly acls: Pick<AclSource, 'current'>,
+    /** This node's id: a request signed for another node is refused. */
+    private readonly selfId: string,
     private readonly guard = new ReplayGuard(),
     private readonly nowMs: () => number = Date.now,
   ) {}
@@ -28,8 +30,8 @@ export class RequestAuthenticator {
     const { accessKey } = presented;
     const user = this.acls.current().user(accessKey);
     if (user === undefined) refuse(`access key "${accessKey}" is not a user of the node's ACL; ${HOW_TO_SIGN}`, accessKey);
-    if (!signatureMatches(user.secretKey, presented, op, payloadDigest(presented.payload))) {
-      refuse(`the signature of access key "${accessKey}" does not match: wrong secret key, or the request was altered`, accessKey);
+    if (!signatureMatches(user.secretKey, presented, op, payloadDigest(presented.payload), this.selfId)) {
+      refuse(`the signature of access key "${accessKey}" does not match: wrong secret key, the request was altered, or it was signed for another node than ${this.selfId}`, accessKey);
     }
     if (!addressAllowed(user, remoteAddress)) refuse(`user "${accessKey}" may not connect from ${remoteAddress} (allowedAddresses in the ACL file)`, accessKey);
     const replay = this.guard.admit(accessKey, presented.timestampMs, presented.nonce, this.nowMs());

@@ -57,24 +57,26 @@ export function payloadDigest(payload: Uint8Array): Buffer {
 
 /**
  * The bytes that are signed: the scheme, then each field as `<length>:<value>\n`, so no two
- * different field tuples encode alike whatever characters the fields hold.
+ * different field tuples encode alike whatever characters the fields hold. `audience` is the
+ * node the request is sent to: each node keeps its own nonces, so a request captured on its
+ * way to one node must not be accepted by another (after a leader change, say).
  */
-export function stringToSign(accessKey: string, op: string, timestampMs: number, nonce: string, digest: Uint8Array): Buffer {
+export function stringToSign(accessKey: string, op: string, timestampMs: number, nonce: string, digest: Uint8Array, audience: string): Buffer {
   assert(digest.byteLength === 32, 'a SHA-256 digest is 32 bytes');
-  const fields = [accessKey, op, String(timestampMs), nonce, Buffer.from(digest).toString('hex')];
+  const fields = [accessKey, op, String(timestampMs), nonce, Buffer.from(digest).toString('hex'), audience];
   return Buffer.from(`${SIGNATURE_SCHEME}\n${fields.map((f) => `${Buffer.byteLength(f)}:${f}\n`).join('')}`, 'utf8');
 }
 
-export function sign(secretKey: string, accessKey: string, op: string, timestampMs: number, nonce: string, digest: Uint8Array): Buffer {
-  const signature = createHmac('sha256', secretKey).update(stringToSign(accessKey, op, timestampMs, nonce, digest)).digest();
+export function sign(secretKey: string, accessKey: string, op: string, timestampMs: number, nonce: string, digest: Uint8Array, audience: string): Buffer {
+  const signature = createHmac('sha256', secretKey).update(stringToSign(accessKey, op, timestampMs, nonce, digest, audience)).digest();
   assert(signature.byteLength === SIGNATURE_BYTES, 'HMAC-SHA256 is 32 bytes');
   return signature;
 }
 
-/** Whether `auth.signature` is the secret key's signature of these fields (constant time). */
-export function signatureMatches(secretKey: string, auth: RequestAuth, op: string, digest: Uint8Array): boolean {
+/** Whether `auth.signature` is the secret key's signature of these fields for node `audience` (constant time). */
+export function signatureMatches(secretKey: string, auth: RequestAuth, op: string, digest: Uint8Array, audience: string): boolean {
   if (auth.signature.byteLength !== SIGNATURE_BYTES) return false;
-  const expected = sign(secretKey, auth.accessKey, op, auth.timestampMs, auth.nonce, digest);
+  const expected = sign(secretKey, auth.accessKey, op, auth.timestampMs, auth.nonce, digest, audience);
   return timingSafeEqual(expected, auth.signature);
 }
 

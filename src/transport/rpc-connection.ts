@@ -20,11 +20,14 @@ export interface RpcConnectionOptions {
   maxFrameBytes?: number;
   /** Bound on requests awaiting a response; more are rejected with LMQ_OVERLOADED at once. Default 1024. */
   maxInflightRequests?: number;
-  /** Signs every request as this user (a cluster with security.aclFile refuses unsigned ones). */
-  credentials?: Credentials;
+  /**
+   * Signs every request as this user for the node `audience` (the id of the node this
+   * connection reaches); a cluster with security.aclFile refuses unsigned requests.
+   */
+  signer?: { credentials: Credentials; audience: string };
 }
 
-type ResolvedConnectionOptions = Required<Omit<RpcConnectionOptions, 'credentials'>> & Pick<RpcConnectionOptions, 'credentials'>;
+type ResolvedConnectionOptions = Required<Omit<RpcConnectionOptions, 'signer'>> & Pick<RpcConnectionOptions, 'signer'>;
 
 export const RPC_CONNECTION_DEFAULTS = Object.freeze({
   connectTimeoutMs: 5_000,
@@ -115,7 +118,7 @@ export class RpcConnection {
     const id = this.takeRequestId();
     let frame: Buffer;
     try {
-      frame = encodeFrame(requestFrameValue(id, body, this.options.credentials), this.options.maxFrameBytes);
+      frame = encodeFrame(requestFrameValue(id, body, this.options.signer), this.options.maxFrameBytes);
     } catch (error) {
       return Promise.reject(isLmqError(error) ? error : new LmqError('LMQ_BAD_INPUT', String(error)));
     }

@@ -44,16 +44,17 @@ function isRequestId(value: unknown): value is number {
 }
 
 /**
- * A request frame's value: `{id, body}`, or signed as `credentials` `{id, auth, payload}` with
- * the body's bytes as they were signed. The client calls it per attempt, so a retry is signed
- * afresh (a new nonce and timestamp).
+ * A request frame's value: `{id, body}`, or signed as `credentials` for node `audience`
+ * `{id, auth, payload}` with the body's bytes as they were signed. The client calls it per
+ * attempt, so a retry is signed afresh (a new nonce and timestamp).
  */
-export function requestFrameValue(id: number, body: unknown, credentials: Credentials | undefined): unknown {
-  if (credentials === undefined) return { id, body };
+export function requestFrameValue(id: number, body: unknown, signer: { credentials: Credentials; audience: string } | undefined): unknown {
+  if (signer === undefined) return { id, body };
+  const { credentials, audience } = signer;
   const payload = encodeValue(body);
   const timestampMs = Date.now();
   const nonce = randomUUID();
-  const signature = sign(credentials.secretKey, credentials.accessKey, signedOp(body), timestampMs, nonce, payloadDigest(payload));
+  const signature = sign(credentials.secretKey, credentials.accessKey, signedOp(body), timestampMs, nonce, payloadDigest(payload), audience);
   return { id, auth: { accessKey: credentials.accessKey, timestampMs, nonce, signature }, payload };
 }
 
