@@ -208,3 +208,22 @@ describe('cluster – real processes, real sockets, real files', () => {
     }
   });
 });
+
+describe('node start – stopping', () => {
+  it('a second stop signal during the clean stop changes nothing (Ctrl-C under cluster start sends SIGINT, then SIGTERM)', async () => {
+    const c = await LocalCluster.create();
+    cluster = c;
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['bin/ledgermq', 'node', 'start', '--id', 'n1', '--config', c.configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await until('the node is up', async () => output.includes('"node up"'), 30_000, 20);
+    child.kill('SIGINT');
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(output).toContain('already stopping');
+    expect(output).not.toContain('stop failed');
+  });
+});

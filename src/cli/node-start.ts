@@ -38,15 +38,20 @@ export function registerNodeStart(program: Command): void {
       const logger = createLogger({ node: options.id }, () => logContext());
       const broker = await startBrokerNode(config, options.id, logger, (node) => (logContext = () => node.logContext()), options.unsafeStorage);
       await new Promise<void>((resolve) => {
+        let stopping = false;
         const stop = (signal: string) => {
+          // Ctrl-C under `cluster start` reaches a node twice: SIGINT from the terminal, then
+          // SIGTERM from cluster start. One clean stop; the second signal changes nothing.
+          if (stopping) return logger.info({ signal }, 'already stopping');
+          stopping = true;
           logger.info({ signal }, 'stopping');
           broker.stop().then(resolve, (error: unknown) => {
             logger.fatal({ err: error }, 'stop failed');
             process.exit(1);
           });
         };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
+        process.on('SIGTERM', () => stop('SIGTERM'));
+        process.on('SIGINT', () => stop('SIGINT'));
       });
       logger.info('stopped');
       logger.flush();
