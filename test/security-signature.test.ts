@@ -138,6 +138,37 @@ describe('security – replay guard', () => {
     expect(guard.admit('shop', now, 'early', later)).toMatch(/off the node's clock/);
   });
 
+  it('a client whose clock runs minutes ahead does not lock out the key\'s other clients', () => {
+    const guard = new ReplayGuard(100);
+    const ahead = now + MAX_CLOCK_SKEW_MS - 1_000;
+    expect(guard.admit('shop', ahead, 'fast-0', now)).toBeNull();
+    // Well over the bound of requests from clients on time: the oldest-stamped are forgotten
+    // first, so the floor stays at their timestamps, never jumps to the fast client's.
+    for (let i = 0; i < 300; i++) expect(guard.admit('shop', now + i, `on-time-${i}`, now + i)).toBeNull();
+    expect(guard.admit('shop', ahead, 'fast-0', now + 300)).toMatch(/already used/);
+  });
+
+  it('forgets nonces oldest-stamped first whatever their arrival order (model check)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 1_000 }), { minLength: 1, maxLength: 200 }), fc.integer({ min: 1, max: 20 }), (offsets, bound) => {
+        const guard = new ReplayGuard(bound);
+        const model: number[] = []; // timestamps remembered
+        let floor = -Infinity;
+        offsets.forEach((offset, i) => {
+          const stamp = now + offset;
+          const verdict = guard.admit('k', stamp, `n${i}`, now);
+          if (stamp <= floor) return expect(verdict).toMatch(/forgotten nonce/);
+          expect(verdict).toBeNull();
+          if (model.length >= bound) {
+            model.sort((a, b) => a - b);
+            floor = Math.max(floor, model.shift()!);
+          }
+          model.push(stamp);
+        });
+      }),
+    );
+  });
+
   it('drops the state of users no longer in the ACL', () => {
     const guard = new ReplayGuard();
     expect(guard.admit('gone', now, 'n', now)).toBeNull();

@@ -81,46 +81,66 @@ export function signatureMatches(secretKey: string, auth: RequestAuth, op: strin
 }
 
 /**
- * One access key's remembered nonces: a set for lookups and a FIFO of (nonce, timestamp) in
- * arrival order for forgetting the oldest. Not a Map iterated from its front: V8 leaves a
- * deleted entry in place until the table is rebuilt, and iterating skips them one by one, so
- * forgetting from the front of a busy Map cost up to 300 µs per request (measured).
+ * One access key's remembered nonces: a set for lookups and a binary min-heap of (timestamp,
+ * nonce) for forgetting the oldest-STAMPED first. Not arrival order: a client whose clock runs
+ * minutes ahead would then sit at the front, hold every later nonce in memory past the window,
+ * and once the bound forced it out, raise the floor minutes into the future — refusing every
+ * other client of the key until the clock caught up (found in review).
  */
 class KeyNonces {
   readonly seen = new Set<string>();
-  private readonly nonces: string[] = [];
   private readonly timestampsMs: number[] = [];
-  private head = 0;
+  private readonly nonces: string[] = [];
   /** Requests stamped at or before this are refused: their nonces may have been forgotten. */
   floorMs = -Infinity;
 
   get size(): number {
-    return this.nonces.length - this.head;
+    return this.nonces.length;
   }
 
   add(nonce: string, timestampMs: number): void {
     this.seen.add(nonce);
-    this.nonces.push(nonce);
     this.timestampsMs.push(timestampMs);
+    this.nonces.push(nonce);
+    for (let i = this.size - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (this.timestampsMs[parent]! <= this.timestampsMs[i]!) break;
+      this.swap(i, parent);
+      i = parent;
+    }
   }
 
   oldestTimestampMs(): number | undefined {
-    return this.size === 0 ? undefined : this.timestampsMs[this.head];
+    return this.size === 0 ? undefined : this.timestampsMs[0];
   }
 
-  /** Forgets the oldest nonce, raising the floor to its timestamp. */
+  /** Forgets the oldest-stamped nonce, raising the floor to its timestamp. */
   forgetOldest(): void {
     assert(this.size > 0, 'forgetOldest needs a nonce');
-    this.seen.delete(this.nonces[this.head]!);
-    this.floorMs = Math.max(this.floorMs, this.timestampsMs[this.head]!);
-    this.head += 1;
-    // Compact once half the arrays is forgotten: amortized O(1) per nonce.
-    if (this.head >= 1024 && this.head * 2 >= this.nonces.length) {
-      this.nonces.splice(0, this.head);
-      this.timestampsMs.splice(0, this.head);
-      this.head = 0;
+    this.seen.delete(this.nonces[0]!);
+    this.floorMs = Math.max(this.floorMs, this.timestampsMs[0]!);
+    const lastTimestampMs = this.timestampsMs.pop()!;
+    const lastNonce = this.nonces.pop()!;
+    if (this.size > 0) {
+      this.timestampsMs[0] = lastTimestampMs;
+      this.nonces[0] = lastNonce;
+      for (let i = 0; ; ) {
+        const left = 2 * i + 1;
+        const right = left + 1;
+        let smallest = i;
+        if (left < this.size && this.timestampsMs[left]! < this.timestampsMs[smallest]!) smallest = left;
+        if (right < this.size && this.timestampsMs[right]! < this.timestampsMs[smallest]!) smallest = right;
+        if (smallest === i) break;
+        this.swap(i, smallest);
+        i = smallest;
+      }
     }
-    assert(this.seen.size === this.size, 'the set and the FIFO hold the same nonces');
+    assert(this.seen.size === this.size, 'the set and the heap hold the same nonces');
+  }
+
+  private swap(a: number, b: number): void {
+    [this.timestampsMs[a], this.timestampsMs[b]] = [this.timestampsMs[b]!, this.timestampsMs[a]!];
+    [this.nonces[a], this.nonces[b]] = [this.nonces[b]!, this.nonces[a]!];
   }
 }
 
@@ -152,7 +172,6 @@ export class ReplayGuard {
       this.keys.set(accessKey, key);
     }
     // Nonces stamped before the window are refused by the timestamp check; they need no memory.
-    // Arrival order is nearly timestamp order; an out-of-order one just waits for the front.
     for (let oldest = key.oldestTimestampMs(); oldest !== undefined && oldest < nowMs - this.maxClockSkewMs; oldest = key.oldestTimestampMs()) {
       key.forgetOldest();
     }
