@@ -155,6 +155,10 @@ describe('broker snapshots – payload checks', () => {
       expect((await refusal(() => target.restoreSnapshot(index + 1, payload, log))).message).toMatch(/holds index 4, not 5/);
       const cut = payload.subarray(0, payload.byteLength - 3);
       expect((await refusal(() => target.restoreSnapshot(index, cut, log))).code).toBe('LMQ_CORRUPT_DATA');
+      // The same verdicts before an install begins (a received package is checked whole), with nothing changed.
+      expect(await target.snapshotProblem(index, header)).toMatch(/format version 9 is not 1/);
+      expect(await target.snapshotProblem(index, cut)).not.toBeNull();
+      expect(await target.snapshotProblem(index, payload)).toBeNull();
       expect(target.stateDigest()).toBe(before);
       expect(target.appliedIndex()).toBe(1);
       // The same payload, intact, restores.

@@ -36,6 +36,9 @@ class PayloadMachine implements SnapshotStateMachine {
   retainedFromIndex(): number {
     return this.retainedFrom;
   }
+  async snapshotProblem(): Promise<string | null> {
+    return null;
+  }
   beginSnapshot(): StateSnapshot {
     const payload = this.payload;
     return {

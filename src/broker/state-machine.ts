@@ -22,7 +22,7 @@
 import type { Logger } from 'pino';
 import { EntryType, type Entry } from '../raft/types.js';
 import { assert, unreachable } from '../util/assert.js';
-import { LmqError } from '../util/errors.js';
+import { isLmqError, LmqError } from '../util/errors.js';
 import { LIMITS, UNSEQUENCED } from '../protocol/index.js';
 import { type BrokerCommand, decodeCommand, type ProduceMessage } from './commands.js';
 import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
@@ -31,7 +31,7 @@ import { type CommitDurability, guardStateDir, markStateClean } from './state-gu
 import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
 import { indexBatch, queueKey, type RunningQueue } from './placement.js';
 import { collectGarbage, isRetainedRecord, retainedFromIndex, truncateBelow } from './retention.js';
-import { type BrokerSnapshot, DEFAULT_SNAPSHOT_CHUNK_BYTES, RESTORING_META, restoreState, snapshotChunks } from './snapshot.js';
+import { type BrokerSnapshot, DEFAULT_SNAPSHOT_CHUNK_BYTES, decodeSnapshot, RESTORING_META, restoreState, snapshotChunks } from './snapshot.js';
 
 export type { BrokerSnapshot } from './snapshot.js';
 
@@ -533,6 +533,17 @@ export class BrokerStateMachine {
    * restore yields to the event loop between steps. A crash part way leaves a state that the
    * next open() deletes.
    */
+  /** Why `payload` is not a snapshot this machine can restore at `index` (decoded in full, nothing changed), or null. */
+  async snapshotProblem(index: number, payload: Uint8Array): Promise<string | null> {
+    try {
+      await decodeSnapshot(payload, index, { schemaVersion: SCHEMA_VERSION, ...this.settings });
+      return null;
+    } catch (error) {
+      if (isLmqError(error, 'LMQ_CORRUPT_DATA')) return error.message;
+      throw error;
+    }
+  }
+
   async restoreSnapshot(index: number, payload: Uint8Array, log: CommittedLogReader): Promise<void> {
     this.assertOpen();
     assert(Number.isSafeInteger(index) && index >= 1, 'a snapshot is of a positive index');

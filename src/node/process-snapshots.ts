@@ -40,6 +40,8 @@ export interface SnapshotStateMachine {
   appliedIndex(): number;
   /** The first log index the state still serves (and so needs the log from). */
   retainedFromIndex(): number;
+  /** Why a received snapshot payload could not be restored at `index`, or null: checked before an install begins. */
+  snapshotProblem(index: number, payload: Uint8Array): Promise<string | null>;
   /** Called between applies: the state at appliedIndex(), read while applies go on. */
   beginSnapshot(): StateSnapshot;
   /** Replaces the state with the snapshot's, rebuilding what it derives from `log` [retainedFromIndex .. index]. */
@@ -249,7 +251,7 @@ export class ProcessSnapshots implements DriverSnapshotStore {
       // The whole package is checked before the core is told it is good: once it is, the node
       // restores to it, and a package that failed later (a bad header or frame) would crash the
       // install with its snapshot file already written.
-      const problem = (await staging.verify()) ? await packageProblem(staging) : 'its SHA-256 differs from the announced one';
+      const problem = (await staging.verify()) ? await packageProblem(staging, this.options.stateMachine) : 'its SHA-256 differs from the announced one';
       if (problem === null) return true;
       this.options.logger.warn({ index: staging.meta.index, totalBytes: staging.totalBytes, problem }, 'a received snapshot package is refused; asking for it again');
       if (this.staging === staging) this.staging = null;
@@ -333,12 +335,14 @@ export class ProcessSnapshots implements DriverSnapshotStore {
   }
 }
 
-/** Why a staged package with the right digest cannot be installed (header, frames, its end), or null. */
-async function packageProblem(staging: PackageStaging): Promise<string | null> {
+/** Why a staged package with the right digest cannot be installed (header, frames, its end, the state's payload), or null. */
+async function packageProblem(staging: PackageStaging, stateMachine: SnapshotStateMachine): Promise<string | null> {
   try {
     const header = await staging.header();
     for await (const batch of staging.entries(header)) assert(batch.length > 0, 'a staged batch holds entries');
-    return null;
+    const parts: Buffer[] = [];
+    for await (const part of staging.payload(header)) parts.push(part);
+    return await stateMachine.snapshotProblem(header.index, Buffer.concat(parts));
   } catch (error) {
     if (isLmqError(error, 'LMQ_CORRUPT_DATA')) return error.message;
     throw error;
