@@ -119,6 +119,19 @@ describe('security – every operation under an ACL', () => {
     expect(messages.map((m) => m.msgId)).toEqual([msgId]);
   });
 
+  it('one user cannot make another user\'s sends vanish as duplicates by reusing its producerId', async () => {
+    const producerId = `victim-${randomUUID()}`;
+    const send = (as: Credentials, body: string) =>
+      clientAs(as).call({ op: 'produce', producerId, seq: 1, messages: [{ msgId: `m-${randomUUID()}`, topic: 'orders', queueId: 0, body: Buffer.from(body) }] });
+    // ADMIN may produce anywhere; it sends seq 1 of the victim's producerId first.
+    await send(ADMIN, 'forged first');
+    const victim = await send(SHOP, 'the real one');
+    expect(victim.duplicate).toBe(false);
+    const offset = victim.placed[0]!.offset!;
+    const [stored] = (await clientAs(READER).call({ op: 'pull', topic: 'orders', queueId: 0, offset, maxMessages: 1, maxBytes: 1 << 20, waitMs: 0 })).messages;
+    expect(Buffer.from(stored!.body).toString()).toBe('the real one');
+  });
+
   it('refuses an unknown access key and a wrong secret key, and nothing they sent is stored', async () => {
     const topics = () => clientAs(ADMIN).call({ op: 'topics' }).then((t) => t.topics.map((x) => x.topic));
     const unknown = await refusal({ accessKey: 'stranger', secretKey: 'whatever-secret' }, { op: 'createTopic', topic: 'by-stranger', queues: 1 });

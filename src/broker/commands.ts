@@ -21,6 +21,7 @@
 import { Packr } from 'msgpackr';
 import { MAX_ENTRY_PAYLOAD_BYTES } from '../log/frame.js';
 import { APPEND_ENTRY_WIRE_BYTES, APPEND_ENVELOPE_WIRE_BYTES } from '../raft/messages.js';
+import { MAX_ACCESS_KEY_LENGTH } from '../security/signature.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../transport/framing.js';
 import { CONTROL_CHARACTER, LIMITS, NAME_PATTERN, NAME_RULE, RESERVED_PROPERTY_NAME, UNSEQUENCED } from '../protocol/index.js';
 import { LmqError } from '../util/errors.js';
@@ -56,6 +57,9 @@ export interface OffsetPosition {
 }
 
 export const COMMAND_FORMAT_VERSION = 1;
+
+/** A producerId in a command: the client's, or under an ACL `<accessKey>/<producerId>` (service.ts). */
+const MAX_SCOPED_PRODUCER_ID_LENGTH = MAX_ACCESS_KEY_LENGTH + 1 + LIMITS.maxIdLength;
 
 /**
  * Largest encoded command: one entry must fit one log frame and, alone in an append message,
@@ -187,7 +191,7 @@ function validateProduce(raw: Record<string, unknown>): BrokerCommand {
   checkBodyBytes(messages.reduce((sum, message) => sum + message.body.byteLength, 0));
   return {
     kind: 'produce',
-    producerId: checkText(raw['producerId'], 'producerId', LIMITS.maxIdLength),
+    producerId: checkText(raw['producerId'], 'producerId', MAX_SCOPED_PRODUCER_ID_LENGTH),
     seq: checkInteger(raw['seq'], 'seq', UNSEQUENCED, Number.MAX_SAFE_INTEGER),
     timestampMs: checkInteger(raw['timestampMs'], 'timestampMs', 0, Number.MAX_SAFE_INTEGER),
     messages,

@@ -94,7 +94,10 @@ export class BrokerService {
     createTopic: (request) => this.createTopic(request.topic, request.queues),
     topics: () => ({ topics: this.state.topics().map((t) => ({ ...t, queueOffsets: this.queueOffsetRanges(t.topic, t.queues) })) }),
     route: (request) => ({ topic: request.topic, queues: this.topicOrThrow(request.topic).queues }),
-    produce: (request) => this.produce(request.producerId, request.seq, request.messages),
+    // Under an ACL a producer's dedup state is its user's: another user who learned the
+    // producerId (msgIds show it) cannot pre-send its next seqs and have its sends dropped as
+    // duplicates. Access keys hold no "/", so the scoped id is unambiguous.
+    produce: (request, _context, user) => this.produce(user === null ? request.producerId : `${user.accessKey}/${request.producerId}`, request.seq, request.messages),
     pull: (request, context) => this.pull(request, context),
     commitOffsets: (request) => this.writeOffsets({ kind: 'commitOffsets', group: request.group, offsets: request.offsets }),
     heartbeat: (request) => this.membership.heartbeat(request.group, request.topic, request.consumerId, this.topicOrThrow(request.topic).queues, performance.now()),
