@@ -6,6 +6,8 @@ import net from 'node:net';
 import pino from 'pino';
 import type { FrameMac } from '../src/transport/frame-mac.js';
 import { drainFrames, encodeFrame, FrameDecoder } from '../src/transport/framing.js';
+import { RpcConnection, type RpcConnectionOptions } from '../src/transport/rpc-connection.js';
+import { RpcServer, type RpcHandler, type RpcServerOptions } from '../src/transport/rpc-server.js';
 import {
   acceptanceProblem,
   answerChallenge,
@@ -137,4 +139,27 @@ export async function rawHandshake(
 export function macFrame(value: unknown, frameMac: FrameMac | null): Buffer {
   const frame = encodeFrame(value);
   return frameMac === null ? frame : Buffer.concat([frame, frameMac.next(frame)]);
+}
+
+/** An RpcServer on a free loopback port, closed by `cleanup`, with the lines it logged. */
+export async function startRpcServer(cleanup: Cleanup, handler: RpcHandler, options: Partial<RpcServerOptions> = {}): Promise<{ server: RpcServer; port: number; logs: LogRecord[] }> {
+  const { logger, records } = capturingLogger();
+  const server = new RpcServer({ host: LOOPBACK, port: 0, logger, ...options }, handler);
+  cleanup.add(() => server.close());
+  const port = await server.start();
+  return { server, port, logs: records };
+}
+
+/** A client connection to a loopback port, closed by `cleanup`. */
+export async function connectRpc(cleanup: Cleanup, port: number, options?: RpcConnectionOptions): Promise<RpcConnection> {
+  const connection = await RpcConnection.connect(LOOPBACK, port, options);
+  cleanup.add(() => connection.close());
+  return connection;
+}
+
+/** A promise the test resolves by hand, so handlers can be held in flight deterministically. */
+export function gate(): { opened: Promise<void>; open: () => void } {
+  let open = (): void => {};
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { opened, open };
 }

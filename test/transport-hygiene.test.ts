@@ -4,36 +4,17 @@
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame, FrameDecoder } from '../src/transport/framing.js';
-import { RpcConnection } from '../src/transport/rpc-connection.js';
-import { RpcServer, type RpcHandler, type RpcServerOptions } from '../src/transport/rpc-server.js';
+import { type RpcHandler, type RpcServerOptions } from '../src/transport/rpc-server.js';
 import { RateLimitedLog } from '../src/util/rate-limited-log.js';
-import { capturingLogger, Cleanup, LOOPBACK, rawSocket, waitUntil, type LogRecord } from './transport-helpers.js';
+import { capturingLogger, Cleanup, connectRpc, gate, rawSocket, startRpcServer, waitUntil } from './transport-helpers.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
+const startServer = (handler: RpcHandler, options: Partial<RpcServerOptions> = {}) => startRpcServer(cleanup, handler, options);
+const connect = (port: number) => connectRpc(cleanup, port);
 
 const TIMEOUT_MS = 5_000;
 const MIB = 1024 * 1024;
-
-async function startServer(handler: RpcHandler, options: Partial<RpcServerOptions> = {}): Promise<{ server: RpcServer; port: number; logs: LogRecord[] }> {
-  const { logger, records } = capturingLogger();
-  const server = new RpcServer({ host: LOOPBACK, port: 0, logger, ...options }, handler);
-  cleanup.add(() => server.close());
-  const port = await server.start();
-  return { server, port, logs: records };
-}
-
-async function connect(port: number): Promise<RpcConnection> {
-  const connection = await RpcConnection.connect(LOOPBACK, port);
-  cleanup.add(() => connection.close());
-  return connection;
-}
-
-function gate(): { opened: Promise<void>; open: () => void } {
-  let open = (): void => {};
-  const opened = new Promise<void>((resolve) => (open = resolve));
-  return { opened, open };
-}
 
 const echo: RpcHandler = async (body) => body;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -3,33 +3,14 @@ import { encodeFrame } from '../src/transport/framing.js';
 import { RpcConnection, type RpcConnectionOptions } from '../src/transport/rpc-connection.js';
 import { RpcServer, type RpcHandler, type RpcServerOptions } from '../src/transport/rpc-server.js';
 import { LmqError, type ErrorCode } from '../src/util/errors.js';
-import { capturingLogger, Cleanup, freePorts, LOOPBACK, rawSocket, waitUntil, type LogRecord } from './transport-helpers.js';
+import { Cleanup, connectRpc, freePorts, gate, LOOPBACK, rawSocket, startRpcServer, waitUntil } from './transport-helpers.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
+const startServer = (handler: RpcHandler, options: Partial<RpcServerOptions> = {}) => startRpcServer(cleanup, handler, options);
+const connect = (port: number, options?: RpcConnectionOptions) => connectRpc(cleanup, port, options);
 
 const TIMEOUT_MS = 5_000;
-
-async function startServer(handler: RpcHandler, options: Partial<RpcServerOptions> = {}): Promise<{ server: RpcServer; port: number; logs: LogRecord[] }> {
-  const { logger, records } = capturingLogger();
-  const server = new RpcServer({ host: LOOPBACK, port: 0, logger, ...options }, handler);
-  cleanup.add(() => server.close());
-  const port = await server.start();
-  return { server, port, logs: records };
-}
-
-async function connect(port: number, options?: RpcConnectionOptions): Promise<RpcConnection> {
-  const connection = await RpcConnection.connect(LOOPBACK, port, options);
-  cleanup.add(() => connection.close());
-  return connection;
-}
-
-/** A promise the test resolves by hand, so handlers can be held in flight deterministically. */
-function gate(): { opened: Promise<void>; open: () => void } {
-  let open = (): void => {};
-  const opened = new Promise<void>((resolve) => (open = resolve));
-  return { opened, open };
-}
 
 async function rejectionOf(promise: Promise<unknown>): Promise<LmqError> {
   try {
