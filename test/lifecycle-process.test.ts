@@ -10,7 +10,7 @@ import { Producer } from '../src/client/producer.js';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
 import type { NodeStatus } from '../src/protocol/index.js';
 import { until } from '../src/util/until.js';
-import { expectServesRetained } from './lifecycle-helpers.js';
+import { expectServesRetained, startRetentionCluster, untilRejoinedAsLeader } from './lifecycle-helpers.js';
 
 let cluster: LocalCluster | null = null;
 afterEach(async () => {
@@ -23,17 +23,7 @@ const MAX_BYTES = 4 * SEGMENT_BYTES;
 
 describe('engine lifecycle – retention, snapshots and a replaced disk, real processes', () => {
   it('keeps every log bounded, moves minOffset, and rejoins a node whose data directory was deleted', async () => {
-    const c = await LocalCluster.create({
-      raft: { preferredLeader: 'n3' },
-      log: { segmentBytes: SEGMENT_BYTES },
-      snapshot: { everyEntries: 200 },
-      retention: { maxBytes: MAX_BYTES, checkIntervalMs: 200 },
-    });
-    cluster = c;
-    c.startAll();
-    await until('n3 leads', async () => (await c.status('n3'))?.role === 'leader', 30_000, 100);
-    const client = c.client();
-    await client.call({ op: 'createTopic', topic: 't', queues: 2 });
+    const { c, client } = await startRetentionCluster(SEGMENT_BYTES, MAX_BYTES, (created) => (cluster = created));
     // A group that reads a little now and then stays behind while retention moves past it.
     const early = new PullConsumer(client, { topic: 't', group: 'early', from: 'first', pollWaitMs: 100, maxMessagesPerPull: 10, maxBytesPerPull: 1 << 20 });
     const producer = new Producer(client, 20_000, { maxBatchMessages: 1 });
@@ -64,10 +54,7 @@ describe('engine lifecycle – retention, snapshots and a replaced disk, real pr
     await c.leader(['n3']);
     rmSync(n3.dataDir, { recursive: true, force: true });
     c.start('n3');
-    const rejoined = await until('n3 rejoined through a snapshot and leads again', async () => {
-      const s = await c.status('n3');
-      return s !== null && s.role === 'leader' && s.snapshotIndex > 0 && s.firstIndex > 1 ? s : null;
-    }, 40_000, 200);
+    const rejoined = await untilRejoinedAsLeader(c, 'n3 rejoined through a snapshot and leads again', 40_000);
     expect(rejoined.lastIndex).toBeGreaterThanOrEqual(statuses[0]!.commitIndex);
 
     // Served by n3 as leader: the same queue ranges, every retained message, the group resumes at minOffset.

@@ -10,7 +10,7 @@ import { Producer } from '../src/client/producer.js';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
 import type { NodeStatus } from '../src/protocol/index.js';
 import { until } from '../src/util/until.js';
-import { expectServesRetained } from './lifecycle-helpers.js';
+import { expectServesRetained, startRetentionCluster, untilRejoinedAsLeader } from './lifecycle-helpers.js';
 
 let cluster: LocalCluster | null = null;
 afterEach(async () => {
@@ -53,17 +53,7 @@ function packagesSent(c: LocalCluster, id: string): number[] {
 
 describe('snapshot packages – streamed from disk to a replaced disk, real processes', () => {
   it('catches up an empty node through a package of tens of MiB, survives a SIGKILL mid-transfer, and serves the retained log', async () => {
-    const c = await LocalCluster.create({
-      raft: { preferredLeader: 'n3' },
-      log: { segmentBytes: SEGMENT_BYTES },
-      snapshot: { everyEntries: 200 },
-      retention: { maxBytes: MAX_BYTES, checkIntervalMs: 200 },
-    });
-    cluster = c;
-    c.startAll();
-    await until('n3 leads', async () => (await c.status('n3'))?.role === 'leader', 30_000, 100);
-    const client = c.client();
-    await client.call({ op: 'createTopic', topic: 't', queues: 2 });
+    const { c, client } = await startRetentionCluster(SEGMENT_BYTES, MAX_BYTES, (created) => (cluster = created));
     const producer = new Producer(client, 20_000);
     for (let i = 0; i < MESSAGES; i += 50) {
       const sends = [];
@@ -113,10 +103,7 @@ describe('snapshot packages – streamed from disk to a replaced disk, real proc
       expect(packageBytes).toBeGreaterThan(30 * MiB);
 
       c.start('n3');
-      const rejoined = await until('n3 rejoined through the package and leads again', async () => {
-        const s = await c.status('n3');
-        return s !== null && s.role === 'leader' && s.snapshotIndex > 0 && s.firstIndex > 1 ? s : null;
-      }, 90_000, 200);
+      const rejoined = await untilRejoinedAsLeader(c, 'n3 rejoined through the package and leads again', 90_000);
       expect(rejoined.lastIndex).toBeGreaterThanOrEqual(statuses[0]!.commitIndex);
       expect(incomingFiles(n3.dataDir)).toEqual([]);
       // The leader streamed the package without holding it (a package built in memory, as before,
