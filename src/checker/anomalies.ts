@@ -61,14 +61,14 @@ function finalDrain(index: HistoryIndex, queue: string): DrainRecord | undefined
  * send completed before that drain was invoked (a send still running during the drain may
  * land after the drain read past its place).
  */
-export function drainCanJudge(index: HistoryIndex, send: SendRecord): DrainRecord | undefined {
+function drainCanJudge(index: HistoryIndex, send: SendRecord): DrainRecord | undefined {
   const drain = finalDrain(index, send.queue);
   if (drain === undefined || send.completion === undefined) return undefined;
   return send.completion.line < drain.invoke.line ? drain : undefined;
 }
 
 /** How the final drain of its queue judges one acked send (see findLost). */
-export type LossJudgement =
+type LossJudgement =
   | { kind: 'present' }
   | { kind: 'lost'; drain: DrainRecord }
   /** Stored below the final drain's minOffset: retention deleted it before the drain read. */
@@ -83,7 +83,7 @@ export type LossJudgement =
  * is lost, and retention may not hide which). An ack that named no offset (leader quorum), for a body no
  * read ever showed, cannot be placed: once retention moved the queue's start it is unjudged.
  */
-export function judgeLoss(index: HistoryIndex, send: SendRecord): LossJudgement {
+function judgeLoss(index: HistoryIndex, send: SendRecord): LossJudgement {
   assert(send.outcome === 'ok', 'only acked sends are judged for loss');
   const drain = drainCanJudge(index, send);
   if (drain === undefined) return { kind: 'unjudged' };
@@ -96,12 +96,19 @@ export function judgeLoss(index: HistoryIndex, send: SendRecord): LossJudgement 
   return { kind: 'lost', drain };
 }
 
+/** The lowest offset of the send's own queue where a read showed its body, if any. */
 function lowestReadOffset(index: HistoryIndex, send: SendRecord): number | undefined {
   let lowest: number | undefined;
   for (const location of index.bodyLocations.get(send.body) ?? []) {
     if (location.queue === send.queue) lowest = Math.min(lowest ?? location.offset, location.offset);
   }
   return lowest;
+}
+
+/** What findLost tallies besides the losses: acked sends it could not judge, and those retention took. */
+export interface LossTallies {
+  uncheckedAckedSends: number;
+  retainedAwaySends: { count: number; readBeforeRetention: number };
 }
 
 /**
@@ -112,12 +119,19 @@ function lowestReadOffset(index: HistoryIndex, send: SendRecord): number | undef
  * uncheckedAckedSends) and the verdict is then at best unknown.
  * `ackTimesMs`: when each lost send was acknowledged, ascending — the loss window.
  */
-export function findLost(index: HistoryIndex): AnomalyResult & { ackTimesMs: number[] } {
+export function findLost(index: HistoryIndex): AnomalyResult & LossTallies & { ackTimesMs: number[] } {
   const findings = new Findings();
   const ackTimesMs: number[] = [];
+  let uncheckedAckedSends = 0;
+  const retainedAwaySends = { count: 0, readBeforeRetention: 0 };
   for (const send of index.sends.values()) {
     if (send.outcome !== 'ok') continue;
     const judgement = judgeLoss(index, send);
+    if (judgement.kind === 'unjudged') uncheckedAckedSends += 1;
+    if (judgement.kind === 'retained') {
+      retainedAwaySends.count += 1;
+      if (index.bodyLocations.has(send.body)) retainedAwaySends.readBeforeRetention += 1;
+    }
     if (judgement.kind !== 'lost') continue;
     const { drain } = judgement;
     const ack = send.completion;
@@ -133,7 +147,7 @@ export function findLost(index: HistoryIndex): AnomalyResult & { ackTimesMs: num
     }));
   }
   ackTimesMs.sort((a, b) => a - b);
-  return { ...findings.result(), ackTimesMs };
+  return { ...findings.result(), ackTimesMs, uncheckedAckedSends, retainedAwaySends };
 }
 
 /**
@@ -245,10 +259,7 @@ interface PlacedSend {
 function placeSends(index: HistoryIndex): Map<string, PlacedSend[]> {
   const byQueue = new Map<string, PlacedSend[]>();
   for (const send of index.sends.values()) {
-    let offset: number | undefined;
-    for (const location of index.bodyLocations.get(send.body) ?? []) {
-      if (location.queue === send.queue) offset = Math.min(offset ?? location.offset, location.offset);
-    }
+    let offset = lowestReadOffset(index, send);
     if (offset === undefined && send.outcome === 'ok') offset = send.ackedOffset;
     if (offset === undefined) continue;
     let placed = byQueue.get(send.queue);

@@ -11,7 +11,6 @@ import {
   findPollSkips,
   findReorders,
   findUnexpected,
-  judgeLoss,
   type AnomalyExample,
   type AnomalyResult,
 } from './anomalies.js';
@@ -85,17 +84,8 @@ export function buildReport(index: HistoryIndex): CheckReport {
   }
   const drained = new Set(index.drains.keys());
   const sentQueues = new Set<string>();
-  let uncheckedAckedSends = 0;
-  const retainedAwaySends = { count: 0, readBeforeRetention: 0 };
-  for (const send of index.sends.values()) {
-    sentQueues.add(send.queue);
-    if (send.outcome !== 'ok') continue;
-    const judgement = judgeLoss(index, send).kind;
-    if (judgement === 'unjudged') uncheckedAckedSends += 1;
-    if (judgement !== 'retained') continue;
-    retainedAwaySends.count += 1;
-    if (index.bodyLocations.has(send.body)) retainedAwaySends.readBeforeRetention += 1;
-  }
+  const { uncheckedAckedSends, retainedAwaySends } = lost;
+  for (const send of index.sends.values()) sentQueues.add(send.queue);
   const undrainedQueues = [...sentQueues].filter((q) => !drained.has(q)).sort();
   const verdict: Verdict = anomalyCount > 0 ? 'invalid' : uncheckedAckedSends > 0 ? 'unknown' : 'valid';
   assert(verdict !== 'valid' || anomalyCount === 0, 'a valid verdict has no anomaly');
