@@ -10,7 +10,7 @@
 // they arrive (validateTransferMessage), like every message off the wire.
 import { createHash } from 'node:crypto';
 import type { NodeId, SnapshotMeta } from '../raft/types.js';
-import { MAX_WIRE_INDEX, MAX_WIRE_TERM } from '../raft/messages.js';
+import { isIndex, isTerm } from '../raft/messages.js';
 import { assert } from '../util/assert.js';
 import type { Failed } from './ports.js';
 
@@ -50,21 +50,19 @@ export type TransferMessage = SnapshotChunk | SnapshotChunkAck;
  */
 const CHECKSUM_PATTERN = /^[0-9a-f]{64}$/;
 
-const isIndex = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
-/** Terms and log indexes within the bounds every Raft message keeps (messages.ts). */
-const isWireTerm = (v: unknown): v is number => isIndex(v) && v <= MAX_WIRE_TERM;
-const isWireIndex = (v: unknown): v is number => isIndex(v) && v <= MAX_WIRE_INDEX;
+/** A byte count or offset within a package. */
+const isByteCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
 /** A transfer message decoded off the wire, checked field by field; null when malformed. */
 export function validateTransferMessage(value: unknown, tuning: Pick<TransferTuning, 'maxChunkBytes' | 'maxPackageBytes'>): TransferMessage | null {
   if (typeof value !== 'object' || value === null) return null;
   const m = value as Record<string, unknown>;
-  if (typeof m.from !== 'string' || typeof m.to !== 'string' || !isWireTerm(m.term) || !isWireIndex(m.index) || m.index < 1) return null;
+  if (typeof m.from !== 'string' || typeof m.to !== 'string' || !isTerm(m.term) || !isIndex(m.index) || m.index < 1) return null;
   // The snapshot's last entry is of a term the leader has lived through.
-  if (!isWireTerm(m.snapshotTerm) || m.snapshotTerm < 1 || m.snapshotTerm > m.term) return null;
-  if (m.type === 'snapshotAck') return isIndex(m.stagedBytes) && typeof m.gap === 'boolean' ? (value as TransferMessage) : null;
+  if (!isTerm(m.snapshotTerm) || m.snapshotTerm < 1 || m.snapshotTerm > m.term) return null;
+  if (m.type === 'snapshotAck') return isByteCount(m.stagedBytes) && typeof m.gap === 'boolean' ? (value as TransferMessage) : null;
   if (m.type !== 'snapshotChunk') return null;
-  if (!isIndex(m.totalBytes) || !isIndex(m.offsetBytes) || !(m.data instanceof Uint8Array)) return null;
+  if (!isByteCount(m.totalBytes) || !isByteCount(m.offsetBytes) || !(m.data instanceof Uint8Array)) return null;
   if (typeof m.checksum !== 'string' || !CHECKSUM_PATTERN.test(m.checksum)) return null;
   if (m.data.byteLength > tuning.maxChunkBytes || m.totalBytes > tuning.maxPackageBytes || m.offsetBytes + m.data.byteLength > m.totalBytes) return null;
   return value as TransferMessage;

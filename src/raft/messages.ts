@@ -125,8 +125,10 @@ export const MAX_WIRE_INDEX = 2 ** 48;
 /** Node ids are at most 32 characters (config.ts). */
 const MAX_NODE_ID_LENGTH = 32;
 
-const isIndex = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= MAX_WIRE_INDEX;
-const isTerm = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= MAX_WIRE_TERM;
+/** A log index a peer may name (0 to MAX_WIRE_INDEX). */
+export const isIndex = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= MAX_WIRE_INDEX;
+/** A term a peer may name (0 to MAX_WIRE_TERM). */
+export const isTerm = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= MAX_WIRE_TERM;
 const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
 const isNodeId = (v: unknown): v is string => typeof v === 'string' && v.length >= 1 && v.length <= MAX_NODE_ID_LENGTH;
 
