@@ -7,6 +7,9 @@
 //   heartbeat, leaveGroup, commitOffsets SUB on the group and SUB on each topic
 //   queryOffsets                         SUB or RESET on the group (consumers and resets read them)
 //   resetOffsets                         RESET on the group
+//   sendBack                             SUB on the group and SUB on the topic
+//   dlqList                              SUB or RESET on the group
+//   dlqResend                            RESET on the group (it re-delivers to the group)
 //   createTopic                          admin
 //   status, topics, route, groups        any authenticated user
 // Every refusal is LMQ_UNAUTHENTICATED or LMQ_FORBIDDEN naming the user, the resource and the
@@ -43,9 +46,13 @@ export function requirementsOf(request: Request): readonly Requirement[] {
       return [sub('group', request.group), sub('topic', request.topic)];
     case 'commitOffsets':
       return [sub('group', request.group), ...subOnTopics(request.offsets)];
+    case 'sendBack':
+      return [sub('group', request.group), sub('topic', request.topic)];
     case 'queryOffsets':
+    case 'dlqList':
       return [{ kind: 'group', name: request.group, anyOf: ['SUB', 'RESET'] }];
     case 'resetOffsets':
+    case 'dlqResend':
       return [{ kind: 'group', name: request.group, anyOf: ['RESET'] }];
   }
 }

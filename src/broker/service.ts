@@ -55,6 +55,10 @@ const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => P
 
 export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
 
+function notYetAvailable(op: string): never {
+  throw new LmqError('LMQ_BAD_INPUT', `${op} is not available on this broker yet`);
+}
+
 export class BrokerService {
   /** Ends each waiting long poll at once (with what it has), e.g. on shutdown. */
   private readonly waitingPulls = new Set<() => void>();
@@ -114,6 +118,10 @@ export class BrokerService {
       const visible = message !== undefined && (user === null || this.access!.mayRead(user, message.topic));
       return { messages: visible ? [message] : [] };
     },
+    // Retry and dead letters (issue 15) are being built; until then they are refused clearly.
+    sendBack: () => notYetAvailable('sendBack'),
+    dlqList: () => notYetAvailable('dlqList'),
+    dlqResend: () => notYetAvailable('dlqResend'),
   };
 
   /**

@@ -33,6 +33,16 @@ export const LIMITS = Object.freeze({
   maxPullBytes: 8 * 1024 * 1024,
   /** Messages one lookup by key answers with at most. */
   maxLookupMessages: 1024,
+  /** How far ahead a delayed message may be due: RocketMQ 5's timer limit (40 days). */
+  maxDelayMs: 40 * 24 * 60 * 60 * 1000,
+  /** Delay levels a cluster may configure (`delay.levels`), numbered from 1. */
+  maxDelayLevels: 64,
+  /** The largest maxReconsumeTimes a consumer may ask for. */
+  maxReconsumeTimes: 100_000,
+  /** Dead letters one dlqList or dlqResend answers for at most. */
+  maxDeadLettersPerRequest: 1024,
+  /** Characters of the reason a consumer gives for a failed delivery. */
+  maxReasonLength: 512,
 });
 
 /** RocketMQ's topic/group character set; `%` allows `%RETRY%group` and `%DLQ%group`. */

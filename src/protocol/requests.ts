@@ -33,8 +33,13 @@ export const produceMessageSchema = z
     tag: text(LIMITS.maxTagLength).optional(),
     keys: z.array(text(LIMITS.maxKeyLength)).max(LIMITS.maxKeysPerMessage, `more than maxKeysPerMessage ${LIMITS.maxKeysPerMessage} keys`).optional(),
     properties: properties.optional(),
+    /** Delayed message: due at this time (epoch ms; the client computes it for a relative delay). */
+    deliverAtMs: wholeNumber.optional(),
+    /** Delayed message: due after the cluster's delay level N (`delay.levels`, from 1), counted by the leader. */
+    delayLevel: z.number().int().min(1).max(LIMITS.maxDelayLevels).optional(),
   })
-  .strict();
+  .strict()
+  .refine((m) => m.deliverAtMs === undefined || m.delayLevel === undefined, 'deliverAtMs and delayLevel exclude each other');
 
 const produceMessages = z
   .array(produceMessageSchema)
@@ -83,6 +88,28 @@ export const requestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('lookupByKey'), topic: name, key: text(LIMITS.maxKeyLength), max: z.number().int().min(1).max(LIMITS.maxLookupMessages) }).strict(),
   /** The first stored copy of a message by its id (RocketMQ's queryMsgById). */
   z.object({ op: z.literal('lookupByMsgId'), msgId: id }).strict(),
+  /**
+   * A consumer of `group` failed the message at (topic, queueId, offset), whose id is msgId:
+   * the broker stores it again in `%RETRY%<group>` (due after the next delay level) or, past
+   * maxReconsumeTimes (else the cluster's consumer.maxReconsumeTimes), in `%DLQ%<group>`.
+   * RocketMQ's consumerSendMsgBack.
+   */
+  z
+    .object({
+      op: z.literal('sendBack'),
+      group: name,
+      topic: name,
+      queueId,
+      offset: wholeNumber,
+      msgId: id,
+      maxReconsumeTimes: z.number().int().min(0).max(LIMITS.maxReconsumeTimes).optional(),
+      reason: text(LIMITS.maxReasonLength).optional(),
+    })
+    .strict(),
+  /** The group's dead letters, from DLQ offset fromOffset on. */
+  z.object({ op: z.literal('dlqList'), group: name, fromOffset: wholeNumber, max: z.number().int().min(1).max(LIMITS.maxDeadLettersPerRequest) }).strict(),
+  /** Re-delivers dead letters not yet resent (the one with msgId, else up to maxDeadLettersPerRequest of them) once, to the group only. */
+  z.object({ op: z.literal('dlqResend'), group: name, msgId: id.optional() }).strict(),
 ]);
 
 export type Request = z.infer<typeof requestSchema>;

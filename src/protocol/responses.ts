@@ -47,8 +47,27 @@ export interface QueueOffsetRange {
 export interface PlacedMessage {
   readonly msgId: string;
   readonly queueId: number;
-  /** null under `leader` quorum, which acknowledges before the offset is assigned. */
+  /** null under `leader` quorum, which acknowledges before the offset is assigned, and for a delayed message (placed when due). */
   readonly offset: number | null;
+  /** A delayed message: when it is due (it gets its offset then). */
+  readonly deliverAtMs?: number;
+}
+
+/** Where a retry or dead-letter copy came from: the first delivery's message. */
+export interface MessageOrigin {
+  readonly msgId: string;
+  readonly topic: string;
+  readonly queueId: number;
+  readonly offset: number;
+}
+
+/** Why and when a message went to its group's dead-letter queue. */
+export interface DeadLetterInfo {
+  readonly reason: string;
+  /** Deliveries that failed: maxReconsumeTimes + 1 after the last retry. */
+  readonly attempts: number;
+  readonly firstFailureMs: number;
+  readonly lastFailureMs: number;
 }
 
 /** A stored message as reads and lookups answer it. */
@@ -63,6 +82,27 @@ export interface StoredMessage {
   readonly tag?: string;
   readonly keys?: readonly string[];
   readonly properties?: Readonly<Record<string, string>>;
+  /** A delayed message: when it was due. */
+  readonly deliverAtMs?: number;
+  /** A retry copy: the n-th redelivery (absent: 0, the first delivery). */
+  readonly reconsumeTimes?: number;
+  /** A retry or dead-letter copy: the message it copies (its msgId is the same). */
+  readonly origin?: MessageOrigin;
+  /** A retry copy: when its first delivery failed. */
+  readonly firstFailureMs?: number;
+  /** A dead-letter copy. */
+  readonly deadLetter?: DeadLetterInfo;
+}
+
+/** One dead letter as `dlq list` shows it (CONTRACT.md): topic, queue and offset are the original's. */
+export interface DeadLetter extends DeadLetterInfo {
+  readonly msgId: string;
+  readonly topic: string;
+  readonly queue: number;
+  readonly offset: number;
+  /** Its offset in `%DLQ%<group>`. */
+  readonly dlqOffset: number;
+  readonly resent: boolean;
 }
 
 export interface QueueRange {
@@ -121,6 +161,12 @@ interface Responses {
   resetOffsets: Ack;
   lookupByKey: { readonly messages: readonly StoredMessage[] };
   lookupByMsgId: { readonly messages: readonly StoredMessage[] };
+  /** duplicate: this message was already sent back (or the group's offset is past it); nothing new was stored. */
+  sendBack: { readonly target: 'retry' | 'dlq'; readonly reconsumeTimes: number; readonly deliverAtMs: number | null; readonly duplicate: boolean };
+  /** nextOffset: where the next dlqList continues (the DLQ's next offset when all were listed). */
+  dlqList: { readonly deadLetters: readonly DeadLetter[]; readonly nextOffset: number };
+  /** resent: dead letters re-delivered by this request; 0 when none was left to resend. */
+  dlqResend: { readonly resent: number };
 }
 
 export type ResponseOf<Op extends OpName> = Responses[Op];
