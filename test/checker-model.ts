@@ -3,7 +3,10 @@
 // by bench/checker-bench.ts. Every decision comes from `choose`, so fast-check can shrink it
 // and the bench can drive it from a seeded generator.
 import type { HistoryEvent, ReadMessage } from '../src/checker/index.js';
-import type { AnomalyKind } from '../src/checker/index.js';
+import type { queueAnomalyKinds } from '../src/checker/index.js';
+
+/** The queue model plants the anomalies of the log; consumption has its own tests. */
+type QueueAnomalyKind = (typeof queueAnomalyKinds)[number];
 
 /** Returns an integer in [0, n). */
 export type Choose = (n: number) => number;
@@ -271,7 +274,7 @@ function drainedAckedSends(events: HistoryEvent[]): SendOkEvent[] {
 }
 
 /** One mutation per kind: each plants exactly that anomaly into a valid model history. */
-export const plantAnomaly: Readonly<Record<AnomalyKind, Mutation>> = {
+export const plantAnomaly: Readonly<Record<QueueAnomalyKind, Mutation>> = {
   /** Remove an acked body the drain shows from every read: the broker lost it (before anyone read it). */
   lost(original, pick) {
     const events = clone(original);
@@ -393,7 +396,7 @@ export const plantAnomaly: Readonly<Record<AnomalyKind, Mutation>> = {
  * - reorder: after swapping A and B, a poll that read A's old offset before B was invoked
  *   now shows B before its send existed (unexpected).
  */
-export const impliedKinds: Readonly<Record<AnomalyKind, readonly AnomalyKind[]>> = {
+export const impliedKinds: Readonly<Record<QueueAnomalyKind, readonly QueueAnomalyKind[]>> = {
   lost: [],
   unexpected: [],
   duplicate: [],

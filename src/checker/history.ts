@@ -8,13 +8,18 @@ import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 
 export type OperationType = 'invoke' | 'ok' | 'fail' | 'info';
-export type OperationF = 'send' | 'poll' | 'drain';
+export type OperationF = 'send' | 'poll' | 'drain' | 'consume' | 'dlq' | 'leader';
 export type CompletionType = Exclude<OperationType, 'invoke'>;
 
 /** One message as a read returned it. Offsets are per queue. */
 export interface ReadMessage {
   offset: number;
   body: string;
+  /**
+   * Optional: when the broker placed the message in its queue (epoch ms, the leader's clock).
+   * For a delayed message that is when it was delivered (early-delivery, late-delivery).
+   */
+  storeTimestampMs?: number;
 }
 
 interface EventBase {
@@ -29,7 +34,12 @@ interface EventBase {
 export interface SendInvoke extends EventBase {
   type: 'invoke';
   f: 'send';
-  value: { queue: string; body: string };
+  /**
+   * A delayed send names both `delayMs` (due this long after the invoke, on the history clock)
+   * and `deliverAtMs` (the same due time as epoch ms, the clock the broker stamps
+   * storeTimestampMs with).
+   */
+  value: { queue: string; body: string; delayMs?: number; deliverAtMs?: number };
 }
 export interface SendOk extends EventBase {
   type: 'ok';
@@ -81,8 +91,99 @@ export interface ReadFailOrInfo extends EventBase {
   value: { queue: string };
 }
 
+/**
+ * One delivery of a message to a consumer's listener (the retry workload): `queue` and
+ * `offset` are where this copy is stored (the topic's queue, or the group's retry queue for a
+ * redelivery), `body` the original body, `reconsumeTimes` which redelivery this is (0: the
+ * first delivery), `maxReconsumeTimes` the consumer's limit. `ok` names the listener's
+ * `result`; `info` is a listener that never returned (its consumer was killed).
+ */
+export interface ConsumeValue {
+  queue: string;
+  offset: number;
+  body: string;
+  reconsumeTimes: number;
+  maxReconsumeTimes: number;
+}
+export type ConsumeResult = 'SUCCESS' | 'RECONSUME_LATER';
+export interface ConsumeInvoke extends EventBase {
+  type: 'invoke';
+  f: 'consume';
+  value: ConsumeValue;
+}
+export interface ConsumeOk extends EventBase {
+  type: 'ok';
+  f: 'consume';
+  value: ConsumeValue & { result: ConsumeResult };
+}
+export interface ConsumeFailOrInfo extends EventBase {
+  type: 'fail' | 'info';
+  f: 'consume';
+  value: ConsumeValue;
+}
+
+/** One dead letter as the final read of a group's dead-letter queue returned it. */
+export interface DeadLetterMessage {
+  offset: number;
+  body: string;
+  /** Deliveries that failed before the broker dead-lettered it. */
+  attempts: number;
+}
+/** The final read of a group's whole dead-letter queue (`queue`: e.g. "%DLQ%group/0"). */
+export interface DlqInvoke extends EventBase {
+  type: 'invoke';
+  f: 'dlq';
+  value: { queue: string };
+}
+export interface DlqOk extends EventBase {
+  type: 'ok';
+  f: 'dlq';
+  value: { queue: string; messages: DeadLetterMessage[] };
+}
+export interface DlqFailOrInfo extends EventBase {
+  type: 'fail' | 'info';
+  f: 'dlq';
+  value: { queue: string };
+}
+
+/**
+ * Who leads, as one client asked the cluster (the delay workload samples it): `leader` null
+ * when no node claimed leadership. A failed or info sample counts as no leader.
+ */
+export interface LeaderInvoke extends EventBase {
+  type: 'invoke';
+  f: 'leader';
+  value: Record<string, never>;
+}
+export interface LeaderOk extends EventBase {
+  type: 'ok';
+  f: 'leader';
+  value: { leader: string | null };
+}
+export interface LeaderFailOrInfo extends EventBase {
+  type: 'fail' | 'info';
+  f: 'leader';
+  value: Record<string, never>;
+}
+
 /** One line of a history. */
-export type HistoryEvent = SendInvoke | SendOk | SendFailOrInfo | PollInvoke | DrainInvoke | ReadOk | ReadFailOrInfo;
+export type HistoryEvent =
+  | SendInvoke
+  | SendOk
+  | SendFailOrInfo
+  | PollInvoke
+  | DrainInvoke
+  | ReadOk
+  | ReadFailOrInfo
+  | ConsumeInvoke
+  | ConsumeOk
+  | ConsumeFailOrInfo
+  | DlqInvoke
+  | DlqOk
+  | DlqFailOrInfo
+  | LeaderInvoke
+  | LeaderOk
+  | LeaderFailOrInfo;
 
 /** Where an event came from, for error messages: `source:line`. */
 export interface EventPosition {
@@ -99,7 +200,7 @@ export function badHistory(at: EventPosition, what: string): LmqError {
 }
 
 const operationTypes: ReadonlySet<string> = new Set<OperationType>(['invoke', 'ok', 'fail', 'info']);
-const operationFs: ReadonlySet<string> = new Set<OperationF>(['send', 'poll', 'drain']);
+const operationFs: ReadonlySet<string> = new Set<OperationF>(['send', 'poll', 'drain', 'consume', 'dlq', 'leader']);
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -139,12 +240,26 @@ function parseMessages(raw: unknown, at: EventPosition): ReadMessage[] {
   for (let i = 0; i < raw.length; i++) {
     const message: unknown = raw[i];
     if (!isRecord(message)) throw badHistory(at, `value.messages[${i}] must be an object, not ${describe(message)}`);
-    messages[i] = {
-      offset: requireOffset(message['offset'], `value.messages[${i}].offset`, at),
-      body: requireString(message['body'], `value.messages[${i}].body`, at),
-    };
+    const offset = requireOffset(message['offset'], `value.messages[${i}].offset`, at);
+    const body = requireString(message['body'], `value.messages[${i}].body`, at);
+    messages[i] =
+      message['storeTimestampMs'] === undefined
+        ? { offset, body }
+        : { offset, body, storeTimestampMs: requireOffset(message['storeTimestampMs'], `value.messages[${i}].storeTimestampMs`, at) };
   }
   return messages;
+}
+
+function parseDeadLetters(raw: unknown, at: EventPosition): DeadLetterMessage[] {
+  if (!Array.isArray(raw)) throw badHistory(at, `value.messages must be an array, not ${describe(raw)}`);
+  return raw.map((message: unknown, i) => {
+    if (!isRecord(message)) throw badHistory(at, `value.messages[${i}] must be an object, not ${describe(message)}`);
+    return {
+      offset: requireOffset(message['offset'], `value.messages[${i}].offset`, at),
+      body: requireString(message['body'], `value.messages[${i}].body`, at),
+      attempts: requireOffset(message['attempts'], `value.messages[${i}].attempts`, at),
+    };
+  });
 }
 
 // The parsers build each event as one object literal (no spreads): the checker parses
@@ -153,6 +268,11 @@ function parseMessages(raw: unknown, at: EventPosition): ReadMessage[] {
 function parseSend(type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {
   const queue = requireQueue(value, at);
   const body = requireString(value['body'], 'value.body', at);
+  if (type === 'invoke' && ('delayMs' in value || 'deliverAtMs' in value)) {
+    const delayMs = requireOffset(value['delayMs'], 'value.delayMs (a delayed send names delayMs and deliverAtMs)', at);
+    const deliverAtMs = requireOffset(value['deliverAtMs'], 'value.deliverAtMs (a delayed send names delayMs and deliverAtMs)', at);
+    return { type, process, f: 'send', value: { queue, body, delayMs, deliverAtMs }, time };
+  }
   if (type === 'ok') {
     if (!('offset' in value)) throw badHistory(at, 'an ok send must name value.offset, where the message was stored (null if the ack named none)');
     const offset = value['offset'] === null ? null : requireOffset(value['offset'], 'value.offset', at);
@@ -181,6 +301,61 @@ function parseRead(type: OperationType, process: number, f: 'poll' | 'drain', ti
   return { type, process, f, value: { queue }, time };
 }
 
+const consumeResults: ReadonlySet<string> = new Set<ConsumeResult>(['SUCCESS', 'RECONSUME_LATER']);
+
+function parseConsume(type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {
+  const consumed: ConsumeValue = {
+    queue: requireQueue(value, at),
+    offset: requireOffset(value['offset'], 'value.offset', at),
+    body: requireString(value['body'], 'value.body', at),
+    reconsumeTimes: requireOffset(value['reconsumeTimes'], 'value.reconsumeTimes', at),
+    maxReconsumeTimes: requireOffset(value['maxReconsumeTimes'], 'value.maxReconsumeTimes', at),
+  };
+  if (type === 'ok') {
+    const result = value['result'];
+    if (typeof result !== 'string' || !consumeResults.has(result)) {
+      throw badHistory(at, `an ok consume must name value.result, SUCCESS or RECONSUME_LATER, not ${JSON.stringify(result) ?? 'missing'}`);
+    }
+    return { type, process, f: 'consume', value: { ...consumed, result: result as ConsumeResult }, time };
+  }
+  forbid(value, 'result', `only an ok consume names the listener's result, this is ${type}`, at);
+  if (type === 'invoke') return { type, process, f: 'consume', value: consumed, time };
+  return { type, process, f: 'consume', value: consumed, time };
+}
+
+function parseDlq(type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {
+  const queue = requireQueue(value, at);
+  if (type === 'ok') {
+    if (!('messages' in value)) throw badHistory(at, 'an ok dlq must have value.messages (an array, possibly empty)');
+    return { type, process, f: 'dlq', value: { queue, messages: parseDeadLetters(value['messages'], at) }, time };
+  }
+  forbid(value, 'messages', `only an ok dlq returns messages, this is ${type}`, at);
+  if (type === 'invoke') return { type, process, f: 'dlq', value: { queue }, time };
+  return { type, process, f: 'dlq', value: { queue }, time };
+}
+
+function parseLeader(type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {
+  if (type === 'ok') {
+    const leader = value['leader'];
+    if (leader !== null && typeof leader !== 'string') throw badHistory(at, `an ok leader must name value.leader, a node id or null, not ${describe(leader)}`);
+    return { type, process, f: 'leader', value: { leader }, time };
+  }
+  forbid(value, 'leader', `only an ok leader names the leader, this is ${type}`, at);
+  if (type === 'invoke') return { type, process, f: 'leader', value: {}, time };
+  return { type, process, f: 'leader', value: {}, time };
+}
+
+type EventParser = (type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition) => HistoryEvent;
+
+const parsers: Readonly<Record<OperationF, EventParser>> = {
+  send: parseSend,
+  poll: (type, process, time, value, at) => parseRead(type, process, 'poll', time, value, at),
+  drain: (type, process, time, value, at) => parseRead(type, process, 'drain', time, value, at),
+  consume: parseConsume,
+  dlq: parseDlq,
+  leader: parseLeader,
+};
+
 /**
  * Validates the shape of one event (CONTRACT.md "History format") and returns it typed.
  * Unknown extra keys are ignored (room for fields such as a node name); missing or mistyped
@@ -194,7 +369,7 @@ export function parseHistoryEvent(raw: unknown, at: EventPosition): HistoryEvent
   }
   const f = raw['f'];
   if (typeof f !== 'string' || !operationFs.has(f)) {
-    throw badHistory(at, `f must be one of send, poll, drain, not ${JSON.stringify(f) ?? 'missing'}`);
+    throw badHistory(at, `f must be one of ${[...operationFs].join(', ')}, not ${JSON.stringify(f) ?? 'missing'}`);
   }
   const process = requireOffset(raw['process'], 'process', at);
   const time = raw['time'];
@@ -203,8 +378,7 @@ export function parseHistoryEvent(raw: unknown, at: EventPosition): HistoryEvent
   }
   const value = raw['value'];
   if (!isRecord(value)) throw badHistory(at, `value must be an object, not ${describe(value)}`);
-  const event =
-    f === 'send' ? parseSend(type as OperationType, process, time, value, at) : parseRead(type as OperationType, process, f as 'poll' | 'drain', time, value, at);
+  const event = parsers[f as OperationF](type as OperationType, process, time, value, at);
   if ('error' in raw) event.error = requireString(raw['error'], 'error', at);
   assert(event.type === type, 'parsed event keeps its type');
   assert(event.f === f, 'parsed event keeps its f');

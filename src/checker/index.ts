@@ -2,6 +2,9 @@
 // the report and its human formatting. Tests may import the internals directly.
 export type {
   CompletionType,
+  ConsumeResult,
+  ConsumeValue,
+  DeadLetterMessage,
   DrainInvoke,
   EventPosition,
   HistoryEvent,
@@ -17,8 +20,9 @@ export type {
 } from './history.js';
 export { parseHistoryEvent, readHistoryFile } from './history.js';
 export type { OpRef } from './pairing.js';
-export type { AnomalyExample } from './anomalies.js';
-export { examplesPerAnomalyMax } from './anomalies.js';
-export { anomalyKinds, formatReport, type AnomalyKind, type CheckReport, type Verdict } from './report.js';
+export type { AnomalyExample } from './findings.js';
+export { examplesPerAnomalyMax } from './findings.js';
+export { deliveryClockToleranceMs, lateDeliveryBoundMs } from './consumption.js';
+export { anomalyKinds, consumptionAnomalyKinds, queueAnomalyKinds, formatReport, type AnomalyKind, type CheckReport, type Verdict } from './report.js';
 export type { HistoryStats } from './indexes.js';
 export { HistoryChecker, checkHistory, checkHistoryFile } from './checker.js';

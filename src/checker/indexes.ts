@@ -6,6 +6,7 @@
 import { assert } from '../util/assert.js';
 import type { ReadMessage } from './history.js';
 import type { CompletedOperation, OpRef, PendingOperation } from './pairing.js';
+import { type ConsumptionIndex, ConsumptionIndexBuilder } from './consumption.js';
 
 export interface SendRecord {
   body: string;
@@ -16,6 +17,8 @@ export interface SendRecord {
   outcome: 'ok' | 'fail' | 'info' | 'pending';
   /** Only for ok: the offset the acknowledgement named; undefined if it named none (leader quorum). */
   ackedOffset: number | undefined;
+  /** A delayed send: its delay (history clock) and due time (epoch ms). */
+  delay: { delayMs: number; deliverAtMs: number } | undefined;
 }
 
 /** A place a read showed a body, with the earliest read that showed it there. */
@@ -91,6 +94,8 @@ export interface HistoryIndex {
   ackedOffsetClaims: Map<string, Map<number, number>>;
   /** Every queue named by any operation. */
   queues: Set<string>;
+  /** Deliveries to listeners, dead letters, leader samples, first reads (consumption.ts). */
+  consumption: ConsumptionIndex;
   stats: HistoryStats;
 }
 
@@ -100,6 +105,7 @@ interface PollPosition {
 }
 
 export class IndexBuilder {
+  private readonly consumption = new ConsumptionIndexBuilder();
   private readonly index: HistoryIndex = {
     sends: new Map(),
     bodyLocations: new Map(),
@@ -109,6 +115,7 @@ export class IndexBuilder {
     readSteps: [],
     ackedOffsetClaims: new Map(),
     queues: new Set(),
+    consumption: this.consumption.index,
     stats: { events: 0, sends: 0, acked: 0, failed: 0, info: 0, incomplete: 0, polls: 0, drains: 0, messagesRead: 0, queues: 0 },
   };
   /** `${process} ${queue}` → where that process's polls of that queue have reached. */
@@ -118,6 +125,7 @@ export class IndexBuilder {
   invoked(operation: PendingOperation): void {
     assert(!this.finished, 'no operations after finish');
     const event = operation.invokeEvent;
+    if (event.f === 'leader') return;
     this.index.queues.add(event.value.queue);
     if (event.f !== 'send') return;
     assert(!this.index.sends.has(event.value.body), 'pairing rejects a body sent twice');
@@ -129,6 +137,7 @@ export class IndexBuilder {
       completion: undefined,
       outcome: 'pending',
       ackedOffset: undefined,
+      delay: event.value.delayMs === undefined || event.value.deliverAtMs === undefined ? undefined : { delayMs: event.value.delayMs, deliverAtMs: event.value.deliverAtMs },
     });
   }
 
@@ -137,6 +146,7 @@ export class IndexBuilder {
     if (operation.completion.type === 'incomplete') this.index.stats.incomplete += 1;
     const event = operation.invokeEvent;
     if (event.f === 'send') return this.completeSend(operation, event.value.body);
+    if (event.f === 'consume' || event.f === 'dlq' || event.f === 'leader') return this.consumption.completed(operation);
     if (event.f === 'poll') this.index.stats.polls += 1;
     if (operation.outcome !== 'ok') return;
     const completion = operation.completionEvent;
@@ -175,6 +185,7 @@ export class IndexBuilder {
     let previous: ReadMessage | undefined;
     for (const message of messages) {
       this.recordCell(cells, queue, message, read);
+      this.consumption.readShowed(message, read);
       // A drain's forward gaps are judged against the whole queue instead (findPollSkips).
       if (previous !== undefined && message.offset !== previous.offset + 1 && !(isDrain && message.offset > previous.offset)) {
         this.index.readSteps.push({

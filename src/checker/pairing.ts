@@ -32,6 +32,11 @@ export interface CompletedOperation extends PendingOperation {
 
 export type PairedStep = { kind: 'invoke'; operation: PendingOperation } | { kind: 'complete'; operation: CompletedOperation };
 
+/** The queue an operation names; leader samples name none. */
+function queueOf(event: HistoryEvent): string | undefined {
+  return event.f === 'leader' ? undefined : event.value.queue;
+}
+
 function refOf(event: HistoryEvent, at: EventPosition): OpRef {
   return { line: at.line, process: event.process, time: event.time, f: event.f, type: event.type };
 }
@@ -87,11 +92,14 @@ export class OperationPairer {
     if (pending === undefined) throw badHistory(at, `${event.type} ${event.f} by process ${event.process} has no invoke before it`);
     const invoked = pending.invokeEvent;
     if (invoked.f !== event.f) throw badHistory(at, `${event.type} ${event.f} completes process ${event.process}'s ${invoked.f} from line ${pending.invoke.line}; f must match`);
-    if (invoked.value.queue !== event.value.queue) {
-      throw badHistory(at, `${event.type} names queue ${JSON.stringify(event.value.queue)} but its invoke at line ${pending.invoke.line} named ${JSON.stringify(invoked.value.queue)}`);
+    if (queueOf(invoked) !== queueOf(event)) {
+      throw badHistory(at, `${event.type} names queue ${JSON.stringify(queueOf(event))} but its invoke at line ${pending.invoke.line} named ${JSON.stringify(queueOf(invoked))}`);
     }
-    if (invoked.f === 'send' && event.f === 'send' && invoked.value.body !== event.value.body) {
-      throw badHistory(at, `${event.type} names body ${JSON.stringify(event.value.body)} but its invoke at line ${pending.invoke.line} sent ${JSON.stringify(invoked.value.body)}`);
+    if ((invoked.f === 'send' || invoked.f === 'consume') && (event.f === 'send' || event.f === 'consume') && invoked.value.body !== event.value.body) {
+      throw badHistory(at, `${event.type} names body ${JSON.stringify(event.value.body)} but its invoke at line ${pending.invoke.line} named ${JSON.stringify(invoked.value.body)}`);
+    }
+    if (invoked.f === 'consume' && event.f === 'consume' && (invoked.value.offset !== event.value.offset || invoked.value.reconsumeTimes !== event.value.reconsumeTimes)) {
+      throw badHistory(at, `${event.type} consume names another offset or reconsumeTimes than its invoke at line ${pending.invoke.line}`);
     }
     this.pendingByProcess.delete(event.process);
     if (event.type === 'info') this.endedByInfo.set(event.process, at.line);

@@ -14,9 +14,11 @@ import {
   type AnomalyExample,
   type AnomalyResult,
 } from './anomalies.js';
+import { findDlqEarly, findEarlyDeliveries, findLateDeliveries, findLostRetries, findRetryExceeded } from './consumption.js';
 import type { HistoryIndex, HistoryStats } from './indexes.js';
 
-export const anomalyKinds = [
+/** Anomalies of the log and its queues: what sends, polls and drains show. */
+export const queueAnomalyKinds = [
   'lost',
   'unexpected',
   'duplicate',
@@ -27,10 +29,13 @@ export const anomalyKinds = [
   'nonmonotonic-poll',
   'poll-skip',
 ] as const;
+/** Anomalies of consumption (consumption.ts): retries, dead letters, delayed delivery. */
+export const consumptionAnomalyKinds = ['lost-retry', 'retry-exceeded', 'dlq-early', 'early-delivery', 'late-delivery'] as const;
+export const anomalyKinds = [...queueAnomalyKinds, ...consumptionAnomalyKinds] as const;
 export type AnomalyKind = (typeof anomalyKinds)[number];
 
-/** Every kind but `lost`, which buildReport runs itself for its ack times. */
-const anomalyFinders: Readonly<Record<Exclude<AnomalyKind, 'lost'>, (index: HistoryIndex) => AnomalyResult>> = {
+/** Every kind but `lost` and `lost-retry`, which buildReport runs itself for their tallies. */
+const anomalyFinders: Readonly<Record<Exclude<AnomalyKind, 'lost' | 'lost-retry'>, (index: HistoryIndex) => AnomalyResult>> = {
   unexpected: findUnexpected,
   duplicate: findDuplicates,
   'inconsistent-offsets': findInconsistentOffsets,
@@ -39,6 +44,10 @@ const anomalyFinders: Readonly<Record<Exclude<AnomalyKind, 'lost'>, (index: Hist
   'failed-present': findFailedPresent,
   'nonmonotonic-poll': findNonmonotonicPolls,
   'poll-skip': findPollSkips,
+  'retry-exceeded': findRetryExceeded,
+  'dlq-early': findDlqEarly,
+  'early-delivery': findEarlyDeliveries,
+  'late-delivery': findLateDeliveries,
 };
 
 /**
@@ -59,6 +68,8 @@ export interface CheckReport {
   undrainedQueues: string[];
   /** Acked sends whose loss could not be judged (see Verdict). */
   uncheckedAckedSends: number;
+  /** In a history with deliveries: acked sends `lost-retry` could not judge (no final dlq read, or sent during it). */
+  uncheckedRetrySends: number;
   /**
    * Acked sends stored below the final drain's minOffset (retention deleted them before the
    * drain), so not judged for `lost`; `readBeforeRetention` of them some read did show.
@@ -75,8 +86,9 @@ export function buildReport(index: HistoryIndex): CheckReport {
   const anomalies = {} as Record<AnomalyKind, AnomalyExample[]>;
   let anomalyCount = 0;
   const lost = findLost(index);
+  const lostRetries = findLostRetries(index);
   for (const kind of anomalyKinds) {
-    const result = kind === 'lost' ? lost : anomalyFinders[kind](index);
+    const result = kind === 'lost' ? lost : kind === 'lost-retry' ? lostRetries : anomalyFinders[kind](index);
     assert(Number.isSafeInteger(result.count) && result.count >= 0, 'an anomaly count is a natural number');
     counts[kind] = result.count;
     anomalies[kind] = result.examples;
@@ -87,10 +99,11 @@ export function buildReport(index: HistoryIndex): CheckReport {
   const { uncheckedAckedSends, retainedAwaySends } = lost;
   for (const send of index.sends.values()) sentQueues.add(send.queue);
   const undrainedQueues = [...sentQueues].filter((q) => !drained.has(q)).sort();
-  const verdict: Verdict = anomalyCount > 0 ? 'invalid' : uncheckedAckedSends > 0 ? 'unknown' : 'valid';
+  const uncheckedRetrySends = lostRetries.unchecked;
+  const verdict: Verdict = anomalyCount > 0 ? 'invalid' : uncheckedAckedSends > 0 || uncheckedRetrySends > 0 ? 'unknown' : 'valid';
   assert(verdict !== 'valid' || anomalyCount === 0, 'a valid verdict has no anomaly');
   assert(lost.ackTimesMs.length === counts.lost, 'one ack time per lost send');
-  return { valid: verdict === 'valid', verdict, counts, anomalies, undrainedQueues, uncheckedAckedSends, retainedAwaySends, lostAckTimesMs: lost.ackTimesMs, stats: index.stats };
+  return { valid: verdict === 'valid', verdict, counts, anomalies, undrainedQueues, uncheckedAckedSends, uncheckedRetrySends, retainedAwaySends, lostAckTimesMs: lost.ackTimesMs, stats: index.stats };
 }
 
 /** The human summary: verdict line, what the history held, then each anomaly with its examples. */
@@ -107,7 +120,9 @@ export function formatReport(report: CheckReport): string {
       ? 'no anomalies'
       : report.verdict === 'invalid'
         ? `${total} anomal${total === 1 ? 'y' : 'ies'}`
-        : `no anomalies found, but ${report.uncheckedAckedSends} acked send(s) could not be checked for loss`;
+        : report.uncheckedAckedSends > 0
+          ? `no anomalies found, but ${report.uncheckedAckedSends} acked send(s) could not be checked for loss`
+          : `no anomalies found, but ${report.uncheckedRetrySends} acked send(s) could not be checked for lost retries (no final dead-letter read)`;
   lines.push(`${report.verdict.toUpperCase()}: ${headline}`);
   lines.push(
     `  ${s.sends} sends (${s.acked} ok, ${s.failed} fail, ${s.info} info, ${s.incomplete} incomplete ops), ${s.polls} polls, ${s.drains} drains, ${s.messagesRead} messages read, ${s.queues} queues`,

@@ -1,0 +1,268 @@
+// The consumer-side anomalies (issue 15's retry and delay workloads) and the index they read:
+// every delivery of a message to a listener (`consume` operations), the final reads of the
+// dead-letter queues (`dlq`), the leader samples (`leader`), and where and when reads first
+// showed each body. The queue anomalies (anomalies.ts) judge the log; these judge what a
+// consumer group and the delay scheduler made of it. Each finder is a pure function of the
+// shared HistoryIndex with its exact definition in its doc comment.
+import { assert } from '../util/assert.js';
+import type { ConsumeResult, DeadLetterMessage, ReadMessage } from './history.js';
+import type { HistoryIndex, SendRecord } from './indexes.js';
+import type { CompletedOperation, OpRef } from './pairing.js';
+import { type AnomalyResult, describeOp, Findings, quote } from './findings.js';
+
+/**
+ * How far apart the clocks that judge a delayed message may be: the producer's (deliverAtMs,
+ * the history clock) and the leader's (storeTimestampMs). The chaos cluster runs on one host.
+ */
+export const deliveryClockToleranceMs = 100;
+/** A delayed message placed later than this after it was due, while a leader existed, is late. */
+export const lateDeliveryBoundMs = 5_000;
+
+/** One listener call: the copy it was given and how it ended. */
+export interface Delivery {
+  queue: string;
+  offset: number;
+  reconsumeTimes: number;
+  maxReconsumeTimes: number;
+  /** The listener's result; `unknown` when it never returned (info, or in flight at the end). */
+  result: ConsumeResult | 'unknown';
+  invoke: OpRef;
+  completion: OpRef;
+}
+
+/** The last ok read of one dead-letter queue. */
+export interface DlqRead {
+  queue: string;
+  invoke: OpRef;
+  read: OpRef;
+  messages: DeadLetterMessage[];
+}
+
+/** The first read that showed a body, and the earliest store time any read gave for it. */
+export interface FirstRead {
+  read: OpRef;
+  storeTimestampMs: number | undefined;
+}
+
+export interface ConsumptionIndex {
+  /** body → its deliveries, in completion order. */
+  deliveries: Map<string, Delivery[]>;
+  /** queue → its final (last ok) dlq read. */
+  finalDlqReads: Map<string, DlqRead>;
+  /** Leader samples in completion order: whether some node led at that time. */
+  leaderSamples: { time: number; hasLeader: boolean }[];
+  /** body → the first poll, drain or delivery that showed it. */
+  firstReads: Map<string, FirstRead>;
+}
+
+export class ConsumptionIndexBuilder {
+  readonly index: ConsumptionIndex = { deliveries: new Map(), finalDlqReads: new Map(), leaderSamples: [], firstReads: new Map() };
+
+  /** A completed consume, dlq or leader operation. */
+  completed(operation: CompletedOperation): void {
+    const event = operation.invokeEvent;
+    const completion = operation.completionEvent;
+    if (event.f === 'leader') {
+      const hasLeader = operation.outcome === 'ok' && completion?.f === 'leader' && completion.type === 'ok' && completion.value.leader !== null;
+      this.index.leaderSamples.push({ time: operation.completion.time, hasLeader });
+    } else if (event.f === 'consume') {
+      const result = operation.outcome === 'ok' && completion?.f === 'consume' && completion.type === 'ok' ? completion.value.result : 'unknown';
+      const { queue, offset, body, reconsumeTimes, maxReconsumeTimes } = event.value;
+      let deliveries = this.index.deliveries.get(body);
+      if (deliveries === undefined) this.index.deliveries.set(body, (deliveries = []));
+      deliveries.push({ queue, offset, reconsumeTimes, maxReconsumeTimes, result, invoke: operation.invoke, completion: operation.completion });
+      // A listener was handed the message when the consume was invoked.
+      this.showed(body, operation.invoke, undefined);
+    } else if (event.f === 'dlq' && operation.outcome === 'ok') {
+      assert(completion?.f === 'dlq' && completion.type === 'ok', 'an ok dlq has its ok event');
+      this.index.finalDlqReads.set(event.value.queue, { queue: event.value.queue, invoke: operation.invoke, read: operation.completion, messages: completion.value.messages });
+    }
+  }
+
+  /** What an ok poll or drain showed (called by IndexBuilder for every read message). */
+  readShowed(message: ReadMessage, read: OpRef): void {
+    this.showed(message.body, read, message.storeTimestampMs);
+  }
+
+  private showed(body: string, read: OpRef, storeTimestampMs: number | undefined): void {
+    const first = this.index.firstReads.get(body);
+    if (first === undefined) {
+      this.index.firstReads.set(body, { read, storeTimestampMs });
+    } else if (storeTimestampMs !== undefined && (first.storeTimestampMs === undefined || storeTimestampMs < first.storeTimestampMs)) {
+      first.storeTimestampMs = storeTimestampMs;
+    }
+  }
+}
+
+/** body → the dead letter the final dlq reads hold for it (the first, if several). */
+function deadLetters(index: ConsumptionIndex): Map<string, { letter: DeadLetterMessage; dlq: DlqRead }> {
+  const letters = new Map<string, { letter: DeadLetterMessage; dlq: DlqRead }>();
+  for (const dlq of index.finalDlqReads.values()) {
+    for (const letter of dlq.messages) if (!letters.has(letter.body)) letters.set(letter.body, { letter, dlq });
+  }
+  return letters;
+}
+
+/** The limit the body's consumers used, else any consumer's in the history; undefined when none consumed. */
+function maxReconsumeTimesFor(index: ConsumptionIndex, body: string): number | undefined {
+  const own = index.deliveries.get(body)?.[0];
+  if (own !== undefined) return own.maxReconsumeTimes;
+  for (const deliveries of index.deliveries.values()) if (deliveries[0] !== undefined) return deliveries[0].maxReconsumeTimes;
+  return undefined;
+}
+
+/**
+ * `lost-retry`: in a history with deliveries and an ok dlq read, an ok send that completed
+ * before every final dlq read was invoked, yet no delivery of its body ended SUCCESS and no
+ * final dlq read holds it — a failed message that neither came back nor reached the DLQ.
+ * Sends judged no further (no dlq read, or still running when it began) are `unchecked`.
+ */
+export function findLostRetries(index: HistoryIndex): AnomalyResult & { unchecked: number } {
+  const findings = new Findings();
+  const consumption = index.consumption;
+  let unchecked = 0;
+  if (consumption.deliveries.size === 0) return { ...findings.result(), unchecked };
+  const dlqReads = [...consumption.finalDlqReads.values()];
+  const letters = deadLetters(consumption);
+  const firstDlqInvokeLine = Math.min(...dlqReads.map((d) => d.invoke.line));
+  for (const send of index.sends.values()) {
+    if (send.outcome !== 'ok') continue;
+    if (dlqReads.length === 0 || send.completion === undefined || send.completion.line > firstDlqInvokeLine) {
+      unchecked += 1;
+      continue;
+    }
+    const deliveries = consumption.deliveries.get(send.body) ?? [];
+    if (deliveries.some((d) => d.result === 'SUCCESS') || letters.has(send.body)) continue;
+    const last = deliveries[deliveries.length - 1];
+    findings.add(() => ({
+      description: `send ${quote(send.body)} acked (${describeOp(send.completion!)}) was ${last === undefined ? 'never delivered' : `delivered ${deliveries.length} time(s), last ${describeOp(last.completion)} with reconsumeTimes ${last.reconsumeTimes},`} never consumed with SUCCESS, and is in no dead-letter queue`,
+      body: send.body,
+      send: send.completion!,
+      deliveries: deliveries.length,
+    }));
+  }
+  return { ...findings.result(), unchecked };
+}
+
+/**
+ * `retry-exceeded`: a body delivered with reconsumeTimes above its maxReconsumeTimes, or
+ * delivered from more distinct stored copies (queue, offset) than maxReconsumeTimes + 1 — a
+ * message retried past its limit, or a retry stored twice. Redelivery of the same copy
+ * (a consumer died before committing) is not counted again.
+ */
+export function findRetryExceeded(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const [body, deliveries] of index.consumption.deliveries) {
+    const max = deliveries[0]!.maxReconsumeTimes;
+    const beyond = deliveries.find((d) => d.reconsumeTimes > max);
+    const copies = new Set(deliveries.map((d) => `${d.queue} ${d.offset}`));
+    if (beyond === undefined && copies.size <= max + 1) continue;
+    findings.add(() => ({
+      description:
+        beyond !== undefined
+          ? `${quote(body)} was delivered with reconsumeTimes ${beyond.reconsumeTimes}, past maxReconsumeTimes ${max} (${describeOp(beyond.invoke)})`
+          : `${quote(body)} was delivered from ${copies.size} stored copies, more than maxReconsumeTimes + 1 = ${max + 1}: ${[...copies].join(', ')}`,
+      body,
+      deliveries: deliveries.length,
+      copies: copies.size,
+    }));
+  }
+  return findings.result();
+}
+
+/**
+ * `dlq-early`: a dead letter (final dlq read) whose body was not failed on every delivery
+ * maxReconsumeTimes + 1 allows — some reconsumeTimes k in 0..max has no delivery that ended
+ * RECONSUME_LATER — or whose recorded attempts are fewer than max + 1.
+ */
+export function findDlqEarly(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const [body, { letter, dlq }] of deadLetters(index.consumption)) {
+    const max = maxReconsumeTimesFor(index.consumption, body);
+    if (max === undefined) continue;
+    const failed = new Set((index.consumption.deliveries.get(body) ?? []).filter((d) => d.result === 'RECONSUME_LATER').map((d) => d.reconsumeTimes));
+    let missing: number | undefined;
+    for (let k = 0; k <= max && missing === undefined; k++) if (!failed.has(k)) missing = k;
+    if (missing === undefined && letter.attempts >= max + 1) continue;
+    findings.add(() => ({
+      description: `${quote(body)} is in ${dlq.queue} at offset ${letter.offset} (${describeOp(dlq.read)}) with ${letter.attempts} attempt(s), but ${missing !== undefined ? `no delivery with reconsumeTimes ${missing} failed` : `maxReconsumeTimes ${max} allows ${max + 1}`}`,
+      body,
+      attempts: letter.attempts,
+      maxReconsumeTimes: max,
+      dlq: dlq.read,
+    }));
+  }
+  return findings.result();
+}
+
+/** When a delayed send is due on the history clock: its invoke time plus its delay. */
+function dueTime(send: SendRecord): number | undefined {
+  return send.delay === undefined ? undefined : send.invoke.time + send.delay.delayMs;
+}
+
+/**
+ * `early-delivery`: a delayed send (one that named delayMs and deliverAtMs) that some read or
+ * delivery showed before it was due — the read completed (a delivery was invoked) more than
+ * deliveryClockToleranceMs before invoke time + delayMs — or that a read shows stored
+ * (storeTimestampMs) more than that before deliverAtMs.
+ */
+export function findEarlyDeliveries(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const send of index.sends.values()) {
+    const due = dueTime(send);
+    const first = index.consumption.firstReads.get(send.body);
+    if (due === undefined || send.delay === undefined || first === undefined) continue;
+    const seenEarlyMs = due - first.read.time;
+    const storedEarlyMs = first.storeTimestampMs === undefined ? 0 : send.delay.deliverAtMs - first.storeTimestampMs;
+    if (seenEarlyMs <= deliveryClockToleranceMs && storedEarlyMs <= deliveryClockToleranceMs) continue;
+    findings.add(() => ({
+      description: `delayed send ${quote(send.body)} (${describeOp(send.invoke)}, due after ${send.delay!.delayMs} ms) was ${seenEarlyMs > deliveryClockToleranceMs ? `read ${seenEarlyMs.toFixed(0)} ms before due (${describeOp(first.read)})` : `stored ${storedEarlyMs.toFixed(0)} ms before deliverAtMs`}`,
+      body: send.body,
+      read: first.read,
+      earlyMs: Math.max(seenEarlyMs, storedEarlyMs),
+    }));
+  }
+  return findings.result();
+}
+
+/**
+ * Milliseconds of [from, to] (history clock) during which the leader samples saw no leader:
+ * a sample's answer holds until the next sample; before the first sample nothing is known
+ * (counted as leaderless). Without samples, no time is leaderless.
+ */
+function leaderlessMs(samples: readonly { time: number; hasLeader: boolean }[], from: number, to: number): number {
+  if (samples.length === 0 || to <= from) return 0;
+  let leaderless = 0;
+  let state = { time: Number.NEGATIVE_INFINITY, hasLeader: false };
+  for (const sample of [...samples, { time: Number.POSITIVE_INFINITY, hasLeader: true }]) {
+    const start = Math.max(from, state.time);
+    const end = Math.min(to, sample.time);
+    if (!state.hasLeader && end > start) leaderless += end - start;
+    state = sample;
+  }
+  return leaderless;
+}
+
+/**
+ * `late-delivery`: a delayed send stored (the earliest storeTimestampMs a read gave for it)
+ * more than lateDeliveryBoundMs after its deliverAtMs, beyond the time the leader samples
+ * saw no leader between its due time and its store time.
+ */
+export function findLateDeliveries(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const send of index.sends.values()) {
+    const due = dueTime(send);
+    const stored = index.consumption.firstReads.get(send.body)?.storeTimestampMs;
+    if (due === undefined || send.delay === undefined || stored === undefined) continue;
+    const lateMs = stored - send.delay.deliverAtMs;
+    const excusedMs = leaderlessMs(index.consumption.leaderSamples, due, due + lateMs);
+    if (lateMs - excusedMs <= lateDeliveryBoundMs) continue;
+    findings.add(() => ({
+      description: `delayed send ${quote(send.body)} (${describeOp(send.invoke)}) was stored ${lateMs.toFixed(0)} ms after it was due, ${excusedMs.toFixed(0)} ms of that without a leader`,
+      body: send.body,
+      lateMs,
+      leaderlessMs: excusedMs,
+    }));
+  }
+  return findings.result();
+}

@@ -1,0 +1,153 @@
+import { describe, expect, it } from 'vitest';
+import { checkHistory, type HistoryEvent } from '../src/checker/index.js';
+import { drain, foundKinds, history, send, type Step } from './checker-helpers.js';
+
+const Q = 'orders/0';
+const RETRY = '%RETRY%g/0';
+const DLQ = '%DLQ%g/0';
+
+/** One listener call of `body` (copy at queue/offset, redelivery k) that ended with `result` (undefined: info). */
+function consume(process: number, queue: string, offset: number, body: string, k: number, max: number, result?: 'SUCCESS' | 'RECONSUME_LATER'): Step[] {
+  const value = { queue, offset, body, reconsumeTimes: k, maxReconsumeTimes: max };
+  return [
+    { type: 'invoke', process, f: 'consume', value },
+    result === undefined ? { type: 'info', process, f: 'consume', value } : { type: 'ok', process, f: 'consume', value: { ...value, result } },
+  ];
+}
+
+function dlq(process: number, letters: [number, string, number][]): Step[] {
+  return [
+    { type: 'invoke', process, f: 'dlq', value: { queue: DLQ } },
+    { type: 'ok', process, f: 'dlq', value: { queue: DLQ, messages: letters.map(([offset, body, attempts]) => ({ offset, body, attempts })) } },
+  ];
+}
+
+/** "a" fails twice and succeeds on its second retry; "b" fails max + 1 = 2 times and is dead-lettered. */
+function validRetryHistory(): Step[][] {
+  return [
+    send(0, Q, 'a', 0),
+    send(0, Q, 'b', 1),
+    consume(1, Q, 0, 'a', 0, 1, 'RECONSUME_LATER'),
+    consume(1, Q, 1, 'b', 0, 1, 'RECONSUME_LATER'),
+    consume(1, RETRY, 0, 'a', 1, 1, 'SUCCESS'),
+    consume(1, RETRY, 1, 'b', 1, 1, 'RECONSUME_LATER'),
+    drain(2, Q, [[0, 'a'], [1, 'b']]),
+    dlq(3, [[0, 'b', 2]]),
+  ];
+}
+
+describe('checker – consumption: retries and dead letters', () => {
+  it('a history where each failed message is retried or dead-lettered in time is valid', () => {
+    const report = checkHistory(history(...validRetryHistory()));
+    expect(foundKinds(report)).toEqual([]);
+    expect(report.verdict).toBe('valid');
+  });
+
+  it('a consumer killed mid-listener redelivers the same copy: no anomaly', () => {
+    const steps = validRetryHistory();
+    steps.splice(2, 0, consume(4, Q, 0, 'a', 0, 1), consume(5, Q, 0, 'a', 0, 1, 'RECONSUME_LATER'));
+    expect(foundKinds(checkHistory(history(...steps)))).toEqual([]);
+  });
+
+  it('lost-retry: a failed message that never came back and is in no dead-letter queue', () => {
+    const steps = validRetryHistory();
+    steps.splice(4, 1); // "a"'s retry is never delivered
+    const report = checkHistory(history(...steps));
+    expect(foundKinds(report)).toEqual(['lost-retry']);
+    expect(report.anomalies['lost-retry'][0]).toMatchObject({ body: 'a', deliveries: 1 });
+  });
+
+  it('lost-retry is unjudged (verdict unknown) without a final dead-letter read', () => {
+    const steps = validRetryHistory().slice(0, -1);
+    const report = checkHistory(history(...steps));
+    expect(report.verdict).toBe('unknown');
+    expect(report.uncheckedRetrySends).toBe(2);
+  });
+
+  it('retry-exceeded: a delivery past maxReconsumeTimes, and a retry stored twice', () => {
+    const past = validRetryHistory();
+    past.splice(6, 0, consume(1, RETRY, 2, 'b', 2, 1, 'RECONSUME_LATER'));
+    expect(foundKinds(checkHistory(history(...past)))).toEqual(['retry-exceeded']);
+
+    const twice = validRetryHistory();
+    twice.splice(5, 0, consume(1, RETRY, 2, 'a', 1, 1, 'SUCCESS')); // a second copy of "a"'s first retry
+    const report = checkHistory(history(...twice));
+    expect(foundKinds(report)).toEqual(['retry-exceeded']);
+    expect(report.anomalies['retry-exceeded'][0]).toMatchObject({ body: 'a', copies: 3 });
+  });
+
+  it('dlq-early: dead-lettered before every allowed delivery failed, or with too few attempts', () => {
+    const early = validRetryHistory();
+    early.splice(5, 1); // "b"'s retry never failed, yet "b" is in the DLQ
+    expect(foundKinds(checkHistory(history(...early)))).toEqual(['dlq-early']);
+
+    const fewAttempts = validRetryHistory();
+    fewAttempts[fewAttempts.length - 1] = dlq(3, [[0, 'b', 1]]);
+    const report = checkHistory(history(...fewAttempts));
+    expect(foundKinds(report)).toEqual(['dlq-early']);
+    expect(report.anomalies['dlq-early'][0]).toMatchObject({ body: 'b', attempts: 1, maxReconsumeTimes: 1 });
+  });
+
+  it('refuses a consume completion that names another copy than its invoke', () => {
+    const events: HistoryEvent[] = history(consume(1, Q, 0, 'a', 0, 1, 'SUCCESS'));
+    (events[1]!.value as { offset: number }).offset = 3;
+    expect(() => checkHistory(events)).toThrow(/names another offset or reconsumeTimes/);
+  });
+});
+
+/** A delayed send due `delayMs` after its invoke (history time = step index × 10, see history()). */
+function delayedSend(process: number, body: string, delayMs: number, deliverAtMs: number): Step[] {
+  return [
+    { type: 'invoke', process, f: 'send', value: { queue: Q, body, delayMs, deliverAtMs } },
+    { type: 'ok', process, f: 'send', value: { queue: Q, body, offset: null } },
+  ];
+}
+
+function pollStored(process: number, messages: [number, string, number][]): Step[] {
+  return [
+    { type: 'invoke', process, f: 'poll', value: { queue: Q } },
+    { type: 'ok', process, f: 'poll', value: { queue: Q, messages: messages.map(([offset, body, storeTimestampMs]) => ({ offset, body, storeTimestampMs })) } },
+  ];
+}
+
+function leaderSample(process: number, leader: string | null): Step[] {
+  return [
+    { type: 'invoke', process, f: 'leader', value: {} },
+    { type: 'ok', process, f: 'leader', value: { leader } },
+  ];
+}
+
+/** `gap` empty steps: each moves the history clock on by 10 ms. */
+function wait(process: number, gap: number): Step[][] {
+  return Array.from({ length: gap / 2 }, () => leaderSample(process, 'n1'));
+}
+
+describe('checker – consumption: delayed messages', () => {
+  const T0 = 1_000_000; // the wall clock (epoch ms) at history time 0
+
+  it('a delayed message read after it was due and stored on time is valid', () => {
+    // Invoked at history time 0 with a 100 ms delay; read at ≥ 120 ms; stored 30 ms after due.
+    const report = checkHistory(history(delayedSend(0, 'd', 100, T0 + 100), ...wait(1, 10), pollStored(2, [[0, 'd', T0 + 130]]), drain(3, Q, [[0, 'd']])));
+    expect(foundKinds(report)).toEqual([]);
+    expect(report.verdict).toBe('valid');
+  });
+
+  it('early-delivery: read before due, or stored before deliverAtMs', () => {
+    const readEarly = checkHistory(history(delayedSend(0, 'd', 1_000, T0 + 1_000), pollStored(2, [[0, 'd', T0 + 1_000]]), drain(3, Q, [[0, 'd']])));
+    expect(foundKinds(readEarly)).toEqual(['early-delivery']);
+    const storedEarly = checkHistory(history(delayedSend(0, 'd', 20, T0 + 20), ...wait(1, 4), pollStored(2, [[0, 'd', T0 + 20 - 500]]), drain(3, Q, [[0, 'd']])));
+    expect(foundKinds(storedEarly)).toEqual(['early-delivery']);
+    expect(storedEarly.anomalies['early-delivery'][0]).toMatchObject({ body: 'd', earlyMs: 500 });
+  });
+
+  it('late-delivery: stored more than 5 s after due while a leader existed, excused while none did', () => {
+    const late = T0 + 20 + 5_000 + 200;
+    const withLeader = checkHistory(history(delayedSend(0, 'd', 20, T0 + 20), leaderSample(1, 'n1'), pollStored(2, [[0, 'd', late]]), drain(3, Q, [[0, 'd']])));
+    expect(foundKinds(withLeader)).toEqual(['late-delivery']);
+    expect(withLeader.anomalies['late-delivery'][0]).toMatchObject({ body: 'd', lateMs: 5_200 });
+
+    // No leader from history time 20 on (the sample at 20 says none, and none says otherwise).
+    const leaderless = checkHistory(history(delayedSend(0, 'd', 20, T0 + 20), leaderSample(1, null), pollStored(2, [[0, 'd', late]]), drain(3, Q, [[0, 'd']])));
+    expect(foundKinds(leaderless)).toEqual([]);
+  });
+});
