@@ -8,6 +8,7 @@
 //   queryOffsets                         SUB or RESET on the group (consumers and resets read them)
 //   resetOffsets                         RESET on the group
 //   sendBack                             SUB on the group and SUB on the topic
+//   lockQueues, unlockQueues             SUB on the group and SUB on each topic
 //   dlqList                              SUB or RESET on the group
 //   dlqResend                            RESET on the group (it re-delivers to the group)
 //   createTopic                          admin
@@ -48,6 +49,9 @@ export function requirementsOf(request: Request): readonly Requirement[] {
       return [sub('group', request.group), ...subOnTopics(request.offsets)];
     case 'sendBack':
       return [sub('group', request.group), sub('topic', request.topic)];
+    case 'lockQueues':
+    case 'unlockQueues':
+      return [sub('group', request.group), ...subOnTopics(request.queues)];
     case 'queryOffsets':
     case 'dlqList':
       return [{ kind: 'group', name: request.group, anyOf: ['SUB', 'RESET'] }];

@@ -122,6 +122,8 @@ export class BrokerService {
     sendBack: () => notYetAvailable('sendBack'),
     dlqList: () => notYetAvailable('dlqList'),
     dlqResend: () => notYetAvailable('dlqResend'),
+    lockQueues: () => notYetAvailable('lockQueues'),
+    unlockQueues: () => notYetAvailable('unlockQueues'),
   };
 
   /**

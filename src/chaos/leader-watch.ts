@@ -1,7 +1,9 @@
 // Samples every node's status at a fixed interval during a chaos run: the nemesis targets the
 // leader it last saw, and each change of leader goes into the recorder for the timeline.
 // A node that does not answer within the sample's bound (killed, paused, cut off from us — the
-// client ports are never cut) simply does not vote in that sample.
+// client ports are never cut) simply does not vote in that sample. With `recordSamples` every
+// sample is also a `leader` operation in the history (the delay workload's late-delivery
+// check excuses the time no node led).
 import type { LedgerClient } from '../client/client.js';
 import type { NodeStatus } from '../protocol/index.js';
 import type { HistoryRecorder } from './recorder.js';
@@ -19,6 +21,7 @@ export class LeaderWatch {
     private readonly nodeIds: readonly string[],
     private readonly recorder: HistoryRecorder,
     private readonly sampleEveryMs: number,
+    private readonly recordSamples = false,
   ) {}
 
   /** The leader of the highest term seen in the last sample, or null. */
@@ -38,6 +41,9 @@ export class LeaderWatch {
   async sample(): Promise<void> {
     if (this.sampling) return; // the previous sample still waits on a paused node
     this.sampling = true;
+    // One process for every sample: a sample always completes ok (a silent node just does not vote).
+    const process = this.recordSamples ? this.recorder.newProcess('leader samples') : null;
+    if (process !== null) this.recorder.invokeLeader(process);
     try {
       const statuses = await Promise.all(
         this.nodeIds.map((id) => this.client.callNode(id, { op: 'status' }, statusTimeoutMs).catch(() => null)),
@@ -51,6 +57,7 @@ export class LeaderWatch {
         this.recorder.leaders.push({ time: this.recorder.now(), leader, term: term ?? previous?.term ?? 0 });
       }
       this.latest = leader;
+      if (process !== null) this.recorder.leaderOk(process, leader);
     } finally {
       this.sampling = false;
     }

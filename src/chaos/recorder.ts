@@ -3,7 +3,7 @@
 // client session, a fresh one after every `info`); the lane (worker) each process belongs to,
 // for the timeline; and the faults and leader changes seen, also for the timeline and report.
 import { appendFileSync, writeFileSync } from 'node:fs';
-import type { HistoryEvent, ReadMessage } from '../checker/index.js';
+import type { ConsumeResult, ConsumeValue, DeadLetterMessage, HistoryEvent, ReadMessage } from '../checker/index.js';
 import { assert } from '../util/assert.js';
 
 export interface FaultRecord {
@@ -60,8 +60,10 @@ export class HistoryRecorder {
     return process;
   }
 
-  invokeSend(process: number, queue: string, body: string): void {
-    this.push({ type: 'invoke', process, f: 'send', value: { queue, body }, time: this.now() });
+  /** `delay`: a delayed send, due delayMs after this invoke (deliverAtMs on the wall clock). */
+  invokeSend(process: number, queue: string, body: string, delay?: { delayMs: number; deliverAtMs: number }): void {
+    const value = delay === undefined ? { queue, body } : { queue, body, delayMs: delay.delayMs, deliverAtMs: delay.deliverAtMs };
+    this.push({ type: 'invoke', process, f: 'send', value, time: this.now() });
   }
 
   sendOk(process: number, queue: string, body: string, offset: number | null): void {
@@ -86,6 +88,37 @@ export class HistoryRecorder {
 
   readFailed(type: 'fail' | 'info', process: number, f: 'poll' | 'drain', queue: string, error: string): void {
     this.push({ type, process, f, value: { queue }, time: this.now(), error });
+  }
+
+  /** A listener is handed one message (the retry workload). */
+  invokeConsume(process: number, value: ConsumeValue): void {
+    this.push({ type: 'invoke', process, f: 'consume', value, time: this.now() });
+  }
+
+  /** The listener returned `result`; `info`: it never will (its consumer was killed). */
+  consumeEnded(process: number, value: ConsumeValue, result: ConsumeResult | 'info'): void {
+    if (result === 'info') this.push({ type: 'info', process, f: 'consume', value, time: this.now() });
+    else this.push({ type: 'ok', process, f: 'consume', value: { ...value, result }, time: this.now() });
+  }
+
+  invokeDlq(process: number, queue: string): void {
+    this.push({ type: 'invoke', process, f: 'dlq', value: { queue }, time: this.now() });
+  }
+
+  dlqOk(process: number, queue: string, messages: DeadLetterMessage[]): void {
+    this.push({ type: 'ok', process, f: 'dlq', value: { queue, messages }, time: this.now() });
+  }
+
+  dlqFailed(type: 'fail' | 'info', process: number, queue: string, error: string): void {
+    this.push({ type, process, f: 'dlq', value: { queue }, time: this.now(), error });
+  }
+
+  invokeLeader(process: number): void {
+    this.push({ type: 'invoke', process, f: 'leader', value: {}, time: this.now() });
+  }
+
+  leaderOk(process: number, leader: string | null): void {
+    this.push({ type: 'ok', process, f: 'leader', value: { leader }, time: this.now() });
   }
 
   /** Writes the history as JSON Lines, in chunks (a long run holds hundreds of thousands of events). */

@@ -43,6 +43,11 @@ export const LIMITS = Object.freeze({
   maxDeadLettersPerRequest: 1024,
   /** Characters of the reason a consumer gives for a failed delivery. */
   maxReasonLength: 512,
+  /** Queues one lockQueues or unlockQueues request names. */
+  maxQueuesPerLock: 1024,
+  /** Bounds on an orderly consumer's queue lock lease (RocketMQ: 60 s, renewed every 20 s). */
+  minLockLeaseMs: 1_000,
+  maxLockLeaseMs: 300_000,
 });
 
 /** RocketMQ's topic/group character set; `%` allows `%RETRY%group` and `%DLQ%group`. */

@@ -50,6 +50,11 @@ const produceMessages = z
 const position = z.object({ topic: name, queueId, offset: wholeNumber }).strict();
 const positions = z.array(position).min(1).max(LIMITS.maxOffsetsPerCommit, `more than maxOffsetsPerCommit ${LIMITS.maxOffsetsPerCommit} positions`);
 
+const lockedQueues = z
+  .array(z.object({ topic: name, queueId }).strict())
+  .min(1)
+  .max(LIMITS.maxQueuesPerLock, `more than maxQueuesPerLock ${LIMITS.maxQueuesPerLock} queues`);
+
 export const requestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('status') }).strict(),
   z.object({ op: z.literal('topics') }).strict(),
@@ -108,6 +113,22 @@ export const requestSchema = z.discriminatedUnion('op', [
     .strict(),
   /** The group's dead letters, from DLQ offset fromOffset on. */
   z.object({ op: z.literal('dlqList'), group: name, fromOffset: wholeNumber, max: z.number().int().min(1).max(LIMITS.maxDeadLettersPerRequest) }).strict(),
+  /**
+   * Orderly consumption: locks (or renews) the queues for clientId of group, each unless another
+   * client of the group holds it, for leaseMs from when the leader decides it. Replicated, so a
+   * new leader never grants a lock an old leader's lease may still cover. RocketMQ's lockBatchMQ.
+   */
+  z
+    .object({
+      op: z.literal('lockQueues'),
+      group: name,
+      clientId: id,
+      queues: lockedQueues,
+      leaseMs: z.number().int().min(LIMITS.minLockLeaseMs).max(LIMITS.maxLockLeaseMs),
+    })
+    .strict(),
+  /** Releases the queues clientId holds (a rebalance moved them away): no waiting out the lease. */
+  z.object({ op: z.literal('unlockQueues'), group: name, clientId: id, queues: lockedQueues }).strict(),
   /** Re-delivers dead letters not yet resent (the one with msgId, else up to maxDeadLettersPerRequest of them) once, to the group only. */
   z.object({ op: z.literal('dlqResend'), group: name, msgId: id.optional() }).strict(),
 ]);

@@ -165,6 +165,9 @@ interface Responses {
   sendBack: { readonly target: 'retry' | 'dlq'; readonly reconsumeTimes: number; readonly deliverAtMs: number | null; readonly duplicate: boolean };
   /** nextOffset: where the next dlqList continues (the DLQ's next offset when all were listed). */
   dlqList: { readonly deadLetters: readonly DeadLetter[]; readonly nextOffset: number };
+  /** The queues the client now holds (a subset of those asked), each until expiresAtMs (the leader's clock). */
+  lockQueues: { readonly locked: readonly { topic: string; queueId: number; expiresAtMs: number }[] };
+  unlockQueues: Ack;
   /** resent: dead letters re-delivered by this request; 0 when none was left to resend. */
   dlqResend: { readonly resent: number };
 }
