@@ -24,6 +24,7 @@ export interface Delivery {
   offset: number;
   reconsumeTimes: number;
   maxReconsumeTimes: number;
+  orderly: boolean;
   /** The listener's result; `unknown` when it never returned (info, or in flight at the end). */
   result: ConsumeResult | 'unknown';
   invoke: OpRef;
@@ -53,10 +54,12 @@ export interface ConsumptionIndex {
   leaderSamples: { time: number; hasLeader: boolean }[];
   /** body → the first poll, drain or delivery that showed it. */
   firstReads: Map<string, FirstRead>;
+  /** queue → its orderly deliveries, in invoke order. */
+  orderlyByQueue: Map<string, Delivery[]>;
 }
 
 export class ConsumptionIndexBuilder {
-  readonly index: ConsumptionIndex = { deliveries: new Map(), finalDlqReads: new Map(), leaderSamples: [], firstReads: new Map() };
+  readonly index: ConsumptionIndex = { deliveries: new Map(), finalDlqReads: new Map(), leaderSamples: [], firstReads: new Map(), orderlyByQueue: new Map() };
 
   /** A completed consume, dlq or leader operation. */
   completed(operation: CompletedOperation): void {
@@ -68,9 +71,15 @@ export class ConsumptionIndexBuilder {
     } else if (event.f === 'consume') {
       const result = operation.outcome === 'ok' && completion?.f === 'consume' && completion.type === 'ok' ? completion.value.result : 'unknown';
       const { queue, offset, body, reconsumeTimes, maxReconsumeTimes } = event.value;
+      const delivery: Delivery = { queue, offset, reconsumeTimes, maxReconsumeTimes, orderly: event.value.orderly === true, result, invoke: operation.invoke, completion: operation.completion };
       let deliveries = this.index.deliveries.get(body);
       if (deliveries === undefined) this.index.deliveries.set(body, (deliveries = []));
-      deliveries.push({ queue, offset, reconsumeTimes, maxReconsumeTimes, result, invoke: operation.invoke, completion: operation.completion });
+      deliveries.push(delivery);
+      if (delivery.orderly) {
+        let inQueue = this.index.orderlyByQueue.get(queue);
+        if (inQueue === undefined) this.index.orderlyByQueue.set(queue, (inQueue = []));
+        inQueue.push(delivery);
+      }
       // A listener was handed the message when the consume was invoked.
       this.showed(body, operation.invoke, undefined);
     } else if (event.f === 'dlq' && operation.outcome === 'ok') {
@@ -152,7 +161,10 @@ export function findLostRetries(index: HistoryIndex): AnomalyResult & { unchecke
  */
 export function findRetryExceeded(index: HistoryIndex): AnomalyResult {
   const findings = new Findings();
-  for (const [body, deliveries] of index.consumption.deliveries) {
+  for (const [body, all] of index.consumption.deliveries) {
+    // Orderly retries stay in place (one copy, reconsumeTimes counting suspends): not judged here.
+    const deliveries = all.filter((d) => !d.orderly);
+    if (deliveries.length === 0) continue;
     const max = deliveries[0]!.maxReconsumeTimes;
     const beyond = deliveries.find((d) => d.reconsumeTimes > max);
     const copies = new Set(deliveries.map((d) => `${d.queue} ${d.offset}`));
@@ -179,7 +191,7 @@ export function findDlqEarly(index: HistoryIndex): AnomalyResult {
   const findings = new Findings();
   for (const [body, { letter, dlq }] of deadLetters(index.consumption)) {
     const max = maxReconsumeTimesFor(index.consumption, body);
-    if (max === undefined) continue;
+    if (max === undefined || index.consumption.deliveries.get(body)?.some((d) => d.orderly)) continue;
     const failed = new Set((index.consumption.deliveries.get(body) ?? []).filter((d) => d.result === 'RECONSUME_LATER').map((d) => d.reconsumeTimes));
     let missing: number | undefined;
     for (let k = 0; k <= max && missing === undefined; k++) if (!failed.has(k)) missing = k;
@@ -263,6 +275,40 @@ export function findLateDeliveries(index: HistoryIndex): AnomalyResult {
       lateMs,
       leaderlessMs: excusedMs,
     }));
+  }
+  return findings.result();
+}
+
+/**
+ * `orderly-overlap`: two orderly deliveries of one queue whose listener calls overlapped in
+ * time (from invoke to completion; a killed consumer's call ends at its info) — two consumers,
+ * or two workers, processing one queue at once — or an orderly delivery of offset o invoked
+ * before any delivery of offset o − 1 of that queue had ended SUCCESS, when the history holds
+ * one (a message processed before its predecessor succeeded).
+ */
+export function findOrderlyOverlaps(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const [queue, deliveries] of index.consumption.orderlyByQueue) {
+    let busiest: Delivery | undefined; // the call, among those invoked so far, that ends last
+    const firstSuccessLine = new Map<number, number>();
+    for (const d of deliveries) if (d.result === 'SUCCESS' && !(firstSuccessLine.get(d.offset)! <= d.completion.line)) firstSuccessLine.set(d.offset, d.completion.line);
+    const consumedOffsets = new Set(deliveries.map((d) => d.offset));
+    for (const d of deliveries) {
+      if (busiest !== undefined && busiest.completion.line > d.invoke.line) {
+        const other = busiest;
+        findings.add(() => ({
+          description: `${queue}: orderly delivery of offset ${d.offset} (${describeOp(d.invoke)}) began while offset ${other.offset}'s call (${describeOp(other.invoke)}) had not ended (${describeOp(other.completion)})`,
+          queue, offset: d.offset, overlapping: other.invoke, delivery: d.invoke,
+        }));
+      }
+      if (consumedOffsets.has(d.offset - 1) && !(firstSuccessLine.get(d.offset - 1)! < d.invoke.line)) {
+        findings.add(() => ({
+          description: `${queue}: orderly delivery of offset ${d.offset} (${describeOp(d.invoke)}) began before offset ${d.offset - 1} had been consumed with SUCCESS`,
+          queue, offset: d.offset, delivery: d.invoke,
+        }));
+      }
+      if (busiest === undefined || d.completion.line > busiest.completion.line) busiest = d;
+    }
   }
   return findings.result();
 }

@@ -96,7 +96,9 @@ export interface ReadFailOrInfo extends EventBase {
  * `offset` are where this copy is stored (the topic's queue, or the group's retry queue for a
  * redelivery), `body` the original body, `reconsumeTimes` which redelivery this is (0: the
  * first delivery), `maxReconsumeTimes` the consumer's limit. `ok` names the listener's
- * `result`; `info` is a listener that never returned (its consumer was killed).
+ * `result`; `info` is a listener that never returned (its consumer was killed). `orderly`: an
+ * orderly consumer's call (judged for orderly-overlap; its failures are SUSPEND, retried in
+ * place rather than through the retry queue).
  */
 export interface ConsumeValue {
   queue: string;
@@ -104,8 +106,9 @@ export interface ConsumeValue {
   body: string;
   reconsumeTimes: number;
   maxReconsumeTimes: number;
+  orderly?: true;
 }
-export type ConsumeResult = 'SUCCESS' | 'RECONSUME_LATER';
+export type ConsumeResult = 'SUCCESS' | 'RECONSUME_LATER' | 'SUSPEND';
 export interface ConsumeInvoke extends EventBase {
   type: 'invoke';
   f: 'consume';
@@ -301,7 +304,7 @@ function parseRead(type: OperationType, process: number, f: 'poll' | 'drain', ti
   return { type, process, f, value: { queue }, time };
 }
 
-const consumeResults: ReadonlySet<string> = new Set<ConsumeResult>(['SUCCESS', 'RECONSUME_LATER']);
+const consumeResults: ReadonlySet<string> = new Set<ConsumeResult>(['SUCCESS', 'RECONSUME_LATER', 'SUSPEND']);
 
 function parseConsume(type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {
   const consumed: ConsumeValue = {
@@ -311,10 +314,14 @@ function parseConsume(type: OperationType, process: number, time: number, value:
     reconsumeTimes: requireOffset(value['reconsumeTimes'], 'value.reconsumeTimes', at),
     maxReconsumeTimes: requireOffset(value['maxReconsumeTimes'], 'value.maxReconsumeTimes', at),
   };
+  if (value['orderly'] !== undefined) {
+    if (value['orderly'] !== true) throw badHistory(at, `value.orderly, when present, must be true, not ${JSON.stringify(value['orderly'])}`);
+    consumed.orderly = true;
+  }
   if (type === 'ok') {
     const result = value['result'];
     if (typeof result !== 'string' || !consumeResults.has(result)) {
-      throw badHistory(at, `an ok consume must name value.result, SUCCESS or RECONSUME_LATER, not ${JSON.stringify(result) ?? 'missing'}`);
+      throw badHistory(at, `an ok consume must name value.result, SUCCESS, RECONSUME_LATER or SUSPEND, not ${JSON.stringify(result) ?? 'missing'}`);
     }
     return { type, process, f: 'consume', value: { ...consumed, result: result as ConsumeResult }, time };
   }
