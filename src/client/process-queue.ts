@@ -108,8 +108,10 @@ export class ProcessQueue {
     assert(!this.closedFlag, 'a closed queue hands out nothing');
     const batch = this.ready.slice(this.readyHead, this.readyHead + max);
     this.readyHead += batch.length;
-    if (this.readyHead === this.ready.length) {
-      this.ready = [];
+    // Drop the handed-out prefix once it is most of the array: under a steady inflow the list
+    // may never empty, and the prefix would keep every message it ever held alive.
+    if (this.readyHead * 2 >= this.ready.length) {
+      this.ready = this.ready.slice(this.readyHead);
       this.readyHead = 0;
     }
     return batch;

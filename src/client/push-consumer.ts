@@ -213,7 +213,10 @@ export class PushConsumer {
 
   private async rebalanceAll(): Promise<void> {
     for (const subscription of this.subscriptions) {
-      await this.rebalance(subscription).catch((error: unknown) => this.report(error, `rebalance of ${subscription.topic}`));
+      await this.rebalance(subscription).catch((error: unknown) => {
+        // A heartbeat abandoned because the consumer stops is no failure.
+        if (this.running) this.report(error, `rebalance of ${subscription.topic}`);
+      });
     }
   }
 
