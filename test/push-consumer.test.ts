@@ -227,6 +227,41 @@ describe('push consumer – rebalance', () => {
   });
 });
 
+describe('push consumer – a queue that moves away', () => {
+  it('hands out nothing more of it, lets the call in hand finish, commits and drops its cache', async () => {
+    await createTopic('pc-move', 2);
+    await produce('pc-move', 20);
+    const hold = gate();
+    const byA: PushMessage[] = [];
+    const byB: PushMessage[] = [];
+    const a = consumer('pc-move', 'pc-move-g', async ([m]) => {
+      byA.push(m!);
+      if (m!.offset === 0) await hold.wait; // the first message of each queue stays in hand
+      return 'SUCCESS';
+    }, { consumerId: 'a', consumeConcurrency: 2 }).consumer;
+    await a.start();
+    await until('offset 0 of both queues in hand', () => byA.filter((m) => m.offset === 0).length === 2);
+    const b = consumer('pc-move', 'pc-move-g', async ([m]) => {
+      byB.push(m!);
+      return 'SUCCESS';
+    }, { consumerId: 'b' }).consumer;
+    await b.start();
+    const moving = await until('a queue draining at a', () => a.stats().queues.find((q) => q.topic === 'pc-move' && q.draining));
+    const handedOut = byA.filter((m) => m.queueId === moving.queueId).length;
+    // b starts the moved queue at the group's committed offset: 0, still in hand at a (at-least-once).
+    await until('b read the moved queue', () => byB.filter((m) => m.queueId === moving.queueId).length === 10);
+    expect(a.stats().queues.find((q) => q.topic === 'pc-move' && q.queueId === moving.queueId)).toMatchObject({ draining: true, committedOffset: 0 });
+    hold.open();
+    await until('a drained it', () => !a.stats().queues.some((q) => q.topic === 'pc-move' && q.queueId === moving.queueId));
+    await until('a read its own queue', () => byA.filter((m) => m.queueId !== moving.queueId).length === 10);
+    // Workers came free once the gate opened: none took a cached message of the moved queue.
+    expect(byA.filter((m) => m.queueId === moving.queueId)).toHaveLength(handedOut);
+    await a.stop();
+    await b.stop();
+    expect(await committed('pc-move-g', 'pc-move', [0, 1])).toEqual([10, 10]);
+  });
+});
+
 describe('push consumer – RECONSUME_LATER', () => {
   // A message is finished only once its sendBack is acknowledged. Until the broker serves
   // sendBack (issue 15's broker side) it refuses it, LMQ_BAD_INPUT: the message must then stay

@@ -117,7 +117,8 @@ interface Stats {
   readonly pulledMessages: number;
   /** Listener calls (with their sendBacks) in progress. */
   readonly runningBatches: number;
-  readonly queues: readonly { topic: string; queueId: number; heldMessages: number; heldBytes: number; committedOffset: number; nextOffset: number }[];
+  /** Owned queues, and (draining) those that moved away and are finishing what they had in hand. */
+  readonly queues: readonly { topic: string; queueId: number; draining: boolean; heldMessages: number; heldBytes: number; committedOffset: number; nextOffset: number }[];
 }
 
 export class PushConsumer {
@@ -173,7 +174,7 @@ export class PushConsumer {
 
   stats(): Stats {
     const queues = [...this.openQueues(), ...this.draining.keys()].map((q) => ({
-      topic: q.topic, queueId: q.queueId, heldMessages: q.heldMessages, heldBytes: q.heldBytes, committedOffset: q.committedOffset, nextOffset: q.nextOffset,
+      topic: q.topic, queueId: q.queueId, draining: this.draining.has(q), heldMessages: q.heldMessages, heldBytes: q.heldBytes, committedOffset: q.committedOffset, nextOffset: q.nextOffset,
     }));
     return { deliveredMessages: this.deliveredMessages, pulledMessages: this.pulledMessages, runningBatches: this.runningBatches, queues };
   }
