@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { LedgerClient } from '../client/client.js';
 import type { StartPosition } from '../client/consumer.js';
 import { type ConsumeStatus, PushConsumer, type PushMessage } from '../client/push-consumer.js';
+import { assert } from '../util/assert.js';
 
 export interface ExecOptions {
   readonly command: string;
@@ -36,7 +37,10 @@ export async function consumeWithExec(client: LedgerClient, options: ExecOptions
     onError: (error, what) => {
       process.stderr.write(`consume: ${what}: ${error instanceof Error ? error.message : String(error)}\n`);
     },
-  }, (messages) => runHandler(options.command, messages[0]!));
+  }, (messages) => {
+    assert(messages.length === 1, 'the command handles one message at a time (batchSize 1)');
+    return runHandler(options.command, messages[0]!);
+  });
   let interrupted = false;
   const interrupt = () => {
     interrupted = true;

@@ -236,7 +236,9 @@ export class PushConsumer {
     if (added.length === 0) return;
     const starts = await queryStartOffsets(this.client, this.options.group, subscription.topic, added, subscription.from);
     if (!this.running) return;
+    assert(starts.length === added.length, 'one start offset per queue taken');
     for (const start of starts) {
+      assert(!subscription.queues.has(start.queueId), 'a queue is taken once');
       const queue = new ProcessQueue(subscription.topic, start.queueId, start.committed ?? start.start);
       subscription.queues.set(start.queueId, queue);
       this.rotation.push(queue);
@@ -310,6 +312,7 @@ export class PushConsumer {
       if (queue === null) return;
       const batch = queue.take(Math.min(this.options.batchSize, allowance));
       assert(batch.length > 0, 'a ready queue hands out a batch');
+      assert(batch.length <= this.options.batchSize, 'a batch holds at most batchSize messages');
       this.deliveredMessages += batch.length;
       this.runningBatches++;
       const work: Promise<void> = this.consume(queue, batch).finally(() => {
@@ -384,6 +387,8 @@ export class PushConsumer {
   private commit(queues: readonly ProcessQueue[]): Promise<void> {
     const next = this.committing.then(async () => {
       const moved = queues.map((queue) => ({ queue, offset: queue.commitPoint() })).filter(({ queue, offset }) => offset > queue.committedOffset);
+      // Offsets only move forward (the broker keeps the highest), and never past the next pull.
+      for (const { queue, offset } of moved) assert(offset <= queue.nextOffset, 'a commit point is at or below the next pull');
       for (let i = 0; i < moved.length; i += LIMITS.maxOffsetsPerCommit) {
         const chunk = moved.slice(i, i + LIMITS.maxOffsetsPerCommit);
         await this.client.call({ op: 'commitOffsets', group: this.options.group, offsets: chunk.map(({ queue, offset }) => ({ topic: queue.topic, queueId: queue.queueId, offset })) });
