@@ -1,14 +1,16 @@
 // `ledgermq consume`: prints messages of a topic for a consumer group and commits the group's
 // offsets after printing. Several consume processes of one group share the topic's queues
 // (each queue read by one of them). Exits after --max messages, or when nothing arrived for
-// --timeout.
+// --timeout. With --exec, a command handles each message instead (consume-exec.ts).
 import type { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { type ConsumedMessage, PullConsumer } from '../client/consumer.js';
 import type { LedgerClient } from '../client/client.js';
+import { DEFAULT_PUSH_CONSUMER_OPTIONS } from '../client/push-consumer.js';
 import { withClient } from './connect.js';
+import { consumeWithExec } from './consume-exec.js';
 import { type ConnectOptions, parseIntOption, parseTimeOption, withClusterOptions } from './options.js';
 
 interface ConsumeOptions extends ConnectOptions {
@@ -21,6 +23,8 @@ interface ConsumeOptions extends ConnectOptions {
   broadcast?: boolean;
   consumerId?: string;
   json?: boolean;
+  exec?: string;
+  concurrency?: number;
 }
 
 /** Bounds of one pull per queue. */
@@ -41,23 +45,51 @@ export function registerConsume(program: Command): void {
     .option('--broadcast', 'broadcast mode: this consumer reads every queue, with offsets of its own (--consumer-id)')
     .option('--consumer-id <id>', 'stable consumer identity (broadcast offsets are kept per consumer id)')
     .option('--json', 'one JSON object per message')
+    .option('--exec <cmd>', 'run CMD through sh -c once per message (body on stdin; LMQ_MSG_ID, LMQ_RECONSUME_TIMES, LMQ_TOPIC, LMQ_QUEUE, LMQ_OFFSET); exit 0 = success, else reconsume later')
+    .option('--concurrency <n>', `with --exec: handlers running at once (default ${DEFAULT_PUSH_CONSUMER_OPTIONS.consumeConcurrency})`, parseIntOption('--concurrency', 1, 1024))
     .action((options: ConsumeOptions) => runConsume(options));
 }
 
 async function runConsume(options: ConsumeOptions): Promise<void> {
-  await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeUntilDone(client, options));
+  if (options.exec === undefined) {
+    if (options.concurrency !== undefined) throw new InvalidArgumentError('--concurrency needs --exec');
+    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeUntilDone(client, options));
+    return;
+  }
+  // The handlers' output goes to stderr and nothing else is printed: there is nothing for --json to shape.
+  if (options.json) throw new InvalidArgumentError('--json does not apply to --exec (the command handles each message; its output goes to stderr)');
+  const command = options.exec;
+  const consumerId = consumerIdFor(options);
+  await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeWithExec(client, {
+    command, topic: options.topic, group: groupFor(options, consumerId), from: startFor(options), concurrency: options.concurrency ?? DEFAULT_PUSH_CONSUMER_OPTIONS.consumeConcurrency,
+    max: options.max, timeoutMs: options.timeout, consumerId: options.broadcast ? undefined : consumerId,
+  }));
+}
+
+function consumerIdFor(options: ConsumeOptions): string {
+  return options.consumerId ?? (options.broadcast ? hostname() : `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`);
+}
+
+/**
+ * Broadcast mode (RocketMQ BROADCASTING): every consumer reads everything and keeps its own
+ * position, here committed under a per-consumer name so it survives restarts; clustering mode:
+ * the group's consume processes share the queues.
+ */
+function groupFor(options: ConsumeOptions, consumerId: string): string {
+  return options.broadcast ? `${options.group}%${consumerId}` : options.group;
+}
+
+function startFor(options: ConsumeOptions) {
+  return options.fromTime === undefined ? options.from : { timestampMs: options.fromTime };
 }
 
 /** Polls, prints and commits until --max messages were printed or nothing came for --timeout. */
 async function consumeUntilDone(client: LedgerClient, options: ConsumeOptions): Promise<void> {
-  const consumerId = options.consumerId ?? (options.broadcast ? hostname() : `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`);
+  const consumerId = consumerIdFor(options);
   const consumer = new PullConsumer(client, {
     topic: options.topic,
-    // Broadcast mode (RocketMQ BROADCASTING): every consumer reads everything and keeps its own
-    // position, here committed under a per-consumer name so it survives restarts; clustering
-    // mode: the group's consume processes share the queues.
-    group: options.broadcast ? `${options.group}%${consumerId}` : options.group,
-    from: options.fromTime === undefined ? options.from : { timestampMs: options.fromTime },
+    group: groupFor(options, consumerId),
+    from: startFor(options),
     pollWaitMs: Math.min(options.timeout, 1000), maxMessagesPerPull: Math.min(MAX_MESSAGES_PER_PULL, options.max ?? MAX_MESSAGES_PER_PULL), maxBytesPerPull: MAX_BYTES_PER_PULL,
     ...(options.broadcast ? {} : { rebalance: { consumerId, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS } }),
   });

@@ -1,9 +1,19 @@
 // The public client API — what `import … from 'ledgermq'` (or 'ledgermq/client') gives: the
 // client with leader discovery and retries, the idempotent batching producer, the pull
-// consumer, the TCP connector, the protocol's request/response types and limits, and the
+// consumer, the push (concurrent) consumer, the TCP connector, the protocol's request/response types and limits, and the
 // error catalogue. Everything else in the package is internal and may change.
 export { type ClientConnection, type ClientNode, type ClientOptions, type Connector, DEFAULT_CLIENT_OPTIONS, LedgerClient } from './client.js';
 export { type ConsumedMessage, type ConsumerOptions, PullConsumer, type QueueStart, queryStartOffsets, type StartPosition, topicQueues } from './consumer.js';
+export {
+  type ConsumeContext,
+  type ConsumeStatus,
+  DEFAULT_PUSH_CONSUMER_OPTIONS,
+  type MessageListener,
+  PushConsumer,
+  type PushConsumerOptions,
+  type PushMessage,
+  retryTopic,
+} from './push-consumer.js';
 export {
   DEFAULT_PRODUCER_OPTIONS,
   hashKey,
@@ -20,6 +30,7 @@ export {
   type Assignment,
   type GroupQueueLag,
   LIMITS,
+  type MessageOrigin,
   type NodeStatus,
   type OpName,
   type PlacedMessage,
