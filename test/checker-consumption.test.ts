@@ -151,3 +151,39 @@ describe('checker – consumption: delayed messages', () => {
     expect(foundKinds(leaderless)).toEqual([]);
   });
 });
+
+describe('checker – consumption: orderly', () => {
+  function orderly(process: number, offset: number, body: string, k: number, result?: 'SUCCESS' | 'SUSPEND'): Step[] {
+    const value = { queue: Q, offset, body, reconsumeTimes: k, maxReconsumeTimes: 1000, orderly: true as const };
+    return [
+      { type: 'invoke', process, f: 'consume', value },
+      result === undefined ? { type: 'info', process, f: 'consume', value } : { type: 'ok', process, f: 'consume', value: { ...value, result } },
+    ];
+  }
+  const sends = [send(0, Q, 'a', 0), send(0, Q, 'b', 1)];
+
+  it('suspends retried in place, then the next message: valid', () => {
+    const report = checkHistory(history(...sends, orderly(1, 0, 'a', 0, 'SUSPEND'), orderly(1, 0, 'a', 1, 'SUCCESS'), orderly(1, 1, 'b', 0, 'SUCCESS'), drain(2, Q, [[0, 'a'], [1, 'b']])));
+    expect(foundKinds(report)).toEqual([]);
+  });
+
+  it('orderly-overlap: two calls of one queue at once', () => {
+    const [invokeA, okA] = orderly(1, 0, 'a', 0, 'SUCCESS');
+    const [invokeB, okB] = orderly(2, 1, 'b', 0, 'SUCCESS');
+    const report = checkHistory(history(...sends, invokeA!, invokeB!, okA!, okB!, drain(3, Q, [[0, 'a'], [1, 'b']])));
+    expect(foundKinds(report)).toEqual(['orderly-overlap']);
+    // b also began before a had succeeded: one example for each rule.
+    expect(report.counts['orderly-overlap']).toBe(2);
+  });
+
+  it('orderly-overlap: a message processed after its predecessor was suspended, not succeeded', () => {
+    const report = checkHistory(history(...sends, orderly(1, 0, 'a', 0, 'SUSPEND'), orderly(1, 1, 'b', 0, 'SUCCESS'), orderly(1, 0, 'a', 1, 'SUCCESS'), drain(2, Q, [[0, 'a'], [1, 'b']])));
+    expect(foundKinds(report)).toEqual(['orderly-overlap']);
+    expect(report.counts['orderly-overlap']).toBe(1);
+  });
+
+  it('a killed consumer\'s call ends at its info: the next owner may start after it', () => {
+    const report = checkHistory(history(...sends, orderly(1, 0, 'a', 0), orderly(2, 0, 'a', 0, 'SUCCESS'), orderly(2, 1, 'b', 0, 'SUCCESS'), drain(3, Q, [[0, 'a'], [1, 'b']])));
+    expect(foundKinds(report)).toEqual([]);
+  });
+});
