@@ -9,6 +9,8 @@ import type { AppendRequest } from '../src/raft/messages.js';
 import { ENTRY_OVERHEAD_BYTES, type Entry, EntryType } from '../src/raft/types.js';
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame } from '../src/transport/framing.js';
 import { LmqError } from '../src/util/errors.js';
+import { initCerts } from '../src/security/cert-authority.js';
+import { readNodeTls } from '../src/security/tls.js';
 
 const valid = {
   clusterId: 'local',
@@ -295,5 +297,61 @@ describe('config – security and the loopback-only rule', () => {
       expect(existsSync(join(dir, 'data'))).toBe(false);
       expect(existsSync(join(dir, 'secrets'))).toBe(false);
     }
+  });
+});
+
+describe('config – security.tls', () => {
+  const tls = { cert: 'certs/{id}.pem', key: 'certs/{id}.key', ca: 'certs/ca.pem' };
+
+  it('resolves the three files against the config file, keeps {id}, and rejects unknown or missing keys', () => {
+    const dir = tempDir();
+    const path = join(dir, 'c.json');
+    writeFileSync(path, JSON.stringify({ ...valid, security: { tls } }));
+    expect(loadConfig(path).security?.tls).toEqual({ cert: join(dir, 'certs/{id}.pem'), key: join(dir, 'certs/{id}.key'), ca: join(dir, 'certs/ca.pem') });
+    expect(messageOf({ ...valid, security: { tls: { ...tls, password: 'x' } } })).toMatch(/unknown key "security\.tls\.password"; remove it$/);
+    expect(messageOf({ ...valid, security: { tls: { cert: 'a', key: 'b' } } })).toMatch(/security\.tls\.ca is missing \(expected string\)$/);
+    expect(messageOf({ ...valid, security: { tls: { ...tls, cert: 7 } } })).toMatch(/security\.tls\.cert must be string, not number$/);
+  });
+
+  it('allows a non-loopback host with TLS and no cluster secret: mutual TLS authenticates peers', () => {
+    const nodes = valid.nodes.map((node, i) => ({ ...node, host: `10.0.0.${i + 1}` }));
+    expect(parseConfig({ ...valid, nodes, security: { tls } }, 'test.json').nodes[1]?.host).toBe('10.0.0.2');
+    expect(messageOf({ ...valid, nodes, security: { aclFile: 'acl.json' } })).toMatch(/set security\.clusterSecretFile$/);
+  });
+
+  it('a node reads and checks its files: missing, not PEM, a key of another certificate, a certificate of another CA', () => {
+    const dir = tempDir();
+    const nodes = [{ id: 'n1', host: '127.0.0.1' }, { id: 'n2', host: '127.0.0.1' }];
+    initCerts({ dir: join(dir, 'a'), clusterId: 'a', nodes, days: 1, force: false });
+    initCerts({ dir: join(dir, 'b'), clusterId: 'b', nodes, days: 1, force: false });
+    const files = (over: Partial<typeof tls> = {}) => ({ cert: join(dir, 'a/{id}.pem'), key: join(dir, 'a/{id}.key'), ca: join(dir, 'a/ca.pem'), ...over });
+    expect(readNodeTls(files(), 'n1').cert.toString()).toContain('-----BEGIN CERTIFICATE-----');
+    const problem = (over: Partial<typeof tls>): string => {
+      try {
+        readNodeTls(files(over), 'n1');
+      } catch (error) {
+        expect(error).toBeInstanceOf(LmqError);
+        expect((error as LmqError).code).toBe('LMQ_BAD_CONFIG');
+        return (error as LmqError).message;
+      }
+      throw new Error('expected a refusal');
+    };
+    writeFileSync(join(dir, 'junk.pem'), 'not a certificate\n');
+    expect(problem({ cert: join(dir, 'missing/{id}.pem') })).toBe(`security.tls.cert file ${join(dir, 'missing/n1.pem')} does not exist; run \`ledgermq certs init\` to make a CA and node certificates, or point security.tls.cert at the PEM file`);
+    expect(problem({ ca: join(dir, 'junk.pem') })).toBe(`security.tls.ca file ${join(dir, 'junk.pem')} is not a PEM certificate ("-----BEGIN CERTIFICATE-----"); run \`ledgermq certs init\` to make a CA and node certificates`);
+    expect(problem({ key: join(dir, 'junk.pem') })).toMatch(/^security\.tls\.key file \S+junk\.pem is not an unencrypted PEM private key/);
+    expect(problem({ key: join(dir, 'a/n2.key') })).toBe(`security.tls.key file ${join(dir, 'a/n2.key')} is not the key of the certificate ${join(dir, 'a/n1.pem')}; give each node the key its certificate was made with`);
+    expect(problem({ cert: join(dir, 'b/{id}.pem'), key: join(dir, 'b/{id}.key') })).toMatch(/^security\.tls\.cert file \S+b\/n1\.pem was not issued by the CA \S+a\/ca\.pem, so no peer would accept it/);
+  });
+
+  it('node start exits 2 with one line naming the file, and creates nothing, for a key that is not its certificate\'s', () => {
+    const dir = tempDir();
+    initCerts({ dir: join(dir, 'certs'), clusterId: 'local', nodes: valid.nodes, days: 1, force: false });
+    const path = join(dir, 'c.json');
+    writeFileSync(path, JSON.stringify({ ...valid, security: { tls: { ...tls, key: 'certs/n2.key' } } }));
+    const result = spawnSync(process.execPath, ['bin/ledgermq', 'node', 'start', '--id', 'n1', '--config', path], { encoding: 'utf8', timeout: 30_000 });
+    expect(result.status).toBe(2);
+    expect(result.stderr.trimEnd().split('\n')).toEqual([`ledgermq: security.tls.key file ${join(dir, 'certs/n2.key')} is not the key of the certificate ${join(dir, 'certs/n1.pem')}; give each node the key its certificate was made with`]);
+    expect(existsSync(join(dir, 'data'))).toBe(false);
   });
 });

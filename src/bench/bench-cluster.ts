@@ -13,6 +13,8 @@ export interface BenchClusterOptions {
   readonly nodeArgs: readonly string[];
   /** Run the cluster with an ACL: every request signed and checked (measures its cost). */
   readonly acl?: boolean;
+  /** Run the cluster with security.tls: every peer and client connection over TLS (measures its cost). */
+  readonly tls?: boolean;
 }
 
 /** The one user of a benchmark cluster with an ACL (`bench --acl`). */
@@ -28,7 +30,7 @@ const openClusters = new Set<LocalCluster>();
 export async function startBenchCluster(mode: BenchMode, options: BenchClusterOptions): Promise<LocalCluster> {
   const cluster = await LocalCluster.create(
     { flush: { mode: mode.flush, intervalMs: ASYNC_FLUSH_INTERVAL_MS }, quorum: mode.quorum },
-    { nodeArgs: options.nodeArgs, ...(options.acl === true ? { acl: BENCH_ACL, credentials: BENCH_CREDENTIALS } : {}) },
+    { nodeArgs: options.nodeArgs, tls: options.tls === true, ...(options.acl === true ? { acl: BENCH_ACL, credentials: BENCH_CREDENTIALS } : {}) },
   );
   openClusters.add(cluster);
   cluster.startAll();

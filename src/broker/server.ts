@@ -15,6 +15,9 @@ import { ProcessSnapshots } from '../node/process-snapshots.js';
 import { RaftNode } from '../node/raft-node.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { RpcServer } from '../transport/rpc-server.js';
+import { PLAIN_SOCKETS, type SocketLayer } from '../transport/socket-layer.js';
+import { TlsSockets } from '../transport/tls-sockets.js';
+import { readNodeTls } from '../security/tls.js';
 import { AclSource } from '../security/acl-source.js';
 import { RequestAuthenticator } from '../security/authenticator.js';
 import { BrokerAccess } from './access.js';
@@ -47,6 +50,7 @@ export async function startBrokerNode(
   // First, before anything is opened: a missing or invalid ACL or secret file stops the node
   // (exit 2) with one line and leaves nothing behind.
   const acls = openAcl(config, id, logger);
+  const sockets = socketsOf(config, id, logger);
   const clusterSecret = clusterSecretOf(config, logger);
   mkdirSync(self.dataDir, { recursive: true });
   if (storage === 'lazy') {
@@ -78,6 +82,7 @@ export async function startBrokerNode(
       listenPort: self.raftPort,
       peers: config.nodes.filter((n) => n.id !== id).map((n) => ({ id: n.id, host: n.host, port: n.raftPort })),
       clusterSecret,
+      sockets: sockets.peer,
       logger,
     },
     (from, message) => node?.receive(from, message),
@@ -95,7 +100,7 @@ export async function startBrokerNode(
   // vote) — but never as long as a client's attempt, which would give up first.
   const leaderWaitMs = Math.min(2 * (2 * config.raft.electionTimeoutTicks * config.raft.tickMs), MAX_LEADER_WAIT_MS);
   const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs }, acls?.access ?? null);
-  const rpc = new RpcServer({ host: self.host, port: self.clientPort, logger }, (body, context) => service.handle(body, context));
+  const rpc = new RpcServer({ host: self.host, port: self.clientPort, sockets: sockets.client, logger }, (body, context) => service.handle(body, context));
 
   await transport.start();
   await rpc.start();
@@ -132,12 +137,29 @@ function openAcl(config: ClusterConfig, selfId: string, logger: Logger): { sourc
 }
 
 /**
+ * The sockets of the peer port (mutual TLS: each side's certificate checked against the CA) and
+ * of the client port (TLS with the node's certificate), or plain TCP without security.tls.
+ */
+function socketsOf(config: ClusterConfig, selfId: string, logger: Logger): { peer: SocketLayer; client: SocketLayer } {
+  const tls = config.security?.tls;
+  if (tls === undefined) return { peer: PLAIN_SOCKETS, client: PLAIN_SOCKETS };
+  const files = readNodeTls(tls, selfId);
+  logger.info({ ca: tls.ca, authenticatedBySecret: config.security?.clusterSecretFile !== undefined }, 'TLS on the peer port (mutual, certificates checked against the CA) and the client port');
+  return {
+    peer: new TlsSockets({ ...files, requireClientCert: true }),
+    client: new TlsSockets({ cert: files.cert, key: files.key, requireClientCert: false }),
+  };
+}
+
+/**
  * The secret this node's peers must prove. Without one, loadConfig has already made sure
  * every node address is loopback; the log says so once, as Redis's protected mode does.
  */
 function clusterSecretOf(config: ClusterConfig, logger: Logger): Buffer | null {
   const path = config.security?.clusterSecretFile;
   if (path !== undefined) return readClusterSecret(path);
+  // Mutual TLS has already authenticated the peer when the handshake (with an empty key) runs.
+  if (config.security?.tls !== undefined) return null;
   logger.warn('peers are NOT authenticated (no security.clusterSecretFile): allowed only because every node address is loopback, so only users of this machine can reach the peer ports');
   return null;
 }

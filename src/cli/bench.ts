@@ -31,6 +31,7 @@ export interface BenchOptions {
   rate: number;
   cpuProf?: boolean;
   acl?: boolean;
+  tls?: boolean;
   json?: boolean;
   out: string;
 }
@@ -58,6 +59,7 @@ export function registerBench(program: Command): void {
     .option('--rate <msgs>', 'e2e: offered messages per second', parseIntOption('--rate', 1, 1_000_000), 1000)
     .option('--cpu-prof', 'run nodes with --cpu-prof; profiles land in OUT/profiles')
     .option('--acl', 'run the clusters with an ACL file: every request signed and checked (its cost)')
+    .option('--tls', 'run the clusters with security.tls: peer and client connections over TLS (its cost)')
     .option('--json', 'print the JSON result on stdout')
     .option('--out <dir>', 'directory for the JSON and the chart', 'bench/out')
     .action((options: BenchOptions) => withCleanup(() => runBench(options)));
@@ -93,7 +95,7 @@ async function runBench(options: BenchOptions): Promise<void> {
   const progress = progressLine();
   const disk = measureDiskSync({ parentDir: tmpdir(), appendBytes: options.size + 64, maxSamples: DISK_SAMPLES, maxDurationMs: DISK_SAMPLE_MAX_MS });
   progress.show(`disk append+fdatasync p50 ${disk.p50Ms} ms, p99 ${disk.p99Ms} ms`);
-  const common = { topic: BENCH_TOPIC, queues: options.queues, nodeArgs: options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(outDir, 'profiles')}`] : [], cleanStop: options.cpuProf === true, acl: options.acl === true };
+  const common = { topic: BENCH_TOPIC, queues: options.queues, nodeArgs: options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(outDir, 'profiles')}`] : [], cleanStop: options.cpuProf === true, acl: options.acl === true, tls: options.tls === true };
   if (options.scenario === 'failover') {
     const result = await runFailover(modes[0]!, { ...common, sizeBytes: options.size, concurrency: options.concurrency, producers: options.producers, maxBatch: options.maxBatch, kills: options.kills }, progress.show);
     progress.done();

@@ -11,11 +11,11 @@ import type { Command } from 'commander';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
 import { createClusterSecretIfMissing } from '../security/cluster-secret.js';
 import type { NodeStatus } from '../protocol/index.js';
-import type { Credentials } from '../security/signature.js';
 import { loadAclFile } from '../security/acl-source.js';
+import { readNodeTls } from '../security/tls.js';
 import { isLmqError } from '../util/errors.js';
-import { type ConnectOptions, credentialsFrom, withClusterOptions } from './options.js';
-import { clientFor } from './connect.js';
+import { type ConnectOptions, withClusterOptions } from './options.js';
+import { accessFrom, type ClientAccess, clientFor } from './connect.js';
 import { LOG_FORMAT_ENV, prettyStream } from './logging.js';
 import { applyModeOverrides, modeOptions, type ModeOverrides } from './mode-options.js';
 import { withDataRoot } from './node-start.js';
@@ -37,6 +37,9 @@ export function registerClusterStart(program: Command): void {
       const config = applyModeOverrides(withDataRoot(loadConfig(options.config), options.data), options);
       // A bad ACL file is one line and exit 2 here, not three nodes exiting one by one.
       if (config.security?.aclFile !== undefined) loadAclFile(config.security.aclFile);
+      // Likewise every node's certificate, key and CA (a node checks its own again at start).
+      const tls = config.security?.tls;
+      if (tls !== undefined) for (const node of config.nodes) readNodeTls(tls, node.id);
       await runCluster(resolve(options.config), options, config);
     });
 }
@@ -78,13 +81,13 @@ async function runCluster(configPath: string, options: ClusterStartOptions, conf
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
-  await Promise.race([announceLeaders(config, credentialsFrom(options), () => stopping || children.size === 0), stopped]);
+  await Promise.race([announceLeaders(config, accessFrom(options, config), () => stopping || children.size === 0), stopped]);
   await stopped;
   process.stdout.write('cluster stopped\n');
 }
 
-async function announceLeaders(config: ClusterConfig, credentials: Credentials | undefined, done: () => boolean): Promise<void> {
-  const client = clientFor(config, 1000, credentials);
+async function announceLeaders(config: ClusterConfig, access: ClientAccess, done: () => boolean): Promise<void> {
+  const client = clientFor(config, 1000, access);
   let announced = '';
   let refused = false;
   const statusOf = (id: string) => client.callNode(id, { op: 'status' }, 500).catch((error: unknown) => {

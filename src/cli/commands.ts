@@ -1,6 +1,7 @@
 // Registry of CLI commands: each lives in its own module.
 import type { Command } from 'commander';
 import { registerBench } from './bench.js';
+import { registerCerts } from './certs.js';
 import { registerChaos } from './chaos.js';
 import { registerCheck } from './check.js';
 import { registerClusterStart } from './cluster-start.js';
@@ -26,4 +27,5 @@ export function registerCommands(program: Command): void {
   registerCheck(program);
   registerChaos(program);
   registerBench(program);
+  registerCerts(program);
 }

@@ -1,28 +1,54 @@
-// Builds a client for the nodes of a config, over the transport's RPC connections, signing as
-// the command's credentials when given, and formats tables for the commands that print them.
-import { DEFAULT_CLIENT_OPTIONS, LedgerClient } from '../client/client.js';
+// Builds a client for the nodes of a config, over the transport's RPC connections (TLS when the
+// command or the config asks for it), signing as the command's credentials when given, and
+// formats tables for the commands that print them.
+import { resolve } from 'node:path';
+import { type Connector, DEFAULT_CLIENT_OPTIONS, LedgerClient } from '../client/client.js';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
-import { tcpConnector } from '../client/tcp-connector.js';
+import { tcpConnector, tlsConnector } from '../client/tcp-connector.js';
 import type { Credentials } from '../security/signature.js';
+import { readTlsCa } from '../security/tls.js';
 import { type ConnectOptions, credentialsFrom } from './options.js';
 
-export function clientFor(config: ClusterConfig, timeoutMs: number = DEFAULT_CLIENT_OPTIONS.timeoutMs, credentials?: Credentials): LedgerClient {
+/** Whom a client signs as and how it reaches the nodes. */
+export interface ClientAccess {
+  readonly credentials?: Credentials;
+  readonly connector?: Connector;
+}
+
+/**
+ * TLS when asked: the CA of --tls-ca (or LMQ_TLS_CA), else the config's security.tls.ca, else
+ * with --tls the system roots; plain TCP otherwise. A CA file that is missing or not PEM is
+ * exit 2 naming it.
+ */
+export function connectorFrom(options: ConnectOptions, config: ClusterConfig): Connector {
+  if (options.tlsCa !== undefined) return tlsConnector({ ca: readTlsCa(resolve(options.tlsCa), '--tls-ca') });
+  const configCa = config.security?.tls?.ca;
+  if (configCa !== undefined) return tlsConnector({ ca: readTlsCa(configCa) });
+  return options.tls === true ? tlsConnector() : tcpConnector;
+}
+
+export function accessFrom(options: ConnectOptions, config: ClusterConfig): ClientAccess {
+  const credentials = credentialsFrom(options);
+  return { connector: connectorFrom(options, config), ...(credentials === undefined ? {} : { credentials }) };
+}
+
+export function clientFor(config: ClusterConfig, timeoutMs: number = DEFAULT_CLIENT_OPTIONS.timeoutMs, access: ClientAccess = {}): LedgerClient {
   return new LedgerClient(
     {
       ...DEFAULT_CLIENT_OPTIONS,
       nodes: config.nodes,
       timeoutMs,
       requestTimeoutMs: Math.min(DEFAULT_CLIENT_OPTIONS.requestTimeoutMs, timeoutMs),
-      ...(credentials === undefined ? {} : { credentials }),
+      ...(access.credentials === undefined ? {} : { credentials: access.credentials }),
     },
-    tcpConnector,
+    access.connector ?? tcpConnector,
   );
 }
 
-/** Runs `use` with a client for the command's config and credentials, closing it whatever happens. */
+/** Runs `use` with a client for the command's config, credentials and TLS, closing it whatever happens. */
 export async function withClient<T>(options: ConnectOptions, timeoutMs: number, use: (client: LedgerClient) => Promise<T>): Promise<T> {
-  const credentials = credentialsFrom(options);
-  const client = clientFor(loadConfig(options.config), timeoutMs, credentials);
+  const config = loadConfig(options.config);
+  const client = clientFor(config, timeoutMs, accessFrom(options, config));
   try {
     return await use(client);
   } finally {

@@ -10,18 +10,24 @@ export function withConfig(command: Command): Command {
   return command.addOption(new Option('--config <file>', 'cluster config file').default(DEFAULT_CONFIG_PATH));
 }
 
-/** What a command that talks to the cluster is given: its config and whom to sign as. */
+/** What a command that talks to the cluster is given: its config, whom to sign as, how to reach the nodes. */
 export interface ConnectOptions {
   config: string;
   accessKey?: string;
   secretKey?: string;
+  /** The CA certificate (PEM) the nodes' TLS certificates are verified against. */
+  tlsCa?: string;
+  /** TLS, verified against the system roots when no CA is named. */
+  tls?: boolean;
 }
 
-/** --config and the credentials: for every command that talks to the cluster. */
+/** --config, the credentials and TLS: for every command that talks to the cluster. */
 export function withClusterOptions(command: Command): Command {
   return withConfig(command)
     .addOption(new Option('--access-key <key>', 'sign requests as this ACL user (needed when the cluster has security.aclFile)').env('LMQ_ACCESS_KEY'))
-    .addOption(new Option('--secret-key <key>', "the user's secret key (prefer the env var: arguments show in ps)").env('LMQ_SECRET_KEY'));
+    .addOption(new Option('--secret-key <key>', "the user's secret key (prefer the env var: arguments show in ps)").env('LMQ_SECRET_KEY'))
+    .addOption(new Option('--tls-ca <file>', "connect with TLS, trusting this CA certificate (PEM; default: the config's security.tls.ca)").env('LMQ_TLS_CA'))
+    .addOption(new Option('--tls', "connect with TLS, trusting the system's root CAs (when neither --tls-ca nor the config names a CA)"));
 }
 
 /** The credentials given, or undefined; one without the other is bad usage (exit 2). */

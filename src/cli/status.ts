@@ -4,10 +4,9 @@ import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
 import type { NodeStatus } from '../protocol/index.js';
-import type { Credentials } from '../security/signature.js';
 import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
-import { type ConnectOptions, credentialsFrom, parseIntOption, withClusterOptions } from './options.js';
-import { clientFor, formatTable } from './connect.js';
+import { type ConnectOptions, parseIntOption, withClusterOptions } from './options.js';
+import { accessFrom, type ClientAccess, clientFor, formatTable } from './connect.js';
 
 interface StatusOptions extends ConnectOptions {
   json?: boolean;
@@ -23,7 +22,7 @@ export function registerStatus(program: Command): void {
     .option('--timeout <ms>', 'wait this long for a leader', parseIntOption('--timeout', 0, 3_600_000), 3000)
     .action(async (options: StatusOptions) => {
       const config = loadConfig(options.config);
-      const rows = await waitForLeader(config, options.timeout, credentialsFrom(options));
+      const rows = await waitForLeader(config, options.timeout, accessFrom(options, config));
       const leader = rows.find((r) => r.role === 'leader');
       if (options.json) {
         process.stdout.write(`${JSON.stringify({ leader: leader?.id ?? null, term: leader?.term ?? null, nodes: rows })}\n`);
@@ -34,9 +33,9 @@ export function registerStatus(program: Command): void {
     });
 }
 
-async function waitForLeader(config: ClusterConfig, timeoutMs: number, credentials: Credentials | undefined): Promise<Row[]> {
+async function waitForLeader(config: ClusterConfig, timeoutMs: number, access: ClientAccess): Promise<Row[]> {
   const deadline = performance.now() + timeoutMs; // monotonic: --timeout is a duration
-  const client = clientFor(config, timeoutMs, credentials);
+  const client = clientFor(config, timeoutMs, access);
   try {
     for (;;) {
       const rows = await Promise.all(config.nodes.map((node) => statusOf(client, node.id)));
@@ -52,8 +51,9 @@ async function statusOf(client: ReturnType<typeof clientFor>, id: string): Promi
   try {
     return { ...(await client.callNode(id, { op: 'status' }, 1000)) };
   } catch (error) {
-    // A node that refuses the credentials is up: say why (exit 2), rather than call it down.
-    if (isLmqError(error, 'LMQ_UNAUTHENTICATED') || isLmqError(error, 'LMQ_FORBIDDEN')) throw error;
+    // A node that refuses the credentials, or speaks TLS to a plaintext client (or the reverse),
+    // is up: say why (exit 2), rather than call it down.
+    if (isLmqError(error, 'LMQ_UNAUTHENTICATED') || isLmqError(error, 'LMQ_FORBIDDEN') || isLmqError(error, 'LMQ_BAD_CONFIG')) throw error;
     return { id, role: 'down' };
   }
 }

@@ -24,7 +24,7 @@ export {
   type QueueSelector,
   type SendResult,
 } from './producer.js';
-export { tcpConnector } from './tcp-connector.js';
+export { tcpConnector, tlsConnector } from './tcp-connector.js';
 export {
   type Ack,
   type Assignment,

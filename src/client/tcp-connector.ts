@@ -1,7 +1,23 @@
-// The client's connector over TCP: the transport's RpcConnection behind the client's
-// Connector port, so the client's core (client.ts) never imports node:net.
+// The client's connectors: the transport's RpcConnection behind the client's Connector port,
+// over plain TCP or TLS, so the client's core (client.ts) never imports node:net or node:tls.
 import { RpcConnection } from '../transport/rpc-connection.js';
+import { PLAIN_SOCKETS, type SocketLayer } from '../transport/socket-layer.js';
+import { TlsSockets } from '../transport/tls-sockets.js';
 import type { Connector } from './client.js';
 
-export const tcpConnector: Connector = (host, port, connectTimeoutMs, credentials, nodeId) =>
-  RpcConnection.connect(host, port, { connectTimeoutMs, ...(credentials === undefined ? {} : { signer: { credentials, audience: nodeId } }) });
+function connectorOver(sockets: SocketLayer): Connector {
+  return (host, port, connectTimeoutMs, credentials, nodeId) =>
+    RpcConnection.connect(host, port, { connectTimeoutMs, sockets, ...(credentials === undefined ? {} : { signer: { credentials, audience: nodeId } }) });
+}
+
+export const tcpConnector: Connector = connectorOver(PLAIN_SOCKETS);
+
+/**
+ * TLS to nodes whose config has security.tls: each node's certificate is verified against `ca`
+ * (PEM bytes of the cluster's CA certificate, e.g. `ledgermq certs init`'s ca.pem), or against
+ * the system roots when `ca` is omitted; the host name or IP dialed must be in the certificate.
+ */
+export function tlsConnector(options: { readonly ca?: Buffer | string } = {}): Connector {
+  const ca = options.ca === undefined ? undefined : Buffer.from(options.ca);
+  return connectorOver(new TlsSockets({ ...(ca === undefined ? {} : { ca }), requireClientCert: false }));
+}

@@ -1,16 +1,19 @@
 // A local cluster of real `ledgermq node start` processes on free ports in a temp dir, for
 // tests, chaos runs and benchmarks that kill (SIGKILL), pause (SIGSTOP) and restart nodes.
 // Each node's log goes to <dir>/<id>.log; dispose() kills every child and removes the dir.
-// Peers authenticate with a cluster secret (<dir>/cluster.secret) unless overrides say otherwise.
+// Peers authenticate with a cluster secret (<dir>/cluster.secret) unless overrides say otherwise;
+// `tls` adds security.tls with certificates made by `certs init`'s code (<dir>/certs).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
-import { LedgerClient, DEFAULT_CLIENT_OPTIONS } from '../client/client.js';
+import { type Connector, LedgerClient, DEFAULT_CLIENT_OPTIONS } from '../client/client.js';
 import { type ClusterConfig, loadConfig } from '../config/config.js';
 import { createClusterSecretIfMissing } from '../security/cluster-secret.js';
 import type { NodeStatus } from '../protocol/index.js';
-import { tcpConnector } from '../client/tcp-connector.js';
+import { tcpConnector, tlsConnector } from '../client/tcp-connector.js';
+import { initCerts } from '../security/cert-authority.js';
+import { readTlsCa } from '../security/tls.js';
 import type { StorageMode } from '../log/file-io.js';
 import type { Credentials } from '../security/signature.js';
 import { freePorts } from './ports.js';
@@ -20,6 +23,10 @@ import { until } from '../util/until.js';
 /** The CLI entry, found from this module (src/ or dist/src/). */
 /** Where `LaunchOptions.acl` is written, relative to the cluster's config. */
 export const ACL_FILE = 'acl.json';
+/** Where `LaunchOptions.tls` puts the CA and node certificates, relative to the cluster's config. */
+export const CERTS_DIR = 'certs';
+/** security.tls of a cluster launched with `tls`. */
+export const LOCAL_TLS = Object.freeze({ cert: `${CERTS_DIR}/{id}.pem`, key: `${CERTS_DIR}/{id}.key`, ca: `${CERTS_DIR}/ca.pem` });
 
 const BIN = resolve(import.meta.dirname, import.meta.dirname.includes(`${sep}dist${sep}`) ? '../../../bin/ledgermq' : '../../bin/ledgermq');
 
@@ -32,6 +39,8 @@ export interface LaunchOptions {
   readonly acl?: unknown;
   /** The user client() and status() sign as (needed with `acl`). */
   readonly credentials?: Credentials;
+  /** TLS on every port: a CA and node certificates in <dir>/certs, named by security.tls (LOCAL_TLS). */
+  readonly tls?: boolean;
 }
 
 export class LocalCluster {
@@ -42,6 +51,8 @@ export class LocalCluster {
   /** Nodes started with their own config (peer raftPorts rerouted), see routePeers. */
   private readonly nodeConfigPaths = new Map<string, string>();
   private readonly clients: LedgerClient[] = [];
+  /** TLS against the config's CA when it has security.tls, as the CLI's commands connect. */
+  private readonly connector: Connector;
   /** Every node process started, in order (restarts included), for callers that audit cleanup. */
   readonly startedPids: number[] = [];
 
@@ -49,6 +60,8 @@ export class LocalCluster {
     this.dir = dir;
     this.configPath = configPath;
     this.config = loadConfig(configPath);
+    const ca = this.config.security?.tls?.ca;
+    this.connector = ca === undefined ? tcpConnector : tlsConnector({ ca: readTlsCa(ca) });
   }
 
   /**
@@ -64,9 +77,10 @@ export class LocalCluster {
       nodes: ['n1', 'n2', 'n3'].map((id, i) => ({ id, host: '127.0.0.1', raftPort: ports[i], clientPort: ports[i + 3], dataDir: id })),
       flush: { mode: 'sync', intervalMs: 100 },
       quorum: 'majority',
-      security: { clusterSecretFile: 'cluster.secret', ...(launch.acl === undefined ? {} : { aclFile: ACL_FILE }) },
+      security: { clusterSecretFile: 'cluster.secret', ...(launch.acl === undefined ? {} : { aclFile: ACL_FILE }), ...(launch.tls === true ? { tls: LOCAL_TLS } : {}) },
       ...overrides,
     };
+    if (launch.tls === true) initCerts({ dir: join(dir, CERTS_DIR), clusterId: config.clusterId, nodes: config.nodes, days: 2, force: false });
     if (launch.acl !== undefined) writeFileSync(join(dir, ACL_FILE), JSON.stringify(launch.acl, null, 2));
     const configPath = join(dir, 'cluster.config.json');
     writeFileSync(configPath, JSON.stringify(config, null, 2));
@@ -150,7 +164,7 @@ export class LocalCluster {
   client(timeoutMs = 20_000, credentials: Credentials | null = this.launch.credentials ?? null): LedgerClient {
     const client = new LedgerClient(
       { ...DEFAULT_CLIENT_OPTIONS, nodes: this.config.nodes, timeoutMs, ...(credentials === null ? {} : { credentials }) },
-      tcpConnector,
+      this.connector,
     );
     this.clients.push(client);
     return client;

@@ -106,6 +106,15 @@ const retentionSchema = z
   })
   .strict();
 
+/** PEM files, relative to the config file; `{id}` in cert and key stands for the node's id. */
+const tlsSchema = z
+  .object({
+    cert: z.string().min(1).max(4096),
+    key: z.string().min(1).max(4096),
+    ca: z.string().min(1).max(4096),
+  })
+  .strict();
+
 const securitySchema = z
   .object({
     /**
@@ -115,6 +124,8 @@ const securitySchema = z
     clusterSecretFile: z.string().min(1).max(4096).optional(),
     /** Client users and permissions (JSON; README "Clients and ACLs"), relative to the config file. */
     aclFile: z.string().min(1).max(4096).optional(),
+    /** TLS on the peer port (mutual) and the client port: src/security/tls.ts reads and checks the files. */
+    tls: tlsSchema.optional(),
   })
   .strict();
 
@@ -177,7 +188,9 @@ function relationProblem(config: ClusterConfig): string | null {
  * mode): allowed only when every node listens on loopback, where only local users can.
  */
 function exposureProblem(config: ClusterConfig): string | null {
-  if (hasClusterSecret(config)) return null;
+  // Mutual TLS with a private CA authenticates peers too: only a holder of a certificate the
+  // CA signed completes the peer port's handshake (README, Security).
+  if (hasClusterSecret(config) || config.security?.tls !== undefined) return null;
   const exposed = config.nodes.findIndex((node) => !isLoopbackHost(node.host));
   if (exposed === -1) return null;
   const host = config.nodes[exposed]?.host;
@@ -287,7 +300,7 @@ export function loadConfig(path: string): ClusterConfig {
   const nodes = config.nodes.map((node) => ({ ...node, dataDir: resolve(base, node.dataDir) }));
   const problem = placementProblem(nodes);
   if (problem !== null) throw new LmqError('LMQ_BAD_CONFIG', `bad config ${path}: ${problem}`);
-  const { aclFile, clusterSecretFile } = config.security ?? {};
+  const { aclFile, clusterSecretFile, tls } = config.security ?? {};
   const security =
     config.security === undefined
       ? {}
@@ -296,6 +309,7 @@ export function loadConfig(path: string): ClusterConfig {
             ...config.security,
             ...(aclFile === undefined ? {} : { aclFile: resolve(base, aclFile) }),
             ...(clusterSecretFile === undefined ? {} : { clusterSecretFile: resolve(base, clusterSecretFile) }),
+            ...(tls === undefined ? {} : { tls: { cert: resolve(base, tls.cert), key: resolve(base, tls.key), ca: resolve(base, tls.ca) } }),
           },
         };
   return Object.freeze({ ...config, nodes, ...security });

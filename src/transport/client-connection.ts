@@ -32,6 +32,8 @@ export class ClientConnection {
   pausedForReplies = false;
   /** Closed by the server to make room; already removed from the server's set. */
   evicted = false;
+  /** A plaintext client on a TLS port: its first request is answered with this, then it is closed. */
+  refusal: LmqError | null = null;
   /** Bytes reserved by handlers still building replies (≤ maxReplyBytes unless alone, see fits). */
   private reservedReplyBytes = 0;
   private readonly replyWaiters: ReplyWaiter[] = [];

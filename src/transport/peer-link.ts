@@ -21,6 +21,7 @@ import {
   streamMacOf,
   type Transcript,
 } from './peer-handshake.js';
+import type { SocketLayer } from './socket-layer.js';
 
 export interface PeerAddress {
   id: string;
@@ -36,6 +37,7 @@ export interface PeerLinkSettings {
   reconnectBackoffMinMs: number;
   reconnectBackoffMaxMs: number;
   handshakeTimeoutMs: number;
+  sockets: SocketLayer;
   logger: pino.Logger;
 }
 
@@ -137,7 +139,7 @@ export class PeerLink {
     assert(!this.closed, 'no dialing after close');
     assert(this.socket === null, 'one outbound connection per peer');
     const { host, port, id } = this.address;
-    const socket = net.connect({ host, port });
+    const { socket, readyEvent } = this.settings.sockets.connect(host, port);
     this.socket = socket;
     socket.setNoDelay(true);
     // Covers the whole handshake: a peer that accepts and never answers is dropped.
@@ -148,7 +150,7 @@ export class PeerLink {
     const decoder = new FrameDecoder(MAX_HANDSHAKE_FRAME_BYTES);
     const handshake: DialHandshake = { dialerNonce: newNonce(), proved: null };
     const hello = helloFor({ clusterId: this.settings.clusterId, dialerId: this.settings.selfId, listenerId: id, dialerNonce: handshake.dialerNonce });
-    socket.on('connect', () => socket.write(encodeFrame(hello, MAX_HANDSHAKE_FRAME_BYTES)));
+    socket.on(readyEvent, () => socket.write(encodeFrame(hello, MAX_HANDSHAKE_FRAME_BYTES)));
     socket.on('data', (chunk: Buffer) => {
       const error = drainFrames(decoder, chunk, (value) => this.onReply(socket, value, handshake));
       if (error !== undefined) {
@@ -157,7 +159,13 @@ export class PeerLink {
       }
     });
     // 'close' always follows 'error'; the failed attempt is counted there.
-    socket.on('error', (error) => this.settings.logger.debug({ peer: id, err: error.message }, 'peer link error'));
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      // A refused or untrusted certificate is a configuration problem worth a line per attempt
+      // (the backoff bounds them); a peer that is down is not.
+      const tlsProblem = this.settings.sockets.tls && !this.connected && !['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(error.code ?? '');
+      if (tlsProblem) this.settings.logger.warn({ peer: id, err: error.message.split('\n')[0] }, 'TLS handshake with peer failed; will retry');
+      else this.settings.logger.debug({ peer: id, err: error.message }, 'peer link error');
+    });
     socket.on('close', () => this.onSocketClosed(socket));
   }
 

@@ -31,6 +31,7 @@ import {
 } from './peer-handshake.js';
 import { PeerLink, type PeerAddress, type PeerLinkStats } from './peer-link.js';
 import { closeServer, listenOn } from './server-lifecycle.js';
+import { type Acceptor, looksLikeTlsHandshake, PLAIN_SOCKETS, type SocketLayer } from './socket-layer.js';
 
 export type { PeerAddress, PeerLinkStats } from './peer-link.js';
 
@@ -63,6 +64,12 @@ export interface PeerTransportOptions {
    * its connection is the oldest.
    */
   maxPendingConnections?: number;
+  /**
+   * Plain TCP (default) or TLS (tls-sockets.ts): with TLS the listener requires and verifies
+   * each dialer's certificate and the dialer the listener's, both against the CA, before the
+   * handshake above runs inside the encrypted stream.
+   */
+  sockets?: SocketLayer;
   logger?: pino.Logger;
 }
 
@@ -79,6 +86,7 @@ export const PEER_TRANSPORT_DEFAULTS = Object.freeze({
   reconnectBackoffMaxMs: 2_000,
   handshakeTimeoutMs: 5_000,
   maxPendingConnections: 16,
+  sockets: PLAIN_SOCKETS,
 });
 
 interface InboundConnection {
@@ -136,6 +144,7 @@ export class PeerTransport {
   private pendingConnections = 0;
   private rejectedConnections = 0;
   private server: net.Server | null = null;
+  private acceptor: Acceptor | null = null;
   private boundPortNumber: number | null = null;
   private state: 'new' | 'started' | 'closed' = 'new';
 
@@ -165,6 +174,7 @@ export class PeerTransport {
           reconnectBackoffMinMs: this.options.reconnectBackoffMinMs,
           reconnectBackoffMaxMs: this.options.reconnectBackoffMaxMs,
           handshakeTimeoutMs: this.options.handshakeTimeoutMs,
+          sockets: this.options.sockets,
           logger: this.logger,
         }),
       );
@@ -175,7 +185,23 @@ export class PeerTransport {
   async start(): Promise<void> {
     assert(this.state === 'new', 'PeerTransport.start is called once');
     this.state = 'started';
-    const server = net.createServer((socket) => this.acceptInbound(socket));
+    const acceptor = this.options.sockets.acceptor({
+      onStream: (socket) => this.acceptInbound(socket),
+      onPlaintext: (socket) => {
+        this.rejectedConnections += 1;
+        this.refusalLog.warn('refused', { remote: `${socket.remoteAddress}:${socket.remotePort}`, reason: 'plaintext on the TLS peer port (does the dialing node lack security.tls?)' }, 'refusing peer connection');
+        socket.destroy();
+      },
+      onRefused: (reason, remote) => {
+        this.rejectedConnections += 1;
+        this.refusalLog.warn('refused', { remote, reason }, 'refusing peer connection');
+      },
+    });
+    this.acceptor = acceptor;
+    const server = net.createServer((socket) => {
+      if (this.state === 'started') acceptor.accept(socket);
+      else socket.destroy();
+    });
     server.on('error', (error) => this.logger.error({ err: error.message }, 'peer listener error'));
     this.server = server;
     this.boundPortNumber = await listenOn(server, this.options.listenHost, this.options.listenPort, 'raft peers');
@@ -224,6 +250,7 @@ export class PeerTransport {
     this.state = 'closed';
     for (const link of this.links.values()) link.close();
     for (const connection of this.inbound) connection.socket.destroy();
+    this.acceptor?.close();
     if (this.server !== null) await closeServer(this.server);
   }
 
@@ -261,9 +288,11 @@ export class PeerTransport {
 
   private onInboundData(connection: InboundConnection, chunk: Buffer): void {
     if (connection.state === 'refused' || connection.socket.destroyed) return;
+    const firstChunk = connection.state === 'pending' && connection.challenge === null && connection.decoder.bufferedByteCount === 0;
     const error = drainFrames(connection.decoder, chunk, (value) => this.onInboundFrame(connection, value));
     if (error === undefined) return;
-    if (connection.state === 'pending') this.reject(connection, error.message);
+    const tlsHello = firstChunk && !this.options.sockets.tls && looksLikeTlsHandshake(chunk);
+    if (connection.state === 'pending') this.reject(connection, tlsHello ? 'a TLS handshake on the plaintext peer port (the dialing node has security.tls, this one has not)' : error.message);
     else this.refusalLog.warn('bad frame', { peer: connection.peerId, err: error.message }, 'closing inbound peer connection: bad frame');
     connection.closedByUs = true;
     connection.socket.destroy();

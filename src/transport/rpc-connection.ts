@@ -12,6 +12,7 @@ import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
 import { assertValidMaxFrameBytes, DEFAULT_MAX_FRAME_BYTES, drainFrames, encodeFrame, FrameDecoder } from './framing.js';
 import { errorFromResponse, parseResponse, requestFrameValue } from './rpc-protocol.js';
 import { writeCoalesced } from './socket-writes.js';
+import { PLAIN_SOCKETS, type SocketLayer, unavailable } from './socket-layer.js';
 
 export interface RpcConnectionOptions {
   /** Default 5000 ms. */
@@ -25,6 +26,8 @@ export interface RpcConnectionOptions {
    * connection reaches); a cluster with security.aclFile refuses unsigned requests.
    */
   signer?: { credentials: Credentials; audience: string };
+  /** Plain TCP (default) or TLS (tls-sockets.ts); connectTimeoutMs covers the TLS handshake. */
+  sockets?: SocketLayer;
 }
 
 type ResolvedConnectionOptions = Required<Omit<RpcConnectionOptions, 'signer'>> & Pick<RpcConnectionOptions, 'signer'>;
@@ -33,6 +36,7 @@ export const RPC_CONNECTION_DEFAULTS = Object.freeze({
   connectTimeoutMs: 5_000,
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
   maxInflightRequests: 1024,
+  sockets: PLAIN_SOCKETS,
 });
 
 interface PendingRequest {
@@ -73,17 +77,22 @@ export class RpcConnection {
     assert(Number.isInteger(resolved.maxInflightRequests) && resolved.maxInflightRequests >= 1, 'maxInflightRequests >= 1');
     const endpoint = `${host}:${port}`;
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port });
-      const fail = (what: string, cause?: unknown): void => {
+      const { socket, readyEvent } = resolved.sockets.connect(host, port);
+      const fail = (error: LmqError): void => {
         clearTimeout(timer);
         socket.destroy();
-        reject(new LmqError('LMQ_UNAVAILABLE', `cannot connect to ${endpoint}: ${what}; check that the node is running and the address is right`, { host, port, ...NOT_SENT }, { cause }));
+        reject(error);
       };
-      const timer = setTimeout(() => fail(`no answer within ${resolved.connectTimeoutMs} ms`), resolved.connectTimeoutMs);
-      socket.once('error', (error) => fail((error as NodeJS.ErrnoException).code ?? error.message, error));
-      socket.once('connect', () => {
+      const timer = setTimeout(() => fail(unavailable(endpoint, `no answer within ${resolved.connectTimeoutMs} ms`)), resolved.connectTimeoutMs);
+      const onError = (error: Error): void => fail(resolved.sockets.connectError(endpoint, error));
+      // A TLS server that refuses our handshake may just close: no error event comes then.
+      const onClose = (): void => fail(unavailable(endpoint, 'the connection closed before it was ready'));
+      socket.once('error', onError);
+      socket.once('close', onClose);
+      socket.once(readyEvent, () => {
         clearTimeout(timer);
-        socket.removeAllListeners('error');
+        socket.off('error', onError);
+        socket.off('close', onClose);
         socket.setNoDelay(true);
         resolve(new RpcConnection(socket, endpoint, resolved));
       });

@@ -21,6 +21,7 @@ import type { PresentedCredentials } from '../security/signature.js';
 import { errorResponse, parseRequest, type RpcRequestFrame, type RpcResponseFrame } from './rpc-protocol.js';
 import { closeServer, listenOn } from './server-lifecycle.js';
 import { writeCoalesced } from './socket-writes.js';
+import { type Acceptor, looksLikeTlsHandshake, NOT_TLS_NOTICE, PLAIN_SOCKETS, type SocketLayer } from './socket-layer.js';
 
 export interface RpcServerOptions {
   host: string;
@@ -55,6 +56,8 @@ export interface RpcServerOptions {
   warnIntervalMs?: number;
   /** How long close() lets in-flight handlers finish and responses flush. Default 5000 ms. */
   closeGracePeriodMs?: number;
+  /** Plain TCP (default) or TLS (tls-sockets.ts, which bounds the handshakes). */
+  sockets?: SocketLayer;
   logger?: pino.Logger;
 }
 
@@ -84,6 +87,7 @@ export const RPC_SERVER_DEFAULTS = Object.freeze({
   maxReplyBytesPerConnection: 16 * 1024 * 1024,
   warnIntervalMs: 10_000,
   closeGracePeriodMs: 5_000,
+  sockets: PLAIN_SOCKETS,
 });
 
 /** How often the connection timeouts are checked, at most (a quarter of the shorter timeout below this). */
@@ -135,8 +139,10 @@ export class RpcServer {
   private readonly connections = new Set<ClientConnection>();
   private readonly changeListeners = new Set<() => void>();
   private server: net.Server | null = null;
+  private acceptor: Acceptor | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private nextConnectionId = 1;
+  private boundPort: number | null = null;
   private inflightTotal = 0;
   private state: 'new' | 'started' | 'closing' | 'closed' = 'new';
 
@@ -153,10 +159,20 @@ export class RpcServer {
   async start(): Promise<number> {
     assert(this.state === 'new', 'RpcServer.start is called once');
     this.state = 'started';
-    const server = net.createServer((socket) => this.accept(socket));
+    const acceptor = this.options.sockets.acceptor({
+      onStream: (socket) => this.accept(socket, null),
+      onPlaintext: (socket) => this.accept(socket, this.tlsRequired()),
+      onRefused: (reason, remote) => this.warnings.warn('tls-handshake', { remote, reason }, 'closing client connection: TLS handshake not completed'),
+    });
+    this.acceptor = acceptor;
+    const server = net.createServer((socket) => {
+      if (this.state === 'started') acceptor.accept(socket);
+      else socket.destroy();
+    });
     server.on('error', (error) => this.logger.error({ err: error.message }, 'client port listener error'));
     this.server = server;
     const port = await listenOn(server, this.options.host, this.options.port, 'clients');
+    this.boundPort = port;
     // close() ran while listen() was pending and found nothing listening yet: finish its job.
     if (this.state !== 'started') await closeServer(server);
     else this.startSweeping();
@@ -181,6 +197,7 @@ export class RpcServer {
       return;
     }
     this.stopSweeping();
+    this.acceptor?.close();
     const deadlineMs = performance.now() + this.options.closeGracePeriodMs;
     const serverClosed = closeServer(server);
     const subscribe = (listener: () => void): (() => void) => {
@@ -196,7 +213,15 @@ export class RpcServer {
     this.state = 'closed';
   }
 
-  private accept(socket: net.Socket): void {
+  /** What a plaintext client of a TLS port is told, in its own protocol, for its first request. */
+  private tlsRequired(): LmqError {
+    const endpoint = `${this.options.host}:${this.boundPort ?? this.options.port}`;
+    const message = `the client port ${endpoint} serves TLS (security.tls): connect with --tls-ca FILE (or LMQ_TLS_CA) naming the cluster's CA certificate, or --tls if its certificate chains to a system root`;
+    return new LmqError('LMQ_BAD_CONFIG', message, NOT_SENT);
+  }
+
+  /** `refusal`: a plaintext client on a TLS port; its first request is answered with it, then the connection ends. */
+  private accept(socket: net.Socket, refusal: LmqError | null): void {
     if (this.state !== 'started') {
       this.warnings.warn('closing', { remote: socket.remoteAddress }, 'refusing client connection: the node is shutting down');
       socket.destroy();
@@ -204,21 +229,21 @@ export class RpcServer {
     }
     if (this.connections.size >= this.options.maxConnections) this.evictOne();
     const connection = new ClientConnection(this.nextConnectionId++, socket, new FrameDecoder(this.options.maxFrameBytes), this.options.maxReplyBytesPerConnection, performance.now());
+    connection.refusal = refusal;
     this.connections.add(connection);
     assert(this.connections.size <= this.options.maxConnections, 'open connections stay within maxConnections');
     socket.setNoDelay(true);
+    let firstChunk = true;
     socket.on('data', (chunk: Buffer) => {
+      if (socket.writableEnded) return;
       let frames = 0;
       const error = drainFrames(connection.decoder, chunk, (value) => {
         frames += 1;
         return this.onRequestFrame(connection, value);
       });
-      if (error !== undefined) {
-        this.warnings.warn('bad-frame', { connection: connection.id, err: error.message }, 'closing client connection: bad frame');
-        socket.destroy();
-        return;
-      }
-      connection.noteData(performance.now(), frames);
+      if (error !== undefined) this.onBadFrame(connection, error, firstChunk && looksLikeTlsHandshake(chunk));
+      else connection.noteData(performance.now(), frames);
+      firstChunk = false;
     });
     socket.on('error', (error) => this.logger.debug({ connection: connection.id, err: error.message }, 'client connection error'));
     socket.on('close', () => {
@@ -226,6 +251,21 @@ export class RpcServer {
       connection.failReplyWaiters();
       this.signalChange();
     });
+    if (refusal !== null) socket.resume(); // the acceptor paused it with the client's first bytes unread
+  }
+
+  /**
+   * A TLS client on this plaintext port gets bytes that are not TLS, so its TLS library fails
+   * at once with an error the client reports as a port without TLS; anything else just closes.
+   */
+  private onBadFrame(connection: ClientConnection, error: Error, tlsHello: boolean): void {
+    if (tlsHello && !this.options.sockets.tls) {
+      this.warnings.warn('tls-on-plaintext', { connection: connection.id }, 'closing client connection: a TLS handshake on the plaintext client port (this node has no security.tls)');
+      connection.socket.end(NOT_TLS_NOTICE);
+      return;
+    }
+    this.warnings.warn('bad-frame', { connection: connection.id, err: error.message }, 'closing client connection: bad frame');
+    connection.socket.destroy();
   }
 
   /** Makes room for a new connection at maxConnections (see evictionCandidate). */
@@ -272,6 +312,11 @@ export class RpcServer {
     if (typeof request === 'string') {
       this.warnings.warn('protocol-violation', { connection: connection.id, violation: request }, 'closing client connection: protocol violation');
       connection.socket.destroy();
+      return false;
+    }
+    if (connection.refusal !== null) {
+      this.respond(connection, errorResponse(request.id, connection.refusal));
+      connection.socket.end();
       return false;
     }
     if (this.state !== 'started') {
