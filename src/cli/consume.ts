@@ -9,6 +9,8 @@ import { Option } from 'commander';
 import { type ConsumedMessage, PullConsumer } from '../client/consumer.js';
 import type { LedgerClient } from '../client/client.js';
 import { withClient } from './connect.js';
+import { consumeOrderly, orderlyCommand } from './consume-orderly.js';
+import { LIMITS } from '../protocol/index.js';
 import { type ConnectOptions, parseIntOption, parseTimeOption, withClusterOptions } from './options.js';
 
 interface ConsumeOptions extends ConnectOptions {
@@ -21,6 +23,9 @@ interface ConsumeOptions extends ConnectOptions {
   broadcast?: boolean;
   consumerId?: string;
   json?: boolean;
+  exec?: string;
+  orderly?: boolean;
+  maxReconsumeTimes?: number;
 }
 
 /** Bounds of one pull per queue. */
@@ -41,10 +46,20 @@ export function registerConsume(program: Command): void {
     .option('--broadcast', 'broadcast mode: this consumer reads every queue, with offsets of its own (--consumer-id)')
     .option('--consumer-id <id>', 'stable consumer identity (broadcast offsets are kept per consumer id)')
     .option('--json', 'one JSON object per message')
+    .option('--exec <cmd>', 'run CMD through sh -c once per message (body on stdin; LMQ_MSG_ID, LMQ_RECONSUME_TIMES, LMQ_TOPIC, LMQ_QUEUE, LMQ_OFFSET); exit 0 = success')
+    .option('--orderly', 'with --exec: one command per queue at a time, holding the queue\'s lock; a failure suspends the queue and retries the same message')
+    .option('--max-reconsume-times <n>', 'with --orderly: suspended deliveries before a message goes to the DLQ (default: no limit)', parseIntOption('--max-reconsume-times', 0, LIMITS.maxReconsumeTimes))
     .action((options: ConsumeOptions) => runConsume(options));
 }
 
 async function runConsume(options: ConsumeOptions): Promise<void> {
+  if (options.orderly || options.exec !== undefined) {
+    orderlyCommand(options); // bad flags are exit 2 before connecting
+    const consumerId = options.consumerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    const from = options.fromTime === undefined ? options.from : { timestampMs: options.fromTime };
+    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeOrderly(client, options, from, consumerId));
+    return;
+  }
   await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeUntilDone(client, options));
 }
 
