@@ -1,7 +1,7 @@
 // The public client API — what `import … from 'ledgermq'` (or 'ledgermq/client') gives: the
 // client with leader discovery and retries, the idempotent batching producer, the pull
-// consumer, the orderly consumer, the TCP connector, the protocol's request/response types and limits, and the
-// error catalogue. Everything else in the package is internal and may change.
+// consumer, the orderly consumer, the TCP connector, the protocol's request/response types and
+// limits, and the error catalogue. Everything else in the package is internal and may change.
 export { type ClientConnection, type ClientNode, type ClientOptions, type Connector, DEFAULT_CLIENT_OPTIONS, LedgerClient } from './client.js';
 export { type ConsumedMessage, type ConsumerOptions, PullConsumer, type QueueStart, queryStartOffsets, type StartPosition, topicQueues } from './consumer.js';
 export {
