@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerClient } from '../src/client/client.js';
 import { OrderlyConsumer, type OrderlyConsumerOptions, type OrderlyListener } from '../src/client/orderly-consumer.js';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
+import type { RequestOf } from '../src/protocol/index.js';
 import { isLmqError } from '../src/util/errors.js';
 import { until } from '../src/util/until.js';
 import { committed, type Delivery, expectNoOverlap, expectOrder, produceTo, recording } from './orderly-support.js';
@@ -211,4 +212,29 @@ describe('orderly consumer – failures: a leader SIGKILL, the cluster unreachab
     // Its view ended while no node could have granted the queue to anyone else.
     expect(abortedWhilePaused).toBe(true);
   }, 60_000);
+});
+
+describe('orderly consumer – queue locks under an ACL', () => {
+  it('scopes a lock holder to its user: another user naming the same clientId neither renews nor releases it', async () => {
+    const admin = { accessKey: 'admin', secretKey: 'admin-secret' };
+    const users = ['user1', 'user2'].map((name) => ({ accessKey: name, secretKey: `${name}-secret`, topicPerms: { acl: 'SUB' }, groupPerms: { gacl: 'SUB' } }));
+    const secured = await LocalCluster.create({}, { acl: { users: [{ ...admin, admin: true }, ...users] }, credentials: admin });
+    try {
+      secured.startAll();
+      await secured.leader([], 60_000);
+      await secured.client().call({ op: 'createTopic', topic: 'acl', queues: 1 });
+      const [u1, u2] = users.map((u) => secured.client(10_000, { accessKey: u.accessKey, secretKey: u.secretKey }));
+      const lock: RequestOf<'lockQueues'> = { op: 'lockQueues', group: 'gacl', clientId: 'same', queues: [{ topic: 'acl', queueId: 0 }], leaseMs: 60_000 };
+      expect((await u1!.call(lock)).locked).toHaveLength(1);
+      expect((await u2!.call(lock)).locked).toHaveLength(0);
+      await u2!.call({ op: 'unlockQueues', group: 'gacl', clientId: 'same', queues: [{ topic: 'acl', queueId: 0 }] });
+      expect((await u2!.call(lock)).locked).toHaveLength(0);
+      // Its holder renews and releases it.
+      expect((await u1!.call(lock)).locked).toHaveLength(1);
+      await u1!.call({ op: 'unlockQueues', group: 'gacl', clientId: 'same', queues: [{ topic: 'acl', queueId: 0 }] });
+      expect((await u2!.call(lock)).locked).toHaveLength(1);
+    } finally {
+      await secured.dispose();
+    }
+  }, 120_000);
 });
