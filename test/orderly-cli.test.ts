@@ -6,9 +6,11 @@
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
+import { until } from '../src/util/until.js';
 import { committed, expectNoOverlap, produceTo } from './orderly-support.js';
 
 const run = promisify(execFile);
@@ -115,6 +117,35 @@ describe('cli – consume --exec --orderly', () => {
     expect(rest.stderr).toBe('cd');
     expect(performance.now() - startedMs).toBeGreaterThanOrEqual(1500);
   }, 60_000);
+
+  it('kills a command (and what it started) when the lock is lost mid-command, then runs the message again', async () => {
+    const client = cluster.client();
+    await client.call({ op: 'createTopic', topic: 'cli-stall', queues: 1 });
+    await produceTo(client, 'cli-stall', 0, ['slow']);
+    const marks = join(cluster.dir, 'stall.log');
+    writeFileSync(marks, '');
+    // The first run marks its start and waits in a subshell (a process of its own) far past the
+    // lease; a later run succeeds at once.
+    const command = `if grep -q started ${marks}; then echo again >> ${marks}; exit 0; fi; echo started >> ${marks}; (sleep 8; echo finished >> ${marks})`;
+    const consuming = cli(['consume', '--topic', 'cli-stall', '--group', 'gstall', '--exec', command, '--orderly', '--lock-lease-ms', '3000', '--timeout', '2000']);
+    await until('the command started', () => readFileSync(marks, 'utf8').includes('started'), 20_000);
+    const startedMs = performance.now();
+    const ids = cluster.config.nodes.map((n) => n.id);
+    for (const id of ids) cluster.signal(id, 'SIGSTOP');
+    try {
+      // The lease view (3 s less a sixth) runs out while no node answers: the command is killed.
+      await sleep(4000);
+    } finally {
+      for (const id of ids) cluster.signal(id, 'SIGCONT');
+    }
+    const result = await consuming;
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/handler for .* \(cli-stall\/0@0\) was killed: this consumer lost the queue's lock: suspend/);
+    // The subshell died with it (its process group): nothing finished, and the message ran again.
+    await sleep(Math.max(0, startedMs + 9000 - performance.now()));
+    expect(readFileSync(marks, 'utf8').trim().split('\n')).toEqual(['started', 'again']);
+    expect(await committed(client, 'gstall', 'cli-stall', [0])).toEqual([1]);
+  }, 90_000);
 
   it('refuses flags --orderly does not combine with, exit 2 and one line', async () => {
     const noExec = await cli(['consume', '--topic', 't', '--group', 'g', '--orderly']);

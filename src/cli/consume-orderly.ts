@@ -27,6 +27,7 @@ export interface OrderlyCliOptions {
   readonly exec?: string;
   readonly orderly?: boolean;
   readonly maxReconsumeTimes?: number;
+  readonly lockLeaseMs?: number;
 }
 
 /** How often the stop conditions are looked at. */
@@ -49,6 +50,7 @@ export async function consumeOrderly(client: LedgerClient, options: OrderlyCliOp
     pollWaitMs: Math.min(options.timeout, MAX_POLL_WAIT_MS),
     ...(options.max === undefined ? {} : { maxMessages: options.max }),
     ...(options.maxReconsumeTimes === undefined ? {} : { maxReconsumeTimes: options.maxReconsumeTimes }),
+    ...(options.lockLeaseMs === undefined ? {} : { lockLeaseMs: options.lockLeaseMs }),
     onError: (error, what) => {
       process.stderr.write(`consume: ${what}: ${error instanceof Error ? error.message : String(error)}\n`);
     },

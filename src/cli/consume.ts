@@ -26,6 +26,7 @@ interface ConsumeOptions extends ConnectOptions {
   exec?: string;
   orderly?: boolean;
   maxReconsumeTimes?: number;
+  lockLeaseMs?: number;
 }
 
 /** Bounds of one pull per queue. */
@@ -49,6 +50,7 @@ export function registerConsume(program: Command): void {
     .option('--exec <cmd>', 'run CMD through sh -c once per message (body on stdin; LMQ_MSG_ID, LMQ_RECONSUME_TIMES, LMQ_TOPIC, LMQ_QUEUE, LMQ_OFFSET); exit 0 = success')
     .option('--orderly', 'with --exec: one command per queue at a time, holding the queue\'s lock; a failure suspends the queue and retries the same message')
     .option('--max-reconsume-times <n>', 'with --orderly: suspended deliveries before a message goes to the DLQ (default: no limit)', parseIntOption('--max-reconsume-times', 0, LIMITS.maxReconsumeTimes))
+    .option('--lock-lease-ms <ms>', 'with --orderly: lease of a queue lock, renewed every third of it; a consumer killed without releasing holds its queues this long (default 60000)', parseIntOption('--lock-lease-ms', LIMITS.minLockLeaseMs, LIMITS.maxLockLeaseMs))
     .action((options: ConsumeOptions) => runConsume(options));
 }
 
