@@ -43,6 +43,9 @@ class Model {
         return this.produce(index, command);
       case 'truncateLog':
         return this.truncate(index, command.firstIndex);
+      case 'lockQueues':
+      case 'unlockQueues':
+        throw new Error('queue locks have a model of their own (test/broker-queue-locks.test.ts)');
       default:
         return this.moveOffsets(command);
     }

@@ -38,7 +38,15 @@ export type BrokerCommand =
    * Retention, decided by the leader and replicated so every node forgets the same messages:
    * log entries below firstIndex are no longer needed by the broker (see state-machine.ts).
    */
-  | { kind: 'truncateLog'; firstIndex: number };
+  | { kind: 'truncateLog'; firstIndex: number }
+  /** Orderly consumers' queue locks, decided at apply by the command's time (queue-locks.ts). */
+  | { kind: 'lockQueues'; timestampMs: number; group: string; clientId: string; queues: LockedQueue[]; leaseMs: number }
+  | { kind: 'unlockQueues'; group: string; clientId: string; queues: LockedQueue[] };
+
+export interface LockedQueue {
+  topic: string;
+  queueId: number;
+}
 
 export interface ProduceMessage {
   msgId: string;
@@ -58,7 +66,7 @@ export interface OffsetPosition {
 
 export const COMMAND_FORMAT_VERSION = 1;
 
-/** A producerId in a command: the client's, or under an ACL `<accessKey>/<producerId>` (service.ts). */
+/** A producerId or lock clientId in a command: the client's, or under an ACL `<accessKey>/<id>` (service.ts). */
 const MAX_SCOPED_PRODUCER_ID_LENGTH = MAX_ACCESS_KEY_LENGTH + 1 + LIMITS.maxIdLength;
 
 /**
@@ -175,6 +183,9 @@ function validateCommand(raw: unknown): BrokerCommand {
     case 'truncateLog':
       onlyKeys(raw, ['kind', 'firstIndex'], kind);
       return { kind, firstIndex: checkInteger(raw['firstIndex'], 'firstIndex', 1, Number.MAX_SAFE_INTEGER) };
+    case 'lockQueues':
+    case 'unlockQueues':
+      return validateLockCommand(raw, kind);
     default:
       return fail(`unknown kind ${JSON.stringify(kind)?.slice(0, 40) ?? 'undefined'}`);
   }
@@ -262,6 +273,35 @@ function validateOffsets(raw: unknown): OffsetPosition[] {
       offset: checkInteger(position['offset'], `${what}.offset`, 0, Number.MAX_SAFE_INTEGER),
     };
   });
+}
+
+function validateLockCommand(raw: Record<string, unknown>, kind: 'lockQueues' | 'unlockQueues'): BrokerCommand {
+  const group = checkName(raw['group'], 'group');
+  const clientId = checkText(raw['clientId'], 'clientId', MAX_SCOPED_PRODUCER_ID_LENGTH);
+  const queuesRaw = raw['queues'];
+  if (!Array.isArray(queuesRaw)) fail('queues must be an array');
+  if (queuesRaw.length < 1 || queuesRaw.length > LIMITS.maxQueuesPerLock) {
+    fail(`queues must hold 1 to ${LIMITS.maxQueuesPerLock} queues, not ${queuesRaw.length}`);
+  }
+  const queues = queuesRaw.map((queue: unknown, i): LockedQueue => {
+    const what = `queues[${i}]`;
+    if (!isRecord(queue)) fail(`${what} is not a map`);
+    onlyKeys(queue, ['topic', 'queueId'], what);
+    return { topic: checkName(queue['topic'], `${what}.topic`), queueId: checkInteger(queue['queueId'], `${what}.queueId`, 0, LIMITS.maxQueuesPerTopic - 1) };
+  });
+  if (kind === 'unlockQueues') {
+    onlyKeys(raw, ['kind', 'group', 'clientId', 'queues'], kind);
+    return { kind, group, clientId, queues };
+  }
+  onlyKeys(raw, ['kind', 'timestampMs', 'group', 'clientId', 'queues', 'leaseMs'], kind);
+  return {
+    kind,
+    timestampMs: checkInteger(raw['timestampMs'], 'timestampMs', 0, Number.MAX_SAFE_INTEGER),
+    group,
+    clientId,
+    queues,
+    leaseMs: checkInteger(raw['leaseMs'], 'leaseMs', LIMITS.minLockLeaseMs, LIMITS.maxLockLeaseMs),
+  };
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -12,6 +12,7 @@ import { LeaderSequences } from './leader-sequences.js';
 import type { ApplyResult, BrokerStateMachine } from './state-machine.js';
 import { GroupMembership } from './membership.js';
 import { parseRequest } from './requests.js';
+import type { LockApplyResult, LockCommand } from './queue-locks.js';
 import type { BrokerAccess } from './access.js';
 import type { AclUser } from '../security/acl.js';
 import type { PresentedCredentials } from '../security/signature.js';
@@ -122,9 +123,32 @@ export class BrokerService {
     sendBack: () => notYetAvailable('sendBack'),
     dlqList: () => notYetAvailable('dlqList'),
     dlqResend: () => notYetAvailable('dlqResend'),
-    lockQueues: () => notYetAvailable('lockQueues'),
-    unlockQueues: () => notYetAvailable('unlockQueues'),
+    // Under an ACL a lock holder is scoped to its user, as a producer is: another user cannot
+    // release or renew a lock by naming the same clientId.
+    lockQueues: async (request, _context, user) => {
+      const clientId = user === null ? request.clientId : `${user.accessKey}/${request.clientId}`;
+      const result = await this.writeLocks({ kind: 'lockQueues', timestampMs: Date.now(), group: request.group, clientId, queues: request.queues, leaseMs: request.leaseMs });
+      assert(result.kind === 'lockQueues' && 'locked' in result, 'a lockQueues command yields its grants');
+      return { locked: result.locked };
+    },
+    unlockQueues: async (request, _context, user) => {
+      const clientId = user === null ? request.clientId : `${user.accessKey}/${request.clientId}`;
+      await this.writeLocks({ kind: 'unlockQueues', group: request.group, clientId, queues: request.queues });
+      return { ok: true };
+    },
   };
+
+  /**
+   * Orderly consumers' queue locks (queue-locks.ts): replicated under majority whatever the
+   * quorum mode, so a grant answered is a grant every later leader knows.
+   */
+  private async writeLocks(command: LockCommand): Promise<LockApplyResult> {
+    for (const queue of command.queues) this.queueOrThrow(queue.topic, queue.queueId);
+    const result = await this.write(command, 'majority');
+    assert(result !== undefined && result.kind === command.kind, 'a lock command yields a lock result');
+    if ('error' in result) throw new LmqError(result.error, result.message);
+    return result as LockApplyResult;
+  }
 
   /**
    * Commits or resets a group's offsets. A missing topic or queue is an error, never a silent

@@ -4,8 +4,9 @@
 // What is in it: every record the retained log cannot give back — meta (appliedIndex, settings,
 // lastStoreTimestampMs, retainedFromIndex, retainedFromStoreTimestampMs, producer count),
 // topics, queues (minOffset and nextOffset), group offsets, producer dedup records and their
-// eviction order, and the unplaced marks (produce entries at or above retainedFromIndex that
-// placed nothing: duplicates, gaps, missing queues). Not in it: consume queues and the key and
+// eviction order, the unplaced marks (produce entries at or above retainedFromIndex that
+// placed nothing: duplicates, gaps, missing queues), and orderly consumers' queue locks with
+// the lock clock (queue-locks.ts). Not in it: consume queues and the key and
 // msgId indexes, which are derived — a restore walks the retained log [retainedFromIndex ..
 // index] forward with running per-queue offsets from each queue's minOffset and stores what
 // applying placed (placement.ts, the same code), then checks the running offsets end at each
@@ -30,6 +31,7 @@ import { LmqError } from '../util/errors.js';
 import { LIMITS } from '../protocol/index.js';
 import { decodeCommand } from './commands.js';
 import { indexBatch, queueKey, type RunningQueue } from './placement.js';
+import { LOCK_CLOCK_META, LOCK_KIND, lockedQueueOf, lockRecordProblem } from './queue-locks.js';
 import { RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META } from './retention.js';
 import type { CommittedLogReader } from './state-machine.js';
 import { type BrokerStore, compareKeys, type Key, MAX_KEY_PART, type StoreReadView } from './store.js';
@@ -38,7 +40,7 @@ export const SNAPSHOT_FORMAT_VERSION = 1;
 const FORMAT_NAME = 'ledgermq-broker-state';
 
 /** The kinds of record a snapshot holds, in key order; the rest is derived from the log. */
-export const SNAPSHOT_KINDS = ['group', 'meta', 'offset', 'plru', 'producer', 'queue', 'topic', 'unplaced'] as const;
+export const SNAPSHOT_KINDS = ['group', LOCK_KIND, 'meta', 'offset', 'plru', 'producer', 'queue', 'topic', 'unplaced'] as const;
 
 /** Default bound on one chunk's bytes (one record larger than it makes a chunk of its own). */
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
@@ -55,7 +57,7 @@ const RECORDS_PER_CLOCK_CHECK = 64;
 /** Meta records a snapshot may hold; the meta name marking a restore in progress is not one. */
 const SNAPSHOT_META = new Set([
   'appliedIndex', 'schemaVersion', 'maxProducers', 'dedupWindowPerProducer', 'lastStoreTimestampMs', 'producerCount',
-  RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META,
+  RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META, LOCK_CLOCK_META,
 ]);
 export const RESTORING_META = 'restoringIndex';
 
@@ -247,6 +249,8 @@ function recordProblem(key: Key, value: unknown): string | undefined {
       return shape(2, 'n') && value === 1 ? undefined : 'is not an unplaced mark';
     case 'producer':
       return shape(2, 's') ? producerProblem(value) : 'has a bad key';
+    case LOCK_KIND:
+      return lockRecordProblem(key, value);
     default:
       return `is of a kind a snapshot does not hold`;
   }
@@ -286,6 +290,10 @@ function checkRelations(snapshot: DecodedSnapshot, settings: SnapshotSettings): 
     const [, group, topic, queueId] = key as [string, string, string, number];
     const nextOffset = queues.get(queueKey(topic, queueId));
     if (nextOffset === undefined || (value as number) > nextOffset || !groups.has(group)) throw corrupt(`offset of ${group} on ${topic}/${queueId} has no queue or group`);
+  }
+  for (const { key } of of(LOCK_KIND)) {
+    const { topic, queueId } = lockedQueueOf(key);
+    if (!queues.has(queueKey(topic, queueId))) throw corrupt(`lock on ${topic}/${queueId} has no queue`);
   }
   for (const { key } of of('unplaced')) {
     const logIndex = key[1] as number;

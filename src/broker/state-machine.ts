@@ -31,6 +31,7 @@ import { type CommitDurability, guardStateDir, markStateClean } from './state-gu
 import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
 import { indexBatch, queueKey, type RunningQueue } from './placement.js';
 import { collectGarbage, isRetainedRecord, retainedFromIndex, truncateBelow } from './retention.js';
+import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
 import { type BrokerSnapshot, DEFAULT_SNAPSHOT_CHUNK_BYTES, decodeSnapshot, RESTORING_META, restoreState, snapshotChunks } from './snapshot.js';
 
 export type { BrokerSnapshot } from './snapshot.js';
@@ -113,7 +114,8 @@ export type ApplyResult =
   | { kind: 'commitOffsets' | 'resetOffsets'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string }
   /** retainedFromIndex after the command (unchanged when firstIndex was not past it). */
   | { kind: 'truncateLog'; ok: true; retainedFromIndex: number }
-  | { kind: 'truncateLog'; error: 'LMQ_BAD_INPUT'; message: string };
+  | { kind: 'truncateLog'; error: 'LMQ_BAD_INPUT'; message: string }
+  | LockApplyResult;
 
 export interface GroupQueueLag {
   topic: string;
@@ -239,6 +241,9 @@ export class BrokerStateMachine {
         return this.applyOffsets(command);
       case 'truncateLog':
         return this.applyTruncateLog(command.firstIndex, entry.index);
+      case 'lockQueues':
+      case 'unlockQueues':
+        return applyLockCommand(this.store, command, (topic, queueId) => this.queueProblem(topic, queueId));
       default:
         return unreachable(command, 'broker command');
     }

@@ -11,6 +11,8 @@ import type { LedgerClient } from '../client/client.js';
 import { DEFAULT_PUSH_CONSUMER_OPTIONS } from '../client/push-consumer.js';
 import { withClient } from './connect.js';
 import { consumeWithExec } from './consume-exec.js';
+import { consumeOrderly, orderlyCommand } from './consume-orderly.js';
+import { LIMITS } from '../protocol/index.js';
 import { type ConnectOptions, parseIntOption, parseTimeOption, withClusterOptions } from './options.js';
 
 interface ConsumeOptions extends ConnectOptions {
@@ -25,6 +27,9 @@ interface ConsumeOptions extends ConnectOptions {
   json?: boolean;
   exec?: string;
   concurrency?: number;
+  orderly?: boolean;
+  maxReconsumeTimes?: number;
+  lockLeaseMs?: number;
 }
 
 /** Bounds of one pull per queue. */
@@ -45,12 +50,25 @@ export function registerConsume(program: Command): void {
     .option('--broadcast', 'broadcast mode: this consumer reads every queue, with offsets of its own (--consumer-id)')
     .option('--consumer-id <id>', 'stable consumer identity (broadcast offsets are kept per consumer id)')
     .option('--json', 'one JSON object per message')
-    .option('--exec <cmd>', 'run CMD through sh -c once per message (body on stdin; LMQ_MSG_ID, LMQ_RECONSUME_TIMES, LMQ_TOPIC, LMQ_QUEUE, LMQ_OFFSET); exit 0 = success, else reconsume later')
+    .option('--exec <cmd>', 'run CMD through sh -c once per message (body on stdin; LMQ_MSG_ID, LMQ_RECONSUME_TIMES, LMQ_TOPIC, LMQ_QUEUE, LMQ_OFFSET); exit 0 = success, else reconsume later (with --orderly: suspend)')
     .option('--concurrency <n>', `with --exec: handlers running at once (default ${DEFAULT_PUSH_CONSUMER_OPTIONS.consumeConcurrency})`, parseIntOption('--concurrency', 1, 1024))
+    .option('--orderly', 'with --exec: one command per queue at a time, holding the queue\'s lock; a failure suspends the queue and retries the same message')
+    .option('--max-reconsume-times <n>', 'with --orderly: suspended deliveries before a message goes to the DLQ (default: no limit)', parseIntOption('--max-reconsume-times', 0, LIMITS.maxReconsumeTimes))
+    .option('--lock-lease-ms <ms>', 'with --orderly: lease of a queue lock, renewed every third of it; a consumer killed without releasing holds its queues this long (default 60000)', parseIntOption('--lock-lease-ms', LIMITS.minLockLeaseMs, LIMITS.maxLockLeaseMs))
     .action((options: ConsumeOptions) => runConsume(options));
 }
 
 async function runConsume(options: ConsumeOptions): Promise<void> {
+  if (options.orderly) {
+    if (options.concurrency !== undefined) throw new InvalidArgumentError('--concurrency does not apply to --orderly (one command per queue at a time)');
+    orderlyCommand(options); // bad flags are exit 2 before connecting
+    const consumerId = consumerIdFor(options);
+    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeOrderly(client, options, startFor(options), consumerId));
+    return;
+  }
+  for (const [flag, set] of [['--max-reconsume-times', options.maxReconsumeTimes], ['--lock-lease-ms', options.lockLeaseMs]] as const) {
+    if (set !== undefined) throw new InvalidArgumentError(`${flag} needs --orderly`);
+  }
   if (options.exec === undefined) {
     if (options.concurrency !== undefined) throw new InvalidArgumentError('--concurrency needs --exec');
     await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeUntilDone(client, options));

@@ -136,7 +136,7 @@ export class PullConsumer {
   }
 }
 
-function consumed(queueId: number, m: StoredMessage): ConsumedMessage {
+export function consumed(queueId: number, m: StoredMessage): ConsumedMessage {
   return { queueId, offset: m.offset, msgId: m.msgId, key: m.keys?.[0], tag: m.tag, properties: m.properties, body: m.body, storeTimestampMs: m.storeTimestampMs };
 }
 

@@ -1,6 +1,6 @@
 // The public client API — what `import … from 'ledgermq'` (or 'ledgermq/client') gives: the
 // client with leader discovery and retries, the idempotent batching producer, the pull
-// consumer, the push (concurrent) consumer, the TCP connector, the protocol's request/response types and limits, and the
+// consumer, the push (concurrent) and orderly consumers, the TCP connector, the protocol's request/response types and limits, and the
 // error catalogue. Everything else in the package is internal and may change.
 export { type ClientConnection, type ClientNode, type ClientOptions, type Connector, DEFAULT_CLIENT_OPTIONS, LedgerClient } from './client.js';
 export { type ConsumedMessage, type ConsumerOptions, PullConsumer, type QueueStart, queryStartOffsets, type StartPosition, topicQueues } from './consumer.js';
@@ -14,6 +14,16 @@ export {
   type PushMessage,
   retryTopic,
 } from './push-consumer.js';
+export {
+  DEFAULT_ORDERLY_OPTIONS,
+  type OrderlyConsumerOptions,
+  type OrderlyContext,
+  OrderlyConsumer,
+  type OrderlyListener,
+  type OrderlyMessage,
+  type OrderlyStats,
+  type OrderlyStatus,
+} from './orderly-consumer.js';
 export {
   DEFAULT_PRODUCER_OPTIONS,
   hashKey,
