@@ -43,8 +43,11 @@ class Model {
         return this.produce(index, command);
       case 'truncateLog':
         return this.truncate(index, command.firstIndex);
-      default:
+      case 'commitOffsets':
+      case 'resetOffsets':
         return this.moveOffsets(command);
+      default:
+        throw new Error(`the model does not cover ${command.kind}`);
     }
   }
 
