@@ -1,22 +1,18 @@
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BrokerCommand, DueMessage, ProduceMessage } from '../src/broker/commands.js';
-import { type ApplyResult, type BrokerSnapshot, BrokerStateMachine, type CommittedLogReader } from '../src/broker/state-machine.js';
-import type { Entry } from '../src/raft/types.js';
+import type { ApplyResult, BrokerStateMachine, CommittedLogReader } from '../src/broker/state-machine.js';
 import { LIMITS } from '../src/protocol/index.js';
-import { bytes, dumpState, MemoryLog, tempDir } from './broker-helpers.js';
+import { bytes, dumpState, Machines, MemoryLog, payloadOf, RetainedLog, tempDir } from './broker-helpers.js';
 
 // Delayed messages in the state machine: a produce parks a message due later in the replicated
 // timer index (offset null), deliverDue places it, once, and a snapshot carries what is pending.
 
 let temp: ReturnType<typeof tempDir>;
 let log: MemoryLog;
-const open: BrokerStateMachine[] = [];
+let machines: Machines;
 
 function machine(name: string, reader: CommittedLogReader = log): BrokerStateMachine {
-  const opened = BrokerStateMachine.open({ dir: join(temp.dir, name), log: reader });
-  open.push(opened);
-  return opened;
+  return machines.open(name, reader);
 }
 
 function message(text: string, extra: Partial<ProduceMessage> = {}): ProduceMessage {
@@ -39,28 +35,15 @@ function run(state: BrokerStateMachine, ...commands: BrokerCommand[]): ApplyResu
 
 const bodies = (state: BrokerStateMachine) => state.read('orders', 0, 0, 100, 1 << 20).map((m) => Buffer.from(m.body).toString());
 
-class RetainedLog implements CommittedLogReader {
-  constructor(private readonly inner: MemoryLog, private readonly firstIndex: number) {}
-  entries(lo: number, hiExclusive: number, maxBytes: number): Entry[] {
-    if (lo < this.firstIndex) throw new Error(`entry ${lo} is below the retained log`);
-    return this.inner.entries(lo, hiExclusive, maxBytes);
-  }
-}
-
-async function payloadOf(snapshot: BrokerSnapshot): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of snapshot.chunks()) chunks.push(chunk);
-  return Buffer.concat(chunks);
-}
-
 beforeEach(() => {
   temp = tempDir('lmq-broker-delay-');
+  machines = new Machines(temp.dir);
   log = new MemoryLog();
   seq = 0;
 });
 
 afterEach(async () => {
-  for (const state of open.splice(0)) await state.close();
+  await machines.closeAll();
   temp.cleanup();
 });
 

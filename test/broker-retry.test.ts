@@ -1,9 +1,8 @@
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BrokerCommand } from '../src/broker/commands.js';
 import { dlqResendCommand, type RetrySettings, retryLevel, sendBackCommand } from '../src/broker/retry.js';
-import { type ApplyResult, BrokerStateMachine, type CommittedLogReader, type StoredMessage } from '../src/broker/state-machine.js';
-import { bytes, dumpState, MemoryLog, tempDir } from './broker-helpers.js';
+import type { ApplyResult, BrokerStateMachine, CommittedLogReader, StoredMessage } from '../src/broker/state-machine.js';
+import { bytes, dumpState, Machines, MemoryLog, payloadOf, tempDir } from './broker-helpers.js';
 
 // Retry and dead letters through the leader's rules (retry.ts builds the commands from the
 // stored message) and the state machine's apply: the delay sequence, the DLQ after
@@ -16,12 +15,10 @@ const DLQ = '%DLQ%g';
 
 let temp: ReturnType<typeof tempDir>;
 let log: MemoryLog;
-const open: BrokerStateMachine[] = [];
+let machines: Machines;
 
 function machine(name: string, reader: CommittedLogReader = log): BrokerStateMachine {
-  const opened = BrokerStateMachine.open({ dir: join(temp.dir, name), log: reader });
-  open.push(opened);
-  return opened;
+  return machines.open(name, reader);
 }
 
 function apply(state: BrokerStateMachine, command: BrokerCommand): ApplyResult {
@@ -54,11 +51,12 @@ function setUp(state: BrokerStateMachine): void {
 
 beforeEach(() => {
   temp = tempDir('lmq-broker-retry-');
+  machines = new Machines(temp.dir);
   log = new MemoryLog();
 });
 
 afterEach(async () => {
-  for (const state of open.splice(0)) await state.close();
+  await machines.closeAll();
   temp.cleanup();
 });
 
@@ -156,10 +154,8 @@ describe('broker retry – snapshots', () => {
     apply(a, dlqResendCommand('g', a.pendingDeadLetters('g', undefined, 1024, 4 << 20), 1100));
     sendBack(a, 'orders', 1, 1200); // a pending retry timer, due at 1500
     const snapshot = a.beginSnapshot(128);
-    const chunks: Uint8Array[] = [];
-    for await (const chunk of snapshot.chunks()) chunks.push(chunk);
     const b = machine('b');
-    await b.restoreSnapshot(snapshot.index, Buffer.concat(chunks), log);
+    await b.restoreSnapshot(snapshot.index, await payloadOf(snapshot), log);
     expect(b.stateDigest()).toBe(a.stateDigest());
     const again = log.append(sendBackCommand(storedAt(a, 'orders', 1), { group: 'g' }, settings, 1300));
     for (const state of [a, b]) {

@@ -2,36 +2,16 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type BrokerCommand, encodeCommand } from '../src/broker/commands.js';
-import { type ApplyResult, type BrokerSnapshot, BrokerStateMachine, type CommittedLogReader } from '../src/broker/state-machine.js';
+import { type ApplyResult, BrokerStateMachine } from '../src/broker/state-machine.js';
 import { readSnapshotHeader, SNAPSHOT_FORMAT_VERSION } from '../src/broker/snapshot.js';
 import { BrokerStore } from '../src/broker/store.js';
 import { LmqError } from '../src/util/errors.js';
-import type { Entry } from '../src/raft/types.js';
-import { bytes, dumpState, MemoryLog, tempDir } from './broker-helpers.js';
+import { bytes, dumpState, MemoryLog, payloadOf, RetainedLog, tempDir } from './broker-helpers.js';
 import { DEDUP_WINDOW, KEYS, MAX_PRODUCERS, op, TOPICS, toCommands } from './broker-workload.js';
 
 // The oracle for snapshots: a machine restored from a snapshot at index S and the retained log
 // [retainedFromIndex .. S] must be indistinguishable from the machine that applied every entry
 // — same results, same digest after every apply, same reads and lookups.
-
-/** The log as a node holds it after retention: entries below firstIndex are gone. */
-class RetainedLog implements CommittedLogReader {
-  constructor(private readonly log: MemoryLog, private readonly firstIndex: number) {}
-
-  entries(lo: number, hiExclusive: number, maxBytes: number): Entry[] {
-    if (lo < this.firstIndex) throw new Error(`entry ${lo} is below the retained log (from ${this.firstIndex})`);
-    return this.log.entries(lo, hiExclusive, maxBytes);
-  }
-}
-
-async function payloadOf(snapshot: BrokerSnapshot, between: () => void = () => undefined): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of snapshot.chunks()) {
-    chunks.push(chunk);
-    between();
-  }
-  return Buffer.concat(chunks);
-}
 
 const options = { maxProducers: MAX_PRODUCERS, dedupWindowPerProducer: DEDUP_WINDOW };
 

@@ -1,18 +1,13 @@
-import { execFile } from 'node:child_process';
-import { resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
 import type { LedgerClient } from '../src/client/client.js';
 import { Producer } from '../src/client/producer.js';
 import type { StoredMessage } from '../src/protocol/index.js';
 import { until } from '../src/util/until.js';
+import { readWholeQueue, runCli } from './process-helpers.js';
 
 // Delayed messages on a real three-node cluster: stored at once (offset null), placed in their
 // queue by the leader's scheduler when due, and exactly once across a SIGKILL of the leader.
-
-const run = promisify(execFile);
-const BIN = resolve(import.meta.dirname, '../bin/ledgermq');
 
 let cluster: LocalCluster;
 let client: LedgerClient;
@@ -27,25 +22,8 @@ afterAll(async () => {
   await cluster.dispose();
 });
 
-async function cli(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args, '--config', cluster.configPath], { timeout: 60_000 });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
-
-/** Every message stored in refunds/0 now. */
-async function readQueue(): Promise<StoredMessage[]> {
-  const messages: StoredMessage[] = [];
-  for (;;) {
-    const reply = await client.call({ op: 'pull', topic: 'refunds', queueId: 0, offset: messages.length, maxMessages: 100, maxBytes: 1 << 20, waitMs: 0 });
-    messages.push(...reply.messages);
-    if (reply.messages.length === 0) return messages;
-  }
-}
+const cli = (args: string[]) => runCli(cluster.configPath, args);
+const readQueue = () => readWholeQueue(client, 'refunds');
 
 async function waitFor(msgIds: readonly string[], timeoutMs: number): Promise<StoredMessage[]> {
   return until('the delayed messages', async () => {

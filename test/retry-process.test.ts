@@ -1,19 +1,13 @@
-import { execFile } from 'node:child_process';
-import { resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
 import type { LedgerClient } from '../src/client/client.js';
 import { Producer } from '../src/client/producer.js';
-import type { StoredMessage } from '../src/protocol/index.js';
 import { until } from '../src/util/until.js';
+import { readWholeQueue, runCli } from './process-helpers.js';
 
 // Retry and dead letters on a real three-node cluster: a sendBack survives a SIGKILL of the
 // leader (its retry copy appears once), the next failure past consumer.maxReconsumeTimes is a
 // dead letter, and the CLI lists, resends (once) and counts them as CONTRACT.md says.
-
-const run = promisify(execFile);
-const BIN = resolve(import.meta.dirname, '../bin/ledgermq');
 
 let cluster: LocalCluster;
 let client: LedgerClient;
@@ -28,24 +22,8 @@ afterAll(async () => {
   await cluster.dispose();
 });
 
-async function cli(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args, '--config', cluster.configPath], { timeout: 60_000 });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
-
-async function readQueue(topic: string): Promise<StoredMessage[]> {
-  const messages: StoredMessage[] = [];
-  for (;;) {
-    const reply = await client.call({ op: 'pull', topic, queueId: 0, offset: messages.length, maxMessages: 100, maxBytes: 1 << 20, waitMs: 0 });
-    messages.push(...reply.messages);
-    if (reply.messages.length === 0) return messages;
-  }
-}
+const cli = (args: string[]) => runCli(cluster.configPath, args);
+const readQueue = (topic: string) => readWholeQueue(client, topic);
 
 describe('retry and dead letters – a real cluster', () => {
   it('refuses a user topic whose name starts with %', async () => {

@@ -7,8 +7,9 @@
 // One proposal in flight at a time, so the leader never names a timer twice by itself; a new
 // leader may name timers an old leader's proposal also named (it cannot know whether that
 // proposal commits), and apply skips those already delivered — never placed twice. A proposal
-// that fails (leadership lost, overloaded) is simply retried by the next scan. A full batch is
-// followed at once by the next one, so a backlog of due messages drains at proposal speed.
+// that fails (leadership lost, overloaded) is simply retried by the next scan. A committed
+// proposal is followed at once by the next scan, so what came due meanwhile does not wait for
+// the interval and a backlog of due messages drains at proposal speed.
 import type { Logger } from 'pino';
 import type { RaftNode } from '../node/raft-node.js';
 import { LIMITS } from '../protocol/index.js';
@@ -66,7 +67,8 @@ export class DeliveryScheduler {
         this.inFlight = false;
         assert(result?.kind === 'deliverDue', 'a deliverDue command yields a deliverDue result');
         if (result.skipped > 0) this.logger.debug({ delivered: result.delivered, skipped: result.skipped }, 'delayed messages: some were delivered already');
-        if (messages.length === MAX_DUE_PER_COMMAND) setImmediate(() => this.scan());
+        // What came due while this one committed goes now, not a scan interval later.
+        setImmediate(() => this.scan());
       },
       (error: unknown) => {
         this.inFlight = false;

@@ -8,6 +8,7 @@ import { assert } from '../util/assert.js';
 import { LmqError, isLmqError } from '../util/errors.js';
 import { LIMITS, type OpName, type ProduceMessageWire, type Request, type RequestOf, type ResponseOf, UNSEQUENCED } from '../protocol/index.js';
 import { type BrokerCommand, DLQ_TOPIC_PREFIX, encodeCommand, type ProduceMessage, topicNameProblem } from './commands.js';
+import { isDelayed } from './placement.js';
 import { checkRetryGroup, dlqResendCommand, resolveDeliverAtMs, type RetrySettings, sendBackCommand } from './retry.js';
 import { LeaderSequences } from './leader-sequences.js';
 import type { ApplyResult, BrokerStateMachine } from './state-machine.js';
@@ -227,14 +228,16 @@ export class BrokerService {
     // Checked here for a quick answer; the state machine checks again at apply time, which is
     // what decides (a topic could be created by a command still in flight).
     for (const m of messages) this.queueOrThrow(m.topic, m.queueId);
+    // Resolved before the seq is reserved: a bad delay is refused with nothing held.
+    const timestampMs = Date.now();
+    const resolved = this.resolveDelays(messages, timestampMs);
     let release: () => void = () => undefined;
     if (this.options.quorum === 'leader' && seq !== UNSEQUENCED) {
       release = this.leaderSequences.reserve(this.node.logContext().term, producerId, seq, this.state.producerLastSeq(producerId));
     }
     let result: ApplyResult | undefined;
     try {
-      const timestampMs = Date.now();
-      result = await this.write({ kind: 'produce', producerId, seq, timestampMs, messages: this.resolveDelays(messages, timestampMs) }, this.options.quorum);
+      result = await this.write({ kind: 'produce', producerId, seq, timestampMs, messages: resolved }, this.options.quorum);
     } catch (error) {
       // Refused before reaching the log: the seq is free again for its retry.
       if (isLmqError(error, 'LMQ_NOT_LEADER') || isLmqError(error, 'LMQ_OVERLOADED') || isLmqError(error, 'LMQ_BAD_INPUT')) release();
@@ -242,7 +245,8 @@ export class BrokerService {
     }
     if (result === undefined) {
       // `leader` quorum answers once the leader's copy is durable, before offsets are assigned.
-      return { placed: messages.map((m) => ({ msgId: m.msgId, queueId: m.queueId, offset: null })), duplicate: false };
+      const placed = resolved.map((m) => ({ msgId: m.msgId, queueId: m.queueId, offset: null, ...(isDelayed(m, timestampMs) ? { deliverAtMs: m.deliverAtMs! } : {}) }));
+      return { placed, duplicate: false };
     }
     assert(result.kind === 'produce', 'a produce command yields a produce result');
     if ('error' in result) throw new LmqError(result.error, result.message);
