@@ -416,6 +416,8 @@ export class BrokerStateMachine {
       const problem = this.queueProblem(position.topic, position.queueId);
       if (problem !== undefined) return { kind: command.kind, ...problem };
     }
+    // One look per command, so a commit of a group that never sent back costs no range per queue.
+    const sentBack = this.store.hasSentBack(command.group);
     for (const position of command.offsets) {
       const queue = this.store.getQueue(position.topic, position.queueId);
       assert(queue !== undefined, 'checked queue is missing');
@@ -426,7 +428,7 @@ export class BrokerStateMachine {
       // The sentBack records of what the group finished go (they stay bounded by what is in
       // flight); a reset starts the queue over, so all of its records go.
       const below = command.kind === 'commitOffsets' ? next : Number.MAX_SAFE_INTEGER;
-      while (this.store.removeSentBackBelow(command.group, position.topic, position.queueId, below, SENT_BACK_PER_PAGE) === SENT_BACK_PER_PAGE);
+      while (sentBack && this.store.removeSentBackBelow(command.group, position.topic, position.queueId, below, SENT_BACK_PER_PAGE) === SENT_BACK_PER_PAGE);
     }
     return { kind: command.kind, ok: true };
   }
@@ -481,11 +483,16 @@ export class BrokerStateMachine {
     return { kind: 'sendBack', ...answer, duplicate: false };
   }
 
-  /** Places each dead letter's retry copy unless that dead letter was resent before. */
+  /**
+   * Places each dead letter's retry copy unless that dead letter was resent before (or is not
+   * stored in the group's DLQ: nothing the leader read names such an offset).
+   */
   private applyDlqResend(command: Extract<BrokerCommand, { kind: 'dlqResend' }>, logIndex: number): ApplyResult {
+    const dlq = this.store.getQueue(dlqTopicOf(command.group), 0) ?? { minOffset: 0, nextOffset: 0 };
     const skipped: number[] = [];
     command.entries.forEach(({ dlqOffset }, position) => {
-      if (this.store.isDlqResent(command.group, dlqOffset)) skipped.push(position);
+      const stored = dlqOffset >= dlq.minOffset && dlqOffset < dlq.nextOffset;
+      if (!stored || this.store.isDlqResent(command.group, dlqOffset)) skipped.push(position);
       else this.store.markDlqResent(command.group, dlqOffset);
     });
     const items = placedItems(command, new Set(skipped));

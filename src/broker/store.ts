@@ -568,6 +568,11 @@ export class BrokerStore {
     return { target, reconsumeTimes: integer(reconsumeTimes), deliverAtMs: deliverAtMs === null ? null : integer(deliverAtMs) };
   }
 
+  /** Whether the group has any sentBack record (most groups never send one back). */
+  hasSentBack(group: string): boolean {
+    return this.range(['sentBack', group], ['sentBack', group, MAX_KEY_PART], 1).length > 0;
+  }
+
   /** Removes a queue's sentBack records of the group below belowOffset; returns how many. */
   removeSentBackBelow(group: string, topic: string, queueId: number, belowOffset: number, limit: number): number {
     const records = this.range(['sentBack', group, topic, queueId], ['sentBack', group, topic, queueId, belowOffset], limit);
