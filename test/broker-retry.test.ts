@@ -1,7 +1,9 @@
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BrokerCommand } from '../src/broker/commands.js';
 import { dlqResendCommand, type RetrySettings, retryLevel, sendBackCommand } from '../src/broker/retry.js';
 import type { ApplyResult, BrokerStateMachine, CommittedLogReader, StoredMessage } from '../src/broker/state-machine.js';
+import { BrokerStore } from '../src/broker/store.js';
 import { bytes, dumpState, Machines, MemoryLog, payloadOf, tempDir } from './broker-helpers.js';
 
 // Retry and dead letters through the leader's rules (retry.ts builds the commands from the
@@ -123,7 +125,7 @@ describe('broker retry – the delay sequence and the DLQ', () => {
     expect(a.dueTimers(Number.MAX_SAFE_INTEGER, 10, 1 << 20)).toHaveLength(2);
   });
 
-  it('dlq resend re-delivers each dead letter once, through %RETRY% at once, with reconsumeTimes 0', () => {
+  it('dlq resend re-delivers each dead letter once, through %RETRY% at once, with reconsumeTimes 0', async () => {
     const a = machine('a');
     setUp(a);
     sendBack(a, 'orders', 0, 1000, { maxReconsumeTimes: 0, reason: 'bad' });
@@ -142,6 +144,15 @@ describe('broker retry – the delay sequence and the DLQ', () => {
     expect(a.deadLetters('g', 0, 10).deadLetters[0]!.resent).toBe(true);
     expect(a.deadLetterCounts('g')).toEqual({ messages: 1, resent: 1 });
     expect(a.pendingDeadLetters('g', 'other', 1024, 4 << 20)).toEqual([]);
+    // Retention forgets the dead letter, and its resent mark with it.
+    const next = log.all().length + 1;
+    expect(apply(a, { kind: 'truncateLog', firstIndex: next })).toMatchObject({ ok: true });
+    expect(a.deadLetterCounts('g')).toEqual({ messages: 0, resent: 0 });
+    expect(a.deadLetters('g', 0, 10)).toEqual({ deadLetters: [], nextOffset: 1 });
+    await a.close();
+    const store = BrokerStore.open(join(temp.dir, 'a'), 'unsynced');
+    expect(store.isDlqResent('g', 0)).toBe(false);
+    await store.close();
   });
 });
 

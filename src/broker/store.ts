@@ -588,6 +588,13 @@ export class BrokerStore {
     return this.get(['dlqResent', group, dlqOffset]) !== undefined;
   }
 
+  /** Removes the group's resent marks below belowOffset (retention forgot those dead letters); returns how many. */
+  removeDlqResentBelow(group: string, belowOffset: number, limit: number): number {
+    const records = this.range(['dlqResent', group], ['dlqResent', group, belowOffset], limit);
+    for (const { key } of records) this.removeExisting(key);
+    return records.length;
+  }
+
   /** Dead letters of the group re-delivered at DLQ offsets >= fromOffset, counted up to limit. */
   countDlqResent(group: string, fromOffset: number, limit: number): number {
     return this.range(['dlqResent', group, fromOffset], ['dlqResent', group, MAX_KEY_PART], limit).length;
