@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrokerCommand, encodeCommand } from '../src/broker/commands.js';
-import type { BrokerStateMachine, CommittedLogReader } from '../src/broker/state-machine.js';
+import { type BrokerSnapshot, BrokerStateMachine, type CommittedLogReader } from '../src/broker/state-machine.js';
 import { type Entry, entryBytes, EntryType } from '../src/raft/types.js';
 
 export class MemoryLog implements CommittedLogReader {
@@ -43,6 +43,43 @@ export class MemoryLog implements CommittedLogReader {
       out.push(entry);
     }
     return out;
+  }
+}
+
+/** The log as a node holds it after retention: entries below firstIndex are gone. */
+export class RetainedLog implements CommittedLogReader {
+  constructor(private readonly log: MemoryLog, private readonly firstIndex: number) {}
+
+  entries(lo: number, hiExclusive: number, maxBytes: number): Entry[] {
+    if (lo < this.firstIndex) throw new Error(`entry ${lo} is below the retained log (from ${this.firstIndex})`);
+    return this.log.entries(lo, hiExclusive, maxBytes);
+  }
+}
+
+/** A snapshot's whole payload; `between` runs after each chunk. */
+export async function payloadOf(snapshot: BrokerSnapshot, between: () => void = () => undefined): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of snapshot.chunks()) {
+    chunks.push(chunk);
+    between();
+  }
+  return Buffer.concat(chunks);
+}
+
+/** State machines opened in subdirectories of one temp dir, all closed by closeAll(). */
+export class Machines {
+  private readonly opened: BrokerStateMachine[] = [];
+
+  constructor(private readonly dir: string) {}
+
+  open(name: string, log: CommittedLogReader): BrokerStateMachine {
+    const machine = BrokerStateMachine.open({ dir: join(this.dir, name), log });
+    this.opened.push(machine);
+    return machine;
+  }
+
+  async closeAll(): Promise<void> {
+    for (const machine of this.opened.splice(0)) await machine.close();
   }
 }
 

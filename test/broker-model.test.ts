@@ -46,8 +46,11 @@ class Model {
       case 'lockQueues':
       case 'unlockQueues':
         throw new Error('queue locks have a model of their own (test/broker-queue-locks.test.ts)');
-      default:
+      case 'commitOffsets':
+      case 'resetOffsets':
         return this.moveOffsets(command);
+      default:
+        throw new Error(`the model does not cover ${command.kind}`);
     }
   }
 

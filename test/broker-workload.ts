@@ -1,8 +1,10 @@
 // Random broker command sequences for the property tests (model, snapshot oracle): topics that
 // exist or not, in-order sends, retries of old sends, seq gaps, offset commits and resets, noops
-// and retention (truncateLog) at random points.
+// and retention (truncateLog) at random points. opWithDelays adds delayed messages, deliverDue
+// proposals (naming timers that may be pending, delivered already or never parked), sendBack
+// (retry and dead-letter copies, repeats) and dlqResend, for the snapshot oracle.
 import fc from 'fast-check';
-import type { BrokerCommand, ProduceMessage } from '../src/broker/commands.js';
+import type { BrokerCommand, DueMessage, ProduceMessage } from '../src/broker/commands.js';
 
 export const TOPICS = ['t0', 't1', 't2', 't3']; // t3 is never created
 export const PRODUCERS = ['p0', 'p1', 'p2', 'p3'];
@@ -49,15 +51,68 @@ export const op = fc.oneof(
 );
 export type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
 
+const delayOp = fc.oneof(
+  // A produce of one message due `delayMs` after its send (its timer parks it).
+  { weight: 4, arbitrary: fc.record({ t: fc.constant('delayed' as const), producer: fc.nat(1), topic: fc.nat(1), timestampMs: fc.nat(100), delayMs: fc.integer({ min: 1, max: 60 }) }) },
+  // The scheduler at `at`: every timer parked so far that is due by then, delivered or not.
+  { weight: 3, arbitrary: fc.record({ t: fc.constant('deliver' as const), at: fc.nat(200) }) },
+  // A failed delivery of t0/queue offset: a retry copy due later, or a dead letter.
+  { weight: 3, arbitrary: fc.record({ t: fc.constant('sendBack' as const), queueId: fc.nat(1), offset: fc.nat(4), dlq: fc.boolean(), timestampMs: fc.nat(150), delayMs: fc.integer({ min: 1, max: 40 }) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('resend' as const), dlqOffset: fc.nat(3), timestampMs: fc.nat(150) }) },
+);
+export const opWithDelays = fc.oneof({ weight: 3, arbitrary: op }, { weight: 2, arbitrary: delayOp });
+export type DelayOp = typeof opWithDelays extends fc.Arbitrary<infer T> ? T : never;
+
+/** Timers the log's entries may have parked, as toCommands tracks them. */
+type Parked = DueMessage[];
+
+/** The commands of delayOp kinds; op kinds go through toCommands' own rules. */
+function delayCommand(o: Exclude<DelayOp, Op>, logIndex: number, parked: Parked, nextSeq: (producerId: string) => number): BrokerCommand | null {
+  const body = Uint8Array.of(logIndex % 256, 7);
+  const origin = { msgId: `o${logIndex}`, topic: 't0', queueId: 0, offset: 0 };
+  switch (o.t) {
+    case 'delayed': {
+      const producerId = PRODUCERS[o.producer]!;
+      const message: ProduceMessage = { msgId: `d${logIndex}`, topic: TOPICS[o.topic]!, queueId: 0, body, deliverAtMs: o.timestampMs + o.delayMs };
+      parked.push({ timer: { deliverAtMs: message.deliverAtMs!, logIndex, position: 0 }, message });
+      return { kind: 'produce', producerId, seq: nextSeq(producerId), timestampMs: o.timestampMs, messages: [message] };
+    }
+    case 'deliver': {
+      const messages = parked.filter((due) => due.timer.deliverAtMs <= o.at);
+      return messages.length === 0 ? null : { kind: 'deliverDue', timestampMs: o.at, messages };
+    }
+    case 'sendBack': {
+      const from = { topic: 't0', queueId: o.queueId, offset: o.offset };
+      const copy = { msgId: `s${logIndex}`, queueId: 0, body, origin: { ...origin, queueId: o.queueId, offset: o.offset }, firstFailureMs: o.timestampMs };
+      if (o.dlq) {
+        const deadLetter = { reason: 'failed', attempts: 2, firstFailureMs: o.timestampMs, lastFailureMs: o.timestampMs };
+        return { kind: 'sendBack', timestampMs: o.timestampMs, group: GROUPS[0]!, from, target: 'dlq', message: { ...copy, topic: `%DLQ%${GROUPS[0]}`, deadLetter } };
+      }
+      const message: ProduceMessage = { ...copy, topic: `%RETRY%${GROUPS[0]}`, deliverAtMs: o.timestampMs + o.delayMs, reconsumeTimes: 1 };
+      parked.push({ timer: { deliverAtMs: message.deliverAtMs!, logIndex, position: 0 }, message });
+      return { kind: 'sendBack', timestampMs: o.timestampMs, group: GROUPS[0]!, from, target: 'retry', message };
+    }
+    case 'resend':
+      return { kind: 'dlqResend', timestampMs: o.timestampMs, group: GROUPS[0]!, entries: [{ dlqOffset: o.dlqOffset, message: { msgId: `r${logIndex}`, topic: `%RETRY%${GROUPS[0]}`, queueId: 0, body, origin } }] };
+  }
+}
+
 /** Turns ops into commands like clients would send them: in-order seqs, retries of old sends, gaps. */
-export function toCommands(ops: Op[]): (BrokerCommand | null)[] {
+export function toCommands(ops: readonly (Op | DelayOp)[]): (BrokerCommand | null)[] {
   const sentMax = new Map<string, number>();
   const sent = new Map<string, BrokerCommand>();
+  const parked: Parked = [];
   const start: BrokerCommand[] = [
     { kind: 'createTopic', topic: 't0', queues: 2 },
     { kind: 'createTopic', topic: 't1', queues: 3 },
   ];
+  const nextSeq = (producerId: string): number => {
+    const seq = (sentMax.get(producerId) ?? 0) + 1;
+    sentMax.set(producerId, seq);
+    return seq;
+  };
   return [...start, ...ops.map((o, i): BrokerCommand | null => {
+    if (o.t === 'delayed' || o.t === 'deliver' || o.t === 'sendBack' || o.t === 'resend') return delayCommand(o, start.length + i + 1, parked, nextSeq);
     if (o.t === 'noop') return null;
     if (o.t === 'truncate') return { kind: 'truncateLog', firstIndex: Math.max(1, start.length + i + 1 - o.back) };
     if (o.t === 'create') return { kind: 'createTopic', topic: TOPICS[o.topic]!, queues: o.queues };

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MAX_COMMAND_BYTES, encodeCommand } from '../src/broker/commands.js';
-import { MAX_APPEND_BYTES, loadConfig, parseConfig } from '../src/config/config.js';
+import { MAX_APPEND_BYTES, loadConfig, parseConfig, parseDelayLevels } from '../src/config/config.js';
 import type { AppendRequest } from '../src/raft/messages.js';
 import { ENTRY_OVERHEAD_BYTES, type Entry, EntryType } from '../src/raft/types.js';
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame } from '../src/transport/framing.js';
@@ -352,6 +352,37 @@ describe('config – security.tls', () => {
     const result = spawnSync(process.execPath, ['bin/ledgermq', 'node', 'start', '--id', 'n1', '--config', path], { encoding: 'utf8', timeout: 30_000 });
     expect(result.status).toBe(2);
     expect(result.stderr.trimEnd().split('\n')).toEqual([`ledgermq: security.tls.key file ${join(dir, 'certs/n2.key')} is not the key of the certificate ${join(dir, 'certs/n1.pem')}; give each node the key its certificate was made with`]);
+    expect(existsSync(join(dir, 'data'))).toBe(false);
+  });
+});
+
+describe('config – delay levels and consumer retries', () => {
+  it('parses delay.levels to milliseconds (units ms s m h d) and fills the defaults', () => {
+    const config = parseConfig(valid, 'test.json');
+    expect(config.delay.levels).toEqual([1, 5, 10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600, 7200].map((s) => s * 1000));
+    expect(config.delay.scanIntervalMs).toBe(100);
+    expect(config.consumer.maxReconsumeTimes).toBe(16);
+    expect(parseConfig({ ...valid, delay: { levels: ' 100ms  2s 3m 1h 1d ' } }, 't').delay.levels).toEqual([100, 2000, 180_000, 3_600_000, 86_400_000]);
+    expect(parseDelayLevels(Array(64).fill('1s').join(' '))).toHaveLength(64);
+  });
+
+  it('names a bad delay.levels value: a unit, zero, too many or too long a level', () => {
+    expect(messageOf({ ...valid, delay: { levels: '1s 5x' } })).toMatch(/delay\.levels: "1s 5x" level "5x" is not a duration from 1ms to 40d/);
+    expect(messageOf({ ...valid, delay: { levels: '0s' } })).toMatch(/level "0s" is not a duration/);
+    expect(messageOf({ ...valid, delay: { levels: '41d' } })).toMatch(/level "41d" is not a duration from 1ms to 40d/);
+    expect(messageOf({ ...valid, delay: { levels: '' } })).toMatch(/holds 0 levels; give 1 to 64 durations/);
+    expect(messageOf({ ...valid, delay: { levels: Array(65).fill('1s').join(' ') } })).toMatch(/holds 65 levels/);
+    expect(messageOf({ ...valid, consumer: { maxReconsumeTimes: -1 } })).toMatch(/consumer\.maxReconsumeTimes is -1/);
+    expect(messageOf({ ...valid, delay: { scanIntervalMs: 5000 } })).toMatch(/delay\.scanIntervalMs is 5000/);
+  });
+
+  it('a bad delay.levels is exit 2 with one line from node start', () => {
+    const dir = tempDir();
+    const path = join(dir, 'c.json');
+    writeFileSync(path, JSON.stringify({ ...valid, delay: { levels: '1s fast' } }));
+    const result = spawnSync(process.execPath, ['bin/ledgermq', 'node', 'start', '--id', 'n1', '--config', path], { encoding: 'utf8', timeout: 30_000 });
+    expect(result.status).toBe(2);
+    expect(result.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/^ledgermq: bad config .*c\.json: delay\.levels: "1s fast" level "fast"/)]);
     expect(existsSync(join(dir, 'data'))).toBe(false);
   });
 });

@@ -41,13 +41,33 @@ export type BrokerCommand =
   | { kind: 'truncateLog'; firstIndex: number }
   /** Orderly consumers' queue locks, decided at apply by the command's time (queue-locks.ts). */
   | { kind: 'lockQueues'; timestampMs: number; group: string; clientId: string; queues: LockedQueue[]; leaseMs: number }
-  | { kind: 'unlockQueues'; group: string; clientId: string; queues: LockedQueue[] };
+  | { kind: 'unlockQueues'; group: string; clientId: string; queues: LockedQueue[] }
+  /**
+   * The leader's delivery scheduler (scheduler.ts): these timers are due at timestampMs (each
+   * deliverAtMs <= timestampMs); apply places each message whose timer record still exists.
+   */
+  | { kind: 'deliverDue'; timestampMs: number; messages: DueMessage[] }
+  /**
+   * A consumer of `group` failed the message at `from`: `message` is its retry copy (topic
+   * `%RETRY%<group>`, due at its deliverAtMs) or dead-letter copy (`%DLQ%<group>`, at once),
+   * built by the leader from the stored message (retry.ts).
+   */
+  | { kind: 'sendBack'; timestampMs: number; group: string; from: OffsetPosition; target: SendBackTarget; message: ProduceMessage }
+  /** Dead letters of `group` re-delivered through `%RETRY%<group>`, once each (retry.ts). */
+  | { kind: 'dlqResend'; timestampMs: number; group: string; entries: ResentDeadLetter[] };
 
 export interface LockedQueue {
   topic: string;
   queueId: number;
 }
 
+export type SendBackTarget = 'retry' | 'dlq';
+
+/**
+ * A message as the log carries it. A produce's message has the user's fields and, when it is
+ * delayed, deliverAtMs (resolved by the leader). The copies the broker makes (delivered, retry
+ * and dead-letter copies) may carry the system fields too.
+ */
 export interface ProduceMessage {
   msgId: string;
   topic: string;
@@ -56,6 +76,81 @@ export interface ProduceMessage {
   tag?: string;
   keys?: string[];
   properties?: Record<string, string>;
+  /** Due at this time (epoch ms): held in the timer index until then. */
+  deliverAtMs?: number;
+  /** A retry copy: the n-th redelivery. */
+  reconsumeTimes?: number;
+  /** A retry or dead-letter copy: the first delivery's message. */
+  origin?: MessageOrigin;
+  /** A retry or dead-letter copy: when the first delivery failed. */
+  firstFailureMs?: number;
+  deadLetter?: DeadLetterInfo;
+}
+
+export interface MessageOrigin {
+  msgId: string;
+  topic: string;
+  queueId: number;
+  offset: number;
+}
+
+export interface DeadLetterInfo {
+  reason: string;
+  attempts: number;
+  firstFailureMs: number;
+  lastFailureMs: number;
+}
+
+/** A timer record's key: the produce (or sendBack) entry and position that parked the message. */
+export interface TimerRef {
+  deliverAtMs: number;
+  logIndex: number;
+  position: number;
+}
+
+export interface DueMessage {
+  timer: TimerRef;
+  message: ProduceMessage;
+}
+
+export interface ResentDeadLetter {
+  /** Its offset in `%DLQ%<group>` queue 0. */
+  dlqOffset: number;
+  /** The retry copy: topic `%RETRY%<group>` queue 0, due at once, reconsumeTimes 0. */
+  message: ProduceMessage;
+}
+
+/** The system topics of a group (1 queue each), created by the apply that first needs them. */
+export const RETRY_TOPIC_PREFIX = '%RETRY%';
+export const DLQ_TOPIC_PREFIX = '%DLQ%';
+/** Names starting with this are the broker's: users may not create such topics. */
+export const SYSTEM_TOPIC_MARK = '%';
+
+export function retryTopicOf(group: string): string {
+  return `${RETRY_TOPIC_PREFIX}${group}`;
+}
+
+export function dlqTopicOf(group: string): string {
+  return `${DLQ_TOPIC_PREFIX}${group}`;
+}
+
+/**
+ * The messages an entry of this command carries, by position (a consume queue record's
+ * batchPos); undefined for commands that carry none.
+ */
+export function carriedMessages(command: BrokerCommand): readonly ProduceMessage[] | undefined {
+  switch (command.kind) {
+    case 'produce':
+      return command.messages;
+    case 'deliverDue':
+      return command.messages.map((due) => due.message);
+    case 'sendBack':
+      return [command.message];
+    case 'dlqResend':
+      return command.entries.map((entry) => entry.message);
+    default:
+      return undefined;
+  }
 }
 
 export interface OffsetPosition {
@@ -123,7 +218,14 @@ export function decodeCommand(data: Uint8Array, logIndex?: number): BrokerComman
 
 /** A topic name a user may create: checked by the CLI and the node before proposing. */
 export function topicNameProblem(name: string): string | undefined {
-  return validationProblem(() => checkName(name, 'topic'));
+  const problem = validationProblem(() => checkName(name, 'topic'));
+  if (problem !== undefined || !name.startsWith(SYSTEM_TOPIC_MARK)) return problem;
+  return `topic "${name}" starts with "${SYSTEM_TOPIC_MARK}", which is kept for the broker's own topics (${RETRY_TOPIC_PREFIX}<group>, ${DLQ_TOPIC_PREFIX}<group>); choose another name`;
+}
+
+/** What is wrong with a message record (a timer record's value, from a snapshot), or undefined. */
+export function carriedMessageProblem(raw: unknown): string | undefined {
+  return validationProblem(() => validateMessage(raw, 'message', true));
 }
 
 function corrupt(where: string, problem: string, logIndex: number | undefined): LmqError {
@@ -186,6 +288,12 @@ function validateCommand(raw: unknown): BrokerCommand {
     case 'lockQueues':
     case 'unlockQueues':
       return validateLockCommand(raw, kind);
+    case 'deliverDue':
+      return validateDeliverDue(raw);
+    case 'sendBack':
+      return validateSendBack(raw);
+    case 'dlqResend':
+      return validateDlqResend(raw);
     default:
       return fail(`unknown kind ${JSON.stringify(kind)?.slice(0, 40) ?? 'undefined'}`);
   }
@@ -198,7 +306,7 @@ function validateProduce(raw: Record<string, unknown>): BrokerCommand {
   if (messagesRaw.length < 1 || messagesRaw.length > LIMITS.maxMessagesPerProduce) {
     fail(`messages must hold 1 to ${LIMITS.maxMessagesPerProduce} messages, not ${messagesRaw.length}`);
   }
-  const messages = messagesRaw.map((message, i) => validateMessage(message, `messages[${i}]`));
+  const messages = messagesRaw.map((message, i) => validateMessage(message, `messages[${i}]`, false));
   checkBodyBytes(messages.reduce((sum, message) => sum + message.body.byteLength, 0));
   return {
     kind: 'produce',
@@ -209,15 +317,96 @@ function validateProduce(raw: Record<string, unknown>): BrokerCommand {
   };
 }
 
+function checkTimestamp(raw: Record<string, unknown>): number {
+  return checkInteger(raw['timestampMs'], 'timestampMs', 0, Number.MAX_SAFE_INTEGER);
+}
+
+function checkArray(raw: unknown, what: string, max: number): unknown[] {
+  if (!Array.isArray(raw)) fail(`${what} must be an array`);
+  if (raw.length < 1 || raw.length > max) fail(`${what} must hold 1 to ${max} items, not ${raw.length}`);
+  return raw;
+}
+
+function validateDeliverDue(raw: Record<string, unknown>): BrokerCommand {
+  onlyKeys(raw, ['kind', 'timestampMs', 'messages'], 'deliverDue');
+  const timestampMs = checkTimestamp(raw);
+  const messages = checkArray(raw['messages'], 'messages', LIMITS.maxMessagesPerProduce).map((due, i): DueMessage => {
+    const what = `messages[${i}]`;
+    if (!isRecord(due)) fail(`${what} is not a map`);
+    onlyKeys(due, ['timer', 'message'], what);
+    const timer = due['timer'];
+    if (!isRecord(timer)) fail(`${what}.timer is not a map`);
+    onlyKeys(timer, ['deliverAtMs', 'logIndex', 'position'], `${what}.timer`);
+    const ref: TimerRef = {
+      // A timer is proposed only once it is due by the proposal's own clock.
+      deliverAtMs: checkInteger(timer['deliverAtMs'], `${what}.timer.deliverAtMs`, 0, timestampMs),
+      logIndex: checkInteger(timer['logIndex'], `${what}.timer.logIndex`, 1, Number.MAX_SAFE_INTEGER),
+      position: checkInteger(timer['position'], `${what}.timer.position`, 0, LIMITS.maxMessagesPerProduce - 1),
+    };
+    const message = validateMessage(due['message'], `${what}.message`, true);
+    if (message.deliverAtMs !== ref.deliverAtMs) fail(`${what}.message.deliverAtMs differs from its timer's`);
+    return { timer: ref, message };
+  });
+  checkBodyBytes(messages.reduce((sum, due) => sum + due.message.body.byteLength, 0));
+  return { kind: 'deliverDue', timestampMs, messages };
+}
+
+function validateSendBack(raw: Record<string, unknown>): BrokerCommand {
+  onlyKeys(raw, ['kind', 'timestampMs', 'group', 'from', 'target', 'message'], 'sendBack');
+  const group = checkName(raw['group'], 'group');
+  const target = raw['target'];
+  if (target !== 'retry' && target !== 'dlq') fail('target must be "retry" or "dlq"');
+  const from = validatePosition(raw['from'], 'from');
+  const message = validateMessage(raw['message'], 'message', true);
+  if (target === 'retry') {
+    checkCopy(message, retryTopicOf(group), 'message');
+    if (message.deliverAtMs === undefined || message.reconsumeTimes === undefined || message.deadLetter !== undefined) {
+      fail('a retry copy has deliverAtMs and reconsumeTimes, and no deadLetter');
+    }
+  } else {
+    checkCopy(message, dlqTopicOf(group), 'message');
+    if (message.deadLetter === undefined || message.deliverAtMs !== undefined) fail('a dead-letter copy has deadLetter and no deliverAtMs');
+  }
+  return { kind: 'sendBack', timestampMs: checkTimestamp(raw), group, from, target, message };
+}
+
+function validateDlqResend(raw: Record<string, unknown>): BrokerCommand {
+  onlyKeys(raw, ['kind', 'timestampMs', 'group', 'entries'], 'dlqResend');
+  const group = checkName(raw['group'], 'group');
+  const entries = checkArray(raw['entries'], 'entries', LIMITS.maxDeadLettersPerRequest).map((entry, i): ResentDeadLetter => {
+    const what = `entries[${i}]`;
+    if (!isRecord(entry)) fail(`${what} is not a map`);
+    onlyKeys(entry, ['dlqOffset', 'message'], what);
+    const message = validateMessage(entry['message'], `${what}.message`, true);
+    checkCopy(message, retryTopicOf(group), `${what}.message`);
+    if (message.deliverAtMs !== undefined || message.reconsumeTimes !== undefined || message.deadLetter !== undefined) {
+      fail(`${what}.message is re-delivered at once as a first delivery: no deliverAtMs, reconsumeTimes or deadLetter`);
+    }
+    return { dlqOffset: checkInteger(entry['dlqOffset'], `${what}.dlqOffset`, 0, Number.MAX_SAFE_INTEGER), message };
+  });
+  checkBodyBytes(entries.reduce((sum, entry) => sum + entry.message.body.byteLength, 0));
+  return { kind: 'dlqResend', timestampMs: checkTimestamp(raw), group, entries };
+}
+
+/** A retry or dead-letter copy lives in its group's system topic (one queue) and says where it came from. */
+function checkCopy(message: ProduceMessage, topic: string, what: string): void {
+  if (message.topic !== topic || message.queueId !== 0) fail(`${what} must be in ${topic} queue 0, not ${message.topic}/${message.queueId}`);
+  if (message.origin === undefined) fail(`${what} lacks its origin`);
+}
+
 function checkBodyBytes(bodyBytes: number): void {
   if (bodyBytes > LIMITS.maxProduceBodyBytes) {
     fail(`bodies total ${bodyBytes} bytes, more than maxProduceBodyBytes ${LIMITS.maxProduceBodyBytes}`);
   }
 }
 
-function validateMessage(raw: unknown, what: string): ProduceMessage {
+const USER_FIELDS = ['msgId', 'topic', 'queueId', 'body', 'tag', 'keys', 'properties', 'deliverAtMs'] as const;
+const SYSTEM_FIELDS = [...USER_FIELDS, 'reconsumeTimes', 'origin', 'firstFailureMs', 'deadLetter'] as const;
+
+/** `system`: a copy the broker made, which may carry the system fields besides deliverAtMs. */
+function validateMessage(raw: unknown, what: string, system: boolean): ProduceMessage {
   if (!isRecord(raw)) fail(`${what} is not a map`);
-  onlyKeys(raw, ['msgId', 'topic', 'queueId', 'body', 'tag', 'keys', 'properties'], what);
+  onlyKeys(raw, system ? SYSTEM_FIELDS : USER_FIELDS, what);
   const body = raw['body'];
   if (!(body instanceof Uint8Array)) fail(`${what}.body must be binary`);
   const message: ProduceMessage = {
@@ -230,7 +419,35 @@ function validateMessage(raw: unknown, what: string): ProduceMessage {
   if (raw['tag'] !== undefined) message.tag = checkText(raw['tag'], `${what}.tag`, LIMITS.maxTagLength);
   if (raw['keys'] !== undefined) message.keys = validateKeys(raw['keys'], `${what}.keys`);
   if (raw['properties'] !== undefined) message.properties = validateProperties(raw['properties'], `${what}.properties`);
+  if (raw['deliverAtMs'] !== undefined) message.deliverAtMs = checkInteger(raw['deliverAtMs'], `${what}.deliverAtMs`, 0, Number.MAX_SAFE_INTEGER);
+  if (!system) return message;
+  if (raw['reconsumeTimes'] !== undefined) message.reconsumeTimes = checkInteger(raw['reconsumeTimes'], `${what}.reconsumeTimes`, 1, LIMITS.maxReconsumeTimes + 1);
+  if (raw['origin'] !== undefined) message.origin = validateOrigin(raw['origin'], `${what}.origin`);
+  if (raw['firstFailureMs'] !== undefined) message.firstFailureMs = checkInteger(raw['firstFailureMs'], `${what}.firstFailureMs`, 0, Number.MAX_SAFE_INTEGER);
+  if (raw['deadLetter'] !== undefined) message.deadLetter = validateDeadLetter(raw['deadLetter'], `${what}.deadLetter`);
   return message;
+}
+
+function validateOrigin(raw: unknown, what: string): MessageOrigin {
+  if (!isRecord(raw)) fail(`${what} is not a map`);
+  onlyKeys(raw, ['msgId', 'topic', 'queueId', 'offset'], what);
+  return {
+    msgId: checkText(raw['msgId'], `${what}.msgId`, LIMITS.maxIdLength),
+    topic: checkName(raw['topic'], `${what}.topic`),
+    queueId: checkInteger(raw['queueId'], `${what}.queueId`, 0, LIMITS.maxQueuesPerTopic - 1),
+    offset: checkInteger(raw['offset'], `${what}.offset`, 0, Number.MAX_SAFE_INTEGER),
+  };
+}
+
+function validateDeadLetter(raw: unknown, what: string): DeadLetterInfo {
+  if (!isRecord(raw)) fail(`${what} is not a map`);
+  onlyKeys(raw, ['reason', 'attempts', 'firstFailureMs', 'lastFailureMs'], what);
+  return {
+    reason: checkText(raw['reason'], `${what}.reason`, LIMITS.maxReasonLength),
+    attempts: checkInteger(raw['attempts'], `${what}.attempts`, 1, LIMITS.maxReconsumeTimes + 1),
+    firstFailureMs: checkInteger(raw['firstFailureMs'], `${what}.firstFailureMs`, 0, Number.MAX_SAFE_INTEGER),
+    lastFailureMs: checkInteger(raw['lastFailureMs'], `${what}.lastFailureMs`, 0, Number.MAX_SAFE_INTEGER),
+  };
 }
 
 function validateKeys(raw: unknown, what: string): string[] {
@@ -263,16 +480,17 @@ function validateOffsets(raw: unknown): OffsetPosition[] {
   if (raw.length < 1 || raw.length > LIMITS.maxOffsetsPerCommit) {
     fail(`offsets must hold 1 to ${LIMITS.maxOffsetsPerCommit} positions, not ${raw.length}`);
   }
-  return raw.map((position: unknown, i) => {
-    const what = `offsets[${i}]`;
-    if (!isRecord(position)) fail(`${what} is not a map`);
-    onlyKeys(position, ['topic', 'queueId', 'offset'], what);
-    return {
-      topic: checkName(position['topic'], `${what}.topic`),
-      queueId: checkInteger(position['queueId'], `${what}.queueId`, 0, LIMITS.maxQueuesPerTopic - 1),
-      offset: checkInteger(position['offset'], `${what}.offset`, 0, Number.MAX_SAFE_INTEGER),
-    };
-  });
+  return raw.map((position: unknown, i) => validatePosition(position, `offsets[${i}]`));
+}
+
+function validatePosition(position: unknown, what: string): OffsetPosition {
+  if (!isRecord(position)) fail(`${what} is not a map`);
+  onlyKeys(position, ['topic', 'queueId', 'offset'], what);
+  return {
+    topic: checkName(position['topic'], `${what}.topic`),
+    queueId: checkInteger(position['queueId'], `${what}.queueId`, 0, LIMITS.maxQueuesPerTopic - 1),
+    offset: checkInteger(position['offset'], `${what}.offset`, 0, Number.MAX_SAFE_INTEGER),
+  };
 }
 
 function validateLockCommand(raw: Record<string, unknown>, kind: 'lockQueues' | 'unlockQueues'): BrokerCommand {

@@ -1,10 +1,39 @@
-// The derived records of a placed produce batch — consume queue, key index and msgId index —
-// written in one place for both ways they come to be: applying the entry (state-machine.ts)
-// and rebuilding them from the retained log after a snapshot restore (snapshot.ts). Sharing
-// the code is what makes a rebuilt state equal, record for record, to an applied one.
+// The derived records of a placed batch — consume queue, key index and msgId index — written
+// in one place for both ways they come to be: applying the entry (state-machine.ts) and
+// rebuilding them from the retained log after a snapshot restore (snapshot.ts). Sharing the
+// code, and the rule of which of an entry's messages it placed (placedItems), is what makes a
+// rebuilt state equal, record for record, to an applied one.
 import { assert } from '../util/assert.js';
-import type { ProduceMessage } from './commands.js';
-import type { BrokerStore, ConsumeQueueRecord, Placement } from './store.js';
+import { type BrokerCommand, carriedMessages, type ProduceMessage } from './commands.js';
+import type { BrokerStore, ConsumeQueueRecord } from './store.js';
+
+/** A message an entry places, with its position in the entry (the consume queue's batchPos). */
+export interface PlacedItem {
+  readonly message: ProduceMessage;
+  readonly batchPos: number;
+}
+
+/** A message of a produce or sendBack entry due later than the entry's own time waits in the timer index. */
+export function isDelayed(message: ProduceMessage, timestampMs: number): boolean {
+  return message.deliverAtMs !== undefined && message.deliverAtMs > timestampMs;
+}
+
+/**
+ * The messages an applied entry placed in their queues, in position order: a produce's and a
+ * sendBack's that were not delayed; a deliverDue's and a dlqResend's but those it skipped
+ * (already delivered or resent, recorded in its unplaced mark). None for other commands.
+ */
+export function placedItems(command: BrokerCommand, skipped: ReadonlySet<number>): PlacedItem[] {
+  const messages = carriedMessages(command) ?? [];
+  const timed = command.kind === 'produce' || command.kind === 'sendBack';
+  const items: PlacedItem[] = [];
+  messages.forEach((message, batchPos) => {
+    if (skipped.has(batchPos)) return;
+    if (timed && isDelayed(message, command.timestampMs)) return;
+    items.push({ message, batchPos });
+  });
+  return items;
+}
 
 /** A queue's running next offset while a batch (or a rebuild) places messages in it. */
 export interface RunningQueue {
@@ -24,13 +53,13 @@ export function queueKey(topic: string, queueId: number): string {
  */
 export function indexBatch(
   store: BrokerStore,
-  messages: readonly ProduceMessage[],
+  items: readonly PlacedItem[],
   logIndex: number,
   storeTimestampMs: number,
   queueOf: (topic: string, queueId: number) => RunningQueue,
-): Placement[] {
+): { msgId: string; queueId: number; offset: number }[] {
   assert(logIndex >= 1, 'a placed batch has a log index');
-  const placed = messages.map((message, batchPos): Placement => {
+  const placed = items.map(({ message, batchPos }) => {
     const queue = queueOf(message.topic, message.queueId);
     assert(queue.topic === message.topic && queue.queueId === message.queueId, 'running queue of another queue');
     const offset = queue.nextOffset;
@@ -44,6 +73,6 @@ export function indexBatch(
     queue.nextOffset = offset + 1;
     return { msgId: message.msgId, queueId: message.queueId, offset };
   });
-  assert(placed.length === messages.length, 'one placement per message');
+  assert(placed.length === items.length, 'one placement per message');
   return placed;
 }

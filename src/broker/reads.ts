@@ -1,10 +1,12 @@
 // The read path from consume queue entries to messages: fetches the commit log entries they
 // point at through CommittedLogReader (runs of consecutive indexes in one call), decodes them
-// and checks that each entry really holds the message the index says it does.
+// and checks that each entry really holds the message the index says it does. An entry that
+// placed messages is a produce, or one of the broker's own: deliverDue (delayed messages when
+// due), sendBack (a dead-letter copy) or dlqResend (a resent dead letter's retry copy).
 import { EntryType } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { LIMITS } from '../protocol/index.js';
-import { type BrokerCommand, decodeCommand, type ProduceMessage } from './commands.js';
+import { carriedMessages, decodeCommand, type ProduceMessage } from './commands.js';
 import type { CommittedLogReader } from './state-machine.js';
 import type { ConsumeQueueRecord } from './store.js';
 
@@ -18,26 +20,27 @@ export interface QueueRef {
   at: ConsumeQueueRecord;
 }
 
-type ProduceCommand = Extract<BrokerCommand, { kind: 'produce' }>;
-
 /** Bytes asked of the log per call: one maximal produce entry plus framing fits. */
 const LOG_READ_CHUNK_BYTES = 2 * LIMITS.maxProduceBodyBytes;
 
 export function fetchMessages(log: CommittedLogReader, refs: readonly QueueRef[]): StoredMessage[] {
   const logIndexes = [...new Set(refs.map((ref) => ref.at.logIndex))].sort((a, b) => a - b);
-  const commands = readProduceEntries(log, logIndexes);
+  const entries = readPlacingEntries(log, logIndexes);
   const messages = refs.map((ref) => {
-    const command = commands.get(ref.at.logIndex);
-    assert(command !== undefined, () => `log entry ${ref.at.logIndex} was not read`);
-    return storedMessage(ref, command);
+    const carried = entries.get(ref.at.logIndex);
+    assert(carried !== undefined, () => `log entry ${ref.at.logIndex} was not read`);
+    return storedMessage(ref, carried);
   });
   assert(messages.length === refs.length, 'one message per reference');
   return messages;
 }
 
-/** Reads the given (sorted, distinct) log indexes, asking for each run of consecutive ones at once. */
-function readProduceEntries(log: CommittedLogReader, logIndexes: readonly number[]): Map<number, ProduceCommand> {
-  const commands = new Map<number, ProduceCommand>();
+/**
+ * Reads the given (sorted, distinct) log indexes, asking for each run of consecutive ones at
+ * once; answers each entry's messages by position.
+ */
+function readPlacingEntries(log: CommittedLogReader, logIndexes: readonly number[]): Map<number, readonly ProduceMessage[]> {
+  const commands = new Map<number, readonly ProduceMessage[]>();
   let i = 0;
   while (i < logIndexes.length) {
     const lo = logIndexes[i] as number;
@@ -50,8 +53,9 @@ function readProduceEntries(log: CommittedLogReader, logIndexes: readonly number
       assert(entry.index === lo + k, () => `log returned entry ${entry.index} where ${lo + k} was asked`);
       assert(entry.type === EntryType.Normal, () => `consume queue points at non-normal entry ${entry.index}`);
       const command = decodeCommand(entry.data, entry.index);
-      assert(command.kind === 'produce', () => `consume queue points at ${command.kind} entry ${entry.index}`);
-      commands.set(entry.index, command);
+      const carried = carriedMessages(command);
+      assert(carried !== undefined, () => `consume queue points at ${command.kind} entry ${entry.index}`);
+      commands.set(entry.index, carried);
     });
     i += entries.length;
   }
@@ -59,8 +63,8 @@ function readProduceEntries(log: CommittedLogReader, logIndexes: readonly number
   return commands;
 }
 
-function storedMessage(ref: QueueRef, command: ProduceCommand): StoredMessage {
-  const message = command.messages[ref.at.batchPos];
+function storedMessage(ref: QueueRef, carried: readonly ProduceMessage[]): StoredMessage {
+  const message = carried[ref.at.batchPos];
   assert(message !== undefined, () => `log entry ${ref.at.logIndex} has no message at position ${ref.at.batchPos}`);
   assert(message.topic === ref.topic, () => `log entry ${ref.at.logIndex} holds topic ${message.topic}, index says ${ref.topic}`);
   assert(message.queueId === ref.queueId, () => `log entry ${ref.at.logIndex} holds queue ${message.queueId}, index says ${ref.queueId}`);

@@ -11,7 +11,10 @@
 // range at retainedFromIndex, both part of the key), stateDigest() leaves them out, and
 // collectGarbage() deletes them in bounded steps after the applies (state-machine.ts), so
 // when that happens may differ from node to node without the replicas' digests differing.
+// The resent marks of forgotten dead letters are deleted in the apply itself (one per resent
+// dead letter, so few).
 import { assert } from '../util/assert.js';
+import { DLQ_TOPIC_PREFIX } from './commands.js';
 import type { BrokerStore, Key, QueueRecord } from './store.js';
 
 /** Meta names this module owns. */
@@ -19,6 +22,8 @@ export const RETAINED_FROM_INDEX_META = 'retainedFromIndex';
 /** Store time of the last message placed below retainedFromIndex (0: none); rebuilds start their running store time at it. */
 export const RETAINED_FROM_STORE_TIMESTAMP_META = 'retainedFromStoreTimestampMs';
 
+/** Resent marks removed per range call when retention forgets a group's dead letters. */
+const RESENT_MARKS_PER_PAGE = 1024;
 /** Queues read per range call while a truncate looks for the queues it moves. */
 const QUEUES_PER_PAGE = 1024;
 
@@ -55,6 +60,11 @@ export function truncateBelow(store: BrokerStore, firstIndex: number): void {
     storeTimestampMs = Math.max(storeTimestampMs, last.storeTimestampMs);
     store.putQueue(topic, queueId, { minOffset, nextOffset: queue.nextOffset });
     if (store.getGarbage(topic, queueId) === undefined) store.putGarbage(topic, queueId, queue.minOffset);
+    // The resent marks of forgotten dead letters go with them (one small record each).
+    if (topic.startsWith(DLQ_TOPIC_PREFIX)) {
+      const group = topic.slice(DLQ_TOPIC_PREFIX.length);
+      while (store.removeDlqResentBelow(group, minOffset, RESENT_MARKS_PER_PAGE) === RESENT_MARKS_PER_PAGE);
+    }
   }
   store.putMeta(RETAINED_FROM_INDEX_META, firstIndex);
   store.putMeta(RETAINED_FROM_STORE_TIMESTAMP_META, storeTimestampMs);

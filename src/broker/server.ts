@@ -22,6 +22,7 @@ import { AclSource } from '../security/acl-source.js';
 import { RequestAuthenticator } from '../security/authenticator.js';
 import { BrokerAccess } from './access.js';
 import { BrokerLifecycle } from './lifecycle.js';
+import { DeliveryScheduler } from './scheduler.js';
 import { BrokerService, DEFAULT_SERVICE_OPTIONS } from './service.js';
 import { type ApplyResult, BrokerStateMachine } from './state-machine.js';
 
@@ -96,16 +97,19 @@ export async function startBrokerNode(
     retentionMaxBytes: config.retention.maxBytes ?? null,
     retentionCheckIntervalMs: config.retention.checkIntervalMs,
   }, logger);
+  const scheduler = new DeliveryScheduler(node, state, { scanIntervalMs: config.delay.scanIntervalMs }, logger);
   // The longest randomized election timeout, twice (one election, and a retry of a split
   // vote) — but never as long as a client's attempt, which would give up first.
   const leaderWaitMs = Math.min(2 * (2 * config.raft.electionTimeoutTicks * config.raft.tickMs), MAX_LEADER_WAIT_MS);
-  const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs }, acls?.access ?? null);
+  const retry = { delayLevelsMs: config.delay.levels, maxReconsumeTimes: config.consumer.maxReconsumeTimes };
+  const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs, retry }, acls?.access ?? null);
   const rpc = new RpcServer({ host: self.host, port: self.clientPort, sockets: sockets.client, logger }, (body, context) => service.handle(body, context));
 
   await transport.start();
   await rpc.start();
   node.start();
   lifecycle.start();
+  scheduler.start();
   logger.info({ raftPort: self.raftPort, clientPort: self.clientPort, dataDir: self.dataDir, lastIndex: log.lastIndex(), appliedIndex: state.appliedIndex() }, 'node up');
 
   const raftNode = node;
@@ -115,6 +119,7 @@ export async function startBrokerNode(
       service.close(); // long polls answer now instead of outliving the state machine
       await rpc.close();
       acls?.source.close();
+      scheduler.stop();
       await lifecycle.stop();
       await raftNode.stop();
       await transport.close();

@@ -7,7 +7,9 @@ import type { RaftNode } from '../node/raft-node.js';
 import { assert } from '../util/assert.js';
 import { LmqError, isLmqError } from '../util/errors.js';
 import { LIMITS, type OpName, type ProduceMessageWire, type Request, type RequestOf, type ResponseOf, UNSEQUENCED } from '../protocol/index.js';
-import { type BrokerCommand, encodeCommand } from './commands.js';
+import { type BrokerCommand, DLQ_TOPIC_PREFIX, encodeCommand, type ProduceMessage, topicNameProblem } from './commands.js';
+import { isDelayed } from './placement.js';
+import { checkRetryGroup, dlqResendCommand, resolveDeliverAtMs, type RetrySettings, sendBackCommand } from './retry.js';
 import { LeaderSequences } from './leader-sequences.js';
 import type { ApplyResult, BrokerStateMachine } from './state-machine.js';
 import { GroupMembership } from './membership.js';
@@ -28,6 +30,8 @@ export interface ServiceOptions {
    * answered LMQ_NOT_LEADER; set from the election timeout so one election fits.
    */
   readonly leaderWaitMs: number;
+  /** delay.levels and consumer.maxReconsumeTimes, resolved here into the commands. */
+  readonly retry: RetrySettings;
 }
 
 /**
@@ -54,11 +58,7 @@ export interface RequestContext {
 
 const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => Promise.resolve(), remoteAddress: '' });
 
-export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
-
-function notYetAvailable(op: string): never {
-  throw new LmqError('LMQ_BAD_INPUT', `${op} is not available on this broker yet`);
-}
+export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
 
 export class BrokerService {
   /** Ends each waiting long poll at once (with what it has), e.g. on shutdown. */
@@ -110,7 +110,14 @@ export class BrokerService {
       this.membership.leave(request.group, request.topic, request.consumerId);
       return { ok: true };
     },
-    groups: () => ({ groups: this.state.groups().map((group) => ({ group, queues: this.state.groupLag(group) })) }),
+    // Dead letters show under dlq only, never as rows (CONTRACT.md); retry queues are rows.
+    groups: () => ({
+      groups: this.state.groups().map((group) => ({
+        group,
+        queues: this.state.groupLag(group).filter((row) => !row.topic.startsWith(DLQ_TOPIC_PREFIX)),
+        dlq: this.state.deadLetterCounts(group),
+      })),
+    }),
     queryOffsets: (request) => ({ offsets: request.queues.map((q) => this.queueOffsets(request.group, q.topic, q.queueId, request.timestampMs)) }),
     resetOffsets: (request) => this.writeOffsets({ kind: 'resetOffsets', group: request.group, offsets: request.offsets }),
     lookupByKey: (request) => ({ messages: this.state.lookupByKey(request.topic, request.key, request.max) }),
@@ -119,10 +126,9 @@ export class BrokerService {
       const visible = message !== undefined && (user === null || this.access!.mayRead(user, message.topic));
       return { messages: visible ? [message] : [] };
     },
-    // Retry and dead letters (issue 15) are being built; until then they are refused clearly.
-    sendBack: () => notYetAvailable('sendBack'),
-    dlqList: () => notYetAvailable('dlqList'),
-    dlqResend: () => notYetAvailable('dlqResend'),
+    sendBack: (request) => this.sendBack(request),
+    dlqList: (request) => this.state.deadLetters(request.group, request.fromOffset, request.max),
+    dlqResend: (request) => this.dlqResend(request),
     // Under an ACL a lock holder is scoped to its user, as a producer is: another user cannot
     // release or renew a lock by naming the same clientId.
     lockQueues: async (request, _context, user) => {
@@ -137,6 +143,32 @@ export class BrokerService {
       return { ok: true };
     },
   };
+
+  /** A failed delivery goes back as a retry or dead-letter copy built from the stored message (retry.ts). */
+  private async sendBack(request: RequestOf<'sendBack'>): Promise<ResponseOf<'sendBack'>> {
+    checkRetryGroup(request.group);
+    this.queueOrThrow(request.topic, request.queueId);
+    const where = `${request.topic}/${request.queueId} offset ${request.offset}`;
+    const { startOffset, messages } = this.state.readFrom(request.topic, request.queueId, request.offset, 1, LIMITS.maxPullBytes);
+    const [stored] = messages;
+    if (startOffset !== request.offset) throw new LmqError('LMQ_BAD_INPUT', `cannot send back ${where}: retention deleted it (the queue now starts at ${startOffset})`);
+    if (stored === undefined) throw new LmqError('LMQ_BAD_INPUT', `cannot send back ${where}: no message is stored there yet`);
+    if (stored.msgId !== request.msgId) throw new LmqError('LMQ_BAD_INPUT', `cannot send back ${where}: it holds message ${stored.msgId}, not ${request.msgId}`);
+    const result = await this.write(sendBackCommand(stored, request, this.options.retry, Date.now()));
+    assert(result?.kind === 'sendBack', 'a sendBack command yields a sendBack result');
+    if ('error' in result) throw new LmqError(result.error, result.message);
+    return { target: result.target, reconsumeTimes: result.reconsumeTimes, deliverAtMs: result.deliverAtMs, duplicate: result.duplicate };
+  }
+
+  /** Re-delivers dead letters not yet resent, once each: apply skips any resent meanwhile. */
+  private async dlqResend(request: RequestOf<'dlqResend'>): Promise<ResponseOf<'dlqResend'>> {
+    checkRetryGroup(request.group);
+    const pending = this.state.pendingDeadLetters(request.group, request.msgId, LIMITS.maxDeadLettersPerRequest, LIMITS.maxProduceBodyBytes);
+    if (pending.length === 0) return { resent: 0 };
+    const result = await this.write(dlqResendCommand(request.group, pending, Date.now()));
+    assert(result?.kind === 'dlqResend', 'a dlqResend command yields a dlqResend result');
+    return { resent: result.resent };
+  }
 
   /**
    * Orderly consumers' queue locks (queue-locks.ts): replicated under majority whatever the
@@ -209,6 +241,8 @@ export class BrokerService {
   }
 
   private async createTopic(topic: string, queues: number): Promise<ResponseOf<'createTopic'>> {
+    const problem = topicNameProblem(topic);
+    if (problem !== undefined) throw new LmqError('LMQ_BAD_INPUT', problem);
     const result = await this.write({ kind: 'createTopic', topic, queues });
     if (result?.kind === 'createTopic' && !result.ok) {
       throw new LmqError('LMQ_TOPIC_EXISTS', `topic "${topic}" already exists`, { topic });
@@ -220,13 +254,16 @@ export class BrokerService {
     // Checked here for a quick answer; the state machine checks again at apply time, which is
     // what decides (a topic could be created by a command still in flight).
     for (const m of messages) this.queueOrThrow(m.topic, m.queueId);
+    // Resolved before the seq is reserved: a bad delay is refused with nothing held.
+    const timestampMs = Date.now();
+    const resolved = this.resolveDelays(messages, timestampMs);
     let release: () => void = () => undefined;
     if (this.options.quorum === 'leader' && seq !== UNSEQUENCED) {
       release = this.leaderSequences.reserve(this.node.logContext().term, producerId, seq, this.state.producerLastSeq(producerId));
     }
     let result: ApplyResult | undefined;
     try {
-      result = await this.write({ kind: 'produce', producerId, seq, timestampMs: Date.now(), messages }, this.options.quorum);
+      result = await this.write({ kind: 'produce', producerId, seq, timestampMs, messages: resolved }, this.options.quorum);
     } catch (error) {
       // Refused before reaching the log: the seq is free again for its retry.
       if (isLmqError(error, 'LMQ_NOT_LEADER') || isLmqError(error, 'LMQ_OVERLOADED') || isLmqError(error, 'LMQ_BAD_INPUT')) release();
@@ -234,11 +271,22 @@ export class BrokerService {
     }
     if (result === undefined) {
       // `leader` quorum answers once the leader's copy is durable, before offsets are assigned.
-      return { placed: messages.map((m) => ({ msgId: m.msgId, queueId: m.queueId, offset: null })), duplicate: false };
+      const placed = resolved.map((m) => ({ msgId: m.msgId, queueId: m.queueId, offset: null, ...(isDelayed(m, timestampMs) ? { deliverAtMs: m.deliverAtMs! } : {}) }));
+      return { placed, duplicate: false };
     }
     assert(result.kind === 'produce', 'a produce command yields a produce result');
     if ('error' in result) throw new LmqError(result.error, result.message);
     return { placed: result.placed, duplicate: result.duplicate };
+  }
+
+  /** The command carries only absolute due times: apply needs no delay.levels. */
+  private resolveDelays(messages: readonly ProduceMessageWire[], timestampMs: number): ProduceMessage[] {
+    return messages.map((wire) => {
+      if (wire.deliverAtMs === undefined && wire.delayLevel === undefined) return wire;
+      const { delayLevel: _level, deliverAtMs: _at, ...message } = wire;
+      const deliverAtMs = resolveDeliverAtMs(wire, timestampMs, this.options.retry);
+      return deliverAtMs === undefined ? message : { ...message, deliverAtMs };
+    });
   }
 
   private async pull(request: RequestOf<'pull'>, context: RequestContext): Promise<ResponseOf<'pull'>> {

@@ -4,13 +4,15 @@
 // What is in it: every record the retained log cannot give back — meta (appliedIndex, settings,
 // lastStoreTimestampMs, retainedFromIndex, retainedFromStoreTimestampMs, producer count),
 // topics, queues (minOffset and nextOffset), group offsets, producer dedup records and their
-// eviction order, the unplaced marks (produce entries at or above retainedFromIndex that
-// placed nothing: duplicates, gaps, missing queues), and orderly consumers' queue locks with
-// the lock clock (queue-locks.ts). Not in it: consume queues and the key and
-// msgId indexes, which are derived — a restore walks the retained log [retainedFromIndex ..
-// index] forward with running per-queue offsets from each queue's minOffset and stores what
-// applying placed (placement.ts, the same code), then checks the running offsets end at each
-// queue's nextOffset.
+// eviction order, the unplaced marks (entries at or above retainedFromIndex that placed
+// nothing — duplicates, gaps, missing queues — or skipped some positions), the timer index
+// (delayed messages with their bodies: the produce entry that parked one may be long gone),
+// the sentBack and dlqResent records, and orderly consumers' queue locks with the lock clock
+// (queue-locks.ts). Not in it: consume queues and the key and msgId
+// indexes, which are derived — a restore walks the retained log [retainedFromIndex .. index]
+// forward with running per-queue offsets from each queue's minOffset and stores what applying
+// placed (placement.ts, the same code and the same rule of which messages an entry placed),
+// then checks the running offsets end at each queue's nextOffset.
 //
 // Format (version SNAPSHOT_FORMAT_VERSION): a sequence of msgpack values — a header map
 // {format, version, index, retainedFromIndex}, then one [key, packed value] array per record
@@ -29,18 +31,19 @@ import { type Entry, EntryType } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import { LIMITS } from '../protocol/index.js';
-import { decodeCommand } from './commands.js';
-import { indexBatch, queueKey, type RunningQueue } from './placement.js';
+import { carriedMessageProblem, decodeCommand } from './commands.js';
+import { indexBatch, placedItems, queueKey, type RunningQueue } from './placement.js';
 import { LOCK_CLOCK_META, LOCK_KIND, lockedQueueOf, lockRecordProblem } from './queue-locks.js';
 import { RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META } from './retention.js';
 import type { CommittedLogReader } from './state-machine.js';
 import { type BrokerStore, compareKeys, type Key, MAX_KEY_PART, type StoreReadView } from './store.js';
 
-export const SNAPSHOT_FORMAT_VERSION = 1;
+/** 2: timer, sentBack and dlqResent records; partial unplaced marks; delayed placements. */
+export const SNAPSHOT_FORMAT_VERSION = 2;
 const FORMAT_NAME = 'ledgermq-broker-state';
 
 /** The kinds of record a snapshot holds, in key order; the rest is derived from the log. */
-export const SNAPSHOT_KINDS = ['group', LOCK_KIND, 'meta', 'offset', 'plru', 'producer', 'queue', 'topic', 'unplaced'] as const;
+export const SNAPSHOT_KINDS = ['dlqResent', 'group', LOCK_KIND, 'meta', 'offset', 'plru', 'producer', 'queue', 'sentBack', 'timer', 'topic', 'unplaced'] as const;
 
 /** Default bound on one chunk's bytes (one record larger than it makes a chunk of its own). */
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
@@ -62,6 +65,7 @@ const SNAPSHOT_META = new Set([
 export const RESTORING_META = 'restoringIndex';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+const NO_POSITIONS: ReadonlySet<number> = new Set();
 
 export interface BrokerSnapshot {
   /** The applied index whose state the snapshot holds. */
@@ -246,7 +250,18 @@ function recordProblem(key: Key, value: unknown): string | undefined {
     case 'plru':
       return shape(2, 'n') && typeof value === 'string' ? undefined : 'is not a producer recency record';
     case 'unplaced':
-      return shape(2, 'n') && value === 1 ? undefined : 'is not an unplaced mark';
+      return shape(2, 'n') && (value === 1 || isPositions(value)) ? undefined : 'is not an unplaced mark';
+    case 'timer': {
+      if (!shape(4, 'n', 'n', 'n')) return 'has a bad key';
+      const problem = carriedMessageProblem(value);
+      if (problem !== undefined) return `is not a message: ${problem}`;
+      return (value as { deliverAtMs?: unknown }).deliverAtMs === key[1] ? undefined : 'is not due at its key';
+    }
+    case 'sentBack':
+      if (!shape(5, 's', 's', 'n', 'n')) return 'has a bad key';
+      return isTuple(value, 3) && (value[0] === 'retry' || value[0] === 'dlq') && isCount(value[1]) && (value[2] === null || isCount(value[2])) ? undefined : 'is not [target, reconsumeTimes, deliverAtMs]';
+    case 'dlqResent':
+      return shape(3, 's', 'n') && value === 1 ? undefined : 'is not a resent mark';
     case 'producer':
       return shape(2, 's') ? producerProblem(value) : 'has a bad key';
     case LOCK_KIND:
@@ -264,7 +279,7 @@ function producerProblem(value: unknown): string | undefined {
   for (const outcome of window) {
     if (!isMap(outcome) || !isCount(outcome['seq'])) return 'has an outcome without a seq';
     const placed = outcome['placed'];
-    const placedOk = Array.isArray(placed) && placed.every((p) => isMap(p) && typeof p['msgId'] === 'string' && isCount(p['queueId']) && isCount(p['offset']));
+    const placedOk = Array.isArray(placed) && placed.every((p) => isMap(p) && typeof p['msgId'] === 'string' && isCount(p['queueId']) && isPlacedAt(p));
     const errorOk = (outcome['error'] === 'LMQ_TOPIC_NOT_FOUND' || outcome['error'] === 'LMQ_BAD_INPUT') && typeof outcome['message'] === 'string';
     if (!placedOk && !errorOk) return 'has an outcome that is neither placements nor an error';
   }
@@ -338,7 +353,8 @@ export async function restoreState(store: BrokerStore, payload: Uint8Array, inde
 /** Walks the retained log, storing what applying its placed produce entries stored. */
 async function rebuildDerived(store: BrokerStore, snapshot: DecodedSnapshot, log: CommittedLogReader): Promise<void> {
   const queues = new Map<string, RunningQueue & { expectedNextOffset: number }>();
-  const unplaced = new Set<number>();
+  /** Per unplaced entry: null when it placed nothing, else the positions it skipped. */
+  const unplaced = new Map<number, ReadonlySet<number> | null>();
   let lastStoreTimestampMs = 0;
   let storeTimestampMs = 0;
   for (const { key, value } of snapshot.records) {
@@ -347,16 +363,18 @@ async function rebuildDerived(store: BrokerStore, snapshot: DecodedSnapshot, log
       const [, topic, queueId] = key as [string, string, number];
       queues.set(queueKey(topic, queueId), { topic, queueId, nextOffset: minOffset, expectedNextOffset: nextOffset });
     }
-    if (key[0] === 'unplaced') unplaced.add(key[1] as number);
+    if (key[0] === 'unplaced') unplaced.set(key[1] as number, value === 1 ? null : new Set(value as number[]));
     if (key[0] === 'meta' && key[1] === 'lastStoreTimestampMs') lastStoreTimestampMs = value as number;
     if (key[0] === 'meta' && key[1] === RETAINED_FROM_STORE_TIMESTAMP_META) storeTimestampMs = value as number;
   }
   const place = (entry: Entry): void => {
-    if (entry.type !== EntryType.Normal || unplaced.has(entry.index)) return;
+    const skipped = unplaced.get(entry.index);
+    if (entry.type !== EntryType.Normal || skipped === null) return;
     const command = decodeCommand(entry.data, entry.index);
-    if (command.kind !== 'produce') return;
-    storeTimestampMs = Math.max(command.timestampMs, storeTimestampMs);
-    indexBatch(store, command.messages, entry.index, storeTimestampMs, (topic, queueId) => {
+    const items = placedItems(command, skipped ?? NO_POSITIONS);
+    if (items.length === 0) return;
+    storeTimestampMs = Math.max('timestampMs' in command ? command.timestampMs : 0, storeTimestampMs);
+    indexBatch(store, items, entry.index, storeTimestampMs, (topic, queueId) => {
       const queue = queues.get(queueKey(topic, queueId));
       if (queue === undefined) throw corrupt(`log entry ${entry.index} placed a message in ${topic}/${queueId}, a queue the snapshot lacks`);
       if (queue.nextOffset >= queue.expectedNextOffset) throw corrupt(`log entry ${entry.index} places more messages in ${topic}/${queueId} than the snapshot holds`);
@@ -383,6 +401,17 @@ async function rebuildDerived(store: BrokerStore, snapshot: DecodedSnapshot, log
     }
   }
   if (storeTimestampMs !== lastStoreTimestampMs) throw corrupt(`the retained log ends at store time ${storeTimestampMs}, the snapshot says ${lastStoreTimestampMs}`);
+}
+
+/** A placement has its offset, or (a delayed message) offset null and its due time. */
+function isPlacedAt(placement: Record<string, unknown>): boolean {
+  if (placement['offset'] === null) return isCount(placement['deliverAtMs']);
+  return isCount(placement['offset']) && placement['deliverAtMs'] === undefined;
+}
+
+/** Positions an entry skipped: ascending, distinct, at least one. */
+function isPositions(value: unknown): boolean {
+  return Array.isArray(value) && value.length >= 1 && value.every((p, i) => isCount(p) && (i === 0 || p > (value[i - 1] as number)));
 }
 
 function isMap(value: unknown): value is Record<string, unknown> {

@@ -19,17 +19,24 @@
 // give back (topics, queue offset ranges, group offsets, producer dedup state, meta, the log
 // indexes of produce entries that placed nothing), and the consume queues and key/msgId
 // indexes are rebuilt from the retained log after a restore.
+//
+// Delayed messages, retry and dead letters (RocketMQ's schedule topic, %RETRY% and %DLQ%
+// topics): a message due later than its entry's time waits, whole, in the replicated timer
+// index (['timer', deliverAtMs, logIndex, position]) and gets its offset when the leader's
+// scheduler (scheduler.ts) proposes deliverDue; a sendBack stores a retry copy (in the timer
+// index) or a dead-letter copy (placed at once), deduplicated per (group, queue, offset); a
+// dlqResend places resent dead letters' retry copies once each (retry.ts builds the copies).
 import type { Logger } from 'pino';
 import { EntryType, type Entry } from '../raft/types.js';
 import { assert, unreachable } from '../util/assert.js';
 import { isLmqError, LmqError } from '../util/errors.js';
-import { LIMITS, UNSEQUENCED } from '../protocol/index.js';
-import { type BrokerCommand, decodeCommand, type ProduceMessage } from './commands.js';
+import { type DeadLetter, LIMITS, UNSEQUENCED } from '../protocol/index.js';
+import { type BrokerCommand, decodeCommand, dlqTopicOf, type DueMessage, type ProduceMessage, type SendBackTarget } from './commands.js';
 import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
-import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord } from './store.js';
+import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord, type SentBackRecord } from './store.js';
 import { type CommitDurability, guardStateDir, markStateClean } from './state-guard.js';
 import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
-import { indexBatch, queueKey, type RunningQueue } from './placement.js';
+import { indexBatch, isDelayed, type PlacedItem, placedItems, queueKey, type RunningQueue } from './placement.js';
 import { collectGarbage, isRetainedRecord, retainedFromIndex, truncateBelow } from './retention.js';
 import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
 import { type BrokerSnapshot, DEFAULT_SNAPSHOT_CHUNK_BYTES, decodeSnapshot, RESTORING_META, restoreState, snapshotChunks } from './snapshot.js';
@@ -84,7 +91,17 @@ export const STATE_MACHINE_LIMITS = Object.freeze({
   groupsListMax: 100_000,
   /** Offsets rows listed for one group (queues it committed on). */
   groupQueuesListMax: 100_000,
+  /** Resent marks counted for one group's `dlq.resent`. */
+  dlqResentCountMax: 1_000_000,
+  /** Dead letters looked at per dlqResend (for ones not yet resent). */
+  dlqScanMax: 100_000,
 });
+
+/** Timer records read per range call while collecting due messages (bodies come with them). */
+const TIMERS_PER_READ = 16;
+/** sentBack records removed per range call when a commit moves past them. */
+const SENT_BACK_PER_PAGE = 1024;
+const NO_POSITIONS: ReadonlySet<number> = new Set();
 
 assert(STATE_MACHINE_LIMITS.readMessagesMax >= LIMITS.maxPullMessages, 'a pull the request check accepts is a read the state machine serves');
 assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the request check accepts is a read the state machine serves');
@@ -92,9 +109,10 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
 /**
  * Bumped when the lmdb layout changes; open() deletes an older directory (its state is rebuilt
  * from the log) and refuses a newer one. 2: msgId index per copy, consume queue records carry
- * msgId and keys, unplaced marks (retention and snapshots).
+ * msgId and keys, unplaced marks (retention and snapshots). 3: timer index, sentBack and
+ * dlqResent records, partial unplaced marks, delayed placements (offset null) in producer windows.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /**
  * Forgotten messages deleted per apply() call at least (by default), and per message the call
@@ -115,6 +133,13 @@ export type ApplyResult =
   /** retainedFromIndex after the command (unchanged when firstIndex was not past it). */
   | { kind: 'truncateLog'; ok: true; retainedFromIndex: number }
   | { kind: 'truncateLog'; error: 'LMQ_BAD_INPUT'; message: string }
+  /** delivered: timers placed now; skipped: named timers already delivered (a second proposal). */
+  | { kind: 'deliverDue'; delivered: number; skipped: number }
+  /** reconsumeTimes: the failed delivery's + 1 (the retry copy's; a dead letter's attempts). */
+  | { kind: 'sendBack'; target: SendBackTarget; reconsumeTimes: number; deliverAtMs: number | null; duplicate: boolean }
+  | { kind: 'sendBack'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string }
+  /** resent: dead letters re-delivered now (those resent before are skipped). */
+  | { kind: 'dlqResend'; resent: number }
   | LockApplyResult;
 
 export interface GroupQueueLag {
@@ -244,6 +269,12 @@ export class BrokerStateMachine {
       case 'lockQueues':
       case 'unlockQueues':
         return applyLockCommand(this.store, command, (topic, queueId) => this.queueProblem(topic, queueId));
+      case 'deliverDue':
+        return this.applyDeliverDue(command, entry.index);
+      case 'sendBack':
+        return this.applySendBack(command, entry.index);
+      case 'dlqResend':
+        return this.applyDlqResend(command, entry.index);
       default:
         return unreachable(command, 'broker command');
     }
@@ -289,7 +320,7 @@ export class BrokerStateMachine {
   private produceResult(command: Extract<BrokerCommand, { kind: 'produce' }>, logIndex: number): ApplyResult {
     if (command.seq === UNSEQUENCED) {
       // A one-way send (at most once): placed if its queues exist, nothing remembered.
-      const problem = this.batchProblem(command.messages);
+      const problem = this.batchProblem(command.messages, command.timestampMs);
       return outcomeResult(problem === undefined ? { seq: UNSEQUENCED, placed: this.placeBatch(command, logIndex) } : { seq: UNSEQUENCED, ...problem }, false);
     }
     const check = checkSeq(this.store, command.producerId, command.seq, logIndex);
@@ -299,7 +330,7 @@ export class BrokerStateMachine {
       case 'duplicate':
         return check.original === undefined ? { kind: 'produce', placed: [], duplicate: true } : outcomeResult(check.original, true);
       case 'apply': {
-        const problem = this.batchProblem(command.messages);
+        const problem = this.batchProblem(command.messages, command.timestampMs);
         const outcome: ProduceOutcome =
           problem === undefined ? { seq: command.seq, placed: this.placeBatch(command, logIndex) } : { seq: command.seq, ...problem };
         const evicted = recordOutcome(this.store, this.settings, command.producerId, check.producer, outcome, logIndex);
@@ -311,11 +342,17 @@ export class BrokerStateMachine {
     }
   }
 
-  /** A batch is all-or-nothing: the first message naming a missing topic or queue refuses it. */
-  private batchProblem(messages: readonly ProduceMessage[]): QueueProblem | undefined {
+  /**
+   * A batch is all-or-nothing: the first message naming a missing topic or queue, or due more
+   * than maxDelayMs after the command's time (the leader checked it too), refuses it.
+   */
+  private batchProblem(messages: readonly ProduceMessage[], timestampMs: number): QueueProblem | undefined {
     for (const message of messages) {
       const problem = this.queueProblem(message.topic, message.queueId);
       if (problem !== undefined) return problem;
+      if (message.deliverAtMs !== undefined && message.deliverAtMs - timestampMs > LIMITS.maxDelayMs) {
+        return { error: 'LMQ_BAD_INPUT', message: `message ${message.msgId} is due ${message.deliverAtMs - timestampMs} ms after it was sent, more than maxDelayMs ${LIMITS.maxDelayMs} (40 days)` };
+      }
     }
     return undefined;
   }
@@ -331,14 +368,33 @@ export class BrokerStateMachine {
     return undefined;
   }
 
-  /** Appends each message to its consume queue (dense offsets, log order) and indexes it. */
+  /**
+   * Places a produce's messages that are due (placedItems) and parks the delayed ones in the
+   * timer index: their placements have offset null and their deliverAtMs.
+   */
   private placeBatch(command: Extract<BrokerCommand, { kind: 'produce' }>, logIndex: number): Placement[] {
+    const items = placedItems(command, NO_POSITIONS);
+    const placed = this.place(items, logIndex, command.timestampMs);
+    const byPosition = new Map(items.map((item, i) => [item.batchPos, placed[i]!]));
+    return command.messages.map((message, position): Placement => {
+      const now = byPosition.get(position);
+      if (now !== undefined) return now;
+      assert(message.deliverAtMs !== undefined, 'an unplaced produce message is a delayed one');
+      this.store.putTimer({ deliverAtMs: message.deliverAtMs, logIndex, position }, message);
+      return { msgId: message.msgId, queueId: message.queueId, offset: null, deliverAtMs: message.deliverAtMs };
+    });
+  }
+
+  /** Appends each item to its consume queue (dense offsets, log order) and indexes it. */
+  private place(items: readonly PlacedItem[], logIndex: number, timestampMs: number): { msgId: string; queueId: number; offset: number }[] {
+    // An entry that places nothing leaves the store time alone (a rebuild follows the same rule).
+    if (items.length === 0) return [];
     // Store time never goes backwards along the log (leaders' clocks may disagree), so every
     // queue is sorted by store time and offsetForTimestamp can binary-search it.
-    const storeTimestampMs = Math.max(command.timestampMs, this.store.getMeta('lastStoreTimestampMs') ?? 0);
+    const storeTimestampMs = Math.max(timestampMs, this.store.getMeta('lastStoreTimestampMs') ?? 0);
     this.store.putMeta('lastStoreTimestampMs', storeTimestampMs);
     const queues = new Map<string, RunningQueue & { minOffset: number }>();
-    const placed = indexBatch(this.store, command.messages, logIndex, storeTimestampMs, (topic, queueId) => {
+    const placed = indexBatch(this.store, items, logIndex, storeTimestampMs, (topic, queueId) => {
       const id = queueKey(topic, queueId);
       let running = queues.get(id);
       if (running === undefined) {
@@ -365,6 +421,8 @@ export class BrokerStateMachine {
       const problem = this.queueProblem(position.topic, position.queueId);
       if (problem !== undefined) return { kind: command.kind, ...problem };
     }
+    // One look per command, so a commit of a group that never sent back costs no range per queue.
+    const sentBack = this.store.hasSentBack(command.group);
     for (const position of command.offsets) {
       const queue = this.store.getQueue(position.topic, position.queueId);
       assert(queue !== undefined, 'checked queue is missing');
@@ -372,8 +430,94 @@ export class BrokerStateMachine {
       const current = this.store.getOffset(command.group, position.topic, position.queueId);
       const next = command.kind === 'commitOffsets' && current !== undefined ? Math.max(current, clamped) : clamped;
       this.store.putOffset(command.group, position.topic, position.queueId, next);
+      // The sentBack records of what the group finished go (they stay bounded by what is in
+      // flight); a reset starts the queue over, so all of its records go.
+      const below = command.kind === 'commitOffsets' ? next : Number.MAX_SAFE_INTEGER;
+      while (sentBack && this.store.removeSentBackBelow(command.group, position.topic, position.queueId, below, SENT_BACK_PER_PAGE) === SENT_BACK_PER_PAGE);
     }
     return { kind: command.kind, ok: true };
+  }
+
+  /** Places each named message whose timer record still exists; skips (and records) the others. */
+  private applyDeliverDue(command: Extract<BrokerCommand, { kind: 'deliverDue' }>, logIndex: number): ApplyResult {
+    const skipped: number[] = [];
+    command.messages.forEach(({ timer, message }, position) => {
+      const parked = this.store.getTimer(timer);
+      if (parked === undefined) {
+        skipped.push(position);
+        return;
+      }
+      assert(parked.msgId === message.msgId && parked.topic === message.topic && parked.queueId === message.queueId, () => `deliverDue at ${logIndex} names timer ${JSON.stringify(timer)} with another message`);
+      assert(parked.body.byteLength === message.body.byteLength, () => `deliverDue at ${logIndex} carries another body than its timer's`);
+      this.store.removeTimer(timer);
+    });
+    const items = placedItems(command, new Set(skipped));
+    for (const { message } of items) assert(this.queueProblem(message.topic, message.queueId) === undefined, 'a delayed message waits for a queue that exists');
+    this.place(items, logIndex, command.timestampMs);
+    this.markSkipped(logIndex, skipped, command.messages.length);
+    return { kind: 'deliverDue', delivered: items.length, skipped: skipped.length };
+  }
+
+  /**
+   * A failed delivery's copy: stored once per (group, queue, offset) — a repeat, or one the
+   * group has already committed past (finished), is a duplicate that stores nothing.
+   */
+  private applySendBack(command: Extract<BrokerCommand, { kind: 'sendBack' }>, logIndex: number): ApplyResult {
+    const { group, from, target, message } = command;
+    const problem = this.queueProblem(from.topic, from.queueId);
+    const known = this.store.getSentBack(group, from.topic, from.queueId, from.offset);
+    const answer: SentBackRecord = known ?? {
+      target,
+      reconsumeTimes: message.deadLetter?.attempts ?? message.reconsumeTimes ?? 0,
+      deliverAtMs: target === 'retry' ? (message.deliverAtMs ?? null) : null,
+    };
+    const committed = this.store.getOffset(group, from.topic, from.queueId);
+    if (problem !== undefined || known !== undefined || (committed !== undefined && committed > from.offset)) {
+      this.store.markUnplaced(logIndex);
+      return problem !== undefined ? { kind: 'sendBack', ...problem } : { kind: 'sendBack', ...answer, duplicate: true };
+    }
+    this.ensureSystemTopic(message.topic, logIndex);
+    this.store.putSentBack(group, from.topic, from.queueId, from.offset, answer);
+    this.store.putGroup(group);
+    if (isDelayed(message, command.timestampMs)) {
+      assert(message.deliverAtMs !== undefined, 'a delayed copy has a due time');
+      this.store.putTimer({ deliverAtMs: message.deliverAtMs, logIndex, position: 0 }, message);
+    } else {
+      this.place(placedItems(command, NO_POSITIONS), logIndex, command.timestampMs);
+    }
+    return { kind: 'sendBack', ...answer, duplicate: false };
+  }
+
+  /**
+   * Places each dead letter's retry copy unless that dead letter was resent before (or is not
+   * stored in the group's DLQ: nothing the leader read names such an offset).
+   */
+  private applyDlqResend(command: Extract<BrokerCommand, { kind: 'dlqResend' }>, logIndex: number): ApplyResult {
+    const dlq = this.store.getQueue(dlqTopicOf(command.group), 0) ?? { minOffset: 0, nextOffset: 0 };
+    const skipped: number[] = [];
+    command.entries.forEach(({ dlqOffset }, position) => {
+      const stored = dlqOffset >= dlq.minOffset && dlqOffset < dlq.nextOffset;
+      if (!stored || this.store.isDlqResent(command.group, dlqOffset)) skipped.push(position);
+      else this.store.markDlqResent(command.group, dlqOffset);
+    });
+    const items = placedItems(command, new Set(skipped));
+    if (items.length > 0) this.ensureSystemTopic(items[0]!.message.topic, logIndex);
+    this.place(items, logIndex, command.timestampMs);
+    this.markSkipped(logIndex, skipped, command.entries.length);
+    return { kind: 'dlqResend', resent: items.length };
+  }
+
+  /** A group's %RETRY% or %DLQ% topic (one queue) appears with the first message it holds. */
+  private ensureSystemTopic(topic: string, logIndex: number): void {
+    if (this.store.getTopic(topic) !== undefined) return;
+    this.store.putTopic(topic, { queues: 1, createdAtLogIndex: logIndex });
+    this.store.putQueue(topic, 0, { minOffset: 0, nextOffset: 0 });
+  }
+
+  /** A rebuild from the log (snapshot.ts) must know which positions of an entry placed nothing. */
+  private markSkipped(logIndex: number, skipped: readonly number[], total: number): void {
+    if (skipped.length === total) this.store.markUnplaced(logIndex);
+    else if (skipped.length > 0) this.store.markUnplaced(logIndex, skipped);
   }
 
   // --- queries: pure reads of lmdb and the log --------------------------------------------------
@@ -481,6 +625,69 @@ export class BrokerStateMachine {
     const [message] = fetchMessages(this.log, [{ ...position, at }]);
     assert(message !== undefined && message.msgId === msgId, 'msgId index points at another message');
     return message;
+  }
+
+  /**
+   * Timers due at or before dueByMs, in due order (then log order): at most maxMessages, and
+   * bodies totalling at most maxBytes but for the first. What the scheduler proposes.
+   */
+  dueTimers(dueByMs: number, maxMessages: number, maxBytes: number): DueMessage[] {
+    this.assertOpen();
+    checkArgument(dueByMs, 'dueByMs', 0, Number.MAX_SAFE_INTEGER);
+    checkArgument(maxMessages, 'maxMessages', 1, LIMITS.maxMessagesPerProduce);
+    const due: DueMessage[] = [];
+    let bytes = 0;
+    for (;;) {
+      // Small pages: each timer record holds its message's body.
+      const page = this.store.listDueTimers(dueByMs, due.at(-1)?.timer, Math.min(TIMERS_PER_READ, maxMessages - due.length));
+      for (const found of page) {
+        if (due.length > 0 && bytes + found.message.body.byteLength > maxBytes) return due;
+        bytes += found.message.body.byteLength;
+        due.push(found);
+      }
+      if (page.length < TIMERS_PER_READ || due.length === maxMessages) return due;
+    }
+  }
+
+  /** The group's dead letters from fromOffset (or the DLQ's minOffset), at most max. */
+  deadLetters(group: string, fromOffset: number, max: number): { deadLetters: DeadLetter[]; nextOffset: number } {
+    this.assertOpen();
+    const topic = dlqTopicOf(group);
+    if (this.store.getTopic(topic) === undefined) return { deadLetters: [], nextOffset: 0 };
+    const { startOffset, messages } = this.readFrom(topic, 0, fromOffset, max, LIMITS.maxPullBytes);
+    const deadLetters = messages.map((message) => deadLetterOf(message, this.store.isDlqResent(group, message.offset)));
+    return { deadLetters, nextOffset: startOffset + messages.length };
+  }
+
+  /**
+   * Dead letters of the group not yet resent (only those with msgId, when given), oldest first:
+   * at most max, bodies at most maxBytes but for the first. What a dlqResend re-delivers.
+   */
+  pendingDeadLetters(group: string, msgId: string | undefined, max: number, maxBytes: number): StoredMessage[] {
+    this.assertOpen();
+    const topic = dlqTopicOf(group);
+    const queue = this.store.getQueue(topic, 0);
+    if (queue === undefined) return [];
+    const refs: QueueRef[] = [];
+    let bytes = 0;
+    // The consume queue record names the msgId: only the chosen ones are read from the log.
+    const end = Math.min(queue.nextOffset, queue.minOffset + STATE_MACHINE_LIMITS.dlqScanMax);
+    for (let offset = queue.minOffset; offset < end && refs.length < max; offset++) {
+      const at = this.consumeQueueAt(topic, 0, offset);
+      if ((msgId !== undefined && at.msgId !== msgId) || this.store.isDlqResent(group, offset)) continue;
+      if (refs.length > 0 && bytes + at.bodyBytes > maxBytes) break;
+      bytes += at.bodyBytes;
+      refs.push({ topic, queueId: 0, offset, at });
+    }
+    return fetchMessages(this.log, refs);
+  }
+
+  /** The group's dead letters stored (resent ones included) and how many of them were resent. */
+  deadLetterCounts(group: string): { messages: number; resent: number } {
+    this.assertOpen();
+    const queue = this.store.getQueue(dlqTopicOf(group), 0);
+    if (queue === undefined) return { messages: 0, resent: 0 };
+    return { messages: queue.nextOffset - queue.minOffset, resent: this.store.countDlqResent(group, queue.minOffset, STATE_MACHINE_LIMITS.dlqResentCountMax) };
   }
 
   /** First offset whose store time is >= timestampMs; nextOffset when there is none. */
@@ -604,6 +811,13 @@ export class BrokerStateMachine {
   private assertOpen(): void {
     assert(!this.closed, 'broker state machine used after close');
   }
+}
+
+/** A dead-letter copy as dlqList answers it: the original's position, the failure, resent. */
+function deadLetterOf(message: StoredMessage, resent: boolean): DeadLetter {
+  const { origin, deadLetter } = message;
+  assert(origin !== undefined && deadLetter !== undefined, () => `DLQ message at ${message.offset} is not a dead-letter copy`);
+  return { msgId: message.msgId, topic: origin.topic, queue: origin.queueId, offset: origin.offset, ...deadLetter, dlqOffset: message.offset, resent };
 }
 
 function outcomeResult(outcome: ProduceOutcome, duplicate: boolean): ApplyResult {

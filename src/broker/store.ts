@@ -13,8 +13,11 @@
 //   ['offset', group, topic, queueId]            → number               (next offset to consume)
 //   ['producer', producerId]                     → ProducerRecord
 //   ['plru', lastUsedLogIndex]                   → producerId           (eviction order)
-//   ['unplaced', logIndex]                       → 1                    (produce entries that placed nothing)
+//   ['unplaced', logIndex]                       → 1 | positions[]      (entries that placed nothing, or skipped these)
 //   ['gc', topic, queueId]                       → offset               (first consume queue record to delete)
+//   ['timer', deliverAtMs, logIndex, position]   → ProduceMessage       (delayed messages, due-time order)
+//   ['sentBack', group, topic, queueId, offset]  → SentBackRecord       (failed deliveries already sent back)
+//   ['dlqResent', group, dlqOffset]              → 1                    (dead letters already re-delivered)
 //
 // The consume queue record carries the message's msgId and keys, so forgetting it (retention)
 // finds its key and msgId index records without the log entry, which may be gone by then.
@@ -30,6 +33,7 @@ import { createHash } from 'node:crypto';
 import { open, type RootDatabase, type Transaction, TransactionFlags } from 'lmdb';
 import { Packr } from 'msgpackr';
 import { assert } from '../util/assert.js';
+import type { ProduceMessage, SendBackTarget, TimerRef } from './commands.js';
 import type { CommitDurability } from './state-guard.js';
 import { type Key, RecordBuffer, REMOVED, type Slot } from './record-buffer.js';
 
@@ -60,7 +64,14 @@ export interface QueuePosition {
   queueId: number;
   offset: number;
 }
-export type Placement = { msgId: string; queueId: number; offset: number };
+/** offset null: a delayed message, placed (and given its offset) at deliverAtMs. */
+export type Placement = { msgId: string; queueId: number; offset: number | null; deliverAtMs?: number };
+/** What a sendBack stored, to answer its retries alike. */
+export interface SentBackRecord {
+  target: SendBackTarget;
+  reconsumeTimes: number;
+  deliverAtMs: number | null;
+}
 /** What an applied seq produced, kept for answering its retries. */
 export type ProduceOutcome =
   | { seq: number; placed: Placement[] }
@@ -472,12 +483,10 @@ export class BrokerStore {
     this.remove(['plru', lastUsedLogIndex]);
   }
 
-  markUnplaced(logIndex: number): void {
-    this.insert(['unplaced', logIndex], 1);
-  }
-
-  isUnplaced(logIndex: number): boolean {
-    return this.get(['unplaced', logIndex]) !== undefined;
+  /** The entry placed nothing; with `skipped`, it placed all of its messages but those positions. */
+  markUnplaced(logIndex: number, skipped?: readonly number[]): void {
+    assert(skipped === undefined || skipped.length >= 1, 'a partial unplaced mark names positions');
+    this.insert(['unplaced', logIndex], skipped ?? 1);
   }
 
   /** Log indexes of unplaced produce entries below `belowLogIndex`, smallest first, at most limit. */
@@ -524,6 +533,78 @@ export class BrokerStore {
     });
   }
 
+  putTimer(timer: TimerRef, message: ProduceMessage): void {
+    assert(message.deliverAtMs === timer.deliverAtMs, 'a timer is keyed by its message due time');
+    this.insert(timerKey(timer), message);
+  }
+
+  getTimer(timer: TimerRef): ProduceMessage | undefined {
+    return this.get(timerKey(timer)) as ProduceMessage | undefined;
+  }
+
+  removeTimer(timer: TimerRef): void {
+    this.remove(timerKey(timer));
+  }
+
+  /** Timers due at or before dueByMs, in due order, after `after` when given, at most limit. */
+  listDueTimers(dueByMs: number, after: TimerRef | undefined, limit: number): { timer: TimerRef; message: ProduceMessage }[] {
+    // A position is a whole number, so position + 0.5 starts just past `after`.
+    const start: Key = after === undefined ? ['timer'] : ['timer', after.deliverAtMs, after.logIndex, after.position + 0.5];
+    return this.range(start, ['timer', dueByMs + 0.5], limit).map(({ key, value }) => {
+      const [, deliverAtMs, logIndex, position] = key;
+      return { timer: { deliverAtMs: integer(deliverAtMs), logIndex: integer(logIndex), position: integer(position) }, message: value as ProduceMessage };
+    });
+  }
+
+  putSentBack(group: string, topic: string, queueId: number, offset: number, record: SentBackRecord): void {
+    this.insert(['sentBack', group, topic, queueId, offset], [record.target, record.reconsumeTimes, record.deliverAtMs]);
+  }
+
+  getSentBack(group: string, topic: string, queueId: number, offset: number): SentBackRecord | undefined {
+    const value = this.get(['sentBack', group, topic, queueId, offset]);
+    if (value === undefined) return undefined;
+    const [target, reconsumeTimes, deliverAtMs] = tuple(value, 3, 'sentBack');
+    assert(target === 'retry' || target === 'dlq', 'sentBack record without a target');
+    return { target, reconsumeTimes: integer(reconsumeTimes), deliverAtMs: deliverAtMs === null ? null : integer(deliverAtMs) };
+  }
+
+  /** Whether the group has any sentBack record (most groups never send one back). */
+  hasSentBack(group: string): boolean {
+    return this.range(['sentBack', group], ['sentBack', group, MAX_KEY_PART], 1).length > 0;
+  }
+
+  /** Removes a queue's sentBack records of the group below belowOffset; returns how many. */
+  removeSentBackBelow(group: string, topic: string, queueId: number, belowOffset: number, limit: number): number {
+    const records = this.range(['sentBack', group, topic, queueId], ['sentBack', group, topic, queueId, belowOffset], limit);
+    for (const { key } of records) this.removeExisting(key);
+    return records.length;
+  }
+
+  markDlqResent(group: string, dlqOffset: number): void {
+    this.insert(['dlqResent', group, dlqOffset], 1);
+  }
+
+  isDlqResent(group: string, dlqOffset: number): boolean {
+    return this.get(['dlqResent', group, dlqOffset]) !== undefined;
+  }
+
+  /** Removes the group's resent marks below belowOffset (retention forgot those dead letters); returns how many. */
+  removeDlqResentBelow(group: string, belowOffset: number, limit: number): number {
+    const records = this.range(['dlqResent', group], ['dlqResent', group, belowOffset], limit);
+    for (const { key } of records) this.removeExisting(key);
+    return records.length;
+  }
+
+  /** Dead letters of the group re-delivered at DLQ offsets >= fromOffset, counted up to limit. */
+  countDlqResent(group: string, fromOffset: number, limit: number): number {
+    return this.range(['dlqResent', group, fromOffset], ['dlqResent', group, MAX_KEY_PART], limit).length;
+  }
+
+  /** Marks a group as known (groups() lists it) without an offset, e.g. when it first sends back. */
+  putGroup(group: string): void {
+    this.put(['group', group], 1);
+  }
+
   /** The producer used least recently (smallest last-used log index). */
   leastRecentProducer(): { producerId: string; lastUsedLogIndex: number } | undefined {
     const [first] = this.range(['plru'], ['plru', MAX_KEY_PART], 1);
@@ -539,6 +620,10 @@ export class BrokerStore {
  * no stored string part can compare above it.)
  */
 export const MAX_KEY_PART = '\uffff';
+
+function timerKey(timer: TimerRef): Key {
+  return ['timer', timer.deliverAtMs, timer.logIndex, timer.position];
+}
 
 function tuple(value: unknown, length: number, what: string): unknown[] {
   assert(Array.isArray(value), () => `${what} record is not an array`);

@@ -6,6 +6,7 @@ import { registerChaos } from './chaos.js';
 import { registerCheck } from './check.js';
 import { registerClusterStart } from './cluster-start.js';
 import { registerConsume } from './consume.js';
+import { registerDlq } from './dlq.js';
 import { registerGroup } from './group.js';
 import { registerMessage } from './message.js';
 import { registerNodeStart } from './node-start.js';
@@ -22,6 +23,7 @@ export function registerCommands(program: Command): void {
   registerProduce(program);
   registerConsume(program);
   registerGroup(program);
+  registerDlq(program);
   registerMessage(program);
   registerSim(program);
   registerCheck(program);

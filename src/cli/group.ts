@@ -23,7 +23,7 @@ export function registerGroup(program: Command): void {
       for (const q of starts) process.stdout.write(`${options.topic}/${q.queueId}: ${q.committed ?? '-'} -> ${q.start}\n`);
     });
   withClusterOptions(group.command('list'))
-    .description('per group and queue: committed offset, last offset and lag (the backlog)')
+    .description('per group and queue (retry queues included): committed offset, last offset and lag (the backlog), and its dead letters')
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action(async (options: { config: string; json?: boolean; timeout: number }) => {
@@ -34,5 +34,7 @@ export function registerGroup(program: Command): void {
       }
       const rows = groups.flatMap((g) => g.queues.map((q) => [g.group, `${q.topic}/${q.queueId}`, String(q.committedOffset), String(q.nextOffset), String(q.lag)]));
       process.stdout.write(rows.length === 0 ? 'no consumer groups have committed offsets yet\n' : formatTable(['group', 'queue', 'committed', 'next', 'lag'], rows));
+      // Dead letters are not rows (they are not consumed): one line per group that has some.
+      for (const g of groups) if (g.dlq.messages > 0) process.stdout.write(`${g.group}: ${g.dlq.messages} dead letters, ${g.dlq.resent} resent (dlq list --group ${g.group})\n`);
     });
 }

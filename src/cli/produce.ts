@@ -8,7 +8,7 @@ import { Producer, type OutgoingMessage } from '../client/producer.js';
 import { LIMITS } from '../protocol/index.js';
 import { LmqError } from '../util/errors.js';
 import { withClient } from './connect.js';
-import { type ConnectOptions, parseIntOption, withClusterOptions } from './options.js';
+import { type ConnectOptions, parseIntOption, parseTimeOption, withClusterOptions } from './options.js';
 
 interface ProduceOptions extends ConnectOptions {
   topic: string;
@@ -23,6 +23,9 @@ interface ProduceOptions extends ConnectOptions {
   timeout: number;
   concurrency: number;
   batch: number;
+  delayLevel?: number;
+  delayMs?: number;
+  deliverAt?: number;
 }
 
 export function registerProduce(program: Command): void {
@@ -36,15 +39,19 @@ export function registerProduce(program: Command): void {
     .option('--tag <tag>', 'message tag')
     .option('--queue-by-key', 'choose the queue by hashing the key, so one key keeps its order in one queue')
     .option('--jsonl', 'stdin lines are JSON objects {"body","key","tag","properties"}')
-    .option('--json', 'print {"msgId","queue","offset"} per acknowledged message')
+    .option('--json', 'print {"msgId","queue","offset"} per acknowledged message (a delayed one: "offset":null and "deliverAtMs")')
     .option('--timeout <ms>', 'keep retrying one message this long, then exit 3', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .option('--concurrency <n>', 'sends in flight at once; sends that wait leave together in one request (order per queue is kept)', parseIntOption('--concurrency', 1, 4096), 1)
     .option('--batch <n>', 'messages per explicit batch: a request of its own, one log entry, one queue, stored all or none', parseIntOption('--batch', 1, LIMITS.maxMessagesPerProduce), 1)
+    .option('--delay-level <n>', "deliver after the cluster's delay level N (delay.levels, from 1)", parseIntOption('--delay-level', 1, LIMITS.maxDelayLevels))
+    .option('--delay-ms <ms>', 'deliver this long after the send (up to 40 days)', parseIntOption('--delay-ms', 0, LIMITS.maxDelayMs))
+    .option('--deliver-at <time>', 'deliver at this time: ISO-8601 or epoch ms, up to 40 days ahead', parseTimeOption('--deliver-at'))
     .action((options: ProduceOptions) => runProduce(options));
 }
 
 async function runProduce(options: ProduceOptions): Promise<void> {
   if (options.body !== undefined && options.count !== undefined) throw new LmqError('LMQ_BAD_INPUT', 'use either --body or --count, not both');
+  checkDelayOptions(options);
   // Explicit batches are never combined: --concurrency of them are requests in flight, as before.
   const producerOptions = options.batch > 1 ? { maxInflightRequests: options.concurrency } : {};
   const counts = await withClient(options, options.timeout, (client) => sendAll(new Producer(client, options.timeout, producerOptions), options));
@@ -65,7 +72,10 @@ async function sendAll(producer: Producer, options: ProduceOptions): Promise<{ a
     for (const result of results) {
       counts.acknowledged++;
       if (result.duplicate) counts.duplicates++;
-      if (options.json) process.stdout.write(`${JSON.stringify({ msgId: result.msgId, queue: result.queueId, offset: result.offset })}\n`);
+      if (options.json) {
+        const due = result.deliverAtMs === undefined ? {} : { deliverAtMs: result.deliverAtMs };
+        process.stdout.write(`${JSON.stringify({ msgId: result.msgId, queue: result.queueId, offset: result.offset, ...due })}\n`);
+      }
     }
   };
   const dispatch = async (batch: OutgoingMessage[]) => {
@@ -94,7 +104,28 @@ async function sendAll(producer: Producer, options: ProduceOptions): Promise<{ a
   return counts;
 }
 
+/** At most one of the delay flags; an absolute time more than 40 days ahead is bad input (exit 2). */
+function checkDelayOptions(options: ProduceOptions): void {
+  const given = (['delayLevel', 'delayMs', 'deliverAt'] as const).filter((name) => options[name] !== undefined);
+  if (given.length > 1) throw new LmqError('LMQ_BAD_INPUT', 'use one of --delay-level, --delay-ms and --deliver-at, not several');
+  if (options.deliverAt !== undefined && options.deliverAt - Date.now() > LIMITS.maxDelayMs) {
+    throw new LmqError('LMQ_BAD_INPUT', `--deliver-at ${new Date(options.deliverAt).toISOString()} is more than 40 days ahead (RocketMQ 5's timer limit)`);
+  }
+}
+
+/** The delay flags as message fields; --delay-ms counts from each message's send. */
+function delayOf(options: ProduceOptions): Pick<OutgoingMessage, 'deliverAtMs' | 'delayLevel'> {
+  if (options.delayLevel !== undefined) return { delayLevel: options.delayLevel };
+  if (options.delayMs !== undefined) return { deliverAtMs: Date.now() + options.delayMs };
+  if (options.deliverAt !== undefined) return { deliverAtMs: options.deliverAt };
+  return {};
+}
+
 async function* messagesFrom(options: ProduceOptions): AsyncGenerator<OutgoingMessage> {
+  for await (const message of userMessagesFrom(options)) yield { ...message, ...delayOf(options) };
+}
+
+async function* userMessagesFrom(options: ProduceOptions): AsyncGenerator<OutgoingMessage> {
   const common = { ...(options.key ? { key: options.key } : {}), ...(options.tag ? { tag: options.tag } : {}) };
   if (options.body !== undefined) {
     yield { body: Buffer.from(options.body), ...common };

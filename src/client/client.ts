@@ -171,6 +171,25 @@ export class LedgerClient {
     return (await connection.request(request, timeoutMs)) as ResponseOf<Op>;
   }
 
+  /**
+   * A failed delivery goes back to the broker: a retry copy in %RETRY%<group>, or past
+   * maxReconsumeTimes a dead letter in %DLQ%<group>. Retried like any call: the broker stores
+   * one copy per (group, queue, offset) and answers a repeat as a duplicate.
+   */
+  sendBack(request: Omit<RequestOf<'sendBack'>, 'op'>): Promise<ResponseOf<'sendBack'>> {
+    return this.call({ op: 'sendBack', ...request });
+  }
+
+  /** The group's dead letters from fromOffset on (at most max). */
+  dlqList(request: Omit<RequestOf<'dlqList'>, 'op'>): Promise<ResponseOf<'dlqList'>> {
+    return this.call({ op: 'dlqList', ...request });
+  }
+
+  /** Re-delivers dead letters not yet resent (the one msgId, else a batch of them) once, through %RETRY%<group>. */
+  dlqResend(request: Omit<RequestOf<'dlqResend'>, 'op'>): Promise<ResponseOf<'dlqResend'>> {
+    return this.call({ op: 'dlqResend', ...request });
+  }
+
   close(): void {
     this.closed = true;
     for (const pending of this.connections.values()) pending.then((c) => c.close(), () => undefined);

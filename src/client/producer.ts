@@ -21,13 +21,19 @@ export interface OutgoingMessage {
   readonly key?: string;
   readonly tag?: string;
   readonly properties?: Readonly<Record<string, string>>;
+  /** A delayed message: due at this time (epoch ms), up to 40 days ahead. */
+  readonly deliverAtMs?: number;
+  /** A delayed message: due after the cluster's delay level N (delay.levels, from 1). */
+  readonly delayLevel?: number;
 }
 
 export interface SendResult {
   readonly msgId: string;
   readonly queueId: number;
-  /** null under `leader` quorum, which acknowledges before the offset is assigned. */
+  /** null under `leader` quorum, which acknowledges before the offset is assigned, and for a delayed message. */
   readonly offset: number | null;
+  /** A delayed message: when it is due (it gets its offset then). */
+  readonly deliverAtMs?: number;
   readonly duplicate: boolean;
 }
 
@@ -58,6 +64,8 @@ function toWire(message: OutgoingMessage, msgId: string, topic: string, queueId:
     ...(message.tag ? { tag: message.tag } : {}),
     ...(message.key ? { keys: [message.key] } : {}),
     ...(message.properties ? { properties: message.properties } : {}),
+    ...(message.deliverAtMs === undefined ? {} : { deliverAtMs: message.deliverAtMs }),
+    ...(message.delayLevel === undefined ? {} : { delayLevel: message.delayLevel }),
   };
 }
 
@@ -287,7 +295,8 @@ function settle(run: readonly PendingSend[], wire: readonly ProduceMessageWire[]
       const message = wire[at]!;
       const placed = reply.placed[at++];
       assert(placed === undefined || placed.msgId === message.msgId, 'placements come in request order');
-      return { msgId: message.msgId, queueId: message.queueId, offset: placed?.offset ?? null, duplicate: reply.duplicate };
+      const due = placed?.deliverAtMs === undefined ? {} : { deliverAtMs: placed.deliverAtMs };
+      return { msgId: message.msgId, queueId: message.queueId, offset: placed?.offset ?? null, ...due, duplicate: reply.duplicate };
     });
     send.resolve(results);
   }

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { APPEND_ENTRY_WIRE_BYTES, APPEND_ENVELOPE_WIRE_BYTES } from '../raft/messages.js';
 import { ENTRY_OVERHEAD_BYTES } from '../raft/types.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../transport/framing.js';
+import { LIMITS } from '../protocol/limits.js';
 import { LmqError } from '../util/errors.js';
 
 /**
@@ -106,6 +107,53 @@ const retentionSchema = z
   })
   .strict();
 
+/** RocketMQ's messageDelayLevel: retry n waits level n + 2. */
+export const DEFAULT_DELAY_LEVELS = '1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h';
+const DURATION_UNIT_MS: Readonly<Record<string, number>> = Object.freeze({ ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 });
+
+/**
+ * Space-separated durations ("1s 5s 100ms 2h"), each a whole number > 0 and a unit of ms, s,
+ * m, h or d, at most maxDelayMs: 1 to maxDelayLevels levels, numbered from 1. Returns the
+ * levels in ms, or the problem.
+ */
+export function parseDelayLevels(text: string): number[] | string {
+  const words = text.trim().split(/\s+/).filter((word) => word !== '');
+  if (words.length < 1 || words.length > LIMITS.maxDelayLevels) return `holds ${words.length} levels; give 1 to ${LIMITS.maxDelayLevels} durations separated by spaces, e.g. "${DEFAULT_DELAY_LEVELS}"`;
+  const levels: number[] = [];
+  for (const word of words) {
+    const match = /^(\d{1,15})(ms|s|m|h|d)$/.exec(word);
+    const ms = match === null ? NaN : Number(match[1]) * DURATION_UNIT_MS[match[2]!]!;
+    if (match === null || ms < 1 || ms > LIMITS.maxDelayMs) return `level "${word.slice(0, 40)}" is not a duration from 1ms to 40d: a whole number followed by ms, s, m, h or d`;
+    levels.push(ms);
+  }
+  return levels;
+}
+
+const delaySchema = z
+  .object({
+    /** Delay levels for produce --delay-level and the retry back-off; parsed to milliseconds. */
+    levels: z
+      .string()
+      .max(4096)
+      .default(DEFAULT_DELAY_LEVELS)
+      .transform((text, context) => {
+        const levels = parseDelayLevels(text);
+        if (typeof levels !== 'string') return levels;
+        context.addIssue({ code: z.ZodIssueCode.custom, message: `"${text.slice(0, 80)}" ${levels}` });
+        return z.NEVER;
+      }),
+    /** How often the leader looks for delayed messages that are due (their lateness is at most about this). */
+    scanIntervalMs: z.number().int().min(10).max(1000).default(100),
+  })
+  .strict();
+
+const consumerSchema = z
+  .object({
+    /** Retries of a concurrently consumed message before it goes to its group's DLQ (a request may override it). */
+    maxReconsumeTimes: z.number().int().min(0).max(LIMITS.maxReconsumeTimes).default(16),
+  })
+  .strict();
+
 /** PEM files, relative to the config file; `{id}` in cert and key stands for the node's id. */
 const tlsSchema = z
   .object({
@@ -144,6 +192,8 @@ export const configSchema = z
     log: logSchema.default({}),
     snapshot: snapshotSchema.default({}),
     retention: retentionSchema.default({}),
+    delay: delaySchema.default({}),
+    consumer: consumerSchema.default({}),
     security: securitySchema.optional(),
   })
   .strict();

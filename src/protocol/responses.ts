@@ -105,6 +105,12 @@ export interface DeadLetter extends DeadLetterInfo {
   readonly resent: boolean;
 }
 
+/** A group's dead letters: stored in %DLQ%<group> (resent ones included), and resent. */
+export interface DeadLetterCounts {
+  readonly messages: number;
+  readonly resent: number;
+}
+
 export interface QueueRange {
   /** The first offset still stored. */
   readonly minOffset: number;
@@ -156,7 +162,8 @@ interface Responses {
   commitOffsets: Ack;
   heartbeat: Assignment;
   leaveGroup: Ack;
-  groups: { readonly groups: readonly { group: string; queues: readonly GroupQueueLag[] }[] };
+  /** queues: the group's rows, its %RETRY% queues included; dlq: its dead letters (never rows). */
+  groups: { readonly groups: readonly { group: string; queues: readonly GroupQueueLag[]; dlq: DeadLetterCounts }[] };
   queryOffsets: { readonly offsets: readonly QueueOffsets[] };
   resetOffsets: Ack;
   lookupByKey: { readonly messages: readonly StoredMessage[] };

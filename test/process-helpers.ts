@@ -1,0 +1,31 @@
+// Shared by the tests that drive a real cluster from outside: the CLI as a user runs it, and a
+// whole-queue read through the client.
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { LedgerClient } from '../src/client/client.js';
+import type { StoredMessage } from '../src/protocol/index.js';
+
+const run = promisify(execFile);
+const BIN = resolve(import.meta.dirname, '../bin/ledgermq');
+
+/** Runs `ledgermq ARGS --config configPath`; resolves with stdout, stderr and the exit code. */
+export async function runCli(configPath: string, args: readonly string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args, '--config', configPath], { timeout: 60_000 });
+    return { stdout, stderr, code: 0 };
+  } catch (error) {
+    const e = error as { stdout: string; stderr: string; code: number };
+    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
+  }
+}
+
+/** Every message stored in topic/queueId now, from offset 0. */
+export async function readWholeQueue(client: LedgerClient, topic: string, queueId = 0): Promise<StoredMessage[]> {
+  const messages: StoredMessage[] = [];
+  for (;;) {
+    const reply = await client.call({ op: 'pull', topic, queueId, offset: messages.length, maxMessages: 100, maxBytes: 1 << 20, waitMs: 0 });
+    messages.push(...reply.messages);
+    if (reply.messages.length === 0) return messages;
+  }
+}
