@@ -187,3 +187,18 @@ describe('checker – consumption: orderly', () => {
     expect(foundKinds(report)).toEqual([]);
   });
 });
+
+describe('checker – consumption: delayed sends and queue order', () => {
+  it('a delayed send placed after later sends is no reorder; an undelayed one still is', () => {
+    const steps = (delayMs: number) => [
+      [
+        { type: 'invoke', process: 0, f: 'send', value: { queue: Q, body: 'late', delayMs, deliverAtMs: 1_000 + delayMs } },
+        { type: 'ok', process: 0, f: 'send', value: { queue: Q, body: 'late', offset: null } },
+      ] as Step[],
+      send(1, Q, 'now', 0),
+      drain(2, Q, [[0, 'now'], [1, 'late']]),
+    ];
+    expect(foundKinds(checkHistory(history(...steps(10))))).toEqual([]);
+    expect(foundKinds(checkHistory(history(...steps(0))))).toEqual(['reorder']);
+  });
+});

@@ -20,6 +20,9 @@ import { formatLossWindow, type LossWindow, lossWindow } from './power-loss.js';
 import { Nemesis, type NemesisKind, type NemesisTiming } from './nemesis.js';
 import { HistoryRecorder } from './recorder.js';
 import { renderTimeline } from './timeline.js';
+import type { ConsumerChurn } from './consumer-churn.js';
+import { DEFAULT_ORDERLY_SETTINGS, orderlyConsumers } from './orderly-workload.js';
+import { DEFAULT_RETRY_SETTINGS, readDeadLetters, retryConsumers, retryDelayLevels } from './retry-workload.js';
 import { drainQueue, runConsumer, runProducer, type WorkloadContext, type WorkloadSettings } from './workload.js';
 
 export const chaosDurationMaxS = 3600;
@@ -36,7 +39,24 @@ export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
   pullMessagesMax: 256,
   drainAttemptsMax: 5,
   messageBytes: 0,
+  delayMaxMs: 0,
 });
+
+/**
+ * What the clients do (`chaos --workload`): `queue` keyed sends and per-queue consumers;
+ * `delay` the same with every send delayed (0..delayWorkloadMaxMs), checked for early and late
+ * delivery against leader samples in the history; `retry` keyed sends and push consumers that
+ * fail a share of deliveries and are killed mid-listener (retry-workload.ts), checked for lost
+ * retries, retries past the limit and early dead letters; `orderly` keyed sends and orderly
+ * consumers that suspend a share of deliveries and are killed mid-listener (orderly-workload.ts),
+ * checked for two consumers on one queue at once.
+ */
+export const CHAOS_WORKLOADS = ['queue', 'delay', 'retry', 'orderly'] as const;
+export type ChaosWorkloadKind = (typeof CHAOS_WORKLOADS)[number];
+/** The delay workload's longest delay: a few nemesis rounds long, so faults hit messages waiting. */
+export const delayWorkloadMaxMs = 5_000;
+/** After the faults, the drains wait until every delayed send is due plus this long (it is placed within 1 s). */
+const delayedDrainMarginMs = 2_000;
 /** Bodies up to this size: bigger ones only make histories huge. */
 export const chaosMessageBytesMax = 64 * 1024;
 
@@ -69,6 +89,8 @@ export interface ChaosOptions {
    * config's defaults (72 h, no byte bound: nothing is deleted in a run).
    */
   readonly retentionMaxBytes?: number;
+  /** Default `queue`. */
+  readonly workloadKind?: ChaosWorkloadKind;
   /** Concurrent producers, each sending one message at a time. */
   readonly producers?: number;
   readonly workload?: Partial<WorkloadSettings>;
@@ -115,7 +137,8 @@ const adminTimeoutMs = 30_000;
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   assert(options.durationS > 0 && options.durationS <= chaosDurationMaxS, 'duration within bounds');
-  const settings: WorkloadSettings = { ...DEFAULT_WORKLOAD, ...options.workload };
+  const kind = options.workloadKind ?? 'queue';
+  const settings: WorkloadSettings = { ...DEFAULT_WORKLOAD, ...(kind === 'delay' ? { delayMaxMs: delayWorkloadMaxMs } : {}), ...options.workload };
   const log = options.log ?? (() => undefined);
   const rng = new Rng(options.seed);
   const recorder = new HistoryRecorder(workloadEventsMax);
@@ -125,7 +148,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const storage = options.nemeses.includes('power') ? 'lazy' : 'os';
   let cluster: LocalCluster;
   try {
-    cluster = await LocalCluster.create({ flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum, ...retentionConfig(options.retentionMaxBytes) }, { storage });
+    const delay = kind === 'retry' ? { delay: { levels: retryDelayLevels } } : {};
+    cluster = await LocalCluster.create({ flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum, ...retentionConfig(options.retentionMaxBytes), ...delay }, { storage });
   } catch (error) {
     await network.close();
     throw error;
@@ -148,14 +172,25 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     await everyNodeUp(cluster);
     await createTopic(newClient(adminTimeoutMs), settings);
     log(`cluster up in ${cluster.dir}; topic ${settings.topic} with ${settings.queues} queues${storage === 'lazy' ? '; storage mode lazy: a killed node loses what it had not fsynced' : ''}`);
-    watch = new LeaderWatch(newClient(), cluster.config.nodes.map((n) => n.id), recorder, leaderSampleEveryMs);
+    watch = new LeaderWatch(newClient(), cluster.config.nodes.map((n) => n.id), recorder, leaderSampleEveryMs, settings.delayMaxMs > 0);
     watch.start();
     const liveWatch = watch;
     const nemesis = new Nemesis(cluster, network, recorder, rng.fork(), options.nemeses, { ...DEFAULT_NEMESIS_TIMING, ...options.timing }, () => liveWatch.leader, log);
-    await runWorkloadUnderFaults(options, settings, recorder, nemesis, newClient, rng);
+    let stopping = false;
+    const context: WorkloadContext = { settings, recorder, newClient, stopped: () => stopping || options.signal?.aborted === true };
+    const churn: ConsumerChurn | null =
+      kind === 'retry' ? retryConsumers(context, DEFAULT_RETRY_SETTINGS, rng.fork(), log) : kind === 'orderly' ? orderlyConsumers(context, DEFAULT_ORDERLY_SETTINGS, rng.fork(), log) : null;
+    await churn?.start();
+    await runWorkloadUnderFaults(options, context, nemesis, rng, churn === null, () => (stopping = true));
     throwIfAborted(options.signal);
     const crashedNodes = await healEverything(cluster, network, liveWatch, log, options.signal);
+    if (settings.delayMaxMs > 0) await untilDelayedSendsDue(recorder, settings, log, options.signal);
+    if (churn !== null) {
+      await churn.quiesce();
+      await churn.stop();
+    }
     await drainAll(settings, recorder, newClient, log, options.signal);
+    if (kind === 'retry' && !(await readDeadLetters(context, DEFAULT_RETRY_SETTINGS.group, settings.drainAttemptsMax))) log('the dead-letter queue could not be read');
     return { ...finish(options, recorder, settings, crashedNodes), nodePids: cluster.startedPids };
   } finally {
     watch?.stop();
@@ -207,24 +242,16 @@ async function createTopic(client: LedgerClient, settings: WorkloadSettings): Pr
   }
 }
 
-async function runWorkloadUnderFaults(
-  options: ChaosOptions,
-  settings: WorkloadSettings,
-  recorder: HistoryRecorder,
-  nemesis: Nemesis,
-  newClient: () => LedgerClient,
-  rng: Rng,
-): Promise<void> {
-  let stopping = false;
+/** Producers (and, with `pollingConsumers`, one polling consumer per queue) until the faults end; then `stop`. */
+async function runWorkloadUnderFaults(options: ChaosOptions, context: WorkloadContext, nemesis: Nemesis, rng: Rng, pollingConsumers: boolean, stop: () => void): Promise<void> {
   const aborted = () => options.signal?.aborted === true;
-  const context: WorkloadContext = { settings, recorder, newClient, stopped: () => stopping || aborted() };
   const workers: Promise<void>[] = [];
   for (let p = 0; p < (options.producers ?? 4); p++) workers.push(runProducer(context, p, rng.fork()));
-  for (let q = 0; q < settings.queues; q++) workers.push(runConsumer(context, 'chaos-consumers', q));
+  if (pollingConsumers) for (let q = 0; q < context.settings.queues; q++) workers.push(runConsumer(context, 'chaos-consumers', q));
   try {
-    await nemesis.run(recorder.now() + options.durationS * 1000, aborted);
+    await nemesis.run(context.recorder.now() + options.durationS * 1000, aborted);
   } finally {
-    stopping = true;
+    stop();
     // Every operation is bounded by opTimeoutMs, so the workers end soon after.
     await Promise.all(workers);
   }
@@ -261,6 +288,19 @@ async function healEverything(cluster: LocalCluster, network: LinkNetwork, watch
   return crashed;
 }
 
+/** Waits (wall clock, as deliverAtMs is) until every delayed send is due, plus a margin to be placed. */
+async function untilDelayedSendsDue(recorder: HistoryRecorder, settings: WorkloadSettings, log: (line: string) => void, signal: AbortSignal | undefined): Promise<void> {
+  let lastDueMs = 0;
+  for (const event of recorder.events) {
+    if (event.type === 'invoke' && event.f === 'send' && event.value.deliverAtMs !== undefined) lastDueMs = Math.max(lastDueMs, event.value.deliverAtMs);
+  }
+  const waitMs = Math.min(lastDueMs + delayedDrainMarginMs - Date.now(), settings.delayMaxMs + delayedDrainMarginMs);
+  if (waitMs <= 0) return;
+  log(`waiting ${Math.ceil(waitMs)} ms for the last delayed sends to be due before draining`);
+  await sleep(waitMs);
+  throwIfAborted(signal);
+}
+
 /**
  * A majority write first, so the leader that serves the drains has applied everything
  * committed before it (a new leader learns the commit index only by committing in its term).
@@ -291,7 +331,7 @@ function finish(options: ChaosOptions, recorder: HistoryRecorder, settings: Work
   const report = checkHistory(recorder.events, historyPath);
   const anomalies = Object.fromEntries(anomalyKinds.map((k) => [k, report.counts[k]])) as Record<AnomalyKind, number>;
   const run = {
-    seed: options.seed, nemeses: options.nemeses, flush: options.flush, quorum: options.quorum, durationS: options.durationS,
+    seed: options.seed, workload: options.workloadKind ?? 'queue', nemeses: options.nemeses, flush: options.flush, quorum: options.quorum, durationS: options.durationS,
     producers: options.producers ?? 4, queues: settings.queues, keys: settings.keys,
   };
   const powerLoss = options.nemeses.includes('power') ? lossWindow(report.lostAckTimesMs, recorder.faults, nodeIds.length) : null;

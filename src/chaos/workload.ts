@@ -28,6 +28,11 @@ export interface WorkloadSettings {
   readonly drainAttemptsMax: number;
   /** Each body is its unique name padded to this many bytes (0: the name alone). */
   readonly messageBytes: number;
+  /**
+   * The delay workload: each send is delayed by a drawn 0..delayMaxMs, and reads record each
+   * message's storeTimestampMs (when the broker placed it). 0: no delayed sends.
+   */
+  readonly delayMaxMs: number;
 }
 
 export interface WorkloadContext {
@@ -68,9 +73,13 @@ export async function runProducer(context: WorkloadContext, worker: number, rng:
     const key = `k${rng.int(settings.keys)}`;
     const queue = queueName(settings.topic, hashKey(key) % settings.queues);
     const body = `p${worker}-${n}`.padEnd(settings.messageBytes, '.');
-    recorder.invokeSend(process, queue, body);
+    // Drawn before the invoke is recorded; the due time is counted from the invoke on both clocks.
+    const delayMs = settings.delayMaxMs > 0 ? rng.int(settings.delayMaxMs + 1) : 0;
+    const delay = settings.delayMaxMs > 0 ? { delayMs, deliverAtMs: Date.now() + delayMs } : undefined;
+    recorder.invokeSend(process, queue, body, delay);
     try {
-      const sent = await producer.send(settings.topic, { body: Buffer.from(body), key }, 'byKey');
+      const message = { body: Buffer.from(body), key, ...(delay === undefined ? {} : { deliverAtMs: delay.deliverAtMs }) };
+      const sent = await producer.send(settings.topic, message, 'byKey');
       assert(queueName(settings.topic, sent.queueId) === queue, 'the producer picks the queue of the key');
       recorder.sendOk(process, queue, body, sent.offset);
     } catch (error) {
@@ -150,7 +159,10 @@ async function pull(client: LedgerClient, settings: WorkloadSettings, queueId: n
     { op: 'pull', topic: settings.topic, queueId, offset, maxMessages: settings.pullMessagesMax, maxBytes: 1 << 20, waitMs },
     settings.opTimeoutMs + waitMs,
   );
-  const messages = reply.messages.map((m) => ({ offset: m.offset, body: Buffer.from(m.body).toString('utf8') }));
+  const messages = reply.messages.map((m): ReadMessage => {
+    const body = Buffer.from(m.body).toString('utf8');
+    return settings.delayMaxMs > 0 ? { offset: m.offset, body, storeTimestampMs: m.storeTimestampMs } : { offset: m.offset, body };
+  });
   return { messages, minOffset: reply.minOffset, startOffset: reply.startOffset };
 }
 

@@ -239,11 +239,14 @@ function placeSends(index: HistoryIndex): Map<string, PlacedSend[]> {
  * completion line < B's invoke line), yet A sits at a greater offset than B. A send's offset
  * is the lowest offset of its queue where a read shows its body, or, if no read shows it, the
  * offset its `ok` named (a send with neither is left out). B may be ok, info or fail (if it landed). Sends that overlap in time
- * may land in either order. Counted once per B, paired with the A at the greatest offset.
+ * may land in either order. Counted once per B, paired with the A at the greatest offset. A
+ * delayed send (delayMs > 0) takes its place in the queue when it is due, so it is left out
+ * (early-delivery and late-delivery judge it).
  */
 export function findReorders(index: HistoryIndex): AnomalyResult {
   const findings = new Findings();
-  for (const [queue, placed] of placeSends(index)) {
+  for (const [queue, all] of placeSends(index)) {
+    const placed = all.filter((p) => p.send.delay === undefined || p.send.delay.delayMs === 0);
     const acked = placed.filter((p) => p.send.outcome === 'ok').sort((a, b) => lineOf(a.send.completion) - lineOf(b.send.completion));
     const byInvoke = [...placed].sort((a, b) => a.send.invoke.line - b.send.invoke.line);
     let highest: PlacedSend | undefined;

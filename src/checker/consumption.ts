@@ -121,7 +121,7 @@ function maxReconsumeTimesFor(index: ConsumptionIndex, body: string): number | u
 }
 
 /**
- * `lost-retry`: in a history with deliveries and an ok dlq read, an ok send that completed
+ * `lost-retry`: in a history with concurrent (not orderly) deliveries and an ok dlq read, an ok send that completed
  * before every final dlq read was invoked, yet no delivery of its body ended SUCCESS and no
  * final dlq read holds it — a failed message that neither came back nor reached the DLQ.
  * Sends judged no further (no dlq read, or still running when it began) are `unchecked`.
@@ -130,7 +130,9 @@ export function findLostRetries(index: HistoryIndex): AnomalyResult & { unchecke
   const findings = new Findings();
   const consumption = index.consumption;
   let unchecked = 0;
-  if (consumption.deliveries.size === 0) return { ...findings.result(), unchecked };
+  // Orderly deliveries retry in place, without a DLQ read to judge by: only concurrent ones count.
+  const concurrent = [...consumption.deliveries.values()].some((deliveries) => deliveries.some((d) => !d.orderly));
+  if (!concurrent) return { ...findings.result(), unchecked };
   const dlqReads = [...consumption.finalDlqReads.values()];
   const letters = deadLetters(consumption);
   const firstDlqInvokeLine = Math.min(...dlqReads.map((d) => d.invoke.line));

@@ -6,7 +6,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { FLUSH_MODES, type FlushMode, QUORUM_MODES, type QuorumMode } from '../config/config.js';
 import { DEFAULT_NEMESES, NEMESES, type NemesisKind } from '../chaos/nemesis.js';
 import { formatLossWindow } from '../chaos/power-loss.js';
-import { chaosDurationMaxS, chaosMessageBytesMax, chaosRetentionMaxBytesMin, runChaos } from '../chaos/runner.js';
+import { CHAOS_WORKLOADS, type ChaosWorkloadKind, chaosDurationMaxS, chaosMessageBytesMax, chaosRetentionMaxBytesMin, runChaos } from '../chaos/runner.js';
 import { parseIntOption, withConfig } from './options.js';
 
 interface ChaosCommandOptions {
@@ -18,6 +18,7 @@ interface ChaosCommandOptions {
   out?: string;
   retentionMaxBytes?: number;
   messageBytes?: number;
+  workload: ChaosWorkloadKind;
   json?: boolean;
 }
 
@@ -45,6 +46,11 @@ export function registerChaos(program: Command): void {
         'bound every node\'s log to this many bytes (segments of a quarter of it), so retention deletes messages and InstallSnapshot catches up nodes during the run',
         parseIntOption('--retention-max-bytes', chaosRetentionMaxBytesMin, 2 ** 50),
       )
+      .addOption(
+        new Option('--workload <kind>', 'queue: keyed sends, per-queue consumers; delay: every send delayed up to 5 s (early/late delivery); retry: push consumers failing 30% of deliveries, killed mid-listener (lost retries, retries past the limit, early dead letters); orderly: orderly consumers suspending 20%, killed mid-listener (two consumers on one queue)')
+          .choices(CHAOS_WORKLOADS)
+          .default('queue'),
+      )
       .option('--message-bytes <bytes>', 'pad every message body to this many bytes (default: a short unique name)', parseIntOption('--message-bytes', 1, chaosMessageBytesMax))
       .option('--out <dir>', 'where to write history.jsonl, report.json, report.txt, timeline.svg (default: ./chaos-out/<time>-seed<S>)')
       .option('--json', 'print {"valid":…,"acked":N,"faults":N,"anomalies":{…},"history":"…"} on stdout'),
@@ -57,8 +63,9 @@ async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
   const say = (line: string) => process.stderr.write(`chaos: ${line}\n`);
   const extraFlags =
     (options.retentionMaxBytes === undefined ? '' : ` --retention-max-bytes ${options.retentionMaxBytes}`) +
-    (options.messageBytes === undefined ? '' : ` --message-bytes ${options.messageBytes}`);
-  say(`seed ${seed}; nemesis ${options.nemesis.join(',')}; flush ${options.flush}; quorum ${options.quorum}; ${options.duration} s; output ${outDir}`);
+    (options.messageBytes === undefined ? '' : ` --message-bytes ${options.messageBytes}`) +
+    (options.workload === 'queue' ? '' : ` --workload ${options.workload}`);
+  say(`seed ${seed}; workload ${options.workload}; nemesis ${options.nemesis.join(',')}; flush ${options.flush}; quorum ${options.quorum}; ${options.duration} s; output ${outDir}`);
   say(`replay: ./bin/ledgermq chaos --duration ${options.duration} --nemesis ${options.nemesis.join(',')} --seed ${seed} --flush ${options.flush} --quorum ${options.quorum}${extraFlags}`);
   const abort = new AbortController();
   const interrupt = () => {
@@ -70,7 +77,7 @@ async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
   process.on('SIGTERM', interrupt);
   try {
     const result = await runChaos({
-      durationS: options.duration, nemeses: options.nemesis, seed, flush: options.flush, quorum: options.quorum, outDir, log: say, signal: abort.signal,
+      durationS: options.duration, workloadKind: options.workload, nemeses: options.nemesis, seed, flush: options.flush, quorum: options.quorum, outDir, log: say, signal: abort.signal,
       ...(options.retentionMaxBytes === undefined ? {} : { retentionMaxBytes: options.retentionMaxBytes }),
       ...(options.messageBytes === undefined ? {} : { workload: { messageBytes: options.messageBytes } }),
     });
