@@ -391,3 +391,72 @@ describe('consume --exec', () => {
     expect(await committedOffsets('ex-crash-g', 'ex-crash', 1)).toEqual([10]);
   });
 });
+
+describe('push consumer – the retry path through the broker', () => {
+  let retrying: LocalCluster;
+  let rc: LedgerClient;
+  beforeAll(async () => {
+    // Short delay levels: retry n waits level n + 2.
+    retrying = await LocalCluster.create({ delay: { levels: '100ms 100ms 100ms 100ms 100ms' } });
+    retrying.startAll();
+    await retrying.leader();
+    rc = retrying.client();
+  }, 60_000);
+  afterAll(async () => retrying.dispose());
+
+  it('RECONSUME_LATER sends a message back: it returns from %RETRY%<group> with its msgId, origin and reconsumeTimes counting up, and the offsets commit past it', async () => {
+    await rc.call({ op: 'createTopic', topic: 'orders', queues: 2 });
+    const sent = await new Producer(rc, 20_000).send('orders', { body: Buffer.from('flaky'), key: 'k1' });
+    const deliveries: PushMessage[] = [];
+    const errors: unknown[] = [];
+    const c = new PushConsumer(rc, { topic: 'orders', group: 'retry-g', consumerId: 'r1', ...QUICK, onError: (e) => errors.push(e) }, async ([m]) => {
+      deliveries.push(m!);
+      return m!.reconsumeTimes < 2 ? 'RECONSUME_LATER' : 'SUCCESS';
+    });
+    await c.start();
+    try {
+      await until('third delivery', () => deliveries.length >= 3, 20_000);
+      await until('retry queue committed', async () => {
+        const { offsets } = await rc.call({ op: 'queryOffsets', group: 'retry-g', queues: [{ topic: '%RETRY%retry-g', queueId: 0 }] });
+        return offsets[0]!.offset === 2;
+      });
+    } finally {
+      await c.stop();
+    }
+    expect(deliveries.map((m) => [m.topic, m.msgId, m.reconsumeTimes])).toEqual([
+      ['orders', sent.msgId, 0],
+      ['%RETRY%retry-g', sent.msgId, 1],
+      ['%RETRY%retry-g', sent.msgId, 2],
+    ]);
+    const origin = { msgId: sent.msgId, topic: 'orders', queueId: sent.queueId, offset: sent.offset };
+    expect(deliveries.slice(1).map((m) => m.origin)).toEqual([origin, origin]);
+    expect(deliveries.every((m) => Buffer.from(m.body).toString() === 'flaky' && m.keys[0] === 'k1')).toBe(true);
+    const { offsets } = await rc.call({ op: 'queryOffsets', group: 'retry-g', queues: [{ topic: 'orders', queueId: sent.queueId }] });
+    expect(offsets[0]!.offset).toBe(sent.offset! + 1); // finished once sent back
+    // Not finding the retry topic before the first retry was never reported.
+    expect(errors.filter((e) => isLmqError(e, 'LMQ_TOPIC_NOT_FOUND'))).toEqual([]);
+  }, 60_000);
+
+  it('after maxReconsumeTimes failures the message goes to %DLQ%<group> and is finished', async () => {
+    await rc.call({ op: 'createTopic', topic: 'doomed', queues: 1 });
+    const sent = await new Producer(rc, 20_000).send('doomed', { body: Buffer.from('doomed') });
+    const deliveries: PushMessage[] = [];
+    const c = new PushConsumer(rc, { topic: 'doomed', group: 'dlq-g', consumerId: 'd1', maxReconsumeTimes: 1, ...QUICK }, async ([m]) => {
+      deliveries.push(m!);
+      throw new Error('always failing');
+    });
+    await c.start();
+    try {
+      await until('in the DLQ', async () => (await rc.call({ op: 'dlqList', group: 'dlq-g', fromOffset: 0, max: 10 })).deadLetters.length === 1, 20_000);
+      await until('retry queue committed', async () => {
+        const { offsets } = await rc.call({ op: 'queryOffsets', group: 'dlq-g', queues: [{ topic: '%RETRY%dlq-g', queueId: 0 }] });
+        return offsets[0]!.offset === 1;
+      });
+    } finally {
+      await c.stop();
+    }
+    expect(deliveries.map((m) => m.reconsumeTimes)).toEqual([0, 1]); // maxReconsumeTimes + 1 deliveries
+    const { deadLetters } = await rc.call({ op: 'dlqList', group: 'dlq-g', fromOffset: 0, max: 10 });
+    expect(deadLetters[0]).toMatchObject({ msgId: sent.msgId, topic: 'doomed', queue: 0, offset: 0, attempts: 2, resent: false, reason: expect.stringMatching(/always failing/) });
+  }, 60_000);
+});
