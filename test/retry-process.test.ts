@@ -26,6 +26,15 @@ const cli = (args: string[]) => runCli(cluster.configPath, args);
 const readQueue = (topic: string) => readWholeQueue(client, topic);
 
 describe('retry and dead letters – a real cluster', () => {
+  it('a sendBack of an offset or topic the leader has not applied is retriable and does nothing', async () => {
+    for (const where of [{ topic: 'coupons', queueId: 0, offset: 1_000 }, { topic: 'not-yet-there', queueId: 0, offset: 0 }]) {
+      const refused = await client.call({ op: 'sendBack', group: 'early', ...where, msgId: 'm' }, 5_000).then(() => null, (e: unknown) => e);
+      expect(refused).toMatchObject({ code: 'LMQ_UNAVAILABLE', retriable: true, indeterminate: false });
+    }
+    const { groups } = await client.call({ op: 'groups' });
+    expect(groups.some((g) => g.group === 'early')).toBe(false);
+  });
+
   it('refuses a user topic whose name starts with %', async () => {
     const made = await cli(['topic', 'create', '%RETRY%mine', '--queues', '1']);
     expect(made.code).toBe(2);

@@ -8,7 +8,8 @@
 // message becomes a dead letter in %DLQ%<group> at once, with attempts = n; else a retry copy
 // goes to %RETRY%<group>, due after delay level min(n + 2, levels) (RocketMQ: retry n waits
 // level n + 2) with reconsumeTimes n. Both keep the original msgId, body, tag, keys and
-// properties, the first delivery's origin and the first failure's time.
+// properties, the first delivery's origin and the first failure's time. An orderly consumer
+// retries in place, so it names its own count (orderlyAttempts) and dead-letters at once.
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import { LIMITS, type ProduceMessageWire } from '../protocol/index.js';
@@ -63,6 +64,8 @@ export interface SendBackRequest {
   readonly group: string;
   readonly reason?: string;
   readonly maxReconsumeTimes?: number;
+  /** An orderly consumer's count of the deliveries that failed: dead-letter at once with it. */
+  readonly orderlyAttempts?: number;
 }
 
 /** The sendBack command for a failed delivery of `stored` (read at the leader), at nowMs. */
@@ -73,8 +76,8 @@ export function sendBackCommand(stored: StoredMessage, request: SendBackRequest,
   const firstFailureMs = stored.firstFailureMs ?? nowMs;
   const from = { topic: stored.topic, queueId: stored.queueId, offset: stored.offset };
   const common = { timestampMs: nowMs, group: request.group, from };
-  if (n > max) {
-    const deadLetter = { reason: request.reason ?? DEFAULT_REASON, attempts: n, firstFailureMs, lastFailureMs: nowMs };
+  if (n > max || request.orderlyAttempts !== undefined) {
+    const deadLetter = { reason: request.reason ?? DEFAULT_REASON, attempts: request.orderlyAttempts ?? n, firstFailureMs, lastFailureMs: nowMs };
     const message = { ...userFields(stored), topic: dlqTopicOf(request.group), queueId: 0, origin, firstFailureMs, deadLetter };
     return { kind: 'sendBack', ...common, target: 'dlq', message };
   }

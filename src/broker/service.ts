@@ -5,7 +5,7 @@
 import type { QuorumMode } from '../config/config.js';
 import type { RaftNode } from '../node/raft-node.js';
 import { assert } from '../util/assert.js';
-import { LmqError, isLmqError } from '../util/errors.js';
+import { LmqError, isLmqError, NOT_SENT } from '../util/errors.js';
 import { LIMITS, type OpName, type ProduceMessageWire, type Request, type RequestOf, type ResponseOf, UNSEQUENCED } from '../protocol/index.js';
 import { type BrokerCommand, DLQ_TOPIC_PREFIX, encodeCommand, type ProduceMessage, topicNameProblem } from './commands.js';
 import { isDelayed } from './placement.js';
@@ -147,12 +147,17 @@ export class BrokerService {
   /** A failed delivery goes back as a retry or dead-letter copy built from the stored message (retry.ts). */
   private async sendBack(request: RequestOf<'sendBack'>): Promise<ResponseOf<'sendBack'>> {
     checkRetryGroup(request.group);
-    this.queueOrThrow(request.topic, request.queueId);
     const where = `${request.topic}/${request.queueId} offset ${request.offset}`;
+    // The consumer read this message from the cluster, so a leader that does not know its topic
+    // or offset yet has not applied what an earlier leader committed (a new leader learns the
+    // commit index only by committing in its term): retriable, nothing was done.
+    const notAppliedYet = () => new LmqError('LMQ_UNAVAILABLE', `cannot send back ${where} yet: this leader has not applied it; retry`, NOT_SENT);
+    if (this.state.topic(request.topic) === undefined) throw notAppliedYet();
+    this.queueOrThrow(request.topic, request.queueId);
     const { startOffset, messages } = this.state.readFrom(request.topic, request.queueId, request.offset, 1, LIMITS.maxPullBytes);
     const [stored] = messages;
     if (startOffset !== request.offset) throw new LmqError('LMQ_BAD_INPUT', `cannot send back ${where}: retention deleted it (the queue now starts at ${startOffset})`);
-    if (stored === undefined) throw new LmqError('LMQ_BAD_INPUT', `cannot send back ${where}: no message is stored there yet`);
+    if (stored === undefined) throw notAppliedYet();
     if (stored.msgId !== request.msgId) throw new LmqError('LMQ_BAD_INPUT', `cannot send back ${where}: it holds message ${stored.msgId}, not ${request.msgId}`);
     const result = await this.write(sendBackCommand(stored, request, this.options.retry, Date.now()));
     assert(result?.kind === 'sendBack', 'a sendBack command yields a sendBack result');

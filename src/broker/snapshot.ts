@@ -31,7 +31,7 @@ import { type Entry, EntryType } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import { LIMITS } from '../protocol/index.js';
-import { carriedMessageProblem, decodeCommand } from './commands.js';
+import { carriedMessageProblem, decodeCommand, dlqTopicOf } from './commands.js';
 import { indexBatch, placedItems, queueKey, type RunningQueue } from './placement.js';
 import { LOCK_CLOCK_META, LOCK_KIND, lockedQueueOf, lockRecordProblem } from './queue-locks.js';
 import { RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META } from './retention.js';
@@ -309,6 +309,21 @@ function checkRelations(snapshot: DecodedSnapshot, settings: SnapshotSettings): 
   for (const { key } of of(LOCK_KIND)) {
     const { topic, queueId } = lockedQueueOf(key);
     if (!queues.has(queueKey(topic, queueId))) throw corrupt(`lock on ${topic}/${queueId} has no queue`);
+  }
+  // A timer naming no queue would trip an assertion at its delivery, a resent mark outside the
+  // DLQ would hide a future dead letter from resend: the snapshot is corrupt, refused here.
+  const minOffsets = new Map(of('queue').map(({ key, value }) => [queueKey(key[1] as string, key[2] as number), (value as number[])[0]!]));
+  for (const { key, value } of of('timer')) {
+    const { topic, queueId } = value as { topic: string; queueId: number };
+    const logIndex = key[2] as number;
+    if (!queues.has(queueKey(topic, queueId))) throw corrupt(`timer for ${topic}/${queueId} has no queue`);
+    if (logIndex < 1 || logIndex > snapshot.index) throw corrupt(`timer from log index ${logIndex} is past the snapshot's index ${snapshot.index}`);
+  }
+  for (const { key } of of('dlqResent')) {
+    const [, group, dlqOffset] = key as [string, string, number];
+    const dlq = queueKey(dlqTopicOf(group), 0);
+    const nextOffset = queues.get(dlq);
+    if (nextOffset === undefined || dlqOffset < minOffsets.get(dlq)! || dlqOffset >= nextOffset) throw corrupt(`resent mark of ${group} at DLQ offset ${dlqOffset} names no stored dead letter`);
   }
   for (const { key } of of('unplaced')) {
     const logIndex = key[1] as number;

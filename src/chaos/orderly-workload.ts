@@ -31,7 +31,9 @@ export const DEFAULT_ORDERLY_SETTINGS: OrderlySettings = Object.freeze({
   handleMaxMs: 20,
   killMinMs: 2_000,
   killMaxMs: 5_000,
-  quietMs: 4_000,
+  // Longer than a killed consumer keeps its queues: its 3 s lock lease, the 3 s session and a
+  // 1 s rebalance round — quiet before that would leave its queues unread.
+  quietMs: 8_000,
   quiesceMaxMs: 60_000,
 });
 

@@ -31,7 +31,9 @@ export const DEFAULT_RETRY_SETTINGS: RetrySettings = Object.freeze({
   handleMaxMs: 20,
   killMinMs: 1_500,
   killMaxMs: 4_000,
-  quietMs: 4_000,
+  // Longer than a killed consumer keeps its queues (3 s session, then up to a 1 s rebalance
+  // round) plus the longest retry level: quiet before that would leave its messages unread.
+  quietMs: 6_000,
   quiesceMaxMs: 60_000,
 });
 

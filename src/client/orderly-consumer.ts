@@ -213,10 +213,18 @@ export class OrderlyConsumer {
     }
   }
 
-  /** Asks for the queues assigned but not locked, and renews those due (assigned or still in hand). */
+  /**
+   * Asks for the queues assigned but not locked, and renews those due (assigned or still in
+   * hand). A queue whose release is still pending (its unlock failed) is not asked for again
+   * until that unlock went through or the old lease surely ended: the unlock names only this
+   * consumer, so sent after a new grant it would free the new lock while the new worker still
+   * believed it held it.
+   */
   private async lockRound(): Promise<void> {
     const nowMs = performance.now();
-    const due = [...this.workers.values()].filter((w) => (w.lease.valid(nowMs) ? w.lease.renewDue(nowMs, this.settings.lockRenewIntervalMs) : w.assigned && !this.stopping));
+    const due = [...this.workers.values()].filter((w) =>
+      w.lease.valid(nowMs) ? w.lease.renewDue(nowMs, this.settings.lockRenewIntervalMs) : w.assigned && !this.stopping && !this.pendingUnlocks.has(w.queueId),
+    );
     for (let i = 0; i < due.length; i += LIMITS.maxQueuesPerLock) await this.lockSome(due.slice(i, i + LIMITS.maxQueuesPerLock));
   }
 
@@ -351,10 +359,9 @@ export class OrderlyConsumer {
   private async deadLetter(batch: readonly ConsumedMessage[], attempts: number): Promise<boolean> {
     const { group, topic } = this.settings;
     try {
-      // maxReconsumeTimes 0: the broker's own count of an orderly message is 0 (it was never
-      // sent back), so this makes the copy a dead letter at once.
+      // The broker cannot count orderly retries (they stay in place): this consumer names them.
       for (const m of batch) {
-        await this.client.call({ op: 'sendBack', group, topic, queueId: m.queueId, offset: m.offset, msgId: m.msgId, maxReconsumeTimes: 0, reason: `orderly consumption suspended ${attempts} times` });
+        await this.client.call({ op: 'sendBack', group, topic, queueId: m.queueId, offset: m.offset, msgId: m.msgId, orderlyAttempts: attempts, reason: `orderly consumption suspended ${attempts} times` });
       }
       return true;
     } catch (error) {

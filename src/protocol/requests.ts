@@ -108,6 +108,12 @@ export const requestSchema = z.discriminatedUnion('op', [
       offset: wholeNumber,
       msgId: id,
       maxReconsumeTimes: z.number().int().min(0).max(LIMITS.maxReconsumeTimes).optional(),
+      /**
+       * An orderly consumer's dead letter: the message failed this many deliveries in place
+       * (orderly retries never go through the retry queue, so the stored copy cannot count
+       * them); it goes to the DLQ at once with these attempts.
+       */
+      orderlyAttempts: z.number().int().min(1).max(LIMITS.maxReconsumeTimes + 1).optional(),
       reason: text(LIMITS.maxReasonLength).optional(),
     })
     .strict(),
