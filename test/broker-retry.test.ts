@@ -34,7 +34,7 @@ function storedAt(state: BrokerStateMachine, topic: string, offset: number): Sto
 }
 
 /** A failed delivery of the message at topic/0 offset, sent back at nowMs as the leader would. */
-function sendBack(state: BrokerStateMachine, topic: string, offset: number, nowMs: number, extra: { reason?: string; maxReconsumeTimes?: number } = {}): ApplyResult {
+function sendBack(state: BrokerStateMachine, topic: string, offset: number, nowMs: number, extra: { reason?: string; maxReconsumeTimes?: number; orderlyAttempts?: number } = {}): ApplyResult {
   return apply(state, sendBackCommand(storedAt(state, topic, offset), { group: 'g', ...extra }, settings, nowMs));
 }
 
@@ -101,6 +101,13 @@ describe('broker retry – the delay sequence and the DLQ', () => {
     setUp(a);
     expect(sendBack(a, 'orders', 0, 1000, { maxReconsumeTimes: 0 })).toMatchObject({ target: 'dlq', reconsumeTimes: 1 });
     expect(a.deadLetters('g', 0, 10).deadLetters[0]).toMatchObject({ attempts: 1, reason: 'consumer returned RECONSUME_LATER' });
+  });
+
+  it('an orderly consumer\'s dead letter goes to the DLQ at once with the attempts it counted (its retries stayed in place)', () => {
+    const a = machine('a');
+    setUp(a);
+    expect(sendBack(a, 'orders', 0, 1000, { orderlyAttempts: 7, reason: 'orderly consumption suspended 7 times' })).toMatchObject({ target: 'dlq' });
+    expect(a.deadLetters('g', 0, 10).deadLetters[0]).toMatchObject({ attempts: 7, reason: 'orderly consumption suspended 7 times', offset: 0 });
   });
 
   it('a duplicate sendBack stores nothing; a commit past the offset finishes the message and drops its record', () => {
