@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumeResult, ConsumeValue } from '../checker/index.js';
 import type { LedgerClient } from '../client/client.js';
 import type { Rng } from '../sim/rng.js';
+import { assert } from '../util/assert.js';
 import type { WorkloadContext } from './workload.js';
 
 export interface ChurnSettings {
@@ -53,6 +54,9 @@ const stopTimeoutMs = 15_000;
 class ConsumerIncarnation {
   readonly consumer: ChurnedConsumer;
   private dead = false;
+  private stopping: Promise<void> | null = null;
+  private endAfterlife: () => void = () => undefined;
+  private readonly afterlife = new Promise<void>((resolve) => (this.endAfterlife = resolve));
   /** Listener calls of this consumer in progress. */
   callsInFlight = 0;
   private readonly killSignal: Promise<void>;
@@ -71,7 +75,7 @@ class ConsumerIncarnation {
     this.killSignal = new Promise((resolve) => (this.fireKill = resolve));
     const { recorder } = context;
     const call = async ({ value, aborted, result }: ListenerCall): Promise<ConsumeResult> => {
-      if (this.dead) return never();
+      if (this.dead) return this.afterDeath();
       const process = recorder.newProcess(lane);
       recorder.invokeConsume(process, value);
       this.activity.inFlight += 1;
@@ -83,7 +87,7 @@ class ConsumerIncarnation {
         const how = await Promise.race(ending);
         if (how === 'killed') {
           recorder.consumeEnded(process, value, 'info');
-          return never();
+          return this.afterDeath();
         }
         if (how === 'aborted') {
           // It stopped working on the message now; what it returns no longer matters.
@@ -108,8 +112,25 @@ class ConsumerIncarnation {
   kill(): void {
     this.dead = true;
     this.fireKill();
-    void this.consumer.stop().catch(() => undefined); // never settles while a killed call hangs: nothing is committed
+    // It cannot settle while a killed call hangs, so nothing is committed, sent back or released.
+    this.stopping = this.consumer.stop().catch(() => undefined);
     this.client.close();
+  }
+
+  /**
+   * After the run's consumption: the killed calls return at last (to a consumer whose client is
+   * closed, so nothing reaches the cluster), its stop settles and its loops and timers end.
+   */
+  async bury(): Promise<boolean> {
+    assert(this.dead, 'only a killed consumer is buried');
+    this.endAfterlife();
+    const stopping = this.stopping ?? Promise.resolve();
+    return Promise.race([stopping.then(() => true), sleep(stopTimeoutMs).then(() => false)]);
+  }
+
+  /** A killed call's result: held back until the consumer is buried, never recorded. */
+  private afterDeath(): Promise<ConsumeResult> {
+    return this.afterlife.then(() => 'SUSPEND');
   }
 
   async stop(): Promise<boolean> {
@@ -119,12 +140,9 @@ class ConsumerIncarnation {
   }
 }
 
-function never(): Promise<never> {
-  return new Promise<never>(() => undefined);
-}
-
 export class ConsumerChurn {
   private readonly live: ConsumerIncarnation[] = [];
+  private readonly dead: ConsumerIncarnation[] = [];
   private started = 0;
   private killing = true;
   private readonly activity = { inFlight: 0, lastStartMs: 0 };
@@ -156,10 +174,13 @@ export class ConsumerChurn {
     this.log(`the consumer group was not quiet within ${this.settings.quiesceMaxMs} ms; going on anyway`);
   }
 
+  /** Stops the live consumers, then buries the killed ones (their loops and timers end too). */
   async stop(): Promise<void> {
     const results = await Promise.all(this.live.map((c) => c.stop()));
     const stuck = results.filter((ok) => !ok).length;
     if (stuck > 0) this.log(`${stuck} consumer(s) did not stop within ${stopTimeoutMs} ms`);
+    const unburied = (await Promise.all(this.dead.map((c) => c.bury()))).filter((ok) => !ok).length;
+    if (unburied > 0) this.log(`${unburied} killed consumer(s) did not wind down within ${stopTimeoutMs} ms`);
   }
 
   private async startOne(): Promise<void> {
@@ -185,6 +206,7 @@ export class ConsumerChurn {
       if (victim === undefined) continue;
       this.log(`killed consumer ${victim.id} (${victim.callsInFlight} listener call(s) in progress); starting another`);
       victim.kill();
+      this.dead.push(victim);
       await this.startOne();
     }
   }

@@ -21,7 +21,7 @@ import { Nemesis, type NemesisKind, type NemesisTiming } from './nemesis.js';
 import { HistoryRecorder } from './recorder.js';
 import { renderTimeline } from './timeline.js';
 import type { ConsumerChurn } from './consumer-churn.js';
-import { DEFAULT_ORDERLY_SETTINGS, orderlyConsumers } from './orderly-workload.js';
+import { DEFAULT_ORDERLY_SETTINGS, orderlyConsumers, orderlySendPauseMs } from './orderly-workload.js';
 import { DEFAULT_RETRY_SETTINGS, readDeadLetters, retryConsumers, retryDelayLevels } from './retry-workload.js';
 import { drainQueue, runConsumer, runProducer, type WorkloadContext, type WorkloadSettings } from './workload.js';
 
@@ -138,7 +138,8 @@ const adminTimeoutMs = 30_000;
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   assert(options.durationS > 0 && options.durationS <= chaosDurationMaxS, 'duration within bounds');
   const kind = options.workloadKind ?? 'queue';
-  const settings: WorkloadSettings = { ...DEFAULT_WORKLOAD, ...(kind === 'delay' ? { delayMaxMs: delayWorkloadMaxMs } : {}), ...options.workload };
+  const kindSettings = kind === 'delay' ? { delayMaxMs: delayWorkloadMaxMs } : kind === 'orderly' ? { sendPauseMs: orderlySendPauseMs } : {};
+  const settings: WorkloadSettings = { ...DEFAULT_WORKLOAD, ...kindSettings, ...options.workload };
   const log = options.log ?? (() => undefined);
   const rng = new Rng(options.seed);
   const recorder = new HistoryRecorder(workloadEventsMax);
