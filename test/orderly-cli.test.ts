@@ -3,18 +3,15 @@
 // the LMQ_* variables; a failing command suspends its queue and the same message comes again
 // with LMQ_RECONSUME_TIMES 1. The commands log their own start and end times (one machine,
 // one clock), so the test checks that no two commands of one queue ever ran at once.
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
 import { until } from '../src/util/until.js';
 import { committed, expectNoOverlap, produceTo } from './orderly-support.js';
+import { runCli } from './process-helpers.js';
 
-const run = promisify(execFile);
-const BIN = resolve(import.meta.dirname, '../bin/ledgermq');
 
 let cluster: LocalCluster;
 beforeAll(async () => {
@@ -26,14 +23,8 @@ afterAll(async () => {
   await cluster.dispose();
 });
 
-async function cli(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args, '--config', cluster.configPath], { timeout: 90_000 });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
+function cli(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  return runCli(cluster.configPath, args, 90_000);
 }
 
 /** Enough for the second process to join while the first is still at work (about 4 s per queue). */

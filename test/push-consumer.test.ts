@@ -1,8 +1,7 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
 import type { LedgerClient } from '../src/client/client.js';
@@ -10,8 +9,8 @@ import { Producer, type SendResult } from '../src/client/producer.js';
 import { type ConsumeStatus, type MessageListener, PushConsumer, type PushConsumerOptions, type PushMessage } from '../src/client/push-consumer.js';
 import { isLmqError } from '../src/util/errors.js';
 import { until } from '../src/util/until.js';
+import { runCli } from './process-helpers.js';
 
-const run = promisify(execFile);
 const BIN = resolve(import.meta.dirname, '../bin/ledgermq');
 
 let cluster: LocalCluster;
@@ -294,14 +293,8 @@ describe('push consumer – RECONSUME_LATER', () => {
 });
 
 /** Runs the CLI as a user would; resolves with stdout, stderr and the exit code. */
-async function cli(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args, '--config', cluster.configPath], { timeout: 60_000 });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
+function cli(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  return runCli(cluster.configPath, args);
 }
 
 async function topicWith(topic: string, queues: number, bodies: string[]): Promise<SendResult[]> {

@@ -54,7 +54,7 @@ export interface ConsumptionIndex {
   leaderSamples: { time: number; hasLeader: boolean }[];
   /** body → the first poll, drain or delivery that showed it. */
   firstReads: Map<string, FirstRead>;
-  /** queue → its orderly deliveries, in invoke order. */
+  /** queue → its orderly deliveries, in completion order. */
   orderlyByQueue: Map<string, Delivery[]>;
 }
 
@@ -291,9 +291,10 @@ export function findLateDeliveries(index: HistoryIndex): AnomalyResult {
 export function findOrderlyOverlaps(index: HistoryIndex): AnomalyResult {
   const findings = new Findings();
   for (const [queue, deliveries] of index.consumption.orderlyByQueue) {
-    let busiest: Delivery | undefined; // the call, among those invoked so far, that ends last
+    // Deliveries come in completion order: any earlier one that ended after d began overlaps d.
+    let busiest: Delivery | undefined; // the call, among those completed before d, that ended last
     const firstSuccessLine = new Map<number, number>();
-    for (const d of deliveries) if (d.result === 'SUCCESS' && !(firstSuccessLine.get(d.offset)! <= d.completion.line)) firstSuccessLine.set(d.offset, d.completion.line);
+    for (const d of deliveries) if (d.result === 'SUCCESS' && !firstSuccessLine.has(d.offset)) firstSuccessLine.set(d.offset, d.completion.line);
     const consumedOffsets = new Set(deliveries.map((d) => d.offset));
     for (const d of deliveries) {
       if (busiest !== undefined && busiest.completion.line > d.invoke.line) {
