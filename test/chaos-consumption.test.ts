@@ -2,6 +2,7 @@
 // quorum, kill and pause): each history must check valid and must really exercise what it is
 // there to judge — retries that came back and dead letters, orderly suspends and consumers
 // killed mid-listener, delayed sends placed when due.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,4 +53,20 @@ describe('chaos – consumption workloads are valid under kill and pause', () =>
     expect(delayed.length).toBeGreaterThan(0);
     expect(events.some((e) => e.f === 'leader' && e.type === 'ok')).toBe(true);
   }, 120_000);
+});
+
+describe('chaos – a planted bug is caught', () => {
+  it('retry consumers that drop failed deliveries: the run is invalid with lost-retry', async () => {
+    const outDir = join(dir, 'plant-lost-retry');
+    const result = await runChaos({ durationS: 5, workloadKind: 'retry', plant: 'lost-retry', nemeses: ['kill'], seed: 14, flush: 'sync', quorum: 'majority', outDir, producers: 2, timing: quickTiming });
+    expect(result.verdict).toBe('invalid');
+    expect(result.anomalies['lost-retry']).toBeGreaterThan(0);
+    expect(result.crashedNodes).toEqual([]);
+  }, 120_000);
+
+  it('refuses a plant under another workload with exit 2', () => {
+    const cli = spawnSync(process.execPath, ['bin/ledgermq', 'chaos', '--duration', '5', '--plant', 'lost-retry', '--workload', 'delay'], { encoding: 'utf8', timeout: 30_000 });
+    expect(cli.status).toBe(2);
+    expect(cli.stderr).toContain('--plant lost-retry runs under --workload retry, not delay; leave --workload out');
+  });
 });

@@ -202,3 +202,95 @@ describe('checker – consumption: delayed sends and queue order', () => {
     expect(foundKinds(checkHistory(history(...steps(0))))).toEqual(['reorder']);
   });
 });
+
+describe('checker – consumption: simple consumers (receive and ack)', () => {
+  const MAX = 1;
+  /** One receive by `process` that handed out these [queue, offset, body, attempt] (none: it ended info). */
+  function receive(process: number, messages?: [string, number, string, number][]): Step[] {
+    const value = { maxReconsumeTimes: MAX };
+    return [
+      { type: 'invoke', process, f: 'receive', value },
+      messages === undefined
+        ? { type: 'info', process, f: 'receive', value }
+        : { type: 'ok', process, f: 'receive', value: { ...value, messages: messages.map(([queue, offset, body, attempt]) => ({ queue, offset, body, attempt })) } },
+    ];
+  }
+  function ack(process: number, offset: number, body: string, outcome: 'ok' | 'fail' | 'info'): Step[] {
+    const value = { queue: Q, offset, body };
+    return [
+      { type: 'invoke', process, f: 'ack', value },
+      { type: outcome, process, f: 'ack', value },
+    ];
+  }
+  /** "a" is acked at its first delivery; "b" expires once, is acked at its second; "c" expires twice and is dead-lettered. */
+  function validSimpleHistory(): Step[][] {
+    return [
+      send(0, Q, 'a', 0),
+      send(0, Q, 'b', 1),
+      send(0, Q, 'c', 2),
+      receive(1, [[Q, 0, 'a', 1], [Q, 1, 'b', 1], [Q, 2, 'c', 1]]),
+      ack(1, 0, 'a', 'ok'),
+      receive(2, [[Q, 1, 'b', 2], [Q, 2, 'c', 2]]),
+      ack(1, 1, 'b', 'fail'), // process 1's receipt for "b" went stale when process 2 received it
+      ack(2, 1, 'b', 'ok'),
+      receive(2, []),
+      drain(3, Q, [[0, 'a'], [1, 'b'], [2, 'c']]),
+      dlq(4, [[0, 'c', 2]]),
+    ];
+  }
+
+  it('expired messages received again, stale acks refused, the last expiry dead-lettered: valid', () => {
+    const report = checkHistory(history(...validSimpleHistory()));
+    expect(foundKinds(report)).toEqual([]);
+    expect(report.verdict).toBe('valid');
+  });
+
+  it('ack-lost: a message received again after its ack was confirmed', () => {
+    const steps = validSimpleHistory();
+    steps.splice(8, 1, receive(2, [[Q, 0, 'a', 2]]));
+    const report = checkHistory(history(...steps));
+    expect(foundKinds(report)).toEqual(['ack-lost']);
+    expect(report.anomalies['ack-lost'][0]).toMatchObject({ body: 'a' });
+  });
+
+  it('no ack-lost when the receive began before the ack was confirmed, or the ack stayed unknown', () => {
+    const racing = validSimpleHistory();
+    // Process 2 invokes its receive; "a"'s ack completes; the receive returns "a" (its invisible duration ran out first).
+    racing.splice(4, 2, [
+      { type: 'invoke', process: 2, f: 'receive', value: { maxReconsumeTimes: MAX } },
+      { type: 'invoke', process: 1, f: 'ack', value: { queue: Q, offset: 0, body: 'a' } },
+      { type: 'ok', process: 1, f: 'ack', value: { queue: Q, offset: 0, body: 'a' } },
+      { type: 'ok', process: 2, f: 'receive', value: { maxReconsumeTimes: MAX, messages: [{ queue: Q, offset: 0, body: 'a', attempt: 2 }, { queue: Q, offset: 1, body: 'b', attempt: 2 }, { queue: Q, offset: 2, body: 'c', attempt: 2 }] } },
+    ]);
+    expect(foundKinds(checkHistory(history(...racing)))).toEqual([]);
+
+    const unknown = validSimpleHistory();
+    unknown.splice(4, 1, ack(5, 0, 'a', 'info'));
+    unknown.splice(8, 1, receive(2, [[Q, 0, 'a', 2]]), ack(2, 0, 'a', 'ok'));
+    expect(foundKinds(checkHistory(history(...unknown)))).toEqual([]);
+  });
+
+  it('lost-retry: a received message never acked, expired for good, and in no dead-letter queue', () => {
+    const steps = validSimpleHistory();
+    steps.splice(10, 1, dlq(4, []));
+    const report = checkHistory(history(...steps));
+    expect(foundKinds(report)).toEqual(['lost-retry']);
+    expect(report.anomalies['lost-retry'][0]).toMatchObject({ body: 'c', deliveries: 2 });
+  });
+
+  it('retry-exceeded and dlq-early judge delivery attempts against maxReconsumeTimes + 1', () => {
+    const exceeded = validSimpleHistory();
+    exceeded.splice(8, 1, receive(2, [[Q, 2, 'c', 3]]));
+    expect(foundKinds(checkHistory(history(...exceeded)))).toEqual(['retry-exceeded']);
+
+    const early = validSimpleHistory();
+    early.splice(10, 1, dlq(4, [[0, 'c', 1]]));
+    expect(foundKinds(checkHistory(history(...early)))).toEqual(['dlq-early']);
+  });
+
+  it('refuses a receive message without a delivery attempt from 1', () => {
+    const steps = validSimpleHistory();
+    steps.splice(8, 1, receive(2, [[Q, 2, 'c', 0]]));
+    expect(() => checkHistory(history(...steps))).toThrow(/attempt counts deliveries from 1/);
+  });
+});

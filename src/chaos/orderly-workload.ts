@@ -10,6 +10,7 @@ import type { ConsumeValue } from '../checker/index.js';
 import { type OrderlyMessage, OrderlyConsumer } from '../client/orderly-consumer.js';
 import type { Rng } from '../sim/rng.js';
 import { assert } from '../util/assert.js';
+import { lockIgnoringClient, type PlantKind } from './plants.js';
 import { type ChurnSettings, type ConsumerFactory, ConsumerChurn } from './consumer-churn.js';
 import { queueName, type WorkloadContext } from './workload.js';
 
@@ -47,11 +48,11 @@ export const orderlySendPauseMs = 50;
 /** No limit: orderly retries never dead-letter in this workload (the default, as RocketMQ's). */
 const unlimitedReconsumeTimes = Number.MAX_SAFE_INTEGER;
 
-export function orderlyConsumers(context: WorkloadContext, settings: OrderlySettings, rng: Rng, log: (line: string) => void): ConsumerChurn {
+export function orderlyConsumers(context: WorkloadContext, settings: OrderlySettings, rng: Rng, log: (line: string) => void, plant?: PlantKind): ConsumerChurn {
   const results = rng.fork();
   const factory: ConsumerFactory = (client, consumerId, call) =>
     new OrderlyConsumer(
-      client,
+      plant === 'orderly-overlap' ? lockIgnoringClient(client, settings.lockLeaseMs) : client,
       { topic: context.settings.topic, group: settings.group, consumerId, from: 'first', lockLeaseMs: settings.lockLeaseMs, suspendMs: settings.suspendMs, pollWaitMs: context.settings.pollWaitMs },
       async (messages: readonly OrderlyMessage[], { signal }) => {
         assert(messages.length === 1, 'the orderly workload consumes one message per call');

@@ -10,6 +10,7 @@ import type { LedgerClient } from '../client/client.js';
 import { type PushMessage, PushConsumer } from '../client/push-consumer.js';
 import type { Rng } from '../sim/rng.js';
 import { assert } from '../util/assert.js';
+import { type PlantKind, plantedExtraReconsumeTimes } from './plants.js';
 import { type ChurnSettings, type ConsumerFactory, ConsumerChurn } from './consumer-churn.js';
 import { queueName, describeError, failedOutcome, type WorkloadContext } from './workload.js';
 
@@ -44,14 +45,16 @@ export const DEFAULT_RETRY_SETTINGS: RetrySettings = Object.freeze({
 export const retryDelayLevels = '100ms 200ms 300ms 400ms 500ms 600ms';
 
 /** The group's push consumers, failing settings.failChance of their deliveries. */
-export function retryConsumers(context: WorkloadContext, settings: RetrySettings, rng: Rng, log: (line: string) => void): ConsumerChurn {
+export function retryConsumers(context: WorkloadContext, settings: RetrySettings, rng: Rng, log: (line: string) => void, plant?: PlantKind): ConsumerChurn {
   const results = rng.fork();
+  // What the consumers ask the broker for; the history records settings.maxReconsumeTimes.
+  const askedMaxReconsumeTimes = plant === 'retry-exceeded' ? settings.maxReconsumeTimes + plantedExtraReconsumeTimes : plant === 'dlq-early' ? 0 : settings.maxReconsumeTimes;
   const factory: ConsumerFactory = (client, consumerId, call) =>
     new PushConsumer(
       client,
       {
         topic: context.settings.topic, group: settings.group, from: 'first', consumerId, batchSize: 1,
-        consumeConcurrency: settings.consumeConcurrency, maxReconsumeTimes: settings.maxReconsumeTimes,
+        consumeConcurrency: settings.consumeConcurrency, maxReconsumeTimes: askedMaxReconsumeTimes,
         pollWaitMs: context.settings.pollWaitMs, commitIntervalMs: 200, redeliverAfterMs: 500, maxRetryBackoffMs: 500,
       },
       async (messages: readonly PushMessage[]) => {
@@ -62,7 +65,7 @@ export function retryConsumers(context: WorkloadContext, settings: RetrySettings
           reconsumeTimes: message.reconsumeTimes, maxReconsumeTimes: settings.maxReconsumeTimes,
         };
         const result = await call({ value, result: () => (results.next() < settings.failChance ? 'RECONSUME_LATER' : 'SUCCESS') });
-        return result === 'SUCCESS' ? 'SUCCESS' : 'RECONSUME_LATER';
+        return result === 'SUCCESS' || plant === 'lost-retry' ? 'SUCCESS' : 'RECONSUME_LATER';
       },
     );
   return new ConsumerChurn(context, settings, factory, rng, log);

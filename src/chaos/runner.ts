@@ -23,6 +23,7 @@ import { renderTimeline } from './timeline.js';
 import type { ConsumerChurn } from './consumer-churn.js';
 import { DEFAULT_ORDERLY_SETTINGS, orderlyConsumers, orderlySendPauseMs } from './orderly-workload.js';
 import { DEFAULT_RETRY_SETTINGS, readDeadLetters, retryConsumers, retryDelayLevels } from './retry-workload.js';
+import { PLANTS, type PlantKind, plantedDeliverySkewMs } from './plants.js';
 import { drainQueue, runConsumer, runProducer, type WorkloadContext, type WorkloadSettings } from './workload.js';
 
 export const chaosDurationMaxS = 3600;
@@ -40,6 +41,7 @@ export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
   drainAttemptsMax: 5,
   messageBytes: 0,
   delayMaxMs: 0,
+  plantedDeliverySkewMs: 0,
 });
 
 /**
@@ -91,6 +93,8 @@ export interface ChaosOptions {
   readonly retentionMaxBytes?: number;
   /** Default `queue`. */
   readonly workloadKind?: ChaosWorkloadKind;
+  /** A planted bug (plants.ts) of the workload's own clients; the run must then be invalid with its anomaly. */
+  readonly plant?: PlantKind;
   /** Concurrent producers, each sending one message at a time. */
   readonly producers?: number;
   readonly workload?: Partial<WorkloadSettings>;
@@ -138,8 +142,9 @@ const adminTimeoutMs = 30_000;
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   assert(options.durationS > 0 && options.durationS <= chaosDurationMaxS, 'duration within bounds');
   const kind = options.workloadKind ?? 'queue';
+  assert(options.plant === undefined || PLANTS[options.plant].workload === kind, 'a plant runs under its own workload');
   const kindSettings = kind === 'delay' ? { delayMaxMs: delayWorkloadMaxMs } : kind === 'orderly' ? { sendPauseMs: orderlySendPauseMs } : {};
-  const settings: WorkloadSettings = { ...DEFAULT_WORKLOAD, ...kindSettings, ...options.workload };
+  const settings: WorkloadSettings = { ...DEFAULT_WORKLOAD, ...kindSettings, ...options.workload, plantedDeliverySkewMs: plantedDeliverySkewMs(options.plant) };
   const log = options.log ?? (() => undefined);
   const rng = new Rng(options.seed);
   const recorder = new HistoryRecorder(workloadEventsMax);
@@ -180,7 +185,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     let stopping = false;
     const context: WorkloadContext = { settings, recorder, newClient, stopped: () => stopping || options.signal?.aborted === true };
     const churn: ConsumerChurn | null =
-      kind === 'retry' ? retryConsumers(context, DEFAULT_RETRY_SETTINGS, rng.fork(), log) : kind === 'orderly' ? orderlyConsumers(context, DEFAULT_ORDERLY_SETTINGS, rng.fork(), log) : null;
+      kind === 'retry'
+        ? retryConsumers(context, DEFAULT_RETRY_SETTINGS, rng.fork(), log, options.plant)
+        : kind === 'orderly'
+          ? orderlyConsumers(context, DEFAULT_ORDERLY_SETTINGS, rng.fork(), log, options.plant)
+          : null;
     await churn?.start();
     await runWorkloadUnderFaults(options, context, nemesis, rng, churn === null, () => (stopping = true));
     throwIfAborted(options.signal);
@@ -295,7 +304,9 @@ async function untilDelayedSendsDue(recorder: HistoryRecorder, settings: Workloa
   for (const event of recorder.events) {
     if (event.type === 'invoke' && event.f === 'send' && event.value.deliverAtMs !== undefined) lastDueMs = Math.max(lastDueMs, event.value.deliverAtMs);
   }
-  const waitMs = Math.min(lastDueMs + delayedDrainMarginMs - Date.now(), settings.delayMaxMs + delayedDrainMarginMs);
+  // A planted late due time (plants.ts) is waited out too, so the drains still find every send.
+  const skewMs = Math.max(0, settings.plantedDeliverySkewMs);
+  const waitMs = Math.min(lastDueMs + skewMs + delayedDrainMarginMs - Date.now(), settings.delayMaxMs + skewMs + delayedDrainMarginMs);
   if (waitMs <= 0) return;
   log(`waiting ${Math.ceil(waitMs)} ms for the last delayed sends to be due before draining`);
   await sleep(waitMs);

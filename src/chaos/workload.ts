@@ -33,6 +33,11 @@ export interface WorkloadSettings {
    * message's storeTimestampMs (when the broker placed it). 0: no delayed sends.
    */
   readonly delayMaxMs: number;
+  /**
+   * A planted bug (plants.ts): what each delayed send adds to the due time it asks the broker
+   * for, over the one it records. 0 in every honest run.
+   */
+  readonly plantedDeliverySkewMs: number;
 }
 
 export interface WorkloadContext {
@@ -78,7 +83,7 @@ export async function runProducer(context: WorkloadContext, worker: number, rng:
     const delay = settings.delayMaxMs > 0 ? { delayMs, deliverAtMs: Date.now() + delayMs } : undefined;
     recorder.invokeSend(process, queue, body, delay);
     try {
-      const message = { body: Buffer.from(body), key, ...(delay === undefined ? {} : { deliverAtMs: delay.deliverAtMs }) };
+      const message = { body: Buffer.from(body), key, ...(delay === undefined ? {} : { deliverAtMs: delay.deliverAtMs + settings.plantedDeliverySkewMs }) };
       const sent = await producer.send(settings.topic, message, 'byKey');
       assert(queueName(settings.topic, sent.queueId) === queue, 'the producer picks the queue of the key');
       recorder.sendOk(process, queue, body, sent.offset);

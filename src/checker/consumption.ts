@@ -1,11 +1,12 @@
-// The consumer-side anomalies (issue 15's retry and delay workloads) and the index they read:
-// every delivery of a message to a listener (`consume` operations), the final reads of the
-// dead-letter queues (`dlq`), the leader samples (`leader`), and where and when reads first
-// showed each body. The queue anomalies (anomalies.ts) judge the log; these judge what a
+// The consumer-side anomalies (issue 15's retry, orderly, delay and simple workloads) and the
+// index they read: every delivery of a message to a listener (`consume` operations), every
+// message a simple consumer received and every ack it sent (`receive`, `ack`), the final reads
+// of the dead-letter queues (`dlq`), the leader samples (`leader`), and where and when reads
+// first showed each body. The queue anomalies (anomalies.ts) judge the log; these judge what a
 // consumer group and the delay scheduler made of it. Each finder is a pure function of the
 // shared HistoryIndex with its exact definition in its doc comment.
 import { assert } from '../util/assert.js';
-import type { ConsumeResult, DeadLetterMessage, ReadMessage } from './history.js';
+import type { CompletionType, ConsumeResult, DeadLetterMessage, ReadMessage } from './history.js';
 import type { HistoryIndex, SendRecord } from './indexes.js';
 import type { CompletedOperation, OpRef } from './pairing.js';
 import { type AnomalyResult, describeOp, Findings, quote } from './findings.js';
@@ -27,6 +28,23 @@ export interface Delivery {
   orderly: boolean;
   /** The listener's result; `unknown` when it never returned (info, or in flight at the end). */
   result: ConsumeResult | 'unknown';
+  invoke: OpRef;
+  completion: OpRef;
+}
+
+/** One message a simple consumer's ok receive handed out. */
+export interface Reception {
+  queue: string;
+  offset: number;
+  attempt: number;
+  maxReconsumeTimes: number;
+  invoke: OpRef;
+  read: OpRef;
+}
+
+/** One ack a simple consumer sent for a body, and how it ended. */
+export interface AckRecord {
+  outcome: CompletionType;
   invoke: OpRef;
   completion: OpRef;
 }
@@ -56,12 +74,18 @@ export interface ConsumptionIndex {
   firstReads: Map<string, FirstRead>;
   /** queue → its orderly deliveries, in completion order. */
   orderlyByQueue: Map<string, Delivery[]>;
+  /** body → what simple consumers' receives handed out of it, in completion order. */
+  receptions: Map<string, Reception[]>;
+  /** body → the acks simple consumers sent for it, in completion order. */
+  acks: Map<string, AckRecord[]>;
 }
 
 export class ConsumptionIndexBuilder {
-  readonly index: ConsumptionIndex = { deliveries: new Map(), finalDlqReads: new Map(), leaderSamples: [], firstReads: new Map(), orderlyByQueue: new Map() };
+  readonly index: ConsumptionIndex = {
+    deliveries: new Map(), finalDlqReads: new Map(), leaderSamples: [], firstReads: new Map(), orderlyByQueue: new Map(), receptions: new Map(), acks: new Map(),
+  };
 
-  /** A completed consume, dlq or leader operation. */
+  /** A completed consume, dlq, leader, receive or ack operation. */
   completed(operation: CompletedOperation): void {
     const event = operation.invokeEvent;
     const completion = operation.completionEvent;
@@ -82,6 +106,14 @@ export class ConsumptionIndexBuilder {
       }
       // A listener was handed the message when the consume was invoked.
       this.showed(body, operation.invoke, undefined);
+    } else if (event.f === 'receive' && operation.outcome === 'ok') {
+      assert(completion?.f === 'receive' && completion.type === 'ok', 'an ok receive has its ok event');
+      for (const m of completion.value.messages) {
+        pushTo(this.index.receptions, m.body, { queue: m.queue, offset: m.offset, attempt: m.attempt, maxReconsumeTimes: event.value.maxReconsumeTimes, invoke: operation.invoke, read: operation.completion });
+        this.showed(m.body, operation.completion, undefined);
+      }
+    } else if (event.f === 'ack') {
+      pushTo(this.index.acks, event.value.body, { outcome: operation.outcome, invoke: operation.invoke, completion: operation.completion });
     } else if (event.f === 'dlq' && operation.outcome === 'ok') {
       assert(completion?.f === 'dlq' && completion.type === 'ok', 'an ok dlq has its ok event');
       this.index.finalDlqReads.set(event.value.queue, { queue: event.value.queue, invoke: operation.invoke, read: operation.completion, messages: completion.value.messages });
@@ -103,6 +135,12 @@ export class ConsumptionIndexBuilder {
   }
 }
 
+function pushTo<T>(map: Map<string, T[]>, key: string, item: T): void {
+  const items = map.get(key);
+  if (items === undefined) map.set(key, [item]);
+  else items.push(item);
+}
+
 /** body → the dead letter the final dlq reads hold for it (the first, if several). */
 function deadLetters(index: ConsumptionIndex): Map<string, { letter: DeadLetterMessage; dlq: DlqRead }> {
   const letters = new Map<string, { letter: DeadLetterMessage; dlq: DlqRead }>();
@@ -121,9 +159,10 @@ function maxReconsumeTimesFor(index: ConsumptionIndex, body: string): number | u
 }
 
 /**
- * `lost-retry`: in a history with concurrent (not orderly) deliveries and an ok dlq read, an ok send that completed
- * before every final dlq read was invoked, yet no delivery of its body ended SUCCESS and no
- * final dlq read holds it — a failed message that neither came back nor reached the DLQ.
+ * `lost-retry`: in a history with concurrent (not orderly) deliveries or simple receives and an
+ * ok dlq read, an ok send that completed before every final dlq read was invoked, yet no
+ * delivery of its body ended SUCCESS, no ack of it was confirmed or left unknown (ok or info),
+ * and no final dlq read holds it — a failed message that neither came back nor reached the DLQ.
  * Sends judged no further (no dlq read, or still running when it began) are `unchecked`.
  */
 export function findLostRetries(index: HistoryIndex): AnomalyResult & { unchecked: number } {
@@ -132,7 +171,7 @@ export function findLostRetries(index: HistoryIndex): AnomalyResult & { unchecke
   let unchecked = 0;
   // Orderly deliveries retry in place, without a DLQ read to judge by: only concurrent ones count.
   const concurrent = [...consumption.deliveries.values()].some((deliveries) => deliveries.some((d) => !d.orderly));
-  if (!concurrent) return { ...findings.result(), unchecked };
+  if (!concurrent && consumption.receptions.size === 0) return { ...findings.result(), unchecked };
   const dlqReads = [...consumption.finalDlqReads.values()];
   const letters = deadLetters(consumption);
   const firstDlqInvokeLine = Math.min(...dlqReads.map((d) => d.invoke.line));
@@ -144,12 +183,20 @@ export function findLostRetries(index: HistoryIndex): AnomalyResult & { unchecke
     }
     const deliveries = consumption.deliveries.get(send.body) ?? [];
     if (deliveries.some((d) => d.result === 'SUCCESS') || letters.has(send.body)) continue;
+    if (consumption.acks.get(send.body)?.some((a) => a.outcome !== 'fail')) continue;
     const last = deliveries[deliveries.length - 1];
+    const received = consumption.receptions.get(send.body)?.length ?? 0;
+    const handedOut =
+      last !== undefined
+        ? `delivered ${deliveries.length} time(s), last ${describeOp(last.completion)} with reconsumeTimes ${last.reconsumeTimes},`
+        : received > 0
+          ? `received ${received} time(s), never acked,`
+          : 'never delivered';
     findings.add(() => ({
-      description: `send ${quote(send.body)} acked (${describeOp(send.completion!)}) was ${last === undefined ? 'never delivered' : `delivered ${deliveries.length} time(s), last ${describeOp(last.completion)} with reconsumeTimes ${last.reconsumeTimes},`} never consumed with SUCCESS, and is in no dead-letter queue`,
+      description: `send ${quote(send.body)} acked (${describeOp(send.completion!)}) was ${handedOut} never consumed with SUCCESS, and is in no dead-letter queue`,
       body: send.body,
       send: send.completion!,
-      deliveries: deliveries.length,
+      deliveries: deliveries.length + received,
     }));
   }
   return { ...findings.result(), unchecked };
@@ -159,10 +206,20 @@ export function findLostRetries(index: HistoryIndex): AnomalyResult & { unchecke
  * `retry-exceeded`: a body delivered with reconsumeTimes above its maxReconsumeTimes, or
  * delivered from more distinct stored copies (queue, offset) than maxReconsumeTimes + 1 — a
  * message retried past its limit, or a retry stored twice. Redelivery of the same copy
- * (a consumer died before committing) is not counted again.
+ * (a consumer died before committing) is not counted again. A simple consumer's receive of a
+ * body with a delivery attempt above maxReconsumeTimes + 1 counts too.
  */
 export function findRetryExceeded(index: HistoryIndex): AnomalyResult {
   const findings = new Findings();
+  for (const [body, receptions] of index.consumption.receptions) {
+    const beyond = receptions.find((r) => r.attempt > r.maxReconsumeTimes + 1);
+    if (beyond === undefined) continue;
+    findings.add(() => ({
+      description: `${quote(body)} was received with delivery attempt ${beyond.attempt}, past maxReconsumeTimes + 1 = ${beyond.maxReconsumeTimes + 1} (${describeOp(beyond.read)})`,
+      body,
+      receptions: receptions.length,
+    }));
+  }
   for (const [body, all] of index.consumption.deliveries) {
     // Orderly retries stay in place (one copy, reconsumeTimes counting suspends): not judged here.
     const deliveries = all.filter((d) => !d.orderly);
@@ -187,11 +244,21 @@ export function findRetryExceeded(index: HistoryIndex): AnomalyResult {
 /**
  * `dlq-early`: a dead letter (final dlq read) whose body was not failed on every delivery
  * maxReconsumeTimes + 1 allows — some reconsumeTimes k in 0..max has no delivery that ended
- * RECONSUME_LATER — or whose recorded attempts are fewer than max + 1.
+ * RECONSUME_LATER — or whose recorded attempts are fewer than max + 1. A body simple consumers
+ * received is judged by its attempts alone (an expired receive leaves no result to check).
  */
 export function findDlqEarly(index: HistoryIndex): AnomalyResult {
   const findings = new Findings();
   for (const [body, { letter, dlq }] of deadLetters(index.consumption)) {
+    const received = index.consumption.receptions.get(body)?.[0];
+    if (received !== undefined) {
+      if (letter.attempts >= received.maxReconsumeTimes + 1) continue;
+      findings.add(() => ({
+        description: `${quote(body)} is in ${dlq.queue} at offset ${letter.offset} (${describeOp(dlq.read)}) with ${letter.attempts} attempt(s), but maxReconsumeTimes ${received.maxReconsumeTimes} allows ${received.maxReconsumeTimes + 1}`,
+        body, attempts: letter.attempts, maxReconsumeTimes: received.maxReconsumeTimes, dlq: dlq.read,
+      }));
+      continue;
+    }
     const max = maxReconsumeTimesFor(index.consumption, body);
     if (max === undefined || index.consumption.deliveries.get(body)?.some((d) => d.orderly)) continue;
     const failed = new Set((index.consumption.deliveries.get(body) ?? []).filter((d) => d.result === 'RECONSUME_LATER').map((d) => d.reconsumeTimes));
@@ -312,6 +379,28 @@ export function findOrderlyOverlaps(index: HistoryIndex): AnomalyResult {
       }
       if (busiest === undefined || d.completion.line > busiest.completion.line) busiest = d;
     }
+  }
+  return findings.result();
+}
+
+/**
+ * `ack-lost`: a body that some receive handed out again (the receive invoked) after an ack of
+ * it had been confirmed (the ack completed ok) — an acknowledged message redelivered, e.g.
+ * because a leader change lost the ack.
+ */
+export function findAckLost(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const [body, acks] of index.consumption.acks) {
+    const confirmed = acks.filter((a) => a.outcome === 'ok');
+    if (confirmed.length === 0) continue;
+    const firstConfirmedLine = Math.min(...confirmed.map((a) => a.completion.line));
+    const again = index.consumption.receptions.get(body)?.find((r) => r.invoke.line > firstConfirmedLine);
+    if (again === undefined) continue;
+    const ack = confirmed.find((a) => a.completion.line === firstConfirmedLine)!;
+    findings.add(() => ({
+      description: `${quote(body)} was acked (${describeOp(ack.completion)}) and then received again from ${again.queue} at offset ${again.offset} with delivery attempt ${again.attempt} (${describeOp(again.read)})`,
+      body, ack: ack.completion, receive: again.read,
+    }));
   }
   return findings.result();
 }

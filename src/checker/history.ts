@@ -8,7 +8,7 @@ import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 
 export type OperationType = 'invoke' | 'ok' | 'fail' | 'info';
-export type OperationF = 'send' | 'poll' | 'drain' | 'consume' | 'dlq' | 'leader';
+export type OperationF = 'send' | 'poll' | 'drain' | 'consume' | 'dlq' | 'leader' | 'receive' | 'ack';
 export type CompletionType = Exclude<OperationType, 'invoke'>;
 
 /** One message as a read returned it. Offsets are per queue. */
@@ -169,6 +169,50 @@ export interface LeaderFailOrInfo extends EventBase {
   value: Record<string, never>;
 }
 
+/** One message a simple consumer's receive returned: its stored copy and its delivery attempt (from 1). */
+export interface ReceivedMessage {
+  queue: string;
+  offset: number;
+  body: string;
+  attempt: number;
+}
+/**
+ * A simple consumer's receive (RocketMQ 5 style): the messages it was handed, each invisible
+ * to the group until acked or its invisible duration ran out. `maxReconsumeTimes` is the
+ * group's limit: a message is received at most maxReconsumeTimes + 1 times, then dead-lettered.
+ */
+export interface ReceiveInvoke extends EventBase {
+  type: 'invoke';
+  f: 'receive';
+  value: { maxReconsumeTimes: number };
+}
+export interface ReceiveOk extends EventBase {
+  type: 'ok';
+  f: 'receive';
+  value: { maxReconsumeTimes: number; messages: ReceivedMessage[] };
+}
+export interface ReceiveFailOrInfo extends EventBase {
+  type: 'fail' | 'info';
+  f: 'receive';
+  value: { maxReconsumeTimes: number };
+}
+/** A simple consumer's ack of one received message (ok: the broker confirmed it). */
+export interface AckValue {
+  queue: string;
+  offset: number;
+  body: string;
+}
+export interface AckInvoke extends EventBase {
+  type: 'invoke';
+  f: 'ack';
+  value: AckValue;
+}
+export interface AckCompletion extends EventBase {
+  type: CompletionType;
+  f: 'ack';
+  value: AckValue;
+}
+
 /** One line of a history. */
 export type HistoryEvent =
   | SendInvoke
@@ -186,7 +230,12 @@ export type HistoryEvent =
   | DlqFailOrInfo
   | LeaderInvoke
   | LeaderOk
-  | LeaderFailOrInfo;
+  | LeaderFailOrInfo
+  | ReceiveInvoke
+  | ReceiveOk
+  | ReceiveFailOrInfo
+  | AckInvoke
+  | AckCompletion;
 
 /** Where an event came from, for error messages: `source:line`. */
 export interface EventPosition {
@@ -203,7 +252,7 @@ export function badHistory(at: EventPosition, what: string): LmqError {
 }
 
 const operationTypes: ReadonlySet<string> = new Set<OperationType>(['invoke', 'ok', 'fail', 'info']);
-const operationFs: ReadonlySet<string> = new Set<OperationF>(['send', 'poll', 'drain', 'consume', 'dlq', 'leader']);
+const operationFs: ReadonlySet<string> = new Set<OperationF>(['send', 'poll', 'drain', 'consume', 'dlq', 'leader', 'receive', 'ack']);
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -352,6 +401,38 @@ function parseLeader(type: OperationType, process: number, time: number, value: 
   return { type, process, f: 'leader', value: {}, time };
 }
 
+function parseReceivedMessages(raw: unknown, at: EventPosition): ReceivedMessage[] {
+  if (!Array.isArray(raw)) throw badHistory(at, `value.messages must be an array, not ${describe(raw)}`);
+  return raw.map((message: unknown, i) => {
+    if (!isRecord(message)) throw badHistory(at, `value.messages[${i}] must be an object, not ${describe(message)}`);
+    const attempt = requireOffset(message['attempt'], `value.messages[${i}].attempt`, at);
+    if (attempt === 0) throw badHistory(at, `value.messages[${i}].attempt counts deliveries from 1, not 0`);
+    return {
+      queue: requireQueue(message, at),
+      offset: requireOffset(message['offset'], `value.messages[${i}].offset`, at),
+      body: requireString(message['body'], `value.messages[${i}].body`, at),
+      attempt,
+    };
+  });
+}
+
+function parseReceive(type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {
+  const maxReconsumeTimes = requireOffset(value['maxReconsumeTimes'], 'value.maxReconsumeTimes', at);
+  if (type === 'ok') {
+    if (!('messages' in value)) throw badHistory(at, 'an ok receive must have value.messages (an array, possibly empty)');
+    return { type, process, f: 'receive', value: { maxReconsumeTimes, messages: parseReceivedMessages(value['messages'], at) }, time };
+  }
+  forbid(value, 'messages', `only an ok receive returns messages, this is ${type}`, at);
+  if (type === 'invoke') return { type, process, f: 'receive', value: { maxReconsumeTimes }, time };
+  return { type, process, f: 'receive', value: { maxReconsumeTimes }, time };
+}
+
+function parseAck(type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {
+  const acked: AckValue = { queue: requireQueue(value, at), offset: requireOffset(value['offset'], 'value.offset', at), body: requireString(value['body'], 'value.body', at) };
+  if (type === 'invoke') return { type, process, f: 'ack', value: acked, time };
+  return { type, process, f: 'ack', value: acked, time };
+}
+
 type EventParser = (type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition) => HistoryEvent;
 
 const parsers: Readonly<Record<OperationF, EventParser>> = {
@@ -361,6 +442,8 @@ const parsers: Readonly<Record<OperationF, EventParser>> = {
   consume: parseConsume,
   dlq: parseDlq,
   leader: parseLeader,
+  receive: parseReceive,
+  ack: parseAck,
 };
 
 /**

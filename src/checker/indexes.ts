@@ -104,6 +104,13 @@ interface PollPosition {
   read: OpRef;
 }
 
+/** The queue a poll or drain read. */
+function readQueue(operation: CompletedOperation): string {
+  const event = operation.invokeEvent;
+  assert(event.f === 'poll' || event.f === 'drain', 'only reads record cells');
+  return event.value.queue;
+}
+
 export class IndexBuilder {
   private readonly consumption = new ConsumptionIndexBuilder();
   private readonly index: HistoryIndex = {
@@ -125,7 +132,8 @@ export class IndexBuilder {
   invoked(operation: PendingOperation): void {
     assert(!this.finished, 'no operations after finish');
     const event = operation.invokeEvent;
-    if (event.f === 'leader') return;
+    // Leader samples name no queue; a simple consumer's acks judge deliveries, not the queues' logs.
+    if (event.f === 'leader' || event.f === 'receive' || event.f === 'ack') return;
     this.index.queues.add(event.value.queue);
     if (event.f !== 'send') return;
     assert(!this.index.sends.has(event.value.body), 'pairing rejects a body sent twice');
@@ -146,7 +154,7 @@ export class IndexBuilder {
     if (operation.completion.type === 'incomplete') this.index.stats.incomplete += 1;
     const event = operation.invokeEvent;
     if (event.f === 'send') return this.completeSend(operation, event.value.body);
-    if (event.f === 'consume' || event.f === 'dlq' || event.f === 'leader') return this.consumption.completed(operation);
+    if (event.f === 'consume' || event.f === 'dlq' || event.f === 'leader' || event.f === 'receive' || event.f === 'ack') return this.consumption.completed(operation);
     if (event.f === 'poll') this.index.stats.polls += 1;
     if (operation.outcome !== 'ok') return;
     const completion = operation.completionEvent;
@@ -176,7 +184,7 @@ export class IndexBuilder {
 
   /** Records what one ok read showed: cells, body locations, and backward steps within it. */
   private recordRead(operation: CompletedOperation, messages: ReadMessage[]): void {
-    const queue = operation.invokeEvent.value.queue;
+    const queue = readQueue(operation);
     const read = operation.completion;
     const isDrain = operation.invokeEvent.f === 'drain';
     let cells = this.index.cells.get(queue);
@@ -213,7 +221,7 @@ export class IndexBuilder {
   /** Records where this poll started relative to where the process's previous poll ended. */
   private recordPollSteps(operation: CompletedOperation, messages: ReadMessage[], from: number | undefined, minOffset: number | undefined): void {
     const read = operation.completion;
-    const queue = operation.invokeEvent.value.queue;
+    const queue = readQueue(operation);
     const key = `${read.process} ${queue}`;
     let position: PollPosition | undefined = from !== undefined ? { lastOffset: from - 1, read } : this.pollPositions.get(key);
     // Offsets below the queue's minOffset were deleted by retention: moving over them is no skip.
@@ -239,7 +247,7 @@ export class IndexBuilder {
   }
 
   private recordDrain(operation: CompletedOperation, messages: ReadMessage[], minOffset: number): void {
-    const queue = operation.invokeEvent.value.queue;
+    const queue = readQueue(operation);
     let drains = this.index.drains.get(queue);
     if (drains === undefined) this.index.drains.set(queue, (drains = []));
     drains.push({

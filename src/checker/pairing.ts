@@ -32,9 +32,9 @@ export interface CompletedOperation extends PendingOperation {
 
 export type PairedStep = { kind: 'invoke'; operation: PendingOperation } | { kind: 'complete'; operation: CompletedOperation };
 
-/** The queue an operation names; leader samples name none. */
+/** The queue an operation names; leader samples and receives name none. */
 function queueOf(event: HistoryEvent): string | undefined {
-  return event.f === 'leader' ? undefined : event.value.queue;
+  return event.f === 'leader' || event.f === 'receive' ? undefined : event.value.queue;
 }
 
 function refOf(event: HistoryEvent, at: EventPosition): OpRef {

@@ -14,7 +14,7 @@ import {
   type AnomalyExample,
   type AnomalyResult,
 } from './anomalies.js';
-import { findDlqEarly, findEarlyDeliveries, findLateDeliveries, findLostRetries, findOrderlyOverlaps, findRetryExceeded } from './consumption.js';
+import { findAckLost, findDlqEarly, findEarlyDeliveries, findLateDeliveries, findLostRetries, findOrderlyOverlaps, findRetryExceeded } from './consumption.js';
 import type { HistoryIndex, HistoryStats } from './indexes.js';
 
 /** Anomalies of the log and its queues: what sends, polls and drains show. */
@@ -30,7 +30,7 @@ export const queueAnomalyKinds = [
   'poll-skip',
 ] as const;
 /** Anomalies of consumption (consumption.ts): retries, dead letters, orderly consumption, delayed delivery. */
-export const consumptionAnomalyKinds = ['lost-retry', 'retry-exceeded', 'dlq-early', 'orderly-overlap', 'early-delivery', 'late-delivery'] as const;
+export const consumptionAnomalyKinds = ['lost-retry', 'retry-exceeded', 'dlq-early', 'ack-lost', 'orderly-overlap', 'early-delivery', 'late-delivery'] as const;
 export const anomalyKinds = [...queueAnomalyKinds, ...consumptionAnomalyKinds] as const;
 export type AnomalyKind = (typeof anomalyKinds)[number];
 
@@ -46,6 +46,7 @@ const anomalyFinders: Readonly<Record<Exclude<AnomalyKind, 'lost' | 'lost-retry'
   'poll-skip': findPollSkips,
   'retry-exceeded': findRetryExceeded,
   'dlq-early': findDlqEarly,
+  'ack-lost': findAckLost,
   'orderly-overlap': findOrderlyOverlaps,
   'early-delivery': findEarlyDeliveries,
   'late-delivery': findLateDeliveries,

@@ -7,6 +7,8 @@ import { FLUSH_MODES, type FlushMode, QUORUM_MODES, type QuorumMode } from '../c
 import { DEFAULT_NEMESES, NEMESES, type NemesisKind } from '../chaos/nemesis.js';
 import { formatLossWindow } from '../chaos/power-loss.js';
 import { CHAOS_WORKLOADS, type ChaosWorkloadKind, chaosDurationMaxS, chaosMessageBytesMax, chaosRetentionMaxBytesMin, runChaos } from '../chaos/runner.js';
+import { PLANT_KINDS, PLANTS, type PlantKind } from '../chaos/plants.js';
+import { LmqError } from '../util/errors.js';
 import { parseIntOption, withConfig } from './options.js';
 
 interface ChaosCommandOptions {
@@ -18,7 +20,8 @@ interface ChaosCommandOptions {
   out?: string;
   retentionMaxBytes?: number;
   messageBytes?: number;
-  workload: ChaosWorkloadKind;
+  workload?: ChaosWorkloadKind;
+  plant?: PlantKind;
   json?: boolean;
 }
 
@@ -48,8 +51,11 @@ export function registerChaos(program: Command): void {
       )
       .addOption(
         new Option('--workload <kind>', 'queue: keyed sends, per-queue consumers; delay: every send delayed up to 5 s (early/late delivery); retry: push consumers failing 30% of deliveries, killed mid-listener (lost retries, retries past the limit, early dead letters); orderly: orderly consumers suspending 10%, killed mid-listener (two consumers on one queue)')
-          .choices(CHAOS_WORKLOADS)
-          .default('queue'),
+          .choices(CHAOS_WORKLOADS),
+      )
+      .addOption(
+        new Option('--plant <bug>', "the checker's self-test: the workload's clients misbehave in this named way (implies its workload); the run must come out invalid with that anomaly")
+          .choices(PLANT_KINDS),
       )
       .option('--message-bytes <bytes>', 'pad every message body to this many bytes (default: a short unique name)', parseIntOption('--message-bytes', 1, chaosMessageBytesMax))
       .option('--out <dir>', 'where to write history.jsonl, report.json, report.txt, timeline.svg (default: ./chaos-out/<time>-seed<S>)')
@@ -58,14 +64,19 @@ export function registerChaos(program: Command): void {
 }
 
 async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
+  const workload = options.workload ?? (options.plant === undefined ? 'queue' : PLANTS[options.plant].workload);
+  if (options.plant !== undefined && PLANTS[options.plant].workload !== workload) {
+    throw new LmqError('LMQ_BAD_INPUT', `--plant ${options.plant} runs under --workload ${PLANTS[options.plant].workload}, not ${workload}; leave --workload out`);
+  }
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const outDir = resolve(options.out ?? join('chaos-out', `${new Date().toISOString().replace(/[:.]/g, '-')}-seed${seed}`));
   const say = (line: string) => process.stderr.write(`chaos: ${line}\n`);
   const extraFlags =
     (options.retentionMaxBytes === undefined ? '' : ` --retention-max-bytes ${options.retentionMaxBytes}`) +
     (options.messageBytes === undefined ? '' : ` --message-bytes ${options.messageBytes}`) +
-    (options.workload === 'queue' ? '' : ` --workload ${options.workload}`);
-  say(`seed ${seed}; workload ${options.workload}; nemesis ${options.nemesis.join(',')}; flush ${options.flush}; quorum ${options.quorum}; ${options.duration} s; output ${outDir}`);
+    (workload === 'queue' ? '' : ` --workload ${workload}`) +
+    (options.plant === undefined ? '' : ` --plant ${options.plant}`);
+  say(`seed ${seed}; workload ${workload}${options.plant === undefined ? '' : ` with the planted bug ${options.plant}`}; nemesis ${options.nemesis.join(',')}; flush ${options.flush}; quorum ${options.quorum}; ${options.duration} s; output ${outDir}`);
   say(`replay: ./bin/ledgermq chaos --duration ${options.duration} --nemesis ${options.nemesis.join(',')} --seed ${seed} --flush ${options.flush} --quorum ${options.quorum}${extraFlags}`);
   const abort = new AbortController();
   const interrupt = () => {
@@ -77,7 +88,7 @@ async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
   process.on('SIGTERM', interrupt);
   try {
     const result = await runChaos({
-      durationS: options.duration, workloadKind: options.workload, nemeses: options.nemesis, seed, flush: options.flush, quorum: options.quorum, outDir, log: say, signal: abort.signal,
+      durationS: options.duration, workloadKind: workload, ...(options.plant === undefined ? {} : { plant: options.plant }), nemeses: options.nemesis, seed, flush: options.flush, quorum: options.quorum, outDir, log: say, signal: abort.signal,
       ...(options.retentionMaxBytes === undefined ? {} : { retentionMaxBytes: options.retentionMaxBytes }),
       ...(options.messageBytes === undefined ? {} : { workload: { messageBytes: options.messageBytes } }),
     });
