@@ -3,7 +3,7 @@
 // client session, a fresh one after every `info`); the lane (worker) each process belongs to,
 // for the timeline; and the faults and leader changes seen, also for the timeline and report.
 import { appendFileSync, writeFileSync } from 'node:fs';
-import type { ConsumeResult, ConsumeValue, DeadLetterMessage, HistoryEvent, ReadMessage } from '../checker/index.js';
+import type { AckValue, ConsumeResult, ConsumeValue, DeadLetterMessage, HistoryEvent, ReadMessage, ReceivedMessage } from '../checker/index.js';
 import { assert } from '../util/assert.js';
 
 export interface FaultRecord {
@@ -111,6 +111,28 @@ export class HistoryRecorder {
 
   dlqFailed(type: 'fail' | 'info', process: number, queue: string, error: string): void {
     this.push({ type, process, f: 'dlq', value: { queue }, time: this.now(), error });
+  }
+
+  /** A simple consumer's receive (the simple workload); its group dead-letters past maxReconsumeTimes. */
+  invokeReceive(process: number, maxReconsumeTimes: number): void {
+    this.push({ type: 'invoke', process, f: 'receive', value: { maxReconsumeTimes }, time: this.now() });
+  }
+
+  receiveOk(process: number, maxReconsumeTimes: number, messages: ReceivedMessage[]): void {
+    this.push({ type: 'ok', process, f: 'receive', value: { maxReconsumeTimes, messages }, time: this.now() });
+  }
+
+  receiveFailed(type: 'fail' | 'info', process: number, maxReconsumeTimes: number, error: string): void {
+    this.push({ type, process, f: 'receive', value: { maxReconsumeTimes }, time: this.now(), error });
+  }
+
+  invokeAck(process: number, value: AckValue): void {
+    this.push({ type: 'invoke', process, f: 'ack', value, time: this.now() });
+  }
+
+  /** ok: the broker confirmed the ack; fail: it refused it (a stale receipt); info: unknown. */
+  ackEnded(type: 'ok' | 'fail' | 'info', process: number, value: AckValue, error?: string): void {
+    this.push(error === undefined ? { type, process, f: 'ack', value, time: this.now() } : { type, process, f: 'ack', value, time: this.now(), error });
   }
 
   invokeLeader(process: number): void {

@@ -1,6 +1,7 @@
 // The checker's public API (re-exports only): the history event types, the entry points,
 // the report and its human formatting. Tests may import the internals directly.
 export type {
+  AckValue,
   CompletionType,
   ConsumeResult,
   ConsumeValue,
@@ -14,6 +15,7 @@ export type {
   ReadFailOrInfo,
   ReadMessage,
   ReadOk,
+  ReceivedMessage,
   SendFailOrInfo,
   SendInvoke,
   SendOk,
