@@ -195,6 +195,33 @@ describe('raft core – log replication', () => {
     expect(c.appliedTexts('n3')).toEqual(['a', 'b', 'c']);
   });
 
+  it('sends the follower whose ack moved the commit index one append, not a second empty one', () => {
+    const c = new TestCluster(IDS);
+    c.isolated.add('n3');
+    c.tick('n1', ELECTION_TICKS);
+    for (let round = 0; round < 20 && c.core('n1').status().role !== 'leader'; round++) c.runRounds(1);
+    expect(c.core('n1').status().role).toBe('leader');
+    c.processReady('n1'); // the no-op goes out as a probe; n2 stays paused until it answers
+    c.propose('n1', 'a');
+    c.runRounds(2); // n2 gets the probe, persists it and acknowledges index 1
+    const toN2 = c.processReady('n1').filter((m) => m.to === 'n2');
+    expect(c.core('n1').status().commitIndex).toBe(1);
+    // The append of "a" carries the new commit index: no empty append follows it.
+    expect(toN2).toEqual([expect.objectContaining({ type: 'append', commit: 1, entries: [expect.objectContaining({ index: 2 })] })]);
+  });
+
+  it('an ack equal to what the leader knows moves a probing follower back to replicate', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    const stateOf = (id: string) => c.core('n1').status().progress.find((p) => p.id === id)?.state;
+    expect(stateOf('n2')).toBe('replicate');
+    // A rejection (e.g. a reordered old one) sends the caught-up, idle n2 back to probing.
+    c.core('n1').step({ type: 'appendResp', from: 'n2', to: 'n1', term: 1, index: 2, reject: true, rejectHint: 1, hintTerm: 1 });
+    expect(stateOf('n2')).toBe('probe');
+    c.stabilize(); // n2 answers the probe with index 1, which n1 already knew
+    expect(stateOf('n2')).toBe('replicate');
+  });
+
   it('acknowledges an append only after the entries are durable', () => {
     const c = new TestCluster(IDS);
     c.elect('n1');
@@ -313,6 +340,20 @@ describe('raft core – leadership transfer and preferred leader', () => {
     }
     expect(c.core('n1').status()).toMatchObject({ role: 'leader', transferee: null });
     expect(c.propose('n1', 'b').ok).toBe(true);
+  });
+
+  it('a transfer to the leader itself cancels a pending transfer, so writes are taken again at once', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.isolated.add('n3');
+    expect(c.core('n1').transferLeadership('n3')).toBe(true);
+    expect(c.propose('n1', 'a')).toEqual({ ok: false, reason: 'transferring', leader: 'n1' });
+    expect(c.core('n1').transferLeadership('n1')).toBe(true);
+    expect(c.core('n1').status().transferee).toBeNull();
+    expect(c.propose('n1', 'a').ok).toBe(true);
+    expect(c.core('n1').transferLeadership('n1')).toBe(false); // nothing left to cancel
+    c.stabilize();
+    expect(c.appliedTexts('n1')).toEqual(['a']);
   });
 
   it('moves leadership back to the preferred leader once it is healthy', () => {

@@ -712,7 +712,9 @@ export class RaftCore {
     if (m.type !== 'appendResp') return;
     if (m.reject) return this.handleAppendReject(m, progress);
     if (m.index > this.log.lastIndex()) return this.refuse(m, `accepts index ${m.index}, past this leader's last index ${this.log.lastIndex()}`);
-    if (!progress.maybeUpdate(m.index)) return;
+    // As etcd-io/raft: an ack equal to what we know also moves a probing follower to replicate —
+    // an idle follower that caught up would otherwise stay in probe, one append at a time.
+    if (!progress.maybeUpdate(m.index) && !(progress.state === 'probe' && progress.match === m.index)) return;
     if (progress.state === 'snapshot') {
       // Installed (or the follower had it all along): probe from there — with a newer snapshot
       // if the log was compacted past it meanwhile.
@@ -798,7 +800,7 @@ export class RaftCore {
       const lastIndex = prevIndex + entries.length;
       const bytes = entries.reduce((sum, e) => sum + entryBytes(e), 0);
       this.send({ type: 'append', from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed, leaderLastIndex: this.log.lastIndex() });
-      progress.sentEntries(lastIndex, bytes, entries.length);
+      progress.sentEntries(lastIndex, bytes, entries.length, this.log.committed);
       if (fromStorage) progress.readFromStorage(this.tickSeq, bytes);
       sent = true;
       if (entries.length === 0 || progress.state === 'probe') return sent;
@@ -839,9 +841,14 @@ export class RaftCore {
     return this.role === 'leader' && progress?.state === 'snapshot' ? progress.pendingSnapshot : 0;
   }
 
+  /**
+   * New entries, or a commit index the followers have yet to hear: an empty append goes only to
+   * a follower not yet sent this commit index (as etcd-io/raft's sentCommit), so the follower
+   * whose ack moved it, already answered with entries that carry it, gets no second message.
+   */
   private broadcastAppends(): void {
     for (const [id, progress] of this.progress) {
-      if (id !== this.id) this.sendAppendsTo(id, progress, true);
+      if (id !== this.id) this.sendAppendsTo(id, progress, progress.sentCommit < this.log.committed);
     }
   }
 
@@ -852,9 +859,19 @@ export class RaftCore {
     }
   }
 
-  /** Moves leadership to `target`: catch it up, then tell it to campaign at once (TimeoutNow). */
+  /**
+   * Moves leadership to `target`: catch it up, then tell it to campaign at once (TimeoutNow).
+   * A transfer to the leader itself cancels a pending transfer (as etcd-io/raft), so writes are
+   * taken again at once instead of refused until the transfer's election timeout ends; it
+   * returns whether there was one to cancel.
+   */
   transferLeadership(target: NodeId): boolean {
-    if (this.role !== 'leader' || target === this.id || !this.voters.includes(target)) return false;
+    if (this.role === 'leader' && target === this.id) {
+      const pending = this.transferee !== null;
+      this.transferee = null;
+      return pending;
+    }
+    if (this.role !== 'leader' || !this.voters.includes(target)) return false;
     if (this.transferee === target) return true;
     this.transferee = target;
     this.electionElapsed = 0; // the transfer gets one election timeout to finish

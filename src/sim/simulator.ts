@@ -560,7 +560,7 @@ export class Simulation {
       const target = this.rng.pick(this.ids);
       if (leader !== undefined && leader.driver!.transferLeadership(target)) {
         this.stats.transfers++;
-        this.trace.add(this.tick, () => `${leader.id} transfers leadership to ${target}`);
+        this.trace.add(this.tick, () => (target === leader.id ? `${leader.id} cancels its leadership transfer` : `${leader.id} transfers leadership to ${target}`));
       }
     }
   }
