@@ -32,9 +32,23 @@ describe('bench command – output', () => {
     for (const field of ['msgsPerSec', 'msgsPerRequest', 'mbPerSec', 'p50Ms', 'p99Ms', 'p999Ms', 'maxMs', 'fsyncsPerSec']) expect(row[field]).toBeGreaterThan(0);
     expect(row.p99Ms).toBeGreaterThanOrEqual(row.p50Ms);
     expect(row.maxMs).toBeGreaterThanOrEqual(row.p999Ms);
+    // CONTRACT.md: the three nodes' CPU per acknowledged message.
+    const serverCpuPct = row.leaderCpuPct + row.followerCpuPct.reduce((a: number, b: number) => a + b, 0);
+    expect(row.serverCpuUsPerMsg).toBeGreaterThan(0);
+    expect(row.serverCpuUsPerMsg).toBeCloseTo(((serverCpuPct / 100) * 1e6) / row.msgsPerSec, -1);
+    expect(row.nodes.map((n: { id: string }) => n.id).sort()).toEqual(['n1', 'n2', 'n3']);
+    expect(row.nodes.filter((n: { role: string }) => n.role === 'leader')).toHaveLength(1);
     const svg = readFileSync(join(out, 'bench.svg'), 'utf8');
     expect(svg).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
     expect(svg).toContain('sync:majority');
+  });
+
+  it('--cpu-prof prints each node\'s top functions by self time from the profile it wrote', () => {
+    const out = join(dir, 'prof');
+    const result = bench('--modes', 'sync:majority', '--duration', '1', '--warmup', '0', '--concurrency', '4', '--cpu-prof', '--out', out);
+    expect(result.status).toBe(0);
+    for (const id of ['n1', 'n2', 'n3']) expect(result.stdout).toMatch(new RegExp(`sync:majority ${id} \\((leader|follower)\\): top 20 functions by self time`));
+    expect(result.stdout).not.toContain('no profile in');
   });
 
   it('a malformed mode exits 2 naming it, before any cluster starts', () => {

@@ -50,6 +50,10 @@ export interface ModeResult extends Omit<LatencySummary, 'count'> {
   readonly followerCpuPct: readonly number[];
   /** Leader CPU per acknowledged message: what a hot-path fix should lower, even on a busy machine. */
   readonly leaderCpuUsPerMsg: number;
+  /** CPU of the three nodes together per acknowledged message, µs (CONTRACT.md). */
+  readonly serverCpuUsPerMsg: number;
+  /** Each node's id, process id and role at the start of the window (to find its --cpu-prof profile). */
+  readonly nodes: readonly { readonly id: string; readonly pid: number; readonly role: 'leader' | 'follower' }[];
   readonly leaderRssMb: { readonly start: number; readonly max: number; readonly end: number };
   /** The leader's VmRSS once a second through the window. */
   readonly rssSamplesMb: readonly number[];
@@ -106,13 +110,18 @@ interface Snapshot {
   readonly atMs: number;
   readonly clientCpu: NodeJS.CpuUsage;
   readonly nodeCpuS: ReadonlyMap<string, number>;
+  readonly nodePids: ReadonlyMap<string, number>;
 }
 
 async function snapshot(cluster: LocalCluster): Promise<Snapshot> {
   const leader = await cluster.leader();
   const nodeCpuS = new Map<string, number>();
-  for (const node of cluster.config.nodes) nodeCpuS.set(node.id, cpuSeconds(cluster.pid(node.id)) ?? 0);
-  return { leader, atMs: performance.now(), clientCpu: process.cpuUsage(), nodeCpuS };
+  const nodePids = new Map<string, number>();
+  for (const node of cluster.config.nodes) {
+    nodePids.set(node.id, cluster.pid(node.id));
+    nodeCpuS.set(node.id, cpuSeconds(cluster.pid(node.id)) ?? 0);
+  }
+  return { leader, atMs: performance.now(), clientCpu: process.cpuUsage(), nodeCpuS, nodePids };
 }
 
 interface RssSamples {
@@ -151,6 +160,9 @@ function toResult(mode: BenchMode, options: ThroughputOptions, window: ReturnTyp
   const clientCpuS = (after.clientCpu.user + after.clientCpu.system - before.clientCpu.user - before.clientCpu.system) / 1e6;
   const nodeCpuPct = (id: string) => round1((100 * ((after.nodeCpuS.get(id) ?? 0) - (before.nodeCpuS.get(id) ?? 0))) / seconds);
   const latency = summarize(window.histogram);
+  const leaderCpuPct = nodeCpuPct(before.leader.id);
+  const followerCpuPct = [...before.nodeCpuS.keys()].filter((id) => id !== before.leader.id).map(nodeCpuPct);
+  const serverCpuPct = leaderCpuPct + followerCpuPct.reduce((sum, pct) => sum + pct, 0);
   return {
     mode: mode.name,
     msgsPerSec: Math.round(msgsPerSec),
@@ -168,9 +180,11 @@ function toResult(mode: BenchMode, options: ThroughputOptions, window: ReturnTyp
     msgsPerRequest: window.requests === 0 ? 0 : round1(window.requestMessages / window.requests),
     measuredS: round3(windowS),
     clientCpuPct: round1((100 * clientCpuS) / seconds),
-    leaderCpuPct: nodeCpuPct(before.leader.id),
-    leaderCpuUsPerMsg: window.acked === 0 ? 0 : Math.round((nodeCpuPct(before.leader.id) * 1e4 * seconds) / window.acked),
-    followerCpuPct: [...before.nodeCpuS.keys()].filter((id) => id !== before.leader.id).map(nodeCpuPct),
+    leaderCpuPct,
+    leaderCpuUsPerMsg: window.acked === 0 ? 0 : Math.round((leaderCpuPct * 1e4 * seconds) / window.acked),
+    followerCpuPct,
+    serverCpuUsPerMsg: msgsPerSec === 0 ? 0 : round1(((serverCpuPct / 100) * 1e6) / msgsPerSec),
+    nodes: [...before.nodePids].map(([id, pid]) => ({ id, pid, role: id === before.leader.id ? ('leader' as const) : ('follower' as const) })),
     leaderRssMb: { start: rssSamplesMb[0] ?? 0, max: Math.max(0, ...rssSamplesMb), end: rssSamplesMb.at(-1) ?? 0 },
     rssSamplesMb,
     rssAnonSamplesMb: rssSamples.anonMb,

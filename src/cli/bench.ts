@@ -5,6 +5,7 @@ import { type Command, Option } from 'commander';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { disposeAllBenchClusters } from '../bench/bench-cluster.js';
+import { formatRows, profileOfPid, summarizeProfile } from '../bench/cpu-profile.js';
 import { measureDiskSync } from '../bench/disk.js';
 import { parseModes } from '../bench/modes.js';
 import { runCatchUp } from '../bench/catch-up.js';
@@ -119,7 +120,31 @@ async function runBench(options: BenchOptions): Promise<void> {
   const batching = options.maxBatch === 1 ? 'one request per send' : `up to ${options.maxBatch} sends per request`;
   const subtitle = `${options.size} B messages, ${options.concurrency} in flight over ${options.producers} producer(s), ${batching}, ${options.duration} s per mode; disk fdatasync p50 ${disk.p50Ms} ms / p99 ${disk.p99Ms} ms`;
   writeChart(outDir, 'bench.svg', results, subtitle);
-  return emit(options, outDir, 'bench.json', { fsyncP50Ms: disk.p50Ms, fsyncP99Ms: disk.p99Ms, diskSamples: disk.samples, results }, throughputTable(results, disk));
+  const profiles = options.cpuProf === true ? `\n${profileTops(join(outDir, 'profiles'), results)}` : '';
+  return emit(options, outDir, 'bench.json', { fsyncP50Ms: disk.p50Ms, fsyncP99Ms: disk.p99Ms, diskSamples: disk.samples, results }, throughputTable(results, disk) + profiles);
+}
+
+/** Functions shown per node after a --cpu-prof run. */
+const PROFILE_TOP_FUNCTIONS = 20;
+
+/** Each node's top self-time functions per mode, from the profile its process wrote. */
+function profileTops(dir: string, results: readonly ModeResult[]): string {
+  const sections: string[] = [];
+  for (const result of results) {
+    for (const node of result.nodes) {
+      const path = profileOfPid(dir, node.pid);
+      if (path === null) {
+        sections.push(`${result.mode} ${node.id} (${node.role}, pid ${node.pid}): no profile in ${dir}`);
+        continue;
+      }
+      const summary = summarizeProfile(path);
+      sections.push(
+        `${result.mode} ${node.id} (${node.role}): top ${PROFILE_TOP_FUNCTIONS} functions by self time of ${(summary.totalUs / 1e6).toFixed(1)} s sampled (${path})`,
+        ...formatRows(summary.selfByFunction, summary.totalUs, PROFILE_TOP_FUNCTIONS),
+      );
+    }
+  }
+  return `${sections.join('\n')}\nfull summaries: node dist/bench/cpuprofile-top.js FILE`;
 }
 
 function emit(options: BenchOptions, outDir: string, name: string, document: unknown, text: string): void {
