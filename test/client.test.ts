@@ -126,4 +126,21 @@ describe('client – a failed call says whether it may have happened', () => {
     expect(error).toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: true });
     expect((error as LmqError).details).not.toHaveProperty('sent');
   });
+
+  it('stays indeterminate when a retry after a timed-out attempt is refused: the first may have been carried out', async () => {
+    let attempts = 0;
+    const server = new RpcServer({ host: '127.0.0.1', port: 0, closeGracePeriodMs: 0 }, async () => {
+      attempts += 1;
+      // The first attempt outlives its 100 ms; the retry meets a leader that does not know the topic yet.
+      if (attempts === 1) await sleep(400);
+      throw new LmqError('LMQ_TOPIC_NOT_FOUND', 'scripted: topic "t" does not exist', { topic: 't' });
+    });
+    const client = clientOn(await server.start(), 2_000);
+    cleanups.push(() => server.close(), () => client.close());
+    const error = await client.call({ op: 'produce', producerId: 'p', seq: 1, messages: [{ msgId: 'm', topic: 't', queueId: 0, body: Buffer.from('x') }] }).catch((e: unknown) => e);
+    expect(attempts).toBe(2);
+    expect(error).toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: true });
+    expect((error as LmqError).message).toContain('LMQ_TOPIC_NOT_FOUND: scripted: topic "t" does not exist');
+    expect((error as LmqError).cause).toMatchObject({ code: 'LMQ_TOPIC_NOT_FOUND' });
+  });
 });

@@ -126,7 +126,7 @@ export class LedgerClient {
       if ('response' in outcome) return outcome.response as ResponseOf<Op>;
       lastError = outcome.error;
       mayHaveHappened ||= outcomeUnknown(outcome.error);
-      if (!this.shouldRetry(outcome.node, outcome.connection, outcome.error)) throw outcome.error;
+      if (!this.shouldRetry(outcome.node, outcome.connection, outcome.error)) throw afterUnknownAttempts(outcome.error, mayHaveHappened);
       if (isLmqError(outcome.error, 'LMQ_NOT_LEADER') && typeof outcome.error.details.leader === 'string') continue; // follow the redirect at once
       // Out of order: the leader answers, and the earlier seq is on its way — retry soon, not
       // after the pause this call grew while no leader answered (a failover would pay it once
@@ -252,6 +252,17 @@ export class LedgerClient {
 function abandoned(lastError: unknown, mayHaveHappened: boolean): LmqError {
   const earlier = mayHaveHappened ? 'an earlier attempt may have been stored' : 'no attempt was carried out';
   return new LmqError('LMQ_UNAVAILABLE', `request abandoned before its next retry; ${earlier}`, sentDetails(mayHaveHappened), { cause: lastError });
+}
+
+/**
+ * A refusal on a retry proves only that this attempt did nothing: after an attempt whose
+ * outcome is unknown (e.g. a timeout, then a new leader that has not yet applied the topic it
+ * was stored in) the call as a whole may still have happened, so it ends indeterminate.
+ */
+function afterUnknownAttempts(error: unknown, mayHaveHappened: boolean): unknown {
+  if (!mayHaveHappened || outcomeUnknown(error)) return error;
+  const refusal = isLmqError(error) ? `${error.code}: ${error.message}` : String(error);
+  return new LmqError('LMQ_UNAVAILABLE', `${refusal} — on a retry, after an earlier attempt that may have been carried out`, {}, { cause: error });
 }
 
 /** Whether a failed attempt may have been carried out: the catalogue's flag decides, and an error of unknown kind counts as unknown. */
