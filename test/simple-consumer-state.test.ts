@@ -206,5 +206,11 @@ describe('simple consumer state – snapshots', () => {
     expect(dumpState(b)).toEqual(dumpState(a));
     // a1 (changed) and b0 (received at 2000) both expired twice: both are dead letters now.
     expect(b.deadLetterCounts('g')).toEqual({ messages: 2, resent: 0 });
+    // A restore rebuilds the dead letters a receive placed from that receive's log entry.
+    const later = a.beginSnapshot(128);
+    const c = machines.open('c', log);
+    await c.restoreSnapshot(later.index, await payloadOf(later), log);
+    expect(c.stateDigest()).toBe(a.stateDigest());
+    expect(dumpState(c)).toEqual(dumpState(a));
   });
 });
