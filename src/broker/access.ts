@@ -11,11 +11,15 @@
 //   lockQueues, unlockQueues             SUB on the group and SUB on each topic
 //   dlqList                              SUB or RESET on the group
 //   dlqResend                            RESET on the group (it re-delivers to the group)
+//   receive                              SUB on the group and SUB on the topic
+//   ack, changeInvisibleDuration         SUB on the group and SUB on each receipt's topic but
+//                                        the group's own %RETRY%<group> (receive reads it for the group)
 //   createTopic                          admin
 //   status, topics, route, groups        any authenticated user
 // Every refusal is LMQ_UNAUTHENTICATED or LMQ_FORBIDDEN naming the user, the resource and the
 // missing permission; nothing is carried out.
-import type { Request } from '../protocol/index.js';
+import { parseReceipt, type Request } from '../protocol/index.js';
+import { retryTopicOf } from './commands.js';
 import { type AclUser, type Permission, permits, type ResourceKind } from '../security/acl.js';
 import type { RequestAuthenticator } from '../security/authenticator.js';
 import { type PresentedCredentials, signedOp } from '../security/signature.js';
@@ -58,7 +62,18 @@ export function requirementsOf(request: Request): readonly Requirement[] {
     case 'resetOffsets':
     case 'dlqResend':
       return [{ kind: 'group', name: request.group, anyOf: ['RESET'] }];
+    case 'receive':
+      return [sub('group', request.group), sub('topic', request.topic)];
+    case 'ack':
+    case 'changeInvisibleDuration':
+      return [sub('group', request.group), ...subOnTopics(receiptTopics(request.group, request.op === 'ack' ? request.receipts : [request.receipt]))];
   }
+}
+
+/** The topics receipts name (parsed by the request check already), the group's retry topic left out. */
+function receiptTopics(group: string, receipts: readonly string[]): { topic: string }[] {
+  const topics = receipts.map((receipt) => parseReceipt(receipt)?.topic).filter((topic): topic is string => topic !== undefined);
+  return topics.filter((topic) => topic !== retryTopicOf(group)).map((topic) => ({ topic }));
 }
 
 function forbidden(user: AclUser, op: string, requirement: Requirement): LmqError {

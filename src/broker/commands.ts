@@ -54,7 +54,34 @@ export type BrokerCommand =
    */
   | { kind: 'sendBack'; timestampMs: number; group: string; from: OffsetPosition; target: SendBackTarget; message: ProduceMessage }
   /** Dead letters of `group` re-delivered through `%RETRY%<group>`, once each (retry.ts). */
-  | { kind: 'dlqResend'; timestampMs: number; group: string; entries: ResentDeadLetter[] };
+  | { kind: 'dlqResend'; timestampMs: number; group: string; entries: ResentDeadLetter[] }
+  /**
+   * Simple consumer (simple-consumer.ts): apply chooses up to `max` messages of `topic` and of
+   * `%RETRY%<group>` for the group — expired deliveries first, then new offsets — each
+   * invisible until timestampMs + invisibleDurationMs, their reply within maxReplyBytes. A
+   * delivery past maxDeliveryAttempts is not handed out: the leader read its message and
+   * carries its dead-letter copy in deadLetters, which apply places unless the delivery
+   * changed meanwhile. clientId is the receiver, kept in the log for diagnosis.
+   */
+  | { kind: 'receive'; timestampMs: number; group: string; topic: string; clientId: string; max: number; invisibleDurationMs: number; maxDeliveryAttempts: number; maxReplyBytes: number; deadLetters: ExpiredDeadLetter[] }
+  /** Acks the deliveries the receipts name (those still current). */
+  | { kind: 'ack'; group: string; receipts: DeliveryRef[] }
+  /** The delivery becomes invisible until timestampMs + invisibleDurationMs, under a new tag (this entry's index). */
+  | { kind: 'changeInvisibleDuration'; timestampMs: number; group: string; receipt: DeliveryRef; invisibleDurationMs: number };
+
+/** A simple consumer's delivery of the message at (topic, queueId, offset): tag is the log index that made it. */
+export interface DeliveryRef {
+  topic: string;
+  queueId: number;
+  offset: number;
+  tag: number;
+}
+
+/** An exhausted delivery (as the leader saw it) and its dead-letter copy for `%DLQ%<group>`. */
+export interface ExpiredDeadLetter {
+  delivery: DeliveryRef;
+  message: ProduceMessage;
+}
 
 export interface LockedQueue {
   topic: string;
@@ -148,6 +175,8 @@ export function carriedMessages(command: BrokerCommand): readonly ProduceMessage
       return [command.message];
     case 'dlqResend':
       return command.entries.map((entry) => entry.message);
+    case 'receive':
+      return command.deadLetters.map((deadLetter) => deadLetter.message);
     default:
       return undefined;
   }
@@ -294,6 +323,20 @@ function validateCommand(raw: unknown): BrokerCommand {
       return validateSendBack(raw);
     case 'dlqResend':
       return validateDlqResend(raw);
+    case 'receive':
+      return validateReceive(raw);
+    case 'ack':
+      onlyKeys(raw, ['kind', 'group', 'receipts'], kind);
+      return { kind, group: checkName(raw['group'], 'group'), receipts: checkArray(raw['receipts'], 'receipts', LIMITS.maxReceiptsPerAck).map((r, i) => validateDelivery(r, `receipts[${i}]`)) };
+    case 'changeInvisibleDuration':
+      onlyKeys(raw, ['kind', 'timestampMs', 'group', 'receipt', 'invisibleDurationMs'], kind);
+      return {
+        kind,
+        timestampMs: checkTimestamp(raw),
+        group: checkName(raw['group'], 'group'),
+        receipt: validateDelivery(raw['receipt'], 'receipt'),
+        invisibleDurationMs: checkInteger(raw['invisibleDurationMs'], 'invisibleDurationMs', LIMITS.minInvisibleDurationMs, LIMITS.maxInvisibleDurationMs),
+      };
     default:
       return fail(`unknown kind ${JSON.stringify(kind)?.slice(0, 40) ?? 'undefined'}`);
   }
@@ -386,6 +429,46 @@ function validateDlqResend(raw: Record<string, unknown>): BrokerCommand {
   });
   checkBodyBytes(entries.reduce((sum, entry) => sum + entry.message.body.byteLength, 0));
   return { kind: 'dlqResend', timestampMs: checkTimestamp(raw), group, entries };
+}
+
+function validateReceive(raw: Record<string, unknown>): BrokerCommand {
+  onlyKeys(raw, ['kind', 'timestampMs', 'group', 'topic', 'clientId', 'max', 'invisibleDurationMs', 'maxDeliveryAttempts', 'maxReplyBytes', 'deadLetters'], 'receive');
+  const group = checkName(raw['group'], 'group');
+  const deadLettersRaw = raw['deadLetters'];
+  if (!Array.isArray(deadLettersRaw) || deadLettersRaw.length > LIMITS.maxReceiveMessages) fail(`deadLetters must be an array of at most ${LIMITS.maxReceiveMessages}`);
+  const deadLetters = deadLettersRaw.map((entry: unknown, i): ExpiredDeadLetter => {
+    const what = `deadLetters[${i}]`;
+    if (!isRecord(entry)) fail(`${what} is not a map`);
+    onlyKeys(entry, ['delivery', 'message'], what);
+    const message = validateMessage(entry['message'], `${what}.message`, true);
+    checkCopy(message, dlqTopicOf(group), `${what}.message`);
+    if (message.deadLetter === undefined || message.deliverAtMs !== undefined) fail(`${what}.message is a dead-letter copy: deadLetter and no deliverAtMs`);
+    return { delivery: validateDelivery(entry['delivery'], `${what}.delivery`), message };
+  });
+  checkBodyBytes(deadLetters.reduce((sum, entry) => sum + entry.message.body.byteLength, 0));
+  return {
+    kind: 'receive',
+    timestampMs: checkTimestamp(raw),
+    group,
+    topic: checkName(raw['topic'], 'topic'),
+    clientId: checkText(raw['clientId'], 'clientId', MAX_SCOPED_PRODUCER_ID_LENGTH),
+    max: checkInteger(raw['max'], 'max', 1, LIMITS.maxReceiveMessages),
+    invisibleDurationMs: checkInteger(raw['invisibleDurationMs'], 'invisibleDurationMs', LIMITS.minInvisibleDurationMs, LIMITS.maxInvisibleDurationMs),
+    maxDeliveryAttempts: checkInteger(raw['maxDeliveryAttempts'], 'maxDeliveryAttempts', 1, LIMITS.maxReconsumeTimes + 1),
+    maxReplyBytes: checkInteger(raw['maxReplyBytes'], 'maxReplyBytes', 1, LIMITS.maxReceiveReplyBytes),
+    deadLetters,
+  };
+}
+
+function validateDelivery(raw: unknown, what: string): DeliveryRef {
+  if (!isRecord(raw)) fail(`${what} is not a map`);
+  onlyKeys(raw, ['topic', 'queueId', 'offset', 'tag'], what);
+  return {
+    topic: checkName(raw['topic'], `${what}.topic`),
+    queueId: checkInteger(raw['queueId'], `${what}.queueId`, 0, LIMITS.maxQueuesPerTopic - 1),
+    offset: checkInteger(raw['offset'], `${what}.offset`, 0, Number.MAX_SAFE_INTEGER),
+    tag: checkInteger(raw['tag'], `${what}.tag`, 1, Number.MAX_SAFE_INTEGER),
+  };
 }
 
 /** A retry or dead-letter copy lives in its group's system topic (one queue) and says where it came from. */

@@ -77,14 +77,25 @@ export function sendBackCommand(stored: StoredMessage, request: SendBackRequest,
   const from = { topic: stored.topic, queueId: stored.queueId, offset: stored.offset };
   const common = { timestampMs: nowMs, group: request.group, from };
   if (n > max || request.orderlyAttempts !== undefined) {
-    const deadLetter = { reason: request.reason ?? DEFAULT_REASON, attempts: request.orderlyAttempts ?? n, firstFailureMs, lastFailureMs: nowMs };
-    const message = { ...userFields(stored), topic: dlqTopicOf(request.group), queueId: 0, origin, firstFailureMs, deadLetter };
+    const message = deadLetterCopy(stored, request.group, request.reason ?? DEFAULT_REASON, request.orderlyAttempts ?? n, nowMs);
     return { kind: 'sendBack', ...common, target: 'dlq', message };
   }
   const levelMs = settings.delayLevelsMs[retryLevel(n, settings.delayLevelsMs.length) - 1];
   assert(levelMs !== undefined, 'the retry level exists');
   const message = { ...userFields(stored), topic: retryTopicOf(request.group), queueId: 0, deliverAtMs: nowMs + levelMs, reconsumeTimes: n, origin, firstFailureMs };
   return { kind: 'sendBack', ...common, target: 'retry', message };
+}
+
+/**
+ * The dead-letter copy of `stored` for `%DLQ%<group>` after `attempts` failed deliveries, the
+ * last at nowMs: the original's user fields, its first delivery's origin and first failure.
+ * A sendBack past maxReconsumeTimes and a simple consumer's last expired delivery make it.
+ */
+export function deadLetterCopy(stored: StoredMessage, group: string, reason: string, attempts: number, nowMs: number): ProduceMessage {
+  const origin = stored.origin ?? { msgId: stored.msgId, topic: stored.topic, queueId: stored.queueId, offset: stored.offset };
+  const firstFailureMs = stored.firstFailureMs ?? nowMs;
+  const deadLetter = { reason, attempts, firstFailureMs, lastFailureMs: nowMs };
+  return { ...userFields(stored), topic: dlqTopicOf(group), queueId: 0, origin, firstFailureMs, deadLetter };
 }
 
 /** The dlqResend command for dead letters not yet resent (read at the leader). */

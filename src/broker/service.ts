@@ -6,13 +6,14 @@ import type { QuorumMode } from '../config/config.js';
 import type { RaftNode } from '../node/raft-node.js';
 import { assert } from '../util/assert.js';
 import { LmqError, isLmqError, NOT_SENT } from '../util/errors.js';
-import { LIMITS, type OpName, type ProduceMessageWire, type Request, type RequestOf, type ResponseOf, UNSEQUENCED } from '../protocol/index.js';
+import { formatReceipt, LIMITS, type OpName, parseReceipt, type ProduceMessageWire, type Request, type RequestOf, type ResponseOf, UNSEQUENCED } from '../protocol/index.js';
 import { type BrokerCommand, DLQ_TOPIC_PREFIX, encodeCommand, type ProduceMessage, topicNameProblem } from './commands.js';
 import { isDelayed } from './placement.js';
 import { checkRetryGroup, dlqResendCommand, resolveDeliverAtMs, type RetrySettings, sendBackCommand } from './retry.js';
 import { LeaderSequences } from './leader-sequences.js';
 import type { ApplyResult, BrokerStateMachine } from './state-machine.js';
 import { GroupMembership } from './membership.js';
+import { receiveCommand } from './simple-consumer.js';
 import { parseRequest } from './requests.js';
 import type { LockApplyResult, LockCommand } from './queue-locks.js';
 import type { BrokerAccess } from './access.js';
@@ -54,6 +55,12 @@ export interface RequestContext {
   readonly credentials?: PresentedCredentials;
   /** The client's address ('' when unknown), for the ACL's allowedAddresses. */
   readonly remoteAddress: string;
+}
+
+function parsedReceipt(receipt: string): NonNullable<ReturnType<typeof parseReceipt>> {
+  const ref = parseReceipt(receipt);
+  assert(ref !== undefined, 'the request check parsed every receipt');
+  return ref;
 }
 
 const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => Promise.resolve(), remoteAddress: '' });
@@ -142,7 +149,55 @@ export class BrokerService {
       await this.writeLocks({ kind: 'unlockQueues', group: request.group, clientId, queues: request.queues });
       return { ok: true };
     },
+    // The receiver is scoped to its user under an ACL, as a lock holder is (it is only recorded).
+    receive: (request, context, user) => this.receive(request, context, user === null ? request.clientId : `${user.accessKey}/${request.clientId}`),
+    ack: (request) => this.ack(request),
+    changeInvisibleDuration: (request) => this.changeInvisibleDuration(request),
   };
+
+  // --- simple consumer (src/broker/simple-consumer.ts) -------------------------------------------
+
+  /**
+   * Long polling without a proposal per look: while a receive would find nothing (no expired
+   * delivery, no new offset: a cheap read of the leader's state), it waits for a commit or for
+   * the earliest in-flight message to become visible, up to waitMs; then it proposes once. The
+   * reply budget is reserved before the proposal, so what apply hands out is always answered.
+   */
+  private async receive(request: RequestOf<'receive'>, context: RequestContext, clientId: string): Promise<ResponseOf<'receive'>> {
+    const { group, topic } = request;
+    checkRetryGroup(group);
+    this.topicOrThrow(topic);
+    const ready = () => this.state.receivable(group, topic, Date.now());
+    const deadlineMs = performance.now() + Math.min(request.waitMs, this.options.maxPollWaitMs);
+    while (!ready() && !this.closing && this.waitingPulls.size < this.options.maxWaitingPulls) {
+      const leftMs = deadlineMs - performance.now();
+      if (leftMs <= 0) break;
+      const visibleAtMs = this.state.nextVisibleAtMs(group, topic);
+      await this.waitForMessages(ready, visibleAtMs === undefined ? leftMs : Math.min(leftMs, Math.max(1, visibleAtMs - Date.now())));
+    }
+    if (!ready()) return { messages: [] };
+    await context.reserveReplyBytes(LIMITS.maxReceiveReplyBytes);
+    const result = await this.write(receiveCommand(this.state, { ...request, clientId }, this.options.retry, Date.now()));
+    assert(result?.kind === 'receive', 'a receive command yields a receive result');
+    if ('error' in result) throw new LmqError(result.error, result.message);
+    return { messages: result.received.map(({ delivery, attempt, visibleAtMs, message }) => ({ ...message, receipt: formatReceipt(delivery), deliveryAttempt: attempt, invisibleUntilMs: visibleAtMs })) };
+  }
+
+  /** Not checked against this leader's topics: it may not have applied the receive yet, and apply decides. */
+  private async ack(request: RequestOf<'ack'>): Promise<ResponseOf<'ack'>> {
+    const receipts = request.receipts.map((receipt) => ({ ...parsedReceipt(receipt) }));
+    const result = await this.write({ kind: 'ack', group: request.group, receipts });
+    assert(result?.kind === 'ack' && 'acked' in result, 'an ack command yields an ack result');
+    return { acked: result.acked, expired: result.expired.map((position) => request.receipts[position]!) };
+  }
+
+  private async changeInvisibleDuration(request: RequestOf<'changeInvisibleDuration'>): Promise<ResponseOf<'changeInvisibleDuration'>> {
+    const receipt = parsedReceipt(request.receipt);
+    const result = await this.write({ kind: 'changeInvisibleDuration', timestampMs: Date.now(), group: request.group, receipt: { ...receipt }, invisibleDurationMs: request.invisibleDurationMs });
+    assert(result?.kind === 'changeInvisibleDuration', 'a changeInvisibleDuration command yields its result');
+    if ('error' in result) throw new LmqError(result.error, result.message, { receipt: request.receipt });
+    return { receipt: formatReceipt({ ...receipt, tag: result.tag }), invisibleUntilMs: result.visibleAtMs };
+  }
 
   /** A failed delivery goes back as a retry or dead-letter copy built from the stored message (retry.ts). */
   private async sendBack(request: RequestOf<'sendBack'>): Promise<ResponseOf<'sendBack'>> {

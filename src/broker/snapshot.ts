@@ -8,7 +8,8 @@
 // nothing — duplicates, gaps, missing queues — or skipped some positions), the timer index
 // (delayed messages with their bodies: the produce entry that parked one may be long gone),
 // the sentBack and dlqResent records, and orderly consumers' queue locks with the lock clock
-// (queue-locks.ts). Not in it: consume queues and the key and msgId
+// (queue-locks.ts), and the simple consumer's cursors, in-flight messages, their due index and
+// rotations (simple-consumer.ts). Not in it: consume queues and the key and msgId
 // indexes, which are derived — a restore walks the retained log [retainedFromIndex .. index]
 // forward with running per-queue offsets from each queue's minOffset and stores what applying
 // placed (placement.ts, the same code and the same rule of which messages an entry placed),
@@ -34,6 +35,7 @@ import { LIMITS } from '../protocol/index.js';
 import { carriedMessageProblem, decodeCommand, dlqTopicOf } from './commands.js';
 import { indexBatch, placedItems, queueKey, type RunningQueue } from './placement.js';
 import { LOCK_CLOCK_META, LOCK_KIND, lockedQueueOf, lockRecordProblem } from './queue-locks.js';
+import { CURSOR_KIND, DUE_KIND, INFLIGHT_KIND, ROTATION_KIND, simpleRecordProblem, simpleRelationProblem } from './simple-consumer.js';
 import { RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META } from './retention.js';
 import type { CommittedLogReader } from './state-machine.js';
 import { type BrokerStore, compareKeys, type Key, MAX_KEY_PART, type StoreReadView } from './store.js';
@@ -43,7 +45,7 @@ export const SNAPSHOT_FORMAT_VERSION = 2;
 const FORMAT_NAME = 'ledgermq-broker-state';
 
 /** The kinds of record a snapshot holds, in key order; the rest is derived from the log. */
-export const SNAPSHOT_KINDS = ['dlqResent', 'group', LOCK_KIND, 'meta', 'offset', 'plru', 'producer', 'queue', 'sentBack', 'timer', 'topic', 'unplaced'] as const;
+export const SNAPSHOT_KINDS = ['dlqResent', 'group', LOCK_KIND, 'meta', 'offset', 'plru', CURSOR_KIND, DUE_KIND, INFLIGHT_KIND, ROTATION_KIND, 'producer', 'queue', 'sentBack', 'timer', 'topic', 'unplaced'] as const;
 
 /** Default bound on one chunk's bytes (one record larger than it makes a chunk of its own). */
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
@@ -266,6 +268,11 @@ function recordProblem(key: Key, value: unknown): string | undefined {
       return shape(2, 's') ? producerProblem(value) : 'has a bad key';
     case LOCK_KIND:
       return lockRecordProblem(key, value);
+    case CURSOR_KIND:
+    case DUE_KIND:
+    case INFLIGHT_KIND:
+    case ROTATION_KIND:
+      return simpleRecordProblem(key, value);
     default:
       return `is of a kind a snapshot does not hold`;
   }
@@ -325,6 +332,9 @@ function checkRelations(snapshot: DecodedSnapshot, settings: SnapshotSettings): 
     const nextOffset = queues.get(dlq);
     if (nextOffset === undefined || dlqOffset < minOffsets.get(dlq)! || dlqOffset >= nextOffset) throw corrupt(`resent mark of ${group} at DLQ offset ${dlqOffset} names no stored dead letter`);
   }
+  const ranges = new Map(of('queue').map(({ key, value }) => [queueKey(key[1] as string, key[2] as number), value as [number, number]]));
+  const simple = simpleRelationProblem(snapshot.records.filter(({ key }) => [CURSOR_KIND, DUE_KIND, INFLIGHT_KIND].includes(key[0] as string)), ranges);
+  if (simple !== undefined) throw corrupt(simple);
   for (const { key } of of('unplaced')) {
     const logIndex = key[1] as number;
     if (logIndex < snapshot.retainedFromIndex || logIndex > snapshot.index) throw corrupt(`unplaced mark ${logIndex} is outside the retained log`);

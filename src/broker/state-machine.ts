@@ -31,7 +31,7 @@ import { EntryType, type Entry } from '../raft/types.js';
 import { assert, unreachable } from '../util/assert.js';
 import { isLmqError, LmqError } from '../util/errors.js';
 import { type DeadLetter, LIMITS, UNSEQUENCED } from '../protocol/index.js';
-import { type BrokerCommand, decodeCommand, dlqTopicOf, type DueMessage, type ProduceMessage, type SendBackTarget } from './commands.js';
+import { type BrokerCommand, decodeCommand, type DeliveryRef, dlqTopicOf, type DueMessage, type ProduceMessage, type SendBackTarget } from './commands.js';
 import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
 import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord, type SentBackRecord } from './store.js';
 import { type CommitDurability, guardStateDir, markStateClean } from './state-guard.js';
@@ -39,6 +39,7 @@ import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
 import { indexBatch, isDelayed, type PlacedItem, placedItems, queueKey, type RunningQueue } from './placement.js';
 import { collectGarbage, isRetainedRecord, retainedFromIndex, truncateBelow } from './retention.js';
 import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
+import { applyAck, applyChangeInvisibleDuration, applyReceive, exhaustedDeliveries, nextVisibleAtMs, receivable, resetReceiveCursor, type SimpleApplyResult } from './simple-consumer.js';
 import { type BrokerSnapshot, DEFAULT_SNAPSHOT_CHUNK_BYTES, decodeSnapshot, RESTORING_META, restoreState, snapshotChunks } from './snapshot.js';
 
 export type { BrokerSnapshot } from './snapshot.js';
@@ -111,8 +112,9 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
  * from the log) and refuses a newer one. 2: msgId index per copy, consume queue records carry
  * msgId and keys, unplaced marks (retention and snapshots). 3: timer index, sentBack and
  * dlqResent records, partial unplaced marks, delayed placements (offset null) in producer windows.
+ * 4: simple consumer records (popCursor, popInflight, popDue, popRotation: simple-consumer.ts).
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /**
  * Forgotten messages deleted per apply() call at least (by default), and per message the call
@@ -140,7 +142,8 @@ export type ApplyResult =
   | { kind: 'sendBack'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string }
   /** resent: dead letters re-delivered now (those resent before are skipped). */
   | { kind: 'dlqResend'; resent: number }
-  | LockApplyResult;
+  | LockApplyResult
+  | SimpleApplyResult;
 
 export interface GroupQueueLag {
   topic: string;
@@ -275,6 +278,12 @@ export class BrokerStateMachine {
         return this.applySendBack(command, entry.index);
       case 'dlqResend':
         return this.applyDlqResend(command, entry.index);
+      case 'receive':
+        return this.applyReceive(command, entry.index);
+      case 'ack':
+        return applyAck(this.store, command);
+      case 'changeInvisibleDuration':
+        return applyChangeInvisibleDuration(this.store, command, entry.index);
       default:
         return unreachable(command, 'broker command');
     }
@@ -430,6 +439,8 @@ export class BrokerStateMachine {
       const current = this.store.getOffset(command.group, position.topic, position.queueId);
       const next = command.kind === 'commitOffsets' && current !== undefined ? Math.max(current, clamped) : clamped;
       this.store.putOffset(command.group, position.topic, position.queueId, next);
+      // A simple consumer of the group starts the queue over there too (simple-consumer.ts).
+      if (command.kind === 'resetOffsets') resetReceiveCursor(this.store, command.group, position.topic, position.queueId, next);
       // The sentBack records of what the group finished go (they stay bounded by what is in
       // flight); a reset starts the queue over, so all of its records go.
       const below = command.kind === 'commitOffsets' ? next : Number.MAX_SAFE_INTEGER;
@@ -505,6 +516,29 @@ export class BrokerStateMachine {
     this.place(items, logIndex, command.timestampMs);
     this.markSkipped(logIndex, skipped, command.entries.length);
     return { kind: 'dlqResend', resent: items.length };
+  }
+
+  /**
+   * A simple consumer's receive (simple-consumer.ts chooses); the dead-letter copies of the
+   * exhausted deliveries it accepted are placed in %DLQ%<group>, the others marked skipped.
+   */
+  private applyReceive(command: Extract<BrokerCommand, { kind: 'receive' }>, logIndex: number): ApplyResult {
+    const problem = this.queueProblem(command.topic, 0);
+    if (problem !== undefined) {
+      if (command.deadLetters.length > 0) this.store.markUnplaced(logIndex);
+      return { kind: 'receive', ...problem };
+    }
+    const { result, accepted } = applyReceive(this.store, command, logIndex, (refs) => fetchMessages(this.log, refs));
+    const taken = new Set(accepted);
+    const skipped = command.deadLetters.map((_, position) => position).filter((position) => !taken.has(position));
+    if (accepted.length > 0) {
+      this.ensureSystemTopic(dlqTopicOf(command.group), logIndex);
+      this.store.putGroup(command.group);
+    }
+    if (command.deadLetters.length === 0) return result;
+    this.place(placedItems(command, new Set(skipped)), logIndex, command.timestampMs);
+    this.markSkipped(logIndex, skipped, command.deadLetters.length);
+    return result;
   }
 
   /** A group's %RETRY% or %DLQ% topic (one queue) appears with the first message it holds. */
@@ -647,6 +681,41 @@ export class BrokerStateMachine {
       }
       if (page.length < TIMERS_PER_READ || due.length === maxMessages) return due;
     }
+  }
+
+  /** Whether a simple consumer's receive at nowMs would hand out or dead-letter something (the leader's look before proposing). */
+  receivable(group: string, topic: string, nowMs: number): boolean {
+    this.assertOpen();
+    if (this.store.getTopic(topic) === undefined) throw topicNotFound(topic);
+    return receivable(this.store, group, topic, nowMs);
+  }
+
+  /** When the group's earliest in-flight message of topic becomes visible again (undefined: none in flight). */
+  nextVisibleAtMs(group: string, topic: string): number | undefined {
+    this.assertOpen();
+    return nextVisibleAtMs(this.store, group, topic);
+  }
+
+  /**
+   * Expired deliveries at nowMs that may not be handed out again, with their stored messages
+   * (for their dead-letter copies): at most max, bodies at most maxBytes but for the first.
+   */
+  exhaustedDeliveries(group: string, topic: string, nowMs: number, maxDeliveryAttempts: number, max: number, maxBytes: number): { delivery: DeliveryRef; attempt: number; message: StoredMessage }[] {
+    this.assertOpen();
+    const found = exhaustedDeliveries(this.store, group, topic, nowMs, maxDeliveryAttempts, max);
+    const refs: QueueRef[] = [];
+    let bytes = 0;
+    for (const { topic: t, queueId, offset } of found) {
+      const at = this.consumeQueueAt(t, queueId, offset);
+      if (refs.length > 0 && bytes + at.bodyBytes > maxBytes) break;
+      bytes += at.bodyBytes;
+      refs.push({ topic: t, queueId, offset, at });
+    }
+    const messages = fetchMessages(this.log, refs);
+    return messages.map((message, i) => {
+      const { attempt, ...delivery } = found[i]!;
+      return { delivery, attempt, message };
+    });
   }
 
   /** The group's dead letters from fromOffset (or the DLQ's minOffset), at most max. */

@@ -12,6 +12,7 @@ import { DEFAULT_PUSH_CONSUMER_OPTIONS } from '../client/push-consumer.js';
 import { withClient } from './connect.js';
 import { consumeWithExec } from './consume-exec.js';
 import { consumeOrderly, orderlyCommand } from './consume-orderly.js';
+import { consumeSimple } from './consume-simple.js';
 import { LIMITS } from '../protocol/index.js';
 import { type ConnectOptions, parseIntOption, parseTimeOption, withClusterOptions } from './options.js';
 
@@ -30,6 +31,8 @@ interface ConsumeOptions extends ConnectOptions {
   orderly?: boolean;
   maxReconsumeTimes?: number;
   lockLeaseMs?: number;
+  simple?: boolean;
+  invisibleMs?: number;
 }
 
 /** Bounds of one pull per queue. */
@@ -55,10 +58,34 @@ export function registerConsume(program: Command): void {
     .option('--orderly', 'with --exec: one command per queue at a time, holding the queue\'s lock; a failure suspends the queue and retries the same message')
     .option('--max-reconsume-times <n>', 'with --orderly: suspended deliveries before a message goes to the DLQ (default: no limit)', parseIntOption('--max-reconsume-times', 0, LIMITS.maxReconsumeTimes))
     .option('--lock-lease-ms <ms>', 'with --orderly: lease of a queue lock, renewed every third of it; a consumer killed without releasing holds its queues this long (default 60000)', parseIntOption('--lock-lease-ms', LIMITS.minLockLeaseMs, LIMITS.maxLockLeaseMs))
+    .option('--simple', 'simple consumer (RocketMQ 5 receive/ack): each message is invisible to the group for --invisible-ms once received, and acked after printing (with --exec: when CMD exits 0)')
+    .option('--invisible-ms <ms>', `with --simple: how long a received message stays invisible before it is delivered again (default ${DEFAULT_INVISIBLE_MS})`, parseIntOption('--invisible-ms', LIMITS.minInvisibleDurationMs, LIMITS.maxInvisibleDurationMs))
     .action((options: ConsumeOptions) => runConsume(options));
 }
 
+const DEFAULT_INVISIBLE_MS = 30_000;
+
+/** The simple consumer takes no positions, modes or orderly settings: the broker hands messages out. */
+function runSimple(options: ConsumeOptions): Promise<void> {
+  const refused: [string, boolean][] = [
+    ['--orderly', options.orderly === true], ['--broadcast', options.broadcast === true], ['--concurrency', options.concurrency !== undefined],
+    ['--from last', options.from !== 'first'], ['--from-time', options.fromTime !== undefined],
+    ['--max-reconsume-times', options.maxReconsumeTimes !== undefined], ['--lock-lease-ms', options.lockLeaseMs !== undefined],
+  ];
+  for (const [flag, set] of refused) {
+    if (set) throw new InvalidArgumentError(`${flag} does not apply to --simple (the broker hands out each message not yet acked by the group, from the first offset of a new group)`);
+  }
+  const simple = {
+    topic: options.topic, group: options.group, clientId: consumerIdFor(options), invisibleDurationMs: options.invisibleMs ?? DEFAULT_INVISIBLE_MS,
+    max: options.max, timeoutMs: options.timeout, json: options.json === true, command: options.exec,
+  };
+  if (simple.command !== undefined && simple.json) throw new InvalidArgumentError('--json does not apply to --exec (the command handles each message; its output goes to stderr)');
+  return withClient(options, Math.max(options.timeout, 10_000), (client) => consumeSimple(client, simple));
+}
+
 async function runConsume(options: ConsumeOptions): Promise<void> {
+  if (options.simple) return runSimple(options);
+  if (options.invisibleMs !== undefined) throw new InvalidArgumentError('--invisible-ms needs --simple');
   if (options.orderly) {
     if (options.concurrency !== undefined) throw new InvalidArgumentError('--concurrency does not apply to --orderly (one command per queue at a time)');
     orderlyCommand(options); // bad flags are exit 2 before connecting

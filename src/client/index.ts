@@ -1,6 +1,6 @@
 // The public client API — what `import … from 'ledgermq'` (or 'ledgermq/client') gives: the
 // client with leader discovery and retries, the idempotent batching producer, the pull
-// consumer, the push (concurrent) and orderly consumers, the TCP connector, the protocol's request/response types and limits, and the
+// consumer, the push (concurrent), orderly and simple consumers, the TCP connector, the protocol's request/response types and limits, and the
 // error catalogue. Everything else in the package is internal and may change.
 export { type ClientConnection, type ClientNode, type ClientOptions, type Connector, DEFAULT_CLIENT_OPTIONS, LedgerClient } from './client.js';
 export { type ConsumedMessage, type ConsumerOptions, PullConsumer, type QueueStart, queryStartOffsets, type StartPosition, topicQueues } from './consumer.js';
@@ -25,6 +25,13 @@ export {
   type OrderlyStatus,
 } from './orderly-consumer.js';
 export {
+  DEFAULT_SIMPLE_CONSUMER_OPTIONS,
+  type ReceiveOptions,
+  SimpleConsumer,
+  type SimpleConsumerOptions,
+  type SimpleMessage,
+} from './simple-consumer.js';
+export {
   DEFAULT_PRODUCER_OPTIONS,
   hashKey,
   type OutgoingMessage,
@@ -46,6 +53,7 @@ export {
   type PlacedMessage,
   type QueueOffsets,
   type QueueRange,
+  type ReceivedMessage,
   type Request,
   type RequestOf,
   type ResponseOf,

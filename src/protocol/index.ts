@@ -4,5 +4,6 @@
 // texts. It owns the wire format's shapes, not its framing (src/transport) nor the commit log's
 // format (src/broker/commands.ts) — the two change independently.
 export * from './limits.js';
+export * from './receipts.js';
 export * from './requests.js';
 export * from './responses.js';

@@ -48,6 +48,21 @@ export const LIMITS = Object.freeze({
   /** Bounds on an orderly consumer's queue lock lease (RocketMQ: 60 s, renewed every 20 s). */
   minLockLeaseMs: 1_000,
   maxLockLeaseMs: 300_000,
+  /** Messages one simple-consumer receive hands out at most (RocketMQ 5's receive batch bound). */
+  maxReceiveMessages: 32,
+  /**
+   * Bound on one receive's reply, bodies and metadata as src/broker/simple-consumer.ts counts
+   * them: below the frame and per-connection reply limits (16 MiB), and above what one message
+   * alone can take (a 4 MiB body and its properties), so a chosen message always fits.
+   */
+  maxReceiveReplyBytes: 8 * 1024 * 1024,
+  /** Bounds on a received message's invisible duration (RocketMQ 5 allows up to 12 h). */
+  minInvisibleDurationMs: 1_000,
+  maxInvisibleDurationMs: 12 * 60 * 60 * 1000,
+  /** Receipts one ack names. */
+  maxReceiptsPerAck: 1024,
+  /** Characters of a receipt handle (topic, queue, offset and tag: src/protocol/receipts.ts). */
+  maxReceiptLength: 200,
 });
 
 /** RocketMQ's topic/group character set; `%` allows `%RETRY%group` and `%DLQ%group`. */

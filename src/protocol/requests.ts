@@ -4,6 +4,7 @@
 // on each message before a send shares a request with others (produceMessageProblem).
 import { z } from 'zod';
 import { CONTROL_CHARACTER, isName, isQueueId, isText, LIMITS, NAME_PATTERN, NAME_RULE, RESERVED_PROPERTY_NAME } from './limits.js';
+import { parseReceipt } from './receipts.js';
 
 /** The seq of a one-way send: no deduplication, no order check, no producer state kept. */
 export const UNSEQUENCED = 0;
@@ -54,6 +55,17 @@ const lockedQueues = z
   .array(z.object({ topic: name, queueId }).strict())
   .min(1)
   .max(LIMITS.maxQueuesPerLock, `more than maxQueuesPerLock ${LIMITS.maxQueuesPerLock} queues`);
+
+// Simple consumer (RocketMQ 5 receive / ack / changeInvisibleDuration): see src/broker/simple-consumer.ts.
+const receipt = z
+  .string()
+  .max(LIMITS.maxReceiptLength, `must be at most ${LIMITS.maxReceiptLength} characters long`)
+  .refine((r) => parseReceipt(r) !== undefined, 'is not a receipt handle a receive handed out');
+const invisibleDurationMs = z
+  .number()
+  .int()
+  .min(LIMITS.minInvisibleDurationMs, `must be at least minInvisibleDurationMs ${LIMITS.minInvisibleDurationMs}`)
+  .max(LIMITS.maxInvisibleDurationMs, `must be at most maxInvisibleDurationMs ${LIMITS.maxInvisibleDurationMs} (12 h)`);
 
 export const requestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('status') }).strict(),
@@ -137,6 +149,26 @@ export const requestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('unlockQueues'), group: name, clientId: id, queues: lockedQueues }).strict(),
   /** Re-delivers dead letters not yet resent (the one with msgId, else up to maxDeadLettersPerRequest of them) once, to the group only. */
   z.object({ op: z.literal('dlqResend'), group: name, msgId: id.optional() }).strict(),
+  /**
+   * Simple consumer: up to max messages of topic (and of the group's %RETRY%<group>) that the
+   * group has not acked and that are visible — expired deliveries first, then new ones — each
+   * invisible to the group for invisibleDurationMs. Waits up to waitMs when there are none.
+   */
+  z
+    .object({
+      op: z.literal('receive'),
+      group: name,
+      topic: name,
+      clientId: id,
+      max: z.number().int().min(1).max(LIMITS.maxReceiveMessages, `must be at most maxReceiveMessages ${LIMITS.maxReceiveMessages}`),
+      invisibleDurationMs,
+      waitMs: wholeNumber,
+    })
+    .strict(),
+  /** Acks received messages by their receipts; a receipt of an acked message acks nothing more. */
+  z.object({ op: z.literal('ack'), group: name, receipts: z.array(receipt).min(1).max(LIMITS.maxReceiptsPerAck, `more than maxReceiptsPerAck ${LIMITS.maxReceiptsPerAck} receipts`) }).strict(),
+  /** Makes a received message invisible for invisibleDurationMs from now; answers its new receipt (the old one is stale). */
+  z.object({ op: z.literal('changeInvisibleDuration'), group: name, receipt, invisibleDurationMs }).strict(),
 ]);
 
 export type Request = z.infer<typeof requestSchema>;

@@ -94,6 +94,16 @@ export interface StoredMessage {
   readonly deadLetter?: DeadLetterInfo;
 }
 
+/** A message a simple consumer received: ack it by its receipt before its invisible duration ends. */
+export interface ReceivedMessage extends StoredMessage {
+  /** Names this delivery in ack and changeInvisibleDuration (opaque; src/protocol/receipts.ts). */
+  readonly receipt: string;
+  /** 1 on the first delivery to the group's simple consumers, n on the n-th. */
+  readonly deliveryAttempt: number;
+  /** When it becomes visible again unless acked (the leader's clock, epoch ms). */
+  readonly invisibleUntilMs: number;
+}
+
 /** One dead letter as `dlq list` shows it (CONTRACT.md): topic, queue and offset are the original's. */
 export interface DeadLetter extends DeadLetterInfo {
   readonly msgId: string;
@@ -177,6 +187,11 @@ interface Responses {
   unlockQueues: Ack;
   /** resent: dead letters re-delivered by this request; 0 when none was left to resend. */
   dlqResend: { readonly resent: number };
+  receive: { readonly messages: readonly ReceivedMessage[] };
+  /** acked: receipts now acked (by this request or before); expired: those whose message was delivered again since (not acked). */
+  ack: { readonly acked: number; readonly expired: readonly string[] };
+  /** The delivery's new receipt (the one given is stale now) and when it becomes visible again. */
+  changeInvisibleDuration: { readonly receipt: string; readonly invisibleUntilMs: number };
 }
 
 export type ResponseOf<Op extends OpName> = Responses[Op];

@@ -19,7 +19,8 @@ export type ErrorCode =
   | 'LMQ_OUT_OF_ORDER'
   | 'LMQ_DISK_FULL'
   | 'LMQ_UNAUTHENTICATED'
-  | 'LMQ_FORBIDDEN';
+  | 'LMQ_FORBIDDEN'
+  | 'LMQ_RECEIPT_EXPIRED';
 
 interface ErrorTraits {
   retriable: boolean;
@@ -53,6 +54,10 @@ export const ERROR_TRAITS: Readonly<Record<ErrorCode, ErrorTraits>> = Object.fre
   // the node's ACL (missing, wrong, stale or replayed), or the user lacks the permission.
   LMQ_UNAUTHENTICATED: { retriable: false, indeterminate: false, exitCode: 2 },
   LMQ_FORBIDDEN: { retriable: false, indeterminate: false, exitCode: 2 },
+  // A simple consumer's receipt names a delivery that is over: the message was delivered again
+  // since (its invisible duration ran out, or its duration was changed), or is no longer in
+  // flight. Decided at apply, so the answer is determinate: nothing was changed.
+  LMQ_RECEIPT_EXPIRED: { retriable: false, indeterminate: false, exitCode: 2 },
 });
 
 export class LmqError extends Error {
