@@ -47,6 +47,15 @@ describe('chaos – consumption workloads are valid under kill and pause', () =>
     expect(consumes(events).map((e) => e.value.result)).toContain('SUSPEND');
   }, 120_000);
 
+  it('simple: unacked messages come back one attempt later, stale acks are refused, and those past the limit are dead-lettered', async () => {
+    const events = await run('simple', 15);
+    const received = events.flatMap((e) => (e.f === 'receive' && e.type === 'ok' ? e.value.messages : []));
+    expect(received.some((m) => m.attempt === 1)).toBe(true);
+    expect(received.some((m) => m.attempt > 1)).toBe(true);
+    expect(events.some((e) => e.f === 'ack' && e.type === 'ok')).toBe(true);
+    expect(events.some((e) => e.f === 'dlq' && e.type === 'ok')).toBe(true);
+  }, 120_000);
+
   it('delay: delayed sends are placed after they are due, with their store times in the reads', async () => {
     const events = await run('delay', 13);
     const delayed = events.filter((e) => e.f === 'send' && e.type === 'invoke' && (e.value.delayMs ?? 0) > 0);

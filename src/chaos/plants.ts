@@ -13,6 +13,8 @@ export const PLANTS = {
   'retry-exceeded': { workload: 'retry', anomaly: 'retry-exceeded' },
   /** Retry consumers ask the broker to dead-letter at the first failure. */
   'dlq-early': { workload: 'retry', anomaly: 'dlq-early' },
+  /** Simple consumers record acks as confirmed without sending them. */
+  'ack-lost': { workload: 'simple', anomaly: 'ack-lost' },
   /** Orderly consumers believe every queue lock they ask for is granted. */
   'orderly-overlap': { workload: 'orderly', anomaly: 'orderly-overlap' },
   /** Delayed sends ask for a due time 2 s before the one recorded. */

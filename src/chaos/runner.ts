@@ -21,6 +21,7 @@ import { Nemesis, type NemesisKind, type NemesisTiming } from './nemesis.js';
 import { HistoryRecorder } from './recorder.js';
 import { renderTimeline } from './timeline.js';
 import type { ConsumerChurn } from './consumer-churn.js';
+import { DEFAULT_SIMPLE_SETTINGS, SimpleConsumers } from './simple-workload.js';
 import { DEFAULT_ORDERLY_SETTINGS, orderlyConsumers, orderlySendPauseMs } from './orderly-workload.js';
 import { DEFAULT_RETRY_SETTINGS, readDeadLetters, retryConsumers, retryDelayLevels } from './retry-workload.js';
 import { PLANTS, type PlantKind, plantedDeliverySkewMs } from './plants.js';
@@ -51,9 +52,11 @@ export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
  * fail a share of deliveries and are killed mid-listener (retry-workload.ts), checked for lost
  * retries, retries past the limit and early dead letters; `orderly` keyed sends and orderly
  * consumers that suspend a share of deliveries and are killed mid-listener (orderly-workload.ts),
- * checked for two consumers on one queue at once.
+ * checked for two consumers on one queue at once; `simple` keyed sends and simple consumers
+ * (receive, ack) that leave a share unacked and are killed mid-batch (simple-workload.ts),
+ * checked for acked messages received again, lost ones and attempts past the limit.
  */
-export const CHAOS_WORKLOADS = ['queue', 'delay', 'retry', 'orderly'] as const;
+export const CHAOS_WORKLOADS = ['queue', 'delay', 'retry', 'orderly', 'simple'] as const;
 export type ChaosWorkloadKind = (typeof CHAOS_WORKLOADS)[number];
 /** The delay workload's longest delay: a few nemesis rounds long, so faults hit messages waiting. */
 export const delayWorkloadMaxMs = 5_000;
@@ -131,6 +134,9 @@ export interface ChaosResult {
   readonly lossExplained: string | null;
 }
 
+/** A workload's consumers of one group: started before the faults, quiesced and stopped after. */
+type ConsumerGroup = Pick<ConsumerChurn, 'start' | 'quiesce' | 'stop'>;
+
 /** How long the healed cluster gets to elect a leader before the drains are tried anyway. */
 const healedLeaderWaitMs = 30_000;
 /** How long freshly started nodes get to answer status. */
@@ -155,7 +161,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let cluster: LocalCluster;
   try {
     const delay = kind === 'retry' ? { delay: { levels: retryDelayLevels } } : {};
-    cluster = await LocalCluster.create({ flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum, ...retentionConfig(options.retentionMaxBytes), ...delay }, { storage });
+    const consumer = kind === 'simple' ? { consumer: { maxReconsumeTimes: DEFAULT_SIMPLE_SETTINGS.maxReconsumeTimes } } : {};
+    cluster = await LocalCluster.create({ flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum, ...retentionConfig(options.retentionMaxBytes), ...delay, ...consumer }, { storage });
   } catch (error) {
     await network.close();
     throw error;
@@ -184,12 +191,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const nemesis = new Nemesis(cluster, network, recorder, rng.fork(), options.nemeses, { ...DEFAULT_NEMESIS_TIMING, ...options.timing }, () => liveWatch.leader, log);
     let stopping = false;
     const context: WorkloadContext = { settings, recorder, newClient, stopped: () => stopping || options.signal?.aborted === true };
-    const churn: ConsumerChurn | null =
+    const churn: ConsumerGroup | null =
       kind === 'retry'
         ? retryConsumers(context, DEFAULT_RETRY_SETTINGS, rng.fork(), log, options.plant)
         : kind === 'orderly'
           ? orderlyConsumers(context, DEFAULT_ORDERLY_SETTINGS, rng.fork(), log, options.plant)
-          : null;
+          : kind === 'simple'
+            ? new SimpleConsumers(context, DEFAULT_SIMPLE_SETTINGS, rng.fork(), log, options.plant)
+            : null;
     await churn?.start();
     await runWorkloadUnderFaults(options, context, nemesis, rng, churn === null, () => (stopping = true));
     throwIfAborted(options.signal);
@@ -200,7 +209,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       await churn.stop();
     }
     await drainAll(settings, recorder, newClient, log, options.signal);
-    if (kind === 'retry' && !(await readDeadLetters(context, DEFAULT_RETRY_SETTINGS.group, settings.drainAttemptsMax))) log('the dead-letter queue could not be read');
+    const dlqGroup = kind === 'retry' ? DEFAULT_RETRY_SETTINGS.group : kind === 'simple' ? DEFAULT_SIMPLE_SETTINGS.group : null;
+    if (dlqGroup !== null && !(await readDeadLetters(context, dlqGroup, settings.drainAttemptsMax))) log('the dead-letter queue could not be read');
     return { ...finish(options, recorder, settings, crashedNodes), nodePids: cluster.startedPids };
   } finally {
     watch?.stop();
