@@ -27,6 +27,22 @@ describe('raft core – leader election', () => {
     expect(c.core('n2').indexes()).toEqual({ commitIndex: 1, persistedIndex: 1, allMatchIndex: 0 });
   });
 
+  it('a new leader answers for earlier commits only once it has applied an entry of its own term', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.propose('n1', 'a');
+    c.stabilize();
+    c.isolated.add('n1');
+    c.expireLeases('n2', 'n3');
+    c.tick('n2', ELECTION_TICKS);
+    for (let round = 0; round < 20 && c.core('n2').status().role !== 'leader'; round++) c.runRounds(1);
+    expect(c.core('n2').status().role).toBe('leader');
+    expect(c.core('n2').leaderHasAppliedOwnTerm()).toBe(false); // its no-op is not yet committed and applied
+    c.stabilize();
+    expect(c.core('n2').leaderHasAppliedOwnTerm()).toBe(true);
+    expect(c.core('n3').leaderHasAppliedOwnTerm()).toBe(false); // a follower never answers so
+  });
+
   it('persists term and vote before the vote is granted', () => {
     const c = new TestCluster(IDS);
     c.tick('n1', ELECTION_TICKS);

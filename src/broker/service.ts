@@ -281,6 +281,11 @@ export class BrokerService {
     if (role !== 'leader') {
       throw new LmqError('LMQ_NOT_LEADER', `node ${id} is not the leader${leader ? `; the leader is ${leader}` : ''}`, { leader });
     }
+    // A new leader answers from its state only once that state holds what earlier leaders
+    // committed — else it could say a topic it has yet to apply does not exist.
+    if (!(await this.node.waitUntilLeaderCaughtUp(this.options.leaderWaitMs))) {
+      throw new LmqError('LMQ_UNAVAILABLE', `node ${id} leads but has not yet applied what earlier leaders committed; retry`, NOT_SENT);
+    }
   }
 
   private topicOrThrow(topic: string): { queues: number } {

@@ -249,6 +249,11 @@ export class NodeDriver<R> {
     return this.core.status();
   }
 
+  /** See RaftCore.leaderHasAppliedOwnTerm: whether a leader's state answers for every earlier commit. */
+  leaderHasAppliedOwnTerm(): boolean {
+    return this.core.leaderHasAppliedOwnTerm();
+  }
+
   summary(): { role: Role; term: number; leader: NodeId | null } {
     return this.core.summary();
   }

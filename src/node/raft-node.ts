@@ -289,6 +289,28 @@ export class RaftNode<R> {
     });
   }
 
+  /**
+   * Resolves once this node leads with a state that reflects every earlier commit (it applied an
+   * entry of its own term), or after timeoutMs; returns whether it does.
+   */
+  async waitUntilLeaderCaughtUp(timeoutMs: number): Promise<boolean> {
+    if (this.driver.leaderHasAppliedOwnTerm()) return true;
+    const deadline = performance.now() + timeoutMs;
+    while (!this.stopped && this.driver.summary().role === 'leader' && performance.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(finish, Math.max(1, deadline - performance.now()));
+        const unsubscribe = this.onApplied(finish);
+        function finish(): void {
+          clearTimeout(timer);
+          unsubscribe();
+          resolve();
+        }
+      });
+      if (this.driver.leaderHasAppliedOwnTerm()) return true;
+    }
+    return this.driver.leaderHasAppliedOwnTerm();
+  }
+
   /** Ends every waitForLeader() now: a leader is known, or (shutdown) nobody should wait for one. */
   releaseLeaderWaiters(): void {
     for (const wake of [...this.leaderWaiters]) wake();

@@ -1022,6 +1022,16 @@ export class RaftCore {
     return { role: this.role, term: this.term, leader: this.leader };
   }
 
+  /**
+   * A leader whose applied state reflects every entry committed before its term: it has applied
+   * an entry of its own term (its term's first entry follows all earlier ones). Until then its
+   * state may lag what earlier leaders committed (a new leader learns the commit index only by
+   * committing in its term), so answers read from that state could be stale.
+   */
+  leaderHasAppliedOwnTerm(): boolean {
+    return this.role === 'leader' && this.log.term(this.log.applied) === this.term;
+  }
+
   /** Term of the entry at index in this node's log (undefined past the end), for the node's proposal tracking. */
   termAt(index: number): number | undefined {
     return this.log.term(index);
