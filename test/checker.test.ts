@@ -340,7 +340,7 @@ describe('checker – a malformed history is an error naming the line', () => {
     ['a completion without invoke', [sendOk(0, Q, 'a', 0)], /^history:1: ok send by process 0 has no invoke before it$/],
     ['two invokes by one process', [inv, sendInvoke(0, Q, 'b')], /^history:2: process 0 invokes send while its send from line 1 has not completed/],
     ['an unknown type', [{ ...inv, type: 'done' }], /^history:1: type must be one of invoke, ok, fail, info, not "done"$/],
-    ['an unknown f', [{ ...inv, f: 'write' }], /^history:1: f must be one of send, poll, drain, consume, dlq, leader, receive, ack, not "write"$/],
+    ['an unknown f', [{ ...inv, f: 'write' }], /^history:1: f must be one of send, poll, drain, consume, dlq, leader, receive, ack, txsend, txend, not "write"$/],
     ['a missing process', [{ type: 'invoke', f: 'send', value: { queue: Q, body: 'a' }, time: 0 }], /^history:1: process must be a non-negative integer/],
     ['a string offset', [inv, { ...sendOk(0, Q, 'a', 0), value: { queue: Q, body: 'a', offset: '0' } }], /^history:2: value.offset must be a non-negative integer, not "0"$/],
     ['an ok send without offset', [inv, { ...sendOk(0, Q, 'a', 0), value: { queue: Q, body: 'a' } }], /^history:2: an ok send must name value.offset/],

@@ -124,8 +124,11 @@ export function findUnexpected(index: HistoryIndex): AnomalyResult {
   const findings = new Findings();
   for (const [body, locations] of index.bodyLocations) {
     const send = index.sends.get(body);
+    const inTransaction = index.transactions.bodies.get(body);
     for (const location of locations) {
       if (send !== undefined && send.queue === location.queue && send.invoke.line < location.read.line) continue;
+      // A transaction's message: when it may show is tx-visible-early's to judge.
+      if (inTransaction !== undefined && inTransaction.queue === location.queue) continue;
       const why =
         send === undefined ? 'no send ever invoked it' : send.queue !== location.queue ? `it was sent to ${send.queue}` : `its send was invoked later, at line ${send.invoke.line}`;
       findings.add(() => ({

@@ -8,7 +8,7 @@ import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 
 export type OperationType = 'invoke' | 'ok' | 'fail' | 'info';
-export type OperationF = 'send' | 'poll' | 'drain' | 'consume' | 'dlq' | 'leader' | 'receive' | 'ack';
+export type OperationF = 'send' | 'poll' | 'drain' | 'consume' | 'dlq' | 'leader' | 'receive' | 'ack' | 'txsend' | 'txend';
 export type CompletionType = Exclude<OperationType, 'invoke'>;
 
 /** One message as a read returned it. Offsets are per queue. */
@@ -213,6 +213,50 @@ export interface AckCompletion extends EventBase {
   value: AckValue;
 }
 
+/** One message of a transaction: the queue it is for and its unique body. */
+export interface TxMessage {
+  queue: string;
+  body: string;
+}
+/**
+ * A producer stores a transaction's half messages (invisible until committed); ok: every one
+ * is stored. A transaction's id is unique in the history.
+ */
+export interface TxSendValue {
+  txId: string;
+  messages: TxMessage[];
+}
+export interface TxSendInvoke extends EventBase {
+  type: 'invoke';
+  f: 'txsend';
+  value: TxSendValue;
+}
+export interface TxSendCompletion extends EventBase {
+  type: CompletionType;
+  f: 'txsend';
+  value: TxSendValue;
+}
+/**
+ * A transaction's end asked of the broker: by its producer, or (`by: "check"`) by a responder
+ * answering the broker's check-back. ok: the broker acknowledged that end; since a
+ * transaction ends once, an ok end names how it ended.
+ */
+export interface TxEndValue {
+  txId: string;
+  end: 'commit' | 'rollback';
+  by: 'producer' | 'check';
+}
+export interface TxEndInvoke extends EventBase {
+  type: 'invoke';
+  f: 'txend';
+  value: TxEndValue;
+}
+export interface TxEndCompletion extends EventBase {
+  type: CompletionType;
+  f: 'txend';
+  value: TxEndValue;
+}
+
 /** One line of a history. */
 export type HistoryEvent =
   | SendInvoke
@@ -235,7 +279,11 @@ export type HistoryEvent =
   | ReceiveOk
   | ReceiveFailOrInfo
   | AckInvoke
-  | AckCompletion;
+  | AckCompletion
+  | TxSendInvoke
+  | TxSendCompletion
+  | TxEndInvoke
+  | TxEndCompletion;
 
 /** Where an event came from, for error messages: `source:line`. */
 export interface EventPosition {
@@ -252,7 +300,7 @@ export function badHistory(at: EventPosition, what: string): LmqError {
 }
 
 const operationTypes: ReadonlySet<string> = new Set<OperationType>(['invoke', 'ok', 'fail', 'info']);
-const operationFs: ReadonlySet<string> = new Set<OperationF>(['send', 'poll', 'drain', 'consume', 'dlq', 'leader', 'receive', 'ack']);
+const operationFs: ReadonlySet<string> = new Set<OperationF>(['send', 'poll', 'drain', 'consume', 'dlq', 'leader', 'receive', 'ack', 'txsend', 'txend']);
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -433,6 +481,28 @@ function parseAck(type: OperationType, process: number, time: number, value: Rec
   return { type, process, f: 'ack', value: acked, time };
 }
 
+function parseTxSend(type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {
+  const txId = requireString(value['txId'], 'value.txId', at);
+  const raw = value['messages'];
+  if (!Array.isArray(raw) || raw.length === 0) throw badHistory(at, 'value.messages of a txsend must be a non-empty array');
+  const messages = raw.map((message: unknown, i): TxMessage => {
+    if (!isRecord(message)) throw badHistory(at, `value.messages[${i}] must be an object, not ${describe(message)}`);
+    return { queue: requireQueue(message, at), body: requireString(message['body'], `value.messages[${i}].body`, at) };
+  });
+  if (type === 'invoke') return { type, process, f: 'txsend', value: { txId, messages }, time };
+  return { type, process, f: 'txsend', value: { txId, messages }, time };
+}
+
+function parseTxEnd(type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {
+  const txId = requireString(value['txId'], 'value.txId', at);
+  const end = value['end'];
+  if (end !== 'commit' && end !== 'rollback') throw badHistory(at, `value.end must be commit or rollback, not ${JSON.stringify(end) ?? 'missing'}`);
+  const by = value['by'];
+  if (by !== 'producer' && by !== 'check') throw badHistory(at, `value.by must be producer or check, not ${JSON.stringify(by) ?? 'missing'}`);
+  if (type === 'invoke') return { type, process, f: 'txend', value: { txId, end, by }, time };
+  return { type, process, f: 'txend', value: { txId, end, by }, time };
+}
+
 type EventParser = (type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition) => HistoryEvent;
 
 const parsers: Readonly<Record<OperationF, EventParser>> = {
@@ -444,6 +514,8 @@ const parsers: Readonly<Record<OperationF, EventParser>> = {
   leader: parseLeader,
   receive: parseReceive,
   ack: parseAck,
+  txsend: parseTxSend,
+  txend: parseTxEnd,
 };
 
 /**

@@ -16,6 +16,7 @@ export type {
   ReadMessage,
   ReadOk,
   ReceivedMessage,
+  TxMessage,
   SendFailOrInfo,
   SendInvoke,
   SendOk,
@@ -25,6 +26,6 @@ export type { OpRef } from './pairing.js';
 export type { AnomalyExample } from './findings.js';
 export { examplesPerAnomalyMax } from './findings.js';
 export { deliveryClockToleranceMs, lateDeliveryBoundMs } from './consumption.js';
-export { anomalyKinds, consumptionAnomalyKinds, queueAnomalyKinds, formatReport, type AnomalyKind, type CheckReport, type Verdict } from './report.js';
+export { anomalyKinds, consumptionAnomalyKinds, queueAnomalyKinds, transactionAnomalyKinds, formatReport, type AnomalyKind, type CheckReport, type Verdict } from './report.js';
 export type { HistoryStats } from './indexes.js';
 export { HistoryChecker, checkHistory, checkHistoryFile } from './checker.js';

@@ -7,6 +7,7 @@ import { assert } from '../util/assert.js';
 import type { ReadMessage } from './history.js';
 import type { CompletedOperation, OpRef, PendingOperation } from './pairing.js';
 import { type ConsumptionIndex, ConsumptionIndexBuilder } from './consumption.js';
+import { type TransactionIndex, TransactionIndexBuilder } from './transactions.js';
 
 export interface SendRecord {
   body: string;
@@ -96,6 +97,8 @@ export interface HistoryIndex {
   queues: Set<string>;
   /** Deliveries to listeners, dead letters, leader samples, first reads (consumption.ts). */
   consumption: ConsumptionIndex;
+  /** Transactions' half messages and ends (transactions.ts). */
+  transactions: TransactionIndex;
   stats: HistoryStats;
 }
 
@@ -113,6 +116,7 @@ function readQueue(operation: CompletedOperation): string {
 
 export class IndexBuilder {
   private readonly consumption = new ConsumptionIndexBuilder();
+  private readonly transactions = new TransactionIndexBuilder();
   private readonly index: HistoryIndex = {
     sends: new Map(),
     bodyLocations: new Map(),
@@ -123,6 +127,7 @@ export class IndexBuilder {
     ackedOffsetClaims: new Map(),
     queues: new Set(),
     consumption: this.consumption.index,
+    transactions: this.transactions.index,
     stats: { events: 0, sends: 0, acked: 0, failed: 0, info: 0, incomplete: 0, polls: 0, drains: 0, messagesRead: 0, queues: 0 },
   };
   /** `${process} ${queue}` → where that process's polls of that queue have reached. */
@@ -134,6 +139,7 @@ export class IndexBuilder {
     const event = operation.invokeEvent;
     // Leader samples name no queue; a simple consumer's acks judge deliveries, not the queues' logs.
     if (event.f === 'leader' || event.f === 'receive' || event.f === 'ack') return;
+    if (event.f === 'txsend' || event.f === 'txend') return this.transactions.invoked(operation);
     this.index.queues.add(event.value.queue);
     if (event.f !== 'send') return;
     assert(!this.index.sends.has(event.value.body), 'pairing rejects a body sent twice');
@@ -155,6 +161,7 @@ export class IndexBuilder {
     const event = operation.invokeEvent;
     if (event.f === 'send') return this.completeSend(operation, event.value.body);
     if (event.f === 'consume' || event.f === 'dlq' || event.f === 'leader' || event.f === 'receive' || event.f === 'ack') return this.consumption.completed(operation);
+    if (event.f === 'txsend' || event.f === 'txend') return this.transactions.completed(operation);
     if (event.f === 'poll') this.index.stats.polls += 1;
     if (operation.outcome !== 'ok') return;
     const completion = operation.completionEvent;

@@ -34,7 +34,7 @@ export type PairedStep = { kind: 'invoke'; operation: PendingOperation } | { kin
 
 /** The queue an operation names; leader samples and receives name none. */
 function queueOf(event: HistoryEvent): string | undefined {
-  return event.f === 'leader' || event.f === 'receive' ? undefined : event.value.queue;
+  return event.f === 'leader' || event.f === 'receive' || event.f === 'txsend' || event.f === 'txend' ? undefined : event.value.queue;
 }
 
 function refOf(event: HistoryEvent, at: EventPosition): OpRef {
@@ -47,6 +47,8 @@ export class OperationPairer {
   private readonly endedByInfo = new Map<number, number>();
   /** Every body ever invoked by a send, with its line: bodies must be unique per send. */
   private readonly sentBodies = new Map<string, number>();
+  /** Every transaction a txsend began, with its line. */
+  private readonly transactions = new Map<string, number>();
   private lastTime = 0;
   private lastLine = 0;
   private events = 0;
@@ -82,6 +84,16 @@ export class OperationPairer {
       if (sentLine !== undefined) throw badHistory(at, `body ${JSON.stringify(event.value.body)} was already sent at line ${sentLine}; bodies must be unique per send`);
       this.sentBodies.set(event.value.body, at.line);
     }
+    if (event.f === 'txsend') {
+      if (this.transactions.has(event.value.txId)) throw badHistory(at, `transaction ${JSON.stringify(event.value.txId)} was already sent at line ${this.transactions.get(event.value.txId)}; a txsend begins a new transaction`);
+      this.transactions.set(event.value.txId, at.line);
+      for (const { body } of event.value.messages) {
+        const sentLine = this.sentBodies.get(body);
+        if (sentLine !== undefined) throw badHistory(at, `body ${JSON.stringify(body)} was already sent at line ${sentLine}; bodies must be unique per send`);
+        this.sentBodies.set(body, at.line);
+      }
+    }
+    if (event.f === 'txend' && !this.transactions.has(event.value.txId)) throw badHistory(at, `txend names transaction ${JSON.stringify(event.value.txId)}, which no earlier txsend began`);
     const operation: PendingOperation = { invokeEvent: event, invoke: refOf(event, at) };
     this.pendingByProcess.set(event.process, operation);
     return { kind: 'invoke', operation };
@@ -97,6 +109,9 @@ export class OperationPairer {
     }
     if ((invoked.f === 'send' || invoked.f === 'consume') && (event.f === 'send' || event.f === 'consume') && invoked.value.body !== event.value.body) {
       throw badHistory(at, `${event.type} names body ${JSON.stringify(event.value.body)} but its invoke at line ${pending.invoke.line} named ${JSON.stringify(invoked.value.body)}`);
+    }
+    if ((invoked.f === 'txsend' || invoked.f === 'txend') && (event.f === 'txsend' || event.f === 'txend') && invoked.value.txId !== event.value.txId) {
+      throw badHistory(at, `${event.type} names transaction ${JSON.stringify(event.value.txId)} but its invoke at line ${pending.invoke.line} named ${JSON.stringify(invoked.value.txId)}`);
     }
     if (invoked.f === 'consume' && event.f === 'consume' && (invoked.value.offset !== event.value.offset || invoked.value.reconsumeTimes !== event.value.reconsumeTimes)) {
       throw badHistory(at, `${event.type} consume names another offset or reconsumeTimes than its invoke at line ${pending.invoke.line}`);

@@ -14,6 +14,7 @@ import {
   type AnomalyExample,
   type AnomalyResult,
 } from './anomalies.js';
+import { findTxCommittedLost, findTxPartial, findTxRolledBackVisible, findTxVisibleEarly } from './transactions.js';
 import { findAckLost, findDlqEarly, findEarlyDeliveries, findLateDeliveries, findLostRetries, findOrderlyOverlaps, findRetryExceeded } from './consumption.js';
 import type { HistoryIndex, HistoryStats } from './indexes.js';
 
@@ -31,7 +32,9 @@ export const queueAnomalyKinds = [
 ] as const;
 /** Anomalies of consumption (consumption.ts): retries, dead letters, orderly consumption, delayed delivery. */
 export const consumptionAnomalyKinds = ['lost-retry', 'retry-exceeded', 'dlq-early', 'ack-lost', 'orderly-overlap', 'early-delivery', 'late-delivery'] as const;
-export const anomalyKinds = [...queueAnomalyKinds, ...consumptionAnomalyKinds] as const;
+/** Transactions' anomalies (transactions.ts). */
+export const transactionAnomalyKinds = ['tx-committed-lost', 'tx-rolled-back-visible', 'tx-partial', 'tx-visible-early'] as const;
+export const anomalyKinds = [...queueAnomalyKinds, ...consumptionAnomalyKinds, ...transactionAnomalyKinds] as const;
 export type AnomalyKind = (typeof anomalyKinds)[number];
 
 /** Every kind but `lost` and `lost-retry`, which buildReport runs itself for their tallies. */
@@ -50,6 +53,10 @@ const anomalyFinders: Readonly<Record<Exclude<AnomalyKind, 'lost' | 'lost-retry'
   'orderly-overlap': findOrderlyOverlaps,
   'early-delivery': findEarlyDeliveries,
   'late-delivery': findLateDeliveries,
+  'tx-committed-lost': findTxCommittedLost,
+  'tx-rolled-back-visible': findTxRolledBackVisible,
+  'tx-partial': findTxPartial,
+  'tx-visible-early': findTxVisibleEarly,
 };
 
 /**
