@@ -11,6 +11,9 @@
 //   lockQueues, unlockQueues             SUB on the group and SUB on each topic
 //   dlqList                              SUB or RESET on the group
 //   dlqResend                            RESET on the group (it re-delivers to the group)
+//   txHalf                               PUB on each topic written
+//   txEnd, txChecks, txList              PUB on each topic of the transaction (checked on the
+//                                        stored transaction: the request names none)
 //   createTopic                          admin
 //   status, topics, route, groups        any authenticated user
 // Every refusal is LMQ_UNAUTHENTICATED or LMQ_FORBIDDEN naming the user, the resource and the
@@ -58,6 +61,12 @@ export function requirementsOf(request: Request): readonly Requirement[] {
     case 'resetOffsets':
     case 'dlqResend':
       return [{ kind: 'group', name: request.group, anyOf: ['RESET'] }];
+    case 'txHalf':
+      return [...new Set(request.messages.map((m) => m.topic))].map((topic) => ({ kind: 'topic', name: topic, anyOf: ['PUB'] }));
+    case 'txEnd':
+    case 'txChecks':
+    case 'txList':
+      return [];
   }
 }
 
@@ -93,5 +102,10 @@ export class BrokerAccess {
    */
   mayRead(user: AclUser, topic: string): boolean {
     return permits(user, 'topic', topic, 'SUB');
+  }
+
+  /** For transactions, whose topics are known only once found (txEnd, txChecks, txList): PUB on it. */
+  mayPublish(user: AclUser, topic: string): boolean {
+    return permits(user, 'topic', topic, 'PUB');
   }
 }

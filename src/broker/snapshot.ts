@@ -7,8 +7,9 @@
 // eviction order, the unplaced marks (entries at or above retainedFromIndex that placed
 // nothing — duplicates, gaps, missing queues — or skipped some positions), the timer index
 // (delayed messages with their bodies: the produce entry that parked one may be long gone),
-// the sentBack and dlqResent records, and orderly consumers' queue locks with the lock clock
-// (queue-locks.ts). Not in it: consume queues and the key and msgId
+// the sentBack and dlqResent records, orderly consumers' queue locks with the lock clock
+// (queue-locks.ts), and transactions — half messages with their bodies, check counts, remembered
+// ends (transactions.ts). Not in it: consume queues and the key and msgId
 // indexes, which are derived — a restore walks the retained log [retainedFromIndex .. index]
 // forward with running per-queue offsets from each queue's minOffset and stores what applying
 // placed (placement.ts, the same code and the same rule of which messages an entry placed),
@@ -35,15 +36,19 @@ import { carriedMessageProblem, decodeCommand, dlqTopicOf } from './commands.js'
 import { indexBatch, placedItems, queueKey, type RunningQueue } from './placement.js';
 import { LOCK_CLOCK_META, LOCK_KIND, lockedQueueOf, lockRecordProblem } from './queue-locks.js';
 import { RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META } from './retention.js';
+import { TX_DUE_KIND, TX_END_ORDER_KIND, TX_ENDED_COUNT_META, TX_ENDED_KIND, TX_KIND, TX_MESSAGE_KIND, TX_OPEN_COUNT_META, txRecordProblem, txRelationProblem } from './transactions.js';
 import type { CommittedLogReader } from './state-machine.js';
 import { type BrokerStore, compareKeys, type Key, MAX_KEY_PART, type StoreReadView } from './store.js';
 
-/** 2: timer, sentBack and dlqResent records; partial unplaced marks; delayed placements. */
-export const SNAPSHOT_FORMAT_VERSION = 2;
+/** 2: timer, sentBack and dlqResent records; partial unplaced marks; delayed placements. 3: transactions. */
+export const SNAPSHOT_FORMAT_VERSION = 3;
 const FORMAT_NAME = 'ledgermq-broker-state';
 
 /** The kinds of record a snapshot holds, in key order; the rest is derived from the log. */
-export const SNAPSHOT_KINDS = ['dlqResent', 'group', LOCK_KIND, 'meta', 'offset', 'plru', 'producer', 'queue', 'sentBack', 'timer', 'topic', 'unplaced'] as const;
+export const SNAPSHOT_KINDS = [
+  'dlqResent', 'group', LOCK_KIND, 'meta', 'offset', 'plru', 'producer', 'queue', 'sentBack', 'timer', 'topic',
+  TX_KIND, TX_DUE_KIND, TX_END_ORDER_KIND, TX_ENDED_KIND, TX_MESSAGE_KIND, 'unplaced',
+] as const;
 
 /** Default bound on one chunk's bytes (one record larger than it makes a chunk of its own). */
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
@@ -60,7 +65,7 @@ const RECORDS_PER_CLOCK_CHECK = 64;
 /** Meta records a snapshot may hold; the meta name marking a restore in progress is not one. */
 const SNAPSHOT_META = new Set([
   'appliedIndex', 'schemaVersion', 'maxProducers', 'dedupWindowPerProducer', 'lastStoreTimestampMs', 'producerCount',
-  RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META, LOCK_CLOCK_META,
+  RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META, LOCK_CLOCK_META, TX_OPEN_COUNT_META, TX_ENDED_COUNT_META,
 ]);
 export const RESTORING_META = 'restoringIndex';
 
@@ -266,6 +271,12 @@ function recordProblem(key: Key, value: unknown): string | undefined {
       return shape(2, 's') ? producerProblem(value) : 'has a bad key';
     case LOCK_KIND:
       return lockRecordProblem(key, value);
+    case TX_KIND:
+    case TX_MESSAGE_KIND:
+    case TX_DUE_KIND:
+    case TX_ENDED_KIND:
+    case TX_END_ORDER_KIND:
+      return txRecordProblem(key, value);
     default:
       return `is of a kind a snapshot does not hold`;
   }
@@ -325,6 +336,8 @@ function checkRelations(snapshot: DecodedSnapshot, settings: SnapshotSettings): 
     const nextOffset = queues.get(dlq);
     if (nextOffset === undefined || dlqOffset < minOffsets.get(dlq)! || dlqOffset >= nextOffset) throw corrupt(`resent mark of ${group} at DLQ offset ${dlqOffset} names no stored dead letter`);
   }
+  const txProblem = txRelationProblem(of, new Set(queues.keys()), meta, snapshot.index);
+  if (txProblem !== undefined) throw corrupt(txProblem);
   for (const { key } of of('unplaced')) {
     const logIndex = key[1] as number;
     if (logIndex < snapshot.retainedFromIndex || logIndex > snapshot.index) throw corrupt(`unplaced mark ${logIndex} is outside the retained log`);

@@ -30,7 +30,7 @@ import type { Logger } from 'pino';
 import { EntryType, type Entry } from '../raft/types.js';
 import { assert, unreachable } from '../util/assert.js';
 import { isLmqError, LmqError } from '../util/errors.js';
-import { type DeadLetter, LIMITS, UNSEQUENCED } from '../protocol/index.js';
+import { type DeadLetter, LIMITS, type TxSummary, UNSEQUENCED } from '../protocol/index.js';
 import { type BrokerCommand, decodeCommand, dlqTopicOf, type DueMessage, type ProduceMessage, type SendBackTarget } from './commands.js';
 import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
 import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord, type SentBackRecord } from './store.js';
@@ -39,6 +39,7 @@ import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
 import { indexBatch, isDelayed, type PlacedItem, placedItems, queueKey, type RunningQueue } from './placement.js';
 import { collectGarbage, isRetainedRecord, retainedFromIndex, truncateBelow } from './retention.js';
 import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
+import { applyTxChecked, applyTxEnd, applyTxHalf, dueTransactions, type EndedTransaction, endedTransaction, listTransactions, type OpenTransaction, openTransaction, type TxApplyResult } from './transactions.js';
 import { type BrokerSnapshot, DEFAULT_SNAPSHOT_CHUNK_BYTES, decodeSnapshot, RESTORING_META, restoreState, snapshotChunks } from './snapshot.js';
 
 export type { BrokerSnapshot } from './snapshot.js';
@@ -95,6 +96,8 @@ export const STATE_MACHINE_LIMITS = Object.freeze({
   dlqResentCountMax: 1_000_000,
   /** Dead letters looked at per dlqResend (for ones not yet resent). */
   dlqScanMax: 100_000,
+  /** Open transactions a txList answers with. */
+  transactionsListMax: 10_000,
 });
 
 /** Timer records read per range call while collecting due messages (bodies come with them). */
@@ -111,8 +114,9 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
  * from the log) and refuses a newer one. 2: msgId index per copy, consume queue records carry
  * msgId and keys, unplaced marks (retention and snapshots). 3: timer index, sentBack and
  * dlqResent records, partial unplaced marks, delayed placements (offset null) in producer windows.
+ * 4: transactions (half messages, check counts, remembered ends; transactions.ts).
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /**
  * Forgotten messages deleted per apply() call at least (by default), and per message the call
@@ -140,7 +144,8 @@ export type ApplyResult =
   | { kind: 'sendBack'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string }
   /** resent: dead letters re-delivered now (those resent before are skipped). */
   | { kind: 'dlqResend'; resent: number }
-  | LockApplyResult;
+  | LockApplyResult
+  | TxApplyResult;
 
 export interface GroupQueueLag {
   topic: string;
@@ -275,6 +280,12 @@ export class BrokerStateMachine {
         return this.applySendBack(command, entry.index);
       case 'dlqResend':
         return this.applyDlqResend(command, entry.index);
+      case 'txHalf':
+        return applyTxHalf(this.store, command, entry.index, (topic, queueId) => this.queueProblem(topic, queueId));
+      case 'txEnd':
+        return this.applyTxEnd(command, entry.index);
+      case 'txChecked':
+        return applyTxChecked(this.store, command);
       default:
         return unreachable(command, 'broker command');
     }
@@ -507,6 +518,20 @@ export class BrokerStateMachine {
     return { kind: 'dlqResend', resent: items.length };
   }
 
+  /**
+   * A transaction's end (transactions.ts): a commit places its messages at this entry. An end
+   * that carried messages and placed none (a repeat, stale, unknown) is marked unplaced, so a
+   * rebuild from the log (snapshot.ts) skips it too.
+   */
+  private applyTxEnd(command: Extract<BrokerCommand, { kind: 'txEnd' }>, logIndex: number): ApplyResult {
+    const result = applyTxEnd(this.store, command, logIndex, (items) => {
+      for (const { message } of items) assert(this.queueProblem(message.topic, message.queueId) === undefined, 'a half message waits for a queue that exists');
+      return this.place(items, logIndex, command.timestampMs);
+    });
+    if (command.messages.length > 0 && !('placed' in result && result.placed.length > 0)) this.store.markUnplaced(logIndex);
+    return result;
+  }
+
   /** A group's %RETRY% or %DLQ% topic (one queue) appears with the first message it holds. */
   private ensureSystemTopic(topic: string, logIndex: number): void {
     if (this.store.getTopic(topic) !== undefined) return;
@@ -647,6 +672,31 @@ export class BrokerStateMachine {
       }
       if (page.length < TIMERS_PER_READ || due.length === maxMessages) return due;
     }
+  }
+
+  /** The open transaction txId with its half messages, or undefined (never begun, or ended). */
+  openTransaction(txId: string): OpenTransaction | undefined {
+    this.assertOpen();
+    return openTransaction(this.store, txId);
+  }
+
+  /** How transaction txId ended, while the broker remembers it (transactions.ts). */
+  transactionOutcome(txId: string): EndedTransaction | undefined {
+    this.assertOpen();
+    return endedTransaction(this.store, txId);
+  }
+
+  /** Open transactions due for a check-back at nowMs, in due order: what the leader's check service works on. */
+  dueTransactions(nowMs: number, max: number): TxSummary[] {
+    this.assertOpen();
+    checkArgument(nowMs, 'nowMs', 0, Number.MAX_SAFE_INTEGER);
+    return dueTransactions(this.store, nowMs, max);
+  }
+
+  /** Open transactions, oldest first, at most STATE_MACHINE_LIMITS.transactionsListMax. */
+  transactions(): TxSummary[] {
+    this.assertOpen();
+    return listTransactions(this.store, STATE_MACHINE_LIMITS.transactionsListMax);
   }
 
   /** The group's dead letters from fromOffset (or the DLQ's minOffset), at most max. */

@@ -48,6 +48,10 @@ export const LIMITS = Object.freeze({
   /** Bounds on an orderly consumer's queue lock lease (RocketMQ: 60 s, renewed every 20 s). */
   minLockLeaseMs: 1_000,
   maxLockLeaseMs: 300_000,
+  /** The most check-backs a cluster may configure per transaction (`transaction.maxChecks`). */
+  maxTransactionChecks: 1000,
+  /** Transactions one txChecks poll answers with at most. */
+  maxTxChecksPerPoll: 64,
 });
 
 /** RocketMQ's topic/group character set; `%` allows `%RETRY%group` and `%DLQ%group`. */

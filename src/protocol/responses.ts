@@ -147,6 +147,41 @@ export interface Ack {
   readonly ok: true;
 }
 
+/** A transaction's end: commit places its messages (in the order they were sent), rollback discards them. */
+export type TxOutcome = 'commit' | 'rollback';
+
+/** One open transaction as txList answers it. */
+export interface TxSummary {
+  readonly txId: string;
+  readonly producerGroup: string;
+  readonly producerId: string;
+  /** The topics its half messages are for, in first-sent order. */
+  readonly topics: readonly string[];
+  readonly messages: number;
+  /** The leader's time when its first half message was stored (epoch ms). */
+  readonly storedAtMs: number;
+  /** Check-backs made so far (each counts whether or not a producer answered). */
+  readonly checks: number;
+  /** When the next check-back is due (epoch ms, the leaders' clocks); past maxChecks, the rollback. */
+  readonly nextCheckAtMs: number;
+}
+
+/** A half message as a check-back shows it. */
+export interface HalfMessage {
+  readonly msgId: string;
+  readonly topic: string;
+  readonly queueId: number;
+  readonly body: Uint8Array;
+  readonly tag?: string;
+  readonly keys?: readonly string[];
+  readonly properties?: Readonly<Record<string, string>>;
+}
+
+/** A check-back: the producer group's checker answers whether transaction txId committed locally. */
+export interface TxCheck extends TxSummary {
+  readonly halfMessages: readonly HalfMessage[];
+}
+
 interface Responses {
   status: NodeStatus;
   topics: { readonly topics: readonly (TopicInfo & { readonly queueOffsets: readonly QueueOffsetRange[] })[] };
@@ -177,6 +212,13 @@ interface Responses {
   unlockQueues: Ack;
   /** resent: dead letters re-delivered by this request; 0 when none was left to resend. */
   dlqResend: { readonly resent: number };
+  /** messages: the transaction's half messages now; duplicate: these were stored before (a retry). */
+  txHalf: { readonly txId: string; readonly messages: number; readonly duplicate: boolean };
+  /** outcome: the transaction's one end (the first one applied); placed: a commit's messages, as produce answers them. */
+  txEnd: { readonly outcome: TxOutcome; readonly duplicate: boolean; readonly placed: readonly PlacedMessage[] };
+  /** Open transactions of the group due for a check-back ([] when none came within waitMs). */
+  txChecks: { readonly checks: readonly TxCheck[] };
+  txList: { readonly transactions: readonly TxSummary[] };
 }
 
 export type ResponseOf<Op extends OpName> = Responses[Op];

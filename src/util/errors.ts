@@ -19,7 +19,8 @@ export type ErrorCode =
   | 'LMQ_OUT_OF_ORDER'
   | 'LMQ_DISK_FULL'
   | 'LMQ_UNAUTHENTICATED'
-  | 'LMQ_FORBIDDEN';
+  | 'LMQ_FORBIDDEN'
+  | 'LMQ_TX_ENDED';
 
 interface ErrorTraits {
   retriable: boolean;
@@ -53,6 +54,9 @@ export const ERROR_TRAITS: Readonly<Record<ErrorCode, ErrorTraits>> = Object.fre
   // the node's ACL (missing, wrong, stale or replayed), or the user lacks the permission.
   LMQ_UNAUTHENTICATED: { retriable: false, indeterminate: false, exitCode: 2 },
   LMQ_FORBIDDEN: { retriable: false, indeterminate: false, exitCode: 2 },
+  // A transaction's end came too late: it had already ended the other way (a check-back answer
+  // or the leader's rollback after transaction.maxChecks was applied first). Decided, final.
+  LMQ_TX_ENDED: { retriable: false, indeterminate: false, exitCode: 1 },
 });
 
 export class LmqError extends Error {
