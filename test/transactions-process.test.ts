@@ -1,6 +1,3 @@
-import { execFile } from 'node:child_process';
-import { resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
 import type { LedgerClient } from '../src/client/client.js';
@@ -15,8 +12,6 @@ import { readWholeQueue, runCli } from './process-helpers.js';
 // the leader rolls it back after transaction.maxChecks; and the CLI's produce --transaction,
 // txcheck and tx list do what CONTRACT.md says.
 
-const run = promisify(execFile);
-const BIN = resolve(import.meta.dirname, '../bin/ledgermq');
 const TX = { checkAfterMs: 1_000, checkIntervalMs: 1_000, maxChecks: 6 };
 
 let cluster: LocalCluster;
@@ -42,17 +37,7 @@ async function restartKilled(): Promise<void> {
   await cluster.leader();
 }
 
-async function cli(args: string[], input?: string): Promise<{ stdout: string; stderr: string; code: number }> {
-  const child = run(process.execPath, [BIN, ...args, '--config', cluster.configPath], { timeout: 60_000 });
-  child.child.stdin!.end(input ?? '');
-  try {
-    const { stdout, stderr } = await child;
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
-}
+const cli = (args: string[], input?: string) => runCli(cluster.configPath, args, 60_000, input ?? '');
 
 const jsonLines = (text: string) => text.trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
 
@@ -171,6 +156,6 @@ describe('transactions – a real cluster', () => {
       expect(refused.code, args.join(' ')).toBe(2);
       expect(refused.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
     }
-    expect((await runCli(cluster.configPath, ['tx', 'list', '--json'])).stdout).toBe('');
+    expect((await cli(['tx', 'list', '--json'])).stdout).toBe('');
   });
 });
