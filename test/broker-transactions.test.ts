@@ -193,3 +193,24 @@ describe('broker transactions – apply', () => {
     expect(b.stateDigest()).toBe(a.stateDigest());
   });
 });
+
+describe('broker transactions – command codec', () => {
+  it('round-trips the three commands and refuses malformed ones', async () => {
+    const { decodeCommand, encodeCommand } = await import('../src/broker/commands.js');
+    const commands: BrokerCommand[] = [
+      half('tx1', [message('a'), message('b', { tag: 'T', properties: { p: '1' } })]),
+      { kind: 'txEnd', timestampMs: 5, txId: 'tx1', outcome: 'commit', source: 'check', messages: [message('a')] },
+      { kind: 'txEnd', timestampMs: 5, txId: 'tx1', outcome: 'rollback', source: 'maxChecks', messages: [] },
+      { kind: 'txChecked', timestampMs: 5, checks: [{ txId: 'tx1', checks: 2, nextCheckAtMs: 99 }] },
+    ];
+    for (const command of commands) expect(decodeCommand(encodeCommand(command))).toEqual(command);
+    const refused: [BrokerCommand, RegExp][] = [
+      [{ kind: 'txEnd', timestampMs: 5, txId: 'tx1', outcome: 'rollback', source: 'producer', messages: [message('a')] }, /messages must hold 0 to 0|a rollback carries no messages/],
+      [{ kind: 'txEnd', timestampMs: 5, txId: 'tx1', outcome: 'commit', source: 'producer', messages: [] }, /messages must hold 1 to 1024/],
+      [half('tx1', [message('late', { deliverAtMs: 10 })]), /never delayed/],
+      [{ kind: 'txChecked', timestampMs: 5, checks: [{ txId: 'tx1', checks: 0, nextCheckAtMs: 9 }] }, /checks\[0\]\.checks must be from 1/],
+      [{ ...half('tx1', [message('a')]), producerGroup: 'bad group' } as BrokerCommand, /producerGroup "bad group" may only use/],
+    ];
+    for (const [command, problem] of refused) expect(() => encodeCommand(command)).toThrow(problem);
+  });
+});

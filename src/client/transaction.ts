@@ -32,8 +32,12 @@ export interface TransactionProducerOptions {
   readonly transactionChecker?: TransactionChecker;
   /** How long one check-back poll is held at the leader (the broker caps it at 30 s). */
   readonly checkPollWaitMs: number;
-  /** Failures of the check-back loop (a poll, an end); they are retried, never thrown. */
-  readonly onError?: (error: unknown) => void;
+  /**
+   * Failures of the check-back loop, never thrown: a poll's (retried), or with `check` a
+   * checker's throw (answered UNKNOWN) or the failed end of that check (its outcome is the
+   * error's: indeterminate or not; the next check asks again).
+   */
+  readonly onError?: (error: unknown, check?: TxCheck) => void;
   /** After each answered check-back: the checker's answer and how the transaction ended (null: left open). */
   readonly onCheck?: (check: TxCheck, state: TransactionState, outcome: TxOutcome | null) => void;
 }
@@ -135,7 +139,7 @@ export class TransactionProducer {
     try {
       state = await checker(check);
     } catch (error) {
-      this.options.onError?.(error);
+      this.options.onError?.(error, check);
       state = 'UNKNOWN';
     }
     if (state === 'UNKNOWN') {
@@ -147,7 +151,7 @@ export class TransactionProducer {
       const reply = await this.client.call({ op: 'txEnd', producerGroup: this.options.producerGroup, txId: check.txId, outcome, source: 'check' }, this.options.timeoutMs);
       this.options.onCheck?.(check, state, reply.outcome);
     } catch (error) {
-      this.options.onError?.(error);
+      this.options.onError?.(error, check);
     }
   }
 
@@ -173,6 +177,8 @@ export class Transaction {
   private readonly sent: SentHalf[] = [];
   private ended: TransactionEnd | null = null;
   private roundRobin = 0;
+  /** Numbers the msgIds; never reused, though a refused send leaves `sent`. */
+  private sends = 0;
 
   constructor(
     private readonly client: LedgerClient,
@@ -193,7 +199,7 @@ export class Transaction {
     const queues = await this.queueCount(topic);
     const queueId = selector === 'byKey' ? hashKey(message.key!) % queues : this.roundRobin++ % queues;
     const wire: ProduceMessageWire = {
-      msgId: `${this.txId}.${this.sent.length}`, topic, queueId, body: message.body,
+      msgId: `${this.txId}.${this.sends}`, topic, queueId, body: message.body,
       ...(message.tag ? { tag: message.tag } : {}),
       ...(message.key ? { keys: [message.key] } : {}),
       ...(message.properties ? { properties: message.properties } : {}),
@@ -201,8 +207,15 @@ export class Transaction {
     const problem = produceMessageProblem(wire);
     if (problem !== undefined) throw new LmqError('LMQ_BAD_INPUT', `message for topic "${topic.slice(0, 200)}" cannot be sent: ${problem}`);
     const half: SentHalf = { wire, stored: false };
+    this.sends++;
     this.sent.push(half);
-    await this.storeHalf(half);
+    try {
+      await this.storeHalf(half);
+    } catch (error) {
+      // Refused for sure: it is not part of the transaction. Unknown: commit sends it again.
+      if (isLmqError(error) && !error.indeterminate) this.sent.splice(this.sent.indexOf(half), 1);
+      throw error;
+    }
     return { txId: this.txId, msgId: wire.msgId, topic, queueId };
   }
 
