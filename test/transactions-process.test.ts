@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
 import type { LedgerClient } from '../src/client/client.js';
-import { TransactionProducer } from '../src/client/transaction.js';
+import { type Transaction, TransactionProducer } from '../src/client/transaction.js';
+import { isLmqError } from '../src/util/errors.js';
+import { prng } from './broker-helpers.js';
 import type { TxCheck, TxSummary } from '../src/protocol/index.js';
 import { until } from '../src/util/until.js';
 import { readWholeQueue, runCli } from './process-helpers.js';
@@ -21,7 +23,7 @@ beforeAll(async () => {
   cluster.startAll();
   await cluster.leader();
   client = cluster.client();
-  for (const topic of ['orders', 'payments', 'cli-tx']) await client.call({ op: 'createTopic', topic, queues: 2 });
+  for (const topic of ['orders', 'payments', 'cli-tx', 'stress']) await client.call({ op: 'createTopic', topic, queues: 2 });
 });
 afterAll(async () => {
   client.close();
@@ -157,5 +159,91 @@ describe('transactions – a real cluster', () => {
       expect(refused.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
     }
     expect((await cli(['tx', 'list', '--json'])).stdout).toBe('');
+  });
+
+  it('under leader kills, with producers that commit, roll back or die and a responder for the dead: a commit is all its messages in one entry, a rollback none, nothing is visible before its commit', async () => {
+    interface Tracked { ok: string[]; maybe: string[]; outcome: 'commit' | 'rollback' | 'unknown' | null; commitInvokedMs: number | null; byCheck: boolean }
+    const txs = new Map<string, Tracked>();
+    const firstSeenMs = new Map<string, number>();
+    const random = prng(16);
+    const stopAtMs = performance.now() + 8_000;
+    const track = (txId: string) => txs.get(txId) ?? txs.set(txId, { ok: [], maybe: [], outcome: null, commitInvokedMs: null, byCheck: false }).get(txId)!;
+    const learn = (t: Tracked, run: () => Promise<unknown>, outcome: 'commit' | 'rollback') =>
+      run().then(
+        () => void (t.outcome = outcome),
+        (error: unknown) => void (t.outcome = isLmqError(error, 'LMQ_TX_ENDED') ? (error.details['outcome'] as 'commit' | 'rollback') : 'unknown'),
+      );
+    // Dead producers' transactions: committed when their id's last digit is even.
+    const responder = new TransactionProducer(client, {
+      producerGroup: 'stress', checkPollWaitMs: 1_000,
+      transactionChecker: (check) => {
+        const commit = Number(check.txId.at(-1)) % 2 === 0;
+        if (commit) track(check.txId).commitInvokedMs ??= performance.now();
+        return commit ? 'COMMIT' : 'ROLLBACK';
+      },
+      onCheck: (check, _state, outcome) => Object.assign(track(check.txId), { outcome, byCheck: true }),
+    });
+    responder.start();
+    const producerLoop = async () => {
+      const producer = new TransactionProducer(client, { producerGroup: 'stress', timeoutMs: 15_000 });
+      while (performance.now() < stopAtMs) {
+        const tx: Transaction = producer.beginTransaction();
+        const t = track(tx.txId);
+        let sendsOk = true;
+        for (let i = 0; i < 1 + Math.floor(random() * 3) && sendsOk; i++) {
+          const body = `${tx.txId}/${i}`;
+          sendsOk = await tx.send('stress', { body: Buffer.from(body) }).then(() => t.ok.push(body) > 0, () => t.maybe.push(body) < 0);
+        }
+        const fate = random();
+        if (!sendsOk || fate < 0.25) continue; // dies: the responder decides
+        if (fate < 0.75) {
+          t.commitInvokedMs ??= performance.now();
+          await learn(t, () => tx.commit(), 'commit');
+        } else await learn(t, () => tx.rollback(), 'rollback');
+      }
+    };
+    const poller = async () => {
+      while (performance.now() < stopAtMs + 2_000) {
+        const seen = await bodiesOf('stress').catch(() => []);
+        const nowMs = performance.now();
+        for (const body of seen) if (!firstSeenMs.has(body)) firstSeenMs.set(body, nowMs);
+        await new Promise((done) => setTimeout(done, 100));
+      }
+    };
+    const nemesis = async () => {
+      for (const atMs of [2_000, 5_000]) {
+        await new Promise((done) => setTimeout(done, Math.max(0, stopAtMs - 8_000 + atMs - performance.now())));
+        const leader = await cluster.leader();
+        await cluster.kill(leader.id);
+        await cluster.leader([leader.id]);
+        cluster.start(leader.id);
+      }
+    };
+    await Promise.all([producerLoop(), producerLoop(), producerLoop(), poller(), nemesis()]);
+    await until('every transaction ended', async () => ((await client.call({ op: 'txList' })).transactions.length === 0 ? true : null), 40_000, 200);
+    await responder.stop();
+    await restartKilled();
+
+    const drained = await Promise.all([0, 1].map((q) => readWholeQueue(client, 'stress', q)));
+    const stored = drained.flat().map((m) => ({ body: Buffer.from(m.body).toString(), logIndex: m.logIndex }));
+    expect(new Set(stored.map((m) => m.body)).size).toBe(stored.length);
+    const byBody = new Map(stored.map((m) => [m.body, m.logIndex]));
+    const seen = { commit: 0, rollback: 0, byCheck: 0 };
+    for (const [txId, t] of txs) {
+      const present = [...t.ok, ...t.maybe].filter((body) => byBody.has(body));
+      // All or none: every acknowledged half send, in one commit entry.
+      if (present.length > 0) {
+        expect(t.ok.every((body) => byBody.has(body)), txId).toBe(true);
+        expect(new Set(present.map((body) => byBody.get(body))).size, txId).toBe(1);
+        for (const body of present) expect(firstSeenMs.get(body) ?? Infinity, `${body} seen before its commit`).toBeGreaterThanOrEqual(t.commitInvokedMs ?? Infinity);
+      }
+      if (t.outcome === 'commit') expect(present.length, txId).toBeGreaterThan(0);
+      if (t.outcome === 'rollback') expect(present, txId).toEqual([]);
+      if (t.outcome === 'commit' || t.outcome === 'rollback') seen[t.outcome]++;
+      if (t.byCheck) seen.byCheck++;
+    }
+    expect(seen.commit).toBeGreaterThan(0);
+    expect(seen.rollback).toBeGreaterThan(0);
+    expect(seen.byCheck).toBeGreaterThan(0);
   });
 });
