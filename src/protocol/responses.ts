@@ -166,16 +166,8 @@ export interface TxSummary {
   readonly nextCheckAtMs: number;
 }
 
-/** A half message as a check-back shows it. */
-export interface HalfMessage {
-  readonly msgId: string;
-  readonly topic: string;
-  readonly queueId: number;
-  readonly body: Uint8Array;
-  readonly tag?: string;
-  readonly keys?: readonly string[];
-  readonly properties?: Readonly<Record<string, string>>;
-}
+/** A half message as a check-back shows it: a message's own fields, no place in a queue yet. */
+export type HalfMessage = Pick<StoredMessage, 'msgId' | 'topic' | 'queueId' | 'body' | 'tag' | 'keys' | 'properties'>;
 
 /** A check-back: the producer group's checker answers whether transaction txId committed locally. */
 export interface TxCheck extends TxSummary {
