@@ -7,7 +7,7 @@ import { readSnapshotHeader, SNAPSHOT_FORMAT_VERSION } from '../src/broker/snaps
 import { BrokerStore } from '../src/broker/store.js';
 import { LmqError } from '../src/util/errors.js';
 import { bytes, dumpState, MemoryLog, payloadOf, RetainedLog, tempDir } from './broker-helpers.js';
-import { DEDUP_WINDOW, KEYS, MAX_PRODUCERS, op, opWithDelays, TOPICS, toCommands } from './broker-workload.js';
+import { DEDUP_WINDOW, KEYS, MAX_PRODUCERS, op, opWithDelays, opWithTransactions, TOPICS, toCommands } from './broker-workload.js';
 
 // The oracle for snapshots: a machine restored from a snapshot at index S and the retained log
 // [retainedFromIndex .. S] must be indistinguishable from the machine that applied every entry
@@ -25,12 +25,12 @@ function observe(machine: BrokerStateMachine, msgIds: readonly string[]): unknow
     const m = machine.lookupByMsgId(id);
     return m === undefined ? null : [m.topic, m.queueId, m.offset, m.logIndex];
   });
-  return { state: dumpState(machine, keys), times, byMsgId, retainedFromIndex: machine.retainedFromIndex() };
+  return { state: dumpState(machine, keys), times, byMsgId, retainedFromIndex: machine.retainedFromIndex(), transactions: machine.transactions() };
 }
 
 function msgIdsOf(commands: readonly (BrokerCommand | null)[]): string[] {
   // Delayed, retry and dead-letter copies are looked up by msgId too, once placed.
-  const carried = commands.flatMap((c) => (c?.kind === 'deliverDue' ? c.messages.map((m) => m.message.msgId) : c?.kind === 'sendBack' ? [c.message.msgId] : c?.kind === 'dlqResend' ? c.entries.map((e) => e.message.msgId) : []));
+  const carried = commands.flatMap((c) => (c?.kind === 'deliverDue' ? c.messages.map((m) => m.message.msgId) : c?.kind === 'sendBack' ? [c.message.msgId] : c?.kind === 'dlqResend' ? c.entries.map((e) => e.message.msgId) : c?.kind === 'txEnd' ? c.messages.map((m) => m.msgId) : []));
   return [...new Set([...producedMsgIds(commands), ...carried])];
 }
 
@@ -107,6 +107,10 @@ describe('broker snapshots – oracle', () => {
 
   it('… with delayed messages, deliverDue (repeated and partial), sendBack and dlqResend in the log', async () => {
     await fc.assert(restoreProperty(fc.array(opWithDelays, { minLength: 10, maxLength: 60 })), { numRuns: 40 });
+  });
+
+  it('… with transactions: half sends (repeated, refused), commits (stale too), rollbacks, repeated ends and check counts', async () => {
+    await fc.assert(restoreProperty(fc.array(opWithTransactions, { minLength: 10, maxLength: 60 })), { numRuns: 40 });
   });
 });
 

@@ -63,6 +63,49 @@ const delayOp = fc.oneof(
 export const opWithDelays = fc.oneof({ weight: 3, arbitrary: op }, { weight: 2, arbitrary: delayOp });
 export type DelayOp = typeof opWithDelays extends fc.Arbitrary<infer T> ? T : never;
 
+// Transactions: half sends to a few transaction slots (some repeated, some to queues that do not
+// exist), ends that commit what the slot sent (or roll back; stale when a half was refused or
+// a repeat of an end), and check counts. A slot begins a new transaction after an end.
+const txOp = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ t: fc.constant('txHalf' as const), slot: fc.nat(2), repeat: fc.boolean(), timestampMs: fc.nat(100), messages: fc.array(messageOp, { minLength: 1, maxLength: 2 }) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('txEnd' as const), slot: fc.nat(2), commit: fc.boolean(), again: fc.boolean(), timestampMs: fc.nat(150) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('txChecked' as const), slot: fc.nat(2), checks: fc.oneof({ weight: 3, arbitrary: fc.constant(1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 3 }) }), at: fc.nat(200) }) },
+);
+export const opWithTransactions = fc.oneof({ weight: 3, arbitrary: op }, { weight: 2, arbitrary: txOp });
+type TxOp = Extract<typeof txOp extends fc.Arbitrary<infer T> ? T : never, { t: string }>;
+
+/** Per slot: its transaction's id and what was sent in it (the last half send, for repeats). */
+interface TxSlot {
+  generation: number;
+  sent: ProduceMessage[];
+  last: BrokerCommand | null;
+  ended: BrokerCommand | null;
+}
+
+function txCommand(o: TxOp, logIndex: number, slots: TxSlot[]): BrokerCommand | null {
+  const slot = (slots[o.slot] ??= { generation: 0, sent: [], last: null, ended: null });
+  const txId = `x${o.slot}.${slot.generation}`;
+  switch (o.t) {
+    case 'txHalf': {
+      if (o.repeat && slot.last !== null) return slot.last;
+      const messages = o.messages.map((m, j): ProduceMessage => ({ msgId: `${txId}-${logIndex}-${j}`, topic: TOPICS[m.topic]!, queueId: m.queueId, body: Uint8Array.of(logIndex % 256, j), ...(m.key === null ? {} : { keys: [KEYS[m.key]!] }) }));
+      slot.sent.push(...messages);
+      slot.last = { kind: 'txHalf', timestampMs: o.timestampMs, producerGroup: 'pg', producerId: 'tp', txId, checkAtMs: o.timestampMs + 50, messages };
+      return slot.last;
+    }
+    case 'txEnd': {
+      if (o.again && slot.ended !== null) return slot.ended;
+      const messages = o.commit ? [...slot.sent] : [];
+      if (o.commit && messages.length === 0) return null;
+      const end: BrokerCommand = { kind: 'txEnd', timestampMs: o.timestampMs, txId, outcome: o.commit ? 'commit' : 'rollback', source: 'producer', messages };
+      Object.assign(slot, { generation: slot.generation + 1, sent: [], last: null, ended: end });
+      return end;
+    }
+    case 'txChecked':
+      return { kind: 'txChecked', timestampMs: o.at, checks: [{ txId, checks: o.checks, nextCheckAtMs: o.at + 60 }] };
+  }
+}
+
 /** Timers the log's entries may have parked, as toCommands tracks them. */
 type Parked = DueMessage[];
 
@@ -98,7 +141,8 @@ function delayCommand(o: Exclude<DelayOp, Op>, logIndex: number, parked: Parked,
 }
 
 /** Turns ops into commands like clients would send them: in-order seqs, retries of old sends, gaps. */
-export function toCommands(ops: readonly (Op | DelayOp)[]): (BrokerCommand | null)[] {
+export function toCommands(ops: readonly (Op | DelayOp | TxOp)[]): (BrokerCommand | null)[] {
+  const slots: TxSlot[] = [];
   const sentMax = new Map<string, number>();
   const sent = new Map<string, BrokerCommand>();
   const parked: Parked = [];
@@ -113,6 +157,7 @@ export function toCommands(ops: readonly (Op | DelayOp)[]): (BrokerCommand | nul
   };
   return [...start, ...ops.map((o, i): BrokerCommand | null => {
     if (o.t === 'delayed' || o.t === 'deliver' || o.t === 'sendBack' || o.t === 'resend') return delayCommand(o, start.length + i + 1, parked, nextSeq);
+    if (o.t === 'txHalf' || o.t === 'txEnd' || o.t === 'txChecked') return txCommand(o, start.length + i + 1, slots);
     if (o.t === 'noop') return null;
     if (o.t === 'truncate') return { kind: 'truncateLog', firstIndex: Math.max(1, start.length + i + 1 - o.back) };
     if (o.t === 'create') return { kind: 'createTopic', topic: TOPICS[o.topic]!, queues: o.queues };

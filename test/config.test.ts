@@ -386,3 +386,18 @@ describe('config – delay levels and consumer retries', () => {
     expect(existsSync(join(dir, 'data'))).toBe(false);
   });
 });
+
+describe('config – transaction check-back', () => {
+  it('fills RocketMQ\'s defaults (6 s, 60 s, 15 checks) and takes short values', () => {
+    expect(parseConfig(valid, 't').transaction).toEqual({ checkAfterMs: 6000, checkIntervalMs: 60_000, maxChecks: 15 });
+    expect(parseConfig({ ...valid, transaction: { checkAfterMs: 100, checkIntervalMs: 250, maxChecks: 1 } }, 't').transaction).toEqual({ checkAfterMs: 100, checkIntervalMs: 250, maxChecks: 1 });
+  });
+
+  it('names a bad transaction key or value', () => {
+    expect(messageOf({ ...valid, transaction: { maxChecks: 0 } })).toMatch(/transaction\.maxChecks is 0/);
+    expect(messageOf({ ...valid, transaction: { maxChecks: 1001 } })).toMatch(/transaction\.maxChecks/);
+    expect(messageOf({ ...valid, transaction: { checkAfterMs: 10 } })).toMatch(/transaction\.checkAfterMs is 10/);
+    expect(messageOf({ ...valid, transaction: { checkIntervalMs: '1s' } })).toMatch(/transaction\.checkIntervalMs/);
+    expect(messageOf({ ...valid, transaction: { checkEveryMs: 5 } })).toMatch(/transaction.*checkEveryMs/);
+  });
+});

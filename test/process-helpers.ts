@@ -9,10 +9,15 @@ import type { StoredMessage } from '../src/protocol/index.js';
 const run = promisify(execFile);
 const BIN = resolve(import.meta.dirname, '../bin/ledgermq');
 
-/** Runs `ledgermq ARGS --config configPath` (killed after timeoutMs); resolves with stdout, stderr and the exit code. */
-export async function runCli(configPath: string, args: readonly string[], timeoutMs = 60_000): Promise<{ stdout: string; stderr: string; code: number }> {
+/**
+ * Runs `ledgermq ARGS --config configPath` (killed after timeoutMs), with `input` on its stdin
+ * when given; resolves with stdout, stderr and the exit code.
+ */
+export async function runCli(configPath: string, args: readonly string[], timeoutMs = 60_000, input?: string): Promise<{ stdout: string; stderr: string; code: number }> {
+  const child = run(process.execPath, [BIN, ...args, '--config', configPath], { timeout: timeoutMs });
+  if (input !== undefined) child.child.stdin!.end(input);
   try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args, '--config', configPath], { timeout: timeoutMs });
+    const { stdout, stderr } = await child;
     return { stdout, stderr, code: 0 };
   } catch (error) {
     const e = error as { stdout: string; stderr: string; code: number };

@@ -14,6 +14,9 @@
 //   receive                              SUB on the group and SUB on the topic
 //   ack, changeInvisibleDuration         SUB on the group and SUB on each receipt's topic but
 //                                        the group's own %RETRY%<group> (receive reads it for the group)
+//   txHalf                               PUB on each topic written
+//   txEnd, txChecks, txList              PUB on each topic of the transaction (checked on the
+//                                        stored transaction: the request names none)
 //   createTopic                          admin
 //   status, topics, route, groups        any authenticated user
 // Every refusal is LMQ_UNAUTHENTICATED or LMQ_FORBIDDEN naming the user, the resource and the
@@ -67,6 +70,12 @@ export function requirementsOf(request: Request): readonly Requirement[] {
     case 'ack':
     case 'changeInvisibleDuration':
       return [sub('group', request.group), ...subOnTopics(receiptTopics(request.group, request.op === 'ack' ? request.receipts : [request.receipt]))];
+    case 'txHalf':
+      return [...new Set(request.messages.map((m) => m.topic))].map((topic) => ({ kind: 'topic', name: topic, anyOf: ['PUB'] }));
+    case 'txEnd':
+    case 'txChecks':
+    case 'txList':
+      return [];
   }
 }
 
@@ -108,5 +117,10 @@ export class BrokerAccess {
    */
   mayRead(user: AclUser, topic: string): boolean {
     return permits(user, 'topic', topic, 'SUB');
+  }
+
+  /** For transactions, whose topics are known only once found (txEnd, txChecks, txList): PUB on it. */
+  mayPublish(user: AclUser, topic: string): boolean {
+    return permits(user, 'topic', topic, 'PUB');
   }
 }

@@ -67,7 +67,21 @@ export type BrokerCommand =
   /** Acks the deliveries the receipts name (those still current). */
   | { kind: 'ack'; group: string; receipts: DeliveryRef[] }
   /** The delivery becomes invisible until timestampMs + invisibleDurationMs, under a new tag (this entry's index). */
-  | { kind: 'changeInvisibleDuration'; timestampMs: number; group: string; receipt: DeliveryRef; invisibleDurationMs: number };
+  | { kind: 'changeInvisibleDuration'; timestampMs: number; group: string; receipt: DeliveryRef; invisibleDurationMs: number }
+  /**
+   * Transactional messages (transactions.ts): half messages of txId, stored invisible. checkAtMs
+   * (the leader's time + transaction.checkAfterMs) is when the first check-back is due, if this
+   * command opens the transaction.
+   */
+  | { kind: 'txHalf'; timestampMs: number; producerGroup: string; producerId: string; txId: string; checkAtMs: number; messages: ProduceMessage[] }
+  /**
+   * Ends txId: a commit carries every half message of the transaction (copied by the leader
+   * from the half index, so this entry is the one their consume-queue records point at), a
+   * rollback none. Applied once; a later end answers the first outcome.
+   */
+  | { kind: 'txEnd'; timestampMs: number; txId: string; outcome: TxOutcome; source: TxEndSource; messages: ProduceMessage[] }
+  /** The leader checked these open transactions back: each one's count and next due time. */
+  | { kind: 'txChecked'; timestampMs: number; checks: TxCheckMark[] };
 
 /** A simple consumer's delivery of the message at (topic, queueId, offset): tag is the log index that made it. */
 export interface DeliveryRef {
@@ -81,6 +95,17 @@ export interface DeliveryRef {
 export interface ExpiredDeadLetter {
   delivery: DeliveryRef;
   message: ProduceMessage;
+}
+
+export type TxOutcome = 'commit' | 'rollback';
+/** Who ended a transaction: its producer, a check-back answer, or the leader after maxChecks. */
+export type TxEndSource = 'producer' | 'check' | 'maxChecks';
+
+export interface TxCheckMark {
+  txId: string;
+  /** The transaction's check count with this check (applied only when it had checks - 1). */
+  checks: number;
+  nextCheckAtMs: number;
 }
 
 export interface LockedQueue {
@@ -177,6 +202,8 @@ export function carriedMessages(command: BrokerCommand): readonly ProduceMessage
       return command.entries.map((entry) => entry.message);
     case 'receive':
       return command.deadLetters.map((deadLetter) => deadLetter.message);
+    case 'txEnd':
+      return command.messages;
     default:
       return undefined;
   }
@@ -337,6 +364,10 @@ function validateCommand(raw: unknown): BrokerCommand {
         receipt: validateDelivery(raw['receipt'], 'receipt'),
         invisibleDurationMs: checkInteger(raw['invisibleDurationMs'], 'invisibleDurationMs', LIMITS.minInvisibleDurationMs, LIMITS.maxInvisibleDurationMs),
       };
+    case 'txHalf':
+    case 'txEnd':
+    case 'txChecked':
+      return validateTxCommand(raw, kind);
     default:
       return fail(`unknown kind ${JSON.stringify(kind)?.slice(0, 40) ?? 'undefined'}`);
   }
@@ -469,6 +500,53 @@ function validateDelivery(raw: unknown, what: string): DeliveryRef {
     offset: checkInteger(raw['offset'], `${what}.offset`, 0, Number.MAX_SAFE_INTEGER),
     tag: checkInteger(raw['tag'], `${what}.tag`, 1, Number.MAX_SAFE_INTEGER),
   };
+}
+
+function validateTxCommand(raw: Record<string, unknown>, kind: 'txHalf' | 'txEnd' | 'txChecked'): BrokerCommand {
+  const timestampMs = checkTimestamp(raw);
+  if (kind === 'txChecked') {
+    onlyKeys(raw, ['kind', 'timestampMs', 'checks'], kind);
+    const checks = checkArray(raw['checks'], 'checks', LIMITS.maxTxChecksPerPoll).map((mark, i): TxCheckMark => {
+      const what = `checks[${i}]`;
+      if (!isRecord(mark)) fail(`${what} is not a map`);
+      onlyKeys(mark, ['txId', 'checks', 'nextCheckAtMs'], what);
+      return {
+        txId: checkText(mark['txId'], `${what}.txId`, LIMITS.maxIdLength),
+        checks: checkInteger(mark['checks'], `${what}.checks`, 1, LIMITS.maxTransactionChecks),
+        nextCheckAtMs: checkInteger(mark['nextCheckAtMs'], `${what}.nextCheckAtMs`, 0, Number.MAX_SAFE_INTEGER),
+      };
+    });
+    return { kind, timestampMs, checks };
+  }
+  const txId = checkText(raw['txId'], 'txId', LIMITS.maxIdLength);
+  if (kind === 'txHalf') {
+    onlyKeys(raw, ['kind', 'timestampMs', 'producerGroup', 'producerId', 'txId', 'checkAtMs', 'messages'], kind);
+    return {
+      kind, timestampMs, txId,
+      producerGroup: checkName(raw['producerGroup'], 'producerGroup'),
+      producerId: checkText(raw['producerId'], 'producerId', MAX_SCOPED_PRODUCER_ID_LENGTH),
+      checkAtMs: checkInteger(raw['checkAtMs'], 'checkAtMs', 0, Number.MAX_SAFE_INTEGER),
+      messages: validateTxMessages(raw['messages'], 1),
+    };
+  }
+  onlyKeys(raw, ['kind', 'timestampMs', 'txId', 'outcome', 'source', 'messages'], kind);
+  const outcome = raw['outcome'];
+  if (outcome !== 'commit' && outcome !== 'rollback') fail('outcome must be "commit" or "rollback"');
+  const source = raw['source'];
+  if (source !== 'producer' && source !== 'check' && source !== 'maxChecks') fail('source must be "producer", "check" or "maxChecks"');
+  const messages = validateTxMessages(raw['messages'], outcome === 'commit' ? 1 : 0);
+  if (outcome === 'rollback' && messages.length > 0) fail('a rollback carries no messages');
+  return { kind, timestampMs, txId, outcome, source, messages };
+}
+
+/** A transaction's messages: user fields only, never delayed, within one produce's bounds. */
+function validateTxMessages(raw: unknown, min: number): ProduceMessage[] {
+  if (!Array.isArray(raw)) fail('messages must be an array');
+  if (raw.length < min || raw.length > LIMITS.maxMessagesPerProduce) fail(`messages must hold ${min} to ${LIMITS.maxMessagesPerProduce} messages, not ${raw.length}`);
+  const messages = raw.map((message, i) => validateMessage(message, `messages[${i}]`, false));
+  if (messages.some((message) => message.deliverAtMs !== undefined)) fail('a transactional message is never delayed');
+  checkBodyBytes(messages.reduce((sum, message) => sum + message.body.byteLength, 0));
+  return messages;
 }
 
 /** A retry or dead-letter copy lives in its group's system topic (one queue) and says where it came from. */

@@ -21,7 +21,8 @@ export function isDelayed(message: ProduceMessage, timestampMs: number): boolean
 /**
  * The messages an applied entry placed in their queues, in position order: a produce's and a
  * sendBack's that were not delayed; a deliverDue's and a dlqResend's but those it skipped
- * (already delivered or resent, recorded in its unplaced mark). None for other commands.
+ * (already delivered or resent, recorded in its unplaced mark); a committing txEnd's (one that
+ * placed nothing is marked unplaced whole). None for other commands.
  */
 export function placedItems(command: BrokerCommand, skipped: ReadonlySet<number>): PlacedItem[] {
   const messages = carriedMessages(command) ?? [];

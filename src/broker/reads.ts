@@ -2,7 +2,8 @@
 // point at through CommittedLogReader (runs of consecutive indexes in one call), decodes them
 // and checks that each entry really holds the message the index says it does. An entry that
 // placed messages is a produce, or one of the broker's own: deliverDue (delayed messages when
-// due), sendBack (a dead-letter copy) or dlqResend (a resent dead letter's retry copy).
+// due), sendBack (a dead-letter copy), dlqResend (a resent dead letter's retry copy) or txEnd
+// (a committed transaction's messages).
 import { EntryType } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { LIMITS } from '../protocol/index.js';

@@ -23,6 +23,8 @@ import { RequestAuthenticator } from '../security/authenticator.js';
 import { BrokerAccess } from './access.js';
 import { BrokerLifecycle } from './lifecycle.js';
 import { DeliveryScheduler } from './scheduler.js';
+import { TxCheckBoard } from './tx-check-board.js';
+import { TransactionChecker } from './tx-checker.js';
 import { BrokerService, DEFAULT_SERVICE_OPTIONS } from './service.js';
 import { type ApplyResult, BrokerStateMachine } from './state-machine.js';
 
@@ -102,7 +104,10 @@ export async function startBrokerNode(
   // vote) — but never as long as a client's attempt, which would give up first.
   const leaderWaitMs = Math.min(2 * (2 * config.raft.electionTimeoutTicks * config.raft.tickMs), MAX_LEADER_WAIT_MS);
   const retry = { delayLevelsMs: config.delay.levels, maxReconsumeTimes: config.consumer.maxReconsumeTimes };
-  const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs, retry }, acls?.access ?? null);
+  const txBoard = new TxCheckBoard();
+  const txChecker = new TransactionChecker(node, state, txBoard, config.transaction, logger);
+  const transaction = { checkAfterMs: config.transaction.checkAfterMs, checkIntervalMs: config.transaction.checkIntervalMs, board: txBoard };
+  const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs, retry, transaction }, acls?.access ?? null);
   const rpc = new RpcServer({ host: self.host, port: self.clientPort, sockets: sockets.client, logger }, (body, context) => service.handle(body, context));
 
   await transport.start();
@@ -110,6 +115,7 @@ export async function startBrokerNode(
   node.start();
   lifecycle.start();
   scheduler.start();
+  txChecker.start();
   logger.info({ raftPort: self.raftPort, clientPort: self.clientPort, dataDir: self.dataDir, lastIndex: log.lastIndex(), appliedIndex: state.appliedIndex() }, 'node up');
 
   const raftNode = node;
@@ -120,6 +126,7 @@ export async function startBrokerNode(
       await rpc.close();
       acls?.source.close();
       scheduler.stop();
+      txChecker.stop();
       await lifecycle.stop();
       await raftNode.stop();
       await transport.close();

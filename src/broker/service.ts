@@ -17,6 +17,7 @@ import { receiveCommand } from './simple-consumer.js';
 import { parseRequest } from './requests.js';
 import type { LockApplyResult, LockCommand } from './queue-locks.js';
 import type { BrokerAccess } from './access.js';
+import { TransactionService, type TransactionServiceOptions } from './tx-service.js';
 import type { AclUser } from '../security/acl.js';
 import type { PresentedCredentials } from '../security/signature.js';
 
@@ -33,6 +34,8 @@ export interface ServiceOptions {
   readonly leaderWaitMs: number;
   /** delay.levels and consumer.maxReconsumeTimes, resolved here into the commands. */
   readonly retry: RetrySettings;
+  /** transaction.* and the leader's check-back board (tx-service.ts). */
+  readonly transaction: Pick<TransactionServiceOptions, 'checkAfterMs' | 'checkIntervalMs' | 'board'>;
 }
 
 /**
@@ -65,7 +68,7 @@ function parsedReceipt(receipt: string): NonNullable<ReturnType<typeof parseRece
 
 const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => Promise.resolve(), remoteAddress: '' });
 
-export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
+export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry' | 'transaction'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
 
 export class BrokerService {
   /** Ends each waiting long poll at once (with what it has), e.g. on shutdown. */
@@ -73,6 +76,7 @@ export class BrokerService {
   private readonly leaderSequences = new LeaderSequences();
   private closing = false;
   private readonly membership = new GroupMembership();
+  private readonly transactions: TransactionService;
 
   constructor(
     private readonly node: RaftNode<ApplyResult>,
@@ -80,7 +84,11 @@ export class BrokerService {
     private readonly options: ServiceOptions,
     /** null: no ACL (security.aclFile unset), every request is served as before. */
     private readonly access: BrokerAccess | null = null,
-  ) {}
+  ) {
+    const { quorum, maxPollWaitMs, leaderWaitMs, transaction } = options;
+    const mayPublish = (user: AclUser | null, topic: string) => user === null || this.access!.mayPublish(user, topic);
+    this.transactions = new TransactionService(node, state, { quorum, maxPollWaitMs, leaderWaitMs, ...transaction }, mayPublish);
+  }
 
   /**
    * The RPC handler: one request in, one response out; LmqErrors travel back with their codes.
@@ -153,6 +161,11 @@ export class BrokerService {
     receive: (request, context, user) => this.receive(request, context, user === null ? request.clientId : `${user.accessKey}/${request.clientId}`),
     ack: (request) => this.ack(request),
     changeInvisibleDuration: (request) => this.changeInvisibleDuration(request),
+    // Transactions (tx-service.ts); the producer is scoped to its user as produce's is.
+    txHalf: (request, _context, user) => this.transactions.half(request, user === null ? request.producerId : `${user.accessKey}/${request.producerId}`),
+    txEnd: (request, _context, user) => this.transactions.end(request, user),
+    txChecks: (request, context, user) => this.transactions.checks(request, context, user),
+    txList: (_request, _context, user) => this.transactions.list(user),
   };
 
   // --- simple consumer (src/broker/simple-consumer.ts) -------------------------------------------
@@ -395,5 +408,6 @@ export class BrokerService {
     this.closing = true;
     this.node.releaseLeaderWaiters(); // held requests answer now (not the leader) instead of delaying shutdown
     for (const end of [...this.waitingPulls]) end();
+    this.options.transaction.board.close();
   }
 }

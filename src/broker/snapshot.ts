@@ -7,9 +7,10 @@
 // eviction order, the unplaced marks (entries at or above retainedFromIndex that placed
 // nothing — duplicates, gaps, missing queues — or skipped some positions), the timer index
 // (delayed messages with their bodies: the produce entry that parked one may be long gone),
-// the sentBack and dlqResent records, and orderly consumers' queue locks with the lock clock
-// (queue-locks.ts), and the simple consumer's cursors, in-flight messages, their due index and
-// rotations (simple-consumer.ts). Not in it: consume queues and the key and msgId
+// the sentBack and dlqResent records, orderly consumers' queue locks with the lock clock
+// (queue-locks.ts), the simple consumer's cursors, in-flight messages, their due index and
+// rotations (simple-consumer.ts), and transactions — half messages with their bodies, check
+// counts, remembered ends (transactions.ts). Not in it: consume queues and the key and msgId
 // indexes, which are derived — a restore walks the retained log [retainedFromIndex .. index]
 // forward with running per-queue offsets from each queue's minOffset and stores what applying
 // placed (placement.ts, the same code and the same rule of which messages an entry placed),
@@ -37,15 +38,19 @@ import { indexBatch, placedItems, queueKey, type RunningQueue } from './placemen
 import { LOCK_CLOCK_META, LOCK_KIND, lockedQueueOf, lockRecordProblem } from './queue-locks.js';
 import { CURSOR_KIND, DUE_KIND, INFLIGHT_KIND, ROTATION_KIND, simpleRecordProblem, simpleRelationProblem } from './simple-consumer.js';
 import { RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META } from './retention.js';
+import { TX_DUE_KIND, TX_END_ORDER_KIND, TX_ENDED_COUNT_META, TX_ENDED_KIND, TX_KIND, TX_MESSAGE_KIND, TX_OPEN_COUNT_META, txRecordProblem, txRelationProblem } from './transactions.js';
 import type { CommittedLogReader } from './state-machine.js';
 import { type BrokerStore, compareKeys, type Key, MAX_KEY_PART, type StoreReadView } from './store.js';
 
-/** 2: timer, sentBack and dlqResent records; partial unplaced marks; delayed placements. */
-export const SNAPSHOT_FORMAT_VERSION = 2;
+/** 2: timer, sentBack and dlqResent records; partial unplaced marks; delayed placements. 3: simple-consumer records and transactions. */
+export const SNAPSHOT_FORMAT_VERSION = 3;
 const FORMAT_NAME = 'ledgermq-broker-state';
 
 /** The kinds of record a snapshot holds, in key order; the rest is derived from the log. */
-export const SNAPSHOT_KINDS = ['dlqResent', 'group', LOCK_KIND, 'meta', 'offset', 'plru', CURSOR_KIND, DUE_KIND, INFLIGHT_KIND, ROTATION_KIND, 'producer', 'queue', 'sentBack', 'timer', 'topic', 'unplaced'] as const;
+export const SNAPSHOT_KINDS = [
+  'dlqResent', 'group', LOCK_KIND, 'meta', 'offset', 'plru', CURSOR_KIND, DUE_KIND, INFLIGHT_KIND, ROTATION_KIND, 'producer', 'queue', 'sentBack', 'timer', 'topic',
+  TX_KIND, TX_DUE_KIND, TX_END_ORDER_KIND, TX_ENDED_KIND, TX_MESSAGE_KIND, 'unplaced',
+] as const;
 
 /** Default bound on one chunk's bytes (one record larger than it makes a chunk of its own). */
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
@@ -62,7 +67,7 @@ const RECORDS_PER_CLOCK_CHECK = 64;
 /** Meta records a snapshot may hold; the meta name marking a restore in progress is not one. */
 const SNAPSHOT_META = new Set([
   'appliedIndex', 'schemaVersion', 'maxProducers', 'dedupWindowPerProducer', 'lastStoreTimestampMs', 'producerCount',
-  RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META, LOCK_CLOCK_META,
+  RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META, LOCK_CLOCK_META, TX_OPEN_COUNT_META, TX_ENDED_COUNT_META,
 ]);
 export const RESTORING_META = 'restoringIndex';
 
@@ -273,6 +278,12 @@ function recordProblem(key: Key, value: unknown): string | undefined {
     case INFLIGHT_KIND:
     case ROTATION_KIND:
       return simpleRecordProblem(key, value);
+    case TX_KIND:
+    case TX_MESSAGE_KIND:
+    case TX_DUE_KIND:
+    case TX_ENDED_KIND:
+    case TX_END_ORDER_KIND:
+      return txRecordProblem(key, value);
     default:
       return `is of a kind a snapshot does not hold`;
   }
@@ -335,6 +346,8 @@ function checkRelations(snapshot: DecodedSnapshot, settings: SnapshotSettings): 
   const ranges = new Map(of('queue').map(({ key, value }) => [queueKey(key[1] as string, key[2] as number), value as [number, number]]));
   const simple = simpleRelationProblem(snapshot.records.filter(({ key }) => [CURSOR_KIND, DUE_KIND, INFLIGHT_KIND].includes(key[0] as string)), ranges);
   if (simple !== undefined) throw corrupt(simple);
+  const txProblem = txRelationProblem(of, new Set(queues.keys()), meta, snapshot.index);
+  if (txProblem !== undefined) throw corrupt(txProblem);
   for (const { key } of of('unplaced')) {
     const logIndex = key[1] as number;
     if (logIndex < snapshot.retainedFromIndex || logIndex > snapshot.index) throw corrupt(`unplaced mark ${logIndex} is outside the retained log`);

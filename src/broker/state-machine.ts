@@ -30,7 +30,7 @@ import type { Logger } from 'pino';
 import { EntryType, type Entry } from '../raft/types.js';
 import { assert, unreachable } from '../util/assert.js';
 import { isLmqError, LmqError } from '../util/errors.js';
-import { type DeadLetter, LIMITS, UNSEQUENCED } from '../protocol/index.js';
+import { type DeadLetter, LIMITS, type TxSummary, UNSEQUENCED } from '../protocol/index.js';
 import { type BrokerCommand, decodeCommand, type DeliveryRef, dlqTopicOf, type DueMessage, type ProduceMessage, type SendBackTarget } from './commands.js';
 import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
 import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord, type SentBackRecord } from './store.js';
@@ -40,6 +40,7 @@ import { indexBatch, isDelayed, type PlacedItem, placedItems, queueKey, type Run
 import { collectGarbage, isRetainedRecord, retainedFromIndex, truncateBelow } from './retention.js';
 import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
 import { applyAck, applyChangeInvisibleDuration, applyReceive, exhaustedDeliveries, nextVisibleAtMs, receivable, resetReceiveCursor, type SimpleApplyResult } from './simple-consumer.js';
+import { applyTxChecked, applyTxEnd, applyTxHalf, dueTransactions, type EndedTransaction, endedTransaction, listTransactions, type OpenTransaction, openTransaction, type TxApplyResult } from './transactions.js';
 import { type BrokerSnapshot, DEFAULT_SNAPSHOT_CHUNK_BYTES, decodeSnapshot, RESTORING_META, restoreState, snapshotChunks } from './snapshot.js';
 
 export type { BrokerSnapshot } from './snapshot.js';
@@ -96,6 +97,8 @@ export const STATE_MACHINE_LIMITS = Object.freeze({
   dlqResentCountMax: 1_000_000,
   /** Dead letters looked at per dlqResend (for ones not yet resent). */
   dlqScanMax: 100_000,
+  /** Open transactions a txList answers with. */
+  transactionsListMax: 10_000,
 });
 
 /** Timer records read per range call while collecting due messages (bodies come with them). */
@@ -113,8 +116,9 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
  * msgId and keys, unplaced marks (retention and snapshots). 3: timer index, sentBack and
  * dlqResent records, partial unplaced marks, delayed placements (offset null) in producer windows.
  * 4: simple consumer records (popCursor, popInflight, popDue, popRotation: simple-consumer.ts).
+ * 5: transactions (half messages, check counts, remembered ends; transactions.ts).
  */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /**
  * Forgotten messages deleted per apply() call at least (by default), and per message the call
@@ -143,7 +147,8 @@ export type ApplyResult =
   /** resent: dead letters re-delivered now (those resent before are skipped). */
   | { kind: 'dlqResend'; resent: number }
   | LockApplyResult
-  | SimpleApplyResult;
+  | SimpleApplyResult
+  | TxApplyResult;
 
 export interface GroupQueueLag {
   topic: string;
@@ -284,6 +289,12 @@ export class BrokerStateMachine {
         return applyAck(this.store, command);
       case 'changeInvisibleDuration':
         return applyChangeInvisibleDuration(this.store, command, entry.index);
+      case 'txHalf':
+        return applyTxHalf(this.store, command, entry.index, (topic, queueId) => this.queueProblem(topic, queueId));
+      case 'txEnd':
+        return this.applyTxEnd(command, entry.index);
+      case 'txChecked':
+        return applyTxChecked(this.store, command);
       default:
         return unreachable(command, 'broker command');
     }
@@ -541,6 +552,20 @@ export class BrokerStateMachine {
     return result;
   }
 
+  /**
+   * A transaction's end (transactions.ts): a commit places its messages at this entry. An end
+   * that carried messages and placed none (a repeat, stale, unknown) is marked unplaced, so a
+   * rebuild from the log (snapshot.ts) skips it too.
+   */
+  private applyTxEnd(command: Extract<BrokerCommand, { kind: 'txEnd' }>, logIndex: number): ApplyResult {
+    const result = applyTxEnd(this.store, command, logIndex, (items) => {
+      for (const { message } of items) assert(this.queueProblem(message.topic, message.queueId) === undefined, 'a half message waits for a queue that exists');
+      return this.place(items, logIndex, command.timestampMs);
+    });
+    if (command.messages.length > 0 && !('placed' in result && result.placed.length > 0)) this.store.markUnplaced(logIndex);
+    return result;
+  }
+
   /** A group's %RETRY% or %DLQ% topic (one queue) appears with the first message it holds. */
   private ensureSystemTopic(topic: string, logIndex: number): void {
     if (this.store.getTopic(topic) !== undefined) return;
@@ -716,6 +741,31 @@ export class BrokerStateMachine {
       const { attempt, ...delivery } = found[i]!;
       return { delivery, attempt, message };
     });
+  }
+
+  /** The open transaction txId with its half messages, or undefined (never begun, or ended). */
+  openTransaction(txId: string): OpenTransaction | undefined {
+    this.assertOpen();
+    return openTransaction(this.store, txId);
+  }
+
+  /** How transaction txId ended, while the broker remembers it (transactions.ts). */
+  transactionOutcome(txId: string): EndedTransaction | undefined {
+    this.assertOpen();
+    return endedTransaction(this.store, txId);
+  }
+
+  /** Open transactions due for a check-back at nowMs, in due order: what the leader's check service works on. */
+  dueTransactions(nowMs: number, max: number): TxSummary[] {
+    this.assertOpen();
+    checkArgument(nowMs, 'nowMs', 0, Number.MAX_SAFE_INTEGER);
+    return dueTransactions(this.store, nowMs, max);
+  }
+
+  /** Open transactions, oldest first, at most STATE_MACHINE_LIMITS.transactionsListMax. */
+  transactions(): TxSummary[] {
+    this.assertOpen();
+    return listTransactions(this.store, STATE_MACHINE_LIMITS.transactionsListMax);
   }
 
   /** The group's dead letters from fromOffset (or the DLQ's minOffset), at most max. */

@@ -18,6 +18,7 @@
 //   ['timer', deliverAtMs, logIndex, position]   → ProduceMessage       (delayed messages, due-time order)
 //   ['sentBack', group, topic, queueId, offset]  → SentBackRecord       (failed deliveries already sent back)
 //   ['dlqResent', group, dlqOffset]              → 1                    (dead letters already re-delivered)
+//   ['tx' | 'txMsg' | 'txDue' | 'txEnded' | 'txEndOrder', …]                (transactions: transactions.ts)
 //
 // The consume queue record carries the message's msgId and keys, so forgetting it (retention)
 // finds its key and msgId index records without the log entry, which may be gone by then.

@@ -14,6 +14,7 @@ import { registerProduce } from './produce.js';
 import { registerSim } from './sim.js';
 import { registerStatus } from './status.js';
 import { registerTopic } from './topic.js';
+import { registerTx } from './tx.js';
 
 export function registerCommands(program: Command): void {
   registerClusterStart(program);
@@ -24,6 +25,7 @@ export function registerCommands(program: Command): void {
   registerConsume(program);
   registerGroup(program);
   registerDlq(program);
+  registerTx(program);
   registerMessage(program);
   registerSim(program);
   registerCheck(program);

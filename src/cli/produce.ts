@@ -2,15 +2,16 @@
 // under the cluster's quorum mode. Bodies come from --body, --count/--size, or stdin (one
 // per line, or JSON objects with --jsonl). A leader change is retried with the same message
 // identity (deduplicated by the broker) until --timeout, then exit 3.
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { createInterface } from 'node:readline';
 import { Producer, type OutgoingMessage } from '../client/producer.js';
 import { LIMITS } from '../protocol/index.js';
 import { LmqError } from '../util/errors.js';
 import { withClient } from './connect.js';
 import { type ConnectOptions, parseIntOption, parseTimeOption, withClusterOptions } from './options.js';
+import { checkTransactionOptions, TRANSACTION_MODES, type TransactionMode, sendTransaction } from './produce-tx.js';
 
-interface ProduceOptions extends ConnectOptions {
+export interface ProduceOptions extends ConnectOptions {
   topic: string;
   body?: string;
   count?: number;
@@ -26,6 +27,8 @@ interface ProduceOptions extends ConnectOptions {
   delayLevel?: number;
   delayMs?: number;
   deliverAt?: number;
+  transaction?: TransactionMode;
+  producerGroup?: string;
 }
 
 export function registerProduce(program: Command): void {
@@ -46,12 +49,19 @@ export function registerProduce(program: Command): void {
     .option('--delay-level <n>', "deliver after the cluster's delay level N (delay.levels, from 1)", parseIntOption('--delay-level', 1, LIMITS.maxDelayLevels))
     .option('--delay-ms <ms>', 'deliver this long after the send (up to 40 days)', parseIntOption('--delay-ms', 0, LIMITS.maxDelayMs))
     .option('--deliver-at <time>', 'deliver at this time: ISO-8601 or epoch ms, up to 40 days ahead', parseTimeOption('--deliver-at'))
+    .addOption(new Option('--transaction <end>', 'send every message as one transaction, then commit it, roll it back, or (none) leave it open for check-backs').choices(TRANSACTION_MODES))
+    .option('--producer-group <group>', 'the transaction\'s producer group (whose producers and txcheck answer its check-backs)')
     .action((options: ProduceOptions) => runProduce(options));
 }
 
 async function runProduce(options: ProduceOptions): Promise<void> {
   if (options.body !== undefined && options.count !== undefined) throw new LmqError('LMQ_BAD_INPUT', 'use either --body or --count, not both');
   checkDelayOptions(options);
+  if (options.transaction !== undefined || options.producerGroup !== undefined) {
+    const transaction = checkTransactionOptions(options);
+    await withClient(options, options.timeout, (client) => sendTransaction(client, transaction, messagesFrom(options), options));
+    return;
+  }
   // Explicit batches are never combined: --concurrency of them are requests in flight, as before.
   const producerOptions = options.batch > 1 ? { maxInflightRequests: options.concurrency } : {};
   const counts = await withClient(options, options.timeout, (client) => sendAll(new Producer(client, options.timeout, producerOptions), options));
@@ -121,7 +131,7 @@ function delayOf(options: ProduceOptions): Pick<OutgoingMessage, 'deliverAtMs' |
   return {};
 }
 
-async function* messagesFrom(options: ProduceOptions): AsyncGenerator<OutgoingMessage> {
+export async function* messagesFrom(options: ProduceOptions): AsyncGenerator<OutgoingMessage> {
   for await (const message of userMessagesFrom(options)) yield { ...message, ...delayOf(options) };
 }
 

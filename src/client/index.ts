@@ -1,6 +1,7 @@
 // The public client API — what `import … from 'ledgermq'` (or 'ledgermq/client') gives: the
-// client with leader discovery and retries, the idempotent batching producer, the pull
-// consumer, the push (concurrent), orderly and simple consumers, the TCP connector, the protocol's request/response types and limits, and the
+// client with leader discovery and retries, the idempotent batching producer, the transactional
+// producer, the pull consumer, the push (concurrent), orderly and simple consumers, the TCP
+// connector, the protocol's request/response types and limits, and the
 // error catalogue. Everything else in the package is internal and may change.
 export { type ClientConnection, type ClientNode, type ClientOptions, type Connector, DEFAULT_CLIENT_OPTIONS, LedgerClient } from './client.js';
 export { type ConsumedMessage, type ConsumerOptions, PullConsumer, type QueueStart, queryStartOffsets, type StartPosition, topicQueues } from './consumer.js';
@@ -41,6 +42,16 @@ export {
   type QueueSelector,
   type SendResult,
 } from './producer.js';
+export {
+  DEFAULT_TRANSACTION_OPTIONS,
+  type HalfSendResult,
+  Transaction,
+  type TransactionChecker,
+  type TransactionEnd,
+  TransactionProducer,
+  type TransactionProducerOptions,
+  type TransactionState,
+} from './transaction.js';
 export { tcpConnector, tlsConnector } from './tcp-connector.js';
 export {
   type Ack,
@@ -59,6 +70,10 @@ export {
   type ResponseOf,
   type StoredMessage,
   type TopicInfo,
+  type HalfMessage,
+  type TxCheck,
+  type TxOutcome,
+  type TxSummary,
   UNSEQUENCED,
 } from '../protocol/index.js';
 export type { Credentials } from '../security/signature.js';

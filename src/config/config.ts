@@ -154,6 +154,18 @@ const consumerSchema = z
   })
   .strict();
 
+/** Transactional messages' check-back (RocketMQ: transactionTimeOut 6 s, transactionCheckInterval 60 s, transactionCheckMax 15). */
+const transactionSchema = z
+  .object({
+    /** A transaction not ended this long after its first half message was stored is checked back. */
+    checkAfterMs: z.number().int().min(100).max(24 * 60 * 60 * 1000).default(6_000),
+    /** Time between two check-backs of one transaction. */
+    checkIntervalMs: z.number().int().min(100).max(24 * 60 * 60 * 1000).default(60_000),
+    /** Check-backs before the leader rolls the transaction back (logged). */
+    maxChecks: z.number().int().min(1).max(LIMITS.maxTransactionChecks).default(15),
+  })
+  .strict();
+
 /** PEM files, relative to the config file; `{id}` in cert and key stands for the node's id. */
 const tlsSchema = z
   .object({
@@ -194,6 +206,7 @@ export const configSchema = z
     retention: retentionSchema.default({}),
     delay: delaySchema.default({}),
     consumer: consumerSchema.default({}),
+    transaction: transactionSchema.default({}),
     security: securitySchema.optional(),
   })
   .strict();

@@ -63,6 +63,10 @@ export const LIMITS = Object.freeze({
   maxReceiptsPerAck: 1024,
   /** Characters of a receipt handle (topic, queue, offset and tag: src/protocol/receipts.ts). */
   maxReceiptLength: 200,
+  /** The most check-backs a cluster may configure per transaction (`transaction.maxChecks`). */
+  maxTransactionChecks: 1000,
+  /** Transactions one txChecks poll answers with at most. */
+  maxTxChecksPerPoll: 64,
 });
 
 /** RocketMQ's topic/group character set; `%` allows `%RETRY%group` and `%DLQ%group`. */

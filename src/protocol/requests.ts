@@ -48,6 +48,9 @@ const produceMessages = z
   .max(LIMITS.maxMessagesPerProduce, `more than maxMessagesPerProduce ${LIMITS.maxMessagesPerProduce} messages`)
   .refine((messages) => totalBodyBytes(messages) <= LIMITS.maxProduceBodyBytes, `bodies total more than maxProduceBodyBytes ${LIMITS.maxProduceBodyBytes}`);
 
+/** RocketMQ refuses delayed transactional messages too: a commit places them at once. */
+const txMessages = produceMessages.refine((messages) => messages.every((m) => m.deliverAtMs === undefined && m.delayLevel === undefined), 'a transactional message cannot be delayed');
+
 const position = z.object({ topic: name, queueId, offset: wholeNumber }).strict();
 const positions = z.array(position).min(1).max(LIMITS.maxOffsetsPerCommit, `more than maxOffsetsPerCommit ${LIMITS.maxOffsetsPerCommit} positions`);
 
@@ -169,6 +172,18 @@ export const requestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('ack'), group: name, receipts: z.array(receipt).min(1).max(LIMITS.maxReceiptsPerAck, `more than maxReceiptsPerAck ${LIMITS.maxReceiptsPerAck} receipts`) }).strict(),
   /** Makes a received message invisible for invisibleDurationMs from now; answers its new receipt (the old one is stale). */
   z.object({ op: z.literal('changeInvisibleDuration'), group: name, receipt, invisibleDurationMs }).strict(),
+  // Transactional messages (src/broker/transactions.ts), RocketMQ's half messages and check-back.
+  /**
+   * Stores messages of transaction txId (of producerGroup) as half messages: durable, invisible
+   * to every consumer until a txEnd commits them. A repeat (the same msgIds) stores nothing more.
+   */
+  z.object({ op: z.literal('txHalf'), producerGroup: name, producerId: id, txId: id, messages: txMessages }).strict(),
+  /** Ends transaction txId once: commit places all its messages, rollback discards them; a repeat answers the first outcome. */
+  z.object({ op: z.literal('txEnd'), producerGroup: name, txId: id, outcome: z.enum(['commit', 'rollback']), source: z.enum(['producer', 'check']) }).strict(),
+  /** A producer of producerGroup waits up to waitMs for open transactions due for a check-back (the long poll a check goes over). */
+  z.object({ op: z.literal('txChecks'), producerGroup: name, clientId: id, waitMs: wholeNumber }).strict(),
+  /** The open transactions (half messages not yet ended), oldest first. */
+  z.object({ op: z.literal('txList') }).strict(),
 ]);
 
 export type Request = z.infer<typeof requestSchema>;

@@ -157,6 +157,33 @@ export interface Ack {
   readonly ok: true;
 }
 
+/** A transaction's end: commit places its messages (in the order they were sent), rollback discards them. */
+export type TxOutcome = 'commit' | 'rollback';
+
+/** One open transaction as txList answers it. */
+export interface TxSummary {
+  readonly txId: string;
+  readonly producerGroup: string;
+  readonly producerId: string;
+  /** The topics its half messages are for, in first-sent order. */
+  readonly topics: readonly string[];
+  readonly messages: number;
+  /** The leader's time when its first half message was stored (epoch ms). */
+  readonly storedAtMs: number;
+  /** Check-backs made so far (each counts whether or not a producer answered). */
+  readonly checks: number;
+  /** When the next check-back is due (epoch ms, the leaders' clocks); past maxChecks, the rollback. */
+  readonly nextCheckAtMs: number;
+}
+
+/** A half message as a check-back shows it: a message's own fields, no place in a queue yet. */
+export type HalfMessage = Pick<StoredMessage, 'msgId' | 'topic' | 'queueId' | 'body' | 'tag' | 'keys' | 'properties'>;
+
+/** A check-back: the producer group's checker answers whether transaction txId committed locally. */
+export interface TxCheck extends TxSummary {
+  readonly halfMessages: readonly HalfMessage[];
+}
+
 interface Responses {
   status: NodeStatus;
   topics: { readonly topics: readonly (TopicInfo & { readonly queueOffsets: readonly QueueOffsetRange[] })[] };
@@ -192,6 +219,13 @@ interface Responses {
   ack: { readonly acked: number; readonly expired: readonly string[] };
   /** The delivery's new receipt (the one given is stale now) and when it becomes visible again. */
   changeInvisibleDuration: { readonly receipt: string; readonly invisibleUntilMs: number };
+  /** messages: the transaction's half messages now; duplicate: these were stored before (a retry). */
+  txHalf: { readonly txId: string; readonly messages: number; readonly duplicate: boolean };
+  /** outcome: the transaction's one end (the first one applied); placed: a commit's messages, as produce answers them. */
+  txEnd: { readonly outcome: TxOutcome; readonly duplicate: boolean; readonly placed: readonly PlacedMessage[] };
+  /** Open transactions of the group due for a check-back ([] when none came within waitMs). */
+  txChecks: { readonly checks: readonly TxCheck[] };
+  txList: { readonly transactions: readonly TxSummary[] };
 }
 
 export type ResponseOf<Op extends OpName> = Responses[Op];

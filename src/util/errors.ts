@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'LMQ_DISK_FULL'
   | 'LMQ_UNAUTHENTICATED'
   | 'LMQ_FORBIDDEN'
-  | 'LMQ_RECEIPT_EXPIRED';
+  | 'LMQ_RECEIPT_EXPIRED'
+  | 'LMQ_TX_ENDED';
 
 interface ErrorTraits {
   retriable: boolean;
@@ -58,6 +59,9 @@ export const ERROR_TRAITS: Readonly<Record<ErrorCode, ErrorTraits>> = Object.fre
   // since (its invisible duration ran out, or its duration was changed), or is no longer in
   // flight. Decided at apply, so the answer is determinate: nothing was changed.
   LMQ_RECEIPT_EXPIRED: { retriable: false, indeterminate: false, exitCode: 2 },
+  // A transaction's end came too late: it had already ended the other way (a check-back answer
+  // or the leader's rollback after transaction.maxChecks was applied first). Decided, final.
+  LMQ_TX_ENDED: { retriable: false, indeterminate: false, exitCode: 1 },
 });
 
 export class LmqError extends Error {
