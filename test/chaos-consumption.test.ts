@@ -56,6 +56,14 @@ describe('chaos – consumption workloads are valid under kill and pause', () =>
     expect(events.some((e) => e.f === 'dlq' && e.type === 'ok')).toBe(true);
   }, 120_000);
 
+  it('tx: transactions committed, rolled back and ended by check-back, all or nothing visible', async () => {
+    const events = await run('tx', 16);
+    const ends = events.filter((e) => e.f === 'txend' && e.type === 'ok');
+    expect(ends.some((e) => e.f === 'txend' && e.value.end === 'commit' && e.value.by === 'producer')).toBe(true);
+    expect(ends.some((e) => e.f === 'txend' && e.value.end === 'rollback' && e.value.by === 'producer')).toBe(true);
+    expect(ends.some((e) => e.f === 'txend' && e.value.by === 'check')).toBe(true);
+  }, 120_000);
+
   it('delay: delayed sends are placed after they are due, with their store times in the reads', async () => {
     const events = await run('delay', 13);
     const delayed = events.filter((e) => e.f === 'send' && e.type === 'invoke' && (e.value.delayMs ?? 0) > 0);

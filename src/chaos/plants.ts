@@ -17,6 +17,8 @@ export const PLANTS = {
   'ack-lost': { workload: 'simple', anomaly: 'ack-lost' },
   /** Orderly consumers believe every queue lock they ask for is granted. */
   'orderly-overlap': { workload: 'orderly', anomaly: 'orderly-overlap' },
+  /** Transactional producers commit the transactions they record as rolled back. */
+  'tx-rolled-back-visible': { workload: 'tx', anomaly: 'tx-rolled-back-visible' },
   /** Delayed sends ask for a due time 2 s before the one recorded. */
   'early-delivery': { workload: 'delay', anomaly: 'early-delivery' },
   /** Delayed sends ask for a due time 6 s after the one recorded (past the 5 s lateness bound). */

@@ -3,7 +3,7 @@
 // client session, a fresh one after every `info`); the lane (worker) each process belongs to,
 // for the timeline; and the faults and leader changes seen, also for the timeline and report.
 import { appendFileSync, writeFileSync } from 'node:fs';
-import type { AckValue, ConsumeResult, ConsumeValue, DeadLetterMessage, HistoryEvent, ReadMessage, ReceivedMessage } from '../checker/index.js';
+import type { AckValue, ConsumeResult, ConsumeValue, DeadLetterMessage, HistoryEvent, ReadMessage, ReceivedMessage, TxEndValue, TxSendValue } from '../checker/index.js';
 import { assert } from '../util/assert.js';
 
 export interface FaultRecord {
@@ -133,6 +133,25 @@ export class HistoryRecorder {
   /** ok: the broker confirmed the ack; fail: it refused it (a stale receipt); info: unknown. */
   ackEnded(type: 'ok' | 'fail' | 'info', process: number, value: AckValue, error?: string): void {
     this.push(error === undefined ? { type, process, f: 'ack', value, time: this.now() } : { type, process, f: 'ack', value, time: this.now(), error });
+  }
+
+  /** A producer stores a transaction's half messages (the tx workload). */
+  invokeTxSend(process: number, value: TxSendValue): void {
+    this.push({ type: 'invoke', process, f: 'txsend', value, time: this.now() });
+  }
+
+  txSendEnded(type: 'ok' | 'fail' | 'info', process: number, value: TxSendValue, error?: string): void {
+    this.push(error === undefined ? { type, process, f: 'txsend', value, time: this.now() } : { type, process, f: 'txsend', value, time: this.now(), error });
+  }
+
+  /** A transaction's end asked by its producer or a check-back responder. */
+  invokeTxEnd(process: number, value: TxEndValue): void {
+    this.push({ type: 'invoke', process, f: 'txend', value, time: this.now() });
+  }
+
+  /** ok: the broker ended it this way; fail: it had ended the other way (or was refused); info: unknown. */
+  txEndEnded(type: 'ok' | 'fail' | 'info', process: number, value: TxEndValue, error?: string): void {
+    this.push(error === undefined ? { type, process, f: 'txend', value, time: this.now() } : { type, process, f: 'txend', value, time: this.now(), error });
   }
 
   invokeLeader(process: number): void {

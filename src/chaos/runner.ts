@@ -22,6 +22,7 @@ import { HistoryRecorder } from './recorder.js';
 import { renderTimeline } from './timeline.js';
 import type { ConsumerChurn } from './consumer-churn.js';
 import { DEFAULT_SIMPLE_SETTINGS, SimpleConsumers } from './simple-workload.js';
+import { DEFAULT_TX_SETTINGS, TxWorkload, txCheckConfig } from './tx-workload.js';
 import { DEFAULT_ORDERLY_SETTINGS, orderlyConsumers, orderlySendPauseMs } from './orderly-workload.js';
 import { DEFAULT_RETRY_SETTINGS, readDeadLetters, retryConsumers, retryDelayLevels } from './retry-workload.js';
 import { PLANTS, type PlantKind, plantedDeliverySkewMs } from './plants.js';
@@ -54,10 +55,15 @@ export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
  * consumers that suspend a share of deliveries and are killed mid-listener (orderly-workload.ts),
  * checked for two consumers on one queue at once; `simple` keyed sends and simple consumers
  * (receive, ack) that leave a share unacked and are killed mid-batch (simple-workload.ts),
- * checked for acked messages received again, lost ones and attempts past the limit.
+ * checked for acked messages received again, lost ones and attempts past the limit; `tx`
+ * keyed sends, per-queue consumers and transactional producers that commit, roll back or die
+ * before ending, with a check-back responder (tx-workload.ts), checked for lost commits,
+ * visible rollbacks, partial and early transactions.
  */
-export const CHAOS_WORKLOADS = ['queue', 'delay', 'retry', 'orderly', 'simple'] as const;
+export const CHAOS_WORKLOADS = ['queue', 'delay', 'retry', 'orderly', 'simple', 'tx'] as const;
 export type ChaosWorkloadKind = (typeof CHAOS_WORKLOADS)[number];
+/** The tx workload's plain sends are paced, so the transactions get their share of the leader. */
+const txPlainSendPauseMs = 20;
 /** The delay workload's longest delay: a few nemesis rounds long, so faults hit messages waiting. */
 export const delayWorkloadMaxMs = 5_000;
 /** After the faults, the drains wait until every delayed send is due plus this long (it is placed within 1 s). */
@@ -149,7 +155,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   assert(options.durationS > 0 && options.durationS <= chaosDurationMaxS, 'duration within bounds');
   const kind = options.workloadKind ?? 'queue';
   assert(options.plant === undefined || PLANTS[options.plant].workload === kind, 'a plant runs under its own workload');
-  const kindSettings = kind === 'delay' ? { delayMaxMs: delayWorkloadMaxMs } : kind === 'orderly' ? { sendPauseMs: orderlySendPauseMs } : {};
+  const kindSettings = kind === 'delay' ? { delayMaxMs: delayWorkloadMaxMs } : kind === 'orderly' ? { sendPauseMs: orderlySendPauseMs } : kind === 'tx' ? { sendPauseMs: txPlainSendPauseMs } : {};
   const settings: WorkloadSettings = { ...DEFAULT_WORKLOAD, ...kindSettings, ...options.workload, plantedDeliverySkewMs: plantedDeliverySkewMs(options.plant) };
   const log = options.log ?? (() => undefined);
   const rng = new Rng(options.seed);
@@ -162,7 +168,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   try {
     const delay = kind === 'retry' ? { delay: { levels: retryDelayLevels } } : {};
     const consumer = kind === 'simple' ? { consumer: { maxReconsumeTimes: DEFAULT_SIMPLE_SETTINGS.maxReconsumeTimes } } : {};
-    cluster = await LocalCluster.create({ flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum, ...retentionConfig(options.retentionMaxBytes), ...delay, ...consumer }, { storage });
+    const transaction = kind === 'tx' ? { transaction: txCheckConfig } : {};
+    cluster = await LocalCluster.create(
+      { flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum, ...retentionConfig(options.retentionMaxBytes), ...delay, ...consumer, ...transaction },
+      { storage },
+    );
   } catch (error) {
     await network.close();
     throw error;
@@ -200,9 +210,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
             ? new SimpleConsumers(context, DEFAULT_SIMPLE_SETTINGS, rng.fork(), log, options.plant)
             : null;
     await churn?.start();
+    const transactions = kind === 'tx' ? new TxWorkload(context, DEFAULT_TX_SETTINGS, rng.fork(), log, options.plant) : null;
+    transactions?.start();
     await runWorkloadUnderFaults(options, context, nemesis, rng, churn === null, () => (stopping = true));
     throwIfAborted(options.signal);
     const crashedNodes = await healEverything(cluster, network, liveWatch, log, options.signal);
+    if (transactions !== null) {
+      await transactions.settle();
+      await transactions.stop();
+    }
     if (settings.delayMaxMs > 0) await untilDelayedSendsDue(recorder, settings, log, options.signal);
     if (churn !== null) {
       await churn.quiesce();

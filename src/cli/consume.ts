@@ -13,6 +13,7 @@ import { withClient } from './connect.js';
 import { consumeWithExec } from './consume-exec.js';
 import { consumeOrderly, orderlyCommand } from './consume-orderly.js';
 import { consumeSimple } from './consume-simple.js';
+import { loadConfig } from '../config/config.js';
 import { LIMITS } from '../protocol/index.js';
 import { type ConnectOptions, parseIntOption, parseTimeOption, withClusterOptions } from './options.js';
 
@@ -56,7 +57,7 @@ export function registerConsume(program: Command): void {
     .option('--exec <cmd>', 'run CMD through sh -c once per message (body on stdin; LMQ_MSG_ID, LMQ_RECONSUME_TIMES, LMQ_TOPIC, LMQ_QUEUE, LMQ_OFFSET); exit 0 = success, else reconsume later (with --orderly: suspend)')
     .option('--concurrency <n>', `with --exec: handlers running at once (default ${DEFAULT_PUSH_CONSUMER_OPTIONS.consumeConcurrency})`, parseIntOption('--concurrency', 1, 1024))
     .option('--orderly', 'with --exec: one command per queue at a time, holding the queue\'s lock; a failure suspends the queue and retries the same message')
-    .option('--max-reconsume-times <n>', 'with --orderly: suspended deliveries before a message goes to the DLQ (default: no limit)', parseIntOption('--max-reconsume-times', 0, LIMITS.maxReconsumeTimes))
+    .option('--max-reconsume-times <n>', 'with --orderly: suspended deliveries before a message goes to the DLQ (default: the config\'s consumer.maxOrderlyReconsumeTimes, else no limit)', parseIntOption('--max-reconsume-times', 0, LIMITS.maxReconsumeTimes))
     .option('--lock-lease-ms <ms>', 'with --orderly: lease of a queue lock, renewed every third of it; a consumer killed without releasing holds its queues this long (default 60000)', parseIntOption('--lock-lease-ms', LIMITS.minLockLeaseMs, LIMITS.maxLockLeaseMs))
     .option('--simple', 'simple consumer (RocketMQ 5 receive/ack): each message is invisible to the group for --invisible-ms once received, and acked after printing (with --exec: when CMD exits 0)')
     .option('--invisible-ms <ms>', `with --simple: how long a received message stays invisible before it is delivered again (default ${DEFAULT_INVISIBLE_MS})`, parseIntOption('--invisible-ms', LIMITS.minInvisibleDurationMs, LIMITS.maxInvisibleDurationMs))
@@ -90,7 +91,10 @@ async function runConsume(options: ConsumeOptions): Promise<void> {
     if (options.concurrency !== undefined) throw new InvalidArgumentError('--concurrency does not apply to --orderly (one command per queue at a time)');
     orderlyCommand(options); // bad flags are exit 2 before connecting
     const consumerId = consumerIdFor(options);
-    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeOrderly(client, options, startFor(options), consumerId));
+    // The flag wins; else the config's consumer.maxOrderlyReconsumeTimes; else no limit.
+    const maxReconsumeTimes = options.maxReconsumeTimes ?? loadConfig(options.config).consumer.maxOrderlyReconsumeTimes;
+    const orderly = maxReconsumeTimes === undefined ? options : { ...options, maxReconsumeTimes };
+    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeOrderly(client, orderly, startFor(options), consumerId));
     return;
   }
   for (const [flag, set] of [['--max-reconsume-times', options.maxReconsumeTimes], ['--lock-lease-ms', options.lockLeaseMs]] as const) {

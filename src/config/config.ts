@@ -151,6 +151,11 @@ const consumerSchema = z
   .object({
     /** Retries of a concurrently consumed message before it goes to its group's DLQ (a request may override it). */
     maxReconsumeTimes: z.number().int().min(0).max(LIMITS.maxReconsumeTimes).default(16),
+    /**
+     * Suspended deliveries of an orderly consumer before a message goes to the DLQ; omitted:
+     * retry without limit (RocketMQ's default). `consume --orderly` reads it from the config.
+     */
+    maxOrderlyReconsumeTimes: z.number().int().min(0).max(LIMITS.maxReconsumeTimes).optional(),
   })
   .strict();
 
