@@ -362,6 +362,8 @@ describe('config – delay levels and consumer retries', () => {
     expect(config.delay.levels).toEqual([1, 5, 10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600, 7200].map((s) => s * 1000));
     expect(config.delay.scanIntervalMs).toBe(100);
     expect(config.consumer.maxReconsumeTimes).toBe(16);
+    expect(config.consumer.maxOrderlyReconsumeTimes).toBeUndefined(); // omitted: orderly retries without limit
+    expect(parseConfig({ ...valid, consumer: { maxOrderlyReconsumeTimes: 3 } }, 't').consumer.maxOrderlyReconsumeTimes).toBe(3);
     expect(parseConfig({ ...valid, delay: { levels: ' 100ms  2s 3m 1h 1d ' } }, 't').delay.levels).toEqual([100, 2000, 180_000, 3_600_000, 86_400_000]);
     expect(parseDelayLevels(Array(64).fill('1s').join(' '))).toHaveLength(64);
   });
@@ -373,6 +375,7 @@ describe('config – delay levels and consumer retries', () => {
     expect(messageOf({ ...valid, delay: { levels: '' } })).toMatch(/holds 0 levels; give 1 to 64 durations/);
     expect(messageOf({ ...valid, delay: { levels: Array(65).fill('1s').join(' ') } })).toMatch(/holds 65 levels/);
     expect(messageOf({ ...valid, consumer: { maxReconsumeTimes: -1 } })).toMatch(/consumer\.maxReconsumeTimes is -1/);
+    expect(messageOf({ ...valid, consumer: { maxOrderlyReconsumeTimes: 1.5 } })).toMatch(/consumer\.maxOrderlyReconsumeTimes must be integer/);
     expect(messageOf({ ...valid, delay: { scanIntervalMs: 5000 } })).toMatch(/delay\.scanIntervalMs is 5000/);
   });
 

@@ -4,7 +4,7 @@
 // with LMQ_RECONSUME_TIMES 1. The commands log their own start and end times (one machine,
 // one clock), so the test checks that no two commands of one queue ever ran at once.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
@@ -107,6 +107,19 @@ describe('cli – consume --exec --orderly', () => {
     expect(rest.code).toBe(0);
     expect(rest.stderr).toBe('cd');
     expect(performance.now() - startedMs).toBeGreaterThanOrEqual(1500);
+  }, 60_000);
+
+  it('takes the DLQ limit from the config\'s consumer.maxOrderlyReconsumeTimes when --max-reconsume-times is not given', async () => {
+    const client = cluster.client();
+    await client.call({ op: 'createTopic', topic: 'cli-limit', queues: 1 });
+    await produceTo(client, 'cli-limit', 0, ['poison']);
+    const config = JSON.parse(readFileSync(cluster.configPath, 'utf8'));
+    const limited = join(dirname(cluster.configPath), 'orderly-limit.config.json');
+    writeFileSync(limited, JSON.stringify({ ...config, consumer: { maxOrderlyReconsumeTimes: 1 } }));
+    const run = await runCli(limited, ['consume', '--topic', 'cli-limit', '--group', 'glimit', '--exec', 'exit 1', '--orderly', '--max', '1', '--timeout', '5000'], 90_000);
+    expect(run.code).toBe(0);
+    const dead = await runCli(limited, ['dlq', 'list', '--group', 'glimit', '--json'], 30_000);
+    expect(dead.stdout.trim().split('\n').map((line) => JSON.parse(line))).toEqual([expect.objectContaining({ topic: 'cli-limit', offset: 0, attempts: 2 })]);
   }, 60_000);
 
   it('kills a command (and what it started) when the lock is lost mid-command, then runs the message again', async () => {
