@@ -18,6 +18,8 @@ import type { LockApplyResult, LockCommand } from './queue-locks.js';
 import type { BrokerAccess } from './access.js';
 import type { AclUser } from '../security/acl.js';
 import type { PresentedCredentials } from '../security/signature.js';
+import { FilterCache, type MessageFilter } from '../filter/index.js';
+import type { FilteredRead } from './filtered-reads.js';
 
 export interface ServiceOptions {
   readonly quorum: QuorumMode;
@@ -56,6 +58,9 @@ export interface RequestContext {
   readonly remoteAddress: string;
 }
 
+/** Compiled subscription filters kept (each consumer sends its own with every pull). */
+const MAX_CACHED_FILTERS = 1024;
+
 const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => Promise.resolve(), remoteAddress: '' });
 
 export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
@@ -66,6 +71,7 @@ export class BrokerService {
   private readonly leaderSequences = new LeaderSequences();
   private closing = false;
   private readonly membership = new GroupMembership();
+  private readonly filters = new FilterCache(MAX_CACHED_FILTERS);
 
   constructor(
     private readonly node: RaftNode<ApplyResult>,
@@ -296,7 +302,10 @@ export class BrokerService {
 
   private async pull(request: RequestOf<'pull'>, context: RequestContext): Promise<ResponseOf<'pull'>> {
     this.topicOrThrow(request.topic);
+    // Compiled before anything waits: a malformed expression is refused (LMQ_BAD_INPUT) at once.
+    const filter = request.filter === undefined ? undefined : this.filters.get(request.filter);
     const waitMs = Math.min(request.waitMs, this.options.maxPollWaitMs);
+    if (filter !== undefined && !filter.all) return this.pullFiltered(request, filter, waitMs, context);
     const hasMessages = () => this.hasMessagesFrom(request.topic, request.queueId, request.offset);
     if (!hasMessages() && waitMs > 0 && !this.closing && this.waitingPulls.size < this.options.maxWaitingPulls) {
       await this.waitForMessages(hasMessages, waitMs);
@@ -304,7 +313,33 @@ export class BrokerService {
     // Reserved after the wait, so a waiting pull holds none of its connection's reply budget.
     await context.reserveReplyBytes(pullReplyBoundBytes(request.maxBytes));
     const answer = this.state.readFrom(request.topic, request.queueId, request.offset, request.maxMessages, request.maxBytes);
-    return { ...answer, ...this.state.queueRange(request.topic, request.queueId) };
+    const last = answer.messages.at(-1);
+    const nextBeginOffset = last === undefined ? answer.startOffset : last.offset + 1;
+    return { ...answer, nextBeginOffset, ...this.state.queueRange(request.topic, request.queueId) };
+  }
+
+  /**
+   * A pull with a filter. With nothing matching yet it long-polls as any pull does, but every
+   * commit that adds to the queue resumes the scan where the last one stopped (so each record
+   * is looked at once), and only a match, the scan bound or the end of the wait answers: the
+   * answer then carries no messages and a nextBeginOffset past those that did not match.
+   */
+  private async pullFiltered(request: RequestOf<'pull'>, filter: MessageFilter, waitMs: number, context: RequestContext): Promise<ResponseOf<'pull'>> {
+    const { topic, queueId } = request;
+    const read = (fromOffset: number) => this.state.readMatching(topic, queueId, fromOffset, request.maxMessages, request.maxBytes, filter);
+    const answered = (r: FilteredRead) => r.messages.length > 0 || r.scanBounded;
+    const first = read(request.offset);
+    let last = first;
+    if (!answered(last) && waitMs > 0 && !this.closing && this.waitingPulls.size < this.options.maxWaitingPulls) {
+      await this.waitForMessages(() => {
+        if (!this.hasMessagesFrom(topic, queueId, last.nextBeginOffset)) return false;
+        last = read(last.nextBeginOffset);
+        return answered(last);
+      }, waitMs);
+    }
+    assert(last.nextBeginOffset >= first.startOffset, 'a filtered pull ends at or after where it started');
+    await context.reserveReplyBytes(pullReplyBoundBytes(request.maxBytes));
+    return { startOffset: first.startOffset, messages: last.messages, nextBeginOffset: last.nextBeginOffset, ...this.state.queueRange(topic, queueId) };
   }
 
   /** Whether a read from `offset` would return a message (readFrom starts at minOffset when retention passed offset). */

@@ -36,6 +36,8 @@ import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
 import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord, type SentBackRecord } from './store.js';
 import { type CommitDurability, guardStateDir, markStateClean } from './state-guard.js';
 import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
+import { type FilteredRead, readMatching } from './filtered-reads.js';
+import type { MessageFilter } from '../filter/index.js';
 import { indexBatch, isDelayed, type PlacedItem, placedItems, queueKey, type RunningQueue } from './placement.js';
 import { collectGarbage, isRetainedRecord, retainedFromIndex, truncateBelow } from './retention.js';
 import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
@@ -111,8 +113,9 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
  * from the log) and refuses a newer one. 2: msgId index per copy, consume queue records carry
  * msgId and keys, unplaced marks (retention and snapshots). 3: timer index, sentBack and
  * dlqResent records, partial unplaced marks, delayed placements (offset null) in producer windows.
+ * 4: consume queue records carry the tag hash (tag filters).
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /**
  * Forgotten messages deleted per apply() call at least (by default), and per message the call
@@ -571,6 +574,20 @@ export class BrokerStateMachine {
     const messages = fetchMessages(this.log, refs);
     assert(messages.length === 0 || messages[0]!.offset === startOffset, 'a read starts at its start offset');
     return { startOffset, messages };
+  }
+
+  /**
+   * readFrom with a subscription's filter (filtered-reads.ts): only matching messages, the
+   * others skipped (by their consume queue record's tag hash where it tells); nextBeginOffset
+   * is past everything looked at. The scan is bounded by LIMITS.maxPullScanRecords and bytes.
+   */
+  readMatching(topic: string, queueId: number, fromOffset: number, maxMessages: number, maxBytes: number, filter: MessageFilter): FilteredRead {
+    this.assertOpen();
+    checkArgument(fromOffset, 'fromOffset', 0, Number.MAX_SAFE_INTEGER);
+    checkArgument(maxMessages, 'maxMessages', 1, STATE_MACHINE_LIMITS.readMessagesMax);
+    checkArgument(maxBytes, 'maxBytes', 1, STATE_MACHINE_LIMITS.readBytesMax);
+    const queue = this.requireQueue(topic, queueId);
+    return readMatching(this.store, this.log, { topic, queueId, queue }, fromOffset, { maxMessages, maxBytes }, filter);
   }
 
   /** The last seq applied for a producer; 0 when the broker does not track it (it must start at 1). */

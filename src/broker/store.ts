@@ -58,6 +58,11 @@ export interface ConsumeQueueRecord {
   /** The message's msgId and keys, for forgetting its index records with it. */
   msgId: string;
   keys: readonly string[];
+  /**
+   * tagHash(tag) (src/filter/tag.ts), null for a message without a tag: RocketMQ's tagsCode,
+   * so a tag filter skips a message without reading it from the commit log.
+   */
+  tagHash: number | null;
 }
 export interface QueuePosition {
   topic: string;
@@ -365,9 +370,10 @@ export class BrokerStore {
   getConsumeQueue(topic: string, queueId: number, offset: number): ConsumeQueueRecord | undefined {
     const value = this.get(['cq', topic, queueId, offset]);
     if (value === undefined) return undefined;
-    const [logIndex, batchPos, storeTimestampMs, bodyBytes, msgId, keys] = tuple(value, 6, 'consume queue');
+    const [logIndex, batchPos, storeTimestampMs, bodyBytes, msgId, keys, tagHash] = tuple(value, 7, 'consume queue');
     assert(typeof msgId === 'string', 'consume queue record without a msgId');
     assert(Array.isArray(keys), 'consume queue record without keys');
+    assert(tagHash === null || (Number.isSafeInteger(tagHash) && (tagHash as number) >= 0), 'consume queue record with a bad tag hash');
     return {
       logIndex: integer(logIndex),
       batchPos: integer(batchPos),
@@ -375,13 +381,15 @@ export class BrokerStore {
       bodyBytes: integer(bodyBytes),
       msgId,
       keys: keys as string[],
+      tagHash: tagHash as number | null,
     };
   }
 
   putConsumeQueue(topic: string, queueId: number, offset: number, record: ConsumeQueueRecord): void {
     assert(record.logIndex >= 1, 'consume queue entry points before the log');
     assert(record.batchPos >= 0, 'consume queue entry has a negative batch position');
-    const value = [record.logIndex, record.batchPos, record.storeTimestampMs, record.bodyBytes, record.msgId, record.keys];
+    assert(record.tagHash === null || (Number.isSafeInteger(record.tagHash) && record.tagHash >= 0), 'consume queue entry with a bad tag hash');
+    const value = [record.logIndex, record.batchPos, record.storeTimestampMs, record.bodyBytes, record.msgId, record.keys, record.tagHash];
     this.put(['cq', topic, queueId, offset], value);
   }
 

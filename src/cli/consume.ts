@@ -13,6 +13,7 @@ import { withClient } from './connect.js';
 import { consumeWithExec } from './consume-exec.js';
 import { consumeOrderly, orderlyCommand } from './consume-orderly.js';
 import { LIMITS } from '../protocol/index.js';
+import { compileFilter, type SubscriptionFilter } from '../filter/index.js';
 import { type ConnectOptions, parseIntOption, parseTimeOption, withClusterOptions } from './options.js';
 
 interface ConsumeOptions extends ConnectOptions {
@@ -30,6 +31,8 @@ interface ConsumeOptions extends ConnectOptions {
   orderly?: boolean;
   maxReconsumeTimes?: number;
   lockLeaseMs?: number;
+  filterTag?: string;
+  filterSql?: string;
 }
 
 /** Bounds of one pull per queue. */
@@ -55,15 +58,30 @@ export function registerConsume(program: Command): void {
     .option('--orderly', 'with --exec: one command per queue at a time, holding the queue\'s lock; a failure suspends the queue and retries the same message')
     .option('--max-reconsume-times <n>', 'with --orderly: suspended deliveries before a message goes to the DLQ (default: no limit)', parseIntOption('--max-reconsume-times', 0, LIMITS.maxReconsumeTimes))
     .option('--lock-lease-ms <ms>', 'with --orderly: lease of a queue lock, renewed every third of it; a consumer killed without releasing holds its queues this long (default 60000)', parseIntOption('--lock-lease-ms', LIMITS.minLockLeaseMs, LIMITS.maxLockLeaseMs))
+    .addOption(new Option('--filter-tag <expr>', 'only messages whose tag is one of these: "TagA || TagB" (or "*"); the broker skips the others, and the group commits past them').conflicts('filterSql'))
+    .addOption(new Option('--filter-sql <expr>', 'only messages whose user properties match this SQL92 condition, e.g. "a > 5 AND b = \'abc\'"; the broker skips the others, and the group commits past them'))
     .action((options: ConsumeOptions) => runConsume(options));
 }
 
+/**
+ * The subscription's filter, compiled here so a malformed expression is exit 2 (naming the
+ * character it goes wrong at) before anything connects; the broker checks it again.
+ */
+function filterFor(options: ConsumeOptions): SubscriptionFilter | undefined {
+  const filter: SubscriptionFilter | undefined =
+    options.filterTag !== undefined ? { type: 'tag', expression: options.filterTag }
+      : options.filterSql !== undefined ? { type: 'sql', expression: options.filterSql } : undefined;
+  if (filter !== undefined) compileFilter(filter);
+  return filter;
+}
+
 async function runConsume(options: ConsumeOptions): Promise<void> {
+  const filter = filterFor(options);
   if (options.orderly) {
     if (options.concurrency !== undefined) throw new InvalidArgumentError('--concurrency does not apply to --orderly (one command per queue at a time)');
     orderlyCommand(options); // bad flags are exit 2 before connecting
     const consumerId = consumerIdFor(options);
-    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeOrderly(client, options, startFor(options), consumerId));
+    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeOrderly(client, options, startFor(options), consumerId, filter));
     return;
   }
   for (const [flag, set] of [['--max-reconsume-times', options.maxReconsumeTimes], ['--lock-lease-ms', options.lockLeaseMs]] as const) {
@@ -71,7 +89,7 @@ async function runConsume(options: ConsumeOptions): Promise<void> {
   }
   if (options.exec === undefined) {
     if (options.concurrency !== undefined) throw new InvalidArgumentError('--concurrency needs --exec');
-    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeUntilDone(client, options));
+    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeUntilDone(client, options, filter));
     return;
   }
   // The handlers' output goes to stderr and nothing else is printed: there is nothing for --json to shape.
@@ -80,7 +98,7 @@ async function runConsume(options: ConsumeOptions): Promise<void> {
   const consumerId = consumerIdFor(options);
   await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeWithExec(client, {
     command, topic: options.topic, group: groupFor(options, consumerId), from: startFor(options), concurrency: options.concurrency ?? DEFAULT_PUSH_CONSUMER_OPTIONS.consumeConcurrency,
-    max: options.max, timeoutMs: options.timeout, consumerId: options.broadcast ? undefined : consumerId,
+    max: options.max, timeoutMs: options.timeout, consumerId: options.broadcast ? undefined : consumerId, filter,
   }));
 }
 
@@ -102,7 +120,7 @@ function startFor(options: ConsumeOptions) {
 }
 
 /** Polls, prints and commits until --max messages were printed or nothing came for --timeout. */
-async function consumeUntilDone(client: LedgerClient, options: ConsumeOptions): Promise<void> {
+async function consumeUntilDone(client: LedgerClient, options: ConsumeOptions, filter: SubscriptionFilter | undefined): Promise<void> {
   const consumerId = consumerIdFor(options);
   const consumer = new PullConsumer(client, {
     topic: options.topic,
@@ -110,6 +128,7 @@ async function consumeUntilDone(client: LedgerClient, options: ConsumeOptions): 
     from: startFor(options),
     pollWaitMs: Math.min(options.timeout, 1000), maxMessagesPerPull: Math.min(MAX_MESSAGES_PER_PULL, options.max ?? MAX_MESSAGES_PER_PULL), maxBytesPerPull: MAX_BYTES_PER_PULL,
     ...(options.broadcast ? {} : { rebalance: { consumerId, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS } }),
+    ...(filter === undefined ? {} : { filter }),
   });
   await consumer.start();
   let printed = 0;
@@ -119,7 +138,11 @@ async function consumeUntilDone(client: LedgerClient, options: ConsumeOptions): 
     if (performance.now() - lastMessageAt >= options.timeout) break;
     const batch = await consumer.poll(!hadMessages);
     hadMessages = batch.length > 0;
-    if (!hadMessages) continue;
+    if (!hadMessages) {
+      // A filter skipped messages: commit past them although none was printed (lag reaches 0).
+      if (consumer.movedSinceCommit()) await consumer.commit();
+      continue;
+    }
     lastMessageAt = performance.now();
     const room = options.max === undefined ? batch.length : options.max - printed;
     consumer.giveBack(batch.slice(room));

@@ -31,6 +31,18 @@ export const LIMITS = Object.freeze({
   maxQueuesPerOffsetQuery: 4096,
   maxPullMessages: 1024,
   maxPullBytes: 8 * 1024 * 1024,
+  /** Characters of a subscription's tag or SQL92 filter expression (src/filter). */
+  maxFilterExpressionLength: 4096,
+  /** Parentheses and NOTs nested in one SQL92 filter: bounds the parser's recursion. */
+  maxFilterNestingDepth: 64,
+  /**
+   * Consume queue records one filtered pull looks at, and body bytes it reads from the log to
+   * test them (an SQL92 filter reads every message; a tag filter only those whose tag hash is
+   * among its tags). A pull that reaches either answers what matched so far, with nextBeginOffset
+   * past what it looked at, so a long run of non-matching messages costs several pulls.
+   */
+  maxPullScanRecords: 16_384,
+  maxPullScanBytes: 16 * 1024 * 1024,
   /** Messages one lookup by key answers with at most. */
   maxLookupMessages: 1024,
   /** How far ahead a delayed message may be due: RocketMQ 5's timer limit (40 days). */

@@ -50,6 +50,14 @@ const produceMessages = z
 const position = z.object({ topic: name, queueId, offset: wholeNumber }).strict();
 const positions = z.array(position).min(1).max(LIMITS.maxOffsetsPerCommit, `more than maxOffsetsPerCommit ${LIMITS.maxOffsetsPerCommit} positions`);
 
+/** A subscription's filter (src/filter): compiled, and a bad one refused, by the broker on every pull. */
+const filter = z
+  .object({
+    type: z.enum(['tag', 'sql']),
+    expression: z.string().max(LIMITS.maxFilterExpressionLength, `must be at most maxFilterExpressionLength ${LIMITS.maxFilterExpressionLength} characters long`),
+  })
+  .strict();
+
 const lockedQueues = z
   .array(z.object({ topic: name, queueId }).strict())
   .min(1)
@@ -71,6 +79,8 @@ export const requestSchema = z.discriminatedUnion('op', [
       maxMessages: z.number().int().min(1).max(LIMITS.maxPullMessages),
       maxBytes: z.number().int().min(1).max(LIMITS.maxPullBytes),
       waitMs: wholeNumber,
+      /** Only messages matching it are answered; the others are skipped (nextBeginOffset passes them). */
+      filter: filter.optional(),
     })
     .strict(),
   /** offset = the next offset the group will consume; moves forward only. */

@@ -158,7 +158,17 @@ interface Responses {
    * startOffset: where the read started — the offset asked for, or minOffset when retention had
    * deleted it (the consumer moves its position there).
    */
-  pull: QueueRange & { readonly startOffset: number; readonly messages: readonly StoredMessage[] };
+  pull: QueueRange & {
+    readonly startOffset: number;
+    readonly messages: readonly StoredMessage[];
+    /**
+     * Where the next pull starts (RocketMQ's nextBeginOffset): past the last message answered
+     * and, with a filter, past every message the broker skipped as not matching — so a pull
+     * whose messages were all filtered out answers none and still moves the consumer on, and
+     * the consumer commits it. Without a filter: the last message's offset + 1, else startOffset.
+     */
+    readonly nextBeginOffset: number;
+  };
   commitOffsets: Ack;
   heartbeat: Assignment;
   leaveGroup: Ack;
