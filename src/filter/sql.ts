@@ -185,21 +185,21 @@ class Parser {
   }
 
   private or(): Condition {
-    const operands = [this.and()];
-    while (this.isKeyword('OR')) {
-      this.next();
-      operands.push(this.and());
-    }
-    return operands.length === 1 ? operands[0]! : { kind: 'or', operands };
+    return this.chain('or', () => this.and());
   }
 
   private and(): Condition {
-    const operands = [this.not()];
-    while (this.isKeyword('AND')) {
+    return this.chain('and', () => this.not());
+  }
+
+  /** operand (KIND operand)*: one n-ary node, so a long chain nests no deeper than its operands. */
+  private chain(kind: 'and' | 'or', operand: () => Condition): Condition {
+    const operands = [operand()];
+    while (this.isKeyword(kind.toUpperCase())) {
       this.next();
-      operands.push(this.not());
+      operands.push(operand());
     }
-    return operands.length === 1 ? operands[0]! : { kind: 'and', operands };
+    return operands.length === 1 ? operands[0]! : { kind, operands };
   }
 
   private not(): Condition {

@@ -41,7 +41,7 @@ export const LIMITS = Object.freeze({
    * among its tags). A pull that reaches either answers what matched so far, with nextBeginOffset
    * past what it looked at, so a long run of non-matching messages costs several pulls.
    */
-  maxPullScanRecords: 16_384,
+  maxPullScanRecords: 4096,
   maxPullScanBytes: 16 * 1024 * 1024,
   /** Messages one lookup by key answers with at most. */
   maxLookupMessages: 1024,
