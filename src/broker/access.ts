@@ -11,7 +11,7 @@
 //   lockQueues, unlockQueues             SUB on the group and SUB on each topic
 //   dlqList                              SUB or RESET on the group
 //   dlqResend                            RESET on the group (it re-delivers to the group)
-//   createTopic                          admin
+//   createTopic, growTopic               admin
 //   status, topics, route, groups        any authenticated user
 // Every refusal is LMQ_UNAUTHENTICATED or LMQ_FORBIDDEN naming the user, the resource and the
 // missing permission; nothing is carried out.
@@ -36,6 +36,7 @@ export function requirementsOf(request: Request): readonly Requirement[] {
     case 'lookupByMsgId':
       return [];
     case 'createTopic':
+    case 'growTopic':
       return [{ admin: true }];
     case 'produce':
       return [...new Set(request.messages.map((m) => m.topic))].map((topic) => ({ kind: 'topic', name: topic, anyOf: ['PUB'] }));

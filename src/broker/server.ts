@@ -102,7 +102,7 @@ export async function startBrokerNode(
   // vote) — but never as long as a client's attempt, which would give up first.
   const leaderWaitMs = Math.min(2 * (2 * config.raft.electionTimeoutTicks * config.raft.tickMs), MAX_LEADER_WAIT_MS);
   const retry = { delayLevelsMs: config.delay.levels, maxReconsumeTimes: config.consumer.maxReconsumeTimes };
-  const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs, retry }, acls?.access ?? null);
+  const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs, retry, maxReorderWaitMs: config.topic.maxReorderWaitMs }, acls?.access ?? null);
   const rpc = new RpcServer({ host: self.host, port: self.clientPort, sockets: sockets.client, logger }, (body, context) => service.handle(body, context));
 
   await transport.start();

@@ -34,6 +34,8 @@ export interface ServiceOptions {
   readonly leaderWaitMs: number;
   /** delay.levels and consumer.maxReconsumeTimes, resolved here into the commands. */
   readonly retry: RetrySettings;
+  /** topic.maxReorderWaitMs: how long keys whose queue a growth changed wait, at most. */
+  readonly maxReorderWaitMs: number;
 }
 
 /**
@@ -63,7 +65,7 @@ const MAX_CACHED_FILTERS = 1024;
 
 const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => Promise.resolve(), remoteAddress: '' });
 
-export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
+export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000, maxReorderWaitMs: 60_000 });
 
 export class BrokerService {
   /** Ends each waiting long poll at once (with what it has), e.g. on shutdown. */
@@ -104,7 +106,8 @@ export class BrokerService {
     status: () => this.node.status(),
     createTopic: (request) => this.createTopic(request.topic, request.queues),
     topics: () => ({ topics: this.state.topics().map((t) => ({ ...t, queueOffsets: this.queueOffsetRanges(t.topic, t.queues) })) }),
-    route: (request) => ({ topic: request.topic, queues: this.topicOrThrow(request.topic).queues }),
+    route: (request) => this.route(request.topic),
+    growTopic: (request) => this.growTopic(request.topic, request.queues),
     // Under an ACL a producer's dedup state is its user's: another user who learned the
     // producerId (msgIds show it) cannot pre-send its next seqs and have its sends dropped as
     // duplicates. Access keys hold no "/", so the scoped id is unambiguous.
@@ -249,6 +252,24 @@ export class BrokerService {
 
   private async write(command: BrokerCommand, mode: QuorumMode = 'majority'): Promise<ApplyResult | undefined> {
     return (await this.node.propose(encodeCommand(command), mode)).result;
+  }
+
+  /** The topic's queue count and, while a growth's wait is on, which old queues hold keys (topic-growth.ts). */
+  private route(topic: string): ResponseOf<'route'> {
+    const { queues } = this.topicOrThrow(topic);
+    const growth = this.state.topicGrowth(topic);
+    if (growth === undefined) return { topic, queues };
+    const remainingMs = Math.max(0, growth.untilMs - Date.now());
+    return { topic, queues, growth: { fromQueues: growth.fromQueues, heldQueues: growth.waiting.map((q) => q.queueId), remainingMs } };
+  }
+
+  private async growTopic(topic: string, queues: number): Promise<ResponseOf<'growTopic'>> {
+    this.topicOrThrow(topic);
+    const { maxReorderWaitMs } = this.options;
+    const result = await this.write({ kind: 'growTopic', topic, queues, timestampMs: Date.now(), maxReorderWaitMs });
+    assert(result?.kind === 'growTopic', 'a growTopic command yields a growTopic result');
+    if ('error' in result) throw new LmqError(result.error, result.message, { topic });
+    return { topic, fromQueues: result.fromQueues, queues: result.toQueues, maxReorderWaitMs, waiting: result.waiting };
   }
 
   private async createTopic(topic: string, queues: number): Promise<ResponseOf<'createTopic'>> {

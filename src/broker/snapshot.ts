@@ -7,8 +7,8 @@
 // eviction order, the unplaced marks (entries at or above retainedFromIndex that placed
 // nothing — duplicates, gaps, missing queues — or skipped some positions), the timer index
 // (delayed messages with their bodies: the produce entry that parked one may be long gone),
-// the sentBack and dlqResent records, and orderly consumers' queue locks with the lock clock
-// (queue-locks.ts). Not in it: consume queues and the key and msgId
+// the sentBack and dlqResent records, orderly consumers' queue locks with the lock clock
+// (queue-locks.ts), and each topic's last growth (topic-growth.ts). Not in it: consume queues and the key and msgId
 // indexes, which are derived — a restore walks the retained log [retainedFromIndex .. index]
 // forward with running per-queue offsets from each queue's minOffset and stores what applying
 // placed (placement.ts, the same code and the same rule of which messages an entry placed),
@@ -43,7 +43,7 @@ export const SNAPSHOT_FORMAT_VERSION = 2;
 const FORMAT_NAME = 'ledgermq-broker-state';
 
 /** The kinds of record a snapshot holds, in key order; the rest is derived from the log. */
-export const SNAPSHOT_KINDS = ['dlqResent', 'group', LOCK_KIND, 'meta', 'offset', 'plru', 'producer', 'queue', 'sentBack', 'timer', 'topic', 'unplaced'] as const;
+export const SNAPSHOT_KINDS = ['dlqResent', 'group', 'growth', LOCK_KIND, 'meta', 'offset', 'plru', 'producer', 'queue', 'sentBack', 'timer', 'topic', 'unplaced'] as const;
 
 /** Default bound on one chunk's bytes (one record larger than it makes a chunk of its own). */
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
@@ -262,6 +262,11 @@ function recordProblem(key: Key, value: unknown): string | undefined {
       return isTuple(value, 3) && (value[0] === 'retry' || value[0] === 'dlq') && isCount(value[1]) && (value[2] === null || isCount(value[2])) ? undefined : 'is not [target, reconsumeTimes, deliverAtMs]';
     case 'dlqResent':
       return shape(3, 's', 'n') && value === 1 ? undefined : 'is not a resent mark';
+    case 'growth':
+      if (!shape(2, 's')) return 'has a bad key';
+      return isTuple(value, 5) && value.slice(0, 4).every(isCount) && Array.isArray(value[4]) && value[4].length === value[0] && value[4].every(isCount) && (value[0] as number) < (value[1] as number)
+        ? undefined
+        : 'is not [fromQueues < toQueues, logIndex, untilMs, boundaries]';
     case 'producer':
       return shape(2, 's') ? producerProblem(value) : 'has a bad key';
     case LOCK_KIND:
@@ -305,6 +310,14 @@ function checkRelations(snapshot: DecodedSnapshot, settings: SnapshotSettings): 
     const [, group, topic, queueId] = key as [string, string, string, number];
     const nextOffset = queues.get(queueKey(topic, queueId));
     if (nextOffset === undefined || (value as number) > nextOffset || !groups.has(group)) throw corrupt(`offset of ${group} on ${topic}/${queueId} has no queue or group`);
+  }
+  for (const { key, value } of of('growth')) {
+    const [fromQueues, toQueues, , , boundaries] = value as [number, number, number, number, number[]];
+    const topic = key[1] as string;
+    if (topics.get(topic) !== toQueues) throw corrupt(`growth of ${topic} to ${toQueues} queues does not match the topic`);
+    boundaries.forEach((boundary, queueId) => {
+      if (queueId >= fromQueues || boundary > (queues.get(queueKey(topic, queueId)) ?? -1)) throw corrupt(`growth of ${topic} has a boundary past queue ${queueId}'s end`);
+    });
   }
   for (const { key } of of(LOCK_KIND)) {
     const { topic, queueId } = lockedQueueOf(key);

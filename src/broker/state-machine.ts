@@ -38,6 +38,7 @@ import { type CommitDurability, guardStateDir, markStateClean } from './state-gu
 import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
 import { type FilteredRead, readMatching } from './filtered-reads.js';
 import type { MessageFilter } from '../filter/index.js';
+import { applyGrowTopic, type GrowTopicResult, type PendingGrowth, unfinishedGrowth } from './topic-growth.js';
 import { indexBatch, isDelayed, type PlacedItem, placedItems, queueKey, type RunningQueue } from './placement.js';
 import { collectGarbage, isRetainedRecord, retainedFromIndex, truncateBelow } from './retention.js';
 import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
@@ -113,7 +114,7 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
  * from the log) and refuses a newer one. 2: msgId index per copy, consume queue records carry
  * msgId and keys, unplaced marks (retention and snapshots). 3: timer index, sentBack and
  * dlqResent records, partial unplaced marks, delayed placements (offset null) in producer windows.
- * 4: consume queue records carry the tag hash (tag filters).
+ * 4: consume queue records carry the tag hash (tag filters); growth records (topic-growth.ts).
  */
 export const SCHEMA_VERSION = 4;
 
@@ -143,7 +144,8 @@ export type ApplyResult =
   | { kind: 'sendBack'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string }
   /** resent: dead letters re-delivered now (those resent before are skipped). */
   | { kind: 'dlqResend'; resent: number }
-  | LockApplyResult;
+  | LockApplyResult
+  | GrowTopicResult;
 
 export interface GroupQueueLag {
   topic: string;
@@ -262,6 +264,8 @@ export class BrokerStateMachine {
     switch (command.kind) {
       case 'createTopic':
         return this.applyCreateTopic(command, entry.index);
+      case 'growTopic':
+        return applyGrowTopic(this.store, command, entry.index);
       case 'produce':
         return this.applyProduce(command, entry.index);
       case 'commitOffsets':
@@ -534,6 +538,12 @@ export class BrokerStateMachine {
     this.assertOpen();
     const record = this.store.getTopic(name);
     return record === undefined ? undefined : { queues: record.queues };
+  }
+
+  /** The topic's last growth while some group has not consumed an old queue up to it (topic-growth.ts). */
+  topicGrowth(topic: string): PendingGrowth | undefined {
+    this.assertOpen();
+    return unfinishedGrowth(this.store, topic);
   }
 
   /** Throws LMQ_TOPIC_NOT_FOUND / LMQ_BAD_INPUT for a missing topic or queue. */

@@ -18,6 +18,7 @@
 //   ['timer', deliverAtMs, logIndex, position]   → ProduceMessage       (delayed messages, due-time order)
 //   ['sentBack', group, topic, queueId, offset]  → SentBackRecord       (failed deliveries already sent back)
 //   ['dlqResent', group, dlqOffset]              → 1                    (dead letters already re-delivered)
+//   ['growth', topic]                            → GrowthRecord         (the topic's last growth, topic-growth.ts)
 //
 // The consume queue record carries the message's msgId and keys, so forgetting it (retention)
 // finds its key and msgId index records without the log entry, which may be gone by then.
@@ -71,6 +72,16 @@ export interface QueuePosition {
 }
 /** offset null: a delayed message, placed (and given its offset) at deliverAtMs. */
 export type Placement = { msgId: string; queueId: number; offset: number | null; deliverAtMs?: number };
+/** A topic's last growth: keys whose queue changed wait for groups to pass each old queue's boundary. */
+export interface GrowthRecord {
+  fromQueues: number;
+  toQueues: number;
+  logIndex: number;
+  /** Keys wait until this time at most (the command's time + maxReorderWaitMs). */
+  untilMs: number;
+  /** Each old queue's next offset at the growth. */
+  boundaries: number[];
+}
 /** What a sendBack stored, to answer its retries alike. */
 export interface SentBackRecord {
   target: SendBackTarget;
@@ -462,6 +473,25 @@ export class BrokerStore {
       assert(typeof topic === 'string', 'offset key without a topic');
       return { topic, queueId: integer(queueId), offset: integer(value) };
     });
+  }
+
+  /** Whether the group has an offset on any queue of the topic. */
+  hasOffsetOn(group: string, topic: string): boolean {
+    return this.range(['offset', group, topic], ['offset', group, topic, MAX_KEY_PART], 1).length > 0;
+  }
+
+  getGrowth(topic: string): GrowthRecord | undefined {
+    const value = this.get(['growth', topic]);
+    if (value === undefined) return undefined;
+    const [fromQueues, toQueues, logIndex, untilMs, boundaries] = tuple(value, 5, 'growth');
+    assert(Array.isArray(boundaries) && boundaries.length === fromQueues, 'growth record without a boundary per old queue');
+    return { fromQueues: integer(fromQueues), toQueues: integer(toQueues), logIndex: integer(logIndex), untilMs: integer(untilMs), boundaries: boundaries.map(integer) };
+  }
+
+  putGrowth(topic: string, record: GrowthRecord): void {
+    assert(record.fromQueues < record.toQueues, 'a growth adds queues');
+    assert(record.boundaries.length === record.fromQueues, 'a growth has a boundary per old queue');
+    this.put(['growth', topic], [record.fromQueues, record.toQueues, record.logIndex, record.untilMs, record.boundaries]);
   }
 
   getProducer(producerId: string): ProducerRecord | undefined {

@@ -154,6 +154,16 @@ const consumerSchema = z
   })
   .strict();
 
+const topicSchema = z
+  .object({
+    /**
+     * After `topic update --queues`, how long a keyed producer holds a key whose queue changed
+     * for the groups to consume its old queue up to the change; past it, order may break (logged).
+     */
+    maxReorderWaitMs: z.number().int().min(0).max(LIMITS.maxReorderWaitMs).default(60_000),
+  })
+  .strict();
+
 /** PEM files, relative to the config file; `{id}` in cert and key stands for the node's id. */
 const tlsSchema = z
   .object({
@@ -194,6 +204,7 @@ export const configSchema = z
     retention: retentionSchema.default({}),
     delay: delaySchema.default({}),
     consumer: consumerSchema.default({}),
+    topic: topicSchema.default({}),
     security: securitySchema.optional(),
   })
   .strict();

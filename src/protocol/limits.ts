@@ -57,6 +57,8 @@ export const LIMITS = Object.freeze({
   maxReasonLength: 512,
   /** Queues one lockQueues or unlockQueues request names. */
   maxQueuesPerLock: 1024,
+  /** The longest topic.maxReorderWaitMs: how long keys whose queue a topic's growth changes may wait. */
+  maxReorderWaitMs: 3_600_000,
   /** Bounds on an orderly consumer's queue lock lease (RocketMQ: 60 s, renewed every 20 s). */
   minLockLeaseMs: 1_000,
   maxLockLeaseMs: 300_000,

@@ -68,6 +68,8 @@ export const requestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('topics') }).strict(),
   z.object({ op: z.literal('createTopic'), topic: name, queues: z.number().int().min(1).max(LIMITS.maxQueuesPerTopic) }).strict(),
   z.object({ op: z.literal('route'), topic: name }).strict(),
+  /** Grows a topic to `queues` (more than it has): keys whose queue changes wait for the groups (topic.maxReorderWaitMs). */
+  z.object({ op: z.literal('growTopic'), topic: name, queues: z.number().int().min(2).max(LIMITS.maxQueuesPerTopic) }).strict(),
   /** seq from 1 per producerId; UNSEQUENCED (0) for a one-way send. */
   z.object({ op: z.literal('produce'), producerId: id, seq: wholeNumber, messages: produceMessages }).strict(),
   z
