@@ -30,7 +30,8 @@ function brokerAndClient() {
         return { offsets: request.queues.map((q) => ({ ...q, offset: machine.committedOffset(request.group, q.topic, q.queueId) ?? null, ...machine.queueRange(q.topic, q.queueId) })) };
       case 'pull': {
         const read = machine.readFrom(request.topic, request.queueId, request.offset, request.maxMessages, request.maxBytes);
-        return { ...read, ...machine.queueRange(request.topic, request.queueId) };
+        const nextBeginOffset = (read.messages.at(-1)?.offset ?? read.startOffset - 1) + 1;
+        return { ...read, nextBeginOffset, ...machine.queueRange(request.topic, request.queueId) };
       }
       case 'commitOffsets':
         commits.push(request.offsets.map((o) => o.offset));

@@ -11,7 +11,7 @@ describe('process queue – the commit point is the lowest unfinished offset', (
   it('stays at a message in hand while later ones finish, and moves to the next pull once all are done', () => {
     const queue = new ProcessQueue('t', 0, 5);
     expect(queue.commitPoint()).toBe(5);
-    queue.add(5, pulled(5, 10));
+    queue.add(5, pulled(5, 10), 10);
     const batch = queue.take(5);
     expect(batch.map((m) => m.offset)).toEqual([5, 6, 7, 8, 9]);
     for (const m of [batch[1]!, batch[3]!, batch[4]!]) queue.finish(m);
@@ -25,7 +25,7 @@ describe('process queue – the commit point is the lowest unfinished offset', (
 
   it('moves past offsets retention deleted, and keeps what a close left unhanded as unfinished', () => {
     const queue = new ProcessQueue('t', 0, 0);
-    queue.add(4, pulled(4, 8)); // 0..3 were deleted
+    queue.add(4, pulled(4, 8), 8); // 0..3 were deleted
     expect(queue.commitPoint()).toBe(4);
     queue.finish(queue.take(1)[0]!);
     queue.close();
@@ -36,7 +36,7 @@ describe('process queue – the commit point is the lowest unfinished offset', (
 
   it('is full at its bound of messages or of bytes', () => {
     const queue = new ProcessQueue('t', 0, 0);
-    queue.add(0, pulled(0, 3));
+    queue.add(0, pulled(0, 3), 3);
     expect(queue.isFull(3, 1000)).toBe(true);
     expect(queue.isFull(4, 30)).toBe(true);
     expect(queue.isFull(4, 31)).toBe(false);
@@ -46,7 +46,7 @@ describe('process queue – the commit point is the lowest unfinished offset', (
     const queue = new ProcessQueue('t', 0, 0);
     const seen: number[] = [];
     for (let offset = 0; offset < 10_000; offset += 10) {
-      queue.add(offset, pulled(offset, offset + 10));
+      queue.add(offset, pulled(offset, offset + 10), offset + 10);
       for (const m of queue.take(9)) {
         seen.push(m.offset);
         queue.finish(m);

@@ -17,7 +17,7 @@
 //   txHalf                               PUB on each topic written
 //   txEnd, txChecks, txList              PUB on each topic of the transaction (checked on the
 //                                        stored transaction: the request names none)
-//   createTopic                          admin
+//   createTopic, growTopic               admin
 //   status, topics, route, groups        any authenticated user
 // Every refusal is LMQ_UNAUTHENTICATED or LMQ_FORBIDDEN naming the user, the resource and the
 // missing permission; nothing is carried out.
@@ -43,6 +43,7 @@ export function requirementsOf(request: Request): readonly Requirement[] {
     case 'lookupByMsgId':
       return [];
     case 'createTopic':
+    case 'growTopic':
       return [{ admin: true }];
     case 'produce':
       return [...new Set(request.messages.map((m) => m.topic))].map((topic) => ({ kind: 'topic', name: topic, anyOf: ['PUB'] }));

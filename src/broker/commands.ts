@@ -28,6 +28,11 @@ import { LmqError } from '../util/errors.js';
 
 export type BrokerCommand =
   | { kind: 'createTopic'; topic: string; queues: number }
+  /**
+   * Grows a topic to `queues` (topic-growth.ts): keys whose queue changes wait until
+   * timestampMs + maxReorderWaitMs at most (both the leader's, so apply is deterministic).
+   */
+  | { kind: 'growTopic'; topic: string; queues: number; timestampMs: number; maxReorderWaitMs: number }
   /** timestampMs: the leader's clock at proposal, so apply is deterministic. seq: from 1, per producerId; UNSEQUENCED (0) for one-way sends. */
   | { kind: 'produce'; producerId: string; seq: number; timestampMs: number; messages: ProduceMessage[] }
   /** offset = the next offset the group will consume. Moves forward only (see state-machine.ts). */
@@ -331,6 +336,15 @@ function validateCommand(raw: unknown): BrokerCommand {
         kind,
         topic: checkName(raw['topic'], 'topic'),
         queues: checkInteger(raw['queues'], 'queues', 1, LIMITS.maxQueuesPerTopic),
+      };
+    case 'growTopic':
+      onlyKeys(raw, ['kind', 'topic', 'queues', 'timestampMs', 'maxReorderWaitMs'], kind);
+      return {
+        kind,
+        topic: checkName(raw['topic'], 'topic'),
+        queues: checkInteger(raw['queues'], 'queues', 2, LIMITS.maxQueuesPerTopic),
+        timestampMs: checkInteger(raw['timestampMs'], 'timestampMs', 0, Number.MAX_SAFE_INTEGER),
+        maxReorderWaitMs: checkInteger(raw['maxReorderWaitMs'], 'maxReorderWaitMs', 0, LIMITS.maxReorderWaitMs),
       };
     case 'produce':
       return validateProduce(raw);

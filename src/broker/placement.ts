@@ -6,6 +6,7 @@
 import { assert } from '../util/assert.js';
 import { type BrokerCommand, carriedMessages, type ProduceMessage } from './commands.js';
 import type { BrokerStore, ConsumeQueueRecord } from './store.js';
+import { tagHash } from '../filter/index.js';
 
 /** A message an entry places, with its position in the entry (the consume queue's batchPos). */
 export interface PlacedItem {
@@ -65,7 +66,10 @@ export function indexBatch(
     assert(queue.topic === message.topic && queue.queueId === message.queueId, 'running queue of another queue');
     const offset = queue.nextOffset;
     const keys = message.keys ?? [];
-    const at: ConsumeQueueRecord = { logIndex, batchPos, storeTimestampMs, bodyBytes: message.body.byteLength, msgId: message.msgId, keys };
+    const at: ConsumeQueueRecord = {
+      logIndex, batchPos, storeTimestampMs, bodyBytes: message.body.byteLength, msgId: message.msgId, keys,
+      tagHash: message.tag === undefined ? null : tagHash(message.tag),
+    };
     store.putConsumeQueue(message.topic, message.queueId, offset, at);
     for (const key of keys) store.putKeyIndex(message.topic, key, at, message.queueId, offset);
     // Every copy is indexed (a copy stored again under a new producer session too): a lookup

@@ -24,11 +24,19 @@ export interface QueueRef {
 /** Bytes asked of the log per call: one maximal produce entry plus framing fits. */
 const LOG_READ_CHUNK_BYTES = 2 * LIMITS.maxProduceBodyBytes;
 
-export function fetchMessages(log: CommittedLogReader, refs: readonly QueueRef[]): StoredMessage[] {
-  const logIndexes = [...new Set(refs.map((ref) => ref.at.logIndex))].sort((a, b) => a - b);
+/**
+ * The messages the refs point at. `decoded` (log index → the entry's messages) lets a caller
+ * that fetches in chunks decode an entry shared by two chunks once: entries found in it are not
+ * read again, and those read are added to it.
+ */
+export function fetchMessages(log: CommittedLogReader, refs: readonly QueueRef[], decoded?: Map<number, readonly ProduceMessage[]>): StoredMessage[] {
+  const logIndexes = [...new Set(refs.map((ref) => ref.at.logIndex))].filter((index) => !decoded?.has(index)).sort((a, b) => a - b);
   const entries = readPlacingEntries(log, logIndexes);
+  if (decoded !== undefined) {
+    for (const [index, carried] of entries) decoded.set(index, carried);
+  }
   const messages = refs.map((ref) => {
-    const carried = entries.get(ref.at.logIndex);
+    const carried = entries.get(ref.at.logIndex) ?? decoded?.get(ref.at.logIndex);
     assert(carried !== undefined, () => `log entry ${ref.at.logIndex} was not read`);
     return storedMessage(ref, carried);
   });

@@ -107,7 +107,9 @@ export async function startBrokerNode(
   const txBoard = new TxCheckBoard();
   const txChecker = new TransactionChecker(node, state, txBoard, config.transaction, logger);
   const transaction = { checkAfterMs: config.transaction.checkAfterMs, checkIntervalMs: config.transaction.checkIntervalMs, board: txBoard };
-  const service = new BrokerService(node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs, retry, transaction }, acls?.access ?? null);
+  const service = new BrokerService(
+    node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs, retry, transaction, maxReorderWaitMs: config.topic.maxReorderWaitMs }, acls?.access ?? null,
+  );
   const rpc = new RpcServer({ host: self.host, port: self.clientPort, sockets: sockets.client, logger }, (body, context) => service.handle(body, context));
 
   await transport.start();

@@ -20,6 +20,8 @@ import type { BrokerAccess } from './access.js';
 import { TransactionService, type TransactionServiceOptions } from './tx-service.js';
 import type { AclUser } from '../security/acl.js';
 import type { PresentedCredentials } from '../security/signature.js';
+import { FilterCache, type MessageFilter } from '../filter/index.js';
+import type { FilteredRead } from './filtered-reads.js';
 
 export interface ServiceOptions {
   readonly quorum: QuorumMode;
@@ -36,6 +38,8 @@ export interface ServiceOptions {
   readonly retry: RetrySettings;
   /** transaction.* and the leader's check-back board (tx-service.ts). */
   readonly transaction: Pick<TransactionServiceOptions, 'checkAfterMs' | 'checkIntervalMs' | 'board'>;
+  /** topic.maxReorderWaitMs: how long keys whose queue a growth changed wait, at most. */
+  readonly maxReorderWaitMs: number;
 }
 
 /**
@@ -66,9 +70,12 @@ function parsedReceipt(receipt: string): NonNullable<ReturnType<typeof parseRece
   return ref;
 }
 
+/** Compiled subscription filters kept (each consumer sends its own with every pull). */
+const MAX_CACHED_FILTERS = 1024;
+
 const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => Promise.resolve(), remoteAddress: '' });
 
-export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry' | 'transaction'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000 });
+export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry' | 'transaction'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000, maxReorderWaitMs: 60_000 });
 
 export class BrokerService {
   /** Ends each waiting long poll at once (with what it has), e.g. on shutdown. */
@@ -77,6 +84,7 @@ export class BrokerService {
   private closing = false;
   private readonly membership = new GroupMembership();
   private readonly transactions: TransactionService;
+  private readonly filters = new FilterCache(MAX_CACHED_FILTERS);
 
   constructor(
     private readonly node: RaftNode<ApplyResult>,
@@ -113,7 +121,8 @@ export class BrokerService {
     status: () => this.node.status(),
     createTopic: (request) => this.createTopic(request.topic, request.queues),
     topics: () => ({ topics: this.state.topics().map((t) => ({ ...t, queueOffsets: this.queueOffsetRanges(t.topic, t.queues) })) }),
-    route: (request) => ({ topic: request.topic, queues: this.topicOrThrow(request.topic).queues }),
+    route: (request) => this.route(request.topic),
+    growTopic: (request) => this.growTopic(request.topic, request.queues),
     // Under an ACL a producer's dedup state is its user's: another user who learned the
     // producerId (msgIds show it) cannot pre-send its next seqs and have its sends dropped as
     // duplicates. Access keys hold no "/", so the scoped id is unambiguous.
@@ -318,6 +327,24 @@ export class BrokerService {
     return (await this.node.propose(encodeCommand(command), mode)).result;
   }
 
+  /** The topic's queue count and, while a growth's wait is on, which old queues hold keys (topic-growth.ts). */
+  private route(topic: string): ResponseOf<'route'> {
+    const { queues } = this.topicOrThrow(topic);
+    const growth = this.state.topicGrowth(topic);
+    if (growth === undefined) return { topic, queues };
+    const remainingMs = Math.max(0, growth.untilMs - Date.now());
+    return { topic, queues, growth: { fromQueues: growth.fromQueues, heldQueues: growth.waiting.map((q) => q.queueId), remainingMs } };
+  }
+
+  private async growTopic(topic: string, queues: number): Promise<ResponseOf<'growTopic'>> {
+    this.topicOrThrow(topic);
+    const { maxReorderWaitMs } = this.options;
+    const result = await this.write({ kind: 'growTopic', topic, queues, timestampMs: Date.now(), maxReorderWaitMs });
+    assert(result?.kind === 'growTopic', 'a growTopic command yields a growTopic result');
+    if ('error' in result) throw new LmqError(result.error, result.message, { topic });
+    return { topic, fromQueues: result.fromQueues, queues: result.toQueues, maxReorderWaitMs, waiting: result.waiting };
+  }
+
   private async createTopic(topic: string, queues: number): Promise<ResponseOf<'createTopic'>> {
     const problem = topicNameProblem(topic);
     if (problem !== undefined) throw new LmqError('LMQ_BAD_INPUT', problem);
@@ -369,7 +396,10 @@ export class BrokerService {
 
   private async pull(request: RequestOf<'pull'>, context: RequestContext): Promise<ResponseOf<'pull'>> {
     this.topicOrThrow(request.topic);
+    // Compiled before anything waits: a malformed expression is refused (LMQ_BAD_INPUT) at once.
+    const filter = request.filter === undefined ? undefined : this.filters.get(request.filter);
     const waitMs = Math.min(request.waitMs, this.options.maxPollWaitMs);
+    if (filter !== undefined && !filter.all) return this.pullFiltered(request, filter, waitMs, context);
     const hasMessages = () => this.hasMessagesFrom(request.topic, request.queueId, request.offset);
     if (!hasMessages() && waitMs > 0 && !this.closing && this.waitingPulls.size < this.options.maxWaitingPulls) {
       await this.waitForMessages(hasMessages, waitMs);
@@ -377,7 +407,33 @@ export class BrokerService {
     // Reserved after the wait, so a waiting pull holds none of its connection's reply budget.
     await context.reserveReplyBytes(pullReplyBoundBytes(request.maxBytes));
     const answer = this.state.readFrom(request.topic, request.queueId, request.offset, request.maxMessages, request.maxBytes);
-    return { ...answer, ...this.state.queueRange(request.topic, request.queueId) };
+    const last = answer.messages.at(-1);
+    const nextBeginOffset = last === undefined ? answer.startOffset : last.offset + 1;
+    return { ...answer, nextBeginOffset, ...this.state.queueRange(request.topic, request.queueId) };
+  }
+
+  /**
+   * A pull with a filter. With nothing matching yet it long-polls as any pull does, but every
+   * commit that adds to the queue resumes the scan where the last one stopped (so each record
+   * is looked at once), and only a match, the scan bound or the end of the wait answers: the
+   * answer then carries no messages and a nextBeginOffset past those that did not match.
+   */
+  private async pullFiltered(request: RequestOf<'pull'>, filter: MessageFilter, waitMs: number, context: RequestContext): Promise<ResponseOf<'pull'>> {
+    const { topic, queueId } = request;
+    const read = (fromOffset: number) => this.state.readMatching(topic, queueId, fromOffset, request.maxMessages, request.maxBytes, filter);
+    const answered = (r: FilteredRead) => r.messages.length > 0 || r.scanBounded;
+    const first = read(request.offset);
+    let last = first;
+    if (!answered(last) && waitMs > 0 && !this.closing && this.waitingPulls.size < this.options.maxWaitingPulls) {
+      await this.waitForMessages(() => {
+        if (!this.hasMessagesFrom(topic, queueId, last.nextBeginOffset)) return false;
+        last = read(last.nextBeginOffset);
+        return answered(last);
+      }, waitMs);
+    }
+    assert(last.nextBeginOffset >= first.startOffset, 'a filtered pull ends at or after where it started');
+    await context.reserveReplyBytes(pullReplyBoundBytes(request.maxBytes));
+    return { startOffset: first.startOffset, messages: last.messages, nextBeginOffset: last.nextBeginOffset, ...this.state.queueRange(topic, queueId) };
   }
 
   /** Whether a read from `offset` would return a message (readFrom starts at minOffset when retention passed offset). */

@@ -9,8 +9,9 @@
 // (delayed messages with their bodies: the produce entry that parked one may be long gone),
 // the sentBack and dlqResent records, orderly consumers' queue locks with the lock clock
 // (queue-locks.ts), the simple consumer's cursors, in-flight messages, their due index and
-// rotations (simple-consumer.ts), and transactions — half messages with their bodies, check
-// counts, remembered ends (transactions.ts). Not in it: consume queues and the key and msgId
+// rotations (simple-consumer.ts), transactions — half messages with their bodies, check
+// counts, remembered ends (transactions.ts) — and each topic's last growth (topic-growth.ts).
+// Not in it: consume queues and the key and msgId
 // indexes, which are derived — a restore walks the retained log [retainedFromIndex .. index]
 // forward with running per-queue offsets from each queue's minOffset and stores what applying
 // placed (placement.ts, the same code and the same rule of which messages an entry placed),
@@ -48,7 +49,7 @@ const FORMAT_NAME = 'ledgermq-broker-state';
 
 /** The kinds of record a snapshot holds, in key order; the rest is derived from the log. */
 export const SNAPSHOT_KINDS = [
-  'dlqResent', 'group', LOCK_KIND, 'meta', 'offset', 'plru', CURSOR_KIND, DUE_KIND, INFLIGHT_KIND, ROTATION_KIND, 'producer', 'queue', 'sentBack', 'timer', 'topic',
+  'dlqResent', 'group', 'growth', LOCK_KIND, 'meta', 'offset', 'plru', CURSOR_KIND, DUE_KIND, INFLIGHT_KIND, ROTATION_KIND, 'producer', 'queue', 'sentBack', 'timer', 'topic',
   TX_KIND, TX_DUE_KIND, TX_END_ORDER_KIND, TX_ENDED_KIND, TX_MESSAGE_KIND, 'unplaced',
 ] as const;
 
@@ -269,6 +270,11 @@ function recordProblem(key: Key, value: unknown): string | undefined {
       return isTuple(value, 3) && (value[0] === 'retry' || value[0] === 'dlq') && isCount(value[1]) && (value[2] === null || isCount(value[2])) ? undefined : 'is not [target, reconsumeTimes, deliverAtMs]';
     case 'dlqResent':
       return shape(3, 's', 'n') && value === 1 ? undefined : 'is not a resent mark';
+    case 'growth':
+      if (!shape(2, 's')) return 'has a bad key';
+      return isTuple(value, 5) && value.slice(0, 4).every(isCount) && Array.isArray(value[4]) && value[4].length === value[0] && value[4].every(isCount) && (value[0] as number) < (value[1] as number)
+        ? undefined
+        : 'is not [fromQueues < toQueues, logIndex, untilMs, boundaries]';
     case 'producer':
       return shape(2, 's') ? producerProblem(value) : 'has a bad key';
     case LOCK_KIND:
@@ -323,6 +329,14 @@ function checkRelations(snapshot: DecodedSnapshot, settings: SnapshotSettings): 
     const [, group, topic, queueId] = key as [string, string, string, number];
     const nextOffset = queues.get(queueKey(topic, queueId));
     if (nextOffset === undefined || (value as number) > nextOffset || !groups.has(group)) throw corrupt(`offset of ${group} on ${topic}/${queueId} has no queue or group`);
+  }
+  for (const { key, value } of of('growth')) {
+    const [fromQueues, toQueues, , , boundaries] = value as [number, number, number, number, number[]];
+    const topic = key[1] as string;
+    if (topics.get(topic) !== toQueues) throw corrupt(`growth of ${topic} to ${toQueues} queues does not match the topic`);
+    boundaries.forEach((boundary, queueId) => {
+      if (queueId >= fromQueues || boundary > (queues.get(queueKey(topic, queueId)) ?? -1)) throw corrupt(`growth of ${topic} has a boundary past queue ${queueId}'s end`);
+    });
   }
   for (const { key } of of(LOCK_KIND)) {
     const { topic, queueId } = lockedQueueOf(key);

@@ -36,6 +36,9 @@ import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
 import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord, type SentBackRecord } from './store.js';
 import { type CommitDurability, guardStateDir, markStateClean } from './state-guard.js';
 import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
+import { type FilteredRead, readMatching } from './filtered-reads.js';
+import type { MessageFilter } from '../filter/index.js';
+import { applyGrowTopic, type GrowTopicResult, type PendingGrowth, unfinishedGrowth } from './topic-growth.js';
 import { indexBatch, isDelayed, type PlacedItem, placedItems, queueKey, type RunningQueue } from './placement.js';
 import { collectGarbage, isRetainedRecord, retainedFromIndex, truncateBelow } from './retention.js';
 import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
@@ -117,8 +120,9 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
  * dlqResent records, partial unplaced marks, delayed placements (offset null) in producer windows.
  * 4: simple consumer records (popCursor, popInflight, popDue, popRotation: simple-consumer.ts).
  * 5: transactions (half messages, check counts, remembered ends; transactions.ts).
+ * 6: consume queue records carry the tag hash (tag filters); growth records (topic-growth.ts).
  */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /**
  * Forgotten messages deleted per apply() call at least (by default), and per message the call
@@ -148,7 +152,8 @@ export type ApplyResult =
   | { kind: 'dlqResend'; resent: number }
   | LockApplyResult
   | SimpleApplyResult
-  | TxApplyResult;
+  | TxApplyResult
+  | GrowTopicResult;
 
 export interface GroupQueueLag {
   topic: string;
@@ -267,6 +272,8 @@ export class BrokerStateMachine {
     switch (command.kind) {
       case 'createTopic':
         return this.applyCreateTopic(command, entry.index);
+      case 'growTopic':
+        return applyGrowTopic(this.store, command, entry.index);
       case 'produce':
         return this.applyProduce(command, entry.index);
       case 'commitOffsets':
@@ -592,6 +599,12 @@ export class BrokerStateMachine {
     return record === undefined ? undefined : { queues: record.queues };
   }
 
+  /** The topic's last growth while some group has not consumed an old queue up to it (topic-growth.ts). */
+  topicGrowth(topic: string): PendingGrowth | undefined {
+    this.assertOpen();
+    return unfinishedGrowth(this.store, topic);
+  }
+
   /** Throws LMQ_TOPIC_NOT_FOUND / LMQ_BAD_INPUT for a missing topic or queue. */
   queueRange(topic: string, queueId: number): { minOffset: number; nextOffset: number } {
     this.assertOpen();
@@ -630,6 +643,20 @@ export class BrokerStateMachine {
     const messages = fetchMessages(this.log, refs);
     assert(messages.length === 0 || messages[0]!.offset === startOffset, 'a read starts at its start offset');
     return { startOffset, messages };
+  }
+
+  /**
+   * readFrom with a subscription's filter (filtered-reads.ts): only matching messages, the
+   * others skipped (by their consume queue record's tag hash where it tells); nextBeginOffset
+   * is past everything looked at. The scan is bounded by LIMITS.maxPullScanRecords and bytes.
+   */
+  readMatching(topic: string, queueId: number, fromOffset: number, maxMessages: number, maxBytes: number, filter: MessageFilter): FilteredRead {
+    this.assertOpen();
+    checkArgument(fromOffset, 'fromOffset', 0, Number.MAX_SAFE_INTEGER);
+    checkArgument(maxMessages, 'maxMessages', 1, STATE_MACHINE_LIMITS.readMessagesMax);
+    checkArgument(maxBytes, 'maxBytes', 1, STATE_MACHINE_LIMITS.readBytesMax);
+    const queue = this.requireQueue(topic, queueId);
+    return readMatching(this.store, this.log, { topic, queueId, queue }, fromOffset, { maxMessages, maxBytes }, filter);
   }
 
   /** The last seq applied for a producer; 0 when the broker does not track it (it must start at 1). */

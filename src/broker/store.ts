@@ -19,6 +19,7 @@
 //   ['sentBack', group, topic, queueId, offset]  → SentBackRecord       (failed deliveries already sent back)
 //   ['dlqResent', group, dlqOffset]              → 1                    (dead letters already re-delivered)
 //   ['tx' | 'txMsg' | 'txDue' | 'txEnded' | 'txEndOrder', …]                (transactions: transactions.ts)
+//   ['growth', topic]                            → GrowthRecord         (the topic's last growth, topic-growth.ts)
 //
 // The consume queue record carries the message's msgId and keys, so forgetting it (retention)
 // finds its key and msgId index records without the log entry, which may be gone by then.
@@ -59,6 +60,11 @@ export interface ConsumeQueueRecord {
   /** The message's msgId and keys, for forgetting its index records with it. */
   msgId: string;
   keys: readonly string[];
+  /**
+   * tagHash(tag) (src/filter/tag.ts), null for a message without a tag: RocketMQ's tagsCode,
+   * so a tag filter skips a message without reading it from the commit log.
+   */
+  tagHash: number | null;
 }
 export interface QueuePosition {
   topic: string;
@@ -67,6 +73,16 @@ export interface QueuePosition {
 }
 /** offset null: a delayed message, placed (and given its offset) at deliverAtMs. */
 export type Placement = { msgId: string; queueId: number; offset: number | null; deliverAtMs?: number };
+/** A topic's last growth: keys whose queue changed wait for groups to pass each old queue's boundary. */
+export interface GrowthRecord {
+  fromQueues: number;
+  toQueues: number;
+  logIndex: number;
+  /** Keys wait until this time at most (the command's time + maxReorderWaitMs). */
+  untilMs: number;
+  /** Each old queue's next offset at the growth. */
+  boundaries: number[];
+}
 /** What a sendBack stored, to answer its retries alike. */
 export interface SentBackRecord {
   target: SendBackTarget;
@@ -366,9 +382,10 @@ export class BrokerStore {
   getConsumeQueue(topic: string, queueId: number, offset: number): ConsumeQueueRecord | undefined {
     const value = this.get(['cq', topic, queueId, offset]);
     if (value === undefined) return undefined;
-    const [logIndex, batchPos, storeTimestampMs, bodyBytes, msgId, keys] = tuple(value, 6, 'consume queue');
+    const [logIndex, batchPos, storeTimestampMs, bodyBytes, msgId, keys, tagHash] = tuple(value, 7, 'consume queue');
     assert(typeof msgId === 'string', 'consume queue record without a msgId');
     assert(Array.isArray(keys), 'consume queue record without keys');
+    assert(tagHash === null || (Number.isSafeInteger(tagHash) && (tagHash as number) >= 0), 'consume queue record with a bad tag hash');
     return {
       logIndex: integer(logIndex),
       batchPos: integer(batchPos),
@@ -376,13 +393,15 @@ export class BrokerStore {
       bodyBytes: integer(bodyBytes),
       msgId,
       keys: keys as string[],
+      tagHash: tagHash as number | null,
     };
   }
 
   putConsumeQueue(topic: string, queueId: number, offset: number, record: ConsumeQueueRecord): void {
     assert(record.logIndex >= 1, 'consume queue entry points before the log');
     assert(record.batchPos >= 0, 'consume queue entry has a negative batch position');
-    const value = [record.logIndex, record.batchPos, record.storeTimestampMs, record.bodyBytes, record.msgId, record.keys];
+    assert(record.tagHash === null || (Number.isSafeInteger(record.tagHash) && record.tagHash >= 0), 'consume queue entry with a bad tag hash');
+    const value = [record.logIndex, record.batchPos, record.storeTimestampMs, record.bodyBytes, record.msgId, record.keys, record.tagHash];
     this.put(['cq', topic, queueId, offset], value);
   }
 
@@ -455,6 +474,25 @@ export class BrokerStore {
       assert(typeof topic === 'string', 'offset key without a topic');
       return { topic, queueId: integer(queueId), offset: integer(value) };
     });
+  }
+
+  /** Whether the group has an offset on any queue of the topic. */
+  hasOffsetOn(group: string, topic: string): boolean {
+    return this.range(['offset', group, topic], ['offset', group, topic, MAX_KEY_PART], 1).length > 0;
+  }
+
+  getGrowth(topic: string): GrowthRecord | undefined {
+    const value = this.get(['growth', topic]);
+    if (value === undefined) return undefined;
+    const [fromQueues, toQueues, logIndex, untilMs, boundaries] = tuple(value, 5, 'growth');
+    assert(Array.isArray(boundaries) && boundaries.length === fromQueues, 'growth record without a boundary per old queue');
+    return { fromQueues: integer(fromQueues), toQueues: integer(toQueues), logIndex: integer(logIndex), untilMs: integer(untilMs), boundaries: boundaries.map(integer) };
+  }
+
+  putGrowth(topic: string, record: GrowthRecord): void {
+    assert(record.fromQueues < record.toQueues, 'a growth adds queues');
+    assert(record.boundaries.length === record.fromQueues, 'a growth has a boundary per old queue');
+    this.put(['growth', topic], [record.fromQueues, record.toQueues, record.logIndex, record.untilMs, record.boundaries]);
   }
 
   getProducer(producerId: string): ProducerRecord | undefined {

@@ -9,6 +9,7 @@ import type { LedgerClient } from '../client/client.js';
 import type { StartPosition } from '../client/consumer.js';
 import { PushConsumer } from '../client/push-consumer.js';
 import { assert } from '../util/assert.js';
+import type { SubscriptionFilter } from '../filter/index.js';
 import { runHandler, runUntilDone } from './exec-handler.js';
 
 export interface ExecOptions {
@@ -21,6 +22,7 @@ export interface ExecOptions {
   readonly timeoutMs: number;
   /** Clustering mode (the group's consume processes share its queues); omitted: every queue. */
   readonly consumerId: string | undefined;
+  readonly filter: SubscriptionFilter | undefined;
 }
 
 const MAX_POLL_WAIT_MS = 1_000;
@@ -31,6 +33,7 @@ export async function consumeWithExec(client: LedgerClient, options: ExecOptions
     pollWaitMs: Math.min(options.timeoutMs, MAX_POLL_WAIT_MS),
     ...(options.max === undefined ? {} : { maxDeliveredMessages: options.max }),
     ...(options.consumerId === undefined ? {} : { consumerId: options.consumerId }),
+    ...(options.filter === undefined ? {} : { filter: options.filter }),
     onError: (error, what) => {
       process.stderr.write(`consume: ${what}: ${error instanceof Error ? error.message : String(error)}\n`);
     },

@@ -13,6 +13,7 @@ import { InvalidArgumentError } from 'commander';
 import type { LedgerClient } from '../client/client.js';
 import type { StartPosition } from '../client/consumer.js';
 import { OrderlyConsumer } from '../client/orderly-consumer.js';
+import type { SubscriptionFilter } from '../filter/index.js';
 import { runHandler, runUntilDone } from './exec-handler.js';
 
 /** What consume.ts hands over: its options, of which these matter here. */
@@ -39,7 +40,7 @@ export function orderlyCommand(options: OrderlyCliOptions): string {
   return options.exec;
 }
 
-export async function consumeOrderly(client: LedgerClient, options: OrderlyCliOptions, from: StartPosition, consumerId: string): Promise<void> {
+export async function consumeOrderly(client: LedgerClient, options: OrderlyCliOptions, from: StartPosition, consumerId: string, filter: SubscriptionFilter | undefined): Promise<void> {
   const command = orderlyCommand(options);
   const consumer = new OrderlyConsumer(client, {
     topic: options.topic, group: options.group, consumerId, from,
@@ -47,6 +48,7 @@ export async function consumeOrderly(client: LedgerClient, options: OrderlyCliOp
     ...(options.max === undefined ? {} : { maxMessages: options.max }),
     ...(options.maxReconsumeTimes === undefined ? {} : { maxReconsumeTimes: options.maxReconsumeTimes }),
     ...(options.lockLeaseMs === undefined ? {} : { lockLeaseMs: options.lockLeaseMs }),
+    ...(filter === undefined ? {} : { filter }),
     onError: (error, what) => {
       process.stderr.write(`consume: ${what}: ${error instanceof Error ? error.message : String(error)}\n`);
     },

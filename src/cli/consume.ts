@@ -15,6 +15,7 @@ import { consumeOrderly, orderlyCommand } from './consume-orderly.js';
 import { consumeSimple } from './consume-simple.js';
 import { loadConfig } from '../config/config.js';
 import { LIMITS } from '../protocol/index.js';
+import { compileFilter, type SubscriptionFilter } from '../filter/index.js';
 import { type ConnectOptions, parseIntOption, parseTimeOption, withClusterOptions } from './options.js';
 
 interface ConsumeOptions extends ConnectOptions {
@@ -34,6 +35,8 @@ interface ConsumeOptions extends ConnectOptions {
   lockLeaseMs?: number;
   simple?: boolean;
   invisibleMs?: number;
+  filterTag?: string;
+  filterSql?: string;
 }
 
 /** Bounds of one pull per queue. */
@@ -61,6 +64,8 @@ export function registerConsume(program: Command): void {
     .option('--lock-lease-ms <ms>', 'with --orderly: lease of a queue lock, renewed every third of it; a consumer killed without releasing holds its queues this long (default 60000)', parseIntOption('--lock-lease-ms', LIMITS.minLockLeaseMs, LIMITS.maxLockLeaseMs))
     .option('--simple', 'simple consumer (RocketMQ 5 receive/ack): each message is invisible to the group for --invisible-ms once received, and acked after printing (with --exec: when CMD exits 0)')
     .option('--invisible-ms <ms>', `with --simple: how long a received message stays invisible before it is delivered again (default ${DEFAULT_INVISIBLE_MS})`, parseIntOption('--invisible-ms', LIMITS.minInvisibleDurationMs, LIMITS.maxInvisibleDurationMs))
+    .addOption(new Option('--filter-tag <expr>', 'only messages whose tag is one of these: "TagA || TagB" (or "*"); the broker skips the others, and the group commits past them').conflicts('filterSql'))
+    .addOption(new Option('--filter-sql <expr>', 'only messages whose user properties match this SQL92 condition, e.g. "a > 5 AND b = \'abc\'"; the broker skips the others, and the group commits past them'))
     .action((options: ConsumeOptions) => runConsume(options));
 }
 
@@ -72,6 +77,7 @@ function runSimple(options: ConsumeOptions): Promise<void> {
     ['--orderly', options.orderly === true], ['--broadcast', options.broadcast === true], ['--concurrency', options.concurrency !== undefined],
     ['--from last', options.from !== 'first'], ['--from-time', options.fromTime !== undefined],
     ['--max-reconsume-times', options.maxReconsumeTimes !== undefined], ['--lock-lease-ms', options.lockLeaseMs !== undefined],
+    ['--filter-tag', options.filterTag !== undefined], ['--filter-sql', options.filterSql !== undefined],
   ];
   for (const [flag, set] of refused) {
     if (set) throw new InvalidArgumentError(`${flag} does not apply to --simple (the broker hands out each message not yet acked by the group, from the first offset of a new group)`);
@@ -84,9 +90,22 @@ function runSimple(options: ConsumeOptions): Promise<void> {
   return withClient(options, Math.max(options.timeout, 10_000), (client) => consumeSimple(client, simple));
 }
 
+/**
+ * The subscription's filter, compiled here so a malformed expression is exit 2 (naming the
+ * character it goes wrong at) before anything connects; the broker checks it again.
+ */
+function filterFor(options: ConsumeOptions): SubscriptionFilter | undefined {
+  const filter: SubscriptionFilter | undefined =
+    options.filterTag !== undefined ? { type: 'tag', expression: options.filterTag }
+      : options.filterSql !== undefined ? { type: 'sql', expression: options.filterSql } : undefined;
+  if (filter !== undefined) compileFilter(filter);
+  return filter;
+}
+
 async function runConsume(options: ConsumeOptions): Promise<void> {
   if (options.simple) return runSimple(options);
   if (options.invisibleMs !== undefined) throw new InvalidArgumentError('--invisible-ms needs --simple');
+  const filter = filterFor(options);
   if (options.orderly) {
     if (options.concurrency !== undefined) throw new InvalidArgumentError('--concurrency does not apply to --orderly (one command per queue at a time)');
     orderlyCommand(options); // bad flags are exit 2 before connecting
@@ -94,7 +113,7 @@ async function runConsume(options: ConsumeOptions): Promise<void> {
     // The flag wins; else the config's consumer.maxOrderlyReconsumeTimes; else no limit.
     const maxReconsumeTimes = options.maxReconsumeTimes ?? loadConfig(options.config).consumer.maxOrderlyReconsumeTimes;
     const orderly = maxReconsumeTimes === undefined ? options : { ...options, maxReconsumeTimes };
-    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeOrderly(client, orderly, startFor(options), consumerId));
+    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeOrderly(client, orderly, startFor(options), consumerId, filter));
     return;
   }
   for (const [flag, set] of [['--max-reconsume-times', options.maxReconsumeTimes], ['--lock-lease-ms', options.lockLeaseMs]] as const) {
@@ -102,7 +121,7 @@ async function runConsume(options: ConsumeOptions): Promise<void> {
   }
   if (options.exec === undefined) {
     if (options.concurrency !== undefined) throw new InvalidArgumentError('--concurrency needs --exec');
-    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeUntilDone(client, options));
+    await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeUntilDone(client, options, filter));
     return;
   }
   // The handlers' output goes to stderr and nothing else is printed: there is nothing for --json to shape.
@@ -111,7 +130,7 @@ async function runConsume(options: ConsumeOptions): Promise<void> {
   const consumerId = consumerIdFor(options);
   await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeWithExec(client, {
     command, topic: options.topic, group: groupFor(options, consumerId), from: startFor(options), concurrency: options.concurrency ?? DEFAULT_PUSH_CONSUMER_OPTIONS.consumeConcurrency,
-    max: options.max, timeoutMs: options.timeout, consumerId: options.broadcast ? undefined : consumerId,
+    max: options.max, timeoutMs: options.timeout, consumerId: options.broadcast ? undefined : consumerId, filter,
   }));
 }
 
@@ -133,7 +152,7 @@ function startFor(options: ConsumeOptions) {
 }
 
 /** Polls, prints and commits until --max messages were printed or nothing came for --timeout. */
-async function consumeUntilDone(client: LedgerClient, options: ConsumeOptions): Promise<void> {
+async function consumeUntilDone(client: LedgerClient, options: ConsumeOptions, filter: SubscriptionFilter | undefined): Promise<void> {
   const consumerId = consumerIdFor(options);
   const consumer = new PullConsumer(client, {
     topic: options.topic,
@@ -141,6 +160,7 @@ async function consumeUntilDone(client: LedgerClient, options: ConsumeOptions): 
     from: startFor(options),
     pollWaitMs: Math.min(options.timeout, 1000), maxMessagesPerPull: Math.min(MAX_MESSAGES_PER_PULL, options.max ?? MAX_MESSAGES_PER_PULL), maxBytesPerPull: MAX_BYTES_PER_PULL,
     ...(options.broadcast ? {} : { rebalance: { consumerId, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS } }),
+    ...(filter === undefined ? {} : { filter }),
   });
   await consumer.start();
   let printed = 0;
@@ -150,7 +170,11 @@ async function consumeUntilDone(client: LedgerClient, options: ConsumeOptions): 
     if (performance.now() - lastMessageAt >= options.timeout) break;
     const batch = await consumer.poll(!hadMessages);
     hadMessages = batch.length > 0;
-    if (!hadMessages) continue;
+    if (!hadMessages) {
+      // A filter skipped messages: commit past them although none was printed (lag reaches 0).
+      if (consumer.movedSinceCommit()) await consumer.commit();
+      continue;
+    }
     lastMessageAt = performance.now();
     const room = options.max === undefined ? batch.length : options.max - printed;
     consumer.giveBack(batch.slice(room));

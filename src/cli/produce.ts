@@ -64,7 +64,7 @@ async function runProduce(options: ProduceOptions): Promise<void> {
   }
   // Explicit batches are never combined: --concurrency of them are requests in flight, as before.
   const producerOptions = options.batch > 1 ? { maxInflightRequests: options.concurrency } : {};
-  const counts = await withClient(options, options.timeout, (client) => sendAll(new Producer(client, options.timeout, producerOptions), options));
+  const counts = await withClient(options, options.timeout, (client) => sendAll(new Producer(client, options.timeout, producerOptions, (message) => process.stderr.write(`produce: ${message}\n`)), options));
   if (!options.json) process.stdout.write(`${counts.acknowledged} messages acknowledged${counts.duplicates ? ` (${counts.duplicates} were retries the broker had already stored)` : ''}\n`);
 }
 

@@ -1,4 +1,4 @@
-// `ledgermq topic create NAME --queues N` and `topic list`.
+// `ledgermq topic create NAME --queues N`, `topic update NAME --queues N` (grow) and `topic list`.
 import type { Command } from 'commander';
 import { LIMITS } from '../protocol/index.js';
 import { withClient } from './connect.js';
@@ -11,7 +11,7 @@ function formatTopic(t: { topic: string; queues: number; queueOffsets: readonly 
 }
 
 export function registerTopic(program: Command): void {
-  const topic = program.command('topic').description('create and list topics');
+  const topic = program.command('topic').description('create, grow and list topics');
   withClusterOptions(topic.command('create <name>'))
     .description('create a topic with N queues (replicated through the log)')
     .requiredOption('--queues <n>', 'number of queues', parseIntOption('--queues', 1, LIMITS.maxQueuesPerTopic))
@@ -19,6 +19,28 @@ export function registerTopic(program: Command): void {
     .action(async (name: string, options: { config: string; queues: number; timeout: number }) => {
       await withClient(options, options.timeout, (client) => client.call({ op: 'createTopic', topic: name, queues: options.queues }));
       process.stdout.write(`created topic ${name} with ${options.queues} queues\n`);
+    });
+  withClusterOptions(topic.command('update <name>'))
+    .description('grow a topic to N queues (grow only); prints the groups that keys moving to other queues wait for')
+    .requiredOption('--queues <n>', 'the new number of queues, more than it has', parseIntOption('--queues', 2, LIMITS.maxQueuesPerTopic))
+    .option('--json', 'machine-readable output')
+    .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
+    .action(async (name: string, options: { config: string; queues: number; json?: boolean; timeout: number }) => {
+      const grown = await withClient(options, options.timeout, (client) => client.call({ op: 'growTopic', topic: name, queues: options.queues }));
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(grown)}\n`);
+        return;
+      }
+      process.stdout.write(`topic ${name} grew from ${grown.fromQueues} to ${grown.queues} queues\n`);
+      if (grown.waiting.length === 0) {
+        process.stdout.write('no group has messages left in the old queues: keys move to their new queues at once\n');
+        return;
+      }
+      process.stdout.write(`keyed sends whose queue changed wait (up to ${grown.maxReorderWaitMs} ms, topic.maxReorderWaitMs) until these groups have consumed their old queue up to the change:\n`);
+      for (const group of [...new Set(grown.waiting.flatMap((q) => q.groups))].sort()) {
+        const queues = grown.waiting.filter((q) => q.groups.includes(group)).map((q) => `${q.queueId} (to offset ${q.boundary})`);
+        process.stdout.write(`  ${group}: queues ${queues.join(', ')}\n`);
+      }
     });
   withClusterOptions(topic.command('list'))
     .description("list topics, their queues and each queue's stored offsets (minOffset to maxOffset)")

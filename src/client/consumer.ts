@@ -9,6 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { StoredMessage } from '../protocol/index.js';
 import { LmqError } from '../util/errors.js';
+import { compileFilter, type SubscriptionFilter } from '../filter/index.js';
 import type { LedgerClient } from './client.js';
 
 export interface ConsumedMessage {
@@ -35,6 +36,8 @@ export interface ConsumerOptions {
   readonly maxBytesPerPull: number;
   /** Clustering mode: share the topic's queues with the group's other live consumers. */
   readonly rebalance?: { readonly consumerId: string; readonly heartbeatIntervalMs: number };
+  /** Only messages matching it are returned (the broker skips the others; commits pass them). */
+  readonly filter?: SubscriptionFilter;
 }
 
 /** A pull's answer may take its wait plus this long (network, a busy leader). */
@@ -43,14 +46,19 @@ const PULL_MARGIN_MS = 5_000;
 export class PullConsumer {
   /** Next offset to read, per owned queue. */
   private positions = new Map<number, number>();
+  /** The positions of the last commit (or where the queues started). */
+  private committed = new Map<number, number>();
   private started = false;
   /** Monotonic (performance.now()): a wall-clock step must not stop or flood the heartbeats. */
   private lastHeartbeatMs = Number.NEGATIVE_INFINITY;
 
+  /** Throws LMQ_BAD_INPUT for a malformed filter (the broker refuses it as well). */
   constructor(
     private readonly client: LedgerClient,
     private readonly options: ConsumerOptions,
-  ) {}
+  ) {
+    if (options.filter !== undefined) compileFilter(options.filter);
+  }
 
   async start(): Promise<void> {
     await this.refreshAssignment();
@@ -76,17 +84,16 @@ export class PullConsumer {
     const replies = await Promise.all(owned.map(([queueId, offset]) => this.client.call({
       op: 'pull', topic: this.options.topic, queueId, offset,
       maxMessages: this.options.maxMessagesPerPull, maxBytes: this.options.maxBytesPerPull, waitMs: wait ? this.options.pollWaitMs : 0,
+      ...(this.options.filter === undefined ? {} : { filter: this.options.filter }),
     }, this.options.pollWaitMs + PULL_MARGIN_MS, (wait ? this.options.pollWaitMs : 0) + PULL_MARGIN_MS)));
     const messages: ConsumedMessage[] = [];
     replies.forEach((reply, i) => {
       const queueId = owned[i]![0];
-      // Retention deleted the offsets below startOffset: the position moves past them, so
-      // the next pull and the next commit do not ask for them again.
-      if (this.positions.has(queueId)) this.positions.set(queueId, Math.max(this.positions.get(queueId)!, reply.startOffset));
-      for (const m of reply.messages) {
-        messages.push(consumed(queueId, m));
-        if (this.positions.has(queueId)) this.positions.set(queueId, m.offset + 1);
-      }
+      // Retention deleted the offsets below startOffset, a filter skipped those up to
+      // nextBeginOffset: the position moves past them, so the next pull and the next commit
+      // do not ask for them again.
+      for (const m of reply.messages) messages.push(consumed(queueId, m));
+      if (this.positions.has(queueId)) this.positions.set(queueId, Math.max(this.positions.get(queueId)!, reply.nextBeginOffset));
     });
     return messages;
   }
@@ -104,6 +111,13 @@ export class PullConsumer {
     if (this.positions.size === 0) return;
     const offsets = [...this.positions].map(([queueId, offset]) => ({ topic: this.options.topic, queueId, offset }));
     await this.client.call({ op: 'commitOffsets', group: this.options.group, offsets });
+    this.committed = new Map(this.positions);
+  }
+
+  /** Whether a position moved since the last commit (a filter skipped messages, say, though none were returned). */
+  movedSinceCommit(): boolean {
+    for (const [queueId, offset] of this.positions) if (this.committed.get(queueId) !== offset) return true;
+    return false;
   }
 
   /** Leaves the group (clustering mode) so its queues move to the others at once. */
@@ -117,7 +131,12 @@ export class PullConsumer {
     const queueIds = await this.assignedQueues();
     const kept = new Map([...this.positions].filter(([queueId]) => queueIds.includes(queueId)));
     const added = queueIds.filter((queueId) => !kept.has(queueId));
-    if (added.length > 0) for (const [queueId, offset] of await this.startOffsets(added)) kept.set(queueId, offset);
+    if (added.length > 0) {
+      for (const [queueId, offset] of await this.startOffsets(added)) {
+        kept.set(queueId, offset);
+        this.committed.set(queueId, offset);
+      }
+    }
     this.positions = kept;
   }
 

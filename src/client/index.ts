@@ -76,5 +76,7 @@ export {
   type TxSummary,
   UNSEQUENCED,
 } from '../protocol/index.js';
+// Subscription filters: what a consumer's `filter` option takes, and its check (a bad expression throws LMQ_BAD_INPUT with its position).
+export { compileFilter, type SubscriptionFilter } from '../filter/index.js';
 export type { Credentials } from '../security/signature.js';
 export { ERROR_TRAITS, type ErrorCode, isLmqError, LmqError, NOT_SENT } from '../util/errors.js';

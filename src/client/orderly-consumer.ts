@@ -26,6 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LIMITS } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
+import { compileFilter, type SubscriptionFilter } from '../filter/index.js';
 import type { LedgerClient } from './client.js';
 import { type ConsumedMessage, consumed, queryStartOffsets, type StartPosition } from './consumer.js';
 
@@ -78,6 +79,8 @@ export interface OrderlyConsumerOptions {
   readonly maxMessages?: number;
   /** Failures the consumer goes on after (a pull, a lock request, a listener's throw). */
   readonly onError?: (error: unknown, what: string) => void;
+  /** Only messages matching it are delivered (the broker skips the others; commits pass them). */
+  readonly filter?: SubscriptionFilter;
 }
 
 export const DEFAULT_ORDERLY_OPTIONS = Object.freeze({
@@ -91,7 +94,7 @@ export const DEFAULT_ORDERLY_OPTIONS = Object.freeze({
   maxBytesPerPull: 4 * 1024 * 1024,
 });
 
-type Settings = Required<Omit<OrderlyConsumerOptions, 'maxReconsumeTimes' | 'maxMessages' | 'onError'>> & Pick<OrderlyConsumerOptions, 'maxReconsumeTimes' | 'maxMessages'>;
+type Settings = Required<Omit<OrderlyConsumerOptions, 'maxReconsumeTimes' | 'maxMessages' | 'onError' | 'filter'>> & Pick<OrderlyConsumerOptions, 'maxReconsumeTimes' | 'maxMessages' | 'filter'>;
 
 /** A pull's answer may take its wait plus this long. */
 const PULL_MARGIN_MS = 5_000;
@@ -277,7 +280,7 @@ export class OrderlyConsumer {
   // --- one queue ------------------------------------------------------------------------------
 
   private async runWorker(worker: QueueWorker): Promise<void> {
-    const position: Position = { tenure: -1, offset: 0, buffer: [], reconsumeTimes: 0, reserved: 0 };
+    const position: Position = { tenure: -1, offset: 0, buffer: [], bufferEnd: 0, reconsumeTimes: 0, reserved: 0 };
     while (worker.assigned && !this.stopping) {
       try {
         if (!worker.lease.valid()) await worker.wakeup.wait(this.settings.lockRetryIntervalMs);
@@ -300,19 +303,26 @@ export class OrderlyConsumer {
     const [start] = await queryStartOffsets(this.client, group, topic, [worker.queueId], from);
     assert(start !== undefined && start.queueId === worker.queueId, 'the offset query answers for its queue');
     this.unreserve(position);
-    Object.assign(position, { tenure, offset: start.committed ?? start.start, buffer: [], reconsumeTimes: 0 });
+    const offset = start.committed ?? start.start;
+    Object.assign(position, { tenure, offset, buffer: [], bufferEnd: offset, reconsumeTimes: 0 });
   }
 
   private async fill(worker: QueueWorker, position: Position): Promise<void> {
-    const { topic, pollWaitMs, maxMessagesPerPull, maxBytesPerPull } = this.settings;
+    const { topic, pollWaitMs, maxMessagesPerPull, maxBytesPerPull, filter } = this.settings;
     const waitMs = Math.max(0, Math.min(pollWaitMs, worker.lease.remainingMs()));
-    const pull = this.client.call({ op: 'pull', topic, queueId: worker.queueId, offset: position.offset, maxMessages: maxMessagesPerPull, maxBytes: maxBytesPerPull, waitMs }, waitMs + PULL_MARGIN_MS, waitMs + PULL_MARGIN_MS);
+    const pull = this.client.call({
+      op: 'pull', topic, queueId: worker.queueId, offset: position.offset, maxMessages: maxMessagesPerPull, maxBytes: maxBytesPerPull, waitMs,
+      ...(filter === undefined ? {} : { filter }),
+    }, waitMs + PULL_MARGIN_MS, waitMs + PULL_MARGIN_MS);
     // A rebalance or a lost lease does not wait for the long poll: nothing is in hand.
     const reply = await untilWoken(pull, worker.wakeup.signal);
     if (reply === undefined || position.tenure !== worker.tenure) return;
     position.offset = Math.max(position.offset, reply.startOffset);
     position.buffer = reply.messages.map((m) => consumed(worker.queueId, m));
-    assert(position.buffer.every((m, i) => m.offset === position.offset + i), 'a pull answers consecutive offsets from where it started');
+    position.bufferEnd = Math.max(position.offset, reply.nextBeginOffset);
+    assert(position.buffer.every((m, i) => m.offset >= position.offset && m.offset < position.bufferEnd && (i === 0 || m.offset > position.buffer[i - 1]!.offset)), 'a pull answers ascending offsets in the range it read');
+    // Everything the pull read was filtered out: commit past it, so the group's lag reaches 0.
+    if (position.buffer.length === 0 && position.bufferEnd > position.offset) await this.commitTo(worker, position, position.bufferEnd);
   }
 
   /** Delivers the head batch; on success (or once dead-lettered) commits past it, else suspends. */
@@ -372,13 +382,19 @@ export class OrderlyConsumer {
 
   /** Commits past a finished batch, retrying while the lease holds (after it, the next owner re-reads the offset). */
   private async commitPast(worker: QueueWorker, position: Position, batch: readonly ConsumedMessage[]): Promise<void> {
-    const offset = batch.at(-1)!.offset + 1;
     position.buffer = position.buffer.slice(batch.length);
-    position.offset = offset;
     position.reconsumeTimes = 0;
     this.finishedMessages += batch.length;
     this.reservedMessages -= position.reserved;
     position.reserved = 0;
+    // Past the batch and whatever a filter skipped after it: up to the next unfinished message.
+    await this.commitTo(worker, position, position.buffer[0]?.offset ?? position.bufferEnd);
+  }
+
+  /** Moves the position to `offset` and commits it, retrying while the lease holds (after it, the next owner re-reads the offset). */
+  private async commitTo(worker: QueueWorker, position: Position, offset: number): Promise<void> {
+    assert(offset > position.offset, 'a commit moves the position forward');
+    position.offset = offset;
     const offsets = [{ topic: this.settings.topic, queueId: worker.queueId, offset }];
     for (;;) {
       try {
@@ -416,8 +432,10 @@ interface Position {
   tenure: number;
   /** The next offset to deliver (the committed offset plus what this tenure finished). */
   offset: number;
-  /** Pulled messages from `offset` on, not yet finished. */
+  /** Pulled messages from `offset` on, not yet finished (ascending; a filter may leave gaps). */
   buffer: ConsumedMessage[];
+  /** Where the last pull ended (its nextBeginOffset): the next pull starts there once the buffer is done. */
+  bufferEnd: number;
   /** Suspended deliveries of the head batch. */
   reconsumeTimes: number;
   /** Messages of the head batch counted against maxMessages. */
@@ -584,6 +602,7 @@ function validate(options: OrderlyConsumerOptions): Settings {
   check('maxMessagesPerPull', 1, LIMITS.maxPullMessages);
   check('maxBytesPerPull', 1, LIMITS.maxPullBytes);
   check('maxMessages', 1, Number.MAX_SAFE_INTEGER);
+  if (settings.filter !== undefined) compileFilter(settings.filter);
   // The view must outlast a renewal interval: a lease renewed on time never lapses.
   if (settings.lockRenewIntervalMs + settings.lockSafetyMarginMs >= settings.lockLeaseMs) {
     throw new LmqError('LMQ_BAD_INPUT', `orderly consumer lockRenewIntervalMs ${settings.lockRenewIntervalMs} plus lockSafetyMarginMs ${settings.lockSafetyMarginMs} must be below lockLeaseMs ${settings.lockLeaseMs}`);

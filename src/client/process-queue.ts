@@ -3,11 +3,12 @@
 // starts, and the offset the group may commit — the lowest offset not yet finished, so a
 // crash redelivers every unfinished message and never skips one.
 //
-// Pulls append messages in offset order; a message leaves only when it is finished (the
+// Pulls append messages in offset order (with gaps where a filter skipped some); a message leaves only when it is finished (the
 // listener returned SUCCESS, or its sendBack was acknowledged). No I/O here: the push
 // consumer (push-consumer.ts) drives it.
 import type { MessageOrigin, StoredMessage } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
+import type { SubscriptionFilter } from '../filter/index.js';
 
 /** A message as the push consumer hands it to its listener. */
 export interface PushMessage {
@@ -59,6 +60,8 @@ export class ProcessQueue {
     readonly topic: string,
     readonly queueId: number,
     startOffset: number,
+    /** Sent with every pull of this queue (the subscribed topic's filter; none for the retry topic). */
+    readonly filter?: SubscriptionFilter,
   ) {
     assert(Number.isSafeInteger(startOffset) && startOffset >= 0, 'a queue starts at a whole offset');
     this.pullOffset = startOffset;
@@ -85,13 +88,19 @@ export class ProcessQueue {
     return this.ready.length - this.readyHead;
   }
 
-  /** Adds one pull's answer: `startOffset` is where the broker read from (retention may move it past the asked offset). */
-  add(startOffset: number, messages: readonly StoredMessage[]): PushMessage[] {
+  /**
+   * Adds one pull's answer: `startOffset` is where the broker read from (retention may move it
+   * past the asked offset), `nextBeginOffset` where the next pull starts — past the messages,
+   * and past those a filter skipped between them and after them.
+   */
+  add(startOffset: number, messages: readonly StoredMessage[], nextBeginOffset: number): PushMessage[] {
     assert(startOffset >= this.pullOffset, () => `pull of ${this.topic}/${this.queueId} started at ${startOffset}, below ${this.pullOffset}`);
+    assert(nextBeginOffset >= startOffset + messages.length, () => `pull of ${this.topic}/${this.queueId} ends at ${nextBeginOffset}, inside its ${messages.length} messages from ${startOffset}`);
     this.pullOffset = startOffset;
     const added: PushMessage[] = [];
     for (const stored of messages) {
-      assert(stored.offset === this.pullOffset, () => `pull of ${this.topic}/${this.queueId} answered offset ${stored.offset}, expected ${this.pullOffset}`);
+      assert(stored.offset >= this.pullOffset && stored.offset < nextBeginOffset, () => `pull of ${this.topic}/${this.queueId} answered offset ${stored.offset}, outside ${this.pullOffset}..${nextBeginOffset}`);
+      this.pullOffset = stored.offset;
       const message = pushMessage(stored);
       this.held.set(message.offset, message);
       this.heldBytesTotal += message.body.byteLength;
@@ -99,6 +108,7 @@ export class ProcessQueue {
       added.push(message);
       this.pullOffset++;
     }
+    this.pullOffset = nextBeginOffset;
     return added;
   }
 

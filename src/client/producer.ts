@@ -7,7 +7,17 @@
 // Sends are queued (send-queue.ts) and leave as produce requests, at most maxInflightRequests
 // at once: while requests are out, the sends that arrive wait and then leave together as one
 // request (one seq, one log entry) — natural batching, no added latency when nothing waits.
+//
+// A topic that grew (`topic update --queues`, src/broker/topic-growth.ts) moves some keys to
+// other queues. Until every group has consumed a moved key's old queue up to the growth (or the
+// growth's topic.maxReorderWaitMs ran out), the route names that old queue as held, and a send
+// of such a key waits at the head of the queue — with every send behind it, so call order is
+// kept — asking the route again every HELD_ROUTE_RECHECK_MS. Past the wait it goes to its new
+// queue, and the producer logs that the key's order may break. The route is asked again every
+// ROUTE_REFRESH_MS, so a long-lived producer learns of a growth (RocketMQ polls its name
+// server every 30 s); one that has not learnt it yet keeps sending keys to their old queues.
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LIMITS, type ProduceMessageWire, produceMessageProblem, type ResponseOf, totalBodyBytes, UNSEQUENCED } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
@@ -76,6 +86,19 @@ function sizeBytes(message: OutgoingMessage): number {
   return message.body.byteLength + 3 * textUnits;
 }
 
+/** How often a topic's route (queue count, growth) is asked again while sends go to it. */
+const ROUTE_REFRESH_MS = 30_000;
+/** How often a held key's route is asked again (whether its old queue is consumed far enough). */
+const HELD_ROUTE_RECHECK_MS = 200;
+
+/** What the producer knows of a topic's queues. */
+interface KnownRoute {
+  readonly queues: number;
+  /** A growth whose wait is on: keys moving off a held old queue wait until untilMs (monotonic). */
+  readonly growth?: { readonly fromQueues: number; readonly held: ReadonlySet<number>; readonly untilMs: number };
+  readonly fetchedAtMs: number;
+}
+
 export class Producer {
   private producerId = '';
   private nextSeq = 1;
@@ -93,8 +116,10 @@ export class Producer {
   private roundRobin = 0;
   private readonly options: ProducerOptions;
   private readonly queue: SendQueue;
-  private readonly queueCounts = new Map<string, number>();
-  private readonly routeLookups = new Map<string, Promise<number>>();
+  private readonly routes = new Map<string, KnownRoute>();
+  private readonly routeLookups = new Map<string, Promise<KnownRoute>>();
+  /** Growths (topic, from and to queue counts) whose wait ran out with a key still held: logged once each. */
+  private readonly reorderWarned = new Set<string>();
   /** The head's topic has no queue count yet: nothing overtakes it, the pump resumes when it comes. */
   private waitingForRoute = false;
   private requestCount = 0;
@@ -104,6 +129,8 @@ export class Producer {
     private readonly client: LedgerClient,
     private readonly timeoutMs: number,
     options: Partial<ProducerOptions> = {},
+    /** Where the producer logs what a user should know (a key's order that may break after a growth). */
+    private readonly warn: (message: string) => void = (message) => process.emitWarning(message),
   ) {
     this.options = producerOptions(options);
     this.queue = new SendQueue(this.options.maxQueuedMessages, this.options.maxWaitingSends);
@@ -174,21 +201,44 @@ export class Producer {
       }
       const head = this.queue.head();
       if (head === undefined) return;
-      const queues = this.queueCounts.get(head.topic);
-      if (queues === undefined) return this.awaitRoute(head.topic);
-      this.dispatch(this.queue.takeRun({ maxMessages: this.options.maxBatchMessages, maxBytes: this.options.maxBatchBytes }), queues);
+      const route = this.routes.get(head.topic);
+      if (route === undefined) return this.awaitRoute(head.topic);
+      if (performance.now() - route.fetchedAtMs >= ROUTE_REFRESH_MS) this.lookupRoute(head.topic, false).catch(() => undefined);
+      if (this.isHeld(head, route)) return this.awaitRoute(head.topic, Math.min(HELD_ROUTE_RECHECK_MS, route.growth!.untilMs - performance.now()));
+      const bounds = { maxMessages: this.options.maxBatchMessages, maxBytes: this.options.maxBatchBytes };
+      this.dispatch(this.queue.takeRun(bounds, (send) => this.isHeld(send, route)), route.queues);
     }
   }
 
-  private awaitRoute(topic: string): void {
+  /** Asks for the topic's route (after pauseMs: a held key's recheck), then pumps again; one at a time. */
+  private awaitRoute(topic: string, pauseMs = 0): void {
     if (this.waitingForRoute) return;
     this.waitingForRoute = true;
-    this.queueCount(topic)
-      .catch(() => undefined) // queueCount failed the topic's sends
+    const known = this.routes.has(topic);
+    sleep(Math.max(0, pauseMs))
+      .then(() => this.lookupRoute(topic, !known))
+      .catch(() => undefined) // a first lookup that failed failed the topic's sends; a recheck keeps what was known
       .finally(() => {
         this.waitingForRoute = false;
         this.pump();
       });
+  }
+
+  /** Whether the send's key moved to another queue by a growth whose wait is on for its old queue. */
+  private isHeld(send: PendingSend, route: KnownRoute): boolean {
+    const growth = route.growth;
+    if (send.selector !== 'byKey' || growth === undefined) return false;
+    const hash = hashKey(send.messages[0]!.key!);
+    const oldQueue = hash % growth.fromQueues;
+    if (oldQueue === hash % route.queues || !growth.held.has(oldQueue)) return false;
+    if (performance.now() < growth.untilMs) return true;
+    const which = `${send.topic}\u0000${growth.fromQueues}\u0000${route.queues}`;
+    if (!this.reorderWarned.has(which)) {
+      this.reorderWarned.add(which);
+      const queues = [...growth.held].join(', ');
+      this.warn(`topic ${send.topic} grew from ${growth.fromQueues} to ${route.queues} queues and its groups had not consumed queues ${queues} up to the change within topic.maxReorderWaitMs: keys that moved off them go to their new queues now, and their order may break`);
+    }
+    return false;
   }
 
   /** One request for the run: one seq, taken in dispatch order, so seqs follow the queue's order. */
@@ -238,25 +288,36 @@ export class Producer {
     if (session === this.producerId) this.newSession();
   }
 
-  /**
-   * The topic's queue count, asked once and kept. A failed ask is not kept, and fails the
-   * sends of that topic waiting now (the same ask would fail them all); other topics go on.
-   */
+  /** The topic's queue count: asked once, then kept (and asked again every ROUTE_REFRESH_MS). */
   private queueCount(topic: string): Promise<number> {
-    const known = this.queueCounts.get(topic);
-    if (known !== undefined) return Promise.resolve(known);
+    const known = this.routes.get(topic);
+    if (known !== undefined) return Promise.resolve(known.queues);
+    return this.lookupRoute(topic, true).then((route) => route.queues);
+  }
+
+  /**
+   * Asks for the topic's route, one ask at a time per topic. A failed first ask is not kept and
+   * (failSends) fails the sends of that topic waiting now — the same ask would fail them all;
+   * other topics go on. A failed later ask keeps what was known.
+   */
+  private lookupRoute(topic: string, failSends: boolean): Promise<KnownRoute> {
     let lookup = this.routeLookups.get(topic);
     if (lookup === undefined) {
-      lookup = this.client.call({ op: 'route', topic }, this.timeoutMs).then((reply) => reply.queues);
+      lookup = this.client.call({ op: 'route', topic }, this.timeoutMs).then((reply): KnownRoute => {
+        const fetchedAtMs = performance.now();
+        const growth = reply.growth === undefined ? undefined : { fromQueues: reply.growth.fromQueues, held: new Set(reply.growth.heldQueues), untilMs: fetchedAtMs + reply.growth.remainingMs };
+        return { queues: reply.queues, fetchedAtMs, ...(growth === undefined ? {} : { growth }) };
+      });
       this.routeLookups.set(topic, lookup);
       lookup.then(
-        (queues) => {
-          assert(Number.isSafeInteger(queues) && queues >= 1, 'a topic has at least one queue');
-          this.queueCounts.set(topic, queues);
+        (route) => {
+          assert(Number.isSafeInteger(route.queues) && route.queues >= 1, 'a topic has at least one queue');
+          this.routes.set(topic, route);
           this.routeLookups.delete(topic);
         },
         (error: unknown) => {
           this.routeLookups.delete(topic);
+          if (!failSends) return;
           const refusal = unsent(error);
           for (const send of this.queue.takeTopic(topic)) send.reject(refusal);
           this.pump();

@@ -20,6 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isName, LIMITS } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import { isLmqError, LmqError } from '../util/errors.js';
+import { compileFilter, type SubscriptionFilter } from '../filter/index.js';
 import type { LedgerClient } from './client.js';
 import { queryStartOffsets, type StartPosition, topicQueues } from './consumer.js';
 import { ProcessQueue, type PushMessage } from './process-queue.js';
@@ -66,6 +67,11 @@ export interface PushConsumerOptions {
   readonly maxDeliveredMessages?: number;
   /** Clustering mode: share each topic's queues with the group's other live consumers. */
   readonly consumerId?: string;
+  /**
+   * Only messages of `topic` matching it are delivered (the broker skips the others; commits
+   * pass them). The retry topic is read whole, as RocketMQ's is: what is in it matched once.
+   */
+  readonly filter?: SubscriptionFilter;
   /** Errors the consumer carries on through (failed pulls, refused sendBacks, throwing listeners). */
   readonly onError?: (error: unknown, what: string) => void;
 }
@@ -106,6 +112,7 @@ interface Subscription {
   readonly from: StartPosition;
   /** The retry topic does not exist until the group's first retry: not finding it is normal. */
   readonly mayBeMissing: boolean;
+  readonly filter: SubscriptionFilter | undefined;
   readonly queues: Map<number, ProcessQueue>;
   /** Heartbeated successfully at least once (it is left on stop). */
   joined: boolean;
@@ -147,9 +154,9 @@ export class PushConsumer {
   ) {
     this.options = Object.freeze({ ...DEFAULT_PUSH_CONSUMER_OPTIONS, ...options });
     validate(this.options);
-    const subscription = (topic: string, from: StartPosition, mayBeMissing: boolean): Subscription => ({ topic, from, mayBeMissing, queues: new Map(), joined: false });
+    const subscription = (topic: string, from: StartPosition, mayBeMissing: boolean, filter?: SubscriptionFilter): Subscription => ({ topic, from, mayBeMissing, filter, queues: new Map(), joined: false });
     // The retry topic starts at its first offset: its first message must not be missed.
-    this.subscriptions = [subscription(this.options.topic, this.options.from, false), subscription(retryTopic(this.options.group), 'first', true)];
+    this.subscriptions = [subscription(this.options.topic, this.options.from, false, this.options.filter), subscription(retryTopic(this.options.group), 'first', true)];
   }
 
   /** Joins the group, takes the queues assigned to it and starts pulling and consuming. A missing subscribed topic is an error here. */
@@ -239,7 +246,7 @@ export class PushConsumer {
     assert(starts.length === added.length, 'one start offset per queue taken');
     for (const start of starts) {
       assert(!subscription.queues.has(start.queueId), 'a queue is taken once');
-      const queue = new ProcessQueue(subscription.topic, start.queueId, start.committed ?? start.start);
+      const queue = new ProcessQueue(subscription.topic, start.queueId, start.committed ?? start.start, subscription.filter);
       subscription.queues.set(start.queueId, queue);
       this.rotation.push(queue);
       void this.pullLoop(queue);
@@ -289,9 +296,10 @@ export class PushConsumer {
           maxMessages: Math.min(o.maxMessagesPerPull, o.maxCachedMessagesPerQueue - queue.heldMessages),
           maxBytes: Math.max(1, Math.min(o.maxBytesPerPull, o.maxCachedBytesPerQueue - queue.heldBytes)),
           waitMs: o.pollWaitMs,
+          ...(queue.filter === undefined ? {} : { filter: queue.filter }),
         }, o.pollWaitMs + PULL_MARGIN_MS, o.pollWaitMs + PULL_MARGIN_MS);
         if (queue.closed) return;
-        this.pulledMessages += queue.add(reply.startOffset, reply.messages).length;
+        this.pulledMessages += queue.add(reply.startOffset, reply.messages, reply.nextBeginOffset).length;
         backoffMs = MIN_RETRY_BACKOFF_MS;
         this.pump();
       } catch (error) {
@@ -434,6 +442,7 @@ function validate(o: PushConsumerOptions): void {
   for (const name of ['commitIntervalMs', 'rebalanceIntervalMs'] as const) whole(o[name], name, 10, 3_600_000);
   whole(o.maxRetryBackoffMs, 'maxRetryBackoffMs', MIN_RETRY_BACKOFF_MS, 3_600_000);
   if (!isName(o.topic)) throw new LmqError('LMQ_BAD_INPUT', `push consumer topic "${o.topic}" is not a valid topic name`);
+  if (o.filter !== undefined) compileFilter(o.filter);
   // The group names its retry topic, which must be a valid topic name too.
   if (!isName(retryTopic(o.group))) throw new LmqError('LMQ_BAD_INPUT', `group "${o.group}" is not a valid group name, or too long for its retry topic ${retryTopic(o.group)} (names are at most ${LIMITS.maxNameLength} characters)`);
 }

@@ -113,14 +113,14 @@ export class SendQueue {
    * an explicit batch, within the bounds. The head is always taken, even when larger than
    * maxBytes on its own (its message was checked against the broker's limit when sent).
    */
-  takeRun(bounds: RunBounds): PendingSend[] {
+  takeRun(bounds: RunBounds, stopBefore: (send: PendingSend) => boolean = () => false): PendingSend[] {
     const first = this.queued[0];
     assert(first !== undefined, 'takeRun on an empty queue');
     let count = 1;
     let bytes = first.sizeBytes;
     while (!first.explicitBatch && count < this.queued.length && count < bounds.maxMessages) {
       const next = this.queued[count]!;
-      if (next.explicitBatch || next.topic !== first.topic || bytes + next.sizeBytes > bounds.maxBytes) break;
+      if (next.explicitBatch || next.topic !== first.topic || bytes + next.sizeBytes > bounds.maxBytes || stopBefore(next)) break;
       bytes += next.sizeBytes;
       count++;
     }

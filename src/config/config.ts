@@ -171,6 +171,16 @@ const transactionSchema = z
   })
   .strict();
 
+const topicSchema = z
+  .object({
+    /**
+     * After `topic update --queues`, how long a keyed producer holds a key whose queue changed
+     * for the groups to consume its old queue up to the change; past it, order may break (logged).
+     */
+    maxReorderWaitMs: z.number().int().min(0).max(LIMITS.maxReorderWaitMs).default(60_000),
+  })
+  .strict();
+
 /** PEM files, relative to the config file; `{id}` in cert and key stands for the node's id. */
 const tlsSchema = z
   .object({
@@ -212,6 +222,7 @@ export const configSchema = z
     delay: delaySchema.default({}),
     consumer: consumerSchema.default({}),
     transaction: transactionSchema.default({}),
+    topic: topicSchema.default({}),
     security: securitySchema.optional(),
   })
   .strict();

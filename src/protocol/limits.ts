@@ -31,6 +31,18 @@ export const LIMITS = Object.freeze({
   maxQueuesPerOffsetQuery: 4096,
   maxPullMessages: 1024,
   maxPullBytes: 8 * 1024 * 1024,
+  /** Characters of a subscription's tag or SQL92 filter expression (src/filter). */
+  maxFilterExpressionLength: 4096,
+  /** Parentheses and NOTs nested in one SQL92 filter: bounds the parser's recursion. */
+  maxFilterNestingDepth: 64,
+  /**
+   * Consume queue records one filtered pull looks at, and body bytes it reads from the log to
+   * test them (an SQL92 filter reads every message; a tag filter only those whose tag hash is
+   * among its tags). A pull that reaches either answers what matched so far, with nextBeginOffset
+   * past what it looked at, so a long run of non-matching messages costs several pulls.
+   */
+  maxPullScanRecords: 4096,
+  maxPullScanBytes: 16 * 1024 * 1024,
   /** Messages one lookup by key answers with at most. */
   maxLookupMessages: 1024,
   /** How far ahead a delayed message may be due: RocketMQ 5's timer limit (40 days). */
@@ -45,6 +57,8 @@ export const LIMITS = Object.freeze({
   maxReasonLength: 512,
   /** Queues one lockQueues or unlockQueues request names. */
   maxQueuesPerLock: 1024,
+  /** The longest topic.maxReorderWaitMs: how long keys whose queue a topic's growth changes may wait. */
+  maxReorderWaitMs: 3_600_000,
   /** Bounds on an orderly consumer's queue lock lease (RocketMQ: 60 s, renewed every 20 s). */
   minLockLeaseMs: 1_000,
   maxLockLeaseMs: 300_000,

@@ -54,6 +54,14 @@ const txMessages = produceMessages.refine((messages) => messages.every((m) => m.
 const position = z.object({ topic: name, queueId, offset: wholeNumber }).strict();
 const positions = z.array(position).min(1).max(LIMITS.maxOffsetsPerCommit, `more than maxOffsetsPerCommit ${LIMITS.maxOffsetsPerCommit} positions`);
 
+/** A subscription's filter (src/filter): compiled, and a bad one refused, by the broker on every pull. */
+const filter = z
+  .object({
+    type: z.enum(['tag', 'sql']),
+    expression: z.string().max(LIMITS.maxFilterExpressionLength, `must be at most maxFilterExpressionLength ${LIMITS.maxFilterExpressionLength} characters long`),
+  })
+  .strict();
+
 const lockedQueues = z
   .array(z.object({ topic: name, queueId }).strict())
   .min(1)
@@ -75,6 +83,8 @@ export const requestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('topics') }).strict(),
   z.object({ op: z.literal('createTopic'), topic: name, queues: z.number().int().min(1).max(LIMITS.maxQueuesPerTopic) }).strict(),
   z.object({ op: z.literal('route'), topic: name }).strict(),
+  /** Grows a topic to `queues` (more than it has): keys whose queue changes wait for the groups (topic.maxReorderWaitMs). */
+  z.object({ op: z.literal('growTopic'), topic: name, queues: z.number().int().min(2).max(LIMITS.maxQueuesPerTopic) }).strict(),
   /** seq from 1 per producerId; UNSEQUENCED (0) for a one-way send. */
   z.object({ op: z.literal('produce'), producerId: id, seq: wholeNumber, messages: produceMessages }).strict(),
   z
@@ -86,6 +96,8 @@ export const requestSchema = z.discriminatedUnion('op', [
       maxMessages: z.number().int().min(1).max(LIMITS.maxPullMessages),
       maxBytes: z.number().int().min(1).max(LIMITS.maxPullBytes),
       waitMs: wholeNumber,
+      /** Only messages matching it are answered; the others are skipped (nextBeginOffset passes them). */
+      filter: filter.optional(),
     })
     .strict(),
   /** offset = the next offset the group will consume; moves forward only. */

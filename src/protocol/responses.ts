@@ -184,18 +184,50 @@ export interface TxCheck extends TxSummary {
   readonly halfMessages: readonly HalfMessage[];
 }
 
+/** An old queue of a growing topic that some groups have not consumed up to the growth yet. */
+export interface WaitingQueue {
+  readonly queueId: number;
+  /** Its next offset at the growth: the groups must commit at least this far. */
+  readonly boundary: number;
+  readonly groups: readonly string[];
+}
+
+/**
+ * The topic's last growth while some group has not consumed an old queue up to it: keys whose
+ * queue changes (hash % fromQueues ≠ hash % queues) and whose old queue is in heldQueues are
+ * held by keyed producers for remainingMs more; at 0 the wait is over and such a key moves,
+ * its order possibly broken (the producer logs it).
+ */
+export interface RouteGrowth {
+  readonly fromQueues: number;
+  readonly heldQueues: readonly number[];
+  readonly remainingMs: number;
+}
+
 interface Responses {
   status: NodeStatus;
   topics: { readonly topics: readonly (TopicInfo & { readonly queueOffsets: readonly QueueOffsetRange[] })[] };
   createTopic: TopicInfo;
-  route: TopicInfo;
+  route: TopicInfo & { readonly growth?: RouteGrowth };
+  /** waiting: the old queues keys wait on, and for which groups; none: keys move at once. */
+  growTopic: { readonly topic: string; readonly fromQueues: number; readonly queues: number; readonly maxReorderWaitMs: number; readonly waiting: readonly WaitingQueue[] };
   /** A duplicate older than the broker's window is acknowledged without its placements. */
   produce: { readonly placed: readonly PlacedMessage[]; readonly duplicate: boolean };
   /**
    * startOffset: where the read started — the offset asked for, or minOffset when retention had
    * deleted it (the consumer moves its position there).
    */
-  pull: QueueRange & { readonly startOffset: number; readonly messages: readonly StoredMessage[] };
+  pull: QueueRange & {
+    readonly startOffset: number;
+    readonly messages: readonly StoredMessage[];
+    /**
+     * Where the next pull starts (RocketMQ's nextBeginOffset): past the last message answered
+     * and, with a filter, past every message the broker skipped as not matching — so a pull
+     * whose messages were all filtered out answers none and still moves the consumer on, and
+     * the consumer commits it. Without a filter: the last message's offset + 1, else startOffset.
+     */
+    readonly nextBeginOffset: number;
+  };
   commitOffsets: Ack;
   heartbeat: Assignment;
   leaveGroup: Ack;
