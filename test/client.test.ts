@@ -5,6 +5,7 @@ import { RpcConnection } from '../src/transport/rpc-connection.js';
 import { RpcServer } from '../src/transport/rpc-server.js';
 import { LmqError, isLmqError } from '../src/util/errors.js';
 import { Producer } from '../src/client/producer.js';
+import { consumed } from '../src/client/consumer.js';
 import { freePorts } from './transport-helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -142,5 +143,18 @@ describe('client – a failed call says whether it may have happened', () => {
     expect(error).toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: true });
     expect((error as LmqError).message).toContain('LMQ_TOPIC_NOT_FOUND: scripted: topic "t" does not exist');
     expect((error as LmqError).cause).toMatchObject({ code: 'LMQ_TOPIC_NOT_FOUND' });
+  });
+});
+
+describe('pull consumer – what a message carries', () => {
+  const stored = { msgId: 'm1', topic: '%RETRY%g', queueId: 0, offset: 7, logIndex: 40, storeTimestampMs: 1_000, body: Buffer.from('b'), keys: ['k'], tag: 'T' };
+
+  it('a retry copy names its redelivery count and origin; a delayed message its due time', () => {
+    const origin = { msgId: 'm1', topic: 'orders', queueId: 2, offset: 5 };
+    expect(consumed(0, { ...stored, reconsumeTimes: 3, origin, deliverAtMs: 900 })).toMatchObject({ queueId: 0, offset: 7, key: 'k', tag: 'T', reconsumeTimes: 3, origin, deliverAtMs: 900 });
+  });
+
+  it('an original is its first delivery, with no origin and no due time', () => {
+    expect(consumed(0, { ...stored, topic: 'orders' })).toMatchObject({ reconsumeTimes: 0, origin: undefined, deliverAtMs: undefined });
   });
 });

@@ -7,7 +7,7 @@
 // heartbeats the leader, which splits the queues among the group's live consumers; a queue
 // that moves to this consumer is read from the group's committed offset.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { StoredMessage } from '../protocol/index.js';
+import type { MessageOrigin, StoredMessage } from '../protocol/index.js';
 import { LmqError } from '../util/errors.js';
 import { compileFilter, type SubscriptionFilter } from '../filter/index.js';
 import type { LedgerClient } from './client.js';
@@ -21,6 +21,12 @@ export interface ConsumedMessage {
   readonly properties: Readonly<Record<string, string>> | undefined;
   readonly body: Uint8Array;
   readonly storeTimestampMs: number;
+  /** 0 for an original; n for the n-th retry copy of a message (the broker's count, from %RETRY%<group>). */
+  readonly reconsumeTimes: number;
+  /** A retry or dead-letter copy's first delivery (msgId, topic, queue, offset); undefined for an original. */
+  readonly origin: MessageOrigin | undefined;
+  /** A delayed message's due time (epoch ms, as the producer asked); undefined when it was not delayed. */
+  readonly deliverAtMs: number | undefined;
 }
 
 export type StartPosition = 'first' | 'last' | { readonly timestampMs: number };
@@ -156,7 +162,10 @@ export class PullConsumer {
 }
 
 export function consumed(queueId: number, m: StoredMessage): ConsumedMessage {
-  return { queueId, offset: m.offset, msgId: m.msgId, key: m.keys?.[0], tag: m.tag, properties: m.properties, body: m.body, storeTimestampMs: m.storeTimestampMs };
+  return {
+    queueId, offset: m.offset, msgId: m.msgId, key: m.keys?.[0], tag: m.tag, properties: m.properties, body: m.body, storeTimestampMs: m.storeTimestampMs,
+    reconsumeTimes: m.reconsumeTimes ?? 0, origin: m.origin, deliverAtMs: m.deliverAtMs,
+  };
 }
 
 export interface QueueStart {
