@@ -48,6 +48,16 @@ export interface ListenerCall {
 /** Builds one consumer; `call` runs a listener call (records it, honours kills) and returns its result. */
 export type ConsumerFactory = (client: LedgerClient, consumerId: string, call: (listenerCall: ListenerCall) => Promise<ConsumeResult>) => ChurnedConsumer;
 
+/** Waits, on the history clock, until `quiet` holds (true) or quiesceMaxMs ran out (false). */
+export async function untilQuiet(context: WorkloadContext, quiesceMaxMs: number, quiet: () => boolean): Promise<boolean> {
+  const deadline = context.recorder.now() + quiesceMaxMs;
+  while (context.recorder.now() < deadline) {
+    if (quiet()) return true;
+    await sleep(200);
+  }
+  return false;
+}
+
 /** A consumer's graceful stop at the end; past it the consumer is left as if killed. */
 const stopTimeoutMs = 15_000;
 
@@ -166,12 +176,8 @@ export class ConsumerChurn {
     this.killing = false;
     await this.killLoop;
     const { recorder } = this.context;
-    const deadline = recorder.now() + this.settings.quiesceMaxMs;
-    while (recorder.now() < deadline) {
-      if (this.activity.inFlight === 0 && recorder.now() - this.activity.lastStartMs >= this.settings.quietMs) return;
-      await sleep(200);
-    }
-    this.log(`the consumer group was not quiet within ${this.settings.quiesceMaxMs} ms; going on anyway`);
+    const quiet = () => this.activity.inFlight === 0 && recorder.now() - this.activity.lastStartMs >= this.settings.quietMs;
+    if (!(await untilQuiet(this.context, this.settings.quiesceMaxMs, quiet))) this.log(`the consumer group was not quiet within ${this.settings.quiesceMaxMs} ms; going on anyway`);
   }
 
   /** Stops the live consumers, then buries the killed ones (their loops and timers end too). */

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { LedgerClient } from '../client/client.js';
 import { type SimpleMessage, SimpleConsumer } from '../client/simple-consumer.js';
 import type { Rng } from '../sim/rng.js';
+import { untilQuiet } from './consumer-churn.js';
 import type { PlantKind } from './plants.js';
 import { describeError, failedOutcome, queueName, type WorkloadContext } from './workload.js';
 
@@ -165,12 +166,8 @@ export class SimpleConsumers {
     this.killing = false;
     await this.killLoop;
     const { recorder } = this.context;
-    const deadline = recorder.now() + this.settings.quiesceMaxMs;
-    while (recorder.now() < deadline) {
-      if (recorder.now() - this.activity.lastMessageMs >= this.settings.quietMs) return;
-      await sleep(200);
-    }
-    this.log(`the simple consumers were not quiet within ${this.settings.quiesceMaxMs} ms; going on anyway`);
+    const quiet = () => recorder.now() - this.activity.lastMessageMs >= this.settings.quietMs;
+    if (!(await untilQuiet(this.context, this.settings.quiesceMaxMs, quiet))) this.log(`the simple consumers were not quiet within ${this.settings.quiesceMaxMs} ms; going on anyway`);
   }
 
   async stop(): Promise<void> {
