@@ -64,6 +64,14 @@ describe('chaos – consumption workloads are valid under kill and pause', () =>
     expect(ends.some((e) => e.f === 'txend' && e.value.by === 'check')).toBe(true);
   }, 120_000);
 
+  it('filter: consumers subscribed to "a || b" read only those tags and skip the rest', async () => {
+    const events = await run('filter', 17);
+    const tagOf = new Map(events.flatMap((e) => (e.f === 'send' && e.type === 'invoke' ? [[e.value.body, e.value.tag]] : [])));
+    const polled = events.flatMap((e) => (e.f === 'poll' && e.type === 'ok' ? e.value.messages.map((m) => tagOf.get(m.body)) : []));
+    expect(new Set(polled)).toEqual(new Set(['a', 'b']));
+    expect([...tagOf.values()]).toContain('c');
+  }, 120_000);
+
   it('delay: delayed sends are placed after they are due, with their store times in the reads', async () => {
     const events = await run('delay', 13);
     const delayed = events.filter((e) => e.f === 'send' && e.type === 'invoke' && (e.value.delayMs ?? 0) > 0);

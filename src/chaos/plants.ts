@@ -19,6 +19,8 @@ export const PLANTS = {
   'orderly-overlap': { workload: 'orderly', anomaly: 'orderly-overlap' },
   /** Transactional producers commit the transactions they record as rolled back. */
   'tx-rolled-back-visible': { workload: 'tx', anomaly: 'tx-rolled-back-visible' },
+  /** Tag-filtered consumers pull every tag while recording their filter. */
+  'filter-mismatch': { workload: 'filter', anomaly: 'filter-mismatch' },
   /** Delayed sends ask for a due time 2 s before the one recorded. */
   'early-delivery': { workload: 'delay', anomaly: 'early-delivery' },
   /** Delayed sends ask for a due time 6 s after the one recorded (past the 5 s lateness bound). */

@@ -61,8 +61,13 @@ export class HistoryRecorder {
   }
 
   /** `delay`: a delayed send, due delayMs after this invoke (deliverAtMs on the wall clock). */
-  invokeSend(process: number, queue: string, body: string, delay?: { delayMs: number; deliverAtMs: number }): void {
-    const value = delay === undefined ? { queue, body } : { queue, body, delayMs: delay.delayMs, deliverAtMs: delay.deliverAtMs };
+  invokeSend(process: number, queue: string, body: string, delay?: { delayMs: number; deliverAtMs: number }, tag?: string): void {
+    const value: { queue: string; body: string; delayMs?: number; deliverAtMs?: number; tag?: string } = { queue, body };
+    if (delay !== undefined) {
+      value.delayMs = delay.delayMs;
+      value.deliverAtMs = delay.deliverAtMs;
+    }
+    if (tag !== undefined) value.tag = tag;
     this.push({ type: 'invoke', process, f: 'send', value, time: this.now() });
   }
 
@@ -76,8 +81,10 @@ export class HistoryRecorder {
   }
 
   /** `from`: the offset the poll starts at, when the process's position was (re)set. */
-  invokeRead(process: number, f: 'poll' | 'drain', queue: string, from?: number): void {
-    const value = from === undefined || f === 'drain' ? { queue } : { queue, from };
+  /** `filterTags`: a poll that subscribed with a tag filter. */
+  invokeRead(process: number, f: 'poll' | 'drain', queue: string, from?: number, filterTags?: readonly string[]): void {
+    const value: { queue: string; from?: number; filterTags?: string[] } = from === undefined || f === 'drain' ? { queue } : { queue, from };
+    if (filterTags !== undefined && filterTags.length > 0 && f === 'poll') value.filterTags = [...filterTags];
     this.push({ type: 'invoke', process, f, value, time: this.now() } as HistoryEvent);
   }
 

@@ -44,6 +44,9 @@ export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
   messageBytes: 0,
   delayMaxMs: 0,
   plantedDeliverySkewMs: 0,
+  tags: [],
+  filterTags: [],
+  plantedUnfilteredPulls: false,
 });
 
 /**
@@ -58,9 +61,11 @@ export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
  * checked for acked messages received again, lost ones and attempts past the limit; `tx`
  * keyed sends, per-queue consumers and transactional producers that commit, roll back or die
  * before ending, with a check-back responder (tx-workload.ts), checked for lost commits,
- * visible rollbacks, partial and early transactions.
+ * visible rollbacks, partial and early transactions; `filter` sends tagged a, b or c and
+ * consumers that subscribe to `a || b`, checked for skipped matching messages and for
+ * messages the filter excludes.
  */
-export const CHAOS_WORKLOADS = ['queue', 'delay', 'retry', 'orderly', 'simple', 'tx'] as const;
+export const CHAOS_WORKLOADS = ['queue', 'delay', 'retry', 'orderly', 'simple', 'tx', 'filter'] as const;
 export type ChaosWorkloadKind = (typeof CHAOS_WORKLOADS)[number];
 /** The tx workload's plain sends are paced, so the transactions get their share of the leader. */
 const txPlainSendPauseMs = 20;
@@ -68,6 +73,16 @@ const txPlainSendPauseMs = 20;
 export const delayWorkloadMaxMs = 5_000;
 /** After the faults, the drains wait until every delayed send is due plus this long (it is placed within 1 s). */
 const delayedDrainMarginMs = 2_000;
+/** What each workload changes in the default workload settings. */
+const KIND_SETTINGS: Readonly<Record<ChaosWorkloadKind, Partial<WorkloadSettings>>> = {
+  queue: {},
+  delay: { delayMaxMs: delayWorkloadMaxMs },
+  retry: {},
+  orderly: { sendPauseMs: orderlySendPauseMs },
+  simple: {},
+  tx: { sendPauseMs: txPlainSendPauseMs },
+  filter: { tags: ['a', 'b', 'c'], filterTags: ['a', 'b'] },
+};
 /** Bodies up to this size: bigger ones only make histories huge. */
 export const chaosMessageBytesMax = 64 * 1024;
 
@@ -155,8 +170,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   assert(options.durationS > 0 && options.durationS <= chaosDurationMaxS, 'duration within bounds');
   const kind = options.workloadKind ?? 'queue';
   assert(options.plant === undefined || PLANTS[options.plant].workload === kind, 'a plant runs under its own workload');
-  const kindSettings = kind === 'delay' ? { delayMaxMs: delayWorkloadMaxMs } : kind === 'orderly' ? { sendPauseMs: orderlySendPauseMs } : kind === 'tx' ? { sendPauseMs: txPlainSendPauseMs } : {};
-  const settings: WorkloadSettings = { ...DEFAULT_WORKLOAD, ...kindSettings, ...options.workload, plantedDeliverySkewMs: plantedDeliverySkewMs(options.plant) };
+  const settings: WorkloadSettings = {
+    ...DEFAULT_WORKLOAD, ...KIND_SETTINGS[kind], ...options.workload,
+    plantedDeliverySkewMs: plantedDeliverySkewMs(options.plant), plantedUnfilteredPulls: options.plant === 'filter-mismatch',
+  };
   const log = options.log ?? (() => undefined);
   const rng = new Rng(options.seed);
   const recorder = new HistoryRecorder(workloadEventsMax);

@@ -38,6 +38,12 @@ export interface WorkloadSettings {
    * for, over the one it records. 0 in every honest run.
    */
   readonly plantedDeliverySkewMs: number;
+  /** The filter workload: each send draws one of these tags ([]: untagged). */
+  readonly tags: readonly string[];
+  /** The filter workload: consumers subscribe with this tag filter, `a || b` ([]: no filter). */
+  readonly filterTags: readonly string[];
+  /** A planted bug (plants.ts): the pulls ask for every tag while the polls record filterTags. */
+  readonly plantedUnfilteredPulls: boolean;
 }
 
 export interface WorkloadContext {
@@ -81,9 +87,14 @@ export async function runProducer(context: WorkloadContext, worker: number, rng:
     // Drawn before the invoke is recorded; the due time is counted from the invoke on both clocks.
     const delayMs = settings.delayMaxMs > 0 ? rng.int(settings.delayMaxMs + 1) : 0;
     const delay = settings.delayMaxMs > 0 ? { delayMs, deliverAtMs: Date.now() + delayMs } : undefined;
-    recorder.invokeSend(process, queue, body, delay);
+    const tag = settings.tags.length > 0 ? settings.tags[rng.int(settings.tags.length)] : undefined;
+    recorder.invokeSend(process, queue, body, delay, tag);
     try {
-      const message = { body: Buffer.from(body), key, ...(delay === undefined ? {} : { deliverAtMs: delay.deliverAtMs + settings.plantedDeliverySkewMs }) };
+      const message = {
+        body: Buffer.from(body), key,
+        ...(delay === undefined ? {} : { deliverAtMs: delay.deliverAtMs + settings.plantedDeliverySkewMs }),
+        ...(tag === undefined ? {} : { tag }),
+      };
       const sent = await producer.send(settings.topic, message, 'byKey');
       assert(queueName(settings.topic, sent.queueId) === queue, 'the producer picks the queue of the key');
       recorder.sendOk(process, queue, body, sent.offset);
@@ -118,10 +129,10 @@ export async function runConsumer(context: WorkloadContext, group: string, queue
         continue;
       }
     }
-    recorder.invokeRead(process, 'poll', queue, resumed ? position : undefined);
+    recorder.invokeRead(process, 'poll', queue, resumed ? position : undefined, settings.filterTags);
     let read: PulledBatch;
     try {
-      read = await pull(client, settings, queueId, position, settings.pollWaitMs);
+      read = await pull(client, settings, queueId, position, settings.pollWaitMs, settings.filterTags);
     } catch (error) {
       const outcome = failedOutcome(error);
       recorder.readFailed(outcome, process, 'poll', queue, describeError(error));
@@ -133,8 +144,10 @@ export async function runConsumer(context: WorkloadContext, group: string, queue
     recorder.readOk(process, 'poll', queue, messages, read.minOffset);
     resumed = false;
     const last = messages[messages.length - 1];
-    if (last === undefined) continue;
-    position = last.offset + 1;
+    // A filtered pull moves past what it skipped even when it returns nothing (nextBeginOffset).
+    const next: number | undefined = settings.filterTags.length > 0 ? read.nextBeginOffset : last === undefined ? undefined : last.offset + 1;
+    if (next === undefined || next === position) continue;
+    position = next;
     // A failed commit only means a restarted consumer re-reads; the history does not include it.
     await client.call({ op: 'commitOffsets', group, offsets: [{ topic: settings.topic, queueId, offset: position }] }, settings.opTimeoutMs).catch(() => undefined);
   }
@@ -157,18 +170,24 @@ interface PulledBatch {
   readonly minOffset: number;
   /** The offset asked for, or minOffset when retention had deleted it. */
   readonly startOffset: number;
+  /** Where the next pull starts: past what this one returned and what its filter skipped. */
+  readonly nextBeginOffset: number;
 }
 
-async function pull(client: LedgerClient, settings: WorkloadSettings, queueId: number, offset: number, waitMs: number): Promise<PulledBatch> {
+/** `filterTags`: the consumers' tag filter ([] or absent: every message, as drains read). */
+async function pull(client: LedgerClient, settings: WorkloadSettings, queueId: number, offset: number, waitMs: number, filterTags: readonly string[] = []): Promise<PulledBatch> {
   const reply = await client.call(
-    { op: 'pull', topic: settings.topic, queueId, offset, maxMessages: settings.pullMessagesMax, maxBytes: 1 << 20, waitMs },
+    {
+      op: 'pull', topic: settings.topic, queueId, offset, maxMessages: settings.pullMessagesMax, maxBytes: 1 << 20, waitMs,
+      ...(filterTags.length > 0 ? { filter: { type: 'tag' as const, expression: settings.plantedUnfilteredPulls ? '*' : filterTags.join(' || ') } } : {}),
+    },
     settings.opTimeoutMs + waitMs,
   );
   const messages = reply.messages.map((m): ReadMessage => {
     const body = Buffer.from(m.body).toString('utf8');
     return settings.delayMaxMs > 0 ? { offset: m.offset, body, storeTimestampMs: m.storeTimestampMs } : { offset: m.offset, body };
   });
-  return { messages, minOffset: reply.minOffset, startOffset: reply.startOffset };
+  return { messages, minOffset: reply.minOffset, startOffset: reply.startOffset, nextBeginOffset: reply.nextBeginOffset };
 }
 
 /**

@@ -364,7 +364,9 @@ export function findPollSkips(index: HistoryIndex): AnomalyResult {
   const findings = new Findings();
   for (const step of index.readSteps) {
     if (step.nextOffset <= step.previousOffset + 1) continue;
-    const skipped = offsetsBetween(index.existingOffsets.get(step.queue) ?? [], step.previousOffset, step.nextOffset);
+    const between = offsetsBetween(index.existingOffsets.get(step.queue) ?? [], step.previousOffset, step.nextOffset);
+    // A tag-filtered poll skips the messages of other tags by design: only matching ones count.
+    const skipped = step.filterTags === undefined ? between : between.filter((offset) => matchesTags(index, step.queue, offset, step.filterTags!));
     if (skipped.length === 0) continue;
     findings.add(() => ({
       description: `process ${step.process} read ${step.queue} offset ${step.nextOffset} after ${step.previousOffset}, skipping existing offset(s) ${listOffsets(skipped)} (${stepWhere(step)})`,
@@ -418,4 +420,28 @@ function findDrainSkips(index: HistoryIndex, drain: DrainRecord, findings: Findi
     else run.push(offset);
   }
   flush();
+}
+
+/** Whether the message some read showed at (queue, offset) was sent with one of `tags`. */
+function matchesTags(index: HistoryIndex, queue: string, offset: number, tags: readonly string[]): boolean {
+  const body = index.cells.get(queue)?.get(offset)?.body;
+  const tag = body === undefined ? undefined : index.sends.get(body)?.tag;
+  return tag !== undefined && tags.includes(tag);
+}
+
+/**
+ * `filter-mismatch`: a tag-filtered poll returned a message whose send named no tag, or a tag
+ * the poll did not filter on — the broker delivered what the subscription excludes.
+ */
+export function findFilterMismatches(index: HistoryIndex): AnomalyResult {
+  const findings = new Findings();
+  for (const read of index.filteredReads) {
+    const send = index.sends.get(read.body);
+    if (send === undefined || (send.tag !== undefined && read.filterTags.includes(send.tag))) continue;
+    findings.add(() => ({
+      description: `${describeOp(read.read)} filtered on tags ${read.filterTags.join(' || ')} yet returned ${quote(read.body)} at ${read.queue} offset ${read.offset}, sent ${send.tag === undefined ? 'without a tag' : `with tag ${send.tag}`}`,
+      body: read.body, queue: read.queue, offset: read.offset, read: read.read, tag: send.tag ?? null,
+    }));
+  }
+  return findings.result();
 }

@@ -37,9 +37,9 @@ export interface SendInvoke extends EventBase {
   /**
    * A delayed send names both `delayMs` (due this long after the invoke, on the history clock)
    * and `deliverAtMs` (the same due time as epoch ms, the clock the broker stamps
-   * storeTimestampMs with).
+   * storeTimestampMs with). `tag`, optional: the message's tag (judged against filtered polls).
    */
-  value: { queue: string; body: string; delayMs?: number; deliverAtMs?: number };
+  value: { queue: string; body: string; delayMs?: number; deliverAtMs?: number; tag?: string };
 }
 export interface SendOk extends EventBase {
   type: 'ok';
@@ -63,9 +63,11 @@ export interface PollInvoke extends EventBase {
    * `from`, optional: the offset this poll asked to start at (e.g. the group's committed
    * offset after a rebalance handed the queue back to this process). A poll with `from` starts
    * a new sequence for its process and queue; without it the poll continues where the
-   * process's previous poll of the queue ended.
+   * process's previous poll of the queue ended. `filterTags`, optional: the poll subscribed
+   * with a tag filter (`a || b`): only messages with one of these tags may be returned, and
+   * skipping the others is no poll-skip.
    */
-  value: { queue: string; from?: number };
+  value: { queue: string; from?: number; filterTags?: string[] };
 }
 export interface DrainInvoke extends EventBase {
   type: 'invoke';
@@ -368,10 +370,14 @@ function parseDeadLetters(raw: unknown, at: EventPosition): DeadLetterMessage[] 
 function parseSend(type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {
   const queue = requireQueue(value, at);
   const body = requireString(value['body'], 'value.body', at);
-  if (type === 'invoke' && ('delayMs' in value || 'deliverAtMs' in value)) {
-    const delayMs = requireOffset(value['delayMs'], 'value.delayMs (a delayed send names delayMs and deliverAtMs)', at);
-    const deliverAtMs = requireOffset(value['deliverAtMs'], 'value.deliverAtMs (a delayed send names delayMs and deliverAtMs)', at);
-    return { type, process, f: 'send', value: { queue, body, delayMs, deliverAtMs }, time };
+  if (type === 'invoke' && ('delayMs' in value || 'deliverAtMs' in value || 'tag' in value)) {
+    const invoked: SendInvoke['value'] = { queue, body };
+    if ('delayMs' in value || 'deliverAtMs' in value) {
+      invoked.delayMs = requireOffset(value['delayMs'], 'value.delayMs (a delayed send names delayMs and deliverAtMs)', at);
+      invoked.deliverAtMs = requireOffset(value['deliverAtMs'], 'value.deliverAtMs (a delayed send names delayMs and deliverAtMs)', at);
+    }
+    if ('tag' in value) invoked.tag = requireString(value['tag'], 'value.tag', at);
+    return { type, process, f: 'send', value: invoked, time };
   }
   if (type === 'ok') {
     if (!('offset' in value)) throw badHistory(at, 'an ok send must name value.offset, where the message was stored (null if the ack named none)');
@@ -397,8 +403,17 @@ function parseRead(type: OperationType, process: number, f: 'poll' | 'drain', ti
     if (type !== 'invoke') return { type, process, f, value: { queue }, time };
     return { type, process, f: 'drain', value: { queue }, time };
   }
-  if ('from' in value) return { type, process, f, value: { queue, from: requireOffset(value['from'], 'value.from', at) }, time };
-  return { type, process, f, value: { queue }, time };
+  const filterTags = 'filterTags' in value ? requireTags(value['filterTags'], at) : undefined;
+  if ('from' in value) {
+    const from = requireOffset(value['from'], 'value.from', at);
+    return filterTags === undefined ? { type, process, f, value: { queue, from }, time } : { type, process, f, value: { queue, from, filterTags }, time };
+  }
+  return filterTags === undefined ? { type, process, f, value: { queue }, time } : { type, process, f, value: { queue, filterTags }, time };
+}
+
+function requireTags(raw: unknown, at: EventPosition): string[] {
+  if (!Array.isArray(raw) || raw.length === 0 || !raw.every((t) => typeof t === 'string')) throw badHistory(at, 'value.filterTags, when present, must be a non-empty array of tags');
+  return raw as string[];
 }
 
 const consumeResults: ReadonlySet<string> = new Set<ConsumeResult>(['SUCCESS', 'RECONSUME_LATER', 'SUSPEND']);

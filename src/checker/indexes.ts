@@ -20,6 +20,8 @@ export interface SendRecord {
   ackedOffset: number | undefined;
   /** A delayed send: its delay (history clock) and due time (epoch ms). */
   delay: { delayMs: number; deliverAtMs: number } | undefined;
+  /** The message's tag, when the send named one. */
+  tag: string | undefined;
 }
 
 /** A place a read showed a body, with the earliest read that showed it there. */
@@ -63,6 +65,17 @@ export interface ReadStep {
   previousRead: OpRef;
   nextOffset: number;
   read: OpRef;
+  /** The tags the reading poll filtered on: only skipped messages with one of them count. */
+  filterTags: string[] | undefined;
+}
+
+/** A message a tag-filtered poll returned (filter-mismatch judges its tag). */
+export interface FilteredRead {
+  queue: string;
+  offset: number;
+  body: string;
+  read: OpRef;
+  filterTags: string[];
 }
 
 export interface HistoryStats {
@@ -99,12 +112,20 @@ export interface HistoryIndex {
   consumption: ConsumptionIndex;
   /** Transactions' half messages and ends (transactions.ts). */
   transactions: TransactionIndex;
+  /** Every message a tag-filtered poll returned. */
+  filteredReads: FilteredRead[];
   stats: HistoryStats;
 }
 
 interface PollPosition {
   lastOffset: number;
   read: OpRef;
+}
+
+/** The tags a poll filtered on; undefined for an unfiltered poll and for drains. */
+function filterTagsOf(operation: CompletedOperation): string[] | undefined {
+  const event = operation.invokeEvent;
+  return event.f === 'poll' ? event.value.filterTags : undefined;
 }
 
 /** The queue a poll or drain read. */
@@ -128,6 +149,7 @@ export class IndexBuilder {
     queues: new Set(),
     consumption: this.consumption.index,
     transactions: this.transactions.index,
+    filteredReads: [],
     stats: { events: 0, sends: 0, acked: 0, failed: 0, info: 0, incomplete: 0, polls: 0, drains: 0, messagesRead: 0, queues: 0 },
   };
   /** `${process} ${queue}` → where that process's polls of that queue have reached. */
@@ -152,6 +174,7 @@ export class IndexBuilder {
       outcome: 'pending',
       ackedOffset: undefined,
       delay: event.value.delayMs === undefined || event.value.deliverAtMs === undefined ? undefined : { delayMs: event.value.delayMs, deliverAtMs: event.value.deliverAtMs },
+      tag: event.value.tag,
     });
   }
 
@@ -194,6 +217,7 @@ export class IndexBuilder {
     const queue = readQueue(operation);
     const read = operation.completion;
     const isDrain = operation.invokeEvent.f === 'drain';
+    const filterTags = filterTagsOf(operation);
     let cells = this.index.cells.get(queue);
     if (cells === undefined) this.index.cells.set(queue, (cells = new Map()));
     this.index.stats.messagesRead += messages.length;
@@ -201,10 +225,11 @@ export class IndexBuilder {
     for (const message of messages) {
       this.recordCell(cells, queue, message, read);
       this.consumption.readShowed(message, read);
+      if (filterTags !== undefined) this.index.filteredReads.push({ queue, offset: message.offset, body: message.body, read, filterTags });
       // A drain's forward gaps are judged against the whole queue instead (findPollSkips).
       if (previous !== undefined && message.offset !== previous.offset + 1 && !(isDrain && message.offset > previous.offset)) {
         this.index.readSteps.push({
-          kind: 'within', process: read.process, queue, previousOffset: previous.offset, previousRead: read, nextOffset: message.offset, read,
+          kind: 'within', process: read.process, queue, previousOffset: previous.offset, previousRead: read, nextOffset: message.offset, read, filterTags,
         });
       }
       previous = message;
@@ -248,6 +273,7 @@ export class IndexBuilder {
         previousRead: position.read,
         nextOffset: first.offset,
         read,
+        filterTags: filterTagsOf(operation),
       });
     }
     this.pollPositions.set(key, { lastOffset: last.offset, read });

@@ -8,6 +8,7 @@ import {
   findLost,
   findNonmonotonicPolls,
   findOffsetMismatches,
+  findFilterMismatches,
   findPollSkips,
   findReorders,
   findUnexpected,
@@ -31,7 +32,7 @@ export const queueAnomalyKinds = [
   'poll-skip',
 ] as const;
 /** Anomalies of consumption (consumption.ts): retries, dead letters, orderly consumption, delayed delivery. */
-export const consumptionAnomalyKinds = ['lost-retry', 'retry-exceeded', 'dlq-early', 'ack-lost', 'orderly-overlap', 'early-delivery', 'late-delivery'] as const;
+export const consumptionAnomalyKinds = ['lost-retry', 'retry-exceeded', 'dlq-early', 'ack-lost', 'orderly-overlap', 'early-delivery', 'late-delivery', 'filter-mismatch'] as const;
 /** Transactions' anomalies (transactions.ts). */
 export const transactionAnomalyKinds = ['tx-committed-lost', 'tx-rolled-back-visible', 'tx-partial', 'tx-visible-early'] as const;
 export const anomalyKinds = [...queueAnomalyKinds, ...consumptionAnomalyKinds, ...transactionAnomalyKinds] as const;
@@ -53,6 +54,7 @@ const anomalyFinders: Readonly<Record<Exclude<AnomalyKind, 'lost' | 'lost-retry'
   'orderly-overlap': findOrderlyOverlaps,
   'early-delivery': findEarlyDeliveries,
   'late-delivery': findLateDeliveries,
+  'filter-mismatch': findFilterMismatches,
   'tx-committed-lost': findTxCommittedLost,
   'tx-rolled-back-visible': findTxRolledBackVisible,
   'tx-partial': findTxPartial,

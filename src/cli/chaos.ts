@@ -50,7 +50,7 @@ export function registerChaos(program: Command): void {
         parseIntOption('--retention-max-bytes', chaosRetentionMaxBytesMin, 2 ** 50),
       )
       .addOption(
-        new Option('--workload <kind>', 'queue: keyed sends, per-queue consumers; delay: every send delayed up to 5 s (early/late delivery); retry: push consumers failing 30% of deliveries, killed mid-listener (lost retries, retries past the limit, early dead letters); orderly: orderly consumers suspending 10%, killed mid-listener (two consumers on one queue); simple: simple consumers (receive, ack) leaving 20% unacked, killed mid-batch (acked messages received again); tx: transactional producers committing, rolling back or dying before the end, with a check-back responder (lost commits, visible rollbacks, partial or early transactions)')
+        new Option('--workload <kind>', 'queue: keyed sends, per-queue consumers; delay: every send delayed up to 5 s (early/late delivery); retry: push consumers failing 30% of deliveries, killed mid-listener (lost retries, retries past the limit, early dead letters); orderly: orderly consumers suspending 10%, killed mid-listener (two consumers on one queue); simple: simple consumers (receive, ack) leaving 20% unacked, killed mid-batch (acked messages received again); tx: transactional producers committing, rolling back or dying before the end, with a check-back responder (lost commits, visible rollbacks, partial or early transactions); filter: sends tagged a, b or c, consumers subscribed to "a || b" (matching messages skipped, excluded ones delivered)')
           .choices(CHAOS_WORKLOADS),
       )
       .addOption(
