@@ -143,6 +143,10 @@ describe('client – a failed call says whether it may have happened', () => {
     expect(error).toMatchObject({ code: 'LMQ_UNAVAILABLE', indeterminate: true });
     expect((error as LmqError).message).toContain('LMQ_TOPIC_NOT_FOUND: scripted: topic "t" does not exist');
     expect((error as LmqError).cause).toMatchObject({ code: 'LMQ_TOPIC_NOT_FOUND' });
+    // A request that changes nothing stays the refusal it is.
+    attempts = 0;
+    await expect(client.call({ op: 'route', topic: 't' })).rejects.toMatchObject({ code: 'LMQ_TOPIC_NOT_FOUND', indeterminate: false });
+    expect(attempts).toBe(2);
   });
 });
 

@@ -291,7 +291,9 @@ async function createTopic(client: LedgerClient, settings: WorkloadSettings): Pr
     await client.call({ op: 'createTopic', topic: settings.topic, queues: settings.queues }, adminTimeoutMs);
   } catch (error) {
     // A retry after an attempt that timed out yet committed finds the topic there: fine.
-    if (!isLmqError(error, 'LMQ_TOPIC_EXISTS')) throw error;
+    // (After an attempt that timed out, the client reports the refusal indeterminate, with it as the cause.)
+    const refusal = isLmqError(error, 'LMQ_UNAVAILABLE') && error.cause !== undefined ? error.cause : error;
+    if (!isLmqError(refusal, 'LMQ_TOPIC_EXISTS')) throw error;
   }
 }
 

@@ -126,7 +126,7 @@ export class LedgerClient {
       if ('response' in outcome) return outcome.response as ResponseOf<Op>;
       lastError = outcome.error;
       mayHaveHappened ||= outcomeUnknown(outcome.error);
-      if (!this.shouldRetry(outcome.node, outcome.connection, outcome.error)) throw afterUnknownAttempts(outcome.error, mayHaveHappened);
+      if (!this.shouldRetry(outcome.node, outcome.connection, outcome.error)) throw READ_ONLY_OPS.has(request.op) ? outcome.error : afterUnknownAttempts(outcome.error, mayHaveHappened);
       if (isLmqError(outcome.error, 'LMQ_NOT_LEADER') && typeof outcome.error.details.leader === 'string') continue; // follow the redirect at once
       // Out of order: the leader answers, and the earlier seq is on its way — retry soon, not
       // after the pause this call grew while no leader answered (a failover would pay it once
@@ -253,6 +253,9 @@ function abandoned(lastError: unknown, mayHaveHappened: boolean): LmqError {
   const earlier = mayHaveHappened ? 'an earlier attempt may have been stored' : 'no attempt was carried out';
   return new LmqError('LMQ_UNAVAILABLE', `request abandoned before its next retry; ${earlier}`, sentDetails(mayHaveHappened), { cause: lastError });
 }
+
+/** Requests that change nothing: a refusal of one after an unknown attempt is still just a refusal. */
+const READ_ONLY_OPS: ReadonlySet<OpName> = new Set<OpName>(['status', 'topics', 'route', 'pull', 'groups', 'queryOffsets', 'lookupByKey', 'lookupByMsgId', 'dlqList', 'txList']);
 
 /**
  * A refusal on a retry proves only that this attempt did nothing: after an attempt whose
