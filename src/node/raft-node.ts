@@ -289,12 +289,17 @@ export class RaftNode<R> {
     });
   }
 
+  /** Whether this node leads with a state that reflects every earlier commit (cheap: every request asks). */
+  leaderCaughtUp(): boolean {
+    return this.driver.leaderHasAppliedOwnTerm();
+  }
+
   /**
    * Resolves once this node leads with a state that reflects every earlier commit (it applied an
    * entry of its own term), or after timeoutMs; returns whether it does.
    */
   async waitUntilLeaderCaughtUp(timeoutMs: number): Promise<boolean> {
-    if (this.driver.leaderHasAppliedOwnTerm()) return true;
+    if (this.leaderCaughtUp()) return true;
     const deadline = performance.now() + timeoutMs;
     while (!this.stopped && this.driver.summary().role === 'leader' && performance.now() < deadline) {
       await new Promise<void>((resolve) => {
