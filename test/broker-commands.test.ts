@@ -31,7 +31,8 @@ const command: fc.Arbitrary<BrokerCommand> = fc.oneof(
     seq: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
     timestampMs: fc.nat(),
     messages: fc.array(message, { minLength: 1, maxLength: 5 }),
-  }, { noNullPrototype: true }),
+    routedQueues: fc.integer({ min: 1, max: 1024 }),
+  }, { requiredKeys: ['kind', 'producerId', 'seq', 'timestampMs', 'messages'], noNullPrototype: true }),
   fc.record({ kind: fc.constantFrom('commitOffsets' as const, 'resetOffsets' as const), group: name, offsets: fc.array(position, { minLength: 1, maxLength: 4 }) }, { noNullPrototype: true }),
   fc.record({ kind: fc.constant('truncateLog' as const), firstIndex: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }) }, { noNullPrototype: true }),
 );

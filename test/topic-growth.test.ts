@@ -49,6 +49,18 @@ describe('topic growth – the replicated command', () => {
     expect(machine.topicGrowth('orders')).toBeUndefined();
   });
 
+  it('refuses a produce routed over the queue count the topic had before it grew, storing nothing', () => {
+    apply({ kind: 'createTopic', topic: 'orders', queues: 2 });
+    const routed = (routedQueues: number) =>
+      apply({ kind: 'produce', producerId: 'p', seq: ++seq, timestampMs: 1000, routedQueues, messages: [{ msgId: `m${seq}`, topic: 'orders', queueId: 1, body: bytes('x') }] });
+    expect(routed(2)).toMatchObject({ kind: 'produce', placed: [{ queueId: 1, offset: 0 }] });
+    expect(grow(4)).toMatchObject({ ok: true });
+    expect(routed(2)).toMatchObject({ kind: 'produce', error: 'LMQ_ROUTE_CHANGED', message: expect.stringContaining('has 4 queues now, not the 2') });
+    expect(machine.queueRange('orders', 1)).toEqual({ minOffset: 0, nextOffset: 1 });
+    // The refusal is the seq's outcome: its retry gets the same answer, the next seq goes on.
+    expect(routed(4)).toMatchObject({ kind: 'produce', placed: [{ queueId: 1, offset: 1 }] });
+  });
+
   it('grows only, and not again while keys still wait', () => {
     expect(grow(4)).toMatchObject({ error: 'LMQ_TOPIC_NOT_FOUND' });
     apply({ kind: 'createTopic', topic: 'orders', queues: 2 });
@@ -133,6 +145,41 @@ describe('topic growth – keyed producers, consumers and the CLI', () => {
       expect(seen.indexOf('before')).toBeLessThan(seen.indexOf('after'));
       // The consumer took the new queues as well (its next rebalance round).
       expect(consumer.stats().queues.filter((q) => q.topic === 'orders').map((q) => q.queueId).sort()).toEqual([0, 1, 2, 3]);
+    } finally {
+      await consumer.stop();
+    }
+  });
+
+  it('a producer that routed before the growth is refused, routes again and holds the moved key: nothing lands in the old queue past the change', async () => {
+    cluster = await LocalCluster.create();
+    cluster.startAll();
+    await cluster.leader();
+    const client = cluster.client();
+    await client.call({ op: 'createTopic', topic: 'orders', queues: 2 });
+    const { moving } = keys();
+    const oldQueue = hashKey(moving) % 2;
+    const producer = new Producer(client, 30_000); // keeps its 2-queue route (refreshed only every 30 s)
+    await producer.send('orders', { body: bytes('before'), key: moving }, 'byKey');
+    await client.call({ op: 'commitOffsets', group: 'billing', offsets: [{ topic: 'orders', queueId: 1 - oldQueue, offset: 0 }] });
+    await client.call({ op: 'growTopic', topic: 'orders', queues: 4 });
+
+    let sentAfter: { queueId: number; offset: number | null } | undefined;
+    const pending = producer.send('orders', { body: bytes('after'), key: moving }, 'byKey').then((r) => (sentAfter = r));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(sentAfter).toBeUndefined(); // refused over 2 queues, then held over 4
+    expect((await client.call({ op: 'queryOffsets', group: 'billing', queues: [{ topic: 'orders', queueId: oldQueue }] })).offsets[0]?.nextOffset).toBe(1);
+
+    const seen: string[] = [];
+    const consumer = new PushConsumer(client, { topic: 'orders', group: 'billing', consumerId: 'b1', pollWaitMs: 200, commitIntervalMs: 100, rebalanceIntervalMs: 200 }, async (messages) => {
+      seen.push(...messages.map((m) => Buffer.from(m.body).toString()));
+      return 'SUCCESS';
+    });
+    await consumer.start();
+    try {
+      await pending;
+      expect(sentAfter!.queueId).toBe(hashKey(moving) % 4);
+      await until('the consumer to read both', () => seen.includes('after'));
+      expect(seen.indexOf('before')).toBeLessThan(seen.indexOf('after'));
     } finally {
       await consumer.stop();
     }

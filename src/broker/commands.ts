@@ -34,7 +34,12 @@ export type BrokerCommand =
    */
   | { kind: 'growTopic'; topic: string; queues: number; timestampMs: number; maxReorderWaitMs: number }
   /** timestampMs: the leader's clock at proposal, so apply is deterministic. seq: from 1, per producerId; UNSEQUENCED (0) for one-way sends. */
-  | { kind: 'produce'; producerId: string; seq: number; timestampMs: number; messages: ProduceMessage[] }
+  /**
+   * routedQueues: the topic's queue count the producer chose the queues with; a topic that has
+   * grown since refuses the whole produce at apply (LMQ_ROUTE_CHANGED), so no key lands in an
+   * old queue after a growth's boundary (topic-growth.ts).
+   */
+  | { kind: 'produce'; producerId: string; seq: number; timestampMs: number; messages: ProduceMessage[]; routedQueues?: number }
   /** offset = the next offset the group will consume. Moves forward only (see state-machine.ts). */
   | { kind: 'commitOffsets'; group: string; offsets: OffsetPosition[] }
   /** Sets offsets exactly (backwards too): the explicit reset the CLI offers. */
@@ -388,7 +393,7 @@ function validateCommand(raw: unknown): BrokerCommand {
 }
 
 function validateProduce(raw: Record<string, unknown>): BrokerCommand {
-  onlyKeys(raw, ['kind', 'producerId', 'seq', 'timestampMs', 'messages'], 'produce');
+  onlyKeys(raw, ['kind', 'producerId', 'seq', 'timestampMs', 'messages', 'routedQueues'], 'produce');
   const messagesRaw = raw['messages'];
   if (!Array.isArray(messagesRaw)) fail('messages must be an array');
   if (messagesRaw.length < 1 || messagesRaw.length > LIMITS.maxMessagesPerProduce) {
@@ -402,6 +407,7 @@ function validateProduce(raw: Record<string, unknown>): BrokerCommand {
     seq: checkInteger(raw['seq'], 'seq', UNSEQUENCED, Number.MAX_SAFE_INTEGER),
     timestampMs: checkInteger(raw['timestampMs'], 'timestampMs', 0, Number.MAX_SAFE_INTEGER),
     messages,
+    ...(raw['routedQueues'] === undefined ? {} : { routedQueues: checkInteger(raw['routedQueues'], 'routedQueues', 1, LIMITS.maxQueuesPerTopic) }),
   };
 }
 

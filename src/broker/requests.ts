@@ -18,12 +18,13 @@ export function parseWithSchema(body: unknown): Request {
 
 // Produce is the hot request (see produceMessagePassesFastCheck): this hand check accepts only
 // produces the schema accepts too; everything else goes through zod.
-const PRODUCE_KEYS: ReadonlySet<string> = new Set(['op', 'producerId', 'seq', 'messages']);
+const PRODUCE_KEYS: ReadonlySet<string> = new Set(['op', 'producerId', 'seq', 'messages', 'routedQueues']);
 
 function producePassesFastCheck(body: unknown): body is RequestOf<'produce'> {
   if (!isPlainObject(body) || body.op !== 'produce' || !onlyKeysFrom(body, PRODUCE_KEYS)) return false;
-  const { producerId, seq, messages } = body;
+  const { producerId, seq, messages, routedQueues } = body;
   if (!isText(producerId, LIMITS.maxIdLength)) return false;
+  if (routedQueues !== undefined && (typeof routedQueues !== 'number' || !Number.isSafeInteger(routedQueues) || routedQueues < 1 || routedQueues > LIMITS.maxQueuesPerTopic)) return false;
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) return false;
   if (!Array.isArray(messages) || messages.length < 1 || messages.length > LIMITS.maxMessagesPerProduce) return false;
   // Index loops, not every(): every() skips the holes of a sparse array, which zod refuses.

@@ -126,7 +126,7 @@ export class BrokerService {
     // Under an ACL a producer's dedup state is its user's: another user who learned the
     // producerId (msgIds show it) cannot pre-send its next seqs and have its sends dropped as
     // duplicates. Access keys hold no "/", so the scoped id is unambiguous.
-    produce: (request, _context, user) => this.produce(user === null ? request.producerId : `${user.accessKey}/${request.producerId}`, request.seq, request.messages),
+    produce: (request, _context, user) => this.produce(user === null ? request.producerId : `${user.accessKey}/${request.producerId}`, request.seq, request.messages, request.routedQueues),
     pull: (request, context) => this.pull(request, context),
     commitOffsets: (request) => this.writeOffsets({ kind: 'commitOffsets', group: request.group, offsets: request.offsets }),
     heartbeat: (request) => this.membership.heartbeat(request.group, request.topic, request.consumerId, this.topicOrThrow(request.topic).queues, performance.now()),
@@ -324,6 +324,14 @@ export class BrokerService {
     if (queueId >= queues) throw new LmqError('LMQ_BAD_INPUT', `queue ${queueId} does not exist in topic "${topic}" (it has ${queues})`);
   }
 
+  /** A produce routed over another queue count than the topic has (it grew since): refused, nothing stored. */
+  private routeOrThrow(topic: string, routedQueues: number): void {
+    const { queues } = this.topicOrThrow(topic);
+    if (queues !== routedQueues) {
+      throw new LmqError('LMQ_ROUTE_CHANGED', `topic "${topic}" has ${queues} queues now, not the ${routedQueues} this produce was routed over; nothing was stored: route again and resend`, { topic, queues });
+    }
+  }
+
   private async write(command: BrokerCommand, mode: QuorumMode = 'majority'): Promise<ApplyResult | undefined> {
     return (await this.node.propose(encodeCommand(command), mode)).result;
   }
@@ -356,10 +364,11 @@ export class BrokerService {
     return { topic, queues };
   }
 
-  private async produce(producerId: string, seq: number, messages: ProduceMessageWire[]): Promise<ResponseOf<'produce'>> {
+  private async produce(producerId: string, seq: number, messages: ProduceMessageWire[], routedQueues: number | undefined): Promise<ResponseOf<'produce'>> {
     // Checked here for a quick answer; the state machine checks again at apply time, which is
     // what decides (a topic could be created by a command still in flight).
     for (const m of messages) this.queueOrThrow(m.topic, m.queueId);
+    if (routedQueues !== undefined) for (const m of messages) this.routeOrThrow(m.topic, routedQueues);
     // Resolved before the seq is reserved: a bad delay is refused with nothing held.
     const timestampMs = Date.now();
     const resolved = this.resolveDelays(messages, timestampMs);
@@ -369,7 +378,11 @@ export class BrokerService {
     }
     let result: ApplyResult | undefined;
     try {
-      result = await this.write({ kind: 'produce', producerId, seq, timestampMs, messages: resolved }, this.options.quorum);
+      // `leader` quorum answers before apply, so apply must not refuse what was acknowledged:
+      // there the route is checked above only, and a produce racing a growth's apply may land in
+      // an old queue past its boundary (README, "Growing a topic").
+      const fence = routedQueues === undefined || this.options.quorum === 'leader' ? {} : { routedQueues };
+      result = await this.write({ kind: 'produce', producerId, seq, timestampMs, messages: resolved, ...fence }, this.options.quorum);
     } catch (error) {
       // Refused before reaching the log: the seq is free again for its retry.
       if (isLmqError(error, 'LMQ_NOT_LEADER') || isLmqError(error, 'LMQ_OVERLOADED') || isLmqError(error, 'LMQ_BAD_INPUT')) release();

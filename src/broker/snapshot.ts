@@ -304,7 +304,7 @@ function producerProblem(value: unknown): string | undefined {
     if (!isMap(outcome) || !isCount(outcome['seq'])) return 'has an outcome without a seq';
     const placed = outcome['placed'];
     const placedOk = Array.isArray(placed) && placed.every((p) => isMap(p) && typeof p['msgId'] === 'string' && isCount(p['queueId']) && isPlacedAt(p));
-    const errorOk = (outcome['error'] === 'LMQ_TOPIC_NOT_FOUND' || outcome['error'] === 'LMQ_BAD_INPUT') && typeof outcome['message'] === 'string';
+    const errorOk = (outcome['error'] === 'LMQ_TOPIC_NOT_FOUND' || outcome['error'] === 'LMQ_BAD_INPUT' || outcome['error'] === 'LMQ_ROUTE_CHANGED') && typeof outcome['message'] === 'string';
     if (!placedOk && !errorOk) return 'has an outcome that is neither placements nor an error';
   }
   return (window.at(-1) as Record<string, unknown>)['seq'] === lastSeq ? undefined : 'has a window that does not end at lastSeq';

@@ -136,7 +136,7 @@ export type ApplyResult =
   | { kind: 'createTopic'; ok: true }
   | { kind: 'createTopic'; ok: false; error: 'LMQ_TOPIC_EXISTS'; message: string }
   | { kind: 'produce'; placed: Placement[]; duplicate: boolean }
-  | { kind: 'produce'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string }
+  | { kind: 'produce'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT' | 'LMQ_ROUTE_CHANGED'; message: string }
   | { kind: 'produce'; error: 'LMQ_OUT_OF_ORDER'; message: string; expectedSeq: number }
   | { kind: 'commitOffsets' | 'resetOffsets'; ok: true }
   | { kind: 'commitOffsets' | 'resetOffsets'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string }
@@ -165,6 +165,7 @@ export interface GroupQueueLag {
 }
 
 type QueueProblem = { error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string };
+type ProduceProblem = { error: QueueProblem['error'] | 'LMQ_ROUTE_CHANGED'; message: string };
 
 export class BrokerStateMachine {
   private closed = false;
@@ -347,7 +348,7 @@ export class BrokerStateMachine {
   private produceResult(command: Extract<BrokerCommand, { kind: 'produce' }>, logIndex: number): ApplyResult {
     if (command.seq === UNSEQUENCED) {
       // A one-way send (at most once): placed if its queues exist, nothing remembered.
-      const problem = this.batchProblem(command.messages, command.timestampMs);
+      const problem = this.batchProblem(command, command.timestampMs);
       return outcomeResult(problem === undefined ? { seq: UNSEQUENCED, placed: this.placeBatch(command, logIndex) } : { seq: UNSEQUENCED, ...problem }, false);
     }
     const check = checkSeq(this.store, command.producerId, command.seq, logIndex);
@@ -357,7 +358,7 @@ export class BrokerStateMachine {
       case 'duplicate':
         return check.original === undefined ? { kind: 'produce', placed: [], duplicate: true } : outcomeResult(check.original, true);
       case 'apply': {
-        const problem = this.batchProblem(command.messages, command.timestampMs);
+        const problem = this.batchProblem(command, command.timestampMs);
         const outcome: ProduceOutcome =
           problem === undefined ? { seq: command.seq, placed: this.placeBatch(command, logIndex) } : { seq: command.seq, ...problem };
         const evicted = recordOutcome(this.store, this.settings, command.producerId, check.producer, outcome, logIndex);
@@ -371,17 +372,24 @@ export class BrokerStateMachine {
 
   /**
    * A batch is all-or-nothing: the first message naming a missing topic or queue, or due more
-   * than maxDelayMs after the command's time (the leader checked it too), refuses it.
+   * than maxDelayMs after the command's time (the leader checked it too), refuses it; so does a
+   * topic that has grown past the queue count the producer routed over.
    */
-  private batchProblem(messages: readonly ProduceMessage[], timestampMs: number): QueueProblem | undefined {
-    for (const message of messages) {
-      const problem = this.queueProblem(message.topic, message.queueId);
+  private batchProblem(command: Extract<BrokerCommand, { kind: 'produce' }>, timestampMs: number): ProduceProblem | undefined {
+    for (const message of command.messages) {
+      const problem = this.queueProblem(message.topic, message.queueId) ?? this.routeProblem(message.topic, command.routedQueues);
       if (problem !== undefined) return problem;
       if (message.deliverAtMs !== undefined && message.deliverAtMs - timestampMs > LIMITS.maxDelayMs) {
         return { error: 'LMQ_BAD_INPUT', message: `message ${message.msgId} is due ${message.deliverAtMs - timestampMs} ms after it was sent, more than maxDelayMs ${LIMITS.maxDelayMs} (40 days)` };
       }
     }
     return undefined;
+  }
+
+  private routeProblem(topic: string, routedQueues: number | undefined): ProduceProblem | undefined {
+    const queues = this.store.getTopic(topic)?.queues;
+    if (routedQueues === undefined || queues === undefined || queues === routedQueues) return undefined;
+    return { error: 'LMQ_ROUTE_CHANGED', message: `topic "${topic}" has ${queues} queues now, not the ${routedQueues} this produce was routed over; nothing was stored: route again and resend` };
   }
 
   private queueProblem(topic: string, queueId: number): QueueProblem | undefined {

@@ -92,7 +92,7 @@ export interface SentBackRecord {
 /** What an applied seq produced, kept for answering its retries. */
 export type ProduceOutcome =
   | { seq: number; placed: Placement[] }
-  | { seq: number; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string };
+  | { seq: number; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT' | 'LMQ_ROUTE_CHANGED'; message: string };
 export interface ProducerRecord {
   lastSeq: number;
   lastUsedLogIndex: number;

@@ -14,8 +14,11 @@
 // of such a key waits at the head of the queue — with every send behind it, so call order is
 // kept — asking the route again every HELD_ROUTE_RECHECK_MS. Past the wait it goes to its new
 // queue, and the producer logs that the key's order may break. The route is asked again every
-// ROUTE_REFRESH_MS, so a long-lived producer learns of a growth (RocketMQ polls its name
-// server every 30 s); one that has not learnt it yet keeps sending keys to their old queues.
+// ROUTE_REFRESH_MS; and every produce names the queue count it was routed over, which a grown
+// topic refuses (LMQ_ROUTE_CHANGED, nothing stored): the producer then puts the request's
+// sends back at the head of its queue in call order, learns the new route, and sends them
+// again — so no key reaches its old queue after the growth's boundary, the one position the
+// hold waits for.
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LIMITS, type ProduceMessageWire, produceMessageProblem, type ResponseOf, totalBodyBytes, UNSEQUENCED } from '../protocol/index.js';
@@ -124,6 +127,8 @@ export class Producer {
   private waitingForRoute = false;
   private requestCount = 0;
   private messageCount = 0;
+  /** Sends enqueued so far: each send's place in call order, kept when a refused request's sends go back. */
+  private sendCount = 0;
 
   constructor(
     private readonly client: LedgerClient,
@@ -171,7 +176,7 @@ export class Producer {
     this.checkSend(topic, messages, selector);
     const result = new Promise<SendResult[]>((resolve, reject) => {
       const size = messages.reduce((sum, message) => sum + sizeBytes(message), 0);
-      this.queue.add({ topic, messages, selector, explicitBatch, sizeBytes: size, deadlineMs: performance.now() + this.timeoutMs, resolve, reject });
+      this.queue.add({ topic, messages, selector, explicitBatch, sizeBytes: size, deadlineMs: performance.now() + this.timeoutMs, callOrder: this.sendCount++, resolve, reject });
     });
     this.queueCount(topic).catch(() => undefined); // asked now, so it is likely known when the send reaches the head
     this.pump();
@@ -252,14 +257,22 @@ export class Producer {
     const timeoutMs = Math.max(1, run[0]!.deadlineMs - performance.now());
     // The client retries redirects, lost connections and LMQ_OUT_OF_ORDER (an earlier seq of
     // ours is still on its way) with the same seq until the deadline.
-    this.client.call({ op: 'produce', producerId: session, seq, messages: wire }, timeoutMs, undefined, this.sessionAbandon.signal).then(
+    const topic = run[0]!.topic;
+    this.client.call({ op: 'produce', producerId: session, seq, messages: wire, routedQueues: queues }, timeoutMs, undefined, this.sessionAbandon.signal).then(
       (reply) => settle(run, wire, reply),
       (error: unknown) => {
         // Whether this seq failed for sure or its outcome is unknown, later seqs would wait on
         // it: the producer starts a fresh session (an unknown outcome may then be stored twice,
         // under two msgIds — at-least-once). Sends still queued go on in the new session.
         this.endSession(session);
-        for (const send of run) send.reject(error);
+        if (!isLmqError(error, 'LMQ_ROUTE_CHANGED')) {
+          for (const send of run) send.reject(error);
+          return;
+        }
+        // The topic grew: nothing was stored. The new session waits for the old one's requests
+        // to settle (each refused one comes back here too), then routes them again in call order.
+        this.routes.delete(topic);
+        this.queue.putBack(run);
       },
     ).finally(() => {
       if (session === this.producerId) this.inflightRequests--;

@@ -62,6 +62,8 @@ export interface PendingSend {
   readonly sizeBytes: number;
   /** performance.now() (monotonic) after which the send fails rather than starting a request. */
   readonly deadlineMs: number;
+  /** The send's place in call order (putBack restores it). */
+  readonly callOrder: number;
   readonly resolve: (results: SendResult[]) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -77,6 +79,12 @@ export class SendQueue {
   /** Beyond the bound: admitted in this order as room frees. */
   private readonly waitingForRoom: PendingSend[] = [];
   private queuedMessageCount = 0;
+  /**
+   * Sends put back (a refused request's) and still queued: they were admitted once, so they
+   * return past maxQueuedMessages — by at most what was in flight.
+   */
+  private readonly returned = new Set<PendingSend>();
+  private returnedMessageCount = 0;
 
   constructor(
     private readonly maxQueuedMessages: number,
@@ -127,6 +135,21 @@ export class SendQueue {
     return this.remove(this.queued.splice(0, count));
   }
 
+  /**
+   * Puts a refused request's sends back where call order places them: before every queued send
+   * called after them (they were taken off the head, so usually at the head itself).
+   */
+  putBack(sends: readonly PendingSend[]): void {
+    for (const send of sends) {
+      assert(!this.returned.has(send) && !this.queued.includes(send), 'a send is put back once, after it was taken');
+      const at = this.queued.findIndex((queued) => queued.callOrder > send.callOrder);
+      this.queued.splice(at === -1 ? this.queued.length : at, 0, send);
+      this.returned.add(send);
+      this.queuedMessageCount += send.messages.length;
+      this.returnedMessageCount += send.messages.length;
+    }
+  }
+
   /** Takes the sends at the head whose deadline has passed. */
   takeExpired(nowMs: number): PendingSend[] {
     let count = 0;
@@ -141,17 +164,27 @@ export class SendQueue {
       const kept = list.filter((s) => s.topic !== topic);
       list.splice(0, list.length, ...kept);
     }
+    for (const send of taken) this.forgetReturned(send);
     this.queuedMessageCount = this.queued.reduce((sum, s) => sum + s.messages.length, 0);
     this.admitWaiting();
     return taken;
   }
 
   private remove(taken: PendingSend[]): PendingSend[] {
-    for (const send of taken) this.queuedMessageCount -= send.messages.length;
+    for (const send of taken) {
+      this.queuedMessageCount -= send.messages.length;
+      this.forgetReturned(send);
+    }
     assert(this.queuedMessageCount >= 0, 'queued message count went negative');
     assert(this.queued.length > 0 || this.queuedMessageCount === 0, 'an empty queue holds no messages');
     this.admitWaiting();
     return taken;
+  }
+
+  private forgetReturned(send: PendingSend): void {
+    if (!this.returned.delete(send)) return;
+    this.returnedMessageCount -= send.messages.length;
+    assert(this.returnedMessageCount >= 0, 'returned message count went negative');
   }
 
   /** Admits waiting sends in order while they fit; a send larger than the bound fits an empty queue. */
@@ -162,6 +195,7 @@ export class SendQueue {
       this.queued.push(this.waitingForRoom.shift()!);
       this.queuedMessageCount += size;
     }
-    assert(this.queuedMessageCount <= this.maxQueuedMessages || this.queued.length === 1, 'the queue stays within maxQueuedMessages');
+    const admitted = this.queuedMessageCount - this.returnedMessageCount;
+    assert(admitted <= this.maxQueuedMessages || this.queued.length - this.returned.size === 1, 'the queue stays within maxQueuedMessages, sends put back aside');
   }
 }

@@ -86,7 +86,13 @@ export const requestSchema = z.discriminatedUnion('op', [
   /** Grows a topic to `queues` (more than it has): keys whose queue changes wait for the groups (topic.maxReorderWaitMs). */
   z.object({ op: z.literal('growTopic'), topic: name, queues: z.number().int().min(2).max(LIMITS.maxQueuesPerTopic) }).strict(),
   /** seq from 1 per producerId; UNSEQUENCED (0) for a one-way send. */
-  z.object({ op: z.literal('produce'), producerId: id, seq: wholeNumber, messages: produceMessages }).strict(),
+  z
+    .object({
+      op: z.literal('produce'), producerId: id, seq: wholeNumber, messages: produceMessages,
+      /** The topic's queue count the producer chose the queues with: a topic grown since refuses the produce (LMQ_ROUTE_CHANGED). */
+      routedQueues: z.number().int().min(1).max(LIMITS.maxQueuesPerTopic).optional(),
+    })
+    .strict(),
   z
     .object({
       op: z.literal('pull'),

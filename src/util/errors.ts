@@ -21,7 +21,8 @@ export type ErrorCode =
   | 'LMQ_UNAUTHENTICATED'
   | 'LMQ_FORBIDDEN'
   | 'LMQ_RECEIPT_EXPIRED'
-  | 'LMQ_TX_ENDED';
+  | 'LMQ_TX_ENDED'
+  | 'LMQ_ROUTE_CHANGED';
 
 interface ErrorTraits {
   retriable: boolean;
@@ -62,6 +63,10 @@ export const ERROR_TRAITS: Readonly<Record<ErrorCode, ErrorTraits>> = Object.fre
   // A transaction's end came too late: it had already ended the other way (a check-back answer
   // or the leader's rollback after transaction.maxChecks was applied first). Decided, final.
   LMQ_TX_ENDED: { retriable: false, indeterminate: false, exitCode: 1 },
+  // A produce routed over a queue count the topic no longer has (it grew meanwhile): nothing
+  // was stored; the producer learns the new route and sends again (producer.ts). Not retried
+  // by the client as is: the same request would be refused again.
+  LMQ_ROUTE_CHANGED: { retriable: false, indeterminate: false, exitCode: 3 },
 });
 
 export class LmqError extends Error {
