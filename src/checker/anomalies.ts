@@ -16,6 +16,20 @@ export type { AnomalyExample, AnomalyResult } from './findings.js';
 /** Skipped offsets listed in one poll-skip example; `skippedCount` has the full number. */
 export const skippedOffsetsListedMax = 10;
 
+/** An acked send's queue: the one it named, or the one its ok named. */
+export function ackedQueue(send: SendRecord): string {
+  assert(send.queue !== undefined && send.outcome === 'ok', 'an acked send has its queue');
+  return send.queue;
+}
+
+/**
+ * Whether a body read at `queue` may be this send's: the queue it named or was acked at, or —
+ * a keyed send of a topic whose outcome is unknown — any queue of its topic.
+ */
+export function sentTo(send: SendRecord, queue: string): boolean {
+  return send.queue !== undefined ? send.queue === queue : queue.startsWith(`${send.topic}/`);
+}
+
 function finalDrain(index: HistoryIndex, queue: string): DrainRecord | undefined {
   const drains = index.drains.get(queue);
   return drains === undefined ? undefined : drains[drains.length - 1];
@@ -27,7 +41,7 @@ function finalDrain(index: HistoryIndex, queue: string): DrainRecord | undefined
  * land after the drain read past its place).
  */
 function drainCanJudge(index: HistoryIndex, send: SendRecord): DrainRecord | undefined {
-  const drain = finalDrain(index, send.queue);
+  const drain = finalDrain(index, ackedQueue(send));
   if (drain === undefined || send.completion === undefined) return undefined;
   return send.completion.line < drain.invoke.line ? drain : undefined;
 }
@@ -55,7 +69,7 @@ function judgeLoss(index: HistoryIndex, send: SendRecord): LossJudgement {
   if (drain.bodies.has(send.body)) return { kind: 'present' };
   const offset = send.ackedOffset ?? lowestReadOffset(index, send);
   // Two acks naming one offset cannot both be right: neither is excused as retained.
-  const claimedOnce = send.ackedOffset === undefined || index.ackedOffsetClaims.get(send.queue)?.get(send.ackedOffset) === 1;
+  const claimedOnce = send.ackedOffset === undefined || index.ackedOffsetClaims.get(ackedQueue(send))?.get(send.ackedOffset) === 1;
   if (offset !== undefined && offset < drain.minOffset && claimedOnce) return { kind: 'retained', drain };
   if (offset === undefined && drain.minOffset > 0) return { kind: 'unjudged' };
   return { kind: 'lost', drain };
@@ -63,9 +77,14 @@ function judgeLoss(index: HistoryIndex, send: SendRecord): LossJudgement {
 
 /** The lowest offset of the send's own queue where a read showed its body, if any. */
 function lowestReadOffset(index: HistoryIndex, send: SendRecord): number | undefined {
-  let lowest: number | undefined;
+  return lowestReadLocation(index, send)?.offset;
+}
+
+/** Where a read showed the send's body in (one of) its queue(s), at the lowest offset. */
+function lowestReadLocation(index: HistoryIndex, send: SendRecord): BodyLocation | undefined {
+  let lowest: BodyLocation | undefined;
   for (const location of index.bodyLocations.get(send.body) ?? []) {
-    if (location.queue === send.queue) lowest = Math.min(lowest ?? location.offset, location.offset);
+    if (sentTo(send, location.queue) && (lowest === undefined || location.offset < lowest.offset)) lowest = location;
   }
   return lowest;
 }
@@ -126,11 +145,11 @@ export function findUnexpected(index: HistoryIndex): AnomalyResult {
     const send = index.sends.get(body);
     const inTransaction = index.transactions.bodies.get(body);
     for (const location of locations) {
-      if (send !== undefined && send.queue === location.queue && send.invoke.line < location.read.line) continue;
+      if (send !== undefined && sentTo(send, location.queue) && send.invoke.line < location.read.line) continue;
       // A transaction's message: when it may show is tx-visible-early's to judge.
       if (inTransaction !== undefined && inTransaction.queue === location.queue) continue;
       const why =
-        send === undefined ? 'no send ever invoked it' : send.queue !== location.queue ? `it was sent to ${send.queue}` : `its send was invoked later, at line ${send.invoke.line}`;
+        send === undefined ? 'no send ever invoked it' : !sentTo(send, location.queue) ? `it was sent to ${send.queue ?? `topic ${send.topic}`}` : `its send was invoked later, at line ${send.invoke.line}`;
       findings.add(() => ({
         description: `${describeOp(location.read)} returned ${quote(body)} at ${location.queue} offset ${location.offset}, but ${why}`,
         body,
@@ -191,10 +210,11 @@ export function findOffsetMismatches(index: HistoryIndex): AnomalyResult {
     if (send.outcome !== 'ok') continue;
     const acked = send.ackedOffset;
     if (acked === undefined) continue;
-    const cell = index.cells.get(send.queue)?.get(acked);
+    const queue = ackedQueue(send);
+    const cell = index.cells.get(queue)?.get(acked);
     const other = cell === undefined ? undefined : cell.body !== send.body ? cell : cell.conflicts?.find((c) => c.body !== send.body);
     const locations = index.bodyLocations.get(send.body) ?? [];
-    const elsewhere = locations.some((l) => l.queue === send.queue && l.offset === acked) ? undefined : locations[0];
+    const elsewhere = locations.some((l) => l.queue === queue && l.offset === acked) ? undefined : locations[0];
     if (other === undefined && elsewhere === undefined) continue;
     const ack = send.completion;
     assert(ack !== undefined, 'an ok send has its completion');
@@ -204,9 +224,9 @@ export function findOffsetMismatches(index: HistoryIndex): AnomalyResult {
           ? `${describeOp(other.read)} shows ${quote(other.body)} there`
           : `reads show it only at ${elsewhere?.queue} offset ${elsewhere?.offset} (${elsewhere === undefined ? '' : describeOp(elsewhere.read)})`;
       return {
-        description: `send ${quote(send.body)} was acked at ${send.queue} offset ${acked} (${describeOp(ack)}) but ${shown}`,
+        description: `send ${quote(send.body)} was acked at ${queue} offset ${acked} (${describeOp(ack)}) but ${shown}`,
         body: send.body,
-        queue: send.queue,
+        queue,
         ackedOffset: acked,
         send: ack,
         readBody: other?.body ?? send.body,
@@ -227,12 +247,12 @@ interface PlacedSend {
 function placeSends(index: HistoryIndex): Map<string, PlacedSend[]> {
   const byQueue = new Map<string, PlacedSend[]>();
   for (const send of index.sends.values()) {
-    let offset = lowestReadOffset(index, send);
-    if (offset === undefined && send.outcome === 'ok') offset = send.ackedOffset;
-    if (offset === undefined) continue;
-    let placed = byQueue.get(send.queue);
-    if (placed === undefined) byQueue.set(send.queue, (placed = []));
-    placed.push({ send, offset });
+    const read = lowestReadLocation(index, send);
+    const place = read ?? (send.outcome === 'ok' && send.ackedOffset !== undefined ? { queue: ackedQueue(send), offset: send.ackedOffset } : undefined);
+    if (place === undefined) continue;
+    let placed = byQueue.get(place.queue);
+    if (placed === undefined) byQueue.set(place.queue, (placed = []));
+    placed.push({ send, offset: place.offset });
   }
   return byQueue;
 }
@@ -294,7 +314,7 @@ export function findFailedPresent(index: HistoryIndex): AnomalyResult {
     findings.add(() => ({
       description: `send ${quote(send.body)} failed (${describeOp(failed)}) yet ${describeOp(location.read)} returned it at ${location.queue} offset ${location.offset}`,
       body: send.body,
-      queue: send.queue,
+      queue: location.queue,
       send: failed,
       location,
     }));

@@ -38,8 +38,18 @@ export interface SendInvoke extends EventBase {
    * A delayed send names both `delayMs` (due this long after the invoke, on the history clock)
    * and `deliverAtMs` (the same due time as epoch ms, the clock the broker stamps
    * storeTimestampMs with). `tag`, optional: the message's tag (judged against filtered polls).
+   * A send names its `queue`, or — a producer that picks the queue by key, which a topic's
+   * growth can change — its `topic` and `key` instead: its ok then names the queue it was
+   * stored in, and its order against the key's other sends is judged across queues
+   * (key-reorder). `key` may also come with a queue.
    */
-  value: { queue: string; body: string; delayMs?: number; deliverAtMs?: number; tag?: string };
+  value: SendTarget & { body: string; delayMs?: number; deliverAtMs?: number; tag?: string };
+}
+/** Where a send went: a queue, or a topic whose queue the producer picks by key (with `key`). */
+export interface SendTarget {
+  queue?: string;
+  topic?: string;
+  key?: string;
 }
 export interface SendOk extends EventBase {
   type: 'ok';
@@ -54,7 +64,8 @@ export interface SendOk extends EventBase {
 export interface SendFailOrInfo extends EventBase {
   type: 'fail' | 'info';
   f: 'send';
-  value: { queue: string; body: string };
+  /** Names the target its invoke named. */
+  value: SendTarget & { body: string };
 }
 export interface PollInvoke extends EventBase {
   type: 'invoke';
@@ -367,26 +378,47 @@ function parseDeadLetters(raw: unknown, at: EventPosition): DeadLetterMessage[] 
 // The parsers build each event as one object literal (no spreads): the checker parses
 // hundreds of thousands of them, and spread copies dominated its profile.
 
-function parseSend(type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {
-  const queue = requireQueue(value, at);
-  const body = requireString(value['body'], 'value.body', at);
-  if (type === 'invoke' && ('delayMs' in value || 'deliverAtMs' in value || 'tag' in value)) {
-    const invoked: SendInvoke['value'] = { queue, body };
-    if ('delayMs' in value || 'deliverAtMs' in value) {
-      invoked.delayMs = requireOffset(value['delayMs'], 'value.delayMs (a delayed send names delayMs and deliverAtMs)', at);
-      invoked.deliverAtMs = requireOffset(value['deliverAtMs'], 'value.deliverAtMs (a delayed send names delayMs and deliverAtMs)', at);
-    }
-    if ('tag' in value) invoked.tag = requireString(value['tag'], 'value.tag', at);
-    return { type, process, f: 'send', value: invoked, time };
+/** A send's queue, or its topic and key (SendTarget); an ok always names its queue. */
+function parseSendTarget(type: OperationType, value: Record<string, unknown>, at: EventPosition): SendTarget {
+  const key = 'key' in value ? requireString(value['key'], 'value.key', at) : undefined;
+  if (type === 'ok' || !('topic' in value)) {
+    if (type === 'ok') forbid(value, 'topic', 'an ok send names the queue it was stored in', at);
+    const queue = requireQueue(value, at);
+    return key === undefined ? { queue } : { queue, key };
   }
+  forbid(value, 'queue', 'a send names its queue or its topic and key, not both', at);
+  const topic = requireString(value['topic'], 'value.topic', at);
+  if (topic.length === 0) throw badHistory(at, 'value.topic must not be empty');
+  if (key === undefined) throw badHistory(at, 'a send that names a topic names the key its producer picks the queue by (value.key)');
+  return { topic, key };
+}
+
+function parseSend(type: OperationType, process: number, time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {
+  const target = parseSendTarget(type, value, at);
+  const body = requireString(value['body'], 'value.body', at);
   if (type === 'ok') {
     if (!('offset' in value)) throw badHistory(at, 'an ok send must name value.offset, where the message was stored (null if the ack named none)');
     const offset = value['offset'] === null ? null : requireOffset(value['offset'], 'value.offset', at);
-    return { type, process, f: 'send', value: { queue, body, offset }, time };
+    assert(target.queue !== undefined, 'an ok send names its queue');
+    return { type, process, f: 'send', value: { queue: target.queue, body, offset }, time };
   }
   forbid(value, 'offset', `only an ok send names the offset it was stored at, this is ${type}`, at);
-  if (type === 'invoke') return { type, process, f: 'send', value: { queue, body }, time };
-  return { type, process, f: 'send', value: { queue, body }, time };
+  const keyed = target.key !== undefined;
+  if (type === 'invoke' && (keyed || 'delayMs' in value || 'deliverAtMs' in value || 'tag' in value)) {
+    return { type, process, f: 'send', value: withSendOptions({ ...target, body }, value, at), time };
+  }
+  if (type === 'invoke') return { type, process, f: 'send', value: keyed ? { ...target, body } : { queue: target.queue!, body }, time };
+  return { type, process, f: 'send', value: keyed ? { ...target, body } : { queue: target.queue!, body }, time };
+}
+
+/** A send invoke's optional delay and tag (the rare, slower path). */
+function withSendOptions(invoked: SendInvoke['value'], value: Record<string, unknown>, at: EventPosition): SendInvoke['value'] {
+  if ('delayMs' in value || 'deliverAtMs' in value) {
+    invoked.delayMs = requireOffset(value['delayMs'], 'value.delayMs (a delayed send names delayMs and deliverAtMs)', at);
+    invoked.deliverAtMs = requireOffset(value['deliverAtMs'], 'value.deliverAtMs (a delayed send names delayMs and deliverAtMs)', at);
+  }
+  if ('tag' in value) invoked.tag = requireString(value['tag'], 'value.tag', at);
+  return invoked;
 }
 
 function parseRead(type: OperationType, process: number, f: 'poll' | 'drain', time: number, value: Record<string, unknown>, at: EventPosition): HistoryEvent {

@@ -11,7 +11,15 @@ import { type TransactionIndex, TransactionIndexBuilder } from './transactions.j
 
 export interface SendRecord {
   body: string;
-  queue: string;
+  /**
+   * The queue the send named, or — a send that named its topic and key — the queue its ok
+   * named; undefined for such a send that did not complete ok (it may be in any queue of topic).
+   */
+  queue: string | undefined;
+  /** The topic whose queues a keyed send may be in; undefined for a send that named its queue. */
+  topic: string | undefined;
+  /** The key the producer chose the queue by, when the send named one (key-reorder). */
+  key: string | undefined;
   invoke: OpRef;
   /** Absent while the send is in flight; an `incomplete` ref when the history ended first. */
   completion: OpRef | undefined;
@@ -162,13 +170,15 @@ export class IndexBuilder {
     // Leader samples name no queue; a simple consumer's acks judge deliveries, not the queues' logs.
     if (event.f === 'leader' || event.f === 'receive' || event.f === 'ack') return;
     if (event.f === 'txsend' || event.f === 'txend') return this.transactions.invoked(operation);
-    this.index.queues.add(event.value.queue);
+    if (event.value.queue !== undefined) this.index.queues.add(event.value.queue);
     if (event.f !== 'send') return;
     assert(!this.index.sends.has(event.value.body), 'pairing rejects a body sent twice');
     this.index.stats.sends += 1;
     this.index.sends.set(event.value.body, {
       body: event.value.body,
       queue: event.value.queue,
+      topic: event.value.topic,
+      key: event.value.key,
       invoke: operation.invoke,
       completion: undefined,
       outcome: 'pending',
@@ -207,6 +217,8 @@ export class IndexBuilder {
       const completion = operation.completionEvent;
       assert(completion !== undefined && completion.f === 'send' && completion.type === 'ok', 'an ok send has its ok event');
       send.ackedOffset = completion.value.offset ?? undefined;
+      send.queue = completion.value.queue;
+      this.index.queues.add(completion.value.queue);
       stats.acked += 1;
     } else if (operation.outcome === 'fail') stats.failed += 1;
     else stats.info += 1;
@@ -306,6 +318,7 @@ export class IndexBuilder {
     for (const send of this.index.sends.values()) {
       assert(send.outcome !== 'pending', 'every send is completed by finish');
       if (send.ackedOffset === undefined) continue;
+      assert(send.queue !== undefined, 'an acked send has its queue');
       let claims = this.index.ackedOffsetClaims.get(send.queue);
       if (claims === undefined) this.index.ackedOffsetClaims.set(send.queue, (claims = new Map()));
       claims.set(send.ackedOffset, (claims.get(send.ackedOffset) ?? 0) + 1);

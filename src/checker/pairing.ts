@@ -104,7 +104,9 @@ export class OperationPairer {
     if (pending === undefined) throw badHistory(at, `${event.type} ${event.f} by process ${event.process} has no invoke before it`);
     const invoked = pending.invokeEvent;
     if (invoked.f !== event.f) throw badHistory(at, `${event.type} ${event.f} completes process ${event.process}'s ${invoked.f} from line ${pending.invoke.line}; f must match`);
-    if (queueOf(invoked) !== queueOf(event)) {
+    if (invoked.f === 'send' && event.f === 'send' && invoked.value.topic !== undefined) {
+      this.checkTopicSendCompletion(invoked.value.topic, invoked.value.key, event, pending, at);
+    } else if (queueOf(invoked) !== queueOf(event)) {
       throw badHistory(at, `${event.type} names queue ${JSON.stringify(queueOf(event))} but its invoke at line ${pending.invoke.line} named ${JSON.stringify(queueOf(invoked))}`);
     }
     if ((invoked.f === 'send' || invoked.f === 'consume') && (event.f === 'send' || event.f === 'consume') && invoked.value.body !== event.value.body) {
@@ -121,6 +123,17 @@ export class OperationPairer {
     const completion = refOf(event, at);
     const operation: CompletedOperation = { invokeEvent: pending.invokeEvent, invoke: pending.invoke, completionEvent: event, completion, outcome: event.type };
     return { kind: 'complete', operation };
+  }
+
+  /** A send that named a topic and key: its ok names a queue of that topic, its fail or info the same topic and key. */
+  private checkTopicSendCompletion(topic: string, key: string | undefined, event: HistoryEvent & { f: 'send'; type: CompletionType }, pending: PendingOperation, at: EventPosition): void {
+    if (event.type === 'ok') {
+      if (!event.value.queue.startsWith(`${topic}/`)) throw badHistory(at, `ok names queue ${JSON.stringify(event.value.queue)}, not one of topic ${JSON.stringify(topic)} that its invoke at line ${pending.invoke.line} named`);
+      return;
+    }
+    if (event.value.topic !== topic || event.value.key !== key) {
+      throw badHistory(at, `${event.type} names ${JSON.stringify(event.value.topic ?? event.value.queue)} key ${JSON.stringify(event.value.key)} but its invoke at line ${pending.invoke.line} named topic ${JSON.stringify(topic)} key ${JSON.stringify(key)}`);
+    }
   }
 
   /**

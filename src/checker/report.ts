@@ -15,6 +15,7 @@ import {
   type AnomalyExample,
   type AnomalyResult,
 } from './anomalies.js';
+import { findKeyReorders } from './key-order.js';
 import { findTxCommittedLost, findTxPartial, findTxRolledBackVisible, findTxVisibleEarly } from './transactions.js';
 import { findAckLost, findDlqEarly, findEarlyDeliveries, findLateDeliveries, findLostRetries, findOrderlyOverlaps, findRetryExceeded } from './consumption.js';
 import type { HistoryIndex, HistoryStats } from './indexes.js';
@@ -31,11 +32,13 @@ export const queueAnomalyKinds = [
   'nonmonotonic-poll',
   'poll-skip',
 ] as const;
+/** A key's order across queues, once a topic's growth moved it (key-order.ts). */
+export const keyOrderAnomalyKinds = ['key-reorder'] as const;
 /** Anomalies of consumption (consumption.ts): retries, dead letters, orderly consumption, delayed delivery. */
 export const consumptionAnomalyKinds = ['lost-retry', 'retry-exceeded', 'dlq-early', 'ack-lost', 'orderly-overlap', 'early-delivery', 'late-delivery', 'filter-mismatch'] as const;
 /** Transactions' anomalies (transactions.ts). */
 export const transactionAnomalyKinds = ['tx-committed-lost', 'tx-rolled-back-visible', 'tx-partial', 'tx-visible-early'] as const;
-export const anomalyKinds = [...queueAnomalyKinds, ...consumptionAnomalyKinds, ...transactionAnomalyKinds] as const;
+export const anomalyKinds = [...queueAnomalyKinds, ...keyOrderAnomalyKinds, ...consumptionAnomalyKinds, ...transactionAnomalyKinds] as const;
 export type AnomalyKind = (typeof anomalyKinds)[number];
 
 /** Every kind but `lost` and `lost-retry`, which buildReport runs itself for their tallies. */
@@ -45,6 +48,7 @@ const anomalyFinders: Readonly<Record<Exclude<AnomalyKind, 'lost' | 'lost-retry'
   'inconsistent-offsets': findInconsistentOffsets,
   'offset-mismatch': findOffsetMismatches,
   reorder: findReorders,
+  'key-reorder': findKeyReorders,
   'failed-present': findFailedPresent,
   'nonmonotonic-poll': findNonmonotonicPolls,
   'poll-skip': findPollSkips,
@@ -108,7 +112,7 @@ export function buildReport(index: HistoryIndex): CheckReport {
   const drained = new Set(index.drains.keys());
   const sentQueues = new Set<string>();
   const { uncheckedAckedSends, retainedAwaySends } = lost;
-  for (const send of index.sends.values()) sentQueues.add(send.queue);
+  for (const send of index.sends.values()) if (send.queue !== undefined) sentQueues.add(send.queue);
   const undrainedQueues = [...sentQueues].filter((q) => !drained.has(q)).sort();
   const uncheckedRetrySends = lostRetries.unchecked;
   const verdict: Verdict = anomalyCount > 0 ? 'invalid' : uncheckedAckedSends > 0 || uncheckedRetrySends > 0 ? 'unknown' : 'valid';
