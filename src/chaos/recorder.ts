@@ -71,6 +71,15 @@ export class HistoryRecorder {
     this.push({ type: 'invoke', process, f: 'send', value, time: this.now() });
   }
 
+  /** A send whose queue the producer picks by key (the grow workload): its ok names the queue. */
+  invokeKeyedSend(process: number, topic: string, key: string, body: string): void {
+    this.push({ type: 'invoke', process, f: 'send', value: { topic, key, body }, time: this.now() });
+  }
+
+  keyedSendFailed(type: 'fail' | 'info', process: number, topic: string, key: string, body: string, error: string): void {
+    this.push({ type, process, f: 'send', value: { topic, key, body }, time: this.now(), error });
+  }
+
   sendOk(process: number, queue: string, body: string, offset: number | null): void {
     this.lastAckMs = this.now();
     this.push({ type: 'ok', process, f: 'send', value: { queue, body, offset }, time: this.now() });

@@ -26,7 +26,7 @@ import { DEFAULT_TX_SETTINGS, TxWorkload, txCheckConfig } from './tx-workload.js
 import { DEFAULT_ORDERLY_SETTINGS, orderlyConsumers, orderlySendPauseMs } from './orderly-workload.js';
 import { DEFAULT_RETRY_SETTINGS, readDeadLetters, retryConsumers, retryDelayLevels } from './retry-workload.js';
 import { PLANTS, type PlantKind, plantedDeliverySkewMs } from './plants.js';
-import { drainQueue, runConsumer, runProducer, type WorkloadContext, type WorkloadSettings } from './workload.js';
+import { describeError, drainQueue, runConsumer, runProducer, type WorkloadContext, type WorkloadSettings } from './workload.js';
 
 export const chaosDurationMaxS = 3600;
 /** Workload events (invokes and completions) after which the workers stop issuing operations. */
@@ -47,6 +47,7 @@ export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
   tags: [],
   filterTags: [],
   plantedUnfilteredPulls: false,
+  growToQueues: 0,
 });
 
 /**
@@ -63,9 +64,11 @@ export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
  * before ending, with a check-back responder (tx-workload.ts), checked for lost commits,
  * visible rollbacks, partial and early transactions; `filter` sends tagged a, b or c and
  * consumers that subscribe to `a || b`, checked for skipped matching messages and for
- * messages the filter excludes.
+ * messages the filter excludes; `grow` keyed sends whose queue the producer picks while the
+ * topic grows from 3 to 5 queues mid-run (its consumers take the new queues), checked for a
+ * key's later message read before its earlier one in another queue (key-reorder).
  */
-export const CHAOS_WORKLOADS = ['queue', 'delay', 'retry', 'orderly', 'simple', 'tx', 'filter'] as const;
+export const CHAOS_WORKLOADS = ['queue', 'delay', 'retry', 'orderly', 'simple', 'tx', 'filter', 'grow'] as const;
 export type ChaosWorkloadKind = (typeof CHAOS_WORKLOADS)[number];
 /** The tx workload's plain sends are paced, so the transactions get their share of the leader. */
 const txPlainSendPauseMs = 20;
@@ -82,7 +85,16 @@ const KIND_SETTINGS: Readonly<Record<ChaosWorkloadKind, Partial<WorkloadSettings
   simple: {},
   tx: { sendPauseMs: txPlainSendPauseMs },
   filter: { tags: ['a', 'b', 'c'], filterTags: ['a', 'b'] },
+  grow: { growToQueues: 5 },
 };
+/** The grow workload's growth happens at a drawn point within this share of the faults' time. */
+const growAtShare = { min: 0.25, max: 0.5 };
+/**
+ * The grow workload's topic.maxReorderWaitMs: the config's bound, so a moved key is held for as
+ * long as its old queue's consumer needs (a wait that ran out would let its order break, and
+ * key-reorder would then be the broker keeping its documented word, not a bug).
+ */
+const growMaxReorderWaitMs = 3_600_000;
 /** Bodies up to this size: bigger ones only make histories huge. */
 export const chaosMessageBytesMax = 64 * 1024;
 
@@ -186,8 +198,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const delay = kind === 'retry' ? { delay: { levels: retryDelayLevels } } : {};
     const consumer = kind === 'simple' ? { consumer: { maxReconsumeTimes: DEFAULT_SIMPLE_SETTINGS.maxReconsumeTimes } } : {};
     const transaction = kind === 'tx' ? { transaction: txCheckConfig } : {};
+    const topic = settings.growToQueues > 0 ? { topic: { maxReorderWaitMs: growMaxReorderWaitMs } } : {};
     cluster = await LocalCluster.create(
-      { flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum, ...retentionConfig(options.retentionMaxBytes), ...delay, ...consumer, ...transaction },
+      { flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum, ...retentionConfig(options.retentionMaxBytes), ...delay, ...consumer, ...transaction, ...topic },
       { storage },
     );
   } catch (error) {
@@ -229,7 +242,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     await churn?.start();
     const transactions = kind === 'tx' ? new TxWorkload(context, DEFAULT_TX_SETTINGS, rng.fork(), log, options.plant) : null;
     transactions?.start();
-    await runWorkloadUnderFaults(options, context, nemesis, rng, churn === null, () => (stopping = true));
+    const topicQueues = { count: settings.queues };
+    await runWorkloadUnderFaults(options, context, nemesis, rng, churn === null, topicQueues, log, () => (stopping = true));
     throwIfAborted(options.signal);
     const crashedNodes = await healEverything(cluster, network, liveWatch, log, options.signal);
     if (transactions !== null) {
@@ -241,7 +255,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       await churn.quiesce();
       await churn.stop();
     }
-    await drainAll(settings, recorder, newClient, log, options.signal);
+    await drainAll(settings, topicQueues.count, recorder, newClient, log, options.signal);
     const dlqGroup = kind === 'retry' ? DEFAULT_RETRY_SETTINGS.group : kind === 'simple' ? DEFAULT_SIMPLE_SETTINGS.group : null;
     if (dlqGroup !== null && !(await readDeadLetters(context, dlqGroup, settings.drainAttemptsMax))) log('the dead-letter queue could not be read');
     return { ...finish(options, recorder, settings, crashedNodes), nodePids: cluster.startedPids };
@@ -297,18 +311,64 @@ async function createTopic(client: LedgerClient, settings: WorkloadSettings): Pr
   }
 }
 
-/** Producers (and, with `pollingConsumers`, one polling consumer per queue) until the faults end; then `stop`. */
-async function runWorkloadUnderFaults(options: ChaosOptions, context: WorkloadContext, nemesis: Nemesis, rng: Rng, pollingConsumers: boolean, stop: () => void): Promise<void> {
+/**
+ * Producers (and, with `pollingConsumers`, one polling consumer per queue) until the faults
+ * end; then `stop`. The grow workload grows the topic meanwhile (topicQueues counts its queues).
+ */
+async function runWorkloadUnderFaults(
+  options: ChaosOptions,
+  context: WorkloadContext,
+  nemesis: Nemesis,
+  rng: Rng,
+  pollingConsumers: boolean,
+  topicQueues: { count: number },
+  log: (line: string) => void,
+  stop: () => void,
+): Promise<void> {
   const aborted = () => options.signal?.aborted === true;
   const workers: Promise<void>[] = [];
   for (let p = 0; p < (options.producers ?? 4); p++) workers.push(runProducer(context, p, rng.fork()));
   if (pollingConsumers) for (let q = 0; q < context.settings.queues; q++) workers.push(runConsumer(context, 'chaos-consumers', q));
+  if (context.settings.growToQueues > 0) {
+    const share = growAtShare.min + ((growAtShare.max - growAtShare.min) * rng.int(1001)) / 1000;
+    workers.push(growMidRun(context, context.recorder.now() + share * options.durationS * 1000, topicQueues, log));
+  }
   try {
     await nemesis.run(context.recorder.now() + options.durationS * 1000, aborted);
   } finally {
     stop();
     // Every operation is bounded by opTimeoutMs, so the workers end soon after.
     await Promise.all(workers);
+  }
+}
+
+/**
+ * The grow workload's `topic update`: at atMs (history clock) grows the topic to growToQueues,
+ * asking again until the route shows it grown (an attempt whose outcome was unknown may have
+ * done it), then runs a polling consumer on each new queue.
+ */
+async function growMidRun(context: WorkloadContext, atMs: number, topicQueues: { count: number }, log: (line: string) => void): Promise<void> {
+  const { settings, recorder } = context;
+  while (recorder.now() < atMs && !context.stopped()) await sleep(50);
+  const client = context.newClient();
+  while (!context.stopped()) {
+    const grown = await client.call({ op: 'growTopic', topic: settings.topic, queues: settings.growToQueues }, settings.opTimeoutMs).then(
+      (reply) => `waiting for ${reply.waiting.map((q) => `queue ${q.queueId} to offset ${q.boundary}`).join(', ') || 'nothing'}`,
+      async (error: unknown) => {
+        const route = await client.call({ op: 'route', topic: settings.topic }, settings.opTimeoutMs).catch(() => undefined);
+        return route?.queues === settings.growToQueues ? `after an attempt that failed (${describeError(error)})` : undefined;
+      },
+    );
+    if (grown === undefined) {
+      await sleep(200);
+      continue;
+    }
+    topicQueues.count = settings.growToQueues;
+    log(`${(recorder.now() / 1000).toFixed(1)} s: topic ${settings.topic} grew from ${settings.queues} to ${settings.growToQueues} queues, ${grown}`);
+    const consumers: Promise<void>[] = [];
+    for (let q = settings.queues; q < settings.growToQueues; q++) consumers.push(runConsumer(context, 'chaos-consumers', q));
+    await Promise.all(consumers);
+    return;
   }
 }
 
@@ -364,6 +424,7 @@ async function untilDelayedSendsDue(recorder: HistoryRecorder, settings: Workloa
  */
 async function drainAll(
   settings: WorkloadSettings,
+  queues: number,
   recorder: HistoryRecorder,
   newClient: (timeoutMs?: number) => LedgerClient,
   log: (line: string) => void,
@@ -373,7 +434,7 @@ async function drainAll(
   await admin.call({ op: 'commitOffsets', group: 'chaos-barrier', offsets: [{ topic: settings.topic, queueId: 0, offset: 0 }] }, adminTimeoutMs).catch((error: unknown) => {
     log(`barrier write failed (${error instanceof Error ? error.message : String(error)}); draining anyway`);
   });
-  for (let q = 0; q < settings.queues; q++) {
+  for (let q = 0; q < queues; q++) {
     throwIfAborted(signal);
     const drained = await drainQueue({ settings, recorder, newClient }, q);
     if (!drained) log(`queue ${q} could not be drained`);

@@ -44,6 +44,11 @@ export interface WorkloadSettings {
   readonly filterTags: readonly string[];
   /** A planted bug (plants.ts): the pulls ask for every tag while the polls record filterTags. */
   readonly plantedUnfilteredPulls: boolean;
+  /**
+   * The grow workload: mid-run the topic grows to this many queues (0: it never grows), and
+   * sends name their topic and key, the queue being the producer's choice.
+   */
+  readonly growToQueues: number;
 }
 
 export interface WorkloadContext {
@@ -82,6 +87,11 @@ export async function runProducer(context: WorkloadContext, worker: number, rng:
   let process = recorder.newProcess(lane);
   for (let n = 0; !context.stopped() && !recorder.full; n++) {
     const key = `k${rng.int(settings.keys)}`;
+    if (settings.growToQueues > 0) {
+      process = await sendKeyed(context, producer, process, lane, key, `p${worker}-${n}`);
+      if (settings.sendPauseMs > 0) await sleep(settings.sendPauseMs);
+      continue;
+    }
     const queue = queueName(settings.topic, hashKey(key) % settings.queues);
     const body = `p${worker}-${n}`.padEnd(settings.messageBytes, '.');
     // Drawn before the invoke is recorded; the due time is counted from the invoke on both clocks.
@@ -104,6 +114,26 @@ export async function runProducer(context: WorkloadContext, worker: number, rng:
       if (outcome === 'info') process = recorder.newProcess(lane);
     }
     if (settings.sendPauseMs > 0) await sleep(settings.sendPauseMs);
+  }
+}
+
+/**
+ * One send of the grow workload: its queue is the producer's to pick (by key, over the route it
+ * knows), so the invoke names the topic and key and the ok the queue. Returns the process to go
+ * on with (a new one after an info).
+ */
+async function sendKeyed(context: WorkloadContext, producer: Producer, process: number, lane: string, key: string, body: string): Promise<number> {
+  const { settings, recorder } = context;
+  recorder.invokeKeyedSend(process, settings.topic, key, body);
+  try {
+    const sent = await producer.send(settings.topic, { body: Buffer.from(body), key }, 'byKey');
+    assert(hashKey(key) % settings.queues === sent.queueId || hashKey(key) % settings.growToQueues === sent.queueId, 'the producer picks the key\'s queue of one of the two counts');
+    recorder.sendOk(process, queueName(settings.topic, sent.queueId), body, sent.offset);
+    return process;
+  } catch (error) {
+    const outcome = failedOutcome(error);
+    recorder.keyedSendFailed(outcome, process, settings.topic, key, body, describeError(error));
+    return outcome === 'info' ? recorder.newProcess(lane) : process;
   }
 }
 
