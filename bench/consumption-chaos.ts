@@ -1,11 +1,11 @@
 // The consumption workloads under chaos across seeds (`npm run bench:consumption-chaos`):
-// `ledgermq chaos --workload retry|orderly|delay|simple|tx|filter` under kill, pause and partition, sync flush,
+// `ledgermq chaos --workload retry|orderly|delay|simple|tx|filter|grow` under kill, pause and partition, sync flush,
 // majority quorum, one CLI process per run. Every seed must be valid; a run that is not keeps
 // its output directory and is named at the end. Prints a table, writes
 // bench/out/consumption-chaos.json. Not part of npm test: the defaults (10 seeds × 30 s per
 // workload) take about 55 minutes on 2 cores.
 //
-//   node dist/bench/consumption-chaos.js [--seeds 10] [--duration 30] [--workloads retry,orderly,delay,simple,tx,filter] [--first-seed 1]
+//   node dist/bench/consumption-chaos.js [--seeds 10] [--duration 30] [--workloads retry,orderly,delay,simple,tx,filter,grow] [--first-seed 1]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ const { values } = parseArgs({
   options: {
     seeds: { type: 'string', default: '10' },
     duration: { type: 'string', default: '30' },
-    workloads: { type: 'string', default: 'retry,orderly,delay,simple,tx,filter' },
+    workloads: { type: 'string', default: 'retry,orderly,delay,simple,tx,filter,grow' },
     'first-seed': { type: 'string', default: '1' },
   },
 });

@@ -72,6 +72,15 @@ describe('chaos – consumption workloads are valid under kill and pause', () =>
     expect([...tagOf.values()]).toContain('c');
   }, 120_000);
 
+  it('grow: the topic grows from 3 to 5 queues mid-run, keys move to the new queues and are read there', async () => {
+    const events = await run('grow', 18);
+    const sends = events.filter((e) => e.f === 'send');
+    expect(sends.every((e) => e.type === 'ok' || e.value.topic === 'chaos')).toBe(true);
+    const storedIn = new Set(sends.flatMap((e) => (e.type === 'ok' ? [e.value.queue] : [])));
+    expect(storedIn).toEqual(new Set(['chaos/0', 'chaos/1', 'chaos/2', 'chaos/3', 'chaos/4']));
+    expect(events.some((e) => e.f === 'poll' && e.type === 'ok' && e.value.queue === 'chaos/4' && e.value.messages.length > 0)).toBe(true);
+  }, 120_000);
+
   it('delay: delayed sends are placed after they are due, with their store times in the reads', async () => {
     const events = await run('delay', 13);
     const delayed = events.filter((e) => e.f === 'send' && e.type === 'invoke' && (e.value.delayMs ?? 0) > 0);

@@ -4,6 +4,7 @@
 // with that anomaly (bench/planted-bugs.ts runs every plant and fails if one goes unnoticed).
 // A plant changes only the chaos workload's own clients, never the broker or the library.
 import type { LedgerClient } from '../client/client.js';
+import type { ResponseOf } from '../protocol/index.js';
 
 /** Each plant, the anomaly it must produce, and the workload it runs under. */
 export const PLANTS = {
@@ -21,6 +22,8 @@ export const PLANTS = {
   'tx-rolled-back-visible': { workload: 'tx', anomaly: 'tx-rolled-back-visible' },
   /** Tag-filtered consumers pull every tag while recording their filter. */
   'filter-mismatch': { workload: 'filter', anomaly: 'filter-mismatch' },
+  /** Keyed producers never hold a key a growth moved: their route lookups lose the growth. */
+  'key-reorder': { workload: 'grow', anomaly: 'key-reorder' },
   /** Delayed sends ask for a due time 2 s before the one recorded. */
   'early-delivery': { workload: 'delay', anomaly: 'early-delivery' },
   /** Delayed sends ask for a due time 6 s after the one recorded (past the 5 s lateness bound). */
@@ -35,6 +38,20 @@ export const plantedExtraReconsumeTimes = 3;
 /** What a delayed send adds to the due time it records, under the delay plants (ms). */
 export function plantedDeliverySkewMs(plant: PlantKind | undefined): number {
   return plant === 'early-delivery' ? -2_000 : plant === 'late-delivery' ? 6_000 : 0;
+}
+
+/**
+ * The `key-reorder` plant: a client whose route answers never name a pending growth, so its
+ * producer sends a moved key to its new queue at once instead of holding it.
+ */
+export function growthIgnoringClient(client: LedgerClient): LedgerClient {
+  const call = (async (request: Parameters<LedgerClient['call']>[0], ...rest: [number?, number?, AbortSignal?]) => {
+    const reply = await client.call(request, ...rest);
+    if (request.op !== 'route') return reply;
+    const { growth: _ignored, ...route } = reply as ResponseOf<'route'>;
+    return route;
+  }) as LedgerClient['call'];
+  return new Proxy(client, { get: (target, property, receiver) => (property === 'call' ? call : Reflect.get(target, property, receiver)) });
 }
 
 /**

@@ -39,6 +39,7 @@ export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
   opTimeoutMs: 5_000,
   sendPauseMs: 2,
   pollWaitMs: 500,
+  pollPauseMs: 0,
   pullMessagesMax: 256,
   drainAttemptsMax: 5,
   messageBytes: 0,
@@ -48,6 +49,7 @@ export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
   filterTags: [],
   plantedUnfilteredPulls: false,
   growToQueues: 0,
+  plantedIgnoreGrowth: false,
 });
 
 /**
@@ -85,7 +87,7 @@ const KIND_SETTINGS: Readonly<Record<ChaosWorkloadKind, Partial<WorkloadSettings
   simple: {},
   tx: { sendPauseMs: txPlainSendPauseMs },
   filter: { tags: ['a', 'b', 'c'], filterTags: ['a', 'b'] },
-  grow: { growToQueues: 5 },
+  grow: { growToQueues: 5, pollPauseMs: 1_000, keys: 16 },
 };
 /** The grow workload's growth happens at a drawn point within this share of the faults' time. */
 const growAtShare = { min: 0.25, max: 0.5 };
@@ -184,7 +186,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   assert(options.plant === undefined || PLANTS[options.plant].workload === kind, 'a plant runs under its own workload');
   const settings: WorkloadSettings = {
     ...DEFAULT_WORKLOAD, ...KIND_SETTINGS[kind], ...options.workload,
-    plantedDeliverySkewMs: plantedDeliverySkewMs(options.plant), plantedUnfilteredPulls: options.plant === 'filter-mismatch',
+    plantedDeliverySkewMs: plantedDeliverySkewMs(options.plant), plantedUnfilteredPulls: options.plant === 'filter-mismatch', plantedIgnoreGrowth: options.plant === 'key-reorder',
   };
   const log = options.log ?? (() => undefined);
   const rng = new Rng(options.seed);

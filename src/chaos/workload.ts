@@ -10,6 +10,7 @@ import { hashKey, Producer } from '../client/producer.js';
 import type { Rng } from '../sim/rng.js';
 import { assert } from '../util/assert.js';
 import { isLmqError } from '../util/errors.js';
+import { growthIgnoringClient } from './plants.js';
 import type { HistoryRecorder } from './recorder.js';
 
 export interface WorkloadSettings {
@@ -23,6 +24,12 @@ export interface WorkloadSettings {
   readonly sendPauseMs: number;
   /** Longest one consumer pull waits on the broker for new messages. */
   readonly pollWaitMs: number;
+  /**
+   * A pause after each poll that returned messages, by the consumers of the topic's first
+   * `queues` queues: they lag behind by about this long, so a growth finds unread messages in
+   * the old queues while the new queues' consumers keep up (the grow workload). 0: none.
+   */
+  readonly pollPauseMs: number;
   readonly pullMessagesMax: number;
   /** Drain attempts per queue before the queue is left undrained (verdict: unknown). */
   readonly drainAttemptsMax: number;
@@ -49,6 +56,8 @@ export interface WorkloadSettings {
    * sends name their topic and key, the queue being the producer's choice.
    */
   readonly growToQueues: number;
+  /** A planted bug (plants.ts): the producers' route lookups lose the growth, so moved keys are never held. */
+  readonly plantedIgnoreGrowth: boolean;
 }
 
 export interface WorkloadContext {
@@ -83,7 +92,8 @@ export function failedOutcome(error: unknown): 'fail' | 'info' {
 export async function runProducer(context: WorkloadContext, worker: number, rng: Rng): Promise<void> {
   const { settings, recorder } = context;
   const lane = `producer ${worker}`;
-  const producer = new Producer(context.newClient(), settings.opTimeoutMs);
+  const client = settings.plantedIgnoreGrowth ? growthIgnoringClient(context.newClient()) : context.newClient();
+  const producer = new Producer(client, settings.opTimeoutMs);
   let process = recorder.newProcess(lane);
   for (let n = 0; !context.stopped() && !recorder.full; n++) {
     const key = `k${rng.int(settings.keys)}`;
@@ -180,6 +190,7 @@ export async function runConsumer(context: WorkloadContext, group: string, queue
     position = next;
     // A failed commit only means a restarted consumer re-reads; the history does not include it.
     await client.call({ op: 'commitOffsets', group, offsets: [{ topic: settings.topic, queueId, offset: position }] }, settings.opTimeoutMs).catch(() => undefined);
+    if (settings.pollPauseMs > 0 && messages.length > 0 && queueId < settings.queues) await sleep(settings.pollPauseMs);
   }
 }
 
