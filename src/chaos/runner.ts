@@ -47,6 +47,7 @@ export const DEFAULT_WORKLOAD: WorkloadSettings = Object.freeze({
   plantedDeliverySkewMs: 0,
   tags: [],
   filterTags: [],
+  filterSql: '',
   plantedUnfilteredPulls: false,
   growToQueues: 0,
   plantedIgnoreGrowth: false,
@@ -86,7 +87,7 @@ const KIND_SETTINGS: Readonly<Record<ChaosWorkloadKind, Partial<WorkloadSettings
   orderly: { sendPauseMs: orderlySendPauseMs },
   simple: {},
   tx: { sendPauseMs: txPlainSendPauseMs },
-  filter: { tags: ['a', 'b', 'c'], filterTags: ['a', 'b'] },
+  filter: { tags: ['a', 'b', 'c'], filterTags: ['a', 'b'], filterSql: 'level BETWEEN 1 AND 2' },
   grow: { growToQueues: 5, pollPauseMs: 1_000, keys: 16 },
 };
 /** The grow workload's growth happens at a drawn point within this share of the faults' time. */

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReadMessage } from '../checker/index.js';
 import type { LedgerClient } from '../client/client.js';
 import { hashKey, Producer } from '../client/producer.js';
+import type { SubscriptionFilter } from '../filter/index.js';
 import type { Rng } from '../sim/rng.js';
 import { assert } from '../util/assert.js';
 import { isLmqError } from '../util/errors.js';
@@ -49,7 +50,13 @@ export interface WorkloadSettings {
   readonly tags: readonly string[];
   /** The filter workload: consumers subscribe with this tag filter, `a || b` ([]: no filter). */
   readonly filterTags: readonly string[];
-  /** A planted bug (plants.ts): the pulls ask for every tag while the polls record filterTags. */
+  /**
+   * The filter workload: the consumers of odd queues subscribe with this SQL92 expression
+   * instead, over the `level` property every tagged send carries (its tag's place in `tags`,
+   * from 1); it must admit exactly `filterTags`, which their polls record. '': tag filters only.
+   */
+  readonly filterSql: string;
+  /** A planted bug (plants.ts): the pulls ask for every tag (or SQL TRUE) while the polls record filterTags. */
   readonly plantedUnfilteredPulls: boolean;
   /**
    * The grow workload: mid-run the topic grows to this many queues (0: it never grows), and
@@ -113,7 +120,7 @@ export async function runProducer(context: WorkloadContext, worker: number, rng:
       const message = {
         body: Buffer.from(body), key,
         ...(delay === undefined ? {} : { deliverAtMs: delay.deliverAtMs + settings.plantedDeliverySkewMs }),
-        ...(tag === undefined ? {} : { tag }),
+        ...(tag === undefined ? {} : { tag, properties: { level: String(settings.tags.indexOf(tag) + 1) } }),
       };
       const sent = await producer.send(settings.topic, message, 'byKey');
       assert(queueName(settings.topic, sent.queueId) === queue, 'the producer picks the queue of the key');
@@ -215,12 +222,18 @@ interface PulledBatch {
   readonly nextBeginOffset: number;
 }
 
+/** The filter a consumer of queueId subscribes with: SQL92 on odd queues when the workload has one, else tags. */
+function subscription(settings: WorkloadSettings, queueId: number, filterTags: readonly string[]): SubscriptionFilter {
+  if (settings.filterSql !== '' && queueId % 2 === 1) return { type: 'sql', expression: settings.plantedUnfilteredPulls ? 'TRUE' : settings.filterSql };
+  return { type: 'tag', expression: settings.plantedUnfilteredPulls ? '*' : filterTags.join(' || ') };
+}
+
 /** `filterTags`: the consumers' tag filter ([] or absent: every message, as drains read). */
 async function pull(client: LedgerClient, settings: WorkloadSettings, queueId: number, offset: number, waitMs: number, filterTags: readonly string[] = []): Promise<PulledBatch> {
   const reply = await client.call(
     {
       op: 'pull', topic: settings.topic, queueId, offset, maxMessages: settings.pullMessagesMax, maxBytes: 1 << 20, waitMs,
-      ...(filterTags.length > 0 ? { filter: { type: 'tag' as const, expression: settings.plantedUnfilteredPulls ? '*' : filterTags.join(' || ') } } : {}),
+      ...(filterTags.length > 0 ? { filter: subscription(settings, queueId, filterTags) } : {}),
     },
     settings.opTimeoutMs + waitMs,
   );
