@@ -106,6 +106,27 @@ describe('topic growth – keyed producers, consumers and the CLI', () => {
     return { moving: all.find((k) => hashKey(k) % 2 !== hashKey(k) % 4)!, staying: all.find((k) => hashKey(k) % 2 === hashKey(k) % 4)! };
   }
 
+  /**
+   * Runs a billing consumer until it has read `after` (once `sent` resolves), checks it read
+   * `before` first, then runs `whileRunning` before stopping it.
+   */
+  async function consumeInOrder(client: ReturnType<LocalCluster['client']>, sent: () => Promise<void>, whileRunning: (consumer: PushConsumer) => void = () => undefined): Promise<void> {
+    const seen: string[] = [];
+    const consumer = new PushConsumer(client, { topic: 'orders', group: 'billing', consumerId: 'b1', pollWaitMs: 200, commitIntervalMs: 100, rebalanceIntervalMs: 200 }, async (messages) => {
+      seen.push(...messages.map((m) => Buffer.from(m.body).toString()));
+      return 'SUCCESS';
+    });
+    await consumer.start();
+    try {
+      await sent();
+      await until('the consumer to read both', () => seen.includes('after'));
+      expect(seen.indexOf('before')).toBeLessThan(seen.indexOf('after'));
+      whileRunning(consumer);
+    } finally {
+      await consumer.stop();
+    }
+  }
+
   it('holds a moving key until the group consumed its old queue up to the change, and the consumers take the new queues', async () => {
     cluster = await LocalCluster.create();
     cluster.startAll();
@@ -132,22 +153,13 @@ describe('topic growth – keyed producers, consumers and the CLI', () => {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(sentAfter).toBeUndefined(); // held: billing has not read `before` yet
 
-    const seen: string[] = [];
-    const consumer = new PushConsumer(client, { topic: 'orders', group: 'billing', consumerId: 'b1', pollWaitMs: 200, commitIntervalMs: 100, rebalanceIntervalMs: 200 }, async (messages) => {
-      seen.push(...messages.map((m) => Buffer.from(m.body).toString()));
-      return 'SUCCESS';
-    });
-    await consumer.start();
-    try {
+    await consumeInOrder(client, async () => {
       await pending;
       expect(sentAfter!.queueId).toBe(hashKey(moving) % 4);
-      await until('the consumer to read both', () => seen.includes('after'));
-      expect(seen.indexOf('before')).toBeLessThan(seen.indexOf('after'));
+    }, (consumer) => {
       // The consumer took the new queues as well (its next rebalance round).
       expect(consumer.stats().queues.filter((q) => q.topic === 'orders').map((q) => q.queueId).sort()).toEqual([0, 1, 2, 3]);
-    } finally {
-      await consumer.stop();
-    }
+    });
   });
 
   it('a producer that routed before the growth is refused, routes again and holds the moved key: nothing lands in the old queue past the change', async () => {
@@ -169,20 +181,10 @@ describe('topic growth – keyed producers, consumers and the CLI', () => {
     expect(sentAfter).toBeUndefined(); // refused over 2 queues, then held over 4
     expect((await client.call({ op: 'queryOffsets', group: 'billing', queues: [{ topic: 'orders', queueId: oldQueue }] })).offsets[0]?.nextOffset).toBe(1);
 
-    const seen: string[] = [];
-    const consumer = new PushConsumer(client, { topic: 'orders', group: 'billing', consumerId: 'b1', pollWaitMs: 200, commitIntervalMs: 100, rebalanceIntervalMs: 200 }, async (messages) => {
-      seen.push(...messages.map((m) => Buffer.from(m.body).toString()));
-      return 'SUCCESS';
-    });
-    await consumer.start();
-    try {
+    await consumeInOrder(client, async () => {
       await pending;
       expect(sentAfter!.queueId).toBe(hashKey(moving) % 4);
-      await until('the consumer to read both', () => seen.includes('after'));
-      expect(seen.indexOf('before')).toBeLessThan(seen.indexOf('after'));
-    } finally {
-      await consumer.stop();
-    }
+    });
   });
 
   it('lets a held key move once topic.maxReorderWaitMs passed, and logs that its order may break', async () => {
