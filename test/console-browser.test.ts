@@ -19,7 +19,8 @@ let browser: Awaited<ReturnType<typeof launchChromium>>;
 
 beforeAll(async () => {
   mkdirSync(OUT, { recursive: true });
-  [setup, browser] = await Promise.all([startConsoleCluster(true), launchChromium()]);
+  // A failed delivery goes straight to the dead-letter queue, so the test can make one at once.
+  [setup, browser] = await Promise.all([startConsoleCluster(true, { consumer: { maxReconsumeTimes: 0 } }), launchChromium()]);
 });
 
 afterAll(async () => {
@@ -55,7 +56,7 @@ async function groupRow(page: Page, group: string, queue: string, ok: (lag: stri
 }
 
 describe('console – headless Chromium against a three-node cluster', () => {
-  it('shows the cluster, creates a topic, follows the backlog, looks up by key and survives a leader kill', async () => {
+  it('shows the cluster, creates a topic, follows the backlog, looks up by key, resets offsets, resends a dead letter and survives a leader kill', async () => {
     const { cluster, consoles } = setup;
     const cli = (args: string[], input?: string) => runCli(cluster.configPath, args, 20_000, input);
     const leader = (await cluster.leader()).id;
@@ -100,6 +101,34 @@ describe('console – headless Chromium against a three-node cluster', () => {
     await page.fill('#lookup-key', 'order-404');
     await page.click('#lookup-submit');
     await textOnceIt(page, '#lookup-result', (text) => text.startsWith('not found'));
+
+    // Reset the group to the first offset: a dry-run preview first, and only then the apply.
+    await page.fill('#reset-group', 'billing');
+    await page.fill('#reset-topic', 'orders');
+    await page.fill('#reset-to', 'first');
+    expect(await page.locator('#reset-apply').isDisabled()).toBe(true);
+    await page.click('#reset-preview');
+    expect(await textOnceIt(page, '#reset-result', (text) => text.startsWith('dry run'))).toContain('orders/0: 6 → 0');
+    await groupRow(page, 'billing', 'orders/0', (lag) => lag === '0'); // nothing changed yet
+    await page.click('#reset-apply');
+    await textOnceIt(page, '#reset-result', (text) => text.startsWith('reset done'));
+    await groupRow(page, 'billing', 'orders/0', (lag, seconds) => lag === '6' && Number(seconds) > 0);
+
+    // A handler that fails sends its message to %DLQ%audit (consumer.maxReconsumeTimes 0): listed, then resent once.
+    expect((await cli(['consume', '--topic', 'orders', '--group', 'audit', '--exec', 'exit 1', '--concurrency', '1', '--max', '1', '--timeout', '5000'])).code).toBe(0);
+    await page.fill('#dlq-group', 'audit');
+    await page.click('#dlq-list');
+    const resend = page.locator('#dlq-result button[data-msgid]').first();
+    await resend.waitFor({ timeout: WAIT_MS });
+    expect(await resend.textContent()).toBe('Resend');
+    await resend.click();
+    await textOnceIt(page, '#dlq-result button[data-msgid] >> nth=0', (text) => text === 'resent');
+
+    // Grow the topic from the page.
+    await page.fill('#create-topic-name', 'orders');
+    await page.fill('#create-topic-queues', '2');
+    await page.click('#grow-topic-submit');
+    await textOnceIt(page, '#topic-result', (text) => text === 'grew orders: 2 queues');
 
     // SIGKILL the leader, whose console served this page: it reads on through another console
     // and shows the new leader, with the old one down.

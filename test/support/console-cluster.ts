@@ -15,11 +15,12 @@ export interface ConsoleCluster {
   readonly consoles: Readonly<Record<string, string>>;
 }
 
-export async function startConsoleCluster(allowWrites: boolean): Promise<ConsoleCluster> {
+/** `overrides` replace further top-level config keys (e.g. consumer), as LocalCluster.create's do. */
+export async function startConsoleCluster(allowWrites: boolean, overrides: Record<string, unknown> = {}): Promise<ConsoleCluster> {
   const ports = await freePorts(9);
   const ids = ['n1', 'n2', 'n3'];
   const nodes = ids.map((id, i) => ({ id, host: '127.0.0.1', raftPort: ports[i]!, clientPort: ports[i + 3]!, httpPort: ports[i + 6]!, dataDir: id }));
-  const cluster = await LocalCluster.create({ nodes, http: { allowWrites } });
+  const cluster = await LocalCluster.create({ ...overrides, nodes, http: { allowWrites } });
   cluster.startAll();
   await cluster.leader();
   return { cluster, consoles: Object.fromEntries(nodes.map((n) => [n.id, `http://127.0.0.1:${n.httpPort}`])) };
