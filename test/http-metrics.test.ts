@@ -105,4 +105,18 @@ describe('metrics – /metrics of a three-node cluster', () => {
     const topics = (await runCli(setup.cluster.configPath, ['topic', 'list', '--json'], 20_000)).stdout;
     expect(topics).not.toContain('"nope"');
   });
+
+  it("consoles answer each other's origins (CORS, preflight included) and no other", async () => {
+    const [first, second] = Object.values(setup.consoles) as [string, string];
+    const get = (origin: string) => fetch(`${first}/api/overview`, { headers: { origin }, signal: AbortSignal.timeout(5000) });
+    expect((await get(second)).headers.get('access-control-allow-origin')).toBe(second);
+    expect((await get('http://evil.example')).headers.get('access-control-allow-origin')).toBeNull();
+    const preflight = (origin: string) => fetch(`${first}/api/topics`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST' }, signal: AbortSignal.timeout(5000) });
+    const allowed = await preflight(second);
+    expect(allowed.status).toBe(204);
+    expect(allowed.headers.get('access-control-allow-methods')).toBe('GET, POST');
+    const refused = await preflight('http://evil.example');
+    expect(refused.status).toBe(404);
+    expect(refused.headers.get('access-control-allow-origin')).toBeNull();
+  });
 });

@@ -87,11 +87,9 @@ function allowPeerOrigins(app: FastifyInstance, origins: ReadonlySet<string>): v
     const origin = request.headers.origin;
     if (origin === undefined || !origins.has(origin)) return;
     reply.header('access-control-allow-origin', origin).header('vary', 'origin');
-    if (request.method === 'OPTIONS') {
-      await reply.header('access-control-allow-methods', 'GET, POST').header('access-control-allow-headers', 'content-type').code(204).send();
-    }
+    // A preflight (a POST of JSON from a peer's page) is answered here; other origins get none (404).
+    if (request.method === 'OPTIONS') return reply.header('access-control-allow-methods', 'GET, POST').header('access-control-allow-headers', 'content-type').code(204).send();
   });
-  app.options('/api/*', (_request, reply) => reply.code(404).send({ error: 'not an allowed origin' }));
 }
 
 /** The console's client: the config's nodes, TLS against its CA when it has one, signed as LMQ_ACCESS_KEY/LMQ_SECRET_KEY when set. */
