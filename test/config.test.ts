@@ -181,6 +181,18 @@ describe('config – relations between keys', () => {
     expect(apart.nodes[1]?.raftPort).toBe(n1.raftPort);
   });
 
+  it('httpPort (the console) is optional, a port like the others, and shares no host:port; http.allowWrites defaults to false', () => {
+    const [n1, n2] = valid.nodes as [(typeof valid.nodes)[0], (typeof valid.nodes)[0]];
+    const config = loadConfigOf({ ...valid, nodes: [{ ...n1, httpPort: 7801 }, n2] });
+    expect(config.nodes.map((n) => n.httpPort)).toEqual([7801, undefined]);
+    expect(config.http.allowWrites).toBe(false);
+    expect(parseConfig({ ...valid, http: { allowWrites: true } }, 'test.json').http.allowWrites).toBe(true);
+    expect(messageOf({ ...valid, nodes: [{ ...n1, httpPort: 0 }, n2] })).toMatch(/^bad config test\.json: nodes\.0\.httpPort is 0: Number must be greater than or equal to 1$/);
+    expect(messageOf({ ...valid, nodes: [n1, { ...n2, httpPort: n1.clientPort }] }, true)).toMatch(/nodes\.1\.httpPort 7201 on host 127\.0\.0\.1 is already nodes\.0\.clientPort of node n1/);
+    expect(messageOf({ ...valid, http: { allowWrites: 'yes' } })).toMatch(/http\.allowWrites must be boolean, not string$/);
+    expect(messageOf({ ...valid, http: { allowWrite: true } })).toMatch(/unknown key "http\.allowWrite"; remove it$/);
+  });
+
   it('rejects two nodes in one data directory, however the path is written', () => {
     const [n1, n2] = valid.nodes as [(typeof valid.nodes)[0], (typeof valid.nodes)[0]];
     expect(messageOf({ ...valid, nodes: [n1, { ...n2, dataDir: './data/../data/n1/' }] }, true)).toMatch(

@@ -18,7 +18,8 @@
 //   txEnd, txChecks, txList              PUB on each topic of the transaction (checked on the
 //                                        stored transaction: the request names none)
 //   createTopic, growTopic               admin
-//   status, topics, route, groups        any authenticated user
+//   status, topics, route, groups,       any authenticated user
+//   brokerStats
 // Every refusal is LMQ_UNAUTHENTICATED or LMQ_FORBIDDEN naming the user, the resource and the
 // missing permission; nothing is carried out.
 import { parseReceipt, type Request } from '../protocol/index.js';
@@ -41,6 +42,7 @@ export function requirementsOf(request: Request): readonly Requirement[] {
     case 'route':
     case 'groups':
     case 'lookupByMsgId':
+    case 'brokerStats':
       return [];
     case 'createTopic':
     case 'growTopic':

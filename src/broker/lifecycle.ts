@@ -39,7 +39,18 @@ export interface LifecycleSettings {
   readonly retentionCheckIntervalMs: number;
 }
 
+/** What the policy did since the process started (/metrics). */
+export interface LifecycleCounters {
+  snapshotsWritten: number;
+  snapshotFailures: number;
+  /** truncateLog commands this node proposed as leader and saw committed. */
+  retentionTruncations: number;
+  /** Times this node deleted log segments (below a snapshot, or truncated by retention). */
+  segmentDeletions: number;
+}
+
 export class BrokerLifecycle {
+  readonly counters: LifecycleCounters = { snapshotsWritten: 0, snapshotFailures: 0, retentionTruncations: 0, segmentDeletions: 0 };
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private lastSnapshotIndex: number;
@@ -81,10 +92,12 @@ export class BrokerLifecycle {
       const taken = await this.snapshots.take((index) => this.node.termAt(index));
       if (taken === null) return;
       this.lastSnapshotIndex = taken.index;
+      this.counters.snapshotsWritten += 1;
       this.logger.debug({ index: taken.index, reason }, 'snapshot written');
       this.deleteSegments();
     } catch (error) {
       // A failed snapshot write costs only a longer replay; the log is kept until one succeeds.
+      this.counters.snapshotFailures += 1;
       this.logger.error({ err: error, reason }, 'snapshot failed; the log is kept until one succeeds');
     }
   }
@@ -121,7 +134,10 @@ export class BrokerLifecycle {
     const firstIndex = Math.min(this.wantedFirstIndex(), applied + 1);
     if (firstIndex <= this.state.retainedFromIndex()) return;
     this.node.propose(encodeCommand({ kind: 'truncateLog', firstIndex }), 'majority').then(
-      () => this.logger.info({ firstIndex }, 'retention: log truncated'),
+      () => {
+        this.counters.retentionTruncations += 1;
+        this.logger.info({ firstIndex }, 'retention: log truncated');
+      },
       (error: unknown) => this.logger.warn({ err: error, firstIndex }, 'retention: truncation not committed; retried next round'),
     );
   }
@@ -139,6 +155,9 @@ export class BrokerLifecycle {
     const needed = Math.min(this.snapshots.logNeededFrom(), this.snapshots.logPinnedFrom());
     const bound = Math.min(this.state.retainedFromIndex(), needed, this.log.commitIndexFloor() + 1);
     // deleteBefore removes only whole segments below the bound: nothing when none lies there.
-    if (bound > this.log.firstIndex()) this.log.deleteBefore(bound);
+    if (bound <= this.log.firstIndex()) return;
+    const before = this.log.firstIndex();
+    this.log.deleteBefore(bound);
+    if (this.log.firstIndex() > before) this.counters.segmentDeletions += 1;
   }
 }

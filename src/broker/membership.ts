@@ -62,6 +62,20 @@ export class GroupMembership {
     if (state?.lastSeenMs.delete(consumerId)) state.generation++;
   }
 
+  /** The group's live members per topic, each with the queues it owns (what its next heartbeat would answer). */
+  members(group: string, queuesOf: (topic: string) => number | undefined, nowMs: number): { topic: string; consumerId: string; queueIds: number[] }[] {
+    const members: { topic: string; consumerId: string; queueIds: number[] }[] = [];
+    for (const [key, state] of this.groups) {
+      const [name, topic] = key.split('\u0000') as [string, string];
+      const queues = queuesOf(topic);
+      if (name !== group || queues === undefined) continue;
+      this.expire(state, nowMs);
+      const ids = [...state.lastSeenMs.keys()].sort();
+      for (const [index, consumerId] of ids.entries()) members.push({ topic, consumerId, queueIds: allocateAveragely(queues, ids.length, index) });
+    }
+    return members;
+  }
+
   private stateOf(key: string, nowMs: number): GroupState {
     let state = this.groups.get(key);
     if (state === undefined) {

@@ -34,6 +34,10 @@ const MAX_LEADER_WAIT_MS = 2_000;
 
 export interface BrokerNode {
   readonly node: RaftNode<ApplyResult>;
+  /** Read by the console and /metrics (src/http) in the same process. */
+  readonly service: BrokerService;
+  readonly state: BrokerStateMachine;
+  readonly lifecycle: BrokerLifecycle;
   stop(): Promise<void>;
 }
 
@@ -123,6 +127,9 @@ export async function startBrokerNode(
   const raftNode = node;
   return {
     node: raftNode,
+    service,
+    state,
+    lifecycle,
     async stop() {
       service.close(); // long polls answer now instead of outliving the state machine
       await rpc.close();

@@ -6,12 +6,12 @@ import type { QuorumMode } from '../config/config.js';
 import type { RaftNode } from '../node/raft-node.js';
 import { assert } from '../util/assert.js';
 import { LmqError, isLmqError, NOT_SENT } from '../util/errors.js';
-import { formatReceipt, LIMITS, type OpName, parseReceipt, type ProduceMessageWire, type Request, type RequestOf, type ResponseOf, UNSEQUENCED } from '../protocol/index.js';
+import { formatReceipt, type GroupQueueLag as ResponseGroupQueueLag, LIMITS, type OpName, parseReceipt, type ProduceMessageWire, type Request, type RequestOf, type ResponseOf, UNSEQUENCED } from '../protocol/index.js';
 import { type BrokerCommand, DLQ_TOPIC_PREFIX, encodeCommand, type ProduceMessage, topicNameProblem } from './commands.js';
 import { isDelayed } from './placement.js';
 import { checkRetryGroup, dlqResendCommand, resolveDeliverAtMs, type RetrySettings, sendBackCommand } from './retry.js';
 import { LeaderSequences } from './leader-sequences.js';
-import type { ApplyResult, BrokerStateMachine } from './state-machine.js';
+import type { ApplyResult, BrokerStateMachine, GroupQueueLag } from './state-machine.js';
 import { GroupMembership } from './membership.js';
 import { receiveCommand } from './simple-consumer.js';
 import { parseRequest } from './requests.js';
@@ -22,6 +22,7 @@ import type { AclUser } from '../security/acl.js';
 import type { PresentedCredentials } from '../security/signature.js';
 import { FilterCache, type MessageFilter } from '../filter/index.js';
 import type { FilteredRead } from './filtered-reads.js';
+import { BrokerStats } from './stats.js';
 
 export interface ServiceOptions {
   readonly quorum: QuorumMode;
@@ -77,6 +78,18 @@ const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => P
 
 export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry' | 'transaction'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000, maxReorderWaitMs: 60_000 });
 
+/**
+ * A group's row as `groups` answers it: lagSeconds is the age of the oldest unconsumed message
+ * on this leader's clock. A store time ahead of the clock (a leader whose clock ran ahead stored
+ * it) gives no age that means anything: unknown, and why, rather than a negative number.
+ */
+export function withLagSeconds(row: GroupQueueLag, oldestStoreTimestampMs: number | null, nowMs: number): ResponseGroupQueueLag {
+  if (oldestStoreTimestampMs === null) return { ...row, lagSeconds: 0 };
+  const ageMs = nowMs - oldestStoreTimestampMs;
+  if (ageMs < 0) return { ...row, lagSeconds: null, lagSecondsUnknown: `the oldest unconsumed message's store time is ${-ageMs} ms ahead of the leader's clock` };
+  return { ...row, lagSeconds: ageMs / 1000 };
+}
+
 export class BrokerService {
   /** Ends each waiting long poll at once (with what it has), e.g. on shutdown. */
   private readonly waitingPulls = new Set<() => void>();
@@ -85,6 +98,8 @@ export class BrokerService {
   private readonly membership = new GroupMembership();
   private readonly transactions: TransactionService;
   private readonly filters = new FilterCache(MAX_CACHED_FILTERS);
+  /** Produce costs, bytes in and messages out as this node served them (the console and /metrics). */
+  readonly stats: BrokerStats;
 
   constructor(
     private readonly node: RaftNode<ApplyResult>,
@@ -93,6 +108,7 @@ export class BrokerService {
     /** null: no ACL (security.aclFile unset), every request is served as before. */
     private readonly access: BrokerAccess | null = null,
   ) {
+    this.stats = new BrokerStats(node.id);
     const { quorum, maxPollWaitMs, leaderWaitMs, transaction } = options;
     const mayPublish = (user: AclUser | null, topic: string) => user === null || this.access!.mayPublish(user, topic);
     this.transactions = new TransactionService(node, state, { quorum, maxPollWaitMs, leaderWaitMs, ...transaction }, mayPublish);
@@ -126,8 +142,17 @@ export class BrokerService {
     // Under an ACL a producer's dedup state is its user's: another user who learned the
     // producerId (msgIds show it) cannot pre-send its next seqs and have its sends dropped as
     // duplicates. Access keys hold no "/", so the scoped id is unambiguous.
-    produce: (request, _context, user) => this.produce(user === null ? request.producerId : `${user.accessKey}/${request.producerId}`, request.seq, request.messages, request.routedQueues),
-    pull: (request, context) => this.pull(request, context),
+    produce: async (request, _context, user) => {
+      const startedMs = performance.now();
+      const reply = await this.produce(user === null ? request.producerId : `${user.accessKey}/${request.producerId}`, request.seq, request.messages, request.routedQueues);
+      this.stats.produced(request.messages.map((m) => ({ topic: m.topic, bodyBytes: m.body.byteLength })), performance.now() - startedMs);
+      return reply;
+    },
+    pull: async (request, context) => {
+      const reply = await this.pull(request, context);
+      this.stats.delivered(request.topic, reply.messages.length);
+      return reply;
+    },
     commitOffsets: (request) => this.writeOffsets({ kind: 'commitOffsets', group: request.group, offsets: request.offsets }),
     heartbeat: (request) => this.membership.heartbeat(request.group, request.topic, request.consumerId, this.topicOrThrow(request.topic).queues, performance.now()),
     leaveGroup: (request) => {
@@ -138,8 +163,9 @@ export class BrokerService {
     groups: () => ({
       groups: this.state.groups().map((group) => ({
         group,
-        queues: this.state.groupLag(group).filter((row) => !row.topic.startsWith(DLQ_TOPIC_PREFIX)),
+        queues: this.state.groupLag(group).filter((row) => !row.topic.startsWith(DLQ_TOPIC_PREFIX)).map((row) => withLagSeconds(row, this.oldestUnconsumedMs(row), Date.now())),
         dlq: this.state.deadLetterCounts(group),
+        members: this.membership.members(group, (topic) => this.state.topic(topic)?.queues, performance.now()),
       })),
     }),
     queryOffsets: (request) => ({ offsets: request.queues.map((q) => this.queueOffsets(request.group, q.topic, q.queueId, request.timestampMs)) }),
@@ -167,7 +193,11 @@ export class BrokerService {
       return { ok: true };
     },
     // The receiver is scoped to its user under an ACL, as a lock holder is (it is only recorded).
-    receive: (request, context, user) => this.receive(request, context, user === null ? request.clientId : `${user.accessKey}/${request.clientId}`),
+    receive: async (request, context, user) => {
+      const reply = await this.receive(request, context, user === null ? request.clientId : `${user.accessKey}/${request.clientId}`);
+      for (const m of reply.messages) this.stats.delivered(m.topic, 1);
+      return reply;
+    },
     ack: (request) => this.ack(request),
     changeInvisibleDuration: (request) => this.changeInvisibleDuration(request),
     // Transactions (tx-service.ts); the producer is scoped to its user as produce's is.
@@ -175,7 +205,13 @@ export class BrokerService {
     txEnd: (request, _context, user) => this.transactions.end(request, user),
     txChecks: (request, context, user) => this.transactions.checks(request, context, user),
     txList: (_request, _context, user) => this.transactions.list(user),
+    brokerStats: () => this.stats.reply(),
   };
+
+  /** Store time of a group row's oldest unconsumed message (at its committed offset); null without lag. */
+  oldestUnconsumedMs(row: GroupQueueLag): number | null {
+    return row.lag === 0 ? null : this.state.storeTimestampAt(row.topic, row.queueId, row.committedOffset);
+  }
 
   // --- simple consumer (src/broker/simple-consumer.ts) -------------------------------------------
 

@@ -701,6 +701,14 @@ export class BrokerStateMachine {
     });
   }
 
+  /** When the message at (topic, queueId, offset) was stored (the leader's clock); offset must be stored (minOffset <= offset < nextOffset). */
+  storeTimestampAt(topic: string, queueId: number, offset: number): number {
+    this.assertOpen();
+    const queue = this.requireQueue(topic, queueId);
+    assert(offset >= queue.minOffset && offset < queue.nextOffset, () => `offset ${offset} of ${topic}/${queueId} is not stored`);
+    return this.consumeQueueAt(topic, queueId, offset).storeTimestampMs;
+  }
+
   /** Messages of `topic` carrying `key`, oldest (log order) first, at most max. */
   lookupByKey(topic: string, key: string, max: number): StoredMessage[] {
     this.assertOpen();

@@ -19,6 +19,7 @@ import { accessFrom, type ClientAccess, clientFor } from './connect.js';
 import { LOG_FORMAT_ENV, prettyStream } from './logging.js';
 import { applyModeOverrides, modeOptions, type ModeOverrides } from './mode-options.js';
 import { withDataRoot } from './node-start.js';
+import { consoleUrl } from '../http/console-url.js';
 
 interface ClusterStartOptions extends ModeOverrides, ConnectOptions {
   data?: string;
@@ -69,7 +70,8 @@ async function runCluster(configPath: string, options: ClusterStartOptions, conf
         process.exit(1);
       }
     });
-    process.stdout.write(`node ${node.id} started (pid ${child.pid}, raft ${node.host}:${node.raftPort}, client ${node.host}:${node.clientPort}, data ${node.dataDir})\n`);
+    const url = consoleUrl(node);
+    process.stdout.write(`node ${node.id} started (pid ${child.pid}, raft ${node.host}:${node.raftPort}, client ${node.host}:${node.clientPort}, data ${node.dataDir}${url === null ? '' : `, console ${url}`})\n`);
   }
   const stopped = new Promise<void>((done) => {
     const stop = () => {

@@ -1,5 +1,5 @@
 // `ledgermq group list`: the backlog — per group and queue, the committed offset, the queue's
-// next offset and the lag between them. `group reset` moves a group's offsets.
+// next offset and the lag between them, in messages and in seconds (the oldest unconsumed one's age). `group reset` moves a group's offsets.
 import type { Command } from 'commander';
 import { formatTable, withClient } from './connect.js';
 import { type StartPosition, queryStartOffsets, topicQueues } from '../client/consumer.js';
@@ -23,17 +23,19 @@ export function registerGroup(program: Command): void {
       for (const q of starts) process.stdout.write(`${options.topic}/${q.queueId}: ${q.committed ?? '-'} -> ${q.start}\n`);
     });
   withClusterOptions(group.command('list'))
-    .description('per group and queue (retry queues included): committed offset, last offset and lag (the backlog), and its dead letters')
+    .description('per group and queue (retry queues included): committed offset, last offset and lag (the backlog) in messages and seconds, and its dead letters')
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
     .action(async (options: { config: string; json?: boolean; timeout: number }) => {
       const { groups } = await withClient(options, options.timeout, (client) => client.call({ op: 'groups' }));
+      // An older broker answers no lagSeconds: null and why, never a made-up number (CONTRACT.md).
+      for (const g of groups) for (const q of g.queues) if (q.lagSeconds === undefined) Object.assign(q, { lagSeconds: null, lagSecondsUnknown: 'the broker did not report it (an older version)' });
       if (options.json) {
         process.stdout.write(`${JSON.stringify({ groups })}\n`);
         return;
       }
-      const rows = groups.flatMap((g) => g.queues.map((q) => [g.group, `${q.topic}/${q.queueId}`, String(q.committedOffset), String(q.nextOffset), String(q.lag)]));
-      process.stdout.write(rows.length === 0 ? 'no consumer groups have committed offsets yet\n' : formatTable(['group', 'queue', 'committed', 'next', 'lag'], rows));
+      const rows = groups.flatMap((g) => g.queues.map((q) => [g.group, `${q.topic}/${q.queueId}`, String(q.committedOffset), String(q.nextOffset), String(q.lag), q.lagSeconds === null ? `unknown (${q.lagSecondsUnknown})` : q.lagSeconds.toFixed(1)]));
+      process.stdout.write(rows.length === 0 ? 'no consumer groups have committed offsets yet\n' : formatTable(['group', 'queue', 'committed', 'next', 'lag', 'lag s'], rows));
       // Dead letters are not rows (they are not consumed): one line per group that has some.
       for (const g of groups) if (g.dlq.messages > 0) process.stdout.write(`${g.group}: ${g.dlq.messages} dead letters, ${g.dlq.resent} resent (dlq list --group ${g.group})\n`);
     });

@@ -37,6 +37,8 @@ export function registerNodeStart(program: Command): void {
       let logContext: () => Record<string, unknown> = () => ({});
       const logger = createLogger({ node: options.id }, () => logContext());
       const broker = await startBrokerNode(config, options.id, logger, (node) => (logContext = () => node.logContext()), options.unsafeStorage);
+      // The console's modules (fastify, prom-client) load only on a node that serves it.
+      const httpConsole = findNode(config, options.id).httpPort === undefined ? null : await (await import('../http/server.js')).startConsole(config, options.id, broker, logger);
       await new Promise<void>((resolve) => {
         let stopping = false;
         const stop = (signal: string) => {
@@ -45,7 +47,7 @@ export function registerNodeStart(program: Command): void {
           if (stopping) return logger.info({ signal }, 'already stopping');
           stopping = true;
           logger.info({ signal }, 'stopping');
-          broker.stop().then(resolve, (error: unknown) => {
+          void (httpConsole?.close() ?? Promise.resolve()).then(() => broker.stop()).then(resolve, (error: unknown) => {
             logger.fatal({ err: error }, 'stop failed');
             process.exit(1);
           });

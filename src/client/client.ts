@@ -255,7 +255,7 @@ function abandoned(lastError: unknown, mayHaveHappened: boolean): LmqError {
 }
 
 /** Requests that change nothing: a refusal of one after an unknown attempt is still just a refusal. */
-const READ_ONLY_OPS: ReadonlySet<OpName> = new Set<OpName>(['status', 'topics', 'route', 'pull', 'groups', 'queryOffsets', 'lookupByKey', 'lookupByMsgId', 'dlqList', 'txList']);
+const READ_ONLY_OPS: ReadonlySet<OpName> = new Set<OpName>(['status', 'topics', 'route', 'pull', 'groups', 'queryOffsets', 'lookupByKey', 'lookupByMsgId', 'dlqList', 'txList', 'brokerStats']);
 
 /**
  * A refusal on a retry proves only that this attempt did nothing: after an attempt whose

@@ -43,7 +43,16 @@ const nodeSchema = z
     host: z.string().min(1).max(253),
     raftPort: port,
     clientPort: port,
+    /** The web console and /metrics (src/http); omitted: the node serves neither. */
+    httpPort: port.optional(),
     dataDir: z.string().min(1).max(4096),
+  })
+  .strict();
+
+const httpSchema = z
+  .object({
+    /** The console's write actions (create or grow a topic, reset offsets, resend dead letters); off: HTTP 403. */
+    allowWrites: z.boolean().default(false),
   })
   .strict();
 
@@ -224,6 +233,7 @@ export const configSchema = z
     transaction: transactionSchema.default({}),
     topic: topicSchema.default({}),
     security: securitySchema.optional(),
+    http: httpSchema.default({}),
   })
   .strict();
 
@@ -298,7 +308,8 @@ function placementProblem(nodes: readonly NodeConfig[]): string | null {
   const endpoints = new Map<string, string>();
   const dataDirs = new Map<string, string>();
   for (const [i, node] of nodes.entries()) {
-    for (const key of ['raftPort', 'clientPort'] as const) {
+    for (const key of ['raftPort', 'clientPort', 'httpPort'] as const) {
+      if (node[key] === undefined) continue;
       const endpoint = `${node.host.toLowerCase()}:${node[key]}`;
       const owner = endpoints.get(endpoint);
       if (owner !== undefined) {

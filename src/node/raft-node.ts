@@ -15,6 +15,7 @@ import { RateLimitedLog } from '../util/rate-limited-log.js';
 import { isLmqError } from '../util/errors.js';
 import { type Acknowledged, NodeDriver } from './driver.js';
 import { EventLoopDelayMonitor } from './event-loop-delay.js';
+import { NodeObserver } from './node-observer.js';
 import type { DriverHardStateStore, DriverLogStore, PeerMessage, Scheduler, StateMachine } from './ports.js';
 import { MAX_SNAPSHOT_PACKAGE_BYTES } from './process-snapshots.js';
 import type { DriverSnapshotStore, TransferTuning } from './snapshot-transfer.js';
@@ -83,15 +84,21 @@ function transferTuning(tickMs: number): TransferTuning {
   };
 }
 
-/** The log store's promises as the driver's completion callbacks. */
-function logPort(store: NodeLogStore): DriverLogStore {
+/** The log store's promises as the driver's completion callbacks; each flush is timed for the observer. */
+function logPort(store: NodeLogStore, observer: NodeObserver): DriverLogStore {
   return {
     firstIndex: () => store.firstIndex(),
     lastIndex: () => store.lastIndex(),
     term: (index) => store.term(index),
     entries: (lo, hiExclusive, maxBytes) => store.entries(lo, hiExclusive, maxBytes),
     append: (entries) => store.append(entries),
-    flush: (persisted, failed) => void store.flush().then(persisted, failed),
+    flush: (persisted, failed) => {
+      const startedMs = performance.now();
+      void store.flush().then((index) => {
+        observer.flushed(performance.now() - startedMs);
+        persisted(index);
+      }, failed);
+    },
     setCommitIndex: (index) => store.setCommitIndex(index),
   };
 }
@@ -119,6 +126,8 @@ export class RaftNode<R> {
   private readonly logger: Logger;
   private tickTimer: NodeJS.Timeout | null = null;
   private readonly eventLoopDelay = new EventLoopDelayMonitor();
+  /** Elections, leader changes and flush durations since the process started (the console, /metrics). */
+  readonly observer = new NodeObserver();
   private stopped = false;
   private readonly appliedListeners = new Set<() => void>();
   /** Refused peer messages, one reason per peer (node ids are the config's fixed set). */
@@ -152,7 +161,7 @@ export class RaftNode<R> {
         ...(options.snapshots === undefined ? {} : { transfer: transferTuning(raft.tickMs) }),
       },
       {
-        log: logPort(options.log),
+        log: logPort(options.log, this.observer),
         hardState: hardStatePort(options.hardState),
         peers: options.peers,
         ...(options.snapshots === undefined ? {} : { snapshots: options.snapshots }),
@@ -160,7 +169,8 @@ export class RaftNode<R> {
         scheduler: PROCESS_SCHEDULER,
         randomInt: options.randomInt ?? ((n) => Math.floor(Math.random() * n)),
         events: {
-          roleChanged: ({ role, leader, lastIndex, commitIndex }) => {
+          roleChanged: ({ role, term, leader, lastIndex, commitIndex }) => {
+            this.observer.roleChanged(role, term, leader);
             if (leader !== null) this.releaseLeaderWaiters();
             this.logger.info({ leader, lastIndex, commitIndex }, role === 'leader' ? 'became leader' : `now ${role}`);
           },

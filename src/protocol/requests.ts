@@ -202,6 +202,8 @@ export const requestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('txChecks'), producerGroup: name, clientId: id, waitMs: wholeNumber }).strict(),
   /** The open transactions (half messages not yet ended), oldest first. */
   z.object({ op: z.literal('txList') }).strict(),
+  /** The leader's produce and delivery counters and its last minutes of produce latency (the console's chart). */
+  z.object({ op: z.literal('brokerStats') }).strict(),
 ]);
 
 export type Request = z.infer<typeof requestSchema>;

@@ -144,6 +144,39 @@ export interface GroupQueueLag {
   readonly nextOffset: number;
   /** nextOffset − committedOffset: messages stored but not yet consumed by the group. */
   readonly lag: number;
+  /**
+   * Age of the oldest unconsumed message (now − its store time on the leader's clock), seconds;
+   * 0 with no lag; null when it cannot be told, lagSecondsUnknown saying why. Never negative.
+   */
+  readonly lagSeconds: number | null;
+  readonly lagSecondsUnknown?: string;
+}
+
+/** A consumer the leader has heard from (soft state: heartbeats since it became leader). */
+export interface GroupMember {
+  readonly topic: string;
+  readonly consumerId: string;
+  readonly queueIds: readonly number[];
+}
+
+/** One second of the leader's produce requests (BrokerStats, src/broker/stats.ts). */
+export interface ProduceSecond {
+  /** Start of the second, epoch ms on the leader's clock. */
+  readonly atMs: number;
+  readonly messages: number;
+  /** p99 of the produce requests answered in it, from receipt to answer; null without any. */
+  readonly p99Ms: number | null;
+}
+
+/** What one node's broker counted since its process started (leaders only do the counting). */
+export interface BrokerStatsReply {
+  readonly nodeId: string;
+  /** Messages answered to pulls and receives, per topic. */
+  readonly messagesOut: Readonly<Record<string, number>>;
+  /** Body bytes of acknowledged produce requests, per topic. */
+  readonly bytesIn: Readonly<Record<string, number>>;
+  /** The last completed seconds, oldest first (at most 300: five minutes). */
+  readonly seconds: readonly ProduceSecond[];
 }
 
 export interface Assignment {
@@ -232,7 +265,8 @@ interface Responses {
   heartbeat: Assignment;
   leaveGroup: Ack;
   /** queues: the group's rows, its %RETRY% queues included; dlq: its dead letters (never rows). */
-  groups: { readonly groups: readonly { group: string; queues: readonly GroupQueueLag[]; dlq: DeadLetterCounts }[] };
+  /** members: the consumers the leader has heard from, with the queues each owns. */
+  groups: { readonly groups: readonly { group: string; queues: readonly GroupQueueLag[]; dlq: DeadLetterCounts; members: readonly GroupMember[] }[] };
   queryOffsets: { readonly offsets: readonly QueueOffsets[] };
   resetOffsets: Ack;
   lookupByKey: { readonly messages: readonly StoredMessage[] };
@@ -258,6 +292,7 @@ interface Responses {
   /** Open transactions of the group due for a check-back ([] when none came within waitMs). */
   txChecks: { readonly checks: readonly TxCheck[] };
   txList: { readonly transactions: readonly TxSummary[] };
+  brokerStats: BrokerStatsReply;
 }
 
 export type ResponseOf<Op extends OpName> = Responses[Op];
