@@ -52,7 +52,7 @@ describe('cli start – each command loads its own module only', () => {
   });
 
   it('client commands load nothing of a node: no broker, Raft core, lmdb or pino', () => {
-    for (const args of [['--help'], ['status', '--help'], ['produce', '--help'], ['consume', '--help']]) {
+    for (const args of [['--help'], ['status', '--help'], ['produce', '--help'], ['consume', '--help'], ['leader', 'transfer', '--help']]) {
       const loaded = modulesLoadedBy(args);
       expect(loaded.some((url) => url.endsWith('/dist/src/cli/main.js'))).toBe(true);
       // src/raft's message and entry constants (sizes the config bounds) are not the core.

@@ -22,6 +22,7 @@ import type { AclUser } from '../security/acl.js';
 import type { PresentedCredentials } from '../security/signature.js';
 import { FilterCache, type MessageFilter } from '../filter/index.js';
 import type { FilteredRead } from './filtered-reads.js';
+import type { Leadership } from './leadership.js';
 
 export interface ServiceOptions {
   readonly quorum: QuorumMode;
@@ -40,6 +41,8 @@ export interface ServiceOptions {
   readonly transaction: Pick<TransactionServiceOptions, 'checkAfterMs' | 'checkIntervalMs' | 'board'>;
   /** topic.maxReorderWaitMs: how long keys whose queue a growth changed wait, at most. */
   readonly maxReorderWaitMs: number;
+  /** Leader transfers and the preferred leader (leadership.ts). */
+  readonly leadership: Leadership;
 }
 
 /**
@@ -75,7 +78,7 @@ const MAX_CACHED_FILTERS = 1024;
 
 const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => Promise.resolve(), remoteAddress: '' });
 
-export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry' | 'transaction'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000, maxReorderWaitMs: 60_000 });
+export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry' | 'transaction' | 'leadership'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000, maxReorderWaitMs: 60_000 });
 
 export class BrokerService {
   /** Ends each waiting long poll at once (with what it has), e.g. on shutdown. */
@@ -175,6 +178,12 @@ export class BrokerService {
     txEnd: (request, _context, user) => this.transactions.end(request, user),
     txChecks: (request, context, user) => this.transactions.checks(request, context, user),
     txList: (_request, _context, user) => this.transactions.list(user),
+    transferLeader: (request) => this.options.leadership.transfer(request.to, request.waitMs),
+    setPreferredLeader: async (request) => {
+      this.options.leadership.checkPreferredLeader(request.node);
+      await this.write({ kind: 'setPreferredLeader', node: request.node });
+      return { preferredLeader: this.options.leadership.preferredLeader() };
+    },
   };
 
   // --- simple consumer (src/broker/simple-consumer.ts) -------------------------------------------

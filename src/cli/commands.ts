@@ -33,6 +33,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: 'txcheck', term: 'txcheck [options]', summary: "answer a producer group's transaction check-backs (every open transaction of the group) until --timeout or SIGINT", load: async () => (await import('./tx.js')).registerTx, clientOnly: true },
   { name: 'tx', term: 'tx', summary: 'transactional messages', load: async () => (await import('./tx.js')).registerTx, clientOnly: true },
   { name: 'message', term: 'message [options]', summary: 'look stored messages up by key (with --topic) or by message id', load: async () => (await import('./message.js')).registerMessage, clientOnly: true },
+  { name: 'leader', term: 'leader', summary: 'move leadership: hand it to a node now, or name a preferred leader', load: async () => (await import('./leader.js')).registerLeader, clientOnly: true },
   { name: 'sim', term: 'sim [options]', summary: 'run the deterministic Raft simulator over many seeds (drops, delays, partitions, crashes)', load: async () => (await import('./sim.js')).registerSim },
   { name: 'check', term: 'check [options] <history>', summary: 'check a Jepsen-style history (JSON Lines) for lost, duplicated, reordered or invented messages', load: async () => (await import('./check.js')).registerCheck },
   { name: 'chaos', term: 'chaos [options]', summary: 'run a fresh 3-node cluster under a produce/consume workload and seeded faults, then check the history', load: async () => (await import('./chaos.js')).registerChaos },

@@ -196,6 +196,11 @@ export const requestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('txChecks'), producerGroup: name, clientId: id, waitMs: wholeNumber }).strict(),
   /** The open transactions (half messages not yet ended), oldest first. */
   z.object({ op: z.literal('txList') }).strict(),
+  // Leadership (src/broker/leadership.ts).
+  /** The leader hands leadership to node `to` and answers once `to` leads, or fails within waitMs. */
+  z.object({ op: z.literal('transferLeader'), to: id, waitMs: z.number().int().min(1).max(LIMITS.maxLeaderTransferWaitMs) }).strict(),
+  /** Replicates the preferred leader (null: none), which the leader hands leadership to once it has caught up. */
+  z.object({ op: z.literal('setPreferredLeader'), node: id.nullable() }).strict(),
 ]);
 
 export type Request = z.infer<typeof requestSchema>;

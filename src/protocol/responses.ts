@@ -258,6 +258,10 @@ interface Responses {
   /** Open transactions of the group due for a check-back ([] when none came within waitMs). */
   txChecks: { readonly checks: readonly TxCheck[] };
   txList: { readonly transactions: readonly TxSummary[] };
+  /** moved: false when `leader` led already. term: the new leader's term. */
+  transferLeader: { readonly leader: string; readonly term: number; readonly moved: boolean };
+  /** The preferred leader now in force (null: none). */
+  setPreferredLeader: { readonly preferredLeader: string | null };
 }
 
 export type ResponseOf<Op extends OpName> = Responses[Op];

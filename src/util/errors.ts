@@ -21,7 +21,8 @@ export type ErrorCode =
   | 'LMQ_UNAUTHENTICATED'
   | 'LMQ_FORBIDDEN'
   | 'LMQ_RECEIPT_EXPIRED'
-  | 'LMQ_TX_ENDED';
+  | 'LMQ_TX_ENDED'
+  | 'LMQ_TRANSFER_FAILED';
 
 interface ErrorTraits {
   retriable: boolean;
@@ -62,6 +63,10 @@ export const ERROR_TRAITS: Readonly<Record<ErrorCode, ErrorTraits>> = Object.fre
   // A transaction's end came too late: it had already ended the other way (a check-back answer
   // or the leader's rollback after transaction.maxChecks was applied first). Decided, final.
   LMQ_TX_ENDED: { retriable: false, indeterminate: false, exitCode: 1 },
+  // `leader transfer` could not move leadership: the target was down, did not catch up within
+  // an election timeout, or another node won. The leader cancelled the transfer; it still leads
+  // unless `details.leader` names another node.
+  LMQ_TRANSFER_FAILED: { retriable: false, indeterminate: false, exitCode: 1 },
 });
 
 export class LmqError extends Error {
