@@ -3,21 +3,10 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../src/cluster/local-cluster.js';
-import { runCli } from './process-helpers.js';
+import { describe, expect, it } from 'vitest';
+import { clusterForFile } from './process-helpers.js';
 
-let cluster: LocalCluster;
-beforeAll(async () => {
-  cluster = await LocalCluster.create();
-  cluster.startAll();
-  await cluster.leader();
-});
-afterAll(async () => {
-  await cluster.dispose();
-});
-
-const cli = (args: string[]) => runCli(cluster.configPath, args);
+const { cli } = clusterForFile();
 
 /** The one JSON object a --json command printed, after checking it printed exactly one line. */
 function oneLine(stdout: string): Record<string, unknown> {

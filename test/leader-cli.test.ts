@@ -1,21 +1,10 @@
 // `leader transfer` and `leader preferred` against a real three-node cluster of child processes,
 // driven through the CLI as a user runs it.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../src/cluster/local-cluster.js';
+import { describe, expect, it } from 'vitest';
 import { until } from '../src/util/until.js';
-import { runCli } from './process-helpers.js';
+import { clusterForFile } from './process-helpers.js';
 
-let cluster: LocalCluster;
-beforeAll(async () => {
-  cluster = await LocalCluster.create();
-  cluster.startAll();
-  await cluster.leader();
-});
-afterAll(async () => {
-  await cluster.dispose();
-});
-
-const cli = (args: string[]) => runCli(cluster.configPath, args);
+const { cluster: started, cli } = clusterForFile();
 
 async function statusJson(): Promise<{ leader: string | null; term: number; nodes: { id: string; role: string }[] }> {
   const status = await cli(['status', '--json']);
@@ -25,7 +14,7 @@ async function statusJson(): Promise<{ leader: string | null; term: number; node
 
 /** Waits until `id` leads, as `status` shows it. */
 async function untilLeads(id: string, timeoutMs = 30_000): Promise<void> {
-  await until(`${id} leads`, async () => (await cluster.leader()).id === id || null, timeoutMs, 100);
+  await until(`${id} leads`, async () => (await started().leader()).id === id || null, timeoutMs, 100);
   await until(`status shows ${id} leading`, async () => (await statusJson()).leader === id || null, timeoutMs, 200);
 }
 
@@ -54,36 +43,36 @@ describe('leader cli – transfer and preferred leader on a real cluster', () =>
     const unknown = await cli(['leader', 'transfer', '--to', 'n9']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/--to "n9" is not a node of test \(its nodes: n1, n2, n3\)/);
-    const leader = (await cluster.leader()).id;
-    const down = cluster.config.nodes.find((n) => n.id !== leader)!.id;
-    await cluster.kill(down);
+    const leader = (await started().leader()).id;
+    const down = started().config.nodes.find((n) => n.id !== leader)!.id;
+    await started().kill(down);
     try {
       const refused = await cli(['leader', 'transfer', '--to', down, '--timeout', '5000']);
       expect(refused.code).toBe(1);
       expect(refused.stderr).toMatch(new RegExp(`node ${down} is down or cut off`));
       expect((await statusJson()).leader).toBe(leader);
     } finally {
-      cluster.start(down);
+      started().start(down);
     }
   });
 
   it('a preferred leader takes over, and takes over again after it is killed and restarted; none clears it', async () => {
-    const leader = (await cluster.leader()).id;
-    const preferred = cluster.config.nodes.find((n) => n.id !== leader)!.id;
+    const leader = (await started().leader()).id;
+    const preferred = started().config.nodes.find((n) => n.id !== leader)!.id;
     const set = await cli(['leader', 'preferred', preferred, '--json']);
     expect(set.code).toBe(0);
     expect(JSON.parse(set.stdout)).toEqual({ preferredLeader: preferred });
     await untilLeads(preferred);
     // A transfer away from the preferred leader is refused: leadership would only come back.
-    const away = cluster.config.nodes.find((n) => n.id !== preferred)!.id;
+    const away = started().config.nodes.find((n) => n.id !== preferred)!.id;
     const refused = await cli(['leader', 'transfer', '--to', away]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(new RegExp(`node ${preferred} is the preferred leader`));
 
-    await cluster.kill(preferred);
-    const interim = await cluster.leader([preferred]);
+    await started().kill(preferred);
+    const interim = await started().leader([preferred]);
     expect(interim.id).not.toBe(preferred);
-    cluster.start(preferred);
+    started().start(preferred);
     await untilLeads(preferred, 60_000);
 
     const cleared = await cli(['leader', 'preferred', 'none']);

@@ -71,9 +71,7 @@ export class Leadership {
     }
     // The core forgets who answered at each check-quorum round; a live peer answers within a
     // heartbeat, so one that stays silent for an election timeout is down or cut off.
-    if (!(await this.heardFrom(to, Math.min(waitMs, this.options.electionTimeoutMs)))) {
-      throw this.failed(`node ${to} is down or cut off: leader ${this.node.id} has not heard from it within an election timeout; start it (or heal the network) and retry`);
-    }
+    if (!(await this.heardFrom(to, Math.min(waitMs, this.options.electionTimeoutMs)))) throw this.downError(to);
     if (!this.node.transferLeadership(to)) throw this.failed(`node ${this.node.id} no longer leads; retry`);
     return this.awaitTransfer(to, waitMs);
   }
@@ -100,6 +98,10 @@ export class Leadership {
       const raft = this.node.raftStatus();
       if (raft.leader === to && raft.role !== 'leader') return { leader: to, term: raft.term, moved: true };
       if (raft.role === 'leader' && raft.transferee === null) {
+        // The core gives up at a check-quorum round, which forgets who answered: a peer that
+        // does not answer again within an election timeout went down (perhaps just now, while
+        // the leader still counted it as heard from when the transfer began).
+        if (!(await this.heardFrom(to, this.options.electionTimeoutMs))) throw this.downError(to);
         const peer = raft.progress.find((p) => p.id === to);
         const lag = peer === undefined ? '' : ` (it has index ${peer.match} of ${raft.lastIndex})`;
         throw this.failed(`node ${to} did not catch up with the leader's log within an election timeout${lag}; retry once \`ledgermq status\` shows its follower lag near 0`);
@@ -128,6 +130,10 @@ export class Leadership {
   private voterOrThrow(id: NodeId): void {
     const voters = this.node.raftStatus().progress.map((p) => p.id);
     if (!voters.includes(id)) throw new LmqError('LMQ_BAD_INPUT', `no node "${id}" in the cluster (its nodes: ${voters.join(', ')})`);
+  }
+
+  private downError(to: NodeId): LmqError {
+    return this.failed(`node ${to} is down or cut off: leader ${this.node.id} has not heard from it within an election timeout; start it (or heal the network) and retry`);
   }
 
   private failed(message: string): LmqError {
