@@ -5,7 +5,8 @@
 // RUNS times each (interleaved, so a change of load on a shared machine hits all four alike)
 // from spawn to exit, and reports each one's median and its ratio to node's. Every run must exit
 // 0. Writes bench/results/cli-start.json with the load average before and after.
-// `--runs N` (default 30). hyperfine gives the same figures by hand, e.g.
+// `--runs N` (default 30); `--bin PATH` times another build's bin/ledgermq (e.g. a checkout of
+// an earlier commit, built) against this one's cluster. hyperfine gives the same figures by hand, e.g.
 // `hyperfine -N 'node -e 0' 'node bin/ledgermq --help'`.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,6 @@ import { join, resolve } from 'node:path';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
 
 const ROOT = resolve(import.meta.dirname, import.meta.dirname.includes('dist') ? '../..' : '..');
-const BIN = join(ROOT, 'bin', 'ledgermq');
 const DEFAULT_RUNS = 30;
 const MAX_RUN_MS = 30_000;
 const TOPIC = 'start';
@@ -45,6 +45,8 @@ async function main(): Promise<void> {
   const runsArg = process.argv.indexOf('--runs');
   const runs = runsArg === -1 ? DEFAULT_RUNS : Number(process.argv[runsArg + 1]);
   if (!Number.isSafeInteger(runs) || runs < 1) throw new Error(`--runs takes a whole number, not ${process.argv[runsArg + 1]}`);
+  const binArg = process.argv.indexOf('--bin');
+  const bin = binArg === -1 ? join(ROOT, 'bin', 'ledgermq') : resolve(process.argv[binArg + 1] ?? '');
   const cluster = await LocalCluster.create();
   try {
     cluster.startAll();
@@ -53,9 +55,9 @@ async function main(): Promise<void> {
     const config = ['--config', cluster.configPath];
     const cases: Case[] = [
       { name: 'node -e 0', args: ['-e', '0'], maxRatio: null },
-      { name: 'ledgermq --help', args: [BIN, '--help'], maxRatio: 2 },
-      { name: 'ledgermq status', args: [BIN, 'status', ...config], maxRatio: 2 },
-      { name: 'ledgermq produce (1 message)', args: [BIN, 'produce', '--topic', TOPIC, '--body', 'hello', ...config], maxRatio: 3 },
+      { name: 'ledgermq --help', args: [bin, '--help'], maxRatio: 2 },
+      { name: 'ledgermq status', args: [bin, 'status', ...config], maxRatio: 2 },
+      { name: 'ledgermq produce (1 message)', args: [bin, 'produce', '--topic', TOPIC, '--body', 'hello', ...config], maxRatio: 3 },
     ];
     for (const c of cases) timeRun(c); // warm the page cache and the cluster's connections
     const loadBefore = loadavg();
@@ -75,7 +77,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${runs} runs each, interleaved; load average before ${load(loadBefore)}, after ${load(loadAfter)} (node ${process.version})\n`);
     const out = join(ROOT, 'bench', 'results');
     mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, 'cli-start.json'), `${JSON.stringify({ runs, node: process.version, loadAverageBefore: loadBefore, loadAverageAfter: loadAfter, results }, null, 2)}\n`);
+    writeFileSync(join(out, binArg === -1 ? 'cli-start.json' : 'cli-start-other-bin.json'), `${JSON.stringify({ bin, runs, node: process.version, loadAverageBefore: loadBefore, loadAverageAfter: loadAfter, results }, null, 2)}\n`);
   } finally {
     await cluster.dispose();
   }
