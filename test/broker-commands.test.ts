@@ -35,6 +35,7 @@ const command: fc.Arbitrary<BrokerCommand> = fc.oneof(
   }, { requiredKeys: ['kind', 'producerId', 'seq', 'timestampMs', 'messages'], noNullPrototype: true }),
   fc.record({ kind: fc.constantFrom('commitOffsets' as const, 'resetOffsets' as const), group: name, offsets: fc.array(position, { minLength: 1, maxLength: 4 }) }, { noNullPrototype: true }),
   fc.record({ kind: fc.constant('truncateLog' as const), firstIndex: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }) }, { noNullPrototype: true }),
+  fc.record({ kind: fc.constant('setPreferredLeader' as const), node: fc.option(text, { nil: null }) }, { noNullPrototype: true }),
 );
 
 function corruptMessage(data: Uint8Array, index?: number): string {
@@ -88,6 +89,8 @@ describe('broker commands – codec', () => {
     expect(corruptMessage(packed({ kind: 'truncateLog', firstIndex: 0 }))).toMatch(/firstIndex must be from 1 to/);
     expect(corruptMessage(packed({ kind: 'truncateLog', firstIndex: 1.5 }))).toMatch(/firstIndex must be a whole number/);
     expect(corruptMessage(packed({ kind: 'truncateLog', firstIndex: 3, queue: 1 }))).toMatch(/unknown field "queue"/);
+    expect(corruptMessage(packed({ kind: 'setPreferredLeader', node: 7 }))).toMatch(/node must be a string/);
+    expect(corruptMessage(packed({ kind: 'setPreferredLeader' }))).toMatch(/node must be a string/);
     const produce = { kind: 'produce', producerId: 'p', seq: 1, timestampMs: 0, messages: [{ msgId: 'm', topic: 't', queueId: 0, body: 'text' }] };
     expect(corruptMessage(packed(produce))).toMatch(/messages\[0\]\.body must be binary/);
     const valid = { ...produce, messages: [{ msgId: 'm', topic: 't', queueId: 0, body: new Uint8Array(1) }] };

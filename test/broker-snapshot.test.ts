@@ -169,6 +169,26 @@ describe('broker snapshots – payload checks', () => {
     }
   });
 
+  it('carries the preferred leader set at run time (a node, then none) to the restored machine', async () => {
+    const temp = tempDir('lmq-broker-snapshot-preferred-');
+    for (const [i, node] of [[0, 'n2'], [1, null]] as const) {
+      const set: BrokerCommand[] = [...commands, { kind: 'setPreferredLeader', node: 'n3' }, { kind: 'setPreferredLeader', node }];
+      const { log, machine, index, payload } = await snapshotOf(set, join(temp.dir, `a${i}`));
+      const target = BrokerStateMachine.open({ dir: join(temp.dir, `b${i}`), log, ...options });
+      try {
+        expect(target.preferredLeader()).toBeUndefined(); // never set: the config's applies
+        expect(machine.preferredLeader()).toBe(node);
+        expect(await target.snapshotProblem(index, payload)).toBeNull();
+        await target.restoreSnapshot(index, payload, log);
+        expect(target.preferredLeader()).toBe(node);
+        expect(target.stateDigest()).toBe(machine.stateDigest());
+      } finally {
+        await Promise.all([machine.close(), target.close()]);
+      }
+    }
+    temp.cleanup();
+  });
+
   it('refuses a snapshot the log disagrees with (LMQ_CORRUPT_DATA naming the queue) and leaves an empty state', async () => {
     const temp = tempDir('lmq-broker-snapshot-log-');
     const { machine, index, payload } = await snapshotOf(commands, join(temp.dir, 'a'));

@@ -3,7 +3,9 @@
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { afterAll, beforeAll } from 'vitest';
 import type { LedgerClient } from '../src/client/client.js';
+import { LocalCluster } from '../src/cluster/local-cluster.js';
 import type { StoredMessage } from '../src/protocol/index.js';
 
 const run = promisify(execFile);
@@ -33,4 +35,25 @@ export async function readWholeQueue(client: LedgerClient, topic: string, queueI
     messages.push(...reply.messages);
     if (reply.messages.length === 0) return messages;
   }
+}
+
+/**
+ * A three-node cluster of child processes shared by the tests of one file: started (with a
+ * leader) before them, disposed after. `cli` runs the CLI against it.
+ */
+export function clusterForFile(): { readonly cluster: () => LocalCluster; readonly cli: (args: readonly string[]) => ReturnType<typeof runCli> } {
+  let cluster: LocalCluster | null = null;
+  beforeAll(async () => {
+    cluster = await LocalCluster.create();
+    cluster.startAll();
+    await cluster.leader();
+  });
+  afterAll(async () => {
+    await cluster?.dispose();
+  });
+  const started = (): LocalCluster => {
+    if (cluster === null) throw new Error('the cluster starts in beforeAll');
+    return cluster;
+  };
+  return { cluster: started, cli: (args) => runCli(started().configPath, args) };
 }

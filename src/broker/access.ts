@@ -18,6 +18,7 @@
 //   txEnd, txChecks, txList              PUB on each topic of the transaction (checked on the
 //                                        stored transaction: the request names none)
 //   createTopic, growTopic               admin
+//   transferLeader, setPreferredLeader   admin
 //   status, topics, route, groups,       any authenticated user
 //   brokerStats
 // Every refusal is LMQ_UNAUTHENTICATED or LMQ_FORBIDDEN naming the user, the resource and the
@@ -46,6 +47,8 @@ export function requirementsOf(request: Request): readonly Requirement[] {
       return [];
     case 'createTopic':
     case 'growTopic':
+    case 'transferLeader':
+    case 'setPreferredLeader':
       return [{ admin: true }];
     case 'produce':
       return [...new Set(request.messages.map((m) => m.topic))].map((topic) => ({ kind: 'topic', name: topic, anyOf: ['PUB'] }));

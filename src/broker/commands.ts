@@ -91,7 +91,9 @@ export type BrokerCommand =
    */
   | { kind: 'txEnd'; timestampMs: number; txId: string; outcome: TxOutcome; source: TxEndSource; messages: ProduceMessage[] }
   /** The leader checked these open transactions back: each one's count and next due time. */
-  | { kind: 'txChecked'; timestampMs: number; checks: TxCheckMark[] };
+  | { kind: 'txChecked'; timestampMs: number; checks: TxCheckMark[] }
+  /** The preferred leader from now on (null: none), set by `leader preferred` (leadership.ts). */
+  | { kind: 'setPreferredLeader'; node: string | null };
 
 /** A simple consumer's delivery of the message at (topic, queueId, offset): tag is the log index that made it. */
 export interface DeliveryRef {
@@ -387,6 +389,9 @@ function validateCommand(raw: unknown): BrokerCommand {
     case 'txEnd':
     case 'txChecked':
       return validateTxCommand(raw, kind);
+    case 'setPreferredLeader':
+      onlyKeys(raw, ['kind', 'node'], kind);
+      return { kind, node: raw['node'] === null ? null : checkText(raw['node'], 'node', LIMITS.maxIdLength) };
     default:
       return fail(`unknown kind ${JSON.stringify(kind)?.slice(0, 40) ?? 'undefined'}`);
   }

@@ -26,6 +26,7 @@ import { DeliveryScheduler } from './scheduler.js';
 import { TxCheckBoard } from './tx-check-board.js';
 import { TransactionChecker } from './tx-checker.js';
 import { BrokerService, DEFAULT_SERVICE_OPTIONS } from './service.js';
+import { Leadership } from './leadership.js';
 import { type ApplyResult, BrokerStateMachine } from './state-machine.js';
 
 /** Below the client's per-attempt timeout (DEFAULT_CLIENT_OPTIONS.requestTimeoutMs, 3 s). */
@@ -111,8 +112,10 @@ export async function startBrokerNode(
   const txBoard = new TxCheckBoard();
   const txChecker = new TransactionChecker(node, state, txBoard, config.transaction, logger);
   const transaction = { checkAfterMs: config.transaction.checkAfterMs, checkIntervalMs: config.transaction.checkIntervalMs, board: txBoard };
+  const { tickMs, heartbeatIntervalTicks, electionTimeoutTicks, preferredLeader } = config.raft;
+  const leadership = new Leadership(node, state, { configPreferredLeader: preferredLeader, checkIntervalMs: tickMs * heartbeatIntervalTicks, electionTimeoutMs: tickMs * electionTimeoutTicks });
   const service = new BrokerService(
-    node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs, retry, transaction, maxReorderWaitMs: config.topic.maxReorderWaitMs }, acls?.access ?? null,
+    node, state, { ...DEFAULT_SERVICE_OPTIONS, quorum: config.quorum, leaderWaitMs, retry, transaction, maxReorderWaitMs: config.topic.maxReorderWaitMs, leadership }, acls?.access ?? null,
   );
   const rpc = new RpcServer({ host: self.host, port: self.clientPort, sockets: sockets.client, logger }, (body, context) => service.handle(body, context));
 
@@ -122,6 +125,7 @@ export async function startBrokerNode(
   lifecycle.start();
   scheduler.start();
   txChecker.start();
+  leadership.start();
   logger.info({ raftPort: self.raftPort, clientPort: self.clientPort, dataDir: self.dataDir, lastIndex: log.lastIndex(), appliedIndex: state.appliedIndex() }, 'node up');
 
   const raftNode = node;
@@ -136,6 +140,7 @@ export async function startBrokerNode(
       acls?.source.close();
       scheduler.stop();
       txChecker.stop();
+      leadership.stop();
       await lifecycle.stop();
       await raftNode.stop();
       await transport.close();

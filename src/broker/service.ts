@@ -23,6 +23,7 @@ import type { PresentedCredentials } from '../security/signature.js';
 import { FilterCache, type MessageFilter } from '../filter/index.js';
 import type { FilteredRead } from './filtered-reads.js';
 import { BrokerStats } from './stats.js';
+import type { Leadership } from './leadership.js';
 
 export interface ServiceOptions {
   readonly quorum: QuorumMode;
@@ -41,6 +42,8 @@ export interface ServiceOptions {
   readonly transaction: Pick<TransactionServiceOptions, 'checkAfterMs' | 'checkIntervalMs' | 'board'>;
   /** topic.maxReorderWaitMs: how long keys whose queue a growth changed wait, at most. */
   readonly maxReorderWaitMs: number;
+  /** Leader transfers and the preferred leader (leadership.ts). */
+  readonly leadership: Leadership;
 }
 
 /**
@@ -76,7 +79,7 @@ const MAX_CACHED_FILTERS = 1024;
 
 const NO_CONNECTION: RequestContext = Object.freeze({ reserveReplyBytes: () => Promise.resolve(), remoteAddress: '' });
 
-export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry' | 'transaction'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000, maxReorderWaitMs: 60_000 });
+export const DEFAULT_SERVICE_OPTIONS: Omit<ServiceOptions, 'quorum' | 'leaderWaitMs' | 'retry' | 'transaction' | 'leadership'> = Object.freeze({ maxPollWaitMs: 30_000, maxWaitingPulls: 10_000, maxReorderWaitMs: 60_000 });
 
 /**
  * A group's row as `groups` answers it: lagSeconds is the age of the oldest unconsumed message
@@ -206,6 +209,12 @@ export class BrokerService {
     txChecks: (request, context, user) => this.transactions.checks(request, context, user),
     txList: (_request, _context, user) => this.transactions.list(user),
     brokerStats: () => this.stats.reply(),
+    transferLeader: (request) => this.options.leadership.transfer(request.to, request.waitMs),
+    setPreferredLeader: async (request) => {
+      this.options.leadership.checkPreferredLeader(request.node);
+      await this.write({ kind: 'setPreferredLeader', node: request.node });
+      return { preferredLeader: this.options.leadership.preferredLeader() };
+    },
   };
 
   /** Store time of a group row's oldest unconsumed message (at its committed offset); null without lag. */

@@ -41,15 +41,15 @@ import { CURSOR_KIND, DUE_KIND, INFLIGHT_KIND, ROTATION_KIND, simpleRecordProble
 import { RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META } from './retention.js';
 import { TX_DUE_KIND, TX_END_ORDER_KIND, TX_ENDED_COUNT_META, TX_ENDED_KIND, TX_KIND, TX_MESSAGE_KIND, TX_OPEN_COUNT_META, txRecordProblem, txRelationProblem } from './transactions.js';
 import type { CommittedLogReader } from './state-machine.js';
-import { type BrokerStore, compareKeys, type Key, MAX_KEY_PART, type StoreReadView } from './store.js';
+import { type BrokerStore, compareKeys, type Key, MAX_KEY_PART, PREFERRED_LEADER_KIND, type StoreReadView } from './store.js';
 
-/** 2: timer, sentBack and dlqResent records; partial unplaced marks; delayed placements. 3: simple-consumer records and transactions. */
-export const SNAPSHOT_FORMAT_VERSION = 3;
+/** 2: timer, sentBack and dlqResent records; partial unplaced marks; delayed placements. 3: simple-consumer records and transactions. 4: the preferred leader record. */
+export const SNAPSHOT_FORMAT_VERSION = 4;
 const FORMAT_NAME = 'ledgermq-broker-state';
 
 /** The kinds of record a snapshot holds, in key order; the rest is derived from the log. */
 export const SNAPSHOT_KINDS = [
-  'dlqResent', 'group', 'growth', LOCK_KIND, 'meta', 'offset', 'plru', CURSOR_KIND, DUE_KIND, INFLIGHT_KIND, ROTATION_KIND, 'producer', 'queue', 'sentBack', 'timer', 'topic',
+  'dlqResent', 'group', 'growth', LOCK_KIND, 'meta', 'offset', 'plru', CURSOR_KIND, DUE_KIND, INFLIGHT_KIND, ROTATION_KIND, PREFERRED_LEADER_KIND, 'producer', 'queue', 'sentBack', 'timer', 'topic',
   TX_KIND, TX_DUE_KIND, TX_END_ORDER_KIND, TX_ENDED_KIND, TX_MESSAGE_KIND, 'unplaced',
 ] as const;
 
@@ -277,6 +277,8 @@ function recordProblem(key: Key, value: unknown): string | undefined {
         : 'is not [fromQueues < toQueues, logIndex, untilMs, boundaries]';
     case 'producer':
       return shape(2, 's') ? producerProblem(value) : 'has a bad key';
+    case PREFERRED_LEADER_KIND:
+      return shape(2, 's') && a === 'node' && (value === null || (typeof value === 'string' && value.length > 0)) ? undefined : 'is not a node id or null';
     case LOCK_KIND:
       return lockRecordProblem(key, value);
     case CURSOR_KIND:

@@ -121,8 +121,9 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
  * 4: simple consumer records (popCursor, popInflight, popDue, popRotation: simple-consumer.ts).
  * 5: transactions (half messages, check counts, remembered ends; transactions.ts).
  * 6: consume queue records carry the tag hash (tag filters); growth records (topic-growth.ts).
+ * 7: the preferred leader set at run time (leadership.ts).
  */
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 /**
  * Forgotten messages deleted per apply() call at least (by default), and per message the call
@@ -153,7 +154,8 @@ export type ApplyResult =
   | LockApplyResult
   | SimpleApplyResult
   | TxApplyResult
-  | GrowTopicResult;
+  | GrowTopicResult
+  | { kind: 'setPreferredLeader'; ok: true };
 
 export interface GroupQueueLag {
   topic: string;
@@ -303,6 +305,9 @@ export class BrokerStateMachine {
         return this.applyTxEnd(command, entry.index);
       case 'txChecked':
         return applyTxChecked(this.store, command);
+      case 'setPreferredLeader':
+        this.store.putPreferredLeader(command.node);
+        return { kind: 'setPreferredLeader', ok: true };
       default:
         return unreachable(command, 'broker command');
     }
@@ -595,6 +600,12 @@ export class BrokerStateMachine {
   }
 
   // --- queries: pure reads of lmdb and the log --------------------------------------------------
+
+  /** The preferred leader set at run time (null: none), or undefined when never set (the config's applies). */
+  preferredLeader(): string | null | undefined {
+    this.assertOpen();
+    return this.store.getPreferredLeader();
+  }
 
   topics(): { topic: string; queues: number }[] {
     this.assertOpen();

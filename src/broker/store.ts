@@ -20,6 +20,7 @@
 //   ['dlqResent', group, dlqOffset]              → 1                    (dead letters already re-delivered)
 //   ['tx' | 'txMsg' | 'txDue' | 'txEnded' | 'txEndOrder', …]                (transactions: transactions.ts)
 //   ['growth', topic]                            → GrowthRecord         (the topic's last growth, topic-growth.ts)
+//   ['preferredLeader', 'node']                  → node id | null       (set at run time; absent: the config's)
 //
 // The consume queue record carries the message's msgId and keys, so forgetting it (retention)
 // finds its key and msgId index records without the log entry, which may be gone by then.
@@ -40,6 +41,8 @@ import type { CommitDurability } from './state-guard.js';
 import { type Key, RecordBuffer, REMOVED, type Slot } from './record-buffer.js';
 
 export type { Key } from './record-buffer.js';
+
+export const PREFERRED_LEADER_KIND = 'preferredLeader';
 
 export interface TopicRecord {
   queues: number;
@@ -343,6 +346,17 @@ export class BrokerStore {
   putMeta(name: string, value: number): void {
     assert(Number.isSafeInteger(value), () => `meta ${name} must be an integer, not ${value}`);
     this.put(['meta', name], value);
+  }
+
+  /** The preferred leader set at run time: a node id, null for none, undefined when never set. */
+  getPreferredLeader(): string | null | undefined {
+    const value = this.get([PREFERRED_LEADER_KIND, 'node']);
+    assert(value === undefined || value === null || typeof value === 'string', 'the preferred leader is a node id or null');
+    return value;
+  }
+
+  putPreferredLeader(node: string | null): void {
+    this.put([PREFERRED_LEADER_KIND, 'node'], node);
   }
 
   getTopic(topic: string): TopicRecord | undefined {

@@ -12,14 +12,20 @@ export function registerGroup(program: Command): void {
     .requiredOption('--group <group>', 'consumer group')
     .requiredOption('--topic <topic>', 'topic')
     .requiredOption('--to <position>', 'first, last, or a time (ISO date or epoch ms)')
+    .option('--json', 'print {"group","topic","queues":[{"queueId","committedOffset","offset"}]} (committedOffset: before the reset, null if none)')
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
-    .action(async (options: { config: string; group: string; topic: string; to: string; timeout: number }) => {
+    .action(async (options: { config: string; group: string; topic: string; to: string; json?: boolean; timeout: number }) => {
       const to: StartPosition = options.to === 'first' || options.to === 'last' ? options.to : { timestampMs: parseTimeOption('--to')(options.to) };
       const starts = await withClient(options, options.timeout, async (client) => {
         const queues = await queryStartOffsets(client, options.group, options.topic, await topicQueues(client, options.topic), to);
         await client.call({ op: 'resetOffsets', group: options.group, offsets: queues.map((q) => ({ topic: options.topic, queueId: q.queueId, offset: q.start })) });
         return queues;
       });
+      if (options.json) {
+        const queues = starts.map((q) => ({ queueId: q.queueId, committedOffset: q.committed ?? null, offset: q.start }));
+        process.stdout.write(`${JSON.stringify({ group: options.group, topic: options.topic, queues })}\n`);
+        return;
+      }
       for (const q of starts) process.stdout.write(`${options.topic}/${q.queueId}: ${q.committed ?? '-'} -> ${q.start}\n`);
     });
   withClusterOptions(group.command('list'))

@@ -3,7 +3,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { InvariantViolation } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
-import { registerCommands } from './commands.js';
+import { registerCommandsFor } from './commands.js';
 
 function fail(message: string, exitCode: number): never {
   process.stderr.write(`ledgermq: ${message}\n`);
@@ -25,7 +25,7 @@ const program = new Command('ledgermq')
   .description('A message broker on a Raft-replicated commit log')
   .exitOverride()
   .configureOutput({ writeErr: (text) => process.stderr.write(text) });
-registerCommands(program);
+await registerCommandsFor(program, process.argv.slice(2));
 
 try {
   await program.parseAsync(process.argv);

@@ -15,10 +15,11 @@ export function registerTopic(program: Command): void {
   withClusterOptions(topic.command('create <name>'))
     .description('create a topic with N queues (replicated through the log)')
     .requiredOption('--queues <n>', 'number of queues', parseIntOption('--queues', 1, LIMITS.maxQueuesPerTopic))
+    .option('--json', 'print {"topic","queues"}')
     .option('--timeout <ms>', 'give up after this long', parseIntOption('--timeout', 1, 3_600_000), 10_000)
-    .action(async (name: string, options: { config: string; queues: number; timeout: number }) => {
-      await withClient(options, options.timeout, (client) => client.call({ op: 'createTopic', topic: name, queues: options.queues }));
-      process.stdout.write(`created topic ${name} with ${options.queues} queues\n`);
+    .action(async (name: string, options: { config: string; queues: number; json?: boolean; timeout: number }) => {
+      const created = await withClient(options, options.timeout, (client) => client.call({ op: 'createTopic', topic: name, queues: options.queues }));
+      process.stdout.write(options.json ? `${JSON.stringify({ topic: created.topic, queues: created.queues })}\n` : `created topic ${name} with ${options.queues} queues\n`);
     });
   withClusterOptions(topic.command('update <name>'))
     .description('grow a topic to N queues (grow only); prints the groups that keys moving to other queues wait for')

@@ -1,8 +1,9 @@
 // The client's connectors: the transport's RpcConnection behind the client's Connector port,
 // over plain TCP or TLS, so the client's core (client.ts) never imports node:net or node:tls.
+// node:tls is imported on the first TLS connection only: it is a tenth of a plain CLI
+// command's start (bench/cli-start.ts).
 import { RpcConnection } from '../transport/rpc-connection.js';
 import { PLAIN_SOCKETS, type SocketLayer } from '../transport/socket-layer.js';
-import { TlsSockets } from '../transport/tls-sockets.js';
 import type { Connector } from './client.js';
 
 function connectorOver(sockets: SocketLayer): Connector {
@@ -19,5 +20,9 @@ export const tcpConnector: Connector = connectorOver(PLAIN_SOCKETS);
  */
 export function tlsConnector(options: { readonly ca?: Buffer | string } = {}): Connector {
   const ca = options.ca === undefined ? undefined : Buffer.from(options.ca);
-  return connectorOver(new TlsSockets({ ...(ca === undefined ? {} : { ca }), requireClientCert: false }));
+  let connector: Promise<Connector> | null = null;
+  return async (...args) => {
+    connector ??= import('../transport/tls-sockets.js').then(({ TlsSockets }) => connectorOver(new TlsSockets({ ...(ca === undefined ? {} : { ca }), requireClientCert: false })));
+    return (await connector)(...args);
+  };
 }

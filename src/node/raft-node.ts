@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { ClusterConfig, QuorumMode } from '../config/config.js';
 import type { NodeStatus } from '../protocol/index.js';
-import type { Role } from '../raft/core.js';
+import type { RaftStatus, Role } from '../raft/core.js';
 import type { Message } from '../raft/messages.js';
 import type { LogReader } from '../raft/raft-log.js';
 import type { Entry, HardState, NodeId } from '../raft/types.js';
@@ -155,7 +155,9 @@ export class RaftNode<R> {
           maxApplyBytes: MAX_APPLY_BYTES,
           maxUncommittedEntries: raft.maxUncommittedEntries,
           maxUncommittedBytes: raft.maxUncommittedBytes,
-          preferredLeader: raft.preferredLeader,
+          // No preferredLeader: the core's is fixed at construction, and the preferred leader can
+          // change at run time (`leader preferred`); the broker hands leadership to it
+          // (src/broker/leadership.ts), raft.preferredLeader being its default.
         },
         maxProposalWaitMs: MAX_PROPOSAL_WAIT_MS,
         ...(options.snapshots === undefined ? {} : { transfer: transferTuning(raft.tickMs) }),
@@ -235,6 +237,20 @@ export class RaftNode<R> {
    */
   propose(data: Uint8Array, mode: QuorumMode): Promise<Acknowledged<R>> {
     return new Promise((resolve, reject) => this.driver.propose(data, mode, { resolve, reject }));
+  }
+
+  /**
+   * Hands leadership to `target`: the core catches it up, then tells it to campaign at once
+   * (RaftCore.transferLeadership). False when this node does not lead or has stopped; a
+   * transfer to itself cancels a pending one (true when there was one).
+   */
+  transferLeadership(target: NodeId): boolean {
+    return this.driver.transferLeadership(target);
+  }
+
+  /** The core's own view: role, term, leader, lastIndex, the pending transferee and (leader) each voter's progress. */
+  raftStatus(): RaftStatus {
+    return this.driver.status();
   }
 
   status(): NodeStatus {

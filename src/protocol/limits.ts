@@ -45,6 +45,8 @@ export const LIMITS = Object.freeze({
   maxPullScanBytes: 16 * 1024 * 1024,
   /** Messages one lookup by key answers with at most. */
   maxLookupMessages: 1024,
+  /** How long a leader transfer may be waited for: a catch-up and an election take seconds at most. */
+  maxLeaderTransferWaitMs: 600_000,
   /** How far ahead a delayed message may be due: RocketMQ 5's timer limit (40 days). */
   maxDelayMs: 40 * 24 * 60 * 60 * 1000,
   /** Delay levels a cluster may configure (`delay.levels`), numbered from 1. */

@@ -204,6 +204,11 @@ export const requestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('txList') }).strict(),
   /** The leader's produce and delivery counters and its last minutes of produce latency (the console's chart). */
   z.object({ op: z.literal('brokerStats') }).strict(),
+  // Leadership (src/broker/leadership.ts).
+  /** The leader hands leadership to node `to` and answers once `to` leads, or fails within waitMs. */
+  z.object({ op: z.literal('transferLeader'), to: id, waitMs: z.number().int().min(1).max(LIMITS.maxLeaderTransferWaitMs) }).strict(),
+  /** Replicates the preferred leader (null: none), which the leader hands leadership to once it has caught up. */
+  z.object({ op: z.literal('setPreferredLeader'), node: id.nullable() }).strict(),
 ]);
 
 export type Request = z.infer<typeof requestSchema>;

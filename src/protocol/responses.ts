@@ -293,6 +293,10 @@ interface Responses {
   txChecks: { readonly checks: readonly TxCheck[] };
   txList: { readonly transactions: readonly TxSummary[] };
   brokerStats: BrokerStatsReply;
+  /** moved: false when `leader` led already. term: the new leader's term. */
+  transferLeader: { readonly leader: string; readonly term: number; readonly moved: boolean };
+  /** The preferred leader now in force (null: none). */
+  setPreferredLeader: { readonly preferredLeader: string | null };
 }
 
 export type ResponseOf<Op extends OpName> = Responses[Op];

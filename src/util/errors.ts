@@ -22,7 +22,8 @@ export type ErrorCode =
   | 'LMQ_FORBIDDEN'
   | 'LMQ_RECEIPT_EXPIRED'
   | 'LMQ_TX_ENDED'
-  | 'LMQ_ROUTE_CHANGED';
+  | 'LMQ_ROUTE_CHANGED'
+  | 'LMQ_TRANSFER_FAILED';
 
 interface ErrorTraits {
   retriable: boolean;
@@ -67,6 +68,10 @@ export const ERROR_TRAITS: Readonly<Record<ErrorCode, ErrorTraits>> = Object.fre
   // was stored; the producer learns the new route and sends again (producer.ts). Not retried
   // by the client as is: the same request would be refused again.
   LMQ_ROUTE_CHANGED: { retriable: false, indeterminate: false, exitCode: 3 },
+  // `leader transfer` could not move leadership: the target was down, did not catch up within
+  // an election timeout, or another node won. The leader cancelled the transfer; it still leads
+  // unless `details.leader` names another node.
+  LMQ_TRANSFER_FAILED: { retriable: false, indeterminate: false, exitCode: 1 },
 });
 
 export class LmqError extends Error {
