@@ -26,6 +26,7 @@ import { DeliveryScheduler } from './scheduler.js';
 import { TxCheckBoard } from './tx-check-board.js';
 import { TransactionChecker } from './tx-checker.js';
 import { BrokerService, DEFAULT_SERVICE_OPTIONS } from './service.js';
+import { type GrpcEndpoint, startGrpcEndpoint } from '../grpc/server.js';
 import { type ApplyResult, BrokerStateMachine } from './state-machine.js';
 
 /** Below the client's per-attempt timeout (DEFAULT_CLIENT_OPTIONS.requestTimeoutMs, 3 s). */
@@ -118,12 +119,15 @@ export async function startBrokerNode(
   lifecycle.start();
   scheduler.start();
   txChecker.start();
+  // Last: a RocketMQ client's first call goes to this node's own client port.
+  const grpc: GrpcEndpoint | null = self.grpcPort === undefined ? null : await startGrpcEndpoint(config, id, logger);
   logger.info({ raftPort: self.raftPort, clientPort: self.clientPort, dataDir: self.dataDir, lastIndex: log.lastIndex(), appliedIndex: state.appliedIndex() }, 'node up');
 
   const raftNode = node;
   return {
     node: raftNode,
     async stop() {
+      await grpc?.stop();
       service.close(); // long polls answer now instead of outliving the state machine
       await rpc.close();
       acls?.source.close();

@@ -69,7 +69,7 @@ async function runCluster(configPath: string, options: ClusterStartOptions, conf
         process.exit(1);
       }
     });
-    process.stdout.write(`node ${node.id} started (pid ${child.pid}, raft ${node.host}:${node.raftPort}, client ${node.host}:${node.clientPort}, data ${node.dataDir})\n`);
+    process.stdout.write(`node ${node.id} started (pid ${child.pid}, raft ${node.host}:${node.raftPort}, client ${node.host}:${node.clientPort}${grpcEndpointText(node)}, data ${node.dataDir})\n`);
   }
   const stopped = new Promise<void>((done) => {
     const stop = () => {
@@ -121,4 +121,9 @@ async function stopChildren(children: Map<string, ChildProcess>): Promise<void> 
     setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS).unref();
   }));
   await Promise.all(exits);
+}
+
+/** The RocketMQ 5 endpoint a node serves (src/grpc), as a client's `endpoints` option takes it. */
+function grpcEndpointText(node: { host: string; grpcPort?: number | undefined }): string {
+  return node.grpcPort === undefined ? '' : `, rocketmq grpc ${node.host}:${node.grpcPort}`;
 }

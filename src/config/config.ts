@@ -44,6 +44,8 @@ const nodeSchema = z
     raftPort: port,
     clientPort: port,
     dataDir: z.string().min(1).max(4096),
+    /** RocketMQ 5 gRPC MessagingService (plaintext), src/grpc; absent: the node serves none. */
+    grpcPort: port.optional(),
   })
   .strict();
 
@@ -298,7 +300,8 @@ function placementProblem(nodes: readonly NodeConfig[]): string | null {
   const endpoints = new Map<string, string>();
   const dataDirs = new Map<string, string>();
   for (const [i, node] of nodes.entries()) {
-    for (const key of ['raftPort', 'clientPort'] as const) {
+    for (const key of ['raftPort', 'clientPort', 'grpcPort'] as const) {
+      if (node[key] === undefined) continue;
       const endpoint = `${node.host.toLowerCase()}:${node[key]}`;
       const owner = endpoints.get(endpoint);
       if (owner !== undefined) {
