@@ -35,6 +35,12 @@ export interface GatewayOptions {
 const RECEIVE_MARGIN_MS = 1_500;
 /** Invisible duration of a push consumer's messages (auto_renew): its listener's time to ack. */
 const AUTO_RENEW_INVISIBLE_MS = 60_000;
+/**
+ * A long poll is a loop of native receives of at most this wait: the broker's wait wakes on new
+ * messages but not on another client's changeInvisibleDuration (a push consumer's nack), so
+ * without the slice a nacked message would wait out the whole long poll (20 s) to come back.
+ */
+const RECEIVE_SLICE_MS = 1_000;
 /** How long a topic's queue count is taken as known. */
 const ROUTE_CACHE_MS = 3_000;
 
@@ -170,7 +176,7 @@ export class MessagingGateway {
   /** Receives until some message matches the filter or the long poll ends; those that do not match are acked for the group. */
   private async receiveMatching(group: string, topic: string, clientId: string, max: number, invisibleDurationMs: number, filter: MessageFilter | null, untilMs: number): Promise<ReceivedMessage[]> {
     for (;;) {
-      const waitMs = Math.max(0, Math.floor(untilMs - performance.now()));
+      const waitMs = Math.max(0, Math.min(RECEIVE_SLICE_MS, Math.floor(untilMs - performance.now())));
       const callMs = waitMs + this.options.unaryTimeoutMs;
       const { messages } = await this.client.call({ op: 'receive', group, topic, clientId, max, invisibleDurationMs, waitMs }, callMs, callMs);
       const matching = filter === null ? messages : messages.filter((m) => filter.matches(m));

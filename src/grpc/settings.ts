@@ -33,7 +33,11 @@ const PRODUCER_BACKOFF = Object.freeze({ initial: durationOf(10), max: durationO
  */
 const CONSUMER_BACKOFF = Object.freeze({ initial: durationOf(1000), max: durationOf(10_000), multiplier: 2 });
 const PRODUCER_MAX_ATTEMPTS = 3;
-const PUSH_LONG_POLLING_MS = 20_000;
+/**
+ * A push consumer's long poll (it sends none of its own). Short, because its shutdown() waits
+ * for every receive in flight, one per broker; an idle consumer polls again after it.
+ */
+const PUSH_LONG_POLLING_MS = 5_000;
 
 export function settingsReply(request: ClientSettings, limits: SettingsLimits): Record<string, unknown> {
   const common = { clientType: request.clientType, accessPoint: request.accessPoint, requestTimeout: request.requestTimeout, userAgent: request.userAgent };
