@@ -35,8 +35,9 @@ export async function startGrpcEndpoint(config: ClusterConfig, selfId: string, l
     ca === undefined ? tcpConnector : tlsConnector({ ca: readTlsCa(ca) }),
   );
   const routes = new RouteTable(client, config.nodes, selfId);
-  const telemetry = new TelemetrySessions(client, { maxReconsumeTimes: config.consumer.maxReconsumeTimes }, selfId, logger);
-  const gateway = new MessagingGateway(client, routes, telemetry, { selfId, unaryTimeoutMs: UNARY_TIMEOUT_MS }, logger);
+  const fifoGroups: ReadonlySet<string> = new Set(config.grpc.fifoGroups);
+  const telemetry = new TelemetrySessions(client, { maxReconsumeTimes: config.consumer.maxReconsumeTimes, fifoGroups }, selfId, logger);
+  const gateway = new MessagingGateway(client, routes, telemetry, { selfId, unaryTimeoutMs: UNARY_TIMEOUT_MS, fifoGroups }, logger);
   const server = new grpc.Server();
   server.addService(messagingServiceDefinition(), gateway.handlers());
   const port = await new Promise<number>((resolve, reject) =>

@@ -29,6 +29,8 @@ export interface GatewayOptions {
   readonly selfId: string;
   /** One cluster call from a unary RPC gives up after this (below the clients' 3 s requestTimeout). */
   readonly unaryTimeoutMs: number;
+  /** grpc.fifoGroups: groups whose receives are FIFO receives. */
+  readonly fifoGroups: ReadonlySet<string>;
 }
 
 /** A receive answers this long before the client's deadline (requestTimeout + long polling). */
@@ -178,7 +180,8 @@ export class MessagingGateway {
     for (;;) {
       const waitMs = Math.max(0, Math.min(RECEIVE_SLICE_MS, Math.floor(untilMs - performance.now())));
       const callMs = waitMs + this.options.unaryTimeoutMs;
-      const { messages } = await this.client.call({ op: 'receive', group, topic, clientId, max, invisibleDurationMs, waitMs }, callMs, callMs);
+      const fifo = this.options.fifoGroups.has(group) ? { fifo: true } : {};
+      const { messages } = await this.client.call({ op: 'receive', group, topic, clientId, max, invisibleDurationMs, waitMs, ...fifo }, callMs, callMs);
       const matching = filter === null ? messages : messages.filter((m) => filter.matches(m));
       const skipped = messages.filter((m) => !matching.includes(m)).map((m) => m.receipt);
       if (skipped.length > 0) await this.client.call({ op: 'ack', group, receipts: skipped }, this.options.unaryTimeoutMs);

@@ -22,6 +22,8 @@ export interface ClientSettings {
 export interface SettingsLimits {
   /** consumer.maxReconsumeTimes: a message is delivered at most this + 1 times, then dead-lettered. */
   readonly maxReconsumeTimes: number;
+  /** grpc.fifoGroups: a push consumer of one consumes each queue in order, one message at a time. */
+  readonly fifoGroups: ReadonlySet<string>;
 }
 
 /** A producer's send retries: the client waits these between attempts (it keeps whole seconds only, so 0 — at once). */
@@ -55,7 +57,7 @@ export function settingsReply(request: ClientSettings, limits: SettingsLimits): 
     subscription: {
       group: subscription?.group ?? null,
       subscriptions: subscription?.subscriptions ?? [],
-      fifo: false,
+      fifo: limits.fifoGroups.has(subscription?.group?.name ?? ''),
       receiveBatchSize: LIMITS.maxReceiveMessages,
       longPollingTimeout: subscription?.longPollingTimeout ?? durationOf(PUSH_LONG_POLLING_MS),
     },
