@@ -30,8 +30,8 @@ function produce(state: BrokerStateMachine, topic: string, queueId: number, ...b
 }
 
 /** A receive as the leader proposes it at nowMs; the messages it handed out. */
-function receive(state: BrokerStateMachine, nowMs: number, max = 32, topic = 'orders'): Received[] {
-  const result = apply(state, receiveCommand(state, { group: 'g', topic, clientId: 'c1', max, invisibleDurationMs: INVISIBLE_MS }, settings, nowMs));
+function receive(state: BrokerStateMachine, nowMs: number, max = 32, topic = 'orders', fifo = false): Received[] {
+  const result = apply(state, receiveCommand(state, { group: 'g', topic, clientId: 'c1', max, invisibleDurationMs: INVISIBLE_MS, fifo }, settings, nowMs));
   if (result.kind !== 'receive' || !('received' in result)) throw new Error(`receive failed: ${JSON.stringify(result)}`);
   return result.received;
 }
@@ -214,3 +214,43 @@ describe('simple consumer state – snapshots', () => {
     expect(dumpState(c)).toEqual(dumpState(a));
   });
 });
+
+describe('simple consumer state – FIFO receive', () => {
+  it('holds a queue while one of its messages is invisible, and hands its expired ones back first, in offset order', () => {
+    const a = machines.open('a', log);
+    apply(a, { kind: 'createTopic', topic: 'orders', queues: 2 });
+    produce(a, 'orders', 0, 'a0', 'a1', 'a2');
+    produce(a, 'orders', 1, 'b0');
+    const fifo = (nowMs: number, max = 32) => receive(a, nowMs, max, 'orders', true);
+    expect(bodiesOf(fifo(1000, 1))).toEqual(['a0']);
+    // Queue 0 is held by a0 in flight: only queue 1 hands out, and nothing more until a0 is settled.
+    expect(bodiesOf(fifo(1000))).toEqual(['b0']);
+    expect(a.receivable('g', 'orders', 1000, true)).toBe(false);
+    expect(fifo(1500)).toEqual([]);
+    // A non-FIFO receive of the group is not held (it would hand out a1).
+    expect(a.receivable('g', 'orders', 1000, false)).toBe(true);
+    // a0's invisible duration ends: it comes back first (attempt 2), then the queue's next offsets.
+    expect(a.receivable('g', 'orders', 1000 + INVISIBLE_MS, true)).toBe(true);
+    const again = fifo(1000 + INVISIBLE_MS, 2);
+    expect(bodiesOf(again)).toEqual(['a0', 'a1']);
+    expect(again.map((r) => r.attempt)).toEqual([2, 1]);
+    ack(a, ...again.map((r) => r.delivery));
+    // b0's duration ended too: it comes back beside a2.
+    expect(bodiesOf(fifo(1000 + INVISIBLE_MS)).sort()).toEqual(['a2', 'b0']);
+  });
+
+  it('keeps a queue held behind a message with no attempt left until that one is dead-lettered', () => {
+    const a = machines.open('a', log);
+    apply(a, { kind: 'createTopic', topic: 'orders', queues: 1 });
+    produce(a, 'orders', 0, 'x0', 'x1');
+    const fifo = (nowMs: number) => receive(a, nowMs, 1, 'orders', true);
+    // maxReconsumeTimes 1: two deliveries, then the DLQ.
+    expect(bodiesOf(fifo(1000))).toEqual(['x0']);
+    expect(bodiesOf(fifo(1000 + INVISIBLE_MS))).toEqual(['x0']);
+    // The receive that finds x0 exhausted dead-letters it and goes on with x1.
+    const after = fifo(1000 + 2 * INVISIBLE_MS);
+    expect(bodiesOf(after)).toEqual(['x1']);
+    expect(after[0]!.attempt).toBe(1);
+  });
+});
+

@@ -73,7 +73,7 @@ export type BrokerCommand =
    * carries its dead-letter copy in deadLetters, which apply places unless the delivery
    * changed meanwhile. clientId is the receiver, kept in the log for diagnosis.
    */
-  | { kind: 'receive'; timestampMs: number; group: string; topic: string; clientId: string; max: number; invisibleDurationMs: number; maxDeliveryAttempts: number; maxReplyBytes: number; deadLetters: ExpiredDeadLetter[] }
+  | { kind: 'receive'; timestampMs: number; group: string; topic: string; clientId: string; max: number; invisibleDurationMs: number; maxDeliveryAttempts: number; maxReplyBytes: number; deadLetters: ExpiredDeadLetter[]; fifo?: true }
   /** Acks the deliveries the receipts name (those still current). */
   | { kind: 'ack'; group: string; receipts: DeliveryRef[] }
   /** The delivery becomes invisible until timestampMs + invisibleDurationMs, under a new tag (this entry's index). */
@@ -488,7 +488,8 @@ function validateDlqResend(raw: Record<string, unknown>): BrokerCommand {
 }
 
 function validateReceive(raw: Record<string, unknown>): BrokerCommand {
-  onlyKeys(raw, ['kind', 'timestampMs', 'group', 'topic', 'clientId', 'max', 'invisibleDurationMs', 'maxDeliveryAttempts', 'maxReplyBytes', 'deadLetters'], 'receive');
+  onlyKeys(raw, ['kind', 'timestampMs', 'group', 'topic', 'clientId', 'max', 'invisibleDurationMs', 'maxDeliveryAttempts', 'maxReplyBytes', 'deadLetters', 'fifo'], 'receive');
+  if (raw['fifo'] !== undefined && raw['fifo'] !== true) fail('fifo is true when present');
   const group = checkName(raw['group'], 'group');
   const deadLettersRaw = raw['deadLetters'];
   if (!Array.isArray(deadLettersRaw) || deadLettersRaw.length > LIMITS.maxReceiveMessages) fail(`deadLetters must be an array of at most ${LIMITS.maxReceiveMessages}`);
@@ -513,6 +514,7 @@ function validateReceive(raw: Record<string, unknown>): BrokerCommand {
     maxDeliveryAttempts: checkInteger(raw['maxDeliveryAttempts'], 'maxDeliveryAttempts', 1, LIMITS.maxReconsumeTimes + 1),
     maxReplyBytes: checkInteger(raw['maxReplyBytes'], 'maxReplyBytes', 1, LIMITS.maxReceiveReplyBytes),
     deadLetters,
+    ...(raw['fifo'] === true ? { fifo: true as const } : {}),
   };
 }
 

@@ -27,6 +27,7 @@ import { TxCheckBoard } from './tx-check-board.js';
 import { TransactionChecker } from './tx-checker.js';
 import { BrokerService, DEFAULT_SERVICE_OPTIONS } from './service.js';
 import { Leadership } from './leadership.js';
+import { type GrpcEndpoint, startGrpcEndpoint } from '../grpc/server.js';
 import { type ApplyResult, BrokerStateMachine } from './state-machine.js';
 
 /** Below the client's per-attempt timeout (DEFAULT_CLIENT_OPTIONS.requestTimeoutMs, 3 s). */
@@ -126,6 +127,8 @@ export async function startBrokerNode(
   scheduler.start();
   txChecker.start();
   leadership.start();
+  // Last: a RocketMQ client's first call goes to this node's own client port.
+  const grpc: GrpcEndpoint | null = self.grpcPort === undefined ? null : await startGrpcEndpoint(config, id, logger);
   logger.info({ raftPort: self.raftPort, clientPort: self.clientPort, dataDir: self.dataDir, lastIndex: log.lastIndex(), appliedIndex: state.appliedIndex() }, 'node up');
 
   const raftNode = node;
@@ -135,6 +138,7 @@ export async function startBrokerNode(
     state,
     lifecycle,
     async stop() {
+      await grpc?.stop();
       service.close(); // long polls answer now instead of outliving the state machine
       await rpc.close();
       acls?.source.close();

@@ -234,7 +234,7 @@ export class BrokerService {
     const { group, topic } = request;
     checkRetryGroup(group);
     this.topicOrThrow(topic);
-    const ready = () => this.state.receivable(group, topic, Date.now());
+    const ready = () => this.state.receivable(group, topic, Date.now(), request.fifo === true);
     const deadlineMs = performance.now() + Math.min(request.waitMs, this.options.maxPollWaitMs);
     while (!ready() && !this.closing && this.waitingPulls.size < this.options.maxWaitingPulls) {
       const leftMs = deadlineMs - performance.now();

@@ -31,6 +31,12 @@
 // message and carries its dead-letter copy in the command, which apply places in
 // `%DLQ%<group>` unless the delivery changed meanwhile (then it waits for the next receive,
 // handed out by none). A message retention forgot is dropped from flight when found.
+// A FIFO receive (RocketMQ 5's orderly pop) holds each queue while a message of it is in flight
+// for the group and not visible again: it looks at no due records across queues; per queue,
+// in rotation, one with no invisible message hands out its expired messages in offset order
+// (attempt + 1), then new offsets — so one queue's messages reach the group in order, and the
+// next waits until the earlier one is acked or its invisible duration ends. A queue whose
+// expired message has no delivery attempt left stays held until the message is dead-lettered.
 import { assert } from '../util/assert.js';
 import { LIMITS } from '../protocol/index.js';
 import { type BrokerCommand, type DeliveryRef, retryTopicOf } from './commands.js';
@@ -152,6 +158,10 @@ function collectCandidates(store: BrokerStore, command: ReceiveCommand, queues: 
     bodyBytes += ref.at.bodyBytes + REPLY_OVERHEAD_BYTES;
     candidates.push({ ref, previous, queueIndex });
   };
+  if (command.fifo === true) {
+    collectFifoCandidates(store, command, queues, rotation, room, add, touch);
+    return candidates;
+  }
   for (const due of listDue(store, command.group, command.topic, command.timestampMs, MAX_DUE_SCANNED_PER_RECEIVE)) {
     const held = getInFlight(store, command.group, due);
     assert(held !== undefined && held.tag === due.tag && held.visibleAtMs === due.visibleAtMs, 'a due record has its in-flight record');
@@ -178,6 +188,54 @@ function collectCandidates(store: BrokerStore, command: ReceiveCommand, queues: 
     }
   }
   return candidates;
+}
+
+/** A FIFO receive's candidates: per queue not held, its expired in-flight messages in offset order, then new offsets. */
+function collectFifoCandidates(
+  store: BrokerStore,
+  command: ReceiveCommand,
+  queues: readonly { topic: string; queueId: number }[],
+  rotation: number,
+  room: (at: ConsumeQueueRecord) => boolean,
+  add: (ref: QueueRef, previous: InFlight | undefined, queueIndex: number) => void,
+  touch: (topic: string, queueId: number) => void,
+): void {
+  for (let k = 0; k < queues.length; k++) {
+    const queueIndex = (rotation + k) % queues.length;
+    const { topic, queueId } = queues[queueIndex]!;
+    const queue = requireQueue(store, topic, queueId);
+    const held = fifoInFlight(store, command.group, topic, queueId, command.timestampMs);
+    // Held while a message is invisible, or has no attempt left (until it is dead-lettered).
+    if (held === undefined || held.some(({ record }) => record.attempt >= command.maxDeliveryAttempts)) continue;
+    for (const { offset, record } of held) {
+      if (offset < queue.minOffset) {
+        removeInFlight(store, command.group, { topic, queueId, offset }, record);
+        touch(topic, queueId);
+        continue;
+      }
+      const at = consumeQueueAt(store, topic, queueId, offset);
+      if (!room(at)) return;
+      add({ topic, queueId, offset, at }, record, queueIndex);
+    }
+    for (let offset = Math.max(cursorOf(store, command.group, topic, queueId, queue), queue.minOffset); offset < queue.nextOffset; offset++) {
+      const at = consumeQueueAt(store, topic, queueId, offset);
+      if (!room(at)) return;
+      add({ topic, queueId, offset, at }, undefined, queueIndex);
+    }
+  }
+}
+
+/**
+ * The group's in-flight messages of a queue in offset order when none is invisible at nowMs,
+ * else undefined (the queue is held). More than MAX_DUE_SCANNED_PER_RECEIVE count as held: a
+ * FIFO receive hands out at most maxReceiveMessages per queue, so only a mix with other receives
+ * of the group gets there.
+ */
+function fifoInFlight(store: BrokerStore, group: string, topic: string, queueId: number, nowMs: number): { offset: number; record: InFlight }[] | undefined {
+  const page = store.range([INFLIGHT_KIND, group, topic, queueId], [INFLIGHT_KIND, group, topic, queueId, MAX_KEY_PART], MAX_DUE_SCANNED_PER_RECEIVE + 1);
+  if (page.length > MAX_DUE_SCANNED_PER_RECEIVE) return undefined;
+  const records = page.map(({ key, value }) => ({ offset: key[4] as number, record: decodeInFlight(value) }));
+  return records.some(({ record }) => record.visibleAtMs > nowMs) ? undefined : records;
 }
 
 /** Acks each current delivery named; a receipt of a message no longer in flight was acked before (or dead-lettered). */
@@ -241,6 +299,7 @@ export interface ReceiveRequest {
   readonly clientId: string;
   readonly max: number;
   readonly invisibleDurationMs: number;
+  readonly fifo?: boolean | undefined;
 }
 
 /**
@@ -255,17 +314,30 @@ export function receiveCommand(state: BrokerStateMachine, request: ReceiveReques
     .exhaustedDeliveries(request.group, request.topic, nowMs, maxDeliveryAttempts, LIMITS.maxReceiveMessages, LIMITS.maxProduceBodyBytes)
     .map(({ delivery, attempt, message }) => ({ delivery, message: deadLetterCopy(message, request.group, reason(attempt), attempt, nowMs) }));
   const { group, topic, clientId, max, invisibleDurationMs } = request;
-  return { kind: 'receive', timestampMs: nowMs, group, topic, clientId, max, invisibleDurationMs, maxDeliveryAttempts, maxReplyBytes: LIMITS.maxReceiveReplyBytes, deadLetters };
+  const fifo = request.fifo === true ? { fifo: true as const } : {};
+  return { kind: 'receive', timestampMs: nowMs, group, topic, clientId, max, invisibleDurationMs, maxDeliveryAttempts, maxReplyBytes: LIMITS.maxReceiveReplyBytes, deadLetters, ...fifo };
 }
 
-/** Whether a receive at nowMs would find something to do: an expired delivery, or an offset not yet handed out. */
-export function receivable(store: BrokerStore, group: string, topic: string, nowMs: number): boolean {
+/**
+ * Whether a receive at nowMs would find something to do: an expired delivery, or an offset not
+ * yet handed out — for a FIFO receive, of a queue that is not held.
+ */
+export function receivable(store: BrokerStore, group: string, topic: string, nowMs: number, fifo = false): boolean {
+  if (fifo) return receiveQueues(store, group, topic).some(({ topic: t, queueId }) => fifoQueueReceivable(store, group, t, queueId, nowMs));
   const next = nextVisibleAtMs(store, group, topic);
   if (next !== undefined && next <= nowMs) return true;
   return receiveQueues(store, group, topic).some(({ topic: t, queueId }) => {
     const queue = requireQueue(store, t, queueId);
     return Math.max(cursorOf(store, group, t, queueId, queue), queue.minOffset) < queue.nextOffset;
   });
+}
+
+function fifoQueueReceivable(store: BrokerStore, group: string, topic: string, queueId: number, nowMs: number): boolean {
+  const held = fifoInFlight(store, group, topic, queueId, nowMs);
+  if (held === undefined) return false;
+  if (held.length > 0) return true; // expired: redelivered, or dead-lettered when it has no attempt left
+  const queue = requireQueue(store, topic, queueId);
+  return Math.max(cursorOf(store, group, topic, queueId, queue), queue.minOffset) < queue.nextOffset;
 }
 
 /** When the group's earliest in-flight message of the topic becomes visible again; undefined when none is in flight. */

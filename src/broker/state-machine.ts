@@ -763,10 +763,10 @@ export class BrokerStateMachine {
   }
 
   /** Whether a simple consumer's receive at nowMs would hand out or dead-letter something (the leader's look before proposing). */
-  receivable(group: string, topic: string, nowMs: number): boolean {
+  receivable(group: string, topic: string, nowMs: number, fifo = false): boolean {
     this.assertOpen();
     if (this.store.getTopic(topic) === undefined) throw topicNotFound(topic);
-    return receivable(this.store, group, topic, nowMs);
+    return receivable(this.store, group, topic, nowMs, fifo);
   }
 
   /** When the group's earliest in-flight message of topic becomes visible again (undefined: none in flight). */

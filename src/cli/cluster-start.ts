@@ -71,7 +71,7 @@ async function runCluster(configPath: string, options: ClusterStartOptions, conf
       }
     });
     const url = consoleUrl(node);
-    process.stdout.write(`node ${node.id} started (pid ${child.pid}, raft ${node.host}:${node.raftPort}, client ${node.host}:${node.clientPort}, data ${node.dataDir}${url === null ? '' : `, console ${url}`})\n`);
+    process.stdout.write(`node ${node.id} started (pid ${child.pid}, raft ${node.host}:${node.raftPort}, client ${node.host}:${node.clientPort}${grpcEndpointText(node)}, data ${node.dataDir}${url === null ? '' : `, console ${url}`})\n`);
   }
   const stopped = new Promise<void>((done) => {
     const stop = () => {
@@ -123,4 +123,9 @@ async function stopChildren(children: Map<string, ChildProcess>): Promise<void> 
     setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS).unref();
   }));
   await Promise.all(exits);
+}
+
+/** The RocketMQ 5 endpoint a node serves (src/grpc), as a client's `endpoints` option takes it. */
+function grpcEndpointText(node: { host: string; grpcPort?: number | undefined }): string {
+  return node.grpcPort === undefined ? '' : `, rocketmq grpc ${node.host}:${node.grpcPort}`;
 }

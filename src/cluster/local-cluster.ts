@@ -41,6 +41,8 @@ export interface LaunchOptions {
   readonly credentials?: Credentials;
   /** TLS on every port: a CA and node certificates in <dir>/certs, named by security.tls (LOCAL_TLS). */
   readonly tls?: boolean;
+  /** A grpcPort on every node: the RocketMQ 5 endpoint (src/grpc). */
+  readonly grpc?: boolean;
 }
 
 export class LocalCluster {
@@ -71,10 +73,10 @@ export class LocalCluster {
    */
   static async create(overrides: Record<string, unknown> = {}, launch: LaunchOptions = {}): Promise<LocalCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'lmq-cluster-'));
-    const ports = await freePorts(6);
+    const ports = await freePorts(launch.grpc === true ? 9 : 6);
     const config = {
       clusterId: 'test',
-      nodes: ['n1', 'n2', 'n3'].map((id, i) => ({ id, host: '127.0.0.1', raftPort: ports[i], clientPort: ports[i + 3], dataDir: id })),
+      nodes: ['n1', 'n2', 'n3'].map((id, i) => ({ id, host: '127.0.0.1', raftPort: ports[i], clientPort: ports[i + 3], ...(launch.grpc === true ? { grpcPort: ports[i + 6] } : {}), dataDir: id })),
       flush: { mode: 'sync', intervalMs: 100 },
       quorum: 'majority',
       security: { clusterSecretFile: 'cluster.secret', ...(launch.acl === undefined ? {} : { aclFile: ACL_FILE }), ...(launch.tls === true ? { tls: LOCAL_TLS } : {}) },

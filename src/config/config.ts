@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { APPEND_ENTRY_WIRE_BYTES, APPEND_ENVELOPE_WIRE_BYTES } from '../raft/messages.js';
 import { ENTRY_OVERHEAD_BYTES } from '../raft/types.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../transport/framing.js';
-import { LIMITS } from '../protocol/limits.js';
+import { LIMITS, NAME_PATTERN, NAME_RULE } from '../protocol/limits.js';
 import { LmqError } from '../util/errors.js';
 
 /**
@@ -46,6 +46,8 @@ const nodeSchema = z
     /** The web console and /metrics (src/http); omitted: the node serves neither. */
     httpPort: port.optional(),
     dataDir: z.string().min(1).max(4096),
+    /** RocketMQ 5 gRPC MessagingService (plaintext), src/grpc; absent: the node serves none. */
+    grpcPort: port.optional(),
   })
   .strict();
 
@@ -213,6 +215,17 @@ const securitySchema = z
   })
   .strict();
 
+/** The RocketMQ 5 endpoints (src/grpc), on the nodes that have a grpcPort. */
+const grpcSchema = z
+  .object({
+    /**
+     * Consumer groups consumed in FIFO order (RocketMQ's orderly groups): a queue holds its
+     * messages back while one of them is in flight for the group. Other groups consume concurrently.
+     */
+    fifoGroups: z.array(z.string().min(1).max(LIMITS.maxNameLength).regex(NAME_PATTERN, NAME_RULE)).max(1000).default([]),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     clusterId: z.string().min(1).max(64),
@@ -232,6 +245,7 @@ export const configSchema = z
     consumer: consumerSchema.default({}),
     transaction: transactionSchema.default({}),
     topic: topicSchema.default({}),
+    grpc: grpcSchema.default({}),
     security: securitySchema.optional(),
     http: httpSchema.default({}),
   })
@@ -308,7 +322,7 @@ function placementProblem(nodes: readonly NodeConfig[]): string | null {
   const endpoints = new Map<string, string>();
   const dataDirs = new Map<string, string>();
   for (const [i, node] of nodes.entries()) {
-    for (const key of ['raftPort', 'clientPort', 'httpPort'] as const) {
+    for (const key of ['raftPort', 'clientPort', 'httpPort', 'grpcPort'] as const) {
       if (node[key] === undefined) continue;
       const endpoint = `${node.host.toLowerCase()}:${node[key]}`;
       const owner = endpoints.get(endpoint);

@@ -184,6 +184,11 @@ export const requestSchema = z.discriminatedUnion('op', [
       max: z.number().int().min(1).max(LIMITS.maxReceiveMessages, `must be at most maxReceiveMessages ${LIMITS.maxReceiveMessages}`),
       invisibleDurationMs,
       waitMs: wholeNumber,
+      /**
+       * FIFO (RocketMQ 5's orderly pop): a queue with a message of the group in flight and not
+       * yet visible again hands out nothing; its expired messages come back first, in offset order.
+       */
+      fifo: z.boolean().optional(),
     })
     .strict(),
   /** Acks received messages by their receipts; a receipt of an acked message acks nothing more. */
