@@ -69,11 +69,14 @@ export function codeOfLmqError(code: ErrorCode): number {
       return Code.PROXY_TIMEOUT;
     case 'LMQ_OVERLOADED':
       return Code.TOO_MANY_REQUESTS;
+    // Nothing was stored and a resend goes through (the client resends any failed send).
     case 'LMQ_OUT_OF_ORDER':
+    case 'LMQ_ROUTE_CHANGED':
       return Code.INTERNAL_SERVER_ERROR;
     case 'LMQ_DISK_FULL':
     case 'LMQ_CORRUPT_DATA':
     case 'LMQ_BAD_CONFIG':
+    case 'LMQ_TRANSFER_FAILED': // an admin operation no RPC makes
       return Code.INTERNAL_ERROR;
     case 'LMQ_UNAUTHENTICATED':
       return Code.UNAUTHORIZED;
