@@ -129,6 +129,8 @@ export class Producer {
   private messageCount = 0;
   /** Sends enqueued so far: each send's place in call order, kept when a refused request's sends go back. */
   private sendCount = 0;
+  /** Per topic, the queue count its unsettled produce requests (of any session) were routed over, and how many. */
+  private readonly inflightRoutes = new Map<string, { queues: number; requests: number }>();
 
   constructor(
     private readonly client: LedgerClient,
@@ -210,6 +212,10 @@ export class Producer {
       if (route === undefined) return this.awaitRoute(head.topic);
       if (performance.now() - route.fetchedAtMs >= ROUTE_REFRESH_MS) this.lookupRoute(head.topic, false).catch(() => undefined);
       if (this.isHeld(head, route)) return this.awaitRoute(head.topic, Math.min(HELD_ROUTE_RECHECK_MS, route.growth!.untilMs - performance.now()));
+      // A request routed over another queue count may still be refused and sent again: one
+      // routed over the new count meanwhile could be stored before it, out of call order.
+      const inflight = this.inflightRoutes.get(head.topic);
+      if (inflight !== undefined && inflight.queues !== route.queues) return; // resumes as they settle
       const bounds = { maxMessages: this.options.maxBatchMessages, maxBytes: this.options.maxBatchBytes };
       this.dispatch(this.queue.takeRun(bounds, (send) => this.isHeld(send, route)), route.queues);
     }
@@ -258,6 +264,9 @@ export class Producer {
     // The client retries redirects, lost connections and LMQ_OUT_OF_ORDER (an earlier seq of
     // ours is still on its way) with the same seq until the deadline.
     const topic = run[0]!.topic;
+    const routed = this.inflightRoutes.get(topic) ?? { queues, requests: 0 };
+    assert(routed.queues === queues, 'requests in flight to a topic share one queue count');
+    this.inflightRoutes.set(topic, { queues, requests: routed.requests + 1 });
     this.client.call({ op: 'produce', producerId: session, seq, messages: wire, routedQueues: queues }, timeoutMs, undefined, this.sessionAbandon.signal).then(
       (reply) => settle(run, wire, reply),
       (error: unknown) => {
@@ -277,6 +286,9 @@ export class Producer {
     ).finally(() => {
       if (session === this.producerId) this.inflightRequests--;
       else this.endedSessionRequests--;
+      const left = this.inflightRoutes.get(topic)!.requests - 1;
+      if (left === 0) this.inflightRoutes.delete(topic);
+      else this.inflightRoutes.set(topic, { queues, requests: left });
       assert(this.inflightRequests >= 0 && this.endedSessionRequests >= 0, 'in-flight requests went negative');
       this.pump();
     });
