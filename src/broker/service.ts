@@ -413,7 +413,9 @@ export class BrokerService {
     // Checked here for a quick answer; the state machine checks again at apply time, which is
     // what decides (a topic could be created by a command still in flight).
     for (const m of messages) this.queueOrThrow(m.topic, m.queueId);
-    if (routedQueues !== undefined) for (const m of messages) this.routeOrThrow(m.topic, routedQueues);
+    // Under `leader` quorum only here (see below); otherwise apply decides, in log order, and the
+    // refusal takes the seq, so the producer's later requests go on in the same session.
+    if (routedQueues !== undefined && this.options.quorum === 'leader') for (const m of messages) this.routeOrThrow(m.topic, routedQueues);
     // Resolved before the seq is reserved: a bad delay is refused with nothing held.
     const timestampMs = Date.now();
     const resolved = this.resolveDelays(messages, timestampMs);
@@ -439,7 +441,7 @@ export class BrokerService {
       return { placed, duplicate: false };
     }
     assert(result.kind === 'produce', 'a produce command yields a produce result');
-    if ('error' in result) throw new LmqError(result.error, result.message);
+    if ('error' in result) throw new LmqError(result.error, result.message, result.error === 'LMQ_ROUTE_CHANGED' ? { seqRecorded: true } : {});
     return { placed: result.placed, duplicate: result.duplicate };
   }
 

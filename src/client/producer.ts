@@ -270,18 +270,21 @@ export class Producer {
     this.client.call({ op: 'produce', producerId: session, seq, messages: wire, routedQueues: queues }, timeoutMs, undefined, this.sessionAbandon.signal).then(
       (reply) => settle(run, wire, reply),
       (error: unknown) => {
+        if (isLmqError(error, 'LMQ_ROUTE_CHANGED')) {
+          // The topic grew: nothing was stored. Refused at apply, the seq was taken and the
+          // session goes on; refused before the log (leader quorum), later seqs would wait on
+          // it, so a new session starts once this one's requests settle. Either way nothing is
+          // routed over the new count before the requests routed over the old one settle (pump).
+          if (error.details['seqRecorded'] !== true) this.endSession(session);
+          this.routes.delete(topic);
+          this.queue.putBack(run);
+          return;
+        }
         // Whether this seq failed for sure or its outcome is unknown, later seqs would wait on
         // it: the producer starts a fresh session (an unknown outcome may then be stored twice,
         // under two msgIds — at-least-once). Sends still queued go on in the new session.
         this.endSession(session);
-        if (!isLmqError(error, 'LMQ_ROUTE_CHANGED')) {
-          for (const send of run) send.reject(error);
-          return;
-        }
-        // The topic grew: nothing was stored. The new session waits for the old one's requests
-        // to settle (each refused one comes back here too), then routes them again in call order.
-        this.routes.delete(topic);
-        this.queue.putBack(run);
+        for (const send of run) send.reject(error);
       },
     ).finally(() => {
       if (session === this.producerId) this.inflightRequests--;
