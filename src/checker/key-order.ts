@@ -43,7 +43,9 @@ interface Earlier {
  * invoked, stored in different queues, yet a poll returned B before any read returned A — the
  * earliest read showing B is a poll that completed before the earliest read showing A (or no
  * read shows A). B may be ok, info or fail (if it landed). Delayed sends are left out (they
- * are placed when due). Counted once per B, paired with the A first read latest.
+ * are placed when due). Counted once per B, paired with the A first read latest. Polls name no
+ * group, so every poll of the history counts as one group's: with several groups, a broker that
+ * waited for only some of them could go unseen (the grow workload has one).
  */
 export function findKeyReorders(index: HistoryIndex): AnomalyResult {
   const findings = new Findings();
