@@ -106,6 +106,16 @@ describe('topic growth – keyed producers, consumers and the CLI', () => {
     return { moving: all.find((k) => hashKey(k) % 2 !== hashKey(k) % 4)!, staying: all.find((k) => hashKey(k) % 2 === hashKey(k) % 4)! };
   }
 
+  /** Starts the cluster with topic orders on 2 queues; its client. */
+  async function ordersCluster(config?: Parameters<typeof LocalCluster.create>[0]): Promise<ReturnType<LocalCluster['client']>> {
+    cluster = await LocalCluster.create(config);
+    cluster.startAll();
+    await cluster.leader();
+    const client = cluster.client();
+    await client.call({ op: 'createTopic', topic: 'orders', queues: 2 });
+    return client;
+  }
+
   /**
    * Runs a billing consumer until it has read `after` (once `sent` resolves), checks it read
    * `before` first, then runs `whileRunning` before stopping it.
@@ -128,11 +138,7 @@ describe('topic growth – keyed producers, consumers and the CLI', () => {
   }
 
   it('holds a moving key until the group consumed its old queue up to the change, and the consumers take the new queues', async () => {
-    cluster = await LocalCluster.create();
-    cluster.startAll();
-    await cluster.leader();
-    const client = cluster.client();
-    await client.call({ op: 'createTopic', topic: 'orders', queues: 2 });
+    const client = await ordersCluster();
     const { moving } = keys();
     const producer = new Producer(client, 30_000);
     const old = await producer.send('orders', { body: bytes('before'), key: moving }, 'byKey');
@@ -163,11 +169,7 @@ describe('topic growth – keyed producers, consumers and the CLI', () => {
   });
 
   it('a producer that routed before the growth is refused, routes again and holds the moved key: nothing lands in the old queue past the change', async () => {
-    cluster = await LocalCluster.create();
-    cluster.startAll();
-    await cluster.leader();
-    const client = cluster.client();
-    await client.call({ op: 'createTopic', topic: 'orders', queues: 2 });
+    const client = await ordersCluster();
     const { moving } = keys();
     const oldQueue = hashKey(moving) % 2;
     const producer = new Producer(client, 30_000); // keeps its 2-queue route (refreshed only every 30 s)
@@ -188,11 +190,7 @@ describe('topic growth – keyed producers, consumers and the CLI', () => {
   });
 
   it('lets a held key move once topic.maxReorderWaitMs passed, and logs that its order may break', async () => {
-    cluster = await LocalCluster.create({ topic: { maxReorderWaitMs: 1500 } });
-    cluster.startAll();
-    await cluster.leader();
-    const client = cluster.client();
-    await client.call({ op: 'createTopic', topic: 'orders', queues: 2 });
+    const client = await ordersCluster({ topic: { maxReorderWaitMs: 1500 } });
     const { moving, staying } = keys();
     const producer = new Producer(client, 30_000);
     await producer.send('orders', { body: bytes('before'), key: moving }, 'byKey');

@@ -23,6 +23,7 @@ import type { PresentedCredentials } from '../security/signature.js';
 import { FilterCache, type MessageFilter } from '../filter/index.js';
 import type { FilteredRead } from './filtered-reads.js';
 import { BrokerStats } from './stats.js';
+import { routeChangedMessage } from './topic-growth.js';
 import type { Leadership } from './leadership.js';
 
 export interface ServiceOptions {
@@ -373,7 +374,7 @@ export class BrokerService {
   private routeOrThrow(topic: string, routedQueues: number): void {
     const { queues } = this.topicOrThrow(topic);
     if (queues !== routedQueues) {
-      throw new LmqError('LMQ_ROUTE_CHANGED', `topic "${topic}" has ${queues} queues now, not the ${routedQueues} this produce was routed over; nothing was stored: route again and resend`, { topic, queues });
+      throw new LmqError('LMQ_ROUTE_CHANGED', routeChangedMessage(topic, queues, routedQueues), { topic, queues });
     }
   }
 

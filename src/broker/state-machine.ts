@@ -38,7 +38,7 @@ import { type CommitDurability, guardStateDir, markStateClean } from './state-gu
 import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
 import { type FilteredRead, readMatching } from './filtered-reads.js';
 import type { MessageFilter } from '../filter/index.js';
-import { applyGrowTopic, type GrowTopicResult, type PendingGrowth, unfinishedGrowth } from './topic-growth.js';
+import { applyGrowTopic, type GrowTopicResult, type PendingGrowth, routeChangedMessage, unfinishedGrowth } from './topic-growth.js';
 import { indexBatch, isDelayed, type PlacedItem, placedItems, queueKey, type RunningQueue } from './placement.js';
 import { collectGarbage, isRetainedRecord, retainedFromIndex, truncateBelow } from './retention.js';
 import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
@@ -394,7 +394,7 @@ export class BrokerStateMachine {
   private routeProblem(topic: string, routedQueues: number | undefined): ProduceProblem | undefined {
     const queues = this.store.getTopic(topic)?.queues;
     if (routedQueues === undefined || queues === undefined || queues === routedQueues) return undefined;
-    return { error: 'LMQ_ROUTE_CHANGED', message: `topic "${topic}" has ${queues} queues now, not the ${routedQueues} this produce was routed over; nothing was stored: route again and resend` };
+    return { error: 'LMQ_ROUTE_CHANGED', message: routeChangedMessage(topic, queues, routedQueues) };
   }
 
   private queueProblem(topic: string, queueId: number): QueueProblem | undefined {

@@ -36,6 +36,11 @@ export type GrowTopicResult =
   | { kind: 'growTopic'; ok: true; fromQueues: number; toQueues: number; untilMs: number; waiting: WaitingQueue[] }
   | { kind: 'growTopic'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string };
 
+/** Why a produce routed over `routedQueues` is refused by a topic that has `queues` now (LMQ_ROUTE_CHANGED). */
+export function routeChangedMessage(topic: string, queues: number, routedQueues: number): string {
+  return `topic "${topic}" has ${queues} queues now, not the ${routedQueues} this produce was routed over; nothing was stored: route again and resend`;
+}
+
 /** Groups listed when looking for those that consume a topic. */
 const MAX_GROUPS = 100_000;
 
