@@ -7,7 +7,7 @@ import { readSnapshotHeader, SNAPSHOT_FORMAT_VERSION } from '../src/broker/snaps
 import { BrokerStore } from '../src/broker/store.js';
 import { LmqError } from '../src/util/errors.js';
 import { bytes, dumpState, MemoryLog, payloadOf, RetainedLog, tempDir } from './broker-helpers.js';
-import { DEDUP_WINDOW, KEYS, MAX_PRODUCERS, op, opWithDelays, opWithTransactions, TOPICS, toCommands } from './broker-workload.js';
+import { DEDUP_WINDOW, KEYS, MAX_PRODUCERS, op, opWithBursts, opWithDelays, opWithTransactions, TOPICS, toCommands } from './broker-workload.js';
 
 // The oracle for snapshots: a machine restored from a snapshot at index S and the retained log
 // [retainedFromIndex .. S] must be indistinguishable from the machine that applied every entry
@@ -103,6 +103,10 @@ function restoreProperty(ops: fc.Arbitrary<Parameters<typeof toCommands>[0]>) {
 describe('broker snapshots – oracle', () => {
   it('a machine restored at a random index from the retained log matches the one that applied everything', async () => {
     await fc.assert(restoreProperty(fc.array(op, { minLength: 10, maxLength: 60 })), { numRuns: 40 });
+  });
+
+  it('… with queues longer than one consume queue record (64 units), cut by retention inside one', async () => {
+    await fc.assert(restoreProperty(fc.array(opWithBursts, { minLength: 10, maxLength: 40 })), { numRuns: 25 });
   });
 
   it('… with delayed messages, deliverDue (repeated and partial), sendBack and dlqResend in the log', async () => {

@@ -51,6 +51,19 @@ export const op = fc.oneof(
 );
 export type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
 
+// Bursts of sends to one queue, so queues outgrow one consume queue record (64 units, store.ts)
+// and retention cuts them inside a record.
+const burstMessageOp = fc.record({ topic: fc.constant(0), queueId: fc.constant(0), key: fc.option(fc.nat(2)), size: fc.nat(3) });
+const burstOp = fc.record({
+  t: fc.constant('produce' as const),
+  producer: fc.nat(1),
+  mode: fc.constant('next' as const),
+  pick: fc.constant(0),
+  timestampMs: fc.nat(100),
+  messages: fc.array(burstMessageOp, { minLength: 10, maxLength: 40 }),
+});
+export const opWithBursts = fc.oneof({ weight: 3, arbitrary: op }, { weight: 2, arbitrary: burstOp });
+
 const delayOp = fc.oneof(
   // A produce of one message due `delayMs` after its send (its timer parks it).
   { weight: 4, arbitrary: fc.record({ t: fc.constant('delayed' as const), producer: fc.nat(1), topic: fc.nat(1), timestampMs: fc.nat(100), delayMs: fc.integer({ min: 1, max: 60 }) }) },

@@ -15,7 +15,7 @@
 // dead letter, so few).
 import { assert } from '../util/assert.js';
 import { DLQ_TOPIC_PREFIX } from './commands.js';
-import type { BrokerStore, Key, QueueRecord } from './store.js';
+import { type BrokerStore, type Key, type QueueRecord, retainedConsumeQueueBytes } from './store.js';
 
 /** Meta names this module owns. */
 export const RETAINED_FROM_INDEX_META = 'retainedFromIndex';
@@ -129,25 +129,25 @@ function forgetMessage(store: BrokerStore, topic: string, queueId: number, offse
 }
 
 /**
- * Whether a record is part of the state replicas compare: garbage (forgotten and not yet
- * deleted, or the garbage bookkeeping itself) is not.
+ * A record's bytes as the replicas compare them, or null when it is not part of that state:
+ * garbage (forgotten and not yet deleted, or the garbage bookkeeping itself) is not.
  */
-export function isRetainedRecord(store: BrokerStore, key: Key, fromIndex: number): boolean {
+export function retainedRecordBytes(store: BrokerStore, key: Key, bytes: Uint8Array, fromIndex: number): Uint8Array | null {
   switch (key[0]) {
     case 'gc':
-      return false;
+      return null;
     case 'cq': {
       const queue = store.getQueue(key[1] as string, key[2] as number);
       assert(queue !== undefined, 'consume queue record of a missing queue');
-      return (key[3] as number) >= queue.minOffset;
+      return retainedConsumeQueueBytes(key, bytes, queue.minOffset);
     }
     case 'key':
-      return (key[3] as number) >= fromIndex;
+      return (key[3] as number) >= fromIndex ? bytes : null;
     case 'msgid':
-      return (key[2] as number) >= fromIndex;
+      return (key[2] as number) >= fromIndex ? bytes : null;
     case 'unplaced':
-      return (key[1] as number) >= fromIndex;
+      return (key[1] as number) >= fromIndex ? bytes : null;
     default:
-      return true;
+      return bytes;
   }
 }

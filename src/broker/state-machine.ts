@@ -40,7 +40,7 @@ import { type FilteredRead, readMatching } from './filtered-reads.js';
 import type { MessageFilter } from '../filter/index.js';
 import { applyGrowTopic, type GrowTopicResult, type PendingGrowth, routeChangedMessage, unfinishedGrowth } from './topic-growth.js';
 import { indexBatch, isDelayed, type PlacedItem, placedItems, queueKey, type RunningQueue } from './placement.js';
-import { collectGarbage, isRetainedRecord, retainedFromIndex, truncateBelow } from './retention.js';
+import { collectGarbage, retainedRecordBytes, retainedFromIndex, truncateBelow } from './retention.js';
 import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
 import { applyAck, applyChangeInvisibleDuration, applyReceive, exhaustedDeliveries, nextVisibleAtMs, receivable, resetReceiveCursor, type SimpleApplyResult } from './simple-consumer.js';
 import { applyTxChecked, applyTxEnd, applyTxHalf, dueTransactions, type EndedTransaction, endedTransaction, listTransactions, type OpenTransaction, openTransaction, type TxApplyResult } from './transactions.js';
@@ -122,8 +122,9 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
  * 5: transactions (half messages, check counts, remembered ends; transactions.ts).
  * 6: consume queue records carry the tag hash (tag filters); growth records (topic-growth.ts).
  * 7: the preferred leader set at run time (leadership.ts).
+ * 8: consume queue units CONSUME_QUEUE_UNITS_PER_RECORD to a record (store.ts).
  */
-export const SCHEMA_VERSION = 7;
+export const SCHEMA_VERSION = 8;
 
 /**
  * Forgotten messages deleted per apply() call at least (by default), and per message the call
@@ -957,7 +958,7 @@ export class BrokerStateMachine {
   stateDigest(): string {
     this.assertOpen();
     const fromIndex = retainedFromIndex(this.store);
-    return this.store.digest((key) => isRetainedRecord(this.store, key, fromIndex));
+    return this.store.digest((key, bytes) => retainedRecordBytes(this.store, key, bytes, fromIndex));
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,7 @@
 //   ['meta', name]                               → number (appliedIndex, lastStoreTimestampMs, ...)
 //   ['topic', topic]                             → TopicRecord
 //   ['queue', topic, queueId]                    → QueueRecord
-//   ['cq', topic, queueId, offset]               → ConsumeQueueRecord   (index into the commit log)
+//   ['cq', topic, queueId, firstOffset]          → (unit | null)[]      (consume queue: CONSUME_QUEUE_UNITS_PER_RECORD units)
 //   ['key', topic, key, logIndex, batchPos]      → KeyIndexRecord       (log order per key)
 //   ['msgid', msgId, logIndex, batchPos]         → MsgIdRecord          (every stored copy, log order)
 //   ['group', group]                             → 1                    (groups that ever committed)
@@ -22,8 +22,13 @@
 //   ['growth', topic]                            → GrowthRecord         (the topic's last growth, topic-growth.ts)
 //   ['preferredLeader', 'node']                  → node id | null       (set at run time; absent: the config's)
 //
-// The consume queue record carries the message's msgId and keys, so forgetting it (retention)
+// The consume queue unit carries the message's msgId and keys, so forgetting it (retention)
 // finds its key and msgId index records without the log entry, which may be gone by then.
+// Units are kept CONSUME_QUEUE_UNITS_PER_RECORD to an lmdb record (RocketMQ's fixed-size
+// ConsumeQueue units, grouped): one record per message cost an lmdb write per message on every
+// node, and one lmdb read per message a consumer pulls. The record of offsets [f, f + N) is
+// an array whose element i is offset f + i: a unit, or null where no message is stored (a
+// forgotten one, or below minOffset in a queue rebuilt after a snapshot restore).
 //
 // Writes are buffered: apply() runs many times a millisecond under load, and an lmdb commit
 // per apply() (copy-on-write pages, meta page) cost more than the apply itself. A transaction
@@ -108,6 +113,14 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: fal
 /** Only JS string lengths are bounded by the codec; this is lmdb's own limit on key bytes. */
 const KEY_BYTES_MAX = 1978;
 
+/**
+ * Consume queue units per lmdb record. A record is rewritten whole with each unit appended
+ * until it fills (buffered, so lmdb sees it about once per flush), and read whole.
+ */
+export const CONSUME_QUEUE_UNITS_PER_RECORD = 64;
+/** Bound on the decoded consume queue records kept for reads (each up to 64 units, ~6 KiB). */
+const MAX_CACHED_CONSUME_QUEUE_RECORDS = 2048;
+
 /** Default bound on records written but not yet in lmdb (each a few hundred bytes in memory). */
 export const DEFAULT_MAX_BUFFERED_RECORDS = 1024;
 /**
@@ -135,6 +148,8 @@ export class BrokerStore {
   private readonly buffered = new RecordBuffer();
   /** Values of CACHED_KINDS records as lmdb holds them, by key id. */
   private readonly cache = new Map<string, unknown>();
+  /** Consume queue records as lmdb holds them, by key id: pulls read their units in order. */
+  private readonly consumeQueueCache = new Map<string, unknown>();
 
   private constructor(
     private readonly db: RootDatabase<Buffer, Key>,
@@ -184,10 +199,12 @@ export class BrokerStore {
       }
     }, TransactionFlags.ABORTABLE | TransactionFlags.SYNCHRONOUS_COMMIT);
     if (this.cache.size + this.buffered.size() > MAX_CACHED_RECORDS) this.cache.clear();
+    if (this.consumeQueueCache.size + this.buffered.size() > MAX_CACHED_CONSUME_QUEUE_RECORDS) this.consumeQueueCache.clear();
     for (const [kind, id, slot] of this.buffered.all()) {
-      if (!CACHED_KINDS.has(kind)) continue;
-      if (slot.value === REMOVED) this.cache.delete(id);
-      else this.cache.set(id, slot.value);
+      const cache = this.cacheOf(kind);
+      if (cache === null) continue;
+      if (slot.value === REMOVED) cache.delete(id);
+      else cache.set(id, slot.value);
     }
     this.buffered.clear();
   }
@@ -232,13 +249,20 @@ export class BrokerStore {
 
   private read(at: Located, slot: Slot | undefined = this.slotAt(at)): unknown {
     if (slot !== undefined) return slot.value === REMOVED ? undefined : slot.value;
-    const cached = this.cache.get(at.id);
+    const cache = this.cacheOf(at.kind);
+    const cached = cache?.get(at.id);
     if (cached !== undefined) return cached;
     const bytes = this.db.get(at.key);
     if (bytes === undefined) return undefined;
     const value: unknown = packr.unpack(bytes);
-    if (CACHED_KINDS.has(at.kind) && this.cache.size < MAX_CACHED_RECORDS) this.cache.set(at.id, value);
+    if (cache !== null && cache.size < (cache === this.cache ? MAX_CACHED_RECORDS : MAX_CACHED_CONSUME_QUEUE_RECORDS)) cache.set(at.id, value);
     return value;
+  }
+
+  /** The read cache records of `kind` go to, or null for a kind that is not cached. */
+  private cacheOf(kind: string): Map<string, unknown> | null {
+    if (kind === 'cq') return this.consumeQueueCache;
+    return CACHED_KINDS.has(kind) ? this.cache : null;
   }
 
   /** The staged or buffered write of the key, if any. */
@@ -276,18 +300,19 @@ export class BrokerStore {
   }
 
   /**
-   * SHA-256 over every record in key order for which include(key) holds (the caller leaves
-   * out what it treats as deleted): equal digests mean equal state. Flushes first.
+   * SHA-256 over every record in key order as compared(key, bytes) gives it — the caller leaves
+   * out (null) or trims what it treats as deleted: equal digests mean equal state. Flushes first.
    */
-  digest(include: (key: Key) => boolean = () => true): string {
+  digest(compared: (key: Key, bytes: Uint8Array) => Uint8Array | null = (_key, bytes) => bytes): string {
     this.flush();
     const hash = createHash('sha256');
     for (const { key, value } of this.db.getRange({})) {
-      if (!include(key)) continue;
+      const bytes = compared(key, value);
+      if (bytes === null) continue;
       const keyBytes = packr.pack(key);
-      hash.update(packr.pack([keyBytes.byteLength, value.byteLength]));
+      hash.update(packr.pack([keyBytes.byteLength, bytes.byteLength]));
       hash.update(keyBytes);
-      hash.update(value);
+      hash.update(bytes);
     }
     return hash.digest('hex');
   }
@@ -321,6 +346,7 @@ export class BrokerStore {
     assert(this.staged === null, 'clear inside a transaction');
     this.buffered.clear();
     this.cache.clear();
+    this.consumeQueueCache.clear();
     this.db.clearSync();
   }
 
@@ -394,8 +420,8 @@ export class BrokerStore {
   }
 
   getConsumeQueue(topic: string, queueId: number, offset: number): ConsumeQueueRecord | undefined {
-    const value = this.get(['cq', topic, queueId, offset]);
-    if (value === undefined) return undefined;
+    const value = this.consumeQueueUnits(topic, queueId, offset)?.[offset % CONSUME_QUEUE_UNITS_PER_RECORD];
+    if (value === undefined || value === null) return undefined;
     const [logIndex, batchPos, storeTimestampMs, bodyBytes, msgId, keys, tagHash] = tuple(value, 7, 'consume queue');
     assert(typeof msgId === 'string', 'consume queue record without a msgId');
     assert(Array.isArray(keys), 'consume queue record without keys');
@@ -411,17 +437,38 @@ export class BrokerStore {
     };
   }
 
+  /** Appends the unit of `offset`, the queue's next offset (units are placed in offset order). */
   putConsumeQueue(topic: string, queueId: number, offset: number, record: ConsumeQueueRecord): void {
     assert(record.logIndex >= 1, 'consume queue entry points before the log');
     assert(record.batchPos >= 0, 'consume queue entry has a negative batch position');
     assert(record.tagHash === null || (Number.isSafeInteger(record.tagHash) && record.tagHash >= 0), 'consume queue entry with a bad tag hash');
     const value = [record.logIndex, record.batchPos, record.storeTimestampMs, record.bodyBytes, record.msgId, record.keys, record.tagHash];
-    this.put(['cq', topic, queueId, offset], value);
+    const position = offset % CONSUME_QUEUE_UNITS_PER_RECORD;
+    const units = this.consumeQueueUnits(topic, queueId, offset);
+    assert(units === undefined || units.length <= position, () => `consume queue ${topic}/${queueId} already holds offset ${offset} or a later one`);
+    // Copied, never changed in place: the old array may be a staged, buffered or cached value.
+    const next = units === undefined ? [] : units.slice();
+    while (next.length < position) next.push(null); // a queue rebuilt from its minOffset
+    next.push(value);
+    this.put(consumeQueueKey(topic, queueId, offset), next);
   }
 
-  /** Removes a consume queue record the caller just read (forgetting a message). */
+  /** Removes a consume queue unit the caller just read (forgetting a message); a record left with none goes. */
   removeConsumeQueue(topic: string, queueId: number, offset: number): void {
-    this.removeExisting(['cq', topic, queueId, offset]);
+    const units = this.consumeQueueUnits(topic, queueId, offset);
+    const position = offset % CONSUME_QUEUE_UNITS_PER_RECORD;
+    assert(units !== undefined && units[position] !== undefined && units[position] !== null, () => `consume queue ${topic}/${queueId} lacks offset ${offset}`);
+    const next = units.slice();
+    next[position] = null;
+    if (next.every((unit) => unit === null)) this.removeExisting(consumeQueueKey(topic, queueId, offset));
+    else this.put(consumeQueueKey(topic, queueId, offset), next);
+  }
+
+  /** The units of the consume queue record holding `offset`. */
+  private consumeQueueUnits(topic: string, queueId: number, offset: number): readonly unknown[] | undefined {
+    const units = this.get(consumeQueueKey(topic, queueId, offset));
+    assert(units === undefined || (Array.isArray(units) && units.length <= CONSUME_QUEUE_UNITS_PER_RECORD), () => `consume queue record of ${topic}/${queueId} at ${offset} is not a unit array`);
+    return units;
   }
 
   putKeyIndex(topic: string, key: string, at: ConsumeQueueRecord, queueId: number, offset: number): void {
@@ -673,6 +720,24 @@ export class BrokerStore {
  * no stored string part can compare above it.)
  */
 export const MAX_KEY_PART = '\uffff';
+
+function consumeQueueKey(topic: string, queueId: number, offset: number): Key {
+  return ['cq', topic, queueId, offset - (offset % CONSUME_QUEUE_UNITS_PER_RECORD)];
+}
+
+/**
+ * A consume queue record's bytes as the replicas compare them (stateDigest): only units at or
+ * above minOffset, the rest null, since replicas forget (or, rebuilt, never had) the others at
+ * different times; null when it holds none.
+ */
+export function retainedConsumeQueueBytes(key: Key, bytes: Uint8Array, minOffset: number): Uint8Array | null {
+  const firstOffset = key[3];
+  assert(typeof firstOffset === 'number', 'consume queue key without its first offset');
+  if (firstOffset >= minOffset) return bytes;
+  const units = packr.unpack(bytes) as unknown[];
+  const retained = units.map((unit, i) => (firstOffset + i >= minOffset ? unit : null));
+  return retained.every((unit) => unit === null) ? null : packr.pack(retained);
+}
 
 function timerKey(timer: TimerRef): Key {
   return ['timer', timer.deliverAtMs, timer.logIndex, timer.position];
