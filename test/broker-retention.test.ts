@@ -128,6 +128,28 @@ describe('broker retention – truncateLog boundaries', () => {
     expect(machine.lookupByKey('t', 'k', 10)).toEqual([]);
   });
 
+  it('answers a msgId from its own record or its batch\'s run record, whichever copy is oldest retained', () => {
+    const { machine, run, produce } = setup();
+    run({ kind: 'createTopic', topic: 't', queues: 2 }); // 1
+    produce([{ msgId: 's-1.1', topic: 't', queueId: 1 }]); // 2: one message, its own record
+    produce([{ msgId: 's-1.0', topic: 't', queueId: 0 }, { msgId: 's-1.1', topic: 't', queueId: 0 }], 100, 'p2'); // 3: a run (s-1.0, s-1.1)
+    produce([{ msgId: 's-1.0', topic: 't', queueId: 1 }, { msgId: 's-1.5', topic: 't', queueId: 1 }], 100, 'p3'); // 4: not a run (s-1.5 at position 1)
+    expect(storedKeys(machine, 'msgrun')).toEqual([['msgrun', 's-1', 3]]);
+    expect(storedKeys(machine, 'msgid').map((key) => key.slice(1))).toEqual([['s-1.0', 4, 0], ['s-1.1', 2, 0], ['s-1.5', 4, 1]]);
+    expect(machine.lookupByMsgId('s-1.1')).toMatchObject({ queueId: 1, offset: 0, logIndex: 2 });
+    expect(machine.lookupByMsgId('s-1.0')).toMatchObject({ queueId: 0, offset: 0, logIndex: 3 });
+    expect(machine.lookupByMsgId('s-1.5')).toMatchObject({ queueId: 1, offset: 2, logIndex: 4 });
+    expect(machine.lookupByMsgId('s-1.2')).toBeUndefined();
+    run({ kind: 'truncateLog', firstIndex: 3 });
+    expect(machine.lookupByMsgId('s-1.1')).toMatchObject({ queueId: 0, offset: 1, logIndex: 3 });
+    run({ kind: 'truncateLog', firstIndex: 4 });
+    expect(machine.lookupByMsgId('s-1.1')).toBeUndefined();
+    expect(machine.lookupByMsgId('s-1.0')).toMatchObject({ queueId: 1, offset: 1, logIndex: 4 });
+    while (machine.collectGarbage(1));
+    expect(storedKeys(machine, 'msgrun')).toEqual([]);
+    expect(storedKeys(machine, 'msgid').map((key) => key.slice(1))).toEqual([['s-1.0', 4, 0], ['s-1.5', 4, 1]]);
+  });
+
   it('deletes the forgotten records a bounded amount per apply, without changing the digest', () => {
     const { machine, run, produce } = setup(1);
     run({ kind: 'createTopic', topic: 't', queues: 1 });

@@ -184,7 +184,9 @@ export function toCommands(ops: readonly (Op | DelayOp | TxOp)[]): (BrokerComman
     if (o.mode === 'retry' && previous !== undefined) return previous;
     if (o.mode === 'next') sentMax.set(producerId, seq);
     const messages = o.messages.map((m, j): ProduceMessage => {
-      const message: ProduceMessage = { msgId: `m${i}-${j}`, topic: TOPICS[m.topic]!, queueId: m.queueId, body: Uint8Array.from({ length: m.size }, (_, b) => (i + b) % 256) };
+      // Half the produces name their messages as the native producer does (prefix.position: one
+      // msgrun record for the entry, store.ts), half not (one msgid record each).
+      const message: ProduceMessage = { msgId: i % 2 === 0 ? `m${i}.${j}` : `m${i}-${j}`, topic: TOPICS[m.topic]!, queueId: m.queueId, body: Uint8Array.from({ length: m.size }, (_, b) => (i + b) % 256) };
       if (m.key !== null) message.keys = [KEYS[m.key]!];
       return message;
     });

@@ -5,7 +5,7 @@
 // rebuilt state equal, record for record, to an applied one.
 import { assert } from '../util/assert.js';
 import { type BrokerCommand, carriedMessages, type ProduceMessage } from './commands.js';
-import type { BrokerStore, ConsumeQueueRecord } from './store.js';
+import { type BrokerStore, type ConsumeQueueRecord, msgIdRunPrefix, type QueuePosition } from './store.js';
 import { tagHash } from '../filter/index.js';
 
 /** A message an entry places, with its position in the entry (the consume queue's batchPos). */
@@ -61,6 +61,10 @@ export function indexBatch(
   queueOf: (topic: string, queueId: number) => RunningQueue,
 ): { msgId: string; queueId: number; offset: number }[] {
   assert(logIndex >= 1, 'a placed batch has a log index');
+  // Every copy is indexed (a copy stored again under a new producer session too): a lookup
+  // answers the oldest one still retained. A batch named prefix.batchPos shares one record.
+  const runPrefix = msgIdRunPrefix(items.map(({ message, batchPos }) => ({ msgId: message.msgId, batchPos })));
+  const run: (QueuePosition | null)[] = [];
   const placed = items.map(({ message, batchPos }) => {
     const queue = queueOf(message.topic, message.queueId);
     assert(queue.topic === message.topic && queue.queueId === message.queueId, 'running queue of another queue');
@@ -69,15 +73,21 @@ export function indexBatch(
     const at: ConsumeQueueRecord = {
       logIndex, batchPos, storeTimestampMs, bodyBytes: message.body.byteLength, msgId: message.msgId, keys,
       tagHash: message.tag === undefined ? null : tagHash(message.tag),
+      msgIdInRun: runPrefix !== undefined,
     };
     store.putConsumeQueue(message.topic, message.queueId, offset, at);
     for (const key of keys) store.putKeyIndex(message.topic, key, at, message.queueId, offset);
-    // Every copy is indexed (a copy stored again under a new producer session too): a lookup
-    // answers the oldest one still retained.
-    store.putMsgId(message.msgId, at, { topic: message.topic, queueId: message.queueId, offset });
+    const position = { topic: message.topic, queueId: message.queueId, offset };
+    if (runPrefix === undefined) store.putMsgId(message.msgId, at, position);
+    else {
+      assert(run.length <= batchPos, 'placed items come in position order');
+      while (run.length < batchPos) run.push(null); // positions this entry did not place (delayed)
+      run.push(position);
+    }
     queue.nextOffset = offset + 1;
     return { msgId: message.msgId, queueId: message.queueId, offset };
   });
+  if (runPrefix !== undefined) store.putMsgIdRun(runPrefix, logIndex, run);
   assert(placed.length === items.length, 'one placement per message');
   return placed;
 }

@@ -124,7 +124,7 @@ function forgetMessage(store: BrokerStore, topic: string, queueId: number, offse
   assert(at !== undefined, () => `forgotten offset ${offset} of ${topic}/${queueId} is missing`);
   // A message may carry one key twice: it has one key index record.
   for (const key of new Set(at.keys)) store.removeKeyIndex(topic, key, at);
-  store.removeMsgId(at.msgId, at);
+  store.removeMsgId(at);
   store.removeConsumeQueue(topic, queueId, offset);
 }
 
@@ -144,6 +144,7 @@ export function retainedRecordBytes(store: BrokerStore, key: Key, bytes: Uint8Ar
     case 'key':
       return (key[3] as number) >= fromIndex ? bytes : null;
     case 'msgid':
+    case 'msgrun':
       return (key[2] as number) >= fromIndex ? bytes : null;
     case 'unplaced':
       return (key[1] as number) >= fromIndex ? bytes : null;

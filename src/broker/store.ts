@@ -8,7 +8,8 @@
 //   ['queue', topic, queueId]                    → QueueRecord
 //   ['cq', topic, queueId, firstOffset]          → (unit | null)[]      (consume queue: CONSUME_QUEUE_UNITS_PER_RECORD units)
 //   ['key', topic, key, logIndex, batchPos]      → KeyIndexRecord       (log order per key)
-//   ['msgid', msgId, logIndex, batchPos]         → MsgIdRecord          (every stored copy, log order)
+//   ['msgid', msgId, logIndex, batchPos]         → [topic, queueId, offset]  (a stored copy, log order)
+//   ['msgrun', prefix, logIndex]                 → ([topic, queueId, offset] | null)[]  (an entry's copies named prefix.batchPos)
 //   ['group', group]                             → 1                    (groups that ever committed)
 //   ['offset', group, topic, queueId]            → number               (next offset to consume)
 //   ['producer', producerId]                     → ProducerRecord
@@ -37,6 +38,12 @@
 // one commit when it holds maxBufferedRecords (and on flush()/close()), so lmdb always holds
 // the state of some transaction boundary and the broker replays the log from its appliedIndex.
 // Small hot records (meta, topics, queues, groups, offsets) are also kept in a read cache.
+//
+// The msgId index: the native producer names a batch's messages `<session>-<seq>.<position>`,
+// so an entry whose every placed message is named `prefix.batchPos` is indexed by one
+// msgrun record (element batchPos: where that copy went) instead of one record per message —
+// the per-message records were a third of the apply's cost. Other msgIds (other clients,
+// single sends, delayed copies placed later) keep one msgid record each; a lookup looks in both.
 import { createHash } from 'node:crypto';
 import { open, type RootDatabase, type Transaction, TransactionFlags } from 'lmdb';
 import { Packr } from 'msgpackr';
@@ -68,6 +75,8 @@ export interface ConsumeQueueRecord {
   /** The message's msgId and keys, for forgetting its index records with it. */
   msgId: string;
   keys: readonly string[];
+  /** Its msgId is indexed in its entry's msgrun record (msgIdRunPrefix), not a msgid record of its own. */
+  msgIdInRun: boolean;
   /**
    * tagHash(tag) (src/filter/tag.ts), null for a message without a tag: RocketMQ's tagsCode,
    * so a tag filter skips a message without reading it from the commit log.
@@ -422,8 +431,9 @@ export class BrokerStore {
   getConsumeQueue(topic: string, queueId: number, offset: number): ConsumeQueueRecord | undefined {
     const value = this.consumeQueueUnits(topic, queueId, offset)?.[offset % CONSUME_QUEUE_UNITS_PER_RECORD];
     if (value === undefined || value === null) return undefined;
-    const [logIndex, batchPos, storeTimestampMs, bodyBytes, msgId, keys, tagHash] = tuple(value, 7, 'consume queue');
+    const [logIndex, batchPos, storeTimestampMs, bodyBytes, msgId, keys, tagHash, msgIdInRun] = tuple(value, 8, 'consume queue');
     assert(typeof msgId === 'string', 'consume queue record without a msgId');
+    assert(typeof msgIdInRun === 'boolean', 'consume queue record without its msgId index form');
     assert(Array.isArray(keys), 'consume queue record without keys');
     assert(tagHash === null || (Number.isSafeInteger(tagHash) && (tagHash as number) >= 0), 'consume queue record with a bad tag hash');
     return {
@@ -434,6 +444,7 @@ export class BrokerStore {
       msgId,
       keys: keys as string[],
       tagHash: tagHash as number | null,
+      msgIdInRun,
     };
   }
 
@@ -442,7 +453,7 @@ export class BrokerStore {
     assert(record.logIndex >= 1, 'consume queue entry points before the log');
     assert(record.batchPos >= 0, 'consume queue entry has a negative batch position');
     assert(record.tagHash === null || (Number.isSafeInteger(record.tagHash) && record.tagHash >= 0), 'consume queue entry with a bad tag hash');
-    const value = [record.logIndex, record.batchPos, record.storeTimestampMs, record.bodyBytes, record.msgId, record.keys, record.tagHash];
+    const value = [record.logIndex, record.batchPos, record.storeTimestampMs, record.bodyBytes, record.msgId, record.keys, record.tagHash, record.msgIdInRun];
     const position = offset % CONSUME_QUEUE_UNITS_PER_RECORD;
     const units = this.consumeQueueUnits(topic, queueId, offset);
     assert(units === undefined || units.length <= position, () => `consume queue ${topic}/${queueId} already holds offset ${offset} or a later one`);
@@ -490,24 +501,52 @@ export class BrokerStore {
     });
   }
 
-  /** The oldest copy of msgId stored at log index >= fromLogIndex. */
+  /** The oldest copy of msgId stored at log index >= fromLogIndex, from its own record or its entry's run. */
   firstMsgId(msgId: string, fromLogIndex: number): QueuePosition | undefined {
-    const [first] = this.range(['msgid', msgId, fromLogIndex], ['msgid', msgId, MAX_KEY_PART], 1);
-    if (first === undefined) return undefined;
-    const [topic, queueId, offset] = tuple(first.value, 3, 'msgId index');
-    assert(typeof topic === 'string', 'msgId index without a topic');
-    return { topic, queueId: integer(queueId), offset: integer(offset) };
+    const [own] = this.range(['msgid', msgId, fromLogIndex], ['msgid', msgId, MAX_KEY_PART], 1);
+    const ownLogIndex = own === undefined ? Number.MAX_SAFE_INTEGER : integer(own.key[2]);
+    const inRun = this.firstInRun(msgId, fromLogIndex, ownLogIndex);
+    if (inRun !== undefined) return inRun;
+    return own === undefined ? undefined : queuePosition(own.value, 'msgId index');
+  }
+
+  /** The oldest copy of msgId in a msgrun record at log index [fromLogIndex, beforeLogIndex). */
+  private firstInRun(msgId: string, fromLogIndex: number, beforeLogIndex: number): QueuePosition | undefined {
+    const named = runNameOf(msgId);
+    if (named === undefined) return undefined;
+    let from = fromLogIndex;
+    // Runs of one prefix are one per stored copy of a batch: nearly always one.
+    for (;;) {
+      const page = this.range(['msgrun', named.prefix, from], ['msgrun', named.prefix, beforeLogIndex], MSG_ID_RUNS_PER_PAGE);
+      for (const { value } of page) {
+        assert(Array.isArray(value), 'msgrun record is not an array');
+        const copy: unknown = value[named.batchPos];
+        if (copy !== undefined && copy !== null) return queuePosition(copy, 'msgrun');
+      }
+      if (page.length < MSG_ID_RUNS_PER_PAGE) return undefined;
+      from = integer(page.at(-1)!.key[2]) + 1;
+    }
   }
 
   /** One record per stored copy: a put never needs to read whether the msgId is known. */
   putMsgId(msgId: string, at: ConsumeQueueRecord, position: QueuePosition): void {
+    assert(!at.msgIdInRun, 'a copy indexed in its run has no msgid record');
     assert(Buffer.byteLength(msgId) + 32 < KEY_BYTES_MAX, 'msgId index key too long');
     this.put(['msgid', msgId, at.logIndex, at.batchPos], [position.topic, position.queueId, position.offset]);
   }
 
-  /** Removes the msgId index record of a consume queue record (written with it). */
-  removeMsgId(msgId: string, at: ConsumeQueueRecord): void {
-    this.removeExisting(['msgid', msgId, at.logIndex, at.batchPos]);
+  /** The msgrun record of an entry: copies[batchPos] is where the copy named `prefix.batchPos` went (null: not placed by it). */
+  putMsgIdRun(prefix: string, logIndex: number, copies: readonly (QueuePosition | null)[]): void {
+    assert(Buffer.byteLength(prefix) + 32 < KEY_BYTES_MAX, 'msgrun key too long');
+    this.insert(['msgrun', prefix, logIndex], copies.map((copy) => (copy === null ? null : [copy.topic, copy.queueId, copy.offset])));
+  }
+
+  /** Removes the msgId index record of a consume queue unit (written with it): its own, or its entry's run. */
+  removeMsgId(at: ConsumeQueueRecord): void {
+    if (!at.msgIdInRun) return this.removeExisting(['msgid', at.msgId, at.logIndex, at.batchPos]);
+    // The entry's other copies share the run: the first of them forgotten removes it.
+    const key: Key = ['msgrun', runNameOf(at.msgId)!.prefix, at.logIndex];
+    if (this.get(key) !== undefined) this.removeExisting(key);
   }
 
   getOffset(group: string, topic: string, queueId: number): number | undefined {
@@ -720,6 +759,36 @@ export class BrokerStore {
  * no stored string part can compare above it.)
  */
 export const MAX_KEY_PART = '\uffff';
+
+/** Runs read per range call while a lookup looks for a msgId's copy. */
+const MSG_ID_RUNS_PER_PAGE = 16;
+
+/**
+ * The prefix shared by an entry's placed messages when every one is named `prefix.batchPos`
+ * (two at least), else undefined: then its msgIds go to one msgrun record.
+ */
+export function msgIdRunPrefix(items: readonly { readonly msgId: string; readonly batchPos: number }[]): string | undefined {
+  if (items.length < 2) return undefined;
+  const prefix = runNameOf(items[0]!.msgId)?.prefix;
+  if (prefix === undefined) return undefined;
+  return items.every(({ msgId, batchPos }) => msgId === `${prefix}.${batchPos}`) ? prefix : undefined;
+}
+
+/** `prefix.N` with N a position as the producer writes it (no sign, no leading zero), split. */
+function runNameOf(msgId: string): { prefix: string; batchPos: number } | undefined {
+  const dot = msgId.lastIndexOf('.');
+  if (dot <= 0 || dot === msgId.length - 1) return undefined;
+  const digits = msgId.slice(dot + 1);
+  const batchPos = Number(digits);
+  if (!Number.isSafeInteger(batchPos) || String(batchPos) !== digits) return undefined;
+  return { prefix: msgId.slice(0, dot), batchPos };
+}
+
+function queuePosition(value: unknown, what: string): QueuePosition {
+  const [topic, queueId, offset] = tuple(value, 3, what);
+  assert(typeof topic === 'string', () => `${what} without a topic`);
+  return { topic, queueId: integer(queueId), offset: integer(offset) };
+}
 
 function consumeQueueKey(topic: string, queueId: number, offset: number): Key {
   return ['cq', topic, queueId, offset - (offset % CONSUME_QUEUE_UNITS_PER_RECORD)];
