@@ -8,8 +8,7 @@
 import { LIMITS } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import type { MessageFilter } from '../filter/index.js';
-import type { ProduceMessage } from './commands.js';
-import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
+import { type DecodedEntries, fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
 import type { CommittedLogReader } from './state-machine.js';
 import type { BrokerStore, QueueRecord } from './store.js';
 
@@ -40,6 +39,7 @@ export function readMatching(
   fromOffset: number,
   bounds: { readonly maxMessages: number; readonly maxBytes: number },
   filter: MessageFilter,
+  decoded: DecodedEntries,
 ): FilteredRead {
   assert(bounds.maxMessages >= 1 && bounds.maxBytes >= 1, 'a filtered read may answer a message');
   const startOffset = Math.max(fromOffset, queue.minOffset);
@@ -48,9 +48,6 @@ export function readMatching(
   let offset = startOffset;
   let scannedRecords = 0;
   let scannedBytes = 0;
-  // A log entry may hold messages of several chunks: decoded once, kept while a later chunk
-  // may still point into it (only the newest entry can: a queue's entries come in log order).
-  const decoded = new Map<number, readonly ProduceMessage[]>();
   const withinScan = () => offset < queue.nextOffset && scannedRecords < LIMITS.maxPullScanRecords && scannedBytes < LIMITS.maxPullScanBytes;
   while (withinScan()) {
     const candidates: QueueRef[] = [];
@@ -64,9 +61,8 @@ export function readMatching(
       }
       offset++;
     }
+    // A log entry may hold messages of several chunks: the cache decodes it once.
     const fetched = fetchMessages(log, candidates, decoded);
-    const newest = Math.max(...decoded.keys());
-    for (const index of decoded.keys()) if (index !== newest) decoded.delete(index);
     for (const message of fetched) {
       if (!filter.matches(message)) continue;
       const full = messages.length >= bounds.maxMessages || (messages.length > 0 && bytes + message.body.byteLength > bounds.maxBytes);

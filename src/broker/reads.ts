@@ -25,18 +25,60 @@ export interface QueueRef {
 const LOG_READ_CHUNK_BYTES = 2 * LIMITS.maxProduceBodyBytes;
 
 /**
- * The messages the refs point at. `decoded` (log index → the entry's messages) lets a caller
- * that fetches in chunks decode an entry shared by two chunks once: entries found in it are not
- * read again, and those read are added to it.
+ * Decoded entries by log index, the most recently decoded kept up to maxBytes of entry data. A
+ * produce spreads its messages over the topic's queues, so the consumers of those queues read
+ * the same entries: each is decoded once, not once per queue. A committed entry never changes,
+ * so an index names its entry for good (even across a snapshot install).
  */
-export function fetchMessages(log: CommittedLogReader, refs: readonly QueueRef[], decoded?: Map<number, readonly ProduceMessage[]>): StoredMessage[] {
-  const logIndexes = [...new Set(refs.map((ref) => ref.at.logIndex))].filter((index) => !decoded?.has(index)).sort((a, b) => a - b);
-  const entries = readPlacingEntries(log, logIndexes);
-  if (decoded !== undefined) {
-    for (const [index, carried] of entries) decoded.set(index, carried);
+export class DecodedEntries {
+  private readonly entries = new Map<number, { readonly messages: readonly ProduceMessage[]; readonly bytes: number }>();
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {
+    assert(Number.isSafeInteger(maxBytes) && maxBytes >= 0, 'the decoded entry cache has a byte bound');
+  }
+
+  get(logIndex: number): readonly ProduceMessage[] | undefined {
+    return this.entries.get(logIndex)?.messages;
+  }
+
+  /** Keeps an entry's messages; `bytes` is its data's size (what the bound counts). */
+  set(logIndex: number, messages: readonly ProduceMessage[], bytes: number): void {
+    if (bytes > this.maxBytes || this.entries.has(logIndex)) return;
+    for (const [oldest, entry] of this.entries) {
+      if (this.bytes + bytes <= this.maxBytes) break;
+      this.entries.delete(oldest);
+      this.bytes -= entry.bytes;
+    }
+    this.entries.set(logIndex, { messages, bytes });
+    this.bytes += bytes;
+    assert(this.bytes <= this.maxBytes, 'the decoded entry cache stays within its bound');
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.bytes = 0;
+  }
+}
+
+/** The messages the refs point at; entries found in `decoded` are not read again, those read are added to it. */
+export function fetchMessages(log: CommittedLogReader, refs: readonly QueueRef[], decoded: DecodedEntries): StoredMessage[] {
+  const found = new Map<number, readonly ProduceMessage[]>();
+  const missing: number[] = [];
+  for (const ref of refs) {
+    const index = ref.at.logIndex;
+    if (found.has(index) || missing.includes(index)) continue;
+    const cached = decoded.get(index);
+    if (cached === undefined) missing.push(index);
+    else found.set(index, cached);
+  }
+  missing.sort((a, b) => a - b);
+  for (const [index, entry] of readPlacingEntries(log, missing)) {
+    found.set(index, entry.messages);
+    decoded.set(index, entry.messages, entry.bytes);
   }
   const messages = refs.map((ref) => {
-    const carried = entries.get(ref.at.logIndex) ?? decoded?.get(ref.at.logIndex);
+    const carried = found.get(ref.at.logIndex);
     assert(carried !== undefined, () => `log entry ${ref.at.logIndex} was not read`);
     return storedMessage(ref, carried);
   });
@@ -46,10 +88,10 @@ export function fetchMessages(log: CommittedLogReader, refs: readonly QueueRef[]
 
 /**
  * Reads the given (sorted, distinct) log indexes, asking for each run of consecutive ones at
- * once; answers each entry's messages by position.
+ * once; answers each entry's messages by position, with the entry's data size.
  */
-function readPlacingEntries(log: CommittedLogReader, logIndexes: readonly number[]): Map<number, readonly ProduceMessage[]> {
-  const commands = new Map<number, readonly ProduceMessage[]>();
+function readPlacingEntries(log: CommittedLogReader, logIndexes: readonly number[]): Map<number, { messages: readonly ProduceMessage[]; bytes: number }> {
+  const commands = new Map<number, { messages: readonly ProduceMessage[]; bytes: number }>();
   let i = 0;
   while (i < logIndexes.length) {
     const lo = logIndexes[i] as number;
@@ -64,7 +106,7 @@ function readPlacingEntries(log: CommittedLogReader, logIndexes: readonly number
       const command = decodeCommand(entry.data, entry.index);
       const carried = carriedMessages(command);
       assert(carried !== undefined, () => `consume queue points at ${command.kind} entry ${entry.index}`);
-      commands.set(entry.index, carried);
+      commands.set(entry.index, { messages: carried, bytes: entry.data.byteLength });
     });
     i += entries.length;
   }

@@ -35,7 +35,7 @@ import { type BrokerCommand, decodeCommand, type DeliveryRef, dlqTopicOf, type D
 import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
 import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord, type SentBackRecord } from './store.js';
 import { type CommitDurability, guardStateDir, markStateClean } from './state-guard.js';
-import { fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
+import { DecodedEntries, fetchMessages, type QueueRef, type StoredMessage } from './reads.js';
 import { type FilteredRead, readMatching } from './filtered-reads.js';
 import type { MessageFilter } from '../filter/index.js';
 import { applyGrowTopic, type GrowTopicResult, type PendingGrowth, routeChangedMessage, unfinishedGrowth } from './topic-growth.js';
@@ -108,6 +108,8 @@ export const STATE_MACHINE_LIMITS = Object.freeze({
 const TIMERS_PER_READ = 16;
 /** sentBack records removed per range call when a commit moves past them. */
 const SENT_BACK_PER_PAGE = 1024;
+/** Entry data whose decoded messages reads keep (about twice that in memory, decoded). */
+const MAX_DECODED_ENTRY_BYTES = 4 * 1024 * 1024;
 const NO_POSITIONS: ReadonlySet<number> = new Set();
 
 assert(STATE_MACHINE_LIMITS.readMessagesMax >= LIMITS.maxPullMessages, 'a pull the request check accepts is a read the state machine serves');
@@ -178,6 +180,8 @@ export class BrokerStateMachine {
   private garbagePending = true;
   /** Messages placed by the apply() call in progress (the garbage budget follows it). */
   private placedInCall = 0;
+  /** Entries reads decoded lately (reads.ts): the queues of a topic share its entries. */
+  private readonly decodedEntries = new DecodedEntries(MAX_DECODED_ENTRY_BYTES);
 
   private constructor(
     private readonly store: BrokerStore,
@@ -560,7 +564,7 @@ export class BrokerStateMachine {
       if (command.deadLetters.length > 0) this.store.markUnplaced(logIndex);
       return { kind: 'receive', ...problem };
     }
-    const { result, accepted } = applyReceive(this.store, command, logIndex, (refs) => fetchMessages(this.log, refs));
+    const { result, accepted } = applyReceive(this.store, command, logIndex, (refs) => fetchMessages(this.log, refs, this.decodedEntries));
     const taken = new Set(accepted);
     const skipped = command.deadLetters.map((_, position) => position).filter((position) => !taken.has(position));
     if (accepted.length > 0) {
@@ -660,7 +664,7 @@ export class BrokerStateMachine {
       bytes += at.bodyBytes;
       refs.push({ topic, queueId, offset, at });
     }
-    const messages = fetchMessages(this.log, refs);
+    const messages = fetchMessages(this.log, refs, this.decodedEntries);
     assert(messages.length === 0 || messages[0]!.offset === startOffset, 'a read starts at its start offset');
     return { startOffset, messages };
   }
@@ -676,7 +680,7 @@ export class BrokerStateMachine {
     checkArgument(maxMessages, 'maxMessages', 1, STATE_MACHINE_LIMITS.readMessagesMax);
     checkArgument(maxBytes, 'maxBytes', 1, STATE_MACHINE_LIMITS.readBytesMax);
     const queue = this.requireQueue(topic, queueId);
-    return readMatching(this.store, this.log, { topic, queueId, queue }, fromOffset, { maxMessages, maxBytes }, filter);
+    return readMatching(this.store, this.log, { topic, queueId, queue }, fromOffset, { maxMessages, maxBytes }, filter, this.decodedEntries);
   }
 
   /** The last seq applied for a producer; 0 when the broker does not track it (it must start at 1). */
@@ -727,7 +731,7 @@ export class BrokerStateMachine {
     checkArgument(max, 'max', 1, STATE_MACHINE_LIMITS.keyLookupMax);
     if (this.store.getTopic(topic) === undefined) throw topicNotFound(topic);
     const refs = this.store.listByKey(topic, key, retainedFromIndex(this.store), max).map(({ queueId, offset }): QueueRef => ({ topic, queueId, offset, at: this.consumeQueueAt(topic, queueId, offset) }));
-    return fetchMessages(this.log, refs);
+    return fetchMessages(this.log, refs, this.decodedEntries);
   }
 
   /** The oldest copy still retained of the message with this msgId. */
@@ -736,7 +740,7 @@ export class BrokerStateMachine {
     const position = this.store.firstMsgId(msgId, retainedFromIndex(this.store));
     if (position === undefined) return undefined;
     const at = this.consumeQueueAt(position.topic, position.queueId, position.offset);
-    const [message] = fetchMessages(this.log, [{ ...position, at }]);
+    const [message] = fetchMessages(this.log, [{ ...position, at }], this.decodedEntries);
     assert(message !== undefined && message.msgId === msgId, 'msgId index points at another message');
     return message;
   }
@@ -791,7 +795,7 @@ export class BrokerStateMachine {
       bytes += at.bodyBytes;
       refs.push({ topic: t, queueId, offset, at });
     }
-    const messages = fetchMessages(this.log, refs);
+    const messages = fetchMessages(this.log, refs, this.decodedEntries);
     return messages.map((message, i) => {
       const { attempt, ...delivery } = found[i]!;
       return { delivery, attempt, message };
@@ -853,7 +857,7 @@ export class BrokerStateMachine {
       bytes += at.bodyBytes;
       refs.push({ topic, queueId: 0, offset, at });
     }
-    return fetchMessages(this.log, refs);
+    return fetchMessages(this.log, refs, this.decodedEntries);
   }
 
   /** The group's dead letters stored (resent ones included) and how many of them were resent. */
@@ -935,6 +939,7 @@ export class BrokerStateMachine {
     assert(Number.isSafeInteger(index) && index >= 1, 'a snapshot is of a positive index');
     assert(!this.restoring, 'restores do not overlap');
     this.restoring = true;
+    this.decodedEntries.clear();
     try {
       await restoreState(this.store, payload, index, log, { schemaVersion: SCHEMA_VERSION, ...this.settings });
     } catch (error) {
@@ -964,6 +969,7 @@ export class BrokerStateMachine {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.decodedEntries.clear();
     await this.store.close();
     markStateClean(this.dir, this.durability);
   }
