@@ -68,7 +68,7 @@ export interface SimpleSettings {
   /** Time between one consumer kill and the next, drawn uniformly. */
   readonly killMinMs: number;
   readonly killMaxMs: number;
-  /** After the faults: the group is quiet when no receive returned a message for this long. */
+  /** After the faults: the group is quiet when no receive returned a message, or failed, for this long. */
   readonly quietMs: number;
   /** Longest wait for a quiet group before going on anyway. */
   readonly quiesceMaxMs: number;
@@ -107,7 +107,7 @@ class SimpleWorker<M> {
     private readonly rng: Rng,
     private readonly lane: string,
     readonly id: string,
-    private readonly activity: { lastMessageMs: number },
+    private readonly activity: { lastBusyMs: number },
     private readonly plant: PlantKind | undefined,
   ) {
     this.done = this.run();
@@ -141,6 +141,8 @@ class SimpleWorker<M> {
         messages = await this.untilKilled(this.consumer.receive(this.settings.receiveMax, this.settings.invisibleDurationMs));
       } catch (error) {
         if (this.dead) return recorder.receiveFailed('info', process, max, 'consumer killed');
+        // A failed receive says nothing about what is left to receive: the group is not quiet.
+        this.activity.lastBusyMs = recorder.now();
         const outcome = this.consumer.outcomeOf(error);
         recorder.receiveFailed(outcome, process, max, describeError(error));
         if (outcome === 'info') process = recorder.newProcess(this.lane);
@@ -150,7 +152,7 @@ class SimpleWorker<M> {
       if (messages === killed) return recorder.receiveFailed('info', process, max, 'consumer killed');
       const received = messages.map((m) => this.consumer.describe(m));
       recorder.receiveOk(process, max, received);
-      if (messages.length > 0) this.activity.lastMessageMs = recorder.now();
+      if (messages.length > 0) this.activity.lastBusyMs = recorder.now();
       for (const [i, m] of messages.entries()) {
         if ((await this.untilKilled(sleep(this.rng.int(this.settings.handleMaxMs + 1)))) === killed) return;
         if (this.rng.next() < this.settings.skipChance) continue; // left to expire: it comes again
@@ -179,7 +181,7 @@ export class SimpleConsumers<M> {
   private started = 0;
   private killing = true;
   private killLoop: Promise<void> | null = null;
-  private readonly activity = { lastMessageMs: 0 };
+  private readonly activity = { lastBusyMs: 0 };
 
   constructor(
     private readonly context: WorkloadContext,
@@ -195,12 +197,15 @@ export class SimpleConsumers<M> {
     this.killLoop = this.killAndReplace();
   }
 
-  /** Stops the kills, then waits until no receive returned a message for quietMs. */
+  /**
+   * Stops the kills, then waits until no receive returned a message or failed for quietMs (a
+   * run of failed receives, e.g. while the last fault's new leader is elected, is no quiet).
+   */
   async quiesce(): Promise<void> {
     this.killing = false;
     await this.killLoop;
     const { recorder } = this.context;
-    const quiet = () => recorder.now() - this.activity.lastMessageMs >= this.settings.quietMs;
+    const quiet = () => recorder.now() - this.activity.lastBusyMs >= this.settings.quietMs;
     if (!(await untilQuiet(this.context, this.settings.quiesceMaxMs, quiet))) this.log(`the simple consumers were not quiet within ${this.settings.quiesceMaxMs} ms; going on anyway`);
   }
 
