@@ -21,7 +21,8 @@ import { Nemesis, type NemesisKind, type NemesisTiming } from './nemesis.js';
 import { HistoryRecorder } from './recorder.js';
 import { renderTimeline } from './timeline.js';
 import type { ConsumerChurn } from './consumer-churn.js';
-import { DEFAULT_SIMPLE_SETTINGS, SimpleConsumers } from './simple-workload.js';
+import { CHAOS_CLIENTS, type ChaosClientKind, RMQ_WORKLOADS, type RmqSetup, rmqReceiver, rmqTopicQueues, runRmqProducer } from './rmq-workload.js';
+import { DEFAULT_SIMPLE_SETTINGS, nativeReceiver, SimpleConsumers } from './simple-workload.js';
 import { DEFAULT_TX_SETTINGS, TxWorkload, txCheckConfig } from './tx-workload.js';
 import { DEFAULT_ORDERLY_SETTINGS, orderlyConsumers, orderlySendPauseMs } from './orderly-workload.js';
 import { DEFAULT_RETRY_SETTINGS, readDeadLetters, retryConsumers, retryDelayLevels } from './retry-workload.js';
@@ -134,6 +135,12 @@ export interface ChaosOptions {
   readonly workloadKind?: ChaosWorkloadKind;
   /** A planted bug (plants.ts) of the workload's own clients; the run must then be invalid with its anomaly. */
   readonly plant?: PlantKind;
+  /**
+   * Default `native`. `rocketmq`: the producers and consumers speak RocketMQ 5's gRPC to the
+   * nodes' endpoints (rmq-workload.ts), on a one-queue topic; only the workloads in
+   * RMQ_WORKLOADS. The leader watch, the drains and the dead-letter read stay native.
+   */
+  readonly client?: ChaosClientKind;
   /** Concurrent producers, each sending one message at a time. */
   readonly producers?: number;
   readonly workload?: Partial<WorkloadSettings>;
@@ -185,8 +192,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   assert(options.durationS > 0 && options.durationS <= chaosDurationMaxS, 'duration within bounds');
   const kind = options.workloadKind ?? 'queue';
   assert(options.plant === undefined || PLANTS[options.plant].workload === kind, 'a plant runs under its own workload');
+  const clientKind = options.client ?? 'native';
+  assert(CHAOS_CLIENTS.includes(clientKind) && (clientKind === 'native' || RMQ_WORKLOADS.includes(kind)), 'the rocketmq client runs only the workloads it supports');
   const settings: WorkloadSettings = {
-    ...DEFAULT_WORKLOAD, ...KIND_SETTINGS[kind], ...options.workload,
+    ...DEFAULT_WORKLOAD, ...KIND_SETTINGS[kind], ...options.workload, ...(clientKind === 'rocketmq' ? { queues: rmqTopicQueues } : {}),
     plantedDeliverySkewMs: plantedDeliverySkewMs(options.plant), plantedUnfilteredPulls: options.plant === 'filter-mismatch', plantedIgnoreGrowth: options.plant === 'key-reorder',
   };
   const log = options.log ?? (() => undefined);
@@ -204,7 +213,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const topic = settings.growToQueues > 0 ? { topic: { maxReorderWaitMs: growMaxReorderWaitMs } } : {};
     cluster = await LocalCluster.create(
       { flush: { mode: options.flush, intervalMs: 100 }, quorum: options.quorum, ...retentionConfig(options.retentionMaxBytes), ...delay, ...consumer, ...transaction, ...topic },
-      { storage },
+      { storage, grpc: clientKind === 'rocketmq' },
     );
   } catch (error) {
     await network.close();
@@ -234,19 +243,21 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const nemesis = new Nemesis(cluster, network, recorder, rng.fork(), options.nemeses, { ...DEFAULT_NEMESIS_TIMING, ...options.timing }, () => liveWatch.leader, log);
     let stopping = false;
     const context: WorkloadContext = { settings, recorder, newClient, stopped: () => stopping || options.signal?.aborted === true };
+    const rmq: RmqSetup | null = clientKind === 'rocketmq' ? rmqSetup(cluster, options.quorum) : null;
     const churn: ConsumerGroup | null =
       kind === 'retry'
         ? retryConsumers(context, DEFAULT_RETRY_SETTINGS, rng.fork(), log, options.plant)
         : kind === 'orderly'
           ? orderlyConsumers(context, DEFAULT_ORDERLY_SETTINGS, rng.fork(), log, options.plant)
           : kind === 'simple'
-            ? new SimpleConsumers(context, DEFAULT_SIMPLE_SETTINGS, rng.fork(), log, options.plant)
+            ? simpleConsumers(context, rmq, rng.fork(), log, options.plant)
             : null;
     await churn?.start();
     const transactions = kind === 'tx' ? new TxWorkload(context, DEFAULT_TX_SETTINGS, rng.fork(), log, options.plant) : null;
     transactions?.start();
     const topicQueues = { count: settings.queues };
-    await runWorkloadUnderFaults(options, context, nemesis, rng, churn === null, topicQueues, log, () => (stopping = true));
+    const produce: Producing = rmq === null ? runProducer : (c, worker, r) => runRmqProducer(c, rmq, worker, r);
+    await runWorkloadUnderFaults(options, context, nemesis, rng, produce, churn === null, topicQueues, log, () => (stopping = true));
     throwIfAborted(options.signal);
     const crashedNodes = await healEverything(cluster, network, liveWatch, log, options.signal);
     if (transactions !== null) {
@@ -269,6 +280,22 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     keepNodeLogs(cluster, options.outDir);
     await cluster.dispose();
   }
+}
+
+/** The simple workload's consumers: ledgermq's SimpleConsumer, or RocketMQ clients of the endpoints. */
+function simpleConsumers(context: WorkloadContext, rmq: RmqSetup | null, rng: Rng, log: (line: string) => void, plant: PlantKind | undefined): ConsumerGroup {
+  const settings = DEFAULT_SIMPLE_SETTINGS;
+  if (rmq === null) return new SimpleConsumers(context, settings, rng, log, nativeReceiver(context, settings), plant);
+  return new SimpleConsumers(context, settings, rng, log, rmqReceiver(context, settings, rmq, rng.fork()), plant);
+}
+
+/** Every node's gRPC endpoint (LocalCluster gave each a grpcPort). */
+function rmqSetup(cluster: LocalCluster, quorum: QuorumMode): RmqSetup {
+  const endpoints = cluster.config.nodes.map((n) => {
+    assert(n.grpcPort !== undefined, 'a rocketmq chaos cluster has gRPC ports');
+    return `${n.host}:${n.grpcPort}`;
+  });
+  return { endpoints, offsetKnown: quorum !== 'leader' };
 }
 
 /** The smallest segment the config allows; retention keeps at least two. */
@@ -314,6 +341,9 @@ async function createTopic(client: LedgerClient, settings: WorkloadSettings): Pr
   }
 }
 
+/** One producer worker's loop (workload.ts runProducer, or rmq-workload.ts runRmqProducer). */
+type Producing = (context: WorkloadContext, worker: number, rng: Rng) => Promise<void>;
+
 /**
  * Producers (and, with `pollingConsumers`, one polling consumer per queue) until the faults
  * end; then `stop`. The grow workload grows the topic meanwhile (topicQueues counts its queues).
@@ -323,6 +353,7 @@ async function runWorkloadUnderFaults(
   context: WorkloadContext,
   nemesis: Nemesis,
   rng: Rng,
+  produce: Producing,
   pollingConsumers: boolean,
   topicQueues: { count: number },
   log: (line: string) => void,
@@ -330,7 +361,7 @@ async function runWorkloadUnderFaults(
 ): Promise<void> {
   const aborted = () => options.signal?.aborted === true;
   const workers: Promise<void>[] = [];
-  for (let p = 0; p < (options.producers ?? 4); p++) workers.push(runProducer(context, p, rng.fork()));
+  for (let p = 0; p < (options.producers ?? 4); p++) workers.push(produce(context, p, rng.fork()));
   if (pollingConsumers) for (let q = 0; q < context.settings.queues; q++) workers.push(runConsumer(context, 'chaos-consumers', q));
   if (context.settings.growToQueues > 0) {
     const share = growAtShare.min + ((growAtShare.max - growAtShare.min) * rng.int(1001)) / 1000;
@@ -452,14 +483,14 @@ function finish(options: ChaosOptions, recorder: HistoryRecorder, settings: Work
   const report = checkHistory(recorder.events, historyPath);
   const anomalies = Object.fromEntries(anomalyKinds.map((k) => [k, report.counts[k]])) as Record<AnomalyKind, number>;
   const run = {
-    seed: options.seed, workload: options.workloadKind ?? 'queue', nemeses: options.nemeses, flush: options.flush, quorum: options.quorum, durationS: options.durationS,
+    seed: options.seed, workload: options.workloadKind ?? 'queue', client: options.client ?? 'native', nemeses: options.nemeses, flush: options.flush, quorum: options.quorum, durationS: options.durationS,
     producers: options.producers ?? 4, queues: settings.queues, keys: settings.keys,
   };
   const powerLoss = options.nemeses.includes('power') ? lossWindow(report.lostAckTimesMs, recorder.faults, nodeIds.length) : null;
   const lossExplained = powerLoss === null ? null : explainLoss(options, report, powerLoss, crashedNodes);
   writeFileSync(reportPath, `${JSON.stringify({ run, ...report, crashedNodes, powerLoss, lossExplained, faults: recorder.faults, leaders: recorder.leaders }, null, 2)}\n`);
   const header = [
-    `chaos seed ${options.seed}: nemesis ${options.nemeses.join(',')}, flush ${options.flush}, quorum ${options.quorum}, ${options.durationS} s`,
+    `chaos seed ${options.seed}: ${options.client === 'rocketmq' ? 'RocketMQ 5 clients over gRPC, ' : ''}nemesis ${options.nemeses.join(',')}, flush ${options.flush}, quorum ${options.quorum}, ${options.durationS} s`,
     `faults (${recorder.faults.length}):`,
     ...recorder.faults.map((f) => `  ${(f.start / 1000).toFixed(1)}–${f.end === null ? '?' : (f.end / 1000).toFixed(1)} s  ${f.detail}`),
     `leaders: ${recorder.leaders.map((l) => `${(l.time / 1000).toFixed(1)}s ${l.leader ?? 'none'}`).join(', ')}`,

@@ -8,6 +8,7 @@ import { DEFAULT_NEMESES, NEMESES, type NemesisKind } from '../chaos/nemesis.js'
 import { formatLossWindow } from '../chaos/power-loss.js';
 import { CHAOS_WORKLOADS, type ChaosWorkloadKind, chaosDurationMaxS, chaosMessageBytesMax, chaosRetentionMaxBytesMin, runChaos } from '../chaos/runner.js';
 import { PLANT_KINDS, PLANTS, type PlantKind } from '../chaos/plants.js';
+import { CHAOS_CLIENTS, type ChaosClientKind, RMQ_WORKLOADS } from '../chaos/rmq-workload.js';
 import { LmqError } from '../util/errors.js';
 import { parseIntOption, withConfig } from './options.js';
 
@@ -22,6 +23,7 @@ interface ChaosCommandOptions {
   messageBytes?: number;
   workload?: ChaosWorkloadKind;
   plant?: PlantKind;
+  client: ChaosClientKind;
   json?: boolean;
 }
 
@@ -57,6 +59,11 @@ export function registerChaos(program: Command): void {
         new Option('--plant <bug>', "the checker's self-test: the workload's clients misbehave in this named way (implies its workload); the run must come out invalid with that anomaly")
           .choices(PLANT_KINDS),
       )
+      .addOption(
+        new Option('--client <kind>', `native: ledgermq's own clients; rocketmq: producers and simple consumers speak RocketMQ 5 gRPC to the nodes' endpoints (workload ${RMQ_WORKLOADS.join(', ')}, the default then), on a one-queue topic`)
+          .choices(CHAOS_CLIENTS)
+          .default('native'),
+      )
       .option('--message-bytes <bytes>', 'pad every message body to this many bytes (default: a short unique name)', parseIntOption('--message-bytes', 1, chaosMessageBytesMax))
       .option('--out <dir>', 'where to write history.jsonl, report.json, report.txt, timeline.svg (default: ./chaos-out/<time>-seed<S>)')
       .option('--json', 'print {"valid":…,"acked":N,"faults":N,"anomalies":{…},"history":"…"} on stdout'),
@@ -64,9 +71,13 @@ export function registerChaos(program: Command): void {
 }
 
 async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
-  const workload = options.workload ?? (options.plant === undefined ? 'queue' : PLANTS[options.plant].workload);
+  const rocketmq = options.client === 'rocketmq';
+  const workload = options.workload ?? (options.plant !== undefined ? PLANTS[options.plant].workload : rocketmq ? RMQ_WORKLOADS[0]! : 'queue');
   if (options.plant !== undefined && PLANTS[options.plant].workload !== workload) {
     throw new LmqError('LMQ_BAD_INPUT', `--plant ${options.plant} runs under --workload ${PLANTS[options.plant].workload}, not ${workload}; leave --workload out`);
+  }
+  if (rocketmq && !RMQ_WORKLOADS.includes(workload)) {
+    throw new LmqError('LMQ_BAD_INPUT', `--client rocketmq runs --workload ${RMQ_WORKLOADS.join(', ')}, not ${workload} (the gRPC endpoint serves no pull consumer, so the other workloads' clients cannot speak it)`);
   }
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const outDir = resolve(options.out ?? join('chaos-out', `${new Date().toISOString().replace(/[:.]/g, '-')}-seed${seed}`));
@@ -75,8 +86,9 @@ async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
     (options.retentionMaxBytes === undefined ? '' : ` --retention-max-bytes ${options.retentionMaxBytes}`) +
     (options.messageBytes === undefined ? '' : ` --message-bytes ${options.messageBytes}`) +
     (workload === 'queue' ? '' : ` --workload ${workload}`) +
-    (options.plant === undefined ? '' : ` --plant ${options.plant}`);
-  say(`seed ${seed}; workload ${workload}${options.plant === undefined ? '' : ` with the planted bug ${options.plant}`}; nemesis ${options.nemesis.join(',')}; flush ${options.flush}; quorum ${options.quorum}; ${options.duration} s; output ${outDir}`);
+    (options.plant === undefined ? '' : ` --plant ${options.plant}`) +
+    (rocketmq ? ' --client rocketmq' : '');
+  say(`seed ${seed}; workload ${workload}${rocketmq ? ' through RocketMQ 5 gRPC clients' : ''}${options.plant === undefined ? '' : ` with the planted bug ${options.plant}`}; nemesis ${options.nemesis.join(',')}; flush ${options.flush}; quorum ${options.quorum}; ${options.duration} s; output ${outDir}`);
   say(`replay: ./bin/ledgermq chaos --duration ${options.duration} --nemesis ${options.nemesis.join(',')} --seed ${seed} --flush ${options.flush} --quorum ${options.quorum}${extraFlags}`);
   const abort = new AbortController();
   const interrupt = () => {
@@ -88,7 +100,7 @@ async function runChaosCommand(options: ChaosCommandOptions): Promise<void> {
   process.on('SIGTERM', interrupt);
   try {
     const result = await runChaos({
-      durationS: options.duration, workloadKind: workload, ...(options.plant === undefined ? {} : { plant: options.plant }), nemeses: options.nemesis, seed, flush: options.flush, quorum: options.quorum, outDir, log: say, signal: abort.signal,
+      durationS: options.duration, workloadKind: workload, client: options.client, ...(options.plant === undefined ? {} : { plant: options.plant }), nemeses: options.nemesis, seed, flush: options.flush, quorum: options.quorum, outDir, log: say, signal: abort.signal,
       ...(options.retentionMaxBytes === undefined ? {} : { retentionMaxBytes: options.retentionMaxBytes }),
       ...(options.messageBytes === undefined ? {} : { workload: { messageBytes: options.messageBytes } }),
     });

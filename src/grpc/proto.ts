@@ -6,7 +6,8 @@ import { resolve, sep } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
-const PROTO_ROOT = resolve(import.meta.dirname, import.meta.dirname.includes(`${sep}dist${sep}`) ? '../../../src/grpc/proto' : './proto');
+/** Where the vendored protos are (also loaded by the chaos workload's RocketMQ client, src/chaos/rmq-client.ts). */
+export const PROTO_ROOT = resolve(import.meta.dirname, import.meta.dirname.includes(`${sep}dist${sep}`) ? '../../../src/grpc/proto' : './proto');
 
 /**
  * How messages cross into JavaScript: camelCase fields, int64 as numbers (offsets and
