@@ -18,13 +18,13 @@ function program(): Command {
 }
 
 /** The URLs of every module `ledgermq ARGS` loads (through a module hook that lists them). */
-function modulesLoadedBy(args: readonly string[]): string[] {
+function modulesLoadedBy(args: readonly string[], exitCode = 0): string[] {
   const hooks = join(dir, 'hooks.mjs');
   writeFileSync(hooks, "import { writeSync } from 'node:fs';\nexport async function load(url, context, next) { writeSync(2, `LOADED ${url}\\n`); return next(url, context); }\n");
   const register = join(dir, 'register.mjs');
   writeFileSync(register, `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`);
   const result = spawnSync(process.execPath, ['--import', pathToFileURL(register).href, 'bin/ledgermq', ...args], { encoding: 'utf8', timeout: 30_000 });
-  expect(result.status).toBe(0);
+  expect(result.status).toBe(exitCode);
   return result.stderr.split('\n').filter((l) => l.startsWith('LOADED ')).map((l) => l.slice('LOADED '.length));
 }
 
@@ -55,10 +55,16 @@ describe('cli start – each command loads its own module only', () => {
     for (const args of [['--help'], ['status', '--help'], ['produce', '--help'], ['consume', '--help'], ['leader', 'transfer', '--help']]) {
       const loaded = modulesLoadedBy(args);
       expect(loaded.some((url) => url.endsWith('/dist/src/cli/main.js'))).toBe(true);
-      // src/raft's message and entry constants (sizes the config bounds) are not the core.
-      const heavy = loaded.filter((url) => /\/src\/(broker|log|node|sim|chaos|checker)\/|\/src\/raft\/(?!messages|types)|node_modules\/(lmdb|pino|pino-pretty)\//.test(url));
+      const heavy = loaded.filter((url) => /\/src\/(broker|log|node|raft|sim|chaos|checker)\/|node_modules\/(lmdb|pino|pino-pretty)\//.test(url));
       expect({ args, heavy }).toEqual({ args, heavy: [] });
     }
+    // Reading a good config takes no zod and no full schema (src/config/client-config.ts):
+    // a status of nodes that are all down (exit 3) has read it.
+    const config = join(dir, 'down.json');
+    writeFileSync(config, JSON.stringify({ clusterId: 'down', nodes: [{ id: 'n1', host: '127.0.0.1', raftPort: 1, clientPort: 1, dataDir: 'n1' }], flush: { mode: 'sync' }, quorum: 'majority' }));
+    const statusLoaded = modulesLoadedBy(['status', '--timeout', '0', '--config', config], 3);
+    expect(statusLoaded.some((url) => url.endsWith('/dist/src/config/client-config.js'))).toBe(true);
+    expect(statusLoaded.filter((url) => /\/src\/config\/config\.js$|node_modules\/zod\//.test(url))).toEqual([]);
     // The top-level help loads no command module at all.
     expect(modulesLoadedBy(['--help']).filter((url) => /\/dist\/src\/cli\/(?!main|commands)/.test(url))).toEqual([]);
   });
