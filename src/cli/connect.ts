@@ -3,7 +3,7 @@
 // formats tables for the commands that print them.
 import { resolve } from 'node:path';
 import { type Connector, DEFAULT_CLIENT_OPTIONS, LedgerClient } from '../client/client.js';
-import { type ClusterConfig, loadConfig } from '../config/config.js';
+import { type ClientConfig, loadClientConfig } from '../config/client-config.js';
 import { tcpConnector, tlsConnector } from '../client/tcp-connector.js';
 import type { Credentials } from '../security/signature.js';
 import { readTlsCa } from '../security/tls.js';
@@ -20,19 +20,19 @@ export interface ClientAccess {
  * with --tls the system roots; plain TCP otherwise. A CA file that is missing or not PEM is
  * exit 2 naming it.
  */
-export function connectorFrom(options: ConnectOptions, config: ClusterConfig): Connector {
+export function connectorFrom(options: ConnectOptions, config: ClientConfig): Connector {
   if (options.tlsCa !== undefined) return tlsConnector({ ca: readTlsCa(resolve(options.tlsCa), '--tls-ca') });
   const configCa = config.security?.tls?.ca;
   if (configCa !== undefined) return tlsConnector({ ca: readTlsCa(configCa) });
   return options.tls === true ? tlsConnector() : tcpConnector;
 }
 
-export function accessFrom(options: ConnectOptions, config: ClusterConfig): ClientAccess {
+export function accessFrom(options: ConnectOptions, config: ClientConfig): ClientAccess {
   const credentials = credentialsFrom(options);
   return { connector: connectorFrom(options, config), ...(credentials === undefined ? {} : { credentials }) };
 }
 
-export function clientFor(config: ClusterConfig, timeoutMs: number = DEFAULT_CLIENT_OPTIONS.timeoutMs, access: ClientAccess = {}): LedgerClient {
+export function clientFor(config: ClientConfig, timeoutMs: number = DEFAULT_CLIENT_OPTIONS.timeoutMs, access: ClientAccess = {}): LedgerClient {
   return new LedgerClient(
     {
       ...DEFAULT_CLIENT_OPTIONS,
@@ -47,7 +47,7 @@ export function clientFor(config: ClusterConfig, timeoutMs: number = DEFAULT_CLI
 
 /** Runs `use` with a client for the command's config, credentials and TLS, closing it whatever happens. */
 export async function withClient<T>(options: ConnectOptions, timeoutMs: number, use: (client: LedgerClient) => Promise<T>): Promise<T> {
-  const config = loadConfig(options.config);
+  const config = await loadClientConfig(options.config);
   const client = clientFor(config, timeoutMs, accessFrom(options, config));
   try {
     return await use(client);

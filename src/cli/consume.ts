@@ -13,7 +13,7 @@ import { withClient } from './connect.js';
 import { consumeWithExec } from './consume-exec.js';
 import { consumeOrderly, orderlyCommand } from './consume-orderly.js';
 import { consumeSimple } from './consume-simple.js';
-import { loadConfig } from '../config/config.js';
+import { loadClientConfig } from '../config/client-config.js';
 import { LIMITS } from '../protocol/index.js';
 import { compileFilter, type SubscriptionFilter } from '../filter/index.js';
 import { type ConnectOptions, parseIntOption, parseTimeOption, withClusterOptions } from './options.js';
@@ -111,7 +111,7 @@ async function runConsume(options: ConsumeOptions): Promise<void> {
     orderlyCommand(options); // bad flags are exit 2 before connecting
     const consumerId = consumerIdFor(options);
     // The flag wins; else the config's consumer.maxOrderlyReconsumeTimes; else no limit.
-    const maxReconsumeTimes = options.maxReconsumeTimes ?? loadConfig(options.config).consumer.maxOrderlyReconsumeTimes;
+    const maxReconsumeTimes = options.maxReconsumeTimes ?? (await loadClientConfig(options.config)).consumer.maxOrderlyReconsumeTimes;
     const orderly = maxReconsumeTimes === undefined ? options : { ...options, maxReconsumeTimes };
     await withClient(options, Math.max(options.timeout, 10_000), (client) => consumeOrderly(client, orderly, startFor(options), consumerId, filter));
     return;

@@ -3,7 +3,7 @@
 // (LMQ_TRANSFER_FAILED); the preferred leader is replicated, and the leader hands leadership to
 // it whenever it is up and caught up. An id not in the config is exit 2 before connecting.
 import type { Command } from 'commander';
-import { type ClusterConfig, loadConfig } from '../config/config.js';
+import { type ClientConfig, loadClientConfig } from '../config/client-config.js';
 import { LmqError } from '../util/errors.js';
 import { withClient } from './connect.js';
 import { type ConnectOptions, parseIntOption, withClusterOptions } from './options.js';
@@ -40,14 +40,14 @@ export function registerLeader(program: Command): void {
     .action((id: string, options: PreferredOptions) => runPreferred(id, options));
 }
 
-function checkNodeId(config: ClusterConfig, id: string, flag: string): void {
+function checkNodeId(config: ClientConfig, id: string, flag: string): void {
   if (!config.nodes.some((n) => n.id === id)) {
     throw new LmqError('LMQ_BAD_INPUT', `${flag} "${id}" is not a node of ${config.clusterId} (its nodes: ${config.nodes.map((n) => n.id).join(', ')})`);
   }
 }
 
 async function runTransfer(options: TransferOptions): Promise<void> {
-  checkNodeId(loadConfig(options.config), options.to, '--to');
+  checkNodeId(await loadClientConfig(options.config), options.to, '--to');
   const callMs = options.timeout + CALL_MARGIN_MS;
   const moved = await withClient(options, callMs, (client) => client.call({ op: 'transferLeader', to: options.to, waitMs: options.timeout }, callMs, callMs));
   if (options.json) process.stdout.write(`${JSON.stringify(moved)}\n`);
@@ -55,7 +55,7 @@ async function runTransfer(options: TransferOptions): Promise<void> {
 }
 
 async function runPreferred(id: string, options: PreferredOptions): Promise<void> {
-  if (id !== NONE) checkNodeId(loadConfig(options.config), id, 'leader preferred');
+  if (id !== NONE) checkNodeId(await loadClientConfig(options.config), id, 'leader preferred');
   const { preferredLeader } = await withClient(options, options.timeout, (client) => client.call({ op: 'setPreferredLeader', node: id === NONE ? null : id }));
   if (options.json) process.stdout.write(`${JSON.stringify({ preferredLeader })}\n`);
   else process.stdout.write(preferredLeader === null ? 'no preferred leader: leadership stays where elections put it\n' : `preferred leader: ${preferredLeader} (it takes leadership whenever it is up and caught up)\n`);

@@ -2,7 +2,7 @@
 // the leader sees it. Waits up to --timeout for a leader; exit 3 when none appears.
 import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type ClusterConfig, loadConfig } from '../config/config.js';
+import { type ClientConfig, loadClientConfig } from '../config/client-config.js';
 import type { NodeStatus } from '../protocol/index.js';
 import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
 import { type ConnectOptions, parseIntOption, withClusterOptions } from './options.js';
@@ -21,7 +21,7 @@ export function registerStatus(program: Command): void {
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'wait this long for a leader', parseIntOption('--timeout', 0, 3_600_000), 3000)
     .action(async (options: StatusOptions) => {
-      const config = loadConfig(options.config);
+      const config = await loadClientConfig(options.config);
       const rows = await waitForLeader(config, options.timeout, accessFrom(options, config));
       const leader = rows.find((r) => r.role === 'leader');
       if (options.json) {
@@ -33,7 +33,7 @@ export function registerStatus(program: Command): void {
     });
 }
 
-async function waitForLeader(config: ClusterConfig, timeoutMs: number, access: ClientAccess): Promise<Row[]> {
+async function waitForLeader(config: ClientConfig, timeoutMs: number, access: ClientAccess): Promise<Row[]> {
   const deadline = performance.now() + timeoutMs; // monotonic: --timeout is a duration
   const client = clientFor(config, timeoutMs, access);
   try {

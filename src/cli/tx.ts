@@ -6,7 +6,7 @@
 import { type Command, Option } from 'commander';
 import { clientFor, accessFrom, formatTable, withClient } from './connect.js';
 import { type ConnectOptions, parseIntOption, withClusterOptions } from './options.js';
-import { loadConfig } from '../config/config.js';
+import { loadClientConfig } from '../config/client-config.js';
 import { TransactionProducer, type TransactionState } from '../client/transaction.js';
 import { DEFAULT_CLIENT_OPTIONS } from '../client/client.js';
 import type { TxCheck, TxOutcome } from '../protocol/index.js';
@@ -45,7 +45,7 @@ export function registerTx(program: Command): void {
 }
 
 async function runTxCheck(options: TxCheckOptions): Promise<void> {
-  const config = loadConfig(options.config);
+  const config = await loadClientConfig(options.config);
   const client = clientFor(config, DEFAULT_CLIENT_OPTIONS.timeoutMs, accessFrom(options, config));
   const answer = STATE_OF[options.answer];
   let lastError = { text: '', atMs: -Infinity };

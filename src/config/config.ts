@@ -1,6 +1,6 @@
 // Cluster configuration (CONTRACT.md): loading, validation with named defaults, and the
-// one-line error a user gets for a bad file. Every command loads its config through here.
-import { readFileSync } from 'node:fs';
+// one-line error a user gets for a bad file. A node's start loads its config through here; a
+// client command through client-config.ts, which hands a config it refuses to this check.
 import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
@@ -9,6 +9,8 @@ import { ENTRY_OVERHEAD_BYTES } from '../raft/types.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../transport/framing.js';
 import { LIMITS, NAME_PATTERN, NAME_RULE } from '../protocol/limits.js';
 import { LmqError } from '../util/errors.js';
+import { readConfigJson } from './client-config.js';
+import { MAX_CLUSTER_ID_LENGTH, MAX_HOST_LENGTH, MAX_NODES, MAX_PATH_LENGTH, MAX_PORT, MIN_PORT, NODE_ID_PATTERN, NODE_ID_RULE } from './bounds.js';
 
 /**
  * The largest raft.maxAppendBytes whose append messages always fit one peer transport frame.
@@ -34,18 +36,18 @@ const MAX_RETENTION_AGE_MS = 365 * 24 * 60 * 60 * 1000;
 /** 1 PiB: far above any disk a node has, and still a safe integer. */
 const MAX_RETENTION_BYTES = 2 ** 50;
 
-const nodeId = z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'letters, digits, "_" or "-", 1 to 32 characters');
-const port = z.number().int().min(1).max(65535);
+const nodeId = z.string().regex(NODE_ID_PATTERN, NODE_ID_RULE);
+const port = z.number().int().min(MIN_PORT).max(MAX_PORT);
 
 const nodeSchema = z
   .object({
     id: nodeId,
-    host: z.string().min(1).max(253),
+    host: z.string().min(1).max(MAX_HOST_LENGTH),
     raftPort: port,
     clientPort: port,
     /** The web console and /metrics (src/http); omitted: the node serves neither. */
     httpPort: port.optional(),
-    dataDir: z.string().min(1).max(4096),
+    dataDir: z.string().min(1).max(MAX_PATH_LENGTH),
     /** RocketMQ 5 gRPC MessagingService (plaintext), src/grpc; absent: the node serves none. */
     grpcPort: port.optional(),
   })
@@ -195,9 +197,9 @@ const topicSchema = z
 /** PEM files, relative to the config file; `{id}` in cert and key stands for the node's id. */
 const tlsSchema = z
   .object({
-    cert: z.string().min(1).max(4096),
-    key: z.string().min(1).max(4096),
-    ca: z.string().min(1).max(4096),
+    cert: z.string().min(1).max(MAX_PATH_LENGTH),
+    key: z.string().min(1).max(MAX_PATH_LENGTH),
+    ca: z.string().min(1).max(MAX_PATH_LENGTH),
   })
   .strict();
 
@@ -207,9 +209,9 @@ const securitySchema = z
      * The shared secret peers prove to each other (src/security/cluster-secret.ts), resolved
      * against the config file's folder. Without it every node host must be loopback.
      */
-    clusterSecretFile: z.string().min(1).max(4096).optional(),
+    clusterSecretFile: z.string().min(1).max(MAX_PATH_LENGTH).optional(),
     /** Client users and permissions (JSON; README "Clients and ACLs"), relative to the config file. */
-    aclFile: z.string().min(1).max(4096).optional(),
+    aclFile: z.string().min(1).max(MAX_PATH_LENGTH).optional(),
     /** TLS on the peer port (mutual) and the client port: src/security/tls.ts reads and checks the files. */
     tls: tlsSchema.optional(),
   })
@@ -228,8 +230,8 @@ const grpcSchema = z
 
 export const configSchema = z
   .object({
-    clusterId: z.string().min(1).max(64),
-    nodes: z.array(nodeSchema).min(1).max(7),
+    clusterId: z.string().min(1).max(MAX_CLUSTER_ID_LENGTH),
+    nodes: z.array(nodeSchema).min(1).max(MAX_NODES),
     flush: z
       .object({
         mode: z.enum(['sync', 'async']),
@@ -386,20 +388,7 @@ export function parseConfig(raw: unknown, source: string): ClusterConfig {
  * against the file's folder, so the same file works from any working directory.
  */
 export function loadConfig(path: string): ClusterConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? String(error);
-    throw new LmqError('LMQ_BAD_CONFIG', `cannot read config ${path} (${reason}); pass --config FILE`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new LmqError('LMQ_BAD_CONFIG', `config ${path} is not valid JSON: ${(error as Error).message}`);
-  }
-  const config = parseConfig(raw, path);
+  const config = parseConfig(readConfigJson(path), path);
   const base = dirname(resolve(path));
   const nodes = config.nodes.map((node) => ({ ...node, dataDir: resolve(base, node.dataDir) }));
   const problem = placementProblem(nodes);
