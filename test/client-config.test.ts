@@ -7,9 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ZodArray, ZodDefault, ZodEffects, ZodObject, ZodOptional, type ZodTypeAny } from 'zod';
 import { MAX_CLUSTER_ID_LENGTH, MAX_HOST_LENGTH, MAX_NODES, MAX_PATH_LENGTH, MAX_PORT } from '../src/config/bounds.js';
-import { loadClientConfig } from '../src/config/client-config.js';
-import { type ClusterConfig, loadConfig } from '../src/config/config.js';
+import { CONFIG_KEYS, FLUSH_MODE_NAMES, type KeyTree, loadClientConfig, QUORUM_MODE_NAMES } from '../src/config/client-config.js';
+import { type ClusterConfig, configSchema, FLUSH_MODES, loadConfig, QUORUM_MODES } from '../src/config/config.js';
 import { LIMITS } from '../src/protocol/limits.js';
 import { LmqError } from '../src/util/errors.js';
 
@@ -75,6 +76,15 @@ const badForClients: Record<string, Raw | unknown> = {
   'too many orderly retries': { ...base, consumer: { maxOrderlyReconsumeTimes: LIMITS.maxReconsumeTimes + 1 } },
   'fractional orderly retries': { ...base, consumer: { maxOrderlyReconsumeTimes: 1.5 } },
   'orderly retries as text': { ...base, consumer: { maxOrderlyReconsumeTimes: '3' } },
+  // Every command refuses a key the schema does not know and a bad contract key (CONTRACT.md).
+  'an unknown key': { ...base, colour: 'blue' },
+  'an unknown node key': withNode0({ clientport: 7201 }),
+  'an unknown nested key': { ...base, raft: { tickMS: 50 } },
+  'an unknown TLS key': { ...base, security: { tls: { cert: 'c.pem', key: 'k.pem', ca: 'ca.pem', crl: 'x' } } },
+  'no flush': { ...base, flush: undefined },
+  'a bad flush mode': { ...base, flush: { mode: 'sometimes' } },
+  'no quorum': { ...base, quorum: undefined },
+  'a bad quorum': { ...base, quorum: 'most' },
   // A bad client key with a bad node key before it: the line is the full check's, whichever it names.
   'bad raft and a bad client port': { ...withNode0({ clientPort: 0 }), raft: { tickMs: 0 } },
 };
@@ -82,13 +92,25 @@ const badForClients: Record<string, Raw | unknown> = {
 /** Configs a node refuses for a key only a node reads: a client command still runs with them. */
 const badForNodesOnly: Record<string, Raw> = {
   'a bad raft tick': { ...base, raft: { tickMs: 0 } },
-  'an unknown key': { ...base, colour: 'blue' },
   'a missing data dir': withNode0({ dataDir: undefined }),
   'two nodes on one raft port': { ...base, nodes: [node(1), node(2, { raftPort: 7101 })] },
   'a public host without a cluster secret': withNode0({ host: '10.0.0.1' }),
   'a TLS block without a key': { ...base, security: { tls: { cert: 'c.pem', ca: 'ca.pem' } } },
   'a bad delay level': { ...base, delay: { levels: '1s fast' } },
 };
+
+/** The schema's keys as a KeyTree: objects' keys, arrays of objects as their items' keys. */
+function keyTreeOf(schema: ZodTypeAny): KeyTree | null {
+  let type = schema;
+  for (;;) {
+    if (type instanceof ZodDefault || type instanceof ZodOptional) type = type._def.innerType;
+    else if (type instanceof ZodEffects) type = type._def.schema;
+    else if (type instanceof ZodArray) type = type.element;
+    else break;
+  }
+  if (!(type instanceof ZodObject)) return null;
+  return Object.fromEntries(Object.entries(type.shape as Record<string, ZodTypeAny>).map(([key, child]) => [key, keyTreeOf(child)]));
+}
 
 let files = 0;
 function fileOf(raw: unknown): string {
@@ -149,6 +171,12 @@ describe('client config – the quick check agrees with the full schema on the k
     const path = fileOf(raw);
     expect(fullVerdict(path)).toHaveProperty('line', expect.stringMatching(/^bad config /));
     expect(await clientVerdict(path)).toEqual({ clusterId: base.clusterId, nodes: expect.any(Array), consumer: {}, ...('security' in raw ? { security: expect.anything() } : {}) });
+  });
+
+  it('knows exactly the keys and modes of the schema', () => {
+    expect(CONFIG_KEYS).toEqual(keyTreeOf(configSchema));
+    expect([...FLUSH_MODE_NAMES]).toEqual([...FLUSH_MODES]);
+    expect([...QUORUM_MODE_NAMES]).toEqual([...QUORUM_MODES]);
   });
 
   it('says the same line for a missing file and for one that is not JSON', async () => {

@@ -4,8 +4,10 @@
 // about a fifth of Node's own start: a quick check of just these keys, against the bounds both
 // checks share (bounds.ts), accepts a config. A config the quick check refuses is handed to the
 // full schema (loaded then), so a bad one gets exactly the one line a node's start would give;
-// keys only a node reads are checked when a node starts. test/client-config.test.ts holds the
-// two checks to the same verdict on the keys read here.
+// keys only a node reads are checked when a node starts — but every config key must be one
+// the schema knows (CONFIG_KEYS) and the contract's flush.mode and quorum must be valid, so a
+// misspelt key or a wrong mode is refused by every command (CONTRACT.md). test/client-config
+// .test.ts holds the two checks to the same verdict and CONFIG_KEYS equal to the schema's keys.
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LIMITS } from '../protocol/limits.js';
@@ -69,6 +71,9 @@ type ClientShape = Omit<ClientConfig, 'consumer'> & { readonly consumer?: Client
  */
 function isClientUsable(raw: unknown): raw is ClientShape {
   if (!isRecord(raw) || !isText(raw.clusterId, MAX_CLUSTER_ID_LENGTH)) return false;
+  if (!hasOnlyKnownKeys(raw, CONFIG_KEYS)) return false;
+  if (!isRecord(raw.flush) || !(FLUSH_MODE_NAMES as readonly unknown[]).includes(raw.flush.mode)) return false;
+  if (!(QUORUM_MODE_NAMES as readonly unknown[]).includes(raw.quorum)) return false;
   const { nodes, security, consumer } = raw;
   if (!Array.isArray(nodes) || nodes.length < 1 || nodes.length > MAX_NODES) return false;
   const ids = new Set<unknown>();
@@ -85,6 +90,48 @@ function isClientUsable(raw: unknown): raw is ClientShape {
     if (!isRecord(consumer)) return false;
     const { maxOrderlyReconsumeTimes } = consumer;
     if (maxOrderlyReconsumeTimes !== undefined && !isInt(maxOrderlyReconsumeTimes, 0, LIMITS.maxReconsumeTimes)) return false;
+  }
+  return true;
+}
+
+/** A tree of the config's keys: null for a leaf, the keys of an object, or of each item of an array of objects. */
+export type KeyTree = { readonly [key: string]: KeyTree | null };
+
+/** The flush modes and quorum modes of the schema (config.ts; the test holds them equal). */
+export const FLUSH_MODE_NAMES = ['sync', 'async'] as const;
+export const QUORUM_MODE_NAMES = ['majority', 'all', 'leader'] as const;
+
+/** Every key the schema (config.ts) knows; the test holds this equal to the schema's own. */
+export const CONFIG_KEYS: KeyTree = {
+  clusterId: null,
+  nodes: { id: null, host: null, raftPort: null, clientPort: null, httpPort: null, dataDir: null, grpcPort: null },
+  flush: { mode: null, intervalMs: null },
+  quorum: null,
+  raft: { tickMs: null, electionTimeoutTicks: null, heartbeatIntervalTicks: null, maxInflightMsgs: null, maxInflightBytes: null, maxCatchUpBytesPerSec: null, maxAppendBytes: null, maxUncommittedEntries: null, maxUncommittedBytes: null, preferredLeader: null },
+  log: { segmentBytes: null },
+  snapshot: { everyEntries: null },
+  retention: { maxAgeMs: null, maxBytes: null, checkIntervalMs: null },
+  delay: { levels: null, scanIntervalMs: null },
+  consumer: { maxReconsumeTimes: null, maxOrderlyReconsumeTimes: null },
+  transaction: { checkAfterMs: null, checkIntervalMs: null, maxChecks: null },
+  topic: { maxReorderWaitMs: null },
+  grpc: { fifoGroups: null },
+  security: {
+    clusterSecretFile: null,
+    aclFile: null,
+    tls: { cert: null, key: null, ca: null },
+  },
+  http: { allowWrites: null },
+};
+
+/** Whether every key of `value` (objects and arrays of objects, down the tree) is in `keys`. */
+function hasOnlyKnownKeys(value: unknown, keys: KeyTree): boolean {
+  if (Array.isArray(value)) return value.every((item) => hasOnlyKnownKeys(item, keys));
+  if (!isRecord(value)) return true; // a wrong type: the value checks decide
+  for (const [key, child] of Object.entries(value)) {
+    if (!Object.hasOwn(keys, key)) return false;
+    const subtree = keys[key];
+    if (subtree !== null && subtree !== undefined && !hasOnlyKnownKeys(child, subtree)) return false;
   }
   return true;
 }
