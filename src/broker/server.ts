@@ -128,7 +128,7 @@ export async function startBrokerNode(
   txChecker.start();
   leadership.start();
   // Last: a RocketMQ client's first call goes to this node's own client port.
-  const grpc: GrpcEndpoint | null = self.grpcPort === undefined ? null : await startGrpcEndpoint(config, id, logger);
+  const grpc: GrpcEndpoint | null = self.grpcPort === undefined ? null : await startGrpcEndpoint(config, id, logger, acls?.source);
   logger.info({ raftPort: self.raftPort, clientPort: self.clientPort, dataDir: self.dataDir, lastIndex: log.lastIndex(), appliedIndex: state.appliedIndex() }, 'node up');
 
   const raftNode = node;

@@ -2,10 +2,12 @@
 // only queues with id 0 (one per broker) and dials each broker's endpoints as one DNS name, so
 // every node with a grpcPort is one "broker" with one READ_WRITE queue 0 and one address; which
 // ledgermq queue a message goes to, or is received from, the gateway decides. A node that does
-// not answer its status is left out (liveness is looked at every LIVENESS_INTERVAL_MS), so
+// not answer its status is left out — a refusal is an answer: under an ACL the endpoint's own
+// client is unsigned and its status refused, by a live node (liveness is looked at every LIVENESS_INTERVAL_MS), so
 // clients stop sending to it; the node itself is always in its own routes.
 import { isIP } from 'node:net';
 import type { LedgerClient } from '../client/client.js';
+import { isLmqError } from '../util/errors.js';
 
 const LIVENESS_INTERVAL_MS = 2_000;
 const STATUS_TIMEOUT_MS = 500;
@@ -57,7 +59,7 @@ export class RouteTable {
     if (this.checking) return;
     this.checking = true;
     try {
-      const answers = await Promise.all(this.nodes.map((n) => this.client.callNode(n.id, { op: 'status' }, STATUS_TIMEOUT_MS).then(() => n.id, () => null)));
+      const answers = await Promise.all(this.nodes.map((n) => this.client.callNode(n.id, { op: 'status' }, STATUS_TIMEOUT_MS).then(() => n.id, (error: unknown) => (isLmqError(error, 'LMQ_UNAUTHENTICATED') ? n.id : null))));
       this.live = new Set(answers.filter((id): id is string => id !== null));
     } finally {
       this.checking = false;

@@ -3,16 +3,15 @@
 // log, and every answer carries a RocketMQ status — OK (20000), or the code codes.ts maps the
 // failure to; an RPC never fails with a bare gRPC error and never waits past its deadline.
 //
-// Sending: each message is its own produce with producerId = its RocketMQ message id and seq 1,
-// so the broker's producer dedup drops a retry of it — on any node, after a leader change —
-// and answers the first placement (within the broker's window of recent producers,
-// maxProducers). NORMAL/DELAY messages go to the topic's queues round-robin; a FIFO message to
-// queue hash(message group) % queues, so one group keeps one queue's order; a TRANSACTION
-// message is a half message of transaction id = its message id, in producer group = its topic.
+// Sending: NORMAL, FIFO and DELAY messages go through the caller's batching native Producer
+// (sender.ts): round-robin over the topic's queues, a FIFO message by its message group as the
+// order key (one group, one queue, in order, fenced across a topic's growth). A TRANSACTION
+// message is a half message of transaction id = its message id, in producer group = its topic,
+// sent alone with producerId = its message id, so a resend of it stores nothing more.
 // Consuming: the simple consumer's receive/ack/changeInvisibleDuration (replicated: a receipt
 // from one leader acks on the next); tag and SQL filters are applied here, and a message the
 // group's filter does not match is acked for the group at once, as RocketMQ treats it.
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { LedgerClient } from '../client/client.js';
 import { hashKey } from '../client/producer.js';
@@ -23,6 +22,7 @@ import { Code, GrpcRequestError, OK_STATUS, type Status, statusOfError } from '.
 import { millisOf, outgoingOf, type Resource, type RmqMessage, rmqReceivedOf, type Duration } from './messages.js';
 import type { RouteTable } from './routes.js';
 import type { TelemetrySessions } from './telemetry.js';
+import type { GrpcSender } from './sender.js';
 
 export interface GatewayOptions {
   /** This node: the store_host of the messages it hands out. */
@@ -37,14 +37,18 @@ export interface GatewayOptions {
 const RECEIVE_MARGIN_MS = 1_500;
 /** Invisible duration of a push consumer's messages (auto_renew): its listener's time to ack. */
 const AUTO_RENEW_INVISIBLE_MS = 60_000;
-/**
- * A long poll is a loop of native receives of at most this wait: the broker's wait wakes on new
- * messages but not on another client's changeInvisibleDuration (a push consumer's nack), so
- * without the slice a nacked message would wait out the whole long poll (20 s) to come back.
- */
-const RECEIVE_SLICE_MS = 1_000;
 /** How long a topic's queue count is taken as known. */
 const ROUTE_CACHE_MS = 3_000;
+
+/** What carries one caller's calls to the cluster: the endpoint's own client, or (with an ACL) the signing user's (auth.ts). */
+export interface Caller {
+  readonly client: LedgerClient;
+  /** Sends NORMAL, FIFO and DELAY messages, batched (sender.ts). */
+  readonly sender: GrpcSender;
+}
+
+/** The caller of a call with these headers from this peer; throws GrpcRequestError (40100) when it cannot be proven. */
+export type CallerOf = (metadata: grpc.Metadata, peer: string) => Caller;
 
 type Unary = (call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
 
@@ -53,7 +57,7 @@ export class MessagingGateway {
   private nextQueue = 0;
 
   constructor(
-    private readonly client: LedgerClient,
+    private readonly callerOf: CallerOf,
     private readonly routes: RouteTable,
     private readonly telemetry: TelemetrySessions,
     private readonly options: GatewayOptions,
@@ -63,20 +67,31 @@ export class MessagingGateway {
   /** The handlers grpc.Server.addService takes. */
   handlers(): grpc.UntypedServiceImplementation {
     return {
-      QueryRoute: this.unary((r, m) => this.queryRoute(r, m)),
+      QueryRoute: this.unary((r, m, c) => this.queryRoute(r, m, c)),
       Heartbeat: this.unary(async () => ({ status: OK_STATUS })),
-      QueryAssignment: this.unary(async (r, m) => this.queryAssignment(r, m)),
-      SendMessage: this.unary((r) => this.sendMessage(r)),
-      AckMessage: this.unary((r) => this.ackMessage(r)),
-      ChangeInvisibleDuration: this.unary((r) => this.changeInvisibleDuration(r)),
-      ForwardMessageToDeadLetterQueue: this.unary((r) => this.forwardToDeadLetterQueue(r)),
-      EndTransaction: this.unary((r) => this.endTransaction(r)),
+      QueryAssignment: this.unary(async (r, m, c) => this.queryAssignment(r, m, c)),
+      SendMessage: this.unary((r, _m, c) => this.sendMessage(r, c)),
+      AckMessage: this.unary((r, _m, c) => this.ackMessage(r, c)),
+      ChangeInvisibleDuration: this.unary((r, _m, c) => this.changeInvisibleDuration(r, c)),
+      ForwardMessageToDeadLetterQueue: this.unary((r, _m, c) => this.forwardToDeadLetterQueue(r, c)),
+      EndTransaction: this.unary((r, _m, c) => this.endTransaction(r, c)),
       NotifyClientTermination: this.unary(async (_r, m) => {
         this.telemetry.terminate(clientIdOf(m));
         return { status: OK_STATUS };
       }),
       ReceiveMessage: (call: grpc.ServerWritableStream<Record<string, unknown>, unknown>) => void this.receiveMessage(call),
-      Telemetry: (call: grpc.ServerDuplexStream<Record<string, unknown>, Record<string, unknown>>) => this.telemetry.serve(call, clientIdOf(call.metadata)),
+      Telemetry: (call: grpc.ServerDuplexStream<Record<string, unknown>, Record<string, unknown>>) => {
+        let caller: Caller;
+        try {
+          refuseNamespace(call.metadata);
+          caller = this.callerOf(call.metadata, call.getPeer());
+        } catch (error) {
+          const { message } = statusOfError(error);
+          call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: message });
+          return;
+        }
+        this.telemetry.serve(call, clientIdOf(call.metadata), caller.client);
+      },
       PullMessage: (call: grpc.ServerWritableStream<unknown, unknown>) => {
         call.write({ status: notImplemented('PullMessage') });
         call.end();
@@ -90,11 +105,11 @@ export class MessagingGateway {
   }
 
   /** A unary handler: any failure answers its status in the response, never a gRPC error. */
-  private unary(handle: (request: Record<string, unknown>, metadata: grpc.Metadata) => Promise<Record<string, unknown>>): Unary {
+  private unary(handle: (request: Record<string, unknown>, metadata: grpc.Metadata, caller: Caller) => Promise<Record<string, unknown>>): Unary {
     return (call, callback) => {
       const run = async () => {
         refuseNamespace(call.metadata);
-        return handle(call.request, call.metadata);
+        return handle(call.request, call.metadata, this.callerOf(call.metadata, call.getPeer()));
       };
       run().then(
         (response) => callback(null, response),
@@ -106,54 +121,54 @@ export class MessagingGateway {
     };
   }
 
-  private async queryRoute(request: Record<string, unknown>, metadata: grpc.Metadata): Promise<Record<string, unknown>> {
+  private async queryRoute(request: Record<string, unknown>, metadata: grpc.Metadata, caller: Caller): Promise<Record<string, unknown>> {
     const topic = nameOf(request['topic'], 'topic');
-    await this.queueCount(topic);
+    await this.queueCount(topic, caller);
     return { status: OK_STATUS, messageQueues: this.routes.queues(topic, namespaceOf(metadata)) };
   }
 
-  private async queryAssignment(request: Record<string, unknown>, metadata: grpc.Metadata): Promise<Record<string, unknown>> {
+  private async queryAssignment(request: Record<string, unknown>, metadata: grpc.Metadata, caller: Caller): Promise<Record<string, unknown>> {
     const topic = nameOf(request['topic'], 'topic');
-    await this.queueCount(topic);
+    await this.queueCount(topic, caller);
     return { status: OK_STATUS, assignments: this.routes.queues(topic, namespaceOf(metadata)).map((messageQueue) => ({ messageQueue })) };
   }
 
-  private async queueCount(topic: string): Promise<number> {
+  private async queueCount(topic: string, caller: Caller): Promise<number> {
     const known = this.queueCounts.get(topic);
     if (known !== undefined && performance.now() - known.atMs < ROUTE_CACHE_MS) return known.queues;
-    const { queues } = await this.client.call({ op: 'route', topic }, this.options.unaryTimeoutMs);
+    const { queues } = await caller.client.call({ op: 'route', topic }, this.options.unaryTimeoutMs);
     this.queueCounts.set(topic, { queues, atMs: performance.now() });
     return queues;
   }
 
-  private async sendMessage(request: Record<string, unknown>): Promise<Record<string, unknown>> {
+  private async sendMessage(request: Record<string, unknown>, caller: Caller): Promise<Record<string, unknown>> {
     const messages = request['messages'] as RmqMessage[];
     if (messages.length === 0) throw new GrpcRequestError(Code.BAD_REQUEST, 'SendMessage names no message');
-    const entries = await Promise.all(messages.map((m) => this.sendOne(m).catch((error: unknown) => ({ status: statusOfError(error), messageId: m.systemProperties?.messageId ?? '', transactionId: '', offset: 0 }))));
+    const entries = await Promise.all(messages.map((m) => this.sendOne(m, caller).catch((error: unknown) => ({ status: statusOfError(error), messageId: m.systemProperties?.messageId ?? '', transactionId: '', offset: 0 }))));
     const failed = entries.find((e) => e.status.code !== Code.OK);
     return { status: failed?.status ?? OK_STATUS, entries };
   }
 
-  private async sendOne(rmq: RmqMessage): Promise<{ status: Status; messageId: string; transactionId: string; offset: number }> {
+  private async sendOne(rmq: RmqMessage, caller: Caller): Promise<{ status: Status; messageId: string; transactionId: string; offset: number }> {
     const { message, type, messageGroup } = outgoingOf(rmq);
-    const queues = await this.queueCount(message.topic);
-    const queueId = messageGroup !== undefined ? hashKey(messageGroup) % queues : this.nextQueue++ % queues;
-    const placed = { ...message, queueId };
     if (type === 'TRANSACTION') {
-      await this.client.call({ op: 'txHalf', producerGroup: message.topic, producerId: message.msgId, txId: message.msgId, messages: [placed] }, this.options.unaryTimeoutMs);
+      const queues = await this.queueCount(message.topic, caller);
+      const queueId = messageGroup !== undefined ? hashKey(messageGroup) % queues : this.nextQueue++ % queues;
+      await caller.client.call({ op: 'txHalf', producerGroup: message.topic, producerId: message.msgId, txId: message.msgId, messages: [{ ...message, queueId }] }, this.options.unaryTimeoutMs);
       return { status: OK_STATUS, messageId: message.msgId, transactionId: message.msgId, offset: 0 };
     }
     if (message.deliverAtMs !== undefined && message.deliverAtMs - Date.now() > LIMITS.maxDelayMs) {
       throw new GrpcRequestError(Code.ILLEGAL_DELIVERY_TIME, `delivery_timestamp is more than ${LIMITS.maxDelayMs} ms ahead`);
     }
-    const response = await this.client.call({ op: 'produce', producerId: message.msgId, seq: 1, messages: [placed] }, this.options.unaryTimeoutMs);
-    return { status: OK_STATUS, messageId: message.msgId, transactionId: '', offset: response.placed[0]?.offset ?? 0 };
+    const { offset } = await caller.sender.send(message, messageGroup);
+    return { status: OK_STATUS, messageId: message.msgId, transactionId: '', offset: offset ?? 0 };
   }
 
   private async receiveMessage(call: grpc.ServerWritableStream<Record<string, unknown>, unknown>): Promise<void> {
     const startedMs = performance.now();
     try {
       refuseNamespace(call.metadata);
+      const caller = this.callerOf(call.metadata, call.getPeer());
       const request = call.request;
       const group = nameOf(request['group'], 'group');
       const queue = request['messageQueue'] as { topic: Resource | null } | null;
@@ -164,7 +179,7 @@ export class MessagingGateway {
       const deadline = call.getDeadline();
       const untilMs = deadline instanceof Date ? deadline.getTime() - Date.now() - RECEIVE_MARGIN_MS : Infinity;
       const pollMs = Math.max(0, Math.min(millisOf(request['longPollingTimeout'] as Duration | null) ?? 0, untilMs));
-      const messages = await this.receiveMatching(group, topic, clientIdOf(call.metadata), max, invisibleDurationMs, filter, startedMs + pollMs);
+      const messages = await this.receiveMatching(caller, group, topic, clientIdOf(call.metadata), max, invisibleDurationMs, filter, startedMs + pollMs);
       const namespace = namespaceOf(call.metadata);
       for (const message of messages) call.write({ message: rmqReceivedOf(message, topic, namespace, this.options.selfId) });
       call.write({ status: messages.length > 0 ? OK_STATUS : { code: Code.MESSAGE_NOT_FOUND, message: 'no new message' } });
@@ -176,26 +191,28 @@ export class MessagingGateway {
   }
 
   /** Receives until some message matches the filter or the long poll ends; those that do not match are acked for the group. */
-  private async receiveMatching(group: string, topic: string, clientId: string, max: number, invisibleDurationMs: number, filter: MessageFilter | null, untilMs: number): Promise<ReceivedMessage[]> {
+  private async receiveMatching(caller: Caller, group: string, topic: string, clientId: string, max: number, invisibleDurationMs: number, filter: MessageFilter | null, untilMs: number): Promise<ReceivedMessage[]> {
     for (;;) {
-      const waitMs = Math.max(0, Math.min(RECEIVE_SLICE_MS, Math.floor(untilMs - performance.now())));
+      // One native receive waits the whole long poll: the broker's wait wakes on new messages and
+      // on an in-flight one made visible sooner (another client's changeInvisibleDuration).
+      const waitMs = Math.max(0, Math.floor(untilMs - performance.now()));
       const callMs = waitMs + this.options.unaryTimeoutMs;
       const fifo = this.options.fifoGroups.has(group) ? { fifo: true } : {};
-      const { messages } = await this.client.call({ op: 'receive', group, topic, clientId, max, invisibleDurationMs, waitMs, ...fifo }, callMs, callMs);
+      const { messages } = await caller.client.call({ op: 'receive', group, topic, clientId, max, invisibleDurationMs, waitMs, ...fifo }, callMs, callMs);
       const matching = filter === null ? messages : messages.filter((m) => filter.matches(m));
       const skipped = messages.filter((m) => !matching.includes(m)).map((m) => m.receipt);
-      if (skipped.length > 0) await this.client.call({ op: 'ack', group, receipts: skipped }, this.options.unaryTimeoutMs);
+      if (skipped.length > 0) await caller.client.call({ op: 'ack', group, receipts: skipped }, this.options.unaryTimeoutMs);
       if (matching.length > 0 || performance.now() >= untilMs) return [...matching];
     }
   }
 
-  private async ackMessage(request: Record<string, unknown>): Promise<Record<string, unknown>> {
+  private async ackMessage(request: Record<string, unknown>, caller: Caller): Promise<Record<string, unknown>> {
     const group = nameOf(request['group'], 'group');
     const entries = request['entries'] as { messageId: string; receiptHandle: string }[];
     if (entries.length === 0) throw new GrpcRequestError(Code.BAD_REQUEST, 'AckMessage names no entry');
     if (entries.length > LIMITS.maxReceiptsPerAck) throw new GrpcRequestError(Code.BAD_REQUEST, `more than ${LIMITS.maxReceiptsPerAck} entries`);
     const valid = entries.filter((e) => parseReceipt(e.receiptHandle) !== undefined);
-    const { expired } = valid.length === 0 ? { expired: [] as string[] } : await this.client.call({ op: 'ack', group, receipts: valid.map((e) => e.receiptHandle) }, this.options.unaryTimeoutMs);
+    const { expired } = valid.length === 0 ? { expired: [] as string[] } : await caller.client.call({ op: 'ack', group, receipts: valid.map((e) => e.receiptHandle) }, this.options.unaryTimeoutMs);
     const stale = new Set(expired);
     const results = entries.map((e) => {
       const bad = parseReceipt(e.receiptHandle) === undefined || stale.has(e.receiptHandle);
@@ -205,28 +222,28 @@ export class MessagingGateway {
     return { status: results.find((r) => r.status.code !== Code.OK)?.status ?? OK_STATUS, entries: results };
   }
 
-  private async changeInvisibleDuration(request: Record<string, unknown>): Promise<Record<string, unknown>> {
+  private async changeInvisibleDuration(request: Record<string, unknown>, caller: Caller): Promise<Record<string, unknown>> {
     const group = nameOf(request['group'], 'group');
     const receipt = receiptOf(request['receiptHandle']);
     const invisibleDurationMs = invisibleMsOf(request['invisibleDuration'] as Duration | null);
-    const response = await this.client.call({ op: 'changeInvisibleDuration', group, receipt, invisibleDurationMs }, this.options.unaryTimeoutMs);
+    const response = await caller.client.call({ op: 'changeInvisibleDuration', group, receipt, invisibleDurationMs }, this.options.unaryTimeoutMs);
     return { status: OK_STATUS, receiptHandle: response.receipt };
   }
 
   /** The delivery goes to %DLQ%<group> at once (with its attempts), and its receipt is acked so it is not delivered again. */
-  private async forwardToDeadLetterQueue(request: Record<string, unknown>): Promise<Record<string, unknown>> {
+  private async forwardToDeadLetterQueue(request: Record<string, unknown>, caller: Caller): Promise<Record<string, unknown>> {
     const group = nameOf(request['group'], 'group');
     const receipt = receiptOf(request['receiptHandle']);
     const at = parseReceipt(receipt)!;
     const attempts = Math.min(Math.max(Number(request['deliveryAttempt']) || 1, 1), LIMITS.maxReconsumeTimes + 1);
     const msgId = String(request['messageId'] ?? '');
     if (msgId === '') throw new GrpcRequestError(Code.ILLEGAL_MESSAGE_ID, 'message_id is required');
-    await this.client.call({ op: 'sendBack', group, topic: at.topic, queueId: at.queueId, offset: at.offset, msgId, orderlyAttempts: attempts, reason: 'forwarded to the dead-letter queue by the RocketMQ client' }, this.options.unaryTimeoutMs);
-    await this.client.call({ op: 'ack', group, receipts: [receipt] }, this.options.unaryTimeoutMs);
+    await caller.client.call({ op: 'sendBack', group, topic: at.topic, queueId: at.queueId, offset: at.offset, msgId, orderlyAttempts: attempts, reason: 'forwarded to the dead-letter queue by the RocketMQ client' }, this.options.unaryTimeoutMs);
+    await caller.client.call({ op: 'ack', group, receipts: [receipt] }, this.options.unaryTimeoutMs);
     return { status: OK_STATUS };
   }
 
-  private async endTransaction(request: Record<string, unknown>): Promise<Record<string, unknown>> {
+  private async endTransaction(request: Record<string, unknown>, caller: Caller): Promise<Record<string, unknown>> {
     const topic = nameOf(request['topic'], 'topic');
     const txId = String(request['transactionId'] ?? '');
     if (txId === '') throw new GrpcRequestError(Code.INVALID_TRANSACTION_ID, 'transaction_id is required');
@@ -234,7 +251,7 @@ export class MessagingGateway {
     if (resolution !== 'COMMIT' && resolution !== 'ROLLBACK') throw new GrpcRequestError(Code.BAD_REQUEST, 'resolution must be COMMIT or ROLLBACK');
     const source = request['source'] === 'SOURCE_SERVER_CHECK' ? 'check' : 'producer';
     try {
-      await this.client.call({ op: 'txEnd', producerGroup: topic, txId, outcome: resolution === 'COMMIT' ? 'commit' : 'rollback', source }, this.options.unaryTimeoutMs);
+      await caller.client.call({ op: 'txEnd', producerGroup: topic, txId, outcome: resolution === 'COMMIT' ? 'commit' : 'rollback', source }, this.options.unaryTimeoutMs);
     } catch (error) {
       if (isLmqError(error, 'LMQ_BAD_INPUT')) throw new GrpcRequestError(Code.INVALID_TRANSACTION_ID, error.message);
       throw error;

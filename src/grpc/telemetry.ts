@@ -23,6 +23,8 @@ type Stream = ServerDuplexStream<Record<string, unknown>, Record<string, unknown
 
 interface Session {
   readonly clientId: string;
+  /** Carries the session's calls: the endpoint's client, or the signing user's (auth.ts). */
+  readonly client: LedgerClient;
   readonly stream: Stream;
   readonly timers: NodeJS.Timeout[];
   /** Topics whose check-backs this session polls. */
@@ -34,15 +36,14 @@ export class TelemetrySessions {
   private readonly sessions = new Set<Session>();
 
   constructor(
-    private readonly client: LedgerClient,
     private readonly limits: SettingsLimits,
     private readonly storeHost: string,
     private readonly logger: Logger,
   ) {}
 
   /** Serves one Telemetry call until the client ends it. */
-  serve(stream: Stream, clientId: string): void {
-    const session: Session = { clientId, stream, timers: [], checking: new Set(), closed: false };
+  serve(stream: Stream, clientId: string, client: LedgerClient): void {
+    const session: Session = { clientId, client, stream, timers: [], checking: new Set(), closed: false };
     this.sessions.add(session);
     const end = () => this.end(session);
     stream.on('data', (command: Record<string, unknown>) => this.onCommand(session, command));
@@ -99,7 +100,7 @@ export class TelemetrySessions {
   private async pollChecks(session: Session, topic: string): Promise<void> {
     while (!session.closed) {
       try {
-        const { checks } = await this.client.call({ op: 'txChecks', producerGroup: topic, clientId: session.clientId, waitMs: TX_CHECK_WAIT_MS }, TX_CHECK_WAIT_MS + TX_CHECK_MARGIN_MS, TX_CHECK_WAIT_MS + TX_CHECK_MARGIN_MS);
+        const { checks } = await session.client.call({ op: 'txChecks', producerGroup: topic, clientId: session.clientId, waitMs: TX_CHECK_WAIT_MS }, TX_CHECK_WAIT_MS + TX_CHECK_MARGIN_MS, TX_CHECK_WAIT_MS + TX_CHECK_MARGIN_MS);
         for (const check of checks) this.sendCheck(session, check);
       } catch (error) {
         if (session.closed) return;
