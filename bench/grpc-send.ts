@@ -5,7 +5,6 @@
 // a follower's gRPC endpoint, and ledgermq's own Producer. Reports msgs/s and the p50/p99 of a
 // send's acknowledgement; writes bench/results/grpc-send.json with the machine beside them.
 import { writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'hdr-histogram-js';
 import { Producer as RocketProducer } from 'rocketmq-client-nodejs';
@@ -26,10 +25,6 @@ interface Result {
   readonly msgsPerSec: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
-  /** CPU time of this (the client's) process per message sent: what the client itself costs. */
-  readonly clientCpuMsPerMsg: number;
-  /** The machine's 1-minute load average at the end of the run (2 cores: above 2, everything waits for CPU). */
-  readonly loadAverage: number;
 }
 
 /** Runs `inFlight` loops of `send` for SECONDS; each loop sends its next message when the last is acknowledged. */
@@ -46,13 +41,8 @@ async function measure(client: Result['client'], inFlight: number, send: () => P
     }
   };
   const startMs = performance.now();
-  const cpuBefore = process.cpuUsage();
   await Promise.all(Array.from({ length: inFlight }, loop));
-  const cpu = process.cpuUsage(cpuBefore);
-  const result = {
-    client, inFlight, msgsPerSec: Math.round(sent / ((performance.now() - startMs) / 1000)), p50Ms: histogram.getValueAtPercentile(50) / 1000, p99Ms: histogram.getValueAtPercentile(99) / 1000,
-    clientCpuMsPerMsg: Math.round(((cpu.user + cpu.system) / 1000 / Math.max(1, sent)) * 100) / 100, loadAverage: Math.round(loadavg()[0]! * 10) / 10,
-  };
+  const result = { client, inFlight, msgsPerSec: Math.round(sent / ((performance.now() - startMs) / 1000)), p50Ms: histogram.getValueAtPercentile(50) / 1000, p99Ms: histogram.getValueAtPercentile(99) / 1000 };
   console.error(`[grpc-send] ${JSON.stringify(result)}`);
   return result;
 }

@@ -228,11 +228,8 @@ export class BrokerService {
   /**
    * Long polling without a proposal per look: while a receive would find nothing (no expired
    * delivery, no new offset: a cheap read of the leader's state), it waits for a commit or for
-   * the earliest in-flight message to become visible, up to waitMs; then it proposes once. A
-   * commit that makes an in-flight message visible sooner than the wait was set for (another
-   * client's changeInvisibleDuration, a push consumer's nack) ends the wait early, so it is set
-   * again for the new time. The reply budget is reserved before the proposal, so what apply
-   * hands out is always answered.
+   * the earliest in-flight message to become visible, up to waitMs; then it proposes once. The
+   * reply budget is reserved before the proposal, so what apply hands out is always answered.
    */
   private async receive(request: RequestOf<'receive'>, context: RequestContext, clientId: string): Promise<ResponseOf<'receive'>> {
     const { group, topic } = request;
@@ -244,11 +241,7 @@ export class BrokerService {
       const leftMs = deadlineMs - performance.now();
       if (leftMs <= 0) break;
       const visibleAtMs = this.state.nextVisibleAtMs(group, topic);
-      const sooner = () => {
-        const next = this.state.nextVisibleAtMs(group, topic);
-        return next !== undefined && (visibleAtMs === undefined || next < visibleAtMs);
-      };
-      await this.waitForMessages(() => ready() || sooner(), visibleAtMs === undefined ? leftMs : Math.min(leftMs, Math.max(1, visibleAtMs - Date.now())));
+      await this.waitForMessages(ready, visibleAtMs === undefined ? leftMs : Math.min(leftMs, Math.max(1, visibleAtMs - Date.now())));
     }
     if (!ready()) return { messages: [] };
     await context.reserveReplyBytes(LIMITS.maxReceiveReplyBytes);

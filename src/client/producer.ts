@@ -31,14 +31,7 @@ export { DEFAULT_PRODUCER_OPTIONS, type ProducerOptions } from './send-queue.js'
 
 export interface OutgoingMessage {
   readonly body: Uint8Array;
-  /** Indexed as the message's key, and (selector byKey, no orderKey) chooses its queue. */
   readonly key?: string;
-  /** More keys to index the message by (RocketMQ's keys); they choose nothing. */
-  readonly keys?: readonly string[];
-  /** Chooses the queue under selector byKey instead of `key`, and is not indexed (RocketMQ 5's message group). */
-  readonly orderKey?: string;
-  /** The caller's own message id (a RocketMQ client's), unique per message, instead of the producer's. */
-  readonly msgId?: string;
   readonly tag?: string;
   readonly properties?: Readonly<Record<string, string>>;
   /** A delayed message: due at this time (epoch ms), up to 40 days ahead. */
@@ -77,18 +70,12 @@ export function hashKey(key: string): number {
   return hash;
 }
 
-/** What chooses a message's queue under selector byKey. */
-function queueKeyOf(message: OutgoingMessage): string | undefined {
-  return message.orderKey ?? message.key;
-}
-
-/** The request form of one message; the key (and keys) are indexed as keys. */
+/** The request form of one message; the key is indexed as a key. */
 function toWire(message: OutgoingMessage, msgId: string, topic: string, queueId: number): ProduceMessageWire {
-  const keys = [...(message.key ? [message.key] : []), ...(message.keys ?? [])];
   return {
-    msgId: message.msgId ?? msgId, topic, queueId, body: message.body,
+    msgId, topic, queueId, body: message.body,
     ...(message.tag ? { tag: message.tag } : {}),
-    ...(keys.length > 0 ? { keys } : {}),
+    ...(message.key ? { keys: [message.key] } : {}),
     ...(message.properties ? { properties: message.properties } : {}),
     ...(message.deliverAtMs === undefined ? {} : { deliverAtMs: message.deliverAtMs }),
     ...(message.delayLevel === undefined ? {} : { delayLevel: message.delayLevel }),
@@ -97,8 +84,7 @@ function toWire(message: OutgoingMessage, msgId: string, topic: string, queueId:
 
 /** Bodies plus the UTF-8 worst case (3 bytes per UTF-16 unit) of the strings around them. */
 function sizeBytes(message: OutgoingMessage): number {
-  let textUnits = (message.key?.length ?? 0) + (message.tag?.length ?? 0) + (message.msgId?.length ?? 0);
-  for (const key of message.keys ?? []) textUnits += key.length;
+  let textUnits = (message.key?.length ?? 0) + (message.tag?.length ?? 0);
   for (const [name, value] of Object.entries(message.properties ?? {})) textUnits += name.length + value.length;
   return message.body.byteLength + 3 * textUnits;
 }
@@ -204,7 +190,7 @@ export class Producer {
     const { maxMessagesPerProduce, maxProduceBodyBytes } = LIMITS;
     if (messages.length === 0) throw new LmqError('LMQ_BAD_INPUT', 'a batch needs at least one message');
     if (messages.length > maxMessagesPerProduce) throw new LmqError('LMQ_BAD_INPUT', `a batch holds at most ${maxMessagesPerProduce} messages, not ${messages.length}`);
-    if (selector === 'byKey' && queueKeyOf(messages[0]!) === undefined) throw new LmqError('LMQ_BAD_INPUT', 'selecting the queue by key needs a key (--key)');
+    if (selector === 'byKey' && messages[0]!.key === undefined) throw new LmqError('LMQ_BAD_INPUT', 'selecting the queue by key needs a key (--key)');
     const bodyBytes = totalBodyBytes(messages);
     if (bodyBytes > maxProduceBodyBytes) throw new LmqError('LMQ_BAD_INPUT', `a batch's bodies total ${bodyBytes} bytes, more than ${maxProduceBodyBytes}`);
     messages.forEach((message, i) => {
@@ -253,7 +239,7 @@ export class Producer {
   private isHeld(send: PendingSend, route: KnownRoute): boolean {
     const growth = route.growth;
     if (send.selector !== 'byKey' || growth === undefined) return false;
-    const hash = hashKey(queueKeyOf(send.messages[0]!)!);
+    const hash = hashKey(send.messages[0]!.key!);
     const oldQueue = hash % growth.fromQueues;
     if (oldQueue === hash % route.queues || !growth.held.has(oldQueue)) return false;
     if (performance.now() < growth.untilMs) return true;
@@ -316,7 +302,7 @@ export class Producer {
     const total = run.reduce((sum, send) => sum + send.messages.length, 0);
     const wire: ProduceMessageWire[] = [];
     for (const send of run) {
-      const key = queueKeyOf(send.messages[0]!);
+      const key = send.messages[0]!.key;
       const queueId = send.selector === 'byKey' ? hashKey(key!) % queues : this.roundRobin++ % queues;
       for (const message of send.messages) wire.push(toWire(message, `${session}-${seq}${total > 1 ? `.${wire.length}` : ''}`, send.topic, queueId));
     }

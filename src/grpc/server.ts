@@ -14,7 +14,6 @@ import { messagingServiceDefinition } from './proto.js';
 import { RouteTable } from './routes.js';
 import { type CallerOf, MessagingGateway } from './service.js';
 import { authenticateCall, CallerPool } from './auth.js';
-import { GrpcSender } from './sender.js';
 import type { AclSource } from '../security/acl-source.js';
 import type { Credentials } from '../security/signature.js';
 import { TelemetrySessions } from './telemetry.js';
@@ -45,8 +44,7 @@ export async function startGrpcEndpoint(config: ClusterConfig, selfId: string, l
       { ...DEFAULT_CLIENT_OPTIONS, nodes: config.nodes, timeoutMs: UNARY_TIMEOUT_MS, requestTimeoutMs: UNARY_TIMEOUT_MS, ...(credentials === undefined ? {} : { credentials }) },
       connector,
     );
-    const sender = new GrpcSender(client, UNARY_TIMEOUT_MS, (message) => logger.warn(message));
-    return { client, sender, close: () => client.close() };
+    return { client, close: () => client.close() };
   };
   const anonymous = callerWith(undefined);
   const users = acl === undefined ? null : new CallerPool(acl, callerWith);

@@ -3,11 +3,12 @@
 // log, and every answer carries a RocketMQ status — OK (20000), or the code codes.ts maps the
 // failure to; an RPC never fails with a bare gRPC error and never waits past its deadline.
 //
-// Sending: NORMAL, FIFO and DELAY messages go through the caller's batching native Producer
-// (sender.ts): round-robin over the topic's queues, a FIFO message by its message group as the
-// order key (one group, one queue, in order, fenced across a topic's growth). A TRANSACTION
-// message is a half message of transaction id = its message id, in producer group = its topic,
-// sent alone with producerId = its message id, so a resend of it stores nothing more.
+// Sending: each message is its own produce with producerId = its RocketMQ message id and seq 1,
+// so the broker's producer dedup drops a retry of it — on any node, after a leader change —
+// and answers the first placement (within the broker's window of recent producers,
+// maxProducers). NORMAL/DELAY messages go to the topic's queues round-robin; a FIFO message to
+// queue hash(message group) % queues, so one group keeps one queue's order; a TRANSACTION
+// message is a half message of transaction id = its message id, in producer group = its topic.
 // Consuming: the simple consumer's receive/ack/changeInvisibleDuration (replicated: a receipt
 // from one leader acks on the next); tag and SQL filters are applied here, and a message the
 // group's filter does not match is acked for the group at once, as RocketMQ treats it.
@@ -22,7 +23,6 @@ import { Code, GrpcRequestError, OK_STATUS, type Status, statusOfError } from '.
 import { millisOf, outgoingOf, type Resource, type RmqMessage, rmqReceivedOf, type Duration } from './messages.js';
 import type { RouteTable } from './routes.js';
 import type { TelemetrySessions } from './telemetry.js';
-import type { GrpcSender } from './sender.js';
 
 export interface GatewayOptions {
   /** This node: the store_host of the messages it hands out. */
@@ -37,14 +37,18 @@ export interface GatewayOptions {
 const RECEIVE_MARGIN_MS = 1_500;
 /** Invisible duration of a push consumer's messages (auto_renew): its listener's time to ack. */
 const AUTO_RENEW_INVISIBLE_MS = 60_000;
+/**
+ * A long poll is a loop of native receives of at most this wait: the broker's wait wakes on new
+ * messages but not on another client's changeInvisibleDuration (a push consumer's nack), so
+ * without the slice a nacked message would wait out the whole long poll (20 s) to come back.
+ */
+const RECEIVE_SLICE_MS = 1_000;
 /** How long a topic's queue count is taken as known. */
 const ROUTE_CACHE_MS = 3_000;
 
 /** What carries one caller's calls to the cluster: the endpoint's own client, or (with an ACL) the signing user's (auth.ts). */
 export interface Caller {
   readonly client: LedgerClient;
-  /** Sends NORMAL, FIFO and DELAY messages, batched (sender.ts). */
-  readonly sender: GrpcSender;
 }
 
 /** The caller of a call with these headers from this peer; throws GrpcRequestError (40100) when it cannot be proven. */
@@ -151,17 +155,18 @@ export class MessagingGateway {
 
   private async sendOne(rmq: RmqMessage, caller: Caller): Promise<{ status: Status; messageId: string; transactionId: string; offset: number }> {
     const { message, type, messageGroup } = outgoingOf(rmq);
+    const queues = await this.queueCount(message.topic, caller);
+    const queueId = messageGroup !== undefined ? hashKey(messageGroup) % queues : this.nextQueue++ % queues;
+    const placed = { ...message, queueId };
     if (type === 'TRANSACTION') {
-      const queues = await this.queueCount(message.topic, caller);
-      const queueId = messageGroup !== undefined ? hashKey(messageGroup) % queues : this.nextQueue++ % queues;
-      await caller.client.call({ op: 'txHalf', producerGroup: message.topic, producerId: message.msgId, txId: message.msgId, messages: [{ ...message, queueId }] }, this.options.unaryTimeoutMs);
+      await caller.client.call({ op: 'txHalf', producerGroup: message.topic, producerId: message.msgId, txId: message.msgId, messages: [placed] }, this.options.unaryTimeoutMs);
       return { status: OK_STATUS, messageId: message.msgId, transactionId: message.msgId, offset: 0 };
     }
     if (message.deliverAtMs !== undefined && message.deliverAtMs - Date.now() > LIMITS.maxDelayMs) {
       throw new GrpcRequestError(Code.ILLEGAL_DELIVERY_TIME, `delivery_timestamp is more than ${LIMITS.maxDelayMs} ms ahead`);
     }
-    const { offset } = await caller.sender.send(message, messageGroup);
-    return { status: OK_STATUS, messageId: message.msgId, transactionId: '', offset: offset ?? 0 };
+    const response = await caller.client.call({ op: 'produce', producerId: message.msgId, seq: 1, messages: [placed] }, this.options.unaryTimeoutMs);
+    return { status: OK_STATUS, messageId: message.msgId, transactionId: '', offset: response.placed[0]?.offset ?? 0 };
   }
 
   private async receiveMessage(call: grpc.ServerWritableStream<Record<string, unknown>, unknown>): Promise<void> {
@@ -193,9 +198,7 @@ export class MessagingGateway {
   /** Receives until some message matches the filter or the long poll ends; those that do not match are acked for the group. */
   private async receiveMatching(caller: Caller, group: string, topic: string, clientId: string, max: number, invisibleDurationMs: number, filter: MessageFilter | null, untilMs: number): Promise<ReceivedMessage[]> {
     for (;;) {
-      // One native receive waits the whole long poll: the broker's wait wakes on new messages and
-      // on an in-flight one made visible sooner (another client's changeInvisibleDuration).
-      const waitMs = Math.max(0, Math.floor(untilMs - performance.now()));
+      const waitMs = Math.max(0, Math.min(RECEIVE_SLICE_MS, Math.floor(untilMs - performance.now())));
       const callMs = waitMs + this.options.unaryTimeoutMs;
       const fifo = this.options.fifoGroups.has(group) ? { fifo: true } : {};
       const { messages } = await caller.client.call({ op: 'receive', group, topic, clientId, max, invisibleDurationMs, waitMs, ...fifo }, callMs, callMs);
