@@ -8,10 +8,9 @@
 // the schema knows (CONFIG_KEYS) and the contract's flush.mode and quorum must be valid, so a
 // misspelt key or a wrong mode is refused by every command (CONTRACT.md). test/client-config
 // .test.ts holds the two checks to the same verdict and CONFIG_KEYS equal to the schema's keys.
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LIMITS } from '../protocol/limits.js';
-import { LmqError } from '../util/errors.js';
+import { readJsonFile } from '../util/json-file.js';
 import { MAX_CLUSTER_ID_LENGTH, MAX_HOST_LENGTH, MAX_NODES, MAX_PATH_LENGTH, MAX_PORT, MIN_PORT, NODE_ID_PATTERN } from './bounds.js';
 
 export interface ClientConfig {
@@ -24,18 +23,7 @@ export interface ClientConfig {
 
 /** The file's JSON, or LMQ_BAD_CONFIG saying why it cannot be read or parsed. */
 export function readConfigJson(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? String(error);
-    throw new LmqError('LMQ_BAD_CONFIG', `cannot read config ${path} (${reason}); pass --config FILE`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new LmqError('LMQ_BAD_CONFIG', `config ${path} is not valid JSON: ${(error as Error).message}`);
-  }
+  return readJsonFile(path, 'config', 'pass --config FILE');
 }
 
 /**

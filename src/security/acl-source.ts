@@ -3,10 +3,11 @@
 // changed (inode, size, mtime or ctime; a rename into place counts). A
 // reload that fails — the file is gone, half written, or invalid — keeps the ACL in force and
 // logs one error line per change: a bad edit must never open the door, nor lock everyone out.
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
+import { readJsonFile } from '../util/json-file.js';
 import { Acl } from './acl.js';
 
 /** How often the file is stat'ed: a change takes effect within this long (and one more read). */
@@ -14,19 +15,7 @@ export const ACL_RELOAD_INTERVAL_MS = 1_000;
 
 /** Reads and validates an ACL file; throws LMQ_BAD_CONFIG naming the file and what is wrong. */
 export function loadAclFile(path: string): Acl {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? String(error);
-    throw new LmqError('LMQ_BAD_CONFIG', `cannot read ACL file ${path} (${reason}); fix security.aclFile or create the file (README, "Clients and ACLs")`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new LmqError('LMQ_BAD_CONFIG', `ACL file ${path} is not valid JSON: ${(error as Error).message}`);
-  }
+  const raw = readJsonFile(path, 'ACL file', 'fix security.aclFile or create the file (README, "Clients and ACLs")');
   return Acl.parse(raw, path);
 }
 
