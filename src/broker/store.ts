@@ -156,9 +156,9 @@ export class BrokerStore {
   /** Writes of finished transactions, not yet committed to lmdb. */
   private readonly buffered = new RecordBuffer();
   /** Values of CACHED_KINDS records as lmdb holds them, by key id. */
-  private readonly cache = new Map<string, unknown>();
+  private readonly cache: ReadCache = { records: new Map(), maxRecords: MAX_CACHED_RECORDS };
   /** Consume queue records as lmdb holds them, by key id: pulls read their units in order. */
-  private readonly consumeQueueCache = new Map<string, unknown>();
+  private readonly consumeQueueCache: ReadCache = { records: new Map(), maxRecords: MAX_CACHED_CONSUME_QUEUE_RECORDS };
 
   private constructor(
     private readonly db: RootDatabase<Buffer, Key>,
@@ -207,13 +207,14 @@ export class BrokerStore {
         else this.db.putSync(slot.key, packr.pack(slot.value));
       }
     }, TransactionFlags.ABORTABLE | TransactionFlags.SYNCHRONOUS_COMMIT);
-    if (this.cache.size + this.buffered.size() > MAX_CACHED_RECORDS) this.cache.clear();
-    if (this.consumeQueueCache.size + this.buffered.size() > MAX_CACHED_CONSUME_QUEUE_RECORDS) this.consumeQueueCache.clear();
+    for (const { records, maxRecords } of [this.cache, this.consumeQueueCache]) {
+      if (records.size + this.buffered.size() > maxRecords) records.clear();
+    }
     for (const [kind, id, slot] of this.buffered.all()) {
-      const cache = this.cacheOf(kind);
-      if (cache === null) continue;
-      if (slot.value === REMOVED) cache.delete(id);
-      else cache.set(id, slot.value);
+      const records = this.cacheOf(kind)?.records;
+      if (records === undefined) continue;
+      if (slot.value === REMOVED) records.delete(id);
+      else records.set(id, slot.value);
     }
     this.buffered.clear();
   }
@@ -259,17 +260,17 @@ export class BrokerStore {
   private read(at: Located, slot: Slot | undefined = this.slotAt(at)): unknown {
     if (slot !== undefined) return slot.value === REMOVED ? undefined : slot.value;
     const cache = this.cacheOf(at.kind);
-    const cached = cache?.get(at.id);
+    const cached = cache?.records.get(at.id);
     if (cached !== undefined) return cached;
     const bytes = this.db.get(at.key);
     if (bytes === undefined) return undefined;
     const value: unknown = packr.unpack(bytes);
-    if (cache !== null && cache.size < (cache === this.cache ? MAX_CACHED_RECORDS : MAX_CACHED_CONSUME_QUEUE_RECORDS)) cache.set(at.id, value);
+    if (cache !== null && cache.records.size < cache.maxRecords) cache.records.set(at.id, value);
     return value;
   }
 
   /** The read cache records of `kind` go to, or null for a kind that is not cached. */
-  private cacheOf(kind: string): Map<string, unknown> | null {
+  private cacheOf(kind: string): ReadCache | null {
     if (kind === 'cq') return this.consumeQueueCache;
     return CACHED_KINDS.has(kind) ? this.cache : null;
   }
@@ -354,8 +355,8 @@ export class BrokerStore {
   clear(): void {
     assert(this.staged === null, 'clear inside a transaction');
     this.buffered.clear();
-    this.cache.clear();
-    this.consumeQueueCache.clear();
+    this.cache.records.clear();
+    this.consumeQueueCache.records.clear();
     this.db.clearSync();
   }
 
@@ -821,6 +822,12 @@ function tuple(value: unknown, length: number, what: string): unknown[] {
 function integer(value: unknown): number {
   assert(typeof value === 'number' && Number.isSafeInteger(value), () => `stored ${String(value)} is not an integer`);
   return value;
+}
+
+/** Decoded records as lmdb holds them, by key id; a flush that would pass maxRecords empties it first. */
+interface ReadCache {
+  readonly records: Map<string, unknown>;
+  readonly maxRecords: number;
 }
 
 interface Located {
