@@ -64,16 +64,15 @@ export class DecodedEntries {
 /** The messages the refs point at; entries found in `decoded` are not read again, those read are added to it. */
 export function fetchMessages(log: CommittedLogReader, refs: readonly QueueRef[], decoded: DecodedEntries): StoredMessage[] {
   const found = new Map<number, readonly ProduceMessage[]>();
-  const missing: number[] = [];
+  const missing = new Set<number>();
   for (const ref of refs) {
     const index = ref.at.logIndex;
-    if (found.has(index) || missing.includes(index)) continue;
+    if (found.has(index) || missing.has(index)) continue;
     const cached = decoded.get(index);
-    if (cached === undefined) missing.push(index);
+    if (cached === undefined) missing.add(index);
     else found.set(index, cached);
   }
-  missing.sort((a, b) => a - b);
-  for (const [index, entry] of readPlacingEntries(log, missing)) {
+  for (const [index, entry] of readPlacingEntries(log, [...missing].sort((a, b) => a - b))) {
     found.set(index, entry.messages);
     decoded.set(index, entry.messages, entry.bytes);
   }
