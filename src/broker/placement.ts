@@ -65,6 +65,8 @@ export function indexBatch(
   // answers the oldest one still retained. A batch named prefix.batchPos shares one record.
   const runPrefix = msgIdRunPrefix(items.map(({ message, batchPos }) => ({ msgId: message.msgId, batchPos })));
   const run: (QueuePosition | null)[] = [];
+  // Each queue's units are appended together after the loop: one write per record, not per message.
+  const unitsByQueue = new Map<RunningQueue, { firstOffset: number; records: ConsumeQueueRecord[] }>();
   const placed = items.map(({ message, batchPos }) => {
     const queue = queueOf(message.topic, message.queueId);
     assert(queue.topic === message.topic && queue.queueId === message.queueId, 'running queue of another queue');
@@ -75,7 +77,9 @@ export function indexBatch(
       tagHash: message.tag === undefined ? null : tagHash(message.tag),
       msgIdInRun: runPrefix !== undefined,
     };
-    store.putConsumeQueue(message.topic, message.queueId, offset, at);
+    let units = unitsByQueue.get(queue);
+    if (units === undefined) unitsByQueue.set(queue, (units = { firstOffset: offset, records: [] }));
+    units.records.push(at);
     for (const key of keys) store.putKeyIndex(message.topic, key, at, message.queueId, offset);
     const position = { topic: message.topic, queueId: message.queueId, offset };
     if (runPrefix === undefined) store.putMsgId(message.msgId, at, position);
@@ -88,6 +92,7 @@ export function indexBatch(
     return { msgId: message.msgId, queueId: message.queueId, offset };
   });
   if (runPrefix !== undefined) store.putMsgIdRun(runPrefix, logIndex, run);
+  for (const [queue, { firstOffset, records }] of unitsByQueue) store.putConsumeQueueRun(queue.topic, queue.queueId, firstOffset, records);
   assert(placed.length === items.length, 'one placement per message');
   return placed;
 }

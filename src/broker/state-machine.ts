@@ -386,9 +386,15 @@ export class BrokerStateMachine {
    * topic that has grown past the queue count the producer routed over.
    */
   private batchProblem(command: Extract<BrokerCommand, { kind: 'produce' }>, timestampMs: number): ProduceProblem | undefined {
+    // Each queue is checked once: a batch's messages mostly share a few queues of one topic.
+    const checked = new Set<string>();
     for (const message of command.messages) {
-      const problem = this.queueProblem(message.topic, message.queueId) ?? this.routeProblem(message.topic, command.routedQueues);
-      if (problem !== undefined) return problem;
+      const queue = queueKey(message.topic, message.queueId);
+      if (!checked.has(queue)) {
+        const problem = this.queueProblem(message.topic, message.queueId) ?? this.routeProblem(message.topic, command.routedQueues);
+        if (problem !== undefined) return problem;
+        checked.add(queue);
+      }
       if (message.deliverAtMs !== undefined && message.deliverAtMs - timestampMs > LIMITS.maxDelayMs) {
         return { error: 'LMQ_BAD_INPUT', message: `message ${message.msgId} is due ${message.deliverAtMs - timestampMs} ms after it was sent, more than maxDelayMs ${LIMITS.maxDelayMs} (40 days)` };
       }

@@ -451,18 +451,27 @@ export class BrokerStore {
 
   /** Appends the unit of `offset`, the queue's next offset (units are placed in offset order). */
   putConsumeQueue(topic: string, queueId: number, offset: number, record: ConsumeQueueRecord): void {
-    assert(record.logIndex >= 1, 'consume queue entry points before the log');
-    assert(record.batchPos >= 0, 'consume queue entry has a negative batch position');
-    assert(record.tagHash === null || (Number.isSafeInteger(record.tagHash) && record.tagHash >= 0), 'consume queue entry with a bad tag hash');
-    const value = [record.logIndex, record.batchPos, record.storeTimestampMs, record.bodyBytes, record.msgId, record.keys, record.tagHash, record.msgIdInRun];
-    const position = offset % CONSUME_QUEUE_UNITS_PER_RECORD;
-    const units = this.consumeQueueUnits(topic, queueId, offset);
-    assert(units === undefined || units.length <= position, () => `consume queue ${topic}/${queueId} already holds offset ${offset} or a later one`);
-    // Copied, never changed in place: the old array may be a staged, buffered or cached value.
-    const next = units === undefined ? [] : units.slice();
-    while (next.length < position) next.push(null); // a queue rebuilt from its minOffset
-    next.push(value);
-    this.put(consumeQueueKey(topic, queueId, offset), next);
+    this.putConsumeQueueRun(topic, queueId, offset, [record]);
+  }
+
+  /**
+   * Appends the units of offsets firstOffset, firstOffset + 1, … (the queue's next offsets), in
+   * one write per record they fall in: a batch's messages of one queue share a record or two.
+   */
+  putConsumeQueueRun(topic: string, queueId: number, firstOffset: number, records: readonly ConsumeQueueRecord[]): void {
+    for (let done = 0; done < records.length;) {
+      const offset = firstOffset + done;
+      const position = offset % CONSUME_QUEUE_UNITS_PER_RECORD;
+      const count = Math.min(records.length - done, CONSUME_QUEUE_UNITS_PER_RECORD - position);
+      const units = this.consumeQueueUnits(topic, queueId, offset);
+      assert(units === undefined || units.length <= position, () => `consume queue ${topic}/${queueId} already holds offset ${offset} or a later one`);
+      // Copied, never changed in place: the old array may be a staged, buffered or cached value.
+      const next = units === undefined ? [] : units.slice();
+      while (next.length < position) next.push(null); // a queue rebuilt from its minOffset
+      for (let i = done; i < done + count; i++) next.push(consumeQueueUnit(records[i]!));
+      this.put(consumeQueueKey(topic, queueId, offset), next);
+      done += count;
+    }
   }
 
   /** Removes a consume queue unit the caller just read (forgetting a message); a record left with none goes. */
@@ -789,6 +798,14 @@ function queuePosition(value: unknown, what: string): QueuePosition {
   const [topic, queueId, offset] = tuple(value, 3, what);
   assert(typeof topic === 'string', () => `${what} without a topic`);
   return { topic, queueId: integer(queueId), offset: integer(offset) };
+}
+
+/** A consume queue unit as its record stores it (getConsumeQueue reads it back). */
+function consumeQueueUnit(record: ConsumeQueueRecord): unknown[] {
+  assert(record.logIndex >= 1, 'consume queue entry points before the log');
+  assert(record.batchPos >= 0, 'consume queue entry has a negative batch position');
+  assert(record.tagHash === null || (Number.isSafeInteger(record.tagHash) && record.tagHash >= 0), 'consume queue entry with a bad tag hash');
+  return [record.logIndex, record.batchPos, record.storeTimestampMs, record.bodyBytes, record.msgId, record.keys, record.tagHash, record.msgIdInRun];
 }
 
 function consumeQueueKey(topic: string, queueId: number, offset: number): Key {
