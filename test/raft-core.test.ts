@@ -226,6 +226,33 @@ describe('raft core – log replication', () => {
     expect(toN2).toEqual([expect.objectContaining({ type: 'append', commit: 1, entries: [expect.objectContaining({ index: 2 })] })]);
   });
 
+  it('sends no empty append when only the commit index moved: the next append or heartbeat carries it', () => {
+    const c = new TestCluster(IDS);
+    c.elect('n1');
+    c.propose('n1', 'a');
+    const fromLeader: Message[] = [];
+    c.filter = (m) => {
+      if (m.from === 'n1') fromLeader.push(m);
+      return true;
+    };
+    c.stabilize();
+    expect(c.core('n1').status().commitIndex).toBe(2);
+    expect(fromLeader.filter((m) => m.type === 'append')).toEqual([
+      expect.objectContaining({ to: 'n2', entries: [expect.objectContaining({ index: 2 })] }),
+      expect.objectContaining({ to: 'n3', entries: [expect.objectContaining({ index: 2 })] }),
+    ]);
+    expect(c.appliedTexts('n2')).toEqual([]); // n2 holds "a" but has not heard it committed
+    c.tick('n1');
+    const heartbeats = c.processReady('n1').filter((m) => m.type === 'heartbeat');
+    expect(heartbeats).toEqual([expect.objectContaining({ to: 'n2', commit: 2 }), expect.objectContaining({ to: 'n3', commit: 2 })]);
+    c.stabilize();
+    expect(c.appliedTexts('n2')).toEqual(['a']);
+    expect(c.appliedTexts('n3')).toEqual(['a']);
+    c.propose('n1', 'b'); // and the next append carries it too
+    const appends = c.processReady('n1').filter((m) => m.type === 'append');
+    expect(appends.map((m) => m.type === 'append' && m.commit)).toEqual([2, 2]);
+  });
+
   it('an ack equal to what the leader knows moves a probing follower back to replicate', () => {
     const c = new TestCluster(IDS);
     c.elect('n1');
@@ -424,6 +451,9 @@ describe('raft core – bounds and invariants', () => {
     for (let i = 0; i < 10; i++) c.propose('n1', `m${i}`);
     const appendsToN2 = c.processReady('n1').filter((m) => m.type === 'append' && m.to === 'n2');
     expect(appendsToN2).toHaveLength(2);
+    c.stabilize();
+    expect(c.core('n2').status().lastIndex).toBe(11); // every entry arrived, two appends at a time
+    c.tick('n1'); // the commit of the last ones reaches n2 with the next heartbeat
     c.stabilize();
     expect(c.appliedTexts('n2')).toHaveLength(10);
   });

@@ -800,7 +800,7 @@ export class RaftCore {
       const lastIndex = prevIndex + entries.length;
       const bytes = entries.reduce((sum, e) => sum + entryBytes(e), 0);
       this.send({ type: 'append', from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed, leaderLastIndex: this.log.lastIndex() });
-      progress.sentEntries(lastIndex, bytes, entries.length, this.log.committed);
+      progress.sentEntries(lastIndex, bytes, entries.length);
       if (fromStorage) progress.readFromStorage(this.tickSeq, bytes);
       sent = true;
       if (entries.length === 0 || progress.state === 'probe') return sent;
@@ -842,13 +842,15 @@ export class RaftCore {
   }
 
   /**
-   * New entries, or a commit index the followers have yet to hear: an empty append goes only to
-   * a follower not yet sent this commit index (as etcd-io/raft's sentCommit), so the follower
-   * whose ack moved it, already answered with entries that carry it, gets no second message.
+   * New entries to every follower that has room for them. A commit index alone sends nothing
+   * (etcd-io/raft would send an empty append): it rides the next append, and the next heartbeat
+   * carries it at the latest (a tick). Under load the next append comes within a round, so a
+   * follower hears the commit one round later instead of in a message, an answer and a Ready of
+   * its own; followers serve no reads, so nothing waits on their commit index.
    */
   private broadcastAppends(): void {
     for (const [id, progress] of this.progress) {
-      if (id !== this.id) this.sendAppendsTo(id, progress, progress.sentCommit < this.log.committed);
+      if (id !== this.id) this.sendAppendsTo(id, progress, false);
     }
   }
 

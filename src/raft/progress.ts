@@ -77,8 +77,6 @@ export class Progress {
   probeSent = false;
   /** In snapshot state: the index of the snapshot being sent. */
   pendingSnapshot = 0;
-  /** The highest commit index an append to this follower carried (etcd-io/raft's sentCommit). */
-  sentCommit = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   readonly inflights: Inflights;
@@ -124,9 +122,8 @@ export class Progress {
     return this.state === 'probe' ? this.probeSent : this.inflights.full();
   }
 
-  /** Records that entries up to `lastIndex` were sent, in an append that carried `commit`. */
-  sentEntries(lastIndex: number, bytes: number, entryCount: number, commit: number): void {
-    this.sentCommit = Math.max(this.sentCommit, commit);
+  /** Records that entries up to `lastIndex` were sent. */
+  sentEntries(lastIndex: number, bytes: number, entryCount: number): void {
     if (this.state === 'replicate') {
       if (entryCount > 0) {
         this.inflights.add(lastIndex, bytes);
