@@ -7,6 +7,8 @@
 // only the matches' log entries), an SQL92 filter (reads every message to test its properties),
 // and no filter (every message delivered) for comparison. Each run must deliver exactly the
 // matches. Writes bench/results/filter.json with the load average beside the figures.
+// `npm run bench:consume` runs the same loop without a filter over a 1,000,000-message backlog
+// (`--messages N --runs none --result consume.json`): what one consumer group reads per second.
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { writeJson } from '../src/bench/report.js';
@@ -17,7 +19,9 @@ import { Producer } from '../src/client/producer.js';
 import type { SubscriptionFilter } from '../src/filter/index.js';
 import { assert } from '../src/util/assert.js';
 
-const MESSAGES = 100_000;
+const MESSAGES = numberArg('--messages', 100_000);
+const RUNS = (stringArg('--runs', 'tag,sql,none')).split(',');
+const RESULT_FILE = stringArg('--result', 'filter.json');
 const BODY_BYTES = 128;
 const QUEUES = 4;
 /** Every HIT_EVERY-th message matches: 1%. */
@@ -103,16 +107,28 @@ async function main(): Promise<void> {
     const produceMsgsPerSec = await prefill(client, topic);
     console.log(`pre-filled ${MESSAGES} × ${BODY_BYTES} B over ${QUEUES} queues (1% tagged hit) at ${Math.round(produceMsgsPerSec)} msgs/s`);
     const runs: RunResult[] = [];
-    for (const [name, filter] of [['tag', { type: 'tag', expression: 'hit' }], ['sql', { type: 'sql', expression: "kind = 'hit'" }], ['none', undefined]] as const) {
+    const all = [['tag', { type: 'tag', expression: 'hit' }], ['sql', { type: 'sql', expression: "kind = 'hit'" }], ['none', undefined]] as const;
+    for (const [name, filter] of all.filter(([name]) => RUNS.includes(name))) {
       const result = await consumeAll(client, topic, name, filter);
       runs.push(result);
       console.log(`${result.filter}: ${result.delivered} delivered, lag 0 after ${result.seconds.toFixed(2)} s = ${Math.round(result.scannedMsgsPerSec)} msgs/s of the topic passed (${result.pulls} pulls, client CPU ${Math.round(result.clientCpuPct)}%, load ${result.loadAverage.map((l) => l.toFixed(1)).join(' ')})`);
     }
-    const path = writeJson(join(import.meta.dirname, '../../bench/results'), 'filter.json', { mode: 'sync:majority', messages: MESSAGES, bodyBytes: BODY_BYTES, queues: QUEUES, matching: MESSAGES / HIT_EVERY, produceMsgsPerSec, runs });
+    const path = writeJson(join(import.meta.dirname, '../../bench/results'), RESULT_FILE, { mode: 'sync:majority', messages: MESSAGES, bodyBytes: BODY_BYTES, queues: QUEUES, matching: MESSAGES / HIT_EVERY, produceMsgsPerSec, runs });
     console.log(`wrote ${path}`);
   } finally {
     await cluster.dispose();
   }
+}
+
+function stringArg(flag: string, fallback: string): string {
+  const at = process.argv.indexOf(flag);
+  return at === -1 ? fallback : process.argv[at + 1] ?? fallback;
+}
+
+function numberArg(flag: string, fallback: number): number {
+  const value = Number(stringArg(flag, String(fallback)));
+  assert(Number.isSafeInteger(value) && value > 0, `${flag} takes a positive whole number`);
+  return value;
 }
 
 await main();
