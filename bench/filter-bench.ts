@@ -6,7 +6,7 @@
 // group's lag is 0 on every queue: a tag filter (skips by the consume queue's tag hash, reads
 // only the matches' log entries), an SQL92 filter (reads every message to test its properties),
 // and no filter (every message delivered) for comparison. Each run must deliver exactly the
-// matches. Writes bench/results/filter.json with the load average beside the figures.
+// matches. Writes bench/results/filter.json (or --result NAME) with the load average beside the figures.
 // `npm run bench:consume` runs the same loop without a filter over a 1,000,000-message backlog
 // (`--messages N --runs none --result consume.json`): what one consumer group reads per second.
 import { loadavg } from 'node:os';
@@ -20,12 +20,16 @@ import type { SubscriptionFilter } from '../src/filter/index.js';
 import { assert } from '../src/util/assert.js';
 
 const MESSAGES = numberArg('--messages', 100_000);
-const RUNS = (stringArg('--runs', 'tag,sql,none')).split(',');
+const RUN_NAMES = ['tag', 'sql', 'none'];
+const RUNS = stringArg('--runs', RUN_NAMES.join(',')).split(',');
+for (const run of RUNS) assert(RUN_NAMES.includes(run), `--runs takes names from ${RUN_NAMES.join(', ')}, not "${run}"`);
 const RESULT_FILE = stringArg('--result', 'filter.json');
 const BODY_BYTES = 128;
 const QUEUES = 4;
 /** Every HIT_EVERY-th message matches: 1%. */
 const HIT_EVERY = 100;
+/** Messages 0, HIT_EVERY, 2 × HIT_EVERY, … are the hits. */
+const HITS = Math.ceil(MESSAGES / HIT_EVERY);
 const PRODUCE_WINDOW = 4096;
 const MAX_MESSAGES_PER_PULL = 256;
 const RUN_TIMEOUT_MS = 600_000;
@@ -87,7 +91,7 @@ async function consumeAll(client: LedgerClient, topic: string, name: string, fil
   }
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
-  const expected = filter === undefined ? MESSAGES : MESSAGES / HIT_EVERY;
+  const expected = filter === undefined ? MESSAGES : HITS;
   assert(delivered === expected, `${name}: delivered ${delivered}, expected ${expected}`);
   return {
     filter: filter === undefined ? 'none' : `${filter.type}: ${filter.expression}`, delivered, seconds,
@@ -113,7 +117,7 @@ async function main(): Promise<void> {
       runs.push(result);
       console.log(`${result.filter}: ${result.delivered} delivered, lag 0 after ${result.seconds.toFixed(2)} s = ${Math.round(result.scannedMsgsPerSec)} msgs/s of the topic passed (${result.pulls} pulls, client CPU ${Math.round(result.clientCpuPct)}%, load ${result.loadAverage.map((l) => l.toFixed(1)).join(' ')})`);
     }
-    const path = writeJson(join(import.meta.dirname, '../../bench/results'), RESULT_FILE, { mode: 'sync:majority', messages: MESSAGES, bodyBytes: BODY_BYTES, queues: QUEUES, matching: MESSAGES / HIT_EVERY, produceMsgsPerSec, runs });
+    const path = writeJson(join(import.meta.dirname, '../../bench/results'), RESULT_FILE, { mode: 'sync:majority', messages: MESSAGES, bodyBytes: BODY_BYTES, queues: QUEUES, matching: HITS, produceMsgsPerSec, runs });
     console.log(`wrote ${path}`);
   } finally {
     await cluster.dispose();
@@ -122,7 +126,10 @@ async function main(): Promise<void> {
 
 function stringArg(flag: string, fallback: string): string {
   const at = process.argv.indexOf(flag);
-  return at === -1 ? fallback : process.argv[at + 1] ?? fallback;
+  if (at === -1) return fallback;
+  const value = process.argv[at + 1];
+  assert(value !== undefined && !value.startsWith('--'), `${flag} needs a value`);
+  return value;
 }
 
 function numberArg(flag: string, fallback: number): number {

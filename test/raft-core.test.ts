@@ -253,6 +253,24 @@ describe('raft core – log replication', () => {
     expect(appends.map((m) => m.type === 'append' && m.commit)).toEqual([2, 2]);
   });
 
+  it('with a longer heartbeat interval a follower hears a bare commit index at the next heartbeat, and never past its match', () => {
+    const c = new TestCluster(IDS, { heartbeatIntervalTicks: 3 });
+    c.elect('n1');
+    c.isolated.add('n3'); // n3 falls behind: its heartbeat may carry no commit beyond what it holds
+    c.propose('n1', 'a');
+    c.stabilize();
+    expect(c.core('n1').status().commitIndex).toBe(2);
+    c.tick('n1', 2);
+    expect(c.processReady('n1').filter((m) => m.type === 'heartbeat')).toEqual([]);
+    c.stabilize();
+    expect(c.appliedTexts('n2')).toEqual([]);
+    c.tick('n1');
+    const heartbeats = c.processReady('n1').filter((m) => m.type === 'heartbeat');
+    expect(heartbeats).toEqual([expect.objectContaining({ to: 'n2', commit: 2 }), expect.objectContaining({ to: 'n3', commit: 1 })]);
+    c.stabilize();
+    expect(c.appliedTexts('n2')).toEqual(['a']);
+  });
+
   it('an ack equal to what the leader knows moves a probing follower back to replicate', () => {
     const c = new TestCluster(IDS);
     c.elect('n1');

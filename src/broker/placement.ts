@@ -79,6 +79,7 @@ export function indexBatch(
     };
     let units = unitsByQueue.get(queue);
     if (units === undefined) unitsByQueue.set(queue, (units = { firstOffset: offset, records: [] }));
+    assert(offset === units.firstOffset + units.records.length, () => `${message.topic}/${message.queueId}: offset ${offset} does not follow the batch's previous one`);
     units.records.push(at);
     for (const key of keys) store.putKeyIndex(message.topic, key, at, message.queueId, offset);
     const position = { topic: message.topic, queueId: message.queueId, offset };

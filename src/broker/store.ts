@@ -449,11 +449,6 @@ export class BrokerStore {
     };
   }
 
-  /** Appends the unit of `offset`, the queue's next offset (units are placed in offset order). */
-  putConsumeQueue(topic: string, queueId: number, offset: number, record: ConsumeQueueRecord): void {
-    this.putConsumeQueueRun(topic, queueId, offset, [record]);
-  }
-
   /**
    * Appends the units of offsets firstOffset, firstOffset + 1, … (the queue's next offsets), in
    * one write per record they fall in: a batch's messages of one queue share a record or two.

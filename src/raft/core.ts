@@ -844,9 +844,10 @@ export class RaftCore {
   /**
    * New entries to every follower that has room for them. A commit index alone sends nothing
    * (etcd-io/raft would send an empty append): it rides the next append, and the next heartbeat
-   * carries it at the latest (a tick). Under load the next append comes within a round, so a
-   * follower hears the commit one round later instead of in a message, an answer and a Ready of
-   * its own; followers serve no reads, so nothing waits on their commit index.
+   * carries it at the latest (within heartbeatIntervalTicks). Under load the next append comes
+   * within a round, so a follower hears the commit a round later instead of in a message, an
+   * answer and a Ready of its own. Followers serve no reads: what trails is only their own
+   * apply, and so their snapshots and retention floor, by at most a heartbeat interval.
    */
   private broadcastAppends(): void {
     for (const [id, progress] of this.progress) {
