@@ -38,6 +38,8 @@ describe('bench command – output', () => {
     expect(row.serverCpuUsPerMsg).toBeCloseTo(((serverCpuPct / 100) * 1e6) / row.msgsPerSec, -1);
     expect(row.nodes.map((n: { id: string }) => n.id).sort()).toEqual(['n1', 'n2', 'n3']);
     expect(row.nodes.filter((n: { role: string }) => n.role === 'leader')).toHaveLength(1);
+    // The measured window on the monotonic clock (µs), which --cpu-prof summaries keep to.
+    expect(row.window.toUs - row.window.fromUs).toBeGreaterThanOrEqual(row.measuredS * 1e6 * 0.9);
     const svg = readFileSync(join(out, 'bench.svg'), 'utf8');
     expect(svg).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
     expect(svg).toContain('sync:majority');
@@ -49,6 +51,13 @@ describe('bench command – output', () => {
     expect(result.status).toBe(0);
     for (const id of ['n1', 'n2', 'n3']) expect(result.stdout).toMatch(new RegExp(`sync:majority ${id} \\((leader|follower)\\): top 20 functions by self time`));
     expect(result.stdout).not.toContain('no profile in');
+    // Only the measured second is summarized, not the process's start-up, warm-up and stop.
+    const seconds = [...result.stdout.matchAll(/in the measured ([\d.]+) s/g)].map((m) => Number(m[1]));
+    expect(seconds).toHaveLength(3);
+    for (const s of seconds) {
+      expect(s).toBeGreaterThan(0.5);
+      expect(s).toBeLessThan(1.5);
+    }
   });
 
   it('a malformed mode exits 2 naming it, before any cluster starts', () => {

@@ -19,8 +19,21 @@ interface ProfileNode {
 
 interface CpuProfile {
   nodes: ProfileNode[];
+  /** Microseconds on the machine's monotonic clock (process.hrtime's), as are the deltas. */
+  startTime: number;
   samples: number[];
   timeDeltas: number[];
+}
+
+/** A span of the monotonic clock, µs (process.hrtime.bigint() / 1000): the profiles' clock in every process. */
+export interface MonotonicWindow {
+  readonly fromUs: number;
+  readonly toUs: number;
+}
+
+/** Now on the clock the nodes' profiles use. */
+export function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
 }
 
 /** One row of a summary: what (function or file) and its sampled time in µs. */
@@ -37,13 +50,20 @@ export interface ProfileSummary {
 const shortUrl = (url: string) => url.replace(/^file:\/\/.*?\/(dist\/|node_modules\/)/, '$1');
 const frameKey = (f: CallFrame) => `${f.functionName || '(anonymous)'} ${shortUrl(f.url)}:${f.lineNumber + 1}`;
 
-export function summarizeProfile(path: string): ProfileSummary {
+/** `window`: only the samples taken within it (e.g. a bench's measured seconds, not start-up and warm-up). */
+export function summarizeProfile(path: string, window?: MonotonicWindow): ProfileSummary {
   const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const selfUs = new Map<number, number>();
-  profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  let atUs = profile.startTime;
+  profile.samples.forEach((id, i) => {
+    const deltaUs = profile.timeDeltas[i] ?? 0;
+    atUs += deltaUs;
+    if (window !== undefined && (atUs < window.fromUs || atUs > window.toUs)) return;
+    selfUs.set(id, (selfUs.get(id) ?? 0) + deltaUs);
+  });
   const sorted = (sums: Map<string, number>): ProfileRow[] => [...sums].sort((a, b) => b[1] - a[1]);
   const tally = (key: (n: ProfileNode) => string): ProfileRow[] => {
     const sums = new Map<string, number>();

@@ -9,6 +9,7 @@ import type { NodeStatus } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import { disposeBenchCluster, startBenchCluster } from './bench-cluster.js';
 import { ClosedLoopLoad } from './load.js';
+import { monotonicUs, type MonotonicWindow } from './cpu-profile.js';
 import { cpuSeconds, type LatencySummary, round3, rss, summarize } from './measure.js';
 import type { BenchMode } from './modes.js';
 
@@ -54,6 +55,8 @@ export interface ModeResult extends Omit<LatencySummary, 'count'> {
   readonly serverCpuUsPerMsg: number;
   /** Each node's id, process id and role at the start of the window (to find its --cpu-prof profile). */
   readonly nodes: readonly { readonly id: string; readonly pid: number; readonly role: 'leader' | 'follower' }[];
+  /** The measured window on the monotonic clock the nodes' --cpu-prof profiles use. */
+  readonly window: MonotonicWindow;
   readonly leaderRssMb: { readonly start: number; readonly max: number; readonly end: number };
   /** The leader's VmRSS once a second through the window. */
   readonly rssSamplesMb: readonly number[];
@@ -89,10 +92,12 @@ export async function runThroughputMode(mode: BenchMode, options: ThroughputOpti
     await warmUp(load, options.warmupS * 1000);
     const before = await snapshot(cluster);
     load.beginWindow();
+    const fromUs = monotonicUs();
     const rssSamples = await sampleWhileRunning(mode, options, load, before.leader.pid, progress);
     const window = load.endWindow();
+    const toUs = monotonicUs();
     const after = await snapshot(cluster);
-    return toResult(mode, options, window, before, after, rssSamples);
+    return toResult(mode, options, window, before, after, rssSamples, { fromUs, toUs });
   } finally {
     await load?.stop().catch(() => undefined);
     await disposeBenchCluster(cluster, options.cleanStop);
@@ -150,7 +155,7 @@ async function sampleWhileRunning(mode: BenchMode, options: ThroughputOptions, l
   return samples;
 }
 
-function toResult(mode: BenchMode, options: ThroughputOptions, window: ReturnType<ClosedLoopLoad['endWindow']>, before: Snapshot, after: Snapshot, rssSamples: RssSamples): ModeResult {
+function toResult(mode: BenchMode, options: ThroughputOptions, window: ReturnType<ClosedLoopLoad['endWindow']>, before: Snapshot, after: Snapshot, rssSamples: RssSamples, clockWindow: MonotonicWindow): ModeResult {
   const rssSamplesMb = rssSamples.totalMb;
   const seconds = (after.atMs - before.atMs) / 1000;
   const windowS = window.elapsedMs / 1000;
@@ -185,6 +190,7 @@ function toResult(mode: BenchMode, options: ThroughputOptions, window: ReturnTyp
     followerCpuPct,
     serverCpuUsPerMsg: msgsPerSec === 0 ? 0 : round1(((serverCpuPct / 100) * 1e6) / msgsPerSec),
     nodes: [...before.nodePids].map(([id, pid]) => ({ id, pid, role: id === before.leader.id ? ('leader' as const) : ('follower' as const) })),
+    window: clockWindow,
     leaderRssMb: { start: rssSamplesMb[0] ?? 0, max: Math.max(0, ...rssSamplesMb), end: rssSamplesMb.at(-1) ?? 0 },
     rssSamplesMb,
     rssAnonSamplesMb: rssSamples.anonMb,

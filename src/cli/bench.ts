@@ -127,7 +127,7 @@ async function runBench(options: BenchOptions): Promise<void> {
 /** Functions shown per node after a --cpu-prof run. */
 const PROFILE_TOP_FUNCTIONS = 20;
 
-/** Each node's top self-time functions per mode, from the profile its process wrote. */
+/** Each node's top self-time functions per mode within the measured window, from the profile its process wrote. */
 function profileTops(dir: string, results: readonly ModeResult[]): string {
   const sections: string[] = [];
   for (const result of results) {
@@ -137,9 +137,9 @@ function profileTops(dir: string, results: readonly ModeResult[]): string {
         sections.push(`${result.mode} ${node.id} (${node.role}, pid ${node.pid}): no profile in ${dir}`);
         continue;
       }
-      const summary = summarizeProfile(path);
+      const summary = summarizeProfile(path, result.window);
       sections.push(
-        `${result.mode} ${node.id} (${node.role}): top ${PROFILE_TOP_FUNCTIONS} functions by self time of ${(summary.totalUs / 1e6).toFixed(1)} s sampled (${path})`,
+        `${result.mode} ${node.id} (${node.role}): top ${PROFILE_TOP_FUNCTIONS} functions by self time in the measured ${(summary.totalUs / 1e6).toFixed(1)} s (${path}; the window on its clock: ${result.window.fromUs}–${result.window.toUs} µs)`,
         ...formatRows(summary.selfByFunction, summary.totalUs, PROFILE_TOP_FUNCTIONS),
       );
     }
