@@ -1,25 +1,25 @@
 // `ledgermq bench` end to end on the built CLI: a one-second run on a real three-node cluster
 // writes the CONTRACT.md JSON and a chart, and bad modes are refused with exit 2. No timing
 // is asserted — numbers belong in bench output, not in tests.
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseModes } from '../src/bench/modes.js';
+import { runLedgermq } from './process-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lmq-bench-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function bench(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['bin/ledgermq', 'bench', ...args], { encoding: 'utf8', timeout: 60_000 });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+async function bench(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  const result = await runLedgermq(['bench', ...args], 60_000);
+  return { status: result.code, stdout: result.stdout, stderr: result.stderr };
 }
 
 describe('bench command – output', () => {
-  it('a one-second run prints and writes the JSON document and an SVG chart', () => {
+  it('a one-second run prints and writes the JSON document and an SVG chart', async () => {
     const out = join(dir, 'out');
-    const result = bench('--modes', 'sync:majority', '--duration', '1', '--warmup', '0', '--concurrency', '4', '--json', '--out', out);
+    const result = await bench('--modes', 'sync:majority', '--duration', '1', '--warmup', '0', '--concurrency', '4', '--json', '--out', out);
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     const printed = JSON.parse(result.stdout);
@@ -45,9 +45,9 @@ describe('bench command – output', () => {
     expect(svg).toContain('sync:majority');
   });
 
-  it('--cpu-prof prints each node\'s top functions by self time from the profile it wrote', () => {
+  it('--cpu-prof prints each node\'s top functions by self time from the profile it wrote', async () => {
     const out = join(dir, 'prof');
-    const result = bench('--modes', 'sync:majority', '--duration', '1', '--warmup', '0', '--concurrency', '4', '--cpu-prof', '--out', out);
+    const result = await bench('--modes', 'sync:majority', '--duration', '1', '--warmup', '0', '--concurrency', '4', '--cpu-prof', '--out', out);
     expect(result.status).toBe(0);
     for (const id of ['n1', 'n2', 'n3']) expect(result.stdout).toMatch(new RegExp(`sync:majority ${id} \\((leader|follower)\\): top 20 functions by self time`));
     expect(result.stdout).not.toContain('no profile in');
@@ -60,9 +60,9 @@ describe('bench command – output', () => {
     }
   });
 
-  it('a malformed mode exits 2 naming it, before any cluster starts', () => {
+  it('a malformed mode exits 2 naming it, before any cluster starts', async () => {
     const out = join(dir, 'bad');
-    const result = bench('--modes', 'sync:sometimes', '--duration', '1', '--out', out);
+    const result = await bench('--modes', 'sync:sometimes', '--duration', '1', '--out', out);
     expect(result.status).toBe(2);
     expect(result.stderr).toContain('bad mode "sync:sometimes"');
     expect(existsSync(out)).toBe(false);

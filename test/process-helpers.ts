@@ -16,7 +16,16 @@ const BIN = resolve(import.meta.dirname, '../bin/ledgermq');
  * when given; resolves with stdout, stderr and the exit code.
  */
 export async function runCli(configPath: string, args: readonly string[], timeoutMs = 60_000, input?: string): Promise<{ stdout: string; stderr: string; code: number }> {
-  const child = run(process.execPath, [BIN, ...args, '--config', configPath], { timeout: timeoutMs });
+  return runLedgermq([...args, '--config', configPath], timeoutMs, input);
+}
+
+/**
+ * Runs `ledgermq ARGS` as runCli does, without a config. Asynchronously: a test worker blocked
+ * in spawnSync for tens of seconds misses vitest's own RPC deadline ("Timeout calling
+ * onTaskUpdate") on a loaded machine, which fails the run though every test passed.
+ */
+export async function runLedgermq(args: readonly string[], timeoutMs = 60_000, input?: string): Promise<{ stdout: string; stderr: string; code: number }> {
+  const child = run(process.execPath, [BIN, ...args], { timeout: timeoutMs });
   if (input !== undefined) child.child.stdin!.end(input);
   try {
     const { stdout, stderr } = await child;
