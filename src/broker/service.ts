@@ -248,7 +248,8 @@ export class BrokerService {
     const result = await this.write(receiveCommand(this.state, { ...request, clientId }, this.options.retry, Date.now()));
     assert(result?.kind === 'receive', 'a receive command yields a receive result');
     if ('error' in result) throw new LmqError(result.error, result.message);
-    return { messages: result.received.map(({ delivery, attempt, visibleAtMs, message }) => ({ ...message, receipt: formatReceipt(delivery), deliveryAttempt: attempt, invisibleUntilMs: visibleAtMs })) };
+    // Object.assign, not an object spread: V8 spreads these objects ~20× slower (see reads.ts storedMessage).
+    return { messages: result.received.map(({ delivery, attempt, visibleAtMs, message }) => Object.assign({}, message, { receipt: formatReceipt(delivery), deliveryAttempt: attempt, invisibleUntilMs: visibleAtMs })) };
   }
 
   /** Not checked against this leader's topics: it may not have applied the receive yet, and apply decides. */
