@@ -14,6 +14,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { timestampOf } from '../grpc/messages.js'; // a google.protobuf.Timestamp or Duration of ms
 import { PROTO_ROOT } from '../grpc/proto.js';
 import { assert } from '../util/assert.js';
 
@@ -270,11 +271,6 @@ function checkStatus(status: Status | null, method: string): void {
   if (status === null) throw new RmqCallError('info', `${method} answered no status`);
   if (status.code === OK) return;
   throw new RmqCallError(definiteFailure(status.code) ? 'fail' : 'info', `${method}: ${status.code} ${status.message}`);
-}
-
-/** google.protobuf.Timestamp / Duration of ms. */
-function timestampOf(ms: number): { seconds: number; nanos: number } {
-  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
 }
 
 interface ReceivedWire {

@@ -2,9 +2,9 @@
 // only queues with id 0 (one per broker) and dials each broker's endpoints as one DNS name, so
 // every node with a grpcPort is one "broker" with one READ_WRITE queue 0 and one address; which
 // ledgermq queue a message goes to, or is received from, the gateway decides. A node that does
-// not answer its status is left out — a refusal is an answer: under an ACL the endpoint's own
-// client is unsigned and its status refused, by a live node (liveness is looked at every LIVENESS_INTERVAL_MS), so
-// clients stop sending to it; the node itself is always in its own routes.
+// not answer its status is left out (liveness is looked at every LIVENESS_INTERVAL_MS), so
+// clients stop sending to it; the node itself is always in its own routes. A refusal is an
+// answer: under an ACL the endpoint's own client is unsigned, and a live node refuses its status.
 import { isIP } from 'node:net';
 import type { LedgerClient } from '../client/client.js';
 import { isLmqError } from '../util/errors.js';

@@ -1,7 +1,8 @@
 // The RocketMQ 5 endpoint of one node (gRPC MessagingService on the node's grpcPort: plaintext,
-// or TLS with the node's certificate when the cluster has security.tls, tls-listener.ts). It is a client of the cluster like any other: a LedgerClient over every node's
-// client port carries each RPC to the leader, so the endpoint works the same on a follower
-// and keeps working across leader changes; the node process only hosts it.
+// or TLS with the node's certificate when the cluster has security.tls, tls-listener.ts). It is
+// a client of the cluster like any other: a LedgerClient over every node's client port carries
+// each RPC to the leader, so the endpoint works the same on a follower and keeps working across
+// leader changes; the node process only hosts it.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { DEFAULT_CLIENT_OPTIONS, LedgerClient } from '../client/client.js';
@@ -29,7 +30,6 @@ export interface GrpcEndpoint {
   stop(): Promise<void>;
 }
 
-/** Serves MessagingService on node selfId's grpcPort; the config must give it one. */
 /**
  * Serves MessagingService on node selfId's grpcPort; the config must give it one. `acl`: the
  * node's ACL (security.aclFile), which every call must then be signed by a user of (auth.ts).
@@ -49,7 +49,7 @@ export async function startGrpcEndpoint(config: ClusterConfig, selfId: string, l
   const anonymous = callerWith(undefined);
   const users = acl === undefined ? null : new CallerPool(acl, callerWith);
   acl?.onReload(() => users?.prune());
-  const callerOf: CallerOf = (metadata, peer) => (acl === undefined || users === null ? anonymous : users.of(authenticateCall(acl, metadata, peer, Date.now())));
+  const callerOf: CallerOf = acl === undefined || users === null ? () => anonymous : (metadata, peer) => users.of(authenticateCall(acl, metadata, peer, Date.now()));
   const routes = new RouteTable(anonymous.client, config.nodes, selfId);
   const fifoGroups: ReadonlySet<string> = new Set(config.grpc.fifoGroups);
   const telemetry = new TelemetrySessions({ maxReconsumeTimes: config.consumer.maxReconsumeTimes, fifoGroups }, selfId, logger);
