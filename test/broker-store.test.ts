@@ -3,15 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BrokerStore, compareKeys, type Key } from '../src/broker/store.js';
+import { BrokerStore, type CacheBounds, compareKeys, type Key } from '../src/broker/store.js';
 
 const dirs: string[] = [];
 const stores: BrokerStore[] = [];
 
-function openStore(maxBufferedRecords: number): BrokerStore {
+function openStore(maxBufferedRecords: number, cacheBounds?: CacheBounds): BrokerStore {
   const dir = mkdtempSync(join(tmpdir(), 'lmq-broker-store-'));
   dirs.push(dir);
-  const store = BrokerStore.open(dir, 'unsynced', maxBufferedRecords);
+  const store = BrokerStore.open(dir, 'unsynced', maxBufferedRecords, cacheBounds);
   stores.push(store);
   return store;
 }
@@ -23,8 +23,9 @@ afterEach(async () => {
 
 // Names mix ASCII, accented, CJK and astral characters: UTF-8 byte order differs from JS string order for them.
 const name = fc.constantFrom('a', 'b', 'ab', 'é', 'z', '中', '😀', 'ｚ', 'A');
-// 'queue' is a kind the store caches after a flush; 'k' and 'm' are not cached.
+// 'queue' and 'cq' are kinds the store caches (in two caches); 'k' and 'm' are not cached.
 const key = fc.oneof(
+  fc.tuple(name, fc.integer({ min: 0, max: 3 })).map(([n, i]): Key => ['cq', n, i]),
   fc.tuple(name, fc.integer({ min: 0, max: 5 })).map(([n, i]): Key => ['k', n, i]),
   fc.integer({ min: 0, max: 20 }).map((i): Key => ['m', i]),
   fc.tuple(name, fc.integer({ min: 0, max: 3 })).map(([n, i]): Key => ['queue', n, i]),
@@ -37,7 +38,7 @@ const write = fc.oneof(
 const step = fc.oneof(
   fc.record({ op: fc.constant('transaction' as const), writes: fc.array(write, { maxLength: 8 }), abort: fc.boolean() }),
   fc.record({ op: fc.constant('flush' as const) }),
-  fc.record({ op: fc.constant('range' as const), kind: fc.constantFrom('k', 'm', 'queue'), limit: fc.integer({ min: 0, max: 30 }) }),
+  fc.record({ op: fc.constant('range' as const), kind: fc.constantFrom('k', 'm', 'queue', 'cq'), limit: fc.integer({ min: 0, max: 30 }) }),
 );
 
 const id = (k: Key): string => JSON.stringify(k);
@@ -45,10 +46,10 @@ const id = (k: Key): string => JSON.stringify(k);
 const TOP = '\u{10FFFF}';
 
 describe('broker store – buffered writes', () => {
-  it('reads, ranges and aborts behave like an in-memory map, whatever is buffered or in lmdb', () => {
+  it('reads, ranges and aborts behave like an in-memory map, whatever is buffered, cached (a full cache evicting) or in lmdb', () => {
     fc.assert(
-      fc.property(fc.array(step, { maxLength: 40 }), fc.constantFrom(0, 3, 1000), (steps, maxBufferedRecords) => {
-        const store = openStore(maxBufferedRecords);
+      fc.property(fc.array(step, { maxLength: 40 }), fc.constantFrom(0, 3, 1000), fc.constantFrom(1, 2, 100_000), (steps, maxBufferedRecords, maxCached) => {
+        const store = openStore(maxBufferedRecords, { maxCachedRecords: maxCached, maxCachedConsumeQueueRecords: maxCached });
         const model = new Map<string, { key: Key; value: number }>();
         for (const s of steps) {
           if (s.op === 'flush') store.flush();
@@ -95,12 +96,27 @@ describe('broker store – buffered writes', () => {
     );
   });
 
+  it('a full read cache makes room for what is read next and never answers with a rewritten record\'s old value', () => {
+    for (const kind of ['queue', 'cq']) {
+      const store = openStore(0, { maxCachedRecords: 2, maxCachedConsumeQueueRecords: 2 });
+      const keys: Key[] = [0, 1, 2].map((i) => [kind, 't', i]);
+      keys.forEach((k, i) => store.transaction(() => store.put(k, i)));
+      // Three records through a cache of two: each read is answered right, twice over.
+      for (let round = 0; round < 2; round++) keys.forEach((k, i) => expect(store.get(k)).toBe(i));
+      // Rewritten (flushed at once: maxBufferedRecords 0), the last read first: it is cached.
+      for (let i = keys.length - 1; i >= 0; i--) store.transaction(() => store.put(keys[i]!, i + 10));
+      for (let round = 0; round < 2; round++) for (let i = keys.length - 1; i >= 0; i--) expect(store.get(keys[i]!)).toBe(i + 10);
+      store.transaction(() => store.remove(keys[2]!));
+      expect(store.get(keys[2]!)).toBeUndefined();
+    }
+  });
+
   it('orders keys exactly as lmdb does', () => {
     fc.assert(
       fc.property(fc.uniqueArray(key, { selector: id, maxLength: 30 }), (keys) => {
         const store = openStore(0);
         store.transaction(() => keys.forEach((k, i) => store.put(k, i)));
-        for (const kind of ['k', 'm', 'queue']) {
+        for (const kind of ['k', 'm', 'queue', 'cq']) {
           const fromLmdb = store.range([kind], [kind, TOP], 100).map((r) => r.key);
           const sorted = keys.filter((k) => k[0] === kind).sort(compareKeys);
           expect(fromLmdb).toEqual(sorted);

@@ -132,11 +132,12 @@ const MAX_CACHED_CONSUME_QUEUE_RECORDS = 2048;
 
 /** Default bound on records written but not yet in lmdb (each a few hundred bytes in memory). */
 export const DEFAULT_MAX_BUFFERED_RECORDS = 1024;
-/**
- * Bound on the read cache; a flush that would take it past this empties it first (the hot
- * records come back with the next reads).
- */
-const MAX_CACHED_RECORDS = 100_000;
+/** Bounds on the two read caches, in records (the oldest cached makes room); tests shrink them. */
+export interface CacheBounds {
+  readonly maxCachedRecords: number;
+  readonly maxCachedConsumeQueueRecords: number;
+}
+const DEFAULT_CACHE_BOUNDS: CacheBounds = { maxCachedRecords: 100_000, maxCachedConsumeQueueRecords: MAX_CACHED_CONSUME_QUEUE_RECORDS };
 /**
  * Kinds of record that are few, small and read on every produce or commit. Producer records
  * are not among them: each keeps up to dedupWindowPerProducer outcomes of up to 1,024
@@ -156,15 +157,19 @@ export class BrokerStore {
   /** Writes of finished transactions, not yet committed to lmdb. */
   private readonly buffered = new RecordBuffer();
   /** Values of CACHED_KINDS records as lmdb holds them, by key id. */
-  private readonly cache: ReadCache = { records: new Map(), maxRecords: MAX_CACHED_RECORDS };
+  private readonly cache: ReadCache;
   /** Consume queue records as lmdb holds them, by key id: pulls read their units in order. */
-  private readonly consumeQueueCache: ReadCache = { records: new Map(), maxRecords: MAX_CACHED_CONSUME_QUEUE_RECORDS };
+  private readonly consumeQueueCache: ReadCache;
 
   private constructor(
     private readonly db: RootDatabase<Buffer, Key>,
     private readonly maxBufferedRecords: number,
+    cacheBounds: CacheBounds,
   ) {
     assert(Number.isSafeInteger(maxBufferedRecords) && maxBufferedRecords >= 0, 'maxBufferedRecords must be a count');
+    for (const bound of [cacheBounds.maxCachedRecords, cacheBounds.maxCachedConsumeQueueRecords]) assert(Number.isSafeInteger(bound) && bound >= 1, 'a read cache holds at least one record');
+    this.cache = { records: new Map(), maxRecords: cacheBounds.maxCachedRecords };
+    this.consumeQueueCache = { records: new Map(), maxRecords: cacheBounds.maxCachedConsumeQueueRecords };
   }
 
   /**
@@ -172,9 +177,9 @@ export class BrokerStore {
    * state-guard.ts discards the state after an OS crash. 'durable': lmdb's default, fsync per
    * commit (overlappingSync). maxBufferedRecords 0 writes every transaction through to lmdb.
    */
-  static open(dir: string, durability: CommitDurability, maxBufferedRecords = DEFAULT_MAX_BUFFERED_RECORDS): BrokerStore {
+  static open(dir: string, durability: CommitDurability, maxBufferedRecords = DEFAULT_MAX_BUFFERED_RECORDS, cacheBounds: CacheBounds = DEFAULT_CACHE_BOUNDS): BrokerStore {
     const sync = durability === 'durable' ? {} : { noSync: true, overlappingSync: false };
-    return new BrokerStore(open<Buffer, Key>({ path: dir, encoding: 'binary', ...sync }), maxBufferedRecords);
+    return new BrokerStore(open<Buffer, Key>({ path: dir, encoding: 'binary', ...sync }), maxBufferedRecords, cacheBounds);
   }
 
   /**
@@ -207,14 +212,11 @@ export class BrokerStore {
         else this.db.putSync(slot.key, packr.pack(slot.value));
       }
     }, TransactionFlags.ABORTABLE | TransactionFlags.SYNCHRONOUS_COMMIT);
-    for (const { records, maxRecords } of [this.cache, this.consumeQueueCache]) {
-      if (records.size + this.buffered.size() > maxRecords) records.clear();
-    }
     for (const [kind, id, slot] of this.buffered.all()) {
-      const records = this.cacheOf(kind)?.records;
-      if (records === undefined) continue;
-      if (slot.value === REMOVED) records.delete(id);
-      else records.set(id, slot.value);
+      const cache = this.cacheOf(kind);
+      if (cache === null) continue;
+      if (slot.value === REMOVED) cache.records.delete(id);
+      else remember(cache, id, slot.value);
     }
     this.buffered.clear();
   }
@@ -265,7 +267,7 @@ export class BrokerStore {
     const bytes = this.db.get(at.key);
     if (bytes === undefined) return undefined;
     const value: unknown = packr.unpack(bytes);
-    if (cache !== null && cache.records.size < cache.maxRecords) cache.records.set(at.id, value);
+    if (cache !== null) remember(cache, at.id, value);
     return value;
   }
 
@@ -836,10 +838,24 @@ function integer(value: unknown): number {
   return value;
 }
 
-/** Decoded records as lmdb holds them, by key id; a flush that would pass maxRecords empties it first. */
+/** Decoded records as lmdb holds them, by key id, at most maxRecords (see remember). */
 interface ReadCache {
   readonly records: Map<string, unknown>;
   readonly maxRecords: number;
+}
+
+/**
+ * Caches a record, making room by dropping the one cached longest ago (a Map iterates in
+ * insertion order). A rewritten record moves to the young end. A full cache must keep taking
+ * what is read next: a pull walks a consume queue record unit by unit, and one left uncached
+ * was unpacked whole again for each of its 64 units (43% of a leader's CPU while a consumer
+ * read a backlog larger than the cache).
+ */
+function remember(cache: ReadCache, id: string, value: unknown): void {
+  cache.records.delete(id);
+  if (cache.records.size >= cache.maxRecords) cache.records.delete(cache.records.keys().next().value as string);
+  cache.records.set(id, value);
+  assert(cache.records.size <= cache.maxRecords, 'read cache within its bound');
 }
 
 interface Located {
