@@ -1,9 +1,11 @@
-// The broker state machine alone, in this process (`npm run bench:apply-read`): what applying
-// and reading cost per message on one node, without Raft, sockets or fsync — the part of a
-// produce every node pays, and the part of a consume the leader pays. 3,000 produce entries of
-// 32 x 128 B messages over 8 queues (msgIds as the native producer names them), applied two
-// entries per call, then the 8 queues read 32 messages at a time in turn (a consumer group
-// reading side by side). Prints CPU microseconds per message of each phase, and the load.
+// The broker state machine alone, in this process (`npm run bench:apply-read [ROUNDS]
+// [MESSAGES_PER_ENTRY]`): what applying and reading cost per message on one node, without
+// Raft, sockets or fsync — the part of a produce every node pays, and the part of a consume the
+// leader pays. 96,000 messages of 128 B over 8 queues (msgIds as the native producer names
+// them) in produce entries of 32 messages (what a batching producer sends; 1 is what
+// `--max-batch 1` sends), applied as the node applies them, then the 8 queues read 32 messages
+// at a time in turn (a consumer group reading side by side). Prints CPU microseconds per
+// message of each phase, and the load.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,8 +14,11 @@ import { BrokerStateMachine, type CommittedLogReader } from '../src/broker/state
 import { type Entry, EntryType } from '../src/raft/types.js';
 import { assert } from '../src/util/assert.js';
 
-const ENTRIES = 3000;
-const MESSAGES_PER_ENTRY = 32;
+const MESSAGES = 96_000;
+const MESSAGES_PER_ENTRY = Number(process.argv[3] ?? 32);
+const ENTRIES = Math.ceil(MESSAGES / MESSAGES_PER_ENTRY);
+/** Entries per apply call: two batches of 32, or as many one-message entries as a Ready holds under that load. */
+const ENTRIES_PER_APPLY = MESSAGES_PER_ENTRY >= 32 ? 2 : Math.ceil(64 / MESSAGES_PER_ENTRY);
 const QUEUES = 8;
 const BODY_BYTES = 128;
 const READ_MAX_MESSAGES = 32;
@@ -59,7 +64,7 @@ function round(): { applyUsPerMsg: number; readUsPerMsg: number } {
       entries.push(log.append({ kind: 'produce', producerId: 'bench-producer', seq: e + 1, timestampMs: Date.now(), messages, routedQueues: QUEUES }));
     }
     const applyStart = process.cpuUsage();
-    for (let i = 0; i < entries.length; i += 2) machine.apply(entries.slice(i, i + 2));
+    for (let i = 0; i < entries.length; i += ENTRIES_PER_APPLY) machine.apply(entries.slice(i, i + ENTRIES_PER_APPLY));
     const applyUs = cpuUs(applyStart);
     const offsets = new Array<number>(QUEUES).fill(0);
     let read = 0;
@@ -82,4 +87,4 @@ function round(): { applyUsPerMsg: number; readUsPerMsg: number } {
 }
 
 const rounds = Array.from({ length: ROUNDS }, round);
-console.log(JSON.stringify({ messages: ENTRIES * MESSAGES_PER_ENTRY, rounds, loadAvg1: Math.round(loadavg()[0]! * 10) / 10 }));
+console.log(JSON.stringify({ messages: ENTRIES * MESSAGES_PER_ENTRY, messagesPerEntry: MESSAGES_PER_ENTRY, rounds, loadAvg1: Math.round(loadavg()[0]! * 10) / 10 }));
