@@ -15,14 +15,23 @@ import { type Entry, EntryType } from '../src/raft/types.js';
 import { assert } from '../src/util/assert.js';
 
 const MESSAGES = 96_000;
-const MESSAGES_PER_ENTRY = Number(process.argv[3] ?? 32);
+const ROUNDS = countArgument(2, 'ROUNDS', 3);
+const MESSAGES_PER_ENTRY = countArgument(3, 'MESSAGES_PER_ENTRY', 32);
 const ENTRIES = Math.ceil(MESSAGES / MESSAGES_PER_ENTRY);
-/** Entries per apply call: two batches of 32, or as many one-message entries as a Ready holds under that load. */
+/** Entries per apply call: 64 messages' worth (two batches of 32, or 64 one-message entries). */
 const ENTRIES_PER_APPLY = MESSAGES_PER_ENTRY >= 32 ? 2 : Math.ceil(64 / MESSAGES_PER_ENTRY);
 const QUEUES = 8;
 const BODY_BYTES = 128;
 const READ_MAX_MESSAGES = 32;
-const ROUNDS = Number(process.argv[2] ?? 3);
+
+function countArgument(position: number, name: string, fallback: number): number {
+  const value = Number(process.argv[position] ?? fallback);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    console.error(`${name} must be a whole number of at least 1, not "${process.argv[position]}"`);
+    process.exit(2);
+  }
+  return value;
+}
 
 /** The committed log, in memory. */
 class InMemoryLog implements CommittedLogReader {

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BrokerStore, type CacheBounds, compareKeys, type Key } from '../src/broker/store.js';
 
 const dirs: string[] = [];
@@ -23,13 +23,17 @@ afterEach(async () => {
 
 // Names mix ASCII, accented, CJK and astral characters: UTF-8 byte order differs from JS string order for them.
 const name = fc.constantFrom('a', 'b', 'ab', 'é', 'z', '中', '😀', 'ｚ', 'A');
-// 'queue' and 'cq' are kinds the store caches (in two caches); 'k' and 'm' are not cached.
+// 'queue' and 'cq' are kinds the store caches (in two caches); 'k' and 'm' are not cached. The
+// cached kinds have few keys, so records are often rewritten and removed while cached.
+const cachedName = fc.constantFrom('a', 'é', '😀');
 const key = fc.oneof(
-  fc.tuple(name, fc.integer({ min: 0, max: 3 })).map(([n, i]): Key => ['cq', n, i]),
+  fc.tuple(cachedName, fc.integer({ min: 0, max: 1 })).map(([n, i]): Key => ['cq', n, i]),
   fc.tuple(name, fc.integer({ min: 0, max: 5 })).map(([n, i]): Key => ['k', n, i]),
   fc.integer({ min: 0, max: 20 }).map((i): Key => ['m', i]),
-  fc.tuple(name, fc.integer({ min: 0, max: 3 })).map(([n, i]): Key => ['queue', n, i]),
+  fc.tuple(cachedName, fc.integer({ min: 0, max: 1 })).map(([n, i]): Key => ['queue', n, i]),
 );
+/** Every key of the cached kinds `key` can produce: each step reads them all, present or not. */
+const CACHED_KEYS: Key[] = ['cq', 'queue'].flatMap((kind) => ['a', 'é', '😀'].flatMap((n) => [0, 1].map((i): Key => [kind, n, i])));
 const write = fc.oneof(
   fc.record({ op: fc.constant('put' as const), key, value: fc.integer() }),
   fc.record({ op: fc.constant('insert' as const), key, value: fc.integer() }),
@@ -90,6 +94,7 @@ describe('broker store – buffered writes', () => {
             expect(store.range([s.kind], [s.kind, TOP], s.limit)).toEqual(expected);
           }
           for (const r of model.values()) expect(store.get(r.key)).toBe(r.value);
+          for (const k of CACHED_KEYS) expect(store.get(k)).toBe(model.get(id(k))?.value);
         }
       }),
       { numRuns: 150 },
@@ -108,6 +113,20 @@ describe('broker store – buffered writes', () => {
       for (let round = 0; round < 2; round++) for (let i = keys.length - 1; i >= 0; i--) expect(store.get(keys[i]!)).toBe(i + 10);
       store.transaction(() => store.remove(keys[2]!));
       expect(store.get(keys[2]!)).toBeUndefined();
+    }
+  });
+
+  it('a full read cache keeps caching what is read next, within its bound', () => {
+    for (const kind of ['queue', 'cq']) {
+      const store = openStore(0, { maxCachedRecords: 2, maxCachedConsumeQueueRecords: 2 });
+      const keys: Key[] = [0, 1, 2].map((i) => [kind, 't', i]);
+      keys.forEach((k, i) => store.transaction(() => store.put(k, i))); // flushed and cached: keys 1 and 2
+      const lmdbGet = vi.spyOn((store as unknown as { db: { get: (k: Key) => unknown } }).db, 'get');
+      for (let i = 0; i < 10; i++) expect(store.get(keys[0]!)).toBe(0);
+      expect(lmdbGet).toHaveBeenCalledTimes(1); // read once, then cached in the full cache
+      const caches = store as unknown as { cache: { records: Map<string, unknown> }; consumeQueueCache: { records: Map<string, unknown> } };
+      expect(caches.cache.records.size).toBeLessThanOrEqual(2);
+      expect(caches.consumeQueueCache.records.size).toBeLessThanOrEqual(2);
     }
   });
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { ConsumeResult, FilterExpression, Producer, PushConsumer, SimpleConsumer, type MessageView } from 'rocketmq-client-nodejs';
-import './rocketmq-telemetry-guard.js';
+import { telemetryErrors } from './rocketmq-telemetry-guard.js';
 import { messagingServiceDefinition } from '../src/grpc/proto.js';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
 import type { LedgerClient } from '../src/client/client.js';
@@ -52,6 +52,7 @@ afterAll(async () => {
   for (const client of started) await bounded('shutdown', client.shutdown()).catch(() => undefined);
   admin?.close();
   await cluster?.dispose();
+  expect(telemetryErrors().map(String)).toEqual([]);
 });
 
 async function producer(topics: string[], checker?: { check(message: MessageView): Promise<number> }, at = endpoints): Promise<Producer> {
