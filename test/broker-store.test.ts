@@ -101,11 +101,17 @@ describe('broker store – buffered writes', () => {
     );
   });
 
+  /** Records 0, 1 and 2 of `kind`, valued 0, 1 and 2, each flushed at once into read caches of two records (1 and 2 stay cached). */
+  function overfullCache(kind: string): { store: BrokerStore; keys: Key[] } {
+    const store = openStore(0, { maxCachedRecords: 2, maxCachedConsumeQueueRecords: 2 });
+    const keys: Key[] = [0, 1, 2].map((i) => [kind, 't', i]);
+    keys.forEach((k, i) => store.transaction(() => store.put(k, i)));
+    return { store, keys };
+  }
+
   it('a full read cache makes room for what is read next and never answers with a rewritten record\'s old value', () => {
     for (const kind of ['queue', 'cq']) {
-      const store = openStore(0, { maxCachedRecords: 2, maxCachedConsumeQueueRecords: 2 });
-      const keys: Key[] = [0, 1, 2].map((i) => [kind, 't', i]);
-      keys.forEach((k, i) => store.transaction(() => store.put(k, i)));
+      const { store, keys } = overfullCache(kind);
       // Three records through a cache of two: each read is answered right, twice over.
       for (let round = 0; round < 2; round++) keys.forEach((k, i) => expect(store.get(k)).toBe(i));
       // Rewritten (flushed at once: maxBufferedRecords 0), the last read first: it is cached.
@@ -118,9 +124,7 @@ describe('broker store – buffered writes', () => {
 
   it('a full read cache keeps caching what is read next, within its bound', () => {
     for (const kind of ['queue', 'cq']) {
-      const store = openStore(0, { maxCachedRecords: 2, maxCachedConsumeQueueRecords: 2 });
-      const keys: Key[] = [0, 1, 2].map((i) => [kind, 't', i]);
-      keys.forEach((k, i) => store.transaction(() => store.put(k, i))); // flushed and cached: keys 1 and 2
+      const { store, keys } = overfullCache(kind);
       const lmdbGet = vi.spyOn((store as unknown as { db: { get: (k: Key) => unknown } }).db, 'get');
       for (let i = 0; i < 10; i++) expect(store.get(keys[0]!)).toBe(0);
       expect(lmdbGet).toHaveBeenCalledTimes(1); // read once, then cached in the full cache

@@ -1,3 +1,4 @@
+import { status } from '@grpc/grpc-js';
 import { BaseClient } from 'rocketmq-client-nodejs';
 
 // A defect of the official client (rocketmq-client-nodejs 1.0.8), not of the broker: when its
@@ -13,7 +14,7 @@ import { BaseClient } from 'rocketmq-client-nodejs';
 type Stream = ReturnType<BaseClient['createTelemetryStream']>;
 
 /** gRPC status codes of a lost connection and of a stream closed by either side. */
-const CONNECTION_LOST_CODES: ReadonlySet<number> = new Set([1 /* CANCELLED */, 14 /* UNAVAILABLE */]);
+const CONNECTION_LOST_CODES: ReadonlySet<number> = new Set([status.CANCELLED, status.UNAVAILABLE]);
 const unexpected: Error[] = [];
 
 /** Errors on the client's telemetry streams other than a lost connection; a test expects none. */
