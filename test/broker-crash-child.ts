@@ -1,5 +1,7 @@
 // Child process for the broker recovery test: applies a deterministic workload in batches and
-// reports each committed batch on stdout, until the parent kills it with SIGKILL.
+// reports on stdout each batch it starts and each it has applied, until the parent kills it with
+// SIGKILL. Writes to a pipe are synchronous on Linux, so every report made before the kill reaches
+// the parent.
 import { BrokerStateMachine } from '../src/broker/state-machine.js';
 import { applyRange, MemoryLog, workload } from './broker-helpers.js';
 
@@ -9,7 +11,9 @@ for (const command of workload(Number(seedText), Number(countText))) log.append(
 const machine = BrokerStateMachine.open({ dir: dir as string, log, maxBufferedRecords: Number(bufferedText) });
 const batchEntries = Number(batchText);
 for (let lo = machine.appliedIndex() + 1; lo <= log.all().length; lo += batchEntries) {
-  applyRange(machine, log, lo, Math.min(lo + batchEntries - 1, log.all().length), batchEntries);
+  const hi = Math.min(lo + batchEntries - 1, log.all().length);
+  process.stdout.write(`applying ${hi}\n`);
+  applyRange(machine, log, lo, hi, batchEntries);
   process.stdout.write(`applied ${machine.appliedIndex()}\n`);
 }
 process.stdout.write('done\n');

@@ -75,36 +75,36 @@ describe('broker state machine – recovery', () => {
     expect(dumpState(machine, WORKLOAD_KEYS)).toEqual(expected.dump);
   });
 
-  async function crashAndRecover(maxBufferedRecords: number): Promise<{ lastReported: number; recovered: number }> {
+  async function crashAndRecover(maxBufferedRecords: number): Promise<{ lastApplied: number; recovered: number }> {
     const crashEntries = 3000;
     const batchEntries = 10;
     const crashLog = new MemoryLog();
     for (const command of workload(SEED, crashEntries)) crashLog.append(command);
     const dir = join(temp.dir, `crashed-${maxBufferedRecords}`);
-    const lastReported = await runChildUntilKilled(dir, crashEntries, batchEntries, maxBufferedRecords, 600);
+    const { lastApplied, lastStarted } = await runChildUntilKilled(dir, crashEntries, batchEntries, maxBufferedRecords, 600);
 
     log = crashLog;
     const machine = openAt(`crashed-${maxBufferedRecords}`);
     const recovered = machine.appliedIndex();
     expect(recovered % batchEntries).toBe(0); // lmdb holds whole apply() calls only
     expect(recovered).toBeLessThan(crashEntries); // killed mid-run, not after the end
+    expect(recovered).toBeLessThanOrEqual(lastStarted); // nothing the child never applied
     const replay = openAt(`replay-${maxBufferedRecords}`);
     applyRange(replay, crashLog, 1, recovered, 100);
     expect(machine.stateDigest()).toBe(replay.stateDigest());
     applyRange(machine, crashLog, recovered + 1, crashEntries, 100);
     applyRange(replay, crashLog, recovered + 1, crashEntries, 100);
     expect(machine.stateDigest()).toBe(replay.stateDigest());
-    return { lastReported, recovered };
+    return { lastApplied, recovered };
   }
 
   it('killed with SIGKILL while applying through to lmdb, keeps every reported batch and replays exactly', async () => {
-    const { lastReported, recovered } = await crashAndRecover(0);
-    expect(recovered).toBeGreaterThanOrEqual(lastReported);
+    const { lastApplied, recovered } = await crashAndRecover(0);
+    expect(recovered).toBeGreaterThanOrEqual(lastApplied);
   });
 
   it('killed with SIGKILL while applying with buffered writes, recovers to an earlier batch boundary and replays exactly', async () => {
-    const { lastReported, recovered } = await crashAndRecover(200);
-    expect(recovered).toBeLessThanOrEqual(lastReported);
+    const { recovered } = await crashAndRecover(200);
     expect(recovered).toBeGreaterThan(0); // the buffer was written to lmdb during the run
   });
 });
@@ -142,24 +142,33 @@ describe('broker state machine – state guard', () => {
   });
 });
 
-/** Runs the child until it reports at least `killAfterIndex` applied, then SIGKILLs it mid-run. */
-function runChildUntilKilled(dir: string, entries: number, batchEntries: number, maxBufferedRecords: number, killAfterIndex: number): Promise<number> {
+/**
+ * Runs the child until it reports at least `killAfterIndex` applied, then SIGKILLs it mid-run.
+ * The child runs on while the signal is on its way, so the verdict reads its reports to the end
+ * of its output: the last batch it finished applying, and the last it started.
+ */
+function runChildUntilKilled(
+  dir: string,
+  entries: number,
+  batchEntries: number,
+  maxBufferedRecords: number,
+  killAfterIndex: number,
+): Promise<{ lastApplied: number; lastStarted: number }> {
   // vite-node runs the TypeScript child in its own process, so SIGKILL hits the applier itself.
   const viteNode = join('node_modules', 'vite-node', 'vite-node.mjs');
   const child = spawn(process.execPath, [viteNode, 'test/broker-crash-child.ts', dir, String(SEED), String(entries), String(batchEntries), String(maxBufferedRecords)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  const lastOf = (output: string, verb: string): number => Math.max(0, ...[...output.matchAll(new RegExp(`${verb} (\\d+)\n`, 'g'))].map((match) => Number(match[1])));
   return new Promise((resolve, reject) => {
-    let lastReported = 0;
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString();
-      for (const match of output.matchAll(/applied (\d+)\n/g)) lastReported = Math.max(lastReported, Number(match[1]));
-      if (lastReported >= killAfterIndex || output.includes('done')) child.kill('SIGKILL');
+      if (lastOf(output, 'applied') >= killAfterIndex || output.includes('done')) child.kill('SIGKILL');
     });
     child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      if (signal === 'SIGKILL') resolve(lastReported);
+    child.on('close', (code, signal) => {
+      if (signal === 'SIGKILL') resolve({ lastApplied: lastOf(output, 'applied'), lastStarted: lastOf(output, 'applying') });
       else reject(new Error(`crash child exited with ${code} before it was killed: ${output.slice(-500)}`));
     });
   });
