@@ -7,7 +7,7 @@ import { readSnapshotHeader, SNAPSHOT_FORMAT_VERSION } from '../src/broker/snaps
 import { BrokerStore } from '../src/broker/store.js';
 import { LmqError } from '../src/util/errors.js';
 import { bytes, dumpState, MemoryLog, payloadOf, RetainedLog, tempDir } from './broker-helpers.js';
-import { DEDUP_WINDOW, KEYS, MAX_PRODUCERS, op, opWithBursts, opWithDelays, opWithTransactions, TOPICS, toCommands } from './broker-workload.js';
+import { DEDUP_WINDOW, KEYS, MAX_PRODUCERS, op, opWithBatchesAndDelays, opWithBursts, opWithDelays, opWithTransactions, TOPICS, toCommands } from './broker-workload.js';
 
 // The oracle for snapshots: a machine restored from a snapshot at index S and the retained log
 // [retainedFromIndex .. S] must be indistinguishable from the machine that applied every entry
@@ -111,6 +111,10 @@ describe('broker snapshots – oracle', () => {
 
   it('… with delayed messages, deliverDue (repeated and partial), sendBack and dlqResend in the log', async () => {
     await fc.assert(restoreProperty(fc.array(opWithDelays, { minLength: 10, maxLength: 60 })), { numRuns: 40 });
+  });
+
+  it('… with produceBatch entries: produces refused, duplicate, delayed or sharing a run prefix among placed ones', async () => {
+    await fc.assert(restoreProperty(fc.array(opWithBatchesAndDelays, { minLength: 10, maxLength: 60 })), { numRuns: 40 });
   });
 
   it('… with transactions: half sends (repeated, refused), commits (stale too), rollbacks, repeated ends and check counts', async () => {

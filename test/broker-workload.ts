@@ -4,7 +4,7 @@
 // proposals (naming timers that may be pending, delivered already or never parked), sendBack
 // (retry and dead-letter copies, repeats) and dlqResend, for the snapshot oracle.
 import fc from 'fast-check';
-import type { BrokerCommand, DueMessage, ProduceMessage } from '../src/broker/commands.js';
+import type { BrokerCommand, DueMessage, ProduceCommand, ProduceMessage } from '../src/broker/commands.js';
 
 export const TOPICS = ['t0', 't1', 't2', 't3']; // t3 is never created
 export const PRODUCERS = ['p0', 'p1', 'p2', 'p3'];
@@ -18,21 +18,19 @@ export const DEDUP_WINDOW = 3;
 const topicIndex = fc.oneof({ weight: 12, arbitrary: fc.nat(1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 3 }) });
 const queueIndex = fc.oneof({ weight: 15, arbitrary: fc.nat(1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 3 }) });
 const messageOp = fc.record({ topic: topicIndex, queueId: queueIndex, key: fc.option(fc.nat(2)), size: fc.nat(6) });
+const produceOp = fc.record({
+  t: fc.constant('produce' as const),
+  // Mostly two producers (both fit in maxProducers, so their windows fill), sometimes two
+  // more that force evictions.
+  producer: fc.oneof({ weight: 8, arbitrary: fc.nat(1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 3 }) }),
+  mode: fc.constantFrom('next', 'next', 'next', 'retry', 'retry', 'gap', 'one'),
+  pick: fc.nat(),
+  timestampMs: fc.nat(100),
+  messages: fc.array(messageOp, { minLength: 1, maxLength: 3 }),
+});
 export const op = fc.oneof(
   { weight: 1, arbitrary: fc.record({ t: fc.constant('create' as const), topic: fc.nat(2), queues: fc.integer({ min: 1, max: 3 }) }) },
-  {
-    weight: 6,
-    arbitrary: fc.record({
-      t: fc.constant('produce' as const),
-      // Mostly two producers (both fit in maxProducers, so their windows fill), sometimes two
-      // more that force evictions.
-      producer: fc.oneof({ weight: 8, arbitrary: fc.nat(1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 3 }) }),
-      mode: fc.constantFrom('next', 'next', 'next', 'retry', 'retry', 'gap', 'one'),
-      pick: fc.nat(),
-      timestampMs: fc.nat(100),
-      messages: fc.array(messageOp, { minLength: 1, maxLength: 3 }),
-    }),
-  },
+  { weight: 6, arbitrary: produceOp },
   {
     weight: 3,
     arbitrary: fc.record({
@@ -75,6 +73,17 @@ const delayOp = fc.oneof(
 );
 export const opWithDelays = fc.oneof({ weight: 3, arbitrary: op }, { weight: 2, arbitrary: delayOp });
 export type DelayOp = typeof opWithDelays extends fc.Arbitrary<infer T> ? T : never;
+
+// produceBatch entries, as a leader batches the produces it receives while a round is out: 2 to
+// 5 produces of op's kinds (in order, retries, gaps; the same producer more than once), and
+// with delays also produces of delayed messages.
+const delayedProduceOp = fc.record({ t: fc.constant('delayed' as const), producer: fc.nat(1), topic: fc.nat(1), timestampMs: fc.nat(100), delayMs: fc.integer({ min: 1, max: 60 }) });
+const batchOp = fc.record({ t: fc.constant('batch' as const), produces: fc.array(produceOp, { minLength: 2, maxLength: 5 }) });
+const batchWithDelaysOp = fc.record({ t: fc.constant('batch' as const), produces: fc.array(fc.oneof(produceOp, delayedProduceOp), { minLength: 2, maxLength: 5 }) });
+export const opWithBatches = fc.oneof({ weight: 3, arbitrary: op }, { weight: 2, arbitrary: batchOp });
+export const opWithBatchesAndDelays = fc.oneof({ weight: 3, arbitrary: op }, { weight: 2, arbitrary: delayOp }, { weight: 2, arbitrary: batchWithDelaysOp });
+type BatchOp = typeof batchWithDelaysOp extends fc.Arbitrary<infer T> ? T : never;
+type ProduceOp = Extract<Op, { t: 'produce' }>;
 
 // Transactions: half sends to a few transaction slots (some repeated, some to queues that do not
 // exist), ends that commit what the slot sent (or roll back; stale when a half was refused or
@@ -127,12 +136,8 @@ function delayCommand(o: Exclude<DelayOp, Op>, logIndex: number, parked: Parked,
   const body = Uint8Array.of(logIndex % 256, 7);
   const origin = { msgId: `o${logIndex}`, topic: 't0', queueId: 0, offset: 0 };
   switch (o.t) {
-    case 'delayed': {
-      const producerId = PRODUCERS[o.producer]!;
-      const message: ProduceMessage = { msgId: `d${logIndex}`, topic: TOPICS[o.topic]!, queueId: 0, body, deliverAtMs: o.timestampMs + o.delayMs };
-      parked.push({ timer: { deliverAtMs: message.deliverAtMs!, logIndex, position: 0 }, message });
-      return { kind: 'produce', producerId, seq: nextSeq(producerId), timestampMs: o.timestampMs, messages: [message] };
-    }
+    case 'delayed':
+      return delayedProduce(o, `d${logIndex}`, { logIndex, position: 0 }, parked, nextSeq);
     case 'deliver': {
       const messages = parked.filter((due) => due.timer.deliverAtMs <= o.at);
       return messages.length === 0 ? null : { kind: 'deliverDue', timestampMs: o.at, messages };
@@ -153,11 +158,19 @@ function delayCommand(o: Exclude<DelayOp, Op>, logIndex: number, parked: Parked,
   }
 }
 
+/** A produce of one message due delayMs after its send, parked at `at` (its entry, its position there). */
+function delayedProduce(o: Extract<DelayOp, { t: 'delayed' }>, msgId: string, at: { logIndex: number; position: number }, parked: Parked, nextSeq: (producerId: string) => number): ProduceCommand {
+  const producerId = PRODUCERS[o.producer]!;
+  const message: ProduceMessage = { msgId, topic: TOPICS[o.topic]!, queueId: 0, body: Uint8Array.of(at.logIndex % 256, 7), deliverAtMs: o.timestampMs + o.delayMs };
+  parked.push({ timer: { deliverAtMs: message.deliverAtMs!, ...at }, message });
+  return { kind: 'produce', producerId, seq: nextSeq(producerId), timestampMs: o.timestampMs, messages: [message] };
+}
+
 /** Turns ops into commands like clients would send them: in-order seqs, retries of old sends, gaps. */
-export function toCommands(ops: readonly (Op | DelayOp | TxOp)[]): (BrokerCommand | null)[] {
+export function toCommands(ops: readonly (Op | DelayOp | TxOp | BatchOp)[]): (BrokerCommand | null)[] {
   const slots: TxSlot[] = [];
   const sentMax = new Map<string, number>();
-  const sent = new Map<string, BrokerCommand>();
+  const sent = new Map<string, ProduceCommand>();
   const parked: Parked = [];
   const start: BrokerCommand[] = [
     { kind: 'createTopic', topic: 't0', queues: 2 },
@@ -177,6 +190,22 @@ export function toCommands(ops: readonly (Op | DelayOp | TxOp)[]): (BrokerComman
     if (o.t === 'offsets') {
       return { kind: o.reset ? 'resetOffsets' : 'commitOffsets', group: GROUPS[o.group]!, offsets: [{ topic: TOPICS[o.topic]!, queueId: o.queueId, offset: o.offset }] };
     }
+    if (o.t === 'batch') {
+      const logIndex = start.length + i + 1;
+      let position = 0;
+      const produces = o.produces.map((p, k) => {
+        // Every other produce names its messages with the first's run prefix: an entry whose
+        // produces share one is indexed without runs (placement.ts).
+        const produce = p.t === 'delayed' ? delayedProduce(p, `d${logIndex}_${k}`, { logIndex, position }, parked, nextSeq) : produceOf(p, `${i}_${k % 2 === 0 ? 0 : k}`, (i + k) % 2 === 0, i + k);
+        position += produce.messages.length;
+        return produce;
+      });
+      return { kind: 'produceBatch', produces };
+    }
+    return produceOf(o, String(i), i % 2 === 0, i);
+  })];
+
+  function produceOf(o: ProduceOp, name: string, runNamed: boolean, bodySeed: number): ProduceCommand {
     const producerId = PRODUCERS[o.producer]!;
     const max = sentMax.get(producerId) ?? 0;
     const seq = o.mode === 'next' ? max + 1 : o.mode === 'gap' ? max + 2 : o.mode === 'one' ? 1 : 1 + (o.pick % Math.max(1, max));
@@ -185,14 +214,13 @@ export function toCommands(ops: readonly (Op | DelayOp | TxOp)[]): (BrokerComman
     if (o.mode === 'next') sentMax.set(producerId, seq);
     const messages = o.messages.map((m, j): ProduceMessage => {
       // Half the produces name their messages as the native producer does (prefix.position: one
-      // msgrun record for the entry, store.ts), half not (one msgid record each).
-      const message: ProduceMessage = { msgId: i % 2 === 0 ? `m${i}.${j}` : `m${i}-${j}`, topic: TOPICS[m.topic]!, queueId: m.queueId, body: Uint8Array.from({ length: m.size }, (_, b) => (i + b) % 256) };
+      // msgrun record for the produce, store.ts), half not (one msgid record each).
+      const message: ProduceMessage = { msgId: runNamed ? `m${name}.${j}` : `m${name}-${j}`, topic: TOPICS[m.topic]!, queueId: m.queueId, body: Uint8Array.from({ length: m.size }, (_, b) => (bodySeed + b) % 256) };
       if (m.key !== null) message.keys = [KEYS[m.key]!];
       return message;
     });
-    const command: BrokerCommand = { kind: 'produce', producerId, seq, timestampMs: o.timestampMs, messages };
+    const command: ProduceCommand = { kind: 'produce', producerId, seq, timestampMs: o.timestampMs, messages };
     sent.set(`${producerId}#${seq}`, command);
     return command;
-  })];
+  }
 }
-

@@ -24,6 +24,7 @@ import { APPEND_ENTRY_WIRE_BYTES, APPEND_ENVELOPE_WIRE_BYTES } from '../raft/mes
 import { MAX_ACCESS_KEY_LENGTH } from '../security/signature.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../transport/framing.js';
 import { CONTROL_CHARACTER, LIMITS, NAME_PATTERN, NAME_RULE, RESERVED_PROPERTY_NAME, UNSEQUENCED } from '../protocol/index.js';
+import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 
 export type BrokerCommand =
@@ -33,13 +34,15 @@ export type BrokerCommand =
    * timestampMs + maxReorderWaitMs at most (both the leader's, so apply is deterministic).
    */
   | { kind: 'growTopic'; topic: string; queues: number; timestampMs: number; maxReorderWaitMs: number }
-  /** timestampMs: the leader's clock at proposal, so apply is deterministic. seq: from 1, per producerId; UNSEQUENCED (0) for one-way sends. */
+  | ProduceCommand
   /**
-   * routedQueues: the topic's queue count the producer chose the queues with; a topic that has
-   * grown since refuses the whole produce at apply (LMQ_ROUTE_CHANGED), so no key lands in an
-   * old queue after a growth's boundary (topic-growth.ts).
+   * Produces the leader received while its last batch of them was out, in arrival order, as
+   * one entry: applied one after another as if each were its own entry (its seq check, outcome
+   * and result), but with one pass over the store and one consume queue record per queue. The
+   * entry's positions (batchPos) run on from one produce to the next. Its messages and bodies
+   * stay within one produce's bounds, so every position fits where a produce's does.
    */
-  | { kind: 'produce'; producerId: string; seq: number; timestampMs: number; messages: ProduceMessage[]; routedQueues?: number }
+  | { kind: 'produceBatch'; produces: ProduceCommand[] }
   /** offset = the next offset the group will consume. Moves forward only (see state-machine.ts). */
   | { kind: 'commitOffsets'; group: string; offsets: OffsetPosition[] }
   /** Sets offsets exactly (backwards too): the explicit reset the CLI offers. */
@@ -94,6 +97,21 @@ export type BrokerCommand =
   | { kind: 'txChecked'; timestampMs: number; checks: TxCheckMark[] }
   /** The preferred leader from now on (null: none), set by `leader preferred` (leadership.ts). */
   | { kind: 'setPreferredLeader'; node: string | null };
+
+/** timestampMs: the leader's clock at proposal, so apply is deterministic. seq: from 1, per producerId; UNSEQUENCED (0) for one-way sends. */
+/**
+ * routedQueues: the topic's queue count the producer chose the queues with; a topic that has
+ * grown since refuses the whole produce at apply (LMQ_ROUTE_CHANGED), so no key lands in an
+ * old queue after a growth's boundary (topic-growth.ts).
+ */
+export interface ProduceCommand {
+  kind: 'produce';
+  producerId: string;
+  seq: number;
+  timestampMs: number;
+  messages: ProduceMessage[];
+  routedQueues?: number;
+}
 
 /** A simple consumer's delivery of the message at (topic, queueId, offset): tag is the log index that made it. */
 export interface DeliveryRef {
@@ -206,6 +224,8 @@ export function carriedMessages(command: BrokerCommand): readonly ProduceMessage
   switch (command.kind) {
     case 'produce':
       return command.messages;
+    case 'produceBatch':
+      return command.produces.flatMap((produce) => produce.messages);
     case 'deliverDue':
       return command.messages.map((due) => due.message);
     case 'sendBack':
@@ -262,6 +282,81 @@ export function encodeCommand(command: BrokerCommand): Uint8Array {
   data[0] = COMMAND_FORMAT_VERSION;
   data.set(payload, 1);
   return data;
+}
+
+/** A produce encoded once, on its way into a produceBatch: the command, its Entry.data, its sizes. */
+export interface EncodedProduce {
+  readonly command: ProduceCommand;
+  readonly data: Uint8Array;
+  readonly bodyBytes: number;
+}
+
+/** Validates and encodes a produce (LMQ_BAD_INPUT as encodeCommand) for encodeProduceBatch. */
+export function encodeProduce(command: ProduceCommand): EncodedProduce {
+  return { command, data: encodeCommand(command), bodyBytes: produceBodyBytes(command) };
+}
+
+/** Running totals of produces meant for one entry (produceBatchFits). */
+export interface ProduceBatchTotals {
+  produces: number;
+  messages: number;
+  bodyBytes: number;
+  /** Their Entry.data bytes together. */
+  dataBytes: number;
+}
+
+/** `{kind:'produceBatch', produces:[]}` encoded, but its empty array's header (the last byte). */
+const PRODUCE_BATCH_HEAD = (() => {
+  const packed = packr.pack({ kind: 'produceBatch', produces: [] });
+  assert(packed[packed.byteLength - 1] === 0x90, 'an empty msgpack array ends the produceBatch head');
+  return Uint8Array.from(packed.subarray(0, packed.byteLength - 1));
+})();
+/** The largest msgpack array header (array 32). */
+const MAX_ARRAY_HEADER_BYTES = 5;
+
+/** Whether produces with these totals make one entry encodeProduceBatch can encode. */
+export function produceBatchFits(totals: ProduceBatchTotals): boolean {
+  if (totals.produces <= 1) return true; // one produce is proposed as itself
+  const bytes = 1 + PRODUCE_BATCH_HEAD.byteLength + MAX_ARRAY_HEADER_BYTES + totals.dataBytes - totals.produces;
+  return totals.produces <= LIMITS.maxMessagesPerProduce && totals.messages <= LIMITS.maxMessagesPerProduce && totals.bodyBytes <= LIMITS.maxProduceBodyBytes && bytes <= MAX_COMMAND_BYTES;
+}
+
+/**
+ * Entry.data of produces proposed as one entry: the produce itself when alone, else their
+ * produceBatch — the bytes encodeCommand gives it (msgpack nests a value's encoding unchanged),
+ * built from each produce's own encoding instead of encoding every message again.
+ */
+export function encodeProduceBatch(produces: readonly EncodedProduce[]): Uint8Array {
+  assert(produces.length >= 1, 'a produce batch holds a produce');
+  if (produces.length === 1) return produces[0]!.data;
+  const totals = {
+    produces: produces.length,
+    messages: produces.reduce((sum, produce) => sum + produce.command.messages.length, 0),
+    bodyBytes: produces.reduce((sum, produce) => sum + produce.bodyBytes, 0),
+    dataBytes: produces.reduce((sum, produce) => sum + produce.data.byteLength, 0),
+  };
+  assert(produceBatchFits(totals), "a produce batch within one entry and one produce's bounds");
+  const header = arrayHeader(produces.length);
+  const data = new Uint8Array(1 + PRODUCE_BATCH_HEAD.byteLength + header.byteLength + totals.dataBytes - produces.length);
+  data[0] = COMMAND_FORMAT_VERSION;
+  data.set(PRODUCE_BATCH_HEAD, 1);
+  let at = 1 + PRODUCE_BATCH_HEAD.byteLength;
+  data.set(header, at);
+  at += header.byteLength;
+  for (const { data: produce } of produces) {
+    assert(produce[0] === COMMAND_FORMAT_VERSION, 'a produce encoded by encodeCommand');
+    data.set(produce.subarray(1), at);
+    at += produce.byteLength - 1;
+  }
+  assert(at === data.byteLength, 'the produce batch is filled');
+  return data;
+}
+
+/** A msgpack array header for `length` elements. */
+function arrayHeader(length: number): Uint8Array {
+  if (length < 16) return Uint8Array.of(0x90 | length);
+  if (length <= 0xffff) return Uint8Array.of(0xdc, length >> 8, length & 0xff);
+  return Uint8Array.of(0xdd, length >>> 24, (length >> 16) & 0xff, (length >> 8) & 0xff, length & 0xff);
 }
 
 /**
@@ -355,6 +450,8 @@ function validateCommand(raw: unknown): BrokerCommand {
       };
     case 'produce':
       return validateProduce(raw);
+    case 'produceBatch':
+      return validateProduceBatch(raw);
     case 'commitOffsets':
     case 'resetOffsets':
       onlyKeys(raw, ['kind', 'group', 'offsets'], kind);
@@ -397,7 +494,7 @@ function validateCommand(raw: unknown): BrokerCommand {
   }
 }
 
-function validateProduce(raw: Record<string, unknown>): BrokerCommand {
+function validateProduce(raw: Record<string, unknown>): ProduceCommand {
   onlyKeys(raw, ['kind', 'producerId', 'seq', 'timestampMs', 'messages', 'routedQueues'], 'produce');
   const messagesRaw = raw['messages'];
   if (!Array.isArray(messagesRaw)) fail('messages must be an array');
@@ -414,6 +511,27 @@ function validateProduce(raw: Record<string, unknown>): BrokerCommand {
     messages,
     ...(raw['routedQueues'] === undefined ? {} : { routedQueues: checkInteger(raw['routedQueues'], 'routedQueues', 1, LIMITS.maxQueuesPerTopic) }),
   };
+}
+
+function validateProduceBatch(raw: Record<string, unknown>): BrokerCommand {
+  onlyKeys(raw, ['kind', 'produces'], 'produceBatch');
+  const produces = checkArray(raw['produces'], 'produces', LIMITS.maxMessagesPerProduce).map((produce, i) => {
+    if (!isRecord(produce) || produce['kind'] !== 'produce') fail(`produces[${i}] is not a produce`);
+    try {
+      return validateProduce(produce);
+    } catch (error) {
+      if (error instanceof ShapeError) fail(`produces[${i}]: ${error.message}`);
+      throw error;
+    }
+  });
+  const messages = produces.reduce((sum, produce) => sum + produce.messages.length, 0);
+  if (messages > LIMITS.maxMessagesPerProduce) fail(`produces carry ${messages} messages, more than maxMessagesPerProduce ${LIMITS.maxMessagesPerProduce}`);
+  checkBodyBytes(produces.reduce((sum, produce) => sum + produceBodyBytes(produce), 0));
+  return { kind: 'produceBatch', produces };
+}
+
+function produceBodyBytes(produce: ProduceCommand): number {
+  return produce.messages.reduce((sum, message) => sum + message.body.byteLength, 0);
 }
 
 function checkTimestamp(raw: Record<string, unknown>): number {

@@ -4,14 +4,19 @@
 // code, and the rule of which of an entry's messages it placed (placedItems), is what makes a
 // rebuilt state equal, record for record, to an applied one.
 import { assert } from '../util/assert.js';
-import { type BrokerCommand, carriedMessages, type ProduceMessage } from './commands.js';
-import { type BrokerStore, type ConsumeQueueRecord, msgIdRunPrefix, type QueuePosition } from './store.js';
+import { type BrokerCommand, carriedMessages, type ProduceCommand, type ProduceMessage } from './commands.js';
+import { type BrokerStore, type ConsumeQueueRecord, msgIdRunName, msgIdRunPrefix, type QueuePosition } from './store.js';
 import { tagHash } from '../filter/index.js';
 
 /** A message an entry places, with its position in the entry (the consume queue's batchPos). */
 export interface PlacedItem {
   readonly message: ProduceMessage;
   readonly batchPos: number;
+  /**
+   * The position of the first message of its produce: a produceBatch entry carries several
+   * produces one after another, and a producer names its copies prefix.N from its own first.
+   */
+  readonly runStart: number;
 }
 
 /** A message of a produce or sendBack entry due later than the entry's own time waits in the timer index. */
@@ -21,20 +26,76 @@ export function isDelayed(message: ProduceMessage, timestampMs: number): boolean
 
 /**
  * The messages an applied entry placed in their queues, in position order: a produce's and a
- * sendBack's that were not delayed; a deliverDue's and a dlqResend's but those it skipped
- * (already delivered or resent, recorded in its unplaced mark); a committing txEnd's (one that
- * placed nothing is marked unplaced whole). None for other commands.
+ * sendBack's that were not delayed; a produceBatch's likewise, but those of its produces that
+ * placed nothing (their positions are in its unplaced mark); a deliverDue's and a dlqResend's
+ * but those it skipped (already delivered or resent, recorded in its unplaced mark); a
+ * committing txEnd's (one that placed nothing is marked unplaced whole). None for other commands.
  */
 export function placedItems(command: BrokerCommand, skipped: ReadonlySet<number>): PlacedItem[] {
-  const messages = carriedMessages(command) ?? [];
-  const timed = command.kind === 'produce' || command.kind === 'sendBack';
+  if (command.kind === 'produce') return producePlacedItems(command, 0, skipped);
+  if (command.kind === 'produceBatch') {
+    const items: PlacedItem[] = [];
+    let runStart = 0;
+    for (const produce of command.produces) {
+      for (const item of producePlacedItems(produce, runStart, skipped)) items.push(item);
+      runStart += produce.messages.length;
+    }
+    return items;
+  }
+  const timed = command.kind === 'sendBack';
   const items: PlacedItem[] = [];
-  messages.forEach((message, batchPos) => {
+  (carriedMessages(command) ?? []).forEach((message, batchPos) => {
     if (skipped.has(batchPos)) return;
     if (timed && isDelayed(message, command.timestampMs)) return;
-    items.push({ message, batchPos });
+    items.push({ message, batchPos, runStart: 0 });
   });
   return items;
+}
+
+/** A produce's messages due at its time, at an entry's positions from runStart, but those skipped. */
+export function producePlacedItems(produce: ProduceCommand, runStart: number, skipped: ReadonlySet<number>): PlacedItem[] {
+  const items: PlacedItem[] = [];
+  produce.messages.forEach((message, i) => {
+    const batchPos = runStart + i;
+    if (!skipped.has(batchPos) && !isDelayed(message, produce.timestampMs)) items.push({ message, batchPos, runStart });
+  });
+  return items;
+}
+
+const NO_NAMES: ReadonlySet<string> = new Set();
+
+/** The run prefixes messages of more than one of an entry's produces are named with (EntryPlacer). */
+export function sharedRunNamesOf(command: BrokerCommand): ReadonlySet<string> {
+  return command.kind === 'produceBatch' ? sharedRunNames(command.produces) : NO_NAMES;
+}
+
+export function sharedRunNames(produces: readonly ProduceCommand[]): ReadonlySet<string> {
+  if (produces.length < 2) return NO_NAMES;
+  const seen = new Set<string>();
+  const shared = new Set<string>();
+  for (const produce of produces) {
+    const names = new Set<string>();
+    for (const { msgId } of produce.messages) {
+      const name = msgIdRunName(msgId);
+      if (name !== undefined) names.add(name);
+    }
+    for (const name of names) (seen.has(name) ? shared : seen).add(name);
+  }
+  return shared.size === 0 ? NO_NAMES : shared;
+}
+
+/**
+ * The time an entry's placements are stored at (before the store's never-backwards rule): its
+ * command's time — for a produceBatch, its latest produce's.
+ */
+export function entryTimestampMs(command: BrokerCommand): number {
+  if (command.kind === 'produceBatch') return producesTimestampMs(command.produces);
+  return 'timestampMs' in command ? command.timestampMs : 0;
+}
+
+/** The latest of an entry's produces' times. */
+export function producesTimestampMs(produces: readonly ProduceCommand[]): number {
+  return Math.max(...produces.map((produce) => produce.timestampMs));
 }
 
 /** A queue's running next offset while a batch (or a rebuild) places messages in it. */
@@ -49,51 +110,95 @@ export function queueKey(topic: string, queueId: number): string {
 }
 
 /**
- * Places each message at its queue's running next offset (dense offsets, log order) and
- * indexes it. `queueOf` returns the running queue of a (topic, queueId), the same object for
+ * Places an entry's messages, each at its queue's running next offset (dense offsets, log order),
+ * and indexes them: place() as often as the entry has produces to place, in position order, then
+ * finish() once. `queueOf` returns the running queue of a (topic, queueId), the same object for
  * every message of it; its nextOffset is advanced here. The caller checked every queue exists.
  */
-export function indexBatch(
-  store: BrokerStore,
-  items: readonly PlacedItem[],
-  logIndex: number,
-  storeTimestampMs: number,
-  queueOf: (topic: string, queueId: number) => RunningQueue,
-): { msgId: string; queueId: number; offset: number }[] {
-  assert(logIndex >= 1, 'a placed batch has a log index');
-  // Every copy is indexed (a copy stored again under a new producer session too): a lookup
-  // answers the oldest one still retained. A batch named prefix.batchPos shares one record.
-  const runPrefix = msgIdRunPrefix(items.map(({ message, batchPos }) => ({ msgId: message.msgId, batchPos })));
-  const run: (QueuePosition | null)[] = [];
-  // Each queue's units are appended together after the loop: one write per record, not per message.
-  const unitsByQueue = new Map<RunningQueue, { firstOffset: number; records: ConsumeQueueRecord[] }>();
-  const placed = items.map(({ message, batchPos }) => {
-    const queue = queueOf(message.topic, message.queueId);
-    assert(queue.topic === message.topic && queue.queueId === message.queueId, 'running queue of another queue');
-    const offset = queue.nextOffset;
-    const keys = message.keys ?? [];
-    const at: ConsumeQueueRecord = {
-      logIndex, batchPos, storeTimestampMs, bodyBytes: message.body.byteLength, msgId: message.msgId, keys,
-      tagHash: message.tag === undefined ? null : tagHash(message.tag),
-      msgIdInRun: runPrefix !== undefined,
-    };
-    let units = unitsByQueue.get(queue);
-    if (units === undefined) unitsByQueue.set(queue, (units = { firstOffset: offset, records: [] }));
-    assert(offset === units.firstOffset + units.records.length, () => `${message.topic}/${message.queueId}: offset ${offset} does not follow the batch's previous one`);
-    units.records.push(at);
-    for (const key of keys) store.putKeyIndex(message.topic, key, at, message.queueId, offset);
-    const position = { topic: message.topic, queueId: message.queueId, offset };
-    if (runPrefix === undefined) store.putMsgId(message.msgId, at, position);
-    else {
-      assert(run.length <= batchPos, 'placed items come in position order');
-      while (run.length < batchPos) run.push(null); // positions this entry did not place (delayed)
-      run.push(position);
+export class EntryPlacer {
+  /** Each queue's units, appended together by finish(): one write per record, not per message. */
+  private readonly unitsByQueue = new Map<RunningQueue, { firstOffset: number; records: ConsumeQueueRecord[] }>();
+  /** Each run's copies by the N of its msgIds prefix.N (null: a position it did not place). */
+  private readonly runs = new Map<string, (QueuePosition | null)[]>();
+  private lastBatchPos = -1;
+  private lastRunStart = -1;
+  private finished = false;
+
+  /**
+   * `sharedRunNames`: run prefixes (msgIdRunPrefix) that messages of more than one of the
+   * entry's produces are named with (sharedRunNamesOf): those produces index each copy on its
+   * own, so a lookup finds the oldest of an entry's copies of a msgId by its position.
+   */
+  constructor(
+    private readonly store: BrokerStore,
+    private readonly logIndex: number,
+    private readonly storeTimestampMs: number,
+    private readonly sharedRunNames: ReadonlySet<string>,
+    private readonly queueOf: (topic: string, queueId: number) => RunningQueue,
+  ) {
+    assert(logIndex >= 1, 'a placed batch has a log index');
+  }
+
+  place(items: readonly PlacedItem[]): { msgId: string; queueId: number; offset: number }[] {
+    assert(!this.finished, 'an entry placed after it finished');
+    const placed: { msgId: string; queueId: number; offset: number }[] = [];
+    for (let i = 0; i < items.length; ) {
+      let end = i + 1;
+      while (end < items.length && items[end]!.runStart === items[i]!.runStart) end++;
+      for (const one of this.placeRun(items.slice(i, end))) placed.push(one);
+      i = end;
     }
-    queue.nextOffset = offset + 1;
-    return { msgId: message.msgId, queueId: message.queueId, offset };
-  });
-  if (runPrefix !== undefined) store.putMsgIdRun(runPrefix, logIndex, run);
-  for (const [queue, { firstOffset, records }] of unitsByQueue) store.putConsumeQueueRun(queue.topic, queue.queueId, firstOffset, records);
-  assert(placed.length === items.length, 'one placement per message');
-  return placed;
+    assert(placed.length === items.length, 'one placement per message');
+    return placed;
+  }
+
+  /** Writes the consume queue units and the msgId runs of everything placed. */
+  finish(): void {
+    assert(!this.finished, 'an entry finished twice');
+    this.finished = true;
+    for (const [prefix, copies] of this.runs) this.store.putMsgIdRun(prefix, this.logIndex, copies);
+    for (const [queue, { firstOffset, records }] of this.unitsByQueue) this.store.putConsumeQueueRun(queue.topic, queue.queueId, firstOffset, records);
+  }
+
+  /** One produce's messages (or all of another command's): they share runStart. */
+  private placeRun(items: readonly PlacedItem[]): { msgId: string; queueId: number; offset: number }[] {
+    const runStart = items[0]!.runStart;
+    assert(runStart > this.lastRunStart, "a produce's messages are placed in one run");
+    this.lastRunStart = runStart;
+    // Every copy is indexed (a copy stored again under a new producer session too): a lookup
+    // answers the oldest one still retained. A produce naming its copies prefix.N shares one
+    // record — unless another produce of this entry names messages with that prefix too.
+    let runPrefix = msgIdRunPrefix(items.map(({ message, batchPos }) => ({ msgId: message.msgId, batchPos: batchPos - runStart })));
+    if (runPrefix !== undefined && this.sharedRunNames.has(runPrefix)) runPrefix = undefined;
+    assert(runPrefix === undefined || !this.runs.has(runPrefix), 'one run per prefix in an entry');
+    const run: (QueuePosition | null)[] = [];
+    const placed = items.map(({ message, batchPos }) => {
+      assert(batchPos > this.lastBatchPos, 'placed items come in position order');
+      this.lastBatchPos = batchPos;
+      const queue = this.queueOf(message.topic, message.queueId);
+      assert(queue.topic === message.topic && queue.queueId === message.queueId, 'running queue of another queue');
+      const offset = queue.nextOffset;
+      const keys = message.keys ?? [];
+      const at: ConsumeQueueRecord = {
+        logIndex: this.logIndex, batchPos, storeTimestampMs: this.storeTimestampMs, bodyBytes: message.body.byteLength, msgId: message.msgId, keys,
+        tagHash: message.tag === undefined ? null : tagHash(message.tag),
+        msgIdInRun: runPrefix !== undefined,
+      };
+      let units = this.unitsByQueue.get(queue);
+      if (units === undefined) this.unitsByQueue.set(queue, (units = { firstOffset: offset, records: [] }));
+      assert(offset === units.firstOffset + units.records.length, () => `${message.topic}/${message.queueId}: offset ${offset} does not follow the entry's previous one`);
+      units.records.push(at);
+      for (const key of keys) this.store.putKeyIndex(message.topic, key, at, message.queueId, offset);
+      const position = { topic: message.topic, queueId: message.queueId, offset };
+      if (runPrefix === undefined) this.store.putMsgId(message.msgId, at, position);
+      else {
+        while (run.length < batchPos - runStart) run.push(null); // positions this entry did not place (delayed)
+        run.push(position);
+      }
+      queue.nextOffset = offset + 1;
+      return { msgId: message.msgId, queueId: message.queueId, offset };
+    });
+    if (runPrefix !== undefined) this.runs.set(runPrefix, run);
+    return placed;
+  }
 }

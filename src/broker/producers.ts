@@ -76,17 +76,20 @@ export function recordOutcome(
   const evicted = store.leastRecentProducer();
   assert(evicted !== undefined, 'over maxProducers with no producer to evict');
   assert(evicted.producerId !== producerId, 'the producer just used cannot be the least recent');
-  store.removeProducerRecency(evicted.lastUsedLogIndex);
+  store.removeProducerRecency(evicted.lastUsedLogIndex, evicted.producerId);
   store.removeProducer(evicted.producerId);
   store.putMeta(PRODUCER_COUNT_META, count - 1);
   return evicted.producerId;
 }
 
-/** Moves the producer to the most-recent end of the eviction order. */
+/**
+ * Moves the producer to the most-recent end of the eviction order: after every producer used
+ * before, in this entry too (a produceBatch entry may use several, or one more than once).
+ */
 function touch(store: BrokerStore, producerId: string, producer: ProducerRecord | undefined, logIndex: number): void {
   if (producer !== undefined) {
-    assert(producer.lastUsedLogIndex < logIndex, 'a producer is used at most once per log index');
-    store.removeProducerRecency(producer.lastUsedLogIndex);
+    assert(producer.lastUsedLogIndex <= logIndex, 'a producer is not used before its last use');
+    store.removeProducerRecency(producer.lastUsedLogIndex, producerId);
   }
   store.putProducerRecency(logIndex, producerId);
 }

@@ -35,13 +35,13 @@ import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
 import { LIMITS } from '../protocol/index.js';
 import { carriedMessageProblem, decodeCommand, dlqTopicOf } from './commands.js';
-import { indexBatch, placedItems, queueKey, type RunningQueue } from './placement.js';
+import { EntryPlacer, entryTimestampMs, placedItems, queueKey, type RunningQueue, sharedRunNamesOf } from './placement.js';
 import { LOCK_CLOCK_META, LOCK_KIND, lockedQueueOf, lockRecordProblem } from './queue-locks.js';
 import { CURSOR_KIND, DUE_KIND, INFLIGHT_KIND, ROTATION_KIND, simpleRecordProblem, simpleRelationProblem } from './simple-consumer.js';
 import { RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META } from './retention.js';
 import { TX_DUE_KIND, TX_END_ORDER_KIND, TX_ENDED_COUNT_META, TX_ENDED_KIND, TX_KIND, TX_MESSAGE_KIND, TX_OPEN_COUNT_META, txRecordProblem, txRelationProblem } from './transactions.js';
 import type { CommittedLogReader } from './state-machine.js';
-import { type BrokerStore, compareKeys, type Key, MAX_KEY_PART, PREFERRED_LEADER_KIND, type StoreReadView } from './store.js';
+import { type BrokerStore, compareKeys, isProducerList, type Key, MAX_KEY_PART, PREFERRED_LEADER_KIND, recencyUsers, type StoreReadView } from './store.js';
 
 /** 2: timer, sentBack and dlqResent records; partial unplaced marks; delayed placements. 3: simple-consumer records and transactions. 4: the preferred leader record. */
 export const SNAPSHOT_FORMAT_VERSION = 4;
@@ -256,7 +256,7 @@ function recordProblem(key: Key, value: unknown): string | undefined {
     case 'offset':
       return shape(4, 's', 's', 'n') && isCount(value) ? undefined : 'is not an offset';
     case 'plru':
-      return shape(2, 'n') && typeof value === 'string' ? undefined : 'is not a producer recency record';
+      return shape(2, 'n') && (typeof value === 'string' || isProducerList(value)) ? undefined : 'is not a producer recency record';
     case 'unplaced':
       return shape(2, 'n') && (value === 1 || isPositions(value)) ? undefined : 'is not an unplaced mark';
     case 'timer': {
@@ -369,10 +369,16 @@ function checkRelations(snapshot: DecodedSnapshot, settings: SnapshotSettings): 
     if (logIndex < snapshot.retainedFromIndex || logIndex > snapshot.index) throw corrupt(`unplaced mark ${logIndex} is outside the retained log`);
   }
   const producers = of('producer');
-  const recency = new Map(of('plru').map(({ key, value }) => [key[1] as number, value as string]));
+  const recency = new Map<string, number>();
+  for (const { key, value } of of('plru')) {
+    for (const producerId of recencyUsers(value)) {
+      if (recency.has(producerId)) throw corrupt(`producer ${producerId} is in the eviction order twice`);
+      recency.set(producerId, key[1] as number);
+    }
+  }
   if ((meta.get('producerCount') ?? 0) !== producers.length || recency.size !== producers.length) throw corrupt('producer counts disagree');
   for (const { key, value } of producers) {
-    if (recency.get((value as { lastUsedLogIndex: number }).lastUsedLogIndex) !== key[1]) throw corrupt(`producer ${String(key[1])} is missing from the eviction order`);
+    if (recency.get(key[1] as string) !== (value as { lastUsedLogIndex: number }).lastUsedLogIndex) throw corrupt(`producer ${String(key[1])} is missing from the eviction order`);
   }
   if (meta.get('appliedIndex') !== snapshot.index) throw corrupt(`appliedIndex ${String(meta.get('appliedIndex'))} is not ${snapshot.index}`);
   if ((meta.get(RETAINED_FROM_INDEX_META) ?? 1) !== snapshot.retainedFromIndex) throw corrupt('retainedFromIndex differs from its header');
@@ -427,13 +433,15 @@ async function rebuildDerived(store: BrokerStore, snapshot: DecodedSnapshot, log
     const command = decodeCommand(entry.data, entry.index);
     const items = placedItems(command, skipped ?? NO_POSITIONS);
     if (items.length === 0) return;
-    storeTimestampMs = Math.max('timestampMs' in command ? command.timestampMs : 0, storeTimestampMs);
-    indexBatch(store, items, entry.index, storeTimestampMs, (topic, queueId) => {
+    storeTimestampMs = Math.max(entryTimestampMs(command), storeTimestampMs);
+    const placer = new EntryPlacer(store, entry.index, storeTimestampMs, sharedRunNamesOf(command), (topic, queueId) => {
       const queue = queues.get(queueKey(topic, queueId));
       if (queue === undefined) throw corrupt(`log entry ${entry.index} placed a message in ${topic}/${queueId}, a queue the snapshot lacks`);
       if (queue.nextOffset >= queue.expectedNextOffset) throw corrupt(`log entry ${entry.index} places more messages in ${topic}/${queueId} than the snapshot holds`);
       return queue;
     });
+    placer.place(items);
+    placer.finish();
   };
   for (let lo = snapshot.retainedFromIndex; lo <= snapshot.index; ) {
     const entries = log.entries(lo, snapshot.index + 1, REBUILD_READ_BYTES);

@@ -31,7 +31,7 @@ import { EntryType, type Entry } from '../raft/types.js';
 import { assert, unreachable } from '../util/assert.js';
 import { isLmqError, LmqError } from '../util/errors.js';
 import { type DeadLetter, LIMITS, type TxSummary, UNSEQUENCED } from '../protocol/index.js';
-import { type BrokerCommand, decodeCommand, type DeliveryRef, dlqTopicOf, type DueMessage, type ProduceMessage, type SendBackTarget } from './commands.js';
+import { type BrokerCommand, decodeCommand, type ProduceCommand, type DeliveryRef, dlqTopicOf, type DueMessage, type ProduceMessage, type SendBackTarget } from './commands.js';
 import { checkSeq, type ProducerSettings, recordOutcome } from './producers.js';
 import { BrokerStore, type ConsumeQueueRecord, type Placement, type ProduceOutcome, type QueueRecord, type SentBackRecord } from './store.js';
 import { type CommitDurability, guardStateDir, markStateClean } from './state-guard.js';
@@ -39,7 +39,7 @@ import { DecodedEntries, fetchMessages, type QueueRef, type StoredMessage } from
 import { type FilteredRead, readMatching } from './filtered-reads.js';
 import type { MessageFilter } from '../filter/index.js';
 import { applyGrowTopic, type GrowTopicResult, type PendingGrowth, routeChangedMessage, unfinishedGrowth } from './topic-growth.js';
-import { indexBatch, isDelayed, type PlacedItem, placedItems, queueKey, type RunningQueue } from './placement.js';
+import { EntryPlacer, isDelayed, type PlacedItem, placedItems, producePlacedItems, producesTimestampMs, queueKey, type RunningQueue, sharedRunNames } from './placement.js';
 import { collectGarbage, retainedRecordBytes, retainedFromIndex, truncateBelow } from './retention.js';
 import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
 import { applyAck, applyChangeInvisibleDuration, applyReceive, exhaustedDeliveries, nextVisibleAtMs, receivable, resetReceiveCursor, type SimpleApplyResult } from './simple-consumer.js';
@@ -111,6 +111,7 @@ const SENT_BACK_PER_PAGE = 1024;
 /** Entry data whose decoded messages reads keep (about twice that in memory, decoded). */
 const MAX_DECODED_ENTRY_BYTES = 4 * 1024 * 1024;
 const NO_POSITIONS: ReadonlySet<number> = new Set();
+const NO_NAMES: ReadonlySet<string> = new Set();
 
 assert(STATE_MACHINE_LIMITS.readMessagesMax >= LIMITS.maxPullMessages, 'a pull the request check accepts is a read the state machine serves');
 assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the request check accepts is a read the state machine serves');
@@ -135,13 +136,18 @@ export const SCHEMA_VERSION = 8;
 const DEFAULT_MIN_GARBAGE_PER_APPLY = 256;
 const GARBAGE_PER_PLACED_MESSAGE = 2;
 
+export type ProduceApplyResult =
+  | { kind: 'produce'; placed: Placement[]; duplicate: boolean }
+  | { kind: 'produce'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT' | 'LMQ_ROUTE_CHANGED'; message: string }
+  | { kind: 'produce'; error: 'LMQ_OUT_OF_ORDER'; message: string; expectedSeq: number };
+
 export type ApplyResult =
   | { kind: 'noop' }
   | { kind: 'createTopic'; ok: true }
   | { kind: 'createTopic'; ok: false; error: 'LMQ_TOPIC_EXISTS'; message: string }
-  | { kind: 'produce'; placed: Placement[]; duplicate: boolean }
-  | { kind: 'produce'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT' | 'LMQ_ROUTE_CHANGED'; message: string }
-  | { kind: 'produce'; error: 'LMQ_OUT_OF_ORDER'; message: string; expectedSeq: number }
+  | ProduceApplyResult
+  /** One result per produce of the batch, in its order. */
+  | { kind: 'produceBatch'; results: ProduceApplyResult[] }
   | { kind: 'commitOffsets' | 'resetOffsets'; ok: true }
   | { kind: 'commitOffsets' | 'resetOffsets'; error: 'LMQ_TOPIC_NOT_FOUND' | 'LMQ_BAD_INPUT'; message: string }
   /** retainedFromIndex after the command (unchanged when firstIndex was not past it). */
@@ -283,7 +289,9 @@ export class BrokerStateMachine {
       case 'growTopic':
         return applyGrowTopic(this.store, command, entry.index);
       case 'produce':
-        return this.applyProduce(command, entry.index);
+        return this.applyProduces([command], entry.index)[0]!;
+      case 'produceBatch':
+        return { kind: 'produceBatch', results: this.applyProduces(command.produces, entry.index) };
       case 'commitOffsets':
       case 'resetOffsets':
         return this.applyOffsets(command);
@@ -348,18 +356,31 @@ export class BrokerStateMachine {
     return { kind: 'truncateLog', ok: true, retainedFromIndex: retainedFromIndex(this.store) };
   }
 
-  private applyProduce(command: Extract<BrokerCommand, { kind: 'produce' }>, logIndex: number): ApplyResult {
-    const result = this.produceResult(command, logIndex);
-    // A rebuild from the log (snapshot.ts) must know which produce entries placed nothing.
-    if (!('placed' in result) || result.duplicate) this.store.markUnplaced(logIndex);
-    return result;
+  /**
+   * Applies an entry's produces (one, or a produceBatch's) in order, each as if it were its own
+   * entry; their placements share one pass. A rebuild from the log (snapshot.ts) must know which
+   * of the entry's positions placed nothing: those of a refused or duplicate produce.
+   */
+  private applyProduces(produces: readonly ProduceCommand[], logIndex: number): ProduceApplyResult[] {
+    const placing = this.placing(logIndex, producesTimestampMs(produces), sharedRunNames(produces));
+    const skipped: number[] = [];
+    let runStart = 0;
+    const results = produces.map((produce) => {
+      const result = this.produceResult(produce, logIndex, placing, runStart);
+      if (!('placed' in result) || result.duplicate) for (let i = 0; i < produce.messages.length; i++) skipped.push(runStart + i);
+      runStart += produce.messages.length;
+      return result;
+    });
+    placing.finish();
+    this.markSkipped(logIndex, skipped, runStart);
+    return results;
   }
 
-  private produceResult(command: Extract<BrokerCommand, { kind: 'produce' }>, logIndex: number): ApplyResult {
+  private produceResult(command: ProduceCommand, logIndex: number, placing: EntryPlacing, runStart: number): ProduceApplyResult {
     if (command.seq === UNSEQUENCED) {
       // A one-way send (at most once): placed if its queues exist, nothing remembered.
       const problem = this.batchProblem(command, command.timestampMs);
-      return outcomeResult(problem === undefined ? { seq: UNSEQUENCED, placed: this.placeBatch(command, logIndex) } : { seq: UNSEQUENCED, ...problem }, false);
+      return outcomeResult(problem === undefined ? { seq: UNSEQUENCED, placed: this.placeProduce(command, logIndex, placing, runStart) } : { seq: UNSEQUENCED, ...problem }, false);
     }
     const check = checkSeq(this.store, command.producerId, command.seq, logIndex);
     switch (check.verdict) {
@@ -370,7 +391,7 @@ export class BrokerStateMachine {
       case 'apply': {
         const problem = this.batchProblem(command, command.timestampMs);
         const outcome: ProduceOutcome =
-          problem === undefined ? { seq: command.seq, placed: this.placeBatch(command, logIndex) } : { seq: command.seq, ...problem };
+          problem === undefined ? { seq: command.seq, placed: this.placeProduce(command, logIndex, placing, runStart) } : { seq: command.seq, ...problem };
         const evicted = recordOutcome(this.store, this.settings, command.producerId, check.producer, outcome, logIndex);
         if (evicted !== undefined) this.logger?.debug({ evicted, logIndex }, 'producer evicted from dedup state');
         return outcomeResult(outcome, false);
@@ -385,7 +406,7 @@ export class BrokerStateMachine {
    * than maxDelayMs after the command's time (the leader checked it too), refuses it; so does a
    * topic that has grown past the queue count the producer routed over.
    */
-  private batchProblem(command: Extract<BrokerCommand, { kind: 'produce' }>, timestampMs: number): ProduceProblem | undefined {
+  private batchProblem(command: ProduceCommand, timestampMs: number): ProduceProblem | undefined {
     // Each queue is checked once: a batch's messages mostly share a few queues of one topic.
     const checked = new Set<string>();
     for (const message of command.messages) {
@@ -420,14 +441,16 @@ export class BrokerStateMachine {
   }
 
   /**
-   * Places a produce's messages that are due (placedItems) and parks the delayed ones in the
-   * timer index: their placements have offset null and their deliverAtMs.
+   * Places a produce's messages that are due (placedItems), at the entry's positions from
+   * runStart, and parks the delayed ones in the timer index: their placements have offset null
+   * and their deliverAtMs.
    */
-  private placeBatch(command: Extract<BrokerCommand, { kind: 'produce' }>, logIndex: number): Placement[] {
-    const items = placedItems(command, NO_POSITIONS);
-    const placed = this.place(items, logIndex, command.timestampMs);
+  private placeProduce(command: ProduceCommand, logIndex: number, placing: EntryPlacing, runStart: number): Placement[] {
+    const items = producePlacedItems(command, runStart, NO_POSITIONS);
+    const placed = placing.place(items);
     const byPosition = new Map(items.map((item, i) => [item.batchPos, placed[i]!]));
-    return command.messages.map((message, position): Placement => {
+    return command.messages.map((message, i): Placement => {
+      const position = runStart + i;
       const now = byPosition.get(position);
       if (now !== undefined) return now;
       assert(message.deliverAtMs !== undefined, 'an unplaced produce message is a delayed one');
@@ -436,29 +459,52 @@ export class BrokerStateMachine {
     });
   }
 
-  /** Appends each item to its consume queue (dense offsets, log order) and indexes it. */
+  /** Appends each item to its consume queue (dense offsets, log order) and indexes it: an entry placed at once. */
   private place(items: readonly PlacedItem[], logIndex: number, timestampMs: number): { msgId: string; queueId: number; offset: number }[] {
-    // An entry that places nothing leaves the store time alone (a rebuild follows the same rule).
-    if (items.length === 0) return [];
-    // Store time never goes backwards along the log (leaders' clocks may disagree), so every
-    // queue is sorted by store time and offsetForTimestamp can binary-search it.
-    const storeTimestampMs = Math.max(timestampMs, this.store.getMeta('lastStoreTimestampMs') ?? 0);
-    this.store.putMeta('lastStoreTimestampMs', storeTimestampMs);
-    const queues = new Map<string, RunningQueue & { minOffset: number }>();
-    const placed = indexBatch(this.store, items, logIndex, storeTimestampMs, (topic, queueId) => {
-      const id = queueKey(topic, queueId);
-      let running = queues.get(id);
-      if (running === undefined) {
-        const queue = this.store.getQueue(topic, queueId);
-        assert(queue !== undefined, () => `checked queue ${topic}/${queueId} is missing`);
-        running = { topic, queueId, minOffset: queue.minOffset, nextOffset: queue.nextOffset };
-        queues.set(id, running);
-      }
-      return running;
-    });
-    for (const { topic, queueId, minOffset, nextOffset } of queues.values()) this.store.putQueue(topic, queueId, { minOffset, nextOffset });
-    this.placedInCall += placed.length;
+    const placing = this.placing(logIndex, timestampMs);
+    const placed = placing.place(items);
+    placing.finish();
     return placed;
+  }
+
+  /**
+   * An entry's placements, in one or more place() calls and then finish(), which writes the
+   * queues' records. Its store time is fixed at its first placed message; an entry that places
+   * nothing leaves the store time alone (a rebuild follows the same rule).
+   */
+  private placing(logIndex: number, timestampMs: number, sharedRunNamesOfEntry: ReadonlySet<string> = NO_NAMES): EntryPlacing {
+    let placer: EntryPlacer | undefined;
+    const queues = new Map<string, RunningQueue & { minOffset: number }>();
+    const start = (): EntryPlacer => {
+      // Store time never goes backwards along the log (leaders' clocks may disagree), so every
+      // queue is sorted by store time and offsetForTimestamp can binary-search it.
+      const storeTimestampMs = Math.max(timestampMs, this.store.getMeta('lastStoreTimestampMs') ?? 0);
+      this.store.putMeta('lastStoreTimestampMs', storeTimestampMs);
+      return new EntryPlacer(this.store, logIndex, storeTimestampMs, sharedRunNamesOfEntry, (topic, queueId) => {
+        const id = queueKey(topic, queueId);
+        let running = queues.get(id);
+        if (running === undefined) {
+          const queue = this.store.getQueue(topic, queueId);
+          assert(queue !== undefined, () => `checked queue ${topic}/${queueId} is missing`);
+          running = { topic, queueId, minOffset: queue.minOffset, nextOffset: queue.nextOffset };
+          queues.set(id, running);
+        }
+        return running;
+      });
+    };
+    return {
+      place: (items) => {
+        if (items.length === 0) return [];
+        placer ??= start();
+        const placed = placer.place(items);
+        this.placedInCall += placed.length;
+        return placed;
+      },
+      finish: () => {
+        placer?.finish();
+        for (const { topic, queueId, minOffset, nextOffset } of queues.values()) this.store.putQueue(topic, queueId, { minOffset, nextOffset });
+      },
+    };
   }
 
   /**
@@ -1006,7 +1052,13 @@ function deadLetterOf(message: StoredMessage, resent: boolean): DeadLetter {
   return { msgId: message.msgId, topic: origin.topic, queue: origin.queueId, offset: origin.offset, ...deadLetter, dlqOffset: message.offset, resent };
 }
 
-function outcomeResult(outcome: ProduceOutcome, duplicate: boolean): ApplyResult {
+/** An entry's placements under way (BrokerStateMachine.placing). */
+interface EntryPlacing {
+  place(items: readonly PlacedItem[]): { msgId: string; queueId: number; offset: number }[];
+  finish(): void;
+}
+
+function outcomeResult(outcome: ProduceOutcome, duplicate: boolean): ProduceApplyResult {
   if ('placed' in outcome) return { kind: 'produce', placed: outcome.placed, duplicate };
   return { kind: 'produce', error: outcome.error, message: outcome.message };
 }

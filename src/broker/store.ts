@@ -9,11 +9,11 @@
 //   ['cq', topic, queueId, firstOffset]          → (unit | null)[]      (consume queue: CONSUME_QUEUE_UNITS_PER_RECORD units)
 //   ['key', topic, key, logIndex, batchPos]      → KeyIndexRecord       (log order per key)
 //   ['msgid', msgId, logIndex, batchPos]         → [topic, queueId, offset]  (a stored copy, log order)
-//   ['msgrun', prefix, logIndex]                 → ([topic, queueId, offset] | null)[]  (an entry's copies named prefix.batchPos)
+//   ['msgrun', prefix, logIndex]                 → ([topic, queueId, offset] | null)[]  (a produce's copies named prefix.N, N from its first message)
 //   ['group', group]                             → 1                    (groups that ever committed)
 //   ['offset', group, topic, queueId]            → number               (next offset to consume)
 //   ['producer', producerId]                     → ProducerRecord
-//   ['plru', lastUsedLogIndex]                   → producerId           (eviction order)
+//   ['plru', lastUsedLogIndex]                   → producerId | producerId[] (eviction order; a list when one produceBatch entry used several)
 //   ['unplaced', logIndex]                       → 1 | positions[]      (entries that placed nothing, or skipped these)
 //   ['gc', topic, queueId]                       → offset               (first consume queue record to delete)
 //   ['timer', deliverAtMs, logIndex, position]   → ProduceMessage       (delayed messages, due-time order)
@@ -40,8 +40,9 @@
 // Small hot records (meta, topics, queues, groups, offsets) are also kept in a read cache.
 //
 // The msgId index: the native producer names a batch's messages `<session>-<seq>.<position>`,
-// so an entry whose every placed message is named `prefix.batchPos` is indexed by one
-// msgrun record (element batchPos: where that copy went) instead of one record per message —
+// so a produce whose every placed message is named `prefix.N` (N: its position in the
+// produce, which is its batchPos unless a produceBatch entry carries produces before it) is
+// indexed by one msgrun record (element N: where that copy went) instead of one per message —
 // the per-message records were a third of the apply's cost. Other msgIds (other clients,
 // single sends, delayed copies placed later) keep one msgid record each; a lookup looks in both.
 import { createHash } from 'node:crypto';
@@ -542,7 +543,7 @@ export class BrokerStore {
     this.put(['msgid', msgId, at.logIndex, at.batchPos], [position.topic, position.queueId, position.offset]);
   }
 
-  /** The msgrun record of an entry: copies[batchPos] is where the copy named `prefix.batchPos` went (null: not placed by it). */
+  /** The msgrun record of an entry's produce: copies[N] is where the copy named `prefix.N` went (null: not placed by it). */
   putMsgIdRun(prefix: string, logIndex: number, copies: readonly (QueuePosition | null)[]): void {
     assert(Buffer.byteLength(prefix) + 32 < KEY_BYTES_MAX, 'msgrun key too long');
     this.insert(['msgrun', prefix, logIndex], copies.map((copy) => (copy === null ? null : [copy.topic, copy.queueId, copy.offset])));
@@ -620,13 +621,27 @@ export class BrokerStore {
     this.remove(['producer', producerId]);
   }
 
+  /**
+   * Adds the producer at the most-recent end of the eviction order. One produceBatch entry can
+   * use several producers: they share its log index, in the order the entry used them.
+   */
   putProducerRecency(lastUsedLogIndex: number, producerId: string): void {
-    // insert() asserts the index is free: two producers are never used at one log index.
-    this.insert(['plru', lastUsedLogIndex], producerId);
+    const users = this.producersUsedAt(lastUsedLogIndex);
+    assert(!users.includes(producerId), 'a producer is in the eviction order once');
+    this.put(['plru', lastUsedLogIndex], users.length === 0 ? producerId : [...users, producerId]);
   }
 
-  removeProducerRecency(lastUsedLogIndex: number): void {
-    this.remove(['plru', lastUsedLogIndex]);
+  removeProducerRecency(lastUsedLogIndex: number, producerId: string): void {
+    const users = this.producersUsedAt(lastUsedLogIndex);
+    assert(users.includes(producerId), () => `producer ${producerId} is not in the eviction order at ${lastUsedLogIndex}`);
+    const rest = users.filter((user) => user !== producerId);
+    if (rest.length === 0) this.remove(['plru', lastUsedLogIndex]);
+    else this.put(['plru', lastUsedLogIndex], rest.length === 1 ? rest[0]! : rest);
+  }
+
+  private producersUsedAt(lastUsedLogIndex: number): readonly string[] {
+    const value = this.get(['plru', lastUsedLogIndex]);
+    return value === undefined ? [] : recencyUsers(value);
   }
 
   /** The entry placed nothing; with `skipped`, it placed all of its messages but those positions. */
@@ -751,13 +766,24 @@ export class BrokerStore {
     this.put(['group', group], 1);
   }
 
-  /** The producer used least recently (smallest last-used log index). */
+  /** The producer used least recently (smallest last-used log index; the first one that entry used). */
   leastRecentProducer(): { producerId: string; lastUsedLogIndex: number } | undefined {
     const [first] = this.range(['plru'], ['plru', MAX_KEY_PART], 1);
     if (first === undefined) return undefined;
-    assert(typeof first.value === 'string', 'producer recency without a producer');
-    return { producerId: first.value, lastUsedLogIndex: integer(first.key[1]) };
+    return { producerId: recencyUsers(first.value)[0]!, lastUsedLogIndex: integer(first.key[1]) };
   }
+}
+
+/** The producers a recency record names: one (a string) or, used by one produceBatch entry, several. */
+export function recencyUsers(value: unknown): readonly string[] {
+  if (typeof value === 'string') return [value];
+  assert(isProducerList(value), 'producer recency without a producer');
+  return value;
+}
+
+/** Two or more distinct producerIds. */
+export function isProducerList(value: unknown): value is string[] {
+  return Array.isArray(value) && value.length >= 2 && value.every((id) => typeof id === 'string') && new Set(value).size === value.length;
 }
 
 /**
@@ -779,6 +805,11 @@ export function msgIdRunPrefix(items: readonly { readonly msgId: string; readonl
   const prefix = runNameOf(items[0]!.msgId)?.prefix;
   if (prefix === undefined) return undefined;
   return items.every(({ msgId, batchPos }) => msgId === `${prefix}.${batchPos}`) ? prefix : undefined;
+}
+
+/** The prefix of a msgId named `prefix.N` (msgIdRunPrefix), or undefined. */
+export function msgIdRunName(msgId: string): string | undefined {
+  return runNameOf(msgId)?.prefix;
 }
 
 /** `prefix.N` with N a position as the producer writes it (no sign, no leading zero), split. */
