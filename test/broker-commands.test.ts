@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type BrokerCommand, COMMAND_FORMAT_VERSION, decodeCommand, encodeCommand, type ProduceMessage, topicNameProblem } from '../src/broker/commands.js';
+import { type BrokerCommand, COMMAND_FORMAT_VERSION, decodeCommand, encodeCommand, encodeProduce, encodeProduceBatch, MAX_COMMAND_BYTES, produceBatchFits, type ProduceCommand, type ProduceMessage, topicNameProblem } from '../src/broker/commands.js';
 import { LmqError } from '../src/util/errors.js';
 import { Packr } from 'msgpackr';
 
@@ -23,16 +23,21 @@ const message: fc.Arbitrary<ProduceMessage> = fc.record(
 
 const position = fc.record({ topic: name, queueId, offset: fc.nat() }, { noNullPrototype: true });
 
+const produce: fc.Arbitrary<ProduceCommand> = fc.record({
+  kind: fc.constant('produce' as const),
+  producerId: text,
+  seq: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  timestampMs: fc.nat(),
+  messages: fc.array(message, { minLength: 1, maxLength: 5 }),
+  routedQueues: fc.integer({ min: 1, max: 1024 }),
+}, { requiredKeys: ['kind', 'producerId', 'seq', 'timestampMs', 'messages'], noNullPrototype: true });
+// Up to 20 produces: past 15 the array's msgpack header takes three bytes.
+const produces = fc.array(produce, { minLength: 1, maxLength: 20 });
+
 const command: fc.Arbitrary<BrokerCommand> = fc.oneof(
   fc.record({ kind: fc.constant('createTopic' as const), topic: name, queues: fc.integer({ min: 1, max: 1024 }) }, { noNullPrototype: true }),
-  fc.record({
-    kind: fc.constant('produce' as const),
-    producerId: text,
-    seq: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
-    timestampMs: fc.nat(),
-    messages: fc.array(message, { minLength: 1, maxLength: 5 }),
-    routedQueues: fc.integer({ min: 1, max: 1024 }),
-  }, { requiredKeys: ['kind', 'producerId', 'seq', 'timestampMs', 'messages'], noNullPrototype: true }),
+  produce,
+  fc.record({ kind: fc.constant('produceBatch' as const), produces }, { noNullPrototype: true }),
   fc.record({ kind: fc.constantFrom('commitOffsets' as const, 'resetOffsets' as const), group: name, offsets: fc.array(position, { minLength: 1, maxLength: 4 }) }, { noNullPrototype: true }),
   fc.record({ kind: fc.constant('truncateLog' as const), firstIndex: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }) }, { noNullPrototype: true }),
   fc.record({ kind: fc.constant('setPreferredLeader' as const), node: fc.option(text, { nil: null }) }, { noNullPrototype: true }),
@@ -97,6 +102,43 @@ describe('broker commands – codec', () => {
     expect(decodeCommand(packed(valid)).kind).toBe('produce');
     expect(corruptMessage(packed({ ...valid, seq: -1 }))).toMatch(/seq must be from 0/); // 0 is a one-way send
     expect(corruptMessage(packed({ ...valid, messages: [] }))).toMatch(/messages must hold 1 to 1024 messages, not 0/);
+  });
+
+  it('builds a produceBatch from its produces\' own encodings, byte for byte what encodeCommand gives it; one produce is itself', () => {
+    fc.assert(
+      fc.property(produces, (batch) => {
+        const data = encodeProduceBatch(batch.map(encodeProduce));
+        if (batch.length === 1) expect(data).toEqual(encodeCommand(batch[0]!));
+        else expect(data).toEqual(encodeCommand({ kind: 'produceBatch', produces: batch }));
+        expect(decodeCommand(data)).toStrictEqual(batch.length === 1 ? batch[0] : { kind: 'produceBatch', produces: batch });
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('keeps a produceBatch within one produce\'s bounds: messages, bodies, and one entry\'s bytes', () => {
+    const of = (messages: number, bodyBytes: number): ProduceCommand => ({
+      kind: 'produce', producerId: 'p', seq: 1, timestampMs: 0,
+      messages: Array.from({ length: messages }, (_, i) => ({ msgId: `m${i}`, topic: 't', queueId: 0, body: new Uint8Array(i === 0 ? bodyBytes : 0) })),
+    });
+    const totals = (batch: ProduceCommand[]) => {
+      const encoded = batch.map(encodeProduce);
+      return { produces: batch.length, messages: batch.reduce((n, p) => n + p.messages.length, 0), bodyBytes: encoded.reduce((n, p) => n + p.bodyBytes, 0), dataBytes: encoded.reduce((n, p) => n + p.data.byteLength, 0) };
+    };
+    expect(produceBatchFits(totals([of(1000, 0), of(24, 0)]))).toBe(true);
+    expect(produceBatchFits(totals([of(1000, 0), of(25, 0)]))).toBe(false); // 1,025 messages
+    expect(produceBatchFits(totals([of(1, 4 * 1024 * 1024), of(1, 1)]))).toBe(false); // bodies past maxProduceBodyBytes
+    expect(produceBatchFits({ produces: 2, messages: 2, bodyBytes: 2, dataBytes: MAX_COMMAND_BYTES })).toBe(false);
+    expect(produceBatchFits({ produces: 1, messages: 1024, bodyBytes: 4 * 1024 * 1024, dataBytes: MAX_COMMAND_BYTES })).toBe(true); // one produce goes as itself
+    expect(() => encodeProduceBatch([of(1000, 0), of(25, 0)].map(encodeProduce))).toThrow(/within one entry/);
+    const batch = (parts: unknown[]) => packed({ kind: 'produceBatch', produces: parts });
+    const valid = of(1, 1);
+    expect(decodeCommand(batch([valid, valid])).kind).toBe('produceBatch');
+    expect(corruptMessage(batch([of(1000, 0), of(25, 0)]))).toMatch(/produces carry 1025 messages, more than maxMessagesPerProduce 1024/);
+    expect(corruptMessage(batch([]))).toMatch(/produces must hold 1 to 1024 items, not 0/);
+    expect(corruptMessage(batch([valid, { kind: 'commitOffsets', group: 'g', offsets: [] }]))).toMatch(/produces\[1\] is not a produce/);
+    expect(corruptMessage(batch([valid, { ...valid, seq: -1 }]))).toMatch(/produces\[1\]: seq must be from 0/);
+    expect(corruptMessage(packed({ kind: 'produceBatch', produces: [valid], timestampMs: 1 }))).toMatch(/unknown field "timestampMs"/);
   });
 
   it('refuses random bytes (never guesses a command)', () => {
