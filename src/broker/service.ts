@@ -7,11 +7,12 @@ import type { RaftNode } from '../node/raft-node.js';
 import { assert } from '../util/assert.js';
 import { LmqError, isLmqError, NOT_SENT } from '../util/errors.js';
 import { formatReceipt, type GroupQueueLag as ResponseGroupQueueLag, LIMITS, type OpName, parseReceipt, type ProduceMessageWire, type Request, type RequestOf, type ResponseOf, UNSEQUENCED } from '../protocol/index.js';
-import { type BrokerCommand, DLQ_TOPIC_PREFIX, encodeCommand, type ProduceMessage, topicNameProblem } from './commands.js';
+import { type BrokerCommand, DLQ_TOPIC_PREFIX, encodeCommand, encodeProduce, type ProduceMessage, topicNameProblem } from './commands.js';
+import { ProduceBatcher } from './produce-batcher.js';
 import { isDelayed } from './placement.js';
 import { checkRetryGroup, dlqResendCommand, resolveDeliverAtMs, type RetrySettings, sendBackCommand } from './retry.js';
 import { LeaderSequences } from './leader-sequences.js';
-import type { ApplyResult, BrokerStateMachine, GroupQueueLag } from './state-machine.js';
+import type { ApplyResult, BrokerStateMachine, GroupQueueLag, ProduceApplyResult } from './state-machine.js';
 import { GroupMembership } from './membership.js';
 import { receiveCommand } from './simple-consumer.js';
 import { parseRequest } from './requests.js';
@@ -102,6 +103,8 @@ export class BrokerService {
   private readonly membership = new GroupMembership();
   private readonly transactions: TransactionService;
   private readonly filters = new FilterCache(MAX_CACHED_FILTERS);
+  /** Produces that arrive while the last batch of them is out go as one entry (produce-batcher.ts). */
+  private readonly produces: ProduceBatcher;
   /** Produce costs, bytes in and messages out as this node served them (the console and /metrics). */
   readonly stats: BrokerStats;
 
@@ -113,6 +116,7 @@ export class BrokerService {
     private readonly access: BrokerAccess | null = null,
   ) {
     this.stats = new BrokerStats(node.id);
+    this.produces = new ProduceBatcher(async (data) => (await node.propose(data, options.quorum)).result);
     const { quorum, maxPollWaitMs, leaderWaitMs, transaction } = options;
     const mayPublish = (user: AclUser | null, topic: string) => user === null || this.access!.mayPublish(user, topic);
     this.transactions = new TransactionService(node, state, { quorum, maxPollWaitMs, leaderWaitMs, ...transaction }, mayPublish);
@@ -425,13 +429,13 @@ export class BrokerService {
     if (this.options.quorum === 'leader' && seq !== UNSEQUENCED) {
       release = this.leaderSequences.reserve(this.node.logContext().term, producerId, seq, this.state.producerLastSeq(producerId));
     }
-    let result: ApplyResult | undefined;
+    let result: ProduceApplyResult | undefined;
     try {
       // `leader` quorum answers before apply, so apply must not refuse what was acknowledged:
       // there the route is checked above only, and a produce racing a growth's apply may land in
       // an old queue past its boundary (README, "Growing a topic").
       const fence = routedQueues === undefined || this.options.quorum === 'leader' ? {} : { routedQueues };
-      result = await this.write({ kind: 'produce', producerId, seq, timestampMs, messages: resolved, ...fence }, this.options.quorum);
+      result = await this.produces.submit(encodeProduce({ kind: 'produce', producerId, seq, timestampMs, messages: resolved, ...fence }));
     } catch (error) {
       // Refused before reaching the log: the seq is free again for its retry.
       if (isLmqError(error, 'LMQ_NOT_LEADER') || isLmqError(error, 'LMQ_OVERLOADED') || isLmqError(error, 'LMQ_BAD_INPUT')) release();
@@ -442,7 +446,6 @@ export class BrokerService {
       const placed = resolved.map((m) => ({ msgId: m.msgId, queueId: m.queueId, offset: null, ...(isDelayed(m, timestampMs) ? { deliverAtMs: m.deliverAtMs! } : {}) }));
       return { placed, duplicate: false };
     }
-    assert(result.kind === 'produce', 'a produce command yields a produce result');
     if ('error' in result) throw new LmqError(result.error, result.message, result.error === 'LMQ_ROUTE_CHANGED' ? { seqRecorded: true } : {});
     return { placed: result.placed, duplicate: result.duplicate };
   }

@@ -1,0 +1,100 @@
+// The leader's produce batcher: produces that arrive while the last batch of them is out
+// (proposed, not yet answered) wait, and go as one produceBatch entry when it is answered —
+// as the client's own batching does with sends while its requests are out (Kafka's linger.ms=0,
+// RocketMQ 5's autoBatch). One entry per round instead of one per request is what an
+// unbatched client's produce costs across the three nodes: the per-entry parts of the log,
+// the replication and the apply (state-machine.ts applies a batch in one pass). A produce
+// that finds nothing out waits for the end of the event loop's turn only, so the produces
+// that arrived together start together and a lone produce goes at once.
+//
+// Bounds: a batch holds what one produce may (produceBatchFits: messages, bodies, one entry's
+// bytes); a produce that would not fit sends the waiting batch at once, so at most one batch
+// waits. What is out is bounded by the node's own admission (raft.maxUncommittedEntries, bytes).
+import { assert } from '../util/assert.js';
+import { type EncodedProduce, encodeProduceBatch, produceBatchFits, type ProduceBatchTotals } from './commands.js';
+import type { ApplyResult, ProduceApplyResult } from './state-machine.js';
+
+/** Proposes Entry.data; resolves with its apply result (undefined under `leader` quorum, answered before apply). */
+export type ProposeEntry = (data: Uint8Array) => Promise<ApplyResult | undefined>;
+
+interface WaitingProduce {
+  readonly produce: EncodedProduce;
+  readonly resolve: (result: ProduceApplyResult | undefined) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+const EMPTY_TOTALS: ProduceBatchTotals = Object.freeze({ produces: 0, messages: 0, bodyBytes: 0, dataBytes: 0 });
+
+export class ProduceBatcher {
+  private waiting: WaitingProduce[] = [];
+  private totals: ProduceBatchTotals = EMPTY_TOTALS;
+  /** Batches proposed and not yet answered. */
+  private batchesOut = 0;
+  private flushScheduled = false;
+
+  constructor(private readonly propose: ProposeEntry) {}
+
+  /** Resolves with the produce's own apply result, or rejects as its proposal did (each produce of a batch alike). */
+  submit(produce: EncodedProduce): Promise<ProduceApplyResult | undefined> {
+    return new Promise((resolve, reject) => {
+      if (!produceBatchFits(withProduce(this.totals, produce))) this.send();
+      this.waiting.push({ produce, resolve, reject });
+      this.totals = withProduce(this.totals, produce);
+      if (this.batchesOut === 0 && !this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => {
+          this.flushScheduled = false;
+          if (this.batchesOut === 0) this.send();
+        });
+      }
+    });
+  }
+
+  /** Proposes what waits as one entry (nothing when nothing waits). */
+  private send(): void {
+    const batch = this.waiting;
+    if (batch.length === 0) return;
+    this.waiting = [];
+    this.totals = EMPTY_TOTALS;
+    this.batchesOut += 1;
+    let proposal: Promise<ApplyResult | undefined>;
+    try {
+      proposal = this.propose(encodeProduceBatch(batch.map((waiting) => waiting.produce)));
+    } catch (error) {
+      proposal = Promise.reject(error);
+    }
+    proposal.then(
+      (result) => {
+        const results = resultsOf(result, batch.length);
+        batch.forEach((waiting, i) => waiting.resolve(results[i]));
+      },
+      (error: unknown) => {
+        for (const waiting of batch) waiting.reject(error);
+      },
+    ).finally(() => {
+      this.batchesOut -= 1;
+      assert(this.batchesOut >= 0, 'batches out went negative');
+      if (this.batchesOut === 0) this.send();
+    });
+  }
+}
+
+function withProduce(totals: ProduceBatchTotals, produce: EncodedProduce): ProduceBatchTotals {
+  return {
+    produces: totals.produces + 1,
+    messages: totals.messages + produce.command.messages.length,
+    bodyBytes: totals.bodyBytes + produce.bodyBytes,
+    dataBytes: totals.dataBytes + produce.data.byteLength,
+  };
+}
+
+/** Each produce's result: a batch of one is the produce itself; undefined when answered before apply. */
+function resultsOf(result: ApplyResult | undefined, produces: number): (ProduceApplyResult | undefined)[] {
+  if (result === undefined) return new Array<undefined>(produces).fill(undefined);
+  if (produces === 1) {
+    assert(result.kind === 'produce', 'a produce command yields a produce result');
+    return [result];
+  }
+  assert(result.kind === 'produceBatch' && result.results.length === produces, 'a produceBatch yields one result per produce');
+  return result.results;
+}
