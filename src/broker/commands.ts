@@ -267,7 +267,12 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: fal
 
 /** Validates (LMQ_BAD_INPUT naming the problem) and encodes a command for Entry.data. */
 export function encodeCommand(command: BrokerCommand): Uint8Array {
-  const checked = validated(command);
+  return encodeChecked(command).data;
+}
+
+/** encodeCommand, with the clean copy it encoded (what decoding the data gives, bodies aside). */
+function encodeChecked<C extends BrokerCommand>(command: C): { checked: C; data: Uint8Array } {
+  const checked = validated(command) as C | string;
   if (typeof checked === 'string') {
     throw new LmqError('LMQ_BAD_INPUT', `invalid ${describeKind(command)} command: ${checked}`);
   }
@@ -281,10 +286,10 @@ export function encodeCommand(command: BrokerCommand): Uint8Array {
   const data = new Uint8Array(1 + payload.byteLength);
   data[0] = COMMAND_FORMAT_VERSION;
   data.set(payload, 1);
-  return data;
+  return { checked, data };
 }
 
-/** A produce encoded once, on its way into a produceBatch: the command, its Entry.data, its sizes. */
+/** A produce encoded once, on its way into a produceBatch: the clean command, its Entry.data, its sizes. */
 export interface EncodedProduce {
   readonly command: ProduceCommand;
   readonly data: Uint8Array;
@@ -293,7 +298,8 @@ export interface EncodedProduce {
 
 /** Validates and encodes a produce (LMQ_BAD_INPUT as encodeCommand) for encodeProduceBatch. */
 export function encodeProduce(command: ProduceCommand): EncodedProduce {
-  return { command, data: encodeCommand(command), bodyBytes: produceBodyBytes(command) };
+  const { checked, data } = encodeChecked(command);
+  return { command: checked, data, bodyBytes: produceBodyBytes(checked) };
 }
 
 /** Running totals of produces meant for one entry (produceBatchFits). */
@@ -350,6 +356,12 @@ export function encodeProduceBatch(produces: readonly EncodedProduce[]): Uint8Ar
   }
   assert(at === data.byteLength, 'the produce batch is filled');
   return data;
+}
+
+/** The command encodeProduceBatch encodes for these produces. */
+export function produceBatchCommand(produces: readonly EncodedProduce[]): BrokerCommand {
+  assert(produces.length >= 1, 'a produce batch holds a produce');
+  return produces.length === 1 ? produces[0]!.command : { kind: 'produceBatch', produces: produces.map((produce) => produce.command) };
 }
 
 /** A msgpack array header for `length` elements. */

@@ -11,11 +11,15 @@
 // bytes); a produce that would not fit sends the waiting batch at once, so at most one batch
 // waits. What is out is bounded by the node's own admission (raft.maxUncommittedEntries, bytes).
 import { assert } from '../util/assert.js';
-import { type EncodedProduce, encodeProduceBatch, produceBatchFits, type ProduceBatchTotals } from './commands.js';
+import { type BrokerCommand, type EncodedProduce, encodeProduceBatch, produceBatchCommand, produceBatchFits, type ProduceBatchTotals } from './commands.js';
 import type { ApplyResult, ProduceApplyResult } from './state-machine.js';
 
-/** Proposes Entry.data; resolves with its apply result (undefined under `leader` quorum, answered before apply). */
-export type ProposeEntry = (data: Uint8Array) => Promise<ApplyResult | undefined>;
+/**
+ * Proposes Entry.data (and the command it encodes, which the leader's own apply may use instead
+ * of decoding it again); resolves with its apply result (undefined under `leader` quorum,
+ * answered before apply).
+ */
+export type ProposeEntry = (data: Uint8Array, command: BrokerCommand) => Promise<ApplyResult | undefined>;
 
 interface WaitingProduce {
   readonly produce: EncodedProduce;
@@ -59,7 +63,8 @@ export class ProduceBatcher {
     this.batchesOut += 1;
     let proposal: Promise<ApplyResult | undefined>;
     try {
-      proposal = this.propose(encodeProduceBatch(batch.map((waiting) => waiting.produce)));
+      const produces = batch.map((waiting) => waiting.produce);
+      proposal = this.propose(encodeProduceBatch(produces), produceBatchCommand(produces));
     } catch (error) {
       proposal = Promise.reject(error);
     }

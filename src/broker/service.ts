@@ -116,7 +116,10 @@ export class BrokerService {
     private readonly access: BrokerAccess | null = null,
   ) {
     this.stats = new BrokerStats(node.id);
-    this.produces = new ProduceBatcher(async (data) => (await node.propose(data, options.quorum)).result);
+    this.produces = new ProduceBatcher(async (data, command) => {
+      state.rememberProposal(data, command);
+      return (await node.propose(data, options.quorum)).result;
+    });
     const { quorum, maxPollWaitMs, leaderWaitMs, transaction } = options;
     const mayPublish = (user: AclUser | null, topic: string) => user === null || this.access!.mayPublish(user, topic);
     this.transactions = new TransactionService(node, state, { quorum, maxPollWaitMs, leaderWaitMs, ...transaction }, mayPublish);

@@ -186,6 +186,8 @@ export class BrokerStateMachine {
   private garbagePending = true;
   /** Messages placed by the apply() call in progress (the garbage budget follows it). */
   private placedInCall = 0;
+  /** Commands this node proposed, by their Entry.data, until applied (rememberProposal). */
+  private readonly proposed = new WeakMap<Uint8Array, BrokerCommand>();
   /** Entries reads decoded lately (reads.ts): the queues of a topic share its entries. */
   private readonly decodedEntries = new DecodedEntries(MAX_DECODED_ENTRY_BYTES);
 
@@ -259,6 +261,19 @@ export class BrokerStateMachine {
   }
 
   /**
+   * The leader proposed `data`, the encoding of `command` (the clean copy encodeCommand
+   * encoded): when this very Entry.data comes to be applied, apply uses the command instead of
+   * decoding it again. What it applies is the same: the command equals what decoding gives but
+   * that its bodies may be Buffers (views of the request) rather than views of the entry, and
+   * apply reads only their bytes. An entry read back from storage, or never applied (a lost
+   * term), is decoded as any other; the map holds nothing the data does not keep alive.
+   */
+  rememberProposal(data: Uint8Array, command: BrokerCommand): void {
+    this.assertOpen();
+    this.proposed.set(data, command);
+  }
+
+  /**
    * Deletes up to about maxMessages forgotten messages' records now, e.g. when the node is idle
    * after a truncate (apply() also deletes some each call). Returns whether some may remain.
    */
@@ -282,7 +297,9 @@ export class BrokerStateMachine {
       return { kind: 'noop' };
     }
     assert(entry.type === EntryType.Normal, () => `entry ${entry.index} has unknown type ${entry.type}`);
-    const command = decodeCommand(entry.data, entry.index);
+    const proposed = this.proposed.get(entry.data);
+    if (proposed !== undefined) this.proposed.delete(entry.data);
+    const command = proposed ?? decodeCommand(entry.data, entry.index);
     switch (command.kind) {
       case 'createTopic':
         return this.applyCreateTopic(command, entry.index);

@@ -639,6 +639,11 @@ export class BrokerStore {
     else this.put(['plru', lastUsedLogIndex], rest.length === 1 ? rest[0]! : rest);
   }
 
+  /** The producer an entry used last (undefined: none). */
+  lastProducerUsedAt(logIndex: number): string | undefined {
+    return this.producersUsedAt(logIndex).at(-1);
+  }
+
   private producersUsedAt(lastUsedLogIndex: number): readonly string[] {
     const value = this.get(['plru', lastUsedLogIndex]);
     return value === undefined ? [] : recencyUsers(value);
