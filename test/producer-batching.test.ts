@@ -1,6 +1,7 @@
 // Natural batching in the producer, against a real three-node cluster: sends that wait while
 // requests are out leave together in one request, each still acknowledged alone with its own
-// queue and offset, in send order per queue; bad messages and missing topics fail alone.
+// queue and offset, in send order per queue; bad messages and missing topics fail alone. The
+// leader batches likewise: requests that arrive while its last batch is out share one entry.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerClient } from '../src/client/client.js';
 import { Producer, type SendResult } from '../src/client/producer.js';
@@ -91,12 +92,16 @@ describe('producer batching – natural batching against a real cluster', () => 
     expect(producer.stats()).toMatchObject({ requests: 40, messages: 40 });
   });
 
-  it('with maxBatchMessages 1 sends one request per message even with many in flight', async () => {
+  it('with maxBatchMessages 1 sends one request per message even with many in flight; the leader puts them in far fewer entries', async () => {
     await createTopic('unbatched', 2);
     const producer = new Producer(client, 20_000, { maxBatchMessages: 1, maxInflightRequests: 64 });
+    const commitBefore = (await cluster.leader()).commitIndex;
     const results = await sendClosedLoop(producer, 'unbatched', 200, 64);
+    const entries = (await cluster.leader()).commitIndex - commitBefore;
     await expectStoredInSendOrder('unbatched', 2, results);
     expect(producer.stats()).toMatchObject({ requests: 200, messages: 200 });
+    // Requests that arrive while the leader's last batch of produces is out share one entry.
+    expect(entries).toBeLessThan(100);
   });
 
   it('refuses a message with an over-long key alone while its neighbours are stored', async () => {
