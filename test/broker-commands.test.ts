@@ -141,6 +141,13 @@ describe('broker commands – codec', () => {
     expect(corruptMessage(packed({ kind: 'produceBatch', produces: [valid], timestampMs: 1 }))).toMatch(/unknown field "timestampMs"/);
   });
 
+  it('cleans -0 to 0, as msgpack writes it: the leader\'s own copy of a command is what every node decodes', () => {
+    const { command, data } = encodeProduce({ kind: 'produce', producerId: 'p', seq: 1, timestampMs: -0, messages: [{ msgId: 'm', topic: 't', queueId: -0, body: new Uint8Array(1) }] });
+    expect(Object.is(command.messages[0]!.queueId, 0)).toBe(true);
+    expect(Object.is(command.timestampMs, 0)).toBe(true);
+    expect(decodeCommand(data)).toStrictEqual(command);
+  });
+
   it('refuses random bytes (never guesses a command)', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 64 }), (data) => {

@@ -27,4 +27,16 @@ describe('broker – sequence check at proposal under leader quorum', () => {
     expect(() => seqs.reserve(1, 'p', 2, 0)).toThrow(expect.objectContaining({ code: 'LMQ_OUT_OF_ORDER' }));
     seqs.reserve(1, 'p', 1, 0);
   });
+
+  it('gives back every seq of a batch refused before the log, in whatever order they are released', () => {
+    const seqs = new LeaderSequences();
+    const release5 = seqs.reserve(1, 'p', 5, 4);
+    const release6 = seqs.reserve(1, 'p', 6, 4); // one batch held both
+    release5(); // the batch's refusals run in its order
+    release6();
+    // 5 never reached the log: a retry of 6 first must be refused, or it would be acknowledged and dropped at apply.
+    expect(() => seqs.reserve(1, 'p', 6, 4)).toThrow(expect.objectContaining({ code: 'LMQ_OUT_OF_ORDER', details: { expectedSeq: 5 } }));
+    seqs.reserve(1, 'p', 5, 4);
+    seqs.reserve(1, 'p', 6, 4);
+  });
 });

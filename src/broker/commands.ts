@@ -869,5 +869,7 @@ function checkText(value: unknown, what: string, maxLength: number): string {
 function checkInteger(value: unknown, what: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value)) fail(`${what} must be a whole number`);
   if (value < min || value > max) fail(`${what} must be from ${min} to ${max}, not ${value}`);
-  return value;
+  // -0 passes as a whole number but msgpack writes it as 0: the clean copy must be what every
+  // node decodes (the leader applies its own copy, state-machine.ts rememberProposal).
+  return value === 0 ? 0 : value;
 }

@@ -30,8 +30,11 @@ export class LeaderSequences {
     }
     if (seq < expected) return () => undefined; // a retry of something already proposed or applied
     this.nextSeq.set(producerId, seq + 1);
+    // Undone in any order: a batch refused before the log releases s and s+1 of one producer,
+    // and the next expected seq must come back to the earliest of them (s), not to s+1.
     return () => {
-      if (this.term === term && this.nextSeq.get(producerId) === seq + 1) this.nextSeq.set(producerId, seq);
+      const next = this.nextSeq.get(producerId);
+      if (this.term === term && next !== undefined && next > seq) this.nextSeq.set(producerId, seq);
     };
   }
 }

@@ -70,7 +70,14 @@ export class ProduceBatcher {
     }
     proposal.then(
       (result) => {
-        const results = resultsOf(result, batch.length);
+        let results: (ProduceApplyResult | undefined)[];
+        try {
+          results = resultsOf(result, batch.length);
+        } catch (error) {
+          // An InvariantViolation: each request fails with it (the RPC server crashes the node on it).
+          for (const waiting of batch) waiting.reject(error);
+          return;
+        }
         batch.forEach((waiting, i) => waiting.resolve(results[i]));
       },
       (error: unknown) => {

@@ -269,8 +269,8 @@ export class BrokerStateMachine {
    * term), is decoded as any other; the map holds nothing the data does not keep alive.
    */
   rememberProposal(data: Uint8Array, command: BrokerCommand): void {
-    this.assertOpen();
-    this.proposed.set(data, command);
+    // After close (a flush racing shutdown) the node refuses the proposal itself.
+    if (!this.closed) this.proposed.set(data, command);
   }
 
   /**
