@@ -84,7 +84,7 @@ function round(): { applyUsPerMsg: number; readUsPerMsg: number } {
         const messages = Array.from({ length: MESSAGES_PER_PRODUCE }, (_, i) => ({ msgId: msgIdOf(i), topic: 'bench', queueId: placed++ % QUEUES, body }));
         return encodeProduce({ kind: 'produce', producerId: 'bench-producer', seq, timestampMs: Date.now(), messages, routedQueues: QUEUES });
       });
-      entries.push(log.appendData(encodeProduceBatch(produces)));
+      entries.push(log.appendData(encodeProduceBatch(produces).data));
     }
     const applyStart = process.cpuUsage();
     for (let i = 0; i < entries.length; i += ENTRIES_PER_APPLY) machine.apply(entries.slice(i, i + ENTRIES_PER_APPLY));

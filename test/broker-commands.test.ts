@@ -107,7 +107,8 @@ describe('broker commands – codec', () => {
   it('builds a produceBatch from its produces\' own encodings, byte for byte what encodeCommand gives it; one produce is itself', () => {
     fc.assert(
       fc.property(produces, (batch) => {
-        const data = encodeProduceBatch(batch.map(encodeProduce));
+        const { data, command } = encodeProduceBatch(batch.map(encodeProduce));
+        expect(command).toStrictEqual(decodeCommand(data));
         if (batch.length === 1) expect(data).toEqual(encodeCommand(batch[0]!));
         else expect(data).toEqual(encodeCommand({ kind: 'produceBatch', produces: batch }));
         expect(decodeCommand(data)).toStrictEqual(batch.length === 1 ? batch[0] : { kind: 'produceBatch', produces: batch });

@@ -98,8 +98,9 @@ export type BrokerCommand =
   /** The preferred leader from now on (null: none), set by `leader preferred` (leadership.ts). */
   | { kind: 'setPreferredLeader'; node: string | null };
 
-/** timestampMs: the leader's clock at proposal, so apply is deterministic. seq: from 1, per producerId; UNSEQUENCED (0) for one-way sends. */
 /**
+ * timestampMs: the leader's clock at proposal, so apply is deterministic. seq: from 1, per
+ * producerId; UNSEQUENCED (0) for one-way sends.
  * routedQueues: the topic's queue count the producer chose the queues with; a topic that has
  * grown since refuses the whole produce at apply (LMQ_ROUTE_CHANGED), so no key lands in an
  * old queue after a growth's boundary (topic-growth.ts).
@@ -328,13 +329,13 @@ export function produceBatchFits(totals: ProduceBatchTotals): boolean {
 }
 
 /**
- * Entry.data of produces proposed as one entry: the produce itself when alone, else their
- * produceBatch — the bytes encodeCommand gives it (msgpack nests a value's encoding unchanged),
- * built from each produce's own encoding instead of encoding every message again.
+ * The entry of produces proposed together: the produce itself when alone, else their
+ * produceBatch — with the bytes encodeCommand gives it (msgpack nests a value's encoding
+ * unchanged), built from each produce's own encoding instead of encoding every message again.
  */
-export function encodeProduceBatch(produces: readonly EncodedProduce[]): Uint8Array {
+export function encodeProduceBatch(produces: readonly EncodedProduce[]): { data: Uint8Array; command: BrokerCommand } {
   assert(produces.length >= 1, 'a produce batch holds a produce');
-  if (produces.length === 1) return produces[0]!.data;
+  if (produces.length === 1) return produces[0]!;
   const totals = {
     produces: produces.length,
     messages: produces.reduce((sum, produce) => sum + produce.command.messages.length, 0),
@@ -355,13 +356,7 @@ export function encodeProduceBatch(produces: readonly EncodedProduce[]): Uint8Ar
     at += produce.byteLength - 1;
   }
   assert(at === data.byteLength, 'the produce batch is filled');
-  return data;
-}
-
-/** The command encodeProduceBatch encodes for these produces. */
-export function produceBatchCommand(produces: readonly EncodedProduce[]): BrokerCommand {
-  assert(produces.length >= 1, 'a produce batch holds a produce');
-  return produces.length === 1 ? produces[0]!.command : { kind: 'produceBatch', produces: produces.map((produce) => produce.command) };
+  return { data, command: { kind: 'produceBatch', produces: produces.map((produce) => produce.command) } };
 }
 
 /** A msgpack array header for `length` elements. */

@@ -62,7 +62,8 @@ export function producePlacedItems(produce: ProduceCommand, runStart: number, sk
   return items;
 }
 
-const NO_NAMES: ReadonlySet<string> = new Set();
+/** No shared run prefixes: what every entry but a produceBatch has. */
+export const NO_NAMES: ReadonlySet<string> = new Set();
 
 /** The run prefixes messages of more than one of an entry's produces are named with (EntryPlacer). */
 export function sharedRunNamesOf(command: BrokerCommand): ReadonlySet<string> {

@@ -11,7 +11,7 @@
 // bytes); a produce that would not fit sends the waiting batch at once, so at most one batch
 // waits. What is out is bounded by the node's own admission (raft.maxUncommittedEntries, bytes).
 import { assert } from '../util/assert.js';
-import { type BrokerCommand, type EncodedProduce, encodeProduceBatch, produceBatchCommand, produceBatchFits, type ProduceBatchTotals } from './commands.js';
+import { type BrokerCommand, type EncodedProduce, encodeProduceBatch, produceBatchFits, type ProduceBatchTotals } from './commands.js';
 import type { ApplyResult, ProduceApplyResult } from './state-machine.js';
 
 /**
@@ -63,8 +63,8 @@ export class ProduceBatcher {
     this.batchesOut += 1;
     let proposal: Promise<ApplyResult | undefined>;
     try {
-      const produces = batch.map((waiting) => waiting.produce);
-      proposal = this.propose(encodeProduceBatch(produces), produceBatchCommand(produces));
+      const entry = encodeProduceBatch(batch.map((waiting) => waiting.produce));
+      proposal = this.propose(entry.data, entry.command);
     } catch (error) {
       proposal = Promise.reject(error);
     }

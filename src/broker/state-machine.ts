@@ -39,7 +39,7 @@ import { DecodedEntries, fetchMessages, type QueueRef, type StoredMessage } from
 import { type FilteredRead, readMatching } from './filtered-reads.js';
 import type { MessageFilter } from '../filter/index.js';
 import { applyGrowTopic, type GrowTopicResult, type PendingGrowth, routeChangedMessage, unfinishedGrowth } from './topic-growth.js';
-import { EntryPlacer, isDelayed, type PlacedItem, placedItems, producePlacedItems, producesTimestampMs, queueKey, type RunningQueue, sharedRunNames } from './placement.js';
+import { EntryPlacer, isDelayed, NO_NAMES, type PlacedItem, placedItems, producePlacedItems, producesTimestampMs, queueKey, type RunningQueue, sharedRunNames } from './placement.js';
 import { collectGarbage, retainedRecordBytes, retainedFromIndex, truncateBelow } from './retention.js';
 import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
 import { applyAck, applyChangeInvisibleDuration, applyReceive, exhaustedDeliveries, nextVisibleAtMs, receivable, resetReceiveCursor, type SimpleApplyResult } from './simple-consumer.js';
@@ -111,7 +111,6 @@ const SENT_BACK_PER_PAGE = 1024;
 /** Entry data whose decoded messages reads keep (about twice that in memory, decoded). */
 const MAX_DECODED_ENTRY_BYTES = 4 * 1024 * 1024;
 const NO_POSITIONS: ReadonlySet<number> = new Set();
-const NO_NAMES: ReadonlySet<string> = new Set();
 
 assert(STATE_MACHINE_LIMITS.readMessagesMax >= LIMITS.maxPullMessages, 'a pull the request check accepts is a read the state machine serves');
 assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the request check accepts is a read the state machine serves');

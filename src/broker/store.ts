@@ -802,8 +802,8 @@ export const MAX_KEY_PART = '\uffff';
 const MSG_ID_RUNS_PER_PAGE = 16;
 
 /**
- * The prefix shared by an entry's placed messages when every one is named `prefix.batchPos`
- * (two at least), else undefined: then its msgIds go to one msgrun record.
+ * The prefix shared by a produce's placed messages when every one is named `prefix.N`, N its
+ * position in the produce (two at least), else undefined: then its msgIds go to one msgrun record.
  */
 export function msgIdRunPrefix(items: readonly { readonly msgId: string; readonly batchPos: number }[]): string | undefined {
   if (items.length < 2) return undefined;
