@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { decodeCommand, encodeProduce, type ProduceCommand } from '../src/broker/commands.js';
-import { ProduceBatcher } from '../src/broker/produce-batcher.js';
+import { MAX_PRODUCE_HOLD_MS, ProduceBatcher } from '../src/broker/produce-batcher.js';
 import type { ApplyResult, ProduceApplyResult } from '../src/broker/state-machine.js';
 import { LmqError } from '../src/util/errors.js';
 
@@ -120,5 +120,37 @@ describe('produce batcher', () => {
     held.applyAt(2);
     await turn();
     expect(held.seqs()).toEqual([[1], [2, 3], [4], [5]]);
+  });
+
+  describe('with a batch out that is not answered', () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    it('sends what waits behind it after maxHoldMs, not after the batch out answers', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      const held = new HeldProposals();
+      const batcher = new ProduceBatcher(held.propose);
+      void batcher.submit(encodeProduce(produce(1)));
+      await turn();
+      const second = batcher.submit(encodeProduce(produce(2)));
+      const third = batcher.submit(encodeProduce(produce(3)));
+      vi.advanceTimersByTime(MAX_PRODUCE_HOLD_MS - 1);
+      expect(held.seqs()).toEqual([[1]]);
+      vi.advanceTimersByTime(1);
+      expect(held.seqs()).toEqual([[1], [2, 3]]); // two out now; the first still unanswered
+      const fourth = batcher.submit(encodeProduce(produce(4)));
+      held.applyAt(1);
+      expect(await Promise.all([second, third])).toMatchObject([{ placed: [{ offset: 2 }] }, { placed: [{ offset: 3 }] }]);
+      await turn();
+      expect(held.seqs()).toEqual([[1], [2, 3]]); // the first is still out: 4 waits for it or its hold
+      held.applyAt(0);
+      await turn();
+      expect(held.seqs()).toEqual([[1], [2, 3], [4]]);
+      vi.advanceTimersByTime(MAX_PRODUCE_HOLD_MS); // the hold was cleared when 4 went: nothing more goes
+      expect(held.seqs()).toEqual([[1], [2, 3], [4]]);
+      held.applyAt(2);
+      expect(await fourth).toMatchObject({ placed: [{ offset: 4 }] });
+    });
   });
 });

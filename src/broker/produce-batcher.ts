@@ -9,7 +9,10 @@
 //
 // Bounds: a batch holds what one produce may (produceBatchFits: messages, bodies, one entry's
 // bytes); a produce that would not fit sends the waiting batch at once, so at most one batch
-// waits. What is out is bounded by the node's own admission (raft.maxUncommittedEntries, bytes).
+// waits. A batch waits maxHoldMs at most: a batch out may take the whole proposal deadline
+// (`all` quorum with a follower down waits maxProposalWaitMs, 10 s, to time out), and what
+// arrived behind it should not wait that long again before it is even appended. What is out is
+// bounded by the node's own admission (raft.maxUncommittedEntries, bytes).
 import { assert } from '../util/assert.js';
 import { type BrokerCommand, type EncodedProduce, encodeProduceBatch, produceBatchFits, type ProduceBatchTotals } from './commands.js';
 import type { ApplyResult, ProduceApplyResult } from './state-machine.js';
@@ -27,6 +30,13 @@ interface WaitingProduce {
   readonly reject: (error: unknown) => void;
 }
 
+/**
+ * How long a produce may wait behind a batch out before its own batch goes anyway: well above a
+ * round under load here (1–10 ms: the leader's fsync, a follower's, the loopback), so it does
+ * not split batches, and far below the proposal deadline.
+ */
+export const MAX_PRODUCE_HOLD_MS = 50;
+
 const EMPTY_TOTALS: ProduceBatchTotals = Object.freeze({ produces: 0, messages: 0, bodyBytes: 0, dataBytes: 0 });
 
 export class ProduceBatcher {
@@ -35,8 +45,15 @@ export class ProduceBatcher {
   /** Batches proposed and not yet answered. */
   private batchesOut = 0;
   private flushScheduled = false;
+  /** Sends what waits when it has waited maxHoldMs behind a batch out; null while nothing waits so. */
+  private holdTimer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly propose: ProposeEntry) {}
+  constructor(
+    private readonly propose: ProposeEntry,
+    private readonly maxHoldMs = MAX_PRODUCE_HOLD_MS,
+  ) {
+    assert(maxHoldMs > 0, 'a produce waits a positive time at most');
+  }
 
   /** Resolves with the produce's own apply result, or rejects as its proposal did (each produce of a batch alike). */
   submit(produce: EncodedProduce): Promise<ProduceApplyResult | undefined> {
@@ -44,18 +61,29 @@ export class ProduceBatcher {
       if (!produceBatchFits(withProduce(this.totals, produce))) this.send();
       this.waiting.push({ produce, resolve, reject });
       this.totals = withProduce(this.totals, produce);
-      if (this.batchesOut === 0 && !this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => {
-          this.flushScheduled = false;
-          if (this.batchesOut === 0) this.send();
-        });
+      if (this.batchesOut === 0) {
+        if (!this.flushScheduled) {
+          this.flushScheduled = true;
+          setImmediate(() => {
+            this.flushScheduled = false;
+            if (this.batchesOut === 0) this.send();
+          });
+        }
+      } else if (this.holdTimer === null) {
+        this.holdTimer = setTimeout(() => {
+          this.holdTimer = null;
+          this.send();
+        }, this.maxHoldMs);
       }
     });
   }
 
   /** Proposes what waits as one entry (nothing when nothing waits). */
   private send(): void {
+    if (this.holdTimer !== null) {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = null;
+    }
     const batch = this.waiting;
     if (batch.length === 0) return;
     this.waiting = [];
