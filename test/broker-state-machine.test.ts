@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BrokerCommand, ProduceMessage } from '../src/broker/commands.js';
 import { type ApplyResult, BrokerStateMachine, type BrokerStateMachineOptions } from '../src/broker/state-machine.js';
+import { BrokerStore, MAX_KEY_PART } from '../src/broker/store.js';
 import { LmqError } from '../src/util/errors.js';
 import { bytes, MemoryLog, tempDir } from './broker-helpers.js';
 
@@ -143,6 +144,40 @@ describe('broker state machine – topics and produce', () => {
     expect(machine.lookupByMsgId('id-a')).toMatchObject({ topic: 'orders', queueId: 1, offset: 0 });
     expect(machine.lookupByMsgId('id-c')).toMatchObject({ queueId: 0, offset: 0, keys: ['k1', 'k2'] });
     expect(lmqError(() => machine.lookupByKey('nope', 'k1', 1)).code).toBe('LMQ_TOPIC_NOT_FOUND');
+  });
+
+  it("indexes an entry's one-message produces named name-N counting up in one msgseq record, and finds the oldest copy of each", async () => {
+    one({ kind: 'createTopic', topic: 'orders', queues: 2 });
+    const single = (producerId: string, msgId: string, queueId = 0) => produce(producerId, [{ msgId, topic: 'orders', queueId, body: bytes(msgId) }]) as Extract<BrokerCommand, { kind: 'produce' }>;
+    run(
+      // s-1, s-2, s-3: one run (entry 2). In entry 3, t-5 then t-7 do not count up, and u-1 is
+      // also named by a two-message produce: those are indexed one record each.
+      { kind: 'produceBatch', produces: [single('s', 's-1'), single('s', 's-2', 1), single('s', 's-3')] },
+      { kind: 'produceBatch', produces: [single('t', 't-5'), single('t', 't-7'), single('u', 'u-1'), produce('u', [message('orders', 0, 'x', { msgId: 'u-1' }), message('orders', 1, 'y', { msgId: 'u-2' })]) as Extract<BrokerCommand, { kind: 'produce' }>] },
+      // s-2 stored again by another session (entry 4), in a run of its own.
+      { kind: 'produceBatch', produces: [single('r', 's-2', 1), single('r', 's-3')] },
+    );
+    expect(machine.lookupByMsgId('s-1')).toMatchObject({ queueId: 0, offset: 0, logIndex: 2 });
+    expect(machine.lookupByMsgId('s-2')).toMatchObject({ queueId: 1, offset: 0, logIndex: 2 });
+    expect(machine.lookupByMsgId('s-3')).toMatchObject({ queueId: 0, offset: 1, logIndex: 2 });
+    expect(machine.lookupByMsgId('t-7')).toMatchObject({ queueId: 0, offset: 3, logIndex: 3 });
+    expect(machine.lookupByMsgId('u-1')).toMatchObject({ queueId: 0, offset: 4, logIndex: 3 });
+    expect(machine.lookupByMsgId('s-4')).toBeUndefined();
+    // Retention past entry 2: the later copies answer, entry 2's run is gone.
+    one({ kind: 'truncateLog', firstIndex: 3 });
+    expect(machine.lookupByMsgId('s-1')).toBeUndefined();
+    expect(machine.lookupByMsgId('s-2')).toMatchObject({ queueId: 1, offset: 2, logIndex: 4 });
+    await machine.close();
+    const store = BrokerStore.open(temp.dir, 'unsynced');
+    try {
+      expect(store.range(['msgseq'], ['msgseq', MAX_KEY_PART], 10).map(({ key, value }) => [key, value])).toEqual([
+        [['msgseq', 's', 2, 4], [['orders', 1, 2], ['orders', 0, 6]]],
+      ]);
+      expect(store.range(['msgid'], ['msgid', MAX_KEY_PART], 10).map(({ key }) => key[1])).toEqual(['t-5', 't-7', 'u-1', 'u-1', 'u-2']);
+    } finally {
+      await store.close();
+    }
+    machine = openMachine();
   });
 
   it('finds the first offset stored at or after a time, with store time never going backwards', () => {

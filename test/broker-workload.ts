@@ -80,7 +80,19 @@ export type DelayOp = typeof opWithDelays extends fc.Arbitrary<infer T> ? T : ne
 const delayedProduceOp = fc.record({ t: fc.constant('delayed' as const), producer: fc.nat(1), topic: fc.nat(1), timestampMs: fc.nat(100), delayMs: fc.integer({ min: 1, max: 60 }) });
 const batchOp = fc.record({ t: fc.constant('batch' as const), produces: fc.array(produceOp, { minLength: 2, maxLength: 5 }) });
 const batchWithDelaysOp = fc.record({ t: fc.constant('batch' as const), produces: fc.array(fc.oneof(produceOp, delayedProduceOp), { minLength: 2, maxLength: 5 }) });
-export const opWithBatches = fc.oneof({ weight: 3, arbitrary: op }, { weight: 2, arbitrary: batchOp });
+// Batches as an unbatched producer's sends make them: one-message produces of one or two
+// producers, mostly each the next seq (so their msgIds count up: msgseq records), now and then a
+// retry or a gap that breaks the count.
+const singleSendOp = fc.record({
+  t: fc.constant('produce' as const),
+  producer: fc.nat(1),
+  mode: fc.oneof({ weight: 10, arbitrary: fc.constant('next' as const) }, { weight: 1, arbitrary: fc.constantFrom('retry' as const, 'gap' as const, 'one' as const) }),
+  pick: fc.nat(),
+  timestampMs: fc.nat(100),
+  messages: fc.array(messageOp, { minLength: 1, maxLength: 1 }),
+});
+const singleSendsBatchOp = fc.record({ t: fc.constant('batch' as const), produces: fc.array(singleSendOp, { minLength: 2, maxLength: 6 }) });
+export const opWithBatches = fc.oneof({ weight: 3, arbitrary: op }, { weight: 2, arbitrary: batchOp }, { weight: 1, arbitrary: singleSendsBatchOp });
 export const opWithBatchesAndDelays = fc.oneof({ weight: 3, arbitrary: op }, { weight: 2, arbitrary: delayOp }, { weight: 2, arbitrary: batchWithDelaysOp });
 type BatchOp = typeof batchWithDelaysOp extends fc.Arbitrary<infer T> ? T : never;
 type ProduceOp = Extract<Op, { t: 'produce' }>;
@@ -195,17 +207,19 @@ export function toCommands(ops: readonly (Op | DelayOp | TxOp | BatchOp)[]): (Br
       let position = 0;
       const produces = o.produces.map((p, k) => {
         // Every other produce names its messages with the first's run prefix: an entry whose
-        // produces share one is indexed without runs (placement.ts).
-        const produce = p.t === 'delayed' ? delayedProduce(p, `d${logIndex}_${k}`, { logIndex, position }, parked, nextSeq) : produceOf(p, `${i}_${k % 2 === 0 ? 0 : k}`, (i + k) % 2 === 0, i + k);
+        // produces share one is indexed without runs (placement.ts). Every third batch names
+        // them as the native producer names single sends, by producer and seq (msgseq records).
+        const naming = i % 3 === 0 ? 'seq' : (i + k) % 2 === 0 ? 'run' : 'plain';
+        const produce = p.t === 'delayed' ? delayedProduce(p, `d${logIndex}_${k}`, { logIndex, position }, parked, nextSeq) : produceOf(p, `${i}_${k % 2 === 0 ? 0 : k}`, naming, i + k);
         position += produce.messages.length;
         return produce;
       });
       return { kind: 'produceBatch', produces };
     }
-    return produceOf(o, String(i), i % 2 === 0, i);
+    return produceOf(o, String(i), i % 2 === 0 ? 'run' : 'plain', i);
   })];
 
-  function produceOf(o: ProduceOp, name: string, runNamed: boolean, bodySeed: number): ProduceCommand {
+  function produceOf(o: ProduceOp, name: string, naming: 'run' | 'plain' | 'seq', bodySeed: number): ProduceCommand {
     const producerId = PRODUCERS[o.producer]!;
     const max = sentMax.get(producerId) ?? 0;
     const seq = o.mode === 'next' ? max + 1 : o.mode === 'gap' ? max + 2 : o.mode === 'one' ? 1 : 1 + (o.pick % Math.max(1, max));
@@ -213,9 +227,12 @@ export function toCommands(ops: readonly (Op | DelayOp | TxOp | BatchOp)[]): (Br
     if (o.mode === 'retry' && previous !== undefined) return previous;
     if (o.mode === 'next') sentMax.set(producerId, seq);
     const messages = o.messages.map((m, j): ProduceMessage => {
-      // Half the produces name their messages as the native producer does (prefix.position: one
-      // msgrun record for the produce, store.ts), half not (one msgid record each).
-      const message: ProduceMessage = { msgId: runNamed ? `m${name}.${j}` : `m${name}-${j}`, topic: TOPICS[m.topic]!, queueId: m.queueId, body: Uint8Array.from({ length: m.size }, (_, b) => (bodySeed + b) % 256) };
+      // Half the produces name their messages as the native producer names a batch
+      // (prefix.position: one msgrun record for the produce, store.ts), half not (one msgid
+      // record each); 'seq' names them <producer>-<seq + position>: a produceBatch entry's
+      // one-message produces counting up share a msgseq record, the others' names stop that.
+      const msgId = naming === 'run' ? `m${name}.${j}` : naming === 'seq' ? `q${producerId}-${seq + j}` : `m${name}-${j}`;
+      const message: ProduceMessage = { msgId, topic: TOPICS[m.topic]!, queueId: m.queueId, body: Uint8Array.from({ length: m.size }, (_, b) => (bodySeed + b) % 256) };
       if (m.key !== null) message.keys = [KEYS[m.key]!];
       return message;
     });

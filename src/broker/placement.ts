@@ -5,7 +5,7 @@
 // rebuilt state equal, record for record, to an applied one.
 import { assert } from '../util/assert.js';
 import { type BrokerCommand, carriedMessages, type ProduceCommand, type ProduceMessage } from './commands.js';
-import { type BrokerStore, type ConsumeQueueRecord, msgIdRunName, msgIdRunPrefix, type QueuePosition } from './store.js';
+import { type BrokerStore, type ConsumeQueueRecord, msgIdRunName, msgIdRunPrefix, type QueuePosition, seqNameOf } from './store.js';
 import { tagHash } from '../filter/index.js';
 
 /** A message an entry places, with its position in the entry (the consume queue's batchPos). */
@@ -121,6 +121,13 @@ export class EntryPlacer {
   private readonly unitsByQueue = new Map<RunningQueue, { firstOffset: number; records: ConsumeQueueRecord[] }>();
   /** Each run's copies by the N of its msgIds prefix.N (null: a position it did not place). */
   private readonly runs = new Map<string, (QueuePosition | null)[]>();
+  /**
+   * Messages placed alone by their produce and named name-N, by name: indexed at finish() by
+   * one msgseq record per name when their Ns count up by one, else each by its own record.
+   */
+  private readonly seqCandidates = new Map<string, SeqCandidate[]>();
+  /** Names (name-N) of messages this entry indexes by their own record in any case: their name's candidates are too. */
+  private readonly ownRecordSeqNames = new Set<string>();
   private lastBatchPos = -1;
   private lastRunStart = -1;
   private finished = false;
@@ -158,6 +165,7 @@ export class EntryPlacer {
     assert(!this.finished, 'an entry finished twice');
     this.finished = true;
     for (const [prefix, copies] of this.runs) this.store.putMsgIdRun(prefix, this.logIndex, copies);
+    for (const [name, candidates] of this.seqCandidates) this.indexSeqCandidates(name, candidates);
     for (const [queue, { firstOffset, records }] of this.unitsByQueue) this.store.putConsumeQueueRun(queue.topic, queue.queueId, firstOffset, records);
   }
 
@@ -191,7 +199,7 @@ export class EntryPlacer {
       units.records.push(at);
       for (const key of keys) this.store.putKeyIndex(message.topic, key, at, message.queueId, offset);
       const position = { topic: message.topic, queueId: message.queueId, offset };
-      if (runPrefix === undefined) this.store.putMsgId(message.msgId, at, position);
+      if (runPrefix === undefined) this.indexOwnOrLater(message.msgId, at, position, items.length === 1);
       else {
         while (run.length < batchPos - runStart) run.push(null); // positions this entry did not place (delayed)
         run.push(position);
@@ -202,4 +210,38 @@ export class EntryPlacer {
     if (runPrefix !== undefined) this.runs.set(runPrefix, run);
     return placed;
   }
+
+  /** Indexes a message not in a msgrun: by its own record now, or (alone in its produce, named name-N) at finish(). */
+  private indexOwnOrLater(msgId: string, at: ConsumeQueueRecord, position: QueuePosition, alone: boolean): void {
+    const named = seqNameOf(msgId);
+    if (named !== undefined && alone) {
+      const candidates = this.seqCandidates.get(named.name);
+      if (candidates === undefined) this.seqCandidates.set(named.name, [{ n: named.n, at, position }]);
+      else candidates.push({ n: named.n, at, position });
+      return;
+    }
+    if (named !== undefined) this.ownRecordSeqNames.add(named.name);
+    this.store.putMsgId(msgId, at, position);
+  }
+
+  /**
+   * One msgseq record for a name's candidates when they are two or more, their Ns count up by
+   * one and no other message of the entry has the name (so a msgId is indexed once per entry);
+   * else one record each. Their units say which (they are written after this).
+   */
+  private indexSeqCandidates(name: string, candidates: readonly SeqCandidate[]): void {
+    const firstN = candidates[0]!.n;
+    const oneRun = candidates.length >= 2 && !this.ownRecordSeqNames.has(name) && candidates.every(({ n }, i) => n === firstN + i);
+    for (const { at, position } of candidates) {
+      if (oneRun) at.msgIdInRun = firstN;
+      else this.store.putMsgId(at.msgId, at, position);
+    }
+    if (oneRun) this.store.putMsgIdSeqRun(name, firstN, this.logIndex, candidates.map(({ position }) => position));
+  }
+}
+
+interface SeqCandidate {
+  readonly n: number;
+  readonly at: ConsumeQueueRecord;
+  readonly position: QueuePosition;
 }

@@ -142,6 +142,7 @@ export function retainedRecordBytes(store: BrokerStore, key: Key, bytes: Uint8Ar
       return retainedConsumeQueueBytes(key, bytes, queue.minOffset);
     }
     case 'key':
+    case 'msgseq':
       return (key[3] as number) >= fromIndex ? bytes : null;
     case 'msgid':
     case 'msgrun':

@@ -10,6 +10,7 @@
 //   ['key', topic, key, logIndex, batchPos]      → KeyIndexRecord       (log order per key)
 //   ['msgid', msgId, logIndex, batchPos]         → [topic, queueId, offset]  (a stored copy, log order)
 //   ['msgrun', prefix, logIndex]                 → ([topic, queueId, offset] | null)[]  (a produce's copies named prefix.N, N from its first message)
+//   ['msgseq', name, firstN, logIndex]           → [topic, queueId, offset][]  (an entry's one-message produces named name-N, name-(N+1), …)
 //   ['group', group]                             → 1                    (groups that ever committed)
 //   ['offset', group, topic, queueId]            → number               (next offset to consume)
 //   ['producer', producerId]                     → ProducerRecord
@@ -43,11 +44,16 @@
 // so a produce whose every placed message is named `prefix.N` (N: its position in the
 // produce, which is its batchPos unless a produceBatch entry carries produces before it) is
 // indexed by one msgrun record (element N: where that copy went) instead of one per message —
-// the per-message records were a third of the apply's cost. Other msgIds (other clients,
-// single sends, delayed copies placed later) keep one msgid record each; a lookup looks in both.
+// the per-message records were a third of the apply's cost. It names a single send
+// `<session>-<seq>`, and the leader batches the one-message produces that arrive together into
+// one entry: the produces of an entry whose messages are all named name-N, name-(N+1), … (N
+// counting up by one in position order, two at least, no other message of the entry named
+// name-M) share one msgseq record (element i: name-(N+i)). Other msgIds (other clients, delayed
+// copies placed later) keep one msgid record each; a lookup looks in all three.
 import { createHash } from 'node:crypto';
 import { open, type RootDatabase, type Transaction, TransactionFlags } from 'lmdb';
 import { Packr } from 'msgpackr';
+import { LIMITS } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import type { ProduceMessage, SendBackTarget, TimerRef } from './commands.js';
 import type { CommitDurability } from './state-guard.js';
@@ -76,8 +82,11 @@ export interface ConsumeQueueRecord {
   /** The message's msgId and keys, for forgetting its index records with it. */
   msgId: string;
   keys: readonly string[];
-  /** Its msgId is indexed in its entry's msgrun record (msgIdRunPrefix), not a msgid record of its own. */
-  msgIdInRun: boolean;
+  /**
+   * Where its msgId is indexed: false, its own msgid record; true, its entry's msgrun record
+   * (msgIdRunPrefix); a number N, its entry's msgseq record of the run from name-N (msgIdSeqName).
+   */
+  msgIdInRun: boolean | number;
   /**
    * tagHash(tag) (src/filter/tag.ts), null for a message without a tag: RocketMQ's tagsCode,
    * so a tag filter skips a message without reading it from the commit log.
@@ -437,7 +446,7 @@ export class BrokerStore {
     if (value === undefined || value === null) return undefined;
     const [logIndex, batchPos, storeTimestampMs, bodyBytes, msgId, keys, tagHash, msgIdInRun] = tuple(value, 8, 'consume queue');
     assert(typeof msgId === 'string', 'consume queue record without a msgId');
-    assert(typeof msgIdInRun === 'boolean', 'consume queue record without its msgId index form');
+    assert(typeof msgIdInRun === 'boolean' || (Number.isSafeInteger(msgIdInRun) && (msgIdInRun as number) >= 0), 'consume queue record without its msgId index form');
     assert(Array.isArray(keys), 'consume queue record without keys');
     assert(tagHash === null || (Number.isSafeInteger(tagHash) && (tagHash as number) >= 0), 'consume queue record with a bad tag hash');
     return {
@@ -448,7 +457,7 @@ export class BrokerStore {
       msgId,
       keys: keys as string[],
       tagHash: tagHash as number | null,
-      msgIdInRun,
+      msgIdInRun: msgIdInRun as boolean | number,
     };
   }
 
@@ -509,36 +518,63 @@ export class BrokerStore {
     });
   }
 
-  /** The oldest copy of msgId stored at log index >= fromLogIndex, from its own record or its entry's run. */
+  /**
+   * The oldest copy of msgId stored at log index >= fromLogIndex, from its own record or its
+   * entry's msgrun or msgseq record (an entry indexes a msgId in one of them only).
+   */
   firstMsgId(msgId: string, fromLogIndex: number): QueuePosition | undefined {
     const [own] = this.range(['msgid', msgId, fromLogIndex], ['msgid', msgId, MAX_KEY_PART], 1);
-    const ownLogIndex = own === undefined ? Number.MAX_SAFE_INTEGER : integer(own.key[2]);
-    const inRun = this.firstInRun(msgId, fromLogIndex, ownLogIndex);
-    if (inRun !== undefined) return inRun;
-    return own === undefined ? undefined : queuePosition(own.value, 'msgId index');
+    let oldest: IndexedCopy | undefined = own === undefined ? undefined : { logIndex: integer(own.key[2]), position: queuePosition(own.value, 'msgId index') };
+    oldest = this.firstInRun(msgId, fromLogIndex, oldest?.logIndex ?? Number.MAX_SAFE_INTEGER) ?? oldest;
+    oldest = this.firstInSeqRun(msgId, fromLogIndex, oldest?.logIndex ?? Number.MAX_SAFE_INTEGER) ?? oldest;
+    return oldest?.position;
   }
 
   /** The oldest copy of msgId in a msgrun record at log index [fromLogIndex, beforeLogIndex). */
-  private firstInRun(msgId: string, fromLogIndex: number, beforeLogIndex: number): QueuePosition | undefined {
+  private firstInRun(msgId: string, fromLogIndex: number, beforeLogIndex: number): IndexedCopy | undefined {
     const named = runNameOf(msgId);
     if (named === undefined) return undefined;
     let from = fromLogIndex;
     // Runs of one prefix are one per stored copy of a batch: nearly always one.
     for (;;) {
       const page = this.range(['msgrun', named.prefix, from], ['msgrun', named.prefix, beforeLogIndex], MSG_ID_RUNS_PER_PAGE);
-      for (const { value } of page) {
+      for (const { key, value } of page) {
         assert(Array.isArray(value), 'msgrun record is not an array');
         const copy: unknown = value[named.batchPos];
-        if (copy !== undefined && copy !== null) return queuePosition(copy, 'msgrun');
+        if (copy !== undefined && copy !== null) return { logIndex: integer(key[2]), position: queuePosition(copy, 'msgrun') };
       }
       if (page.length < MSG_ID_RUNS_PER_PAGE) return undefined;
       from = integer(page.at(-1)!.key[2]) + 1;
     }
   }
 
+  /**
+   * The oldest copy of msgId name-N in a msgseq record at log index [fromLogIndex,
+   * beforeLogIndex): the runs of name that start at most a run's length before N.
+   */
+  private firstInSeqRun(msgId: string, fromLogIndex: number, beforeLogIndex: number): IndexedCopy | undefined {
+    const named = seqNameOf(msgId);
+    if (named === undefined) return undefined;
+    let oldest: IndexedCopy | undefined;
+    let from: Key = ['msgseq', named.name, Math.max(0, named.n - LIMITS.maxMessagesPerProduce + 1)];
+    for (;;) {
+      const page = this.range(from, ['msgseq', named.name, named.n, MAX_KEY_PART], MSG_ID_RUNS_PER_PAGE);
+      for (const { key, value } of page) {
+        assert(Array.isArray(value), 'msgseq record is not an array');
+        const logIndex = integer(key[3]);
+        const copy: unknown = value[named.n - integer(key[2])];
+        if (copy === undefined || logIndex < fromLogIndex || logIndex >= (oldest?.logIndex ?? beforeLogIndex)) continue;
+        oldest = { logIndex, position: queuePosition(copy, 'msgseq') };
+      }
+      if (page.length < MSG_ID_RUNS_PER_PAGE) return oldest;
+      const last = page.at(-1)!.key;
+      from = ['msgseq', named.name, integer(last[2]), integer(last[3]) + 1];
+    }
+  }
+
   /** One record per stored copy: a put never needs to read whether the msgId is known. */
   putMsgId(msgId: string, at: ConsumeQueueRecord, position: QueuePosition): void {
-    assert(!at.msgIdInRun, 'a copy indexed in its run has no msgid record');
+    assert(at.msgIdInRun === false, 'a copy indexed in its run has no msgid record');
     assert(Buffer.byteLength(msgId) + 32 < KEY_BYTES_MAX, 'msgId index key too long');
     this.put(['msgid', msgId, at.logIndex, at.batchPos], [position.topic, position.queueId, position.offset]);
   }
@@ -549,11 +585,18 @@ export class BrokerStore {
     this.insert(['msgrun', prefix, logIndex], copies.map((copy) => (copy === null ? null : [copy.topic, copy.queueId, copy.offset])));
   }
 
+  /** The msgseq record of an entry's one-message produces named name-firstN, name-(firstN + 1), … in position order. */
+  putMsgIdSeqRun(name: string, firstN: number, logIndex: number, copies: readonly QueuePosition[]): void {
+    assert(Buffer.byteLength(name) + 40 < KEY_BYTES_MAX, 'msgseq key too long');
+    assert(copies.length >= 2 && copies.length <= LIMITS.maxMessagesPerProduce, 'a msgseq run holds 2 to maxMessagesPerProduce copies');
+    this.insert(['msgseq', name, firstN, logIndex], copies.map((copy) => [copy.topic, copy.queueId, copy.offset]));
+  }
+
   /** Removes the msgId index record of a consume queue unit (written with it): its own, or its entry's run. */
   removeMsgId(at: ConsumeQueueRecord): void {
-    if (!at.msgIdInRun) return this.removeExisting(['msgid', at.msgId, at.logIndex, at.batchPos]);
+    if (at.msgIdInRun === false) return this.removeExisting(['msgid', at.msgId, at.logIndex, at.batchPos]);
     // The entry's other copies share the run: the first of them forgotten removes it.
-    const key: Key = ['msgrun', runNameOf(at.msgId)!.prefix, at.logIndex];
+    const key: Key = at.msgIdInRun === true ? ['msgrun', runNameOf(at.msgId)!.prefix, at.logIndex] : ['msgseq', seqNameOf(at.msgId)!.name, at.msgIdInRun, at.logIndex];
     if (this.get(key) !== undefined) this.removeExisting(key);
   }
 
@@ -815,6 +858,22 @@ export function msgIdRunPrefix(items: readonly { readonly msgId: string; readonl
 /** The prefix of a msgId named `prefix.N` (msgIdRunPrefix), or undefined. */
 export function msgIdRunName(msgId: string): string | undefined {
   return runNameOf(msgId)?.prefix;
+}
+
+/** A msgId named `name-N` (N as the producer writes a seq: no sign, no leading zero), split; else undefined. */
+export function seqNameOf(msgId: string): { name: string; n: number } | undefined {
+  const dash = msgId.lastIndexOf('-');
+  if (dash <= 0 || dash === msgId.length - 1) return undefined;
+  const digits = msgId.slice(dash + 1);
+  const n = Number(digits);
+  if (!Number.isSafeInteger(n) || String(n) !== digits) return undefined;
+  return { name: msgId.slice(0, dash), n };
+}
+
+/** A copy an index record points at, with the log index of its entry. */
+interface IndexedCopy {
+  logIndex: number;
+  position: QueuePosition;
 }
 
 /** `prefix.N` with N a position as the producer writes it (no sign, no leading zero), split. */
