@@ -15,6 +15,7 @@ import { type BrokerCommand, encodeCommand, encodeProduce, encodeProduceBatch } 
 import { BrokerStateMachine, type CommittedLogReader } from '../src/broker/state-machine.js';
 import { type Entry, EntryType } from '../src/raft/types.js';
 import { assert } from '../src/util/assert.js';
+import { countArgument } from './arguments.js';
 
 const MESSAGES = 96_000;
 const ROUNDS = countArgument(2, 'ROUNDS', 3);
@@ -27,15 +28,6 @@ const ENTRIES_PER_APPLY = MESSAGES_PER_ENTRY >= 32 ? 2 : Math.ceil(64 / MESSAGES
 const QUEUES = 8;
 const BODY_BYTES = 128;
 const READ_MAX_MESSAGES = 32;
-
-function countArgument(position: number, name: string, fallback: number): number {
-  const value = Number(process.argv[position] ?? fallback);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    console.error(`${name} must be a whole number of at least 1, not "${process.argv[position]}"`);
-    process.exit(2);
-  }
-  return value;
-}
 
 /** The committed log, in memory. */
 class InMemoryLog implements CommittedLogReader {

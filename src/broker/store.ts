@@ -862,12 +862,8 @@ export function msgIdRunName(msgId: string): string | undefined {
 
 /** A msgId named `name-N` (N as the producer writes a seq: no sign, no leading zero), split; else undefined. */
 export function seqNameOf(msgId: string): { name: string; n: number } | undefined {
-  const dash = msgId.lastIndexOf('-');
-  if (dash <= 0 || dash === msgId.length - 1) return undefined;
-  const digits = msgId.slice(dash + 1);
-  const n = Number(digits);
-  if (!Number.isSafeInteger(n) || String(n) !== digits) return undefined;
-  return { name: msgId.slice(0, dash), n };
+  const split = splitNumbered(msgId, '-');
+  return split === undefined ? undefined : { name: split.head, n: split.n };
 }
 
 /** A copy an index record points at, with the log index of its entry. */
@@ -878,12 +874,18 @@ interface IndexedCopy {
 
 /** `prefix.N` with N a position as the producer writes it (no sign, no leading zero), split. */
 function runNameOf(msgId: string): { prefix: string; batchPos: number } | undefined {
-  const dot = msgId.lastIndexOf('.');
-  if (dot <= 0 || dot === msgId.length - 1) return undefined;
-  const digits = msgId.slice(dot + 1);
-  const batchPos = Number(digits);
-  if (!Number.isSafeInteger(batchPos) || String(batchPos) !== digits) return undefined;
-  return { prefix: msgId.slice(0, dot), batchPos };
+  const split = splitNumbered(msgId, '.');
+  return split === undefined ? undefined : { prefix: split.head, batchPos: split.n };
+}
+
+/** msgId as `head${separator}N`, N a safe integer written as String(N) writes it, split at the last separator. */
+function splitNumbered(msgId: string, separator: '.' | '-'): { head: string; n: number } | undefined {
+  const at = msgId.lastIndexOf(separator);
+  if (at <= 0 || at === msgId.length - 1) return undefined;
+  const digits = msgId.slice(at + 1);
+  const n = Number(digits);
+  if (!Number.isSafeInteger(n) || String(n) !== digits) return undefined;
+  return { head: msgId.slice(0, at), n };
 }
 
 function queuePosition(value: unknown, what: string): QueuePosition {

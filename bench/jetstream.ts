@@ -1,0 +1,238 @@
+// Side by side with NATS JetStream (`npm run bench:jetstream -- [ROUNDS] [DURATION_S]`, issue 17):
+// the same workload on the same machine, rounds interleaved so both see the same host: 128 B
+// messages, 256 in flight from one client, three servers on 127.0.0.1 with three replicas.
+//   ledgermq sync:majority: `ledgermq bench --modes sync:majority` with --max-batch 256 (the
+//     producer batches the sends waiting behind its requests) and --max-batch 1 (one send per
+//     request, as the NATS client publishes);
+//   JetStream: an R3 file-storage stream on three nats-server processes (a cluster of routes),
+//     one js.publish per message awaiting its PubAck — the server's default (it does not fsync
+//     per message: the page cache, synced every 2 minutes) and, on nats-server 2.10+,
+//     `sync_interval: always` (an fsync per write, what ledgermq's sync flush does).
+// Server CPU per message is the three servers' user + system CPU (/proc/<pid>/stat) over the
+// measured window divided by the messages acknowledged in it, as `bench` reports
+// serverCpuUsPerMsg. Neither NATS part is a dependency of ledgermq: nats-server comes from the
+// machine (PATH, or `apt-get install nats-server` when it is missing and we are root) and the
+// `nats` client is installed on first use into ~/.cache/ledgermq-bench/nats. Writes
+// bench/results/jetstream.json with the disk's fdatasync and the load beside the figures.
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { cpuSeconds } from '../src/bench/measure.js';
+import { formatTable } from '../src/bench/report.js';
+import { describeMachine, machineContext } from './node-sampler.js';
+import { countArgument } from './arguments.js';
+
+const ROUNDS = countArgument(2, 'ROUNDS', 2);
+const DURATION_S = countArgument(3, 'DURATION_S', 6);
+const WARMUP_S = 2;
+const BODY_BYTES = 128;
+const IN_FLIGHT = 256;
+const NATS_CLIENT_PORTS = [14222, 14223, 14224];
+const NATS_ROUTE_PORTS = [16222, 16223, 16224];
+const STREAM_READY_TIMEOUT_MS = 30_000;
+const NATS_CLIENT_DIR = join(homedir(), '.cache', 'ledgermq-bench', 'nats');
+const ROOT = join(import.meta.dirname, '..', '..');
+const RESULT_PATH = join(ROOT, 'bench', 'results', 'jetstream.json');
+
+interface Row {
+  readonly system: string;
+  readonly round: number;
+  readonly msgsPerSec: number;
+  readonly serverCpuUsPerMsg: number;
+  readonly p50Ms: number | null;
+  readonly p99Ms: number | null;
+  readonly errors: number;
+}
+
+/** The parts of the `nats` client (2.x) this script uses. */
+interface NatsModule {
+  connect(options: { servers: string[] }): Promise<NatsConnection>;
+  StorageType: { File: string };
+}
+interface NatsConnection {
+  jetstreamManager(): Promise<{ streams: { add(config: Record<string, unknown>): Promise<unknown> } }>;
+  jetstream(): { publish(subject: string, data: Uint8Array): Promise<unknown> };
+  close(): Promise<void>;
+}
+
+/** nats-server's path and version, installing Debian's package when it is missing and we may. */
+function natsServer(): { path: string; version: string } {
+  const find = () => ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((path) => existsSync(path)) ?? which('nats-server');
+  let path = find();
+  if (path === undefined) {
+    if (process.getuid?.() !== 0 || which('apt-get') === undefined) {
+      throw new Error('nats-server is not installed: install nats-server 2.10+ (https://github.com/nats-io/nats-server/releases, or `apt-get install nats-server`) and run again');
+    }
+    console.log('installing nats-server (apt-get install -y nats-server) …');
+    execFileSync('apt-get', ['install', '-y', 'nats-server'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    path = find();
+    if (path === undefined) throw new Error('apt-get installed nats-server but it is not on PATH');
+  }
+  const version = /v?(\d+\.\d+\.\d+)/.exec(execFileSync(path, ['--version'], { encoding: 'utf8' }))?.[1];
+  if (version === undefined) throw new Error(`cannot read the version of ${path}`);
+  return { path, version };
+}
+
+function which(command: string): string | undefined {
+  const found = spawnSync('sh', ['-c', `command -v ${command}`], { encoding: 'utf8' });
+  return found.status === 0 ? found.stdout.trim() : undefined;
+}
+
+/** The `nats` client, installed into NATS_CLIENT_DIR on first use (never into this package). */
+async function natsClient(): Promise<NatsModule> {
+  const entry = join(NATS_CLIENT_DIR, 'node_modules', 'nats', 'index.js');
+  if (!existsSync(entry)) {
+    mkdirSync(NATS_CLIENT_DIR, { recursive: true });
+    console.log(`installing the nats client into ${NATS_CLIENT_DIR} …`);
+    execFileSync('npm', ['install', '--prefix', NATS_CLIENT_DIR, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', 'nats@2'], { stdio: 'inherit' });
+  }
+  return (await import(pathToFileURL(entry).href)) as NatsModule;
+}
+
+function atLeast(version: string, major: number, minor: number): boolean {
+  const [a = 0, b = 0] = version.split('.').map(Number);
+  return a > major || (a === major && b >= minor);
+}
+
+/** Three nats-server processes in one cluster, JetStream on, with the given extra jetstream settings. */
+function startNatsCluster(server: string, dir: string, jetstreamExtra: string): ChildProcess[] {
+  const routes = NATS_ROUTE_PORTS.map((port) => `"nats://127.0.0.1:${port}"`).join(', ');
+  return NATS_CLIENT_PORTS.map((port, i) => {
+    const name = `n${i + 1}`;
+    const config = join(dir, `${name}.conf`);
+    writeFileSync(config, [
+      `server_name: ${name}`,
+      `listen: 127.0.0.1:${port}`,
+      `jetstream { store_dir: "${join(dir, name)}" ${jetstreamExtra} }`,
+      `cluster { name: bench, listen: 127.0.0.1:${NATS_ROUTE_PORTS[i]}, routes: [${routes}] }`,
+    ].join('\n'));
+    const child = spawn(server, ['-c', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.resume();
+    return child;
+  });
+}
+
+async function stopAll(children: readonly ChildProcess[]): Promise<void> {
+  await Promise.all(children.map((child) => new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+  })));
+}
+
+/** One JetStream round: the stream created (R3, file), warm-up, then DURATION_S measured. */
+async function jetstreamRound(nats: NatsModule, server: string, label: string, jetstreamExtra: string, round: number): Promise<Row> {
+  const dir = mkdtempSync(join(tmpdir(), 'lmq-jetstream-'));
+  const servers = startNatsCluster(server, dir, jetstreamExtra);
+  let connection: NatsConnection | null = null;
+  try {
+    const deadline = Date.now() + STREAM_READY_TIMEOUT_MS;
+    for (;;) {
+      try {
+        connection ??= await nats.connect({ servers: NATS_CLIENT_PORTS.map((port) => `127.0.0.1:${port}`) });
+        const manager = await connection.jetstreamManager();
+        await manager.streams.add({ name: 'BENCH', subjects: ['bench'], num_replicas: 3, storage: nats.StorageType.File });
+        break;
+      } catch (error) {
+        if (Date.now() > deadline) throw new Error(`JetStream did not come up in ${STREAM_READY_TIMEOUT_MS} ms: ${(error as Error).message}`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
+    const js = connection.jetstream();
+    const body = new Uint8Array(BODY_BYTES).fill(0x6d);
+    const latenciesMs: number[] = [];
+    let acked = 0;
+    let errors = 0;
+    let measuring = false;
+    let stopping = false;
+    const worker = async () => {
+      while (!stopping) {
+        const startedMs = performance.now();
+        try {
+          await js.publish('bench', body);
+          if (measuring) {
+            acked += 1;
+            latenciesMs.push(performance.now() - startedMs);
+          }
+        } catch {
+          if (measuring) errors += 1;
+        }
+      }
+    };
+    const workers = Array.from({ length: IN_FLIGHT }, worker);
+    await new Promise((resolve) => setTimeout(resolve, WARMUP_S * 1000));
+    const pids = servers.map((child) => child.pid!);
+    const cpuBefore = pids.map((pid) => cpuSeconds(pid) ?? Number.NaN);
+    const startedMs = performance.now();
+    measuring = true;
+    await new Promise((resolve) => setTimeout(resolve, DURATION_S * 1000));
+    measuring = false;
+    const elapsedS = (performance.now() - startedMs) / 1000;
+    const cpuUsedS = pids.reduce((sum, pid, i) => sum + (cpuSeconds(pid) ?? Number.NaN) - cpuBefore[i]!, 0);
+    stopping = true;
+    await Promise.all(workers);
+    latenciesMs.sort((a, b) => a - b);
+    const at = (p: number) => (latenciesMs.length === 0 ? null : Math.round(latenciesMs[Math.min(latenciesMs.length - 1, Math.floor(latenciesMs.length * p))]! * 1000) / 1000);
+    return { system: label, round, msgsPerSec: Math.round(acked / elapsedS), serverCpuUsPerMsg: Math.round((cpuUsedS * 1e6 / acked) * 10) / 10, p50Ms: at(0.5), p99Ms: at(0.99), errors };
+  } finally {
+    await connection?.close().catch(() => undefined);
+    await stopAll(servers);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One ledgermq round: the real CLI's bench, a fresh cluster, its JSON read back. */
+function ledgermqRound(maxBatch: number, round: number): Row {
+  const out = mkdtempSync(join(tmpdir(), 'lmq-jetstream-side-'));
+  try {
+    const run = spawnSync(process.execPath, [join(ROOT, 'bin', 'ledgermq'), 'bench', '--modes', 'sync:majority', '--duration', String(DURATION_S), '--warmup', String(WARMUP_S), '--size', String(BODY_BYTES), '--concurrency', String(IN_FLIGHT), '--max-batch', String(maxBatch), '--json', '--out', out], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    if (run.status !== 0) throw new Error(`ledgermq bench failed (exit ${run.status}): ${run.stderr.trim().split('\n').at(-1) ?? ''}`);
+    const [result] = (JSON.parse(run.stdout) as { results: { msgsPerSec: number; serverCpuUsPerMsg: number; p50Ms: number; p99Ms: number; errors: number }[] }).results;
+    if (result === undefined) throw new Error('ledgermq bench printed no result');
+    return { system: `ledgermq sync:majority --max-batch ${maxBatch}`, round, msgsPerSec: result.msgsPerSec, serverCpuUsPerMsg: result.serverCpuUsPerMsg, p50Ms: result.p50Ms, p99Ms: result.p99Ms, errors: result.errors };
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : Math.round(((sorted[middle - 1]! + sorted[middle]!) / 2) * 10) / 10;
+}
+
+async function main(): Promise<void> {
+  const server = natsServer();
+  const nats = await natsClient();
+  const syncAlways = atLeast(server.version, 2, 10);
+  const machine = machineContext();
+  console.log(`nats-server ${server.version} (${server.path}); ${describeMachine(machine)}`);
+  if (!syncAlways) console.log(`JetStream sync_interval: always needs nats-server 2.10+; ${server.version} runs JetStream's default only`);
+  const rows: Row[] = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const step of [
+      () => ledgermqRound(256, round),
+      () => jetstreamRound(nats, server.path, 'JetStream R3 file (default: no fsync per message)', '', round),
+      () => ledgermqRound(1, round),
+      ...(syncAlways ? [() => jetstreamRound(nats, server.path, 'JetStream R3 file, sync_interval: always', 'sync_interval: always', round)] : []),
+    ]) {
+      const row = await step();
+      rows.push(row);
+      console.log(`round ${round}: ${row.system}: ${row.msgsPerSec} msgs/s, ${row.serverCpuUsPerMsg} µs server CPU/msg, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, errors ${row.errors}`);
+    }
+  }
+  const systems = [...new Set(rows.map((row) => row.system))];
+  const summary = systems.map((system) => {
+    const of = rows.filter((row) => row.system === system);
+    return { system, msgsPerSec: median(of.map((row) => row.msgsPerSec)), serverCpuUsPerMsg: median(of.map((row) => row.serverCpuUsPerMsg)), rounds: of.length };
+  });
+  console.log(`\nmedians of ${ROUNDS} interleaved rounds, ${DURATION_S} s each, ${BODY_BYTES} B, ${IN_FLIGHT} in flight\n`);
+  console.log(formatTable(['system', 'msgs/s', 'server µs/msg'], summary.map((s) => [s.system, s.msgsPerSec, s.serverCpuUsPerMsg])));
+  writeFileSync(RESULT_PATH, `${JSON.stringify({ natsServer: server.version, durationS: DURATION_S, bodyBytes: BODY_BYTES, inFlight: IN_FLIGHT, machine, summary, rows }, null, 2)}\n`);
+  console.log(`\nwritten to ${RESULT_PATH}`);
+}
+
+await main();
