@@ -32,6 +32,7 @@ const IN_FLIGHT = 256;
 const NATS_CLIENT_PORTS = [14222, 14223, 14224];
 const NATS_ROUTE_PORTS = [16222, 16223, 16224];
 const STREAM_READY_TIMEOUT_MS = 30_000;
+const PUBLISH_RETRY_PAUSE_MS = 10;
 const NATS_CLIENT_DIR = join(homedir(), '.cache', 'ledgermq-bench', 'nats');
 const ROOT = join(import.meta.dirname, '..', '..');
 const RESULT_PATH = join(ROOT, 'bench', 'results', 'jetstream.json');
@@ -65,8 +66,10 @@ function natsServer(): { path: string; version: string } {
     if (process.getuid?.() !== 0 || which('apt-get') === undefined) {
       throw new Error('nats-server is not installed: install nats-server 2.10+ (https://github.com/nats-io/nats-server/releases, or `apt-get install nats-server`) and run again');
     }
-    console.log('installing nats-server (apt-get install -y nats-server) …');
-    execFileSync('apt-get', ['install', '-y', 'nats-server'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    console.log('installing nats-server (apt-get update; apt-get install -y nats-server) …');
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    execFileSync('apt-get', ['update'], { stdio: 'inherit', env });
+    execFileSync('apt-get', ['install', '-y', 'nats-server'], { stdio: 'inherit', env });
     path = find();
     if (path === undefined) throw new Error('apt-get installed nats-server but it is not on PATH');
   }
@@ -159,6 +162,7 @@ async function jetstreamRound(nats: NatsModule, server: string, label: string, j
           }
         } catch {
           if (measuring) errors += 1;
+          await new Promise((resolve) => setTimeout(resolve, PUBLISH_RETRY_PAUSE_MS)); // not a busy loop while a server is down
         }
       }
     };
@@ -174,6 +178,7 @@ async function jetstreamRound(nats: NatsModule, server: string, label: string, j
     const cpuUsedS = pids.reduce((sum, pid, i) => sum + (cpuSeconds(pid) ?? Number.NaN) - cpuBefore[i]!, 0);
     stopping = true;
     await Promise.all(workers);
+    if (acked === 0) throw new Error(`${label}: no publish was acknowledged in ${DURATION_S} s (${errors} failed)`);
     latenciesMs.sort((a, b) => a - b);
     const at = (p: number) => (latenciesMs.length === 0 ? null : Math.round(latenciesMs[Math.min(latenciesMs.length - 1, Math.floor(latenciesMs.length * p))]! * 1000) / 1000);
     return { system: label, round, msgsPerSec: Math.round(acked / elapsedS), serverCpuUsPerMsg: Math.round((cpuUsedS * 1e6 / acked) * 10) / 10, p50Ms: at(0.5), p99Ms: at(0.99), errors };

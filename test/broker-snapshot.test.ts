@@ -7,7 +7,7 @@ import { readSnapshotHeader, SNAPSHOT_FORMAT_VERSION } from '../src/broker/snaps
 import { BrokerStore } from '../src/broker/store.js';
 import { LmqError } from '../src/util/errors.js';
 import { bytes, dumpState, MemoryLog, payloadOf, RetainedLog, tempDir } from './broker-helpers.js';
-import { DEDUP_WINDOW, KEYS, MAX_PRODUCERS, op, opWithBatchesAndDelays, opWithBursts, opWithDelays, opWithTransactions, TOPICS, toCommands } from './broker-workload.js';
+import { DEDUP_WINDOW, KEYS, MAX_PRODUCERS, op, opWithBatches, opWithBatchesAndDelays, opWithBursts, opWithDelays, opWithTransactions, TOPICS, toCommands } from './broker-workload.js';
 
 // The oracle for snapshots: a machine restored from a snapshot at index S and the retained log
 // [retainedFromIndex .. S] must be indistinguishable from the machine that applied every entry
@@ -35,7 +35,8 @@ function msgIdsOf(commands: readonly (BrokerCommand | null)[]): string[] {
 }
 
 function producedMsgIds(commands: readonly (BrokerCommand | null)[]): string[] {
-  return [...new Set(commands.flatMap((c) => (c?.kind === 'produce' ? c.messages.map((m) => m.msgId) : [])))];
+  const produces = commands.flatMap((c) => (c?.kind === 'produce' ? [c] : c?.kind === 'produceBatch' ? c.produces : []));
+  return [...new Set(produces.flatMap((produce) => produce.messages.map((m) => m.msgId)))];
 }
 
 /**
@@ -115,6 +116,10 @@ describe('broker snapshots – oracle', () => {
 
   it('… with produceBatch entries: produces refused, duplicate, delayed or sharing a run prefix among placed ones', async () => {
     await fc.assert(restoreProperty(fc.array(opWithBatchesAndDelays, { minLength: 10, maxLength: 60 })), { numRuns: 40 });
+  });
+
+  it('… with batches of single sends named by producer and seq (msgseq records) looked up by msgId', async () => {
+    await fc.assert(restoreProperty(fc.array(opWithBatches, { minLength: 5, maxLength: 50 })), { numRuns: 25 });
   });
 
   it('… with transactions: half sends (repeated, refused), commits (stale too), rollbacks, repeated ends and check counts', async () => {
@@ -212,6 +217,41 @@ describe('broker snapshots – payload checks', () => {
       expect(target.topics()).toEqual([]);
     } finally {
       await Promise.all([machine.close(), target.close()]);
+      temp.cleanup();
+    }
+  });
+
+  it("restores a snapshot of schema 8 (its records are this schema's; the derived ones are rebuilt) and refuses others", async () => {
+    const temp = tempDir('lmq-broker-snapshot-schema-');
+    const { log, machine, index, payload } = await snapshotOf(commands, join(temp.dir, 'a'));
+    try {
+      // The meta record's value follows its key: its lmdb bytes (bin 8 of one byte), a positive
+      // fixint: 9, this build's schema.
+      const binAt = Buffer.from(payload).indexOf(Buffer.from('schemaVersion')) + 'schemaVersion'.length;
+      expect([payload[binAt], payload[binAt + 1], payload[binAt + 2]]).toEqual([0xc4, 1, 9]);
+      const valueAt = binAt + 2;
+      const withSchema = (schema: number) => {
+        const changed = Buffer.from(payload);
+        changed[valueAt] = schema;
+        return changed;
+      };
+      for (const [i, schema] of [7, 10].entries()) {
+        const target = BrokerStateMachine.open({ dir: join(temp.dir, `refused${i}`), log, ...options });
+        try {
+          expect(await target.snapshotProblem(index, withSchema(schema))).toMatch(new RegExp(`schema ${schema}; this build restores schemas 8 to 9`));
+        } finally {
+          await target.close();
+        }
+      }
+      const target = BrokerStateMachine.open({ dir: join(temp.dir, 'b'), log, ...options });
+      try {
+        await target.restoreSnapshot(index, withSchema(8), log);
+        expect(target.stateDigest()).toBe(machine.stateDigest()); // its meta records this build's schema
+      } finally {
+        await target.close();
+      }
+    } finally {
+      await machine.close();
       temp.cleanup();
     }
   });

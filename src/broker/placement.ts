@@ -122,8 +122,9 @@ export class EntryPlacer {
   /** Each run's copies by the N of its msgIds prefix.N (null: a position it did not place). */
   private readonly runs = new Map<string, (QueuePosition | null)[]>();
   /**
-   * Messages placed alone by their produce and named name-N, by name: indexed at finish() by
-   * one msgseq record per name when their Ns count up by one, else each by its own record.
+   * Messages placed alone by their produce (its only message, or its only one due now) and
+   * named name-N, by name: indexed at finish() by one msgseq record per name when their Ns
+   * count up by one, else each by its own record.
    */
   private readonly seqCandidates = new Map<string, SeqCandidate[]>();
   /** Names (name-N) of messages this entry indexes by their own record in any case: their name's candidates are too. */

@@ -74,6 +74,8 @@ export class ProduceBatcher {
           this.holdTimer = null;
           this.send();
         }, this.maxHoldMs);
+        // What waits is not acknowledged: it must not keep a stopping process alive.
+        this.holdTimer.unref();
       }
     });
   }

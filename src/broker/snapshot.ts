@@ -71,6 +71,11 @@ const SNAPSHOT_META = new Set([
   RETAINED_FROM_INDEX_META, RETAINED_FROM_STORE_TIMESTAMP_META, LOCK_CLOCK_META, TX_OPEN_COUNT_META, TX_ENDED_COUNT_META,
 ]);
 export const RESTORING_META = 'restoringIndex';
+/**
+ * The oldest schema (state-machine.ts SCHEMA_VERSION) whose snapshots this build restores: the
+ * schemas since changed only records a restore rebuilds from the log, which a snapshot lacks.
+ */
+export const OLDEST_RESTORABLE_SCHEMA_VERSION = 8;
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
 const NO_POSITIONS: ReadonlySet<number> = new Set();
@@ -384,7 +389,11 @@ function checkRelations(snapshot: DecodedSnapshot, settings: SnapshotSettings): 
   if ((meta.get(RETAINED_FROM_INDEX_META) ?? 1) !== snapshot.retainedFromIndex) throw corrupt('retainedFromIndex differs from its header');
   for (const name of ['schemaVersion', 'maxProducers', 'dedupWindowPerProducer'] as const) {
     if (meta.get(name) === settings[name]) continue;
-    if (name === 'schemaVersion') throw corrupt(`it holds state of schema ${String(meta.get(name))}, not ${settings.schemaVersion}`);
+    if (name === 'schemaVersion') {
+      const schema = meta.get(name);
+      if (typeof schema === 'number' && OLDEST_RESTORABLE_SCHEMA_VERSION <= schema && schema < settings.schemaVersion) continue;
+      throw corrupt(`it holds state of schema ${String(schema)}; this build restores schemas ${OLDEST_RESTORABLE_SCHEMA_VERSION} to ${settings.schemaVersion}`);
+    }
     throw new LmqError('LMQ_BAD_CONFIG', `broker snapshot was taken with ${name} ${String(meta.get(name))}, this node runs with ${settings[name]}; every node must use the same value`);
   }
 }
@@ -405,7 +414,11 @@ export async function restoreState(store: BrokerStore, payload: Uint8Array, inde
     await yieldTurn();
   }
   await rebuildDerived(store, snapshot, log);
-  store.transaction(() => store.remove(['meta', RESTORING_META]));
+  // Rebuilt by this build: its schema, whichever restorable schema the snapshot was taken under.
+  store.transaction(() => {
+    store.putMeta('schemaVersion', settings.schemaVersion);
+    store.remove(['meta', RESTORING_META]);
+  });
   store.flush();
   assert(store.getMeta('appliedIndex') === index, 'restored state is at its index');
 }

@@ -125,8 +125,12 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
  * 6: consume queue records carry the tag hash (tag filters); growth records (topic-growth.ts).
  * 7: the preferred leader set at run time (leadership.ts).
  * 8: consume queue units CONSUME_QUEUE_UNITS_PER_RECORD to a record (store.ts).
+ * 9: msgseq records (an entry's one-message produces named name-N, name-(N+1), …), a unit's
+ *    msgIdInRun a number for them; derived records only, so a snapshot of 8 still restores
+ *    (OLDEST_RESTORABLE_SCHEMA_VERSION, snapshot.ts). The bump makes an older build refuse this
+ *    state instead of misreading it.
  */
-export const SCHEMA_VERSION = 8;
+export const SCHEMA_VERSION = 9;
 
 /**
  * Forgotten messages deleted per apply() call at least (by default), and per message the call

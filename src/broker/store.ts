@@ -46,9 +46,11 @@
 // indexed by one msgrun record (element N: where that copy went) instead of one per message —
 // the per-message records were a third of the apply's cost. It names a single send
 // `<session>-<seq>`, and the leader batches the one-message produces that arrive together into
-// one entry: the produces of an entry whose messages are all named name-N, name-(N+1), … (N
-// counting up by one in position order, two at least, no other message of the entry named
-// name-M) share one msgseq record (element i: name-(N+i)). Other msgIds (other clients, delayed
+// one entry: the messages an entry's produces place alone (one each), when all of one name are
+// named name-N, name-(N+1), … (N counting up by one in position order, two at least, no other
+// message of the entry named name-M), share one msgseq record (element i: name-(N+i)).
+// A lookup scans the runs of a name starting up to maxMessagesPerProduce before N, in every
+// retained entry: a few records for a producer's seqs, more when clients reuse such names. Other msgIds (other clients, delayed
 // copies placed later) keep one msgid record each; a lookup looks in all three.
 import { createHash } from 'node:crypto';
 import { open, type RootDatabase, type Transaction, TransactionFlags } from 'lmdb';
@@ -526,6 +528,8 @@ export class BrokerStore {
     const [own] = this.range(['msgid', msgId, fromLogIndex], ['msgid', msgId, MAX_KEY_PART], 1);
     let oldest: IndexedCopy | undefined = own === undefined ? undefined : { logIndex: integer(own.key[2]), position: queuePosition(own.value, 'msgId index') };
     oldest = this.firstInRun(msgId, fromLogIndex, oldest?.logIndex ?? Number.MAX_SAFE_INTEGER) ?? oldest;
+    // A copy at fromLogIndex is the oldest there can be: the runs of its name need no scan.
+    if (oldest?.logIndex === fromLogIndex) return oldest.position;
     oldest = this.firstInSeqRun(msgId, fromLogIndex, oldest?.logIndex ?? Number.MAX_SAFE_INTEGER) ?? oldest;
     return oldest?.position;
   }
