@@ -87,7 +87,10 @@ export function sharedRunNames(produces: readonly ProduceCommand[]): ReadonlySet
 
 /**
  * The time an entry's placements are stored at (before the store's never-backwards rule): its
- * command's time — for a produceBatch, its latest produce's.
+ * command's time — for a produceBatch, its latest produce's, whether or not that one placed
+ * anything (apply must not depend on which produces it refuses before it knows the time). The
+ * leader stamps a batch's produces while they wait for it, within a round or MAX_PRODUCE_HOLD_MS
+ * (produce-batcher.ts) of each other, so a refused one moves the store time by that much at most.
  */
 export function entryTimestampMs(command: BrokerCommand): number {
   if (command.kind === 'produceBatch') return producesTimestampMs(command.produces);
