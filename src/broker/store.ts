@@ -50,8 +50,9 @@
 // named name-N, name-(N+1), … (N counting up by one in position order, two at least, no other
 // message of the entry named name-M), share one msgseq record (element i: name-(N+i)).
 // A lookup scans the runs of a name starting up to maxMessagesPerProduce before N, in every
-// retained entry: a few records for a producer's seqs, more when clients reuse such names. Other msgIds (other clients, delayed
-// copies placed later) keep one msgid record each; a lookup looks in all three.
+// retained entry: a few records for a producer's seqs, more when clients reuse such names.
+// Other msgIds (other clients, delayed copies placed later) keep one msgid record each; a
+// lookup looks in all three.
 import { createHash } from 'node:crypto';
 import { open, type RootDatabase, type Transaction, TransactionFlags } from 'lmdb';
 import { Packr } from 'msgpackr';
@@ -86,7 +87,7 @@ export interface ConsumeQueueRecord {
   keys: readonly string[];
   /**
    * Where its msgId is indexed: false, its own msgid record; true, its entry's msgrun record
-   * (msgIdRunPrefix); a number N, its entry's msgseq record of the run from name-N (msgIdSeqName).
+   * (msgIdRunPrefix); a number N, its entry's msgseq record of the run from name-N (seqNameOf).
    */
   msgIdInRun: boolean | number;
   /**
