@@ -542,10 +542,10 @@ export class BrokerStore {
     let from = fromLogIndex;
     // Runs of one prefix are one per stored copy of a batch: nearly always one.
     for (;;) {
-      const page = this.range(['msgrun', named.prefix, from], ['msgrun', named.prefix, beforeLogIndex], MSG_ID_RUNS_PER_PAGE);
+      const page = this.range(['msgrun', named.name, from], ['msgrun', named.name, beforeLogIndex], MSG_ID_RUNS_PER_PAGE);
       for (const { key, value } of page) {
         assert(Array.isArray(value), 'msgrun record is not an array');
-        const copy: unknown = value[named.batchPos];
+        const copy: unknown = value[named.n];
         if (copy !== undefined && copy !== null) return { logIndex: integer(key[2]), position: queuePosition(copy, 'msgrun') };
       }
       if (page.length < MSG_ID_RUNS_PER_PAGE) return undefined;
@@ -601,7 +601,7 @@ export class BrokerStore {
   removeMsgId(at: ConsumeQueueRecord): void {
     if (at.msgIdInRun === false) return this.removeExisting(['msgid', at.msgId, at.logIndex, at.batchPos]);
     // The entry's other copies share the run: the first of them forgotten removes it.
-    const key: Key = at.msgIdInRun === true ? ['msgrun', runNameOf(at.msgId)!.prefix, at.logIndex] : ['msgseq', seqNameOf(at.msgId)!.name, at.msgIdInRun, at.logIndex];
+    const key: Key = at.msgIdInRun === true ? ['msgrun', runNameOf(at.msgId)!.name, at.logIndex] : ['msgseq', seqNameOf(at.msgId)!.name, at.msgIdInRun, at.logIndex];
     if (this.get(key) !== undefined) this.removeExisting(key);
   }
 
@@ -855,20 +855,19 @@ const MSG_ID_RUNS_PER_PAGE = 16;
  */
 export function msgIdRunPrefix(items: readonly { readonly msgId: string; readonly batchPos: number }[]): string | undefined {
   if (items.length < 2) return undefined;
-  const prefix = runNameOf(items[0]!.msgId)?.prefix;
+  const prefix = runNameOf(items[0]!.msgId)?.name;
   if (prefix === undefined) return undefined;
   return items.every(({ msgId, batchPos }) => msgId === `${prefix}.${batchPos}`) ? prefix : undefined;
 }
 
 /** The prefix of a msgId named `prefix.N` (msgIdRunPrefix), or undefined. */
 export function msgIdRunName(msgId: string): string | undefined {
-  return runNameOf(msgId)?.prefix;
+  return runNameOf(msgId)?.name;
 }
 
 /** A msgId named `name-N` (N as the producer writes a seq: no sign, no leading zero), split; else undefined. */
-export function seqNameOf(msgId: string): { name: string; n: number } | undefined {
-  const split = splitNumbered(msgId, '-');
-  return split === undefined ? undefined : { name: split.head, n: split.n };
+export function seqNameOf(msgId: string): NumberedName | undefined {
+  return splitNumbered(msgId, '-');
 }
 
 /** A copy an index record points at, with the log index of its entry. */
@@ -877,20 +876,25 @@ interface IndexedCopy {
   position: QueuePosition;
 }
 
-/** `prefix.N` with N a position as the producer writes it (no sign, no leading zero), split. */
-function runNameOf(msgId: string): { prefix: string; batchPos: number } | undefined {
-  const split = splitNumbered(msgId, '.');
-  return split === undefined ? undefined : { prefix: split.head, batchPos: split.n };
+/** `prefix.N` with N a position as the producer writes it (no sign, no leading zero), split: name is the prefix. */
+function runNameOf(msgId: string): NumberedName | undefined {
+  return splitNumbered(msgId, '.');
 }
 
-/** msgId as `head${separator}N`, N a safe integer written as String(N) writes it, split at the last separator. */
-function splitNumbered(msgId: string, separator: '.' | '-'): { head: string; n: number } | undefined {
+/** A msgId `name${separator}N` split at its last separator. */
+interface NumberedName {
+  name: string;
+  n: number;
+}
+
+/** msgId as `name${separator}N`, N a safe integer written as String(N) writes it, split at the last separator. */
+function splitNumbered(msgId: string, separator: '.' | '-'): NumberedName | undefined {
   const at = msgId.lastIndexOf(separator);
   if (at <= 0 || at === msgId.length - 1) return undefined;
   const digits = msgId.slice(at + 1);
   const n = Number(digits);
   if (!Number.isSafeInteger(n) || String(n) !== digits) return undefined;
-  return { head: msgId.slice(0, at), n };
+  return { name: msgId.slice(0, at), n };
 }
 
 function queuePosition(value: unknown, what: string): QueuePosition {
