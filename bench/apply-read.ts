@@ -15,7 +15,7 @@ import { type BrokerCommand, encodeCommand, encodeProduce, encodeProduceBatch } 
 import { BrokerStateMachine, type CommittedLogReader } from '../src/broker/state-machine.js';
 import { type Entry, EntryType } from '../src/raft/types.js';
 import { assert } from '../src/util/assert.js';
-import { countArgument } from './arguments.js';
+import { countArgument } from './script.js';
 
 const MESSAGES = 96_000;
 const ROUNDS = countArgument(2, 'ROUNDS', 3);

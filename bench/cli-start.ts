@@ -13,6 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LocalCluster } from '../src/cluster/local-cluster.js';
+import { median } from './script.js';
 
 const ROOT = resolve(import.meta.dirname, import.meta.dirname.includes('dist') ? '../..' : '..');
 const DEFAULT_RUNS = 30;
@@ -24,12 +25,6 @@ interface Case {
   readonly args: readonly string[];
   /** The goal: at most this many times node's median. */
   readonly maxRatio: number | null;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** One run from spawn to exit, in ms; a failed run ends the benchmark (it would time nothing). */

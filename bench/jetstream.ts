@@ -19,10 +19,10 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { cpuSeconds } from '../src/bench/measure.js';
+import { cpuSeconds, latencyHistogram, recordLatencyMs, summarize } from '../src/bench/measure.js';
 import { formatTable } from '../src/bench/report.js';
 import { describeMachine, machineContext } from './node-sampler.js';
-import { countArgument } from './arguments.js';
+import { countArgument, median } from './script.js';
 
 const ROUNDS = countArgument(2, 'ROUNDS', 2);
 const DURATION_S = countArgument(3, 'DURATION_S', 6);
@@ -146,7 +146,7 @@ async function jetstreamRound(nats: NatsModule, server: string, label: string, j
     }
     const js = connection.jetstream();
     const body = new Uint8Array(BODY_BYTES).fill(0x6d);
-    const latenciesMs: number[] = [];
+    const latencies = latencyHistogram();
     let acked = 0;
     let errors = 0;
     let measuring = false;
@@ -158,7 +158,7 @@ async function jetstreamRound(nats: NatsModule, server: string, label: string, j
           await js.publish('bench', body);
           if (measuring) {
             acked += 1;
-            latenciesMs.push(performance.now() - startedMs);
+            recordLatencyMs(latencies, performance.now() - startedMs);
           }
         } catch {
           if (measuring) errors += 1;
@@ -179,9 +179,8 @@ async function jetstreamRound(nats: NatsModule, server: string, label: string, j
     stopping = true;
     await Promise.all(workers);
     if (acked === 0) throw new Error(`${label}: no publish was acknowledged in ${DURATION_S} s (${errors} failed)`);
-    latenciesMs.sort((a, b) => a - b);
-    const at = (p: number) => (latenciesMs.length === 0 ? null : Math.round(latenciesMs[Math.min(latenciesMs.length - 1, Math.floor(latenciesMs.length * p))]! * 1000) / 1000);
-    return { system: label, round, msgsPerSec: Math.round(acked / elapsedS), serverCpuUsPerMsg: Math.round((cpuUsedS * 1e6 / acked) * 10) / 10, p50Ms: at(0.5), p99Ms: at(0.99), errors };
+    const { p50Ms, p99Ms } = summarize(latencies);
+    return { system: label, round, msgsPerSec: Math.round(acked / elapsedS), serverCpuUsPerMsg: Math.round((cpuUsedS * 1e6 / acked) * 10) / 10, p50Ms, p99Ms, errors };
   } finally {
     await connection?.close().catch(() => undefined);
     await stopAll(servers);
@@ -201,12 +200,6 @@ function ledgermqRound(maxBatch: number, round: number): Row {
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : Math.round(((sorted[middle - 1]! + sorted[middle]!) / 2) * 10) / 10;
 }
 
 async function main(): Promise<void> {
@@ -232,7 +225,8 @@ async function main(): Promise<void> {
   const systems = [...new Set(rows.map((row) => row.system))];
   const summary = systems.map((system) => {
     const of = rows.filter((row) => row.system === system);
-    return { system, msgsPerSec: median(of.map((row) => row.msgsPerSec)), serverCpuUsPerMsg: median(of.map((row) => row.serverCpuUsPerMsg)), rounds: of.length };
+    const tenth = (value: number) => Math.round(value * 10) / 10;
+    return { system, msgsPerSec: tenth(median(of.map((row) => row.msgsPerSec))), serverCpuUsPerMsg: tenth(median(of.map((row) => row.serverCpuUsPerMsg))), rounds: of.length };
   });
   console.log(`\nmedians of ${ROUNDS} interleaved rounds, ${DURATION_S} s each, ${BODY_BYTES} B, ${IN_FLIGHT} in flight\n`);
   console.log(formatTable(['system', 'msgs/s', 'server µs/msg'], summary.map((s) => [s.system, s.msgsPerSec, s.serverCpuUsPerMsg])));

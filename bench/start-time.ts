@@ -24,6 +24,7 @@ import { HardStateStore } from '../src/log/hard-state-store.js';
 import { LogStore, type LogStoreOptions } from '../src/log/log-store.js';
 import { type Entry, EntryType } from '../src/raft/types.js';
 import { capturingLogger } from '../test/log-helpers.js';
+import { median } from './script.js';
 
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 const SIZES_BYTES = [2 * 1024 ** 3, 20 * 1024 ** 2];
@@ -65,12 +66,6 @@ interface NodeStartResult {
   /** The same with the .idx files deleted before each start: every segment is scanned. */
   withoutIndexMsMedian: number;
   withoutIndexMsRuns: number[];
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function storeOptions(dir: string): LogStoreOptions {
