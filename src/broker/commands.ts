@@ -2,12 +2,14 @@
 // their codec. This module owns the wire format of the commit log's payload and the shape
 // and bound checks on it; the state machine (state-machine.ts) owns what a command means.
 //
-// Format: one format byte (COMMAND_FORMAT_VERSION) followed by a msgpackr map. The Packr uses
-// `useRecords: false`: every entry is self-describing, so decoding never depends on record
-// structures held outside the log (a rebuilt or new node decodes entry N without having seen
-// entries 1..N-1), and equal commands encode to equal bytes. Binary bodies are msgpack `bin`
-// and decode to Uint8Array views into Entry.data (no copy): entries handed to the broker
-// must never be mutated afterwards.
+// Format: one format byte, then the command. Produces and produceBatches (nearly every entry of
+// a busy log) have a binary form of their own, format byte 2 (produce-codec.ts); every other
+// command, and the produces of logs written before it, is format 1 (COMMAND_FORMAT_VERSION):
+// a msgpackr map. The Packr uses `useRecords: false`: every entry is self-describing, so
+// decoding never depends on record structures held outside the log (a rebuilt or new node
+// decodes entry N without having seen entries 1..N-1). In both formats equal commands encode
+// to equal bytes, and bodies decode to Uint8Array views into Entry.data (no copy): entries
+// handed to the broker must never be mutated afterwards.
 //
 // Decode validates the whole shape (types, bounds, no unknown keys, no unknown kinds): a
 // record that does not validate is corrupt data (LMQ_CORRUPT_DATA naming the log index),
@@ -21,11 +23,12 @@
 import { Packr } from 'msgpackr';
 import { MAX_ENTRY_PAYLOAD_BYTES } from '../log/frame.js';
 import { APPEND_ENTRY_WIRE_BYTES, APPEND_ENVELOPE_WIRE_BYTES } from '../raft/messages.js';
-import { MAX_ACCESS_KEY_LENGTH } from '../security/signature.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../transport/framing.js';
-import { CONTROL_CHARACTER, LIMITS, NAME_PATTERN, NAME_RULE, RESERVED_PROPERTY_NAME, UNSEQUENCED } from '../protocol/index.js';
+import { LIMITS, RESERVED_PROPERTY_NAME, UNSEQUENCED } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
+import { checkBodyBytes, checkInteger, checkName, checkText, fail, isRecord, MAX_SCOPED_PRODUCER_ID_LENGTH, onlyKeys, ShapeError, validationProblem } from './command-checks.js';
+import { countBytes, decodeProduceEntry, encodeProduceBatchEntry, encodeProduceEntry, MAX_COUNT_BYTES, PRODUCE_BATCH_KIND, PRODUCE_FORMAT, PRODUCE_HEAD_BYTES, PRODUCE_KIND } from './produce-codec.js';
 
 export type BrokerCommand =
   | { kind: 'createTopic'; topic: string; queues: number }
@@ -250,9 +253,6 @@ export interface OffsetPosition {
 
 export const COMMAND_FORMAT_VERSION = 1;
 
-/** A producerId or lock clientId in a command: the client's, or under an ACL `<accessKey>/<id>` (service.ts). */
-const MAX_SCOPED_PRODUCER_ID_LENGTH = MAX_ACCESS_KEY_LENGTH + 1 + LIMITS.maxIdLength;
-
 /**
  * Largest encoded command: one entry must fit one log frame and, alone in an append message,
  * one peer transport frame. The bounds below do not ensure it (a client frame at its limit
@@ -277,17 +277,31 @@ function encodeChecked<C extends BrokerCommand>(command: C): { checked: C; data:
   if (typeof checked === 'string') {
     throw new LmqError('LMQ_BAD_INPUT', `invalid ${describeKind(command)} command: ${checked}`);
   }
-  const payload = packr.pack(checked);
-  if (1 + payload.byteLength > MAX_COMMAND_BYTES) {
+  const data = encodeClean(checked);
+  if (data.byteLength > MAX_COMMAND_BYTES) {
     throw new LmqError(
       'LMQ_BAD_INPUT',
-      `${describeKind(command)} command of ${1 + payload.byteLength} bytes is more than one Raft entry carries (${MAX_COMMAND_BYTES}); send fewer or smaller messages per request`,
+      `${describeKind(command)} command of ${data.byteLength} bytes is more than one Raft entry carries (${MAX_COMMAND_BYTES}); send fewer or smaller messages per request`,
     );
   }
+  return { checked, data };
+}
+
+/** A validated command's bytes: produces in their binary form, everything else msgpack. */
+function encodeClean(checked: BrokerCommand): Uint8Array {
+  if (checked.kind === 'produce' || checked.kind === 'produceBatch') {
+    let encoded: Uint8Array | undefined;
+    const problem = validationProblem(() => {
+      encoded = checked.kind === 'produce' ? encodeProduceEntry(checked) : encodeProduceBatchEntry(checked.produces);
+    });
+    if (problem !== undefined || encoded === undefined) throw new LmqError('LMQ_BAD_INPUT', `invalid ${describeKind(checked)} command: ${problem ?? 'not encoded'}`);
+    return encoded;
+  }
+  const payload = packr.pack(checked);
   const data = new Uint8Array(1 + payload.byteLength);
   data[0] = COMMAND_FORMAT_VERSION;
   data.set(payload, 1);
-  return { checked, data };
+  return data;
 }
 
 /** A produce encoded once, on its way into a produceBatch: the clean command, its Entry.data, its sizes. */
@@ -312,26 +326,17 @@ export interface ProduceBatchTotals {
   dataBytes: number;
 }
 
-/** `{kind:'produceBatch', produces:[]}` encoded, but its empty array's header (the last byte). */
-const PRODUCE_BATCH_HEAD = (() => {
-  const packed = packr.pack({ kind: 'produceBatch', produces: [] });
-  assert(packed[packed.byteLength - 1] === 0x90, 'an empty msgpack array ends the produceBatch head');
-  return Uint8Array.from(packed.subarray(0, packed.byteLength - 1));
-})();
-/** The largest msgpack array header (array 32). */
-const MAX_ARRAY_HEADER_BYTES = 5;
-
 /** Whether produces with these totals make one entry encodeProduceBatch can encode. */
 export function produceBatchFits(totals: ProduceBatchTotals): boolean {
   if (totals.produces <= 1) return true; // one produce is proposed as itself
-  const bytes = 1 + PRODUCE_BATCH_HEAD.byteLength + MAX_ARRAY_HEADER_BYTES + totals.dataBytes - totals.produces;
+  const bytes = PRODUCE_HEAD_BYTES + MAX_COUNT_BYTES + totals.dataBytes - PRODUCE_HEAD_BYTES * totals.produces;
   return totals.produces <= LIMITS.maxMessagesPerProduce && totals.messages <= LIMITS.maxMessagesPerProduce && totals.bodyBytes <= LIMITS.maxProduceBodyBytes && bytes <= MAX_COMMAND_BYTES;
 }
 
 /**
  * The entry of produces proposed together: the produce itself when alone, else their
- * produceBatch — with the bytes encodeCommand gives it (msgpack nests a value's encoding
- * unchanged), built from each produce's own encoding instead of encoding every message again.
+ * produceBatch — with the bytes encodeCommand gives it, built from each produce's own encoding
+ * (produce-codec.ts) instead of encoding every message again.
  */
 export function encodeProduceBatch(produces: readonly EncodedProduce[]): { data: Uint8Array; command: BrokerCommand } {
   assert(produces.length >= 1, 'a produce batch holds a produce');
@@ -343,27 +348,19 @@ export function encodeProduceBatch(produces: readonly EncodedProduce[]): { data:
     dataBytes: produces.reduce((sum, produce) => sum + produce.data.byteLength, 0),
   };
   assert(produceBatchFits(totals), "a produce batch within one entry and one produce's bounds");
-  const header = arrayHeader(produces.length);
-  const data = new Uint8Array(1 + PRODUCE_BATCH_HEAD.byteLength + header.byteLength + totals.dataBytes - produces.length);
-  data[0] = COMMAND_FORMAT_VERSION;
-  data.set(PRODUCE_BATCH_HEAD, 1);
-  let at = 1 + PRODUCE_BATCH_HEAD.byteLength;
-  data.set(header, at);
-  at += header.byteLength;
+  const count = countBytes(produces.length);
+  const data = new Uint8Array(PRODUCE_HEAD_BYTES + count.byteLength + totals.dataBytes - PRODUCE_HEAD_BYTES * produces.length);
+  data[0] = PRODUCE_FORMAT;
+  data[1] = PRODUCE_BATCH_KIND;
+  data.set(count, PRODUCE_HEAD_BYTES);
+  let at = PRODUCE_HEAD_BYTES + count.byteLength;
   for (const { data: produce } of produces) {
-    assert(produce[0] === COMMAND_FORMAT_VERSION, 'a produce encoded by encodeCommand');
-    data.set(produce.subarray(1), at);
-    at += produce.byteLength - 1;
+    assert(produce[0] === PRODUCE_FORMAT && produce[1] === PRODUCE_KIND, 'a produce encoded by encodeCommand');
+    data.set(produce.subarray(PRODUCE_HEAD_BYTES), at);
+    at += produce.byteLength - PRODUCE_HEAD_BYTES;
   }
   assert(at === data.byteLength, 'the produce batch is filled');
   return { data, command: { kind: 'produceBatch', produces: produces.map((produce) => produce.command) } };
-}
-
-/** A msgpack array header for `length` elements. */
-function arrayHeader(length: number): Uint8Array {
-  if (length < 16) return Uint8Array.of(0x90 | length);
-  if (length <= 0xffff) return Uint8Array.of(0xdc, length >> 8, length & 0xff);
-  return Uint8Array.of(0xdd, length >>> 24, (length >> 16) & 0xff, (length >> 8) & 0xff, length & 0xff);
 }
 
 /**
@@ -372,8 +369,16 @@ function arrayHeader(length: number): Uint8Array {
  */
 export function decodeCommand(data: Uint8Array, logIndex?: number): BrokerCommand {
   const where = logIndex === undefined ? 'command' : `command at log index ${logIndex}`;
+  if (data[0] === PRODUCE_FORMAT) {
+    let command: BrokerCommand | undefined;
+    const problem = validationProblem(() => {
+      command = decodeProduceEntry(data);
+    });
+    if (problem !== undefined || command === undefined) throw corrupt(where, problem ?? 'not decoded', logIndex);
+    return command;
+  }
   if (data.byteLength === 0 || data[0] !== COMMAND_FORMAT_VERSION) {
-    throw corrupt(where, `format byte is ${data[0] ?? 'missing'}, expected ${COMMAND_FORMAT_VERSION}`, logIndex);
+    throw corrupt(where, `format byte is ${data[0] ?? 'missing'}, expected ${COMMAND_FORMAT_VERSION} or ${PRODUCE_FORMAT}`, logIndex);
   }
   let raw: unknown;
   try {
@@ -408,9 +413,6 @@ function describeKind(command: unknown): string {
   return typeof kind === 'string' ? JSON.stringify(kind).slice(0, 40) : 'broker';
 }
 
-/** Validation throws ShapeError; this turns it into a message, leaving other errors alone. */
-class ShapeError extends Error {}
-
 /** The clean command, or what is wrong with it. */
 function validated(raw: unknown): BrokerCommand | string {
   let command: BrokerCommand | undefined;
@@ -418,20 +420,6 @@ function validated(raw: unknown): BrokerCommand | string {
     command = validateCommand(raw);
   });
   return problem ?? command ?? 'no command';
-}
-
-function validationProblem(check: () => void): string | undefined {
-  try {
-    check();
-    return undefined;
-  } catch (error) {
-    if (error instanceof ShapeError) return error.message;
-    throw error;
-  }
-}
-
-function fail(message: string): never {
-  throw new ShapeError(message);
 }
 
 /** Returns a clean copy of a valid command: only known keys; an undefined optional field is omitted. */
@@ -707,12 +695,6 @@ function checkCopy(message: ProduceMessage, topic: string, what: string): void {
   if (message.origin === undefined) fail(`${what} lacks its origin`);
 }
 
-function checkBodyBytes(bodyBytes: number): void {
-  if (bodyBytes > LIMITS.maxProduceBodyBytes) {
-    fail(`bodies total ${bodyBytes} bytes, more than maxProduceBodyBytes ${LIMITS.maxProduceBodyBytes}`);
-  }
-}
-
 const USER_FIELDS = ['msgId', 'topic', 'queueId', 'body', 'tag', 'keys', 'properties', 'deliverAtMs'] as const;
 const SYSTEM_FIELDS = [...USER_FIELDS, 'reconsumeTimes', 'origin', 'firstFailureMs', 'deadLetter'] as const;
 
@@ -835,36 +817,3 @@ function validateLockCommand(raw: Record<string, unknown>, kind: 'lockQueues' | 
   };
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
-}
-
-function onlyKeys(raw: Record<string, unknown>, allowed: readonly string[], what: string): void {
-  for (const key of Object.keys(raw)) {
-    if (!allowed.includes(key)) fail(`${what} has unknown field ${JSON.stringify(key).slice(0, 40)}`);
-  }
-}
-
-function checkName(value: unknown, what: string): string {
-  if (typeof value !== 'string') fail(`${what} must be a string`);
-  if (value.length < 1 || value.length > LIMITS.maxNameLength) {
-    fail(`${what} must be 1 to ${LIMITS.maxNameLength} characters long`);
-  }
-  if (!NAME_PATTERN.test(value)) fail(`${what} "${value}" ${NAME_RULE}`);
-  return value;
-}
-
-function checkText(value: unknown, what: string, maxLength: number): string {
-  if (typeof value !== 'string') fail(`${what} must be a string`);
-  if (value.length < 1 || value.length > maxLength) fail(`${what} must be 1 to ${maxLength} characters long`);
-  if (CONTROL_CHARACTER.test(value)) fail(`${what} must not contain control characters`);
-  return value;
-}
-
-function checkInteger(value: unknown, what: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value)) fail(`${what} must be a whole number`);
-  if (value < min || value > max) fail(`${what} must be from ${min} to ${max}, not ${value}`);
-  // -0 passes as a whole number but msgpack writes it as 0: the clean copy must be what every
-  // node decodes (the leader applies its own copy, state-machine.ts rememberProposal).
-  return value === 0 ? 0 : value;
-}
