@@ -90,7 +90,7 @@ function touch(store: BrokerStore, producerId: string, producer: ProducerRecord 
   if (producer !== undefined) {
     assert(producer.lastUsedLogIndex <= logIndex, 'a producer is not used before its last use');
     // Its seqs one after another in one batch: it stays where it is, the most recent.
-    if (producer.lastUsedLogIndex === logIndex && store.lastProducerUsedAt(logIndex) === producerId) return;
+    if (producer.lastUsedLogIndex === logIndex && store.lastProducerUsingApplyingEntry(logIndex) === producerId) return;
     store.removeProducerRecency(producer.lastUsedLogIndex, producerId);
   }
   store.putProducerRecency(logIndex, producerId);
