@@ -84,6 +84,17 @@ describe('producer batching – natural batching against a real cluster', () => 
     expect(stats).toMatchObject({ queuedMessages: 0, sendsWaitingForRoom: 0 });
   });
 
+  it('sends what the answers of one turn release as one request: with 256 sends in flight, requests carry 64 or more on average', async () => {
+    // The answers of one broker round arrive together; dispatching at each answer sent the one
+    // send it released alone, so 7 of 8 requests carried one message (32 on average).
+    await createTopic('turns', 8);
+    const producer = new Producer(client, 20_000);
+    const results = await sendClosedLoop(producer, 'turns', 2560, 256);
+    await expectStoredInSendOrder('turns', 8, results);
+    expect(producer.stats().messages).toBe(2560);
+    expect(producer.stats().requests).toBeLessThanOrEqual(40);
+  });
+
   it('sends one request per message when one send is in flight at a time', async () => {
     await createTopic('single', 2);
     const producer = new Producer(client, 20_000);
