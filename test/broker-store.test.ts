@@ -174,3 +174,30 @@ describe('broker store – buffered writes', () => {
     expect(store.get(['m', 12])).toBe(12);
   });
 });
+
+describe('broker store – msgId runs', () => {
+  it('finds a copy in a run stored flat (one topic, all placed) and in the nested form of earlier builds and of runs with unplaced copies', () => {
+    const store = openStore(0);
+    const at = (topic: string, queueId: number, offset: number) => ({ topic, queueId, offset });
+    store.transaction(() => {
+      store.putMsgIdRun('flat', 5, [at('t', 0, 7), at('t', 3, 9)]);
+      store.putMsgIdRun('holes', 6, [at('t', 1, 1), null, at('u', 2, 4)]);
+      store.insert(['msgrun', 'old', 7], [['t', 0, 8], ['t', 1, 2]]); // as builds before the flat form wrote it
+      store.putMsgIdSeqRun('seq', 10, 8, [at('t', 2, 5), at('t', 2, 6), at('t', 3, 1)]);
+      store.insert(['msgseq', 'oldseq', 3, 9], [['t', 0, 9], ['t', 0, 10]]);
+    });
+    expect(store.get(['msgrun', 'flat', 5])).toEqual(['t', 0, 7, 3, 9]);
+    expect(store.get(['msgseq', 'seq', 10, 8])).toEqual(['t', 2, 5, 2, 6, 3, 1]);
+    expect(store.get(['msgrun', 'holes', 6])).toEqual([['t', 1, 1], null, ['u', 2, 4]]);
+    expect(store.firstMsgId('flat.1', 1)).toEqual(at('t', 3, 9));
+    expect(store.firstMsgId('flat.2', 1)).toBeUndefined();
+    expect(store.firstMsgId('holes.1', 1)).toBeUndefined();
+    expect(store.firstMsgId('holes.2', 1)).toEqual(at('u', 2, 4));
+    expect(store.firstMsgId('old.1', 1)).toEqual(at('t', 1, 2));
+    expect(store.firstMsgId('seq-12', 1)).toEqual(at('t', 3, 1));
+    expect(store.firstMsgId('seq-9', 1)).toBeUndefined();
+    expect(store.firstMsgId('seq-13', 1)).toBeUndefined();
+    expect(store.firstMsgId('oldseq-4', 1)).toEqual(at('t', 0, 10));
+    expect(store.firstMsgId('seq-10', 9)).toBeUndefined(); // stored at log index 8, before the lookup's start
+  });
+});

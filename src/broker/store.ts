@@ -9,8 +9,11 @@
 //   ['cq', topic, queueId, firstOffset]          → (unit | null)[]      (consume queue: CONSUME_QUEUE_UNITS_PER_RECORD units)
 //   ['key', topic, key, logIndex, batchPos]      → KeyIndexRecord       (log order per key)
 //   ['msgid', msgId, logIndex, batchPos]         → [topic, queueId, offset]  (a stored copy, log order)
-//   ['msgrun', prefix, logIndex]                 → ([topic, queueId, offset] | null)[]  (a produce's copies named prefix.N, N from its first message)
-//   ['msgseq', name, firstN, logIndex]           → [topic, queueId, offset][]  (an entry's one-message produces named name-N, name-(N+1), …)
+//   ['msgrun', prefix, logIndex]                 → run of copies (a produce's copies named prefix.N, N from its first message)
+//   ['msgseq', name, firstN, logIndex]           → run of copies (an entry's one-message produces named name-N, name-(N+1), …)
+//   A run of copies: [topic, queueId, offset, queueId, offset, …] when every copy is placed, in
+//   one topic (nearly always; flat, so packing it and collecting it cost little), else
+//   ([topic, queueId, offset] | null)[] (null: not placed by the entry, e.g. delayed).
 //   ['group', group]                             → 1                    (groups that ever committed)
 //   ['offset', group, topic, queueId]            → number               (next offset to consume)
 //   ['producer', producerId]                     → ProducerRecord
@@ -548,9 +551,8 @@ export class BrokerStore {
     for (;;) {
       const page = this.range(['msgrun', named.name, from], ['msgrun', named.name, beforeLogIndex], MSG_ID_RUNS_PER_PAGE);
       for (const { key, value } of page) {
-        assert(Array.isArray(value), 'msgrun record is not an array');
-        const copy: unknown = value[named.n];
-        if (copy !== undefined && copy !== null) return { logIndex: integer(key[2]), position: queuePosition(copy, 'msgrun') };
+        const position = copyInRun(value, named.n, 'msgrun');
+        if (position !== undefined) return { logIndex: integer(key[2]), position };
       }
       if (page.length < MSG_ID_RUNS_PER_PAGE) return undefined;
       from = integer(page.at(-1)!.key[2]) + 1;
@@ -569,11 +571,10 @@ export class BrokerStore {
     for (;;) {
       const page = this.range(from, ['msgseq', named.name, named.n, MAX_KEY_PART], MSG_ID_RUNS_PER_PAGE);
       for (const { key, value } of page) {
-        assert(Array.isArray(value), 'msgseq record is not an array');
         const logIndex = integer(key[3]);
-        const copy: unknown = value[named.n - integer(key[2])];
-        if (copy === undefined || logIndex < fromLogIndex || logIndex >= (oldest?.logIndex ?? beforeLogIndex)) continue;
-        oldest = { logIndex, position: queuePosition(copy, 'msgseq') };
+        if (logIndex < fromLogIndex || logIndex >= (oldest?.logIndex ?? beforeLogIndex)) continue;
+        const position = copyInRun(value, named.n - integer(key[2]), 'msgseq');
+        if (position !== undefined) oldest = { logIndex, position };
       }
       if (page.length < MSG_ID_RUNS_PER_PAGE) return oldest;
       const last = page.at(-1)!.key;
@@ -591,14 +592,14 @@ export class BrokerStore {
   /** The msgrun record of an entry's produce: copies[N] is where the copy named `prefix.N` went (null: not placed by it). */
   putMsgIdRun(prefix: string, logIndex: number, copies: readonly (QueuePosition | null)[]): void {
     assert(Buffer.byteLength(prefix) + 32 < KEY_BYTES_MAX, 'msgrun key too long');
-    this.insert(['msgrun', prefix, logIndex], copies.map((copy) => (copy === null ? null : [copy.topic, copy.queueId, copy.offset])));
+    this.insert(['msgrun', prefix, logIndex], runOfCopies(copies));
   }
 
   /** The msgseq record of an entry's one-message produces named name-firstN, name-(firstN + 1), … in position order. */
   putMsgIdSeqRun(name: string, firstN: number, logIndex: number, copies: readonly QueuePosition[]): void {
     assert(Buffer.byteLength(name) + 40 < KEY_BYTES_MAX, 'msgseq key too long');
     assert(copies.length >= 2 && copies.length <= LIMITS.maxMessagesPerProduce, 'a msgseq run holds 2 to maxMessagesPerProduce copies');
-    this.insert(['msgseq', name, firstN, logIndex], copies.map((copy) => [copy.topic, copy.queueId, copy.offset]));
+    this.insert(['msgseq', name, firstN, logIndex], runOfCopies(copies));
   }
 
   /** Removes the msgId index record of a consume queue unit (written with it): its own, or its entry's run. */
@@ -912,6 +913,29 @@ function splitNumbered(msgId: string, separator: '.' | '-'): NumberedName | unde
   const n = Number(digits);
   if (!Number.isSafeInteger(n) || String(n) !== digits) return undefined;
   return { name: msgId.slice(0, at), n };
+}
+
+/** A msgrun or msgseq record's value: flat when every copy is placed in one topic (see the header). */
+function runOfCopies(copies: readonly (QueuePosition | null)[]): unknown[] {
+  const topic = copies[0]?.topic;
+  if (topic !== undefined && copies.every((copy) => copy !== null && copy.topic === topic)) {
+    const flat: unknown[] = [topic];
+    for (const copy of copies as readonly QueuePosition[]) flat.push(copy.queueId, copy.offset);
+    return flat;
+  }
+  return copies.map((copy) => (copy === null ? null : [copy.topic, copy.queueId, copy.offset]));
+}
+
+/** Where copy i of a run went (runOfCopies' value, either form), or undefined when the run did not place it. */
+function copyInRun(run: unknown, i: number, what: string): QueuePosition | undefined {
+  assert(Array.isArray(run), () => `${what} record is not an array`);
+  if (typeof run[0] === 'string') {
+    assert(run.length % 2 === 1, () => `flat ${what} record of ${run.length} elements`);
+    if (i < 0 || 1 + 2 * i >= run.length) return undefined;
+    return { topic: run[0], queueId: integer(run[1 + 2 * i]), offset: integer(run[2 + 2 * i]) };
+  }
+  const copy: unknown = run[i];
+  return copy === undefined || copy === null ? undefined : queuePosition(copy, what);
 }
 
 function queuePosition(value: unknown, what: string): QueuePosition {
