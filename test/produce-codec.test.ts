@@ -126,6 +126,30 @@ describe('binary produce codec (format 2)', () => {
     expect(corruptMessage(noMessages)).toMatch(/produces\[1\]: messages must hold 1 to 1024 messages, not 0/);
   });
 
+  it('refuses in the binary form what the msgpack form\'s validation refuses, with the same message', () => {
+    // Valid commands with a placeholder of the same length, patched into what validation refuses.
+    const patched = (command: ProduceCommand, from: string, to: string): Uint8Array => {
+      const bytes = Uint8Array.from(encodeCommand(command));
+      const at = Buffer.from(bytes).indexOf(Buffer.from(from));
+      expect(at).toBeGreaterThan(0);
+      bytes.set(Buffer.from(to), at);
+      return bytes;
+    };
+    const withMessage = (fields: Partial<ProduceMessage>): ProduceCommand => ({ ...valid, messages: [{ ...valid.messages[0]!, ...fields }] });
+    const refusals: [Uint8Array, unknown][] = [
+      [patched(withMessage({ msgId: 'mQm' }), 'mQm', 'm\u0001m'), { ...valid, messages: [{ ...valid.messages[0]!, msgId: 'm\u0001m' }] }],
+      [patched(withMessage({ tag: 'tQt' }), 'tQt', 't\u007ft'), { ...valid, messages: [{ ...valid.messages[0]!, tag: 't\u007ft' }] }],
+    ];
+    for (const [bytes, asMap] of refusals) {
+      const map = asMap as { messages: { body: unknown }[] };
+      map.messages[0]!.body = Uint8Array.of(7);
+      const fromMsgpack = corruptMessage(msgpackForm(map as unknown as BrokerCommand));
+      expect(corruptMessage(bytes)).toBe(fromMsgpack);
+    }
+    // msgpackr drops a "__proto__" key; the binary form names it.
+    expect(corruptMessage(patched(withMessage({ properties: { xxxxxxxxx: 'v' } }), 'xxxxxxxxx', '__proto__'))).toMatch(/messages\[0\]\.properties name "__proto__" is reserved/);
+  });
+
   it('refuses repeated or reordered property names, which a map could not give', () => {
     const withProperties = (names: string[]): Uint8Array => {
       const bytes = encodeCommand({ ...valid, messages: [{ ...valid.messages[0]!, properties: Object.fromEntries(names.map((n) => [n, 'v'])) }] });

@@ -42,7 +42,7 @@ const DELIVER_AT_FLAG = 8;
 const KNOWN_FLAGS = TAG_FLAG | KEYS_FLAG | PROPERTIES_FLAG | DELIVER_AT_FLAG;
 /** A uint of up to 2^53 - 1 takes at most 8 LEB128 bytes. */
 const MAX_UINT_BYTES = 8;
-/** A string this much shorter than 43 UTF-16 units takes at most 126 UTF-8 bytes: a one-byte length. */
+/** A string of at most 42 UTF-16 units takes at most 126 UTF-8 bytes: its length fits one uint byte. */
 const ONE_BYTE_LENGTH_MAX_CHARS = 42;
 /** The scratch buffer is kept between encodes up to this size; a larger one (a big produce) goes. */
 const MAX_KEPT_SCRATCH_BYTES = 1024 * 1024;
@@ -158,14 +158,14 @@ function readBatch(reader: Reader): BrokerCommand {
 
 function readProduce(reader: Reader): ProduceCommand {
   const producerId = checkText(reader.str('producerId'), 'producerId', MAX_SCOPED_PRODUCER_ID_LENGTH);
-    const seq = checkInteger(reader.uint('seq'), 'seq', UNSEQUENCED, Number.MAX_SAFE_INTEGER);
-    const timestampMs = reader.uint('timestampMs');
-    const routedQueues = reader.uint('routedQueues');
-    if (routedQueues !== 0) checkInteger(routedQueues, 'routedQueues', 1, LIMITS.maxQueuesPerTopic);
-    const count = reader.uint('messages');
-    if (count < 1 || count > LIMITS.maxMessagesPerProduce) fail(`messages must hold 1 to ${LIMITS.maxMessagesPerProduce} messages, not ${count}`);
-    const messages: ProduceMessage[] = [];
-    let bodyBytes = 0;
+  const seq = checkInteger(reader.uint('seq'), 'seq', UNSEQUENCED, Number.MAX_SAFE_INTEGER);
+  const timestampMs = reader.uint('timestampMs');
+  const routedQueues = reader.uint('routedQueues');
+  if (routedQueues !== 0) checkInteger(routedQueues, 'routedQueues', 1, LIMITS.maxQueuesPerTopic);
+  const count = reader.uint('messages');
+  if (count < 1 || count > LIMITS.maxMessagesPerProduce) fail(`messages must hold 1 to ${LIMITS.maxMessagesPerProduce} messages, not ${count}`);
+  const messages: ProduceMessage[] = [];
+  let bodyBytes = 0;
   for (let i = 0; i < count; i++) {
     let message: ProduceMessage;
     try {
@@ -199,7 +199,7 @@ function readMessage(reader: Reader): ProduceMessage {
   return message;
 }
 
-/** A problem found inside a part, with the part's path in front (the hot path builds no paths). */
+/** A problem found inside a part, with the part's path in front (messages build no path unless one fails). */
 function prefixed(error: unknown, what: string): unknown {
   return error instanceof ShapeError ? new ShapeError(`${what}${error.message}`) : error;
 }
@@ -285,7 +285,13 @@ class Writer {
     this.at += value.byteLength;
   }
 
-  /** The bytes written, copied out as a plain Uint8Array (what every other command's Entry.data is). */
+  /**
+   * The bytes written, copied out, as a plain Uint8Array view (what every other command's
+   * Entry.data is). Below 4 KiB the copy is a slice of Node's shared buffer pool: a buffer of
+   * its own cost a one-message produce 1 µs more (2.3 instead of 1.2 µs to encode). Readers of
+   * entry data honour byteOffset and byteLength, as for any view; under load a produce's bytes
+   * live only until the batcher copies them into its produceBatch entry (a buffer of its own).
+   */
   finish(): Uint8Array {
     const out = Buffer.allocUnsafe(this.at);
     this.buffer.copy(out, 0, 0, this.at);

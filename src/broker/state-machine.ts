@@ -129,8 +129,10 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
  *    msgIdInRun a number for them; derived records only, so a snapshot of 8 still restores
  *    (OLDEST_RESTORABLE_SCHEMA_VERSION, snapshot.ts). The bump makes an older build refuse this
  *    state instead of misreading it.
+ * 10: msgrun and msgseq records flat when their copies are placed in one topic (store.ts);
+ *    derived records again, so snapshots of 8 and 9 still restore.
  */
-export const SCHEMA_VERSION = 9;
+export const SCHEMA_VERSION = 10;
 
 /**
  * Forgotten messages deleted per apply() call at least (by default), and per message the call

@@ -46,12 +46,12 @@
 // The msgId index: the native producer names a batch's messages `<session>-<seq>.<position>`,
 // so a produce whose every placed message is named `prefix.N` (N: its position in the
 // produce, which is its batchPos unless a produceBatch entry carries produces before it) is
-// indexed by one msgrun record (element N: where that copy went) instead of one per message —
+// indexed by one msgrun record (its copy N: where that message went) instead of one per message —
 // the per-message records were a third of the apply's cost. It names a single send
 // `<session>-<seq>`, and the leader batches the one-message produces that arrive together into
 // one entry: the messages an entry's produces place alone (one each), when all of one name are
 // named name-N, name-(N+1), … (N counting up by one in position order, two at least, no other
-// message of the entry named name-M), share one msgseq record (element i: name-(N+i)).
+// message of the entry named name-M), share one msgseq record (its copy i: name-(N+i)).
 // A lookup scans the runs of a name starting up to maxMessagesPerProduce before N, in every
 // retained entry: a few records for a producer's seqs, more when clients reuse such names.
 // Other msgIds (other clients, delayed copies placed later) keep one msgid record each; a
@@ -281,9 +281,11 @@ export class BrokerStore {
     if (cached !== undefined) return cached === ABSENT ? undefined : cached;
     const bytes = this.db.get(at.key);
     if (bytes === undefined) {
-      // Cached too: a miss costs lmdb a read transaction (~30 µs after a write one), and some
-      // records are asked for on every apply without ever existing (the preferred leader).
-      if (cache !== null) remember(cache, at.id, ABSENT);
+      // A miss costs lmdb a read transaction (~30 µs after a write one). Meta records are asked
+      // for on every apply without existing (the preferred leader), and a queue's next consume
+      // queue record once per 64 messages: those misses are cached. Other kinds' misses are
+      // clients' (unknown topics, groups): caching them would let a client flush the cache.
+      if (cache !== null && NEGATIVELY_CACHED_KINDS.has(at.kind)) remember(cache, at.id, ABSENT);
       return undefined;
     }
     const value: unknown = packr.unpack(bytes);
@@ -675,10 +677,10 @@ export class BrokerStore {
   }
 
   /**
-   * Adds the producer at the most-recent end of the eviction order. One produceBatch entry can
-   * use several producers: they share its log index, in the order the entry used them.
+   * Adds the producer at the most-recent end of the eviction order, at the entry being applied
+   * (logIndex). One produceBatch entry can use several producers: they share its log index, in
+   * the order the entry used them.
    */
-  /** Puts the producer last in the eviction order of the entry being applied (logIndex). */
   putProducerRecency(logIndex: number, producerId: string): void {
     const users = this.producersUsingApplyingEntry(logIndex);
     assert(!users.includes(producerId), 'a producer is in the eviction order once');
@@ -987,6 +989,8 @@ function integer(value: unknown): number {
 
 /** A read cache's note that lmdb holds no record at the key. */
 const ABSENT = Symbol('absent');
+/** Kinds whose lmdb misses are cached (read). */
+const NEGATIVELY_CACHED_KINDS: ReadonlySet<string> = new Set(['meta', 'cq']);
 
 /** Decoded records as lmdb holds them (ABSENT: none), by key id, at most maxRecords (see remember). */
 interface ReadCache {
