@@ -11,9 +11,17 @@ export const MAX_SCOPED_PRODUCER_ID_LENGTH = MAX_ACCESS_KEY_LENGTH + 1 + LIMITS.
 export class ShapeError extends Error {}
 
 export function validationProblem(check: () => void): string | undefined {
-  try {
+  const result = valueOrProblem(() => {
     check();
-    return undefined;
+    return {};
+  });
+  return typeof result === 'string' ? result : undefined;
+}
+
+/** What `run` returns, or the message of the ShapeError it throws (other errors go on). */
+export function valueOrProblem<T extends object>(run: () => T): T | string {
+  try {
+    return run();
   } catch (error) {
     if (error instanceof ShapeError) return error.message;
     throw error;

@@ -27,7 +27,7 @@ import { DEFAULT_MAX_FRAME_BYTES } from '../transport/framing.js';
 import { LIMITS, RESERVED_PROPERTY_NAME, UNSEQUENCED } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
-import { checkBodyBytes, checkInteger, checkName, checkText, fail, isRecord, MAX_SCOPED_PRODUCER_ID_LENGTH, onlyKeys, ShapeError, validationProblem } from './command-checks.js';
+import { checkBodyBytes, checkInteger, checkName, checkText, fail, isRecord, MAX_SCOPED_PRODUCER_ID_LENGTH, onlyKeys, ShapeError, validationProblem, valueOrProblem } from './command-checks.js';
 import { countBytes, decodeProduceEntry, encodeProduceBatchEntry, encodeProduceEntry, MAX_COUNT_BYTES, PRODUCE_BATCH_KIND, PRODUCE_FORMAT, PRODUCE_HEAD_BYTES, PRODUCE_KIND } from './produce-codec.js';
 
 export type BrokerCommand =
@@ -290,11 +290,8 @@ function encodeChecked<C extends BrokerCommand>(command: C): { checked: C; data:
 /** A validated command's bytes: produces in their binary form, everything else msgpack. */
 function encodeClean(checked: BrokerCommand): Uint8Array {
   if (checked.kind === 'produce' || checked.kind === 'produceBatch') {
-    let encoded: Uint8Array | undefined;
-    const problem = validationProblem(() => {
-      encoded = checked.kind === 'produce' ? encodeProduceEntry(checked) : encodeProduceBatchEntry(checked.produces);
-    });
-    if (problem !== undefined || encoded === undefined) throw new LmqError('LMQ_BAD_INPUT', `invalid ${describeKind(checked)} command: ${problem ?? 'not encoded'}`);
+    const encoded = valueOrProblem(() => (checked.kind === 'produce' ? encodeProduceEntry(checked) : encodeProduceBatchEntry(checked.produces)));
+    if (typeof encoded === 'string') throw new LmqError('LMQ_BAD_INPUT', `invalid ${describeKind(checked)} command: ${encoded}`);
     return encoded;
   }
   const payload = packr.pack(checked);
@@ -370,11 +367,8 @@ export function encodeProduceBatch(produces: readonly EncodedProduce[]): { data:
 export function decodeCommand(data: Uint8Array, logIndex?: number): BrokerCommand {
   const where = logIndex === undefined ? 'command' : `command at log index ${logIndex}`;
   if (data[0] === PRODUCE_FORMAT) {
-    let command: BrokerCommand | undefined;
-    const problem = validationProblem(() => {
-      command = decodeProduceEntry(data);
-    });
-    if (problem !== undefined || command === undefined) throw corrupt(where, problem ?? 'not decoded', logIndex);
+    const command = valueOrProblem(() => decodeProduceEntry(data));
+    if (typeof command === 'string') throw corrupt(where, command, logIndex);
     return command;
   }
   if (data.byteLength === 0 || data[0] !== COMMAND_FORMAT_VERSION) {
@@ -415,11 +409,7 @@ function describeKind(command: unknown): string {
 
 /** The clean command, or what is wrong with it. */
 function validated(raw: unknown): BrokerCommand | string {
-  let command: BrokerCommand | undefined;
-  const problem = validationProblem(() => {
-    command = validateCommand(raw);
-  });
-  return problem ?? command ?? 'no command';
+  return valueOrProblem(() => validateCommand(raw));
 }
 
 /** Returns a clean copy of a valid command: only known keys; an undefined optional field is omitted. */
