@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BrokerCommand, ProduceMessage } from '../src/broker/commands.js';
+import { unitAt, unitCount } from '../src/broker/consume-queue-codec.js';
 import { BrokerStateMachine } from '../src/broker/state-machine.js';
 import type { Key } from '../src/broker/store.js';
 import { bytes, MemoryLog, tempDir } from './broker-helpers.js';
@@ -44,7 +45,8 @@ function storedKeys(machine: BrokerStateMachine, kind: string): Key[] {
 function storedUnits(machine: BrokerStateMachine): number {
   const store = machine['store'];
   store.flush();
-  return store.range(['cq'], ['cq', '\uffff'], 1_000_000).reduce((sum, { value }) => sum + (value as unknown[]).filter((unit) => unit !== null).length, 0);
+  const present = (record: Uint8Array) => Array.from({ length: unitCount(record) }, (_, i) => unitAt(record, i)).filter((unit) => unit !== null).length;
+  return store.range(['cq'], ['cq', '\uffff'], 1_000_000).reduce((sum, { value }) => sum + present(value as Uint8Array), 0);
 }
 
 describe('broker retention – truncateLog boundaries', () => {

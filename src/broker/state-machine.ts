@@ -131,8 +131,10 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
  *    state instead of misreading it.
  * 10: msgrun and msgseq records flat when their copies are placed in one topic (store.ts);
  *    derived records again, so snapshots of 8 and 9 still restore.
+ * 11: consume queue records are bytes (consume-queue-codec.ts), not msgpack arrays; derived
+ *    records, so snapshots of 8 to 10 still restore.
  */
-export const SCHEMA_VERSION = 10;
+export const SCHEMA_VERSION = 11;
 
 /**
  * Forgotten messages deleted per apply() call at least (by default), and per message the call

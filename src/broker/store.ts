@@ -6,7 +6,7 @@
 //   ['meta', name]                               → number (appliedIndex, lastStoreTimestampMs, ...)
 //   ['topic', topic]                             → TopicRecord
 //   ['queue', topic, queueId]                    → QueueRecord
-//   ['cq', topic, queueId, firstOffset]          → (unit | null)[]      (consume queue: CONSUME_QUEUE_UNITS_PER_RECORD units)
+//   ['cq', topic, queueId, firstOffset]          → bytes: units          (consume queue: CONSUME_QUEUE_UNITS_PER_RECORD units, consume-queue-codec.ts)
 //   ['key', topic, key, logIndex, batchPos]      → KeyIndexRecord       (log order per key)
 //   ['msgid', msgId, logIndex, batchPos]         → [topic, queueId, offset]  (a stored copy, log order)
 //   ['msgrun', prefix, logIndex]                 → run of copies (a produce's copies named prefix.N, N from its first message)
@@ -31,9 +31,9 @@
 // finds its key and msgId index records without the log entry, which may be gone by then.
 // Units are kept CONSUME_QUEUE_UNITS_PER_RECORD to an lmdb record (RocketMQ's fixed-size
 // ConsumeQueue units, grouped): one record per message cost an lmdb write per message on every
-// node, and one lmdb read per message a consumer pulls. The record of offsets [f, f + N) is
-// an array whose element i is offset f + i: a unit, or null where no message is stored (a
-// forgotten one, or below minOffset in a queue rebuilt after a snapshot restore).
+// node, and one lmdb read per message a consumer pulls. The record of offsets [f, f + N) holds
+// unit i for offset f + i: a message's, or a gap where none is stored (a forgotten one, or below
+// minOffset in a queue rebuilt after a snapshot restore).
 //
 // Writes are buffered: apply() runs many times a millisecond under load, and an lmdb commit
 // per apply() (copy-on-write pages, meta page) cost more than the apply itself. A transaction
@@ -62,6 +62,7 @@ import { Packr } from 'msgpackr';
 import { LIMITS } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import type { ProduceMessage, SendBackTarget, TimerRef } from './commands.js';
+import { appendUnits, unitAt, withGaps } from './consume-queue-codec.js';
 import type { CommitDurability } from './state-guard.js';
 import { type Key, RecordBuffer, REMOVED, type Slot } from './record-buffer.js';
 
@@ -454,23 +455,8 @@ export class BrokerStore {
   }
 
   getConsumeQueue(topic: string, queueId: number, offset: number): ConsumeQueueRecord | undefined {
-    const value = this.consumeQueueUnits(topic, queueId, offset)?.[offset % CONSUME_QUEUE_UNITS_PER_RECORD];
-    if (value === undefined || value === null) return undefined;
-    const [logIndex, batchPos, storeTimestampMs, bodyBytes, msgId, keys, tagHash, msgIdInRun] = tuple(value, 8, 'consume queue');
-    assert(typeof msgId === 'string', 'consume queue record without a msgId');
-    assert(typeof msgIdInRun === 'boolean' || (Number.isSafeInteger(msgIdInRun) && (msgIdInRun as number) >= 0), 'consume queue record without its msgId index form');
-    assert(Array.isArray(keys), 'consume queue record without keys');
-    assert(tagHash === null || (Number.isSafeInteger(tagHash) && (tagHash as number) >= 0), 'consume queue record with a bad tag hash');
-    return {
-      logIndex: integer(logIndex),
-      batchPos: integer(batchPos),
-      storeTimestampMs: integer(storeTimestampMs),
-      bodyBytes: integer(bodyBytes),
-      msgId,
-      keys: keys as string[],
-      tagHash: tagHash as number | null,
-      msgIdInRun: msgIdInRun as boolean | number,
-    };
+    const record = this.consumeQueueRecord(topic, queueId, offset);
+    return record === undefined ? undefined : (unitAt(record, offset % CONSUME_QUEUE_UNITS_PER_RECORD) ?? undefined);
   }
 
   /**
@@ -482,33 +468,27 @@ export class BrokerStore {
       const offset = firstOffset + done;
       const position = offset % CONSUME_QUEUE_UNITS_PER_RECORD;
       const count = Math.min(records.length - done, CONSUME_QUEUE_UNITS_PER_RECORD - position);
-      const units = this.consumeQueueUnits(topic, queueId, offset);
-      assert(units === undefined || units.length <= position, () => `consume queue ${topic}/${queueId} already holds offset ${offset} or a later one`);
-      // Copied, never changed in place: the old array may be a staged, buffered or cached value.
-      const next = units === undefined ? [] : units.slice();
-      while (next.length < position) next.push(null); // a queue rebuilt from its minOffset
-      for (let i = done; i < done + count; i++) next.push(consumeQueueUnit(records[i]!));
-      this.put(consumeQueueKey(topic, queueId, offset), next);
+      // A new buffer, never the old one changed in place: that may be a staged, buffered or cached value.
+      this.put(consumeQueueKey(topic, queueId, offset), appendUnits(this.consumeQueueRecord(topic, queueId, offset), position, records, done, done + count));
       done += count;
     }
   }
 
   /** Removes a consume queue unit the caller just read (forgetting a message); a record left with none goes. */
   removeConsumeQueue(topic: string, queueId: number, offset: number): void {
-    const units = this.consumeQueueUnits(topic, queueId, offset);
+    const record = this.consumeQueueRecord(topic, queueId, offset);
     const position = offset % CONSUME_QUEUE_UNITS_PER_RECORD;
-    assert(units !== undefined && units[position] !== undefined && units[position] !== null, () => `consume queue ${topic}/${queueId} lacks offset ${offset}`);
-    const next = units.slice();
-    next[position] = null;
-    if (next.every((unit) => unit === null)) this.removeExisting(consumeQueueKey(topic, queueId, offset));
+    assert(record !== undefined && (unitAt(record, position) ?? null) !== null, () => `consume queue ${topic}/${queueId} lacks offset ${offset}`);
+    const next = withGaps(record, 0, position);
+    if (next === null) this.removeExisting(consumeQueueKey(topic, queueId, offset));
     else this.put(consumeQueueKey(topic, queueId, offset), next);
   }
 
-  /** The units of the consume queue record holding `offset`. */
-  private consumeQueueUnits(topic: string, queueId: number, offset: number): readonly unknown[] | undefined {
-    const units = this.get(consumeQueueKey(topic, queueId, offset));
-    assert(units === undefined || (Array.isArray(units) && units.length <= CONSUME_QUEUE_UNITS_PER_RECORD), () => `consume queue record of ${topic}/${queueId} at ${offset} is not a unit array`);
-    return units;
+  /** The bytes of the consume queue record holding `offset` (consume-queue-codec.ts). */
+  private consumeQueueRecord(topic: string, queueId: number, offset: number): Uint8Array | undefined {
+    const record = this.get(consumeQueueKey(topic, queueId, offset));
+    assert(record === undefined || record instanceof Uint8Array, () => `consume queue record of ${topic}/${queueId} at ${offset} is not bytes`);
+    return record;
   }
 
   putKeyIndex(topic: string, key: string, at: ConsumeQueueRecord, queueId: number, offset: number): void {
@@ -946,14 +926,6 @@ function queuePosition(value: unknown, what: string): QueuePosition {
   return { topic, queueId: integer(queueId), offset: integer(offset) };
 }
 
-/** A consume queue unit as its record stores it (getConsumeQueue reads it back). */
-function consumeQueueUnit(record: ConsumeQueueRecord): unknown[] {
-  assert(record.logIndex >= 1, 'consume queue entry points before the log');
-  assert(record.batchPos >= 0, 'consume queue entry has a negative batch position');
-  assert(record.tagHash === null || (Number.isSafeInteger(record.tagHash) && record.tagHash >= 0), 'consume queue entry with a bad tag hash');
-  return [record.logIndex, record.batchPos, record.storeTimestampMs, record.bodyBytes, record.msgId, record.keys, record.tagHash, record.msgIdInRun];
-}
-
 function consumeQueueKey(topic: string, queueId: number, offset: number): Key {
   return ['cq', topic, queueId, offset - (offset % CONSUME_QUEUE_UNITS_PER_RECORD)];
 }
@@ -967,9 +939,10 @@ export function retainedConsumeQueueBytes(key: Key, bytes: Uint8Array, minOffset
   const firstOffset = key[3];
   assert(typeof firstOffset === 'number', 'consume queue key without its first offset');
   if (firstOffset >= minOffset) return bytes;
-  const units = packr.unpack(bytes) as unknown[];
-  const retained = units.map((unit, i) => (firstOffset + i >= minOffset ? unit : null));
-  return retained.every((unit) => unit === null) ? null : packr.pack(retained);
+  const record = packr.unpack(bytes);
+  assert(record instanceof Uint8Array, 'consume queue record is not bytes');
+  const retained = withGaps(record, minOffset - firstOffset);
+  return retained === null ? null : packr.pack(retained);
 }
 
 function timerKey(timer: TimerRef): Key {
