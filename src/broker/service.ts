@@ -421,7 +421,16 @@ export class BrokerService {
   private async produce(producerId: string, seq: number, messages: ProduceMessageWire[], routedQueues: number | undefined): Promise<ResponseOf<'produce'>> {
     // Checked here for a quick answer; the state machine checks again at apply time, which is
     // what decides (a topic could be created by a command still in flight).
-    for (const m of messages) this.queueOrThrow(m.topic, m.queueId);
+    // One topic lookup per run of messages naming it (a batch's mostly share one).
+    let topic: string | undefined;
+    let queues = 0;
+    for (const m of messages) {
+      if (m.topic !== topic) {
+        queues = this.topicOrThrow(m.topic).queues;
+        topic = m.topic;
+      }
+      if (m.queueId >= queues) this.queueOrThrow(m.topic, m.queueId);
+    }
     // Under `leader` quorum only here (see below); otherwise apply decides, in log order, and the
     // refusal takes the seq, so the producer's later requests go on in the same session.
     if (routedQueues !== undefined && this.options.quorum === 'leader') for (const m of messages) this.routeOrThrow(m.topic, routedQueues);

@@ -431,14 +431,20 @@ export class BrokerStateMachine {
    * topic that has grown past the queue count the producer routed over.
    */
   private batchProblem(command: ProduceCommand, timestampMs: number): ProduceProblem | undefined {
-    // Each queue is checked once: a batch's messages mostly share a few queues of one topic.
-    const checked = new Set<string>();
+    // The topic is looked up once per run of messages naming it (a batch's messages mostly
+    // share one): its queue count then checks each message's queue.
+    let topic: string | undefined;
+    let queues = 0;
     for (const message of command.messages) {
-      const queue = queueKey(message.topic, message.queueId);
-      if (!checked.has(queue)) {
-        const problem = this.queueProblem(message.topic, message.queueId) ?? this.routeProblem(message.topic, command.routedQueues);
+      if (message.topic !== topic) {
+        const record = this.store.getTopic(message.topic);
+        if (record === undefined || message.queueId >= record.queues) return this.queueProblem(message.topic, message.queueId);
+        const problem = routeProblem(message.topic, record.queues, command.routedQueues);
         if (problem !== undefined) return problem;
-        checked.add(queue);
+        topic = message.topic;
+        queues = record.queues;
+      } else if (message.queueId >= queues) {
+        return this.queueProblem(message.topic, message.queueId);
       }
       if (message.deliverAtMs !== undefined && message.deliverAtMs - timestampMs > LIMITS.maxDelayMs) {
         return { error: 'LMQ_BAD_INPUT', message: `message ${message.msgId} is due ${message.deliverAtMs - timestampMs} ms after it was sent, more than maxDelayMs ${LIMITS.maxDelayMs} (40 days)` };
@@ -447,11 +453,6 @@ export class BrokerStateMachine {
     return undefined;
   }
 
-  private routeProblem(topic: string, routedQueues: number | undefined): ProduceProblem | undefined {
-    const queues = this.store.getTopic(topic)?.queues;
-    if (routedQueues === undefined || queues === undefined || queues === routedQueues) return undefined;
-    return { error: 'LMQ_ROUTE_CHANGED', message: routeChangedMessage(topic, queues, routedQueues) };
-  }
 
   private queueProblem(topic: string, queueId: number): QueueProblem | undefined {
     const record = this.store.getTopic(topic);
@@ -1152,4 +1153,10 @@ function recordSettings(store: BrokerStore, settings: ProducerSettings): void {
     store.putMeta('dedupWindowPerProducer', settings.dedupWindowPerProducer);
   });
   store.flush();
+}
+
+/** A produce routed over another queue count than its topic has now (it grew since). */
+function routeProblem(topic: string, queues: number, routedQueues: number | undefined): ProduceProblem | undefined {
+  if (routedQueues === undefined || queues === routedQueues) return undefined;
+  return { error: 'LMQ_ROUTE_CHANGED', message: routeChangedMessage(topic, queues, routedQueues) };
 }
