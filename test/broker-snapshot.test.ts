@@ -221,29 +221,29 @@ describe('broker snapshots – payload checks', () => {
     }
   });
 
-  it("restores a snapshot of schema 8 to 10 (their records are this schema's; the derived ones are rebuilt) and refuses others", async () => {
+  it("restores a snapshot of schema 8 to 11 (their records are this schema's; the derived ones are rebuilt) and refuses others", async () => {
     const temp = tempDir('lmq-broker-snapshot-schema-');
     const { log, machine, index, payload } = await snapshotOf(commands, join(temp.dir, 'a'));
     try {
       // The meta record's value follows its key: its lmdb bytes (bin 8 of one byte), a positive
-      // fixint: 11, this build's schema.
+      // fixint: 12, this build's schema.
       const binAt = Buffer.from(payload).indexOf(Buffer.from('schemaVersion')) + 'schemaVersion'.length;
-      expect([payload[binAt], payload[binAt + 1], payload[binAt + 2]]).toEqual([0xc4, 1, 11]);
+      expect([payload[binAt], payload[binAt + 1], payload[binAt + 2]]).toEqual([0xc4, 1, 12]);
       const valueAt = binAt + 2;
       const withSchema = (schema: number) => {
         const changed = Buffer.from(payload);
         changed[valueAt] = schema;
         return changed;
       };
-      for (const [i, schema] of [7, 12].entries()) {
+      for (const [i, schema] of [7, 13].entries()) {
         const target = BrokerStateMachine.open({ dir: join(temp.dir, `refused${i}`), log, ...options });
         try {
-          expect(await target.snapshotProblem(index, withSchema(schema))).toMatch(new RegExp(`schema ${schema}; this build restores schemas 8 to 11`));
+          expect(await target.snapshotProblem(index, withSchema(schema))).toMatch(new RegExp(`schema ${schema}; this build restores schemas 8 to 12`));
         } finally {
           await target.close();
         }
       }
-      for (const schema of [8, 9, 10]) {
+      for (const schema of [8, 9, 10, 11]) {
         const target = BrokerStateMachine.open({ dir: join(temp.dir, `b${schema}`), log, ...options });
         try {
           await target.restoreSnapshot(index, withSchema(schema), log);

@@ -421,19 +421,23 @@ export class BrokerService {
   private async produce(producerId: string, seq: number, messages: ProduceMessageWire[], routedQueues: number | undefined): Promise<ResponseOf<'produce'>> {
     // Checked here for a quick answer; the state machine checks again at apply time, which is
     // what decides (a topic could be created by a command still in flight).
-    // One topic lookup per run of messages naming it (a batch's mostly share one).
+    // One topic lookup per run of messages naming it (a batch's mostly share one), in the
+    // order apply checks them: the message's queue, then the topic's route. The route is
+    // checked under `leader` quorum only here (see below); otherwise apply decides, in log
+    // order, and the refusal takes the seq, so the producer's later requests go on in the same session.
+    const checkRoute = routedQueues !== undefined && this.options.quorum === 'leader';
     let topic: string | undefined;
     let queues = 0;
     for (const m of messages) {
       if (m.topic !== topic) {
         queues = this.topicOrThrow(m.topic).queues;
         topic = m.topic;
+        if (m.queueId >= queues) this.queueOrThrow(m.topic, m.queueId);
+        if (checkRoute && queues !== routedQueues) this.routeOrThrow(m.topic, routedQueues);
+      } else if (m.queueId >= queues) {
+        this.queueOrThrow(m.topic, m.queueId);
       }
-      if (m.queueId >= queues) this.queueOrThrow(m.topic, m.queueId);
     }
-    // Under `leader` quorum only here (see below); otherwise apply decides, in log order, and the
-    // refusal takes the seq, so the producer's later requests go on in the same session.
-    if (routedQueues !== undefined && this.options.quorum === 'leader') for (const m of messages) this.routeOrThrow(m.topic, routedQueues);
     // Resolved before the seq is reserved: a bad delay is refused with nothing held.
     const timestampMs = Date.now();
     const resolved = this.resolveDelays(messages, timestampMs);

@@ -133,8 +133,10 @@ assert(STATE_MACHINE_LIMITS.readBytesMax >= LIMITS.maxPullBytes, 'a pull the req
  *    derived records again, so snapshots of 8 and 9 still restore.
  * 11: consume queue records are bytes (consume-queue-codec.ts), not msgpack arrays; derived
  *    records, so snapshots of 8 to 10 still restore.
+ * 12: a consume queue unit whose msgId or keys hold a lone surrogate keeps them exactly (WTF-8;
+ *    11 wrote U+FFFD, which no longer named its index records); snapshots of 8 to 11 restore.
  */
-export const SCHEMA_VERSION = 11;
+export const SCHEMA_VERSION = 12;
 
 /**
  * Forgotten messages deleted per apply() call at least (by default), and per message the call
@@ -452,7 +454,6 @@ export class BrokerStateMachine {
     }
     return undefined;
   }
-
 
   private queueProblem(topic: string, queueId: number): QueueProblem | undefined {
     const record = this.store.getTopic(topic);

@@ -62,7 +62,7 @@ import { Packr } from 'msgpackr';
 import { LIMITS } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import type { ProduceMessage, SendBackTarget, TimerRef } from './commands.js';
-import { appendUnits, unitAt, withGaps } from './consume-queue-codec.js';
+import { appendUnits, unitAt, unitCount, withGaps } from './consume-queue-codec.js';
 import type { CommitDurability } from './state-guard.js';
 import { type Key, RecordBuffer, REMOVED, type Slot } from './record-buffer.js';
 
@@ -140,11 +140,11 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: fal
 const KEY_BYTES_MAX = 1978;
 
 /**
- * Consume queue units per lmdb record. A record is rewritten whole with each unit appended
- * until it fills (buffered, so lmdb sees it about once per flush), and read whole.
+ * Consume queue units per lmdb record. A batch's units are appended to the record's bytes
+ * until it fills (buffered, so lmdb sees it about once per flush); a read decodes one unit.
  */
 export const CONSUME_QUEUE_UNITS_PER_RECORD = 64;
-/** Bound on the decoded consume queue records kept for reads (each up to 64 units, ~6 KiB). */
+/** Bound on the consume queue records kept for reads (their bytes: up to 64 units, ~3 KiB for msgIds of 25 characters). */
 const MAX_CACHED_CONSUME_QUEUE_RECORDS = 2048;
 
 /** Default bound on records written but not yet in lmdb (each a few hundred bytes in memory). */
@@ -488,6 +488,7 @@ export class BrokerStore {
   private consumeQueueRecord(topic: string, queueId: number, offset: number): Uint8Array | undefined {
     const record = this.get(consumeQueueKey(topic, queueId, offset));
     assert(record === undefined || record instanceof Uint8Array, () => `consume queue record of ${topic}/${queueId} at ${offset} is not bytes`);
+    assert(record === undefined || (record.byteLength > 0 && unitCount(record) <= CONSUME_QUEUE_UNITS_PER_RECORD), () => `consume queue record of ${topic}/${queueId} at ${offset} holds no units or too many`);
     return record;
   }
 
@@ -932,7 +933,7 @@ function consumeQueueKey(topic: string, queueId: number, offset: number): Key {
 
 /**
  * A consume queue record's bytes as the replicas compare them (stateDigest): only units at or
- * above minOffset, the rest null, since replicas forget (or, rebuilt, never had) the others at
+ * above minOffset, the rest gaps, since replicas forget (or, rebuilt, never had) the others at
  * different times; null when it holds none.
  */
 export function retainedConsumeQueueBytes(key: Key, bytes: Uint8Array, minOffset: number): Uint8Array | null {
