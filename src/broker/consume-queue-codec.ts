@@ -1,8 +1,9 @@
 // The bytes of a consume queue record (store.ts): up to CONSUME_QUEUE_UNITS_PER_RECORD units, one
 // per offset from the record's first, in order. A batch appends its units to the record's bytes
 // as they are, so a flush copies the record instead of packing again every unit it already held
-// (records of nested msgpack arrays cost about a microsecond a message on each node to pack, and
-// a tenth of a follower's garbage).
+// (records of nested msgpack arrays, packed again at each flush, were most of a follower's
+// msgpack time in its profile and half its garbage collection; the CPU a message the bench
+// reports did not move beyond its noise).
 //
 // Layout (uint and str as byte-codec.ts writes them):
 //   record = unit{count}
