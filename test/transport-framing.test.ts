@@ -55,9 +55,11 @@ describe('transport framing – round trip', () => {
     fc.assert(
       fc.property(fc.array(wireValue, { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 12 }), (values, cuts) => {
         const stream = Buffer.concat(values.map((value) => encodeFrame(value)));
-        const decoder = new FrameDecoder(1024 * 1024);
-        expect(decodeAll(decoder, splitAt(stream, cuts))).toEqual(values);
-        expect(decoder.bufferedByteCount).toBe(0);
+        for (const binaryFields of ['field', 'frame'] as const) {
+          const decoder = new FrameDecoder(1024 * 1024, binaryFields);
+          expect(decodeAll(decoder, splitAt(stream, cuts))).toEqual(values);
+          expect(decoder.bufferedByteCount).toBe(0);
+        }
       }),
       { numRuns: 300 },
     );
@@ -72,6 +74,21 @@ describe('transport framing – round trip', () => {
     expect(decoded.nested[0]?.toString()).toBe('abc');
     // copyBuffers: the decoded bytes must not alias the frame, which the socket layer may reuse.
     expect(decoded.data.buffer).not.toBe(frame.buffer);
+  });
+
+  it("with 'frame', returns binary fields as views into one copy of their frame, never of the chunk", () => {
+    const first = encodeFrame({ data: new Uint8Array([1, 2, 3]), nested: [Buffer.from('abc')] });
+    const second = encodeFrame({ data: new Uint8Array([4, 5]) });
+    // Whole in one chunk, and spread over two; zeroing the chunks afterwards shows nothing aliases them.
+    for (const chunks of [[Buffer.concat([first, second])], [first.subarray(0, 5), Buffer.concat([first.subarray(5), second])]]) {
+      const [a, b] = decodeAll(new FrameDecoder(1024, 'frame'), chunks) as [{ data: Buffer; nested: Buffer[] }, { data: Buffer }];
+      for (const chunk of chunks) chunk.fill(0);
+      expect([...a.data]).toEqual([1, 2, 3]);
+      expect(a.nested[0]?.toString()).toBe('abc');
+      expect([...b.data]).toEqual([4, 5]);
+      // One allocation for the frame ('field' would give each its own ArrayBuffer).
+      expect(a.data.buffer).toBe(a.nested[0]?.buffer);
+    }
   });
 
   it('waits on a truncated frame instead of failing', () => {

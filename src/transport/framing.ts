@@ -27,11 +27,12 @@ export class FrameError extends Error {
 // cache never pins the whole TCP chunk it arrived in.
 const packr = new Packr({ useRecords: false });
 
-function newUnpackr(): Unpackr {
-  return new Unpackr({ useRecords: false, copyBuffers: true });
+function newUnpackr(copyBuffers = true): Unpackr {
+  return new Unpackr({ useRecords: false, copyBuffers });
 }
 
-const payloadUnpackr = newUnpackr();
+/** Decodes a value inside a frame decoded 'frame' (BinaryFieldMemory): its fields may view the frame's copy too. */
+const payloadUnpackr = newUnpackr(false);
 
 /**
  * One value's msgpack bytes (no frame header), in a buffer of its own: for bytes that travel
@@ -46,7 +47,10 @@ export function encodeValue(value: unknown): Buffer {
   }
 }
 
-/** The value encodeValue made; throws FrameError on bytes that are not exactly one msgpack value. */
+/**
+ * The value encodeValue made; throws FrameError on bytes that are not exactly one msgpack value.
+ * Its binary fields are views into `bytes`: pass bytes of a frame decoded 'frame', or of its own.
+ */
 export function decodeValue(bytes: Uint8Array): unknown {
   try {
     return payloadUnpackr.unpack(bytes);
@@ -89,15 +93,28 @@ export function encodeFrame(value: unknown, maxFrameBytes: number = DEFAULT_MAX_
 }
 
 /**
+ * How a decoded frame's binary fields own their memory.
+ * - 'field': each in a buffer of its own, for values kept apart from each other for long (a
+ *   peer's log entries in the log cache must not pin the frame, nor the TCP chunk, they came in).
+ * - 'frame': views into one copy of the frame's payload, for values that live and die with
+ *   their request (a produce's bodies are copied into its entry and dropped when it is applied).
+ *   One allocation per frame instead of one ArrayBuffer per field: that allocation was 60% of
+ *   decoding a one-message produce request (1.4 of 2.4 µs).
+ */
+export type BinaryFieldMemory = 'field' | 'frame';
+
+/**
  * Incremental frame decoder for one connection. push() every chunk as it arrives, then call
  * next() until it returns undefined. Chunks are kept as they are until a frame is complete,
  * so a large frame arriving in many chunks is copied once, not re-concatenated per chunk.
  * Buffered bytes never exceed FRAME_HEADER_BYTES + maxFrameBytes + FRAME_TAG_BYTES + one chunk.
  */
 export class FrameDecoder {
+  /** Chunks not yet consumed; the first from firstOffset on (a view per consumed frame cost more than an index). */
   private readonly chunks: Buffer[] = [];
+  private firstOffset = 0;
   private bufferedBytes = 0;
-  private readonly unpackr = newUnpackr();
+  private readonly unpackr: Unpackr;
   private failed = false;
   /**
    * Set once a peer has authenticated (applies to frames not yet started): from then on every
@@ -107,8 +124,12 @@ export class FrameDecoder {
   frameMac: FrameMac | null = null;
 
   /** May be raised after construction (e.g. after a peer authenticates): it applies to frames not yet started. */
-  constructor(public maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
+  constructor(
+    public maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES,
+    private readonly binaryFields: BinaryFieldMemory = 'field',
+  ) {
     assertValidMaxFrameBytes(maxFrameBytes);
+    this.unpackr = newUnpackr(binaryFields === 'field');
   }
 
   get bufferedByteCount(): number {
@@ -138,10 +159,11 @@ export class FrameDecoder {
     }
     const tagBytes = this.frameMac === null ? 0 : FRAME_TAG_BYTES;
     if (this.bufferedBytes < FRAME_HEADER_BYTES + payloadBytes + tagBytes) return undefined;
-    const header = this.consume(FRAME_HEADER_BYTES);
-    const payload = this.consume(payloadBytes);
+    const header = this.frameMac === null ? null : this.consume(FRAME_HEADER_BYTES, false);
+    if (header === null) this.dropFront(FRAME_HEADER_BYTES);
+    const payload = this.consume(payloadBytes, this.binaryFields === 'frame');
     assert(payload.length === payloadBytes, 'consumed exactly the declared payload');
-    if (this.frameMac !== null && !this.frameMac.verifyNext(this.consume(tagBytes), header, payload)) {
+    if (this.frameMac !== null && !this.frameMac.verifyNext(this.consume(tagBytes, false), header!, payload)) {
       this.failed = true;
       throw new FrameError('frame authentication failed (bad MAC: forged, altered, replayed or reordered)');
     }
@@ -158,7 +180,7 @@ export class FrameDecoder {
   private peekHeader(): number {
     const first = this.chunks[0];
     assert(first !== undefined, 'bufferedBytes > 0 implies a chunk');
-    if (first.length >= FRAME_HEADER_BYTES) return first.readUInt32BE(0);
+    if (first.length - this.firstOffset >= FRAME_HEADER_BYTES) return first.readUInt32BE(this.firstOffset);
     const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     this.copyOut(header, FRAME_HEADER_BYTES);
     return header.readUInt32BE(0);
@@ -167,27 +189,31 @@ export class FrameDecoder {
   /** Copies the first `byteCount` buffered bytes into `target` without consuming them. */
   private copyOut(target: Buffer, byteCount: number): void {
     let copied = 0;
+    let offset = this.firstOffset;
     for (const chunk of this.chunks) {
       if (copied === byteCount) break;
-      copied += chunk.copy(target, copied, 0, Math.min(chunk.length, byteCount - copied));
+      copied += chunk.copy(target, copied, offset, Math.min(chunk.length, offset + byteCount - copied));
+      offset = 0;
     }
     assert(copied === byteCount, 'copyOut only asked for buffered bytes');
   }
 
-  /** Removes and returns the first `byteCount` bytes: a zero-copy view when they lie in one chunk. */
-  private consume(byteCount: number): Buffer {
+  /**
+   * Removes and returns the first `byteCount` bytes: a zero-copy view when they lie in one chunk
+   * and `owned` is false, else a buffer of their own (the fields decoded from it may outlive the chunk).
+   */
+  private consume(byteCount: number, owned: boolean): Buffer {
     assert(byteCount <= this.bufferedBytes, 'consume only buffered bytes');
     const first = this.chunks[0];
     assert(first !== undefined, 'bufferedBytes > 0 implies a chunk');
     let result: Buffer;
-    if (first.length >= byteCount) {
-      result = first.subarray(0, byteCount);
-      this.dropFront(byteCount);
+    if (first.length - this.firstOffset >= byteCount && !owned) {
+      result = first.subarray(this.firstOffset, this.firstOffset + byteCount);
     } else {
       result = Buffer.allocUnsafe(byteCount);
       this.copyOut(result, byteCount);
-      this.dropFront(byteCount);
     }
+    this.dropFront(byteCount);
     return result;
   }
 
@@ -196,11 +222,13 @@ export class FrameDecoder {
     while (remaining > 0) {
       const first = this.chunks[0];
       assert(first !== undefined, 'dropFront only drops buffered bytes');
-      if (first.length <= remaining) {
+      const left = first.length - this.firstOffset;
+      if (left <= remaining) {
         this.chunks.shift();
-        remaining -= first.length;
+        this.firstOffset = 0;
+        remaining -= left;
       } else {
-        this.chunks[0] = first.subarray(remaining);
+        this.firstOffset += remaining;
         remaining = 0;
       }
     }

@@ -228,7 +228,7 @@ export class RpcServer {
       return;
     }
     if (this.connections.size >= this.options.maxConnections) this.evictOne();
-    const connection = new ClientConnection(this.nextConnectionId++, socket, new FrameDecoder(this.options.maxFrameBytes), this.options.maxReplyBytesPerConnection, performance.now());
+    const connection = new ClientConnection(this.nextConnectionId++, socket, new FrameDecoder(this.options.maxFrameBytes, 'frame'), this.options.maxReplyBytesPerConnection, performance.now());
     connection.refusal = refusal;
     this.connections.add(connection);
     assert(this.connections.size <= this.options.maxConnections, 'open connections stay within maxConnections');
