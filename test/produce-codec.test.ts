@@ -36,7 +36,18 @@ const produce: fc.Arbitrary<ProduceCommand> = fc.record(
   { requiredKeys: ['kind', 'producerId', 'seq', 'timestampMs', 'messages'], noNullPrototype: true },
 );
 
-const produceCommand: fc.Arbitrary<BrokerCommand> = fc.oneof(produce, fc.record({ kind: fc.constant('produceBatch' as const), produces: fc.array(produce, { minLength: 1, maxLength: 5 }) }, { noNullPrototype: true }));
+/**
+ * A batch's produces, often of one producer and one topic, as an unbatched producer's are (the
+ * decoder reuses a repeated producerId's and topic's string: a damaged repeat must still be caught).
+ */
+const batchProduces: fc.Arbitrary<ProduceCommand[]> = fc.tuple(fc.array(produce, { minLength: 1, maxLength: 5 }), fc.boolean()).map(([produces, shared]) => {
+  if (!shared) return produces;
+  const { producerId } = produces[0]!;
+  const topic = produces[0]!.messages[0]!.topic;
+  return produces.map((p) => ({ ...p, producerId, messages: p.messages.map((m) => ({ ...m, topic })) }));
+});
+
+const produceCommand: fc.Arbitrary<BrokerCommand> = fc.oneof(produce, fc.record({ kind: fc.constant('produceBatch' as const), produces: batchProduces }, { noNullPrototype: true }));
 
 /** The msgpack form (format 1) every produce had before the binary one: old logs hold it. */
 function msgpackForm(command: BrokerCommand): Uint8Array {

@@ -153,6 +153,9 @@ export class EntryPlacer {
 
   place(items: readonly PlacedItem[]): { msgId: string; queueId: number; offset: number }[] {
     assert(!this.finished, 'an entry placed after it finished');
+    // One run (one produce's messages, the common case) as it is: items come in position order,
+    // so the first and the last share runStart only when all do.
+    if (items.length > 0 && items[0]!.runStart === items.at(-1)!.runStart) return this.placeRun(items);
     const placed: { msgId: string; queueId: number; offset: number }[] = [];
     for (let i = 0; i < items.length; ) {
       let end = i + 1;
@@ -181,7 +184,8 @@ export class EntryPlacer {
     // Every copy is indexed (a copy stored again under a new producer session too): a lookup
     // answers the oldest one still retained. A produce naming its copies prefix.N shares one
     // record — unless another produce of this entry names messages with that prefix too.
-    let runPrefix = msgIdRunPrefix(items.map(({ message, batchPos }) => ({ msgId: message.msgId, batchPos: batchPos - runStart })));
+    // A run of one has no prefix (msgIdRunPrefix): its items are not copied to ask.
+    let runPrefix = items.length < 2 ? undefined : msgIdRunPrefix(items.map(({ message, batchPos }) => ({ msgId: message.msgId, batchPos: batchPos - runStart })));
     if (runPrefix !== undefined && this.sharedRunNames.has(runPrefix)) runPrefix = undefined;
     assert(runPrefix === undefined || !this.runs.has(runPrefix), 'one run per prefix in an entry');
     const run: (QueuePosition | null)[] = [];

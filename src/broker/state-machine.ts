@@ -474,6 +474,7 @@ export class BrokerStateMachine {
   private placeProduce(command: ProduceCommand, logIndex: number, placing: EntryPlacing, runStart: number): Placement[] {
     const items = producePlacedItems(command, runStart, NO_POSITIONS);
     const placed = placing.place(items);
+    if (items.length === command.messages.length) return placed; // none delayed: placements in message order
     const byPosition = new Map(items.map((item, i) => [item.batchPos, placed[i]!]));
     return command.messages.map((message, i): Placement => {
       const position = runStart + i;

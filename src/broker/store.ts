@@ -992,8 +992,24 @@ interface Located {
   readonly id: string;
 }
 
+/**
+ * The last two-part key located of each kind. Applying produces asks for the same few records
+ * again and again (its producer, its topic, the entry's recency record, meta appliedIndex: five
+ * or six lookups a produce, each joining a new id string and hashing it in two maps). The same
+ * Located again keeps the id string, whose hash V8 keeps with it. A Located is a function of the
+ * key's parts alone, so any store may share it.
+ */
+const lastLocatedOfKind = new Map<string, Located>();
+
 function locate(key: Key): Located {
-  return { key, kind: kindOf(key), id: keyId(key) };
+  const kind = kindOf(key);
+  if (key.length !== 2) return { key, kind, id: keyId(key) };
+  const last = lastLocatedOfKind.get(kind);
+  // Only two-part keys are kept here; === tells a number part from a string of its digits.
+  if (last !== undefined && last.key[1] === key[1]) return last;
+  const located = { key, kind, id: keyId(key) };
+  lastLocatedOfKind.set(kind, located);
+  return located;
 }
 
 function kindOf(key: Key): string {
