@@ -9,8 +9,8 @@ describe('broker stats – produce seconds and counters', () => {
     const stats = new BrokerStats('n1', () => nowMs);
     const seen: [readonly string[], number][] = [];
     stats.onProduced((topics, costMs) => seen.push([topics, costMs]));
-    stats.produced([{ topic: 'a', bodyBytes: 3 }, { topic: 'b', bodyBytes: 4 }, { topic: 'a', bodyBytes: 5 }], 2);
-    stats.produced([{ topic: 'a', bodyBytes: 1 }], 8);
+    stats.produced([{ topic: 'a', body: new Uint8Array(3) }, { topic: 'b', body: new Uint8Array(4) }, { topic: 'a', body: new Uint8Array(5) }], 2);
+    stats.produced([{ topic: 'a', body: new Uint8Array(1) }], 8);
     expect(stats.reply().seconds).toEqual([]); // the second is still running
     nowMs = 12_500;
     stats.delivered('a', 2);

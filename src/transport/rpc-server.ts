@@ -346,20 +346,20 @@ export class RpcServer {
     } catch (error) {
       pending = Promise.reject(error);
     }
-    pending
-      .then(
-        (result): RpcResponseFrame => ({ id, ok: true, body: result }),
-        (error: unknown): RpcResponseFrame => this.handlerFailure(connection, id, error),
-      )
-      .then((response) => {
-        connection.inflight -= 1;
-        this.inflightTotal -= 1;
-        assert(connection.inflight >= 0 && this.inflightTotal >= 0, 'in-flight counts never negative');
-        this.respond(connection, response);
-        // Written: its bytes now count as queued (socket.writableLength), no longer as reserved.
-        connection.release(reservation);
-        this.signalChange();
-      });
+    // One reaction for either outcome: one promise a request fewer than a then() for each step.
+    const answer = (response: RpcResponseFrame): void => {
+      connection.inflight -= 1;
+      this.inflightTotal -= 1;
+      assert(connection.inflight >= 0 && this.inflightTotal >= 0, 'in-flight counts never negative');
+      this.respond(connection, response);
+      // Written: its bytes now count as queued (socket.writableLength), no longer as reserved.
+      connection.release(reservation);
+      this.signalChange();
+    };
+    pending.then(
+      (result) => answer({ id, ok: true, body: result }),
+      (error: unknown) => answer(this.handlerFailure(connection, id, error)),
+    );
   }
 
   private handlerFailure(connection: ClientConnection, id: number, error: unknown): RpcResponseFrame {
