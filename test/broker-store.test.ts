@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { BrokerStore, type CacheBounds, compareKeys, type Key } from '../src/broker/store.js';
+import { BrokerStore, type CacheBounds, compareKeys, type Key, msgIdRunName, msgIdRunPrefix, seqNameOf } from '../src/broker/store.js';
 
 const dirs: string[] = [];
 const stores: BrokerStore[] = [];
@@ -199,5 +199,48 @@ describe('broker store – msgId runs', () => {
     expect(store.firstMsgId('seq-13', 1)).toBeUndefined();
     expect(store.firstMsgId('oldseq-4', 1)).toEqual(at('t', 0, 10));
     expect(store.firstMsgId('seq-10', 9)).toBeUndefined(); // stored at log index 8, before the lookup's start
+  });
+});
+
+describe('broker store – msgId names', () => {
+  /** What the name rules say, written plainly: `name` SEPARATOR N, N as String(N) writes a safe integer. */
+  function reference(msgId: string, separator: string): { name: string; n: number } | undefined {
+    const at = msgId.lastIndexOf(separator);
+    if (at <= 0 || at === msgId.length - 1) return undefined;
+    const digits = msgId.slice(at + 1);
+    const n = Number(digits);
+    if (!Number.isSafeInteger(n) || String(n) !== digits) return undefined;
+    return { name: msgId.slice(0, at), n };
+  }
+
+  const piece = fc.oneof(
+    fc.constantFrom('-', '.', '0', '00', '1', '9', '01', '-0', '+1', '1e3', ' 1', 'x', '٣'),
+    fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }).map(String),
+    fc.constantFrom('9007199254740991', '9007199254740992', '9007199254740993', '99999999999999999', '10000000000000000'),
+    fc.string({ maxLength: 3 }),
+  );
+  const msgId = fc.array(piece, { minLength: 1, maxLength: 5 }).map((parts) => parts.join(''));
+
+  it('splits name-N and prefix.N exactly as the rule says', () => {
+    fc.assert(
+      fc.property(msgId, (id) => {
+        expect(seqNameOf(id)).toEqual(reference(id, '-'));
+        expect(msgIdRunName(id)).toEqual(reference(id, '.')?.name);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('finds a run prefix only when every msgId is prefix.N at its position', () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(msgId, fc.constantFrom('p.0', 'p.1', 'p.2', 'p.10', 'p.01', 'q.1', 'p.1.1')), { maxLength: 4 }), (ids) => {
+        const items = ids.map((id, batchPos) => ({ msgId: id, batchPos }));
+        const prefix = reference(ids[0] ?? '', '.')?.name;
+        const expected = ids.length >= 2 && prefix !== undefined && ids.every((id, i) => id === `${prefix}.${i}`) ? prefix : undefined;
+        expect(msgIdRunPrefix(items)).toBe(expected);
+      }),
+      { numRuns: 5000 },
+    );
+    expect(msgIdRunPrefix([{ msgId: 'p.0', batchPos: 0 }, { msgId: 'p.1', batchPos: 1 }, { msgId: 'p.2', batchPos: 2 }])).toBe('p');
   });
 });

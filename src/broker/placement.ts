@@ -62,6 +62,9 @@ export function producePlacedItems(produce: ProduceCommand, runStart: number, sk
   return items;
 }
 
+/** The keys of a message without keys (shared: a record's keys are never changed). */
+const NO_KEYS: readonly string[] = Object.freeze([]);
+
 /** No shared run prefixes: what every entry but a produceBatch has. */
 export const NO_NAMES: ReadonlySet<string> = new Set();
 
@@ -195,7 +198,7 @@ export class EntryPlacer {
       const queue = this.queueOf(message.topic, message.queueId);
       assert(queue.topic === message.topic && queue.queueId === message.queueId, 'running queue of another queue');
       const offset = queue.nextOffset;
-      const keys = message.keys ?? [];
+      const keys = message.keys ?? NO_KEYS;
       const at: ConsumeQueueRecord = {
         logIndex: this.logIndex, batchPos, storeTimestampMs: this.storeTimestampMs, bodyBytes: message.body.byteLength, msgId: message.msgId, keys,
         tagHash: message.tag === undefined ? null : tagHash(message.tag),

@@ -39,7 +39,7 @@ import { DecodedEntries, fetchMessages, type QueueRef, type StoredMessage } from
 import { type FilteredRead, readMatching } from './filtered-reads.js';
 import type { MessageFilter } from '../filter/index.js';
 import { applyGrowTopic, type GrowTopicResult, type PendingGrowth, routeChangedMessage, unfinishedGrowth } from './topic-growth.js';
-import { EntryPlacer, isDelayed, NO_NAMES, type PlacedItem, placedItems, producePlacedItems, producesTimestampMs, queueKey, type RunningQueue, sharedRunNames } from './placement.js';
+import { EntryPlacer, isDelayed, NO_NAMES, type PlacedItem, placedItems, producePlacedItems, producesTimestampMs, type RunningQueue, sharedRunNames } from './placement.js';
 import { collectGarbage, retainedRecordBytes, retainedFromIndex, truncateBelow } from './retention.js';
 import { applyLockCommand, type LockApplyResult } from './queue-locks.js';
 import { applyAck, applyChangeInvisibleDuration, applyReceive, exhaustedDeliveries, nextVisibleAtMs, receivable, resetReceiveCursor, type SimpleApplyResult } from './simple-consumer.js';
@@ -501,20 +501,24 @@ export class BrokerStateMachine {
    */
   private placing(logIndex: number, timestampMs: number, sharedRunNamesOfEntry: ReadonlySet<string> = NO_NAMES): EntryPlacing {
     let placer: EntryPlacer | undefined;
-    const queues = new Map<string, RunningQueue & { minOffset: number }>();
+    // By topic, then queueId (no key string built per message); `used` in first-use order, for finish().
+    const queues = new Map<string, (RunningQueue & { minOffset: number })[]>();
+    const used: (RunningQueue & { minOffset: number })[] = [];
     const start = (): EntryPlacer => {
       // Store time never goes backwards along the log (leaders' clocks may disagree), so every
       // queue is sorted by store time and offsetForTimestamp can binary-search it.
       const storeTimestampMs = Math.max(timestampMs, this.store.getMeta('lastStoreTimestampMs') ?? 0);
       this.store.putMeta('lastStoreTimestampMs', storeTimestampMs);
       return new EntryPlacer(this.store, logIndex, storeTimestampMs, sharedRunNamesOfEntry, (topic, queueId) => {
-        const id = queueKey(topic, queueId);
-        let running = queues.get(id);
+        let ofTopic = queues.get(topic);
+        if (ofTopic === undefined) queues.set(topic, (ofTopic = []));
+        let running = ofTopic[queueId];
         if (running === undefined) {
           const queue = this.store.getQueue(topic, queueId);
           assert(queue !== undefined, () => `checked queue ${topic}/${queueId} is missing`);
           running = { topic, queueId, minOffset: queue.minOffset, nextOffset: queue.nextOffset };
-          queues.set(id, running);
+          ofTopic[queueId] = running;
+          used.push(running);
         }
         return running;
       });
@@ -529,7 +533,7 @@ export class BrokerStateMachine {
       },
       finish: () => {
         placer?.finish();
-        for (const { topic, queueId, minOffset, nextOffset } of queues.values()) this.store.putQueue(topic, queueId, { minOffset, nextOffset });
+        for (const { topic, queueId, minOffset, nextOffset } of used) this.store.putQueue(topic, queueId, { minOffset, nextOffset });
       },
     };
   }

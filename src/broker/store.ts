@@ -858,8 +858,19 @@ export function msgIdRunPrefix(items: readonly { readonly msgId: string; readonl
   if (items.length < 2) return undefined;
   const prefix = runNameOf(items[0]!.msgId)?.name;
   if (prefix === undefined) return undefined;
-  return items.every(({ msgId, batchPos }) => msgId === `${prefix}.${batchPos}`) ? prefix : undefined;
+  return items.every(({ msgId, batchPos }) => isNamed(msgId, prefix, batchPos)) ? prefix : undefined;
 }
+
+/** Whether msgId is `${prefix}.${n}`, compared in place (building the string to compare cost more than the rest of the check). */
+function isNamed(msgId: string, prefix: string, n: number): boolean {
+  const digits = String(n);
+  return msgId.length === prefix.length + 1 + digits.length && msgId.charCodeAt(prefix.length) === DOT && msgId.startsWith(prefix) && msgId.endsWith(digits);
+}
+
+const DOT = 0x2e;
+const DIGIT_ZERO = 0x30;
+/** 2^53 - 1 has 16 digits: a longer N is not a safe integer. */
+const MAX_SAFE_INTEGER_DIGITS = 16;
 
 /** The prefix of a msgId named `prefix.N` (msgIdRunPrefix), or undefined. */
 export function msgIdRunName(msgId: string): string | undefined {
@@ -891,10 +902,19 @@ interface NumberedName {
 /** msgId as `name${separator}N`, N a safe integer written as String(N) writes it, split at the last separator. */
 function splitNumbered(msgId: string, separator: '.' | '-'): NumberedName | undefined {
   const at = msgId.lastIndexOf(separator);
-  if (at <= 0 || at === msgId.length - 1) return undefined;
-  const digits = msgId.slice(at + 1);
-  const n = Number(digits);
-  if (!Number.isSafeInteger(n) || String(n) !== digits) return undefined;
+  const digits = msgId.length - at - 1;
+  if (at <= 0 || digits === 0 || digits > MAX_SAFE_INTEGER_DIGITS) return undefined;
+  // Digits read in place (a slice, Number() and String() back cost twice as much): no sign, no
+  // leading zero, as String(N) writes it.
+  if (digits > 1 && msgId.charCodeAt(at + 1) === DIGIT_ZERO) return undefined;
+  let n = 0;
+  for (let i = at + 1; i < msgId.length; i++) {
+    const digit = msgId.charCodeAt(i) - DIGIT_ZERO;
+    if (digit < 0 || digit > 9) return undefined;
+    n = n * 10 + digit;
+  }
+  // Exact below 2^53; above, rounding stays above 2^53 - 1, so a too-large N is still refused.
+  if (n > Number.MAX_SAFE_INTEGER) return undefined;
   return { name: msgId.slice(0, at), n };
 }
 
