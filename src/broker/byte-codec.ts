@@ -31,6 +31,12 @@ type Utf8Buffer = Buffer & { utf8Slice(start: number, end: number): string; utf8
 // --- writing: into one scratch buffer reused across encodes, then copied out -----------------
 
 let scratch = Buffer.allocUnsafe(SCRATCH_BYTES) as Utf8Buffer;
+/**
+ * scratch.byteLength, kept apart (as sourceBytes is for the reader): in these functions V8 made
+ * the typed array's length getter a call where a number is a load (encoding a one-message
+ * produce 1.31 -> 1.15 µs).
+ */
+let scratchBytes = SCRATCH_BYTES;
 let written = 0;
 
 export function startWriting(): void {
@@ -38,10 +44,11 @@ export function startWriting(): void {
 }
 
 function room(bytes: number): void {
-  if (written + bytes <= scratch.byteLength) return;
-  const grown = Buffer.allocUnsafe(Math.max(2 * scratch.byteLength, written + bytes)) as Utf8Buffer;
+  if (written + bytes <= scratchBytes) return;
+  const grown = Buffer.allocUnsafe(Math.max(2 * scratchBytes, written + bytes)) as Utf8Buffer;
   scratch.copy(grown, 0, 0, written);
   scratch = grown;
+  scratchBytes = grown.byteLength;
 }
 
 export function putU8(value: number): void {
@@ -116,9 +123,10 @@ export function putBytes(value: Uint8Array): void {
 
 /** Bytes as they are, with no length in front (an encoding delimited already). */
 export function putRaw(value: Uint8Array): void {
-  room(value.byteLength);
+  const bytes = value.byteLength;
+  room(bytes);
   scratch.set(value, written);
-  written += value.byteLength;
+  written += bytes;
 }
 
 /** Starts a field with its length in front (endLengthPrefixed ends it), keeping one byte for the length. */
@@ -166,7 +174,10 @@ export function takeWrittenOwned(): Buffer {
 }
 
 function releaseScratch(): void {
-  if (scratch.byteLength > MAX_KEPT_SCRATCH_BYTES) scratch = Buffer.allocUnsafe(SCRATCH_BYTES) as Utf8Buffer;
+  if (scratchBytes > MAX_KEPT_SCRATCH_BYTES) {
+    scratch = Buffer.allocUnsafe(SCRATCH_BYTES) as Utf8Buffer;
+    scratchBytes = SCRATCH_BYTES;
+  }
 }
 
 // --- reading: the cursor moves past each field read ------------------------------------------
@@ -174,12 +185,15 @@ function releaseScratch(): void {
 const EMPTY = Buffer.alloc(0) as Utf8Buffer;
 /** The bytes being decoded, as a Buffer for its UTF-8 decoder; what they are, for "… ends early". */
 let source: Utf8Buffer = EMPTY;
+/** source.byteLength (see scratchBytes). */
+let sourceBytes = 0;
 let subject = '';
 let cursor = 0;
 
 /** Reads `data` from `at`; `what` names it in problems ("the command" ends early). */
 export function startReading(data: Uint8Array, at: number, what: string): void {
   source = (Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)) as Utf8Buffer;
+  sourceBytes = source.byteLength;
   subject = what;
   cursor = at;
 }
@@ -187,6 +201,7 @@ export function startReading(data: Uint8Array, at: number, what: string): void {
 /** Lets go of the bytes read (a big entry is not kept alive until the next decode). */
 export function stopReading(): void {
   source = EMPTY;
+  sourceBytes = 0;
 }
 
 export function readPosition(): number {
@@ -199,18 +214,18 @@ export function readTo(at: number): void {
 
 /** Bytes left after the cursor. */
 export function readRemaining(): number {
-  return source.byteLength - cursor;
+  return sourceBytes - cursor;
 }
 
 export function readU8(what: string): number {
-  if (cursor >= source.byteLength) fail(`${what}: ${subject} ends early`);
+  if (cursor >= sourceBytes) fail(`${what}: ${subject} ends early`);
   return source[cursor++]!;
 }
 
 export function readUint(what: string): number {
   const data = source;
   let at = cursor;
-  if (at >= data.byteLength) fail(`${what}: ${subject} ends early`);
+  if (at >= sourceBytes) fail(`${what}: ${subject} ends early`);
   let byte = data[at++]!;
   if (byte < 0x80) {
     cursor = at;
@@ -220,7 +235,7 @@ export function readUint(what: string): number {
   let scale = 0x80;
   for (let i = 1; ; i++) {
     if (i === MAX_UINT_BYTES) fail(`${what} is a number longer than ${MAX_UINT_BYTES} bytes`);
-    if (at >= data.byteLength) fail(`${what}: ${subject} ends early`);
+    if (at >= sourceBytes) fail(`${what}: ${subject} ends early`);
     byte = data[at++]!;
     value += (byte & 0x7f) * scale;
     if (byte < 0x80) break;
@@ -280,7 +295,7 @@ export function readBytes(what: string): Uint8Array {
 /** Reads a length; the end of the field it prefixes. */
 export function readFieldEnd(what: string): number {
   const length = readUint(what);
-  if (length > source.byteLength - cursor) fail(`${what}: ${subject} ends early`);
+  if (length > sourceBytes - cursor) fail(`${what}: ${subject} ends early`);
   return cursor + length;
 }
 
