@@ -185,8 +185,10 @@ function releaseScratch(): void {
 const EMPTY = Buffer.alloc(0) as Utf8Buffer;
 /** The bytes being decoded, as a Buffer for its UTF-8 decoder; what they are, for "… ends early". */
 let source: Utf8Buffer = EMPTY;
-/** source.byteLength (see scratchBytes). */
+/** source.byteLength, .buffer and .byteOffset (getters, as scratchBytes says). */
 let sourceBytes = 0;
+let sourceArrayBuffer: ArrayBufferLike = EMPTY.buffer;
+let sourceByteOffset = 0;
 let subject = '';
 let cursor = 0;
 
@@ -194,6 +196,8 @@ let cursor = 0;
 export function startReading(data: Uint8Array, at: number, what: string): void {
   source = (Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)) as Utf8Buffer;
   sourceBytes = source.byteLength;
+  sourceArrayBuffer = source.buffer;
+  sourceByteOffset = source.byteOffset;
   subject = what;
   cursor = at;
 }
@@ -202,6 +206,8 @@ export function startReading(data: Uint8Array, at: number, what: string): void {
 export function stopReading(): void {
   source = EMPTY;
   sourceBytes = 0;
+  sourceArrayBuffer = EMPTY.buffer;
+  sourceByteOffset = 0;
 }
 
 export function readPosition(): number {
@@ -287,7 +293,7 @@ const MIN_CODE_POINT_OF_LENGTH = [0, 0, 0x80, 0x800, 0x10000];
 /** A plain Uint8Array view into the bytes read (no copy): they are never mutated. */
 export function readBytes(what: string): Uint8Array {
   const end = readFieldEnd(what);
-  const bytes = new Uint8Array(source.buffer, source.byteOffset + cursor, end - cursor);
+  const bytes = new Uint8Array(sourceArrayBuffer, sourceByteOffset + cursor, end - cursor);
   cursor = end;
   return bytes;
 }
