@@ -202,6 +202,20 @@ describe('broker store – msgId runs', () => {
   });
 });
 
+describe('broker store – timers', () => {
+  it("keeps a waiting message's body as a copy of its own, not a view pinning the entry or frame it came in", () => {
+    const store = openStore(1024);
+    const frame = new Uint8Array(1 << 20).fill(7);
+    const message = { msgId: 'm', topic: 't', queueId: 0, body: frame.subarray(100, 103), deliverAtMs: 5_000 };
+    const timer = { deliverAtMs: 5_000, logIndex: 9, position: 0 };
+    store.transaction(() => store.putTimer(timer, message));
+    frame.fill(0);
+    const kept = store.getTimer(timer)!;
+    expect([...kept.body]).toEqual([7, 7, 7]);
+    expect(kept.body.buffer.byteLength).toBe(3);
+  });
+});
+
 describe('broker store – msgId names', () => {
   /** What the name rules say, written plainly: `name` SEPARATOR N, N as String(N) writes a safe integer. */
   function reference(msgId: string, separator: string): { name: string; n: number } | undefined {
@@ -214,7 +228,7 @@ describe('broker store – msgId names', () => {
   }
 
   const piece = fc.oneof(
-    fc.constantFrom('-', '.', '0', '00', '1', '9', '01', '-0', '+1', '1e3', ' 1', 'x', '٣'),
+    fc.constantFrom('-', '.', '0', '00', '1', '9', '01', '-0', '-1', '-01', '-9007199254740991', '-9007199254740992', '+1', '1e3', ' 1', 'x', '٣'),
     fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }).map(String),
     fc.constantFrom('9007199254740991', '9007199254740992', '9007199254740993', '99999999999999999', '10000000000000000'),
     fc.string({ maxLength: 3 }),

@@ -347,12 +347,12 @@ export class BrokerService {
     });
   }
 
-  /** Mid-election, waits (bounded) for a leader so the answer can name it. */
   /** Whether this node leads and has applied what earlier leaders committed: what requireLeader waits for. */
   private servesAsLeader(): boolean {
     return this.node.leadership().role === 'leader' && this.node.leaderCaughtUp();
   }
 
+  /** Mid-election, waits (bounded) for a leader so the answer can name it. */
   private async requireLeader(): Promise<void> {
     let leadership = this.node.leadership();
     if (leadership.leader === null && !this.closing) {

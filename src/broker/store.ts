@@ -750,7 +750,9 @@ export class BrokerStore {
 
   putTimer(timer: TimerRef, message: ProduceMessage): void {
     assert(message.deliverAtMs === timer.deliverAtMs, 'a timer is keyed by its message due time');
-    this.insert(timerKey(timer), message);
+    // The body as a copy of its own: the message waits in the write buffer until a flush, and
+    // its body views the whole entry it came in (or, on the leader, the request's frame).
+    this.insert(timerKey(timer), { ...message, body: new Uint8Array(message.body) });
   }
 
   getTimer(timer: TimerRef): ProduceMessage | undefined {
@@ -868,6 +870,7 @@ function isNamed(msgId: string, prefix: string, n: number): boolean {
 }
 
 const DOT = 0x2e;
+const MINUS = 0x2d;
 const DIGIT_ZERO = 0x30;
 /** 2^53 - 1 has 16 digits: a longer N is not a safe integer. */
 const MAX_SAFE_INTEGER_DIGITS = 16;
@@ -902,20 +905,25 @@ interface NumberedName {
 /** msgId as `name${separator}N`, N a safe integer written as String(N) writes it, split at the last separator. */
 function splitNumbered(msgId: string, separator: '.' | '-'): NumberedName | undefined {
   const at = msgId.lastIndexOf(separator);
-  const digits = msgId.length - at - 1;
-  if (at <= 0 || digits === 0 || digits > MAX_SAFE_INTEGER_DIGITS) return undefined;
-  // Digits read in place (a slice, Number() and String() back cost twice as much): no sign, no
-  // leading zero, as String(N) writes it.
-  if (digits > 1 && msgId.charCodeAt(at + 1) === DIGIT_ZERO) return undefined;
+  if (at <= 0) return undefined;
+  // Read in place (a slice, Number() and String() back cost twice as much), as String(N) writes
+  // N: an optional minus (after a '.' only: a '-' would have been the last separator), no
+  // leading zero, and no "-0".
+  let from = at + 1;
+  const negative = msgId.charCodeAt(from) === MINUS;
+  if (negative) from += 1;
+  const digits = msgId.length - from;
+  if (digits === 0 || digits > MAX_SAFE_INTEGER_DIGITS) return undefined;
+  if (msgId.charCodeAt(from) === DIGIT_ZERO && (digits > 1 || negative)) return undefined;
   let n = 0;
-  for (let i = at + 1; i < msgId.length; i++) {
+  for (let i = from; i < msgId.length; i++) {
     const digit = msgId.charCodeAt(i) - DIGIT_ZERO;
     if (digit < 0 || digit > 9) return undefined;
     n = n * 10 + digit;
   }
   // Exact below 2^53; above, rounding stays above 2^53 - 1, so a too-large N is still refused.
   if (n > Number.MAX_SAFE_INTEGER) return undefined;
-  return { name: msgId.slice(0, at), n };
+  return { name: msgId.slice(0, at), n: negative ? -n : n };
 }
 
 /** A msgrun or msgseq record's value: flat when every copy is placed in one topic (see the header). */
@@ -1020,6 +1028,7 @@ interface Located {
  * key's parts alone, so any store may share it.
  */
 const lastLocatedOfKind = new Map<string, Located>();
+// Keys are never changed after they are built: a Located keeps the first caller's key array.
 
 function locate(key: Key): Located {
   const kind = kindOf(key);

@@ -22,9 +22,10 @@ export class FrameError extends Error {
 }
 
 // Records (msgpackr's shared-structure extension) are off on both sides: a record definition
-// sent by one peer must never change how bytes from another peer are read. copyBuffers makes
-// every decoded Uint8Array/Buffer own its memory, so a small binary field kept in the Raft log
-// cache never pins the whole TCP chunk it arrived in.
+// sent by one peer must never change how bytes from another peer are read. No decoded
+// Uint8Array/Buffer views a TCP chunk: each owns its memory (copyBuffers), or views a copy of its
+// own frame (BinaryFieldMemory 'frame'), so a small binary field kept in the Raft log cache
+// never pins the whole chunk it arrived in.
 const packr = new Packr({ useRecords: false });
 
 function newUnpackr(copyBuffers = true): Unpackr {
