@@ -99,8 +99,9 @@ export function encodeFrame(value: unknown, maxFrameBytes: number = DEFAULT_MAX_
  *   peer's log entries in the log cache must not pin the frame, nor the TCP chunk, they came in).
  * - 'frame': views into one copy of the frame's payload, for values that live and die with
  *   their request (a produce's bodies are copied into its entry and dropped when it is applied).
- *   One allocation per frame instead of one ArrayBuffer per field: that allocation was 60% of
- *   decoding a one-message produce request (1.4 of 2.4 µs).
+ *   One allocation per frame instead of one ArrayBuffer per field: a one-message produce
+ *   request unpacked in 1.6 µs with the copies, 1.1 without (a frame under 4 KiB is copied into
+ *   Node's shared buffer pool, so what a field keeps alive is at most one 8 KiB pool block).
  */
 export type BinaryFieldMemory = 'field' | 'frame';
 
