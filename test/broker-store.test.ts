@@ -248,13 +248,14 @@ describe('broker store – msgId names', () => {
   it('finds a run prefix only when every msgId is prefix.N at its position', () => {
     fc.assert(
       fc.property(fc.array(fc.oneof(msgId, fc.constantFrom('p.0', 'p.1', 'p.2', 'p.10', 'p.01', 'q.1', 'p.1.1')), { maxLength: 4 }), (ids) => {
-        const items = ids.map((id, batchPos) => ({ msgId: id, batchPos }));
+        // At the positions of a produce that starts at 3 in its entry.
+        const items = ids.map((id, i) => ({ message: { msgId: id }, batchPos: 3 + i }));
         const prefix = reference(ids[0] ?? '', '.')?.name;
         const expected = ids.length >= 2 && prefix !== undefined && ids.every((id, i) => id === `${prefix}.${i}`) ? prefix : undefined;
-        expect(msgIdRunPrefix(items)).toBe(expected);
+        expect(msgIdRunPrefix(items, 3)).toBe(expected);
       }),
       { numRuns: 5000 },
     );
-    expect(msgIdRunPrefix([{ msgId: 'p.0', batchPos: 0 }, { msgId: 'p.1', batchPos: 1 }, { msgId: 'p.2', batchPos: 2 }])).toBe('p');
+    expect(msgIdRunPrefix([{ message: { msgId: 'p.0' }, batchPos: 0 }, { message: { msgId: 'p.1' }, batchPos: 1 }, { message: { msgId: 'p.2' }, batchPos: 2 }], 0)).toBe('p');
   });
 });

@@ -187,8 +187,7 @@ export class EntryPlacer {
     // Every copy is indexed (a copy stored again under a new producer session too): a lookup
     // answers the oldest one still retained. A produce naming its copies prefix.N shares one
     // record — unless another produce of this entry names messages with that prefix too.
-    // A run of one has no prefix (msgIdRunPrefix): its items are not copied to ask.
-    let runPrefix = items.length < 2 ? undefined : msgIdRunPrefix(items.map(({ message, batchPos }) => ({ msgId: message.msgId, batchPos: batchPos - runStart })));
+    let runPrefix = msgIdRunPrefix(items, runStart);
     if (runPrefix !== undefined && this.sharedRunNames.has(runPrefix)) runPrefix = undefined;
     assert(runPrefix === undefined || !this.runs.has(runPrefix), 'one run per prefix in an entry');
     const run: (QueuePosition | null)[] = [];

@@ -854,13 +854,14 @@ const MSG_ID_RUNS_PER_PAGE = 16;
 
 /**
  * The prefix shared by a produce's placed messages when every one is named `prefix.N`, N its
- * position in the produce (two at least), else undefined: then its msgIds go to one msgrun record.
+ * position in the produce (batchPos - runStart; two at least), else undefined: then its msgIds
+ * go to one msgrun record.
  */
-export function msgIdRunPrefix(items: readonly { readonly msgId: string; readonly batchPos: number }[]): string | undefined {
+export function msgIdRunPrefix(items: readonly { readonly message: { readonly msgId: string }; readonly batchPos: number }[], runStart: number): string | undefined {
   if (items.length < 2) return undefined;
-  const prefix = runNameOf(items[0]!.msgId)?.name;
+  const prefix = runNameOf(items[0]!.message.msgId)?.name;
   if (prefix === undefined) return undefined;
-  return items.every(({ msgId, batchPos }) => isNamed(msgId, prefix, batchPos)) ? prefix : undefined;
+  return items.every(({ message, batchPos }) => isNamed(message.msgId, prefix, batchPos - runStart)) ? prefix : undefined;
 }
 
 /** Whether msgId is `${prefix}.${n}`, compared in place (building the string to compare cost more than the rest of the check). */
@@ -1025,10 +1026,10 @@ interface Located {
  * again and again (its producer, its topic, the entry's recency record, meta appliedIndex: five
  * or six lookups a produce, each joining a new id string and hashing it in two maps). The same
  * Located again keeps the id string, whose hash V8 keeps with it. A Located is a function of the
- * key's parts alone, so any store may share it.
+ * key's parts alone, so any store may share it; it keeps the first caller's key array, which
+ * holds because keys are never changed after they are built.
  */
 const lastLocatedOfKind = new Map<string, Located>();
-// Keys are never changed after they are built: a Located keeps the first caller's key array.
 
 function locate(key: Key): Located {
   const kind = kindOf(key);
