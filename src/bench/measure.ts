@@ -78,3 +78,27 @@ export function cpuSeconds(pid: number): number | null {
     throw error;
   }
 }
+
+/** The machine's CPU time so far, all cores together, in clock ticks: all of it, and what the host stole. */
+export interface MachineCpuTicks {
+  readonly total: number;
+  readonly steal: number;
+}
+
+/**
+ * From /proc/stat's first line (user nice system idle iowait irq softirq steal …). Steal is time
+ * this VM was ready to run but its host ran something else: a run measured under steal spends
+ * more CPU per message (caches and the core's sibling shared), so figures compare at like steal.
+ */
+export function machineCpuTicks(): MachineCpuTicks {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  assert(line.startsWith('cpu ') && ticks.length === 8 && ticks.every(Number.isFinite), 'cannot parse /proc/stat');
+  return { total: ticks.reduce((sum, tick) => sum + tick, 0), steal: ticks[7]! };
+}
+
+/** Percent of the machine's CPU time the host stole between two readings. */
+export function stealPercent(before: MachineCpuTicks, after: MachineCpuTicks): number {
+  const total = after.total - before.total;
+  return total <= 0 ? 0 : Math.round((1000 * (after.steal - before.steal)) / total) / 10;
+}

@@ -13,10 +13,10 @@ export function formatTable(headers: readonly string[], rows: readonly (readonly
 }
 
 export function throughputTable(results: readonly ModeResult[], disk: DiskSyncLatency): string {
-  const headers = ['mode', 'msgs/s', 'MB/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'msgs/request', 'fsyncs/s', 'msgs/fsync', 'errors', 'cpu client/leader/followers %', 'leader µs/msg', 'server µs/msg', 'leader RSS MB'];
+  const headers = ['mode', 'msgs/s', 'MB/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'msgs/request', 'fsyncs/s', 'msgs/fsync', 'errors', 'cpu client/leader/followers %', 'leader µs/msg', 'server µs/msg', 'steal %', 'leader RSS MB'];
   const rows = results.map((r) => [
     r.leaderChanged ? `${r.mode}*` : r.mode, r.msgsPerSec, r.mbPerSec.toFixed(2), r.p50Ms, r.p90Ms, r.p99Ms, r.p999Ms, r.maxMs, r.msgsPerRequest, r.fsyncsPerSec, r.msgsPerFsync, r.errors,
-    `${r.clientCpuPct}/${r.leaderCpuPct}/${r.followerCpuPct.join('+')}`, r.leaderCpuUsPerMsg, r.serverCpuUsPerMsg, `${Math.round(r.leaderRssMb.start)}→${Math.round(r.leaderRssMb.max)} (heap etc. ${Math.round(r.rssAnonSamplesMb[0] ?? 0)}→${Math.round(Math.max(0, ...r.rssAnonSamplesMb))})`,
+    `${r.clientCpuPct}/${r.leaderCpuPct}/${r.followerCpuPct.join('+')}`, r.leaderCpuUsPerMsg, r.serverCpuUsPerMsg, r.stealPct, `${Math.round(r.leaderRssMb.start)}→${Math.round(r.leaderRssMb.max)} (heap etc. ${Math.round(r.rssAnonSamplesMb[0] ?? 0)}→${Math.round(Math.max(0, ...r.rssAnonSamplesMb))})`,
   ]);
   const disclaimer = results.some((r) => r.leaderChanged) ? '\n* the leader changed during this run (an election under load): its fsync and leader CPU figures mix two nodes' : '';
   return `${formatTable(headers, rows)}\ndisk append+fdatasync: p50 ${disk.p50Ms} ms, p99 ${disk.p99Ms} ms (${disk.samples} samples)${disclaimer}`;

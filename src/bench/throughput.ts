@@ -10,7 +10,7 @@ import { assert } from '../util/assert.js';
 import { disposeBenchCluster, startBenchCluster } from './bench-cluster.js';
 import { ClosedLoopLoad } from './load.js';
 import { monotonicUs, type MonotonicWindow } from './cpu-profile.js';
-import { cpuSeconds, type LatencySummary, round3, rss, summarize } from './measure.js';
+import { cpuSeconds, type LatencySummary, machineCpuTicks, type MachineCpuTicks, round3, rss, stealPercent, summarize } from './measure.js';
 import type { BenchMode } from './modes.js';
 
 export interface ThroughputOptions {
@@ -64,6 +64,8 @@ export interface ModeResult extends Omit<LatencySummary, 'count'> {
   readonly rssAnonSamplesMb: readonly number[];
   readonly leaderChanged: boolean;
   readonly loadAvg1: number;
+  /** Percent of the machine's CPU time its host stole over the window (/proc/stat): above ~2%, CPU figures run high. */
+  readonly stealPct: number;
 }
 
 export type Progress = (line: string) => void;
@@ -116,6 +118,7 @@ interface Snapshot {
   readonly clientCpu: NodeJS.CpuUsage;
   readonly nodeCpuS: ReadonlyMap<string, number>;
   readonly nodePids: ReadonlyMap<string, number>;
+  readonly machineCpu: MachineCpuTicks;
 }
 
 async function snapshot(cluster: LocalCluster): Promise<Snapshot> {
@@ -126,7 +129,7 @@ async function snapshot(cluster: LocalCluster): Promise<Snapshot> {
     nodePids.set(node.id, cluster.pid(node.id));
     nodeCpuS.set(node.id, cpuSeconds(cluster.pid(node.id)) ?? 0);
   }
-  return { leader, atMs: performance.now(), clientCpu: process.cpuUsage(), nodeCpuS, nodePids };
+  return { leader, atMs: performance.now(), clientCpu: process.cpuUsage(), nodeCpuS, nodePids, machineCpu: machineCpuTicks() };
 }
 
 interface RssSamples {
@@ -196,6 +199,7 @@ function toResult(mode: BenchMode, options: ThroughputOptions, window: ReturnTyp
     rssAnonSamplesMb: rssSamples.anonMb,
     leaderChanged: before.leader.id !== after.leader.id,
     loadAvg1: round1(loadavg()[0] ?? 0),
+    stealPct: stealPercent(before.machineCpu, after.machineCpu),
   };
 }
 
