@@ -74,7 +74,7 @@ describe('producer – a session that ends', () => {
         }
         throw new LmqError('LMQ_OUT_OF_ORDER', 'scripted: seq 1 is missing', { expectedSeq: 1 });
       }
-      return { placed: request.messages.map((m, i) => ({ msgId: m.msgId, queueId: 0, offset: request.seq * 10 + i })), duplicate: false };
+      return { offsets: request.messages.map((_, i) => request.seq * 10 + i), duplicate: false };
     });
     const port = await server.start();
     cleanups.push(() => server.close());

@@ -127,7 +127,7 @@ describe('security – every operation under an ACL', () => {
     await send(ADMIN, 'forged first');
     const victim = await send(SHOP, 'the real one');
     expect(victim.duplicate).toBe(false);
-    const offset = victim.placed[0]!.offset!;
+    const offset = victim.offsets[0]!;
     const [stored] = (await clientAs(READER).call({ op: 'pull', topic: 'orders', queueId: 0, offset, maxMessages: 1, maxBytes: 1 << 20, waitMs: 0 })).messages;
     expect(Buffer.from(stored!.body).toString()).toBe('the real one');
   });

@@ -26,6 +26,7 @@ import type { FilteredRead } from './filtered-reads.js';
 import { BrokerStats } from './stats.js';
 import { routeChangedMessage } from './topic-growth.js';
 import type { Leadership } from './leadership.js';
+import type { Placement } from './store.js';
 
 export interface ServiceOptions {
   readonly quorum: QuorumMode;
@@ -465,11 +466,12 @@ export class BrokerService {
     }
     if (result === undefined) {
       // `leader` quorum answers once the leader's copy is durable, before offsets are assigned.
-      const placed = resolved.map((m) => ({ msgId: m.msgId, queueId: m.queueId, offset: null, ...(isDelayed(m, timestampMs) ? { deliverAtMs: m.deliverAtMs! } : {}) }));
-      return { placed, duplicate: false };
+      const offsets = resolved.map(() => null);
+      if (!resolved.some((m) => isDelayed(m, timestampMs))) return { offsets, duplicate: false };
+      return { offsets, deliverAtMs: resolved.map((m) => (isDelayed(m, timestampMs) ? m.deliverAtMs! : null)), duplicate: false };
     }
     if ('error' in result) throw new LmqError(result.error, result.message, result.error === 'LMQ_ROUTE_CHANGED' ? { seqRecorded: true } : {});
-    return { placed: result.placed, duplicate: result.duplicate };
+    return produceReply(result.placed, messages, result.duplicate);
   }
 
   /** The command carries only absolute due times: apply needs no delay.levels. */
@@ -554,4 +556,20 @@ export class BrokerService {
     for (const end of [...this.waitingPulls]) end();
     this.options.transaction.board.close();
   }
+}
+
+/** A produce's placements as the reply carries them (ResponseOf<'produce'>): in message order, without what the producer chose. */
+function produceReply(placed: readonly Placement[], messages: readonly ProduceMessageWire[], duplicate: boolean): ResponseOf<'produce'> {
+  // A duplicate older than the dedup window is acknowledged without placements.
+  assert(placed.length === messages.length || (duplicate && placed.length === 0), 'one placement per message');
+  const offsets: (number | null)[] = new Array(placed.length);
+  let delayed = false;
+  for (let i = 0; i < placed.length; i++) {
+    const placement = placed[i]!;
+    assert(placement.msgId === messages[i]!.msgId, 'placements come in message order');
+    offsets[i] = placement.offset;
+    if (placement.deliverAtMs !== undefined) delayed = true;
+  }
+  if (!delayed) return { offsets, duplicate };
+  return { offsets, deliverAtMs: placed.map((placement) => placement.deliverAtMs ?? null), duplicate };
 }

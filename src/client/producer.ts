@@ -395,16 +395,19 @@ function unsent(error: unknown): unknown {
 
 /** Resolves each send with its own results, from the reply's placements in request order. */
 function settle(run: readonly PendingSend[], wire: readonly ProduceMessageWire[], reply: ResponseOf<'produce'>): void {
-  // A duplicate older than the broker's window is acknowledged without its placement.
-  assert(reply.placed.length === wire.length || (reply.duplicate && reply.placed.length === 0), 'one placement per message');
+  // A duplicate older than the broker's window is acknowledged without its offsets.
+  const { offsets, deliverAtMs } = reply;
+  assert(offsets.length === wire.length || (reply.duplicate && offsets.length === 0), 'one offset per message');
+  assert(deliverAtMs === undefined || deliverAtMs.length === offsets.length, 'one due time per message');
   let at = 0;
   for (const send of run) {
     const results = send.messages.map((): SendResult => {
       const message = wire[at]!;
-      const placed = reply.placed[at++];
-      assert(placed === undefined || placed.msgId === message.msgId, 'placements come in request order');
-      const due = placed?.deliverAtMs === undefined ? {} : { deliverAtMs: placed.deliverAtMs };
-      return { msgId: message.msgId, queueId: message.queueId, offset: placed?.offset ?? null, ...due, duplicate: reply.duplicate };
+      const due = deliverAtMs?.[at];
+      const offset = offsets[at++] ?? null;
+      return due === undefined || due === null
+        ? { msgId: message.msgId, queueId: message.queueId, offset, duplicate: reply.duplicate }
+        : { msgId: message.msgId, queueId: message.queueId, offset, deliverAtMs: due, duplicate: reply.duplicate };
     });
     send.resolve(results);
   }

@@ -166,7 +166,7 @@ export class MessagingGateway {
       throw new GrpcRequestError(Code.ILLEGAL_DELIVERY_TIME, `delivery_timestamp is more than ${LIMITS.maxDelayMs} ms ahead`);
     }
     const response = await caller.client.call({ op: 'produce', producerId: message.msgId, seq: 1, messages: [placed] }, this.options.unaryTimeoutMs);
-    return { status: OK_STATUS, messageId: message.msgId, transactionId: '', offset: response.placed[0]?.offset ?? 0 };
+    return { status: OK_STATUS, messageId: message.msgId, transactionId: '', offset: response.offsets[0] ?? 0 };
   }
 
   private async receiveMessage(call: grpc.ServerWritableStream<Record<string, unknown>, unknown>): Promise<void> {
