@@ -5,6 +5,7 @@ import { RpcConnection } from '../src/transport/rpc-connection.js';
 import { RpcServer } from '../src/transport/rpc-server.js';
 import { LmqError, isLmqError } from '../src/util/errors.js';
 import { Producer } from '../src/client/producer.js';
+import { parseRequest } from '../src/broker/requests.js';
 import { consumed } from '../src/client/consumer.js';
 import { freePorts } from './transport-helpers.js';
 
@@ -63,7 +64,8 @@ describe('producer – a session that ends', () => {
     const arrivals: { session: string; seq: number }[] = [];
     let firstSession: string | null = null;
     const server = new RpcServer({ host: '127.0.0.1', port: 0 }, async (body) => {
-      const request = body as { op: string; producerId: string; seq: number; messages: { msgId: string }[] };
+      // Parsed as the broker's edge parses it: the producer sends its messages encoded.
+      const request = parseRequest(body) as { op: string; producerId: string; seq: number; messages: { msgId: string }[] };
       if (request.op === 'route') return { topic: 't', queues: 1 };
       firstSession ??= request.producerId;
       arrivals.push({ session: request.producerId, seq: request.seq });
@@ -97,6 +99,29 @@ describe('producer – a session that ends', () => {
   });
 });
 
+
+describe('producer – the form its messages travel in', () => {
+  it('sends them encoded, and as maps only a delay level (the leader resolves it) or a string UTF-8 cannot carry', async () => {
+    const forms: string[] = [];
+    const server = new RpcServer({ host: '127.0.0.1', port: 0 }, async (body) => {
+      const raw = body as { op: string; encoded?: unknown; messages?: unknown };
+      if (raw.op === 'route') return { topic: 't', queues: 1 };
+      forms.push(raw.encoded instanceof Uint8Array ? 'encoded' : Array.isArray(raw.messages) ? 'maps' : 'neither');
+      const request = parseRequest(body) as { messages: unknown[] };
+      return { offsets: request.messages.map((_, i) => i), duplicate: false };
+    });
+    const port = await server.start();
+    cleanups.push(() => server.close());
+    const client = new LedgerClient({ ...DEFAULT_CLIENT_OPTIONS, nodes: [{ id: 'n1', host: '127.0.0.1', clientPort: port }] }, (host, p, connectTimeoutMs) => RpcConnection.connect(host, p, { connectTimeoutMs }));
+    cleanups.push(() => client.close());
+    const producer = new Producer(client, 5_000, { maxInflightRequests: 1, maxBatchMessages: 1 });
+    await producer.send('t', { body: Buffer.from('plain'), key: 'k', tag: 'x', properties: { a: '1' } });
+    await producer.send('t', { body: Buffer.from('due'), deliverAtMs: Date.now() + 60_000 });
+    await producer.send('t', { body: Buffer.from('level'), delayLevel: 2 });
+    await producer.send('t', { body: Buffer.from('lone'), key: '\ud800' });
+    expect(forms).toEqual(['encoded', 'encoded', 'maps', 'maps']);
+  });
+});
 
 describe('client – a failed call says whether it may have happened', () => {
   const clientOn = (port: number, timeoutMs: number) =>

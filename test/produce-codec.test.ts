@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { type BrokerCommand, COMMAND_FORMAT_VERSION, decodeCommand, encodeCommand, type ProduceCommand, type ProduceMessage } from '../src/broker/commands.js';
+import { type BrokerCommand, COMMAND_FORMAT_VERSION, decodeCommand, encodeCommand, encodeProduce, encodeProduceWith, type ProduceCommand, type ProduceMessage } from '../src/broker/commands.js';
+import { encodeProduceMessages } from '../src/protocol/produce-messages.js';
 import { PRODUCE_FORMAT } from '../src/broker/produce-codec.js';
 import { LmqError } from '../src/util/errors.js';
 
@@ -111,6 +112,22 @@ describe('binary produce codec (format 2)', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+
+  it("builds from a produce request's encoded messages the entry that encoding the command gives, copying them", () => {
+    fc.assert(
+      fc.property(produce, (command) => {
+        const copied = encodeProduceWith(command, encodeProduceMessages(command.messages));
+        const encoded = encodeProduce(command);
+        expect(Buffer.from(copied.data).equals(Buffer.from(encoded.data))).toBe(true);
+        expect(copied.bodyBytes).toBe(encoded.bodyBytes);
+        expect(copied.command).toBe(command);
+      }),
+    );
+    // The fields around the messages are checked as encodeCommand checks them.
+    const messages = encodeProduceMessages(valid.messages);
+    expect(() => encodeProduceWith({ ...valid, producerId: 'a\nb' }, messages)).toThrow(/invalid produce command: producerId must not contain control characters/);
+    expect(() => encodeProduceWith({ ...valid, seq: -1 }, messages)).toThrow(/invalid produce command: seq must be from 0/);
   });
 
   it('names what is wrong with a damaged entry', () => {

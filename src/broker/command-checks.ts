@@ -2,14 +2,13 @@
 // for the binary produce form): a failed check throws ShapeError with a message naming the
 // field, which each codec turns into LMQ_BAD_INPUT at encode or LMQ_CORRUPT_DATA at decode.
 import { CONTROL_CHARACTER, LIMITS, NAME_PATTERN, NAME_RULE } from '../protocol/index.js';
+import { fail, ShapeError } from '../protocol/shape-error.js';
 import { MAX_ACCESS_KEY_LENGTH } from '../security/signature.js';
 
 /** A producerId or lock clientId in a command: the client's, or under an ACL `<accessKey>/<id>` (service.ts). */
 export const MAX_SCOPED_PRODUCER_ID_LENGTH = MAX_ACCESS_KEY_LENGTH + 1 + LIMITS.maxIdLength;
 
 /** Validation throws ShapeError; this turns it into a message, leaving other errors alone. */
-export class ShapeError extends Error {}
-
 export function validationProblem(check: () => void): string | undefined {
   const result = valueOrProblem(() => {
     check();
@@ -26,10 +25,6 @@ export function valueOrProblem<T extends object>(run: () => T): T | string {
     if (error instanceof ShapeError) return error.message;
     throw error;
   }
-}
-
-export function fail(message: string): never {
-  throw new ShapeError(message);
 }
 
 export function checkBodyBytes(bodyBytes: number): void {

@@ -27,8 +27,9 @@ import { DEFAULT_MAX_FRAME_BYTES } from '../transport/framing.js';
 import { LIMITS, RESERVED_PROPERTY_NAME, UNSEQUENCED } from '../protocol/index.js';
 import { assert } from '../util/assert.js';
 import { LmqError } from '../util/errors.js';
-import { checkBodyBytes, checkInteger, checkName, checkText, fail, isRecord, MAX_SCOPED_PRODUCER_ID_LENGTH, onlyKeys, ShapeError, validationProblem, valueOrProblem } from './command-checks.js';
-import { countBytes, decodeProduceEntry, encodeProduceBatchEntry, encodeProduceEntry, MAX_COUNT_BYTES, PRODUCE_BATCH_KIND, PRODUCE_FORMAT, PRODUCE_HEAD_BYTES, PRODUCE_KIND } from './produce-codec.js';
+import { fail, ShapeError } from '../protocol/shape-error.js';
+import { checkBodyBytes, checkInteger, checkName, checkText, isRecord, MAX_SCOPED_PRODUCER_ID_LENGTH, onlyKeys, validationProblem, valueOrProblem } from './command-checks.js';
+import { countBytes, decodeProduceEntry, encodeProduceBatchEntry, encodeProduceEntry, encodeProduceEntryWith, MAX_COUNT_BYTES, PRODUCE_BATCH_KIND, PRODUCE_FORMAT, PRODUCE_HEAD_BYTES, PRODUCE_KIND } from './produce-codec.js';
 
 export type BrokerCommand =
   | { kind: 'createTopic'; topic: string; queues: number }
@@ -278,13 +279,17 @@ function encodeChecked<C extends BrokerCommand>(command: C): { checked: C; data:
     throw new LmqError('LMQ_BAD_INPUT', `invalid ${describeKind(command)} command: ${checked}`);
   }
   const data = encodeClean(checked);
+  checkCommandBytes(command, data);
+  return { checked, data };
+}
+
+function checkCommandBytes(command: BrokerCommand, data: Uint8Array): void {
   if (data.byteLength > MAX_COMMAND_BYTES) {
     throw new LmqError(
       'LMQ_BAD_INPUT',
       `${describeKind(command)} command of ${data.byteLength} bytes is more than one Raft entry carries (${MAX_COMMAND_BYTES}); send fewer or smaller messages per request`,
     );
   }
-  return { checked, data };
 }
 
 /** A validated command's bytes: produces in their binary form, everything else msgpack. */
@@ -312,6 +317,24 @@ export interface EncodedProduce {
 export function encodeProduce(command: ProduceCommand): EncodedProduce {
   const { checked, data } = encodeChecked(command);
   return { command: checked, data, bodyBytes: produceBodyBytes(checked) };
+}
+
+/**
+ * encodeProduce for a produce whose messages came encoded (a produce request's `encoded`, which
+ * the broker's edge decoded and checked into command.messages, requests.ts): the fields around
+ * the messages are checked as validateProduce checks them, and the bytes are copied after them
+ * instead of the messages being checked and encoded again.
+ */
+export function encodeProduceWith(command: ProduceCommand, encodedMessages: Uint8Array): EncodedProduce {
+  let data: Uint8Array;
+  try {
+    data = encodeProduceEntryWith(validateProduceHeader(command.producerId, command.seq, command.timestampMs, command.routedQueues), encodedMessages);
+  } catch (error) {
+    if (error instanceof ShapeError) throw new LmqError('LMQ_BAD_INPUT', `invalid produce command: ${error.message}`);
+    throw error;
+  }
+  checkCommandBytes(command, data);
+  return { command, data, bodyBytes: produceBodyBytes(command) };
 }
 
 /** Running totals of produces meant for one entry (produceBatchFits). */
@@ -488,14 +511,21 @@ function validateProduce(raw: Record<string, unknown>): ProduceCommand {
   }
   const messages = messagesRaw.map((message, i) => validateMessage(message, `messages[${i}]`, false));
   checkBodyBytes(messages.reduce((sum, message) => sum + message.body.byteLength, 0));
-  return {
+  const produce = validateProduceHeader(raw['producerId'], raw['seq'], raw['timestampMs'], raw['routedQueues']) as ProduceCommand;
+  produce.messages = messages;
+  return produce;
+}
+
+/** A produce's fields but its messages, checked (a clean copy, as validateCommand makes). */
+function validateProduceHeader(producerId: unknown, seq: unknown, timestampMs: unknown, routedQueues: unknown): Omit<ProduceCommand, 'messages'> {
+  const header: Omit<ProduceCommand, 'messages'> = {
     kind: 'produce',
-    producerId: checkText(raw['producerId'], 'producerId', MAX_SCOPED_PRODUCER_ID_LENGTH),
-    seq: checkInteger(raw['seq'], 'seq', UNSEQUENCED, Number.MAX_SAFE_INTEGER),
-    timestampMs: checkInteger(raw['timestampMs'], 'timestampMs', 0, Number.MAX_SAFE_INTEGER),
-    messages,
-    ...(raw['routedQueues'] === undefined ? {} : { routedQueues: checkInteger(raw['routedQueues'], 'routedQueues', 1, LIMITS.maxQueuesPerTopic) }),
+    producerId: checkText(producerId, 'producerId', MAX_SCOPED_PRODUCER_ID_LENGTH),
+    seq: checkInteger(seq, 'seq', UNSEQUENCED, Number.MAX_SAFE_INTEGER),
+    timestampMs: checkInteger(timestampMs, 'timestampMs', 0, Number.MAX_SAFE_INTEGER),
   };
+  if (routedQueues !== undefined) header.routedQueues = checkInteger(routedQueues, 'routedQueues', 1, LIMITS.maxQueuesPerTopic);
+  return header;
 }
 
 function validateProduceBatch(raw: Record<string, unknown>): BrokerCommand {

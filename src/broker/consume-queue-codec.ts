@@ -40,8 +40,8 @@ import {
   startWriting,
   stopReading,
   takeWrittenOwned,
-} from './byte-codec.js';
-import { ShapeError } from './command-checks.js';
+} from '../protocol/byte-codec.js';
+import { ShapeError } from '../protocol/shape-error.js';
 import type { ConsumeQueueRecord } from './store.js';
 
 const TAG_HASH_FLAG = 1;

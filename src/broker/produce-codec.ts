@@ -9,9 +9,9 @@
 //   batch    = count:uint produce{count}
 //   produce  = producerId:str seq:uint timestampMs:uint routedQueues:uint (0: none)
 //              count:uint message{count}
-//   message  = flags:u8 msgId:str topic:str queueId:uint body:bytes, then as flags say (1 tag,
-//              2 keys, 4 properties, 8 deliverAtMs): tag:str, keys: count:uint str{count},
-//              properties: count:uint (name:str value:str){count}, deliverAtMs:uint
+//   message  as src/protocol/produce-messages.ts lays it out, and count:uint message{count}
+//              is a produce request's `encoded` messages as they are: the leader copies
+//              those bytes after the header it writes (encodeProduceEntryWith)
 // A batch's produces are its produces' own encodings less their two head bytes, so the leader
 // builds a batch by copying (commands.ts encodeProduceBatch).
 //
@@ -21,11 +21,12 @@
 // names, bytes past the end): one command has one encoding. Encode takes a validated command
 // and refuses strings that are not well-formed Unicode, which UTF-8 cannot carry unchanged.
 import { LIMITS, RESERVED_PROPERTY_NAME, UNSEQUENCED } from '../protocol/index.js';
+import { DELIVER_AT_FLAG, KEYS_FLAG, KNOWN_MESSAGE_FLAGS, PROPERTIES_FLAG, putProduceMessage, putText, TAG_FLAG } from '../protocol/produce-messages.js';
+import { fail, prefixed } from '../protocol/shape-error.js';
 import { assert } from '../util/assert.js';
-import { checkBodyBytes, checkInteger, checkName, checkText, fail, MAX_SCOPED_PRODUCER_ID_LENGTH, ShapeError } from './command-checks.js';
+import { checkBodyBytes, checkInteger, checkName, checkText, MAX_SCOPED_PRODUCER_ID_LENGTH } from './command-checks.js';
 import {
-  putBytes,
-  putStr,
+  putRaw,
   putU8,
   putUint,
   readBytes,
@@ -41,7 +42,7 @@ import {
   startWriting,
   stopReading,
   takeWritten,
-} from './byte-codec.js';
+} from '../protocol/byte-codec.js';
 import type { BrokerCommand, ProduceCommand, ProduceMessage } from './commands.js';
 
 export const PRODUCE_FORMAT = 2;
@@ -52,11 +53,6 @@ export const PRODUCE_HEAD_BYTES = 2;
 /** A batch's produce count (at most maxMessagesPerProduce) takes this many uint bytes at most. */
 export const MAX_COUNT_BYTES = 3;
 
-const TAG_FLAG = 1;
-const KEYS_FLAG = 2;
-const PROPERTIES_FLAG = 4;
-const DELIVER_AT_FLAG = 8;
-const KNOWN_FLAGS = TAG_FLAG | KEYS_FLAG | PROPERTIES_FLAG | DELIVER_AT_FLAG;
 
 /** Encodes a validated produce (commands.ts validateProduce's clean copy). Throws ShapeError. */
 export function encodeProduceEntry(produce: ProduceCommand): Uint8Array {
@@ -65,6 +61,38 @@ export function encodeProduceEntry(produce: ProduceCommand): Uint8Array {
   putU8(PRODUCE_KIND);
   writeProduce(produce);
   return takeWritten();
+}
+
+/**
+ * Encodes a produce whose messages come encoded already (a produce request's `encoded`, which
+ * decodeProduceMessages gave `produce.messages` from): the header, then those bytes as they
+ * are. What encodeProduceEntry(produce) would give, without encoding the messages again.
+ * Throws ShapeError.
+ */
+export function encodeProduceEntryWith(produce: Omit<ProduceCommand, 'messages'>, encodedMessages: Uint8Array): Uint8Array {
+  startWriting();
+  putU8(PRODUCE_FORMAT);
+  putU8(PRODUCE_KIND);
+  writeProduceHeader(produce);
+  putRaw(encodedMessages);
+  return takeWritten();
+}
+
+/**
+ * The messages of a produce request's `encoded` bytes (count:uint message{count}), checked as a
+ * produce entry's are: bounds on the count and the bodies, and nothing that would re-encode to
+ * other bytes, so the bytes can be copied into the entry. Throws ShapeError naming the field.
+ */
+export function decodeProduceMessages(encoded: Uint8Array): ProduceMessage[] {
+  startReading(encoded, 0, 'encoded');
+  forgetRepeated();
+  try {
+    const messages = readMessages();
+    if (readRemaining() !== 0) fail(`${readRemaining()} bytes follow the messages`);
+    return messages;
+  } finally {
+    stopReading();
+  }
 }
 
 /** Encodes a validated produceBatch. Throws ShapeError. */
@@ -109,45 +137,22 @@ export function decodeProduceEntry(data: Uint8Array): BrokerCommand {
 }
 
 function writeProduce(produce: ProduceCommand): void {
-  putText(produce.producerId, 'producerId');
-  putUint(produce.seq);
-  putUint(produce.timestampMs);
-  putUint(produce.routedQueues ?? 0);
+  writeProduceHeader(produce);
   putUint(produce.messages.length);
   for (let i = 0; i < produce.messages.length; i++) {
     try {
-      writeMessage(produce.messages[i]!);
+      putProduceMessage(produce.messages[i]!);
     } catch (error) {
       throw prefixed(error, `messages[${i}].`);
     }
   }
 }
 
-function writeMessage(message: ProduceMessage): void {
-  const flags =
-    (message.tag === undefined ? 0 : TAG_FLAG) |
-    (message.keys === undefined ? 0 : KEYS_FLAG) |
-    (message.properties === undefined ? 0 : PROPERTIES_FLAG) |
-    (message.deliverAtMs === undefined ? 0 : DELIVER_AT_FLAG);
-  putU8(flags);
-  putText(message.msgId, 'msgId');
-  putText(message.topic, 'topic');
-  putUint(message.queueId);
-  putBytes(message.body);
-  if (message.tag !== undefined) putText(message.tag, 'tag');
-  if (message.keys !== undefined) {
-    putUint(message.keys.length);
-    for (const key of message.keys) putText(key, 'keys');
-  }
-  if (message.properties !== undefined) {
-    const entries = Object.entries(message.properties);
-    putUint(entries.length);
-    for (const [name, value] of entries) {
-      putText(name, 'properties');
-      putText(value, 'properties');
-    }
-  }
-  if (message.deliverAtMs !== undefined) putUint(message.deliverAtMs);
+function writeProduceHeader(produce: Omit<ProduceCommand, 'messages'>): void {
+  putText(produce.producerId, 'producerId');
+  putUint(produce.seq);
+  putUint(produce.timestampMs);
+  putUint(produce.routedQueues ?? 0);
 }
 
 function readBatch(): BrokerCommand {
@@ -178,6 +183,13 @@ function readProduce(): ProduceCommand {
   const timestampMs = readUint('timestampMs');
   const routedQueues = readUint('routedQueues');
   if (routedQueues !== 0) checkInteger(routedQueues, 'routedQueues', 1, LIMITS.maxQueuesPerTopic);
+  const messages = readMessages();
+  const produce: ProduceCommand = { kind: 'produce', producerId, seq, timestampMs, messages };
+  if (routedQueues !== 0) produce.routedQueues = routedQueues;
+  return produce;
+}
+
+function readMessages(): ProduceMessage[] {
   const count = readUint('messages');
   if (count < 1 || count > LIMITS.maxMessagesPerProduce) fail(`messages must hold 1 to ${LIMITS.maxMessagesPerProduce} messages, not ${count}`);
   const messages: ProduceMessage[] = [];
@@ -193,15 +205,13 @@ function readProduce(): ProduceCommand {
     messages.push(message);
   }
   checkBodyBytes(bodyBytes);
-  const produce: ProduceCommand = { kind: 'produce', producerId, seq, timestampMs, messages };
-  if (routedQueues !== 0) produce.routedQueues = routedQueues;
-  return produce;
+  return messages;
 }
 
-/** Problems name their field from the message on (".msgId must be…"); readProduce prefixes "messages[i]". */
+/** Problems name their field from the message on (".msgId must be…"); readMessages prefixes "messages[i]". */
 function readMessage(): ProduceMessage {
   const flags = readU8('');
-  if ((flags & ~KNOWN_FLAGS) !== 0) fail(` has unknown flags ${flags}`);
+  if ((flags & ~KNOWN_MESSAGE_FLAGS) !== 0) fail(` has unknown flags ${flags}`);
   const message: ProduceMessage = {
     msgId: checkText(readStr('.msgId'), '.msgId', LIMITS.maxIdLength),
     topic: readRepeated(lastTopic, '.topic', checkTopic),
@@ -213,11 +223,6 @@ function readMessage(): ProduceMessage {
   if ((flags & PROPERTIES_FLAG) !== 0) message.properties = readProperties('.properties');
   if ((flags & DELIVER_AT_FLAG) !== 0) message.deliverAtMs = readUint('.deliverAtMs');
   return message;
-}
-
-/** A problem found inside a part, with the part's path in front (messages build no path unless one fails). */
-function prefixed(error: unknown, what: string): unknown {
-  return error instanceof ShapeError ? new ShapeError(`${what}${error.message}`) : error;
 }
 
 function readKeys(what: string): string[] {
@@ -246,12 +251,6 @@ function readProperties(what: string): Record<string, string> {
   // A map lists integer-like names first: another order would encode differently.
   if (!Object.keys(properties).every((name, i) => name === names[i])) fail(`${what} are not in the order a map lists them`);
   return properties;
-}
-
-/** A str, refused when it is not well-formed Unicode, which UTF-8 cannot carry unchanged. */
-function putText(value: string, what: string): void {
-  if (!value.isWellFormed()) fail(`${what} holds a lone surrogate, which is not Unicode text`);
-  putStr(value);
 }
 
 /**

@@ -7,7 +7,7 @@ import type { RaftNode } from '../node/raft-node.js';
 import { assert } from '../util/assert.js';
 import { LmqError, isLmqError, NOT_SENT } from '../util/errors.js';
 import { formatReceipt, type GroupQueueLag as ResponseGroupQueueLag, LIMITS, type OpName, parseReceipt, type ProduceMessageWire, type Request, type RequestOf, type ResponseOf, UNSEQUENCED } from '../protocol/index.js';
-import { type BrokerCommand, DLQ_TOPIC_PREFIX, encodeCommand, encodeProduce, type ProduceMessage, topicNameProblem } from './commands.js';
+import { type BrokerCommand, DLQ_TOPIC_PREFIX, encodeCommand, encodeProduce, encodeProduceWith, type ProduceCommand, type ProduceMessage, topicNameProblem } from './commands.js';
 import { ProduceBatcher } from './produce-batcher.js';
 import { isDelayed } from './placement.js';
 import { checkRetryGroup, dlqResendCommand, resolveDeliverAtMs, type RetrySettings, sendBackCommand } from './retry.js';
@@ -157,7 +157,7 @@ export class BrokerService {
     // duplicates. Access keys hold no "/", so the scoped id is unambiguous.
     produce: async (request, _context, user) => {
       const startedMs = performance.now();
-      const reply = await this.produce(user === null ? request.producerId : `${user.accessKey}/${request.producerId}`, request.seq, request.messages, request.routedQueues);
+      const reply = await this.produce(user === null ? request.producerId : `${user.accessKey}/${request.producerId}`, request.seq, request.messages, request.routedQueues, request.encoded);
       this.stats.produced(request.messages, performance.now() - startedMs);
       return reply;
     },
@@ -425,7 +425,8 @@ export class BrokerService {
     return { topic, queues };
   }
 
-  private async produce(producerId: string, seq: number, messages: ProduceMessageWire[], routedQueues: number | undefined): Promise<ResponseOf<'produce'>> {
+  /** `encoded`: the messages' binary form, when the client sent them so (the edge decoded `messages` from it). */
+  private async produce(producerId: string, seq: number, messages: ProduceMessageWire[], routedQueues: number | undefined, encoded: Uint8Array | undefined): Promise<ResponseOf<'produce'>> {
     // Checked here for a quick answer; the state machine checks again at apply time, which is
     // what decides (a topic could be created by a command still in flight).
     // One topic lookup per run of messages naming it (a batch's mostly share one), in the
@@ -458,7 +459,10 @@ export class BrokerService {
       // there the route is checked above only, and a produce racing a growth's apply may land in
       // an old queue past its boundary (README, "Growing a topic").
       const fence = routedQueues === undefined || this.options.quorum === 'leader' ? {} : { routedQueues };
-      result = await this.produces.submit(encodeProduce({ kind: 'produce', producerId, seq, timestampMs, messages: resolved, ...fence }));
+      const command: ProduceCommand = { kind: 'produce', producerId, seq, timestampMs, messages: resolved, ...fence };
+      // The client's bytes are the entry's messages unless a delay was resolved into them.
+      const copyable = encoded !== undefined && resolved.every((message, i) => message === messages[i]);
+      result = await this.produces.submit(copyable ? encodeProduceWith(command, encoded) : encodeProduce(command));
     } catch (error) {
       // Refused before reaching the log: the seq is free again for its retry.
       if (isLmqError(error, 'LMQ_NOT_LEADER') || isLmqError(error, 'LMQ_OVERLOADED') || isLmqError(error, 'LMQ_BAD_INPUT')) release();

@@ -4,7 +4,7 @@
 // with that anomaly (bench/planted-bugs.ts runs every plant and fails if one goes unnoticed).
 // A plant changes only the chaos workload's own clients, never the broker or the library.
 import type { LedgerClient } from '../client/client.js';
-import type { ResponseOf } from '../protocol/index.js';
+import type { ResponseOf, WireRequest } from '../protocol/index.js';
 
 /** Each plant, the anomaly it must produce, and the workload it runs under. */
 export const PLANTS = {
@@ -45,7 +45,7 @@ export function plantedDeliverySkewMs(plant: PlantKind | undefined): number {
  * producer sends a moved key to its new queue at once instead of holding it.
  */
 export function growthIgnoringClient(client: LedgerClient): LedgerClient {
-  const call = (async (request: Parameters<LedgerClient['call']>[0], ...rest: [number?, number?, AbortSignal?]) => {
+  const call = (async (request: WireRequest, ...rest: [number?, number?, AbortSignal?]) => {
     const reply = await client.call(request, ...rest);
     if (request.op !== 'route') return reply;
     const { growth: _ignored, ...route } = reply as ResponseOf<'route'>;
@@ -59,7 +59,7 @@ export function growthIgnoringClient(client: LedgerClient): LedgerClient {
  * granted, without asking the broker — a consumer that ignores lock refusals.
  */
 export function lockIgnoringClient(client: LedgerClient, leaseMs: number): LedgerClient {
-  const call = ((request: Parameters<LedgerClient['call']>[0], ...rest: [number?, number?, AbortSignal?]) => {
+  const call = ((request: WireRequest, ...rest: [number?, number?, AbortSignal?]) => {
     if (request.op !== 'lockQueues') return client.call(request, ...rest);
     const expiresAtMs = Date.now() + leaseMs;
     return Promise.resolve({ locked: request.queues.map((q) => ({ topic: q.topic, queueId: q.queueId, expiresAtMs })) });

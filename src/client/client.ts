@@ -3,7 +3,7 @@
 // the CLI) when no leader answers. Writes are made idempotent by the caller's request
 // identity (producer id and sequence), which the broker deduplicates.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { OpName, RequestOf, ResponseOf } from '../protocol/index.js';
+import type { EncodedProduceRequest, OpName, RequestOf, ResponseOf, WireRequest } from '../protocol/index.js';
 import type { Credentials } from '../security/signature.js';
 import { assert } from '../util/assert.js';
 import { LmqError, NOT_SENT, isLmqError } from '../util/errors.js';
@@ -108,7 +108,10 @@ export class LedgerClient {
    * the cause when the deadline passes; the error is indeterminate only when some attempt's
    * outcome is unknown.
    */
-  async call<Op extends OpName>(request: RequestOf<Op> & { readonly op: Op }, timeoutMs = this.options.timeoutMs, requestTimeoutMs = this.options.requestTimeoutMs, abandon?: AbortSignal): Promise<ResponseOf<Op>> {
+  call<Op extends OpName>(request: RequestOf<Op> & { readonly op: Op }, timeoutMs?: number, requestTimeoutMs?: number, abandon?: AbortSignal): Promise<ResponseOf<Op>>;
+  call(request: RequestOf<'produce'> | EncodedProduceRequest, timeoutMs?: number, requestTimeoutMs?: number, abandon?: AbortSignal): Promise<ResponseOf<'produce'>>;
+  call(request: WireRequest, timeoutMs?: number, requestTimeoutMs?: number, abandon?: AbortSignal): Promise<ResponseOf<OpName>>;
+  async call(request: WireRequest, timeoutMs = this.options.timeoutMs, requestTimeoutMs = this.options.requestTimeoutMs, abandon?: AbortSignal): Promise<unknown> {
     // Monotonic: a wall-clock step must neither end the call at once nor let it retry for an hour.
     const deadline = performance.now() + timeoutMs;
     let backoffMs = this.options.retryBackoffMinMs;
@@ -123,7 +126,7 @@ export class LedgerClient {
       // The node and its connection are chosen once a slot is free: by then the leader may
       // have changed, or the connection been replaced.
       const outcome = await this.slots.run(() => this.attempt(request, Math.min(requestTimeoutMs, deadline - performance.now())));
-      if ('response' in outcome) return outcome.response as ResponseOf<Op>;
+      if ('response' in outcome) return outcome.response;
       lastError = outcome.error;
       mayHaveHappened ||= outcomeUnknown(outcome.error);
       if (!this.shouldRetry(outcome.node, outcome.connection, outcome.error)) throw READ_ONLY_OPS.has(request.op) ? outcome.error : afterUnknownAttempts(outcome.error, mayHaveHappened);
@@ -157,9 +160,11 @@ export class LedgerClient {
    * One attempt at the node believed to lead, no retry: for requests that must happen at most
    * once and whose outcome nobody waits for (one-way sends).
    */
-  async callOnce<Op extends OpName>(request: RequestOf<Op> & { readonly op: Op }): Promise<ResponseOf<Op>> {
+  callOnce<Op extends OpName>(request: RequestOf<Op> & { readonly op: Op }): Promise<ResponseOf<Op>>;
+  callOnce(request: RequestOf<'produce'> | EncodedProduceRequest): Promise<ResponseOf<'produce'>>;
+  async callOnce(request: WireRequest): Promise<unknown> {
     const outcome = await this.slots.run(() => this.attempt(request, this.options.requestTimeoutMs));
-    if ('response' in outcome) return outcome.response as ResponseOf<Op>;
+    if ('response' in outcome) return outcome.response;
     throw outcome.error;
   }
 

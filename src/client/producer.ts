@@ -26,7 +26,9 @@
 // hold waits for.
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LIMITS, type ProduceMessageWire, produceMessageProblem, type ResponseOf, totalBodyBytes, UNSEQUENCED } from '../protocol/index.js';
+import { LIMITS, type ProduceMessageWire, produceMessageProblem, type ResponseOf, totalBodyBytes, UNSEQUENCED, type EncodedProduceRequest, type RequestOf } from '../protocol/index.js';
+import { encodeProduceMessages } from '../protocol/produce-messages.js';
+import { ShapeError } from '../protocol/shape-error.js';
 import { assert } from '../util/assert.js';
 import { isLmqError, LmqError, NOT_SENT } from '../util/errors.js';
 import type { LedgerClient } from './client.js';
@@ -174,7 +176,7 @@ export class Producer {
   sendOneWay(topic: string, queueId: number, message: OutgoingMessage): void {
     const msgId = `${this.producerId}-oneway-${this.oneWayCount++}`;
     const wire = toWire(message, msgId, topic, queueId);
-    this.client.callOnce({ op: 'produce', producerId: this.producerId, seq: UNSEQUENCED, messages: [wire] }).catch(() => undefined);
+    this.client.callOnce(produceRequest(this.producerId, UNSEQUENCED, [wire], undefined)).catch(() => undefined);
   }
 
   stats(): ProducerStats {
@@ -276,7 +278,7 @@ export class Producer {
     const routed = this.inflightRoutes.get(topic) ?? { queues, requests: 0 };
     assert(routed.queues === queues, 'requests in flight to a topic share one queue count');
     this.inflightRoutes.set(topic, { queues, requests: routed.requests + 1 });
-    this.client.call({ op: 'produce', producerId: session, seq, messages: wire, routedQueues: queues }, timeoutMs, undefined, this.sessionAbandon.signal).then(
+    this.client.call(produceRequest(session, seq, wire, queues), timeoutMs, undefined, this.sessionAbandon.signal).then(
       (reply) => settle(run, wire, reply),
       (error: unknown) => {
         if (isLmqError(error, 'LMQ_ROUTE_CHANGED')) {
@@ -391,6 +393,23 @@ export class Producer {
 function unsent(error: unknown): unknown {
   if (!isLmqError(error) || !error.indeterminate) return error;
   return new LmqError(error.code, `not sent, as the topic's queues could not be learnt: ${error.message}`, { ...error.details, ...NOT_SENT }, { cause: error });
+}
+
+/**
+ * The produce request for `messages`: with them in their binary form (produce-messages.ts), which
+ * the leader copies into the log where it would decode maps and encode the messages again —
+ * unless one has a delay level, which only the leader resolves, or a string UTF-8 cannot carry
+ * (then as maps, for the broker to refuse with its reason, as it refuses any such message).
+ */
+function produceRequest(producerId: string, seq: number, messages: readonly ProduceMessageWire[], routedQueues: number | undefined): RequestOf<'produce'> | EncodedProduceRequest {
+  const request = routedQueues === undefined ? { op: 'produce' as const, producerId, seq } : { op: 'produce' as const, producerId, seq, routedQueues };
+  if (messages.some((message) => message.delayLevel !== undefined)) return { ...request, messages: [...messages] };
+  try {
+    return { ...request, encoded: encodeProduceMessages(messages) };
+  } catch (error) {
+    if (error instanceof ShapeError) return { ...request, messages: [...messages] };
+    throw error;
+  }
 }
 
 /** Resolves each send with its own results, from the reply's placements in request order. */

@@ -91,6 +91,11 @@ export const requestSchema = z.discriminatedUnion('op', [
       op: z.literal('produce'), producerId: id, seq: wholeNumber, messages: produceMessages,
       /** The topic's queue count the producer chose the queues with: a topic grown since refuses the produce (LMQ_ROUTE_CHANGED). */
       routedQueues: z.number().int().min(1).max(LIMITS.maxQueuesPerTopic).optional(),
+      /**
+       * The messages' binary form, when the client sent them so (EncodedProduceRequest): the
+       * broker's edge decoded `messages` from it, and the leader copies it into the entry.
+       */
+      encoded: z.custom<Uint8Array>((b) => b instanceof Uint8Array, 'must be binary').optional(),
     })
     .strict(),
   z
@@ -220,6 +225,15 @@ export type Request = z.infer<typeof requestSchema>;
 export type OpName = Request['op'];
 export type RequestOf<Op extends OpName> = Extract<Request, { op: Op }>;
 export type ProduceMessageWire = z.infer<typeof produceMessageSchema>;
+
+/**
+ * A produce as a client sends it with its messages in their binary form (produce-messages.ts)
+ * instead of as maps: the broker decodes and checks them at its edge into the produce request
+ * the schema describes (src/broker/requests.ts), and copies the bytes into the log entry.
+ */
+export type EncodedProduceRequest = Omit<RequestOf<'produce'>, 'messages' | 'encoded'> & { encoded: Uint8Array };
+/** What a client may send: a request, or a produce in its encoded form. */
+export type WireRequest = Request | EncodedProduceRequest;
 export type OffsetPositionWire = z.infer<typeof position>;
 
 export function totalBodyBytes(messages: readonly { body: Uint8Array }[]): number {

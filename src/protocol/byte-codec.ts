@@ -1,5 +1,6 @@
-// The byte-level coders of the broker's binary encodings: produce entries (produce-codec.ts)
-// and consume queue records (consume-queue-codec.ts).
+// The byte-level coders of the binary encodings: a produce request's messages
+// (produce-messages.ts), which the leader copies into the commit log's produce entries
+// (src/broker/produce-codec.ts), and consume queue records (src/broker/consume-queue-codec.ts).
 //
 // uint: unsigned LEB128, minimal, at most 2^53 - 1. str: uint byte length, then UTF-8.
 // bytes: uint length, then the bytes. The reader refuses what would not re-encode to the same
@@ -12,7 +13,7 @@
 // matters to the next one.
 import { isUtf8 } from 'node:buffer';
 import { assert } from '../util/assert.js';
-import { fail } from './command-checks.js';
+import { fail } from './shape-error.js';
 
 /** A uint of up to 2^53 - 1 takes at most 8 LEB128 bytes. */
 const MAX_UINT_BYTES = 8;
