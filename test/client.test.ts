@@ -120,6 +120,9 @@ describe('producer – the form its messages travel in', () => {
     await producer.send('t', { body: Buffer.from('level'), delayLevel: 2 });
     await producer.send('t', { body: Buffer.from('lone'), key: '\ud800' });
     expect(forms).toEqual(['encoded', 'encoded', 'maps', 'maps']);
+    // A one-way send is checked before it goes, as nothing answers it.
+    expect(() => producer.sendOneWay('t', -1, { body: Buffer.from('x') })).toThrow(/one-way message for topic "t" cannot be sent: queueId/);
+    expect(forms).toHaveLength(4);
   });
 });
 

@@ -460,7 +460,8 @@ export class BrokerService {
       // an old queue past its boundary (README, "Growing a topic").
       const fence = routedQueues === undefined || this.options.quorum === 'leader' ? {} : { routedQueues };
       const command: ProduceCommand = { kind: 'produce', producerId, seq, timestampMs, messages: resolved, ...fence };
-      // The client's bytes are the entry's messages unless a delay was resolved into them.
+      // The client's bytes are the entry's messages unless resolving delays made new ones (it
+      // makes one for each delayed message), which are then encoded anew.
       const copyable = encoded !== undefined && resolved.every((message, i) => message === messages[i]);
       result = await this.produces.submit(copyable ? encodeProduceWith(command, encoded) : encodeProduce(command));
     } catch (error) {

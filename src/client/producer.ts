@@ -176,6 +176,10 @@ export class Producer {
   sendOneWay(topic: string, queueId: number, message: OutgoingMessage): void {
     const msgId = `${this.producerId}-oneway-${this.oneWayCount++}`;
     const wire = toWire(message, msgId, topic, queueId);
+    // Checked here as send's messages are (checkSend): nothing answers a one-way send, so a
+    // message the broker would refuse is refused to its caller, at once.
+    const problem = produceMessageProblem(wire);
+    if (problem !== undefined) throw new LmqError('LMQ_BAD_INPUT', `one-way message for topic "${topic.slice(0, 200)}" cannot be sent: ${problem}`);
     this.client.callOnce(produceRequest(this.producerId, UNSEQUENCED, [wire], undefined)).catch(() => undefined);
   }
 
