@@ -11,11 +11,12 @@
 // Server CPU per message is the three servers' user + system CPU (/proc/<pid>/stat) over the
 // measured window divided by the messages acknowledged in it, as `bench` reports
 // serverCpuUsPerMsg. Neither NATS part is a dependency of ledgermq: nats-server comes from the
-// machine (PATH, or `apt-get install nats-server` when it is missing and we are root) and the
-// `nats` client is installed on first use into ~/.cache/ledgermq-bench/nats. Writes
+// machine when it is 2.10+, else Debian trixie's package is unpacked into
+// ~/.cache/ledgermq-bench/nats-server (NATS_SERVER=path overrides both), and the `nats` client
+// is installed on first use into ~/.cache/ledgermq-bench/nats. Writes
 // bench/results/jetstream.json with the disk's fdatasync and the load beside the figures.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -34,6 +35,9 @@ const NATS_ROUTE_PORTS = [16222, 16223, 16224];
 const STREAM_READY_TIMEOUT_MS = 30_000;
 const PUBLISH_RETRY_PAUSE_MS = 10;
 const NATS_CLIENT_DIR = join(homedir(), '.cache', 'ledgermq-bench', 'nats');
+const NATS_SERVER_DIR = join(homedir(), '.cache', 'ledgermq-bench', 'nats-server');
+/** Debian's suite whose nats-server is 2.10+ (bookworm's is 2.9.10). */
+const DEBIAN_NATS_SUITE = 'trixie';
 const ROOT = join(import.meta.dirname, '..', '..');
 const RESULT_PATH = join(ROOT, 'bench', 'results', 'jetstream.json');
 
@@ -58,24 +62,51 @@ interface NatsConnection {
   close(): Promise<void>;
 }
 
-/** nats-server's path and version, installing Debian's package when it is missing and we may. */
+/**
+ * nats-server's path and version, 2.10+ wherever it can be had: `NATS_SERVER` if set, else the
+ * machine's, else one unpacked into NATS_SERVER_DIR. A missing or older machine binary (Debian
+ * bookworm ships 2.9.10, which has no `sync_interval`) is replaced by Debian trixie's package,
+ * fetched with apt-get into that directory (its own sources list and state, so no root and no
+ * change to the machine) and unpacked with dpkg-deb; where that cannot run, an older machine
+ * binary is used for JetStream's default alone.
+ */
 function natsServer(): { path: string; version: string } {
-  const find = () => ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((path) => existsSync(path)) ?? which('nats-server');
-  let path = find();
-  if (path === undefined) {
-    if (process.getuid?.() !== 0 || which('apt-get') === undefined) {
-      throw new Error('nats-server is not installed: install nats-server 2.10+ (https://github.com/nats-io/nats-server/releases, or `apt-get install nats-server`) and run again');
+  const pinned = process.env['NATS_SERVER'];
+  if (pinned !== undefined) return { path: pinned, version: versionOf(pinned) };
+  const machinePath = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((path) => existsSync(path)) ?? which('nats-server');
+  const machine = machinePath === undefined ? undefined : { path: machinePath, version: versionOf(machinePath) };
+  if (machine !== undefined && atLeast(machine.version, 2, 10)) return machine;
+  const unpacked = join(NATS_SERVER_DIR, 'root', 'usr', 'sbin', 'nats-server');
+  if (!existsSync(unpacked)) {
+    if (which('apt-get') === undefined || which('dpkg-deb') === undefined) {
+      if (machine !== undefined) return machine;
+      throw new Error('nats-server is not installed: install nats-server 2.10+ (https://github.com/nats-io/nats-server/releases, or `apt-get install nats-server`), or set NATS_SERVER to its path, and run again');
     }
-    console.log('installing nats-server (apt-get update; apt-get install -y nats-server) …');
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    execFileSync('apt-get', ['update'], { stdio: 'inherit', env });
-    execFileSync('apt-get', ['install', '-y', 'nats-server'], { stdio: 'inherit', env });
-    path = find();
-    if (path === undefined) throw new Error('apt-get installed nats-server but it is not on PATH');
+    fetchDebianNatsServer();
   }
+  return { path: unpacked, version: versionOf(unpacked) };
+}
+
+/** Debian trixie's nats-server package (2.10.x), downloaded and unpacked under NATS_SERVER_DIR. */
+function fetchDebianNatsServer(): void {
+  console.log(`fetching nats-server 2.10+ (Debian ${DEBIAN_NATS_SUITE}'s package) into ${NATS_SERVER_DIR} …`);
+  const lists = join(NATS_SERVER_DIR, 'lists');
+  mkdirSync(join(lists, 'partial'), { recursive: true });
+  mkdirSync(join(NATS_SERVER_DIR, 'cache', 'archives', 'partial'), { recursive: true });
+  const sources = join(NATS_SERVER_DIR, 'sources.list');
+  writeFileSync(sources, `deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian ${DEBIAN_NATS_SUITE} main\n`);
+  const apt = ['-o', `Dir::Etc::SourceList=${sources}`, '-o', 'Dir::Etc::SourceParts=/dev/null', '-o', `Dir::State::Lists=${lists}`, '-o', `Dir::Cache=${join(NATS_SERVER_DIR, 'cache')}`, '-o', 'Debug::NoLocking=1'];
+  execFileSync('apt-get', [...apt, 'update'], { stdio: 'inherit' });
+  execFileSync('apt-get', [...apt, 'download', `nats-server/${DEBIAN_NATS_SUITE}`], { stdio: 'inherit', cwd: NATS_SERVER_DIR });
+  const deb = readdirSync(NATS_SERVER_DIR).find((name) => name.startsWith('nats-server_') && name.endsWith('.deb'));
+  if (deb === undefined) throw new Error(`apt-get download left no nats-server package in ${NATS_SERVER_DIR}`);
+  execFileSync('dpkg-deb', ['-x', join(NATS_SERVER_DIR, deb), join(NATS_SERVER_DIR, 'root')], { stdio: 'inherit' });
+}
+
+function versionOf(path: string): string {
   const version = /v?(\d+\.\d+\.\d+)/.exec(execFileSync(path, ['--version'], { encoding: 'utf8' }))?.[1];
   if (version === undefined) throw new Error(`cannot read the version of ${path}`);
-  return { path, version };
+  return version;
 }
 
 function which(command: string): string | undefined {
@@ -99,6 +130,10 @@ function atLeast(version: string, major: number, minor: number): boolean {
   return a > major || (a === major && b >= minor);
 }
 
+/** The last characters each nats-server wrote to stderr: what a round that cannot start reports. */
+const stderrTails = new WeakMap<ChildProcess, string>();
+const MAX_STDERR_TAIL_CHARS = 2_000;
+
 /** Three nats-server processes in one cluster, JetStream on, with the given extra jetstream settings. */
 function startNatsCluster(server: string, dir: string, jetstreamExtra: string): ChildProcess[] {
   const routes = NATS_ROUTE_PORTS.map((port) => `"nats://127.0.0.1:${port}"`).join(', ');
@@ -108,11 +143,13 @@ function startNatsCluster(server: string, dir: string, jetstreamExtra: string): 
     writeFileSync(config, [
       `server_name: ${name}`,
       `listen: 127.0.0.1:${port}`,
-      `jetstream { store_dir: "${join(dir, name)}" ${jetstreamExtra} }`,
+      `jetstream { ${[`store_dir: "${join(dir, name)}"`, ...(jetstreamExtra === '' ? [] : [jetstreamExtra])].join(', ')} }`,
       `cluster { name: bench, listen: 127.0.0.1:${NATS_ROUTE_PORTS[i]}, routes: [${routes}] }`,
     ].join('\n'));
     const child = spawn(server, ['-c', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr!.resume();
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      stderrTails.set(child, ((stderrTails.get(child) ?? '') + text).slice(-MAX_STDERR_TAIL_CHARS));
+    });
     return child;
   });
 }
@@ -140,6 +177,8 @@ async function jetstreamRound(nats: NatsModule, server: string, label: string, j
         await manager.streams.add({ name: 'BENCH', subjects: ['bench'], num_replicas: 3, storage: nats.StorageType.File });
         break;
       } catch (error) {
+        const exited = servers.find((child) => child.exitCode !== null);
+        if (exited !== undefined) throw new Error(`nats-server exited with code ${exited.exitCode}: ${stderrTails.get(exited)?.trim() ?? ''}`);
         if (Date.now() > deadline) throw new Error(`JetStream did not come up in ${STREAM_READY_TIMEOUT_MS} ms: ${(error as Error).message}`);
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
