@@ -77,14 +77,17 @@ function natsServer(): { path: string; version: string } {
   const machine = machinePath === undefined ? undefined : { path: machinePath, version: versionOf(machinePath) };
   if (machine !== undefined && atLeast(machine.version, 2, 10)) return machine;
   const unpacked = join(NATS_SERVER_DIR, 'root', 'usr', 'sbin', 'nats-server');
-  if (!existsSync(unpacked)) {
-    if (which('apt-get') === undefined || which('dpkg-deb') === undefined) {
-      if (machine !== undefined) return machine;
-      throw new Error('nats-server is not installed: install nats-server 2.10+ (https://github.com/nats-io/nats-server/releases, or `apt-get install nats-server`), or set NATS_SERVER to its path, and run again');
-    }
+  if (existsSync(unpacked)) return { path: unpacked, version: versionOf(unpacked) };
+  const missing = 'nats-server 2.10+ is not installed: install it (https://github.com/nats-io/nats-server/releases, or `apt-get install nats-server`), or set NATS_SERVER to its path, and run again';
+  try {
+    if (which('apt-get') === undefined || which('dpkg-deb') === undefined) throw new Error('apt-get or dpkg-deb is missing');
     fetchDebianNatsServer();
+    return { path: unpacked, version: versionOf(unpacked) };
+  } catch (error) {
+    if (machine === undefined) throw new Error(`${missing} (fetching Debian's package failed: ${(error as Error).message})`);
+    console.log(`cannot fetch nats-server 2.10+ (${(error as Error).message}); running the machine's ${machine.version}`);
+    return machine;
   }
-  return { path: unpacked, version: versionOf(unpacked) };
 }
 
 /** Debian trixie's nats-server package (2.10.x), downloaded and unpacked under NATS_SERVER_DIR. */
