@@ -78,7 +78,7 @@ function natsServer(): { path: string; version: string } {
   if (machine !== undefined && atLeast(machine.version, 2, 10)) return machine;
   const unpacked = join(NATS_SERVER_DIR, 'root', 'usr', 'sbin', 'nats-server');
   if (existsSync(unpacked)) return { path: unpacked, version: versionOf(unpacked) };
-  const missing = 'nats-server 2.10+ is not installed: install it (https://github.com/nats-io/nats-server/releases, or `apt-get install nats-server`), or set NATS_SERVER to its path, and run again';
+  const missing = 'nats-server 2.10+ is not installed: install it (https://github.com/nats-io/nats-server/releases, or `apt-get install nats-server` on Debian trixie or later: bookworm\'s is 2.9.10), or set NATS_SERVER to its path, and run again';
   try {
     if (which('apt-get') === undefined || which('dpkg-deb') === undefined) throw new Error('apt-get or dpkg-deb is missing');
     fetchDebianNatsServer();
